@@ -233,6 +233,40 @@ impl FromStr for OrderKind {
     }
 }
 
+/// What moved a number, as published in the routing change log (F2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    /// Ported to a new operator.
+    Port,
+    /// Ported back to the operator holding its range.
+    PortBack,
+    /// Terminated while ported: the number returns to its range holder.
+    Return,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Port => "port",
+            ChangeKind::PortBack => "port_back",
+            ChangeKind::Return => "return",
+        }
+    }
+}
+
+impl FromStr for ChangeKind {
+    type Err = UnknownCode;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "port" => Ok(ChangeKind::Port),
+            "port_back" => Ok(ChangeKind::PortBack),
+            "return" => Ok(ChangeKind::Return),
+            _ => Err(UnknownCode { kind: "change kind", value: s.to_owned() }),
+        }
+    }
+}
+
 /// What the donor says the subscriber still owes or has paid (F1 step 4). All in minor units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CreditInfo {

@@ -1,1 +1,73 @@
-//! placeholder
+//! Clearinghouse storage: the schema (sqlx migrations) and every SQL statement.
+//!
+//! One code path for both backends: queries go through sqlx's `Any` driver with `$n`
+//! placeholders, which SQLite and PostgreSQL both accept, and use only what both dialects share
+//! (`ON CONFLICT`, `RETURNING`, partial indexes). Dialect differences live in the two migration
+//! folders and nowhere else. Columns are `BIGINT`/`TEXT` only, so rows decode the same way on both.
+//!
+//! Functions take a `&mut AnyConnection`, usually a transaction opened by the caller: the
+//! clearinghouse decides what belongs in one transaction, the store knows how to write it.
+//!
+//! - [`db`]: connecting, pragmas, migrations.
+//! - [`operators`]: operators and their API keys.
+//! - [`ranges`]: number ranges and the range holder of a number.
+//! - [`ledger`]: settlement accounts, balanced journals, postings.
+//! - [`orders`]: porting orders, proof deposits, verification failures, violations.
+//! - [`routing`]: ported numbers and the gap-free routing change log.
+//! - [`outbox`]: messages to operators (callback delivery and inbox).
+//! - [`audit`]: the append-only audit trail.
+//! - [`idempotency`]: stored answers to operator requests by idempotency key.
+
+pub mod audit;
+pub mod db;
+pub mod idempotency;
+pub mod ledger;
+pub mod operators;
+pub mod orders;
+pub mod outbox;
+pub mod ranges;
+pub mod routing;
+
+pub use db::{Backend, Db};
+pub use sqlx::AnyConnection;
+
+/// Storage failures. Constraint violations the caller can act on are their own variants.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("row already exists ({0})")]
+    Duplicate(String),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+}
+
+impl StoreError {
+    /// Turn a unique-constraint violation into [`StoreError::Duplicate`], anything else as is.
+    pub(crate) fn from_insert(e: sqlx::Error) -> StoreError {
+        match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Duplicate(db.message().to_owned())
+            }
+            _ => StoreError::Sqlx(e),
+        }
+    }
+
+    pub fn is_duplicate(&self) -> bool {
+        matches!(self, StoreError::Duplicate(_))
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Parse a stored code back into its domain type; a failure means the database was tampered with.
+pub(crate) fn parse_col<T: std::str::FromStr>(what: &str, s: &str) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse().map_err(|e| StoreError::Corrupt(format!("{what} {s:?}: {e}")))
+}

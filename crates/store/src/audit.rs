@@ -1,0 +1,85 @@
+//! The append-only audit trail: every state change, by whom, when. The migrations install
+//! triggers that refuse UPDATE and DELETE on it.
+
+use numport_core::Millis;
+use sqlx::{AnyConnection, Row};
+
+use crate::Result;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: Millis,
+    /// `operator:<name>`, `admin`, `supervisor`.
+    pub actor: String,
+    pub action: String,
+    pub order_id: Option<i64>,
+    pub from_state: Option<String>,
+    pub to_state: Option<String>,
+    /// JSON with whatever else the action needs to be understood later.
+    pub detail: String,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn append(
+    conn: &mut AnyConnection,
+    at: Millis,
+    actor: &str,
+    action: &str,
+    order_id: Option<i64>,
+    from_state: Option<&str>,
+    to_state: Option<&str>,
+    detail: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor, action, order_id, from_state, to_state, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(at)
+    .bind(actor)
+    .bind(action)
+    .bind(order_id)
+    .bind(from_state)
+    .bind(to_state)
+    .bind(detail)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+fn entry(r: &sqlx::any::AnyRow) -> Result<AuditEntry> {
+    Ok(AuditEntry {
+        id: r.try_get("id")?,
+        at: r.try_get("at")?,
+        actor: r.try_get("actor")?,
+        action: r.try_get("action")?,
+        order_id: r.try_get("order_id")?,
+        from_state: r.try_get("from_state")?,
+        to_state: r.try_get("to_state")?,
+        detail: r.try_get("detail")?,
+    })
+}
+
+/// The trail of one order, oldest first.
+pub async fn for_order(conn: &mut AnyConnection, order_id: i64) -> Result<Vec<AuditEntry>> {
+    let rows = sqlx::query(
+        "SELECT id, at, actor, action, order_id, from_state, to_state, detail FROM audit_log \
+         WHERE order_id = $1 ORDER BY id",
+    )
+    .bind(order_id)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(entry).collect()
+}
+
+/// The latest entries of the whole trail, newest first.
+pub async fn recent(conn: &mut AnyConnection, limit: i64) -> Result<Vec<AuditEntry>> {
+    let rows = sqlx::query(
+        "SELECT id, at, actor, action, order_id, from_state, to_state, detail FROM audit_log \
+         ORDER BY id DESC LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(entry).collect()
+}

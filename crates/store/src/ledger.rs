@@ -1,0 +1,205 @@
+//! The settlement ledger: accounts, balanced journals and their postings.
+//!
+//! **Invariant:** money only moves through [`post`]. Every journal balances (checked by
+//! [`JournalEntry`] before it gets here), so the sum of all balances is zero at all times; money
+//! paid into the system comes from the `external:funding` account, which goes negative.
+//! Each journal has a unique idempotency key: posting the same business event twice is a no-op.
+//! Operator accounts may not go below zero.
+
+use numport_core::{JournalEntry, Millis, Money};
+use sqlx::{AnyConnection, Row};
+
+use crate::{Result, StoreError};
+
+/// The account that money entering the clearinghouse is drawn from (the banks, outside).
+pub const FUNDING_ACCOUNT: &str = "external:funding";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PostError {
+    #[error("account {account} would go below zero")]
+    InsufficientFunds { account: i64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for PostError {
+    fn from(e: sqlx::Error) -> Self {
+        PostError::Store(StoreError::Sqlx(e))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Posted {
+    /// Written now, as journal `id`.
+    New(i64),
+    /// This idempotency key was posted before, as journal `id`; nothing was written.
+    Already(i64),
+}
+
+pub async fn open_account(conn: &mut AnyConnection, name: &str, operator_id: Option<i64>) -> Result<i64> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO accounts (name, operator_id, balance) VALUES ($1, $2, 0) RETURNING id",
+    )
+    .bind(name)
+    .bind(operator_id)
+    .fetch_one(conn)
+    .await
+    .map_err(StoreError::from_insert)?;
+    Ok(id)
+}
+
+/// The funding account's id, created on first use.
+pub async fn funding_account(conn: &mut AnyConnection) -> Result<i64> {
+    sqlx::query(
+        "INSERT INTO accounts (name, operator_id, balance) VALUES ($1, NULL, 0) \
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(FUNDING_ACCOUNT)
+    .execute(&mut *conn)
+    .await?;
+    let id: i64 = sqlx::query_scalar("SELECT id FROM accounts WHERE name = $1")
+        .bind(FUNDING_ACCOUNT)
+        .fetch_one(conn)
+        .await?;
+    Ok(id)
+}
+
+/// An operator's settlement account: `(account id, balance)`.
+pub async fn operator_account(conn: &mut AnyConnection, operator_id: i64) -> Result<(i64, Money)> {
+    let row = sqlx::query("SELECT id, balance FROM accounts WHERE operator_id = $1")
+        .bind(operator_id)
+        .fetch_optional(conn)
+        .await?
+        .ok_or(StoreError::NotFound("settlement account"))?;
+    Ok((row.try_get("id")?, Money(row.try_get("balance")?)))
+}
+
+/// Write one balanced journal entry under `idempotency_key`.
+///
+/// On [`PostError::InsufficientFunds`] part of the entry may be written: the caller must roll
+/// back the transaction (or savepoint) it passed in.
+pub async fn post(
+    conn: &mut AnyConnection,
+    idempotency_key: &str,
+    kind: &str,
+    order_id: Option<i64>,
+    entry: &JournalEntry<i64>,
+    now: Millis,
+) -> Result<Posted, PostError> {
+    if let Some(id) = sqlx::query_scalar::<_, i64>("SELECT id FROM journals WHERE idempotency_key = $1")
+        .bind(idempotency_key)
+        .fetch_optional(&mut *conn)
+        .await?
+    {
+        return Ok(Posted::Already(id));
+    }
+    let journal: i64 = sqlx::query_scalar(
+        "INSERT INTO journals (idempotency_key, kind, order_id, created_at) VALUES ($1, $2, $3, $4) \
+         RETURNING id",
+    )
+    .bind(idempotency_key)
+    .bind(kind)
+    .bind(order_id)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(StoreError::from_insert)?;
+    // Debits first, so that an overdraft is found before anything is credited.
+    let mut lines: Vec<(i64, Money)> = entry.lines().to_vec();
+    lines.sort_by_key(|(_, m)| *m);
+    for (account, amount) in lines {
+        let r = sqlx::query(
+            "UPDATE accounts SET balance = balance + $1 \
+             WHERE id = $2 AND (operator_id IS NULL OR balance + $1 >= 0)",
+        )
+        .bind(amount.0)
+        .bind(account)
+        .execute(&mut *conn)
+        .await?;
+        if r.rows_affected() != 1 {
+            return Err(PostError::InsufficientFunds { account });
+        }
+        sqlx::query("INSERT INTO postings (journal_id, account_id, amount) VALUES ($1, $2, $3)")
+            .bind(journal)
+            .bind(account)
+            .bind(amount.0)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(Posted::New(journal))
+}
+
+/// One line of an account statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatementLine {
+    pub journal_id: i64,
+    pub kind: String,
+    pub order_id: Option<i64>,
+    pub amount: Money,
+    pub at: Millis,
+}
+
+/// The latest `limit` postings to an account, newest first.
+pub async fn statement(conn: &mut AnyConnection, account_id: i64, limit: i64) -> Result<Vec<StatementLine>> {
+    let rows = sqlx::query(
+        "SELECT j.id AS journal_id, j.kind, j.order_id, p.amount, j.created_at \
+         FROM postings p JOIN journals j ON j.id = p.journal_id \
+         WHERE p.account_id = $1 ORDER BY p.id DESC LIMIT $2",
+    )
+    .bind(account_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(StatementLine {
+                journal_id: r.try_get("journal_id")?,
+                kind: r.try_get("kind")?,
+                order_id: r.try_get("order_id")?,
+                amount: Money(r.try_get("amount")?),
+                at: r.try_get("created_at")?,
+            })
+        })
+        .collect()
+}
+
+/// The ledger's health: the sum of balances (must be 0), the sum of postings (must be 0), and
+/// the accounts whose cached balance differs from the sum of their postings (must be none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerCheck {
+    pub balance_sum: i64,
+    pub posting_sum: i64,
+    pub mismatched_accounts: Vec<i64>,
+}
+
+impl LedgerCheck {
+    pub fn is_sound(&self) -> bool {
+        self.balance_sum == 0 && self.posting_sum == 0 && self.mismatched_accounts.is_empty()
+    }
+}
+
+pub async fn check(conn: &mut AnyConnection) -> Result<LedgerCheck> {
+    let balance_sum: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(SUM(balance), 0) AS BIGINT) FROM accounts")
+        .fetch_one(&mut *conn)
+        .await?;
+    let posting_sum: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM postings")
+        .fetch_one(&mut *conn)
+        .await?;
+    let mismatched_accounts: Vec<i64> = sqlx::query_scalar(
+        "SELECT a.id FROM accounts a \
+         WHERE a.balance <> (SELECT CAST(COALESCE(SUM(p.amount), 0) AS BIGINT) FROM postings p WHERE p.account_id = a.id)",
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(LedgerCheck { balance_sum, posting_sum, mismatched_accounts })
+}
+
+/// Balances of every account by name, for reports and tests.
+pub async fn balances(conn: &mut AnyConnection) -> Result<Vec<(String, Money)>> {
+    let rows = sqlx::query("SELECT name, balance FROM accounts ORDER BY name")
+        .fetch_all(conn)
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("name")?, Money(r.try_get("balance")?))))
+        .collect()
+}

@@ -1,0 +1,380 @@
+//! Porting orders, the donor's proof deposits, failed verifications and deadline violations.
+
+use numport_core::porting::{CreditInfo, OrderKind, OrderState, Party, Reason};
+use numport_core::{Millis, Money, Msisdn, OperatorName};
+use sqlx::{AnyConnection, Row};
+
+use crate::{Result, StoreError, parse_col};
+
+/// A porting order as stored, with operator names resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRecord {
+    pub id: i64,
+    pub msisdn: Msisdn,
+    pub kind: OrderKind,
+    pub recipient_id: i64,
+    pub recipient: OperatorName,
+    pub donor_id: Option<i64>,
+    pub donor: Option<OperatorName>,
+    pub range_holder_id: Option<i64>,
+    pub state: OrderState,
+    pub reason: Option<Reason>,
+    pub nonce: String,
+    pub proof: String,
+    pub expiry: Millis,
+    pub deadline_at: Option<Millis>,
+    pub credit: Option<CreditInfo>,
+    pub compensation: Option<Money>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub completed_at: Option<Millis>,
+}
+
+impl OrderRecord {
+    /// Whether `operator_id` is a party to this order (and so may see it).
+    pub fn involves(&self, operator_id: i64) -> bool {
+        self.recipient_id == operator_id || self.donor_id == Some(operator_id)
+    }
+}
+
+const SELECT: &str = "SELECT o.id, o.msisdn, o.kind, o.recipient_id, r.name AS recipient_name, \
+     o.donor_id, d.name AS donor_name, o.range_holder_id, o.state, o.reason, o.nonce, o.proof, \
+     o.expiry, o.deadline_at, o.arrears, o.unbilled_usage, o.contract_remaining, o.deposit_held, \
+     o.compensation, o.created_at, o.updated_at, o.completed_at \
+     FROM porting_orders o JOIN operators r ON r.id = o.recipient_id \
+     LEFT JOIN operators d ON d.id = o.donor_id";
+
+fn from_row(r: &sqlx::any::AnyRow) -> Result<OrderRecord> {
+    let reason: Option<String> = r.try_get("reason")?;
+    let donor: Option<String> = r.try_get("donor_name")?;
+    let arrears: Option<i64> = r.try_get("arrears")?;
+    let credit = match arrears {
+        Some(a) => Some(CreditInfo {
+            arrears: Money(a),
+            unbilled_usage: Money(r.try_get::<Option<i64>, _>("unbilled_usage")?.unwrap_or(0)),
+            contract_remaining: Money(r.try_get::<Option<i64>, _>("contract_remaining")?.unwrap_or(0)),
+            deposit_held: Money(r.try_get::<Option<i64>, _>("deposit_held")?.unwrap_or(0)),
+        }),
+        None => None,
+    };
+    Ok(OrderRecord {
+        id: r.try_get("id")?,
+        msisdn: parse_col("msisdn", r.try_get::<&str, _>("msisdn")?)?,
+        kind: parse_col("order kind", r.try_get::<&str, _>("kind")?)?,
+        recipient_id: r.try_get("recipient_id")?,
+        recipient: parse_col("operator", r.try_get::<&str, _>("recipient_name")?)?,
+        donor_id: r.try_get("donor_id")?,
+        donor: donor.map(|d| parse_col("operator", &d)).transpose()?,
+        range_holder_id: r.try_get("range_holder_id")?,
+        state: parse_col("order state", r.try_get::<&str, _>("state")?)?,
+        reason: reason.map(|s| parse_col("reason", &s)).transpose()?,
+        nonce: r.try_get("nonce")?,
+        proof: r.try_get("proof")?,
+        expiry: r.try_get("expiry")?,
+        deadline_at: r.try_get("deadline_at")?,
+        credit,
+        compensation: r.try_get::<Option<i64>, _>("compensation")?.map(Money),
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        completed_at: r.try_get("completed_at")?,
+    })
+}
+
+/// A new order as the clearinghouse decided it: possibly already rejected.
+#[derive(Debug, Clone)]
+pub struct NewOrder<'a> {
+    pub msisdn: &'a Msisdn,
+    pub kind: OrderKind,
+    pub recipient_id: i64,
+    pub donor_id: Option<i64>,
+    pub range_holder_id: Option<i64>,
+    pub state: OrderState,
+    pub reason: Option<Reason>,
+    pub nonce: &'a str,
+    pub proof: &'a str,
+    pub expiry: Millis,
+    pub deadline_at: Option<Millis>,
+    pub now: Millis,
+}
+
+pub async fn insert(conn: &mut AnyConnection, o: &NewOrder<'_>) -> Result<i64> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO porting_orders (msisdn, kind, recipient_id, donor_id, range_holder_id, state, \
+         reason, active, nonce, proof, expiry, deadline_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) RETURNING id",
+    )
+    .bind(o.msisdn.as_str())
+    .bind(o.kind.as_str())
+    .bind(o.recipient_id)
+    .bind(o.donor_id)
+    .bind(o.range_holder_id)
+    .bind(o.state.as_str())
+    .bind(o.reason.map(|r| r.as_str()))
+    .bind(if o.state.is_terminal() { 0i64 } else { 1i64 })
+    .bind(o.nonce)
+    .bind(o.proof)
+    .bind(o.expiry)
+    .bind(o.deadline_at)
+    .bind(o.now)
+    .fetch_one(conn)
+    .await
+    .map_err(StoreError::from_insert)?;
+    Ok(id)
+}
+
+pub async fn get(conn: &mut AnyConnection, id: i64) -> Result<Option<OrderRecord>> {
+    let row = sqlx::query(&format!("{SELECT} WHERE o.id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Orders where `operator_id` is recipient or donor, newest first, ids below `before` if given.
+pub async fn list_for_operator(
+    conn: &mut AnyConnection,
+    operator_id: i64,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<OrderRecord>> {
+    let rows = sqlx::query(&format!(
+        "{SELECT} WHERE (o.recipient_id = $1 OR o.donor_id = $1) AND o.id < $2 \
+         ORDER BY o.id DESC LIMIT $3"
+    ))
+    .bind(operator_id)
+    .bind(before.unwrap_or(i64::MAX))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// The open order for a number, if any.
+pub async fn open_order_for(conn: &mut AnyConnection, msisdn: &Msisdn) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar("SELECT id FROM porting_orders WHERE msisdn = $1 AND active = 1")
+        .bind(msisdn.as_str())
+        .fetch_optional(conn)
+        .await?)
+}
+
+pub async fn nonce_used(conn: &mut AnyConnection, msisdn: &Msisdn, nonce: &str) -> Result<bool> {
+    let n: Option<i64> = sqlx::query_scalar("SELECT id FROM porting_orders WHERE msisdn = $1 AND nonce = $2")
+        .bind(msisdn.as_str())
+        .bind(nonce)
+        .fetch_optional(conn)
+        .await?;
+    Ok(n.is_some())
+}
+
+/// When the number last completed a port, for the minimum interval between ports.
+pub async fn last_completed_at(conn: &mut AnyConnection, msisdn: &Msisdn) -> Result<Option<Millis>> {
+    Ok(sqlx::query_scalar(
+        "SELECT MAX(completed_at) FROM porting_orders WHERE msisdn = $1 AND state = 'completed'",
+    )
+    .bind(msisdn.as_str())
+    .fetch_one(conn)
+    .await?)
+}
+
+/// Move an order from `from` to `to` if it is still in `from` (compare-and-set). Returns false
+/// when another writer got there first, so a late duplicate event changes nothing.
+pub async fn transition(
+    conn: &mut AnyConnection,
+    id: i64,
+    from: OrderState,
+    to: OrderState,
+    reason: Option<Reason>,
+    deadline_at: Option<Millis>,
+    now: Millis,
+) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE porting_orders SET state = $1, reason = $2, deadline_at = $3, active = $4, \
+         updated_at = $5, completed_at = CASE WHEN $1 = 'completed' THEN $5 ELSE completed_at END \
+         WHERE id = $6 AND state = $7",
+    )
+    .bind(to.as_str())
+    .bind(reason.map(|r| r.as_str()))
+    .bind(deadline_at)
+    .bind(if to.is_terminal() { 0i64 } else { 1i64 })
+    .bind(now)
+    .bind(id)
+    .bind(from.as_str())
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn set_credit(conn: &mut AnyConnection, id: i64, info: &CreditInfo) -> Result<()> {
+    sqlx::query(
+        "UPDATE porting_orders SET arrears = $1, unbilled_usage = $2, contract_remaining = $3, \
+         deposit_held = $4, compensation = $5 WHERE id = $6",
+    )
+    .bind(info.arrears.0)
+    .bind(info.unbilled_usage.0)
+    .bind(info.contract_remaining.0)
+    .bind(info.deposit_held.0)
+    .bind(info.compensation().0)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Open orders whose step deadline has passed, oldest deadline first.
+pub async fn overdue(conn: &mut AnyConnection, now: Millis, limit: i64) -> Result<Vec<OrderRecord>> {
+    let rows = sqlx::query(&format!(
+        "{SELECT} WHERE o.active = 1 AND o.deadline_at <= $1 ORDER BY o.deadline_at LIMIT $2"
+    ))
+    .bind(now)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Count of open orders, for metrics.
+pub async fn count_open(conn: &mut AnyConnection) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM porting_orders WHERE active = 1")
+        .fetch_one(conn)
+        .await?)
+}
+
+/// Count of orders per state.
+pub async fn count_by_state(conn: &mut AnyConnection) -> Result<Vec<(String, i64)>> {
+    let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM porting_orders GROUP BY state ORDER BY state")
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(|r| Ok((r.try_get("state")?, r.try_get("n")?))).collect()
+}
+
+/// The donor's deposit of the expected proof for `(msisdn, nonce)`.
+#[derive(Debug, Clone)]
+pub struct Deposit {
+    pub donor_id: i64,
+    pub proof: String,
+}
+
+pub async fn insert_deposit(
+    conn: &mut AnyConnection,
+    msisdn: &Msisdn,
+    nonce: &str,
+    donor_id: i64,
+    proof: &str,
+    now: Millis,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO proof_deposits (msisdn, nonce, donor_id, proof, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(msisdn.as_str())
+    .bind(nonce)
+    .bind(donor_id)
+    .bind(proof)
+    .bind(now)
+    .execute(conn)
+    .await
+    .map_err(StoreError::from_insert)?;
+    Ok(())
+}
+
+pub async fn deposit(conn: &mut AnyConnection, msisdn: &Msisdn, nonce: &str) -> Result<Option<Deposit>> {
+    let row = sqlx::query("SELECT donor_id, proof FROM proof_deposits WHERE msisdn = $1 AND nonce = $2")
+        .bind(msisdn.as_str())
+        .bind(nonce)
+        .fetch_optional(conn)
+        .await?;
+    row.map(|r| Ok(Deposit { donor_id: r.try_get("donor_id")?, proof: r.try_get("proof")? }))
+        .transpose()
+}
+
+/// The order waiting for this deposit, if one is.
+pub async fn awaiting_deposit(conn: &mut AnyConnection, msisdn: &Msisdn, nonce: &str) -> Result<Option<OrderRecord>> {
+    let row = sqlx::query(&format!(
+        "{SELECT} WHERE o.msisdn = $1 AND o.nonce = $2 AND o.state = 'awaiting_deposit'"
+    ))
+    .bind(msisdn.as_str())
+    .bind(nonce)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+pub async fn record_failure(conn: &mut AnyConnection, msisdn: &Msisdn, now: Millis) -> Result<()> {
+    sqlx::query("INSERT INTO verification_failures (msisdn, at) VALUES ($1, $2)")
+        .bind(msisdn.as_str())
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn failures_since(conn: &mut AnyConnection, msisdn: &Msisdn, since: Millis) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM verification_failures WHERE msisdn = $1 AND at >= $2")
+        .bind(msisdn.as_str())
+        .bind(since)
+        .fetch_one(conn)
+        .await?)
+}
+
+/// A missed deadline, charged to the operator that should have answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub id: i64,
+    pub operator: OperatorName,
+    pub party: Party,
+    pub order_id: i64,
+    pub step: OrderState,
+    pub deadline_at: Millis,
+    pub recorded_at: Millis,
+    pub lateness_ms: Millis,
+}
+
+pub async fn insert_violation(
+    conn: &mut AnyConnection,
+    operator_id: i64,
+    order_id: i64,
+    step: OrderState,
+    deadline_at: Millis,
+    now: Millis,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO violations (operator_id, order_id, step, deadline_at, recorded_at, lateness_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(operator_id)
+    .bind(order_id)
+    .bind(step.as_str())
+    .bind(deadline_at)
+    .bind(now)
+    .bind(now.saturating_sub(deadline_at))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Violations, all or those of one operator (`operator_id`), newest first.
+pub async fn violations(conn: &mut AnyConnection, operator_id: Option<i64>, limit: i64) -> Result<Vec<Violation>> {
+    let rows = sqlx::query(
+        "SELECT v.id, o.name, v.order_id, v.step, v.deadline_at, v.recorded_at, v.lateness_ms \
+         FROM violations v JOIN operators o ON o.id = v.operator_id \
+         WHERE ($1 < 0 OR v.operator_id = $1) ORDER BY v.id DESC LIMIT $2",
+    )
+    .bind(operator_id.unwrap_or(-1))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let step: OrderState = parse_col("step", r.try_get::<&str, _>("step")?)?;
+            Ok(Violation {
+                id: r.try_get("id")?,
+                operator: parse_col("operator", r.try_get::<&str, _>("name")?)?,
+                party: step.waiting_on().unwrap_or(Party::Donor),
+                order_id: r.try_get("order_id")?,
+                step,
+                deadline_at: r.try_get("deadline_at")?,
+                recorded_at: r.try_get("recorded_at")?,
+                lateness_ms: r.try_get("lateness_ms")?,
+            })
+        })
+        .collect()
+}

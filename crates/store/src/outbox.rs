@@ -1,0 +1,159 @@
+//! The durable outbox: every message to an operator is a row, written in the transaction of the
+//! state change that caused it. A dispatcher delivers rows to callback URLs with retries;
+//! operators can also read them from their inbox. Nothing is sent that was not committed, and
+//! nothing committed is lost.
+
+use numport_core::Millis;
+use sqlx::{AnyConnection, Row};
+
+use crate::Result;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub id: i64,
+    pub operator_id: i64,
+    pub kind: String,
+    pub order_id: Option<i64>,
+    pub body: String,
+    pub created_at: Millis,
+    pub delivered_at: Option<Millis>,
+    pub attempts: i64,
+}
+
+/// A message due for callback delivery, with what the dispatcher needs to send it.
+#[derive(Debug, Clone)]
+pub struct Due {
+    pub message: Message,
+    pub operator: String,
+    pub callback_url: Option<String>,
+    pub callback_key_version: i64,
+}
+
+fn message(r: &sqlx::any::AnyRow) -> Result<Message> {
+    Ok(Message {
+        id: r.try_get("id")?,
+        operator_id: r.try_get("operator_id")?,
+        kind: r.try_get("kind")?,
+        order_id: r.try_get("order_id")?,
+        body: r.try_get("body")?,
+        created_at: r.try_get("created_at")?,
+        delivered_at: r.try_get("delivered_at")?,
+        attempts: r.try_get("attempts")?,
+    })
+}
+
+pub async fn enqueue(
+    conn: &mut AnyConnection,
+    operator_id: i64,
+    kind: &str,
+    order_id: Option<i64>,
+    body: &str,
+    now: Millis,
+) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO messages (operator_id, kind, order_id, body, created_at, next_attempt_at) \
+         VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+    )
+    .bind(operator_id)
+    .bind(kind)
+    .bind(order_id)
+    .bind(body)
+    .bind(now)
+    .fetch_one(conn)
+    .await?)
+}
+
+/// Undelivered messages whose next attempt is due, oldest first.
+pub async fn due(conn: &mut AnyConnection, now: Millis, limit: i64) -> Result<Vec<Due>> {
+    let rows = sqlx::query(
+        "SELECT m.id, m.operator_id, m.kind, m.order_id, m.body, m.created_at, m.delivered_at, \
+         m.attempts, o.name, o.callback_url, o.callback_key_version \
+         FROM messages m JOIN operators o ON o.id = m.operator_id \
+         WHERE m.delivered_at IS NULL AND m.next_attempt_at <= $1 ORDER BY m.next_attempt_at, m.id LIMIT $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Due {
+                message: message(r)?,
+                operator: r.try_get("name")?,
+                callback_url: r.try_get("callback_url")?,
+                callback_key_version: r.try_get("callback_key_version")?,
+            })
+        })
+        .collect()
+}
+
+/// Postpone messages (in flight, or failed) until `next_attempt_at`, counting an attempt.
+pub async fn postpone(conn: &mut AnyConnection, ids: &[i64], next_attempt_at: Millis, error: Option<&str>) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "UPDATE messages SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 WHERE id IN ({})",
+        placeholders(3, ids.len())
+    );
+    let mut q = sqlx::query(&sql).bind(next_attempt_at).bind(error);
+    for id in ids {
+        q = q.bind(*id);
+    }
+    q.execute(conn).await?;
+    Ok(())
+}
+
+pub async fn mark_delivered(conn: &mut AnyConnection, ids: &[i64], now: Millis) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "UPDATE messages SET delivered_at = $1 WHERE delivered_at IS NULL AND id IN ({})",
+        placeholders(2, ids.len())
+    );
+    let mut q = sqlx::query(&sql).bind(now);
+    for id in ids {
+        q = q.bind(*id);
+    }
+    q.execute(conn).await?;
+    Ok(())
+}
+
+/// An operator's messages with `id > after`, delivered or not: the polled inbox.
+pub async fn inbox(conn: &mut AnyConnection, operator_id: i64, after: i64, limit: i64) -> Result<Vec<Message>> {
+    let rows = sqlx::query(
+        "SELECT id, operator_id, kind, order_id, body, created_at, delivered_at, attempts \
+         FROM messages WHERE operator_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+    )
+    .bind(operator_id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(message).collect()
+}
+
+/// The operator confirms it has everything up to `up_to`: stop calling back about those.
+pub async fn ack(conn: &mut AnyConnection, operator_id: i64, up_to: i64, now: Millis) -> Result<u64> {
+    let r = sqlx::query(
+        "UPDATE messages SET delivered_at = $1 WHERE operator_id = $2 AND id <= $3 AND delivered_at IS NULL",
+    )
+    .bind(now)
+    .bind(operator_id)
+    .bind(up_to)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+/// Messages not yet delivered, for metrics.
+pub async fn pending_count(conn: &mut AnyConnection) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE delivered_at IS NULL")
+        .fetch_one(conn)
+        .await?)
+}
+
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}

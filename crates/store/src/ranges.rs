@@ -1,0 +1,57 @@
+//! Number ranges: which operator holds each block of numbers before any porting.
+
+use numport_core::{Msisdn, Prefix};
+use sqlx::{AnyConnection, Row};
+
+use crate::Result;
+
+/// Set the range holder of `prefix` (replacing an earlier holder of the same prefix).
+pub async fn upsert(conn: &mut AnyConnection, prefix: &Prefix, operator_id: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO number_ranges (prefix, operator_id) VALUES ($1, $2) \
+         ON CONFLICT (prefix) DO UPDATE SET operator_id = excluded.operator_id",
+    )
+    .bind(prefix.as_str())
+    .bind(operator_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The operator holding the longest range prefix of `msisdn`, if any range covers it.
+pub async fn holder_of(conn: &mut AnyConnection, msisdn: &Msisdn) -> Result<Option<i64>> {
+    // Every prefix of the number is a candidate; at most 15, so one indexed IN lookup.
+    let prefixes: Vec<&str> = msisdn.prefixes().collect();
+    let placeholders: Vec<String> = (1..=prefixes.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT prefix, operator_id FROM number_ranges WHERE prefix IN ({})",
+        placeholders.join(", ")
+    );
+    let mut q = sqlx::query(&sql);
+    for p in &prefixes {
+        q = q.bind(*p);
+    }
+    let rows = q.fetch_all(conn).await?;
+    let mut best: Option<(usize, i64)> = None;
+    for r in rows {
+        let prefix: String = r.try_get("prefix")?;
+        let op: i64 = r.try_get("operator_id")?;
+        if best.is_none_or(|(len, _)| prefix.len() > len) {
+            best = Some((prefix.len(), op));
+        }
+    }
+    Ok(best.map(|(_, op)| op))
+}
+
+/// All ranges, for snapshots and the replica bootstrap.
+pub async fn list(conn: &mut AnyConnection) -> Result<Vec<(String, String)>> {
+    let rows = sqlx::query(
+        "SELECT r.prefix, o.name FROM number_ranges r JOIN operators o ON o.id = r.operator_id \
+         ORDER BY r.prefix",
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("prefix")?, r.try_get("name")?)))
+        .collect()
+}

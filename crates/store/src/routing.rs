@@ -1,0 +1,123 @@
+//! Who serves each ported number, and the routing change log F2 publishes.
+//!
+//! **Invariant:** a change to `ported_numbers` and its `routing_changes` entry are written in the
+//! same transaction, and `seq` is taken from `feed_head` in that transaction: the log has no
+//! gaps and is in commit order on SQLite and PostgreSQL alike (the row lock on `feed_head`
+//! orders concurrent settlements).
+
+use numport_core::porting::ChangeKind;
+use numport_core::{Millis, Msisdn, OperatorName, RoutingNumber};
+use sqlx::{AnyConnection, Row};
+
+use crate::{Result, parse_col};
+
+/// The operator serving a ported number; `None` when the range holder serves it.
+pub async fn ported_to(conn: &mut AnyConnection, msisdn: &Msisdn) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar("SELECT operator_id FROM ported_numbers WHERE msisdn = $1")
+        .bind(msisdn.as_str())
+        .fetch_optional(conn)
+        .await?)
+}
+
+pub async fn set_ported(conn: &mut AnyConnection, msisdn: &Msisdn, operator_id: i64, order_id: Option<i64>, now: Millis) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO ported_numbers (msisdn, operator_id, order_id, ported_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (msisdn) DO UPDATE SET operator_id = excluded.operator_id, \
+         order_id = excluded.order_id, ported_at = excluded.ported_at",
+    )
+    .bind(msisdn.as_str())
+    .bind(operator_id)
+    .bind(order_id)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn clear_ported(conn: &mut AnyConnection, msisdn: &Msisdn) -> Result<bool> {
+    let r = sqlx::query("DELETE FROM ported_numbers WHERE msisdn = $1")
+        .bind(msisdn.as_str())
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// One entry of the routing change log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutingChange {
+    pub seq: i64,
+    pub msisdn: Msisdn,
+    pub operator: OperatorName,
+    pub routing_number: RoutingNumber,
+    pub kind: ChangeKind,
+    pub order_id: Option<i64>,
+    pub effective_at: Millis,
+}
+
+/// Append a change and return its sequence number. Call last in the transaction: on
+/// PostgreSQL it takes the `feed_head` row lock, which is held until commit.
+pub async fn append_change(
+    conn: &mut AnyConnection,
+    msisdn: &Msisdn,
+    operator_id: i64,
+    routing_number: &RoutingNumber,
+    kind: ChangeKind,
+    order_id: Option<i64>,
+    now: Millis,
+) -> Result<i64> {
+    let seq: i64 = sqlx::query_scalar("UPDATE feed_head SET last_seq = last_seq + 1 WHERE id = 1 RETURNING last_seq")
+        .fetch_one(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO routing_changes (seq, msisdn, operator_id, routing_number, kind, order_id, effective_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(seq)
+    .bind(msisdn.as_str())
+    .bind(operator_id)
+    .bind(routing_number.as_str())
+    .bind(kind.as_str())
+    .bind(order_id)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(seq)
+}
+
+/// Changes with `seq > after`, in order, at most `limit`.
+pub async fn changes_after(conn: &mut AnyConnection, after: i64, limit: i64) -> Result<Vec<RoutingChange>> {
+    let rows = sqlx::query(
+        "SELECT c.seq, c.msisdn, o.name, c.routing_number, c.kind, c.order_id, c.effective_at \
+         FROM routing_changes c JOIN operators o ON o.id = c.operator_id \
+         WHERE c.seq > $1 ORDER BY c.seq LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(RoutingChange {
+                seq: r.try_get("seq")?,
+                msisdn: parse_col("msisdn", r.try_get::<&str, _>("msisdn")?)?,
+                operator: parse_col("operator", r.try_get::<&str, _>("name")?)?,
+                routing_number: parse_col("routing number", r.try_get::<&str, _>("routing_number")?)?,
+                kind: parse_col("change kind", r.try_get::<&str, _>("kind")?)?,
+                order_id: r.try_get("order_id")?,
+                effective_at: r.try_get("effective_at")?,
+            })
+        })
+        .collect()
+}
+
+/// The last sequence number written.
+pub async fn head(conn: &mut AnyConnection) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT last_seq FROM feed_head WHERE id = 1")
+        .fetch_one(conn)
+        .await?)
+}
+
+/// Number of ported numbers (served away from their range holder).
+pub async fn ported_count(conn: &mut AnyConnection) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM ported_numbers").fetch_one(conn).await?)
+}
