@@ -1,1 +1,130 @@
-//! placeholder
+//! F1: the neutral number portability clearinghouse.
+//!
+//! The clearinghouse stands between the recipient operator (which wants the subscriber), the
+//! donor operator (which serves the number now) and the terminal. It verifies the terminal's
+//! proof against the donor's deposit, brokers the credit query, settles the compensation in a
+//! double-entry ledger, records the new route and appends it to the routing change log, and
+//! supervises every step's deadline so that no donor can stall a port.
+//!
+//! - [`porting`]: the porting order, from verification request to settlement.
+//! - [`numbers`]: number status and number return; accounts, violations, inbox.
+//! - [`admin`]: what the portability center does on its own database (operators, credentials,
+//!   ranges, funding).
+//! - [`dispatcher`]: signed callbacks from the durable outbox, with retries.
+//! - [`supervisor`]: the deadline sweeper.
+//! - [`http`]: the `/v1` API, OpenAPI document, idempotency, errors.
+//! - [`auth`]: operator API keys.
+
+pub mod admin;
+pub mod auth;
+pub mod config;
+pub mod dispatcher;
+pub mod error;
+pub mod http;
+pub mod numbers;
+pub mod porting;
+pub mod supervisor;
+
+use std::sync::Arc;
+
+use numport_core::porting::Reason;
+use numport_core::{Clock, Millis};
+use numport_store::Db;
+use telemetry::{Counter, Registry};
+use tokio::sync::Notify;
+
+pub use config::ClearinghouseConfig;
+pub use error::Error;
+
+/// The clearinghouse: database, clock, configuration and the wake-up of the dispatcher.
+/// Cheap to clone; every HTTP handler and background task holds one.
+#[derive(Clone)]
+pub struct Clearinghouse {
+    pub db: Db,
+    pub clock: Arc<dyn Clock>,
+    pub config: Arc<ClearinghouseConfig>,
+    master_key: Arc<[u8; 32]>,
+    pub metrics: Arc<Metrics>,
+    wake: Arc<Notify>,
+    auth_cache: Arc<auth::AuthCache>,
+}
+
+impl Clearinghouse {
+    pub fn new(db: Db, clock: Arc<dyn Clock>, config: ClearinghouseConfig, master_key: [u8; 32]) -> Clearinghouse {
+        Clearinghouse {
+            db,
+            clock,
+            config: Arc::new(config),
+            master_key: Arc::new(master_key),
+            metrics: Arc::new(Metrics::new(Registry::new())),
+            wake: Arc::new(Notify::new()),
+            auth_cache: Arc::default(),
+        }
+    }
+
+    pub fn now(&self) -> Millis {
+        self.clock.now_ms()
+    }
+
+    /// The secret an operator's callbacks are signed with, at the given key version.
+    pub fn callback_secret(&self, operator: &str, version: i64) -> [u8; 32] {
+        numport_core::signing::derive_callback_secret(&*self.master_key, operator, version)
+    }
+
+    /// Tell the dispatcher that new messages are committed.
+    pub fn wake_dispatcher(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// The clearinghouse's own figures, exported at `/metrics`.
+pub struct Metrics {
+    pub registry: Registry,
+    pub orders_requested: Counter,
+    pub ports_completed: Counter,
+    pub compensation_minor_units: Counter,
+    pub violations: Counter,
+    pub callbacks_delivered: Counter,
+    pub callbacks_failed: Counter,
+}
+
+impl Metrics {
+    fn new(registry: Registry) -> Metrics {
+        Metrics {
+            orders_requested: registry.counter("numport_orders_requested_total", "Terminal verification requests received.", &[]),
+            ports_completed: registry.counter("numport_ports_completed_total", "Porting orders settled and routed.", &[]),
+            compensation_minor_units: registry.counter(
+                "numport_compensation_settled_minor_units_total",
+                "Compensation moved from recipients to donors, in minor units.",
+                &[],
+            ),
+            violations: registry.counter("numport_violations_total", "Deadlines missed by operators.", &[]),
+            callbacks_delivered: registry.counter("numport_callbacks_delivered_total", "Messages delivered to callback URLs.", &[]),
+            callbacks_failed: registry.counter("numport_callbacks_failed_total", "Callback attempts that failed and will be retried.", &[]),
+            registry,
+        }
+    }
+
+    pub fn closed(&self, reason: Reason) {
+        self.registry
+            .counter("numport_orders_closed_total", "Orders ended without a port, by reason.", &[("reason", reason.as_str())])
+            .inc();
+    }
+}
+
+/// Serve the API on `listener` and run the dispatcher and supervisor until `shutdown` fires;
+/// then stop accepting, finish requests in flight, and let deliveries in flight complete.
+pub async fn run(
+    ch: Clearinghouse,
+    listener: tokio::net::TcpListener,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    let background = shutdown.child_token();
+    let dispatcher = tokio::spawn(dispatcher::run(ch.clone(), background.clone()));
+    let supervisor = tokio::spawn(supervisor::run(ch.clone(), background.clone()));
+    let app = http::router(ch.clone());
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+    background.cancel();
+    let _ = tokio::join!(dispatcher, supervisor);
+    served
+}

@@ -87,20 +87,42 @@ pub async fn due(conn: &mut AnyConnection, now: Millis, limit: i64) -> Result<Ve
         .collect()
 }
 
-/// Postpone messages (in flight, or failed) until `next_attempt_at`, counting an attempt.
-pub async fn postpone(conn: &mut AnyConnection, ids: &[i64], next_attempt_at: Millis, error: Option<&str>) -> Result<()> {
+/// Hide messages from the next passes until `until` and count a delivery attempt: the lease a
+/// dispatcher takes before sending. If it crashes, the lease runs out and they are sent again.
+pub async fn lease(conn: &mut AnyConnection, ids: &[i64], until: Millis) -> Result<()> {
     if ids.is_empty() {
         return Ok(());
     }
     let sql = format!(
-        "UPDATE messages SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 WHERE id IN ({})",
-        placeholders(3, ids.len())
+        "UPDATE messages SET attempts = attempts + 1, next_attempt_at = $1 WHERE id IN ({})",
+        placeholders(2, ids.len())
     );
-    let mut q = sqlx::query(&sql).bind(next_attempt_at).bind(error);
+    let mut q = sqlx::query(&sql).bind(until);
     for id in ids {
         q = q.bind(*id);
     }
     q.execute(conn).await?;
+    Ok(())
+}
+
+/// After a failed attempt: try again at `at`, remembering why it failed.
+pub async fn reschedule(conn: &mut AnyConnection, id: i64, at: Millis, error: &str) -> Result<()> {
+    sqlx::query("UPDATE messages SET next_attempt_at = $1, last_error = $2 WHERE id = $3 AND delivered_at IS NULL")
+        .bind(at)
+        .bind(error)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Make an operator's undelivered messages due now (its callback URL changed).
+pub async fn make_due(conn: &mut AnyConnection, operator_id: i64, now: Millis) -> Result<()> {
+    sqlx::query("UPDATE messages SET next_attempt_at = $1 WHERE operator_id = $2 AND delivered_at IS NULL")
+        .bind(now)
+        .bind(operator_id)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

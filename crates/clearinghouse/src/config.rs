@@ -1,0 +1,93 @@
+//! The clearinghouse's configuration (`numport clearinghouse --config clearinghouse.toml`).
+//! Every field has a default, so the server starts with no file at all.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use numport_core::Millis;
+use numport_core::porting::Deadlines;
+use serde::{Deserialize, Serialize};
+
+const DAY_MS: Millis = 24 * 60 * 60 * 1000;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClearinghouseConfig {
+    /// HTTP API, feed, `/metrics` and `/healthz`.
+    pub listen: SocketAddr,
+    /// `sqlite://data/clearinghouse.db` (embedded default) or `postgres://…`.
+    pub database_url: String,
+    /// File holding the master key that callback secrets are derived from (created by `init`).
+    pub master_key_path: PathBuf,
+    /// How long each party has for its step.
+    pub deadlines: Deadlines,
+    pub verification: VerificationPolicy,
+    /// A number may not complete another port sooner than this after its last one.
+    pub min_port_interval_ms: Millis,
+    pub supervisor_interval_ms: Millis,
+    pub dispatcher: DispatcherConfig,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ClearinghouseConfig {
+    fn default() -> Self {
+        ClearinghouseConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8400)),
+            database_url: "sqlite://data/clearinghouse.db".into(),
+            master_key_path: PathBuf::from("data/clearinghouse.key"),
+            deadlines: Deadlines::default(),
+            verification: VerificationPolicy::default(),
+            min_port_interval_ms: 60 * DAY_MS,
+            supervisor_interval_ms: 250,
+            dispatcher: DispatcherConfig::default(),
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Limits on terminal verification (F1 step 1–2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VerificationPolicy {
+    /// Longest validity a terminal may give its proof.
+    pub max_proof_validity_ms: Millis,
+    /// Failed verifications of one number within `failure_window_ms` that lock it.
+    pub max_failures: i64,
+    pub failure_window_ms: Millis,
+}
+
+impl Default for VerificationPolicy {
+    fn default() -> Self {
+        VerificationPolicy { max_proof_validity_ms: 15 * 60 * 1000, max_failures: 3, failure_window_ms: 60 * 60 * 1000 }
+    }
+}
+
+/// Delivery of outbox messages to operators' callback URLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DispatcherConfig {
+    /// Callbacks in flight at once.
+    pub concurrency: usize,
+    pub request_timeout_ms: u64,
+    /// First retry delay; doubles per attempt up to `max_backoff_ms`.
+    pub base_backoff_ms: Millis,
+    pub max_backoff_ms: Millis,
+    /// How long a message handed to a delivery attempt is hidden from the next pass.
+    pub lease_ms: Millis,
+    /// Idle poll interval (new messages wake the dispatcher at once).
+    pub poll_interval_ms: u64,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        DispatcherConfig {
+            concurrency: 128,
+            request_timeout_ms: 5_000,
+            base_backoff_ms: 500,
+            max_backoff_ms: 60_000,
+            lease_ms: 15_000,
+            poll_interval_ms: 250,
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! API errors: one enum, mapped to an HTTP status and a stable code in one place. Storage
+//! errors become an opaque 500; their text goes to the log, never to the caller.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use clearinghouse_api::model::ApiError;
+use numport_store::StoreError;
+use numport_store::ledger::PostError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
+    #[error("missing or invalid credentials")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("request body larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Store(StoreError::Sqlx(e))
+    }
+}
+
+impl From<PostError> for Error {
+    fn from(e: PostError) -> Self {
+        match e {
+            PostError::InsufficientFunds { .. } => Error::Conflict {
+                code: "insufficient_funds",
+                message: "settlement account cannot cover the amount".into(),
+            },
+            PostError::Store(s) => Error::Store(s),
+        }
+    }
+}
+
+impl Error {
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Error {
+        Error::Invalid { code, message: message.into() }
+    }
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Error {
+        Error::Conflict { code, message: message.into() }
+    }
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Error {
+        Error::BadRequest { code, message: message.into() }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Unauthorized => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict { .. } => StatusCode::CONFLICT,
+            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::BadRequest { code, .. } | Error::Invalid { code, .. } | Error::Conflict { code, .. } => code,
+            Error::Unauthorized => "unauthorized",
+            Error::Forbidden(_) => "forbidden",
+            Error::NotFound(_) => "not_found",
+            Error::TooLarge(_) => "body_too_large",
+            Error::Store(_) => "internal",
+        }
+    }
+
+    pub fn body(&self) -> ApiError {
+        let message = match self {
+            Error::Store(_) => "internal error; the request had no effect".to_owned(),
+            other => other.to_string(),
+        };
+        ApiError { error: self.code().to_owned(), message }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        if let Error::Store(e) = &self {
+            tracing::error!(error = %e, "storage error");
+        }
+        let mut resp = (self.status(), Json(self.body())).into_response();
+        if matches!(self, Error::Unauthorized) {
+            resp.headers_mut().insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,448 @@
+//! F1: the porting order from the terminal verification request to settlement.
+//!
+//! Every operation runs inside the caller's transaction (opened by the HTTP layer together
+//! with the idempotency record), and every state change goes through [`Clearinghouse::apply`]:
+//! the pure state machine decides, then the order row (compare-and-set on its state), the audit
+//! entry, violations and outgoing messages are written in that same transaction.
+
+use clearinghouse_api::Message;
+use clearinghouse_api::model::{
+    CancelRequest, CreditInformationRequest, DecisionRequest, DepositAccepted, DepositRequest, Order, PortingRequest,
+};
+use numport_core::porting::{self, ChangeKind, Event, OrderKind, OrderState, Party, Reason};
+use numport_core::proof::{Nonce, Proof};
+use numport_core::{JournalEntry, Millis};
+use numport_store::ledger::{self, PostError};
+use numport_store::orders::{self, NewOrder, OrderRecord};
+use numport_store::{AnyConnection, audit, operators, outbox, ranges, routing};
+use serde_json::json;
+use sqlx::Connection;
+
+use crate::Clearinghouse;
+use crate::auth::Caller;
+use crate::error::{Error, Result};
+
+/// The API view of a stored order.
+pub fn to_api(o: &OrderRecord) -> Order {
+    Order {
+        id: o.id,
+        msisdn: o.msisdn.clone(),
+        kind: o.kind,
+        recipient: o.recipient.clone(),
+        donor: o.donor.clone(),
+        state: o.state,
+        reason: o.reason,
+        expiry: o.expiry,
+        deadline_at: o.deadline_at,
+        credit: o.credit,
+        compensation: o.compensation,
+        created_at: o.created_at,
+        updated_at: o.updated_at,
+        completed_at: o.completed_at,
+    }
+}
+
+pub(crate) async fn enqueue(conn: &mut AnyConnection, operator_id: i64, msg: &Message, now: Millis) -> Result<()> {
+    let body = serde_json::to_string(msg).map_err(|e| Error::Store(numport_store::StoreError::Corrupt(e.to_string())))?;
+    outbox::enqueue(conn, operator_id, msg.kind(), msg.order_id(), &body, now).await?;
+    Ok(())
+}
+
+/// Load an order the caller is party to; others get the same 404 as a missing order, so an
+/// operator cannot even learn that someone else's order exists.
+pub(crate) async fn order_for(conn: &mut AnyConnection, caller: &Caller, id: i64) -> Result<OrderRecord> {
+    orders::get(conn, id)
+        .await?
+        .filter(|o| o.involves(caller.operator_id))
+        .ok_or(Error::NotFound("porting order"))
+}
+
+impl Clearinghouse {
+    /// F1 step 1: the recipient's terminal verification request opens an order. Checks that
+    /// fail produce an order already `rejected` with its reason (recorded and audited); only
+    /// malformed requests are refused outright.
+    pub async fn request_port(&self, conn: &mut AnyConnection, caller: &Caller, req: &PortingRequest) -> Result<Order> {
+        let now = self.now();
+        let nonce = Nonce::from_hex(&req.nonce).map_err(|e| Error::invalid("invalid_nonce", e.to_string()))?;
+        Proof::from_hex(&req.proof).map_err(|e| Error::invalid("invalid_proof", e.to_string()))?;
+        let nonce_hex = nonce.to_hex();
+        let proof_hex = req.proof.to_ascii_lowercase();
+        let msisdn = &req.msisdn;
+        if orders::nonce_used(conn, msisdn, &nonce_hex).await? {
+            return Err(Error::conflict("nonce_reused", "this nonce was already used for this number"));
+        }
+
+        let range_holder = ranges::holder_of(conn, msisdn).await?;
+        let serving = match routing::ported_to(conn, msisdn).await? {
+            Some(op) => Some(op),
+            None => range_holder,
+        };
+        let policy = self.config.verification;
+        let rejection = if range_holder.is_none() {
+            Some(Reason::UnknownNumber)
+        } else if serving == Some(caller.operator_id) {
+            Some(Reason::AlreadyServed)
+        } else if req.expiry <= now || req.expiry > now + policy.max_proof_validity_ms {
+            Some(Reason::ProofExpired)
+        } else if orders::open_order_for(conn, msisdn).await?.is_some() {
+            Some(Reason::PortInProgress)
+        } else if orders::failures_since(conn, msisdn, now - policy.failure_window_ms).await? >= policy.max_failures {
+            Some(Reason::TooManyAttempts)
+        } else if orders::last_completed_at(conn, msisdn)
+            .await?
+            .is_some_and(|at| now - at < self.config.min_port_interval_ms)
+        {
+            Some(Reason::PortedTooRecently)
+        } else {
+            None
+        };
+        let kind = if range_holder == Some(caller.operator_id) { OrderKind::PortBack } else { OrderKind::Port };
+        let state = if rejection.is_some() { OrderState::Rejected } else { OrderState::AwaitingDeposit };
+        let id = orders::insert(
+            conn,
+            &NewOrder {
+                msisdn,
+                kind,
+                recipient_id: caller.operator_id,
+                donor_id: serving,
+                range_holder_id: range_holder,
+                state,
+                reason: rejection,
+                nonce: &nonce_hex,
+                proof: &proof_hex,
+                expiry: req.expiry,
+                deadline_at: self.config.deadlines.deadline(state, now),
+                now,
+            },
+        )
+        .await
+        .map_err(|e| {
+            if e.is_duplicate() {
+                Error::conflict("port_in_progress", "another order for this number was opened concurrently")
+            } else {
+                Error::Store(e)
+            }
+        })?;
+        audit::append(
+            conn,
+            now,
+            &caller.actor(),
+            "order_requested",
+            Some(id),
+            None,
+            Some(state.as_str()),
+            &json!({ "msisdn": msisdn, "kind": kind.as_str(), "reason": rejection.map(|r| r.as_str()) }).to_string(),
+        )
+        .await?;
+        self.metrics.orders_requested.inc();
+
+        let mut order = orders::get(conn, id).await?.ok_or(Error::NotFound("porting order"))?;
+        if let Some(reason) = rejection {
+            self.metrics.closed(reason);
+            return Ok(to_api(&order));
+        }
+        let donor_id = serving.ok_or(Error::NotFound("donor"))?;
+        match orders::deposit(conn, msisdn, &nonce_hex).await? {
+            Some(dep) if dep.donor_id == donor_id => {
+                order = self.verify_against(conn, order, &dep.proof, "clearinghouse", now).await?;
+            }
+            _ => {
+                let msg = Message::DepositRequested {
+                    order_id: id,
+                    msisdn: msisdn.clone(),
+                    nonce: nonce_hex,
+                    recipient: caller.name.clone(),
+                    expiry: req.expiry,
+                    deadline_at: order.deadline_at.unwrap_or(now),
+                };
+                enqueue(conn, donor_id, &msg, now).await?;
+            }
+        }
+        Ok(to_api(&order))
+    }
+
+    /// Compare the recipient's proof with the donor's deposit (constant time) and move on.
+    async fn verify_against(
+        &self,
+        conn: &mut AnyConnection,
+        order: OrderRecord,
+        deposited: &str,
+        actor: &str,
+        now: Millis,
+    ) -> Result<OrderRecord> {
+        let matches = match (Proof::from_hex(&order.proof), Proof::from_hex(deposited)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        let event = if matches { Event::DepositMatched } else { Event::DepositMismatched };
+        if !matches {
+            orders::record_failure(conn, &order.msisdn, now).await?;
+        }
+        self.apply(conn, &order, event, actor, now).await
+    }
+
+    /// F1 step 2: the donor deposits the proof it computed for the terminal's nonce.
+    pub async fn deposit(&self, conn: &mut AnyConnection, caller: &Caller, req: &DepositRequest) -> Result<DepositAccepted> {
+        let now = self.now();
+        let nonce = Nonce::from_hex(&req.nonce).map_err(|e| Error::invalid("invalid_nonce", e.to_string()))?;
+        Proof::from_hex(&req.proof).map_err(|e| Error::invalid("invalid_proof", e.to_string()))?;
+        let nonce_hex = nonce.to_hex();
+        let proof_hex = req.proof.to_ascii_lowercase();
+        let msisdn = &req.msisdn;
+
+        let waiting = orders::awaiting_deposit(conn, msisdn, &nonce_hex).await?;
+        let donor = match &waiting {
+            Some(o) => o.donor_id,
+            None => match routing::ported_to(conn, msisdn).await? {
+                Some(op) => Some(op),
+                None => ranges::holder_of(conn, msisdn).await?,
+            },
+        };
+        if donor != Some(caller.operator_id) {
+            return Err(Error::Forbidden("only the operator serving the number may deposit its proof".into()));
+        }
+        match orders::deposit(conn, msisdn, &nonce_hex).await? {
+            Some(existing) if existing.proof == proof_hex => {
+                // A retried deposit: already recorded, and matched if an order was waiting.
+                return Ok(DepositAccepted { order_id: waiting.map(|o| o.id) });
+            }
+            Some(_) => return Err(Error::conflict("deposit_exists", "a different proof is already deposited for this nonce")),
+            None => {}
+        }
+        orders::insert_deposit(conn, msisdn, &nonce_hex, caller.operator_id, &proof_hex, now).await?;
+        audit::append(
+            conn,
+            now,
+            &caller.actor(),
+            "proof_deposited",
+            waiting.as_ref().map(|o| o.id),
+            None,
+            None,
+            &json!({ "msisdn": msisdn, "nonce": nonce_hex }).to_string(),
+        )
+        .await?;
+        let order_id = match waiting {
+            Some(order) => Some(self.verify_against(conn, order, &proof_hex, &caller.actor(), now).await?.id),
+            None => None,
+        };
+        Ok(DepositAccepted { order_id })
+    }
+
+    /// F1 step 4: the donor's credit information, forwarded to the recipient.
+    pub async fn credit_information(
+        &self,
+        conn: &mut AnyConnection,
+        caller: &Caller,
+        order_id: i64,
+        req: &CreditInformationRequest,
+    ) -> Result<Order> {
+        let now = self.now();
+        req.credit.validate().map_err(|e| Error::invalid("invalid_credit_information", e.to_string()))?;
+        let order = order_for(conn, caller, order_id).await?;
+        if order.donor_id != Some(caller.operator_id) {
+            return Err(Error::Forbidden("only the donor answers the credit query".into()));
+        }
+        let order = self.apply(conn, &order, Event::CreditInformation(req.credit), &caller.actor(), now).await?;
+        Ok(to_api(&order))
+    }
+
+    /// F1 steps 5–6: the recipient accepts (and pays) or refuses. Acceptance settles in this
+    /// transaction: debit recipient, credit donor, route the number, log the change.
+    pub async fn decide(&self, conn: &mut AnyConnection, caller: &Caller, order_id: i64, req: &DecisionRequest) -> Result<Order> {
+        let now = self.now();
+        let order = order_for(conn, caller, order_id).await?;
+        if order.recipient_id != caller.operator_id {
+            return Err(Error::Forbidden("only the recipient decides".into()));
+        }
+        if order.state != OrderState::AwaitingDecision {
+            return Err(Error::conflict("invalid_state", format!("order is {}, not awaiting_decision", order.state)));
+        }
+        if !req.accept {
+            return Ok(to_api(&self.apply(conn, &order, Event::Refused, &caller.actor(), now).await?));
+        }
+        let compensation = order.compensation.unwrap_or_default();
+        if req.compensation != Some(compensation) {
+            return Err(Error::invalid(
+                "compensation_mismatch",
+                format!("the credit information implies a compensation of {compensation} (minor units {})", compensation.0),
+            ));
+        }
+        let donor_id = order.donor_id.ok_or(Error::NotFound("donor"))?;
+        let mut funded = true;
+        if compensation.0 > 0 {
+            let (recipient_acct, _) = ledger::operator_account(conn, order.recipient_id).await?;
+            let (donor_acct, _) = ledger::operator_account(conn, donor_id).await?;
+            let entry = JournalEntry::transfer(recipient_acct, donor_acct, compensation)
+                .map_err(|e| Error::invalid("invalid_compensation", e.to_string()))?;
+            let mut sp = conn.begin().await?;
+            match ledger::post(&mut sp, &format!("order:{}:compensation", order.id), "compensation", Some(order.id), &entry, now).await {
+                Ok(_) => sp.commit().await?,
+                Err(PostError::InsufficientFunds { .. }) => {
+                    sp.rollback().await?;
+                    funded = false;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let event = if funded { Event::Accepted } else { Event::AcceptedWithoutFunds };
+        Ok(to_api(&self.apply(conn, &order, event, &caller.actor(), now).await?))
+    }
+
+    /// Withdrawal before settlement, by the recipient on its own or the subscriber's behalf.
+    /// The donor cannot cancel: it is the party that might want to obstruct.
+    pub async fn cancel(&self, conn: &mut AnyConnection, caller: &Caller, order_id: i64, req: &CancelRequest) -> Result<Order> {
+        let now = self.now();
+        let order = order_for(conn, caller, order_id).await?;
+        if order.recipient_id != caller.operator_id {
+            return Err(Error::Forbidden("only the recipient (for itself or the subscriber) cancels an order".into()));
+        }
+        let event = Event::Cancelled { by_subscriber: req.by_subscriber };
+        Ok(to_api(&self.apply(conn, &order, event, &caller.actor(), now).await?))
+    }
+
+    /// Apply one event to an order and write everything that follows from it.
+    pub(crate) async fn apply(
+        &self,
+        conn: &mut AnyConnection,
+        order: &OrderRecord,
+        event: Event,
+        actor: &str,
+        now: Millis,
+    ) -> Result<OrderRecord> {
+        let t = porting::apply(order.state, event).map_err(|e| Error::conflict("invalid_state", e.to_string()))?;
+        let deadline = self.config.deadlines.deadline(t.to, now);
+        if !orders::transition(conn, order.id, order.state, t.to, t.reason, deadline, now).await? {
+            return Err(Error::conflict("invalid_state", "the order changed meanwhile; read it again"));
+        }
+        if let Some(info) = &t.credit {
+            orders::set_credit(conn, order.id, info).await?;
+        }
+        if let Some(party) = t.violation {
+            let operator = match party {
+                Party::Donor => order.donor_id,
+                Party::Recipient => Some(order.recipient_id),
+            };
+            if let (Some(op), Some(deadline_at)) = (operator, order.deadline_at) {
+                orders::insert_violation(conn, op, order.id, order.state, deadline_at, now).await?;
+                self.metrics.violations.inc();
+            }
+        }
+        audit::append(
+            conn,
+            now,
+            actor,
+            "state_changed",
+            Some(order.id),
+            Some(order.state.as_str()),
+            Some(t.to.as_str()),
+            &json!({
+                "reason": t.reason.map(|r| r.as_str()),
+                "violation": t.violation,
+                "credit": t.credit,
+            })
+            .to_string(),
+        )
+        .await?;
+        let updated = orders::get(conn, order.id).await?.ok_or(Error::NotFound("porting order"))?;
+        let donor_id = updated.donor_id.ok_or(Error::NotFound("donor"))?;
+        match t.to {
+            OrderState::AwaitingCreditInfo => {
+                let msg = Message::CreditQuery {
+                    order_id: order.id,
+                    msisdn: order.msisdn.clone(),
+                    recipient: order.recipient.clone(),
+                    deadline_at: deadline.unwrap_or(now),
+                };
+                enqueue(conn, donor_id, &msg, now).await?;
+            }
+            OrderState::AwaitingDecision => {
+                let credit = updated.credit.unwrap_or_default();
+                let msg = Message::CreditInformation {
+                    order_id: order.id,
+                    msisdn: order.msisdn.clone(),
+                    donor: updated.donor.clone().ok_or(Error::NotFound("donor"))?,
+                    credit,
+                    compensation: credit.compensation(),
+                    donor_defaulted: t.violation.is_some(),
+                    deadline_at: deadline.unwrap_or(now),
+                };
+                enqueue(conn, order.recipient_id, &msg, now).await?;
+            }
+            OrderState::Completed => self.complete(conn, &updated, now).await?,
+            _ => {
+                if let Some(reason) = t.reason {
+                    let msg = Message::OrderClosed { order_id: order.id, msisdn: order.msisdn.clone(), state: t.to, reason };
+                    enqueue(conn, order.recipient_id, &msg, now).await?;
+                    enqueue(conn, donor_id, &msg, now).await?;
+                    self.metrics.closed(reason);
+                }
+            }
+        }
+        Ok(updated)
+    }
+
+    /// F1 step 6 after the money moved: route the number to the recipient, append the change
+    /// to the routing log, and tell both parties.
+    async fn complete(&self, conn: &mut AnyConnection, order: &OrderRecord, now: Millis) -> Result<()> {
+        let recipient = operators::by_id(conn, order.recipient_id).await?;
+        let kind = match order.kind {
+            OrderKind::PortBack => {
+                routing::clear_ported(conn, &order.msisdn).await?;
+                ChangeKind::PortBack
+            }
+            OrderKind::Port => {
+                routing::set_ported(conn, &order.msisdn, recipient.id, Some(order.id), now).await?;
+                ChangeKind::Port
+            }
+        };
+        let donor_id = order.donor_id.ok_or(Error::NotFound("donor"))?;
+        let compensation = order.compensation.unwrap_or_default();
+        let confirm = Message::CompensationConfirmed {
+            order_id: order.id,
+            msisdn: order.msisdn.clone(),
+            recipient: recipient.name.clone(),
+            compensation,
+        };
+        enqueue(conn, donor_id, &confirm, now).await?;
+        // Last: on PostgreSQL this takes the feed_head row lock until commit.
+        let seq = routing::append_change(conn, &order.msisdn, recipient.id, &recipient.routing_number, kind, Some(order.id), now).await?;
+        let done = Message::PortCompleted {
+            order_id: order.id,
+            msisdn: order.msisdn.clone(),
+            donor: order.donor.clone().ok_or(Error::NotFound("donor"))?,
+            routing_number: recipient.routing_number.to_string(),
+            seq,
+        };
+        enqueue(conn, recipient.id, &done, now).await?;
+        self.metrics.ports_completed.inc();
+        self.metrics.compensation_minor_units.add(compensation.0.max(0) as u64);
+        Ok(())
+    }
+
+    /// One pass of the supervisor: apply the timeout rule to every order past its deadline.
+    /// Each order is its own transaction, so one failure does not hold up the rest.
+    pub async fn supervise_once(&self) -> Result<usize> {
+        let now = self.now();
+        let overdue = {
+            let mut conn = self.db.acquire().await?;
+            orders::overdue(&mut conn, now, 500).await?
+        };
+        let mut n = 0;
+        for order in overdue {
+            let mut tx = self.db.begin().await?;
+            match self.apply(&mut tx, &order, Event::DeadlinePassed, "supervisor", now).await {
+                Ok(_) => {
+                    tx.commit().await?;
+                    n += 1;
+                }
+                // Someone answered in the meantime: nothing to do.
+                Err(Error::Conflict { .. }) => tx.rollback().await?,
+                Err(e) => return Err(e),
+            }
+        }
+        if n > 0 {
+            self.wake_dispatcher();
+        }
+        Ok(n)
+    }
+}
