@@ -140,12 +140,15 @@ fn json_response(status: StatusCode, body: String, replay: bool) -> Response {
 }
 
 /// Run `op` once per (operator, idempotency key): the answer is stored with the change.
-async fn run_idempotent(ch: &Clearinghouse, caller: &Caller, headers: &HeaderMap, route: &str, raw: &[u8], op: Op) -> Result<Response> {
-    let key = headers
+fn idempotency_key(headers: &HeaderMap) -> Result<&str> {
+    headers
         .get(IDEMPOTENCY_KEY_HEADER)
         .and_then(|v| v.to_str().ok())
         .filter(|k| (1..=128).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
-        .ok_or_else(|| Error::bad_request("missing_idempotency_key", "an Idempotency-Key header of 1 to 128 printable characters is required"))?;
+        .ok_or_else(|| Error::bad_request("missing_idempotency_key", "an Idempotency-Key header of 1 to 128 printable characters is required"))
+}
+
+async fn run_idempotent(ch: &Clearinghouse, caller: &Caller, key: &str, route: &str, raw: &[u8], op: Op) -> Result<Response> {
     let mut hasher = Sha256::new();
     hasher.update(route.as_bytes());
     hasher.update([0]);
@@ -190,15 +193,17 @@ async fn run_idempotent(ch: &Clearinghouse, caller: &Caller, headers: &HeaderMap
 }
 
 async fn request_port(State(ch): State<Clearinghouse>, caller: Caller, headers: HeaderMap, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
+    let key = idempotency_key(&headers)?;
     let raw = body(b, ch.config.max_body_bytes)?;
     let req: PortingRequest = parse(&raw)?;
-    run_idempotent(&ch, &caller, &headers, "POST /v1/porting-orders", &raw, Op::RequestPort(req)).await
+    run_idempotent(&ch, &caller, key, "POST /v1/porting-orders", &raw, Op::RequestPort(req)).await
 }
 
 async fn deposit(State(ch): State<Clearinghouse>, caller: Caller, headers: HeaderMap, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
+    let key = idempotency_key(&headers)?;
     let raw = body(b, ch.config.max_body_bytes)?;
     let req: DepositRequest = parse(&raw)?;
-    run_idempotent(&ch, &caller, &headers, "POST /v1/deposits", &raw, Op::Deposit(req)).await
+    run_idempotent(&ch, &caller, key, "POST /v1/deposits", &raw, Op::Deposit(req)).await
 }
 
 async fn credit_information(
@@ -208,10 +213,11 @@ async fn credit_information(
     headers: HeaderMap,
     b: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
+    let key = idempotency_key(&headers)?;
     let raw = body(b, ch.config.max_body_bytes)?;
     let id = order_id(&id)?;
     let req: CreditInformationRequest = parse(&raw)?;
-    run_idempotent(&ch, &caller, &headers, &format!("POST /v1/porting-orders/{id}/credit-information"), &raw, Op::CreditInformation(id, req)).await
+    run_idempotent(&ch, &caller, key, &format!("POST /v1/porting-orders/{id}/credit-information"), &raw, Op::CreditInformation(id, req)).await
 }
 
 async fn decide(
@@ -221,10 +227,11 @@ async fn decide(
     headers: HeaderMap,
     b: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
+    let key = idempotency_key(&headers)?;
     let raw = body(b, ch.config.max_body_bytes)?;
     let id = order_id(&id)?;
     let req: DecisionRequest = parse(&raw)?;
-    run_idempotent(&ch, &caller, &headers, &format!("POST /v1/porting-orders/{id}/decision"), &raw, Op::Decide(id, req)).await
+    run_idempotent(&ch, &caller, key, &format!("POST /v1/porting-orders/{id}/decision"), &raw, Op::Decide(id, req)).await
 }
 
 async fn cancel(
@@ -234,10 +241,11 @@ async fn cancel(
     headers: HeaderMap,
     b: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
+    let key = idempotency_key(&headers)?;
     let raw = body(b, ch.config.max_body_bytes)?;
     let id = order_id(&id)?;
     let req: CancelRequest = if raw.is_empty() { CancelRequest { by_subscriber: false } } else { parse(&raw)? };
-    run_idempotent(&ch, &caller, &headers, &format!("POST /v1/porting-orders/{id}/cancel"), &raw, Op::Cancel(id, req)).await
+    run_idempotent(&ch, &caller, key, &format!("POST /v1/porting-orders/{id}/cancel"), &raw, Op::Cancel(id, req)).await
 }
 
 async fn return_number(
@@ -247,9 +255,10 @@ async fn return_number(
     headers: HeaderMap,
     b: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
+    let key = idempotency_key(&headers)?;
     let raw = body(b, ch.config.max_body_bytes)?;
     let m = msisdn(&raw_msisdn)?;
-    run_idempotent(&ch, &caller, &headers, &format!("POST /v1/numbers/{m}/return"), &raw, Op::ReturnNumber(m)).await
+    run_idempotent(&ch, &caller, key, &format!("POST /v1/numbers/{m}/return"), &raw, Op::ReturnNumber(m)).await
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,414 @@
+//! The porting order through the real HTTP API, on SQLite and PostgreSQL: the happy path, every
+//! rejection, every timeout rule, cancellation, port-back, number return, idempotency and the
+//! confinement of each operator to its own orders.
+
+mod common;
+
+use clearinghouse_api::messages::Message;
+use clearinghouse_api::model::*;
+use common::{T0, TestCh, Terminal};
+use numport_core::porting::{CreditInfo, OrderKind, OrderState, Reason};
+use numport_core::{Money, Msisdn};
+use numport_store::Backend;
+
+fn credit(arrears: i64, unbilled: i64, contract: i64, deposit: i64) -> CreditInformationRequest {
+    CreditInformationRequest {
+        credit: CreditInfo {
+            arrears: Money(arrears),
+            unbilled_usage: Money(unbilled),
+            contract_remaining: Money(contract),
+            deposit_held: Money(deposit),
+        },
+    }
+}
+
+/// Run a port from `donor` to `recipient` up to the recipient's decision; returns the order.
+async fn up_to_decision(t: &TestCh, term: &Terminal, donor: &common::Operator, recipient: &common::Operator, info: CreditInformationRequest) -> Order {
+    let req = term.request(&recipient.name, t.clock.now());
+    let order = recipient.client.request_port(&req, &format!("req-{}", req.nonce)).await.unwrap();
+    assert_eq!(order.state, OrderState::AwaitingDeposit, "{order:?}");
+    let dep = term.deposit_for(&req, &recipient.name);
+    let acc = donor.client.deposit(&dep, &format!("dep-{}", req.nonce)).await.unwrap();
+    assert_eq!(acc.order_id, Some(order.id));
+    let order = donor.client.credit_information(order.id, &info, &format!("ci-{}", order.id)).await.unwrap();
+    assert_eq!(order.state, OrderState::AwaitingDecision);
+    order
+}
+
+trait Now {
+    fn now(&self) -> i64;
+}
+impl Now for numport_core::ManualClock {
+    fn now(&self) -> i64 {
+        numport_core::Clock::now_ms(self)
+    }
+}
+
+async fn happy_path(backend: Backend) {
+    let Some(t) = TestCh::start(backend).await else { return };
+    let term = Terminal::new("4790000001");
+    let req = term.request(&t.b.name, T0);
+    let order = t.b.client.request_port(&req, "k1").await.unwrap();
+    assert_eq!((order.state, order.kind), (OrderState::AwaitingDeposit, OrderKind::Port));
+    assert_eq!(order.donor.as_ref().map(|d| d.as_str()), Some("opa"));
+
+    // The donor is asked for its deposit, with the nonce.
+    let asked = t.messages(&t.a, "deposit_requested").await;
+    assert!(matches!(&asked[..], [Message::DepositRequested { order_id, nonce, .. }] if *order_id == order.id && *nonce == req.nonce));
+    t.a.client.deposit(&term.deposit_for(&req, &t.b.name), "d1").await.unwrap();
+    assert_eq!(t.b.client.order(order.id).await.unwrap().state, OrderState::AwaitingCreditInfo);
+    assert_eq!(t.messages(&t.a, "credit_query").await.len(), 1);
+
+    let order = t.a.client.credit_information(order.id, &credit(100, 50, 1000, 300), "c1").await.unwrap();
+    assert_eq!(order.compensation, Some(Money(850)));
+    let offered = t.messages(&t.b, "credit_information").await;
+    assert!(matches!(&offered[..], [Message::CreditInformation { compensation: Money(850), donor_defaulted: false, .. }]));
+
+    let done = t.b.client.decide(order.id, &DecisionRequest { accept: true, compensation: Some(Money(850)) }, "x1").await.unwrap();
+    assert_eq!(done.state, OrderState::Completed);
+    assert!(done.completed_at.is_some());
+
+    let status = t.c.client.number(&term.msisdn).await.unwrap();
+    assert_eq!((status.serving_operator.as_str(), status.routing_number.as_str(), status.ported), ("opb", "D002", true));
+    assert_eq!(t.b.client.account().await.unwrap().balance, Money(1_000_000 - 850));
+    assert_eq!(t.a.client.account().await.unwrap().balance, Money(1_000_000 + 850));
+    assert_eq!(t.messages(&t.a, "compensation_confirmed").await.len(), 1);
+    let completed = t.messages(&t.b, "port_completed").await;
+    assert!(matches!(&completed[..], [Message::PortCompleted { seq: 1, routing_number, .. }] if routing_number == "D002"));
+    assert!(t.ledger_sound().await);
+
+    let trail = t.b.client.audit(order.id).await.unwrap();
+    let states: Vec<_> = trail.entries.iter().filter_map(|e| e.to_state.clone()).collect();
+    assert_eq!(states, ["awaiting_deposit", "awaiting_credit_info", "awaiting_decision", "completed"]);
+    assert!(t.a.client.violations().await.unwrap().violations.is_empty());
+}
+
+async fn deposit_before_request(backend: Backend) {
+    let Some(t) = TestCh::start(backend).await else { return };
+    let term = Terminal::new("4790000002");
+    let req = term.request(&t.b.name, T0);
+    assert_eq!(t.a.client.deposit(&term.deposit_for(&req, &t.b.name), "d").await.unwrap().order_id, None);
+    let order = t.b.client.request_port(&req, "r").await.unwrap();
+    assert_eq!(order.state, OrderState::AwaitingCreditInfo);
+    assert!(t.messages(&t.a, "deposit_requested").await.is_empty());
+}
+
+async fn request_rejections(backend: Backend) {
+    let Some(t) = TestCh::start(backend).await else { return };
+    let rejected = |o: &Order| (o.state, o.reason);
+    // A number no range holds.
+    let o = t.b.client.request_port(&Terminal::new("4799000001").request(&t.b.name, T0), "u").await.unwrap();
+    assert_eq!(rejected(&o), (OrderState::Rejected, Some(Reason::UnknownNumber)));
+    // The recipient already serves it.
+    let term = Terminal::new("4790000003");
+    let o = t.a.client.request_port(&term.request(&t.a.name, T0), "s").await.unwrap();
+    assert_eq!(rejected(&o), (OrderState::Rejected, Some(Reason::AlreadyServed)));
+    // Expired proof, and one valid for longer than allowed.
+    let mut req = term.request(&t.b.name, T0);
+    req.expiry = T0 - 1;
+    let o = t.b.client.request_port(&req, "e1").await.unwrap();
+    assert_eq!(rejected(&o), (OrderState::Rejected, Some(Reason::ProofExpired)));
+    req = term.request(&t.b.name, T0);
+    req.expiry = T0 + 24 * 3_600_000;
+    assert_eq!(rejected(&t.b.client.request_port(&req, "e2").await.unwrap()), (OrderState::Rejected, Some(Reason::ProofExpired)));
+    // A second order while one is open.
+    let first = t.b.client.request_port(&term.request(&t.b.name, T0), "p1").await.unwrap();
+    assert_eq!(first.state, OrderState::AwaitingDeposit);
+    let o = t.c.client.request_port(&term.request(&t.c.name, T0), "p2").await.unwrap();
+    assert_eq!(rejected(&o), (OrderState::Rejected, Some(Reason::PortInProgress)));
+    // A nonce used before is refused outright.
+    let again = t.b.client.request_port(&req, "e3").await.unwrap_err();
+    assert_eq!(again.code(), Some("nonce_reused"));
+    // Malformed nonce and proof.
+    let mut bad = term.request(&t.b.name, T0);
+    bad.nonce = "xyz".into();
+    assert_eq!(t.b.client.request_port(&bad, "m1").await.unwrap_err().code(), Some("invalid_nonce"));
+    let mut bad = term.request(&t.b.name, T0);
+    bad.proof = "00".into();
+    assert_eq!(t.b.client.request_port(&bad, "m2").await.unwrap_err().code(), Some("invalid_proof"));
+}
+
+async fn proof_mismatch_and_attempt_limit(backend: Backend) {
+    let Some(t) = TestCh::start(backend).await else { return };
+    let term = Terminal::new("4790000004");
+    let impostor = Terminal { msisdn: term.msisdn.clone(), key: Terminal::new("4790000999").key };
+    for i in 0..3 {
+        // Someone without the subscriber's key asks; the donor deposits the true proof.
+        let req = impostor.request(&t.b.name, T0);
+        let o = t.b.client.request_port(&req, &format!("i{i}")).await.unwrap();
+        t.a.client.deposit(&term.deposit_for(&req, &t.b.name), &format!("d{i}")).await.unwrap();
+        let o = t.b.client.order(o.id).await.unwrap();
+        assert_eq!((o.state, o.reason), (OrderState::Rejected, Some(Reason::ProofMismatch)));
+    }
+    let o = t.b.client.request_port(&term.request(&t.b.name, T0), "real").await.unwrap();
+    assert_eq!((o.state, o.reason), (OrderState::Rejected, Some(Reason::TooManyAttempts)));
+    // After the window the genuine subscriber may try again.
+    t.clock.advance_ms(t.ch.config.verification.failure_window_ms + 1);
+    let o = t.b.client.request_port(&term.request(&t.b.name, t.clock.now()), "later").await.unwrap();
+    assert_eq!(o.state, OrderState::AwaitingDeposit);
+}
+
+async fn decision_outcomes(backend: Backend) {
+    let Some(t) = TestCh::start(backend).await else { return };
+    // Refusal.
+    let term = Terminal::new("4790000005");
+    let o = up_to_decision(&t, &term, &t.a, &t.b, credit(0, 0, 500, 0)).await;
+    let err = t.b.client.decide(o.id, &DecisionRequest { accept: true, compensation: Some(Money(499)) }, "w").await.unwrap_err();
+    assert_eq!(err.code(), Some("compensation_mismatch"));
+    let o = t.b.client.decide(o.id, &DecisionRequest { accept: false, compensation: None }, "r").await.unwrap();
+    assert_eq!((o.state, o.reason), (OrderState::Refused, Some(Reason::RefusedByRecipient)));
+    assert_eq!(t.messages(&t.a, "order_closed").await.len(), 1);
+    // Insufficient funds: more than the recipient's whole balance.
+    let term = Terminal::new("4790000006");
+    let o = up_to_decision(&t, &term, &t.a, &t.b, credit(0, 0, 2_000_000, 0)).await;
+    let o = t.b.client.decide(o.id, &DecisionRequest { accept: true, compensation: Some(Money(2_000_000)) }, "f").await.unwrap();
+    assert_eq!((o.state, o.reason), (OrderState::Rejected, Some(Reason::InsufficientFunds)));
+    assert_eq!(t.b.client.account().await.unwrap().balance, Money(1_000_000));
+    assert_eq!(t.c.client.number(&term.msisdn).await.unwrap().serving_operator.as_str(), "opa");
+    // Negative credit figures are refused.
+    let term = Terminal::new("4790000007");
+    let req = term.request(&t.b.name, T0);
+    let o = t.b.client.request_port(&req, "n").await.unwrap();
+    t.a.client.deposit(&term.deposit_for(&req, &t.b.name), "nd").await.unwrap();
+    let err = t.a.client.credit_information(o.id, &credit(-1, 0, 0, 0), "nc").await.unwrap_err();
+    assert_eq!(err.code(), Some("invalid_credit_information"));
+    // A decision out of turn.
+    let err = t.b.client.decide(o.id, &DecisionRequest { accept: false, compensation: None }, "early").await.unwrap_err();
+    assert_eq!(err.code(), Some("invalid_state"));
+    assert!(t.ledger_sound().await);
+}
+
+async fn ported_too_recently(backend: Backend) {
+    let config = clearinghouse::ClearinghouseConfig { min_port_interval_ms: 86_400_000, ..common::test_config() };
+    let Some(t) = TestCh::start_with(backend, config).await else { return };
+    let term = Terminal::new("4790000008");
+    let o = up_to_decision(&t, &term, &t.a, &t.b, credit(0, 0, 0, 0)).await;
+    t.b.client.decide(o.id, &DecisionRequest { accept: true, compensation: Some(Money(0)) }, "x").await.unwrap();
+    let o = t.c.client.request_port(&term.request(&t.c.name, T0), "again").await.unwrap();
+    assert_eq!((o.state, o.reason), (OrderState::Rejected, Some(Reason::PortedTooRecently)));
+    t.clock.advance_ms(86_400_001);
+    let o = t.c.client.request_port(&term.request(&t.c.name, t.clock.now()), "later").await.unwrap();
+    assert_eq!(o.state, OrderState::AwaitingDeposit);
+    assert_eq!(o.donor.as_ref().map(|d| d.as_str()), Some("opb"));
+}
+
+async fn timeout_rules(backend: Backend) {
+    let Some(t) = TestCh::start(backend).await else { return };
+    let d = t.ch.config.deadlines;
+    // Donor never deposits: the order fails and the donor is charged.
+    let term = Terminal::new("4790000010");
+    let o = t.b.client.request_port(&term.request(&t.b.name, T0), "1").await.unwrap();
+    t.clock.advance_ms(d.deposit_ms + 5);
+    assert_eq!(t.ch.supervise_once().await.unwrap(), 1);
+    let o = t.b.client.order(o.id).await.unwrap();
+    assert_eq!((o.state, o.reason), (OrderState::Failed, Some(Reason::DepositTimeout)));
+    let v = t.a.client.violations().await.unwrap().violations;
+    assert_eq!(v.len(), 1);
+    assert_eq!((v[0].order_id, v[0].step, v[0].lateness_ms), (o.id, OrderState::AwaitingDeposit, 5));
+    assert!(t.b.client.violations().await.unwrap().violations.is_empty());
+
+    // Donor silent on the credit query: the order goes on with zero credit information.
+    let term = Terminal::new("4790000011");
+    let now = t.clock.now();
+    let req = term.request(&t.b.name, now);
+    let o = t.b.client.request_port(&req, "2").await.unwrap();
+    t.a.client.deposit(&term.deposit_for(&req, &t.b.name), "2d").await.unwrap();
+    t.clock.advance_ms(d.credit_info_ms + 1);
+    assert_eq!(t.ch.supervise_once().await.unwrap(), 1);
+    let o = t.b.client.order(o.id).await.unwrap();
+    assert_eq!((o.state, o.compensation), (OrderState::AwaitingDecision, Some(Money(0))));
+    let offers = t.messages(&t.b, "credit_information").await;
+    assert!(matches!(offers.last(), Some(Message::CreditInformation { donor_defaulted: true, compensation: Money(0), .. })));
+    assert_eq!(t.a.client.violations().await.unwrap().violations.len(), 2);
+    // A late answer changes nothing.
+    assert_eq!(t.a.client.credit_information(o.id, &credit(1, 1, 1, 0), "late").await.unwrap_err().code(), Some("invalid_state"));
+
+    // Recipient never decides: the order fails and the recipient is charged.
+    t.clock.advance_ms(d.decision_ms + 1);
+    assert_eq!(t.ch.supervise_once().await.unwrap(), 1);
+    let o = t.b.client.order(o.id).await.unwrap();
+    assert_eq!((o.state, o.reason), (OrderState::Failed, Some(Reason::DecisionTimeout)));
+    assert_eq!(t.b.client.violations().await.unwrap().violations.len(), 1);
+    // Nothing left to supervise: no order hangs.
+    t.clock.advance_ms(10 * d.decision_ms);
+    assert_eq!(t.ch.supervise_once().await.unwrap(), 0);
+    assert!(t.ledger_sound().await);
+}
+
+async fn cancellation(backend: Backend) {
+    let Some(t) = TestCh::start(backend).await else { return };
+    let term = Terminal::new("4790000012");
+    let o = up_to_decision(&t, &term, &t.a, &t.b, credit(0, 0, 100, 0)).await;
+    let err = t.a.client.cancel(o.id, &CancelRequest { by_subscriber: true }, "a").await.unwrap_err();
+    assert_eq!(err.code(), Some("forbidden"), "the donor cannot cancel");
+    let o = t.b.client.cancel(o.id, &CancelRequest { by_subscriber: true }, "b").await.unwrap();
+    assert_eq!((o.state, o.reason), (OrderState::Cancelled, Some(Reason::CancelledBySubscriber)));
+    // After settlement there is nothing to cancel.
+    let term = Terminal::new("4790000013");
+    let o = up_to_decision(&t, &term, &t.a, &t.b, credit(0, 0, 100, 0)).await;
+    t.b.client.decide(o.id, &DecisionRequest { accept: true, compensation: Some(Money(100)) }, "d").await.unwrap();
+    assert_eq!(t.b.client.cancel(o.id, &CancelRequest { by_subscriber: false }, "c").await.unwrap_err().code(), Some("invalid_state"));
+}
+
+async fn port_back_and_number_return(backend: Backend) {
+    let Some(t) = TestCh::start(backend).await else { return };
+    let term = Terminal::new("4790000014");
+    let o = up_to_decision(&t, &term, &t.a, &t.b, credit(0, 0, 0, 0)).await;
+    t.b.client.decide(o.id, &DecisionRequest { accept: true, compensation: Some(Money(0)) }, "1").await.unwrap();
+    // Back to the range holder.
+    let o = up_to_decision(&t, &term, &t.b, &t.a, credit(10, 0, 0, 0)).await;
+    assert_eq!(o.kind, OrderKind::PortBack);
+    t.a.client.decide(o.id, &DecisionRequest { accept: true, compensation: Some(Money(10)) }, "2").await.unwrap();
+    let s = t.c.client.number(&term.msisdn).await.unwrap();
+    assert_eq!((s.serving_operator.as_str(), s.ported), ("opa", false));
+
+    // Ported to C, then terminated there: the number returns to A.
+    let term = Terminal::new("4790000015");
+    let o = up_to_decision(&t, &term, &t.a, &t.c, credit(0, 0, 0, 0)).await;
+    t.c.client.decide(o.id, &DecisionRequest { accept: true, compensation: Some(Money(0)) }, "3").await.unwrap();
+    assert_eq!(t.b.client.return_number(&term.msisdn, "r1").await.unwrap_err().code(), Some("forbidden"));
+    let r = t.c.client.return_number(&term.msisdn, "r2").await.unwrap();
+    assert_eq!((r.range_holder.as_str(), r.seq), ("opa", 4));
+    let s = t.b.client.number(&term.msisdn).await.unwrap();
+    assert_eq!((s.serving_operator.as_str(), s.ported), ("opa", false));
+    assert!(matches!(&t.messages(&t.a, "number_returned").await[..], [Message::NumberReturned { seq: 4, .. }]));
+    // A number that is not ported cannot be returned.
+    assert_eq!(t.a.client.return_number(&term.msisdn, "r3").await.unwrap_err().code(), Some("forbidden"));
+
+    let mut conn = t.ch.db.acquire().await.unwrap();
+    let log = numport_store::routing::changes_after(&mut conn, 0, 100).await.unwrap();
+    let kinds: Vec<_> = log.iter().map(|c| (c.seq, c.kind.as_str(), c.operator.to_string())).collect();
+    assert_eq!(kinds, [(1, "port", "opb".into()), (2, "port_back", "opa".into()), (3, "port", "opc".into()), (4, "return", "opa".into())]);
+}
+
+async fn idempotent_retries(backend: Backend) {
+    let Some(t) = TestCh::start(backend).await else { return };
+    let term = Terminal::new("4790000016");
+    let req = term.request(&t.b.name, T0);
+    let first = t.b.client.request_port(&req, "same").await.unwrap();
+    let again = t.b.client.request_port(&req, "same").await.unwrap();
+    assert_eq!(first, again, "a retry returns the stored answer");
+    let mut other = term.request(&t.b.name, T0);
+    other.expiry += 1;
+    assert_eq!(t.b.client.request_port(&other, "same").await.unwrap_err().code(), Some("idempotency_key_reused"));
+    // Another operator may use the same key for its own request.
+    let o = t.c.client.request_port(&Terminal::new("4790000017").request(&t.c.name, T0), "same").await.unwrap();
+    assert_ne!(o.id, first.id);
+
+    t.a.client.deposit(&term.deposit_for(&req, &t.b.name), "d").await.unwrap();
+    t.a.client.credit_information(first.id, &credit(0, 0, 700, 0), "c").await.unwrap();
+    let decision = DecisionRequest { accept: true, compensation: Some(Money(700)) };
+    let paid = t.b.client.decide(first.id, &decision, "pay").await.unwrap();
+    let paid_again = t.b.client.decide(first.id, &decision, "pay").await.unwrap();
+    assert_eq!(paid, paid_again);
+    assert_eq!(t.b.client.account().await.unwrap().balance, Money(1_000_000 - 700), "paid once");
+    // A fresh key on a settled order acts on nothing.
+    assert_eq!(t.b.client.decide(first.id, &decision, "pay2").await.unwrap_err().code(), Some("invalid_state"));
+    assert_eq!(t.b.client.account().await.unwrap().balance, Money(1_000_000 - 700));
+
+    // The replay is marked.
+    let http = reqwest::Client::new();
+    let resp = http
+        .post(format!("{}/v1/porting-orders/{}/decision", t.url, first.id))
+        .bearer_auth(token_of(&t, "opb").await)
+        .header("idempotency-key", "pay")
+        .json(&decision)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers().get("idempotent-replay").map(|v| v.to_str().unwrap()), Some("true"));
+    assert!(t.ledger_sound().await);
+}
+
+/// Issue a fresh token for raw HTTP tests (keys are only shown at issue).
+async fn token_of(t: &TestCh, name: &str) -> String {
+    let creds = clearinghouse::admin::issue_credentials(&t.ch.db, &[7u8; 32], name, 3_600_000, t.clock.now()).await.unwrap();
+    creds.api_token
+}
+
+async fn operators_are_confined(backend: Backend) {
+    let Some(t) = TestCh::start(backend).await else { return };
+    let term = Terminal::new("4790000018");
+    let req = term.request(&t.b.name, T0);
+    let o = t.b.client.request_port(&req, "1").await.unwrap();
+    // C is no party to A→B: it cannot read, answer, decide, cancel or deposit.
+    assert_eq!(t.c.client.order(o.id).await.unwrap_err().code(), Some("not_found"));
+    assert_eq!(t.c.client.audit(o.id).await.unwrap_err().code(), Some("not_found"));
+    assert_eq!(t.c.client.deposit(&term.deposit_for(&req, &t.b.name), "2").await.unwrap_err().code(), Some("forbidden"));
+    t.a.client.deposit(&term.deposit_for(&req, &t.b.name), "3").await.unwrap();
+    assert_eq!(t.c.client.credit_information(o.id, &credit(0, 0, 0, 0), "4").await.unwrap_err().code(), Some("not_found"));
+    assert_eq!(t.c.client.cancel(o.id, &CancelRequest { by_subscriber: false }, "5").await.unwrap_err().code(), Some("not_found"));
+    // The recipient cannot answer for the donor.
+    assert_eq!(t.b.client.credit_information(o.id, &credit(0, 0, 0, 0), "6").await.unwrap_err().code(), Some("forbidden"));
+    t.a.client.credit_information(o.id, &credit(0, 0, 5, 0), "7").await.unwrap();
+    let d = DecisionRequest { accept: true, compensation: Some(Money(5)) };
+    assert_eq!(t.c.client.decide(o.id, &d, "8").await.unwrap_err().code(), Some("not_found"));
+    assert_eq!(t.a.client.decide(o.id, &d, "9").await.unwrap_err().code(), Some("forbidden"));
+    assert!(t.c.client.orders().await.unwrap().orders.is_empty());
+    assert!(t.c.client.inbox(0, 100).await.unwrap().messages.is_empty());
+    assert_eq!(t.c.client.account().await.unwrap().operator.as_str(), "opc");
+    assert_eq!(t.a.client.orders().await.unwrap().orders.len(), 1);
+}
+
+async fn credentials_and_bad_requests(backend: Backend) {
+    let Some(t) = TestCh::start(backend).await else { return };
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("{}{p}", t.url);
+    let token = token_of(&t, "opb").await;
+    let code = |r: reqwest::Response| async move {
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().await.unwrap();
+        (status, body["error"].as_str().unwrap_or_default().to_owned())
+    };
+    // No, malformed and wrong credentials.
+    assert_eq!(code(http.get(url("/v1/accounts/me")).send().await.unwrap()).await, (401, "unauthorized".into()));
+    assert_eq!(code(http.get(url("/v1/accounts/me")).bearer_auth("garbage").send().await.unwrap()).await, (401, "unauthorized".into()));
+    let forged = format!("{}.{}", token.split_once('.').unwrap().0, "0".repeat(64));
+    assert_eq!(code(http.get(url("/v1/accounts/me")).bearer_auth(forged).send().await.unwrap()).await, (401, "unauthorized".into()));
+    // Malformed JSON, wrong fields, oversized body, no idempotency key.
+    let post = |body: Vec<u8>| http.post(url("/v1/porting-orders")).bearer_auth(&token).header("idempotency-key", "k").header("content-type", "application/json").body(body).send();
+    assert_eq!(code(post(b"{not json".to_vec()).await.unwrap()).await, (400, "malformed_json".into()));
+    assert_eq!(code(post(br#"{"msisdn":"12"}"#.to_vec()).await.unwrap()).await, (422, "invalid_request".into()));
+    assert_eq!(code(post(br#"{"msisdn":"4790000001","nonce":"00","expiry":1,"proof":"00","extra":1}"#.to_vec()).await.unwrap()).await, (422, "invalid_request".into()));
+    assert_eq!(code(post(vec![b' '; 200_000]).await.unwrap()).await, (413, "body_too_large".into()));
+    let r = http.post(url("/v1/porting-orders")).bearer_auth(&token).body("{}").send().await.unwrap();
+    assert_eq!(code(r).await, (400, "missing_idempotency_key".into()));
+    assert_eq!(code(http.get(url("/v1/nowhere")).send().await.unwrap()).await, (404, "not_found".into()));
+    assert_eq!(code(http.get(url("/v1/porting-orders/abc")).bearer_auth(&token).send().await.unwrap()).await, (404, "not_found".into()));
+    assert_eq!(code(http.delete(url("/v1/deposits")).bearer_auth(&token).send().await.unwrap()).await, (405, "method_not_allowed".into()));
+    assert_eq!(code(http.get(url("/v1/numbers/12ab")).bearer_auth(&token).send().await.unwrap()).await, (422, "invalid_msisdn".into()));
+    assert_eq!(code(http.get(url("/v1/inbox?after=x")).bearer_auth(&token).send().await.unwrap()).await, (422, "invalid_query".into()));
+    let r = http.put(url("/v1/operators/me/callback")).bearer_auth(&token).json(&serde_json::json!({"url": "ftp://x"})).send().await.unwrap();
+    assert_eq!(code(r).await, (422, "invalid_callback_url".into()));
+
+    // Rotation: the old key stops working once its grace ends (and the auth cache expires).
+    let old = token_of(&t, "opc").await;
+    assert_eq!(http.get(url("/v1/accounts/me")).bearer_auth(&old).send().await.unwrap().status(), 200);
+    let new = clearinghouse::admin::issue_credentials(&t.ch.db, &[7u8; 32], "opc", 0, t.clock.now()).await.unwrap();
+    t.clock.advance_ms(clearinghouse::auth::CACHE_TTL_MS + 1);
+    assert_eq!(http.get(url("/v1/accounts/me")).bearer_auth(&old).send().await.unwrap().status(), 401);
+    assert_eq!(http.get(url("/v1/accounts/me")).bearer_auth(&new.api_token).send().await.unwrap().status(), 200);
+
+    // The OpenAPI document, metrics and health are served.
+    let doc: serde_json::Value = http.get(url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let metrics = http.get(url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("numport_http_requests_total"));
+    assert_eq!(http.get(url("/healthz")).send().await.unwrap().status(), 200);
+    let _ = Msisdn::try_from("4790000001".to_owned()).unwrap();
+}
+
+on_both_backends!(
+    happy_path,
+    deposit_before_request,
+    request_rejections,
+    proof_mismatch_and_attempt_limit,
+    decision_outcomes,
+    ported_too_recently,
+    timeout_rules,
+    cancellation,
+    port_back_and_number_return,
+    idempotent_retries,
+    operators_are_confined,
+    credentials_and_bad_requests,
+);
