@@ -39,6 +39,32 @@ impl fmt::Display for Money {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("amount {0:?} is not a decimal with at most two places, like 1250 or 12.50")]
+pub struct AmountError(pub String);
+
+impl std::str::FromStr for Money {
+    type Err = AmountError;
+
+    /// Parse the customary form, `12.50`, `-3`, `0.5`, into minor units. Never through a float.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || AmountError(s.to_owned());
+        let (neg, body) = match s.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, s),
+        };
+        let (units, cents) = body.split_once('.').unwrap_or((body, ""));
+        let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        if !digits(units) || !(cents.is_empty() || (digits(cents) && cents.len() <= 2)) || (body.contains('.') && cents.is_empty()) {
+            return Err(err());
+        }
+        let units: i64 = units.parse().map_err(|_| err())?;
+        let cents: i64 = if cents.is_empty() { 0 } else { format!("{cents:0<2}").parse().map_err(|_| err())? };
+        let v = units.checked_mul(100).and_then(|u| u.checked_add(cents)).ok_or_else(err)?;
+        Ok(Money(if neg { -v } else { v }))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JournalError {
     #[error("a journal entry needs at least two lines")]
     TooFewLines,
@@ -95,6 +121,17 @@ mod tests {
         assert_eq!(Money(12345).to_string(), "123.45");
         assert_eq!(Money(-5).to_string(), "-0.05");
         assert_eq!(Money(0).to_string(), "0.00");
+    }
+
+    #[test]
+    fn parse() {
+        assert_eq!("12.50".parse::<Money>(), Ok(Money(1250)));
+        assert_eq!("12.5".parse::<Money>(), Ok(Money(1250)));
+        assert_eq!("-3".parse::<Money>(), Ok(Money(-300)));
+        assert_eq!("0.05".parse::<Money>(), Ok(Money(5)));
+        for bad in ["", "1.", ".5", "1.234", "1e3", "abc", "99999999999999999999"] {
+            assert!(bad.parse::<Money>().is_err(), "{bad}");
+        }
     }
 
     #[test]

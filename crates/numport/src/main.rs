@@ -1,1 +1,112 @@
-fn main() {}
+//! `numport`: one binary for every role of the portability system.
+//!
+//! - `numport clearinghouse` runs the neutral portability center; its subcommands administer
+//!   its database (operators, credentials, number ranges, settlement funding).
+//! - `numport operator` runs one mobile operator's node.
+//! - `numport demo` plays the whole story on loopback with real processes.
+//! - `numport bench …` measures what `docs/BENCHMARKS.md` quotes.
+//!
+//! Every long-running role prints one machine-readable line when it listens
+//! (`{"event":"listening","role":…,"http":"127.0.0.1:…"}`) so that the demo, the benchmarks and
+//! the tests can start it with port 0 and find it.
+
+mod bench;
+mod clearinghouse_cmd;
+mod cluster;
+mod config;
+mod demo;
+mod launch;
+mod operator_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "numport", version, about = "Mobile number portability clearinghouse and operator platform")]
+struct Cli {
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `clearinghouse=debug`.
+    #[arg(long, global = true, env = "NUMPORT_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the clearinghouse, or administer its database with a subcommand.
+    Clearinghouse(clearinghouse_cmd::Args),
+    /// Run an operator node, or administer its database with a subcommand.
+    Operator(operator_cmd::Args),
+    /// Port a number from operator A to B with a clearinghouse and three operator processes.
+    Demo(demo::Args),
+    /// Measure the system: see docs/BENCHMARKS.md.
+    Bench(bench::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("numport: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Clearinghouse(args) => clearinghouse_cmd::run(args).await,
+            Command::Operator(args) => operator_cmd::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("numport: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Print the line that tells a parent process where a role listens.
+pub(crate) fn announce_listening(role: &str, name: Option<&str>, addr: std::net::SocketAddr) {
+    use std::io::Write;
+    let line = serde_json::json!({ "event": "listening", "role": role, "name": name, "http": addr.to_string() });
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// A token cancelled on Ctrl-C or SIGTERM.
+pub(crate) fn shutdown_on_signal() -> tokio_util::sync::CancellationToken {
+    let token = tokio_util::sync::CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    t.cancel();
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+        t.cancel();
+    });
+    token
+}

@@ -1,0 +1,290 @@
+//! `numport bench porting`: complete ports through the real HTTP API.
+//!
+//! The benchmark plays the handsets. For each port it sends the port-out authorisation to the
+//! donor node's customer-service endpoint and the port-in request to the recipient node, as a
+//! subscriber would; the three operator processes and the clearinghouse do the rest on their
+//! own (deposit, credit query, credit information, decision, settlement). A port counts as
+//! complete when its routing change appears in the clearinghouse's change log, which the
+//! benchmark tails directly: "request to routing record".
+//!
+//! Two phases: saturation (a fixed number of handsets in a closed loop) gives `ports_per_s`;
+//! then an open loop at half that rate gives the latency figures `p50_ms` and `p99_ms`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clearinghouse_api::model::PortingRequest;
+use hdrhistogram::Histogram;
+use numport_core::porting::Deadlines;
+use numport_core::proof::{Nonce, PinStretch, PortKey};
+use numport_core::{Clock, Msisdn, OperatorName, SystemClock};
+use operator::PortOutAuthorisation;
+use tokio::sync::oneshot;
+
+use crate::cluster::{Cluster, ClusterSpec, OPERATORS, subscriber_number, terminal_key};
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DbKind {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The clearinghouse's database (operator nodes keep SQLite).
+    #[arg(long, value_enum, default_value = "sqlite")]
+    db: DbKind,
+    /// Print one JSON object with the figures.
+    #[arg(long)]
+    json: bool,
+    /// Ports in the saturation phase (the half-load phase runs half as many).
+    #[arg(long, default_value_t = 6000)]
+    ports: usize,
+    /// Handsets porting at once in the saturation phase.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Server to create a fresh benchmark database on, for `--db postgres`.
+    #[arg(long, env = "NUMPORT_BENCH_POSTGRES_URL", default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    postgres_url: String,
+    #[arg(long, default_value = "data/bench-porting")]
+    dir: PathBuf,
+}
+
+/// One handset's port: who, from where to where, and its port key.
+struct Port {
+    msisdn: Msisdn,
+    donor: usize,
+    recipient: usize,
+    key: PortKey,
+}
+
+type Waiters = Arc<Mutex<HashMap<Msisdn, oneshot::Sender<Instant>>>>;
+
+struct Bench {
+    http: reqwest::Client,
+    node_urls: Vec<String>,
+    names: Vec<OperatorName>,
+    waiters: Waiters,
+}
+
+impl Bench {
+    /// Run one port and return its latency, request to routing record.
+    async fn port(&self, p: &Port) -> anyhow::Result<Duration> {
+        let (tx, rx) = oneshot::channel();
+        self.waiters.lock().unwrap_or_else(|e| e.into_inner()).insert(p.msisdn.clone(), tx);
+        let started = Instant::now();
+        let nonce = Nonce(rand::random());
+        let expiry = SystemClock.now_ms() + 300_000;
+        let recipient = &self.names[p.recipient];
+        let auth = PortOutAuthorisation { msisdn: p.msisdn.clone(), nonce: nonce.to_hex(), recipient: recipient.clone(), expiry };
+        let req = PortingRequest {
+            msisdn: p.msisdn.clone(),
+            nonce: nonce.to_hex(),
+            expiry,
+            proof: p.key.prove(&nonce, &p.msisdn, recipient, expiry).to_hex(),
+        };
+        let to_donor = self.http.post(format!("{}/v1/self-service/port-out-authorisations", self.node_urls[p.donor])).json(&auth).send();
+        let to_recipient = self.http.post(format!("{}/v1/self-service/port-in", self.node_urls[p.recipient])).json(&req).send();
+        let (d, r) = tokio::join!(to_donor, to_recipient);
+        let (d, r) = (d?, r?);
+        anyhow::ensure!(d.status().is_success(), "donor refused the authorisation: {}", d.status());
+        anyhow::ensure!(r.status().is_success(), "recipient refused the port-in: {} {}", r.status(), r.text().await.unwrap_or_default());
+        let done = tokio::time::timeout(Duration::from_secs(30), rx).await.context("port not completed within 30 s")??;
+        Ok(done.duration_since(started))
+    }
+}
+
+/// Follow the routing change log and wake the handset whose number just moved.
+async fn tail_changes(db: numport_store::Db, waiters: Waiters, stop: tokio_util::sync::CancellationToken) {
+    let mut seq = 0;
+    while !stop.is_cancelled() {
+        let changes = match db.acquire().await {
+            Ok(mut conn) => numport_store::routing::changes_after(&mut conn, seq, 10_000).await.unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        let now = Instant::now();
+        if let Some(last) = changes.last() {
+            seq = last.seq;
+        }
+        {
+            let mut w = waiters.lock().unwrap_or_else(|e| e.into_inner());
+            for c in changes {
+                if let Some(tx) = w.remove(&c.msisdn) {
+                    let _ = tx.send(now);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let half = args.ports / 2;
+    let total = args.ports + half;
+    let per_op = total.div_ceil(OPERATORS.len());
+    let stretch = PinStretch::FAST;
+
+    let mut pg_db = None;
+    let clearinghouse_db = match args.db {
+        DbKind::Sqlite => None,
+        DbKind::Postgres => {
+            let (url, name) = create_pg_database(&args.postgres_url).await?;
+            pg_db = Some(name);
+            Some(url)
+        }
+    };
+    eprintln!("setting up: {} subscribers at each of 3 operators ...", per_op);
+    let cluster = Cluster::start(ClusterSpec {
+        dir: args.dir.clone(),
+        clearinghouse_db,
+        subscribers_per_operator: per_op,
+        pin_stretch: stretch,
+        deadlines: Deadlines::default(),
+    })
+    .await?;
+
+    // Port i: from operator i%3 to the next one, each number once.
+    let ports: Vec<Port> = (0..total)
+        .map(|i| {
+            let donor = i % 3;
+            let msisdn = subscriber_number(OPERATORS[donor].2, i / 3);
+            let key = terminal_key(&msisdn, stretch)?;
+            Ok(Port { msisdn, donor, recipient: (donor + 1) % 3, key })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let bench = Arc::new(Bench {
+        http: reqwest::Client::builder().pool_max_idle_per_host(1024).tcp_nodelay(true).build()?,
+        node_urls: cluster.ops.iter().map(|o| o.proc.url()).collect(),
+        names: cluster.ops.iter().map(|o| o.name.clone()).collect(),
+        waiters: Arc::default(),
+    });
+    let stop = tokio_util::sync::CancellationToken::new();
+    let tail = tokio::spawn(tail_changes(cluster.ch_db.clone(), bench.waiters.clone(), stop.clone()));
+    let ports = Arc::new(ports);
+    let failures = Arc::new(AtomicUsize::new(0));
+
+    // Phase 1: saturation, closed loop.
+    eprintln!("saturation: {} ports, {} handsets at once ...", args.ports, args.concurrency);
+    let next = Arc::new(AtomicUsize::new(0));
+    let sat_hist = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
+    let t0 = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..args.concurrency {
+        let (bench, ports, next, hist, failures) = (bench.clone(), ports.clone(), next.clone(), sat_hist.clone(), failures.clone());
+        let limit = args.ports;
+        workers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= limit {
+                    break;
+                }
+                match bench.port(&ports[i]).await {
+                    Ok(d) => {
+                        let _ = hist.lock().unwrap_or_else(|e| e.into_inner()).record(d.as_micros() as u64);
+                    }
+                    Err(e) => {
+                        if failures.fetch_add(1, Ordering::Relaxed) < 5 {
+                            eprintln!("port {} failed: {e:#}", ports[i].msisdn);
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    for w in workers {
+        w.await?;
+    }
+    let sat_secs = t0.elapsed().as_secs_f64();
+    let sat_done = args.ports - failures.load(Ordering::Relaxed);
+    let ports_per_s = sat_done as f64 / sat_secs;
+
+    // Phase 2: open loop at half the measured rate.
+    let rate = (ports_per_s / 2.0).max(1.0);
+    eprintln!("half load: {half} ports at {rate:.0}/s ...");
+    let half_hist = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
+    let t1 = tokio::time::Instant::now();
+    let mut tasks = Vec::new();
+    for k in 0..half {
+        let i = args.ports + k;
+        let at = t1 + Duration::from_secs_f64(k as f64 / rate);
+        let (bench, ports, hist, failures) = (bench.clone(), ports.clone(), half_hist.clone(), failures.clone());
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep_until(at).await;
+            match bench.port(&ports[i]).await {
+                Ok(d) => {
+                    let _ = hist.lock().unwrap_or_else(|e| e.into_inner()).record(d.as_micros() as u64);
+                }
+                Err(e) => {
+                    if failures.fetch_add(1, Ordering::Relaxed) < 5 {
+                        eprintln!("port {} failed: {e:#}", ports[i].msisdn);
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    stop.cancel();
+    let _ = tail.await;
+
+    let mut conn = cluster.ch_db.acquire().await?;
+    let ledger = numport_store::ledger::check(&mut conn).await?;
+    let completed = numport_store::routing::head(&mut conn).await?;
+    drop(conn);
+    cluster.stop().await;
+    if let Some(name) = pg_db {
+        drop_pg_database(&args.postgres_url, &name).await;
+    }
+
+    let sat = sat_hist.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let hl = half_hist.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let failed = failures.load(Ordering::Relaxed);
+    let report = serde_json::json!({
+        "bench": "porting",
+        "db": match args.db { DbKind::Sqlite => "sqlite", DbKind::Postgres => "postgres" },
+        "ports": args.ports + half,
+        "completed": completed,
+        "failed": failed,
+        "ledger_sound": ledger.is_sound(),
+        "concurrency": args.concurrency,
+        "ports_per_s": (ports_per_s * 10.0).round() / 10.0,
+        "half_load_rate_per_s": rate.round(),
+        "p50_ms": ms(&hl, 0.50),
+        "p99_ms": ms(&hl, 0.99),
+        "saturation_p50_ms": ms(&sat, 0.50),
+        "saturation_p99_ms": ms(&sat, 0.99),
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    let ok = failed == 0 && ledger.is_sound() && completed as usize == args.ports + half;
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+async fn create_pg_database(admin_url: &str) -> anyhow::Result<(String, String)> {
+    sqlx::any::install_default_drivers();
+    let name = format!("np_bench_{}", hex::encode(rand::random::<[u8; 4]>()));
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(admin_url).await.with_context(|| format!("connecting to {admin_url}"))?;
+    sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str()).await?;
+    let base = admin_url.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or_else(|| admin_url.to_owned());
+    Ok((format!("{base}/{name}"), name))
+}
+
+async fn drop_pg_database(admin_url: &str, name: &str) {
+    if let Ok(mut conn) = <sqlx::AnyConnection as sqlx::Connection>::connect(admin_url).await {
+        let _ = sqlx::Executor::execute(&mut conn, format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
+    }
+}

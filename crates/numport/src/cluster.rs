@@ -1,0 +1,178 @@
+//! A whole portability system on one machine: a clearinghouse and three operator nodes as
+//! separate processes on loopback, set up the way a portability center would set them up
+//! (operators registered, ranges loaded, credentials issued, settlement accounts funded).
+//! The demo and the benchmarks both start one.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clearinghouse::{ClearinghouseConfig, admin};
+use clearinghouse_api::ClearinghouseClient;
+use numport_core::porting::Deadlines;
+use numport_core::proof::{PinStretch, PortKey};
+use numport_core::{Clock, Money, Msisdn, OperatorName, SystemClock};
+use numport_store::Db;
+use operator::{OperatorConfig, OperatorStore, Subscriber};
+
+use crate::launch::{Launched, launch};
+
+/// The three operators of every cluster: name, routing number, number range prefix.
+pub const OPERATORS: [(&str, &str, &str); 3] = [("opa", "D001", "4790"), ("opb", "D002", "4791"), ("opc", "D003", "4792")];
+
+/// Settlement funds each operator starts with (minor units).
+pub const INITIAL_FUNDS: Money = Money(100_000_000_00);
+
+pub struct ClusterSpec {
+    pub dir: PathBuf,
+    /// The clearinghouse database; `None`: SQLite in `dir`.
+    pub clearinghouse_db: Option<String>,
+    /// Subscribers created at each operator, numbered from the start of its range.
+    pub subscribers_per_operator: usize,
+    pub pin_stretch: PinStretch,
+    pub deadlines: Deadlines,
+}
+
+pub struct OperatorProc {
+    pub name: OperatorName,
+    pub proc: Launched,
+    /// The operator's own API key at the clearinghouse.
+    pub ch_client: ClearinghouseClient,
+    pub db_url: String,
+}
+
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub ch_config_path: PathBuf,
+    pub ch: Launched,
+    pub ch_db: Db,
+    pub ops: Vec<OperatorProc>,
+}
+
+/// A subscriber's SIM secret and PIN, as the terminal (and, once, the donor) knows them.
+pub fn terminal_key(msisdn: &Msisdn, stretch: PinStretch) -> anyhow::Result<PortKey> {
+    let k_sim = format!("k-sim-of-{msisdn}");
+    let pin = format!("{:06}", msisdn.as_str().bytes().fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32)) % 1_000_000);
+    Ok(PortKey::derive(k_sim.as_bytes(), &pin, b"numport-demo-salt", stretch)?)
+}
+
+/// The `i`-th subscriber number of an operator's range.
+pub fn subscriber_number(prefix: &str, i: usize) -> Msisdn {
+    format!("{prefix}{:06}", i + 1).parse().unwrap_or_else(|_| unreachable!("prefix and index make a valid E.164 number"))
+}
+
+impl Cluster {
+    pub async fn start(spec: ClusterSpec) -> anyhow::Result<Cluster> {
+        let dir = spec.dir.clone();
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+        }
+        std::fs::create_dir_all(&dir)?;
+        let now = SystemClock.now_ms();
+        let ch_cfg = ClearinghouseConfig {
+            listen: "127.0.0.1:0".parse()?,
+            database_url: spec.clearinghouse_db.clone().unwrap_or_else(|| format!("sqlite://{}", dir.join("clearinghouse.db").display())),
+            master_key_path: dir.join("clearinghouse.key"),
+            deadlines: spec.deadlines,
+            ..ClearinghouseConfig::default()
+        };
+        let ch_config_path = dir.join("clearinghouse.toml");
+        std::fs::write(&ch_config_path, toml::to_string(&ch_cfg)?)?;
+
+        // The portability center's set-up, on its database.
+        let ch_db = Db::connect(&ch_cfg.database_url).await?;
+        let master = admin::load_or_create_master_key(&ch_cfg.master_key_path)?;
+        let mut ranges = String::from("prefix,operator\n");
+        let mut creds = Vec::new();
+        for (name, rn, prefix) in OPERATORS {
+            admin::register_operator(&ch_db, &name.parse()?, &rn.parse()?, None, now).await?;
+            ranges.push_str(&format!("{prefix},{name}\n"));
+        }
+        admin::load_ranges_csv(&ch_db, ranges.as_bytes(), now).await?;
+        for (name, _, _) in OPERATORS {
+            creds.push(admin::issue_credentials(&ch_db, &master, name, 0, now).await?);
+            admin::fund(&ch_db, name, INITIAL_FUNDS, &format!("initial-{name}"), now).await?;
+        }
+
+        // Each operator's subscribers, with the port keys their SIMs hold.
+        let mut op_cfgs = Vec::new();
+        for ((name, _, prefix), cred) in OPERATORS.iter().zip(&creds) {
+            let db_url = format!("sqlite://{}", dir.join(format!("operator-{name}.db")).display());
+            let store = OperatorStore::connect(&db_url).await?;
+            let mut subs = Vec::with_capacity(spec.subscribers_per_operator);
+            for i in 0..spec.subscribers_per_operator {
+                let msisdn = subscriber_number(prefix, i);
+                let mut s = Subscriber::new(msisdn.clone(), now);
+                s.port_key = Some(terminal_key(&msisdn, spec.pin_stretch)?);
+                // Some history to be compensated: 12.50 arrears, 3.20 unbilled, 120.00 of
+                // contract left, 50.00 deposit held → compensation 85.70.
+                s.arrears = Money(12_50);
+                s.unbilled_usage = Money(3_20);
+                s.contract_remaining = Money(120_00);
+                s.deposit_held = Money(50_00);
+                subs.push(s);
+            }
+            store.upsert_subscribers(&subs).await?;
+            store.close().await;
+            let cfg = OperatorConfig {
+                name: name.parse()?,
+                listen: "127.0.0.1:0".parse()?,
+                database_url: db_url.clone(),
+                api_token: cred.api_token.clone(),
+                callback_secret: cred.callback_secret.clone(),
+                ..OperatorConfig::default()
+            };
+            op_cfgs.push((cfg, db_url));
+        }
+
+        let ch = launch(&["clearinghouse".into(), "--config".into(), path_arg(&ch_config_path)], &dir.join("clearinghouse.log")).await?;
+        let mut ops = Vec::new();
+        for ((mut cfg, db_url), cred) in op_cfgs.into_iter().zip(&creds) {
+            cfg.clearinghouse_url = ch.url();
+            let path = dir.join(format!("operator-{}.toml", cfg.name));
+            std::fs::write(&path, toml::to_string(&cfg)?)?;
+            let proc = launch(&["operator".into(), "--config".into(), path_arg(&path)], &dir.join(format!("operator-{}.log", cfg.name))).await?;
+            ops.push(OperatorProc { name: cfg.name.clone(), proc, ch_client: ClearinghouseClient::new(&ch.url(), &cred.api_token), db_url });
+        }
+        let cluster = Cluster { dir, ch_config_path, ch, ch_db, ops };
+        cluster.wait_for_callbacks().await?;
+        Ok(cluster)
+    }
+
+    /// Operators register their callback URLs as they start; wait until all three have.
+    async fn wait_for_callbacks(&self) -> anyhow::Result<()> {
+        for _ in 0..500 {
+            let mut conn = self.ch_db.acquire().await?;
+            let ops = numport_store::operators::list(&mut conn).await?;
+            if ops.iter().all(|o| o.callback_url.is_some()) {
+                return Ok(());
+            }
+            drop(conn);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        anyhow::bail!("operators did not register their callback URLs; see the logs in {}", self.dir.display())
+    }
+
+    pub fn op(&self, name: &str) -> &OperatorProc {
+        self.ops.iter().find(|o| o.name.as_str() == name).unwrap_or(&self.ops[0])
+    }
+
+    /// Restart the clearinghouse process on the same configuration (after a crash).
+    pub async fn restart_clearinghouse(&mut self) -> anyhow::Result<()> {
+        // Same address, so the operators' configured clearinghouse URL stays right.
+        let args = ["clearinghouse".into(), "--config".into(), path_arg(&self.ch_config_path), "--listen".into(), self.ch.http.to_string()];
+        self.ch = launch(&args, &self.dir.join("clearinghouse.log")).await?;
+        Ok(())
+    }
+
+    pub async fn stop(mut self) {
+        for op in &mut self.ops {
+            op.proc.stop().await;
+        }
+        self.ch.stop().await;
+        self.ch_db.close().await;
+    }
+}
+
+fn path_arg(p: &Path) -> String {
+    p.display().to_string()
+}

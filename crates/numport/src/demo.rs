@@ -1,0 +1,166 @@
+//! `numport demo`: the heart of F1 on one machine. A clearinghouse and three operators start as
+//! real processes on loopback; a subscriber of operator A ports to operator B from the handset;
+//! the demo prints each step with its time and checks the outcome.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clearinghouse_api::model::{Order, PortingRequest};
+use numport_core::porting::{Deadlines, OrderState};
+use numport_core::proof::{Nonce, PinStretch};
+use numport_core::{Clock, Money, SystemClock};
+use operator::{OperatorStore, PortOutAuthorisation, SubscriberStatus};
+
+use crate::cluster::{Cluster, ClusterSpec, INITIAL_FUNDS, subscriber_number, terminal_key};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Exit 0 only if every step was verified.
+    #[arg(long)]
+    check: bool,
+    /// Where the databases, configurations and logs go (cleared first).
+    #[arg(long, default_value = "data/demo")]
+    dir: PathBuf,
+}
+
+struct Checks {
+    failed: usize,
+}
+
+impl Checks {
+    fn check(&mut self, ok: bool, what: &str) {
+        println!("  {} {what}", if ok { "ok  " } else { "FAIL" });
+        if !ok {
+            self.failed += 1;
+        }
+    }
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    println!("numport demo: a clearinghouse and operators opa, opb, opc on loopback (data in {})", args.dir.display());
+    let started = Instant::now();
+    let cluster = Cluster::start(ClusterSpec {
+        dir: args.dir.clone(),
+        clearinghouse_db: None,
+        subscribers_per_operator: 1,
+        pin_stretch: PinStretch::default(),
+        deadlines: Deadlines::default(),
+    })
+    .await?;
+    println!("  clearinghouse   {}", cluster.ch.url());
+    for op in &cluster.ops {
+        println!("  operator {}    {}", op.name, op.proc.url());
+    }
+    println!("  started in {} ms\n", started.elapsed().as_millis());
+
+    let result = port_a_to_b(&cluster).await;
+    cluster.stop().await;
+    let failed = result?;
+    if failed == 0 {
+        println!("\nall checks passed");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("\n{failed} check(s) failed");
+        Ok(if args.check { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    }
+}
+
+async fn port_a_to_b(cluster: &Cluster) -> anyhow::Result<usize> {
+    let (a, b) = (cluster.op("opa"), cluster.op("opb"));
+    let msisdn = subscriber_number("4790", 0);
+    println!("subscriber {msisdn} of opa ports to opb from the handset");
+
+    // The handset: SIM key and PIN give the port key; a fresh nonce, bound to opb and 5 minutes.
+    let key = terminal_key(&msisdn, PinStretch::default())?;
+    let nonce = Nonce(rand::random());
+    let expiry = SystemClock.now_ms() + 5 * 60 * 1000;
+    let proof = key.prove(&nonce, &msisdn, &b.name, expiry);
+    let http = reqwest::Client::new();
+    let t0 = Instant::now();
+    let auth = PortOutAuthorisation { msisdn: msisdn.clone(), nonce: nonce.to_hex(), recipient: b.name.clone(), expiry };
+    let to_donor = http.post(format!("{}/v1/self-service/port-out-authorisations", a.proc.url())).json(&auth).send();
+    let req = PortingRequest { msisdn: msisdn.clone(), nonce: nonce.to_hex(), expiry, proof: proof.to_hex() };
+    let to_recipient = http.post(format!("{}/v1/self-service/port-in", b.proc.url())).json(&req).send();
+    let (d, r) = tokio::join!(to_donor, to_recipient);
+    let d = d.context("donor's customer-service channel")?;
+    let r = r.context("recipient's self-service")?;
+    if !r.status().is_success() {
+        bail!("port-in refused: {} {}", r.status(), r.text().await.unwrap_or_default());
+    }
+    let order: Order = r.json().await?;
+    println!("  handset → opa customer service: nonce for opb ({}), handset → opb: port-in request", d.status());
+
+    // Wait for the order to finish (the operators answer on their own).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let order = loop {
+        let o = b.ch_client.order(order.id).await?;
+        if o.state.is_terminal() || Instant::now() > deadline {
+            break o;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let elapsed = t0.elapsed();
+
+    let trail = b.ch_client.audit(order.id).await?;
+    let first_at = trail.entries.first().map(|e| e.at).unwrap_or(0);
+    let step = |to: &str| trail.entries.iter().find(|e| e.to_state.as_deref() == Some(to)).map(|e| e.at - first_at);
+    let show = |label: &str, at: Option<i64>| match at {
+        Some(ms) => println!("  +{ms:>4} ms  {label}"),
+        None => println!("     --     {label} (not reached)"),
+    };
+    println!("\nporting order {} (clearinghouse times):", order.id);
+    show("1  terminal verification request from opb accepted, awaiting the donor's deposit", step("awaiting_deposit"));
+    show("2  opa's deposit matches the terminal's proof; 3  credit query sent to opa", step("awaiting_credit_info"));
+    if let Some(c) = order.credit {
+        show(
+            &format!(
+                "4  opa's credit information: arrears {}, unbilled {}, contract {}, deposit {} → compensation {}",
+                c.arrears, c.unbilled_usage, c.contract_remaining, c.deposit_held, c.compensation()
+            ),
+            step("awaiting_decision"),
+        );
+    }
+    show("5  opb accepts and pays; 6  settled, number routed to opb, change logged", step("completed"));
+    println!("  request to routing record: {:.1} ms end to end (handset's view)\n", elapsed.as_secs_f64() * 1000.0);
+
+    let mut c = Checks { failed: 0 };
+    c.check(order.state == OrderState::Completed, &format!("order completed (state {})", order.state));
+    let status = cluster.op("opc").ch_client.number(&msisdn).await?;
+    c.check(
+        status.serving_operator.as_str() == "opb" && status.routing_number == "D002",
+        &format!("clearinghouse routes {msisdn} to {} (rn {})", status.serving_operator, status.routing_number),
+    );
+    let comp = order.compensation.unwrap_or_default();
+    c.check(comp == Money(85_70), &format!("compensation {comp} as the credit information implies"));
+    let a_bal = a.ch_client.account().await?.balance;
+    let b_bal = b.ch_client.account().await?.balance;
+    c.check(
+        a_bal.0 == INITIAL_FUNDS.0 + comp.0 && b_bal.0 == INITIAL_FUNDS.0 - comp.0,
+        &format!("opa's account {a_bal} (+{comp}), opb's {b_bal} (-{comp})"),
+    );
+    let mut conn = cluster.ch_db.acquire().await?;
+    let ledger = numport_store::ledger::check(&mut conn).await?;
+    c.check(ledger.is_sound(), "ledger balanced: all accounts sum to zero, each matches its postings");
+    let changes = numport_store::routing::changes_after(&mut conn, 0, 10).await?;
+    c.check(changes.len() == 1 && changes[0].msisdn == msisdn, "routing change log holds the port as seq 1");
+    drop(conn);
+    c.check(a.ch_client.violations().await?.violations.is_empty(), "no deadline violations");
+
+    // The operators' own records, once their last messages have arrived.
+    let (a_store, b_store) = (OperatorStore::connect(&a.db_url).await?, OperatorStore::connect(&b.db_url).await?);
+    let mut settled = (false, false);
+    for _ in 0..200 {
+        let out = a_store.subscriber(&msisdn).await?.map(|s| s.status);
+        let inn = b_store.subscriber(&msisdn).await?.map(|s| s.status);
+        settled = (out == Some(SubscriberStatus::PortedOut), inn == Some(SubscriberStatus::Active));
+        if settled.0 && settled.1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    c.check(settled.0, "opa marked the subscriber ported out on the compensation confirmation");
+    c.check(settled.1, "opb opened the subscriber's account on port completion");
+    Ok(c.failed)
+}

@@ -1,0 +1,79 @@
+//! Starting roles as child processes of this same binary, the way the demo, the benchmarks and
+//! the end-to-end tests do: port 0, then read the address from the role's "listening" line.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A running role. Killed (SIGKILL) when dropped, so a failed demo leaves nothing behind.
+pub struct Launched {
+    pub child: Child,
+    pub http: SocketAddr,
+}
+
+impl Launched {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    /// `kill -9`: no shutdown, no flush; what was committed must survive.
+    pub async fn kill_hard(&mut self) -> anyhow::Result<()> {
+        self.child.start_kill()?;
+        self.child.wait().await?;
+        Ok(())
+    }
+
+    /// SIGTERM, then wait for a graceful exit.
+    pub async fn stop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: sending a signal to our own child by pid has no memory effects.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGTERM);
+            }
+        }
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.is_err() {
+            let _ = self.child.start_kill();
+        }
+    }
+}
+
+/// Run `numport <args>` with logs appended to `log`, and wait until it listens.
+pub async fn launch(args: &[String], log: &Path) -> anyhow::Result<Launched> {
+    let exe = std::env::current_exe().context("locating the numport binary")?;
+    let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).with_context(|| format!("opening {}", log.display()))?;
+    let mut child = Command::new(exe)
+        .args(args)
+        .env("NUMPORT_LOG", std::env::var("NUMPORT_LOG").unwrap_or_else(|_| "info".into()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log_file))
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting numport {}", args.join(" ")))?;
+    let stdout = child.stdout.take().context("child stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let found = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await? {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && v["event"] == "listening"
+                && let Some(addr) = v["http"].as_str().and_then(|a| a.parse().ok())
+            {
+                return Ok::<_, std::io::Error>(Some(addr));
+            }
+        }
+        Ok(None)
+    })
+    .await;
+    let http: SocketAddr = match found {
+        Ok(Ok(Some(addr))) => addr,
+        _ => bail!("numport {} did not start listening; see {}", args.join(" "), log.display()),
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(Launched { child, http })
+}

@@ -1,0 +1,81 @@
+//! `numport operator`: run an operator node, or administer its database.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Subcommand;
+use numport_core::{OperatorName, SystemClock};
+use operator::{Node, OperatorConfig, OperatorStore};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// TOML configuration (every key optional).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Override `name`.
+    #[arg(long, global = true)]
+    name: Option<OperatorName>,
+    /// Override `listen`.
+    #[arg(long, global = true)]
+    listen: Option<SocketAddr>,
+    /// Override `database_url`.
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    /// Override `clearinghouse_url`.
+    #[arg(long, global = true)]
+    clearinghouse_url: Option<String>,
+    #[command(subcommand)]
+    admin: Option<Admin>,
+}
+
+#[derive(Subcommand)]
+enum Admin {
+    /// Load subscriber accounts from CSV:
+    /// `msisdn,port_key,arrears,unbilled_usage,contract_remaining,deposit_held`.
+    ImportSubscribers { file: PathBuf },
+}
+
+pub fn resolve(args: &Args) -> anyhow::Result<OperatorConfig> {
+    let mut cfg: OperatorConfig = crate::config::load(args.config.as_deref())?;
+    if let Some(n) = &args.name {
+        cfg.name = n.clone();
+    }
+    if let Some(l) = args.listen {
+        cfg.listen = l;
+    }
+    if let Some(u) = &args.database_url {
+        cfg.database_url = u.clone();
+    }
+    if let Some(u) = &args.clearinghouse_url {
+        cfg.clearinghouse_url = u.clone();
+    }
+    Ok(cfg)
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let cfg = resolve(&args)?;
+    match args.admin {
+        None => serve(cfg).await,
+        Some(Admin::ImportSubscribers { file }) => {
+            let store = OperatorStore::connect(&cfg.resolved_database_url()).await?;
+            let f = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+            let n = store.import_subscribers_csv(std::io::BufReader::new(f), numport_core::Clock::now_ms(&SystemClock)).await?;
+            println!("imported {n} subscribers into {}", cfg.name);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn serve(cfg: OperatorConfig) -> anyhow::Result<ExitCode> {
+    let name = cfg.name.to_string();
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    let node = Node::open(cfg, Arc::new(SystemClock)).await?;
+    tracing::info!(%addr, operator = name, "operator node listening");
+    crate::announce_listening("operator", Some(&name), addr);
+    node.run(listener, crate::shutdown_on_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,167 @@
+//! The node's configuration: one TOML table, every field defaulted so a node starts with none.
+
+use std::net::SocketAddr;
+
+use numport_core::signing::DEFAULT_TOLERANCE_MS;
+use numport_core::{Millis, Money, OperatorName};
+use serde::{Deserialize, Serialize};
+
+use crate::OperatorError;
+
+/// Path of the callback route, appended to [`OperatorConfig::public_url`].
+pub const CALLBACK_PATH: &str = "/v1/clearinghouse/callbacks";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OperatorConfig {
+    /// The operator's name at the clearinghouse.
+    pub name: OperatorName,
+    /// Where the node's HTTP API listens.
+    pub listen: SocketAddr,
+    /// `sqlite://path` or `postgres://…`; `{name}` is replaced by the operator name, so that
+    /// nodes of several operators on one machine keep separate databases by default.
+    pub database_url: String,
+    pub clearinghouse_url: String,
+    /// The API key the clearinghouse issued to this operator (`<key id>.<secret>`).
+    pub api_token: String,
+    /// The callback secret the clearinghouse issued (hex). Empty: every callback is refused,
+    /// and messages arrive only by inbox catch-up.
+    pub callback_secret: String,
+    /// The node's externally reachable base URL (`http://opa.example:8500`); the callback URL
+    /// registered at the clearinghouse is this plus [`CALLBACK_PATH`]. Default: the bound
+    /// address.
+    pub public_url: Option<String>,
+    /// How this node decides as recipient.
+    pub policy: RecipientPolicy,
+    /// How far a callback's timestamp may be from the node's clock.
+    pub signature_tolerance_ms: Millis,
+    /// How often the re-processor looks for messages whose processing did not finish.
+    pub reprocess_interval_ms: u64,
+    /// How long a recorded message may stay unprocessed before the re-processor takes it up;
+    /// also the first retry delay after a failure (it doubles per attempt, up to a minute).
+    pub reprocess_after_ms: Millis,
+}
+
+impl Default for OperatorConfig {
+    fn default() -> Self {
+        OperatorConfig {
+            name: default_name(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8500)),
+            database_url: "sqlite://data/operator-{name}.db".into(),
+            clearinghouse_url: "http://127.0.0.1:8400".into(),
+            api_token: String::new(),
+            callback_secret: String::new(),
+            public_url: None,
+            policy: RecipientPolicy::default(),
+            signature_tolerance_ms: DEFAULT_TOLERANCE_MS,
+            reprocess_interval_ms: 1000,
+            reprocess_after_ms: 2000,
+        }
+    }
+}
+
+fn default_name() -> OperatorName {
+    "opa".parse().unwrap_or_else(|_| unreachable!("\"opa\" is a valid operator name"))
+}
+
+impl OperatorConfig {
+    /// `database_url` with `{name}` replaced.
+    pub fn resolved_database_url(&self) -> String {
+        self.database_url.replace("{name}", self.name.as_str())
+    }
+
+    /// The callback secret as bytes; `None` when none is configured.
+    pub fn callback_secret_bytes(&self) -> Result<Option<Vec<u8>>, OperatorError> {
+        let s = self.callback_secret.trim();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        hex::decode(s)
+            .map(Some)
+            .map_err(|_| OperatorError::Config("callback_secret must be hex".into()))
+    }
+
+    /// The URL to register at the clearinghouse, given the address the node is bound to.
+    /// A `public_url` that already ends in the callback path is taken as is.
+    pub fn callback_url(&self, bound: SocketAddr) -> String {
+        match &self.public_url {
+            Some(url) if url.trim_end_matches('/').ends_with(CALLBACK_PATH) => {
+                url.trim_end_matches('/').to_owned()
+            }
+            Some(url) => format!("{}{CALLBACK_PATH}", url.trim_end_matches('/')),
+            None => {
+                let mut addr = bound;
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(if addr.is_ipv4() {
+                        std::net::Ipv4Addr::LOCALHOST.into()
+                    } else {
+                        std::net::Ipv6Addr::LOCALHOST.into()
+                    });
+                }
+                format!("http://{addr}{CALLBACK_PATH}")
+            }
+        }
+    }
+}
+
+/// The recipient's rule for taking a subscriber: pay the compensation the donor's credit
+/// information implies, up to a ceiling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecipientPolicy {
+    /// The largest compensation (minor units) this operator pays to take a subscriber.
+    pub max_compensation: Money,
+}
+
+impl Default for RecipientPolicy {
+    fn default() -> Self {
+        RecipientPolicy { max_compensation: Money(100_000) }
+    }
+}
+
+impl RecipientPolicy {
+    /// Accept when the compensation is within the ceiling.
+    pub fn accepts(&self, compensation: Money) -> bool {
+        compensation <= self.max_compensation
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_partial_toml() {
+        let c: OperatorConfig =
+            serde_json::from_str(r#"{"name":"opb","policy":{"max_compensation":5}}"#).unwrap();
+        assert_eq!(c.name.as_str(), "opb");
+        assert_eq!(c.policy.max_compensation, Money(5));
+        assert_eq!(c.listen, OperatorConfig::default().listen);
+        assert_eq!(c.resolved_database_url(), "sqlite://data/operator-opb.db");
+        assert!(serde_json::from_str::<OperatorConfig>(r#"{"nmae":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn callback_url() {
+        let mut c = OperatorConfig::default();
+        let bound: SocketAddr = "0.0.0.0:8500".parse().unwrap();
+        assert_eq!(c.callback_url(bound), "http://127.0.0.1:8500/v1/clearinghouse/callbacks");
+        c.public_url = Some("https://opa.example/".into());
+        assert_eq!(c.callback_url(bound), "https://opa.example/v1/clearinghouse/callbacks");
+        c.public_url = Some("https://opa.example/v1/clearinghouse/callbacks".into());
+        assert_eq!(c.callback_url(bound), "https://opa.example/v1/clearinghouse/callbacks");
+    }
+
+    #[test]
+    fn secret_and_policy() {
+        let mut c = OperatorConfig::default();
+        assert_eq!(c.callback_secret_bytes().unwrap(), None);
+        c.callback_secret = "00ff".into();
+        assert_eq!(c.callback_secret_bytes().unwrap(), Some(vec![0, 255]));
+        c.callback_secret = "xyz".into();
+        assert!(c.callback_secret_bytes().is_err());
+        let p = RecipientPolicy { max_compensation: Money(100) };
+        assert!(p.accepts(Money(100)));
+        assert!(!p.accepts(Money(101)));
+    }
+}

@@ -1,0 +1,180 @@
+//! The node: shared state behind a cheap handle, its HTTP router, and its lifetime.
+//!
+//! [`Node`] owns what every part of an operator node shares (configuration, database,
+//! clearinghouse client, clock, metrics) and the background tasks. Feature modules
+//! ([`crate::portability`] today; SMSC, charging and provisioning later) add routes to
+//! [`Node::router`] and tasks to [`Node::run`], and keep their logic in their own module.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use clearinghouse_api::ClearinghouseClient;
+use numport_core::{Clock, Millis, OperatorName};
+use telemetry::{HealthCheck, Registry};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::OperatorConfig;
+use crate::metrics::Metrics;
+use crate::store::OperatorStore;
+use crate::{OperatorError, portability};
+
+/// Largest request body the node accepts; every API body is a few hundred bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// How long [`Node::run`] waits, after the server stopped, for message processing to finish.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An operator node; cheap to clone, every clone is the same node.
+#[derive(Clone)]
+pub struct Node {
+    pub(crate) inner: Arc<NodeInner>,
+}
+
+pub(crate) struct NodeInner {
+    pub config: OperatorConfig,
+    pub store: OperatorStore,
+    pub client: ClearinghouseClient,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Metrics,
+    /// Decoded `callback_secret`; `None` refuses every callback.
+    pub callback_secret: Option<Vec<u8>>,
+    /// Ids of messages being processed now, so the re-processor does not start them twice.
+    pub inflight: Mutex<HashSet<i64>>,
+    /// Message processing spawned from callbacks, drained at shutdown.
+    pub tasks: TaskTracker,
+    pub callback_registered: AtomicBool,
+}
+
+impl Node {
+    /// Open the node's database (creating and migrating it) and build the node.
+    pub async fn open(config: OperatorConfig, clock: Arc<dyn Clock>) -> Result<Node, OperatorError> {
+        config.callback_secret_bytes()?;
+        let store = OperatorStore::connect(&config.resolved_database_url()).await?;
+        Node::with_store(config, store, clock)
+    }
+
+    /// Build the node on an already opened store.
+    pub fn with_store(
+        config: OperatorConfig,
+        store: OperatorStore,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Node, OperatorError> {
+        let callback_secret = config.callback_secret_bytes()?;
+        if callback_secret.is_none() {
+            tracing::warn!(
+                node = %config.name,
+                "no callback_secret configured: callbacks are refused, messages arrive by inbox catch-up only"
+            );
+        }
+        let client = ClearinghouseClient::new(&config.clearinghouse_url, &config.api_token);
+        Ok(Node {
+            inner: Arc::new(NodeInner {
+                metrics: Metrics::new(Registry::new()),
+                config,
+                store,
+                client,
+                clock,
+                callback_secret,
+                inflight: Mutex::new(HashSet::new()),
+                tasks: TaskTracker::new(),
+                callback_registered: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    pub fn name(&self) -> &OperatorName {
+        &self.inner.config.name
+    }
+
+    pub fn config(&self) -> &OperatorConfig {
+        &self.inner.config
+    }
+
+    pub fn store(&self) -> &OperatorStore {
+        &self.inner.store
+    }
+
+    pub fn client(&self) -> &ClearinghouseClient {
+        &self.inner.client
+    }
+
+    pub fn metrics(&self) -> &Registry {
+        &self.inner.metrics.registry
+    }
+
+    pub(crate) fn now(&self) -> Millis {
+        self.inner.clock.now_ms()
+    }
+
+    /// Whether the callback URL has been registered at the clearinghouse since start.
+    pub fn callback_registered(&self) -> bool {
+        self.inner.callback_registered.load(Ordering::Relaxed)
+    }
+
+    /// Every route of the node, with the body limit: the portability adapter's routes,
+    /// `/metrics` and `/healthz`.
+    pub fn router(&self) -> Router {
+        let node = self.clone();
+        let health: HealthCheck = Arc::new(move || {
+            (
+                true,
+                serde_json::json!({
+                    "status": "ok",
+                    "operator": node.name(),
+                    "callback_registered": node.callback_registered(),
+                    "unprocessed_messages": node.inner.metrics.unprocessed.get(),
+                }),
+            )
+        });
+        Router::new()
+            .merge(portability::routes())
+            .with_state(self.clone())
+            .merge(telemetry::routes(self.inner.metrics.registry.clone(), health))
+            .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+            .layer(TraceLayer::new_for_http())
+    }
+
+    /// Serve the node on `listener` until `shutdown` is cancelled.
+    ///
+    /// Also runs the background work, which stops on the same token: registering the callback
+    /// URL and catching up with the inbox (retried with back-off while the clearinghouse is
+    /// unreachable; startup does not wait for it), and the re-processor of messages whose
+    /// processing did not finish. On shutdown, in-flight message processing gets a few seconds
+    /// to finish; anything cut short is still recorded and is processed at the next start.
+    pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) -> Result<(), OperatorError> {
+        let bound = listener.local_addr()?;
+        tracing::info!(node = %self.name(), addr = %bound, "operator node listening");
+        let background = shutdown.child_token();
+        let mut tasks = JoinSet::new();
+        tasks.spawn(self.clone().startup_sync(bound, background.clone()));
+        tasks.spawn(self.clone().reprocessor(background.clone()));
+
+        let served = axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await;
+
+        background.cancel();
+        while tasks.join_next().await.is_some() {}
+        self.inner.tasks.close();
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.inner.tasks.wait()).await.is_err() {
+            tracing::warn!(node = %self.name(), "message processing still running at shutdown; it resumes at next start");
+        }
+        tracing::info!(node = %self.name(), "operator node stopped");
+        served?;
+        Ok(())
+    }
+
+    /// The callback URL this node registers when bound to `bound`.
+    pub fn callback_url(&self, bound: SocketAddr) -> String {
+        self.inner.config.callback_url(bound)
+    }
+}

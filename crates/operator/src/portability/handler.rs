@@ -1,0 +1,364 @@
+//! What each clearinghouse message makes the node do.
+//!
+//! Processing is idempotent, because a message may be processed more than once (a crash
+//! before `processed_at` was written, a re-processor pass racing a slow first attempt):
+//! clearinghouse calls carry the key `<node>-msg-<message id>`, so the clearinghouse answers a
+//! repeat with its stored answer; changes to subscriber accounts are written in one
+//! transaction with the message's event, which is unique per message.
+//!
+//! Outcomes: done; *moved on* (the clearinghouse answered 409: the order is past this step,
+//! e.g. a deadline rule closed it, so there is nothing left to do); *given up* (the request
+//! can never succeed: unknown subscriber, a 400/404/422 answer). All three mark the message
+//! processed. Anything else (clearinghouse unreachable, 5xx, 401, database error) is retried
+//! with back-off.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use clearinghouse_api::model::{ApiError, CreditInformationRequest, DecisionRequest, DepositRequest};
+use clearinghouse_api::{ClientError, Envelope, Message};
+use numport_core::porting::CreditInfo;
+use numport_core::proof::Nonce;
+use numport_core::{Millis, Msisdn, OperatorName};
+use serde_json::json;
+use tracing::Instrument;
+
+use crate::store::{NewPortEvent, SubscriberStatus};
+use crate::{Node, OperatorError};
+
+/// Longest pause between retries of a failing message.
+const MAX_RETRY_DELAY_MS: Millis = 60_000;
+
+/// How handling a message ended, when it is not to be retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// The clearinghouse said the order is past this step (409).
+    MovedOn(String),
+    /// The message cannot be acted on; retrying would not help.
+    GivenUp(String),
+}
+
+impl Outcome {
+    fn label(&self) -> &'static str {
+        match self {
+            Outcome::Done => "done",
+            Outcome::MovedOn(_) => "moved_on",
+            Outcome::GivenUp(_) => "given_up",
+        }
+    }
+
+    fn note(&self) -> Option<&str> {
+        match self {
+            Outcome::Done => None,
+            Outcome::MovedOn(s) | Outcome::GivenUp(s) => Some(s),
+        }
+    }
+}
+
+/// A clearinghouse answer, sorted by what the node does next.
+enum Answer<T> {
+    Ok(T),
+    Final(Outcome),
+}
+
+/// The fields of a `deposit_requested` message.
+struct DepositRequested<'a> {
+    order_id: i64,
+    msisdn: &'a Msisdn,
+    nonce: &'a str,
+    recipient: &'a OperatorName,
+    expiry: Millis,
+}
+
+/// Removes a message id from the in-flight set when processing ends, however it ends.
+struct InflightGuard<'a> {
+    node: &'a Node,
+    id: i64,
+}
+
+impl<'a> InflightGuard<'a> {
+    fn take(node: &'a Node, id: i64) -> Option<InflightGuard<'a>> {
+        let mut set = node.inner.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        set.insert(id).then_some(InflightGuard { node, id })
+    }
+}
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        let mut set = self.node.inner.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        set.remove(&self.id);
+    }
+}
+
+/// The retry delay after `attempts` failed attempts: doubling from `base`, at most a minute.
+pub(crate) fn retry_delay(base: Millis, attempts: i64) -> Millis {
+    let shift = attempts.clamp(0, 16) as u32;
+    base.max(1).saturating_mul(1 << shift).min(MAX_RETRY_DELAY_MS)
+}
+
+impl Node {
+    /// Process a recorded message in the background (tracked, so shutdown can drain it).
+    pub(crate) fn spawn_processing(&self, envelope: Envelope) {
+        let node = self.clone();
+        self.inner.tasks.spawn(async move {
+            node.process_recorded(envelope, 0).await;
+        });
+    }
+
+    /// Process a message already recorded in `received_messages`, and write down how it went.
+    /// `attempts` is how many attempts failed before. Returns true when the message is now
+    /// processed; false when it failed (and is scheduled for retry) or is being processed by
+    /// another task.
+    pub(crate) async fn process_recorded(&self, envelope: Envelope, attempts: i64) -> bool {
+        let Some(_guard) = InflightGuard::take(self, envelope.id) else {
+            return false;
+        };
+        let kind = envelope.message.kind();
+        let span = tracing::info_span!(
+            "message",
+            node = %self.name(),
+            id = envelope.id,
+            kind,
+            order_id = envelope.message.order_id()
+        );
+        let started = Instant::now();
+        let result = self.handle(&envelope).instrument(span.clone()).await;
+        let _enter = span.enter();
+        let store = &self.inner.store;
+        match result {
+            Ok(outcome) => {
+                if let Err(e) = store.mark_processed(envelope.id, self.now(), outcome.note()).await {
+                    tracing::warn!(error = %e, "could not mark message processed; it will be processed again");
+                    return false;
+                }
+                self.inner.metrics.processed(kind, outcome.label(), started.elapsed().as_secs_f64());
+                tracing::debug!(outcome = outcome.label(), "message processed");
+                true
+            }
+            Err(e) => {
+                let delay = retry_delay(self.inner.config.reprocess_after_ms, attempts);
+                tracing::warn!(error = %e, retry_in_ms = delay, "message processing failed; will retry");
+                self.inner.metrics.processing_failed(kind);
+                let next = self.now().saturating_add(delay);
+                if let Err(e) = store.mark_failed(envelope.id, &e.to_string(), next).await {
+                    tracing::warn!(error = %e, "could not record the failure");
+                }
+                false
+            }
+        }
+    }
+
+    /// Handle one message. `Err` means "retry later".
+    pub async fn handle(&self, envelope: &Envelope) -> Result<Outcome, OperatorError> {
+        let idem = format!("{}-msg-{}", self.name(), envelope.id);
+        let message_id = Some(envelope.id);
+        match &envelope.message {
+            Message::DepositRequested { order_id, msisdn, nonce, recipient, expiry, .. } => {
+                let request = DepositRequested { order_id: *order_id, msisdn, nonce, recipient, expiry: *expiry };
+                self.deposit_requested(envelope.id, request, &idem).await
+            }
+            Message::CreditQuery { order_id, msisdn, recipient, .. } => {
+                let credit = self.credit_of(msisdn).await?;
+                let req = CreditInformationRequest { credit };
+                let answer = self
+                    .clearinghouse("credit_information", self.inner.client.credit_information(*order_id, &req, &idem))
+                    .await?;
+                if let Answer::Final(outcome) = answer {
+                    return Ok(outcome);
+                }
+                self.event(message_id, "credit_answered", Some(*order_id), msisdn, Some(recipient), json!({ "credit": credit }))
+                    .await?;
+                Ok(Outcome::Done)
+            }
+            Message::CreditInformation { order_id, msisdn, donor, credit, compensation, donor_defaulted, .. } => {
+                let accept = self.inner.config.policy.accepts(*compensation);
+                let req = DecisionRequest { accept, compensation: accept.then_some(*compensation) };
+                let answer = self.clearinghouse("decision", self.inner.client.decide(*order_id, &req, &idem)).await?;
+                if let Answer::Final(outcome) = answer {
+                    return Ok(outcome);
+                }
+                tracing::info!(order_id, %msisdn, accept, %compensation, "decided as recipient");
+                let detail = json!({
+                    "compensation": compensation,
+                    "max_compensation": self.inner.config.policy.max_compensation,
+                    "credit": credit,
+                    "donor_defaulted": donor_defaulted,
+                });
+                let kind = if accept { "accepted" } else { "refused" };
+                self.event(message_id, kind, Some(*order_id), msisdn, Some(donor), detail).await?;
+                Ok(Outcome::Done)
+            }
+            Message::CompensationConfirmed { order_id, msisdn, recipient, compensation } => {
+                let e = NewPortEvent {
+                    message_id,
+                    kind: "port_out".into(),
+                    order_id: Some(*order_id),
+                    msisdn: msisdn.clone(),
+                    counterpart: Some(recipient.clone()),
+                    detail: json!({ "compensation": compensation }),
+                    at: self.now(),
+                };
+                if self.inner.store.apply_port_out(&e).await? {
+                    tracing::info!(order_id, %msisdn, %recipient, %compensation, "ported out");
+                }
+                Ok(Outcome::Done)
+            }
+            Message::PortCompleted { order_id, msisdn, donor, routing_number, seq } => {
+                let e = NewPortEvent {
+                    message_id,
+                    kind: "port_in".into(),
+                    order_id: Some(*order_id),
+                    msisdn: msisdn.clone(),
+                    counterpart: Some(donor.clone()),
+                    detail: json!({ "routing_number": routing_number, "seq": seq }),
+                    at: self.now(),
+                };
+                if self.inner.store.apply_port_in(&e).await? {
+                    tracing::info!(order_id, %msisdn, %donor, "ported in");
+                }
+                Ok(Outcome::Done)
+            }
+            Message::OrderClosed { order_id, msisdn, state, reason } => {
+                tracing::info!(order_id, %msisdn, %state, %reason, "porting order closed without a port");
+                self.event(message_id, "order_closed", Some(*order_id), msisdn, None, json!({ "state": state, "reason": reason }))
+                    .await?;
+                Ok(Outcome::Done)
+            }
+            Message::NumberReturned { msisdn, from, seq } => {
+                tracing::info!(%msisdn, %from, "ported number returned to this range holder");
+                self.event(message_id, "number_returned", None, msisdn, Some(from), json!({ "seq": seq }))
+                    .await?;
+                Ok(Outcome::Done)
+            }
+        }
+    }
+
+    /// Donor, F1 step 2: deposit the proof the terminal's nonce implies.
+    async fn deposit_requested(
+        &self,
+        message_id: i64,
+        request: DepositRequested<'_>,
+        idem: &str,
+    ) -> Result<Outcome, OperatorError> {
+        let DepositRequested { order_id, msisdn, nonce, recipient, expiry } = request;
+        let sub = self.inner.store.subscriber(msisdn).await?;
+        let key = match sub {
+            Some(s) if s.status == SubscriberStatus::Active => s.port_key,
+            _ => {
+                // The clearinghouse's deposit deadline settles the order.
+                tracing::warn!(order_id, %msisdn, "deposit requested for a number that is not an active subscriber");
+                return Ok(Outcome::GivenUp("not an active subscriber".into()));
+            }
+        };
+        let Some(key) = key else {
+            tracing::warn!(order_id, %msisdn, "deposit requested for a subscriber without a port key");
+            return Ok(Outcome::GivenUp("subscriber has no port key".into()));
+        };
+        let nonce = match Nonce::from_hex(nonce) {
+            Ok(n) => n,
+            Err(e) => return Ok(Outcome::GivenUp(format!("nonce: {e}"))),
+        };
+        let proof = key.prove(&nonce, msisdn, recipient, expiry);
+        let req = DepositRequest { msisdn: msisdn.clone(), nonce: nonce.to_hex(), proof: proof.to_hex() };
+        let accepted = match self.clearinghouse("deposit", self.inner.client.deposit(&req, idem)).await? {
+            Answer::Ok(a) => a,
+            Answer::Final(outcome) => return Ok(outcome),
+        };
+        tracing::info!(order_id, %msisdn, %recipient, "proof deposited");
+        self.event(
+            Some(message_id),
+            "deposit",
+            Some(order_id),
+            msisdn,
+            Some(recipient),
+            json!({ "matched_order": accepted.order_id, "expiry": expiry }),
+        )
+        .await?;
+        Ok(Outcome::Done)
+    }
+
+    /// Donor, F1 step 4: the subscriber's figures, or zeros for a number not served here.
+    pub(crate) async fn credit_of(&self, msisdn: &Msisdn) -> Result<CreditInfo, OperatorError> {
+        Ok(match self.inner.store.subscriber(msisdn).await? {
+            Some(s) if s.status == SubscriberStatus::Active => s.credit_info(),
+            _ => {
+                tracing::warn!(%msisdn, "credit query for a number that is not an active subscriber; answering zeros");
+                CreditInfo::default()
+            }
+        })
+    }
+
+    /// Call the clearinghouse and sort the answer: 409 means the order moved on, 400/404/422
+    /// mean the request can never succeed; anything else failing is an error to retry.
+    async fn clearinghouse<T>(
+        &self,
+        call: &str,
+        fut: impl Future<Output = Result<T, ClientError>>,
+    ) -> Result<Answer<T>, OperatorError> {
+        let started = Instant::now();
+        let result = fut.await;
+        if started.elapsed() > Duration::from_secs(1) {
+            tracing::debug!(call, ms = started.elapsed().as_millis() as u64, "slow clearinghouse call");
+        }
+        match result {
+            Ok(v) => Ok(Answer::Ok(v)),
+            Err(ClientError::Api { status, error }) if status.as_u16() == 409 => {
+                tracing::debug!(call, code = %error.error, message = %error.message, "order already moved on");
+                Ok(Answer::Final(Outcome::MovedOn(describe(&error))))
+            }
+            Err(ClientError::Api { status, error }) if matches!(status.as_u16(), 400 | 404 | 422) => {
+                self.inner.metrics.clearinghouse_failure(call);
+                tracing::warn!(call, %status, code = %error.error, message = %error.message, "clearinghouse refused the request");
+                Ok(Answer::Final(Outcome::GivenUp(describe(&error))))
+            }
+            Err(e) => {
+                self.inner.metrics.clearinghouse_failure(call);
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn event(
+        &self,
+        message_id: Option<i64>,
+        kind: &str,
+        order_id: Option<i64>,
+        msisdn: &Msisdn,
+        counterpart: Option<&OperatorName>,
+        detail: serde_json::Value,
+    ) -> Result<(), OperatorError> {
+        self.inner
+            .store
+            .record_event(&NewPortEvent {
+                message_id,
+                kind: kind.into(),
+                order_id,
+                msisdn: msisdn.clone(),
+                counterpart: counterpart.cloned(),
+                detail,
+                at: self.now(),
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+fn describe(e: &ApiError) -> String {
+    format!("{}: {}", e.error, e.message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delay_doubles_and_caps() {
+        assert_eq!(retry_delay(2000, 0), 2000);
+        assert_eq!(retry_delay(2000, 1), 4000);
+        assert_eq!(retry_delay(2000, 3), 16000);
+        assert_eq!(retry_delay(2000, 10), MAX_RETRY_DELAY_MS);
+        assert_eq!(retry_delay(2000, i64::MAX), MAX_RETRY_DELAY_MS);
+        assert_eq!(retry_delay(0, 0), 1);
+    }
+}
