@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clearinghouse::{ClearinghouseConfig, admin};
 use clearinghouse_api::ClearinghouseClient;
-use numport_core::porting::Deadlines;
 use numport_core::proof::{PinStretch, PortKey};
 use numport_core::{Clock, Money, Msisdn, OperatorName, SystemClock};
 use numport_store::Db;
@@ -29,7 +28,8 @@ pub struct ClusterSpec {
     /// Subscribers created at each operator, numbered from the start of its range.
     pub subscribers_per_operator: usize,
     pub pin_stretch: PinStretch,
-    pub deadlines: Deadlines,
+    /// Clearinghouse settings; `listen`, `database_url` and `master_key_path` are set here.
+    pub clearinghouse: ClearinghouseConfig,
 }
 
 pub struct OperatorProc {
@@ -72,8 +72,7 @@ impl Cluster {
             listen: "127.0.0.1:0".parse()?,
             database_url: spec.clearinghouse_db.clone().unwrap_or_else(|| format!("sqlite://{}", dir.join("clearinghouse.db").display())),
             master_key_path: dir.join("clearinghouse.key"),
-            deadlines: spec.deadlines,
-            ..ClearinghouseConfig::default()
+            ..spec.clearinghouse.clone()
         };
         let ch_config_path = dir.join("clearinghouse.toml");
         std::fs::write(&ch_config_path, toml::to_string(&ch_cfg)?)?;

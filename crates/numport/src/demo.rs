@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clearinghouse_api::model::{Order, PortingRequest};
-use numport_core::porting::{Deadlines, OrderState};
+use numport_core::porting::OrderState;
 use numport_core::proof::{Nonce, PinStretch};
 use numport_core::{Clock, Money, SystemClock};
 use operator::{OperatorStore, PortOutAuthorisation, SubscriberStatus};
 
-use crate::cluster::{Cluster, ClusterSpec, INITIAL_FUNDS, subscriber_number, terminal_key};
+use numport::cluster::{Cluster, ClusterSpec, INITIAL_FUNDS, subscriber_number, terminal_key};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -46,7 +46,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         clearinghouse_db: None,
         subscribers_per_operator: 1,
         pin_stretch: PinStretch::default(),
-        deadlines: Deadlines::default(),
+        clearinghouse: clearinghouse::ClearinghouseConfig::default(),
     })
     .await?;
     println!("  clearinghouse   {}", cluster.ch.url());

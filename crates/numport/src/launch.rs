@@ -42,9 +42,18 @@ impl Launched {
     }
 }
 
+/// The `numport` binary to start: this process's own executable, unless `NUMPORT_BIN` names
+/// another (tests run from a test binary, and point it at the real one).
+fn numport_exe() -> anyhow::Result<std::path::PathBuf> {
+    match std::env::var_os("NUMPORT_BIN") {
+        Some(p) => Ok(p.into()),
+        None => std::env::current_exe().context("locating the numport binary"),
+    }
+}
+
 /// Run `numport <args>` with logs appended to `log`, and wait until it listens.
 pub async fn launch(args: &[String], log: &Path) -> anyhow::Result<Launched> {
-    let exe = std::env::current_exe().context("locating the numport binary")?;
+    let exe = numport_exe()?;
     let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).with_context(|| format!("opening {}", log.display()))?;
     let mut child = Command::new(exe)
         .args(args)

@@ -12,10 +12,8 @@
 
 mod bench;
 mod clearinghouse_cmd;
-mod cluster;
 mod config;
 mod demo;
-mod launch;
 mod operator_cmd;
 
 use std::process::ExitCode;
@@ -74,7 +72,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// Print the line that tells a parent process where a role listens.
+/// Print the line that tells a parent process where a role listens (see `numport::launch`).
 pub(crate) fn announce_listening(role: &str, name: Option<&str>, addr: std::net::SocketAddr) {
     use std::io::Write;
     let line = serde_json::json!({ "event": "listening", "role": role, "name": name, "http": addr.to_string() });

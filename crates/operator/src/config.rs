@@ -61,7 +61,9 @@ impl Default for OperatorConfig {
 }
 
 fn default_name() -> OperatorName {
-    "opa".parse().unwrap_or_else(|_| unreachable!("\"opa\" is a valid operator name"))
+    "opa"
+        .parse()
+        .unwrap_or_else(|_| unreachable!("\"opa\" is a valid operator name"))
 }
 
 impl OperatorConfig {
@@ -115,7 +117,9 @@ pub struct RecipientPolicy {
 
 impl Default for RecipientPolicy {
     fn default() -> Self {
-        RecipientPolicy { max_compensation: Money(100_000) }
+        RecipientPolicy {
+            max_compensation: Money(100_000),
+        }
     }
 }
 
@@ -145,11 +149,20 @@ mod tests {
     fn callback_url() {
         let mut c = OperatorConfig::default();
         let bound: SocketAddr = "0.0.0.0:8500".parse().unwrap();
-        assert_eq!(c.callback_url(bound), "http://127.0.0.1:8500/v1/clearinghouse/callbacks");
+        assert_eq!(
+            c.callback_url(bound),
+            "http://127.0.0.1:8500/v1/clearinghouse/callbacks"
+        );
         c.public_url = Some("https://opa.example/".into());
-        assert_eq!(c.callback_url(bound), "https://opa.example/v1/clearinghouse/callbacks");
+        assert_eq!(
+            c.callback_url(bound),
+            "https://opa.example/v1/clearinghouse/callbacks"
+        );
         c.public_url = Some("https://opa.example/v1/clearinghouse/callbacks".into());
-        assert_eq!(c.callback_url(bound), "https://opa.example/v1/clearinghouse/callbacks");
+        assert_eq!(
+            c.callback_url(bound),
+            "https://opa.example/v1/clearinghouse/callbacks"
+        );
     }
 
     #[test]
@@ -160,7 +173,9 @@ mod tests {
         assert_eq!(c.callback_secret_bytes().unwrap(), Some(vec![0, 255]));
         c.callback_secret = "xyz".into();
         assert!(c.callback_secret_bytes().is_err());
-        let p = RecipientPolicy { max_compensation: Money(100) };
+        let p = RecipientPolicy {
+            max_compensation: Money(100),
+        };
         assert!(p.accepts(Money(100)));
         assert!(!p.accepts(Money(101)));
     }

@@ -56,7 +56,10 @@ pub(crate) struct NodeInner {
 
 impl Node {
     /// Open the node's database (creating and migrating it) and build the node.
-    pub async fn open(config: OperatorConfig, clock: Arc<dyn Clock>) -> Result<Node, OperatorError> {
+    pub async fn open(
+        config: OperatorConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Node, OperatorError> {
         config.callback_secret_bytes()?;
         let store = OperatorStore::connect(&config.resolved_database_url()).await?;
         Node::with_store(config, store, clock)
@@ -138,7 +141,10 @@ impl Node {
         Router::new()
             .merge(portability::routes())
             .with_state(self.clone())
-            .merge(telemetry::routes(self.inner.metrics.registry.clone(), health))
+            .merge(telemetry::routes(
+                self.inner.metrics.registry.clone(),
+                health,
+            ))
             .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
             .layer(TraceLayer::new_for_http())
     }
@@ -150,7 +156,11 @@ impl Node {
     /// unreachable; startup does not wait for it), and the re-processor of messages whose
     /// processing did not finish. On shutdown, in-flight message processing gets a few seconds
     /// to finish; anything cut short is still recorded and is processed at the next start.
-    pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) -> Result<(), OperatorError> {
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<(), OperatorError> {
         let bound = listener.local_addr()?;
         tracing::info!(node = %self.name(), addr = %bound, "operator node listening");
         let background = shutdown.child_token();
@@ -165,7 +175,10 @@ impl Node {
         background.cancel();
         while tasks.join_next().await.is_some() {}
         self.inner.tasks.close();
-        if tokio::time::timeout(DRAIN_TIMEOUT, self.inner.tasks.wait()).await.is_err() {
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(node = %self.name(), "message processing still running at shutdown; it resumes at next start");
         }
         tracing::info!(node = %self.name(), "operator node stopped");

@@ -20,13 +20,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clearinghouse_api::model::PortingRequest;
 use hdrhistogram::Histogram;
-use numport_core::porting::Deadlines;
 use numport_core::proof::{Nonce, PinStretch, PortKey};
 use numport_core::{Clock, Msisdn, OperatorName, SystemClock};
 use operator::PortOutAuthorisation;
 use tokio::sync::oneshot;
 
-use crate::cluster::{Cluster, ClusterSpec, OPERATORS, subscriber_number, terminal_key};
+use numport::cluster::{Cluster, ClusterSpec, OPERATORS, subscriber_number, terminal_key};
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DbKind {
@@ -148,7 +147,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         clearinghouse_db,
         subscribers_per_operator: per_op,
         pin_stretch: stretch,
-        deadlines: Deadlines::default(),
+        clearinghouse: clearinghouse::ClearinghouseConfig::default(),
     })
     .await?;
 

@@ -8,14 +8,16 @@
 //!
 //! Outcomes: done; *moved on* (the clearinghouse answered 409: the order is past this step,
 //! e.g. a deadline rule closed it, so there is nothing left to do); *given up* (the request
-//! can never succeed: unknown subscriber, a 400/404/422 answer). All three mark the message
+//! can never succeed: unknown subscriber, a 400/403/404/422 answer). All three mark the message
 //! processed. Anything else (clearinghouse unreachable, 5xx, 401, database error) is retried
 //! with back-off.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use clearinghouse_api::model::{ApiError, CreditInformationRequest, DecisionRequest, DepositRequest};
+use clearinghouse_api::model::{
+    ApiError, CreditInformationRequest, DecisionRequest, DepositRequest,
+};
 use clearinghouse_api::{ClientError, Envelope, Message};
 use numport_core::porting::CreditInfo;
 use numport_core::proof::Nonce;
@@ -79,14 +81,23 @@ struct InflightGuard<'a> {
 
 impl<'a> InflightGuard<'a> {
     fn take(node: &'a Node, id: i64) -> Option<InflightGuard<'a>> {
-        let mut set = node.inner.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        let mut set = node
+            .inner
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         set.insert(id).then_some(InflightGuard { node, id })
     }
 }
 
 impl Drop for InflightGuard<'_> {
     fn drop(&mut self) {
-        let mut set = self.node.inner.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        let mut set = self
+            .node
+            .inner
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         set.remove(&self.id);
     }
 }
@@ -94,7 +105,9 @@ impl Drop for InflightGuard<'_> {
 /// The retry delay after `attempts` failed attempts: doubling from `base`, at most a minute.
 pub(crate) fn retry_delay(base: Millis, attempts: i64) -> Millis {
     let shift = attempts.clamp(0, 16) as u32;
-    base.max(1).saturating_mul(1 << shift).min(MAX_RETRY_DELAY_MS)
+    base.max(1)
+        .saturating_mul(1 << shift)
+        .min(MAX_RETRY_DELAY_MS)
 }
 
 impl Node {
@@ -114,25 +127,33 @@ impl Node {
         let Some(_guard) = InflightGuard::take(self, envelope.id) else {
             return false;
         };
-        let kind = envelope.message.kind();
         let span = tracing::info_span!(
             "message",
             node = %self.name(),
             id = envelope.id,
-            kind,
+            kind = envelope.message.kind(),
             order_id = envelope.message.order_id()
         );
+        self.process_and_record(&envelope, attempts)
+            .instrument(span)
+            .await
+    }
+
+    async fn process_and_record(&self, envelope: &Envelope, attempts: i64) -> bool {
+        let kind = envelope.message.kind();
         let started = Instant::now();
-        let result = self.handle(&envelope).instrument(span.clone()).await;
-        let _enter = span.enter();
         let store = &self.inner.store;
-        match result {
+        match self.handle(envelope).await {
             Ok(outcome) => {
-                if let Err(e) = store.mark_processed(envelope.id, self.now(), outcome.note()).await {
+                if let Err(e) = store
+                    .mark_processed(envelope.id, self.now(), outcome.note())
+                    .await
+                {
                     tracing::warn!(error = %e, "could not mark message processed; it will be processed again");
                     return false;
                 }
-                self.inner.metrics.processed(kind, outcome.label(), started.elapsed().as_secs_f64());
+                let seconds = started.elapsed().as_secs_f64();
+                self.inner.metrics.processed(kind, outcome.label(), seconds);
                 tracing::debug!(outcome = outcome.label(), "message processed");
                 true
             }
@@ -154,27 +175,68 @@ impl Node {
         let idem = format!("{}-msg-{}", self.name(), envelope.id);
         let message_id = Some(envelope.id);
         match &envelope.message {
-            Message::DepositRequested { order_id, msisdn, nonce, recipient, expiry, .. } => {
-                let request = DepositRequested { order_id: *order_id, msisdn, nonce, recipient, expiry: *expiry };
+            Message::DepositRequested {
+                order_id,
+                msisdn,
+                nonce,
+                recipient,
+                expiry,
+                ..
+            } => {
+                let request = DepositRequested {
+                    order_id: *order_id,
+                    msisdn,
+                    nonce,
+                    recipient,
+                    expiry: *expiry,
+                };
                 self.deposit_requested(envelope.id, request, &idem).await
             }
-            Message::CreditQuery { order_id, msisdn, recipient, .. } => {
+            Message::CreditQuery {
+                order_id,
+                msisdn,
+                recipient,
+                ..
+            } => {
                 let credit = self.credit_of(msisdn).await?;
                 let req = CreditInformationRequest { credit };
                 let answer = self
-                    .clearinghouse("credit_information", self.inner.client.credit_information(*order_id, &req, &idem))
+                    .clearinghouse(
+                        "credit_information",
+                        self.inner.client.credit_information(*order_id, &req, &idem),
+                    )
                     .await?;
                 if let Answer::Final(outcome) = answer {
                     return Ok(outcome);
                 }
-                self.event(message_id, "credit_answered", Some(*order_id), msisdn, Some(recipient), json!({ "credit": credit }))
-                    .await?;
+                self.event(
+                    message_id,
+                    "credit_answered",
+                    Some(*order_id),
+                    msisdn,
+                    Some(recipient),
+                    json!({ "credit": credit }),
+                )
+                .await?;
                 Ok(Outcome::Done)
             }
-            Message::CreditInformation { order_id, msisdn, donor, credit, compensation, donor_defaulted, .. } => {
+            Message::CreditInformation {
+                order_id,
+                msisdn,
+                donor,
+                credit,
+                compensation,
+                donor_defaulted,
+                ..
+            } => {
                 let accept = self.inner.config.policy.accepts(*compensation);
-                let req = DecisionRequest { accept, compensation: accept.then_some(*compensation) };
-                let answer = self.clearinghouse("decision", self.inner.client.decide(*order_id, &req, &idem)).await?;
+                let req = DecisionRequest {
+                    accept,
+                    compensation: accept.then_some(*compensation),
+                };
+                let answer = self
+                    .clearinghouse("decision", self.inner.client.decide(*order_id, &req, &idem))
+                    .await?;
                 if let Answer::Final(outcome) = answer {
                     return Ok(outcome);
                 }
@@ -186,10 +248,23 @@ impl Node {
                     "donor_defaulted": donor_defaulted,
                 });
                 let kind = if accept { "accepted" } else { "refused" };
-                self.event(message_id, kind, Some(*order_id), msisdn, Some(donor), detail).await?;
+                self.event(
+                    message_id,
+                    kind,
+                    Some(*order_id),
+                    msisdn,
+                    Some(donor),
+                    detail,
+                )
+                .await?;
                 Ok(Outcome::Done)
             }
-            Message::CompensationConfirmed { order_id, msisdn, recipient, compensation } => {
+            Message::CompensationConfirmed {
+                order_id,
+                msisdn,
+                recipient,
+                compensation,
+            } => {
                 let e = NewPortEvent {
                     message_id,
                     kind: "port_out".into(),
@@ -204,7 +279,13 @@ impl Node {
                 }
                 Ok(Outcome::Done)
             }
-            Message::PortCompleted { order_id, msisdn, donor, routing_number, seq } => {
+            Message::PortCompleted {
+                order_id,
+                msisdn,
+                donor,
+                routing_number,
+                seq,
+            } => {
                 let e = NewPortEvent {
                     message_id,
                     kind: "port_in".into(),
@@ -219,16 +300,35 @@ impl Node {
                 }
                 Ok(Outcome::Done)
             }
-            Message::OrderClosed { order_id, msisdn, state, reason } => {
+            Message::OrderClosed {
+                order_id,
+                msisdn,
+                state,
+                reason,
+            } => {
                 tracing::info!(order_id, %msisdn, %state, %reason, "porting order closed without a port");
-                self.event(message_id, "order_closed", Some(*order_id), msisdn, None, json!({ "state": state, "reason": reason }))
-                    .await?;
+                self.event(
+                    message_id,
+                    "order_closed",
+                    Some(*order_id),
+                    msisdn,
+                    None,
+                    json!({ "state": state, "reason": reason }),
+                )
+                .await?;
                 Ok(Outcome::Done)
             }
             Message::NumberReturned { msisdn, from, seq } => {
                 tracing::info!(%msisdn, %from, "ported number returned to this range holder");
-                self.event(message_id, "number_returned", None, msisdn, Some(from), json!({ "seq": seq }))
-                    .await?;
+                self.event(
+                    message_id,
+                    "number_returned",
+                    None,
+                    msisdn,
+                    Some(from),
+                    json!({ "seq": seq }),
+                )
+                .await?;
                 Ok(Outcome::Done)
             }
         }
@@ -241,14 +341,25 @@ impl Node {
         request: DepositRequested<'_>,
         idem: &str,
     ) -> Result<Outcome, OperatorError> {
-        let DepositRequested { order_id, msisdn, nonce, recipient, expiry } = request;
+        let DepositRequested {
+            order_id,
+            msisdn,
+            nonce,
+            recipient,
+            expiry,
+        } = request;
         let sub = self.inner.store.subscriber(msisdn).await?;
         let key = match sub {
             Some(s) if s.status == SubscriberStatus::Active => s.port_key,
-            _ => {
+            Some(_) => {
+                // The port already went through (the terminal's own authorisation matched).
+                tracing::info!(order_id, %msisdn, "deposit requested for a number already ported out");
+                return Ok(Outcome::GivenUp("subscriber ported out".into()));
+            }
+            None => {
                 // The clearinghouse's deposit deadline settles the order.
-                tracing::warn!(order_id, %msisdn, "deposit requested for a number that is not an active subscriber");
-                return Ok(Outcome::GivenUp("not an active subscriber".into()));
+                tracing::warn!(order_id, %msisdn, "deposit requested for a number that is not a subscriber here");
+                return Ok(Outcome::GivenUp("unknown subscriber".into()));
             }
         };
         let Some(key) = key else {
@@ -260,8 +371,15 @@ impl Node {
             Err(e) => return Ok(Outcome::GivenUp(format!("nonce: {e}"))),
         };
         let proof = key.prove(&nonce, msisdn, recipient, expiry);
-        let req = DepositRequest { msisdn: msisdn.clone(), nonce: nonce.to_hex(), proof: proof.to_hex() };
-        let accepted = match self.clearinghouse("deposit", self.inner.client.deposit(&req, idem)).await? {
+        let req = DepositRequest {
+            msisdn: msisdn.clone(),
+            nonce: nonce.to_hex(),
+            proof: proof.to_hex(),
+        };
+        let accepted = match self
+            .clearinghouse("deposit", self.inner.client.deposit(&req, idem))
+            .await?
+        {
             Answer::Ok(a) => a,
             Answer::Final(outcome) => return Ok(outcome),
         };
@@ -289,25 +407,27 @@ impl Node {
         })
     }
 
-    /// Call the clearinghouse and sort the answer: 409 means the order moved on, 400/404/422
-    /// mean the request can never succeed; anything else failing is an error to retry.
+    /// Call the clearinghouse and sort the answer: 409 means the order moved on, 400/403/404/422
+    /// mean the request can never succeed (403: e.g. the number is no longer served here); anything else failing is an error to retry.
     async fn clearinghouse<T>(
         &self,
         call: &str,
         fut: impl Future<Output = Result<T, ClientError>>,
     ) -> Result<Answer<T>, OperatorError> {
-        let started = Instant::now();
-        let result = fut.await;
-        if started.elapsed() > Duration::from_secs(1) {
-            tracing::debug!(call, ms = started.elapsed().as_millis() as u64, "slow clearinghouse call");
-        }
-        match result {
+        match fut.await {
             Ok(v) => Ok(Answer::Ok(v)),
             Err(ClientError::Api { status, error }) if status.as_u16() == 409 => {
-                tracing::debug!(call, code = %error.error, message = %error.message, "order already moved on");
+                if error.error == "invalid_state" {
+                    tracing::debug!(call, message = %error.message, "order already moved on");
+                } else {
+                    // E.g. insufficient_funds: final for this message, but worth a look.
+                    tracing::warn!(call, code = %error.error, message = %error.message, "clearinghouse answered conflict");
+                }
                 Ok(Answer::Final(Outcome::MovedOn(describe(&error))))
             }
-            Err(ClientError::Api { status, error }) if matches!(status.as_u16(), 400 | 404 | 422) => {
+            Err(ClientError::Api { status, error })
+                if matches!(status.as_u16(), 400 | 403 | 404 | 422) =>
+            {
                 self.inner.metrics.clearinghouse_failure(call);
                 tracing::warn!(call, %status, code = %error.error, message = %error.message, "clearinghouse refused the request");
                 Ok(Answer::Final(Outcome::GivenUp(describe(&error))))

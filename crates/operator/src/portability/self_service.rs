@@ -40,7 +40,8 @@ pub struct PortOutAuthorisation {
 }
 
 fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, HttpError> {
-    serde_json::from_slice(body).map_err(|e| HttpError::bad_request("invalid_request", e.to_string()))
+    serde_json::from_slice(body)
+        .map_err(|e| HttpError::bad_request("invalid_request", e.to_string()))
 }
 
 fn relay(node: &Node, call: &str, e: clearinghouse_api::ClientError) -> HttpError {
@@ -53,7 +54,10 @@ pub(crate) async fn port_in(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Order>), HttpError> {
     let req: PortingRequest = parse_json(&body)?;
-    let idem = format!("{}-port-in-{}-{}", node.name(), req.msisdn, req.nonce);
+    // A well-formed nonce also keeps the idempotency key within the clearinghouse's 128 chars.
+    let nonce = Nonce::from_hex(&req.nonce)
+        .map_err(|e| HttpError::bad_request("invalid_nonce", e.to_string()))?;
+    let idem = format!("{}-port-in-{}-{}", node.name(), req.msisdn, nonce.to_hex());
     let order = node
         .inner
         .client
@@ -81,7 +85,8 @@ pub(crate) async fn port_out_authorisation(
     body: Bytes,
 ) -> Result<Json<DepositAccepted>, HttpError> {
     let req: PortOutAuthorisation = parse_json(&body)?;
-    let nonce = Nonce::from_hex(&req.nonce).map_err(|e| HttpError::bad_request("invalid_nonce", e.to_string()))?;
+    let nonce = Nonce::from_hex(&req.nonce)
+        .map_err(|e| HttpError::bad_request("invalid_nonce", e.to_string()))?;
     let sub = node.inner.store.subscriber(&req.msisdn).await?;
     let sub = match sub {
         Some(s) if s.status == SubscriberStatus::Active => s,
@@ -101,15 +106,15 @@ pub(crate) async fn port_out_authorisation(
         ));
     };
     let proof = key.prove(&nonce, &req.msisdn, &req.recipient, req.expiry);
-    let deposit = DepositRequest { msisdn: req.msisdn.clone(), nonce: nonce.to_hex(), proof: proof.to_hex() };
-    let idem = format!(
-        "{}-authorisation-{}-{}-{}-{}",
-        node.name(),
-        req.msisdn,
-        deposit.nonce,
-        req.recipient,
-        req.expiry
-    );
+    let deposit = DepositRequest {
+        msisdn: req.msisdn.clone(),
+        nonce: nonce.to_hex(),
+        proof: proof.to_hex(),
+    };
+    // At most 32 + 6 + 15 + 1 + 32 characters: within the clearinghouse's 128. Reusing the
+    // nonce for another recipient or expiry changes the body, which the clearinghouse refuses
+    // under the same key, as it should.
+    let idem = format!("{}-auth-{}-{}", node.name(), req.msisdn, deposit.nonce);
     let accepted = node
         .inner
         .client

@@ -54,9 +54,7 @@ fn event_row(r: &AnyRow) -> Result<PortEvent, OperatorError> {
         kind: r.try_get("kind")?,
         order_id: r.try_get("order_id")?,
         msisdn: parse_col("msisdn", &msisdn)?,
-        counterpart: counterpart
-            .map(|c| parse_col("operator", &c))
-            .transpose()?,
+        counterpart: counterpart.map(|c| parse_col("operator", &c)).transpose()?,
         detail: serde_json::from_str(&detail)
             .map_err(|e| OperatorError::Corrupt(format!("event detail: {e}")))?,
         at: r.try_get("at")?,

@@ -68,7 +68,10 @@ impl OperatorStore {
         Ok(r.rows_affected() == 1)
     }
 
-    pub async fn received_message(&self, id: i64) -> Result<Option<ReceivedMessage>, OperatorError> {
+    pub async fn received_message(
+        &self,
+        id: i64,
+    ) -> Result<Option<ReceivedMessage>, OperatorError> {
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM received_messages WHERE id = $1"
         ))
@@ -144,14 +147,20 @@ impl OperatorStore {
 
     /// The id of the last inbox message read by catch-up (0 before the first).
     pub async fn inbox_cursor(&self) -> Result<i64, OperatorError> {
-        Ok(sqlx::query_scalar("SELECT last_id FROM inbox_cursor WHERE id = 1")
-            .fetch_optional(&self.pool)
-            .await?
-            .unwrap_or(0))
+        Ok(
+            sqlx::query_scalar("SELECT last_id FROM inbox_cursor WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?
+                .unwrap_or(0),
+        )
     }
 
     /// Move the inbox cursor forward to `last_id`; it never moves back.
-    pub async fn advance_inbox_cursor(&self, last_id: i64, now: Millis) -> Result<(), OperatorError> {
+    pub async fn advance_inbox_cursor(
+        &self,
+        last_id: i64,
+        now: Millis,
+    ) -> Result<(), OperatorError> {
         sqlx::query(
             "UPDATE inbox_cursor SET last_id = $1, updated_at = $2 WHERE id = 1 AND last_id < $1",
         )

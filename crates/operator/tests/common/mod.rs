@@ -87,10 +87,12 @@ impl FakeClearinghouse {
     pub async fn start() -> FakeClearinghouse {
         let state = Arc::new(Mutex::new(FakeState::default()));
         let st = state.clone();
-        let app = Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-            let st = st.clone();
-            async move { answer(&st, method, uri, headers, body) }
-        });
+        let app = Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let st = st.clone();
+                async move { answer(&st, method, uri, headers, body) }
+            },
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -113,7 +115,11 @@ impl FakeClearinghouse {
     }
 
     pub fn answer_with(&self, path: &str, status: StatusCode, body: Value) {
-        self.state.lock().unwrap().overrides.insert(path.to_owned(), (status, body));
+        self.state
+            .lock()
+            .unwrap()
+            .overrides
+            .insert(path.to_owned(), (status, body));
     }
 
     pub fn clear_overrides(&self) {
@@ -129,7 +135,13 @@ impl FakeClearinghouse {
     }
 }
 
-fn answer(st: &Mutex<FakeState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+fn answer(
+    st: &Mutex<FakeState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let mut st = st.lock().unwrap();
     let path = uri.path().to_owned();
     st.seen.push(Seen {
@@ -152,9 +164,11 @@ fn answer(st: &Mutex<FakeState>, method: Method, uri: Uri, headers: HeaderMap, b
     }
     let ok = |v: Value| (StatusCode::OK, axum::Json(v)).into_response();
     match (method.as_str(), path.as_str()) {
-        ("POST", "/v1/porting-orders") => {
-            (StatusCode::CREATED, axum::Json(json!(order(7, OrderState::AwaitingDeposit)))).into_response()
-        }
+        ("POST", "/v1/porting-orders") => (
+            StatusCode::CREATED,
+            axum::Json(json!(order(7, OrderState::AwaitingDeposit))),
+        )
+            .into_response(),
         ("POST", "/v1/deposits") => ok(json!({"order_id": 7})),
         ("POST", p) if p.ends_with("/credit-information") => {
             ok(json!(order(7, OrderState::AwaitingDecision)))
@@ -181,7 +195,11 @@ fn answer(st: &Mutex<FakeState>, method: Method, uri: Uri, headers: HeaderMap, b
         }
         ("POST", "/v1/inbox/ack") => ok(json!({"acked": true})),
         ("PUT", "/v1/operators/me/callback") => ok(json!({"ok": true})),
-        _ => (StatusCode::NOT_FOUND, axum::Json(json!({"error": "not_found", "message": path}))).into_response(),
+        _ => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"error": "not_found", "message": path})),
+        )
+            .into_response(),
     }
 }
 
@@ -244,8 +262,13 @@ impl TestNode {
     pub async fn send(&self, req: Request<Body>) -> (StatusCode, Value) {
         let resp = self.node.router().oneshot(req).await.unwrap();
         let status = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
@@ -275,7 +298,12 @@ impl TestNode {
         panic!("message {id} was not processed");
     }
 
-    pub async fn add_subscriber(&self, number: &str, key: Option<&PortKey>, figures: [i64; 4]) -> Subscriber {
+    pub async fn add_subscriber(
+        &self,
+        number: &str,
+        key: Option<&PortKey>,
+        figures: [i64; 4],
+    ) -> Subscriber {
         let s = Subscriber {
             port_key: key.cloned(),
             arrears: Money(figures[0]),
@@ -294,7 +322,11 @@ pub fn port_key(pin: &str) -> PortKey {
 }
 
 pub fn envelope(id: i64, message: Message) -> Envelope {
-    Envelope { id, created_at: T0, message }
+    Envelope {
+        id,
+        created_at: T0,
+        message,
+    }
 }
 
 /// Wait (up to 3 s) until `f` holds.
