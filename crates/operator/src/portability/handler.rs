@@ -115,18 +115,36 @@ impl Node {
     pub(crate) fn spawn_processing(&self, envelope: Envelope) {
         let node = self.clone();
         self.inner.tasks.spawn(async move {
-            node.process_recorded(envelope, 0).await;
+            node.process_recorded(envelope).await;
         });
     }
 
-    /// Process a message already recorded in `received_messages`, and write down how it went.
-    /// `attempts` is how many attempts failed before. Returns true when the message is now
-    /// processed; false when it failed (and is scheduled for retry) or is being processed by
-    /// another task.
-    pub(crate) async fn process_recorded(&self, envelope: Envelope, attempts: i64) -> bool {
+    /// Process a message just recorded in `received_messages`, and write down how it went.
+    /// Returns true when the message is now processed; false when it failed (and is scheduled
+    /// for retry) or another task is processing it.
+    pub(crate) async fn process_recorded(&self, envelope: Envelope) -> bool {
         let Some(_guard) = InflightGuard::take(self, envelope.id) else {
             return false;
         };
+        self.process_and_record(&envelope, 0).await
+    }
+
+    /// Process a recorded message again (the re-processor), unless another task finished it
+    /// since the re-processor read it.
+    pub(crate) async fn process_again(&self, envelope: Envelope) -> Result<bool, OperatorError> {
+        let Some(_guard) = InflightGuard::take(self, envelope.id) else {
+            return Ok(false);
+        };
+        let row = self.inner.store.received_message(envelope.id).await?;
+        let Some(row) = row.filter(|r| r.processed_at.is_none()) else {
+            return Ok(false);
+        };
+        Ok(self.process_and_record(&envelope, row.attempts).await)
+    }
+
+    /// Handle the message and record the outcome; `attempts` is how many attempts failed
+    /// before. Call with the message's in-flight guard held.
+    async fn process_and_record(&self, envelope: &Envelope, attempts: i64) -> bool {
         let span = tracing::info_span!(
             "message",
             node = %self.name(),
@@ -134,12 +152,12 @@ impl Node {
             kind = envelope.message.kind(),
             order_id = envelope.message.order_id()
         );
-        self.process_and_record(&envelope, attempts)
+        self.process_and_record_inner(envelope, attempts)
             .instrument(span)
             .await
     }
 
-    async fn process_and_record(&self, envelope: &Envelope, attempts: i64) -> bool {
+    async fn process_and_record_inner(&self, envelope: &Envelope, attempts: i64) -> bool {
         let kind = envelope.message.kind();
         let started = Instant::now();
         let store = &self.inner.store;
@@ -171,7 +189,7 @@ impl Node {
     }
 
     /// Handle one message. `Err` means "retry later".
-    pub async fn handle(&self, envelope: &Envelope) -> Result<Outcome, OperatorError> {
+    pub(crate) async fn handle(&self, envelope: &Envelope) -> Result<Outcome, OperatorError> {
         let idem = format!("{}-msg-{}", self.name(), envelope.id);
         let message_id = Some(envelope.id);
         match &envelope.message {
@@ -429,7 +447,12 @@ impl Node {
                 if matches!(status.as_u16(), 400 | 403 | 404 | 422) =>
             {
                 self.inner.metrics.clearinghouse_failure(call);
-                tracing::warn!(call, %status, code = %error.error, message = %error.message, "clearinghouse refused the request");
+                if status.as_u16() == 403 {
+                    // Usually a late message: the number has already moved to another operator.
+                    tracing::info!(call, message = %error.message, "clearinghouse did not permit the request");
+                } else {
+                    tracing::warn!(call, %status, code = %error.error, message = %error.message, "clearinghouse refused the request");
+                }
                 Ok(Answer::Final(Outcome::GivenUp(describe(&error))))
             }
             Err(e) => {

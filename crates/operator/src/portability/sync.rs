@@ -74,7 +74,7 @@ impl Node {
                     .record_message(envelope.id, envelope.message.kind(), &body, now, retry_at)
                     .await?
                 {
-                    self.process_recorded(envelope, 0).await;
+                    self.process_recorded(envelope).await;
                     processed += 1;
                 }
             }
@@ -119,7 +119,7 @@ impl Node {
                     continue;
                 }
             };
-            if self.process_recorded(envelope, row.attempts).await {
+            if self.process_again(envelope).await? {
                 processed += 1;
             }
         }
