@@ -78,12 +78,13 @@ pub async fn run(ch: Clearinghouse, shutdown: CancellationToken) {
 }
 
 async fn fetch_and_lease(ch: &Clearinghouse, limit: i64) -> Result<Vec<Due>, numport_store::StoreError> {
+    // No transaction: a crash between the two statements leaves messages unleased, and they
+    // are simply picked up again.
     let now = ch.now();
-    let mut tx = ch.db.begin().await?;
-    let due = outbox::due(&mut tx, now, limit.min(512)).await?;
+    let mut conn = ch.db.acquire().await?;
+    let due = outbox::due(&mut conn, now, limit.min(512)).await?;
     let ids: Vec<i64> = due.iter().map(|d| d.message.id).collect();
-    outbox::lease(&mut tx, &ids, now + ch.config.dispatcher.lease_ms).await?;
-    tx.commit().await?;
+    outbox::lease(&mut conn, &ids, now + ch.config.dispatcher.lease_ms).await?;
     Ok(due)
 }
 
@@ -130,14 +131,13 @@ async fn record_outcomes(ch: Clearinghouse, mut rx: mpsc::UnboundedReceiver<Outc
             }
         }
         let result: Result<(), numport_store::StoreError> = async {
-            let mut tx = ch.db.begin().await?;
-            outbox::mark_delivered(&mut tx, &delivered, now).await?;
+            let mut conn = ch.db.acquire().await?;
+            outbox::mark_delivered(&mut conn, &delivered, now).await?;
             for (id, attempts, error) in &failed {
                 let shift = (*attempts - 1).clamp(0, 20) as u32;
                 let backoff = cfg.base_backoff_ms.saturating_mul(1 << shift).min(cfg.max_backoff_ms);
-                outbox::reschedule(&mut tx, *id, now + backoff, error).await?;
+                outbox::reschedule(&mut conn, *id, now + backoff, error).await?;
             }
-            tx.commit().await?;
             Ok(())
         }
         .await;

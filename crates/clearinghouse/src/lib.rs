@@ -25,11 +25,12 @@ pub mod numbers;
 pub mod porting;
 pub mod supervisor;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use numport_core::porting::Reason;
-use numport_core::{Clock, Millis};
-use numport_store::Db;
+use numport_core::{Clock, Millis, OperatorName, RoutingNumber};
+use numport_store::{AnyConnection, Db};
 use telemetry::{Counter, Registry};
 use tokio::sync::Notify;
 
@@ -47,6 +48,18 @@ pub struct Clearinghouse {
     pub metrics: Arc<Metrics>,
     wake: Arc<Notify>,
     auth_cache: Arc<auth::AuthCache>,
+    operators: Arc<std::sync::RwLock<HashMap<i64, Arc<OperatorInfo>>>>,
+}
+
+/// What never changes about a registered operator, cached so that hot paths do not ask the
+/// database for it again.
+#[derive(Debug)]
+pub struct OperatorInfo {
+    pub id: i64,
+    pub name: OperatorName,
+    pub routing_number: RoutingNumber,
+    /// Its settlement account.
+    pub account_id: i64,
 }
 
 impl Clearinghouse {
@@ -59,6 +72,7 @@ impl Clearinghouse {
             metrics: Arc::new(Metrics::new(Registry::new())),
             wake: Arc::new(Notify::new()),
             auth_cache: Arc::default(),
+            operators: Arc::default(),
         }
     }
 
@@ -69,6 +83,18 @@ impl Clearinghouse {
     /// The secret an operator's callbacks are signed with, at the given key version.
     pub fn callback_secret(&self, operator: &str, version: i64) -> [u8; 32] {
         numport_core::signing::derive_callback_secret(&*self.master_key, operator, version)
+    }
+
+    /// The unchanging facts of an operator, from the cache or (once) from the database.
+    pub async fn operator(&self, conn: &mut AnyConnection, id: i64) -> Result<Arc<OperatorInfo>, Error> {
+        if let Some(op) = self.operators.read().unwrap_or_else(|p| p.into_inner()).get(&id) {
+            return Ok(op.clone());
+        }
+        let op = numport_store::operators::by_id(conn, id).await?;
+        let (account_id, _) = numport_store::ledger::operator_account(conn, id).await?;
+        let info = Arc::new(OperatorInfo { id, name: op.name, routing_number: op.routing_number, account_id });
+        self.operators.write().unwrap_or_else(|p| p.into_inner()).insert(id, info.clone());
+        Ok(info)
     }
 
     /// Tell the dispatcher that new messages are committed.

@@ -14,9 +14,8 @@ use numport_core::proof::{Nonce, Proof};
 use numport_core::{JournalEntry, Millis};
 use numport_store::ledger::{self, PostError};
 use numport_store::orders::{self, NewOrder, OrderRecord};
-use numport_store::{AnyConnection, audit, operators, outbox, ranges, routing};
+use numport_store::{AnyConnection, audit, outbox, routing};
 use serde_json::json;
-use sqlx::Connection;
 
 use crate::Clearinghouse;
 use crate::auth::Caller;
@@ -68,55 +67,44 @@ impl Clearinghouse {
         let nonce_hex = nonce.to_hex();
         let proof_hex = req.proof.to_ascii_lowercase();
         let msisdn = &req.msisdn;
-        if orders::nonce_used(conn, msisdn, &nonce_hex).await? {
+        let policy = self.config.verification;
+        let ctx = orders::number_context(conn, msisdn, &nonce_hex, now - policy.failure_window_ms).await?;
+        if ctx.nonce_used {
             return Err(Error::conflict("nonce_reused", "this nonce was already used for this number"));
         }
-
-        let range_holder = ranges::holder_of(conn, msisdn).await?;
-        let serving = match routing::ported_to(conn, msisdn).await? {
-            Some(op) => Some(op),
-            None => range_holder,
-        };
-        let policy = self.config.verification;
-        let rejection = if range_holder.is_none() {
+        let serving = ctx.serving();
+        let rejection = if ctx.range_holder.is_none() {
             Some(Reason::UnknownNumber)
         } else if serving == Some(caller.operator_id) {
             Some(Reason::AlreadyServed)
         } else if req.expiry <= now || req.expiry > now + policy.max_proof_validity_ms {
             Some(Reason::ProofExpired)
-        } else if orders::open_order_for(conn, msisdn).await?.is_some() {
+        } else if ctx.open_order {
             Some(Reason::PortInProgress)
-        } else if orders::failures_since(conn, msisdn, now - policy.failure_window_ms).await? >= policy.max_failures {
+        } else if ctx.recent_failures >= policy.max_failures {
             Some(Reason::TooManyAttempts)
-        } else if orders::last_completed_at(conn, msisdn)
-            .await?
-            .is_some_and(|at| now - at < self.config.min_port_interval_ms)
-        {
+        } else if ctx.last_completed_at.is_some_and(|at| now - at < self.config.min_port_interval_ms) {
             Some(Reason::PortedTooRecently)
         } else {
             None
         };
-        let kind = if range_holder == Some(caller.operator_id) { OrderKind::PortBack } else { OrderKind::Port };
+        let kind = if ctx.range_holder == Some(caller.operator_id) { OrderKind::PortBack } else { OrderKind::Port };
         let state = if rejection.is_some() { OrderState::Rejected } else { OrderState::AwaitingDeposit };
-        let id = orders::insert(
-            conn,
-            &NewOrder {
-                msisdn,
-                kind,
-                recipient_id: caller.operator_id,
-                donor_id: serving,
-                range_holder_id: range_holder,
-                state,
-                reason: rejection,
-                nonce: &nonce_hex,
-                proof: &proof_hex,
-                expiry: req.expiry,
-                deadline_at: self.config.deadlines.deadline(state, now),
-                now,
-            },
-        )
-        .await
-        .map_err(|e| {
+        let new = NewOrder {
+            msisdn,
+            kind,
+            recipient_id: caller.operator_id,
+            donor_id: serving,
+            range_holder_id: ctx.range_holder,
+            state,
+            reason: rejection,
+            nonce: &nonce_hex,
+            proof: &proof_hex,
+            expiry: req.expiry,
+            deadline_at: self.config.deadlines.deadline(state, now),
+            now,
+        };
+        let id = orders::insert(conn, &new).await.map_err(|e| {
             if e.is_duplicate() {
                 Error::conflict("port_in_progress", "another order for this number was opened concurrently")
             } else {
@@ -135,14 +123,37 @@ impl Clearinghouse {
         )
         .await?;
         self.metrics.orders_requested.inc();
-
-        let mut order = orders::get(conn, id).await?.ok_or(Error::NotFound("porting order"))?;
+        let donor = match serving {
+            Some(d) => Some(self.operator(conn, d).await?.name.clone()),
+            None => None,
+        };
+        let mut order = OrderRecord {
+            id,
+            msisdn: msisdn.clone(),
+            kind,
+            recipient_id: caller.operator_id,
+            recipient: caller.name.clone(),
+            donor_id: serving,
+            donor,
+            range_holder_id: ctx.range_holder,
+            state,
+            reason: rejection,
+            nonce: nonce_hex.clone(),
+            proof: proof_hex.clone(),
+            expiry: req.expiry,
+            deadline_at: new.deadline_at,
+            credit: None,
+            compensation: None,
+            created_at: now,
+            updated_at: now,
+            completed_at: None,
+        };
         if let Some(reason) = rejection {
             self.metrics.closed(reason);
             return Ok(to_api(&order));
         }
         let donor_id = serving.ok_or(Error::NotFound("donor"))?;
-        match orders::deposit(conn, msisdn, &nonce_hex).await? {
+        match ctx.deposit {
             Some(dep) if dep.donor_id == donor_id => {
                 order = self.verify_against(conn, order, &dep.proof, "clearinghouse", now).await?;
             }
@@ -191,17 +202,15 @@ impl Clearinghouse {
         let msisdn = &req.msisdn;
 
         let waiting = orders::awaiting_deposit(conn, msisdn, &nonce_hex).await?;
+        let ctx = orders::number_context(conn, msisdn, &nonce_hex, now).await?;
         let donor = match &waiting {
             Some(o) => o.donor_id,
-            None => match routing::ported_to(conn, msisdn).await? {
-                Some(op) => Some(op),
-                None => ranges::holder_of(conn, msisdn).await?,
-            },
+            None => ctx.serving(),
         };
         if donor != Some(caller.operator_id) {
             return Err(Error::Forbidden("only the operator serving the number may deposit its proof".into()));
         }
-        match orders::deposit(conn, msisdn, &nonce_hex).await? {
+        match ctx.deposit {
             Some(existing) if existing.proof == proof_hex => {
                 // A retried deposit: already recorded, and matched if an order was waiting.
                 return Ok(DepositAccepted { order_id: waiting.map(|o| o.id) });
@@ -270,17 +279,14 @@ impl Clearinghouse {
         let donor_id = order.donor_id.ok_or(Error::NotFound("donor"))?;
         let mut funded = true;
         if compensation.0 > 0 {
-            let (recipient_acct, _) = ledger::operator_account(conn, order.recipient_id).await?;
-            let (donor_acct, _) = ledger::operator_account(conn, donor_id).await?;
+            let recipient_acct = self.operator(conn, order.recipient_id).await?.account_id;
+            let donor_acct = self.operator(conn, donor_id).await?.account_id;
             let entry = JournalEntry::transfer(recipient_acct, donor_acct, compensation)
                 .map_err(|e| Error::invalid("invalid_compensation", e.to_string()))?;
-            let mut sp = conn.begin().await?;
-            match ledger::post(&mut sp, &format!("order:{}:compensation", order.id), "compensation", Some(order.id), &entry, now).await {
-                Ok(_) => sp.commit().await?,
-                Err(PostError::InsufficientFunds { .. }) => {
-                    sp.rollback().await?;
-                    funded = false;
-                }
+            let key = format!("order:{}:compensation", order.id);
+            match ledger::post(conn, &key, "compensation", Some(order.id), &entry, now).await {
+                Ok(_) => {}
+                Err(PostError::InsufficientFunds { .. }) => funded = false,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -311,11 +317,8 @@ impl Clearinghouse {
     ) -> Result<OrderRecord> {
         let t = porting::apply(order.state, event).map_err(|e| Error::conflict("invalid_state", e.to_string()))?;
         let deadline = self.config.deadlines.deadline(t.to, now);
-        if !orders::transition(conn, order.id, order.state, t.to, t.reason, deadline, now).await? {
+        if !orders::transition(conn, order.id, order.state, t.to, t.reason, deadline, t.credit.as_ref(), now).await? {
             return Err(Error::conflict("invalid_state", "the order changed meanwhile; read it again"));
-        }
-        if let Some(info) = &t.credit {
-            orders::set_credit(conn, order.id, info).await?;
         }
         if let Some(party) = t.violation {
             let operator = match party {
@@ -343,7 +346,16 @@ impl Clearinghouse {
             .to_string(),
         )
         .await?;
-        let updated = orders::get(conn, order.id).await?.ok_or(Error::NotFound("porting order"))?;
+        let updated = OrderRecord {
+            state: t.to,
+            reason: t.reason,
+            deadline_at: deadline,
+            credit: t.credit.or(order.credit),
+            compensation: t.credit.map(|c| c.compensation()).or(order.compensation),
+            updated_at: now,
+            completed_at: if t.to == OrderState::Completed { Some(now) } else { order.completed_at },
+            ..order.clone()
+        };
         let donor_id = updated.donor_id.ok_or(Error::NotFound("donor"))?;
         match t.to {
             OrderState::AwaitingCreditInfo => {
@@ -384,7 +396,7 @@ impl Clearinghouse {
     /// F1 step 6 after the money moved: route the number to the recipient, append the change
     /// to the routing log, and tell both parties.
     async fn complete(&self, conn: &mut AnyConnection, order: &OrderRecord, now: Millis) -> Result<()> {
-        let recipient = operators::by_id(conn, order.recipient_id).await?;
+        let recipient = self.operator(conn, order.recipient_id).await?;
         let kind = match order.kind {
             OrderKind::PortBack => {
                 routing::clear_ported(conn, &order.msisdn).await?;

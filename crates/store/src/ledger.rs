@@ -76,8 +76,10 @@ pub async fn operator_account(conn: &mut AnyConnection, operator_id: i64) -> Res
 
 /// Write one balanced journal entry under `idempotency_key`.
 ///
-/// On [`PostError::InsufficientFunds`] part of the entry may be written: the caller must roll
-/// back the transaction (or savepoint) it passed in.
+/// Balances are updated in ascending account order, so two settlements in opposite directions
+/// lock the same rows in the same order and cannot deadlock on PostgreSQL. An overdraft undoes
+/// what this call wrote before returning [`PostError::InsufficientFunds`], so the caller's
+/// transaction stays usable without a savepoint.
 pub async fn post(
     conn: &mut AnyConnection,
     idempotency_key: &str,
@@ -86,46 +88,53 @@ pub async fn post(
     entry: &JournalEntry<i64>,
     now: Millis,
 ) -> Result<Posted, PostError> {
-    if let Some(id) = sqlx::query_scalar::<_, i64>("SELECT id FROM journals WHERE idempotency_key = $1")
-        .bind(idempotency_key)
-        .fetch_optional(&mut *conn)
-        .await?
-    {
-        return Ok(Posted::Already(id));
-    }
-    let journal: i64 = sqlx::query_scalar(
+    let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO journals (idempotency_key, kind, order_id, created_at) VALUES ($1, $2, $3, $4) \
-         RETURNING id",
+         ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
     )
     .bind(idempotency_key)
     .bind(kind)
     .bind(order_id)
     .bind(now)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(StoreError::from_insert)?;
-    // Debits first, so that an overdraft is found before anything is credited.
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(journal) = inserted else {
+        let id: i64 = sqlx::query_scalar("SELECT id FROM journals WHERE idempotency_key = $1")
+            .bind(idempotency_key)
+            .fetch_one(&mut *conn)
+            .await?;
+        return Ok(Posted::Already(id));
+    };
     let mut lines: Vec<(i64, Money)> = entry.lines().to_vec();
-    lines.sort_by_key(|(_, m)| *m);
-    for (account, amount) in lines {
+    lines.sort_by_key(|(account, _)| *account);
+    for (i, (account, amount)) in lines.iter().enumerate() {
         let r = sqlx::query(
             "UPDATE accounts SET balance = balance + $1 \
              WHERE id = $2 AND (operator_id IS NULL OR balance + $1 >= 0)",
         )
         .bind(amount.0)
-        .bind(account)
+        .bind(*account)
         .execute(&mut *conn)
         .await?;
         if r.rows_affected() != 1 {
-            return Err(PostError::InsufficientFunds { account });
+            for (undo_account, undo_amount) in &lines[..i] {
+                sqlx::query("UPDATE accounts SET balance = balance - $1 WHERE id = $2")
+                    .bind(undo_amount.0)
+                    .bind(*undo_account)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            sqlx::query("DELETE FROM journals WHERE id = $1").bind(journal).execute(&mut *conn).await?;
+            return Err(PostError::InsufficientFunds { account: *account });
         }
-        sqlx::query("INSERT INTO postings (journal_id, account_id, amount) VALUES ($1, $2, $3)")
-            .bind(journal)
-            .bind(account)
-            .bind(amount.0)
-            .execute(&mut *conn)
-            .await?;
     }
+    let values: Vec<String> = (0..lines.len()).map(|i| format!("($1, ${}, ${})", 2 * i + 2, 2 * i + 3)).collect();
+    let sql = format!("INSERT INTO postings (journal_id, account_id, amount) VALUES {}", values.join(", "));
+    let mut q = sqlx::query(&sql).bind(journal);
+    for (account, amount) in &lines {
+        q = q.bind(*account).bind(amount.0);
+    }
+    q.execute(&mut *conn).await?;
     Ok(Posted::New(journal))
 }
 

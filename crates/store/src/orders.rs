@@ -149,6 +149,63 @@ pub async fn list_for_operator(
     rows.iter().map(from_row).collect()
 }
 
+/// Everything the clearinghouse checks about a number before opening or verifying an order,
+/// in one statement (each round trip to the database costs more than the lookups themselves).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NumberContext {
+    /// The operator holding the longest range prefix of the number.
+    pub range_holder: Option<i64>,
+    /// The operator serving it, if it is ported.
+    pub ported_to: Option<i64>,
+    pub open_order: bool,
+    /// Failed verifications since the `since` given.
+    pub recent_failures: i64,
+    pub last_completed_at: Option<Millis>,
+    pub nonce_used: bool,
+    /// The donor's deposit for this nonce, if made.
+    pub deposit: Option<Deposit>,
+}
+
+impl NumberContext {
+    /// Who serves the number now: the operator it was ported to, else its range holder.
+    pub fn serving(&self) -> Option<i64> {
+        self.ported_to.or(self.range_holder)
+    }
+}
+
+pub async fn number_context(conn: &mut AnyConnection, msisdn: &Msisdn, nonce: &str, failures_since: Millis) -> Result<NumberContext> {
+    let prefixes: Vec<&str> = msisdn.prefixes().collect();
+    let in_list: Vec<String> = (0..prefixes.len()).map(|i| format!("${}", i + 4)).collect();
+    let sql = format!(
+        "SELECT \
+           (SELECT operator_id FROM number_ranges WHERE prefix IN ({list}) ORDER BY LENGTH(prefix) DESC LIMIT 1) AS holder, \
+           (SELECT operator_id FROM ported_numbers WHERE msisdn = $1) AS ported_to, \
+           (SELECT COUNT(*) FROM porting_orders WHERE msisdn = $1 AND active = 1) AS open_orders, \
+           (SELECT COUNT(*) FROM verification_failures WHERE msisdn = $1 AND at >= $3) AS failures, \
+           (SELECT MAX(completed_at) FROM porting_orders WHERE msisdn = $1 AND state = 'completed') AS last_completed, \
+           (SELECT COUNT(*) FROM porting_orders WHERE msisdn = $1 AND nonce = $2) AS nonce_uses, \
+           (SELECT donor_id FROM proof_deposits WHERE msisdn = $1 AND nonce = $2) AS deposit_donor, \
+           (SELECT proof FROM proof_deposits WHERE msisdn = $1 AND nonce = $2) AS deposit_proof",
+        list = in_list.join(", ")
+    );
+    let mut q = sqlx::query(&sql).bind(msisdn.as_str()).bind(nonce).bind(failures_since);
+    for p in &prefixes {
+        q = q.bind(*p);
+    }
+    let r = q.fetch_one(conn).await?;
+    let deposit_donor: Option<i64> = r.try_get("deposit_donor")?;
+    let deposit_proof: Option<String> = r.try_get("deposit_proof")?;
+    Ok(NumberContext {
+        range_holder: r.try_get("holder")?,
+        ported_to: r.try_get("ported_to")?,
+        open_order: r.try_get::<i64, _>("open_orders")? > 0,
+        recent_failures: r.try_get("failures")?,
+        last_completed_at: r.try_get("last_completed")?,
+        nonce_used: r.try_get::<i64, _>("nonce_uses")? > 0,
+        deposit: deposit_donor.zip(deposit_proof).map(|(donor_id, proof)| Deposit { donor_id, proof }),
+    })
+}
+
 /// The open order for a number, if any.
 pub async fn open_order_for(conn: &mut AnyConnection, msisdn: &Msisdn) -> Result<Option<i64>> {
     Ok(sqlx::query_scalar("SELECT id FROM porting_orders WHERE msisdn = $1 AND active = 1")
@@ -176,8 +233,10 @@ pub async fn last_completed_at(conn: &mut AnyConnection, msisdn: &Msisdn) -> Res
     .await?)
 }
 
-/// Move an order from `from` to `to` if it is still in `from` (compare-and-set). Returns false
-/// when another writer got there first, so a late duplicate event changes nothing.
+/// Move an order from `from` to `to` if it is still in `from` (compare-and-set), recording
+/// credit information with it when given. Returns false when another writer got there first,
+/// so a late duplicate event changes nothing.
+#[allow(clippy::too_many_arguments)]
 pub async fn transition(
     conn: &mut AnyConnection,
     id: i64,
@@ -185,11 +244,15 @@ pub async fn transition(
     to: OrderState,
     reason: Option<Reason>,
     deadline_at: Option<Millis>,
+    credit: Option<&CreditInfo>,
     now: Millis,
 ) -> Result<bool> {
     let r = sqlx::query(
         "UPDATE porting_orders SET state = $1, reason = $2, deadline_at = $3, active = $4, \
-         updated_at = $5, completed_at = CASE WHEN $1 = 'completed' THEN $5 ELSE completed_at END \
+         updated_at = $5, completed_at = CASE WHEN $1 = 'completed' THEN $5 ELSE completed_at END, \
+         arrears = COALESCE($8, arrears), unbilled_usage = COALESCE($9, unbilled_usage), \
+         contract_remaining = COALESCE($10, contract_remaining), deposit_held = COALESCE($11, deposit_held), \
+         compensation = COALESCE($12, compensation) \
          WHERE id = $6 AND state = $7",
     )
     .bind(to.as_str())
@@ -199,25 +262,14 @@ pub async fn transition(
     .bind(now)
     .bind(id)
     .bind(from.as_str())
+    .bind(credit.map(|c| c.arrears.0))
+    .bind(credit.map(|c| c.unbilled_usage.0))
+    .bind(credit.map(|c| c.contract_remaining.0))
+    .bind(credit.map(|c| c.deposit_held.0))
+    .bind(credit.map(|c| c.compensation().0))
     .execute(conn)
     .await?;
     Ok(r.rows_affected() == 1)
-}
-
-pub async fn set_credit(conn: &mut AnyConnection, id: i64, info: &CreditInfo) -> Result<()> {
-    sqlx::query(
-        "UPDATE porting_orders SET arrears = $1, unbilled_usage = $2, contract_remaining = $3, \
-         deposit_held = $4, compensation = $5 WHERE id = $6",
-    )
-    .bind(info.arrears.0)
-    .bind(info.unbilled_usage.0)
-    .bind(info.contract_remaining.0)
-    .bind(info.deposit_held.0)
-    .bind(info.compensation().0)
-    .bind(id)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// Open orders whose step deadline has passed, oldest deadline first.
@@ -248,7 +300,7 @@ pub async fn count_by_state(conn: &mut AnyConnection) -> Result<Vec<(String, i64
 }
 
 /// The donor's deposit of the expected proof for `(msisdn, nonce)`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deposit {
     pub donor_id: i64,
     pub proof: String,
