@@ -57,6 +57,18 @@ impl Error {
         Error::BadRequest { code, message: message.into() }
     }
 
+    /// A conflict with a concurrent transaction (a unique key taken meanwhile, a deadlock or
+    /// serialization victim): running the operation again gives the real answer.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Store(StoreError::Duplicate(_)) => true,
+            Error::Store(StoreError::Sqlx(sqlx::Error::Database(db))) => {
+                matches!(db.code().as_deref(), Some("40P01") | Some("40001"))
+            }
+            _ => false,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Error::BadRequest { .. } => StatusCode::BAD_REQUEST,

@@ -105,6 +105,7 @@ fn msisdn(raw: &str) -> Result<Msisdn> {
 }
 
 /// A state-changing operation, run by [`run_idempotent`] in one transaction.
+#[derive(Clone)]
 enum Op {
     RequestPort(PortingRequest),
     Deposit(DepositRequest),
@@ -162,33 +163,35 @@ async fn run_idempotent(ch: &Clearinghouse, caller: &Caller, key: &str, route: &
         Ok(json_response(status, stored.body, true))
     };
 
-    let mut tx = ch.db.begin().await?;
-    if let Some(stored) = idempotency::get(&mut tx, caller.operator_id, key).await? {
-        tx.rollback().await?;
-        return replay(stored);
-    }
-    let (status, value) = match ch.execute(&mut tx, caller, op).await {
-        Ok(r) => r,
-        Err(e) => {
-            tx.rollback().await?;
-            return Err(e);
-        }
-    };
-    let body = value.to_string();
-    match idempotency::put(&mut tx, caller.operator_id, key, &hash, status.as_u16(), &body, ch.now()).await {
-        Ok(()) => {
-            tx.commit().await?;
-            ch.wake_dispatcher();
-            Ok(json_response(status, body, false))
-        }
-        Err(e) if e.is_duplicate() => {
-            // A concurrent retry with the same key committed first: answer as it did.
+    // Claim the key first: a concurrent copy of this request waits for the claim and then
+    // replays its answer instead of running a second time. A transaction that loses a race on
+    // some other row (a second order for a number, a deadlock victim) runs again from the start.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut tx = ch.db.begin().await?;
+        if !idempotency::claim(&mut tx, caller.operator_id, key, &hash, ch.now()).await? {
             tx.rollback().await?;
             let mut conn = ch.db.acquire().await?;
-            let stored = idempotency::get(&mut conn, caller.operator_id, key).await?.ok_or(Error::Store(e))?;
-            replay(stored)
+            let stored = idempotency::get(&mut conn, caller.operator_id, key).await?.ok_or(Error::NotFound("idempotency record"))?;
+            return replay(stored);
         }
-        Err(e) => Err(e.into()),
+        let (status, value) = match ch.execute(&mut tx, caller, op.clone()).await {
+            Ok(r) => r,
+            Err(e) => {
+                tx.rollback().await?;
+                if attempt < 3 && e.is_transient() {
+                    tracing::debug!(error = %e, attempt, "retrying after a concurrent conflict");
+                    continue;
+                }
+                return Err(e);
+            }
+        };
+        let body = value.to_string();
+        idempotency::answer(&mut tx, caller.operator_id, key, status.as_u16(), &body).await?;
+        tx.commit().await?;
+        ch.wake_dispatcher();
+        return Ok(json_response(status, body, false));
     }
 }
 

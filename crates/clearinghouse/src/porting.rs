@@ -104,13 +104,9 @@ impl Clearinghouse {
             deadline_at: self.config.deadlines.deadline(state, now),
             now,
         };
-        let id = orders::insert(conn, &new).await.map_err(|e| {
-            if e.is_duplicate() {
-                Error::conflict("port_in_progress", "another order for this number was opened concurrently")
-            } else {
-                Error::Store(e)
-            }
-        })?;
+        // A concurrent order for the number makes this a duplicate: transient, so the request
+        // runs again and then finds that order open.
+        let id = orders::insert(conn, &new).await?;
         audit::append(
             conn,
             now,
@@ -218,7 +214,14 @@ impl Clearinghouse {
             Some(_) => return Err(Error::conflict("deposit_exists", "a different proof is already deposited for this nonce")),
             None => {}
         }
-        orders::insert_deposit(conn, msisdn, &nonce_hex, caller.operator_id, &proof_hex, now).await?;
+        if !orders::insert_deposit(conn, msisdn, &nonce_hex, caller.operator_id, &proof_hex, now).await? {
+            // Deposited concurrently (the customer-service channel and the deposit request
+            // crossed): the same proof is the same deposit, already matched by the other.
+            return match orders::deposit(conn, msisdn, &nonce_hex).await? {
+                Some(existing) if existing.proof == proof_hex => Ok(DepositAccepted { order_id: waiting.map(|o| o.id) }),
+                _ => Err(Error::conflict("deposit_exists", "a different proof is already deposited for this nonce")),
+            };
+        }
         audit::append(
             conn,
             now,

@@ -18,8 +18,8 @@ use crate::launch::{Launched, launch};
 /// The three operators of every cluster: name, routing number, number range prefix.
 pub const OPERATORS: [(&str, &str, &str); 3] = [("opa", "D001", "4790"), ("opb", "D002", "4791"), ("opc", "D003", "4792")];
 
-/// Settlement funds each operator starts with (minor units).
-pub const INITIAL_FUNDS: Money = Money(100_000_000_00);
+/// Settlement funds each operator starts with: 100,000,000.00 in minor units.
+pub const INITIAL_FUNDS: Money = Money(10_000_000_000);
 
 pub struct ClusterSpec {
     pub dir: PathBuf,

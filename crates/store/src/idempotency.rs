@@ -33,27 +33,31 @@ pub async fn get(conn: &mut AnyConnection, operator_id: i64, key: &str) -> Resul
     .transpose()
 }
 
-pub async fn put(
-    conn: &mut AnyConnection,
-    operator_id: i64,
-    key: &str,
-    request_hash: &str,
-    status: u16,
-    body: &str,
-    now: Millis,
-) -> Result<()> {
-    sqlx::query(
+/// Claim `key` for a request about to run, inside its transaction. Returns false if the key
+/// is already taken; on PostgreSQL a claim by a transaction still running makes this wait for
+/// it to finish, so two copies of one request never run side by side.
+pub async fn claim(conn: &mut AnyConnection, operator_id: i64, key: &str, request_hash: &str, now: Millis) -> Result<bool> {
+    let claimed: Option<i64> = sqlx::query_scalar(
         "INSERT INTO idempotency_keys (operator_id, key, request_hash, status, response, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+         VALUES ($1, $2, $3, 0, '', $4) ON CONFLICT (operator_id, key) DO NOTHING RETURNING operator_id",
     )
     .bind(operator_id)
     .bind(key)
     .bind(request_hash)
-    .bind(i64::from(status))
-    .bind(body)
     .bind(now)
-    .execute(conn)
-    .await
-    .map_err(StoreError::from_insert)?;
+    .fetch_optional(conn)
+    .await?;
+    Ok(claimed.is_some())
+}
+
+/// Store the answer of a claimed request, in the transaction that made its change.
+pub async fn answer(conn: &mut AnyConnection, operator_id: i64, key: &str, status: u16, body: &str) -> Result<()> {
+    sqlx::query("UPDATE idempotency_keys SET status = $1, response = $2 WHERE operator_id = $3 AND key = $4")
+        .bind(i64::from(status))
+        .bind(body)
+        .bind(operator_id)
+        .bind(key)
+        .execute(conn)
+        .await?;
     Ok(())
 }

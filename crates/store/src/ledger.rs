@@ -76,8 +76,8 @@ pub async fn operator_account(conn: &mut AnyConnection, operator_id: i64) -> Res
 
 /// Write one balanced journal entry under `idempotency_key`.
 ///
-/// Balances are updated in ascending account order, so two settlements in opposite directions
-/// lock the same rows in the same order and cannot deadlock on PostgreSQL. An overdraft undoes
+/// Every call first takes the `ledger_head` row, so money movements are serialized and balance
+/// rows never have two writers waiting on each other (see migration 0002). An overdraft undoes
 /// what this call wrote before returning [`PostError::InsufficientFunds`], so the caller's
 /// transaction stays usable without a savepoint.
 pub async fn post(
@@ -88,6 +88,9 @@ pub async fn post(
     entry: &JournalEntry<i64>,
     now: Millis,
 ) -> Result<Posted, PostError> {
+    sqlx::query("UPDATE ledger_head SET journals = journals + 1 WHERE id = 1")
+        .execute(&mut *conn)
+        .await?;
     let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO journals (idempotency_key, kind, order_id, created_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",

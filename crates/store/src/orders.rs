@@ -214,25 +214,6 @@ pub async fn open_order_for(conn: &mut AnyConnection, msisdn: &Msisdn) -> Result
         .await?)
 }
 
-pub async fn nonce_used(conn: &mut AnyConnection, msisdn: &Msisdn, nonce: &str) -> Result<bool> {
-    let n: Option<i64> = sqlx::query_scalar("SELECT id FROM porting_orders WHERE msisdn = $1 AND nonce = $2")
-        .bind(msisdn.as_str())
-        .bind(nonce)
-        .fetch_optional(conn)
-        .await?;
-    Ok(n.is_some())
-}
-
-/// When the number last completed a port, for the minimum interval between ports.
-pub async fn last_completed_at(conn: &mut AnyConnection, msisdn: &Msisdn) -> Result<Option<Millis>> {
-    Ok(sqlx::query_scalar(
-        "SELECT MAX(completed_at) FROM porting_orders WHERE msisdn = $1 AND state = 'completed'",
-    )
-    .bind(msisdn.as_str())
-    .fetch_one(conn)
-    .await?)
-}
-
 /// Move an order from `from` to `to` if it is still in `from` (compare-and-set), recording
 /// credit information with it when given. Returns false when another writer got there first,
 /// so a late duplicate event changes nothing.
@@ -306,6 +287,8 @@ pub struct Deposit {
     pub proof: String,
 }
 
+/// Record a deposit; false if one exists for this nonce already (a concurrent deposit of the
+/// same nonce waits for the other on PostgreSQL, then finds it).
 pub async fn insert_deposit(
     conn: &mut AnyConnection,
     msisdn: &Msisdn,
@@ -313,19 +296,19 @@ pub async fn insert_deposit(
     donor_id: i64,
     proof: &str,
     now: Millis,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO proof_deposits (msisdn, nonce, donor_id, proof, created_at) VALUES ($1, $2, $3, $4, $5)",
+) -> Result<bool> {
+    let inserted: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO proof_deposits (msisdn, nonce, donor_id, proof, created_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (msisdn, nonce) DO NOTHING RETURNING donor_id",
     )
     .bind(msisdn.as_str())
     .bind(nonce)
     .bind(donor_id)
     .bind(proof)
     .bind(now)
-    .execute(conn)
-    .await
-    .map_err(StoreError::from_insert)?;
-    Ok(())
+    .fetch_optional(conn)
+    .await?;
+    Ok(inserted.is_some())
 }
 
 pub async fn deposit(conn: &mut AnyConnection, msisdn: &Msisdn, nonce: &str) -> Result<Option<Deposit>> {
@@ -357,14 +340,6 @@ pub async fn record_failure(conn: &mut AnyConnection, msisdn: &Msisdn, now: Mill
         .execute(conn)
         .await?;
     Ok(())
-}
-
-pub async fn failures_since(conn: &mut AnyConnection, msisdn: &Msisdn, since: Millis) -> Result<i64> {
-    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM verification_failures WHERE msisdn = $1 AND at >= $2")
-        .bind(msisdn.as_str())
-        .bind(since)
-        .fetch_one(conn)
-        .await?)
 }
 
 /// A missed deadline, charged to the operator that should have answered.

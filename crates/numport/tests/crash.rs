@@ -1,0 +1,544 @@
+//! `kill -9` of the clearinghouse while ports are in flight.
+//!
+//! A clearinghouse and three operator nodes run as real processes on loopback. 150 handsets
+//! port at once, each the way `numport bench porting` does: the port-out authorisation to its
+//! donor node and the port-in request to its recipient node. When some ports have completed,
+//! the clearinghouse is killed with SIGKILL, then restarted on the same database and address.
+//! Handsets whose request failed retry the very same request (same nonce), as a handset would.
+//!
+//! Afterwards (bounded waits):
+//! - every port-in the recipient node acknowledged (2xx) has its order in the database;
+//! - every order is terminal, and completed (all the information for completing is there, so
+//!   an order ending any other way means a step's message was lost or stuck);
+//! - the ledger is sound and the operators hold exactly their initial funding in total;
+//! - each completed order has exactly one compensation journal, and its number is routed to
+//!   the recipient;
+//! - the routing change log is gap-free (seq 1..=n) with one change per completed order;
+//! - the operator nodes saw the outcome (donor: ported out; recipient: active subscriber), so
+//!   no message to them was lost either.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clearinghouse::ClearinghouseConfig;
+use clearinghouse::config::DispatcherConfig;
+use clearinghouse_api::model::{Order, PortingRequest};
+use numport::cluster::{
+    Cluster, ClusterSpec, INITIAL_FUNDS, OPERATORS, subscriber_number, terminal_key,
+};
+use numport_core::porting::OrderState;
+use numport_core::proof::{Nonce, PinStretch};
+use numport_core::{Clock, Msisdn, SystemClock};
+use numport_store::{ledger, operators, orders, routing};
+use operator::{OperatorStore, PortOutAuthorisation, SubscriberStatus};
+use sqlx::Row;
+
+const PORTS: usize = 150;
+/// Handset `i` starts `i * STAGGER` after the first, so requests keep arriving throughout.
+const STAGGER: Duration = Duration::from_millis(6);
+/// The kill comes when at least this many ports have completed and at least `KILL_NOT_BEFORE`
+/// has passed (so that handsets have yet to start and will meet the dead clearinghouse).
+const KILL_AFTER: i64 = 20;
+const KILL_NOT_BEFORE: Duration = Duration::from_millis(450);
+
+/// One handset's port, with the request it sends (and re-sends unchanged).
+struct Handset {
+    msisdn: Msisdn,
+    donor: usize,
+    recipient: usize,
+    auth: PortOutAuthorisation,
+    req: PortingRequest,
+}
+
+/// What a handset saw.
+#[derive(Debug, Default, Clone)]
+struct Seen {
+    /// The order of the first 2xx answer to the port-in.
+    acknowledged: Option<Order>,
+    /// Port-in attempts, and the failed ones' answers.
+    attempts: usize,
+    failures: Vec<String>,
+}
+
+fn handsets() -> Vec<Handset> {
+    let expiry = SystemClock.now_ms() + 300_000;
+    (0..PORTS)
+        .map(|i| {
+            let donor = i % 3;
+            let recipient = (donor + 1) % 3;
+            let msisdn = subscriber_number(OPERATORS[donor].2, i / 3);
+            let key = terminal_key(&msisdn, PinStretch::FAST).expect("port key");
+            let nonce = Nonce(rand::random());
+            let to: numport_core::OperatorName =
+                OPERATORS[recipient].0.parse().expect("operator name");
+            let auth = PortOutAuthorisation {
+                msisdn: msisdn.clone(),
+                nonce: nonce.to_hex(),
+                recipient: to.clone(),
+                expiry,
+            };
+            let req = PortingRequest {
+                msisdn: msisdn.clone(),
+                nonce: nonce.to_hex(),
+                expiry,
+                proof: key.prove(&nonce, &msisdn, &to, expiry).to_hex(),
+            };
+            Handset {
+                msisdn,
+                donor,
+                recipient,
+                auth,
+                req,
+            }
+        })
+        .collect()
+}
+
+/// Port from the handset, starting after `delay`; on failure retry the same requests until
+/// acknowledged or the retry budget runs out.
+async fn port(
+    http: reqwest::Client,
+    nodes: Arc<Vec<String>>,
+    h: Arc<Handset>,
+    delay: Duration,
+) -> Seen {
+    tokio::time::sleep(delay).await;
+    let mut seen = Seen::default();
+    let give_up = Instant::now() + Duration::from_secs(20);
+    loop {
+        seen.attempts += 1;
+        let to_donor = http
+            .post(format!(
+                "{}/v1/self-service/port-out-authorisations",
+                nodes[h.donor]
+            ))
+            .json(&h.auth)
+            .send();
+        let to_recipient = http
+            .post(format!("{}/v1/self-service/port-in", nodes[h.recipient]))
+            .json(&h.req)
+            .send();
+        let (_, r) = tokio::join!(to_donor, to_recipient);
+        match r {
+            Ok(resp) if resp.status().is_success() => match resp.json::<Order>().await {
+                Ok(order) => {
+                    seen.acknowledged = Some(order);
+                    return seen;
+                }
+                Err(e) => seen.failures.push(format!("unreadable 2xx answer: {e}")),
+            },
+            Ok(resp) => {
+                let status = resp.status();
+                seen.failures.push(format!(
+                    "{status} {}",
+                    resp.text().await.unwrap_or_default()
+                ));
+            }
+            Err(e) => seen.failures.push(format!("transport: {e}")),
+        }
+        if Instant::now() > give_up {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn head(db: &numport_store::Db) -> i64 {
+    let mut conn = db.acquire().await.expect("connection");
+    routing::head(&mut conn).await.expect("feed head")
+}
+
+/// Everything the database says about an order, for a failure report.
+async fn evidence(cluster: &Cluster, order_id: i64) -> String {
+    let mut conn = cluster.ch_db.acquire().await.expect("connection");
+    let mut out = String::new();
+    let order = orders::get(&mut conn, order_id).await.ok().flatten();
+    out.push_str(&format!("order {order_id}: {order:?}\n"));
+    let rows = sqlx::query(
+        "SELECT id, operator_id, kind, delivered_at, attempts, next_attempt_at, last_error FROM messages WHERE order_id = $1 ORDER BY id",
+    )
+    .bind(order_id)
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap_or_default();
+    for r in rows {
+        out.push_str(&format!(
+            "  message {} to operator {} {}: delivered_at {:?}, attempts {}, next_attempt_at {}, last_error {:?}\n",
+            r.get::<i64, _>("id"),
+            r.get::<i64, _>("operator_id"),
+            r.get::<String, _>("kind"),
+            r.get::<Option<i64>, _>("delivered_at"),
+            r.get::<i64, _>("attempts"),
+            r.get::<i64, _>("next_attempt_at"),
+            r.get::<Option<String>, _>("last_error"),
+        ));
+    }
+    for e in numport_store::audit::for_order(&mut conn, order_id)
+        .await
+        .unwrap_or_default()
+    {
+        out.push_str(&format!(
+            "  audit {} {} {:?} -> {:?} {}\n",
+            e.at, e.actor, e.from_state, e.to_state, e.detail
+        ));
+    }
+    for op in &cluster.ops {
+        let log = std::fs::read_to_string(cluster.dir.join(format!("operator-{}.log", op.name)))
+            .unwrap_or_default();
+        let needle = format!("order_id={order_id}");
+        for line in log.lines().filter(|l| l.contains(&needle)) {
+            out.push_str(&format!("  {} log: {line}\n", op.name));
+        }
+    }
+    out
+}
+
+#[test]
+fn clearinghouse_killed_while_ports_are_in_flight() {
+    // SAFETY: set before any other thread of this test binary exists.
+    unsafe { std::env::set_var("NUMPORT_BIN", env!("CARGO_BIN_EXE_numport")) };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let ok = rt.block_on(scenario(tmp.path()));
+    if !ok {
+        let kept = tmp.keep();
+        panic!(
+            "crash test failed; databases and logs kept in {}",
+            kept.display()
+        );
+    }
+}
+
+/// Runs the scenario; prints what failed and returns false if anything did.
+async fn scenario(tmp: &std::path::Path) -> bool {
+    let started = Instant::now();
+    let config = ClearinghouseConfig {
+        dispatcher: DispatcherConfig {
+            lease_ms: 1_000,
+            base_backoff_ms: 100,
+            max_backoff_ms: 1_000,
+            ..DispatcherConfig::default()
+        },
+        ..ClearinghouseConfig::default()
+    };
+    let mut cluster = Cluster::start(ClusterSpec {
+        dir: tmp.join("cluster"),
+        clearinghouse_db: None,
+        subscribers_per_operator: PORTS / 3,
+        pin_stretch: PinStretch::FAST,
+        clearinghouse: config,
+    })
+    .await
+    .expect("cluster starts");
+    let mut failures: Vec<String> = Vec::new();
+    let mut fail = |what: String| {
+        eprintln!("FAIL: {what}");
+        failures.push(what);
+    };
+
+    let nodes: Arc<Vec<String>> = Arc::new(cluster.ops.iter().map(|o| o.proc.url()).collect());
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let handsets: Vec<Arc<Handset>> = handsets().into_iter().map(Arc::new).collect();
+    let fired = Instant::now();
+    let tasks: Vec<_> = handsets
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let (http, nodes, h) = (http.clone(), nodes.clone(), h.clone());
+            tokio::spawn(port(http, nodes, h, STAGGER * i as u32))
+        })
+        .collect();
+
+    // Kill the clearinghouse once some ports have completed, with more in flight and to come.
+    let wait_until = Instant::now() + Duration::from_secs(20);
+    let mut before_kill = head(&cluster.ch_db).await;
+    while (before_kill < KILL_AFTER || fired.elapsed() < KILL_NOT_BEFORE)
+        && Instant::now() < wait_until
+    {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        before_kill = head(&cluster.ch_db).await;
+    }
+    cluster
+        .ch
+        .kill_hard()
+        .await
+        .expect("kill -9 the clearinghouse");
+    let at_kill = head(&cluster.ch_db).await;
+    let (open_at_kill, undelivered_at_kill) = {
+        let mut conn = cluster.ch_db.acquire().await.expect("connection");
+        let open = orders::count_open(&mut conn).await.expect("count open");
+        let undelivered = numport_store::outbox::pending_count(&mut conn)
+            .await
+            .expect("pending");
+        (open, undelivered)
+    };
+    eprintln!(
+        "clearinghouse killed after {:?}: {at_kill} ports completed, {open_at_kill} orders open, {undelivered_at_kill} messages undelivered",
+        fired.elapsed()
+    );
+    if open_at_kill == 0 {
+        fail("no order was open at the kill; nothing was caught mid-way".into());
+    }
+    if at_kill >= PORTS as i64 {
+        fail(format!(
+            "every port had completed before the kill ({at_kill}); nothing was in flight"
+        ));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster
+        .restart_clearinghouse()
+        .await
+        .expect("restart the clearinghouse");
+    eprintln!("clearinghouse restarted after {:?}", started.elapsed());
+
+    let mut seen: Vec<Seen> = Vec::new();
+    for t in tasks {
+        seen.push(t.await.expect("handset task"));
+    }
+    let acked = seen.iter().filter(|s| s.acknowledged.is_some()).count();
+    let retried = seen.iter().filter(|s| s.attempts > 1).count();
+    eprintln!(
+        "handsets done after {:?}: {acked} acknowledged, {retried} needed a retry",
+        started.elapsed()
+    );
+    if retried == 0 {
+        fail(
+            "no handset met the dead clearinghouse; the kill came too late to test retries".into(),
+        );
+    }
+    for (h, s) in handsets.iter().zip(&seen) {
+        if s.acknowledged.is_none() {
+            fail(format!(
+                "port-in of {} never acknowledged after {} attempts: {:?}",
+                h.msisdn, s.attempts, s.failures
+            ));
+        }
+    }
+
+    // Every order terminal (bounded).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let open = loop {
+        let mut conn = cluster.ch_db.acquire().await.expect("connection");
+        let open = orders::count_open(&mut conn).await.expect("count open");
+        drop(conn);
+        if open == 0 || Instant::now() > deadline {
+            break open;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    eprintln!(
+        "orders terminal after {:?} ({open} still open)",
+        started.elapsed()
+    );
+
+    let mut conn = cluster.ch_db.acquire().await.expect("connection");
+    let by_state = orders::count_by_state(&mut conn)
+        .await
+        .expect("count by state");
+    eprintln!("orders by state: {by_state:?}");
+    let all: Vec<(i64, String)> = sqlx::query("SELECT id, state FROM porting_orders ORDER BY id")
+        .fetch_all(&mut *conn)
+        .await
+        .expect("orders")
+        .iter()
+        .map(|r| (r.get("id"), r.get("state")))
+        .collect();
+    drop(conn);
+    for (id, state) in &all {
+        if state != OrderState::Completed.as_str() {
+            fail(format!(
+                "order {id} ended {state}, not completed:\n{}",
+                evidence(&cluster, *id).await
+            ));
+        }
+    }
+
+    let mut conn = cluster.ch_db.acquire().await.expect("connection");
+    // Acknowledged port-ins are in the database, as answered.
+    let mut op_ids = Vec::new();
+    for (name, _, _) in OPERATORS {
+        op_ids.push(
+            operators::by_name(&mut conn, name)
+                .await
+                .expect("operator")
+                .expect("registered")
+                .id,
+        );
+    }
+    let mut order_of: HashMap<Msisdn, i64> = HashMap::new();
+    for (h, s) in handsets.iter().zip(&seen) {
+        let Some(ack) = &s.acknowledged else { continue };
+        match orders::get(&mut conn, ack.id).await.expect("order") {
+            Some(o) if o.msisdn == h.msisdn && o.recipient_id == op_ids[h.recipient] => {
+                order_of.insert(h.msisdn.clone(), o.id);
+            }
+            other => fail(format!(
+                "acknowledged order {} of {} is not in the database as answered: {other:?}",
+                ack.id, h.msisdn
+            )),
+        }
+    }
+    let per_number: Vec<(String, i64)> = sqlx::query(
+        "SELECT msisdn, COUNT(*) AS n FROM porting_orders GROUP BY msisdn HAVING COUNT(*) > 1",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .expect("orders per number")
+    .iter()
+    .map(|r| (r.get("msisdn"), r.get("n")))
+    .collect();
+    if !per_number.is_empty() {
+        fail(format!(
+            "numbers with more than one order (a retry opened a second one): {per_number:?}"
+        ));
+    }
+
+    // Money.
+    let check = ledger::check(&mut conn).await.expect("ledger check");
+    if !check.is_sound() {
+        fail(format!("ledger unsound: {check:?}"));
+    }
+    let mut total = 0;
+    for id in &op_ids {
+        total += ledger::operator_account(&mut conn, *id)
+            .await
+            .expect("account")
+            .1
+            .0;
+    }
+    if total != 3 * INITIAL_FUNDS.0 {
+        fail(format!(
+            "operators hold {total}, not the {} paid in",
+            3 * INITIAL_FUNDS.0
+        ));
+    }
+    let journals: BTreeMap<i64, i64> = sqlx::query("SELECT order_id, COUNT(*) AS n FROM journals WHERE kind = 'compensation' GROUP BY order_id")
+        .fetch_all(&mut *conn)
+        .await
+        .expect("journals")
+        .iter()
+        .map(|r| (r.get("order_id"), r.get("n")))
+        .collect();
+    let completed: Vec<(i64, String, i64)> = sqlx::query(
+        "SELECT id, msisdn, recipient_id FROM porting_orders WHERE state = 'completed' ORDER BY id",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .expect("completed orders")
+    .iter()
+    .map(|r| (r.get("id"), r.get("msisdn"), r.get("recipient_id")))
+    .collect();
+    for (id, msisdn, recipient) in &completed {
+        if journals.get(id) != Some(&1) {
+            fail(format!(
+                "completed order {id} has {:?} compensation journals, not exactly one",
+                journals.get(id)
+            ));
+        }
+        let m: Msisdn = msisdn.parse().expect("stored number");
+        let routed = routing::ported_to(&mut conn, &m).await.expect("ported_to");
+        if routed != Some(*recipient) {
+            fail(format!(
+                "{msisdn} (order {id}) routed to {routed:?}, not to its recipient {recipient}"
+            ));
+        }
+    }
+    if let Some((id, n)) = journals
+        .iter()
+        .find(|(id, _)| !completed.iter().any(|(c, _, _)| c == *id))
+    {
+        fail(format!(
+            "order {id} is not completed but has {n} compensation journals"
+        ));
+    }
+
+    // The routing change log.
+    let changes = routing::changes_after(&mut conn, 0, 10_000)
+        .await
+        .expect("changes");
+    let seqs: Vec<i64> = changes.iter().map(|c| c.seq).collect();
+    if seqs != (1..=changes.len() as i64).collect::<Vec<_>>() {
+        fail(format!("routing change log has gaps or disorder: {seqs:?}"));
+    }
+    if changes.len() != completed.len() {
+        fail(format!(
+            "{} routing changes for {} completed orders",
+            changes.len(),
+            completed.len()
+        ));
+    }
+    let mut logged: Vec<i64> = changes.iter().filter_map(|c| c.order_id).collect();
+    logged.sort_unstable();
+    if logged != completed.iter().map(|(id, _, _)| *id).collect::<Vec<_>>() {
+        fail("routing change log does not name exactly the completed orders".into());
+    }
+    drop(conn);
+
+    // The operators saw every outcome: no message to them was lost across the crash.
+    let stores: Vec<OperatorStore> = {
+        let mut v = Vec::new();
+        for op in &cluster.ops {
+            v.push(
+                OperatorStore::connect(&op.db_url)
+                    .await
+                    .expect("operator database"),
+            );
+        }
+        v
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut behind = Vec::new();
+    loop {
+        behind.clear();
+        for h in &handsets {
+            let out = stores[h.donor]
+                .subscriber(&h.msisdn)
+                .await
+                .expect("donor's subscriber")
+                .map(|s| s.status);
+            let inn = stores[h.recipient]
+                .subscriber(&h.msisdn)
+                .await
+                .expect("recipient's subscriber")
+                .map(|s| s.status);
+            if out != Some(SubscriberStatus::PortedOut) || inn != Some(SubscriberStatus::Active) {
+                behind.push((h.msisdn.clone(), out, inn));
+            }
+        }
+        if behind.is_empty() || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (msisdn, out, inn) in &behind {
+        let order = order_of.get(msisdn).copied();
+        let detail = match order {
+            Some(id) => evidence(&cluster, id).await,
+            None => String::new(),
+        };
+        fail(format!(
+            "operators did not record the port of {msisdn} (donor: {out:?}, recipient: {inn:?}):\n{detail}"
+        ));
+    }
+    for s in stores {
+        s.close().await;
+    }
+    eprintln!(
+        "checked after {:?}: {} orders, {} completed, {} routing changes",
+        started.elapsed(),
+        all.len(),
+        completed.len(),
+        changes.len()
+    );
+    cluster.stop().await;
+    failures.is_empty()
+}
