@@ -206,21 +206,32 @@ impl Clearinghouse {
         if donor != Some(caller.operator_id) {
             return Err(Error::Forbidden("only the operator serving the number may deposit its proof".into()));
         }
-        match ctx.deposit {
-            Some(existing) if existing.proof == proof_hex => {
-                // A retried deposit: already recorded, and matched if an order was waiting.
-                return Ok(DepositAccepted { order_id: waiting.map(|o| o.id) });
-            }
+        let recorded = match ctx.deposit {
+            Some(existing) if existing.proof == proof_hex => true,
             Some(_) => return Err(Error::conflict("deposit_exists", "a different proof is already deposited for this nonce")),
-            None => {}
-        }
-        if !orders::insert_deposit(conn, msisdn, &nonce_hex, caller.operator_id, &proof_hex, now).await? {
-            // Deposited concurrently (the customer-service channel and the deposit request
-            // crossed): the same proof is the same deposit, already matched by the other.
-            return match orders::deposit(conn, msisdn, &nonce_hex).await? {
-                Some(existing) if existing.proof == proof_hex => Ok(DepositAccepted { order_id: waiting.map(|o| o.id) }),
-                _ => Err(Error::conflict("deposit_exists", "a different proof is already deposited for this nonce")),
+            None => !orders::insert_deposit(conn, msisdn, &nonce_hex, caller.operator_id, &proof_hex, now).await?,
+        };
+        if recorded {
+            // Deposited before (the customer-service channel and the deposit request crossed,
+            // or a retry). If the order opened concurrently without seeing that deposit, it is
+            // still waiting, and this repeat is what matches it.
+            if let Some(existing) = orders::deposit(conn, msisdn, &nonce_hex).await?
+                && existing.proof != proof_hex
+            {
+                return Err(Error::conflict("deposit_exists", "a different proof is already deposited for this nonce"));
+            }
+            let order_id = match waiting {
+                Some(order) => {
+                    let id = order.id;
+                    match self.verify_against(conn, order, &proof_hex, &caller.actor(), now).await {
+                        // The other copy of this deposit matched it first.
+                        Ok(_) | Err(Error::Conflict { code: "invalid_state", .. }) => Some(id),
+                        Err(e) => return Err(e),
+                    }
+                }
+                None => None,
             };
+            return Ok(DepositAccepted { order_id });
         }
         audit::append(
             conn,
