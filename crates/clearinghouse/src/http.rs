@@ -209,6 +209,28 @@ async fn deposit(State(ch): State<Clearinghouse>, caller: Caller, headers: Heade
     run_idempotent(&ch, &caller, key, "POST /v1/deposits", &raw, Op::Deposit(req)).await
 }
 
+/// The POSTs on one order (`/v1/porting-orders/{id}/<action>`): same checks, another body.
+#[allow(clippy::too_many_arguments)]
+async fn order_action<T: DeserializeOwned>(
+    ch: Clearinghouse,
+    caller: Caller,
+    id: String,
+    headers: HeaderMap,
+    b: std::result::Result<Bytes, BytesRejection>,
+    action: &str,
+    empty_body: Option<T>,
+    op: fn(i64, T) -> Op,
+) -> Result<Response> {
+    let key = idempotency_key(&headers)?;
+    let raw = body(b, ch.config.max_body_bytes)?;
+    let id = order_id(&id)?;
+    let req = match empty_body {
+        Some(default) if raw.is_empty() => default,
+        _ => parse(&raw)?,
+    };
+    run_idempotent(&ch, &caller, key, &format!("POST /v1/porting-orders/{id}/{action}"), &raw, op(id, req)).await
+}
+
 async fn credit_information(
     State(ch): State<Clearinghouse>,
     caller: Caller,
@@ -216,11 +238,7 @@ async fn credit_information(
     headers: HeaderMap,
     b: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
-    let key = idempotency_key(&headers)?;
-    let raw = body(b, ch.config.max_body_bytes)?;
-    let id = order_id(&id)?;
-    let req: CreditInformationRequest = parse(&raw)?;
-    run_idempotent(&ch, &caller, key, &format!("POST /v1/porting-orders/{id}/credit-information"), &raw, Op::CreditInformation(id, req)).await
+    order_action(ch, caller, id, headers, b, "credit-information", None, Op::CreditInformation).await
 }
 
 async fn decide(
@@ -230,11 +248,7 @@ async fn decide(
     headers: HeaderMap,
     b: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
-    let key = idempotency_key(&headers)?;
-    let raw = body(b, ch.config.max_body_bytes)?;
-    let id = order_id(&id)?;
-    let req: DecisionRequest = parse(&raw)?;
-    run_idempotent(&ch, &caller, key, &format!("POST /v1/porting-orders/{id}/decision"), &raw, Op::Decide(id, req)).await
+    order_action(ch, caller, id, headers, b, "decision", None, Op::Decide).await
 }
 
 async fn cancel(
@@ -244,11 +258,7 @@ async fn cancel(
     headers: HeaderMap,
     b: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
-    let key = idempotency_key(&headers)?;
-    let raw = body(b, ch.config.max_body_bytes)?;
-    let id = order_id(&id)?;
-    let req: CancelRequest = if raw.is_empty() { CancelRequest { by_subscriber: false } } else { parse(&raw)? };
-    run_idempotent(&ch, &caller, key, &format!("POST /v1/porting-orders/{id}/cancel"), &raw, Op::Cancel(id, req)).await
+    order_action(ch, caller, id, headers, b, "cancel", Some(CancelRequest { by_subscriber: false }), Op::Cancel).await
 }
 
 async fn return_number(

@@ -81,6 +81,11 @@ async fn happy_path(backend: Backend) {
     let states: Vec<_> = trail.entries.iter().filter_map(|e| e.to_state.clone()).collect();
     assert_eq!(states, ["awaiting_deposit", "awaiting_credit_info", "awaiting_decision", "completed"]);
     assert!(t.a.client.violations().await.unwrap().violations.is_empty());
+
+    // The audit trail is append-only, whatever SQL is tried on it.
+    let mut conn = t.ch.db.acquire().await.unwrap();
+    assert!(sqlx::query("UPDATE audit_log SET actor = 'forger'").execute(&mut *conn).await.is_err());
+    assert!(sqlx::query("DELETE FROM audit_log").execute(&mut *conn).await.is_err());
 }
 
 async fn deposit_before_request(backend: Backend) {

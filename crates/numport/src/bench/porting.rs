@@ -122,6 +122,20 @@ async fn tail_changes(db: numport_store::Db, waiters: Waiters, stop: tokio_util:
     }
 }
 
+/// Count one port's outcome: its latency, or a failure (the first few are printed).
+fn record(result: anyhow::Result<Duration>, port: &Port, hist: &Mutex<Histogram<u64>>, failures: &AtomicUsize) {
+    match result {
+        Ok(d) => {
+            let _ = hist.lock().unwrap_or_else(|e| e.into_inner()).record(d.as_micros() as u64);
+        }
+        Err(e) => {
+            if failures.fetch_add(1, Ordering::Relaxed) < 5 {
+                eprintln!("port {} failed: {e:#}", port.msisdn);
+            }
+        }
+    }
+}
+
 fn ms(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
@@ -186,16 +200,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 if i >= limit {
                     break;
                 }
-                match bench.port(&ports[i]).await {
-                    Ok(d) => {
-                        let _ = hist.lock().unwrap_or_else(|e| e.into_inner()).record(d.as_micros() as u64);
-                    }
-                    Err(e) => {
-                        if failures.fetch_add(1, Ordering::Relaxed) < 5 {
-                            eprintln!("port {} failed: {e:#}", ports[i].msisdn);
-                        }
-                    }
-                }
+                record(bench.port(&ports[i]).await, &ports[i], &hist, &failures);
             }
         }));
     }
@@ -218,16 +223,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         let (bench, ports, hist, failures) = (bench.clone(), ports.clone(), half_hist.clone(), failures.clone());
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep_until(at).await;
-            match bench.port(&ports[i]).await {
-                Ok(d) => {
-                    let _ = hist.lock().unwrap_or_else(|e| e.into_inner()).record(d.as_micros() as u64);
-                }
-                Err(e) => {
-                    if failures.fetch_add(1, Ordering::Relaxed) < 5 {
-                        eprintln!("port {} failed: {e:#}", ports[i].msisdn);
-                    }
-                }
-            }
+            record(bench.port(&ports[i]).await, &ports[i], &hist, &failures);
         }));
     }
     for t in tasks {
