@@ -104,10 +104,10 @@ impl Cluster {
                 s.port_key = Some(terminal_key(&msisdn, spec.pin_stretch)?);
                 // Some history to be compensated: 12.50 arrears, 3.20 unbilled, 120.00 of
                 // contract left, 50.00 deposit held → compensation 85.70.
-                s.arrears = Money(12_50);
-                s.unbilled_usage = Money(3_20);
-                s.contract_remaining = Money(120_00);
-                s.deposit_held = Money(50_00);
+                s.arrears = "12.50".parse::<Money>()?;
+                s.unbilled_usage = "3.20".parse::<Money>()?;
+                s.contract_remaining = "120.00".parse::<Money>()?;
+                s.deposit_held = "50.00".parse::<Money>()?;
                 subs.push(s);
             }
             store.upsert_subscribers(&subs).await?;

@@ -133,7 +133,7 @@ async fn port_a_to_b(cluster: &Cluster) -> anyhow::Result<usize> {
         &format!("clearinghouse routes {msisdn} to {} (rn {})", status.serving_operator, status.routing_number),
     );
     let comp = order.compensation.unwrap_or_default();
-    c.check(comp == Money(85_70), &format!("compensation {comp} as the credit information implies"));
+    c.check(comp == "85.70".parse::<Money>()?, &format!("compensation {comp} as the credit information implies"));
     let a_bal = a.ch_client.account().await?.balance;
     let b_bal = b.ch_client.account().await?.balance;
     c.check(

@@ -52,6 +52,10 @@ impl Db {
                 AnyPoolOptions::new()
                     .max_connections(1)
                     .acquire_timeout(Duration::from_secs(30))
+                    // sqlx pings an idle connection before handing it out by default: for
+                    // SQLite that is one more round trip to the connection's worker thread per
+                    // acquire, and a local file connection has no peer that could have gone.
+                    .test_before_acquire(false)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             conn.execute(
