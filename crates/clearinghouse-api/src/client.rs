@@ -145,6 +145,12 @@ impl ClearinghouseClient {
         self.call(Method::POST, "/v1/inbox/ack", Some(&AckRequest { up_to }), None).await
     }
 
+    /// Routing changes after `after`, waiting up to `wait_ms` for one if none is there yet.
+    pub async fn routing_changes(&self, after: i64, limit: i64, wait_ms: u64) -> Result<ChangePage, ClientError> {
+        self.call(Method::GET, &format!("/v1/routing/changes?after={after}&limit={limit}&wait_ms={wait_ms}"), None::<&()>, None)
+            .await
+    }
+
     pub async fn set_callback(&self, url: Option<&str>) -> Result<serde_json::Value, ClientError> {
         self.call(Method::PUT, "/v1/operators/me/callback", Some(&CallbackRequest { url: url.map(str::to_owned) }), None)
             .await

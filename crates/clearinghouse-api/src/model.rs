@@ -176,3 +176,22 @@ pub struct ApiError {
     pub error: String,
     pub message: String,
 }
+
+/// One entry of the routing change log (F2): who serves a number from `seq` on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoutingChange {
+    pub seq: i64,
+    pub msisdn: Msisdn,
+    pub operator: OperatorName,
+    pub routing_number: String,
+    pub kind: numport_core::porting::ChangeKind,
+    pub effective_at: Millis,
+}
+
+/// A page of the change log after the sequence number asked for, and the log's head.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangePage {
+    pub changes: Vec<RoutingChange>,
+    /// The last sequence number written; a follower is up to date once it has applied it.
+    pub head: i64,
+}

@@ -49,6 +49,8 @@ pub struct Clearinghouse {
     wake: Arc<Notify>,
     auth_cache: Arc<auth::AuthCache>,
     operators: Arc<std::sync::RwLock<HashMap<i64, Arc<OperatorInfo>>>>,
+    /// Ticks after every commit that may have appended routing changes; wakes long-polls.
+    feed: Arc<tokio::sync::watch::Sender<()>>,
 }
 
 /// What never changes about a registered operator, cached so that hot paths do not ask the
@@ -73,6 +75,7 @@ impl Clearinghouse {
             wake: Arc::new(Notify::new()),
             auth_cache: Arc::default(),
             operators: Arc::default(),
+            feed: Arc::new(tokio::sync::watch::channel(()).0),
         }
     }
 
@@ -97,9 +100,16 @@ impl Clearinghouse {
         Ok(info)
     }
 
-    /// Tell the dispatcher that new messages are committed.
+    /// Tell the dispatcher that new messages are committed, and change-log followers that
+    /// the log may have grown.
     pub fn wake_dispatcher(&self) {
         self.wake.notify_one();
+        self.feed.send_replace(());
+    }
+
+    /// A receiver that ticks when the routing change log may have grown.
+    pub fn feed_ticks(&self) -> tokio::sync::watch::Receiver<()> {
+        self.feed.subscribe()
     }
 }
 

@@ -403,7 +403,29 @@ async fn credentials_and_bad_requests(backend: Backend) {
     let _ = Msisdn::try_from("4790000001".to_owned()).unwrap();
 }
 
+async fn routing_change_feed(backend: Backend) {
+    let Some(t) = TestCh::start(backend).await else { return };
+    // A follower waiting on an empty log is woken by the settlement.
+    let follower = t.c.client.clone();
+    let waiting = tokio::spawn(async move { follower.routing_changes(0, 100, 10_000).await });
+    let term = Terminal::new("4790000019");
+    let o = up_to_decision(&t, &term, &t.a, &t.b, credit(0, 0, 0, 0)).await;
+    let started = std::time::Instant::now();
+    t.b.client.decide(o.id, &DecisionRequest { accept: true, compensation: Some(Money(0)) }, "x").await.unwrap();
+    let page = waiting.await.unwrap().unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "long-poll answered at once");
+    assert_eq!(page.head, 1);
+    assert!(matches!(&page.changes[..], [c] if c.seq == 1 && c.msisdn == term.msisdn && c.operator.as_str() == "opb" && c.routing_number == "D002"));
+    // Resuming after the last change: nothing new, an empty page when the wait ends.
+    let page = t.a.client.routing_changes(1, 100, 50).await.unwrap();
+    assert_eq!((page.changes.len(), page.head), (0, 1));
+    // The feed is for authenticated operators only.
+    let r = reqwest::get(format!("{}/v1/routing/changes", t.url)).await.unwrap();
+    assert_eq!(r.status(), 401);
+}
+
 on_both_backends!(
+    routing_change_feed,
     happy_path,
     deposit_before_request,
     request_rejections,
