@@ -18,6 +18,14 @@ use tokio_util::sync::CancellationToken;
 use crate::Clearinghouse;
 use crate::numbers::envelope;
 
+/// Most messages one pass leases.
+const FETCH_LIMIT: i64 = 512;
+
+/// How long the completion loop gathers outcomes before recording them: one `mark_delivered`
+/// per batch instead of one per handful of deliveries. Only the bookkeeping waits (the
+/// operator has its message); a crash meanwhile means a redelivery, which at-least-once allows.
+const OUTCOME_LINGER: Duration = Duration::from_millis(5);
+
 enum Outcome {
     Delivered(i64),
     Failed { id: i64, attempts: i64, error: String },
@@ -41,15 +49,18 @@ pub async fn run(ch: Clearinghouse, shutdown: CancellationToken) {
     );
 
     loop {
-        let free = permits.available_permits().max(1);
-        let fetched = match fetch_and_lease(&ch, free as i64).await {
+        let limit = (permits.available_permits().max(1) as i64).min(FETCH_LIMIT);
+        let fetched = match fetch_and_lease(&ch, limit).await {
             Ok(batch) => batch,
             Err(e) => {
                 tracing::warn!(error = %e, "outbox fetch failed");
                 Vec::new()
             }
         };
-        let idle = fetched.is_empty();
+        // A pass that took fewer than it could took everything due: wait for the next wake-up
+        // (every enqueue wakes the dispatcher; one that came during this pass is remembered by
+        // the `Notify`) or the poll, instead of a pass that would find nothing.
+        let idle = (fetched.len() as i64) < limit;
         for due in fetched {
             let Ok(permit) = permits.clone().acquire_owned().await else { break };
             let (ch, http, done, latency) = (ch.clone(), http.clone(), done_tx.clone(), latency.clone());
@@ -82,7 +93,7 @@ async fn fetch_and_lease(ch: &Clearinghouse, limit: i64) -> Result<Vec<Due>, num
     // are simply picked up again.
     let now = ch.now();
     let mut conn = ch.db.acquire().await?;
-    let due = outbox::due(&mut conn, now, limit.min(512)).await?;
+    let due = outbox::due(&mut conn, now, limit).await?;
     let ids: Vec<i64> = due.iter().map(|d| d.message.id).collect();
     outbox::lease(&mut conn, &ids, now + ch.config.dispatcher.lease_ms).await?;
     Ok(due)
@@ -121,6 +132,12 @@ async fn record_outcomes(ch: Clearinghouse, mut rx: mpsc::UnboundedReceiver<Outc
     let cfg = ch.config.dispatcher;
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, 1024).await > 0 {
+        if batch.len() < 1024 {
+            tokio::time::sleep(OUTCOME_LINGER).await;
+            while batch.len() < 1024 && let Ok(o) = rx.try_recv() {
+                batch.push(o);
+            }
+        }
         let now = ch.now();
         let mut delivered = Vec::new();
         let mut failed = Vec::new();

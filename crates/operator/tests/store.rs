@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use numport_core::proof::{PinStretch, PortKey};
 use numport_core::{Money, Msisdn};
-use operator::store::NewPortEvent;
+use operator::store::{Effect, NewPortEvent};
 use operator::{OperatorStore, Subscriber, SubscriberStatus};
 use serde_json::json;
 use sqlx::Executor;
@@ -221,6 +221,75 @@ async fn exercise(store: &OperatorStore) {
         .unwrap();
     assert_eq!(out.status, SubscriberStatus::PortedOut);
 
+    // Finishing a message: its effect at most once, and the message marked processed.
+    for id in 20..24 {
+        assert!(store.record_message(id, "x", "{}", 100, 2100).await.unwrap());
+    }
+    let credit = Effect::Event(event(Some(20), "credit_answered", "4794000001"));
+    assert!(store.finish_message(20, 60, None, &credit).await.unwrap());
+    assert!(!store.finish_message(20, 61, None, &credit).await.unwrap());
+    let m = store.received_message(20).await.unwrap().unwrap();
+    assert_eq!((m.processed_at, m.attempts, m.last_error), (Some(60), 1, None));
+    assert!(
+        !store
+            .finish_message(21, 62, Some("gave up"), &Effect::Nothing)
+            .await
+            .unwrap()
+    );
+    let m = store.received_message(21).await.unwrap().unwrap();
+    assert_eq!(
+        (m.processed_at, m.last_error.as_deref()),
+        (Some(62), Some("gave up"))
+    );
+
+    let port_in = Effect::PortIn(event(Some(22), "port_in", "4794000002"));
+    assert!(store.finish_message(22, 63, None, &port_in).await.unwrap());
+    let mut p = store
+        .subscriber(&msisdn("4794000002"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(p, Subscriber::new(msisdn("4794000002"), 50));
+    p.arrears = Money(12);
+    store.upsert_subscriber(&p).await.unwrap();
+    assert!(!store.finish_message(22, 64, None, &port_in).await.unwrap());
+    assert_eq!(
+        store.subscriber(&p.msisdn).await.unwrap().unwrap().arrears,
+        Money(12),
+        "a re-processed port-in does not reset the account"
+    );
+    assert_eq!(
+        store.received_message(22).await.unwrap().unwrap().processed_at,
+        Some(63)
+    );
+    assert_eq!(store.port_events(&p.msisdn).await.unwrap().len(), 1);
+
+    store
+        .upsert_subscriber(&Subscriber::new(msisdn("4794000003"), 10))
+        .await
+        .unwrap();
+    let port_out = Effect::PortOut(event(Some(23), "port_out", "4794000003"));
+    assert!(store.finish_message(23, 65, None, &port_out).await.unwrap());
+    let out = store
+        .subscriber(&msisdn("4794000003"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((out.status, out.updated_at), (SubscriberStatus::PortedOut, 50));
+    assert!(
+        store
+            .set_subscriber_status(&out.msisdn, SubscriberStatus::Active, 70)
+            .await
+            .unwrap()
+    );
+    assert!(!store.finish_message(23, 66, None, &port_out).await.unwrap());
+    assert_eq!(
+        store.subscriber(&out.msisdn).await.unwrap().unwrap().status,
+        SubscriberStatus::Active,
+        "a re-processed port-out changes nothing"
+    );
+    assert_eq!(store.unprocessed_count().await.unwrap(), 1);
+
     let events = store.port_events(&msisdn("4790000001")).await.unwrap();
     assert_eq!(events.len(), 3);
     assert_eq!(events[0].detail, json!({"n": 1}));
@@ -243,7 +312,7 @@ async fn store_on_sqlite() {
     store.close().await;
     // Reopening runs the migrations again: nothing to do, data still there.
     let store = OperatorStore::connect(&url).await.unwrap();
-    assert_eq!(store.subscriber_count().await.unwrap(), 2502);
+    assert_eq!(store.subscriber_count().await.unwrap(), 2504);
 }
 
 #[tokio::test]

@@ -25,7 +25,7 @@ use numport_core::{Millis, Msisdn, OperatorName};
 use serde_json::json;
 use tracing::Instrument;
 
-use crate::store::{NewPortEvent, SubscriberStatus};
+use crate::store::{Effect, NewPortEvent, SubscriberStatus};
 use crate::{Node, OperatorError};
 
 /// Longest pause between retries of a failing message.
@@ -54,6 +54,21 @@ impl Outcome {
         match self {
             Outcome::Done => None,
             Outcome::MovedOn(s) | Outcome::GivenUp(s) => Some(s),
+        }
+    }
+}
+
+/// How handling a message ended, and what to record with marking it processed.
+pub(crate) struct Handled {
+    pub outcome: Outcome,
+    pub effect: Effect,
+}
+
+impl From<Outcome> for Handled {
+    fn from(outcome: Outcome) -> Handled {
+        Handled {
+            outcome,
+            effect: Effect::Nothing,
         }
     }
 }
@@ -162,13 +177,25 @@ impl Node {
         let started = Instant::now();
         let store = &self.inner.store;
         match self.handle(envelope).await {
-            Ok(outcome) => {
-                if let Err(e) = store
-                    .mark_processed(envelope.id, self.now(), outcome.note())
+            Ok(Handled { outcome, effect }) => {
+                let new = match store
+                    .finish_message(envelope.id, self.now(), outcome.note(), &effect)
                     .await
                 {
-                    tracing::warn!(error = %e, "could not mark message processed; it will be processed again");
-                    return false;
+                    Ok(new) => new,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not mark message processed; it will be processed again");
+                        return false;
+                    }
+                };
+                match &effect {
+                    Effect::PortOut(e) if new => {
+                        tracing::info!(order_id = e.order_id, msisdn = %e.msisdn, recipient = ?e.counterpart, detail = %e.detail, "ported out");
+                    }
+                    Effect::PortIn(e) if new => {
+                        tracing::info!(order_id = e.order_id, msisdn = %e.msisdn, donor = ?e.counterpart, "ported in");
+                    }
+                    _ => {}
                 }
                 let seconds = started.elapsed().as_secs_f64();
                 self.inner.metrics.processed(kind, outcome.label(), seconds);
@@ -189,7 +216,7 @@ impl Node {
     }
 
     /// Handle one message. `Err` means "retry later".
-    pub(crate) async fn handle(&self, envelope: &Envelope) -> Result<Outcome, OperatorError> {
+    pub(crate) async fn handle(&self, envelope: &Envelope) -> Result<Handled, OperatorError> {
         let idem = format!("{}-msg-{}", self.name(), envelope.id);
         let message_id = Some(envelope.id);
         match &envelope.message {
@@ -225,18 +252,16 @@ impl Node {
                     )
                     .await?;
                 if let Answer::Final(outcome) = answer {
-                    return Ok(outcome);
+                    return Ok(outcome.into());
                 }
-                self.event(
+                Ok(self.event(
                     message_id,
                     "credit_answered",
                     Some(*order_id),
                     msisdn,
                     Some(recipient),
                     json!({ "credit": credit }),
-                )
-                .await?;
-                Ok(Outcome::Done)
+                ))
             }
             Message::CreditInformation {
                 order_id,
@@ -256,7 +281,7 @@ impl Node {
                     .clearinghouse("decision", self.inner.client.decide(*order_id, &req, &idem))
                     .await?;
                 if let Answer::Final(outcome) = answer {
-                    return Ok(outcome);
+                    return Ok(outcome.into());
                 }
                 tracing::info!(order_id, %msisdn, accept, %compensation, "decided as recipient");
                 let detail = json!({
@@ -266,16 +291,14 @@ impl Node {
                     "donor_defaulted": donor_defaulted,
                 });
                 let kind = if accept { "accepted" } else { "refused" };
-                self.event(
+                Ok(self.event(
                     message_id,
                     kind,
                     Some(*order_id),
                     msisdn,
                     Some(donor),
                     detail,
-                )
-                .await?;
-                Ok(Outcome::Done)
+                ))
             }
             Message::CompensationConfirmed {
                 order_id,
@@ -292,10 +315,10 @@ impl Node {
                     detail: json!({ "compensation": compensation }),
                     at: self.now(),
                 };
-                if self.inner.store.apply_port_out(&e).await? {
-                    tracing::info!(order_id, %msisdn, %recipient, %compensation, "ported out");
-                }
-                Ok(Outcome::Done)
+                Ok(Handled {
+                    outcome: Outcome::Done,
+                    effect: Effect::PortOut(e),
+                })
             }
             Message::PortCompleted {
                 order_id,
@@ -313,10 +336,10 @@ impl Node {
                     detail: json!({ "routing_number": routing_number, "seq": seq }),
                     at: self.now(),
                 };
-                if self.inner.store.apply_port_in(&e).await? {
-                    tracing::info!(order_id, %msisdn, %donor, "ported in");
-                }
-                Ok(Outcome::Done)
+                Ok(Handled {
+                    outcome: Outcome::Done,
+                    effect: Effect::PortIn(e),
+                })
             }
             Message::OrderClosed {
                 order_id,
@@ -325,29 +348,25 @@ impl Node {
                 reason,
             } => {
                 tracing::info!(order_id, %msisdn, %state, %reason, "porting order closed without a port");
-                self.event(
+                Ok(self.event(
                     message_id,
                     "order_closed",
                     Some(*order_id),
                     msisdn,
                     None,
                     json!({ "state": state, "reason": reason }),
-                )
-                .await?;
-                Ok(Outcome::Done)
+                ))
             }
             Message::NumberReturned { msisdn, from, seq } => {
                 tracing::info!(%msisdn, %from, "ported number returned to this range holder");
-                self.event(
+                Ok(self.event(
                     message_id,
                     "number_returned",
                     None,
                     msisdn,
                     Some(from),
                     json!({ "seq": seq }),
-                )
-                .await?;
-                Ok(Outcome::Done)
+                ))
             }
         }
     }
@@ -358,7 +377,7 @@ impl Node {
         message_id: i64,
         request: DepositRequested<'_>,
         idem: &str,
-    ) -> Result<Outcome, OperatorError> {
+    ) -> Result<Handled, OperatorError> {
         let DepositRequested {
             order_id,
             msisdn,
@@ -372,21 +391,21 @@ impl Node {
             Some(_) => {
                 // The port already went through (the terminal's own authorisation matched).
                 tracing::info!(order_id, %msisdn, "deposit requested for a number already ported out");
-                return Ok(Outcome::GivenUp("subscriber ported out".into()));
+                return Ok(Outcome::GivenUp("subscriber ported out".into()).into());
             }
             None => {
                 // The clearinghouse's deposit deadline settles the order.
                 tracing::warn!(order_id, %msisdn, "deposit requested for a number that is not a subscriber here");
-                return Ok(Outcome::GivenUp("unknown subscriber".into()));
+                return Ok(Outcome::GivenUp("unknown subscriber".into()).into());
             }
         };
         let Some(key) = key else {
             tracing::warn!(order_id, %msisdn, "deposit requested for a subscriber without a port key");
-            return Ok(Outcome::GivenUp("subscriber has no port key".into()));
+            return Ok(Outcome::GivenUp("subscriber has no port key".into()).into());
         };
         let nonce = match Nonce::from_hex(nonce) {
             Ok(n) => n,
-            Err(e) => return Ok(Outcome::GivenUp(format!("nonce: {e}"))),
+            Err(e) => return Ok(Outcome::GivenUp(format!("nonce: {e}")).into()),
         };
         let proof = key.prove(&nonce, msisdn, recipient, expiry);
         let req = DepositRequest {
@@ -399,19 +418,17 @@ impl Node {
             .await?
         {
             Answer::Ok(a) => a,
-            Answer::Final(outcome) => return Ok(outcome),
+            Answer::Final(outcome) => return Ok(outcome.into()),
         };
         tracing::info!(order_id, %msisdn, %recipient, "proof deposited");
-        self.event(
+        Ok(self.event(
             Some(message_id),
             "deposit",
             Some(order_id),
             msisdn,
             Some(recipient),
             json!({ "matched_order": accepted.order_id, "expiry": expiry }),
-        )
-        .await?;
-        Ok(Outcome::Done)
+        ))
     }
 
     /// Donor, F1 step 4: the subscriber's figures, or zeros for a number not served here.
@@ -462,7 +479,8 @@ impl Node {
         }
     }
 
-    async fn event(
+    /// Done, recording an event (with marking the message processed).
+    fn event(
         &self,
         message_id: Option<i64>,
         kind: &str,
@@ -470,10 +488,10 @@ impl Node {
         msisdn: &Msisdn,
         counterpart: Option<&OperatorName>,
         detail: serde_json::Value,
-    ) -> Result<(), OperatorError> {
-        self.inner
-            .store
-            .record_event(&NewPortEvent {
+    ) -> Handled {
+        Handled {
+            outcome: Outcome::Done,
+            effect: Effect::Event(NewPortEvent {
                 message_id,
                 kind: kind.into(),
                 order_id,
@@ -481,9 +499,8 @@ impl Node {
                 counterpart: counterpart.cloned(),
                 detail,
                 at: self.now(),
-            })
-            .await?;
-        Ok(())
+            }),
+        }
     }
 }
 

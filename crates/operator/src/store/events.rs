@@ -5,11 +5,11 @@
 //! its event, so re-processing a message changes nothing twice.
 
 use numport_core::{Millis, Msisdn, OperatorName};
-use sqlx::Row;
+use sqlx::{Connection, Row};
 use sqlx::any::AnyRow;
 
 use super::subscribers::{Subscriber, SubscriberStatus};
-use super::{OperatorStore, parse_col};
+use super::{Backend, OperatorStore, parse_col};
 use crate::OperatorError;
 
 /// An event to record.
@@ -38,6 +38,20 @@ pub struct PortEvent {
     pub counterpart: Option<OperatorName>,
     pub detail: serde_json::Value,
     pub at: Millis,
+}
+
+/// What handling a clearinghouse message leaves to record besides the message's own row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Nothing: the message was given up, or the order had moved on.
+    Nothing,
+    /// An event.
+    Event(NewPortEvent),
+    /// A completed port-in: the event, and the number becomes an active subscriber with zero
+    /// balances and no port key (see [`OperatorStore::apply_port_in`]).
+    PortIn(NewPortEvent),
+    /// A settled port-out: the event, and the subscriber becomes `ported_out`.
+    PortOut(NewPortEvent),
 }
 
 const INSERT: &str = "INSERT INTO port_events \
@@ -78,18 +92,125 @@ async fn insert_event(
     Ok(r.rows_affected() == 1)
 }
 
+// `finish_message` statements. Parameters: $1-$7 the event (as in INSERT), $8 processed_at,
+// $9 the note, $10 the received message's id, $11 the subscriber status a port sets.
+
+const SQLITE_EVENT_THEN_MARK: &str = "INSERT INTO port_events \
+     (message_id, kind, order_id, msisdn, counterpart, detail, at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (message_id) DO NOTHING RETURNING id; \
+     UPDATE received_messages SET processed_at = $8, attempts = attempts + 1, last_error = $9 \
+     WHERE id = $10 AND processed_at IS NULL";
+
+/// The subscriber change of a port-in, unless the message's event is recorded already; run
+/// before the event is inserted, in the same transaction.
+const SQLITE_PORT_IN_SUBSCRIBER: &str = "INSERT INTO subscribers (msisdn, port_key, arrears, \
+     unbilled_usage, contract_remaining, deposit_held, status, updated_at) \
+     SELECT $4, NULL, 0, 0, 0, 0, $11, $7 \
+     WHERE NOT EXISTS (SELECT 1 FROM port_events WHERE message_id = $1) \
+     ON CONFLICT (msisdn) DO UPDATE SET port_key = NULL, arrears = 0, unbilled_usage = 0, \
+     contract_remaining = 0, deposit_held = 0, status = excluded.status, \
+     updated_at = excluded.updated_at";
+
+const SQLITE_PORT_OUT_SUBSCRIBER: &str = "UPDATE subscribers SET status = $11, updated_at = $7 \
+     WHERE msisdn = $4 AND NOT EXISTS (SELECT 1 FROM port_events WHERE message_id = $1)";
+
+const PG_EVENT: &str = "WITH e AS (INSERT INTO port_events \
+     (message_id, kind, order_id, msisdn, counterpart, detail, at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (message_id) DO NOTHING RETURNING id, msisdn)";
+
+const PG_MARK: &str = ", m AS (UPDATE received_messages SET processed_at = $8, \
+     attempts = attempts + 1, last_error = $9 WHERE id = $10 AND processed_at IS NULL RETURNING id) \
+     SELECT id FROM e";
+
+const PG_PORT_IN_SUBSCRIBER: &str = ", s AS (INSERT INTO subscribers (msisdn, port_key, arrears, \
+     unbilled_usage, contract_remaining, deposit_held, status, updated_at) \
+     SELECT msisdn, NULL, 0, 0, 0, 0, $11, $7 FROM e \
+     ON CONFLICT (msisdn) DO UPDATE SET port_key = NULL, arrears = 0, unbilled_usage = 0, \
+     contract_remaining = 0, deposit_held = 0, status = excluded.status, \
+     updated_at = excluded.updated_at RETURNING msisdn)";
+
+const PG_PORT_OUT_SUBSCRIBER: &str = ", s AS (UPDATE subscribers SET status = $11, updated_at = $7 \
+     WHERE msisdn IN (SELECT msisdn FROM e) RETURNING msisdn)";
+
 impl OperatorStore {
     /// Record an event; false when its message already recorded one.
     pub async fn record_event(&self, e: &NewPortEvent) -> Result<bool, OperatorError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.conn().await?;
         insert_event(&mut conn, e).await
+    }
+
+    /// Handling message `id` ended: write its effect (an event, and for a port the subscriber
+    /// change, at most once per message as [`OperatorStore::apply_port_in`] and
+    /// [`OperatorStore::apply_port_out`] do) and mark the message processed with `note`, in one
+    /// round trip to the database where the engine allows (a port's subscriber change, its event
+    /// and the mark are one transaction; an event alone and the mark need not be, because both
+    /// are idempotent). True when the effect's event was new.
+    pub async fn finish_message(
+        &self,
+        id: i64,
+        now: Millis,
+        note: Option<&str>,
+        effect: &Effect,
+    ) -> Result<bool, OperatorError> {
+        let (e, status) = match effect {
+            Effect::Nothing => {
+                self.mark_processed(id, now, note).await?;
+                return Ok(false);
+            }
+            Effect::Event(e) => (e, None),
+            Effect::PortIn(e) => (e, Some(SubscriberStatus::Active)),
+            Effect::PortOut(e) => (e, Some(SubscriberStatus::PortedOut)),
+        };
+        let sql = match (self.backend, effect) {
+            (Backend::Sqlite, Effect::PortIn(_)) => {
+                format!("{SQLITE_PORT_IN_SUBSCRIBER}; {SQLITE_EVENT_THEN_MARK}")
+            }
+            (Backend::Sqlite, Effect::PortOut(_)) => {
+                format!("{SQLITE_PORT_OUT_SUBSCRIBER}; {SQLITE_EVENT_THEN_MARK}")
+            }
+            (Backend::Sqlite, _) => SQLITE_EVENT_THEN_MARK.to_owned(),
+            (Backend::Postgres, Effect::PortIn(_)) => {
+                format!("{PG_EVENT}{PG_PORT_IN_SUBSCRIBER}{PG_MARK}")
+            }
+            (Backend::Postgres, Effect::PortOut(_)) => {
+                format!("{PG_EVENT}{PG_PORT_OUT_SUBSCRIBER}{PG_MARK}")
+            }
+            (Backend::Postgres, _) => format!("{PG_EVENT}{PG_MARK}"),
+        };
+        let mut q = sqlx::query(&sql)
+            .bind(e.message_id)
+            .bind(e.kind.as_str())
+            .bind(e.order_id)
+            .bind(e.msisdn.as_str())
+            .bind(e.counterpart.as_ref().map(OperatorName::as_str))
+            .bind(e.detail.to_string())
+            .bind(e.at)
+            .bind(now)
+            .bind(note)
+            .bind(id);
+        if let Some(status) = status {
+            q = q.bind(status.as_str());
+        }
+        let mut conn = self.conn().await?;
+        // fetch_all runs every statement of a SQLite multi-statement query; the rows are the
+        // event's id when it was inserted.
+        let rows = if status.is_some() && self.backend == Backend::Sqlite {
+            let mut tx = conn.begin().await?;
+            let rows = q.fetch_all(&mut *tx).await?;
+            tx.commit().await?;
+            rows
+        } else {
+            q.fetch_all(&mut *conn).await?
+        };
+        Ok(!rows.is_empty())
     }
 
     /// A port-in completed: record it and make the number an active subscriber with zero
     /// balances and no port key (a returning subscriber's old figures are cleared). Once per
     /// message; false when the message was already applied.
     pub async fn apply_port_in(&self, e: &NewPortEvent) -> Result<bool, OperatorError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await?;
         if !insert_event(&mut tx, e).await? {
             return Ok(false);
         }
@@ -113,7 +234,8 @@ impl OperatorStore {
     /// A port-out was settled: record it and mark the subscriber `ported_out` (the row stays).
     /// Once per message; false when the message was already applied.
     pub async fn apply_port_out(&self, e: &NewPortEvent) -> Result<bool, OperatorError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await?;
         if !insert_event(&mut tx, e).await? {
             return Ok(false);
         }
@@ -134,7 +256,7 @@ impl OperatorStore {
              FROM port_events WHERE msisdn = $1 ORDER BY id",
         )
         .bind(msisdn.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter().map(event_row).collect()
     }
@@ -146,7 +268,7 @@ impl OperatorStore {
              FROM port_events ORDER BY id DESC LIMIT $1",
         )
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter().map(event_row).collect()
     }

@@ -63,7 +63,7 @@ impl OperatorStore {
         .bind(body)
         .bind(now)
         .bind(retry_at)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -76,7 +76,7 @@ impl OperatorStore {
             "SELECT {COLUMNS} FROM received_messages WHERE id = $1"
         ))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         row.as_ref().map(message_row).transpose()
     }
@@ -96,7 +96,7 @@ impl OperatorStore {
         .bind(now)
         .bind(note)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }
@@ -115,7 +115,7 @@ impl OperatorStore {
         .bind(error)
         .bind(next_attempt_at)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }
@@ -132,7 +132,7 @@ impl OperatorStore {
         ))
         .bind(due_by)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter().map(message_row).collect()
     }
@@ -140,7 +140,7 @@ impl OperatorStore {
     pub async fn unprocessed_count(&self) -> Result<i64, OperatorError> {
         Ok(
             sqlx::query_scalar("SELECT COUNT(*) FROM received_messages WHERE processed_at IS NULL")
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *self.conn().await?)
                 .await?,
         )
     }
@@ -149,7 +149,7 @@ impl OperatorStore {
     pub async fn inbox_cursor(&self) -> Result<i64, OperatorError> {
         Ok(
             sqlx::query_scalar("SELECT last_id FROM inbox_cursor WHERE id = 1")
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.conn().await?)
                 .await?
                 .unwrap_or(0),
         )
@@ -166,7 +166,7 @@ impl OperatorStore {
         )
         .bind(last_id)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }

@@ -2,7 +2,9 @@
 //!
 //! Like the clearinghouse's store, one code path serves both engines: sqlx's `Any` driver,
 //! `$n` placeholders, only `BIGINT` and `TEXT` columns, and dialect differences confined to the
-//! two migration folders. Unlike it, an operator node keeps its SQL behind one handle,
+//! two migration folders, except where finishing a message takes one round trip instead of
+//! several ([`OperatorStore::finish_message`]): SQLite runs several statements in one call,
+//! PostgreSQL one statement with data-modifying `WITH` clauses. Unlike it, an operator node keeps its SQL behind one handle,
 //! [`OperatorStore`], because the node has few tables and no transaction spans two modules.
 //!
 //! - [`subscribers`]: subscriber accounts (port key, the figures of a credit query, status).
@@ -14,19 +16,25 @@ pub mod events;
 pub mod messages;
 pub mod subscribers;
 
+use std::fmt;
+use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor};
+use tokio::sync::{Mutex, OwnedMappedMutexGuard, OwnedMutexGuard};
 
 use crate::OperatorError;
 
-pub use events::{NewPortEvent, PortEvent};
+pub use events::{Effect, NewPortEvent, PortEvent};
 pub use messages::ReceivedMessage;
 pub use subscribers::{Subscriber, SubscriberStatus};
 
-/// Which engine is behind the `Any` pool; only migrations and pool sizing depend on it.
+/// Which engine is behind the store; only migrations, a few statements and the connection
+/// handling depend on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -36,11 +44,54 @@ pub enum Backend {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// How the store reaches its database.
+#[derive(Clone)]
+enum Handle {
+    /// PostgreSQL: a pool.
+    Pool(AnyPool),
+    /// SQLite: the one connection, taken in turn. Not an `AnyPool` of one: sqlx's pool pings a
+    /// connection when it is returned (and, by default, when it is handed out), and for SQLite
+    /// each ping is a round trip to the connection's worker thread, as costly as a statement;
+    /// a local file has no peer that could have gone away. `None` once closed.
+    Single(Arc<Mutex<Option<AnyConnection>>>),
+}
+
+/// A connection taken from the store for a few statements; give it back by dropping it.
+pub(crate) enum Conn {
+    Pooled(PoolConnection<Any>),
+    Single(OwnedMappedMutexGuard<Option<AnyConnection>, AnyConnection>),
+}
+
+impl Deref for Conn {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            Conn::Pooled(c) => c,
+            Conn::Single(c) => c,
+        }
+    }
+}
+
+impl DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            Conn::Pooled(c) => c,
+            Conn::Single(c) => c,
+        }
+    }
+}
+
 /// A handle on the node's database; cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct OperatorStore {
-    pool: AnyPool,
+    handle: Handle,
     backend: Backend,
+}
+
+impl fmt::Debug for OperatorStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OperatorStore").field("backend", &self.backend).finish_non_exhaustive()
+    }
 }
 
 impl OperatorStore {
@@ -70,45 +121,33 @@ impl OperatorStore {
             Backend::Postgres => url.to_owned(),
         };
         let opts = AnyConnectOptions::from_str(&url)?;
-        let pool = match backend {
+        let handle = match backend {
             Backend::Sqlite => {
-                AnyPoolOptions::new()
-                    .max_connections(1)
-                    .acquire_timeout(Duration::from_secs(30))
-                    // sqlx pings an idle connection before handing it out by default: for
-                    // SQLite that is one more round trip to the connection's worker thread per
-                    // acquire, and a local file connection has no peer that could have gone.
-                    .test_before_acquire(false)
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            conn.execute(
-                                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; \
-                                 PRAGMA busy_timeout=10000;",
-                            )
-                            .await?;
-                            Ok(())
-                        })
-                    })
-                    .connect_with(opts)
-                    .await?
+                let mut conn = opts.connect().await?;
+                conn.execute(
+                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;",
+                )
+                .await?;
+                Handle::Single(Arc::new(Mutex::new(Some(conn))))
             }
-            Backend::Postgres => {
+            Backend::Postgres => Handle::Pool(
                 AnyPoolOptions::new()
                     .max_connections(8)
                     .acquire_timeout(Duration::from_secs(30))
                     .connect_with(opts)
-                    .await?
-            }
+                    .await?,
+            ),
         };
-        let store = OperatorStore { pool, backend };
+        let store = OperatorStore { handle, backend };
         store.migrate().await?;
         Ok(store)
     }
 
     pub async fn migrate(&self) -> Result<(), OperatorError> {
+        let mut conn = self.conn().await?;
         match self.backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
-            Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&mut *conn).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&mut *conn).await?,
         }
         Ok(())
     }
@@ -117,12 +156,29 @@ impl OperatorStore {
         self.backend
     }
 
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
+    /// A connection for a few statements (SQLite: the connection, once the holder before is
+    /// done with it).
+    pub(crate) async fn conn(&self) -> Result<Conn, OperatorError> {
+        match &self.handle {
+            Handle::Pool(pool) => Ok(Conn::Pooled(pool.acquire().await?)),
+            Handle::Single(conn) => {
+                OwnedMutexGuard::try_map(conn.clone().lock_owned().await, Option::as_mut)
+                    .map(Conn::Single)
+                    .map_err(|_| sqlx::Error::PoolClosed.into())
+            }
+        }
     }
 
+    /// Close the database; later calls fail.
     pub async fn close(&self) {
-        self.pool.close().await;
+        match &self.handle {
+            Handle::Pool(pool) => pool.close().await,
+            Handle::Single(conn) => {
+                if let Some(c) = conn.lock().await.take() {
+                    let _ = c.close().await;
+                }
+            }
+        }
     }
 }
 

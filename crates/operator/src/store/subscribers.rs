@@ -11,7 +11,7 @@ use std::str::FromStr;
 use numport_core::porting::{CreditInfo, UnknownCode};
 use numport_core::proof::PortKey;
 use numport_core::{Millis, Money, Msisdn};
-use sqlx::Row;
+use sqlx::{Connection, Row};
 use sqlx::any::AnyRow;
 
 use super::{Backend, OperatorStore, parse_col};
@@ -180,7 +180,8 @@ impl OperatorStore {
             .filter(|(i, s)| last.get(&s.msisdn) == Some(i))
             .map(|(_, s)| s)
             .collect();
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await?;
         let mut written = 0;
         for chunk in unique.chunks(batch_rows(self.backend)) {
             let sql = format!(
@@ -210,7 +211,7 @@ impl OperatorStore {
             "SELECT {COLUMNS} FROM subscribers WHERE msisdn = $1"
         ))
         .bind(msisdn.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         row.as_ref().map(subscriber_row).transpose()
     }
@@ -227,14 +228,14 @@ impl OperatorStore {
                 .bind(status.as_str())
                 .bind(now)
                 .bind(msisdn.as_str())
-                .execute(&self.pool)
+                .execute(&mut *self.conn().await?)
                 .await?;
         Ok(r.rows_affected() > 0)
     }
 
     pub async fn subscriber_count(&self) -> Result<i64, OperatorError> {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM subscribers")
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await?)
     }
 
