@@ -40,11 +40,7 @@ impl ClearinghouseClient {
     /// `base` is the clearinghouse's root URL (`http://127.0.0.1:8400`); `token` the operator's
     /// API key as issued (`<key id>.<secret>`).
     pub fn new(base: &str, token: &str) -> ClearinghouseClient {
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(64)
-            .tcp_nodelay(true)
-            .build()
-            .unwrap_or_default();
+        let http = reqwest::Client::builder().pool_max_idle_per_host(64).tcp_nodelay(true).build().unwrap_or_default();
         ClearinghouseClient { base: base.trim_end_matches('/').to_owned(), token: token.to_owned(), http }
     }
 
@@ -59,10 +55,7 @@ impl ClearinghouseClient {
         body: Option<&(impl Serialize + ?Sized)>,
         idempotency_key: Option<&str>,
     ) -> Result<T, ClientError> {
-        let mut req = self
-            .http
-            .request(method, format!("{}{}", self.base, path))
-            .bearer_auth(&self.token);
+        let mut req = self.http.request(method, format!("{}{}", self.base, path)).bearer_auth(&self.token);
         if let Some(k) = idempotency_key {
             req = req.header(IDEMPOTENCY_KEY_HEADER, k);
         }
@@ -74,10 +67,10 @@ impl ClearinghouseClient {
         if status.is_success() {
             Ok(resp.json().await?)
         } else {
-            let error = resp.json::<ApiError>().await.unwrap_or_else(|e| ApiError {
-                error: "unreadable_error".into(),
-                message: e.to_string(),
-            });
+            let error = resp
+                .json::<ApiError>()
+                .await
+                .unwrap_or_else(|e| ApiError { error: "unreadable_error".into(), message: e.to_string() });
             Err(ClientError::Api { status, error })
         }
     }
@@ -93,7 +86,12 @@ impl ClearinghouseClient {
     }
 
     /// F1 step 4 (donor): answer the credit query.
-    pub async fn credit_information(&self, order_id: i64, req: &CreditInformationRequest, idem: &str) -> Result<Order, ClientError> {
+    pub async fn credit_information(
+        &self,
+        order_id: i64,
+        req: &CreditInformationRequest,
+        idem: &str,
+    ) -> Result<Order, ClientError> {
         self.call(Method::POST, &format!("/v1/porting-orders/{order_id}/credit-information"), Some(req), Some(idem))
             .await
     }
@@ -121,8 +119,7 @@ impl ClearinghouseClient {
 
     /// The serving operator terminated a ported number: give it back to its range holder.
     pub async fn return_number(&self, msisdn: &Msisdn, idem: &str) -> Result<NumberReturned, ClientError> {
-        self.call(Method::POST, &format!("/v1/numbers/{msisdn}/return"), Some(&serde_json::json!({})), Some(idem))
-            .await
+        self.call(Method::POST, &format!("/v1/numbers/{msisdn}/return"), Some(&serde_json::json!({})), Some(idem)).await
     }
 
     pub async fn number(&self, msisdn: &Msisdn) -> Result<NumberStatus, ClientError> {
@@ -147,12 +144,22 @@ impl ClearinghouseClient {
 
     /// Routing changes after `after`, waiting up to `wait_ms` for one if none is there yet.
     pub async fn routing_changes(&self, after: i64, limit: i64, wait_ms: u64) -> Result<ChangePage, ClientError> {
-        self.call(Method::GET, &format!("/v1/routing/changes?after={after}&limit={limit}&wait_ms={wait_ms}"), None::<&()>, None)
-            .await
+        self.call(
+            Method::GET,
+            &format!("/v1/routing/changes?after={after}&limit={limit}&wait_ms={wait_ms}"),
+            None::<&()>,
+            None,
+        )
+        .await
     }
 
     pub async fn set_callback(&self, url: Option<&str>) -> Result<serde_json::Value, ClientError> {
-        self.call(Method::PUT, "/v1/operators/me/callback", Some(&CallbackRequest { url: url.map(str::to_owned) }), None)
-            .await
+        self.call(
+            Method::PUT,
+            "/v1/operators/me/callback",
+            Some(&CallbackRequest { url: url.map(str::to_owned) }),
+            None,
+        )
+        .await
     }
 }

@@ -79,8 +79,17 @@ pub async fn register_operator(
             AdminError::Store(e)
         }
     })?;
-    audit::append(&mut tx, now, "admin", "operator_registered", None, None, None,
-        &json!({ "operator": name, "routing_number": routing_number, "callback_url": callback_url }).to_string()).await?;
+    audit::append(
+        &mut tx,
+        now,
+        "admin",
+        "operator_registered",
+        None,
+        None,
+        None,
+        &json!({ "operator": name, "routing_number": routing_number, "callback_url": callback_url }).to_string(),
+    )
+    .await?;
     tx.commit().await?;
     Ok(op)
 }
@@ -115,22 +124,38 @@ pub async fn issue_credentials(
     let revoked = operators::revoke_api_keys(&mut tx, op.id, now + grace_ms.max(0)).await?;
     operators::insert_api_key(&mut tx, &key.key_id, op.id, &key.secret_hash, now).await?;
     let version = operators::bump_callback_key_version(&mut tx, op.id).await?;
-    audit::append(&mut tx, now, "admin", "credentials_issued", None, None, None,
-        &json!({ "operator": name, "key_id": key.key_id, "revoked_keys": revoked, "callback_key_version": version }).to_string())
-        .await?;
+    audit::append(
+        &mut tx,
+        now,
+        "admin",
+        "credentials_issued",
+        None,
+        None,
+        None,
+        &json!({ "operator": name, "key_id": key.key_id, "revoked_keys": revoked, "callback_key_version": version })
+            .to_string(),
+    )
+    .await?;
     tx.commit().await?;
     let secret = numport_core::signing::derive_callback_secret(master_key, name, version);
-    Ok(Credentials { operator: name.to_owned(), api_token: key.token, callback_secret: hex::encode(secret), callback_key_version: version })
+    Ok(Credentials {
+        operator: name.to_owned(),
+        api_token: key.token,
+        callback_secret: hex::encode(secret),
+        callback_key_version: version,
+    })
 }
 
 /// Load `prefix,operator` lines (a header line is allowed). All or nothing.
 pub async fn load_ranges_csv(db: &Db, reader: impl Read, now: Millis) -> Result<usize, AdminError> {
-    let mut rdr = csv::ReaderBuilder::new().has_headers(false).trim(csv::Trim::All).comment(Some(b'#')).from_reader(reader);
+    let mut rdr =
+        csv::ReaderBuilder::new().has_headers(false).trim(csv::Trim::All).comment(Some(b'#')).from_reader(reader);
     let mut tx = db.begin().await?;
     let mut ops: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
     let mut n = 0usize;
     for rec in rdr.records() {
-        let rec = rec.map_err(|e| AdminError::Csv { line: e.position().map_or(0, |p| p.line()), message: e.to_string() })?;
+        let rec =
+            rec.map_err(|e| AdminError::Csv { line: e.position().map_or(0, |p| p.line()), message: e.to_string() })?;
         let line = rec.position().map_or(0, |p| p.line());
         let (Some(prefix), Some(name)) = (rec.get(0), rec.get(1)) else {
             return Err(AdminError::Csv { line, message: "expected two fields: prefix,operator".into() });
@@ -138,14 +163,15 @@ pub async fn load_ranges_csv(db: &Db, reader: impl Read, now: Millis) -> Result<
         if line == 1 && prefix.eq_ignore_ascii_case("prefix") {
             continue;
         }
-        let prefix: Prefix = prefix.parse().map_err(|e: numport_core::msisdn::NumberError| AdminError::Csv { line, message: e.to_string() })?;
+        let prefix: Prefix = prefix
+            .parse()
+            .map_err(|e: numport_core::msisdn::NumberError| AdminError::Csv { line, message: e.to_string() })?;
         let op_id = match ops.get(name) {
             Some(id) => *id,
             None => {
-                let op = operators::by_name(&mut tx, name).await?.ok_or_else(|| AdminError::Csv {
-                    line,
-                    message: format!("no operator named {name:?}"),
-                })?;
+                let op = operators::by_name(&mut tx, name)
+                    .await?
+                    .ok_or_else(|| AdminError::Csv { line, message: format!("no operator named {name:?}") })?;
                 ops.insert(name.to_owned(), op.id);
                 op.id
             }
@@ -153,14 +179,21 @@ pub async fn load_ranges_csv(db: &Db, reader: impl Read, now: Millis) -> Result<
         ranges::upsert(&mut tx, &prefix, op_id).await?;
         n += 1;
     }
-    audit::append(&mut tx, now, "admin", "ranges_loaded", None, None, None, &json!({ "ranges": n }).to_string()).await?;
+    audit::append(&mut tx, now, "admin", "ranges_loaded", None, None, None, &json!({ "ranges": n }).to_string())
+        .await?;
     tx.commit().await?;
     Ok(n)
 }
 
 /// Pay `amount` into an operator's settlement account from outside (the funding account).
 /// The idempotency key makes a repeated command a no-op.
-pub async fn fund(db: &Db, name: &str, amount: Money, idempotency_key: &str, now: Millis) -> Result<(Posted, Money), AdminError> {
+pub async fn fund(
+    db: &Db,
+    name: &str,
+    amount: Money,
+    idempotency_key: &str,
+    now: Millis,
+) -> Result<(Posted, Money), AdminError> {
     if amount.0 <= 0 {
         return Err(AdminError::Amount(format!("{} minor units; funding must be positive", amount.0)));
     }
@@ -176,8 +209,17 @@ pub async fn fund(db: &Db, name: &str, amount: Money, idempotency_key: &str, now
             other => AdminError::Amount(other.to_string()),
         })?;
     if matches!(posted, Posted::New(_)) {
-        audit::append(&mut tx, now, "admin", "account_funded", None, None, None,
-            &json!({ "operator": name, "amount": amount, "key": idempotency_key }).to_string()).await?;
+        audit::append(
+            &mut tx,
+            now,
+            "admin",
+            "account_funded",
+            None,
+            None,
+            None,
+            &json!({ "operator": name, "amount": amount, "key": idempotency_key }).to_string(),
+        )
+        .await?;
     }
     let (_, balance) = ledger::operator_account(&mut tx, op.id).await?;
     tx.commit().await?;

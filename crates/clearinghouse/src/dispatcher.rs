@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use numport_core::signing::{MESSAGE_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
 use numport_core::Millis;
+use numport_core::signing::{MESSAGE_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
 use numport_store::outbox::{self, Due};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -106,7 +106,9 @@ async fn deliver(ch: &Clearinghouse, http: &reqwest::Client, due: &Due) -> Outco
     let Some(url) = &due.callback_url else {
         return fail("no callback URL registered; waiting in the inbox".into());
     };
-    let body = match envelope(&due.message).and_then(|e| serde_json::to_vec(&e).map_err(|e| crate::Error::bad_request("encode", e.to_string()))) {
+    let body = match envelope(&due.message)
+        .and_then(|e| serde_json::to_vec(&e).map_err(|e| crate::Error::bad_request("encode", e.to_string())))
+    {
         Ok(b) => b,
         Err(e) => return fail(format!("cannot encode message: {e}")),
     };
@@ -134,7 +136,9 @@ async fn record_outcomes(ch: Clearinghouse, mut rx: mpsc::UnboundedReceiver<Outc
     while rx.recv_many(&mut batch, 1024).await > 0 {
         if batch.len() < 1024 {
             tokio::time::sleep(OUTCOME_LINGER).await;
-            while batch.len() < 1024 && let Ok(o) = rx.try_recv() {
+            while batch.len() < 1024
+                && let Ok(o) = rx.try_recv()
+            {
                 batch.push(o);
             }
         }

@@ -57,7 +57,8 @@ pub fn router(ch: Clearinghouse) -> Router {
         .merge(telemetry::routes(ch.metrics.registry.clone(), health))
         .fallback(|| async { Error::NotFound("route") })
         .method_not_allowed_fallback(|| async {
-            let body = ApiError { error: "method_not_allowed".into(), message: "method not allowed on this path".into() };
+            let body =
+                ApiError { error: "method_not_allowed".into(), message: "method not allowed on this path".into() };
             (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body))
         })
         .layer(DefaultBodyLimit::max(ch.config.max_body_bytes))
@@ -67,14 +68,19 @@ pub fn router(ch: Clearinghouse) -> Router {
 
 /// Count and time every request by route and status.
 async fn observe(State(ch): State<Clearinghouse>, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let route =
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
     let method = req.method().as_str().to_owned();
     let started = Instant::now();
     let resp = next.run(req).await;
     let reg = &ch.metrics.registry;
     let status = resp.status().as_u16().to_string();
-    reg.counter("numport_http_requests_total", "HTTP requests by route and status.", &[("method", &method), ("route", &route), ("status", &status)])
-        .inc();
+    reg.counter(
+        "numport_http_requests_total",
+        "HTTP requests by route and status.",
+        &[("method", &method), ("route", &route), ("status", &status)],
+    )
+    .inc();
     reg.histogram("numport_http_request_duration_seconds", "HTTP request latency by route.", &[("route", &route)])
         .observe(started.elapsed().as_secs_f64());
     resp
@@ -125,7 +131,9 @@ impl Clearinghouse {
         Ok(match op {
             Op::RequestPort(r) => (StatusCode::CREATED, to_value(self.request_port(conn, caller, &r).await?)?),
             Op::Deposit(r) => (StatusCode::OK, to_value(self.deposit(conn, caller, &r).await?)?),
-            Op::CreditInformation(id, r) => (StatusCode::OK, to_value(self.credit_information(conn, caller, id, &r).await?)?),
+            Op::CreditInformation(id, r) => {
+                (StatusCode::OK, to_value(self.credit_information(conn, caller, id, &r).await?)?)
+            }
             Op::Decide(id, r) => (StatusCode::OK, to_value(self.decide(conn, caller, id, &r).await?)?),
             Op::Cancel(id, r) => (StatusCode::OK, to_value(self.cancel(conn, caller, id, &r).await?)?),
             Op::ReturnNumber(m) => (StatusCode::OK, to_value(self.return_number(conn, caller, &m).await?)?),
@@ -147,10 +155,22 @@ fn idempotency_key(headers: &HeaderMap) -> Result<&str> {
         .get(IDEMPOTENCY_KEY_HEADER)
         .and_then(|v| v.to_str().ok())
         .filter(|k| (1..=128).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
-        .ok_or_else(|| Error::bad_request("missing_idempotency_key", "an Idempotency-Key header of 1 to 128 printable characters is required"))
+        .ok_or_else(|| {
+            Error::bad_request(
+                "missing_idempotency_key",
+                "an Idempotency-Key header of 1 to 128 printable characters is required",
+            )
+        })
 }
 
-async fn run_idempotent(ch: &Clearinghouse, caller: &Caller, key: &str, route: &str, raw: &[u8], op: Op) -> Result<Response> {
+async fn run_idempotent(
+    ch: &Clearinghouse,
+    caller: &Caller,
+    key: &str,
+    route: &str,
+    raw: &[u8],
+    op: Op,
+) -> Result<Response> {
     let mut hasher = Sha256::new();
     hasher.update(route.as_bytes());
     hasher.update([0]);
@@ -158,7 +178,10 @@ async fn run_idempotent(ch: &Clearinghouse, caller: &Caller, key: &str, route: &
     let hash = hex::encode(hasher.finalize());
     let replay = |stored: idempotency::StoredResponse| -> Result<Response> {
         if stored.request_hash != hash {
-            return Err(Error::invalid("idempotency_key_reused", "this Idempotency-Key was used for a different request"));
+            return Err(Error::invalid(
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for a different request",
+            ));
         }
         let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
         Ok(json_response(status, stored.body, true))
@@ -174,7 +197,9 @@ async fn run_idempotent(ch: &Clearinghouse, caller: &Caller, key: &str, route: &
         if !idempotency::claim(&mut tx, caller.operator_id, key, &hash, ch.now()).await? {
             tx.rollback().await?;
             let mut conn = ch.db.acquire().await?;
-            let stored = idempotency::get(&mut conn, caller.operator_id, key).await?.ok_or(Error::NotFound("idempotency record"))?;
+            let stored = idempotency::get(&mut conn, caller.operator_id, key)
+                .await?
+                .ok_or(Error::NotFound("idempotency record"))?;
             return replay(stored);
         }
         let (status, value) = match ch.execute(&mut tx, caller, op.clone()).await {
@@ -196,14 +221,24 @@ async fn run_idempotent(ch: &Clearinghouse, caller: &Caller, key: &str, route: &
     }
 }
 
-async fn request_port(State(ch): State<Clearinghouse>, caller: Caller, headers: HeaderMap, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
+async fn request_port(
+    State(ch): State<Clearinghouse>,
+    caller: Caller,
+    headers: HeaderMap,
+    b: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
     let key = idempotency_key(&headers)?;
     let raw = body(b, ch.config.max_body_bytes)?;
     let req: PortingRequest = parse(&raw)?;
     run_idempotent(&ch, &caller, key, "POST /v1/porting-orders", &raw, Op::RequestPort(req)).await
 }
 
-async fn deposit(State(ch): State<Clearinghouse>, caller: Caller, headers: HeaderMap, b: std::result::Result<Bytes, BytesRejection>) -> Result<Response> {
+async fn deposit(
+    State(ch): State<Clearinghouse>,
+    caller: Caller,
+    headers: HeaderMap,
+    b: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
     let key = idempotency_key(&headers)?;
     let raw = body(b, ch.config.max_body_bytes)?;
     let req: DepositRequest = parse(&raw)?;
@@ -285,20 +320,33 @@ fn query<T>(q: std::result::Result<Query<T>, QueryRejection>) -> Result<T> {
     q.map(|Query(v)| v).map_err(|e| Error::invalid("invalid_query", e.body_text()))
 }
 
-async fn list_orders(State(ch): State<Clearinghouse>, caller: Caller, q: std::result::Result<Query<ListQuery>, QueryRejection>) -> Result<axum::Json<OrderList>> {
+async fn list_orders(
+    State(ch): State<Clearinghouse>,
+    caller: Caller,
+    q: std::result::Result<Query<ListQuery>, QueryRejection>,
+) -> Result<axum::Json<OrderList>> {
     let q = query(q)?;
     let mut conn = ch.db.acquire().await?;
-    let list = orders::list_for_operator(&mut conn, caller.operator_id, q.before, q.limit.unwrap_or(100).clamp(1, 500)).await?;
+    let list = orders::list_for_operator(&mut conn, caller.operator_id, q.before, q.limit.unwrap_or(100).clamp(1, 500))
+        .await?;
     Ok(axum::Json(OrderList { orders: list.iter().map(to_api).collect() }))
 }
 
-async fn get_order(State(ch): State<Clearinghouse>, caller: Caller, Path(id): Path<String>) -> Result<axum::Json<Order>> {
+async fn get_order(
+    State(ch): State<Clearinghouse>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Order>> {
     let mut conn = ch.db.acquire().await?;
     let order = order_for(&mut conn, &caller, order_id(&id)?).await?;
     Ok(axum::Json(to_api(&order)))
 }
 
-async fn order_audit(State(ch): State<Clearinghouse>, caller: Caller, Path(id): Path<String>) -> Result<axum::Json<AuditTrail>> {
+async fn order_audit(
+    State(ch): State<Clearinghouse>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<AuditTrail>> {
     let mut conn = ch.db.acquire().await?;
     let order = order_for(&mut conn, &caller, order_id(&id)?).await?;
     let entries = numport_store::audit::for_order(&mut conn, order.id)
@@ -316,7 +364,11 @@ async fn order_audit(State(ch): State<Clearinghouse>, caller: Caller, Path(id): 
     Ok(axum::Json(AuditTrail { order_id: order.id, entries }))
 }
 
-async fn number_status(State(ch): State<Clearinghouse>, _caller: Caller, Path(raw): Path<String>) -> Result<axum::Json<NumberStatus>> {
+async fn number_status(
+    State(ch): State<Clearinghouse>,
+    _caller: Caller,
+    Path(raw): Path<String>,
+) -> Result<axum::Json<NumberStatus>> {
     let m = msisdn(&raw)?;
     let mut conn = ch.db.acquire().await?;
     Ok(axum::Json(ch.number_status(&mut conn, &m).await?))
@@ -338,14 +390,22 @@ struct InboxQuery {
     limit: Option<i64>,
 }
 
-async fn inbox(State(ch): State<Clearinghouse>, caller: Caller, q: std::result::Result<Query<InboxQuery>, QueryRejection>) -> Result<axum::Json<Inbox>> {
+async fn inbox(
+    State(ch): State<Clearinghouse>,
+    caller: Caller,
+    q: std::result::Result<Query<InboxQuery>, QueryRejection>,
+) -> Result<axum::Json<Inbox>> {
     let q = query(q)?;
     let mut conn = ch.db.acquire().await?;
     let messages = ch.inbox(&mut conn, &caller, q.after.unwrap_or(0), q.limit.unwrap_or(100)).await?;
     Ok(axum::Json(Inbox { messages }))
 }
 
-async fn ack(State(ch): State<Clearinghouse>, caller: Caller, b: std::result::Result<Bytes, BytesRejection>) -> Result<axum::Json<Value>> {
+async fn ack(
+    State(ch): State<Clearinghouse>,
+    caller: Caller,
+    b: std::result::Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<Value>> {
     let raw = body(b, ch.config.max_body_bytes)?;
     let req: AckRequest = parse(&raw)?;
     let mut conn = ch.db.acquire().await?;
@@ -353,11 +413,17 @@ async fn ack(State(ch): State<Clearinghouse>, caller: Caller, b: std::result::Re
     Ok(axum::Json(json!({ "acknowledged": n })))
 }
 
-async fn set_callback(State(ch): State<Clearinghouse>, caller: Caller, b: std::result::Result<Bytes, BytesRejection>) -> Result<axum::Json<Value>> {
+async fn set_callback(
+    State(ch): State<Clearinghouse>,
+    caller: Caller,
+    b: std::result::Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<Value>> {
     let raw = body(b, ch.config.max_body_bytes)?;
     let req: CallbackRequest = parse(&raw)?;
     if let Some(url) = &req.url {
-        let ok = (url.starts_with("http://") || url.starts_with("https://")) && url.len() <= 2048 && reqwest::Url::parse(url).is_ok();
+        let ok = (url.starts_with("http://") || url.starts_with("https://"))
+            && url.len() <= 2048
+            && reqwest::Url::parse(url).is_ok();
         if !ok {
             return Err(Error::invalid("invalid_callback_url", "callback URL must be an http:// or https:// URL"));
         }
@@ -366,7 +432,17 @@ async fn set_callback(State(ch): State<Clearinghouse>, caller: Caller, b: std::r
     let mut tx = ch.db.begin().await?;
     operators::set_callback_url(&mut tx, caller.operator_id, req.url.as_deref()).await?;
     outbox::make_due(&mut tx, caller.operator_id, now).await?;
-    numport_store::audit::append(&mut tx, now, &caller.actor(), "callback_url_set", None, None, None, &json!({ "url": req.url }).to_string()).await?;
+    numport_store::audit::append(
+        &mut tx,
+        now,
+        &caller.actor(),
+        "callback_url_set",
+        None,
+        None,
+        None,
+        &json!({ "url": req.url }).to_string(),
+    )
+    .await?;
     tx.commit().await?;
     ch.wake_dispatcher();
     Ok(axum::Json(json!({ "callback_url": req.url })))

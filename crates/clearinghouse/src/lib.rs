@@ -25,6 +25,7 @@ pub mod numbers;
 pub mod porting;
 pub mod supervisor;
 
+use axum::serve::ListenerExt;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -127,23 +128,43 @@ pub struct Metrics {
 impl Metrics {
     fn new(registry: Registry) -> Metrics {
         Metrics {
-            orders_requested: registry.counter("numport_orders_requested_total", "Terminal verification requests received.", &[]),
-            ports_completed: registry.counter("numport_ports_completed_total", "Porting orders settled and routed.", &[]),
+            orders_requested: registry.counter(
+                "numport_orders_requested_total",
+                "Terminal verification requests received.",
+                &[],
+            ),
+            ports_completed: registry.counter(
+                "numport_ports_completed_total",
+                "Porting orders settled and routed.",
+                &[],
+            ),
             compensation_minor_units: registry.counter(
                 "numport_compensation_settled_minor_units_total",
                 "Compensation moved from recipients to donors, in minor units.",
                 &[],
             ),
             violations: registry.counter("numport_violations_total", "Deadlines missed by operators.", &[]),
-            callbacks_delivered: registry.counter("numport_callbacks_delivered_total", "Messages delivered to callback URLs.", &[]),
-            callbacks_failed: registry.counter("numport_callbacks_failed_total", "Callback attempts that failed and will be retried.", &[]),
+            callbacks_delivered: registry.counter(
+                "numport_callbacks_delivered_total",
+                "Messages delivered to callback URLs.",
+                &[],
+            ),
+            callbacks_failed: registry.counter(
+                "numport_callbacks_failed_total",
+                "Callback attempts that failed and will be retried.",
+                &[],
+            ),
             registry,
         }
     }
 
     pub fn closed(&self, reason: Reason) {
         self.registry
-            .counter("numport_orders_closed_total", "Orders ended without a port, by reason.", &[("reason", reason.as_str())])
+            .counter(
+                "numport_orders_closed_total",
+                "Orders ended without a port, by reason.",
+                &[("reason", reason.as_str())],
+            )
             .inc();
     }
 }
@@ -159,7 +180,14 @@ pub async fn run(
     let dispatcher = tokio::spawn(dispatcher::run(ch.clone(), background.clone()));
     let supervisor = tokio::spawn(supervisor::run(ch.clone(), background.clone()));
     let app = http::router(ch.clone());
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+    let served = axum::serve(
+        listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        }),
+        app,
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+    .await;
     background.cancel();
     let _ = tokio::join!(dispatcher, supervisor);
     served

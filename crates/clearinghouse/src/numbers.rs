@@ -33,7 +33,12 @@ impl Clearinghouse {
     }
 
     /// The serving operator terminated a ported number: it goes back to its range holder.
-    pub async fn return_number(&self, conn: &mut AnyConnection, caller: &Caller, msisdn: &Msisdn) -> Result<NumberReturned> {
+    pub async fn return_number(
+        &self,
+        conn: &mut AnyConnection,
+        caller: &Caller,
+        msisdn: &Msisdn,
+    ) -> Result<NumberReturned> {
         let now = self.now();
         let serving = routing::ported_to(conn, msisdn).await?;
         if serving != Some(caller.operator_id) {
@@ -45,9 +50,20 @@ impl Clearinghouse {
         let holder_id = ranges::holder_of(conn, msisdn).await?.ok_or(Error::NotFound("number range"))?;
         let holder = operators::by_id(conn, holder_id).await?;
         routing::clear_ported(conn, msisdn).await?;
-        audit::append(conn, now, &caller.actor(), "number_returned", None, None, None, &json!({ "msisdn": msisdn, "to": holder.name }).to_string())
-            .await?;
-        let seq = routing::append_change(conn, msisdn, holder.id, &holder.routing_number, ChangeKind::Return, None, now).await?;
+        audit::append(
+            conn,
+            now,
+            &caller.actor(),
+            "number_returned",
+            None,
+            None,
+            None,
+            &json!({ "msisdn": msisdn, "to": holder.name }).to_string(),
+        )
+        .await?;
+        let seq =
+            routing::append_change(conn, msisdn, holder.id, &holder.routing_number, ChangeKind::Return, None, now)
+                .await?;
         let msg = Message::NumberReturned { msisdn: msisdn.clone(), from: caller.name.clone(), seq };
         enqueue(conn, holder.id, &msg, now).await?;
         Ok(NumberReturned { msisdn: msisdn.clone(), range_holder: holder.name, seq })
@@ -58,12 +74,23 @@ impl Clearinghouse {
         let statement = ledger::statement(conn, id, 100)
             .await?
             .into_iter()
-            .map(|l| StatementLine { journal_id: l.journal_id, kind: l.kind, order_id: l.order_id, amount: l.amount, at: l.at })
+            .map(|l| StatementLine {
+                journal_id: l.journal_id,
+                kind: l.kind,
+                order_id: l.order_id,
+                amount: l.amount,
+                at: l.at,
+            })
             .collect();
         Ok(Account { operator: caller.name.clone(), balance, statement })
     }
 
-    pub async fn violations(&self, conn: &mut AnyConnection, operator_id: Option<i64>, limit: i64) -> Result<Vec<Violation>> {
+    pub async fn violations(
+        &self,
+        conn: &mut AnyConnection,
+        operator_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Violation>> {
         Ok(orders::violations(conn, operator_id, limit)
             .await?
             .into_iter()
@@ -79,7 +106,13 @@ impl Clearinghouse {
             .collect())
     }
 
-    pub async fn inbox(&self, conn: &mut AnyConnection, caller: &Caller, after: i64, limit: i64) -> Result<Vec<Envelope>> {
+    pub async fn inbox(
+        &self,
+        conn: &mut AnyConnection,
+        caller: &Caller,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<Envelope>> {
         outbox::inbox(conn, caller.operator_id, after, limit.clamp(1, 1000))
             .await?
             .into_iter()

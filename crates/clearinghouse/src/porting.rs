@@ -42,18 +42,23 @@ pub fn to_api(o: &OrderRecord) -> Order {
 }
 
 pub(crate) async fn enqueue(conn: &mut AnyConnection, operator_id: i64, msg: &Message, now: Millis) -> Result<()> {
-    let body = serde_json::to_string(msg).map_err(|e| Error::Store(numport_store::StoreError::Corrupt(e.to_string())))?;
+    let body =
+        serde_json::to_string(msg).map_err(|e| Error::Store(numport_store::StoreError::Corrupt(e.to_string())))?;
     outbox::enqueue(conn, operator_id, msg.kind(), msg.order_id(), &body, now).await?;
     Ok(())
+}
+
+/// A request's nonce and proof, checked and in canonical form (lowercase hex).
+fn nonce_and_proof(nonce: &str, proof: &str) -> Result<(String, String)> {
+    let nonce = Nonce::from_hex(nonce).map_err(|e| Error::invalid("invalid_nonce", e.to_string()))?;
+    let proof = Proof::from_hex(proof).map_err(|e| Error::invalid("invalid_proof", e.to_string()))?;
+    Ok((nonce.to_hex(), proof.to_hex()))
 }
 
 /// Load an order the caller is party to; others get the same 404 as a missing order, so an
 /// operator cannot even learn that someone else's order exists.
 pub(crate) async fn order_for(conn: &mut AnyConnection, caller: &Caller, id: i64) -> Result<OrderRecord> {
-    orders::get(conn, id)
-        .await?
-        .filter(|o| o.involves(caller.operator_id))
-        .ok_or(Error::NotFound("porting order"))
+    orders::get(conn, id).await?.filter(|o| o.involves(caller.operator_id)).ok_or(Error::NotFound("porting order"))
 }
 
 impl Clearinghouse {
@@ -62,10 +67,7 @@ impl Clearinghouse {
     /// malformed requests are refused outright.
     pub async fn request_port(&self, conn: &mut AnyConnection, caller: &Caller, req: &PortingRequest) -> Result<Order> {
         let now = self.now();
-        let nonce = Nonce::from_hex(&req.nonce).map_err(|e| Error::invalid("invalid_nonce", e.to_string()))?;
-        Proof::from_hex(&req.proof).map_err(|e| Error::invalid("invalid_proof", e.to_string()))?;
-        let nonce_hex = nonce.to_hex();
-        let proof_hex = req.proof.to_ascii_lowercase();
+        let (nonce_hex, proof_hex) = nonce_and_proof(&req.nonce, &req.proof)?;
         let msisdn = &req.msisdn;
         let policy = self.config.verification;
         let ctx = orders::number_context(conn, msisdn, &nonce_hex, now - policy.failure_window_ms).await?;
@@ -189,12 +191,14 @@ impl Clearinghouse {
     }
 
     /// F1 step 2: the donor deposits the proof it computed for the terminal's nonce.
-    pub async fn deposit(&self, conn: &mut AnyConnection, caller: &Caller, req: &DepositRequest) -> Result<DepositAccepted> {
+    pub async fn deposit(
+        &self,
+        conn: &mut AnyConnection,
+        caller: &Caller,
+        req: &DepositRequest,
+    ) -> Result<DepositAccepted> {
         let now = self.now();
-        let nonce = Nonce::from_hex(&req.nonce).map_err(|e| Error::invalid("invalid_nonce", e.to_string()))?;
-        Proof::from_hex(&req.proof).map_err(|e| Error::invalid("invalid_proof", e.to_string()))?;
-        let nonce_hex = nonce.to_hex();
-        let proof_hex = req.proof.to_ascii_lowercase();
+        let (nonce_hex, proof_hex) = nonce_and_proof(&req.nonce, &req.proof)?;
         let msisdn = &req.msisdn;
 
         let waiting = orders::awaiting_deposit(conn, msisdn, &nonce_hex).await?;
@@ -208,7 +212,9 @@ impl Clearinghouse {
         }
         let recorded = match ctx.deposit {
             Some(existing) if existing.proof == proof_hex => true,
-            Some(_) => return Err(Error::conflict("deposit_exists", "a different proof is already deposited for this nonce")),
+            Some(_) => {
+                return Err(Error::conflict("deposit_exists", "a different proof is already deposited for this nonce"));
+            }
             None => !orders::insert_deposit(conn, msisdn, &nonce_hex, caller.operator_id, &proof_hex, now).await?,
         };
         if recorded {
@@ -271,7 +277,13 @@ impl Clearinghouse {
 
     /// F1 steps 5–6: the recipient accepts (and pays) or refuses. Acceptance settles in this
     /// transaction: debit recipient, credit donor, route the number, log the change.
-    pub async fn decide(&self, conn: &mut AnyConnection, caller: &Caller, order_id: i64, req: &DecisionRequest) -> Result<Order> {
+    pub async fn decide(
+        &self,
+        conn: &mut AnyConnection,
+        caller: &Caller,
+        order_id: i64,
+        req: &DecisionRequest,
+    ) -> Result<Order> {
         let now = self.now();
         let order = order_for(conn, caller, order_id).await?;
         if order.recipient_id != caller.operator_id {
@@ -287,7 +299,10 @@ impl Clearinghouse {
         if req.compensation != Some(compensation) {
             return Err(Error::invalid(
                 "compensation_mismatch",
-                format!("the credit information implies a compensation of {compensation} (minor units {})", compensation.0),
+                format!(
+                    "the credit information implies a compensation of {compensation} (minor units {})",
+                    compensation.0
+                ),
             ));
         }
         let donor_id = order.donor_id.ok_or(Error::NotFound("donor"))?;
@@ -310,7 +325,13 @@ impl Clearinghouse {
 
     /// Withdrawal before settlement, by the recipient on its own or the subscriber's behalf.
     /// The donor cannot cancel: it is the party that might want to obstruct.
-    pub async fn cancel(&self, conn: &mut AnyConnection, caller: &Caller, order_id: i64, req: &CancelRequest) -> Result<Order> {
+    pub async fn cancel(
+        &self,
+        conn: &mut AnyConnection,
+        caller: &Caller,
+        order_id: i64,
+        req: &CancelRequest,
+    ) -> Result<Order> {
         let now = self.now();
         let order = order_for(conn, caller, order_id).await?;
         if order.recipient_id != caller.operator_id {
@@ -397,7 +418,8 @@ impl Clearinghouse {
             OrderState::Completed => self.complete(conn, &updated, now).await?,
             _ => {
                 if let Some(reason) = t.reason {
-                    let msg = Message::OrderClosed { order_id: order.id, msisdn: order.msisdn.clone(), state: t.to, reason };
+                    let msg =
+                        Message::OrderClosed { order_id: order.id, msisdn: order.msisdn.clone(), state: t.to, reason };
                     enqueue(conn, order.recipient_id, &msg, now).await?;
                     enqueue(conn, donor_id, &msg, now).await?;
                     self.metrics.closed(reason);
@@ -431,7 +453,16 @@ impl Clearinghouse {
         };
         enqueue(conn, donor_id, &confirm, now).await?;
         // Last: on PostgreSQL this takes the feed_head row lock until commit.
-        let seq = routing::append_change(conn, &order.msisdn, recipient.id, &recipient.routing_number, kind, Some(order.id), now).await?;
+        let seq = routing::append_change(
+            conn,
+            &order.msisdn,
+            recipient.id,
+            &recipient.routing_number,
+            kind,
+            Some(order.id),
+            now,
+        )
+        .await?;
         let done = Message::PortCompleted {
             order_id: order.id,
             msisdn: order.msisdn.clone(),

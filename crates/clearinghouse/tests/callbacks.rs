@@ -21,8 +21,7 @@ use clearinghouse_api::model::{CreditInformationRequest, DecisionRequest};
 use common::{Operator, Terminal, TestCh};
 use numport_core::porting::{CreditInfo, OrderState};
 use numport_core::signing::{
-    DEFAULT_TOLERANCE_MS, MESSAGE_ID_HEADER, SIGNATURE_HEADER, SignatureError, TIMESTAMP_HEADER,
-    verify,
+    DEFAULT_TOLERANCE_MS, MESSAGE_ID_HEADER, SIGNATURE_HEADER, SignatureError, TIMESTAMP_HEADER, verify,
 };
 use numport_core::{Clock, Money};
 use numport_store::Backend;
@@ -54,24 +53,11 @@ struct ReceiverState {
 }
 
 async fn receive(State(s): State<ReceiverState>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let envelope_id = serde_json::from_slice::<Envelope>(&body)
-        .map(|e| e.id)
-        .unwrap_or(-1);
-    let nth = 1 + s
-        .got
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|d| d.envelope_id == envelope_id)
-        .count();
+    let envelope_id = serde_json::from_slice::<Envelope>(&body).map(|e| e.id).unwrap_or(-1);
+    let nth = 1 + s.got.lock().unwrap().iter().filter(|d| d.envelope_id == envelope_id).count();
     let (delay, status) = (s.plan)(envelope_id, nth);
     // Recorded on arrival, before answering: a receiver that times out has still seen it.
-    s.got.lock().unwrap().push(Delivery {
-        headers,
-        body,
-        envelope_id,
-        answered: status,
-    });
+    s.got.lock().unwrap().push(Delivery { headers, body, envelope_id, answered: status });
     tokio::time::sleep(delay).await;
     StatusCode::from_u16(status).unwrap()
 }
@@ -81,10 +67,7 @@ impl Receiver {
         let got = Arc::new(Mutex::new(Vec::new()));
         let app = axum::Router::new()
             .route("/callbacks", axum::routing::post(receive))
-            .with_state(ReceiverState {
-                got: got.clone(),
-                plan,
-            });
+            .with_state(ReceiverState { got: got.clone(), plan });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/callbacks", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -101,11 +84,7 @@ impl Receiver {
 
     /// Ids answered 2xx at least once.
     fn acknowledged(&self) -> BTreeSet<i64> {
-        self.deliveries()
-            .iter()
-            .filter(|d| (200..300).contains(&d.answered))
-            .map(|d| d.envelope_id)
-            .collect()
+        self.deliveries().iter().filter(|d| (200..300).contains(&d.answered)).map(|d| d.envelope_id).collect()
     }
 }
 
@@ -125,9 +104,7 @@ fn config() -> ClearinghouseConfig {
 
 async fn pending(t: &TestCh) -> i64 {
     let mut conn = t.ch.db.acquire().await.unwrap();
-    numport_store::outbox::pending_count(&mut conn)
-        .await
-        .unwrap()
+    numport_store::outbox::pending_count(&mut conn).await.unwrap()
 }
 
 /// Wait (real time, bounded) until `done`, moving the clearinghouse's clock on by `step_ms`
@@ -150,14 +127,7 @@ where
 
 /// An operator's whole inbox, by message id.
 async fn inbox(op: &Operator) -> BTreeMap<i64, Envelope> {
-    op.client
-        .inbox(0, 1000)
-        .await
-        .unwrap()
-        .messages
-        .into_iter()
-        .map(|e| (e.id, e))
-        .collect()
+    op.client.inbox(0, 1000).await.unwrap().messages.into_iter().map(|e| (e.id, e)).collect()
 }
 
 fn secret(op: &Operator) -> Vec<u8> {
@@ -165,13 +135,7 @@ fn secret(op: &Operator) -> Vec<u8> {
 }
 
 /// Check one delivery's signature and identity against the operator's secret and inbox.
-fn check_delivery(
-    t: &TestCh,
-    d: &Delivery,
-    op: &Operator,
-    other: &Operator,
-    inbox: &BTreeMap<i64, Envelope>,
-) {
+fn check_delivery(t: &TestCh, d: &Delivery, op: &Operator, other: &Operator, inbox: &BTreeMap<i64, Envelope>) {
     let h = |name: &str| {
         d.headers
             .get(name)
@@ -203,48 +167,25 @@ fn check_delivery(
     assert_eq!(h(MESSAGE_ID_HEADER), d.envelope_id.to_string());
     assert_eq!(h("content-type"), "application/json");
     let envelope: Envelope = serde_json::from_slice(&d.body).unwrap();
-    assert_eq!(
-        Some(&envelope),
-        inbox.get(&envelope.id),
-        "the callback carries the inbox's message"
-    );
+    assert_eq!(Some(&envelope), inbox.get(&envelope.id), "the callback carries the inbox's message");
 }
 
 /// A → B, through every step of the API.
 async fn port(t: &TestCh, number: &str, contract: i64) -> i64 {
     let term = Terminal::new(number);
     let req = term.request(&t.b.name, t.clock.now_ms());
-    let o =
-        t.b.client
-            .request_port(&req, &format!("r-{number}"))
-            .await
-            .unwrap();
-    t.a.client
-        .deposit(&term.deposit_for(&req, &t.b.name), &format!("d-{number}"))
-        .await
-        .unwrap();
+    let o = t.b.client.request_port(&req, &format!("r-{number}")).await.unwrap();
+    t.a.client.deposit(&term.deposit_for(&req, &t.b.name), &format!("d-{number}")).await.unwrap();
     let info = CreditInformationRequest {
-        credit: CreditInfo {
-            contract_remaining: Money(contract),
-            ..CreditInfo::default()
-        },
+        credit: CreditInfo { contract_remaining: Money(contract), ..CreditInfo::default() },
     };
-    t.a.client
-        .credit_information(o.id, &info, &format!("c-{number}"))
+    t.a.client.credit_information(o.id, &info, &format!("c-{number}")).await.unwrap();
+    let done = t
+        .b
+        .client
+        .decide(o.id, &DecisionRequest { accept: true, compensation: Some(Money(contract)) }, &format!("x-{number}"))
         .await
         .unwrap();
-    let done =
-        t.b.client
-            .decide(
-                o.id,
-                &DecisionRequest {
-                    accept: true,
-                    compensation: Some(Money(contract)),
-                },
-                &format!("x-{number}"),
-            )
-            .await
-            .unwrap();
     assert_eq!(done.state, OrderState::Completed);
     o.id
 }
@@ -252,35 +193,17 @@ async fn port(t: &TestCh, number: &str, contract: i64) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callbacks_are_signed_and_carry_the_message_id() {
     let t = TestCh::start_with(Backend::Sqlite, config()).await.unwrap();
-    let (ra, rb) = (
-        Receiver::start(Receiver::always_ok()).await,
-        Receiver::start(Receiver::always_ok()).await,
-    );
+    let (ra, rb) = (Receiver::start(Receiver::always_ok()).await, Receiver::start(Receiver::always_ok()).await);
     t.a.client.set_callback(Some(&ra.url)).await.unwrap();
     t.b.client.set_callback(Some(&rb.url)).await.unwrap();
     let order = port(&t, "4790000301", 450).await;
-    wait_until(&t, 0, "every message delivered", || async {
-        pending(&t).await == 0
-    })
-    .await;
+    wait_until(&t, 0, "every message delivered", || async { pending(&t).await == 0 }).await;
 
     let (ia, ib) = (inbox(&t.a).await, inbox(&t.b).await);
-    let kinds =
-        |i: &BTreeMap<i64, Envelope>| i.values().map(|e| e.message.kind()).collect::<Vec<_>>();
-    assert_eq!(
-        kinds(&ia),
-        [
-            "deposit_requested",
-            "credit_query",
-            "compensation_confirmed"
-        ]
-    );
+    let kinds = |i: &BTreeMap<i64, Envelope>| i.values().map(|e| e.message.kind()).collect::<Vec<_>>();
+    assert_eq!(kinds(&ia), ["deposit_requested", "credit_query", "compensation_confirmed"]);
     assert_eq!(kinds(&ib), ["credit_information", "port_completed"]);
-    assert!(
-        ia.values()
-            .chain(ib.values())
-            .all(|e| e.message.order_id() == Some(order))
-    );
+    assert!(ia.values().chain(ib.values()).all(|e| e.message.order_id() == Some(order)));
     for d in ra.deliveries() {
         check_delivery(&t, &d, &t.a, &t.b, &ia);
     }
@@ -297,19 +220,13 @@ async fn messages_wait_for_a_callback_url_and_are_then_delivered() {
     let t = TestCh::start_with(Backend::Sqlite, config()).await.unwrap();
     // No URL yet: the message stays in the outbox (and the inbox).
     let term = Terminal::new("4790000302");
-    t.b.client
-        .request_port(&term.request(&t.b.name, t.clock.now_ms()), "r")
-        .await
-        .unwrap();
+    t.b.client.request_port(&term.request(&t.b.name, t.clock.now_ms()), "r").await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(pending(&t).await, 1);
     // Registering the URL makes it due at once: no clock movement needed.
     let ra = Receiver::start(Receiver::always_ok()).await;
     t.a.client.set_callback(Some(&ra.url)).await.unwrap();
-    wait_until(&t, 0, "delivery after registration", || async {
-        pending(&t).await == 0
-    })
-    .await;
+    wait_until(&t, 0, "delivery after registration", || async { pending(&t).await == 0 }).await;
     let ia = inbox(&t.a).await;
     assert_eq!(ra.acknowledged(), ia.keys().copied().collect());
     for d in ra.deliveries() {
@@ -321,40 +238,22 @@ async fn messages_wait_for_a_callback_url_and_are_then_delivered() {
 async fn a_failing_receiver_gets_the_message_again() {
     let t = TestCh::start_with(Backend::Sqlite, config()).await.unwrap();
     // 500 on the first two deliveries of every message, then 200.
-    let ra = Receiver::start(Arc::new(|_, nth| {
-        (Duration::ZERO, if nth <= 2 { 500 } else { 200 })
-    }))
-    .await;
+    let ra = Receiver::start(Arc::new(|_, nth| (Duration::ZERO, if nth <= 2 { 500 } else { 200 }))).await;
     t.a.client.set_callback(Some(&ra.url)).await.unwrap();
     let term = Terminal::new("4790000303");
-    t.b.client
-        .request_port(&term.request(&t.b.name, t.clock.now_ms()), "r")
-        .await
-        .unwrap();
+    t.b.client.request_port(&term.request(&t.b.name, t.clock.now_ms()), "r").await.unwrap();
 
     // Without the clock moving, the back-off never runs out: one attempt only.
-    wait_until(&t, 0, "the first attempt", || async {
-        !ra.deliveries().is_empty()
-    })
-    .await;
+    wait_until(&t, 0, "the first attempt", || async { !ra.deliveries().is_empty() }).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        ra.deliveries().len(),
-        1,
-        "retried before its back-off ran out"
-    );
-    wait_until(&t, 50, "delivery after two failures", || async {
-        pending(&t).await == 0
-    })
-    .await;
+    assert_eq!(ra.deliveries().len(), 1, "retried before its back-off ran out");
+    wait_until(&t, 50, "delivery after two failures", || async { pending(&t).await == 0 }).await;
 
     let ia = inbox(&t.a).await;
     let (id, _) = ia.first_key_value().unwrap();
     let got = ra.deliveries();
     assert_eq!(
-        got.iter()
-            .map(|d| (d.envelope_id, d.answered))
-            .collect::<Vec<_>>(),
+        got.iter().map(|d| (d.envelope_id, d.answered)).collect::<Vec<_>>(),
         [(*id, 500), (*id, 500), (*id, 200)]
     );
     for d in &got {
@@ -369,9 +268,7 @@ async fn a_failing_receiver_gets_the_message_again() {
     assert_eq!(row.get::<i64, _>("attempts"), 3);
     assert!(row.get::<Option<i64>, _>("delivered_at").is_some());
     assert!(
-        row.get::<Option<String>, _>("last_error")
-            .unwrap_or_default()
-            .contains("500"),
+        row.get::<Option<String>, _>("last_error").unwrap_or_default().contains("500"),
         "the failure is remembered"
     );
 }
@@ -387,19 +284,13 @@ async fn delivery_is_at_least_once_never_lost() {
         (2, 1 | 2) => (Duration::ZERO, 500),
         _ => (Duration::ZERO, 200),
     });
-    let (ra, rb) = (
-        Receiver::start(plan.clone()).await,
-        Receiver::start(plan).await,
-    );
+    let (ra, rb) = (Receiver::start(plan.clone()).await, Receiver::start(plan).await);
     t.a.client.set_callback(Some(&ra.url)).await.unwrap();
     t.b.client.set_callback(Some(&rb.url)).await.unwrap();
     for i in 0..6 {
         port(&t, &format!("479000040{i}"), 100 * i).await;
     }
-    wait_until(&t, 100, "every message delivered", || async {
-        pending(&t).await == 0
-    })
-    .await;
+    wait_until(&t, 100, "every message delivered", || async { pending(&t).await == 0 }).await;
 
     let (ia, ib) = (inbox(&t.a).await, inbox(&t.b).await);
     assert_eq!(ia.len() + ib.len(), 6 * 5);
@@ -409,29 +300,15 @@ async fn delivery_is_at_least_once_never_lost() {
             check_delivery(&t, d, op, other, inbox);
         }
         // Nothing lost: every message of the operator was answered 2xx at least once.
-        assert_eq!(
-            r.acknowledged(),
-            inbox.keys().copied().collect(),
-            "messages of {}",
-            op.name
-        );
+        assert_eq!(r.acknowledged(), inbox.keys().copied().collect(), "messages of {}", op.name);
         // The ones answered too late came again although the receiver had answered 200.
         for id in inbox.keys().filter(|id| *id % 4 == 1) {
-            let oks = got
-                .iter()
-                .filter(|d| d.envelope_id == *id && d.answered == 200)
-                .count();
-            assert!(
-                oks >= 2,
-                "message {id}, answered late, was delivered {oks} time(s) with 200"
-            );
+            let oks = got.iter().filter(|d| d.envelope_id == *id && d.answered == 200).count();
+            assert!(oks >= 2, "message {id}, answered late, was delivered {oks} time(s) with 200");
         }
         for id in inbox.keys().filter(|id| *id % 4 == 2) {
             let n = got.iter().filter(|d| d.envelope_id == *id).count();
-            assert!(
-                n >= 3,
-                "message {id} failed twice, so it came at least three times ({n})"
-            );
+            assert!(n >= 3, "message {id} failed twice, so it came at least three times ({n})");
         }
     }
 }

@@ -95,24 +95,15 @@ enum Action {
 }
 
 fn step() -> impl Strategy<Value = Step> {
-    prop_oneof![
-        Just(Step::Deposit),
-        Just(Step::CreditInfo),
-        Just(Step::Decision)
-    ]
+    prop_oneof![Just(Step::Deposit), Just(Step::CreditInfo), Just(Step::Decision)]
 }
 
 /// `concurrent_retry`: include two simultaneous copies of a decision under one key (see
 /// [`concurrent_retry_same_key`] for why the PostgreSQL run leaves it out).
 fn path(concurrent_retry: bool) -> impl Strategy<Value = Path> {
     let retry = if concurrent_retry {
-        prop_oneof![
-            Just(Retry::None),
-            Just(Retry::SameKey),
-            Just(Retry::SameKeyConcurrent),
-            Just(Retry::NewKey)
-        ]
-        .boxed()
+        prop_oneof![Just(Retry::None), Just(Retry::SameKey), Just(Retry::SameKeyConcurrent), Just(Retry::NewKey)]
+            .boxed()
     } else {
         prop_oneof![Just(Retry::None), Just(Retry::SameKey), Just(Retry::NewKey)].boxed()
     };
@@ -193,16 +184,11 @@ struct Model {
 
 impl Model {
     fn deadline(&self, state: OrderState) -> Millis {
-        self.deadlines
-            .deadline(state, self.now)
-            .expect("an open state has a deadline")
+        self.deadlines.deadline(state, self.now).expect("an open state has a deadline")
     }
 
     fn open_for(&self, number: usize) -> Option<i64> {
-        self.open
-            .iter()
-            .find(|(_, o)| o.number == number)
-            .map(|(id, _)| *id)
+        self.open.iter().find(|(_, o)| o.number == number).map(|(id, _)| *id)
     }
 
     fn state(&self, id: i64) -> OrderState {
@@ -226,15 +212,7 @@ impl Model {
         let kind = self.kinds[&id];
         self.closed.insert(
             id,
-            Outcome {
-                state,
-                reason,
-                number: o.number,
-                recipient: o.recipient,
-                donor: o.donor,
-                kind,
-                paid,
-            },
+            Outcome { state, reason, number: o.number, recipient: o.recipient, donor: o.donor, kind, paid },
         );
     }
 
@@ -248,12 +226,7 @@ impl Model {
     /// One supervisor pass: the timeout rule on every open order past its deadline.
     fn supervise(&mut self) -> usize {
         let now = self.now;
-        let due: Vec<i64> = self
-            .open
-            .iter()
-            .filter(|(_, o)| o.deadline <= now)
-            .map(|(id, _)| *id)
-            .collect();
+        let due: Vec<i64> = self.open.iter().filter(|(_, o)| o.deadline <= now).map(|(id, _)| *id).collect();
         for &id in &due {
             let o = self.open[&id].clone();
             match o.state {
@@ -278,10 +251,7 @@ impl Model {
 
     fn failures_in_window(&self, number: usize) -> usize {
         let since = self.now - self.failure_window;
-        self.failures[number]
-            .iter()
-            .filter(|&&at| at >= since)
-            .count()
+        self.failures[number].iter().filter(|&&at| at >= since).count()
     }
 }
 
@@ -319,19 +289,10 @@ impl Run {
 
     /// Run the supervisor on both sides and compare how many orders each moved.
     async fn supervise(&mut self) -> Check {
-        let applied = self
-            .t
-            .ch
-            .supervise_once()
-            .await
-            .map_err(|e| TestCaseError::fail(format!("supervise_once: {e}")))?;
+        let applied =
+            self.t.ch.supervise_once().await.map_err(|e| TestCaseError::fail(format!("supervise_once: {e}")))?;
         let expected = self.m.supervise();
-        prop_assert_eq!(
-            applied,
-            expected,
-            "orders the supervisor moved at {}",
-            self.m.now
-        );
+        prop_assert_eq!(applied, expected, "orders the supervisor moved at {}", self.m.now);
         Ok(())
     }
 
@@ -351,32 +312,18 @@ impl Run {
                 self.advance(ms);
                 self.supervise().await
             }
-            Action::Fund {
-                op,
-                amount,
-                reuse_key,
-            } => {
+            Action::Fund { op, amount, reuse_key } => {
                 let key = if reuse_key {
                     format!("initial-{}", OPS[op])
                 } else {
                     self.fundings += 1;
                     format!("extra-{}", self.fundings)
                 };
-                let (posted, balance) = clearinghouse::admin::fund(
-                    &self.t.ch.db,
-                    OPS[op],
-                    Money(amount),
-                    &key,
-                    self.m.now,
-                )
-                .await
-                .map_err(|e| TestCaseError::fail(format!("fund: {e}")))?;
-                prop_assert_eq!(
-                    matches!(posted, Posted::Already(_)),
-                    reuse_key,
-                    "funding under key {}",
-                    key
-                );
+                let (posted, balance) =
+                    clearinghouse::admin::fund(&self.t.ch.db, OPS[op], Money(amount), &key, self.m.now)
+                        .await
+                        .map_err(|e| TestCaseError::fail(format!("fund: {e}")))?;
+                prop_assert_eq!(matches!(posted, Posted::Already(_)), reuse_key, "funding under key {}", key);
                 if !reuse_key {
                     self.m.balance[op] += amount;
                     self.m.funded += amount;
@@ -384,15 +331,8 @@ impl Run {
                 prop_assert_eq!(balance, Money(self.m.balance[op]));
                 Ok(())
             }
-            Action::Order {
-                number,
-                recipient,
-                credit,
-                deposit_first,
-                path,
-            } => {
-                self.order(number, recipient, credit, deposit_first, path)
-                    .await
+            Action::Order { number, recipient, credit, deposit_first, path } => {
+                self.order(number, recipient, credit, deposit_first, path).await
             }
         }
     }
@@ -417,31 +357,13 @@ impl Run {
         let deposit = self.terms[number].deposit_for(&req, &rname);
         if deposit_first {
             let key = self.key();
-            let acc = self
-                .op(donor)
-                .client
-                .deposit(&deposit, &key)
-                .await
-                .map_err(fail("early deposit"))?;
-            prop_assert_eq!(
-                acc.order_id,
-                None,
-                "a deposit before any request matches nothing"
-            );
+            let acc = self.op(donor).client.deposit(&deposit, &key).await.map_err(fail("early deposit"))?;
+            prop_assert_eq!(acc.order_id, None, "a deposit before any request matches nothing");
         }
         let key = self.key();
-        let order = self
-            .op(recipient)
-            .client
-            .request_port(&req, &key)
-            .await
-            .map_err(fail("request_port"))?;
+        let order = self.op(recipient).client.request_port(&req, &key).await.map_err(fail("request_port"))?;
         let id = order.id;
-        let kind = if recipient == HOLDERS[number] {
-            OrderKind::PortBack
-        } else {
-            OrderKind::Port
-        };
+        let kind = if recipient == HOLDERS[number] { OrderKind::PortBack } else { OrderKind::Port };
         self.m.kinds.insert(id, kind);
         self.m.open.insert(
             id,
@@ -480,29 +402,17 @@ impl Run {
         let plan: Vec<Op> = match path {
             Path::Accept(r) => vec![Op::Deposit, Op::Credit, Op::Accept(r)],
             Path::Refuse => vec![Op::Deposit, Op::Credit, Op::Refuse],
-            Path::Cancel {
-                at: Step::Deposit,
-                by_subscriber,
-            } => vec![Op::Cancel(by_subscriber)],
-            Path::Cancel {
-                at: Step::CreditInfo,
-                by_subscriber,
-            } => vec![Op::Deposit, Op::Cancel(by_subscriber)],
-            Path::Cancel {
-                at: Step::Decision,
-                by_subscriber,
-            } => vec![Op::Deposit, Op::Credit, Op::Cancel(by_subscriber)],
+            Path::Cancel { at: Step::Deposit, by_subscriber } => vec![Op::Cancel(by_subscriber)],
+            Path::Cancel { at: Step::CreditInfo, by_subscriber } => vec![Op::Deposit, Op::Cancel(by_subscriber)],
+            Path::Cancel { at: Step::Decision, by_subscriber } => {
+                vec![Op::Deposit, Op::Credit, Op::Cancel(by_subscriber)]
+            }
             Path::Mismatch => vec![Op::Deposit],
             Path::Timeout(Step::Deposit) => vec![Op::Timeout, Op::Accept(Retry::None)],
             Path::Timeout(Step::CreditInfo) => {
                 vec![Op::Deposit, Op::Timeout, Op::Accept(Retry::None)]
             }
-            Path::Timeout(Step::Decision) => vec![
-                Op::Deposit,
-                Op::Credit,
-                Op::Timeout,
-                Op::Accept(Retry::None),
-            ],
+            Path::Timeout(Step::Decision) => vec![Op::Deposit, Op::Credit, Op::Timeout, Op::Accept(Retry::None)],
             Path::Abandon(Step::Deposit) => vec![],
             Path::Abandon(Step::CreditInfo) => vec![Op::Deposit],
             Path::Abandon(Step::Decision) => vec![Op::Deposit, Op::Credit],
@@ -519,8 +429,7 @@ impl Run {
         if o.mismatch {
             let number = o.number;
             self.m.failures[number].push(self.m.now);
-            self.m
-                .close(id, OrderState::Rejected, Some(Reason::ProofMismatch));
+            self.m.close(id, OrderState::Rejected, Some(Reason::ProofMismatch));
         } else {
             self.m.move_to(id, OrderState::AwaitingCreditInfo);
         }
@@ -541,20 +450,10 @@ impl Run {
         match op {
             Op::Deposit if o.state == OrderState::AwaitingDeposit => {
                 let key = self.key();
-                let acc = self
-                    .op(o.donor)
-                    .client
-                    .deposit(deposit, &key)
-                    .await
-                    .map_err(fail("deposit"))?;
+                let acc = self.op(o.donor).client.deposit(deposit, &key).await.map_err(fail("deposit"))?;
                 prop_assert_eq!(acc.order_id, Some(id));
                 self.deposit_outcome(id);
-                let got = self
-                    .op(o.recipient)
-                    .client
-                    .order(id)
-                    .await
-                    .map_err(fail("order"))?;
+                let got = self.op(o.recipient).client.order(id).await.map_err(fail("order"))?;
                 self.same(id, &got)
             }
             Op::Credit if o.state == OrderState::AwaitingCreditInfo => {
@@ -570,26 +469,16 @@ impl Run {
                 prop_assert_eq!(got.compensation, Some(credit.compensation()));
                 self.same(id, &got)
             }
-            Op::Accept(retry) if o.state == OrderState::AwaitingDecision => {
-                self.accept(id, &o, retry).await
-            }
+            Op::Accept(retry) if o.state == OrderState::AwaitingDecision => self.accept(id, &o, retry).await,
             Op::Refuse if o.state == OrderState::AwaitingDecision => {
                 let key = self.key();
                 let got = self
                     .op(o.recipient)
                     .client
-                    .decide(
-                        id,
-                        &DecisionRequest {
-                            accept: false,
-                            compensation: None,
-                        },
-                        &key,
-                    )
+                    .decide(id, &DecisionRequest { accept: false, compensation: None }, &key)
                     .await
                     .map_err(fail("refuse"))?;
-                self.m
-                    .close(id, OrderState::Refused, Some(Reason::RefusedByRecipient));
+                self.m.close(id, OrderState::Refused, Some(Reason::RefusedByRecipient));
                 self.same(id, &got)
             }
             Op::Cancel(by_subscriber) => {
@@ -600,11 +489,7 @@ impl Run {
                     .cancel(id, &CancelRequest { by_subscriber }, &key)
                     .await
                     .map_err(fail("cancel"))?;
-                let reason = if by_subscriber {
-                    Reason::CancelledBySubscriber
-                } else {
-                    Reason::CancelledByRecipient
-                };
+                let reason = if by_subscriber { Reason::CancelledBySubscriber } else { Reason::CancelledByRecipient };
                 self.m.close(id, OrderState::Cancelled, Some(reason));
                 self.same(id, &got)
             }
@@ -612,12 +497,7 @@ impl Run {
                 // Just past this step's deadline.
                 self.advance(o.deadline - self.m.now + 1);
                 self.supervise().await?;
-                let got = self
-                    .op(o.recipient)
-                    .client
-                    .order(id)
-                    .await
-                    .map_err(fail("order"))?;
+                let got = self.op(o.recipient).client.order(id).await.map_err(fail("order"))?;
                 self.same(id, &got)
             }
             _ => Ok(()),
@@ -626,57 +506,30 @@ impl Run {
 
     async fn accept(&mut self, id: i64, o: &Open, retry: Retry) -> Check {
         let client = self.op(o.recipient).client.clone();
-        let decision = DecisionRequest {
-            accept: true,
-            compensation: Some(Money(o.compensation)),
-        };
+        let decision = DecisionRequest { accept: true, compensation: Some(Money(o.compensation)) };
         let key = self.key();
         let got = if retry == Retry::SameKeyConcurrent {
-            let (a, b) = tokio::join!(
-                client.decide(id, &decision, &key),
-                client.decide(id, &decision, &key)
-            );
-            let (a, b) = (
-                a.map_err(fail("decide (concurrent 1)"))?,
-                b.map_err(fail("decide (concurrent 2)"))?,
-            );
-            prop_assert_eq!(
-                &a,
-                &b,
-                "two concurrent requests under one key get one answer"
-            );
+            let (a, b) = tokio::join!(client.decide(id, &decision, &key), client.decide(id, &decision, &key));
+            let (a, b) = (a.map_err(fail("decide (concurrent 1)"))?, b.map_err(fail("decide (concurrent 2)"))?);
+            prop_assert_eq!(&a, &b, "two concurrent requests under one key get one answer");
             a
         } else {
-            client
-                .decide(id, &decision, &key)
-                .await
-                .map_err(fail("decide"))?
+            client.decide(id, &decision, &key).await.map_err(fail("decide"))?
         };
         if o.compensation > self.m.balance[o.recipient] {
-            self.m
-                .close(id, OrderState::Rejected, Some(Reason::InsufficientFunds));
+            self.m.close(id, OrderState::Rejected, Some(Reason::InsufficientFunds));
         } else {
             self.m.close(id, OrderState::Completed, None);
         }
         self.same(id, &got)?;
         match retry {
             Retry::SameKey => {
-                let again = client
-                    .decide(id, &decision, &key)
-                    .await
-                    .map_err(fail("decide retried"))?;
-                prop_assert_eq!(
-                    &again,
-                    &got,
-                    "a retry under the same key gets the stored answer"
-                );
+                let again = client.decide(id, &decision, &key).await.map_err(fail("decide retried"))?;
+                prop_assert_eq!(&again, &got, "a retry under the same key gets the stored answer");
             }
             Retry::NewKey => {
                 let key = self.key();
-                let err = client
-                    .decide(id, &decision, &key)
-                    .await
-                    .expect_err("a decision on a closed order");
+                let err = client.decide(id, &decision, &key).await.expect_err("a decision on a closed order");
                 prop_assert_eq!(err.code(), Some("invalid_state"));
             }
             Retry::None | Retry::SameKeyConcurrent => {}
@@ -693,11 +546,7 @@ impl Run {
             self.advance(120_001);
             self.supervise().await?;
         }
-        prop_assert!(
-            self.m.open.is_empty(),
-            "the model still has open orders: {:?}",
-            self.m.open
-        );
+        prop_assert!(self.m.open.is_empty(), "the model still has open orders: {:?}", self.m.open);
         Ok(())
     }
 
@@ -706,39 +555,19 @@ impl Run {
         let mut conn = db.acquire().await.map_err(fail("acquire"))?;
 
         // Every order terminal, as predicted.
-        prop_assert_eq!(
-            numport_store::orders::count_open(&mut conn)
-                .await
-                .map_err(fail("count_open"))?,
-            0
-        );
+        prop_assert_eq!(numport_store::orders::count_open(&mut conn).await.map_err(fail("count_open"))?, 0);
         for (&id, want) in &self.m.closed {
-            let got = numport_store::orders::get(&mut conn, id)
-                .await
-                .map_err(fail("get"))?
-                .expect("order stored");
+            let got = numport_store::orders::get(&mut conn, id).await.map_err(fail("get"))?.expect("order stored");
             prop_assert!(got.state.is_terminal());
-            prop_assert_eq!(
-                (got.state, got.reason, got.kind),
-                (want.state, want.reason, want.kind),
-                "order {}",
-                id
-            );
-            prop_assert_eq!(
-                got.completed_at.is_some(),
-                want.state == OrderState::Completed,
-                "order {}",
-                id
-            );
+            prop_assert_eq!((got.state, got.reason, got.kind), (want.state, want.reason, want.kind), "order {}", id);
+            prop_assert_eq!(got.completed_at.is_some(), want.state == OrderState::Completed, "order {}", id);
             if want.state == OrderState::Completed {
                 prop_assert_eq!(got.compensation, Some(Money(want.paid)), "order {}", id);
             }
         }
 
         // The ledger.
-        let check = numport_store::ledger::check(&mut conn)
-            .await
-            .map_err(fail("ledger check"))?;
+        let check = numport_store::ledger::check(&mut conn).await.map_err(fail("ledger check"))?;
         prop_assert!(check.is_sound(), "{:?}", check);
         let mut op_accounts = Vec::new();
         let mut sum = 0;
@@ -747,25 +576,15 @@ impl Run {
                 .await
                 .map_err(fail("operator"))?
                 .expect("registered");
-            let (acct, balance) = numport_store::ledger::operator_account(&mut conn, op.id)
-                .await
-                .map_err(fail("account"))?;
+            let (acct, balance) =
+                numport_store::ledger::operator_account(&mut conn, op.id).await.map_err(fail("account"))?;
             prop_assert_eq!(balance, Money(self.m.balance[i]), "balance of {}", name);
             sum += balance.0;
             op_accounts.push(acct);
         }
-        prop_assert_eq!(
-            sum,
-            self.m.funded,
-            "operators hold exactly what was paid in"
-        );
-        let balances = numport_store::ledger::balances(&mut conn)
-            .await
-            .map_err(fail("balances"))?;
-        let funding = balances
-            .iter()
-            .find(|(n, _)| n == numport_store::ledger::FUNDING_ACCOUNT)
-            .map(|(_, m)| m.0);
+        prop_assert_eq!(sum, self.m.funded, "operators hold exactly what was paid in");
+        let balances = numport_store::ledger::balances(&mut conn).await.map_err(fail("balances"))?;
+        let funding = balances.iter().find(|(n, _)| n == numport_store::ledger::FUNDING_ACCOUNT).map(|(_, m)| m.0);
         prop_assert_eq!(funding, Some(-self.m.funded));
 
         // Exactly one compensation journal per paid order, none for any other; each moves the
@@ -776,115 +595,58 @@ impl Run {
         .fetch_all(&mut *conn)
         .await
         .map_err(fail("journals"))?;
-        let expected: Vec<(i64, i64)> = self
-            .m
-            .closed
-            .iter()
-            .filter(|(_, c)| c.paid > 0)
-            .map(|(&id, _)| (id, 1))
-            .collect();
+        let expected: Vec<(i64, i64)> =
+            self.m.closed.iter().filter(|(_, c)| c.paid > 0).map(|(&id, _)| (id, 1)).collect();
         prop_assert_eq!(&per_order, &expected, "compensation journals per order");
-        let with_order: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM journals WHERE order_id IS NOT NULL AND kind <> 'compensation'",
-        )
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(fail("journals"))?;
+        let with_order: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM journals WHERE order_id IS NOT NULL AND kind <> 'compensation'")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(fail("journals"))?;
         prop_assert_eq!(with_order, 0);
         let mut lines: HashMap<(usize, i64), Vec<i64>> = HashMap::new();
         for (i, acct) in op_accounts.iter().enumerate() {
-            for l in numport_store::ledger::statement(&mut conn, *acct, 10_000)
-                .await
-                .map_err(fail("statement"))?
-            {
+            for l in numport_store::ledger::statement(&mut conn, *acct, 10_000).await.map_err(fail("statement"))? {
                 if l.kind == "compensation" {
-                    lines
-                        .entry((i, l.order_id.expect("a compensation names its order")))
-                        .or_default()
-                        .push(l.amount.0);
+                    lines.entry((i, l.order_id.expect("a compensation names its order"))).or_default().push(l.amount.0);
                 }
             }
         }
         let mut gained = [0i64; 3];
         let mut lost = [0i64; 3];
         for (&id, c) in self.m.closed.iter().filter(|(_, c)| c.paid > 0) {
-            prop_assert_eq!(
-                lines.remove(&(c.donor, id)),
-                Some(vec![c.paid]),
-                "donor's side of order {}",
-                id
-            );
-            prop_assert_eq!(
-                lines.remove(&(c.recipient, id)),
-                Some(vec![-c.paid]),
-                "recipient's side of order {}",
-                id
-            );
+            prop_assert_eq!(lines.remove(&(c.donor, id)), Some(vec![c.paid]), "donor's side of order {}", id);
+            prop_assert_eq!(lines.remove(&(c.recipient, id)), Some(vec![-c.paid]), "recipient's side of order {}", id);
             gained[c.donor] += c.paid;
             lost[c.recipient] += c.paid;
         }
-        prop_assert!(
-            lines.is_empty(),
-            "compensation postings for no paid order: {:?}",
-            lines
-        );
+        prop_assert!(lines.is_empty(), "compensation postings for no paid order: {:?}", lines);
         let total_paid: i64 = self.m.closed.values().map(|c| c.paid).sum();
         prop_assert_eq!(gained.iter().sum::<i64>(), total_paid);
         prop_assert_eq!(lost.iter().sum::<i64>(), total_paid);
 
         // Routing: the change log is gap-free and holds the completed orders in order.
-        let changes = numport_store::routing::changes_after(&mut conn, 0, 10_000)
-            .await
-            .map_err(fail("changes"))?;
+        let changes = numport_store::routing::changes_after(&mut conn, 0, 10_000).await.map_err(fail("changes"))?;
         let seqs: Vec<i64> = changes.iter().map(|c| c.seq).collect();
-        prop_assert_eq!(
-            seqs,
-            (1..=self.m.completed.len() as i64).collect::<Vec<_>>()
-        );
+        prop_assert_eq!(seqs, (1..=self.m.completed.len() as i64).collect::<Vec<_>>());
         for (c, id) in changes.iter().zip(&self.m.completed) {
             let want = &self.m.closed[id];
             prop_assert_eq!(c.order_id, Some(*id));
             prop_assert_eq!(c.operator.as_str(), OPS[want.recipient]);
             prop_assert_eq!(c.msisdn.as_str(), NUMBERS[want.number]);
-            let kind = if want.kind == OrderKind::PortBack {
-                "port_back"
-            } else {
-                "port"
-            };
+            let kind = if want.kind == OrderKind::PortBack { "port_back" } else { "port" };
             prop_assert_eq!(c.kind.as_str(), kind);
         }
         drop(conn);
         for (i, n) in NUMBERS.iter().enumerate() {
-            let status = self
-                .t
-                .a
-                .client
-                .number(&n.parse().expect("number"))
-                .await
-                .map_err(fail("number"))?;
-            prop_assert_eq!(
-                status.serving_operator.as_str(),
-                OPS[self.m.serving[i]],
-                "serving {}",
-                n
-            );
-            prop_assert_eq!(
-                status.ported,
-                self.m.serving[i] != HOLDERS[i],
-                "ported flag of {}",
-                n
-            );
+            let status = self.t.a.client.number(&n.parse().expect("number")).await.map_err(fail("number"))?;
+            prop_assert_eq!(status.serving_operator.as_str(), OPS[self.m.serving[i]], "serving {}", n);
+            prop_assert_eq!(status.ported, self.m.serving[i] != HOLDERS[i], "ported flag of {}", n);
         }
 
         // Violations, charged to whoever was late.
         for (i, name) in OPS.iter().enumerate() {
-            let v = self
-                .op(i)
-                .client
-                .violations()
-                .await
-                .map_err(fail("violations"))?
-                .violations;
+            let v = self.op(i).client.violations().await.map_err(fail("violations"))?.violations;
             prop_assert_eq!(v.len(), self.m.violations[i], "violations of {}", name);
         }
         Ok(())
@@ -932,19 +694,9 @@ async fn run_case(backend: Backend, actions: Vec<Action>) -> Check {
     let terms: Vec<Terminal> = NUMBERS.iter().map(|n| Terminal::new(n)).collect();
     let impostors: Vec<Terminal> = NUMBERS
         .iter()
-        .map(|n| Terminal {
-            msisdn: n.parse().expect("number"),
-            key: Terminal::new("4799999999").key,
-        })
+        .map(|n| Terminal { msisdn: n.parse().expect("number"), key: Terminal::new("4799999999").key })
         .collect();
-    let mut run = Run {
-        t,
-        m,
-        terms,
-        impostors,
-        keys: 0,
-        fundings: 0,
-    };
+    let mut run = Run { t, m, terms, impostors, keys: 0, fundings: 0 };
     for a in &actions {
         run.action(a).await?;
     }
@@ -953,20 +705,13 @@ async fn run_case(backend: Backend, actions: Vec<Action>) -> Check {
 }
 
 fn run_blocking(backend: Backend, actions: Vec<Action>) -> Check {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     rt.block_on(run_case(backend, actions))
 }
 
 /// Cases per run: `PROPTEST_CASES` if set (for a soak run), else `default`.
 fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 proptest! {
@@ -1013,36 +758,9 @@ fn every_path_once() {
         o(2, 0, c(70), false, Accept(Retry::SameKeyConcurrent)),
         o(2, 2, c(1_500_000), false, Accept(Retry::None)),
         o(3, 1, c(0), false, Refuse),
-        o(
-            3,
-            1,
-            c(0),
-            false,
-            Cancel {
-                at: Step::Deposit,
-                by_subscriber: true,
-            },
-        ),
-        o(
-            3,
-            1,
-            c(0),
-            false,
-            Cancel {
-                at: Step::CreditInfo,
-                by_subscriber: false,
-            },
-        ),
-        o(
-            3,
-            1,
-            c(0),
-            false,
-            Cancel {
-                at: Step::Decision,
-                by_subscriber: true,
-            },
-        ),
+        o(3, 1, c(0), false, Cancel { at: Step::Deposit, by_subscriber: true }),
+        o(3, 1, c(0), false, Cancel { at: Step::CreditInfo, by_subscriber: false }),
+        o(3, 1, c(0), false, Cancel { at: Step::Decision, by_subscriber: true }),
         o(1, 2, c(0), false, Mismatch),
         o(1, 2, c(0), true, Mismatch),
         o(1, 2, c(0), false, Mismatch),
@@ -1055,16 +773,8 @@ fn every_path_once() {
         Action::Tick(31_000),
         o(2, 1, c(10), false, Abandon(Step::Deposit)),
         o(0, 1, c(10), false, Abandon(Step::Decision)),
-        Action::Fund {
-            op: 1,
-            amount: 500,
-            reuse_key: false,
-        },
-        Action::Fund {
-            op: 2,
-            amount: 500,
-            reuse_key: true,
-        },
+        Action::Fund { op: 1, amount: 500, reuse_key: false },
+        Action::Fund { op: 2, amount: 500, reuse_key: true },
     ];
     if let Err(e) = run_blocking(Backend::Sqlite, actions) {
         panic!("{e}");
@@ -1092,10 +802,7 @@ async fn concurrent_retry_same_key(backend: Backend) {
         let req = term.request(&t.b.name, t.clock.now_ms());
         // The request itself, twice at once under one key.
         let key = format!("r{i}");
-        let (first, second) = tokio::join!(
-            t.b.client.request_port(&req, &key),
-            t.b.client.request_port(&req, &key)
-        );
+        let (first, second) = tokio::join!(t.b.client.request_port(&req, &key), t.b.client.request_port(&req, &key));
         let o = match (first, second) {
             (Ok(a), Ok(b)) if a == b => a,
             (a, b) => {
@@ -1108,29 +815,15 @@ async fn concurrent_retry_same_key(backend: Backend) {
             }
         };
         assert_eq!(o.state, OrderState::AwaitingDeposit);
-        t.a.client
-            .deposit(&term.deposit_for(&req, &t.b.name), &format!("d{i}"))
-            .await
-            .unwrap();
+        t.a.client.deposit(&term.deposit_for(&req, &t.b.name), &format!("d{i}")).await.unwrap();
         let info = CreditInformationRequest {
-            credit: CreditInfo {
-                contract_remaining: Money(contract),
-                ..CreditInfo::default()
-            },
+            credit: CreditInfo { contract_remaining: Money(contract), ..CreditInfo::default() },
         };
-        t.a.client
-            .credit_information(o.id, &info, &format!("c{i}"))
-            .await
-            .unwrap();
-        let decision = DecisionRequest {
-            accept: true,
-            compensation: Some(Money(contract)),
-        };
+        t.a.client.credit_information(o.id, &info, &format!("c{i}")).await.unwrap();
+        let decision = DecisionRequest { accept: true, compensation: Some(Money(contract)) };
         let key = format!("x{i}");
-        let (first, second) = tokio::join!(
-            t.b.client.decide(o.id, &decision, &key),
-            t.b.client.decide(o.id, &decision, &key)
-        );
+        let (first, second) =
+            tokio::join!(t.b.client.decide(o.id, &decision, &key), t.b.client.decide(o.id, &decision, &key));
         match (first, second) {
             (Ok(a), Ok(b)) if a == b && a.state == OrderState::Completed => {}
             (a, b) => problems.push(format!(
@@ -1140,17 +833,10 @@ async fn concurrent_retry_same_key(backend: Backend) {
             )),
         }
         // Whatever the answers, the order is settled once.
-        assert_eq!(
-            t.b.client.order(o.id).await.unwrap().state,
-            OrderState::Completed
-        );
+        assert_eq!(t.b.client.order(o.id).await.unwrap().state, OrderState::Completed);
         paid += contract;
     }
-    assert_eq!(
-        t.b.client.account().await.unwrap().balance,
-        Money(INITIAL - paid),
-        "paid once"
-    );
+    assert_eq!(t.b.client.account().await.unwrap().balance, Money(INITIAL - paid), "paid once");
     assert!(t.ledger_sound().await);
     assert!(
         problems.is_empty(),

@@ -6,7 +6,7 @@ mod common;
 
 use clearinghouse_api::messages::Message;
 use clearinghouse_api::model::*;
-use common::{T0, TestCh, Terminal};
+use common::{T0, Terminal, TestCh};
 use numport_core::porting::{CreditInfo, OrderKind, OrderState, Reason};
 use numport_core::{Money, Msisdn};
 use numport_store::Backend;
@@ -23,7 +23,13 @@ fn credit(arrears: i64, unbilled: i64, contract: i64, deposit: i64) -> CreditInf
 }
 
 /// Run a port from `donor` to `recipient` up to the recipient's decision; returns the order.
-async fn up_to_decision(t: &TestCh, term: &Terminal, donor: &common::Operator, recipient: &common::Operator, info: CreditInformationRequest) -> Order {
+async fn up_to_decision(
+    t: &TestCh,
+    term: &Terminal,
+    donor: &common::Operator,
+    recipient: &common::Operator,
+    info: CreditInformationRequest,
+) -> Order {
     let req = term.request(&recipient.name, t.clock.now());
     let order = recipient.client.request_port(&req, &format!("req-{}", req.nonce)).await.unwrap();
     assert_eq!(order.state, OrderState::AwaitingDeposit, "{order:?}");
@@ -54,7 +60,9 @@ async fn happy_path(backend: Backend) {
 
     // The donor is asked for its deposit, with the nonce.
     let asked = t.messages(&t.a, "deposit_requested").await;
-    assert!(matches!(&asked[..], [Message::DepositRequested { order_id, nonce, .. }] if *order_id == order.id && *nonce == req.nonce));
+    assert!(
+        matches!(&asked[..], [Message::DepositRequested { order_id, nonce, .. }] if *order_id == order.id && *nonce == req.nonce)
+    );
     t.a.client.deposit(&term.deposit_for(&req, &t.b.name), "d1").await.unwrap();
     assert_eq!(t.b.client.order(order.id).await.unwrap().state, OrderState::AwaitingCreditInfo);
     assert_eq!(t.messages(&t.a, "credit_query").await.len(), 1);
@@ -62,19 +70,31 @@ async fn happy_path(backend: Backend) {
     let order = t.a.client.credit_information(order.id, &credit(100, 50, 1000, 300), "c1").await.unwrap();
     assert_eq!(order.compensation, Some(Money(850)));
     let offered = t.messages(&t.b, "credit_information").await;
-    assert!(matches!(&offered[..], [Message::CreditInformation { compensation: Money(850), donor_defaulted: false, .. }]));
+    assert!(matches!(
+        &offered[..],
+        [Message::CreditInformation { compensation: Money(850), donor_defaulted: false, .. }]
+    ));
 
-    let done = t.b.client.decide(order.id, &DecisionRequest { accept: true, compensation: Some(Money(850)) }, "x1").await.unwrap();
+    let done =
+        t.b.client
+            .decide(order.id, &DecisionRequest { accept: true, compensation: Some(Money(850)) }, "x1")
+            .await
+            .unwrap();
     assert_eq!(done.state, OrderState::Completed);
     assert!(done.completed_at.is_some());
 
     let status = t.c.client.number(&term.msisdn).await.unwrap();
-    assert_eq!((status.serving_operator.as_str(), status.routing_number.as_str(), status.ported), ("opb", "D002", true));
+    assert_eq!(
+        (status.serving_operator.as_str(), status.routing_number.as_str(), status.ported),
+        ("opb", "D002", true)
+    );
     assert_eq!(t.b.client.account().await.unwrap().balance, Money(1_000_000 - 850));
     assert_eq!(t.a.client.account().await.unwrap().balance, Money(1_000_000 + 850));
     assert_eq!(t.messages(&t.a, "compensation_confirmed").await.len(), 1);
     let completed = t.messages(&t.b, "port_completed").await;
-    assert!(matches!(&completed[..], [Message::PortCompleted { seq: 1, routing_number, .. }] if routing_number == "D002"));
+    assert!(
+        matches!(&completed[..], [Message::PortCompleted { seq: 1, routing_number, .. }] if routing_number == "D002")
+    );
     assert!(t.ledger_sound().await);
 
     let trail = t.b.client.audit(order.id).await.unwrap();
@@ -115,7 +135,10 @@ async fn request_rejections(backend: Backend) {
     assert_eq!(rejected(&o), (OrderState::Rejected, Some(Reason::ProofExpired)));
     req = term.request(&t.b.name, T0);
     req.expiry = T0 + 24 * 3_600_000;
-    assert_eq!(rejected(&t.b.client.request_port(&req, "e2").await.unwrap()), (OrderState::Rejected, Some(Reason::ProofExpired)));
+    assert_eq!(
+        rejected(&t.b.client.request_port(&req, "e2").await.unwrap()),
+        (OrderState::Rejected, Some(Reason::ProofExpired))
+    );
     // A second order while one is open.
     let first = t.b.client.request_port(&term.request(&t.b.name, T0), "p1").await.unwrap();
     assert_eq!(first.state, OrderState::AwaitingDeposit);
@@ -158,7 +181,11 @@ async fn decision_outcomes(backend: Backend) {
     // Refusal.
     let term = Terminal::new("4790000005");
     let o = up_to_decision(&t, &term, &t.a, &t.b, credit(0, 0, 500, 0)).await;
-    let err = t.b.client.decide(o.id, &DecisionRequest { accept: true, compensation: Some(Money(499)) }, "w").await.unwrap_err();
+    let err =
+        t.b.client
+            .decide(o.id, &DecisionRequest { accept: true, compensation: Some(Money(499)) }, "w")
+            .await
+            .unwrap_err();
     assert_eq!(err.code(), Some("compensation_mismatch"));
     let o = t.b.client.decide(o.id, &DecisionRequest { accept: false, compensation: None }, "r").await.unwrap();
     assert_eq!((o.state, o.reason), (OrderState::Refused, Some(Reason::RefusedByRecipient)));
@@ -166,7 +193,11 @@ async fn decision_outcomes(backend: Backend) {
     // Insufficient funds: more than the recipient's whole balance.
     let term = Terminal::new("4790000006");
     let o = up_to_decision(&t, &term, &t.a, &t.b, credit(0, 0, 2_000_000, 0)).await;
-    let o = t.b.client.decide(o.id, &DecisionRequest { accept: true, compensation: Some(Money(2_000_000)) }, "f").await.unwrap();
+    let o =
+        t.b.client
+            .decide(o.id, &DecisionRequest { accept: true, compensation: Some(Money(2_000_000)) }, "f")
+            .await
+            .unwrap();
     assert_eq!((o.state, o.reason), (OrderState::Rejected, Some(Reason::InsufficientFunds)));
     assert_eq!(t.b.client.account().await.unwrap().balance, Money(1_000_000));
     assert_eq!(t.c.client.number(&term.msisdn).await.unwrap().serving_operator.as_str(), "opa");
@@ -178,7 +209,8 @@ async fn decision_outcomes(backend: Backend) {
     let err = t.a.client.credit_information(o.id, &credit(-1, 0, 0, 0), "nc").await.unwrap_err();
     assert_eq!(err.code(), Some("invalid_credit_information"));
     // A decision out of turn.
-    let err = t.b.client.decide(o.id, &DecisionRequest { accept: false, compensation: None }, "early").await.unwrap_err();
+    let err =
+        t.b.client.decide(o.id, &DecisionRequest { accept: false, compensation: None }, "early").await.unwrap_err();
     assert_eq!(err.code(), Some("invalid_state"));
     assert!(t.ledger_sound().await);
 }
@@ -223,10 +255,16 @@ async fn timeout_rules(backend: Backend) {
     let o = t.b.client.order(o.id).await.unwrap();
     assert_eq!((o.state, o.compensation), (OrderState::AwaitingDecision, Some(Money(0))));
     let offers = t.messages(&t.b, "credit_information").await;
-    assert!(matches!(offers.last(), Some(Message::CreditInformation { donor_defaulted: true, compensation: Money(0), .. })));
+    assert!(matches!(
+        offers.last(),
+        Some(Message::CreditInformation { donor_defaulted: true, compensation: Money(0), .. })
+    ));
     assert_eq!(t.a.client.violations().await.unwrap().violations.len(), 2);
     // A late answer changes nothing.
-    assert_eq!(t.a.client.credit_information(o.id, &credit(1, 1, 1, 0), "late").await.unwrap_err().code(), Some("invalid_state"));
+    assert_eq!(
+        t.a.client.credit_information(o.id, &credit(1, 1, 1, 0), "late").await.unwrap_err().code(),
+        Some("invalid_state")
+    );
 
     // Recipient never decides: the order fails and the recipient is charged.
     t.clock.advance_ms(d.decision_ms + 1);
@@ -252,7 +290,10 @@ async fn cancellation(backend: Backend) {
     let term = Terminal::new("4790000013");
     let o = up_to_decision(&t, &term, &t.a, &t.b, credit(0, 0, 100, 0)).await;
     t.b.client.decide(o.id, &DecisionRequest { accept: true, compensation: Some(Money(100)) }, "d").await.unwrap();
-    assert_eq!(t.b.client.cancel(o.id, &CancelRequest { by_subscriber: false }, "c").await.unwrap_err().code(), Some("invalid_state"));
+    assert_eq!(
+        t.b.client.cancel(o.id, &CancelRequest { by_subscriber: false }, "c").await.unwrap_err().code(),
+        Some("invalid_state")
+    );
 }
 
 async fn port_back_and_number_return(backend: Backend) {
@@ -283,7 +324,15 @@ async fn port_back_and_number_return(backend: Backend) {
     let mut conn = t.ch.db.acquire().await.unwrap();
     let log = numport_store::routing::changes_after(&mut conn, 0, 100).await.unwrap();
     let kinds: Vec<_> = log.iter().map(|c| (c.seq, c.kind.as_str(), c.operator.to_string())).collect();
-    assert_eq!(kinds, [(1, "port", "opb".into()), (2, "port_back", "opa".into()), (3, "port", "opc".into()), (4, "return", "opa".into())]);
+    assert_eq!(
+        kinds,
+        [
+            (1, "port", "opb".into()),
+            (2, "port_back", "opa".into()),
+            (3, "port", "opc".into()),
+            (4, "return", "opa".into())
+        ]
+    );
 }
 
 async fn idempotent_retries(backend: Backend) {
@@ -327,7 +376,8 @@ async fn idempotent_retries(backend: Backend) {
 
 /// Issue a fresh token for raw HTTP tests (keys are only shown at issue).
 async fn token_of(t: &TestCh, name: &str) -> String {
-    let creds = clearinghouse::admin::issue_credentials(&t.ch.db, &[7u8; 32], name, 3_600_000, t.clock.now()).await.unwrap();
+    let creds =
+        clearinghouse::admin::issue_credentials(&t.ch.db, &[7u8; 32], name, 3_600_000, t.clock.now()).await.unwrap();
     creds.api_token
 }
 
@@ -339,12 +389,24 @@ async fn operators_are_confined(backend: Backend) {
     // C is no party to A→B: it cannot read, answer, decide, cancel or deposit.
     assert_eq!(t.c.client.order(o.id).await.unwrap_err().code(), Some("not_found"));
     assert_eq!(t.c.client.audit(o.id).await.unwrap_err().code(), Some("not_found"));
-    assert_eq!(t.c.client.deposit(&term.deposit_for(&req, &t.b.name), "2").await.unwrap_err().code(), Some("forbidden"));
+    assert_eq!(
+        t.c.client.deposit(&term.deposit_for(&req, &t.b.name), "2").await.unwrap_err().code(),
+        Some("forbidden")
+    );
     t.a.client.deposit(&term.deposit_for(&req, &t.b.name), "3").await.unwrap();
-    assert_eq!(t.c.client.credit_information(o.id, &credit(0, 0, 0, 0), "4").await.unwrap_err().code(), Some("not_found"));
-    assert_eq!(t.c.client.cancel(o.id, &CancelRequest { by_subscriber: false }, "5").await.unwrap_err().code(), Some("not_found"));
+    assert_eq!(
+        t.c.client.credit_information(o.id, &credit(0, 0, 0, 0), "4").await.unwrap_err().code(),
+        Some("not_found")
+    );
+    assert_eq!(
+        t.c.client.cancel(o.id, &CancelRequest { by_subscriber: false }, "5").await.unwrap_err().code(),
+        Some("not_found")
+    );
     // The recipient cannot answer for the donor.
-    assert_eq!(t.b.client.credit_information(o.id, &credit(0, 0, 0, 0), "6").await.unwrap_err().code(), Some("forbidden"));
+    assert_eq!(
+        t.b.client.credit_information(o.id, &credit(0, 0, 0, 0), "6").await.unwrap_err().code(),
+        Some("forbidden")
+    );
     t.a.client.credit_information(o.id, &credit(0, 0, 5, 0), "7").await.unwrap();
     let d = DecisionRequest { accept: true, compensation: Some(Money(5)) };
     assert_eq!(t.c.client.decide(o.id, &d, "8").await.unwrap_err().code(), Some("not_found"));
@@ -367,23 +429,60 @@ async fn credentials_and_bad_requests(backend: Backend) {
     };
     // No, malformed and wrong credentials.
     assert_eq!(code(http.get(url("/v1/accounts/me")).send().await.unwrap()).await, (401, "unauthorized".into()));
-    assert_eq!(code(http.get(url("/v1/accounts/me")).bearer_auth("garbage").send().await.unwrap()).await, (401, "unauthorized".into()));
+    assert_eq!(
+        code(http.get(url("/v1/accounts/me")).bearer_auth("garbage").send().await.unwrap()).await,
+        (401, "unauthorized".into())
+    );
     let forged = format!("{}.{}", token.split_once('.').unwrap().0, "0".repeat(64));
-    assert_eq!(code(http.get(url("/v1/accounts/me")).bearer_auth(forged).send().await.unwrap()).await, (401, "unauthorized".into()));
+    assert_eq!(
+        code(http.get(url("/v1/accounts/me")).bearer_auth(forged).send().await.unwrap()).await,
+        (401, "unauthorized".into())
+    );
     // Malformed JSON, wrong fields, oversized body, no idempotency key.
-    let post = |body: Vec<u8>| http.post(url("/v1/porting-orders")).bearer_auth(&token).header("idempotency-key", "k").header("content-type", "application/json").body(body).send();
+    let post = |body: Vec<u8>| {
+        http.post(url("/v1/porting-orders"))
+            .bearer_auth(&token)
+            .header("idempotency-key", "k")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
     assert_eq!(code(post(b"{not json".to_vec()).await.unwrap()).await, (400, "malformed_json".into()));
     assert_eq!(code(post(br#"{"msisdn":"12"}"#.to_vec()).await.unwrap()).await, (422, "invalid_request".into()));
-    assert_eq!(code(post(br#"{"msisdn":"4790000001","nonce":"00","expiry":1,"proof":"00","extra":1}"#.to_vec()).await.unwrap()).await, (422, "invalid_request".into()));
+    assert_eq!(
+        code(
+            post(br#"{"msisdn":"4790000001","nonce":"00","expiry":1,"proof":"00","extra":1}"#.to_vec()).await.unwrap()
+        )
+        .await,
+        (422, "invalid_request".into())
+    );
     assert_eq!(code(post(vec![b' '; 200_000]).await.unwrap()).await, (413, "body_too_large".into()));
     let r = http.post(url("/v1/porting-orders")).bearer_auth(&token).body("{}").send().await.unwrap();
     assert_eq!(code(r).await, (400, "missing_idempotency_key".into()));
     assert_eq!(code(http.get(url("/v1/nowhere")).send().await.unwrap()).await, (404, "not_found".into()));
-    assert_eq!(code(http.get(url("/v1/porting-orders/abc")).bearer_auth(&token).send().await.unwrap()).await, (404, "not_found".into()));
-    assert_eq!(code(http.delete(url("/v1/deposits")).bearer_auth(&token).send().await.unwrap()).await, (405, "method_not_allowed".into()));
-    assert_eq!(code(http.get(url("/v1/numbers/12ab")).bearer_auth(&token).send().await.unwrap()).await, (422, "invalid_msisdn".into()));
-    assert_eq!(code(http.get(url("/v1/inbox?after=x")).bearer_auth(&token).send().await.unwrap()).await, (422, "invalid_query".into()));
-    let r = http.put(url("/v1/operators/me/callback")).bearer_auth(&token).json(&serde_json::json!({"url": "ftp://x"})).send().await.unwrap();
+    assert_eq!(
+        code(http.get(url("/v1/porting-orders/abc")).bearer_auth(&token).send().await.unwrap()).await,
+        (404, "not_found".into())
+    );
+    assert_eq!(
+        code(http.delete(url("/v1/deposits")).bearer_auth(&token).send().await.unwrap()).await,
+        (405, "method_not_allowed".into())
+    );
+    assert_eq!(
+        code(http.get(url("/v1/numbers/12ab")).bearer_auth(&token).send().await.unwrap()).await,
+        (422, "invalid_msisdn".into())
+    );
+    assert_eq!(
+        code(http.get(url("/v1/inbox?after=x")).bearer_auth(&token).send().await.unwrap()).await,
+        (422, "invalid_query".into())
+    );
+    let r = http
+        .put(url("/v1/operators/me/callback"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"url": "ftp://x"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(code(r).await, (422, "invalid_callback_url".into()));
 
     // Rotation: the old key stops working once its grace ends (and the auth cache expires).
@@ -415,7 +514,9 @@ async fn routing_change_feed(backend: Backend) {
     let page = waiting.await.unwrap().unwrap();
     assert!(started.elapsed() < std::time::Duration::from_secs(5), "long-poll answered at once");
     assert_eq!(page.head, 1);
-    assert!(matches!(&page.changes[..], [c] if c.seq == 1 && c.msisdn == term.msisdn && c.operator.as_str() == "opb" && c.routing_number == "D002"));
+    assert!(
+        matches!(&page.changes[..], [c] if c.seq == 1 && c.msisdn == term.msisdn && c.operator.as_str() == "opb" && c.routing_number == "D002")
+    );
     // Resuming after the last change: nothing new, an empty page when the wait ends.
     let page = t.a.client.routing_changes(1, 100, 50).await.unwrap();
     assert_eq!((page.changes.len(), page.head), (0, 1));

@@ -54,7 +54,10 @@ impl std::str::FromStr for Money {
         };
         let (units, cents) = body.split_once('.').unwrap_or((body, ""));
         let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
-        if !digits(units) || !(cents.is_empty() || (digits(cents) && cents.len() <= 2)) || (body.contains('.') && cents.is_empty()) {
+        if !digits(units)
+            || !(cents.is_empty() || (digits(cents) && cents.len() <= 2))
+            || (body.contains('.') && cents.is_empty())
+        {
             return Err(err());
         }
         let units: i64 = units.parse().map_err(|_| err())?;
@@ -137,18 +140,9 @@ mod tests {
     #[test]
     fn journal_must_balance() {
         assert!(JournalEntry::new(vec![(1, Money(5)), (2, Money(-5))]).is_ok());
-        assert_eq!(
-            JournalEntry::new(vec![(1, Money(5)), (2, Money(-4))]),
-            Err(JournalError::Unbalanced(1))
-        );
+        assert_eq!(JournalEntry::new(vec![(1, Money(5)), (2, Money(-4))]), Err(JournalError::Unbalanced(1)));
         assert_eq!(JournalEntry::new(vec![(1, Money(5))]), Err(JournalError::TooFewLines));
-        assert_eq!(
-            JournalEntry::transfer(1, 2, Money(0)),
-            Err(JournalError::ZeroLine)
-        );
-        assert_eq!(
-            JournalEntry::transfer(1, 2, Money(i64::MIN)),
-            Err(JournalError::Overflow)
-        );
+        assert_eq!(JournalEntry::transfer(1, 2, Money(0)), Err(JournalError::ZeroLine));
+        assert_eq!(JournalEntry::transfer(1, 2, Money(i64::MIN)), Err(JournalError::Overflow));
     }
 }

@@ -23,8 +23,8 @@ impl OperatorName {
 impl FromStr for OperatorName {
     type Err = OperatorNameError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let ok = (1..=32).contains(&s.len())
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        let ok =
+            (1..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !ok {
             return Err(OperatorNameError(s.to_owned()));
         }

@@ -303,11 +303,7 @@ impl CreditInfo {
     /// The compensation the recipient pays the donor:
     /// `max(0, arrears + unbilled_usage + contract_remaining − deposit_held)`, saturating.
     pub fn compensation(&self) -> Money {
-        let owed = self
-            .arrears
-            .0
-            .saturating_add(self.unbilled_usage.0)
-            .saturating_add(self.contract_remaining.0);
+        let owed = self.arrears.0.saturating_add(self.unbilled_usage.0).saturating_add(self.contract_remaining.0);
         Money(owed.saturating_sub(self.deposit_held.0).max(0))
     }
 }
@@ -379,13 +375,10 @@ pub fn apply(state: OrderState, event: Event) -> Result<Transition, InvalidTrans
     use OrderState as S;
     let t = match (state, event) {
         (S::AwaitingDeposit, Event::DepositMatched) => Transition::to(S::AwaitingCreditInfo),
-        (S::AwaitingDeposit, Event::DepositMismatched) => {
-            Transition::end(S::Rejected, Reason::ProofMismatch)
+        (S::AwaitingDeposit, Event::DepositMismatched) => Transition::end(S::Rejected, Reason::ProofMismatch),
+        (S::AwaitingDeposit, Event::DeadlinePassed) => {
+            Transition { violation: Some(Party::Donor), ..Transition::end(S::Failed, Reason::DepositTimeout) }
         }
-        (S::AwaitingDeposit, Event::DeadlinePassed) => Transition {
-            violation: Some(Party::Donor),
-            ..Transition::end(S::Failed, Reason::DepositTimeout)
-        },
         (S::AwaitingCreditInfo, Event::CreditInformation(info)) => {
             Transition { credit: Some(info), ..Transition::to(S::AwaitingDecision) }
         }
@@ -395,16 +388,11 @@ pub fn apply(state: OrderState, event: Event) -> Result<Transition, InvalidTrans
             ..Transition::to(S::AwaitingDecision)
         },
         (S::AwaitingDecision, Event::Accepted) => Transition::to(S::Completed),
-        (S::AwaitingDecision, Event::AcceptedWithoutFunds) => {
-            Transition::end(S::Rejected, Reason::InsufficientFunds)
+        (S::AwaitingDecision, Event::AcceptedWithoutFunds) => Transition::end(S::Rejected, Reason::InsufficientFunds),
+        (S::AwaitingDecision, Event::Refused) => Transition::end(S::Refused, Reason::RefusedByRecipient),
+        (S::AwaitingDecision, Event::DeadlinePassed) => {
+            Transition { violation: Some(Party::Recipient), ..Transition::end(S::Failed, Reason::DecisionTimeout) }
         }
-        (S::AwaitingDecision, Event::Refused) => {
-            Transition::end(S::Refused, Reason::RefusedByRecipient)
-        }
-        (S::AwaitingDecision, Event::DeadlinePassed) => Transition {
-            violation: Some(Party::Recipient),
-            ..Transition::end(S::Failed, Reason::DecisionTimeout)
-        },
         (s, Event::Cancelled { by_subscriber }) if !s.is_terminal() => Transition::end(
             S::Cancelled,
             if by_subscriber { Reason::CancelledBySubscriber } else { Reason::CancelledByRecipient },
@@ -469,11 +457,7 @@ mod tests {
     #[test]
     fn happy_path() {
         let mut s = OrderState::AwaitingDeposit;
-        for e in [
-            Event::DepositMatched,
-            Event::CreditInformation(CreditInfo::default()),
-            Event::Accepted,
-        ] {
+        for e in [Event::DepositMatched, Event::CreditInformation(CreditInfo::default()), Event::Accepted] {
             s = apply(s, e).unwrap().to;
         }
         assert_eq!(s, OrderState::Completed);
@@ -482,16 +466,30 @@ mod tests {
     #[test]
     fn timeout_rules() {
         let t = apply(OrderState::AwaitingDeposit, Event::DeadlinePassed).unwrap();
-        assert_eq!((t.to, t.reason, t.violation), (OrderState::Failed, Some(Reason::DepositTimeout), Some(Party::Donor)));
+        assert_eq!(
+            (t.to, t.reason, t.violation),
+            (OrderState::Failed, Some(Reason::DepositTimeout), Some(Party::Donor))
+        );
         let t = apply(OrderState::AwaitingCreditInfo, Event::DeadlinePassed).unwrap();
-        assert_eq!((t.to, t.violation, t.credit), (OrderState::AwaitingDecision, Some(Party::Donor), Some(CreditInfo::default())));
+        assert_eq!(
+            (t.to, t.violation, t.credit),
+            (OrderState::AwaitingDecision, Some(Party::Donor), Some(CreditInfo::default()))
+        );
         let t = apply(OrderState::AwaitingDecision, Event::DeadlinePassed).unwrap();
-        assert_eq!((t.to, t.reason, t.violation), (OrderState::Failed, Some(Reason::DecisionTimeout), Some(Party::Recipient)));
+        assert_eq!(
+            (t.to, t.reason, t.violation),
+            (OrderState::Failed, Some(Reason::DecisionTimeout), Some(Party::Recipient))
+        );
     }
 
     #[test]
     fn compensation_formula() {
-        let c = CreditInfo { arrears: Money(100), unbilled_usage: Money(50), contract_remaining: Money(1000), deposit_held: Money(300) };
+        let c = CreditInfo {
+            arrears: Money(100),
+            unbilled_usage: Money(50),
+            contract_remaining: Money(1000),
+            deposit_held: Money(300),
+        };
         assert_eq!(c.compensation(), Money(850));
         let c = CreditInfo { deposit_held: Money(5000), ..c };
         assert_eq!(c.compensation(), Money(0));

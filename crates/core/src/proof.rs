@@ -71,8 +71,8 @@ impl PortKey {
         if !(8..=64).contains(&salt.len()) {
             return Err(ProofError::Salt);
         }
-        let params = Params::new(cost.memory_kib, cost.passes, 1, Some(32))
-            .map_err(|e| ProofError::Params(e.to_string()))?;
+        let params =
+            Params::new(cost.memory_kib, cost.passes, 1, Some(32)).map_err(|e| ProofError::Params(e.to_string()))?;
         let mut stretched = [0u8; 32];
         Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
             .hash_password_into(pin.as_bytes(), salt, &mut stretched)
@@ -98,15 +98,7 @@ impl PortKey {
         let r = recipient.as_str().as_bytes();
         Proof(hmac(
             &self.0,
-            &[
-                b"numport-port-v1",
-                &nonce.0,
-                &[m.len() as u8],
-                m,
-                &[r.len() as u8],
-                r,
-                &expiry.to_be_bytes(),
-            ],
+            &[b"numport-port-v1", &nonce.0, &[m.len() as u8], m, &[r.len() as u8], r, &expiry.to_be_bytes()],
         ))
     }
 }

@@ -61,11 +61,7 @@ pub fn verify(
     if skew_ms > tolerance_ms {
         return Err(SignatureError::Stale { timestamp, skew_ms, tolerance_ms });
     }
-    if bool::from(mac(secret, timestamp, body).ct_eq(&given)) {
-        Ok(())
-    } else {
-        Err(SignatureError::Mismatch)
-    }
+    if bool::from(mac(secret, timestamp, body).ct_eq(&given)) { Ok(()) } else { Err(SignatureError::Mismatch) }
 }
 
 /// The callback secret of one operator at one key version: `HMAC(master, "callback" ‖ name ‖ v)`.

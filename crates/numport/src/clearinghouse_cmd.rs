@@ -75,7 +75,6 @@ fn resolve(args: &Args) -> anyhow::Result<ClearinghouseConfig> {
 }
 
 pub async fn open_db(cfg: &ClearinghouseConfig) -> anyhow::Result<Db> {
-    crate::config::prepare_sqlite_dir(&cfg.database_url)?;
     Db::connect(&cfg.database_url).await.with_context(|| format!("opening {}", cfg.database_url))
 }
 
@@ -147,7 +146,8 @@ async fn serve(cfg: ClearinghouseConfig, db: Db) -> anyhow::Result<ExitCode> {
         let check = numport_store::ledger::check(&mut conn).await?;
         anyhow::ensure!(check.is_sound(), "ledger check failed at startup: {check:?}");
     }
-    let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     let ch = Clearinghouse::new(db.clone(), Arc::new(SystemClock), cfg, key);
     tracing::info!(%addr, "clearinghouse listening");

@@ -16,7 +16,8 @@ use operator::{OperatorConfig, OperatorStore, Subscriber};
 use crate::launch::{Launched, launch};
 
 /// The three operators of every cluster: name, routing number, number range prefix.
-pub const OPERATORS: [(&str, &str, &str); 3] = [("opa", "D001", "4790"), ("opb", "D002", "4791"), ("opc", "D003", "4792")];
+pub const OPERATORS: [(&str, &str, &str); 3] =
+    [("opa", "D001", "4790"), ("opb", "D002", "4791"), ("opc", "D003", "4792")];
 
 /// Settlement funds each operator starts with: 100,000,000.00 in minor units.
 pub const INITIAL_FUNDS: Money = Money(10_000_000_000);
@@ -51,13 +52,18 @@ pub struct Cluster {
 /// A subscriber's SIM secret and PIN, as the terminal (and, once, the donor) knows them.
 pub fn terminal_key(msisdn: &Msisdn, stretch: PinStretch) -> anyhow::Result<PortKey> {
     let k_sim = format!("k-sim-of-{msisdn}");
-    let pin = format!("{:06}", msisdn.as_str().bytes().fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32)) % 1_000_000);
+    let pin = format!(
+        "{:06}",
+        msisdn.as_str().bytes().fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32)) % 1_000_000
+    );
     Ok(PortKey::derive(k_sim.as_bytes(), &pin, b"numport-demo-salt", stretch)?)
 }
 
 /// The `i`-th subscriber number of an operator's range.
 pub fn subscriber_number(prefix: &str, i: usize) -> Msisdn {
-    format!("{prefix}{:06}", i + 1).parse().unwrap_or_else(|_| unreachable!("prefix and index make a valid E.164 number"))
+    format!("{prefix}{:06}", i + 1)
+        .parse()
+        .unwrap_or_else(|_| unreachable!("prefix and index make a valid E.164 number"))
 }
 
 impl Cluster {
@@ -70,7 +76,10 @@ impl Cluster {
         let now = SystemClock.now_ms();
         let ch_cfg = ClearinghouseConfig {
             listen: "127.0.0.1:0".parse()?,
-            database_url: spec.clearinghouse_db.clone().unwrap_or_else(|| format!("sqlite://{}", dir.join("clearinghouse.db").display())),
+            database_url: spec
+                .clearinghouse_db
+                .clone()
+                .unwrap_or_else(|| format!("sqlite://{}", dir.join("clearinghouse.db").display())),
             master_key_path: dir.join("clearinghouse.key"),
             ..spec.clearinghouse.clone()
         };
@@ -123,14 +132,27 @@ impl Cluster {
             op_cfgs.push((cfg, db_url));
         }
 
-        let ch = launch(&["clearinghouse".into(), "--config".into(), path_arg(&ch_config_path)], &dir.join("clearinghouse.log")).await?;
+        let ch = launch(
+            &["clearinghouse".into(), "--config".into(), path_arg(&ch_config_path)],
+            &dir.join("clearinghouse.log"),
+        )
+        .await?;
         let mut ops = Vec::new();
         for ((mut cfg, db_url), cred) in op_cfgs.into_iter().zip(&creds) {
             cfg.clearinghouse_url = ch.url();
             let path = dir.join(format!("operator-{}.toml", cfg.name));
             std::fs::write(&path, toml::to_string(&cfg)?)?;
-            let proc = launch(&["operator".into(), "--config".into(), path_arg(&path)], &dir.join(format!("operator-{}.log", cfg.name))).await?;
-            ops.push(OperatorProc { name: cfg.name.clone(), proc, ch_client: ClearinghouseClient::new(&ch.url(), &cred.api_token), db_url });
+            let proc = launch(
+                &["operator".into(), "--config".into(), path_arg(&path)],
+                &dir.join(format!("operator-{}.log", cfg.name)),
+            )
+            .await?;
+            ops.push(OperatorProc {
+                name: cfg.name.clone(),
+                proc,
+                ch_client: ClearinghouseClient::new(&ch.url(), &cred.api_token),
+                db_url,
+            });
         }
         let cluster = Cluster { dir, ch_config_path, ch, ch_db, ops };
         cluster.wait_for_callbacks().await?;
@@ -158,7 +180,13 @@ impl Cluster {
     /// Restart the clearinghouse process on the same configuration (after a crash).
     pub async fn restart_clearinghouse(&mut self) -> anyhow::Result<()> {
         // Same address, so the operators' configured clearinghouse URL stays right.
-        let args = ["clearinghouse".into(), "--config".into(), path_arg(&self.ch_config_path), "--listen".into(), self.ch.http.to_string()];
+        let args = [
+            "clearinghouse".into(),
+            "--config".into(),
+            path_arg(&self.ch_config_path),
+            "--listen".into(),
+            self.ch.http.to_string(),
+        ];
         self.ch = launch(&args, &self.dir.join("clearinghouse.log")).await?;
         Ok(())
     }

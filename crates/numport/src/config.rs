@@ -15,14 +15,3 @@ pub fn load<T: DeserializeOwned + Default>(path: Option<&Path>) -> anyhow::Resul
         }
     }
 }
-
-/// Make sure the folder of a `sqlite://` database exists, so a first start needs nothing.
-pub fn prepare_sqlite_dir(url: &str) -> anyhow::Result<()> {
-    if let Some(path) = url.strip_prefix("sqlite://") {
-        let path = path.split('?').next().unwrap_or(path);
-        if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-    }
-    Ok(())
-}

@@ -79,7 +79,8 @@ async fn port_a_to_b(cluster: &Cluster) -> anyhow::Result<usize> {
     let proof = key.prove(&nonce, &msisdn, &b.name, expiry);
     let http = reqwest::Client::new();
     let t0 = Instant::now();
-    let auth = PortOutAuthorisation { msisdn: msisdn.clone(), nonce: nonce.to_hex(), recipient: b.name.clone(), expiry };
+    let auth =
+        PortOutAuthorisation { msisdn: msisdn.clone(), nonce: nonce.to_hex(), recipient: b.name.clone(), expiry };
     let to_donor = http.post(format!("{}/v1/self-service/port-out-authorisations", a.proc.url())).json(&auth).send();
     let req = PortingRequest { msisdn: msisdn.clone(), nonce: nonce.to_hex(), expiry, proof: proof.to_hex() };
     let to_recipient = http.post(format!("{}/v1/self-service/port-in", b.proc.url())).json(&req).send();
@@ -117,7 +118,11 @@ async fn port_a_to_b(cluster: &Cluster) -> anyhow::Result<usize> {
         show(
             &format!(
                 "4  opa's credit information: arrears {}, unbilled {}, contract {}, deposit {} → compensation {}",
-                c.arrears, c.unbilled_usage, c.contract_remaining, c.deposit_held, c.compensation()
+                c.arrears,
+                c.unbilled_usage,
+                c.contract_remaining,
+                c.deposit_held,
+                c.compensation()
             ),
             step("awaiting_decision"),
         );

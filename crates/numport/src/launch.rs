@@ -54,7 +54,11 @@ fn numport_exe() -> anyhow::Result<std::path::PathBuf> {
 /// Run `numport <args>` with logs appended to `log`, and wait until it listens.
 pub async fn launch(args: &[String], log: &Path) -> anyhow::Result<Launched> {
     let exe = numport_exe()?;
-    let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).with_context(|| format!("opening {}", log.display()))?;
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
     let mut child = Command::new(exe)
         .args(args)
         .env("NUMPORT_LOG", std::env::var("NUMPORT_LOG").unwrap_or_else(|_| "info".into()))

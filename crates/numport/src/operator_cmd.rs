@@ -62,7 +62,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(Admin::ImportSubscribers { file }) => {
             let store = OperatorStore::connect(&cfg.resolved_database_url()).await?;
             let f = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
-            let n = store.import_subscribers_csv(std::io::BufReader::new(f), numport_core::Clock::now_ms(&SystemClock)).await?;
+            let n = store
+                .import_subscribers_csv(std::io::BufReader::new(f), numport_core::Clock::now_ms(&SystemClock))
+                .await?;
             println!("imported {n} subscribers into {}", cfg.name);
             Ok(ExitCode::SUCCESS)
         }
@@ -71,7 +73,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 async fn serve(cfg: OperatorConfig) -> anyhow::Result<ExitCode> {
     let name = cfg.name.to_string();
-    let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     let node = Node::open(cfg, Arc::new(SystemClock)).await?;
     tracing::info!(%addr, operator = name, "operator node listening");

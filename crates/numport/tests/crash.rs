@@ -24,9 +24,7 @@ use std::time::{Duration, Instant};
 use clearinghouse::ClearinghouseConfig;
 use clearinghouse::config::DispatcherConfig;
 use clearinghouse_api::model::{Order, PortingRequest};
-use numport::cluster::{
-    Cluster, ClusterSpec, INITIAL_FUNDS, OPERATORS, subscriber_number, terminal_key,
-};
+use numport::cluster::{Cluster, ClusterSpec, INITIAL_FUNDS, OPERATORS, subscriber_number, terminal_key};
 use numport_core::porting::OrderState;
 use numport_core::proof::{Nonce, PinStretch};
 use numport_core::{Clock, Msisdn, SystemClock};
@@ -70,55 +68,31 @@ fn handsets() -> Vec<Handset> {
             let msisdn = subscriber_number(OPERATORS[donor].2, i / 3);
             let key = terminal_key(&msisdn, PinStretch::FAST).expect("port key");
             let nonce = Nonce(rand::random());
-            let to: numport_core::OperatorName =
-                OPERATORS[recipient].0.parse().expect("operator name");
-            let auth = PortOutAuthorisation {
-                msisdn: msisdn.clone(),
-                nonce: nonce.to_hex(),
-                recipient: to.clone(),
-                expiry,
-            };
+            let to: numport_core::OperatorName = OPERATORS[recipient].0.parse().expect("operator name");
+            let auth =
+                PortOutAuthorisation { msisdn: msisdn.clone(), nonce: nonce.to_hex(), recipient: to.clone(), expiry };
             let req = PortingRequest {
                 msisdn: msisdn.clone(),
                 nonce: nonce.to_hex(),
                 expiry,
                 proof: key.prove(&nonce, &msisdn, &to, expiry).to_hex(),
             };
-            Handset {
-                msisdn,
-                donor,
-                recipient,
-                auth,
-                req,
-            }
+            Handset { msisdn, donor, recipient, auth, req }
         })
         .collect()
 }
 
 /// Port from the handset, starting after `delay`; on failure retry the same requests until
 /// acknowledged or the retry budget runs out.
-async fn port(
-    http: reqwest::Client,
-    nodes: Arc<Vec<String>>,
-    h: Arc<Handset>,
-    delay: Duration,
-) -> Seen {
+async fn port(http: reqwest::Client, nodes: Arc<Vec<String>>, h: Arc<Handset>, delay: Duration) -> Seen {
     tokio::time::sleep(delay).await;
     let mut seen = Seen::default();
     let give_up = Instant::now() + Duration::from_secs(20);
     loop {
         seen.attempts += 1;
-        let to_donor = http
-            .post(format!(
-                "{}/v1/self-service/port-out-authorisations",
-                nodes[h.donor]
-            ))
-            .json(&h.auth)
-            .send();
-        let to_recipient = http
-            .post(format!("{}/v1/self-service/port-in", nodes[h.recipient]))
-            .json(&h.req)
-            .send();
+        let to_donor =
+            http.post(format!("{}/v1/self-service/port-out-authorisations", nodes[h.donor])).json(&h.auth).send();
+        let to_recipient = http.post(format!("{}/v1/self-service/port-in", nodes[h.recipient])).json(&h.req).send();
         let (_, r) = tokio::join!(to_donor, to_recipient);
         match r {
             Ok(resp) if resp.status().is_success() => match resp.json::<Order>().await {
@@ -130,10 +104,7 @@ async fn port(
             },
             Ok(resp) => {
                 let status = resp.status();
-                seen.failures.push(format!(
-                    "{status} {}",
-                    resp.text().await.unwrap_or_default()
-                ));
+                seen.failures.push(format!("{status} {}", resp.text().await.unwrap_or_default()));
             }
             Err(e) => seen.failures.push(format!("transport: {e}")),
         }
@@ -174,18 +145,11 @@ async fn evidence(cluster: &Cluster, order_id: i64) -> String {
             r.get::<Option<String>, _>("last_error"),
         ));
     }
-    for e in numport_store::audit::for_order(&mut conn, order_id)
-        .await
-        .unwrap_or_default()
-    {
-        out.push_str(&format!(
-            "  audit {} {} {:?} -> {:?} {}\n",
-            e.at, e.actor, e.from_state, e.to_state, e.detail
-        ));
+    for e in numport_store::audit::for_order(&mut conn, order_id).await.unwrap_or_default() {
+        out.push_str(&format!("  audit {} {} {:?} -> {:?} {}\n", e.at, e.actor, e.from_state, e.to_state, e.detail));
     }
     for op in &cluster.ops {
-        let log = std::fs::read_to_string(cluster.dir.join(format!("operator-{}.log", op.name)))
-            .unwrap_or_default();
+        let log = std::fs::read_to_string(cluster.dir.join(format!("operator-{}.log", op.name))).unwrap_or_default();
         let needle = format!("order_id={order_id}");
         for line in log.lines().filter(|l| l.contains(&needle)) {
             out.push_str(&format!("  {} log: {line}\n", op.name));
@@ -198,19 +162,12 @@ async fn evidence(cluster: &Cluster, order_id: i64) -> String {
 fn clearinghouse_killed_while_ports_are_in_flight() {
     // SAFETY: set before any other thread of this test binary exists.
     unsafe { std::env::set_var("NUMPORT_BIN", env!("CARGO_BIN_EXE_numport")) };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let tmp = tempfile::tempdir().expect("temp dir");
     let ok = rt.block_on(scenario(tmp.path()));
     if !ok {
         let kept = tmp.keep();
-        panic!(
-            "crash test failed; databases and logs kept in {}",
-            kept.display()
-        );
+        panic!("crash test failed; databases and logs kept in {}", kept.display());
     }
 }
 
@@ -261,24 +218,16 @@ async fn scenario(tmp: &std::path::Path) -> bool {
     // Kill the clearinghouse once some ports have completed, with more in flight and to come.
     let wait_until = Instant::now() + Duration::from_secs(20);
     let mut before_kill = head(&cluster.ch_db).await;
-    while (before_kill < KILL_AFTER || fired.elapsed() < KILL_NOT_BEFORE)
-        && Instant::now() < wait_until
-    {
+    while (before_kill < KILL_AFTER || fired.elapsed() < KILL_NOT_BEFORE) && Instant::now() < wait_until {
         tokio::time::sleep(Duration::from_millis(2)).await;
         before_kill = head(&cluster.ch_db).await;
     }
-    cluster
-        .ch
-        .kill_hard()
-        .await
-        .expect("kill -9 the clearinghouse");
+    cluster.ch.kill_hard().await.expect("kill -9 the clearinghouse");
     let at_kill = head(&cluster.ch_db).await;
     let (open_at_kill, undelivered_at_kill) = {
         let mut conn = cluster.ch_db.acquire().await.expect("connection");
         let open = orders::count_open(&mut conn).await.expect("count open");
-        let undelivered = numport_store::outbox::pending_count(&mut conn)
-            .await
-            .expect("pending");
+        let undelivered = numport_store::outbox::pending_count(&mut conn).await.expect("pending");
         (open, undelivered)
     };
     eprintln!(
@@ -289,15 +238,10 @@ async fn scenario(tmp: &std::path::Path) -> bool {
         fail("no order was open at the kill; nothing was caught mid-way".into());
     }
     if at_kill >= PORTS as i64 {
-        fail(format!(
-            "every port had completed before the kill ({at_kill}); nothing was in flight"
-        ));
+        fail(format!("every port had completed before the kill ({at_kill}); nothing was in flight"));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    cluster
-        .restart_clearinghouse()
-        .await
-        .expect("restart the clearinghouse");
+    cluster.restart_clearinghouse().await.expect("restart the clearinghouse");
     eprintln!("clearinghouse restarted after {:?}", started.elapsed());
 
     let mut seen: Vec<Seen> = Vec::new();
@@ -306,21 +250,13 @@ async fn scenario(tmp: &std::path::Path) -> bool {
     }
     let acked = seen.iter().filter(|s| s.acknowledged.is_some()).count();
     let retried = seen.iter().filter(|s| s.attempts > 1).count();
-    eprintln!(
-        "handsets done after {:?}: {acked} acknowledged, {retried} needed a retry",
-        started.elapsed()
-    );
+    eprintln!("handsets done after {:?}: {acked} acknowledged, {retried} needed a retry", started.elapsed());
     if retried == 0 {
-        fail(
-            "no handset met the dead clearinghouse; the kill came too late to test retries".into(),
-        );
+        fail("no handset met the dead clearinghouse; the kill came too late to test retries".into());
     }
     for (h, s) in handsets.iter().zip(&seen) {
         if s.acknowledged.is_none() {
-            fail(format!(
-                "port-in of {} never acknowledged after {} attempts: {:?}",
-                h.msisdn, s.attempts, s.failures
-            ));
+            fail(format!("port-in of {} never acknowledged after {} attempts: {:?}", h.msisdn, s.attempts, s.failures));
         }
     }
 
@@ -335,15 +271,10 @@ async fn scenario(tmp: &std::path::Path) -> bool {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    eprintln!(
-        "orders terminal after {:?} ({open} still open)",
-        started.elapsed()
-    );
+    eprintln!("orders terminal after {:?} ({open} still open)", started.elapsed());
 
     let mut conn = cluster.ch_db.acquire().await.expect("connection");
-    let by_state = orders::count_by_state(&mut conn)
-        .await
-        .expect("count by state");
+    let by_state = orders::count_by_state(&mut conn).await.expect("count by state");
     eprintln!("orders by state: {by_state:?}");
     let all: Vec<(i64, String)> = sqlx::query("SELECT id, state FROM porting_orders ORDER BY id")
         .fetch_all(&mut *conn)
@@ -355,10 +286,7 @@ async fn scenario(tmp: &std::path::Path) -> bool {
     drop(conn);
     for (id, state) in &all {
         if state != OrderState::Completed.as_str() {
-            fail(format!(
-                "order {id} ended {state}, not completed:\n{}",
-                evidence(&cluster, *id).await
-            ));
+            fail(format!("order {id} ended {state}, not completed:\n{}", evidence(&cluster, *id).await));
         }
     }
 
@@ -366,13 +294,7 @@ async fn scenario(tmp: &std::path::Path) -> bool {
     // Acknowledged port-ins are in the database, as answered.
     let mut op_ids = Vec::new();
     for (name, _, _) in OPERATORS {
-        op_ids.push(
-            operators::by_name(&mut conn, name)
-                .await
-                .expect("operator")
-                .expect("registered")
-                .id,
-        );
+        op_ids.push(operators::by_name(&mut conn, name).await.expect("operator").expect("registered").id);
     }
     let mut order_of: HashMap<Msisdn, i64> = HashMap::new();
     for (h, s) in handsets.iter().zip(&seen) {
@@ -387,19 +309,16 @@ async fn scenario(tmp: &std::path::Path) -> bool {
             )),
         }
     }
-    let per_number: Vec<(String, i64)> = sqlx::query(
-        "SELECT msisdn, COUNT(*) AS n FROM porting_orders GROUP BY msisdn HAVING COUNT(*) > 1",
-    )
-    .fetch_all(&mut *conn)
-    .await
-    .expect("orders per number")
-    .iter()
-    .map(|r| (r.get("msisdn"), r.get("n")))
-    .collect();
+    let per_number: Vec<(String, i64)> =
+        sqlx::query("SELECT msisdn, COUNT(*) AS n FROM porting_orders GROUP BY msisdn HAVING COUNT(*) > 1")
+            .fetch_all(&mut *conn)
+            .await
+            .expect("orders per number")
+            .iter()
+            .map(|r| (r.get("msisdn"), r.get("n")))
+            .collect();
     if !per_number.is_empty() {
-        fail(format!(
-            "numbers with more than one order (a retry opened a second one): {per_number:?}"
-        ));
+        fail(format!("numbers with more than one order (a retry opened a second one): {per_number:?}"));
     }
 
     // Money.
@@ -409,72 +328,49 @@ async fn scenario(tmp: &std::path::Path) -> bool {
     }
     let mut total = 0;
     for id in &op_ids {
-        total += ledger::operator_account(&mut conn, *id)
-            .await
-            .expect("account")
-            .1
-            .0;
+        total += ledger::operator_account(&mut conn, *id).await.expect("account").1.0;
     }
     if total != 3 * INITIAL_FUNDS.0 {
-        fail(format!(
-            "operators hold {total}, not the {} paid in",
-            3 * INITIAL_FUNDS.0
-        ));
+        fail(format!("operators hold {total}, not the {} paid in", 3 * INITIAL_FUNDS.0));
     }
-    let journals: BTreeMap<i64, i64> = sqlx::query("SELECT order_id, COUNT(*) AS n FROM journals WHERE kind = 'compensation' GROUP BY order_id")
-        .fetch_all(&mut *conn)
-        .await
-        .expect("journals")
-        .iter()
-        .map(|r| (r.get("order_id"), r.get("n")))
-        .collect();
-    let completed: Vec<(i64, String, i64)> = sqlx::query(
-        "SELECT id, msisdn, recipient_id FROM porting_orders WHERE state = 'completed' ORDER BY id",
-    )
-    .fetch_all(&mut *conn)
-    .await
-    .expect("completed orders")
-    .iter()
-    .map(|r| (r.get("id"), r.get("msisdn"), r.get("recipient_id")))
-    .collect();
+    let journals: BTreeMap<i64, i64> =
+        sqlx::query("SELECT order_id, COUNT(*) AS n FROM journals WHERE kind = 'compensation' GROUP BY order_id")
+            .fetch_all(&mut *conn)
+            .await
+            .expect("journals")
+            .iter()
+            .map(|r| (r.get("order_id"), r.get("n")))
+            .collect();
+    let completed: Vec<(i64, String, i64)> =
+        sqlx::query("SELECT id, msisdn, recipient_id FROM porting_orders WHERE state = 'completed' ORDER BY id")
+            .fetch_all(&mut *conn)
+            .await
+            .expect("completed orders")
+            .iter()
+            .map(|r| (r.get("id"), r.get("msisdn"), r.get("recipient_id")))
+            .collect();
     for (id, msisdn, recipient) in &completed {
         if journals.get(id) != Some(&1) {
-            fail(format!(
-                "completed order {id} has {:?} compensation journals, not exactly one",
-                journals.get(id)
-            ));
+            fail(format!("completed order {id} has {:?} compensation journals, not exactly one", journals.get(id)));
         }
         let m: Msisdn = msisdn.parse().expect("stored number");
         let routed = routing::ported_to(&mut conn, &m).await.expect("ported_to");
         if routed != Some(*recipient) {
-            fail(format!(
-                "{msisdn} (order {id}) routed to {routed:?}, not to its recipient {recipient}"
-            ));
+            fail(format!("{msisdn} (order {id}) routed to {routed:?}, not to its recipient {recipient}"));
         }
     }
-    if let Some((id, n)) = journals
-        .iter()
-        .find(|(id, _)| !completed.iter().any(|(c, _, _)| c == *id))
-    {
-        fail(format!(
-            "order {id} is not completed but has {n} compensation journals"
-        ));
+    if let Some((id, n)) = journals.iter().find(|(id, _)| !completed.iter().any(|(c, _, _)| c == *id)) {
+        fail(format!("order {id} is not completed but has {n} compensation journals"));
     }
 
     // The routing change log.
-    let changes = routing::changes_after(&mut conn, 0, 10_000)
-        .await
-        .expect("changes");
+    let changes = routing::changes_after(&mut conn, 0, 10_000).await.expect("changes");
     let seqs: Vec<i64> = changes.iter().map(|c| c.seq).collect();
     if seqs != (1..=changes.len() as i64).collect::<Vec<_>>() {
         fail(format!("routing change log has gaps or disorder: {seqs:?}"));
     }
     if changes.len() != completed.len() {
-        fail(format!(
-            "{} routing changes for {} completed orders",
-            changes.len(),
-            completed.len()
-        ));
+        fail(format!("{} routing changes for {} completed orders", changes.len(), completed.len()));
     }
     let mut logged: Vec<i64> = changes.iter().filter_map(|c| c.order_id).collect();
     logged.sort_unstable();
@@ -487,11 +383,7 @@ async fn scenario(tmp: &std::path::Path) -> bool {
     let stores: Vec<OperatorStore> = {
         let mut v = Vec::new();
         for op in &cluster.ops {
-            v.push(
-                OperatorStore::connect(&op.db_url)
-                    .await
-                    .expect("operator database"),
-            );
+            v.push(OperatorStore::connect(&op.db_url).await.expect("operator database"));
         }
         v
     };
@@ -500,16 +392,9 @@ async fn scenario(tmp: &std::path::Path) -> bool {
     loop {
         behind.clear();
         for h in &handsets {
-            let out = stores[h.donor]
-                .subscriber(&h.msisdn)
-                .await
-                .expect("donor's subscriber")
-                .map(|s| s.status);
-            let inn = stores[h.recipient]
-                .subscriber(&h.msisdn)
-                .await
-                .expect("recipient's subscriber")
-                .map(|s| s.status);
+            let out = stores[h.donor].subscriber(&h.msisdn).await.expect("donor's subscriber").map(|s| s.status);
+            let inn =
+                stores[h.recipient].subscriber(&h.msisdn).await.expect("recipient's subscriber").map(|s| s.status);
             if out != Some(SubscriberStatus::PortedOut) || inn != Some(SubscriberStatus::Active) {
                 behind.push((h.msisdn.clone(), out, inn));
             }
@@ -525,9 +410,7 @@ async fn scenario(tmp: &std::path::Path) -> bool {
             Some(id) => evidence(&cluster, id).await,
             None => String::new(),
         };
-        fail(format!(
-            "operators did not record the port of {msisdn} (donor: {out:?}, recipient: {inn:?}):\n{detail}"
-        ));
+        fail(format!("operators did not record the port of {msisdn} (donor: {out:?}, recipient: {inn:?}):\n{detail}"));
     }
     for s in stores {
         s.close().await;

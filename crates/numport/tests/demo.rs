@@ -25,23 +25,13 @@ fn show(o: &Output) -> String {
 fn demo_check_passes() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("demo");
-    let out = numport(&[
-        "demo",
-        "--check",
-        "--dir",
-        data.to_str().expect("utf-8 path"),
-    ]);
+    let out = numport(&["demo", "--check", "--dir", data.to_str().expect("utf-8 path")]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", show(&out));
     assert!(stdout.contains("all checks passed"), "{}", show(&out));
     assert!(!stdout.contains("FAIL"), "{}", show(&out));
     // The demo kept its databases and logs where it was told to.
-    for f in [
-        "clearinghouse.db",
-        "clearinghouse.log",
-        "operator-opa.db",
-        "operator-opb.log",
-    ] {
+    for f in ["clearinghouse.db", "clearinghouse.log", "operator-opa.db", "operator-opb.log"] {
         assert!(data.join(f).exists(), "{f} missing from {}", data.display());
     }
 }
@@ -56,26 +46,13 @@ fn role_help_succeeds() {
         &["demo", "--help"],
     ] {
         let out = numport(args);
-        assert!(
-            out.status.success(),
-            "numport {}: {}",
-            args.join(" "),
-            show(&out)
-        );
-        assert!(
-            String::from_utf8_lossy(&out.stdout).contains("Usage:"),
-            "numport {}: {}",
-            args.join(" "),
-            show(&out)
-        );
+        assert!(out.status.success(), "numport {}: {}", args.join(" "), show(&out));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage:"), "numport {}: {}", args.join(" "), show(&out));
     }
     let out = numport(&["bench", "porting", "--help"]);
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in ["--ports", "--concurrency", "--db", "--json"] {
-        assert!(
-            help.contains(flag),
-            "bench porting --help lacks {flag}:\n{help}"
-        );
+        assert!(help.contains(flag), "bench porting --help lacks {flag}:\n{help}");
     }
 }
 

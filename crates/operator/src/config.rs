@@ -61,9 +61,7 @@ impl Default for OperatorConfig {
 }
 
 fn default_name() -> OperatorName {
-    "opa"
-        .parse()
-        .unwrap_or_else(|_| unreachable!("\"opa\" is a valid operator name"))
+    "opa".parse().unwrap_or_else(|_| unreachable!("\"opa\" is a valid operator name"))
 }
 
 impl OperatorConfig {
@@ -78,18 +76,14 @@ impl OperatorConfig {
         if s.is_empty() {
             return Ok(None);
         }
-        hex::decode(s)
-            .map(Some)
-            .map_err(|_| OperatorError::Config("callback_secret must be hex".into()))
+        hex::decode(s).map(Some).map_err(|_| OperatorError::Config("callback_secret must be hex".into()))
     }
 
     /// The URL to register at the clearinghouse, given the address the node is bound to.
     /// A `public_url` that already ends in the callback path is taken as is.
     pub fn callback_url(&self, bound: SocketAddr) -> String {
         match &self.public_url {
-            Some(url) if url.trim_end_matches('/').ends_with(CALLBACK_PATH) => {
-                url.trim_end_matches('/').to_owned()
-            }
+            Some(url) if url.trim_end_matches('/').ends_with(CALLBACK_PATH) => url.trim_end_matches('/').to_owned(),
             Some(url) => format!("{}{CALLBACK_PATH}", url.trim_end_matches('/')),
             None => {
                 let mut addr = bound;
@@ -117,9 +111,7 @@ pub struct RecipientPolicy {
 
 impl Default for RecipientPolicy {
     fn default() -> Self {
-        RecipientPolicy {
-            max_compensation: Money(100_000),
-        }
+        RecipientPolicy { max_compensation: Money(100_000) }
     }
 }
 
@@ -136,8 +128,7 @@ mod tests {
 
     #[test]
     fn defaults_and_partial_toml() {
-        let c: OperatorConfig =
-            serde_json::from_str(r#"{"name":"opb","policy":{"max_compensation":5}}"#).unwrap();
+        let c: OperatorConfig = serde_json::from_str(r#"{"name":"opb","policy":{"max_compensation":5}}"#).unwrap();
         assert_eq!(c.name.as_str(), "opb");
         assert_eq!(c.policy.max_compensation, Money(5));
         assert_eq!(c.listen, OperatorConfig::default().listen);
@@ -149,20 +140,11 @@ mod tests {
     fn callback_url() {
         let mut c = OperatorConfig::default();
         let bound: SocketAddr = "0.0.0.0:8500".parse().unwrap();
-        assert_eq!(
-            c.callback_url(bound),
-            "http://127.0.0.1:8500/v1/clearinghouse/callbacks"
-        );
+        assert_eq!(c.callback_url(bound), "http://127.0.0.1:8500/v1/clearinghouse/callbacks");
         c.public_url = Some("https://opa.example/".into());
-        assert_eq!(
-            c.callback_url(bound),
-            "https://opa.example/v1/clearinghouse/callbacks"
-        );
+        assert_eq!(c.callback_url(bound), "https://opa.example/v1/clearinghouse/callbacks");
         c.public_url = Some("https://opa.example/v1/clearinghouse/callbacks".into());
-        assert_eq!(
-            c.callback_url(bound),
-            "https://opa.example/v1/clearinghouse/callbacks"
-        );
+        assert_eq!(c.callback_url(bound), "https://opa.example/v1/clearinghouse/callbacks");
     }
 
     #[test]
@@ -173,9 +155,7 @@ mod tests {
         assert_eq!(c.callback_secret_bytes().unwrap(), Some(vec![0, 255]));
         c.callback_secret = "xyz".into();
         assert!(c.callback_secret_bytes().is_err());
-        let p = RecipientPolicy {
-            max_compensation: Money(100),
-        };
+        let p = RecipientPolicy { max_compensation: Money(100) };
         assert!(p.accepts(Money(100)));
         assert!(!p.accepts(Money(101)));
     }

@@ -39,13 +39,7 @@ pub(crate) struct HttpError {
 
 impl HttpError {
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> HttpError {
-        HttpError {
-            status,
-            body: ApiError {
-                error: code.to_owned(),
-                message: message.into(),
-            },
-        }
+        HttpError { status, body: ApiError { error: code.to_owned(), message: message.into() } }
     }
 
     pub fn bad_request(code: &str, message: impl Into<String>) -> HttpError {
@@ -74,11 +68,7 @@ impl From<OperatorError> for HttpError {
             }
             other => {
                 tracing::error!(error = %other, "request failed");
-                HttpError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error",
-                )
+                HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
             }
         }
     }

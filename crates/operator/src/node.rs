@@ -5,6 +5,7 @@
 //! ([`crate::portability`] today; SMSC, charging and provisioning later) add routes to
 //! [`Node::router`] and tasks to [`Node::run`], and keep their logic in their own module.
 
+use axum::serve::ListenerExt;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,10 +57,7 @@ pub(crate) struct NodeInner {
 
 impl Node {
     /// Open the node's database (creating and migrating it) and build the node.
-    pub async fn open(
-        config: OperatorConfig,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Node, OperatorError> {
+    pub async fn open(config: OperatorConfig, clock: Arc<dyn Clock>) -> Result<Node, OperatorError> {
         config.callback_secret_bytes()?;
         let store = OperatorStore::connect(&config.resolved_database_url()).await?;
         Node::with_store(config, store, clock)
@@ -141,10 +139,7 @@ impl Node {
         Router::new()
             .merge(portability::routes())
             .with_state(self.clone())
-            .merge(telemetry::routes(
-                self.inner.metrics.registry.clone(),
-                health,
-            ))
+            .merge(telemetry::routes(self.inner.metrics.registry.clone(), health))
             .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
             .layer(TraceLayer::new_for_http())
     }
@@ -156,11 +151,7 @@ impl Node {
     /// unreachable; startup does not wait for it), and the re-processor of messages whose
     /// processing did not finish. On shutdown, in-flight message processing gets a few seconds
     /// to finish; anything cut short is still recorded and is processed at the next start.
-    pub async fn run(
-        self,
-        listener: TcpListener,
-        shutdown: CancellationToken,
-    ) -> Result<(), OperatorError> {
+    pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) -> Result<(), OperatorError> {
         let bound = listener.local_addr()?;
         tracing::info!(node = %self.name(), addr = %bound, "operator node listening");
         let background = shutdown.child_token();
@@ -168,17 +159,19 @@ impl Node {
         tasks.spawn(self.clone().startup_sync(bound, background.clone()));
         tasks.spawn(self.clone().reprocessor(background.clone()));
 
-        let served = axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await;
+        let served = axum::serve(
+            listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            }),
+            self.router(),
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
 
         background.cancel();
         while tasks.join_next().await.is_some() {}
         self.inner.tasks.close();
-        if tokio::time::timeout(DRAIN_TIMEOUT, self.inner.tasks.wait())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.inner.tasks.wait()).await.is_err() {
             tracing::warn!(node = %self.name(), "message processing still running at shutdown; it resumes at next start");
         }
         tracing::info!(node = %self.name(), "operator node stopped");

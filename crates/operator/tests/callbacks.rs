@@ -29,12 +29,7 @@ fn closed(id: i64) -> clearinghouse_api::Envelope {
 fn credit_query(id: i64, number: &str) -> clearinghouse_api::Envelope {
     envelope(
         id,
-        Message::CreditQuery {
-            order_id: 42,
-            msisdn: msisdn(number),
-            recipient: op("opb"),
-            deadline_at: T0 + 60_000,
-        },
+        Message::CreditQuery { order_id: 42, msisdn: msisdn(number), recipient: op("opb"), deadline_at: T0 + 60_000 },
     )
 }
 
@@ -52,14 +47,9 @@ async fn signed_callback_is_accepted_and_processed() {
     assert_eq!(events[0].message_id, Some(1));
     assert_eq!(events[0].detail["reason"], "deposit_timeout");
     let metrics = n.node.metrics().render();
+    assert!(metrics.contains("operator_callbacks_received_total 1"), "{metrics}");
     assert!(
-        metrics.contains("operator_callbacks_received_total 1"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains(
-            "operator_messages_processed_total{kind=\"order_closed\",outcome=\"done\"} 1"
-        ),
+        metrics.contains("operator_messages_processed_total{kind=\"order_closed\",outcome=\"done\"} 1"),
         "{metrics}"
     );
 }
@@ -73,10 +63,7 @@ async fn bad_stale_and_missing_signatures_are_refused() {
 
     // Signed with another secret.
     let mut req = n.signed_raw(1, body.clone(), now);
-    req.headers_mut().insert(
-        SIGNATURE_HEADER,
-        sign(b"not the secret", now, &body).parse().unwrap(),
-    );
+    req.headers_mut().insert(SIGNATURE_HEADER, sign(b"not the secret", now, &body).parse().unwrap());
     let (status, err) = n.send(req).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(err["error"], "bad_signature");
@@ -91,17 +78,10 @@ async fn bad_stale_and_missing_signatures_are_refused() {
 
     // Stale: signed correctly, but too long ago (and too far ahead).
     let tolerance = OperatorConfig::default().signature_tolerance_ms;
-    let (status, err) = n
-        .send(n.signed_raw(1, body.clone(), now - tolerance - 1))
-        .await;
+    let (status, err) = n.send(n.signed_raw(1, body.clone(), now - tolerance - 1)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(err["error"], "stale");
-    assert_eq!(
-        n.send(n.signed_raw(1, body.clone(), now + tolerance + 1))
-            .await
-            .0,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(n.send(n.signed_raw(1, body.clone(), now + tolerance + 1)).await.0, StatusCode::UNAUTHORIZED);
 
     // Missing headers.
     for missing in [SIGNATURE_HEADER, TIMESTAMP_HEADER] {
@@ -114,29 +94,18 @@ async fn bad_stale_and_missing_signatures_are_refused() {
 
     // Malformed signature and timestamp.
     let mut req = n.signed_raw(1, body.clone(), now);
-    req.headers_mut()
-        .insert(SIGNATURE_HEADER, "v1=zz".parse().unwrap());
+    req.headers_mut().insert(SIGNATURE_HEADER, "v1=zz".parse().unwrap());
     assert_eq!(n.send(req).await.0, StatusCode::UNAUTHORIZED);
     let mut req = n.signed_raw(1, body.clone(), now);
-    req.headers_mut()
-        .insert(TIMESTAMP_HEADER, "yesterday".parse().unwrap());
+    req.headers_mut().insert(TIMESTAMP_HEADER, "yesterday".parse().unwrap());
     assert_eq!(n.send(req).await.0, StatusCode::UNAUTHORIZED);
 
     // Nothing was recorded, and the refusals were counted.
     assert!(n.store().received_message(1).await.unwrap().is_none());
     let metrics = n.node.metrics().render();
-    assert!(
-        metrics.contains("operator_callbacks_rejected_total{reason=\"bad_signature\"} 2"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("operator_callbacks_rejected_total{reason=\"stale\"} 2"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("operator_callbacks_rejected_total{reason=\"missing_signature\"} 2"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("operator_callbacks_rejected_total{reason=\"bad_signature\"} 2"), "{metrics}");
+    assert!(metrics.contains("operator_callbacks_rejected_total{reason=\"stale\"} 2"), "{metrics}");
+    assert!(metrics.contains("operator_callbacks_rejected_total{reason=\"missing_signature\"} 2"), "{metrics}");
 
     // The clock moved on: a signature made "now" for the node is still accepted.
     n.clock.advance_ms(tolerance * 3);
@@ -146,11 +115,7 @@ async fn bad_stale_and_missing_signatures_are_refused() {
 #[tokio::test]
 async fn node_without_secret_refuses_every_callback() {
     let ch = FakeClearinghouse::start().await;
-    let n = TestNode::with_config(OperatorConfig {
-        callback_secret: String::new(),
-        ..config("opa", &ch.url())
-    })
-    .await;
+    let n = TestNode::with_config(OperatorConfig { callback_secret: String::new(), ..config("opa", &ch.url()) }).await;
     let (status, err) = n.send(n.signed(&closed(1))).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(err["error"], "no_secret");
@@ -162,51 +127,25 @@ async fn replayed_envelope_is_processed_once() {
     let n = TestNode::start("opa", &ch).await;
     n.add_subscriber("4790000001", None, [100, 0, 0, 0]).await;
     let e = credit_query(5, "4790000001");
-    assert_eq!(
-        n.send(n.signed(&e)).await,
-        (StatusCode::OK, json!({"received": true, "id": 5}))
-    );
+    assert_eq!(n.send(n.signed(&e)).await, (StatusCode::OK, json!({"received": true, "id": 5})));
     n.wait_processed(5).await;
     // The same message again (a retry or a captured replay, freshly signed or not).
     n.clock.advance_ms(1000);
-    assert_eq!(
-        n.send(n.signed(&e)).await,
-        (StatusCode::OK, json!({"duplicate": true}))
-    );
+    assert_eq!(n.send(n.signed(&e)).await, (StatusCode::OK, json!({"duplicate": true})));
     let body = serde_json::to_vec(&e).unwrap();
-    assert_eq!(
-        n.send(n.signed_raw(5, body, T0)).await,
-        (StatusCode::OK, json!({"duplicate": true}))
-    );
+    assert_eq!(n.send(n.signed_raw(5, body, T0)).await, (StatusCode::OK, json!({"duplicate": true})));
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    assert_eq!(
-        ch.calls("/v1/porting-orders/42/credit-information").len(),
-        1
-    );
-    assert!(
-        n.node
-            .metrics()
-            .render()
-            .contains("operator_callbacks_duplicate_total 2")
-    );
+    assert_eq!(ch.calls("/v1/porting-orders/42/credit-information").len(), 1);
+    assert!(n.node.metrics().render().contains("operator_callbacks_duplicate_total 2"));
 }
 
 #[tokio::test]
 async fn malformed_json_is_400_and_oversized_body_is_413() {
     let ch = FakeClearinghouse::start().await;
     let n = TestNode::start("opa", &ch).await;
-    for body in [
-        &b"{not json"[..],
-        br#"{"id": 1, "created_at": 0, "message": {"kind": "unheard_of"}}"#,
-        b"\xff\xfe",
-    ] {
+    for body in [&b"{not json"[..], br#"{"id": 1, "created_at": 0, "message": {"kind": "unheard_of"}}"#, b"\xff\xfe"] {
         let (status, err) = n.send(n.signed_raw(1, body.to_vec(), T0)).await;
-        assert_eq!(
-            status,
-            StatusCode::BAD_REQUEST,
-            "{}",
-            String::from_utf8_lossy(body)
-        );
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(body));
         assert_eq!(err["error"], "malformed");
     }
     let big = vec![b' '; 65 * 1024];
@@ -219,8 +158,7 @@ async fn malformed_json_is_400_and_oversized_body_is_413() {
 async fn credit_query_is_answered_with_the_subscribers_figures() {
     let ch = FakeClearinghouse::start().await;
     let n = TestNode::start("opa", &ch).await;
-    n.add_subscriber("4790000001", None, [1200, 340, 5000, 1000])
-        .await;
+    n.add_subscriber("4790000001", None, [1200, 340, 5000, 1000]).await;
     n.send(n.signed(&credit_query(9, "4790000001"))).await;
     n.wait_processed(9).await;
     let calls = ch.calls("/v1/porting-orders/42/credit-information");
@@ -249,10 +187,7 @@ fn credit_information(id: i64, compensation: i64) -> clearinghouse_api::Envelope
             order_id: 77,
             msisdn: msisdn("4790000001"),
             donor: op("opa"),
-            credit: CreditInfo {
-                contract_remaining: Money(compensation),
-                ..CreditInfo::default()
-            },
+            credit: CreditInfo { contract_remaining: Money(compensation), ..CreditInfo::default() },
             compensation: Money(compensation),
             donor_defaulted: false,
             deadline_at: T0 + 60_000,
@@ -264,9 +199,7 @@ fn credit_information(id: i64, compensation: i64) -> clearinghouse_api::Envelope
 async fn credit_information_is_accepted_or_refused_by_policy() {
     let ch = FakeClearinghouse::start().await;
     let n = TestNode::with_config(OperatorConfig {
-        policy: RecipientPolicy {
-            max_compensation: Money(5000),
-        },
+        policy: RecipientPolicy { max_compensation: Money(5000) },
         ..config("opb", &ch.url())
     })
     .await;
@@ -276,30 +209,11 @@ async fn credit_information_is_accepted_or_refused_by_policy() {
     n.wait_processed(2).await;
     let calls = ch.calls("/v1/porting-orders/77/decision");
     assert_eq!(calls.len(), 2);
-    let by_key = |k: &str| {
-        calls
-            .iter()
-            .find(|c| c.idempotency_key.as_deref() == Some(k))
-            .unwrap()
-            .body
-            .clone()
-    };
-    assert_eq!(
-        by_key("opb-msg-1"),
-        json!({"accept": true, "compensation": 5000})
-    );
-    assert_eq!(
-        by_key("opb-msg-2"),
-        json!({"accept": false, "compensation": null})
-    );
-    let kinds: Vec<String> = n
-        .store()
-        .port_events(&msisdn("4790000001"))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.kind)
-        .collect();
+    let by_key = |k: &str| calls.iter().find(|c| c.idempotency_key.as_deref() == Some(k)).unwrap().body.clone();
+    assert_eq!(by_key("opb-msg-1"), json!({"accept": true, "compensation": 5000}));
+    assert_eq!(by_key("opb-msg-2"), json!({"accept": false, "compensation": null}));
+    let kinds: Vec<String> =
+        n.store().port_events(&msisdn("4790000001")).await.unwrap().into_iter().map(|e| e.kind).collect();
     assert_eq!(kinds, ["accepted", "refused"]);
 }
 
@@ -328,10 +242,7 @@ async fn deposit_requested_deposits_the_expected_proof() {
     let calls = ch.calls("/v1/deposits");
     assert_eq!(calls.len(), 1);
     let proof = key.prove(&nonce, &msisdn("4790000001"), &recipient, expiry);
-    assert_eq!(
-        calls[0].body,
-        json!({"msisdn": "4790000001", "nonce": nonce.to_hex(), "proof": proof.to_hex()})
-    );
+    assert_eq!(calls[0].body, json!({"msisdn": "4790000001", "nonce": nonce.to_hex(), "proof": proof.to_hex()}));
     assert_eq!(calls[0].idempotency_key.as_deref(), Some("opa-msg-3"));
 
     // Unknown subscriber: nothing deposited, the message is done with (the deadline rules).
@@ -365,16 +276,8 @@ async fn conflict_from_the_clearinghouse_counts_as_processed() {
     n.send(n.signed(&credit_query(1, "4790000001"))).await;
     n.wait_processed(1).await;
     let row = n.store().received_message(1).await.unwrap().unwrap();
-    assert_eq!(
-        row.last_error.as_deref(),
-        Some("invalid_state: order is failed")
-    );
-    assert!(
-        n.node
-            .metrics()
-            .render()
-            .contains("outcome=\"moved_on\"} 1")
-    );
+    assert_eq!(row.last_error.as_deref(), Some("invalid_state: order is failed"));
+    assert!(n.node.metrics().render().contains("outcome=\"moved_on\"} 1"));
 }
 
 #[tokio::test]
@@ -382,8 +285,7 @@ async fn port_completion_and_confirmation_change_subscriber_status() {
     let ch = FakeClearinghouse::start().await;
     let n = TestNode::start("opa", &ch).await;
     // Donor side: a settled port-out.
-    n.add_subscriber("4790000001", Some(&port_key("111111")), [10, 20, 30, 0])
-        .await;
+    n.add_subscriber("4790000001", Some(&port_key("111111")), [10, 20, 30, 0]).await;
     let confirmed = envelope(
         1,
         Message::CompensationConfirmed {
@@ -395,12 +297,7 @@ async fn port_completion_and_confirmation_change_subscriber_status() {
     );
     n.send(n.signed(&confirmed)).await;
     n.wait_processed(1).await;
-    let s = n
-        .store()
-        .subscriber(&msisdn("4790000001"))
-        .await
-        .unwrap()
-        .unwrap();
+    let s = n.store().subscriber(&msisdn("4790000001")).await.unwrap().unwrap();
     assert_eq!(s.status, SubscriberStatus::PortedOut);
     assert_eq!(s.arrears, Money(10), "the row stays for the final bill");
 
@@ -418,12 +315,7 @@ async fn port_completion_and_confirmation_change_subscriber_status() {
         );
         n.send(n.signed(&completed)).await;
         n.wait_processed(id).await;
-        let s = n
-            .store()
-            .subscriber(&msisdn(number))
-            .await
-            .unwrap()
-            .unwrap();
+        let s = n.store().subscriber(&msisdn(number)).await.unwrap().unwrap();
         assert_eq!(s.status, SubscriberStatus::Active);
         assert_eq!((s.port_key, s.arrears), (None, Money(0)));
     }
@@ -431,14 +323,7 @@ async fn port_completion_and_confirmation_change_subscriber_status() {
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, ["port_out", "port_in"]);
 
-    let returned = envelope(
-        4,
-        Message::NumberReturned {
-            msisdn: msisdn("4790000003"),
-            from: op("opb"),
-            seq: 9,
-        },
-    );
+    let returned = envelope(4, Message::NumberReturned { msisdn: msisdn("4790000003"), from: op("opb"), seq: 9 });
     n.send(n.signed(&returned)).await;
     n.wait_processed(4).await;
     let events = n.store().port_events(&msisdn("4790000003")).await.unwrap();
@@ -455,10 +340,7 @@ async fn reprocessor_picks_up_recorded_but_unprocessed_messages() {
     // As if the node had died between recording and processing.
     let e = credit_query(21, "4790000001");
     let body = serde_json::to_string(&e).unwrap();
-    n.store()
-        .record_message(21, "credit_query", &body, T0, T0 + 2000)
-        .await
-        .unwrap();
+    n.store().record_message(21, "credit_query", &body, T0, T0 + 2000).await.unwrap();
     assert_eq!(n.node.reprocess().await.unwrap(), 0, "not due yet");
     n.clock.advance_ms(2000);
 
@@ -475,11 +357,6 @@ async fn reprocessor_picks_up_recorded_but_unprocessed_messages() {
     assert!(n.is_processed(21).await);
     let calls = ch.calls("/v1/porting-orders/42/credit-information");
     assert_eq!(calls.len(), 2);
-    assert!(
-        calls
-            .iter()
-            .all(|c| c.idempotency_key.as_deref() == Some("opa-msg-21")),
-        "same key on retry"
-    );
+    assert!(calls.iter().all(|c| c.idempotency_key.as_deref() == Some("opa-msg-21")), "same key on retry");
     assert_eq!(n.node.reprocess().await.unwrap(), 0);
 }

@@ -44,10 +44,7 @@ async fn run_registers_catches_up_reprocesses_and_stops() {
     // Left over by a "previous run": recorded, never processed, not due for a while yet.
     let leftover = closed(100, "4790000002");
     let body = serde_json::to_string(&leftover).unwrap();
-    n.store()
-        .record_message(100, "order_closed", &body, T0, T0 + 3_600_000)
-        .await
-        .unwrap();
+    n.store().record_message(100, "order_closed", &body, T0, T0 + 3_600_000).await.unwrap();
     // Message 2 arrived by callback before the crash and was processed then.
     n.send(n.signed(&closed(2, "4790000001"))).await;
     n.wait_processed(2).await;
@@ -59,22 +56,12 @@ async fn run_registers_catches_up_reprocesses_and_stops() {
 
     let expected_url = format!("http://{addr}/v1/clearinghouse/callbacks");
     eventually("callback registration", async || {
-        ch.calls("/v1/operators/me/callback")
-            .iter()
-            .any(|c| c.body == json!({"url": expected_url}))
+        ch.calls("/v1/operators/me/callback").iter().any(|c| c.body == json!({"url": expected_url}))
     })
     .await;
-    eventually("catch-up", async || {
-        n.is_processed(1).await && n.is_processed(3).await
-    })
-    .await;
+    eventually("catch-up", async || n.is_processed(1).await && n.is_processed(3).await).await;
     eventually("startup re-processing", async || n.is_processed(100).await).await;
-    eventually("ack", async || {
-        ch.calls("/v1/inbox/ack")
-            .iter()
-            .any(|c| c.body == json!({"up_to": 3}))
-    })
-    .await;
+    eventually("ack", async || ch.calls("/v1/inbox/ack").iter().any(|c| c.body == json!({"up_to": 3}))).await;
     assert_eq!(n.store().inbox_cursor().await.unwrap(), 3);
     let events = n.store().port_events(&msisdn("4790000001")).await.unwrap();
     assert_eq!(events.len(), 3, "message 2 was not processed twice");
@@ -87,48 +74,30 @@ async fn run_registers_catches_up_reprocesses_and_stops() {
     let resp = http
         .post(&expected_url)
         .header("x-numport-timestamp", ts.to_string())
-        .header(
-            "x-numport-signature",
-            numport_core::signing::sign(&SECRET, ts, &raw),
-        )
+        .header("x-numport-signature", numport_core::signing::sign(&SECRET, ts, &raw))
         .body(raw)
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
     n.wait_processed(4).await;
-    let health: serde_json::Value = http
-        .get(format!("http://{addr}/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: serde_json::Value =
+        http.get(format!("http://{addr}/healthz")).send().await.unwrap().json().await.unwrap();
     assert_eq!(health["callback_registered"], true);
     assert_eq!(health["operator"], "opa");
 
     stop.cancel();
-    tokio::time::timeout(Duration::from_secs(5), server)
-        .await
-        .expect("run stops on the token")
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server).await.expect("run stops on the token").unwrap().unwrap();
 
     // A restart reads the inbox from the cursor, not from the beginning.
     let config = OperatorConfig {
         database_url: format!("sqlite://{}/operator-{{name}}.db", n.dir.path().display()),
         ..config("opa", &ch.url())
     };
-    let again = Node::open(config, Arc::new(ManualClock::new(T0)))
-        .await
-        .unwrap();
+    let again = Node::open(config, Arc::new(ManualClock::new(T0))).await.unwrap();
     assert_eq!(again.catch_up().await.unwrap(), 0);
     let inbox_reads = ch.calls("/v1/inbox");
-    assert_eq!(
-        inbox_reads.last().unwrap().query.as_deref(),
-        Some("after=3&limit=100")
-    );
+    assert_eq!(inbox_reads.last().unwrap().query.as_deref(), Some("after=3&limit=100"));
 }
 
 #[tokio::test]
@@ -139,40 +108,24 @@ async fn startup_does_not_wait_for_an_unreachable_clearinghouse() {
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
     let server = tokio::spawn(n.node.clone().run(listener, stop.clone()));
-    let health: serde_json::Value = reqwest::get(format!("http://{addr}/healthz"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: serde_json::Value = reqwest::get(format!("http://{addr}/healthz")).await.unwrap().json().await.unwrap();
     assert_eq!(health["callback_registered"], false);
     stop.cancel();
-    tokio::time::timeout(Duration::from_secs(5), server)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap().unwrap();
 }
 
 #[tokio::test]
 async fn metrics_and_health_routes() {
     let ch = FakeClearinghouse::start().await;
     let n = TestNode::start("opa", &ch).await;
-    let (status, body) = n
-        .send(Request::get("/healthz").body(Body::empty()).unwrap())
-        .await;
+    let (status, body) = n.send(Request::get("/healthz").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status"], "ok");
-    let resp = tower::ServiceExt::oneshot(
-        n.node.router(),
-        Request::get("/metrics").body(Body::empty()).unwrap(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let text = axum::body::to_bytes(resp.into_body(), 1 << 20)
+    let resp = tower::ServiceExt::oneshot(n.node.router(), Request::get("/metrics").body(Body::empty()).unwrap())
         .await
         .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
     assert!(String::from_utf8_lossy(&text).contains("operator_callbacks_received_total 0"));
 }
 
@@ -188,32 +141,17 @@ async fn port_in_is_relayed_to_the_clearinghouse() {
     let calls = ch.calls("/v1/porting-orders");
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].body, req);
-    assert_eq!(
-        calls[0].idempotency_key.as_deref(),
-        Some(format!("opb-port-in-4790000001-{nonce}").as_str())
-    );
+    assert_eq!(calls[0].idempotency_key.as_deref(), Some(format!("opb-port-in-4790000001-{nonce}").as_str()));
     let events = n.store().port_events(&msisdn("4790000001")).await.unwrap();
-    assert_eq!(
-        (events[0].kind.as_str(), events[0].order_id),
-        ("port_in_requested", Some(7))
-    );
+    assert_eq!((events[0].kind.as_str(), events[0].order_id), ("port_in_requested", Some(7)));
 
     // The clearinghouse's refusal reaches the terminal as it was given.
     let refusal = json!({"error": "already_served", "message": "opb already serves 4790000001"});
-    ch.answer_with(
-        "/v1/porting-orders",
-        StatusCode::UNPROCESSABLE_ENTITY,
-        refusal.clone(),
-    );
-    assert_eq!(
-        n.post_json("/v1/self-service/port-in", &req).await,
-        (StatusCode::UNPROCESSABLE_ENTITY, refusal)
-    );
+    ch.answer_with("/v1/porting-orders", StatusCode::UNPROCESSABLE_ENTITY, refusal.clone());
+    assert_eq!(n.post_json("/v1/self-service/port-in", &req).await, (StatusCode::UNPROCESSABLE_ENTITY, refusal));
 
     // Bad requests stop at the node.
-    let (status, err) = n
-        .post_json("/v1/self-service/port-in", &json!({"msisdn": "12"}))
-        .await;
+    let (status, err) = n.post_json("/v1/self-service/port-in", &json!({"msisdn": "12"})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(err["error"], "invalid_request");
     let bad_nonce = json!({"msisdn": "4790000001", "nonce": "x".repeat(200), "expiry": T0, "proof": "ab".repeat(32)});
@@ -243,42 +181,24 @@ async fn port_out_authorisation_deposits_the_proof() {
     let nonce = Nonce([0x11; 16]);
     let expiry = T0 + 120_000;
     let req = json!({"msisdn": "4790000001", "nonce": nonce.to_hex(), "recipient": "opb", "expiry": expiry});
-    let (status, body) = n
-        .post_json("/v1/self-service/port-out-authorisations", &req)
-        .await;
+    let (status, body) = n.post_json("/v1/self-service/port-out-authorisations", &req).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({"order_id": 7}));
     let proof = key.prove(&nonce, &msisdn("4790000001"), &op("opb"), expiry);
     let calls = ch.calls("/v1/deposits");
-    assert_eq!(
-        calls[0].body,
-        json!({"msisdn": "4790000001", "nonce": nonce.to_hex(), "proof": proof.to_hex()})
-    );
-    assert!(
-        !body.to_string().contains(&proof.to_hex()),
-        "the proof is never handed back"
-    );
+    assert_eq!(calls[0].body, json!({"msisdn": "4790000001", "nonce": nonce.to_hex(), "proof": proof.to_hex()}));
+    assert!(!body.to_string().contains(&proof.to_hex()), "the proof is never handed back");
 
     let unknown = json!({"msisdn": "4790000009", "nonce": nonce.to_hex(), "recipient": "opb", "expiry": expiry});
-    let (status, err) = n
-        .post_json("/v1/self-service/port-out-authorisations", &unknown)
-        .await;
+    let (status, err) = n.post_json("/v1/self-service/port-out-authorisations", &unknown).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(err["error"], "unknown_subscriber");
 
     let keyless = json!({"msisdn": "4790000005", "nonce": nonce.to_hex(), "recipient": "opb", "expiry": expiry});
-    assert_eq!(
-        n.post_json("/v1/self-service/port-out-authorisations", &keyless)
-            .await
-            .0,
-        StatusCode::CONFLICT
-    );
+    assert_eq!(n.post_json("/v1/self-service/port-out-authorisations", &keyless).await.0, StatusCode::CONFLICT);
 
-    let bad_nonce =
-        json!({"msisdn": "4790000001", "nonce": "abc", "recipient": "opb", "expiry": expiry});
-    let (status, err) = n
-        .post_json("/v1/self-service/port-out-authorisations", &bad_nonce)
-        .await;
+    let bad_nonce = json!({"msisdn": "4790000001", "nonce": "abc", "recipient": "opb", "expiry": expiry});
+    let (status, err) = n.post_json("/v1/self-service/port-out-authorisations", &bad_nonce).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(err["error"], "invalid_nonce");
     assert_eq!(ch.calls("/v1/deposits").len(), 1);

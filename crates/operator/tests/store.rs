@@ -18,13 +18,7 @@ fn msisdn(s: &str) -> Msisdn {
 /// Everything the store does, on whichever backend it was given.
 async fn exercise(store: &OperatorStore) {
     // Subscribers: upsert, read back, status, replace.
-    let key = PortKey::derive(
-        b"k-sim-0000000001",
-        "123456",
-        b"salt-salt",
-        PinStretch::FAST,
-    )
-    .unwrap();
+    let key = PortKey::derive(b"k-sim-0000000001", "123456", b"salt-salt", PinStretch::FAST).unwrap();
     let mut s = Subscriber {
         port_key: Some(key.clone()),
         arrears: Money(100),
@@ -36,103 +30,48 @@ async fn exercise(store: &OperatorStore) {
     store.upsert_subscriber(&s).await.unwrap();
     assert_eq!(store.subscriber(&s.msisdn).await.unwrap(), Some(s.clone()));
     assert_eq!(store.subscriber(&msisdn("4790000002")).await.unwrap(), None);
-    assert!(
-        store
-            .set_subscriber_status(&s.msisdn, SubscriberStatus::PortedOut, 11)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .set_subscriber_status(&msisdn("4790000002"), SubscriberStatus::PortedOut, 11)
-            .await
-            .unwrap()
-    );
+    assert!(store.set_subscriber_status(&s.msisdn, SubscriberStatus::PortedOut, 11).await.unwrap());
+    assert!(!store.set_subscriber_status(&msisdn("4790000002"), SubscriberStatus::PortedOut, 11).await.unwrap());
     let read = store.subscriber(&s.msisdn).await.unwrap().unwrap();
-    assert_eq!(
-        (read.status, read.updated_at),
-        (SubscriberStatus::PortedOut, 11)
-    );
+    assert_eq!((read.status, read.updated_at), (SubscriberStatus::PortedOut, 11));
     s.arrears = Money(0);
     s.port_key = None;
     store.upsert_subscriber(&s).await.unwrap();
     assert_eq!(store.subscriber(&s.msisdn).await.unwrap(), Some(s.clone()));
 
     // Bulk import: more rows than one batch, a number repeated (the later line wins).
-    let mut csv =
-        String::from("msisdn,port_key,arrears,unbilled_usage,contract_remaining,deposit_held\n");
+    let mut csv = String::from("msisdn,port_key,arrears,unbilled_usage,contract_remaining,deposit_held\n");
     for i in 0..2500 {
         csv.push_str(&format!("47910{i:05},{},{i},0,0,0\n", key.to_hex()));
     }
     csv.push_str("4791000007,,999,1,2,3\n");
-    let written = store
-        .import_subscribers_csv(csv.as_bytes(), 20)
-        .await
-        .unwrap();
+    let written = store.import_subscribers_csv(csv.as_bytes(), 20).await.unwrap();
     assert_eq!(written, 2500);
     assert_eq!(store.subscriber_count().await.unwrap(), 2501);
-    let seven = store
-        .subscriber(&msisdn("4791000007"))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        (seven.arrears, seven.port_key, seven.deposit_held),
-        (Money(999), None, Money(3))
-    );
-    let last = store
-        .subscriber(&msisdn("4791002499"))
-        .await
-        .unwrap()
-        .unwrap();
+    let seven = store.subscriber(&msisdn("4791000007")).await.unwrap().unwrap();
+    assert_eq!((seven.arrears, seven.port_key, seven.deposit_held), (Money(999), None, Money(3)));
+    let last = store.subscriber(&msisdn("4791002499")).await.unwrap().unwrap();
     assert_eq!(last.port_key, Some(key.clone()));
     // A bad line imports nothing.
     let bad = "4792000001,,0,0,0,0\n4792000002,,zero,0,0,0\n";
-    assert!(
-        store
-            .import_subscribers_csv(bad.as_bytes(), 20)
-            .await
-            .is_err()
-    );
+    assert!(store.import_subscribers_csv(bad.as_bytes(), 20).await.is_err());
     assert_eq!(store.subscriber(&msisdn("4792000001")).await.unwrap(), None);
 
     // Received messages: the id is the replay guard; failures back off; processed is final.
-    assert!(
-        store
-            .record_message(1, "credit_query", "{}", 100, 2100)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .record_message(1, "credit_query", "{}", 200, 2200)
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .record_message(2, "order_closed", "{}", 100, 2100)
-            .await
-            .unwrap()
-    );
+    assert!(store.record_message(1, "credit_query", "{}", 100, 2100).await.unwrap());
+    assert!(!store.record_message(1, "credit_query", "{}", 200, 2200).await.unwrap());
+    assert!(store.record_message(2, "order_closed", "{}", 100, 2100).await.unwrap());
     assert!(store.due_messages(2099, 10).await.unwrap().is_empty());
     let due = store.due_messages(2100, 10).await.unwrap();
     assert_eq!(due.iter().map(|m| m.id).collect::<Vec<_>>(), [1, 2]);
     store.mark_failed(1, "unreachable", 5000).await.unwrap();
     let m = store.received_message(1).await.unwrap().unwrap();
-    assert_eq!(
-        (m.attempts, m.next_attempt_at, m.last_error.as_deref()),
-        (1, 5000, Some("unreachable"))
-    );
+    assert_eq!((m.attempts, m.next_attempt_at, m.last_error.as_deref()), (1, 5000, Some("unreachable")));
     assert_eq!(store.due_messages(4999, 10).await.unwrap().len(), 1);
     store.mark_processed(2, 3000, None).await.unwrap();
     store.mark_processed(2, 4000, Some("late")).await.unwrap();
     let m = store.received_message(2).await.unwrap().unwrap();
-    assert_eq!(
-        (m.processed_at, m.last_error),
-        (Some(3000), None),
-        "processed once"
-    );
+    assert_eq!((m.processed_at, m.last_error), (Some(3000), None), "processed once");
     assert_eq!(store.unprocessed_count().await.unwrap(), 1);
 
     // Inbox cursor only moves forward.
@@ -151,74 +90,26 @@ async fn exercise(store: &OperatorStore) {
         detail: json!({"n": 1}),
         at: 50,
     };
-    assert!(
-        store
-            .record_event(&event(Some(1), "credit_answered", "4790000001"))
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .record_event(&event(Some(1), "credit_answered", "4790000001"))
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .record_event(&event(None, "deposit", "4790000001"))
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .record_event(&event(None, "deposit", "4790000001"))
-            .await
-            .unwrap()
-    );
+    assert!(store.record_event(&event(Some(1), "credit_answered", "4790000001")).await.unwrap());
+    assert!(!store.record_event(&event(Some(1), "credit_answered", "4790000001")).await.unwrap());
+    assert!(store.record_event(&event(None, "deposit", "4790000001")).await.unwrap());
+    assert!(store.record_event(&event(None, "deposit", "4790000001")).await.unwrap());
 
-    assert!(
-        store
-            .apply_port_in(&event(Some(7), "port_in", "4793000001"))
-            .await
-            .unwrap()
-    );
-    let mut p = store
-        .subscriber(&msisdn("4793000001"))
-        .await
-        .unwrap()
-        .unwrap();
+    assert!(store.apply_port_in(&event(Some(7), "port_in", "4793000001")).await.unwrap());
+    let mut p = store.subscriber(&msisdn("4793000001")).await.unwrap().unwrap();
     assert_eq!(p, Subscriber::new(msisdn("4793000001"), 50));
     p.arrears = Money(12);
     store.upsert_subscriber(&p).await.unwrap();
-    assert!(
-        !store
-            .apply_port_in(&event(Some(7), "port_in", "4793000001"))
-            .await
-            .unwrap()
-    );
+    assert!(!store.apply_port_in(&event(Some(7), "port_in", "4793000001")).await.unwrap());
     assert_eq!(
         store.subscriber(&p.msisdn).await.unwrap().unwrap().arrears,
         Money(12),
         "a replayed port-in does not reset the account"
     );
 
-    assert!(
-        store
-            .apply_port_out(&event(Some(8), "port_out", "4791000001"))
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .apply_port_out(&event(Some(8), "port_out", "4791000001"))
-            .await
-            .unwrap()
-    );
-    let out = store
-        .subscriber(&msisdn("4791000001"))
-        .await
-        .unwrap()
-        .unwrap();
+    assert!(store.apply_port_out(&event(Some(8), "port_out", "4791000001")).await.unwrap());
+    assert!(!store.apply_port_out(&event(Some(8), "port_out", "4791000001")).await.unwrap());
+    let out = store.subscriber(&msisdn("4791000001")).await.unwrap().unwrap();
     assert_eq!(out.status, SubscriberStatus::PortedOut);
 
     // Finishing a message: its effect at most once, and the message marked processed.
@@ -230,25 +121,13 @@ async fn exercise(store: &OperatorStore) {
     assert!(!store.finish_message(20, 61, None, &credit).await.unwrap());
     let m = store.received_message(20).await.unwrap().unwrap();
     assert_eq!((m.processed_at, m.attempts, m.last_error), (Some(60), 1, None));
-    assert!(
-        !store
-            .finish_message(21, 62, Some("gave up"), &Effect::Nothing)
-            .await
-            .unwrap()
-    );
+    assert!(!store.finish_message(21, 62, Some("gave up"), &Effect::Nothing).await.unwrap());
     let m = store.received_message(21).await.unwrap().unwrap();
-    assert_eq!(
-        (m.processed_at, m.last_error.as_deref()),
-        (Some(62), Some("gave up"))
-    );
+    assert_eq!((m.processed_at, m.last_error.as_deref()), (Some(62), Some("gave up")));
 
     let port_in = Effect::PortIn(event(Some(22), "port_in", "4794000002"));
     assert!(store.finish_message(22, 63, None, &port_in).await.unwrap());
-    let mut p = store
-        .subscriber(&msisdn("4794000002"))
-        .await
-        .unwrap()
-        .unwrap();
+    let mut p = store.subscriber(&msisdn("4794000002")).await.unwrap().unwrap();
     assert_eq!(p, Subscriber::new(msisdn("4794000002"), 50));
     p.arrears = Money(12);
     store.upsert_subscriber(&p).await.unwrap();
@@ -258,30 +137,15 @@ async fn exercise(store: &OperatorStore) {
         Money(12),
         "a re-processed port-in does not reset the account"
     );
-    assert_eq!(
-        store.received_message(22).await.unwrap().unwrap().processed_at,
-        Some(63)
-    );
+    assert_eq!(store.received_message(22).await.unwrap().unwrap().processed_at, Some(63));
     assert_eq!(store.port_events(&p.msisdn).await.unwrap().len(), 1);
 
-    store
-        .upsert_subscriber(&Subscriber::new(msisdn("4794000003"), 10))
-        .await
-        .unwrap();
+    store.upsert_subscriber(&Subscriber::new(msisdn("4794000003"), 10)).await.unwrap();
     let port_out = Effect::PortOut(event(Some(23), "port_out", "4794000003"));
     assert!(store.finish_message(23, 65, None, &port_out).await.unwrap());
-    let out = store
-        .subscriber(&msisdn("4794000003"))
-        .await
-        .unwrap()
-        .unwrap();
+    let out = store.subscriber(&msisdn("4794000003")).await.unwrap().unwrap();
     assert_eq!((out.status, out.updated_at), (SubscriberStatus::PortedOut, 50));
-    assert!(
-        store
-            .set_subscriber_status(&out.msisdn, SubscriberStatus::Active, 70)
-            .await
-            .unwrap()
-    );
+    assert!(store.set_subscriber_status(&out.msisdn, SubscriberStatus::Active, 70).await.unwrap());
     assert!(!store.finish_message(23, 66, None, &port_out).await.unwrap());
     assert_eq!(
         store.subscriber(&out.msisdn).await.unwrap().unwrap().status,
@@ -293,14 +157,8 @@ async fn exercise(store: &OperatorStore) {
     let events = store.port_events(&msisdn("4790000001")).await.unwrap();
     assert_eq!(events.len(), 3);
     assert_eq!(events[0].detail, json!({"n": 1}));
-    assert_eq!(
-        events[0].counterpart.as_ref().map(|c| c.as_str()),
-        Some("opb")
-    );
-    assert_eq!(
-        store.recent_port_events(2).await.unwrap()[0].kind,
-        "port_out"
-    );
+    assert_eq!(events[0].counterpart.as_ref().map(|c| c.as_str()), Some("opb"));
+    assert_eq!(store.recent_port_events(2).await.unwrap()[0].kind, "port_out");
 }
 
 #[tokio::test]
@@ -340,24 +198,11 @@ impl TempPostgres {
         static SEQ: AtomicU32 = AtomicU32::new(0);
         sqlx::any::install_default_drivers();
         let admin = sqlx::AnyPool::connect(base).await.unwrap();
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!(
-            "op_test_{}_{}_{}",
-            std::process::id(),
-            nanos,
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        admin
-            .execute(format!("CREATE DATABASE {name}").as_str())
-            .await
-            .unwrap();
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
+        let name = format!("op_test_{}_{}_{}", std::process::id(), nanos, SEQ.fetch_add(1, Ordering::Relaxed));
+        admin.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
         // Replace the database part of the URL, keeping any query string.
-        let (head, query) = base
-            .split_once('?')
-            .map_or((base, None), |(h, q)| (h, Some(q)));
+        let (head, query) = base.split_once('?').map_or((base, None), |(h, q)| (h, Some(q)));
         let scheme_end = head.find("://").map_or(0, |i| i + 3);
         let root = match head[scheme_end..].find('/') {
             Some(i) => &head[..scheme_end + i],
@@ -371,10 +216,7 @@ impl TempPostgres {
     }
 
     async fn drop(self) {
-        self.admin
-            .execute(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name).as_str())
-            .await
-            .unwrap();
+        self.admin.execute(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name).as_str()).await.unwrap();
         self.admin.close().await;
     }
 }
@@ -384,33 +226,22 @@ impl TempPostgres {
 #[ignore = "timing run, not a check"]
 async fn bulk_import_100k() {
     let dir = tempfile::tempdir().unwrap();
-    let store = OperatorStore::connect(&format!("sqlite://{}/op.db", dir.path().display()))
-        .await
-        .unwrap();
+    let store = OperatorStore::connect(&format!("sqlite://{}/op.db", dir.path().display())).await.unwrap();
     let key = "ab".repeat(32);
     let mut csv = String::new();
     for i in 0..100_000 {
         csv.push_str(&format!("4795{i:06},{key},{i},0,0,0\n"));
     }
     let started = std::time::Instant::now();
-    let n = store
-        .import_subscribers_csv(csv.as_bytes(), 0)
-        .await
-        .unwrap();
-    eprintln!(
-        "sqlite: imported {n} subscribers in {:?}",
-        started.elapsed()
-    );
+    let n = store.import_subscribers_csv(csv.as_bytes(), 0).await.unwrap();
+    eprintln!("sqlite: imported {n} subscribers in {:?}", started.elapsed());
     assert_eq!(n, 100_000);
     if let Ok(url) = std::env::var("NUMPORT_TEST_POSTGRES_URL") {
         let db = TempPostgres::create(&url).await;
         let pg = OperatorStore::connect(&db.url).await.unwrap();
         let started = std::time::Instant::now();
         let n = pg.import_subscribers_csv(csv.as_bytes(), 0).await.unwrap();
-        eprintln!(
-            "postgres: imported {n} subscribers in {:?}",
-            started.elapsed()
-        );
+        eprintln!("postgres: imported {n} subscribers in {:?}", started.elapsed());
         pg.close().await;
         db.drop().await;
     }

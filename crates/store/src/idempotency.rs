@@ -15,13 +15,12 @@ pub struct StoredResponse {
 }
 
 pub async fn get(conn: &mut AnyConnection, operator_id: i64, key: &str) -> Result<Option<StoredResponse>> {
-    let row = sqlx::query(
-        "SELECT request_hash, status, response FROM idempotency_keys WHERE operator_id = $1 AND key = $2",
-    )
-    .bind(operator_id)
-    .bind(key)
-    .fetch_optional(conn)
-    .await?;
+    let row =
+        sqlx::query("SELECT request_hash, status, response FROM idempotency_keys WHERE operator_id = $1 AND key = $2")
+            .bind(operator_id)
+            .bind(key)
+            .fetch_optional(conn)
+            .await?;
     row.map(|r| {
         let status: i64 = r.try_get("status")?;
         Ok(StoredResponse {
@@ -36,7 +35,13 @@ pub async fn get(conn: &mut AnyConnection, operator_id: i64, key: &str) -> Resul
 /// Claim `key` for a request about to run, inside its transaction. Returns false if the key
 /// is already taken; on PostgreSQL a claim by a transaction still running makes this wait for
 /// it to finish, so two copies of one request never run side by side.
-pub async fn claim(conn: &mut AnyConnection, operator_id: i64, key: &str, request_hash: &str, now: Millis) -> Result<bool> {
+pub async fn claim(
+    conn: &mut AnyConnection,
+    operator_id: i64,
+    key: &str,
+    request_hash: &str,
+    now: Millis,
+) -> Result<bool> {
     let claimed: Option<i64> = sqlx::query_scalar(
         "INSERT INTO idempotency_keys (operator_id, key, request_hash, status, response, created_at) \
          VALUES ($1, $2, $3, 0, '', $4) ON CONFLICT (operator_id, key) DO NOTHING RETURNING operator_id",

@@ -37,14 +37,13 @@ pub enum Posted {
 }
 
 pub async fn open_account(conn: &mut AnyConnection, name: &str, operator_id: Option<i64>) -> Result<i64> {
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO accounts (name, operator_id, balance) VALUES ($1, $2, 0) RETURNING id",
-    )
-    .bind(name)
-    .bind(operator_id)
-    .fetch_one(conn)
-    .await
-    .map_err(StoreError::from_insert)?;
+    let id: i64 =
+        sqlx::query_scalar("INSERT INTO accounts (name, operator_id, balance) VALUES ($1, $2, 0) RETURNING id")
+            .bind(name)
+            .bind(operator_id)
+            .fetch_one(conn)
+            .await
+            .map_err(StoreError::from_insert)?;
     Ok(id)
 }
 
@@ -57,10 +56,8 @@ pub async fn funding_account(conn: &mut AnyConnection) -> Result<i64> {
     .bind(FUNDING_ACCOUNT)
     .execute(&mut *conn)
     .await?;
-    let id: i64 = sqlx::query_scalar("SELECT id FROM accounts WHERE name = $1")
-        .bind(FUNDING_ACCOUNT)
-        .fetch_one(conn)
-        .await?;
+    let id: i64 =
+        sqlx::query_scalar("SELECT id FROM accounts WHERE name = $1").bind(FUNDING_ACCOUNT).fetch_one(conn).await?;
     Ok(id)
 }
 
@@ -88,9 +85,7 @@ pub async fn post(
     entry: &JournalEntry<i64>,
     now: Millis,
 ) -> Result<Posted, PostError> {
-    sqlx::query("UPDATE ledger_head SET journals = journals + 1 WHERE id = 1")
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query("UPDATE ledger_head SET journals = journals + 1 WHERE id = 1").execute(&mut *conn).await?;
     let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO journals (idempotency_key, kind, order_id, created_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
@@ -208,10 +203,6 @@ pub async fn check(conn: &mut AnyConnection) -> Result<LedgerCheck> {
 
 /// Balances of every account by name, for reports and tests.
 pub async fn balances(conn: &mut AnyConnection) -> Result<Vec<(String, Money)>> {
-    let rows = sqlx::query("SELECT name, balance FROM accounts ORDER BY name")
-        .fetch_all(conn)
-        .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get("name")?, Money(r.try_get("balance")?))))
-        .collect()
+    let rows = sqlx::query("SELECT name, balance FROM accounts ORDER BY name").fetch_all(conn).await?;
+    rows.iter().map(|r| Ok((r.try_get("name")?, Money(r.try_get("balance")?)))).collect()
 }

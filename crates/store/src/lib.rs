@@ -28,7 +28,7 @@ pub mod outbox;
 pub mod ranges;
 pub mod routing;
 
-pub use db::{Backend, Db};
+pub use db::{Backend, Db, SQLITE_PRAGMAS, prepare_sqlite_url};
 pub use sqlx::AnyConnection;
 
 /// Storage failures. Constraint violations the caller can act on are their own variants.
@@ -50,9 +50,7 @@ impl StoreError {
     /// Turn a unique-constraint violation into [`StoreError::Duplicate`], anything else as is.
     pub(crate) fn from_insert(e: sqlx::Error) -> StoreError {
         match &e {
-            sqlx::Error::Database(db) if db.is_unique_violation() => {
-                StoreError::Duplicate(db.message().to_owned())
-            }
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Duplicate(db.message().to_owned()),
             _ => StoreError::Sqlx(e),
         }
     }

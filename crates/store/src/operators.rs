@@ -71,18 +71,12 @@ pub async fn by_id(conn: &mut AnyConnection, id: i64) -> Result<Operator> {
 }
 
 pub async fn list(conn: &mut AnyConnection) -> Result<Vec<Operator>> {
-    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM operators ORDER BY name"))
-        .fetch_all(conn)
-        .await?;
+    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM operators ORDER BY name")).fetch_all(conn).await?;
     rows.iter().map(from_row).collect()
 }
 
 pub async fn set_callback_url(conn: &mut AnyConnection, id: i64, url: Option<&str>) -> Result<()> {
-    sqlx::query("UPDATE operators SET callback_url = $1 WHERE id = $2")
-        .bind(url)
-        .bind(id)
-        .execute(conn)
-        .await?;
+    sqlx::query("UPDATE operators SET callback_url = $1 WHERE id = $2").bind(url).bind(id).execute(conn).await?;
     Ok(())
 }
 
@@ -114,16 +108,14 @@ pub async fn insert_api_key(
     secret_hash: &str,
     now: Millis,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO api_keys (key_id, operator_id, secret_hash, created_at) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(key_id)
-    .bind(operator_id)
-    .bind(secret_hash)
-    .bind(now)
-    .execute(conn)
-    .await
-    .map_err(StoreError::from_insert)?;
+    sqlx::query("INSERT INTO api_keys (key_id, operator_id, secret_hash, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(key_id)
+        .bind(operator_id)
+        .bind(secret_hash)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map_err(StoreError::from_insert)?;
     Ok(())
 }
 
@@ -141,12 +133,10 @@ pub async fn revoke_api_keys(conn: &mut AnyConnection, operator_id: i64, at: Mil
 }
 
 pub async fn api_key(conn: &mut AnyConnection, key_id: &str) -> Result<Option<ApiKey>> {
-    let row = sqlx::query(
-        "SELECT key_id, operator_id, secret_hash, revoked_at FROM api_keys WHERE key_id = $1",
-    )
-    .bind(key_id)
-    .fetch_optional(conn)
-    .await?;
+    let row = sqlx::query("SELECT key_id, operator_id, secret_hash, revoked_at FROM api_keys WHERE key_id = $1")
+        .bind(key_id)
+        .fetch_optional(conn)
+        .await?;
     row.map(|r| {
         Ok(ApiKey {
             key_id: r.try_get("key_id")?,

@@ -123,10 +123,7 @@ pub async fn insert(conn: &mut AnyConnection, o: &NewOrder<'_>) -> Result<i64> {
 }
 
 pub async fn get(conn: &mut AnyConnection, id: i64) -> Result<Option<OrderRecord>> {
-    let row = sqlx::query(&format!("{SELECT} WHERE o.id = $1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await?;
+    let row = sqlx::query(&format!("{SELECT} WHERE o.id = $1")).bind(id).fetch_optional(conn).await?;
     row.as_ref().map(from_row).transpose()
 }
 
@@ -173,7 +170,12 @@ impl NumberContext {
     }
 }
 
-pub async fn number_context(conn: &mut AnyConnection, msisdn: &Msisdn, nonce: &str, failures_since: Millis) -> Result<NumberContext> {
+pub async fn number_context(
+    conn: &mut AnyConnection,
+    msisdn: &Msisdn,
+    nonce: &str,
+    failures_since: Millis,
+) -> Result<NumberContext> {
     let prefixes: Vec<&str> = msisdn.prefixes().collect();
     let in_list: Vec<String> = (0..prefixes.len()).map(|i| format!("${}", i + 4)).collect();
     let sql = format!(
@@ -255,21 +257,18 @@ pub async fn transition(
 
 /// Open orders whose step deadline has passed, oldest deadline first.
 pub async fn overdue(conn: &mut AnyConnection, now: Millis, limit: i64) -> Result<Vec<OrderRecord>> {
-    let rows = sqlx::query(&format!(
-        "{SELECT} WHERE o.active = 1 AND o.deadline_at <= $1 ORDER BY o.deadline_at LIMIT $2"
-    ))
-    .bind(now)
-    .bind(limit)
-    .fetch_all(conn)
-    .await?;
+    let rows =
+        sqlx::query(&format!("{SELECT} WHERE o.active = 1 AND o.deadline_at <= $1 ORDER BY o.deadline_at LIMIT $2"))
+            .bind(now)
+            .bind(limit)
+            .fetch_all(conn)
+            .await?;
     rows.iter().map(from_row).collect()
 }
 
 /// Count of open orders, for metrics.
 pub async fn count_open(conn: &mut AnyConnection) -> Result<i64> {
-    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM porting_orders WHERE active = 1")
-        .fetch_one(conn)
-        .await?)
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM porting_orders WHERE active = 1").fetch_one(conn).await?)
 }
 
 /// Count of orders per state.
@@ -317,19 +316,16 @@ pub async fn deposit(conn: &mut AnyConnection, msisdn: &Msisdn, nonce: &str) -> 
         .bind(nonce)
         .fetch_optional(conn)
         .await?;
-    row.map(|r| Ok(Deposit { donor_id: r.try_get("donor_id")?, proof: r.try_get("proof")? }))
-        .transpose()
+    row.map(|r| Ok(Deposit { donor_id: r.try_get("donor_id")?, proof: r.try_get("proof")? })).transpose()
 }
 
 /// The order waiting for this deposit, if one is.
 pub async fn awaiting_deposit(conn: &mut AnyConnection, msisdn: &Msisdn, nonce: &str) -> Result<Option<OrderRecord>> {
-    let row = sqlx::query(&format!(
-        "{SELECT} WHERE o.msisdn = $1 AND o.nonce = $2 AND o.state = 'awaiting_deposit'"
-    ))
-    .bind(msisdn.as_str())
-    .bind(nonce)
-    .fetch_optional(conn)
-    .await?;
+    let row = sqlx::query(&format!("{SELECT} WHERE o.msisdn = $1 AND o.nonce = $2 AND o.state = 'awaiting_deposit'"))
+        .bind(msisdn.as_str())
+        .bind(nonce)
+        .fetch_optional(conn)
+        .await?;
     row.as_ref().map(from_row).transpose()
 }
 

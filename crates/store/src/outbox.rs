@@ -171,9 +171,7 @@ pub async fn ack(conn: &mut AnyConnection, operator_id: i64, up_to: i64, now: Mi
 
 /// Messages not yet delivered, for metrics.
 pub async fn pending_count(conn: &mut AnyConnection) -> Result<i64> {
-    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE delivered_at IS NULL")
-        .fetch_one(conn)
-        .await?)
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE delivered_at IS NULL").fetch_one(conn).await?)
 }
 
 fn placeholders(first: usize, n: usize) -> String {

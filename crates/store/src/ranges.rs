@@ -23,10 +23,7 @@ pub async fn holder_of(conn: &mut AnyConnection, msisdn: &Msisdn) -> Result<Opti
     // Every prefix of the number is a candidate; at most 15, so one indexed IN lookup.
     let prefixes: Vec<&str> = msisdn.prefixes().collect();
     let placeholders: Vec<String> = (1..=prefixes.len()).map(|i| format!("${i}")).collect();
-    let sql = format!(
-        "SELECT prefix, operator_id FROM number_ranges WHERE prefix IN ({})",
-        placeholders.join(", ")
-    );
+    let sql = format!("SELECT prefix, operator_id FROM number_ranges WHERE prefix IN ({})", placeholders.join(", "));
     let mut q = sqlx::query(&sql);
     for p in &prefixes {
         q = q.bind(*p);
@@ -51,7 +48,5 @@ pub async fn list(conn: &mut AnyConnection) -> Result<Vec<(String, String)>> {
     )
     .fetch_all(conn)
     .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get("prefix")?, r.try_get("name")?)))
-        .collect()
+    rows.iter().map(|r| Ok((r.try_get("prefix")?, r.try_get("name")?))).collect()
 }

@@ -19,7 +19,13 @@ pub async fn ported_to(conn: &mut AnyConnection, msisdn: &Msisdn) -> Result<Opti
         .await?)
 }
 
-pub async fn set_ported(conn: &mut AnyConnection, msisdn: &Msisdn, operator_id: i64, order_id: Option<i64>, now: Millis) -> Result<()> {
+pub async fn set_ported(
+    conn: &mut AnyConnection,
+    msisdn: &Msisdn,
+    operator_id: i64,
+    order_id: Option<i64>,
+    now: Millis,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO ported_numbers (msisdn, operator_id, order_id, ported_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (msisdn) DO UPDATE SET operator_id = excluded.operator_id, \
@@ -35,10 +41,7 @@ pub async fn set_ported(conn: &mut AnyConnection, msisdn: &Msisdn, operator_id: 
 }
 
 pub async fn clear_ported(conn: &mut AnyConnection, msisdn: &Msisdn) -> Result<bool> {
-    let r = sqlx::query("DELETE FROM ported_numbers WHERE msisdn = $1")
-        .bind(msisdn.as_str())
-        .execute(conn)
-        .await?;
+    let r = sqlx::query("DELETE FROM ported_numbers WHERE msisdn = $1").bind(msisdn.as_str()).execute(conn).await?;
     Ok(r.rows_affected() == 1)
 }
 
@@ -112,9 +115,7 @@ pub async fn changes_after(conn: &mut AnyConnection, after: i64, limit: i64) -> 
 
 /// The last sequence number written.
 pub async fn head(conn: &mut AnyConnection) -> Result<i64> {
-    Ok(sqlx::query_scalar("SELECT last_seq FROM feed_head WHERE id = 1")
-        .fetch_one(conn)
-        .await?)
+    Ok(sqlx::query_scalar("SELECT last_seq FROM feed_head WHERE id = 1").fetch_one(conn).await?)
 }
 
 /// Number of ported numbers (served away from their range holder).

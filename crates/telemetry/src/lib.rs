@@ -119,26 +119,41 @@ impl Registry {
     /// The counter `name{labels}`, created on first use. Registering a name twice with another
     /// kind is a programming error; the second handle is then detached (counts go nowhere).
     pub fn counter(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> Counter {
-        self.with_family(name, help, || Family::Counter(BTreeMap::new()), |f| match f {
-            Family::Counter(m) => m.entry(label_key(labels)).or_default().clone(),
-            _ => Counter::default(),
-        })
+        self.with_family(
+            name,
+            help,
+            || Family::Counter(BTreeMap::new()),
+            |f| match f {
+                Family::Counter(m) => m.entry(label_key(labels)).or_default().clone(),
+                _ => Counter::default(),
+            },
+        )
     }
 
     pub fn gauge(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> Gauge {
-        self.with_family(name, help, || Family::Gauge(BTreeMap::new()), |f| match f {
-            Family::Gauge(m) => m.entry(label_key(labels)).or_default().clone(),
-            _ => Gauge::default(),
-        })
+        self.with_family(
+            name,
+            help,
+            || Family::Gauge(BTreeMap::new()),
+            |f| match f {
+                Family::Gauge(m) => m.entry(label_key(labels)).or_default().clone(),
+                _ => Gauge::default(),
+            },
+        )
     }
 
     pub fn histogram(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> Histogram {
-        self.with_family(name, help, || Family::Histogram(BTreeMap::new()), |f| match f {
-            Family::Histogram(m) => {
-                m.entry(label_key(labels)).or_insert_with(|| Histogram::new(LATENCY_BUCKETS)).clone()
-            }
-            _ => Histogram::new(LATENCY_BUCKETS),
-        })
+        self.with_family(
+            name,
+            help,
+            || Family::Histogram(BTreeMap::new()),
+            |f| match f {
+                Family::Histogram(m) => {
+                    m.entry(label_key(labels)).or_insert_with(|| Histogram::new(LATENCY_BUCKETS)).clone()
+                }
+                _ => Histogram::new(LATENCY_BUCKETS),
+            },
+        )
     }
 
     /// The Prometheus text exposition of every metric.

@@ -40,8 +40,12 @@ impl TestDb {
                 };
                 let name = format!("np_test_{}", hex::encode(rand::random::<[u8; 6]>()));
                 sqlx::any::install_default_drivers();
-                let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url).await.expect("connect to PostgreSQL");
-                sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str()).await.expect("create test database");
+                let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url)
+                    .await
+                    .expect("connect to PostgreSQL");
+                sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+                    .await
+                    .expect("create test database");
                 let base = admin_url.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin_url.clone());
                 let url = format!("{base}/{name}");
                 Some((TestDb::Postgres { admin_url, name }, url))
@@ -59,7 +63,9 @@ impl Drop for TestDb {
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
                 rt.block_on(async {
                     let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url).await.ok()?;
-                    sqlx::Executor::execute(&mut conn, format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await.ok()
+                    sqlx::Executor::execute(&mut conn, format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                        .await
+                        .ok()
                 })
             })
             .join();
@@ -159,7 +165,8 @@ pub struct Terminal {
 
 impl Terminal {
     pub fn new(msisdn: &str) -> Terminal {
-        let key = PortKey::derive(format!("ksim-{msisdn}").as_bytes(), "123456", b"salt-1234", PinStretch::FAST).unwrap();
+        let key =
+            PortKey::derive(format!("ksim-{msisdn}").as_bytes(), "123456", b"salt-1234", PinStretch::FAST).unwrap();
         Terminal { msisdn: msisdn.parse().unwrap(), key }
     }
 
@@ -176,7 +183,11 @@ impl Terminal {
     }
 
     /// What the donor deposits for a request (it holds the same port key).
-    pub fn deposit_for(&self, req: &PortingRequest, recipient: &OperatorName) -> clearinghouse_api::model::DepositRequest {
+    pub fn deposit_for(
+        &self,
+        req: &PortingRequest,
+        recipient: &OperatorName,
+    ) -> clearinghouse_api::model::DepositRequest {
         let nonce = Nonce::from_hex(&req.nonce).unwrap();
         clearinghouse_api::model::DepositRequest {
             msisdn: self.msisdn.clone(),

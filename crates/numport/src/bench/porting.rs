@@ -80,20 +80,36 @@ impl Bench {
         let nonce = Nonce(rand::random());
         let expiry = SystemClock.now_ms() + 300_000;
         let recipient = &self.names[p.recipient];
-        let auth = PortOutAuthorisation { msisdn: p.msisdn.clone(), nonce: nonce.to_hex(), recipient: recipient.clone(), expiry };
+        let auth = PortOutAuthorisation {
+            msisdn: p.msisdn.clone(),
+            nonce: nonce.to_hex(),
+            recipient: recipient.clone(),
+            expiry,
+        };
         let req = PortingRequest {
             msisdn: p.msisdn.clone(),
             nonce: nonce.to_hex(),
             expiry,
             proof: p.key.prove(&nonce, &p.msisdn, recipient, expiry).to_hex(),
         };
-        let to_donor = self.http.post(format!("{}/v1/self-service/port-out-authorisations", self.node_urls[p.donor])).json(&auth).send();
-        let to_recipient = self.http.post(format!("{}/v1/self-service/port-in", self.node_urls[p.recipient])).json(&req).send();
+        let to_donor = self
+            .http
+            .post(format!("{}/v1/self-service/port-out-authorisations", self.node_urls[p.donor]))
+            .json(&auth)
+            .send();
+        let to_recipient =
+            self.http.post(format!("{}/v1/self-service/port-in", self.node_urls[p.recipient])).json(&req).send();
         let (d, r) = tokio::join!(to_donor, to_recipient);
         let (d, r) = (d?, r?);
         anyhow::ensure!(d.status().is_success(), "donor refused the authorisation: {}", d.status());
-        anyhow::ensure!(r.status().is_success(), "recipient refused the port-in: {} {}", r.status(), r.text().await.unwrap_or_default());
-        let done = tokio::time::timeout(Duration::from_secs(30), rx).await.context("port not completed within 30 s")??;
+        anyhow::ensure!(
+            r.status().is_success(),
+            "recipient refused the port-in: {} {}",
+            r.status(),
+            r.text().await.unwrap_or_default()
+        );
+        let done =
+            tokio::time::timeout(Duration::from_secs(30), rx).await.context("port not completed within 30 s")??;
         Ok(done.duration_since(started))
     }
 }
@@ -192,7 +208,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let t0 = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..args.concurrency {
-        let (bench, ports, next, hist, failures) = (bench.clone(), ports.clone(), next.clone(), sat_hist.clone(), failures.clone());
+        let (bench, ports, next, hist, failures) =
+            (bench.clone(), ports.clone(), next.clone(), sat_hist.clone(), failures.clone());
         let limit = args.ports;
         workers.push(tokio::spawn(async move {
             loop {
@@ -272,7 +289,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 async fn create_pg_database(admin_url: &str) -> anyhow::Result<(String, String)> {
     sqlx::any::install_default_drivers();
     let name = format!("np_bench_{}", hex::encode(rand::random::<[u8; 4]>()));
-    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(admin_url).await.with_context(|| format!("connecting to {admin_url}"))?;
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(admin_url)
+        .await
+        .with_context(|| format!("connecting to {admin_url}"))?;
     sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str()).await?;
     let base = admin_url.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or_else(|| admin_url.to_owned());
     Ok((format!("{base}/{name}"), name))
@@ -280,6 +299,7 @@ async fn create_pg_database(admin_url: &str) -> anyhow::Result<(String, String)>
 
 async fn drop_pg_database(admin_url: &str, name: &str) {
     if let Ok(mut conn) = <sqlx::AnyConnection as sqlx::Connection>::connect(admin_url).await {
-        let _ = sqlx::Executor::execute(&mut conn, format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
+        let _ =
+            sqlx::Executor::execute(&mut conn, format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
     }
 }

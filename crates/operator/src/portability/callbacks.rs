@@ -12,9 +12,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use clearinghouse_api::Envelope;
 use numport_core::Millis;
-use numport_core::signing::{
-    MESSAGE_ID_HEADER, SIGNATURE_HEADER, SignatureError, TIMESTAMP_HEADER, verify,
-};
+use numport_core::signing::{MESSAGE_ID_HEADER, SIGNATURE_HEADER, SignatureError, TIMESTAMP_HEADER, verify};
 use serde_json::{Value, json};
 
 use crate::Node;
@@ -37,15 +35,11 @@ impl Node {
         let Some(secret) = self.inner.callback_secret.as_deref() else {
             return Err(self.reject("no_secret", "this node has no callback secret configured"));
         };
-        let (Some(ts), Some(sig)) = (
-            header(headers, TIMESTAMP_HEADER),
-            header(headers, SIGNATURE_HEADER),
-        ) else {
+        let (Some(ts), Some(sig)) = (header(headers, TIMESTAMP_HEADER), header(headers, SIGNATURE_HEADER)) else {
             return Err(self.reject("missing_signature", "signature or timestamp header missing"));
         };
-        let ts: Millis = ts.trim().parse().map_err(|_| {
-            self.reject("malformed_signature", "timestamp is not Unix milliseconds")
-        })?;
+        let ts: Millis =
+            ts.trim().parse().map_err(|_| self.reject("malformed_signature", "timestamp is not Unix milliseconds"))?;
         let tolerance = self.inner.config.signature_tolerance_ms;
         verify(secret, ts, body, sig.trim(), self.now(), tolerance).map_err(|e| {
             let reason = match e {
@@ -70,26 +64,18 @@ pub(crate) async fn receive(
         HttpError::bad_request("malformed", message)
     };
     let text = std::str::from_utf8(&body).map_err(|_| malformed("body is not UTF-8".into()))?;
-    let envelope: Envelope = serde_json::from_str(text)
-        .map_err(|e| malformed(format!("body is not a message envelope: {e}")))?;
+    let envelope: Envelope =
+        serde_json::from_str(text).map_err(|e| malformed(format!("body is not a message envelope: {e}")))?;
     if let Some(h) = header(&headers, MESSAGE_ID_HEADER)
         && h.trim() != envelope.id.to_string()
     {
-        tracing::debug!(
-            header = h,
-            id = envelope.id,
-            "message id header differs from the envelope's"
-        );
+        tracing::debug!(header = h, id = envelope.id, "message id header differs from the envelope's");
     }
     node.inner.metrics.callbacks_received.inc();
 
     let now = node.now();
     let retry_at = now.saturating_add(node.inner.config.reprocess_after_ms);
-    let new = node
-        .inner
-        .store
-        .record_message(envelope.id, envelope.message.kind(), text, now, retry_at)
-        .await?;
+    let new = node.inner.store.record_message(envelope.id, envelope.message.kind(), text, now, retry_at).await?;
     if !new {
         node.inner.metrics.callbacks_duplicate.inc();
         tracing::debug!(node = %node.name(), id = envelope.id, "duplicate callback");

@@ -15,9 +15,7 @@
 use std::future::Future;
 use std::time::Instant;
 
-use clearinghouse_api::model::{
-    ApiError, CreditInformationRequest, DecisionRequest, DepositRequest,
-};
+use clearinghouse_api::model::{ApiError, CreditInformationRequest, DecisionRequest, DepositRequest};
 use clearinghouse_api::{ClientError, Envelope, Message};
 use numport_core::porting::CreditInfo;
 use numport_core::proof::Nonce;
@@ -66,10 +64,7 @@ pub(crate) struct Handled {
 
 impl From<Outcome> for Handled {
     fn from(outcome: Outcome) -> Handled {
-        Handled {
-            outcome,
-            effect: Effect::Nothing,
-        }
+        Handled { outcome, effect: Effect::Nothing }
     }
 }
 
@@ -96,23 +91,14 @@ struct InflightGuard<'a> {
 
 impl<'a> InflightGuard<'a> {
     fn take(node: &'a Node, id: i64) -> Option<InflightGuard<'a>> {
-        let mut set = node
-            .inner
-            .inflight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut set = node.inner.inflight.lock().unwrap_or_else(|p| p.into_inner());
         set.insert(id).then_some(InflightGuard { node, id })
     }
 }
 
 impl Drop for InflightGuard<'_> {
     fn drop(&mut self) {
-        let mut set = self
-            .node
-            .inner
-            .inflight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut set = self.node.inner.inflight.lock().unwrap_or_else(|p| p.into_inner());
         set.remove(&self.id);
     }
 }
@@ -120,9 +106,7 @@ impl Drop for InflightGuard<'_> {
 /// The retry delay after `attempts` failed attempts: doubling from `base`, at most a minute.
 pub(crate) fn retry_delay(base: Millis, attempts: i64) -> Millis {
     let shift = attempts.clamp(0, 16) as u32;
-    base.max(1)
-        .saturating_mul(1 << shift)
-        .min(MAX_RETRY_DELAY_MS)
+    base.max(1).saturating_mul(1 << shift).min(MAX_RETRY_DELAY_MS)
 }
 
 impl Node {
@@ -167,9 +151,7 @@ impl Node {
             kind = envelope.message.kind(),
             order_id = envelope.message.order_id()
         );
-        self.process_and_record_inner(envelope, attempts)
-            .instrument(span)
-            .await
+        self.process_and_record_inner(envelope, attempts).instrument(span).await
     }
 
     async fn process_and_record_inner(&self, envelope: &Envelope, attempts: i64) -> bool {
@@ -178,10 +160,7 @@ impl Node {
         let store = &self.inner.store;
         match self.handle(envelope).await {
             Ok(Handled { outcome, effect }) => {
-                let new = match store
-                    .finish_message(envelope.id, self.now(), outcome.note(), &effect)
-                    .await
-                {
+                let new = match store.finish_message(envelope.id, self.now(), outcome.note(), &effect).await {
                     Ok(new) => new,
                     Err(e) => {
                         tracing::warn!(error = %e, "could not mark message processed; it will be processed again");
@@ -220,36 +199,15 @@ impl Node {
         let idem = format!("{}-msg-{}", self.name(), envelope.id);
         let message_id = Some(envelope.id);
         match &envelope.message {
-            Message::DepositRequested {
-                order_id,
-                msisdn,
-                nonce,
-                recipient,
-                expiry,
-                ..
-            } => {
-                let request = DepositRequested {
-                    order_id: *order_id,
-                    msisdn,
-                    nonce,
-                    recipient,
-                    expiry: *expiry,
-                };
+            Message::DepositRequested { order_id, msisdn, nonce, recipient, expiry, .. } => {
+                let request = DepositRequested { order_id: *order_id, msisdn, nonce, recipient, expiry: *expiry };
                 self.deposit_requested(envelope.id, request, &idem).await
             }
-            Message::CreditQuery {
-                order_id,
-                msisdn,
-                recipient,
-                ..
-            } => {
+            Message::CreditQuery { order_id, msisdn, recipient, .. } => {
                 let credit = self.credit_of(msisdn).await?;
                 let req = CreditInformationRequest { credit };
                 let answer = self
-                    .clearinghouse(
-                        "credit_information",
-                        self.inner.client.credit_information(*order_id, &req, &idem),
-                    )
+                    .clearinghouse("credit_information", self.inner.client.credit_information(*order_id, &req, &idem))
                     .await?;
                 if let Answer::Final(outcome) = answer {
                     return Ok(outcome.into());
@@ -263,23 +221,10 @@ impl Node {
                     json!({ "credit": credit }),
                 ))
             }
-            Message::CreditInformation {
-                order_id,
-                msisdn,
-                donor,
-                credit,
-                compensation,
-                donor_defaulted,
-                ..
-            } => {
+            Message::CreditInformation { order_id, msisdn, donor, credit, compensation, donor_defaulted, .. } => {
                 let accept = self.inner.config.policy.accepts(*compensation);
-                let req = DecisionRequest {
-                    accept,
-                    compensation: accept.then_some(*compensation),
-                };
-                let answer = self
-                    .clearinghouse("decision", self.inner.client.decide(*order_id, &req, &idem))
-                    .await?;
+                let req = DecisionRequest { accept, compensation: accept.then_some(*compensation) };
+                let answer = self.clearinghouse("decision", self.inner.client.decide(*order_id, &req, &idem)).await?;
                 if let Answer::Final(outcome) = answer {
                     return Ok(outcome.into());
                 }
@@ -291,21 +236,9 @@ impl Node {
                     "donor_defaulted": donor_defaulted,
                 });
                 let kind = if accept { "accepted" } else { "refused" };
-                Ok(self.event(
-                    message_id,
-                    kind,
-                    Some(*order_id),
-                    msisdn,
-                    Some(donor),
-                    detail,
-                ))
+                Ok(self.event(message_id, kind, Some(*order_id), msisdn, Some(donor), detail))
             }
-            Message::CompensationConfirmed {
-                order_id,
-                msisdn,
-                recipient,
-                compensation,
-            } => {
+            Message::CompensationConfirmed { order_id, msisdn, recipient, compensation } => {
                 let e = NewPortEvent {
                     message_id,
                     kind: "port_out".into(),
@@ -315,18 +248,9 @@ impl Node {
                     detail: json!({ "compensation": compensation }),
                     at: self.now(),
                 };
-                Ok(Handled {
-                    outcome: Outcome::Done,
-                    effect: Effect::PortOut(e),
-                })
+                Ok(Handled { outcome: Outcome::Done, effect: Effect::PortOut(e) })
             }
-            Message::PortCompleted {
-                order_id,
-                msisdn,
-                donor,
-                routing_number,
-                seq,
-            } => {
+            Message::PortCompleted { order_id, msisdn, donor, routing_number, seq } => {
                 let e = NewPortEvent {
                     message_id,
                     kind: "port_in".into(),
@@ -336,17 +260,9 @@ impl Node {
                     detail: json!({ "routing_number": routing_number, "seq": seq }),
                     at: self.now(),
                 };
-                Ok(Handled {
-                    outcome: Outcome::Done,
-                    effect: Effect::PortIn(e),
-                })
+                Ok(Handled { outcome: Outcome::Done, effect: Effect::PortIn(e) })
             }
-            Message::OrderClosed {
-                order_id,
-                msisdn,
-                state,
-                reason,
-            } => {
+            Message::OrderClosed { order_id, msisdn, state, reason } => {
                 tracing::info!(order_id, %msisdn, %state, %reason, "porting order closed without a port");
                 Ok(self.event(
                     message_id,
@@ -359,14 +275,7 @@ impl Node {
             }
             Message::NumberReturned { msisdn, from, seq } => {
                 tracing::info!(%msisdn, %from, "ported number returned to this range holder");
-                Ok(self.event(
-                    message_id,
-                    "number_returned",
-                    None,
-                    msisdn,
-                    Some(from),
-                    json!({ "seq": seq }),
-                ))
+                Ok(self.event(message_id, "number_returned", None, msisdn, Some(from), json!({ "seq": seq })))
             }
         }
     }
@@ -378,13 +287,7 @@ impl Node {
         request: DepositRequested<'_>,
         idem: &str,
     ) -> Result<Handled, OperatorError> {
-        let DepositRequested {
-            order_id,
-            msisdn,
-            nonce,
-            recipient,
-            expiry,
-        } = request;
+        let DepositRequested { order_id, msisdn, nonce, recipient, expiry } = request;
         let sub = self.inner.store.subscriber(msisdn).await?;
         let key = match sub {
             Some(s) if s.status == SubscriberStatus::Active => s.port_key,
@@ -408,15 +311,8 @@ impl Node {
             Err(e) => return Ok(Outcome::GivenUp(format!("nonce: {e}")).into()),
         };
         let proof = key.prove(&nonce, msisdn, recipient, expiry);
-        let req = DepositRequest {
-            msisdn: msisdn.clone(),
-            nonce: nonce.to_hex(),
-            proof: proof.to_hex(),
-        };
-        let accepted = match self
-            .clearinghouse("deposit", self.inner.client.deposit(&req, idem))
-            .await?
-        {
+        let req = DepositRequest { msisdn: msisdn.clone(), nonce: nonce.to_hex(), proof: proof.to_hex() };
+        let accepted = match self.clearinghouse("deposit", self.inner.client.deposit(&req, idem)).await? {
             Answer::Ok(a) => a,
             Answer::Final(outcome) => return Ok(outcome.into()),
         };
@@ -460,9 +356,7 @@ impl Node {
                 }
                 Ok(Answer::Final(Outcome::MovedOn(describe(&error))))
             }
-            Err(ClientError::Api { status, error })
-                if matches!(status.as_u16(), 400 | 403 | 404 | 422) =>
-            {
+            Err(ClientError::Api { status, error }) if matches!(status.as_u16(), 400 | 403 | 404 | 422) => {
                 self.inner.metrics.clearinghouse_failure(call);
                 if status.as_u16() == 403 {
                     // Usually a late message: the number has already moved to another operator.

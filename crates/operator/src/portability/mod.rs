@@ -41,8 +41,5 @@ pub(crate) fn routes() -> Router<Node> {
     Router::new()
         .route(crate::config::CALLBACK_PATH, post(callbacks::receive))
         .route("/v1/self-service/port-in", post(self_service::port_in))
-        .route(
-            "/v1/self-service/port-out-authorisations",
-            post(self_service::port_out_authorisation),
-        )
+        .route("/v1/self-service/port-out-authorisations", post(self_service::port_out_authorisation))
 }

@@ -40,8 +40,7 @@ pub struct PortOutAuthorisation {
 }
 
 fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, HttpError> {
-    serde_json::from_slice(body)
-        .map_err(|e| HttpError::bad_request("invalid_request", e.to_string()))
+    serde_json::from_slice(body).map_err(|e| HttpError::bad_request("invalid_request", e.to_string()))
 }
 
 fn relay(node: &Node, call: &str, e: clearinghouse_api::ClientError) -> HttpError {
@@ -49,21 +48,12 @@ fn relay(node: &Node, call: &str, e: clearinghouse_api::ClientError) -> HttpErro
     OperatorError::from(e).into()
 }
 
-pub(crate) async fn port_in(
-    State(node): State<Node>,
-    body: Bytes,
-) -> Result<(StatusCode, Json<Order>), HttpError> {
+pub(crate) async fn port_in(State(node): State<Node>, body: Bytes) -> Result<(StatusCode, Json<Order>), HttpError> {
     let req: PortingRequest = parse_json(&body)?;
     // A well-formed nonce also keeps the idempotency key within the clearinghouse's 128 chars.
-    let nonce = Nonce::from_hex(&req.nonce)
-        .map_err(|e| HttpError::bad_request("invalid_nonce", e.to_string()))?;
+    let nonce = Nonce::from_hex(&req.nonce).map_err(|e| HttpError::bad_request("invalid_nonce", e.to_string()))?;
     let idem = format!("{}-port-in-{}-{}", node.name(), req.msisdn, nonce.to_hex());
-    let order = node
-        .inner
-        .client
-        .request_port(&req, &idem)
-        .await
-        .map_err(|e| relay(&node, "request_port", e))?;
+    let order = node.inner.client.request_port(&req, &idem).await.map_err(|e| relay(&node, "request_port", e))?;
     tracing::info!(node = %node.name(), order_id = order.id, msisdn = %req.msisdn, state = %order.state, "port-in requested");
     node.inner
         .store
@@ -85,8 +75,7 @@ pub(crate) async fn port_out_authorisation(
     body: Bytes,
 ) -> Result<Json<DepositAccepted>, HttpError> {
     let req: PortOutAuthorisation = parse_json(&body)?;
-    let nonce = Nonce::from_hex(&req.nonce)
-        .map_err(|e| HttpError::bad_request("invalid_nonce", e.to_string()))?;
+    let nonce = Nonce::from_hex(&req.nonce).map_err(|e| HttpError::bad_request("invalid_nonce", e.to_string()))?;
     let sub = node.inner.store.subscriber(&req.msisdn).await?;
     let sub = match sub {
         Some(s) if s.status == SubscriberStatus::Active => s,
@@ -106,21 +95,12 @@ pub(crate) async fn port_out_authorisation(
         ));
     };
     let proof = key.prove(&nonce, &req.msisdn, &req.recipient, req.expiry);
-    let deposit = DepositRequest {
-        msisdn: req.msisdn.clone(),
-        nonce: nonce.to_hex(),
-        proof: proof.to_hex(),
-    };
+    let deposit = DepositRequest { msisdn: req.msisdn.clone(), nonce: nonce.to_hex(), proof: proof.to_hex() };
     // At most 32 + 6 + 15 + 1 + 32 characters: within the clearinghouse's 128. Reusing the
     // nonce for another recipient or expiry changes the body, which the clearinghouse refuses
     // under the same key, as it should.
     let idem = format!("{}-auth-{}-{}", node.name(), req.msisdn, deposit.nonce);
-    let accepted = node
-        .inner
-        .client
-        .deposit(&deposit, &idem)
-        .await
-        .map_err(|e| relay(&node, "deposit", e))?;
+    let accepted = node.inner.client.deposit(&deposit, &idem).await.map_err(|e| relay(&node, "deposit", e))?;
     tracing::info!(node = %node.name(), msisdn = %req.msisdn, recipient = %req.recipient, "port-out authorised, proof deposited");
     node.inner
         .store

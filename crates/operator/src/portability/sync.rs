@@ -26,16 +26,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 impl Node {
     /// Tell the clearinghouse where to deliver this node's messages.
     pub async fn register_callback(&self, url: &str) -> Result<(), OperatorError> {
-        self.inner
-            .client
-            .set_callback(Some(url))
-            .await
-            .inspect_err(|_| {
-                self.inner.metrics.clearinghouse_failure("set_callback");
-            })?;
-        self.inner
-            .callback_registered
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.inner.client.set_callback(Some(url)).await.inspect_err(|_| {
+            self.inner.metrics.clearinghouse_failure("set_callback");
+        })?;
+        self.inner.callback_registered.store(true, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(node = %self.name(), url, "callback URL registered at the clearinghouse");
         Ok(())
     }
@@ -49,14 +43,9 @@ impl Node {
         let mut after = store.inbox_cursor().await?;
         let mut processed = 0;
         loop {
-            let page = self
-                .inner
-                .client
-                .inbox(after, INBOX_PAGE)
-                .await
-                .inspect_err(|_| {
-                    self.inner.metrics.clearinghouse_failure("inbox");
-                })?;
+            let page = self.inner.client.inbox(after, INBOX_PAGE).await.inspect_err(|_| {
+                self.inner.metrics.clearinghouse_failure("inbox");
+            })?;
             let count = page.messages.len();
             let Some(last) = page.messages.iter().map(|e| e.id).max() else {
                 break;
@@ -65,15 +54,11 @@ impl Node {
                 if envelope.id <= after {
                     continue;
                 }
-                let body = serde_json::to_string(&envelope).map_err(|e| {
-                    OperatorError::Corrupt(format!("inbox message {}: {e}", envelope.id))
-                })?;
+                let body = serde_json::to_string(&envelope)
+                    .map_err(|e| OperatorError::Corrupt(format!("inbox message {}: {e}", envelope.id)))?;
                 let now = self.now();
                 let retry_at = now.saturating_add(self.inner.config.reprocess_after_ms);
-                if store
-                    .record_message(envelope.id, envelope.message.kind(), &body, now, retry_at)
-                    .await?
-                {
+                if store.record_message(envelope.id, envelope.message.kind(), &body, now, retry_at).await? {
                     self.process_recorded(envelope).await;
                     processed += 1;
                 }
@@ -113,9 +98,7 @@ impl Node {
                 Err(e) => {
                     // Only verified, parsed bodies are recorded, so this is a damaged row.
                     tracing::error!(id = row.id, error = %e, "recorded message unreadable; giving up on it");
-                    store
-                        .mark_processed(row.id, self.now(), Some("unreadable body"))
-                        .await?;
+                    store.mark_processed(row.id, self.now(), Some("unreadable body")).await?;
                     continue;
                 }
             };
@@ -123,10 +106,7 @@ impl Node {
                 processed += 1;
             }
         }
-        self.inner
-            .metrics
-            .unprocessed
-            .set(store.unprocessed_count().await?);
+        self.inner.metrics.unprocessed.set(store.unprocessed_count().await?);
         Ok(processed)
     }
 

@@ -5,8 +5,8 @@
 //! its event, so re-processing a message changes nothing twice.
 
 use numport_core::{Millis, Msisdn, OperatorName};
-use sqlx::{Connection, Row};
 use sqlx::any::AnyRow;
+use sqlx::{Connection, Row};
 
 use super::subscribers::{Subscriber, SubscriberStatus};
 use super::{Backend, OperatorStore, parse_col};
@@ -69,16 +69,12 @@ fn event_row(r: &AnyRow) -> Result<PortEvent, OperatorError> {
         order_id: r.try_get("order_id")?,
         msisdn: parse_col("msisdn", &msisdn)?,
         counterpart: counterpart.map(|c| parse_col("operator", &c)).transpose()?,
-        detail: serde_json::from_str(&detail)
-            .map_err(|e| OperatorError::Corrupt(format!("event detail: {e}")))?,
+        detail: serde_json::from_str(&detail).map_err(|e| OperatorError::Corrupt(format!("event detail: {e}")))?,
         at: r.try_get("at")?,
     })
 }
 
-async fn insert_event(
-    conn: &mut sqlx::AnyConnection,
-    e: &NewPortEvent,
-) -> Result<bool, OperatorError> {
+async fn insert_event(conn: &mut sqlx::AnyConnection, e: &NewPortEvent) -> Result<bool, OperatorError> {
     let r = sqlx::query(INSERT)
         .bind(e.message_id)
         .bind(e.kind.as_str())

@@ -39,8 +39,7 @@ fn message_row(r: &AnyRow) -> Result<ReceivedMessage, OperatorError> {
     })
 }
 
-const COLUMNS: &str =
-    "id, kind, body, received_at, processed_at, attempts, next_attempt_at, last_error";
+const COLUMNS: &str = "id, kind, body, received_at, processed_at, attempts, next_attempt_at, last_error";
 
 impl OperatorStore {
     /// Record a message unless its id is already known. True when it is new (process it);
@@ -68,27 +67,17 @@ impl OperatorStore {
         Ok(r.rows_affected() == 1)
     }
 
-    pub async fn received_message(
-        &self,
-        id: i64,
-    ) -> Result<Option<ReceivedMessage>, OperatorError> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM received_messages WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&mut *self.conn().await?)
-        .await?;
+    pub async fn received_message(&self, id: i64) -> Result<Option<ReceivedMessage>, OperatorError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM received_messages WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *self.conn().await?)
+            .await?;
         row.as_ref().map(message_row).transpose()
     }
 
     /// Handling succeeded (or can never succeed and was given up): do not process again.
     /// `note` keeps why, when it was given up.
-    pub async fn mark_processed(
-        &self,
-        id: i64,
-        now: Millis,
-        note: Option<&str>,
-    ) -> Result<(), OperatorError> {
+    pub async fn mark_processed(&self, id: i64, now: Millis, note: Option<&str>) -> Result<(), OperatorError> {
         sqlx::query(
             "UPDATE received_messages SET processed_at = $1, attempts = attempts + 1, \
              last_error = $2 WHERE id = $3 AND processed_at IS NULL",
@@ -102,12 +91,7 @@ impl OperatorStore {
     }
 
     /// Handling failed in a way a retry may cure: try again from `next_attempt_at`.
-    pub async fn mark_failed(
-        &self,
-        id: i64,
-        error: &str,
-        next_attempt_at: Millis,
-    ) -> Result<(), OperatorError> {
+    pub async fn mark_failed(&self, id: i64, error: &str, next_attempt_at: Millis) -> Result<(), OperatorError> {
         sqlx::query(
             "UPDATE received_messages SET attempts = attempts + 1, last_error = $1, \
              next_attempt_at = $2 WHERE id = $3 AND processed_at IS NULL",
@@ -121,11 +105,7 @@ impl OperatorStore {
     }
 
     /// Unprocessed messages due by `due_by`, oldest first.
-    pub async fn due_messages(
-        &self,
-        due_by: Millis,
-        limit: i64,
-    ) -> Result<Vec<ReceivedMessage>, OperatorError> {
+    pub async fn due_messages(&self, due_by: Millis, limit: i64) -> Result<Vec<ReceivedMessage>, OperatorError> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM received_messages \
              WHERE processed_at IS NULL AND next_attempt_at <= $1 ORDER BY id LIMIT $2"
@@ -138,36 +118,26 @@ impl OperatorStore {
     }
 
     pub async fn unprocessed_count(&self) -> Result<i64, OperatorError> {
-        Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM received_messages WHERE processed_at IS NULL")
-                .fetch_one(&mut *self.conn().await?)
-                .await?,
-        )
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM received_messages WHERE processed_at IS NULL")
+            .fetch_one(&mut *self.conn().await?)
+            .await?)
     }
 
     /// The id of the last inbox message read by catch-up (0 before the first).
     pub async fn inbox_cursor(&self) -> Result<i64, OperatorError> {
-        Ok(
-            sqlx::query_scalar("SELECT last_id FROM inbox_cursor WHERE id = 1")
-                .fetch_optional(&mut *self.conn().await?)
-                .await?
-                .unwrap_or(0),
-        )
+        Ok(sqlx::query_scalar("SELECT last_id FROM inbox_cursor WHERE id = 1")
+            .fetch_optional(&mut *self.conn().await?)
+            .await?
+            .unwrap_or(0))
     }
 
     /// Move the inbox cursor forward to `last_id`; it never moves back.
-    pub async fn advance_inbox_cursor(
-        &self,
-        last_id: i64,
-        now: Millis,
-    ) -> Result<(), OperatorError> {
-        sqlx::query(
-            "UPDATE inbox_cursor SET last_id = $1, updated_at = $2 WHERE id = 1 AND last_id < $1",
-        )
-        .bind(last_id)
-        .bind(now)
-        .execute(&mut *self.conn().await?)
-        .await?;
+    pub async fn advance_inbox_cursor(&self, last_id: i64, now: Millis) -> Result<(), OperatorError> {
+        sqlx::query("UPDATE inbox_cursor SET last_id = $1, updated_at = $2 WHERE id = 1 AND last_id < $1")
+            .bind(last_id)
+            .bind(now)
+            .execute(&mut *self.conn().await?)
+            .await?;
         Ok(())
     }
 }

@@ -33,13 +33,7 @@ pub use events::{Effect, NewPortEvent, PortEvent};
 pub use messages::ReceivedMessage;
 pub use subscribers::{Subscriber, SubscriberStatus};
 
-/// Which engine is behind the store; only migrations, a few statements and the connection
-/// handling depend on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+pub use numport_store::Backend;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -103,31 +97,16 @@ impl OperatorStore {
     /// The database must be the node's own: its migration history is this crate's alone.
     pub async fn connect(url: &str) -> Result<OperatorStore, OperatorError> {
         sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Backend::Postgres
-        } else {
-            Backend::Sqlite
-        };
+        let backend = Backend::of(url);
         let url = match backend {
-            Backend::Sqlite => {
-                create_sqlite_dir(url)?;
-                if url.contains("mode=") {
-                    url.to_owned()
-                } else {
-                    let sep = if url.contains('?') { '&' } else { '?' };
-                    format!("{url}{sep}mode=rwc")
-                }
-            }
+            Backend::Sqlite => numport_store::prepare_sqlite_url(url)?,
             Backend::Postgres => url.to_owned(),
         };
         let opts = AnyConnectOptions::from_str(&url)?;
         let handle = match backend {
             Backend::Sqlite => {
                 let mut conn = opts.connect().await?;
-                conn.execute(
-                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000;",
-                )
-                .await?;
+                conn.execute(numport_store::SQLITE_PRAGMAS).await?;
                 Handle::Single(Arc::new(Mutex::new(Some(conn))))
             }
             Backend::Postgres => Handle::Pool(
@@ -161,11 +140,9 @@ impl OperatorStore {
     pub(crate) async fn conn(&self) -> Result<Conn, OperatorError> {
         match &self.handle {
             Handle::Pool(pool) => Ok(Conn::Pooled(pool.acquire().await?)),
-            Handle::Single(conn) => {
-                OwnedMutexGuard::try_map(conn.clone().lock_owned().await, Option::as_mut)
-                    .map(Conn::Single)
-                    .map_err(|_| sqlx::Error::PoolClosed.into())
-            }
+            Handle::Single(conn) => OwnedMutexGuard::try_map(conn.clone().lock_owned().await, Option::as_mut)
+                .map(Conn::Single)
+                .map_err(|_| sqlx::Error::PoolClosed.into()),
         }
     }
 
@@ -182,44 +159,10 @@ impl OperatorStore {
     }
 }
 
-/// `sqlite://data/x.db` needs `data/` to exist; SQLite creates the file but not its directory.
-fn create_sqlite_dir(url: &str) -> Result<(), OperatorError> {
-    let path = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url);
-    let path = path.split('?').next().unwrap_or_default();
-    if path.is_empty() || path == ":memory:" {
-        return Ok(());
-    }
-    if let Some(dir) = std::path::Path::new(path).parent()
-        && !dir.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(dir)?;
-    }
-    Ok(())
-}
-
 /// Parse a stored code back into its domain type; a failure means the row was tampered with.
 pub(crate) fn parse_col<T: FromStr>(what: &str, s: &str) -> Result<T, OperatorError>
 where
     T::Err: std::fmt::Display,
 {
-    s.parse()
-        .map_err(|e| OperatorError::Corrupt(format!("{what} {s:?}: {e}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sqlite_dir_is_created() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/a/b/node.db?mode=rwc", dir.path().display());
-        create_sqlite_dir(&url).unwrap();
-        assert!(dir.path().join("a/b").is_dir());
-        create_sqlite_dir("sqlite::memory:").unwrap();
-        create_sqlite_dir("sqlite://node.db").unwrap();
-    }
+    s.parse().map_err(|e| OperatorError::Corrupt(format!("{what} {s:?}: {e}")))
 }

@@ -11,8 +11,8 @@ use std::str::FromStr;
 use numport_core::porting::{CreditInfo, UnknownCode};
 use numport_core::proof::PortKey;
 use numport_core::{Millis, Money, Msisdn};
-use sqlx::{Connection, Row};
 use sqlx::any::AnyRow;
+use sqlx::{Connection, Row};
 
 use super::{Backend, OperatorStore, parse_col};
 use crate::OperatorError;
@@ -46,10 +46,7 @@ impl FromStr for SubscriberStatus {
         match s {
             "active" => Ok(SubscriberStatus::Active),
             "ported_out" => Ok(SubscriberStatus::PortedOut),
-            _ => Err(UnknownCode {
-                kind: "subscriber status",
-                value: s.to_owned(),
-            }),
+            _ => Err(UnknownCode { kind: "subscriber status", value: s.to_owned() }),
         }
     }
 }
@@ -124,10 +121,7 @@ fn subscriber_row(r: &AnyRow) -> Result<Subscriber, OperatorError> {
     Ok(Subscriber {
         msisdn: parse_col("msisdn", &msisdn)?,
         port_key: port_key
-            .map(|k| {
-                PortKey::from_hex(&k)
-                    .map_err(|e| OperatorError::Corrupt(format!("port key of {msisdn}: {e}")))
-            })
+            .map(|k| PortKey::from_hex(&k).map_err(|e| OperatorError::Corrupt(format!("port key of {msisdn}: {e}"))))
             .transpose()?,
         arrears: Money(r.try_get("arrears")?),
         unbilled_usage: Money(r.try_get("unbilled_usage")?),
@@ -142,17 +136,7 @@ fn values_placeholders(rows: usize) -> String {
     (0..rows)
         .map(|i| {
             let b = i * 8;
-            format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7,
-                b + 8
-            )
+            format!("(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8)
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -161,9 +145,7 @@ fn values_placeholders(rows: usize) -> String {
 impl OperatorStore {
     /// Insert the subscriber, or replace every field of the existing row.
     pub async fn upsert_subscriber(&self, s: &Subscriber) -> Result<(), OperatorError> {
-        self.upsert_subscribers(std::slice::from_ref(s))
-            .await
-            .map(|_| ())
+        self.upsert_subscribers(std::slice::from_ref(s)).await.map(|_| ())
     }
 
     /// Insert or replace many subscribers in one transaction (bulk load), in multi-row batches.
@@ -174,20 +156,14 @@ impl OperatorStore {
         for (i, s) in subs.iter().enumerate() {
             last.insert(&s.msisdn, i);
         }
-        let unique: Vec<&Subscriber> = subs
-            .iter()
-            .enumerate()
-            .filter(|(i, s)| last.get(&s.msisdn) == Some(i))
-            .map(|(_, s)| s)
-            .collect();
+        let unique: Vec<&Subscriber> =
+            subs.iter().enumerate().filter(|(i, s)| last.get(&s.msisdn) == Some(i)).map(|(_, s)| s).collect();
         let mut conn = self.conn().await?;
         let mut tx = conn.begin().await?;
         let mut written = 0;
         for chunk in unique.chunks(batch_rows(self.backend)) {
-            let sql = format!(
-                "INSERT INTO subscribers ({COLUMNS}) VALUES {}{UPSERT_TAIL}",
-                values_placeholders(chunk.len())
-            );
+            let sql =
+                format!("INSERT INTO subscribers ({COLUMNS}) VALUES {}{UPSERT_TAIL}", values_placeholders(chunk.len()));
             let mut q = sqlx::query(&sql);
             for s in chunk {
                 q = q
@@ -207,12 +183,10 @@ impl OperatorStore {
     }
 
     pub async fn subscriber(&self, msisdn: &Msisdn) -> Result<Option<Subscriber>, OperatorError> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM subscribers WHERE msisdn = $1"
-        ))
-        .bind(msisdn.as_str())
-        .fetch_optional(&mut *self.conn().await?)
-        .await?;
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM subscribers WHERE msisdn = $1"))
+            .bind(msisdn.as_str())
+            .fetch_optional(&mut *self.conn().await?)
+            .await?;
         row.as_ref().map(subscriber_row).transpose()
     }
 
@@ -223,59 +197,40 @@ impl OperatorStore {
         status: SubscriberStatus,
         now: Millis,
     ) -> Result<bool, OperatorError> {
-        let r =
-            sqlx::query("UPDATE subscribers SET status = $1, updated_at = $2 WHERE msisdn = $3")
-                .bind(status.as_str())
-                .bind(now)
-                .bind(msisdn.as_str())
-                .execute(&mut *self.conn().await?)
-                .await?;
+        let r = sqlx::query("UPDATE subscribers SET status = $1, updated_at = $2 WHERE msisdn = $3")
+            .bind(status.as_str())
+            .bind(now)
+            .bind(msisdn.as_str())
+            .execute(&mut *self.conn().await?)
+            .await?;
         Ok(r.rows_affected() > 0)
     }
 
     pub async fn subscriber_count(&self) -> Result<i64, OperatorError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM subscribers")
-            .fetch_one(&mut *self.conn().await?)
-            .await?)
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM subscribers").fetch_one(&mut *self.conn().await?).await?)
     }
 
     /// Load subscribers from CSV (`msisdn,port_key,arrears,unbilled_usage,contract_remaining,
     /// deposit_held`; a header line is optional; an empty port key means none) as active
     /// accounts, all in one transaction: a bad line imports nothing. Returns the rows written.
-    pub async fn import_subscribers_csv<R: std::io::Read>(
-        &self,
-        reader: R,
-        now: Millis,
-    ) -> Result<u64, OperatorError> {
+    pub async fn import_subscribers_csv<R: std::io::Read>(&self, reader: R, now: Millis) -> Result<u64, OperatorError> {
         let subs = parse_subscribers_csv(reader, now)?;
         self.upsert_subscribers(&subs).await
     }
 }
 
 /// Parse the subscriber CSV of [`OperatorStore::import_subscribers_csv`].
-pub fn parse_subscribers_csv<R: std::io::Read>(
-    reader: R,
-    now: Millis,
-) -> Result<Vec<Subscriber>, OperatorError> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .trim(csv::Trim::All)
-        .comment(Some(b'#'))
-        .from_reader(reader);
+pub fn parse_subscribers_csv<R: std::io::Read>(reader: R, now: Millis) -> Result<Vec<Subscriber>, OperatorError> {
+    let mut rdr =
+        csv::ReaderBuilder::new().has_headers(false).trim(csv::Trim::All).comment(Some(b'#')).from_reader(reader);
     let mut out = Vec::new();
     for (i, rec) in rdr.records().enumerate() {
-        let line = |rec: Option<&csv::StringRecord>| {
-            rec.and_then(|r| r.position())
-                .map_or(i as u64 + 1, |p| p.line())
-        };
+        let line = |rec: Option<&csv::StringRecord>| rec.and_then(|r| r.position()).map_or(i as u64 + 1, |p| p.line());
         let rec = rec.map_err(|e| OperatorError::Import {
             line: e.position().map_or(i as u64 + 1, |p| p.line()),
             message: e.to_string(),
         })?;
-        let bad = |message: String| OperatorError::Import {
-            line: line(Some(&rec)),
-            message,
-        };
+        let bad = |message: String| OperatorError::Import { line: line(Some(&rec)), message };
         if i == 0 && rec.get(0) == Some("msisdn") {
             continue;
         }
@@ -288,12 +243,7 @@ pub fn parse_subscribers_csv<R: std::io::Read>(
             "" => None,
             k => Some(PortKey::from_hex(k).map_err(|e| bad(e.to_string()))?),
         };
-        let money = |n: usize, what: &str| {
-            field(n)
-                .parse::<i64>()
-                .map(Money)
-                .map_err(|e| bad(format!("{what}: {e}")))
-        };
+        let money = |n: usize, what: &str| field(n).parse::<i64>().map(Money).map_err(|e| bad(format!("{what}: {e}")));
         out.push(Subscriber {
             msisdn,
             port_key,
@@ -335,17 +285,10 @@ mod tests {
 
     #[test]
     fn csv_errors_name_the_line() {
-        let err = parse_subscribers_csv("4790000001,,0,0,0,0\n4790000002,,x,0,0,0\n".as_bytes(), 0)
-            .unwrap_err();
-        assert!(
-            matches!(err, OperatorError::Import { line: 2, .. }),
-            "{err}"
-        );
+        let err = parse_subscribers_csv("4790000001,,0,0,0,0\n4790000002,,x,0,0,0\n".as_bytes(), 0).unwrap_err();
+        assert!(matches!(err, OperatorError::Import { line: 2, .. }), "{err}");
         let err = parse_subscribers_csv("12,,0,0,0,0\n".as_bytes(), 0).unwrap_err();
-        assert!(
-            matches!(err, OperatorError::Import { line: 1, .. }),
-            "{err}"
-        );
+        assert!(matches!(err, OperatorError::Import { line: 1, .. }), "{err}");
         let err = parse_subscribers_csv("4790000001,zz,0,0,0,0\n".as_bytes(), 0).unwrap_err();
         assert!(matches!(err, OperatorError::Import { .. }), "{err}");
         let err = parse_subscribers_csv("4790000001,,0,0\n".as_bytes(), 0).unwrap_err();
@@ -365,9 +308,6 @@ mod tests {
 
     #[test]
     fn placeholders_number_every_column() {
-        assert_eq!(
-            values_placeholders(2),
-            "($1, $2, $3, $4, $5, $6, $7, $8), ($9, $10, $11, $12, $13, $14, $15, $16)"
-        );
+        assert_eq!(values_placeholders(2), "($1, $2, $3, $4, $5, $6, $7, $8), ($9, $10, $11, $12, $13, $14, $15, $16)");
     }
 }

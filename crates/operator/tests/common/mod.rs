@@ -87,12 +87,10 @@ impl FakeClearinghouse {
     pub async fn start() -> FakeClearinghouse {
         let state = Arc::new(Mutex::new(FakeState::default()));
         let st = state.clone();
-        let app = Router::new().fallback(
-            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                let st = st.clone();
-                async move { answer(&st, method, uri, headers, body) }
-            },
-        );
+        let app = Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+            let st = st.clone();
+            async move { answer(&st, method, uri, headers, body) }
+        });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -115,11 +113,7 @@ impl FakeClearinghouse {
     }
 
     pub fn answer_with(&self, path: &str, status: StatusCode, body: Value) {
-        self.state
-            .lock()
-            .unwrap()
-            .overrides
-            .insert(path.to_owned(), (status, body));
+        self.state.lock().unwrap().overrides.insert(path.to_owned(), (status, body));
     }
 
     pub fn clear_overrides(&self) {
@@ -135,23 +129,14 @@ impl FakeClearinghouse {
     }
 }
 
-fn answer(
-    st: &Mutex<FakeState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+fn answer(st: &Mutex<FakeState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let mut st = st.lock().unwrap();
     let path = uri.path().to_owned();
     st.seen.push(Seen {
         method: method.clone(),
         path: path.clone(),
         query: uri.query().map(str::to_owned),
-        idempotency_key: headers
-            .get("idempotency-key")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
+        idempotency_key: headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned),
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
     });
     if st.fail_next > 0 {
@@ -164,15 +149,11 @@ fn answer(
     }
     let ok = |v: Value| (StatusCode::OK, axum::Json(v)).into_response();
     match (method.as_str(), path.as_str()) {
-        ("POST", "/v1/porting-orders") => (
-            StatusCode::CREATED,
-            axum::Json(json!(order(7, OrderState::AwaitingDeposit))),
-        )
-            .into_response(),
-        ("POST", "/v1/deposits") => ok(json!({"order_id": 7})),
-        ("POST", p) if p.ends_with("/credit-information") => {
-            ok(json!(order(7, OrderState::AwaitingDecision)))
+        ("POST", "/v1/porting-orders") => {
+            (StatusCode::CREATED, axum::Json(json!(order(7, OrderState::AwaitingDeposit)))).into_response()
         }
+        ("POST", "/v1/deposits") => ok(json!({"order_id": 7})),
+        ("POST", p) if p.ends_with("/credit-information") => ok(json!(order(7, OrderState::AwaitingDecision))),
         ("POST", p) if p.ends_with("/decision") => ok(json!(order(7, OrderState::Completed))),
         ("GET", "/v1/inbox") => {
             let q = uri.query().unwrap_or_default();
@@ -184,22 +165,13 @@ fn answer(
                     .unwrap_or(0)
             };
             let (after, limit) = (param("after"), param("limit"));
-            let messages: Vec<Envelope> = st
-                .inbox
-                .iter()
-                .filter(|e| e.id > after)
-                .take(limit as usize)
-                .cloned()
-                .collect();
+            let messages: Vec<Envelope> =
+                st.inbox.iter().filter(|e| e.id > after).take(limit as usize).cloned().collect();
             ok(json!(Inbox { messages }))
         }
         ("POST", "/v1/inbox/ack") => ok(json!({"acked": true})),
         ("PUT", "/v1/operators/me/callback") => ok(json!({"ok": true})),
-        _ => (
-            StatusCode::NOT_FOUND,
-            axum::Json(json!({"error": "not_found", "message": path})),
-        )
-            .into_response(),
+        _ => (StatusCode::NOT_FOUND, axum::Json(json!({"error": "not_found", "message": path}))).into_response(),
     }
 }
 
@@ -262,29 +234,18 @@ impl TestNode {
     pub async fn send(&self, req: Request<Body>) -> (StatusCode, Value) {
         let resp = self.node.router().oneshot(req).await.unwrap();
         let status = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        let req = Request::post(path)
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap();
+        let req =
+            Request::post(path).header("content-type", "application/json").body(Body::from(body.to_string())).unwrap();
         self.send(req).await
     }
 
     pub async fn is_processed(&self, id: i64) -> bool {
-        self.store()
-            .received_message(id)
-            .await
-            .unwrap()
-            .is_some_and(|m| m.processed_at.is_some())
+        self.store().received_message(id).await.unwrap().is_some_and(|m| m.processed_at.is_some())
     }
 
     /// Wait (up to 3 s) until message `id` is processed.
@@ -298,12 +259,7 @@ impl TestNode {
         panic!("message {id} was not processed");
     }
 
-    pub async fn add_subscriber(
-        &self,
-        number: &str,
-        key: Option<&PortKey>,
-        figures: [i64; 4],
-    ) -> Subscriber {
+    pub async fn add_subscriber(&self, number: &str, key: Option<&PortKey>, figures: [i64; 4]) -> Subscriber {
         let s = Subscriber {
             port_key: key.cloned(),
             arrears: Money(figures[0]),
@@ -322,11 +278,7 @@ pub fn port_key(pin: &str) -> PortKey {
 }
 
 pub fn envelope(id: i64, message: Message) -> Envelope {
-    Envelope {
-        id,
-        created_at: T0,
-        message,
-    }
+    Envelope { id, created_at: T0, message }
 }
 
 /// Wait (up to 3 s) until `f` holds.
