@@ -34,7 +34,7 @@ const OPENAPI: &str = include_str!("openapi.json");
 pub fn router(ch: Clearinghouse) -> Router {
     let health_ch = ch.clone();
     let health: telemetry::HealthCheck = std::sync::Arc::new(move || {
-        let ok = !health_ch.db.pool.is_closed();
+        let ok = !health_ch.db.is_closed();
         (ok, json!({ "role": "clearinghouse", "ok": ok, "now_ms": health_ch.now() }))
     });
     Router::new()

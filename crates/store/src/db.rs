@@ -3,8 +3,13 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::Result;
 
@@ -50,8 +55,95 @@ pub fn prepare_sqlite_url(url: &str) -> std::io::Result<String> {
 /// A handle on the clearinghouse database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Db {
-    pub pool: AnyPool,
+    handle: Handle,
     pub backend: Backend,
+}
+
+/// How the database is reached. SQLite has one writer, so one connection behind a fair mutex
+/// serves it best: no `SQLITE_BUSY` from our own process, and none of the pool's bookkeeping
+/// (sqlx pings a connection on every return to its pool, and for SQLite each ping is a round
+/// trip to the connection's worker thread, as costly as a statement).
+#[derive(Debug, Clone)]
+enum Handle {
+    Pool(AnyPool),
+    Single(Arc<Mutex<Option<AnyConnection>>>),
+}
+
+/// A connection lent out by [`Db::acquire`]; derefs to the connection.
+pub enum DbConn {
+    Pooled(PoolConnection<Any>),
+    Single(OwnedMutexGuard<Option<AnyConnection>>),
+}
+
+impl Deref for DbConn {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            DbConn::Pooled(c) => c,
+            // `acquire` hands out only a guard holding a connection.
+            DbConn::Single(g) => g.as_ref().unwrap_or_else(|| unreachable!("closed connection lent out")),
+        }
+    }
+}
+
+impl DerefMut for DbConn {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            DbConn::Pooled(c) => c,
+            DbConn::Single(g) => g.as_mut().unwrap_or_else(|| unreachable!("closed connection lent out")),
+        }
+    }
+}
+
+/// A transaction from [`Db::begin`]; derefs to its connection. Dropped without `commit`, it
+/// is rolled back before the connection serves anyone else.
+pub struct DbTx {
+    conn: Option<DbConn>,
+}
+
+impl DbTx {
+    pub async fn commit(mut self) -> Result<()> {
+        let Some(mut conn) = self.conn.take() else { return Ok(()) };
+        if let Err(e) = conn.execute("COMMIT").await {
+            let _ = conn.execute("ROLLBACK").await;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    pub async fn rollback(mut self) -> Result<()> {
+        if let Some(mut conn) = self.conn.take() {
+            conn.execute("ROLLBACK").await?;
+        }
+        Ok(())
+    }
+}
+
+impl Deref for DbTx {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        self.conn.as_deref().unwrap_or_else(|| unreachable!("transaction used after its end"))
+    }
+}
+
+impl DerefMut for DbTx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        self.conn.as_deref_mut().unwrap_or_else(|| unreachable!("transaction used after its end"))
+    }
+}
+
+impl Drop for DbTx {
+    fn drop(&mut self) {
+        // Abandoned (an error, or the request's future was dropped): the connection goes with
+        // a task that rolls back first, so the next user never inherits the open transaction.
+        if let Some(mut conn) = self.conn.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move {
+                let _ = conn.execute("ROLLBACK").await;
+            });
+        }
+    }
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -59,9 +151,7 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 
 impl Db {
     /// Connect to `url` (`sqlite://path`, `postgres://…`) and bring the schema up to date.
-    ///
-    /// SQLite runs with [`SQLITE_PRAGMAS`]. The pool holds one connection, because SQLite has one writer anyway
-    /// and a single connection never meets `SQLITE_BUSY` from its own process.
+    /// SQLite runs with [`SQLITE_PRAGMAS`] on one connection.
     pub async fn connect(url: &str) -> Result<Db> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of(url);
@@ -70,55 +160,69 @@ impl Db {
             Backend::Postgres => url.to_owned(),
         };
         let opts = AnyConnectOptions::from_str(&url)?;
-        let pool = match backend {
+        let handle = match backend {
             Backend::Sqlite => {
-                AnyPoolOptions::new()
-                    .max_connections(1)
-                    .acquire_timeout(Duration::from_secs(30))
-                    // sqlx pings an idle connection before handing it out by default: for
-                    // SQLite that is one more round trip to the connection's worker thread per
-                    // acquire, and a local file connection has no peer that could have gone.
-                    .test_before_acquire(false)
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            conn.execute(SQLITE_PRAGMAS).await?;
-                            Ok(())
-                        })
-                    })
-                    .connect_with(opts)
-                    .await?
+                let mut conn = AnyConnection::connect_with(&opts).await?;
+                conn.execute(SQLITE_PRAGMAS).await?;
+                Handle::Single(Arc::new(Mutex::new(Some(conn))))
             }
-            Backend::Postgres => {
+            Backend::Postgres => Handle::Pool(
                 AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(30))
                     .connect_with(opts)
-                    .await?
-            }
+                    .await?,
+            ),
         };
-        let db = Db { pool, backend };
+        let db = Db { handle, backend };
         db.migrate().await?;
         Ok(db)
     }
 
     pub async fn migrate(&self) -> Result<()> {
+        let mut conn = self.acquire().await?;
         match self.backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
-            Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&mut *conn).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&mut *conn).await?,
         }
         Ok(())
     }
 
-    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-        Ok(self.pool.begin().await?)
+    pub async fn acquire(&self) -> Result<DbConn> {
+        match &self.handle {
+            Handle::Pool(pool) => Ok(DbConn::Pooled(pool.acquire().await?)),
+            Handle::Single(m) => {
+                let guard = m.clone().lock_owned().await;
+                if guard.is_none() {
+                    return Err(sqlx::Error::PoolClosed.into());
+                }
+                Ok(DbConn::Single(guard))
+            }
+        }
     }
 
-    pub async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>> {
-        Ok(self.pool.acquire().await?)
+    pub async fn begin(&self) -> Result<DbTx> {
+        let mut conn = self.acquire().await?;
+        conn.execute("BEGIN").await?;
+        Ok(DbTx { conn: Some(conn) })
+    }
+
+    pub fn is_closed(&self) -> bool {
+        match &self.handle {
+            Handle::Pool(pool) => pool.is_closed(),
+            Handle::Single(m) => m.try_lock().is_ok_and(|g| g.is_none()),
+        }
     }
 
     pub async fn close(&self) {
-        self.pool.close().await;
+        match &self.handle {
+            Handle::Pool(pool) => pool.close().await,
+            Handle::Single(m) => {
+                if let Some(conn) = m.lock().await.take() {
+                    let _ = conn.close().await;
+                }
+            }
+        }
     }
 }
 
