@@ -24,6 +24,9 @@ pub struct ClearinghouseConfig {
     pub verification: VerificationPolicy,
     /// A number may not complete another port sooner than this after its last one.
     pub min_port_interval_ms: Millis,
+    /// How long after a request without the donor's deposit the donor is called back with a
+    /// `deposit_requested` reminder (it is in the donor's inbox at once).
+    pub deposit_reminder_ms: Millis,
     pub supervisor_interval_ms: Millis,
     pub dispatcher: DispatcherConfig,
     /// Largest request body accepted, in bytes.
@@ -39,6 +42,7 @@ impl Default for ClearinghouseConfig {
             deadlines: Deadlines::default(),
             verification: VerificationPolicy::default(),
             min_port_interval_ms: 60 * DAY_MS,
+            deposit_reminder_ms: 1_000,
             supervisor_interval_ms: 250,
             dispatcher: DispatcherConfig::default(),
             max_body_bytes: 64 * 1024,

@@ -42,9 +42,20 @@ pub fn to_api(o: &OrderRecord) -> Order {
 }
 
 pub(crate) async fn enqueue(conn: &mut AnyConnection, operator_id: i64, msg: &Message, now: Millis) -> Result<()> {
+    enqueue_at(conn, operator_id, msg, now, now).await
+}
+
+/// Queue `msg`, calling back no sooner than `send_at`.
+async fn enqueue_at(
+    conn: &mut AnyConnection,
+    operator_id: i64,
+    msg: &Message,
+    now: Millis,
+    send_at: Millis,
+) -> Result<()> {
     let body =
         serde_json::to_string(msg).map_err(|e| Error::Store(numport_store::StoreError::Corrupt(e.to_string())))?;
-    outbox::enqueue(conn, operator_id, msg.kind(), msg.order_id(), &body, now).await?;
+    outbox::enqueue(conn, operator_id, msg.kind(), msg.order_id(), &body, now, send_at).await?;
     Ok(())
 }
 
@@ -164,7 +175,9 @@ impl Clearinghouse {
                     expiry: req.expiry,
                     deadline_at: order.deadline_at.unwrap_or(now),
                 };
-                enqueue(conn, donor_id, &msg, now).await?;
+                // The terminal gives the nonce to the donor itself; the callback is only a
+                // reminder, sent if the deposit has not come within the grace time.
+                enqueue_at(conn, donor_id, &msg, now, now + self.config.deposit_reminder_ms).await?;
             }
         }
         Ok(to_api(&order))
@@ -392,6 +405,9 @@ impl Clearinghouse {
             ..order.clone()
         };
         let donor_id = updated.donor_id.ok_or(Error::NotFound("donor"))?;
+        if order.state == OrderState::AwaitingDeposit {
+            outbox::withdraw(conn, order.id, "deposit_requested", now).await?;
+        }
         match t.to {
             OrderState::AwaitingCreditInfo => {
                 let msg = Message::CreditQuery {

@@ -90,6 +90,8 @@ impl Receiver {
 
 fn config() -> ClearinghouseConfig {
     ClearinghouseConfig {
+        // Deposit reminders go out at once, so every message of a port is a callback here.
+        deposit_reminder_ms: 0,
         dispatcher: DispatcherConfig {
             base_backoff_ms: 100,
             max_backoff_ms: 400,

@@ -65,6 +65,15 @@ async fn happy_path(backend: Backend) {
     );
     t.a.client.deposit(&term.deposit_for(&req, &t.b.name), "d1").await.unwrap();
     assert_eq!(t.b.client.order(order.id).await.unwrap().state, OrderState::AwaitingCreditInfo);
+    // The deposit came within the reminder's grace time: the reminder callback is cancelled.
+    let mut conn = t.ch.db.acquire().await.unwrap();
+    let pending: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE kind = 'deposit_requested' AND delivered_at IS NULL")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+    assert_eq!(pending, 0);
+    drop(conn);
     assert_eq!(t.messages(&t.a, "credit_query").await.len(), 1);
 
     let order = t.a.client.credit_information(order.id, &credit(100, 50, 1000, 300), "c1").await.unwrap();

@@ -42,6 +42,7 @@ fn message(r: &sqlx::any::AnyRow) -> Result<Message> {
     })
 }
 
+/// Queue a message for callback delivery from `send_at` on (it is in the inbox at once).
 pub async fn enqueue(
     conn: &mut AnyConnection,
     operator_id: i64,
@@ -49,18 +50,36 @@ pub async fn enqueue(
     order_id: Option<i64>,
     body: &str,
     now: Millis,
+    send_at: Millis,
 ) -> Result<i64> {
     Ok(sqlx::query_scalar(
         "INSERT INTO messages (operator_id, kind, order_id, body, created_at, next_attempt_at) \
-         VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
     )
     .bind(operator_id)
     .bind(kind)
     .bind(order_id)
     .bind(body)
     .bind(now)
+    .bind(send_at)
     .fetch_one(conn)
     .await?)
+}
+
+/// Cancel an order's reminders of `kind` that are not due yet (a deposit request once the
+/// deposit came). A message already due or tried is left alone. Cancelled ones stay in the
+/// inbox, marked why.
+pub async fn withdraw(conn: &mut AnyConnection, order_id: i64, kind: &str, now: Millis) -> Result<u64> {
+    let r = sqlx::query(
+        "UPDATE messages SET delivered_at = $1, last_error = 'withdrawn: no longer needed' \
+         WHERE order_id = $2 AND kind = $3 AND delivered_at IS NULL AND attempts = 0 AND next_attempt_at > $1",
+    )
+    .bind(now)
+    .bind(order_id)
+    .bind(kind)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected())
 }
 
 /// Undelivered messages whose next attempt is due, oldest first.
