@@ -1,5 +1,6 @@
 //! `numport bench`: the figures docs/BENCHMARKS.md quotes.
 
+mod lookup;
 mod porting;
 
 use std::process::ExitCode;
@@ -16,10 +17,13 @@ pub struct Args {
 enum Which {
     /// Complete ports through the real HTTP API, three operator processes auto-answering.
     Porting(porting::Args),
+    /// In-process portability lookups over an index of ported numbers (one core).
+    Lookup(lookup::Args),
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.which {
         Which::Porting(a) => porting::run(a).await,
+        Which::Lookup(a) => lookup::run(a),
     }
 }
