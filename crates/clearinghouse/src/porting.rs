@@ -162,7 +162,11 @@ impl Clearinghouse {
             return Ok(to_api(&order));
         }
         let donor_id = serving.ok_or(Error::NotFound("donor"))?;
-        match ctx.deposit {
+        let deposit = match ctx.deposit {
+            Some(dep) => Some(dep),
+            None => orders::await_deposit(conn, msisdn, &nonce_hex, donor_id, now).await?,
+        };
+        match deposit {
             Some(dep) if dep.donor_id == donor_id => {
                 order = self.verify_against(conn, order, &dep.proof, "clearinghouse", now).await?;
             }
@@ -214,57 +218,50 @@ impl Clearinghouse {
         let (nonce_hex, proof_hex) = nonce_and_proof(&req.nonce, &req.proof)?;
         let msisdn = &req.msisdn;
 
-        let waiting = orders::awaiting_deposit(conn, msisdn, &nonce_hex).await?;
         let ctx = orders::number_context(conn, msisdn, &nonce_hex, now).await?;
-        let donor = match &waiting {
-            Some(o) => o.donor_id,
-            None => ctx.serving(),
-        };
-        if donor != Some(caller.operator_id) {
+        if ctx.serving() != Some(caller.operator_id) {
             return Err(Error::Forbidden("only the operator serving the number may deposit its proof".into()));
         }
-        let recorded = match ctx.deposit {
-            Some(existing) if existing.proof == proof_hex => true,
+        let new_deposit = match &ctx.deposit {
+            Some(existing) if existing.proof == proof_hex => false,
             Some(_) => {
                 return Err(Error::conflict("deposit_exists", "a different proof is already deposited for this nonce"));
             }
-            None => !orders::insert_deposit(conn, msisdn, &nonce_hex, caller.operator_id, &proof_hex, now).await?,
+            None => orders::insert_deposit(conn, msisdn, &nonce_hex, caller.operator_id, &proof_hex, now).await?,
         };
-        if recorded {
-            // Deposited before (the customer-service channel and the deposit request crossed,
-            // or a retry). If the order opened concurrently without seeing that deposit, it is
-            // still waiting, and this repeat is what matches it.
-            if let Some(existing) = orders::deposit(conn, msisdn, &nonce_hex).await?
-                && existing.proof != proof_hex
-            {
-                return Err(Error::conflict("deposit_exists", "a different proof is already deposited for this nonce"));
-            }
-            let order_id = match waiting {
-                Some(order) => {
-                    let id = order.id;
-                    match self.verify_against(conn, order, &proof_hex, &caller.actor(), now).await {
-                        // The other copy of this deposit matched it first.
-                        Ok(_) | Err(Error::Conflict { code: "invalid_state", .. }) => Some(id),
-                        Err(e) => return Err(e),
-                    }
-                }
-                None => None,
-            };
-            return Ok(DepositAccepted { order_id });
+        if !new_deposit
+            && let Some(existing) = orders::deposit(conn, msisdn, &nonce_hex).await?
+            && existing.proof != proof_hex
+        {
+            // Another proof was deposited concurrently.
+            return Err(Error::conflict("deposit_exists", "a different proof is already deposited for this nonce"));
         }
-        audit::append(
-            conn,
-            now,
-            &caller.actor(),
-            "proof_deposited",
-            waiting.as_ref().map(|o| o.id),
-            None,
-            None,
-            &json!({ "msisdn": msisdn, "nonce": nonce_hex }).to_string(),
-        )
-        .await?;
+        // We have written (or waited on) the rendezvous row: an order for this nonce has
+        // committed by now, or will find this deposit itself.
+        let waiting = orders::awaiting_deposit(conn, msisdn, &nonce_hex).await?;
+        if new_deposit {
+            let detail = json!({ "msisdn": msisdn, "nonce": nonce_hex }).to_string();
+            audit::append(
+                conn,
+                now,
+                &caller.actor(),
+                "proof_deposited",
+                waiting.as_ref().map(|o| o.id),
+                None,
+                None,
+                &detail,
+            )
+            .await?;
+        }
         let order_id = match waiting {
-            Some(order) => Some(self.verify_against(conn, order, &proof_hex, &caller.actor(), now).await?.id),
+            Some(order) => {
+                let id = order.id;
+                match self.verify_against(conn, order, &proof_hex, &caller.actor(), now).await {
+                    // A repeat of this deposit matched it first.
+                    Ok(_) | Err(Error::Conflict { code: "invalid_state", .. }) => Some(id),
+                    Err(e) => return Err(e),
+                }
+            }
             None => None,
         };
         Ok(DepositAccepted { order_id })

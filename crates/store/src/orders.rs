@@ -186,8 +186,8 @@ pub async fn number_context(
            (SELECT COUNT(*) FROM verification_failures WHERE msisdn = $1 AND at >= $3) AS failures, \
            (SELECT MAX(completed_at) FROM porting_orders WHERE msisdn = $1 AND state = 'completed') AS last_completed, \
            (SELECT COUNT(*) FROM porting_orders WHERE msisdn = $1 AND nonce = $2) AS nonce_uses, \
-           (SELECT donor_id FROM proof_deposits WHERE msisdn = $1 AND nonce = $2) AS deposit_donor, \
-           (SELECT proof FROM proof_deposits WHERE msisdn = $1 AND nonce = $2) AS deposit_proof",
+           (SELECT donor_id FROM proof_deposits WHERE msisdn = $1 AND nonce = $2 AND proof <> '') AS deposit_donor, \
+           (SELECT proof FROM proof_deposits WHERE msisdn = $1 AND nonce = $2 AND proof <> '') AS deposit_proof",
         list = in_list.join(", ")
     );
     let mut q = sqlx::query(&sql).bind(msisdn.as_str()).bind(nonce).bind(failures_since);
@@ -286,8 +286,39 @@ pub struct Deposit {
     pub proof: String,
 }
 
-/// Record a deposit; false if one exists for this nonce already (a concurrent deposit of the
-/// same nonce waits for the other on PostgreSQL, then finds it).
+/// The rendezvous of an order and its deposit, which arrive independently (the terminal sends
+/// both at once) and on PostgreSQL may be in flight together, each unable to see the other.
+/// Both write the one `proof_deposits` row of `(msisdn, nonce)`: the order a placeholder with
+/// an empty proof, the deposit its proof. Whoever comes second waits on the row until the
+/// first commits, so the second always sees the first.
+///
+/// The order's side: claim the row for a waiting order. `Some(deposit)` if the deposit was
+/// there first (committed), `None` if the placeholder now waits for it.
+pub async fn await_deposit(
+    conn: &mut AnyConnection,
+    msisdn: &Msisdn,
+    nonce: &str,
+    donor_id: i64,
+    now: Millis,
+) -> Result<Option<Deposit>> {
+    let placed: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO proof_deposits (msisdn, nonce, donor_id, proof, created_at) VALUES ($1, $2, $3, '', $4) \
+         ON CONFLICT (msisdn, nonce) DO NOTHING RETURNING donor_id",
+    )
+    .bind(msisdn.as_str())
+    .bind(nonce)
+    .bind(donor_id)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if placed.is_some() {
+        return Ok(None);
+    }
+    Ok(deposit(conn, msisdn, nonce).await?)
+}
+
+/// The deposit's side: record the proof, filling an order's placeholder if one is there.
+/// False if a proof was deposited for this nonce before.
 pub async fn insert_deposit(
     conn: &mut AnyConnection,
     msisdn: &Msisdn,
@@ -296,9 +327,10 @@ pub async fn insert_deposit(
     proof: &str,
     now: Millis,
 ) -> Result<bool> {
-    let inserted: Option<i64> = sqlx::query_scalar(
+    let written: Option<i64> = sqlx::query_scalar(
         "INSERT INTO proof_deposits (msisdn, nonce, donor_id, proof, created_at) VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (msisdn, nonce) DO NOTHING RETURNING donor_id",
+         ON CONFLICT (msisdn, nonce) DO UPDATE SET proof = excluded.proof, donor_id = excluded.donor_id, \
+         created_at = excluded.created_at WHERE proof_deposits.proof = '' RETURNING donor_id",
     )
     .bind(msisdn.as_str())
     .bind(nonce)
@@ -307,15 +339,17 @@ pub async fn insert_deposit(
     .bind(now)
     .fetch_optional(conn)
     .await?;
-    Ok(inserted.is_some())
+    Ok(written.is_some())
 }
 
+/// The proof deposited for `(msisdn, nonce)`, if any (an order's placeholder is not one).
 pub async fn deposit(conn: &mut AnyConnection, msisdn: &Msisdn, nonce: &str) -> Result<Option<Deposit>> {
-    let row = sqlx::query("SELECT donor_id, proof FROM proof_deposits WHERE msisdn = $1 AND nonce = $2")
-        .bind(msisdn.as_str())
-        .bind(nonce)
-        .fetch_optional(conn)
-        .await?;
+    let row =
+        sqlx::query("SELECT donor_id, proof FROM proof_deposits WHERE msisdn = $1 AND nonce = $2 AND proof <> ''")
+            .bind(msisdn.as_str())
+            .bind(nonce)
+            .fetch_optional(conn)
+            .await?;
     row.map(|r| Ok(Deposit { donor_id: r.try_get("donor_id")?, proof: r.try_get("proof")? })).transpose()
 }
 
