@@ -314,7 +314,7 @@ pub async fn await_deposit(
     if placed.is_some() {
         return Ok(None);
     }
-    Ok(deposit(conn, msisdn, nonce).await?)
+    deposit(conn, msisdn, nonce).await
 }
 
 /// The deposit's side: record the proof, filling an order's placeholder if one is there.
