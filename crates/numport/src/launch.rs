@@ -59,15 +59,24 @@ pub async fn launch(args: &[String], log: &Path) -> anyhow::Result<Launched> {
         .append(true)
         .open(log)
         .with_context(|| format!("opening {}", log.display()))?;
-    let mut child = Command::new(exe)
-        .args(args)
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
         .env("NUMPORT_LOG", std::env::var("NUMPORT_LOG").unwrap_or_else(|_| "info".into()))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log_file))
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting numport {}", args.join(" ")))?;
+        .kill_on_drop(true);
+    // If this process dies without dropping the child (SIGKILL, or a signal that skips
+    // destructors), the kernel stops the child too: no orphaned roles after a killed demo.
+    #[cfg(target_os = "linux")]
+    // SAFETY: between fork and exec only the async-signal-safe prctl runs.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().with_context(|| format!("starting numport {}", args.join(" ")))?;
     let stdout = child.stdout.take().context("child stdout")?;
     let mut lines = BufReader::new(stdout).lines();
     let found = tokio::time::timeout(Duration::from_secs(60), async {
