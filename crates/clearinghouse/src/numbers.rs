@@ -5,7 +5,7 @@ use clearinghouse_api::model::{Account, NumberReturned, NumberStatus, StatementL
 use clearinghouse_api::{Envelope, Message};
 use numport_core::Msisdn;
 use numport_core::porting::ChangeKind;
-use numport_store::{AnyConnection, audit, ledger, operators, orders, outbox, ranges, routing};
+use numport_store::{AnyConnection, audit, ledger, orders, outbox, ranges, routing};
 use serde_json::json;
 
 use crate::Clearinghouse;
@@ -18,16 +18,16 @@ impl Clearinghouse {
     pub async fn number_status(&self, conn: &mut AnyConnection, msisdn: &Msisdn) -> Result<NumberStatus> {
         let holder_id = ranges::holder_of(conn, msisdn).await?.ok_or(Error::NotFound("number range"))?;
         let ported = routing::ported_to(conn, msisdn).await?;
-        let holder = operators::by_id(conn, holder_id).await?;
+        let holder = self.operator(conn, holder_id).await?;
         let serving = match ported {
-            Some(id) => operators::by_id(conn, id).await?,
+            Some(id) => self.operator(conn, id).await?,
             None => holder.clone(),
         };
         Ok(NumberStatus {
             msisdn: msisdn.clone(),
-            serving_operator: serving.name,
+            serving_operator: serving.name.clone(),
             routing_number: serving.routing_number.to_string(),
-            range_holder: holder.name,
+            range_holder: holder.name.clone(),
             ported: ported.is_some(),
         })
     }
@@ -48,7 +48,7 @@ impl Clearinghouse {
             return Err(Error::conflict("port_in_progress", "the number has an open porting order"));
         }
         let holder_id = ranges::holder_of(conn, msisdn).await?.ok_or(Error::NotFound("number range"))?;
-        let holder = operators::by_id(conn, holder_id).await?;
+        let holder = self.operator(conn, holder_id).await?;
         routing::clear_ported(conn, msisdn).await?;
         audit::append(
             conn,
@@ -66,7 +66,7 @@ impl Clearinghouse {
                 .await?;
         let msg = Message::NumberReturned { msisdn: msisdn.clone(), from: caller.name.clone(), seq };
         enqueue(conn, holder.id, &msg, now).await?;
-        Ok(NumberReturned { msisdn: msisdn.clone(), range_holder: holder.name, seq })
+        Ok(NumberReturned { msisdn: msisdn.clone(), range_holder: holder.name.clone(), seq })
     }
 
     pub async fn account(&self, conn: &mut AnyConnection, caller: &Caller) -> Result<Account> {

@@ -71,15 +71,3 @@ pub async fn for_order(conn: &mut AnyConnection, order_id: i64) -> Result<Vec<Au
     .await?;
     rows.iter().map(entry).collect()
 }
-
-/// The latest entries of the whole trail, newest first.
-pub async fn recent(conn: &mut AnyConnection, limit: i64) -> Result<Vec<AuditEntry>> {
-    let rows = sqlx::query(
-        "SELECT id, at, actor, action, order_id, from_state, to_state, detail FROM audit_log \
-         ORDER BY id DESC LIMIT $1",
-    )
-    .bind(limit)
-    .fetch_all(conn)
-    .await?;
-    rows.iter().map(entry).collect()
-}

@@ -109,19 +109,7 @@ pub async fn due(conn: &mut AnyConnection, now: Millis, limit: i64) -> Result<Ve
 /// Hide messages from the next passes until `until` and count a delivery attempt: the lease a
 /// dispatcher takes before sending. If it crashes, the lease runs out and they are sent again.
 pub async fn lease(conn: &mut AnyConnection, ids: &[i64], until: Millis) -> Result<()> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let sql = format!(
-        "UPDATE messages SET attempts = attempts + 1, next_attempt_at = $1 WHERE id IN ({})",
-        placeholders(2, ids.len())
-    );
-    let mut q = sqlx::query(&sql).bind(until);
-    for id in ids {
-        q = q.bind(*id);
-    }
-    q.execute(conn).await?;
-    Ok(())
+    update_ids(conn, "SET attempts = attempts + 1, next_attempt_at = $1 WHERE", ids, until).await
 }
 
 /// After a failed attempt: try again at `at`, remembering why it failed.
@@ -146,14 +134,16 @@ pub async fn make_due(conn: &mut AnyConnection, operator_id: i64, now: Millis) -
 }
 
 pub async fn mark_delivered(conn: &mut AnyConnection, ids: &[i64], now: Millis) -> Result<()> {
+    update_ids(conn, "SET delivered_at = $1 WHERE delivered_at IS NULL AND", ids, now).await
+}
+
+/// `UPDATE messages <set_where> id IN (ids)`, with `$1` bound to `value`; nothing for no ids.
+async fn update_ids(conn: &mut AnyConnection, set_where: &str, ids: &[i64], value: Millis) -> Result<()> {
     if ids.is_empty() {
         return Ok(());
     }
-    let sql = format!(
-        "UPDATE messages SET delivered_at = $1 WHERE delivered_at IS NULL AND id IN ({})",
-        placeholders(2, ids.len())
-    );
-    let mut q = sqlx::query(&sql).bind(now);
+    let sql = format!("UPDATE messages {set_where} id IN ({})", placeholders(2, ids.len()));
+    let mut q = sqlx::query(&sql).bind(value);
     for id in ids {
         q = q.bind(*id);
     }

@@ -117,8 +117,3 @@ pub async fn changes_after(conn: &mut AnyConnection, after: i64, limit: i64) -> 
 pub async fn head(conn: &mut AnyConnection) -> Result<i64> {
     Ok(sqlx::query_scalar("SELECT last_seq FROM feed_head WHERE id = 1").fetch_one(conn).await?)
 }
-
-/// Number of ported numbers (served away from their range holder).
-pub async fn ported_count(conn: &mut AnyConnection) -> Result<i64> {
-    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM ported_numbers").fetch_one(conn).await?)
-}
