@@ -62,17 +62,20 @@ impl ClearinghouseClient {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await?;
+        Self::parse(req.send().await?).await
+    }
+
+    async fn parse<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, ClientError> {
+        if resp.status().is_success() { Ok(resp.json().await?) } else { Err(Self::api_error(resp).await) }
+    }
+
+    async fn api_error(resp: reqwest::Response) -> ClientError {
         let status = resp.status();
-        if status.is_success() {
-            Ok(resp.json().await?)
-        } else {
-            let error = resp
-                .json::<ApiError>()
-                .await
-                .unwrap_or_else(|e| ApiError { error: "unreadable_error".into(), message: e.to_string() });
-            Err(ClientError::Api { status, error })
-        }
+        let error = resp
+            .json::<ApiError>()
+            .await
+            .unwrap_or_else(|e| ApiError { error: "unreadable_error".into(), message: e.to_string() });
+        ClientError::Api { status, error }
     }
 
     /// F1 step 1 (recipient): open a porting order with the terminal's proof.
@@ -143,14 +146,23 @@ impl ClearinghouseClient {
     }
 
     /// Routing changes after `after`, waiting up to `wait_ms` for one if none is there yet.
+    /// The request gives up 5 s after the wait, so a follower never hangs on a dead peer.
     pub async fn routing_changes(&self, after: i64, limit: i64, wait_ms: u64) -> Result<ChangePage, ClientError> {
-        self.call(
-            Method::GET,
-            &format!("/v1/routing/changes?after={after}&limit={limit}&wait_ms={wait_ms}"),
-            None::<&()>,
-            None,
-        )
-        .await
+        let resp = self
+            .http
+            .get(format!("{}/v1/routing/changes?after={after}&limit={limit}&wait_ms={wait_ms}", self.base))
+            .bearer_auth(&self.token)
+            .timeout(std::time::Duration::from_millis(wait_ms + 5_000))
+            .send()
+            .await?;
+        Self::parse(resp).await
+    }
+
+    /// The routing snapshot (the `npdb::snapshot` text format), as a response whose body the
+    /// caller streams with [`reqwest::Response::chunk`].
+    pub async fn routing_snapshot(&self) -> Result<reqwest::Response, ClientError> {
+        let resp = self.http.get(format!("{}/v1/routing/snapshot", self.base)).bearer_auth(&self.token).send().await?;
+        if resp.status().is_success() { Ok(resp) } else { Err(Self::api_error(resp).await) }
     }
 
     pub async fn set_callback(&self, url: Option<&str>) -> Result<serde_json::Value, ClientError> {

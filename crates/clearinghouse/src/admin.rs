@@ -1,14 +1,15 @@
 //! What the portability center does on its own database, outside the operator API: register
-//! operators, issue and rotate their credentials, load number ranges, fund settlement accounts.
+//! operators, issue and rotate their credentials, load number ranges and an existing database of
+//! ported numbers, fund settlement accounts.
 //! The `numport clearinghouse …` subcommands call these; every change is audited as `admin`.
 
 use std::io::Read;
 use std::path::Path;
 
-use numport_core::{JournalEntry, Millis, Money, OperatorName, Prefix, RoutingNumber};
+use numport_core::{JournalEntry, Millis, Money, Msisdn, OperatorName, Prefix, RoutingNumber};
 use numport_store::ledger::{self, Posted};
 use numport_store::operators::{self, Operator};
-use numport_store::{Db, StoreError, audit, ranges};
+use numport_store::{Db, StoreError, audit, ranges, routing};
 use rand::RngCore;
 use serde_json::json;
 
@@ -224,4 +225,103 @@ pub async fn fund(
     let (_, balance) = ledger::operator_account(&mut tx, op.id).await?;
     tx.commit().await?;
     Ok((posted, balance))
+}
+
+/// What [`import_ported_csv`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PortedImport {
+    /// Numbers recorded as ported (each with a change-log entry).
+    pub imported: u64,
+    /// Lines naming the number's own range holder: not an exception, nothing to record.
+    pub range_holder: u64,
+}
+
+/// Rows written per transaction by [`import_ported_csv`].
+const IMPORT_BATCH: usize = 10_000;
+
+/// Load an existing national database's ported numbers from CSV (`msisdn,operator`, an
+/// optional `msisdn,operator` header, `#` comments): each becomes a ported-number record and
+/// a change-log entry, so replicas following the feed receive it like any port. Batches of
+/// 10,000 rows commit on their own (`progress` is told the lines done after each); a line that
+/// fails stops the import with its line number, and the batches before it stay. Importing the
+/// same file again rewrites the same records.
+pub async fn import_ported_csv(
+    db: &Db,
+    reader: impl Read,
+    now: Millis,
+    mut progress: impl FnMut(u64),
+) -> Result<PortedImport, AdminError> {
+    let mut conn = db.acquire().await?;
+    let ops = operators::list(&mut conn).await?;
+    let range_rows = ranges::list(&mut conn).await?;
+    drop(conn);
+    let index = npdb::Index::new(
+        ops.iter().map(|o| npdb::Operator { name: o.name.clone(), routing_number: o.routing_number.clone() }),
+        range_rows.iter().filter_map(|(p, h)| Some((p.parse().ok()?, h.parse().ok()?))),
+    )
+    .map_err(|e| AdminError::Csv { line: 0, message: e.to_string() })?;
+    let mut rdr =
+        csv::ReaderBuilder::new().has_headers(false).trim(csv::Trim::All).comment(Some(b'#')).from_reader(reader);
+    let mut report = PortedImport::default();
+    let mut batch: Vec<(Msisdn, i64, numport_core::RoutingNumber)> = Vec::with_capacity(IMPORT_BATCH);
+    let mut lines = 0u64;
+    let mut rec = csv::StringRecord::new();
+    loop {
+        let more =
+            rdr.read_record(&mut rec).map_err(|e| AdminError::Csv { line: lines + 1, message: e.to_string() })?;
+        if more {
+            let line = rec.position().map_or(lines + 1, |p| p.line());
+            lines = line;
+            let (Some(number), Some(name)) = (rec.get(0), rec.get(1)) else {
+                return Err(AdminError::Csv { line, message: "expected two fields: msisdn,operator".into() });
+            };
+            if line == 1 && number.eq_ignore_ascii_case("msisdn") {
+                continue;
+            }
+            let msisdn: Msisdn = number
+                .parse()
+                .map_err(|e: numport_core::msisdn::NumberError| AdminError::Csv { line, message: e.to_string() })?;
+            let name: OperatorName =
+                name.parse().map_err(|_| AdminError::Csv { line, message: format!("bad operator name {name:?}") })?;
+            let op = index
+                .op_id(&name)
+                .map_err(|_| AdminError::Csv { line, message: format!("no operator named {name}") })?;
+            let holder = index
+                .range_holder(npdb::key_of(&msisdn))
+                .ok_or_else(|| AdminError::Csv { line, message: format!("{msisdn} is in no number range") })?;
+            if holder == op {
+                report.range_holder += 1;
+                continue;
+            }
+            let info = &ops[op as usize];
+            batch.push((msisdn, info.id, info.routing_number.clone()));
+        }
+        if batch.len() >= IMPORT_BATCH || (!more && !batch.is_empty()) {
+            // A number listed twice in one batch keeps its last line (one row per statement).
+            batch.reverse();
+            let mut seen = std::collections::HashSet::with_capacity(batch.len());
+            batch.retain(|(m, _, _)| seen.insert(m.clone()));
+            batch.reverse();
+            let mut tx = db.begin().await?;
+            routing::import_ported(&mut tx, &batch, now).await?;
+            audit::append(
+                &mut tx,
+                now,
+                "admin",
+                "ported_imported",
+                None,
+                None,
+                None,
+                &json!({ "numbers": batch.len(), "up_to_line": lines }).to_string(),
+            )
+            .await?;
+            tx.commit().await?;
+            report.imported += batch.len() as u64;
+            batch.clear();
+            progress(lines);
+        }
+        if !more {
+            return Ok(report);
+        }
+    }
 }

@@ -50,7 +50,7 @@ pub fn router(ch: Clearinghouse) -> Router {
         .route("/v1/numbers/{msisdn}/return", post(return_number))
         .route("/v1/accounts/me", get(account))
         .route("/v1/violations", get(violations))
-        .route("/v1/routing/changes", get(routing_changes))
+        .merge(crate::feed::routes())
         .route("/v1/inbox", get(inbox))
         .route("/v1/inbox/ack", post(ack))
         .route("/v1/operators/me/callback", put(set_callback))
@@ -316,7 +316,7 @@ struct ListQuery {
     limit: Option<i64>,
 }
 
-fn query<T>(q: std::result::Result<Query<T>, QueryRejection>) -> Result<T> {
+pub(crate) fn query<T>(q: std::result::Result<Query<T>, QueryRejection>) -> Result<T> {
     q.map(|Query(v)| v).map_err(|e| Error::invalid("invalid_query", e.body_text()))
 }
 
@@ -446,50 +446,4 @@ async fn set_callback(
     tx.commit().await?;
     ch.wake_dispatcher();
     Ok(axum::Json(json!({ "callback_url": req.url })))
-}
-
-#[derive(Deserialize)]
-struct ChangesQuery {
-    after: Option<i64>,
-    limit: Option<i64>,
-    wait_ms: Option<u64>,
-}
-
-/// The routing change log (F2), for every authenticated operator: what changed after `after`,
-/// long-polling up to `wait_ms` (at most 30 s) when nothing has yet.
-async fn routing_changes(
-    State(ch): State<Clearinghouse>,
-    _caller: Caller,
-    q: std::result::Result<Query<ChangesQuery>, QueryRejection>,
-) -> Result<axum::Json<ChangePage>> {
-    let q = query(q)?;
-    let after = q.after.unwrap_or(0);
-    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(q.wait_ms.unwrap_or(0).min(30_000));
-    let mut ticks = ch.feed_ticks();
-    loop {
-        let (changes, head) = {
-            let mut conn = ch.db.acquire().await?;
-            let changes = numport_store::routing::changes_after(&mut conn, after, limit).await?;
-            (changes, numport_store::routing::head(&mut conn).await?)
-        };
-        let done = !changes.is_empty() || tokio::time::Instant::now() >= deadline;
-        if done {
-            let changes = changes
-                .into_iter()
-                .map(|c| RoutingChange {
-                    seq: c.seq,
-                    msisdn: c.msisdn,
-                    operator: c.operator,
-                    routing_number: c.routing_number.to_string(),
-                    kind: c.kind,
-                    effective_at: c.effective_at,
-                })
-                .collect();
-            return Ok(axum::Json(ChangePage { changes, head }));
-        }
-        if tokio::time::timeout_at(deadline, ticks.changed()).await.is_err() {
-            continue;
-        }
-    }
 }

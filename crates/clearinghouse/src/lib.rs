@@ -20,6 +20,7 @@ pub mod auth;
 pub mod config;
 pub mod dispatcher;
 pub mod error;
+pub mod feed;
 pub mod http;
 pub mod numbers;
 pub mod porting;

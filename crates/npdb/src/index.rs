@@ -186,6 +186,19 @@ impl Index {
         self.ranges.iter().map(|((len, value), op)| (len, value, op))
     }
 
+    /// Every range as (prefix, holder name), sorted by prefix (for writing a snapshot).
+    pub fn range_list(&self) -> Vec<(Prefix, OperatorName)> {
+        let mut list: Vec<(Prefix, OperatorName)> = self
+            .ranges()
+            .filter_map(|(len, value, op)| {
+                let prefix = format!("{value:0width$}", width = len as usize).parse().ok()?;
+                Some((prefix, self.operators.get(op as usize)?.name.clone()))
+            })
+            .collect();
+        list.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        list
+    }
+
     /// Number of ranges (prefixes with a holder).
     pub fn range_count(&self) -> usize {
         self.ranges.len()

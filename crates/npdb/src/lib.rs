@@ -10,11 +10,13 @@
 //!
 //! [`index::Index`] holds both in memory and does no I/O; following the clearinghouse's change
 //! feed, persisting checkpoints and serving HTTP/ENUM are the replica's business, built on top.
+//! [`snapshot`] is the text format of a whole index (wire, disk and bulk import).
 //! [`bench`] measures the index (`numport bench lookup`).
 
 pub mod bench;
 pub mod index;
 mod ported;
 mod ranges;
+pub mod snapshot;
 
 pub use index::{Hit, Index, IndexError, OpId, Operator, Route, key_of};

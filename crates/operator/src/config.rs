@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use numport_core::signing::DEFAULT_TOLERANCE_MS;
 use numport_core::{Millis, Money, OperatorName};
+use replica::ReplicaConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::OperatorError;
@@ -40,6 +41,9 @@ pub struct OperatorConfig {
     /// How long a recorded message may stay unprocessed before the re-processor takes it up;
     /// also the first retry delay after a failure (it doubles per attempt, up to a minute).
     pub reprocess_after_ms: Millis,
+    /// The node's portability replica (F2). `data_dir` may contain `{name}`; left empty,
+    /// `clearinghouse_url` and `api_token` are the node's own.
+    pub npdb: ReplicaConfig,
 }
 
 impl Default for OperatorConfig {
@@ -56,6 +60,11 @@ impl Default for OperatorConfig {
             signature_tolerance_ms: DEFAULT_TOLERANCE_MS,
             reprocess_interval_ms: 1000,
             reprocess_after_ms: 2000,
+            npdb: ReplicaConfig {
+                clearinghouse_url: String::new(),
+                data_dir: "data/npdb-{name}".into(),
+                ..ReplicaConfig::default()
+            },
         }
     }
 }
@@ -68,6 +77,19 @@ impl OperatorConfig {
     /// `database_url` with `{name}` replaced.
     pub fn resolved_database_url(&self) -> String {
         self.database_url.replace("{name}", self.name.as_str())
+    }
+
+    /// The replica's configuration with the node's defaults filled in.
+    pub fn resolved_npdb(&self) -> ReplicaConfig {
+        let mut c = self.npdb.clone();
+        c.data_dir = c.data_dir.to_string_lossy().replace("{name}", self.name.as_str()).into();
+        if c.clearinghouse_url.is_empty() {
+            c.clearinghouse_url = self.clearinghouse_url.clone();
+        }
+        if c.api_token.is_empty() {
+            c.api_token = self.api_token.clone();
+        }
+        c
     }
 
     /// The callback secret as bytes; `None` when none is configured.

@@ -28,6 +28,8 @@ pub enum OperatorError {
     Import { line: u64, message: String },
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+    #[error("portability replica: {0}")]
+    Replica(#[from] replica::ReplicaError),
 }
 
 /// An error answer of the node's HTTP API.

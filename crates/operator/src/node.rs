@@ -15,8 +15,9 @@ use std::time::Duration;
 use axum::Router;
 use clearinghouse_api::ClearinghouseClient;
 use numport_core::{Clock, Millis, OperatorName};
+use replica::Replica;
 use telemetry::{HealthCheck, Registry};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -53,22 +54,14 @@ pub(crate) struct NodeInner {
     /// Message processing spawned from callbacks, drained at shutdown.
     pub tasks: TaskTracker,
     pub callback_registered: AtomicBool,
+    /// The node's copy of the routing data (F2).
+    pub replica: Replica,
 }
 
 impl Node {
-    /// Open the node's database (creating and migrating it) and build the node.
+    /// Open the node's database (creating and migrating it) and its replica's data directory,
+    /// and build the node.
     pub async fn open(config: OperatorConfig, clock: Arc<dyn Clock>) -> Result<Node, OperatorError> {
-        config.callback_secret_bytes()?;
-        let store = OperatorStore::connect(&config.resolved_database_url()).await?;
-        Node::with_store(config, store, clock)
-    }
-
-    /// Build the node on an already opened store.
-    pub fn with_store(
-        config: OperatorConfig,
-        store: OperatorStore,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Node, OperatorError> {
         let callback_secret = config.callback_secret_bytes()?;
         if callback_secret.is_none() {
             tracing::warn!(
@@ -76,15 +69,19 @@ impl Node {
                 "no callback_secret configured: callbacks are refused, messages arrive by inbox catch-up only"
             );
         }
+        let store = OperatorStore::connect(&config.resolved_database_url()).await?;
+        let registry = Registry::new();
+        let replica = Replica::open(config.resolved_npdb(), &registry).await?;
         let client = ClearinghouseClient::new(&config.clearinghouse_url, &config.api_token);
         Ok(Node {
             inner: Arc::new(NodeInner {
-                metrics: Metrics::new(Registry::new()),
+                metrics: Metrics::new(registry),
                 config,
                 store,
                 client,
                 clock,
                 callback_secret,
+                replica,
                 inflight: Mutex::new(HashSet::new()),
                 tasks: TaskTracker::new(),
                 callback_registered: AtomicBool::new(false),
@@ -108,6 +105,11 @@ impl Node {
         &self.inner.client
     }
 
+    /// The node's portability replica.
+    pub fn replica(&self) -> &Replica {
+        &self.inner.replica
+    }
+
     pub fn metrics(&self) -> &Registry {
         &self.inner.metrics.registry
     }
@@ -126,38 +128,64 @@ impl Node {
     pub fn router(&self) -> Router {
         let node = self.clone();
         let health: HealthCheck = Arc::new(move || {
+            let npdb = node.replica().status();
             (
                 true,
                 serde_json::json!({
-                    "status": "ok",
+                    "status": if npdb.stale { "stale" } else { "ok" },
                     "operator": node.name(),
                     "callback_registered": node.callback_registered(),
                     "unprocessed_messages": node.inner.metrics.unprocessed.get(),
+                    "npdb": npdb,
                 }),
             )
         });
         Router::new()
             .merge(portability::routes())
             .with_state(self.clone())
+            .merge(replica::http::routes(self.replica().clone()))
             .merge(telemetry::routes(self.inner.metrics.registry.clone(), health))
             .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
             .layer(TraceLayer::new_for_http())
     }
 
-    /// Serve the node on `listener` until `shutdown` is cancelled.
+    /// Serve the node on `listener` until `shutdown` is cancelled, with no ENUM server.
+    pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) -> Result<(), OperatorError> {
+        self.run_with_enum(listener, None, shutdown).await
+    }
+
+    /// Serve the node on `listener` (and ENUM on `enum_dns`, bound by
+    /// [`replica::dns::bind`]) until `shutdown` is cancelled.
     ///
     /// Also runs the background work, which stops on the same token: registering the callback
     /// URL and catching up with the inbox (retried with back-off while the clearinghouse is
-    /// unreachable; startup does not wait for it), and the re-processor of messages whose
-    /// processing did not finish. On shutdown, in-flight message processing gets a few seconds
-    /// to finish; anything cut short is still recorded and is processed at the next start.
-    pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) -> Result<(), OperatorError> {
+    /// unreachable; startup does not wait for it), the re-processor of messages whose
+    /// processing did not finish, and the replica following the routing feed. On shutdown,
+    /// in-flight message processing gets a few seconds to finish; anything cut short is still
+    /// recorded and is processed at the next start.
+    pub async fn run_with_enum(
+        self,
+        listener: TcpListener,
+        enum_dns: Option<(UdpSocket, TcpListener)>,
+        shutdown: CancellationToken,
+    ) -> Result<(), OperatorError> {
         let bound = listener.local_addr()?;
         tracing::info!(node = %self.name(), addr = %bound, "operator node listening");
         let background = shutdown.child_token();
         let mut tasks = JoinSet::new();
         tasks.spawn(self.clone().startup_sync(bound, background.clone()));
         tasks.spawn(self.clone().reprocessor(background.clone()));
+        tasks.spawn(self.replica().clone().follow(background.clone()));
+        if let Some((udp, tcp)) = enum_dns {
+            let handler = replica::dns::EnumHandler::new(self.replica().clone(), &self.replica().config().enum_dns)
+                .map_err(OperatorError::Config)?;
+            let stop = background.clone();
+            tasks.spawn(async move {
+                if let Err(e) = replica::dns::serve(handler, udp, tcp, stop).await {
+                    tracing::error!(error = %e, "ENUM server stopped");
+                }
+            });
+        }
 
         let served = axum::serve(
             listener.tap_io(|tcp| {

@@ -120,13 +120,17 @@ async fn metrics_and_health_routes() {
     let n = TestNode::start("opa", &ch).await;
     let (status, body) = n.send(Request::get("/healthz").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["status"], "ok");
+    // This clearinghouse has no routing feed, so the node's replica never loaded any data.
+    assert_eq!(body["status"], "stale");
+    assert_eq!(body["npdb"]["ready"], false);
     let resp = tower::ServiceExt::oneshot(n.node.router(), Request::get("/metrics").body(Body::empty()).unwrap())
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let text = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
-    assert!(String::from_utf8_lossy(&text).contains("operator_callbacks_received_total 0"));
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.contains("operator_callbacks_received_total 0"), "{text}");
+    assert!(text.contains("npdb_stale 1"), "{text}");
 }
 
 #[tokio::test]

@@ -117,3 +117,74 @@ pub async fn changes_after(conn: &mut AnyConnection, after: i64, limit: i64) -> 
 pub async fn head(conn: &mut AnyConnection) -> Result<i64> {
     Ok(sqlx::query_scalar("SELECT last_seq FROM feed_head WHERE id = 1").fetch_one(conn).await?)
 }
+
+/// Ported numbers after `after` (by number), at most `limit`: `(msisdn, serving operator id)`.
+/// Pages by key, so a snapshot of millions of rows holds no transaction or lock across pages.
+pub async fn ported_page(conn: &mut AnyConnection, after: &str, limit: i64) -> Result<Vec<(String, i64)>> {
+    let rows = sqlx::query("SELECT msisdn, operator_id FROM ported_numbers WHERE msisdn > $1 ORDER BY msisdn LIMIT $2")
+        .bind(after)
+        .bind(limit)
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(|r| Ok((r.try_get("msisdn")?, r.try_get("operator_id")?))).collect()
+}
+
+/// Rows per statement of [`import_ported`]: 4 parameters each, far under every backend's limit.
+const IMPORT_ROWS_PER_STATEMENT: usize = 500;
+
+/// Records numbers as ported (an initial national database), each with its change-log entry
+/// (kind `port`) so that replicas already following the feed see them too. One sequence block
+/// is taken for the whole slice: call inside a transaction.
+pub async fn import_ported(
+    conn: &mut AnyConnection,
+    records: &[(Msisdn, i64, RoutingNumber)],
+    now: Millis,
+) -> Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let last: i64 = sqlx::query_scalar("UPDATE feed_head SET last_seq = last_seq + $1 WHERE id = 1 RETURNING last_seq")
+        .bind(records.len() as i64)
+        .fetch_one(&mut *conn)
+        .await?;
+    let first = last - records.len() as i64 + 1;
+    for (chunk_no, chunk) in records.chunks(IMPORT_ROWS_PER_STATEMENT).enumerate() {
+        let values = |cols: usize| {
+            (0..chunk.len())
+                .map(|r| {
+                    let p: Vec<String> = (1..=cols).map(|c| format!("${}", r * cols + c)).collect();
+                    format!("({})", p.join(", "))
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let sql = format!(
+            "INSERT INTO ported_numbers (msisdn, operator_id, order_id, ported_at) VALUES {} \
+             ON CONFLICT (msisdn) DO UPDATE SET operator_id = excluded.operator_id, \
+             order_id = excluded.order_id, ported_at = excluded.ported_at",
+            values(4)
+        );
+        let mut q = sqlx::query(&sql);
+        for (msisdn, op, _) in chunk {
+            q = q.bind(msisdn.as_str()).bind(*op).bind(None::<i64>).bind(now);
+        }
+        q.execute(&mut *conn).await?;
+        let sql = format!(
+            "INSERT INTO routing_changes (seq, msisdn, operator_id, routing_number, kind, effective_at) VALUES {}",
+            values(6)
+        );
+        let mut q = sqlx::query(&sql);
+        let base = first + (chunk_no * IMPORT_ROWS_PER_STATEMENT) as i64;
+        for (i, (msisdn, op, rn)) in chunk.iter().enumerate() {
+            q = q
+                .bind(base + i as i64)
+                .bind(msisdn.as_str())
+                .bind(*op)
+                .bind(rn.as_str())
+                .bind(ChangeKind::Port.as_str())
+                .bind(now);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}

@@ -189,6 +189,12 @@ pub fn config(name: &str, clearinghouse: &str) -> OperatorConfig {
         api_token: "key.secret".into(),
         callback_secret: hex(&SECRET),
         reprocess_interval_ms: 50,
+        npdb: replica::ReplicaConfig {
+            // Each configuration its own directory: a restarted node in a test opens a
+            // second replica while the first is still alive.
+            data_dir: tempfile::tempdir().unwrap().keep(),
+            ..OperatorConfig::default().npdb
+        },
         ..OperatorConfig::default()
     }
 }

@@ -1,0 +1,153 @@
+//! The source of F2: the routing change log and the snapshot replicas bootstrap from.
+//!
+//! Both are for every authenticated operator (routing data is shared by design); neither
+//! changes anything, so neither needs an idempotency key.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use clearinghouse_api::model::{ChangePage, RoutingChange};
+use npdb::snapshot::{self, SnapshotHeader, SnapshotOperator};
+use numport_core::{OperatorName, Prefix};
+use numport_store::{operators, ranges, routing};
+use serde::Deserialize;
+
+use crate::Clearinghouse;
+use crate::auth::Caller;
+use crate::error::{Error, Result};
+use crate::http::query;
+
+/// Longest a long-poll of the change log waits for a change.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+/// Ported numbers read per database round trip while streaming a snapshot.
+const SNAPSHOT_PAGE: i64 = 20_000;
+
+pub(crate) fn routes() -> Router<Clearinghouse> {
+    Router::new()
+        .route("/v1/routing/changes", get(routing_changes))
+        .route("/v1/routing/snapshot", get(routing_snapshot))
+}
+
+#[derive(Deserialize)]
+struct ChangesQuery {
+    after: Option<i64>,
+    limit: Option<i64>,
+    wait_ms: Option<u64>,
+}
+
+/// What changed after `after`, long-polling up to `wait_ms` (at most 30 s) when nothing has yet.
+async fn routing_changes(
+    State(ch): State<Clearinghouse>,
+    _caller: Caller,
+    q: std::result::Result<Query<ChangesQuery>, QueryRejection>,
+) -> Result<axum::Json<ChangePage>> {
+    let q = query(q)?;
+    let after = q.after.unwrap_or(0);
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(q.wait_ms.unwrap_or(0)).min(MAX_WAIT);
+    // Subscribe before reading, so a commit between the read and the wait still wakes us.
+    let mut ticks = ch.feed_ticks();
+    loop {
+        let (changes, head) = {
+            let mut conn = ch.db.acquire().await?;
+            let changes = routing::changes_after(&mut conn, after, limit).await?;
+            (changes, routing::head(&mut conn).await?)
+        };
+        if !changes.is_empty() || tokio::time::Instant::now() >= deadline {
+            let changes = changes
+                .into_iter()
+                .map(|c| RoutingChange {
+                    seq: c.seq,
+                    msisdn: c.msisdn,
+                    operator: c.operator,
+                    routing_number: c.routing_number.to_string(),
+                    kind: c.kind,
+                    effective_at: c.effective_at,
+                })
+                .collect();
+            return Ok(axum::Json(ChangePage { changes, head }));
+        }
+        if tokio::time::timeout_at(deadline, ticks.changed()).await.is_err() {
+            continue;
+        }
+    }
+}
+
+/// Every current record, streamed in the snapshot format (`npdb::snapshot`).
+///
+/// The header's `seq` is read first and the ported numbers are then paged by number, each page
+/// its own short read: a snapshot of millions of numbers never holds the database, and what
+/// it sees of changes committed meanwhile is harmless (the format's "fuzzy snapshot" rule).
+/// A database failure mid-stream aborts the body, so the reader sees no end line and refuses it.
+async fn routing_snapshot(State(ch): State<Clearinghouse>, _caller: Caller) -> Result<Response> {
+    let mut conn = ch.db.acquire().await?;
+    let seq = routing::head(&mut conn).await?;
+    let ops = operators::list(&mut conn).await?;
+    let range_rows = ranges::list(&mut conn).await?;
+    drop(conn);
+    let names: HashMap<i64, OperatorName> = ops.iter().map(|o| (o.id, o.name.clone())).collect();
+    let mut range_list = Vec::with_capacity(range_rows.len());
+    for (prefix, holder) in range_rows {
+        let prefix: Prefix = prefix
+            .parse()
+            .map_err(|e| Error::Store(numport_store::StoreError::Corrupt(format!("stored prefix {prefix:?}: {e}"))))?;
+        let holder: OperatorName = holder.parse().map_err(|e| {
+            Error::Store(numport_store::StoreError::Corrupt(format!("stored operator {holder:?}: {e}")))
+        })?;
+        range_list.push((prefix, holder));
+    }
+    let header = SnapshotHeader::new(
+        seq,
+        ops.into_iter().map(|o| SnapshotOperator { name: o.name, routing_number: o.routing_number }).collect(),
+        range_list,
+    );
+
+    struct Cursor {
+        after: Option<String>,
+        records: u64,
+    }
+    let head = futures::stream::once(async move { Ok::<_, Error>(Bytes::from(snapshot::header_line(&header))) });
+    let pages = futures::stream::unfold(Cursor { after: Some(String::new()), records: 0 }, move |mut cur| {
+        let ch = ch.clone();
+        let names = names.clone();
+        async move {
+            let after = cur.after.take()?;
+            let page = async {
+                let mut conn = ch.db.acquire().await?;
+                Ok::<_, Error>(routing::ported_page(&mut conn, &after, SNAPSHOT_PAGE).await?)
+            }
+            .await;
+            let rows = match page {
+                Ok(rows) => rows,
+                Err(e) => return Some((Err(e), cur)),
+            };
+            if rows.is_empty() {
+                return Some((Ok(Bytes::from(snapshot::end_line(cur.records))), cur));
+            }
+            let mut buf = Vec::with_capacity(rows.len() * 20);
+            for (msisdn, op) in &rows {
+                let Some(name) = names.get(op) else {
+                    return Some((
+                        Err(Error::Store(numport_store::StoreError::Corrupt(format!(
+                            "operator {op} registered during a snapshot"
+                        )))),
+                        cur,
+                    ));
+                };
+                snapshot::push_record(&mut buf, msisdn.as_bytes(), name.as_str());
+            }
+            cur.records += rows.len() as u64;
+            cur.after = rows.last().map(|(m, _)| m.clone());
+            Some((Ok(Bytes::from(buf)), cur))
+        }
+    });
+    let body = Body::from_stream(futures::StreamExt::chain(head, pages));
+    Ok(([(header::CONTENT_TYPE, snapshot::MEDIA_TYPE)], body).into_response())
+}

@@ -1,0 +1,68 @@
+//! The replica's configuration: one TOML table, every field defaulted.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplicaConfig {
+    pub clearinghouse_url: String,
+    /// An operator's API key at the clearinghouse (`<key id>.<secret>`); the feed is open to
+    /// every authenticated operator.
+    pub api_token: String,
+    /// Where the snapshot and the journal of applied changes live.
+    pub data_dir: PathBuf,
+    /// How long one long-poll of the feed waits for a change.
+    pub poll_wait_ms: u64,
+    /// Changes asked for per feed request.
+    pub page_size: i64,
+    /// With no successful feed request for this long the replica reports itself stale (it is
+    /// stale at once when a request fails).
+    pub stale_after_ms: u64,
+    /// Write a new snapshot (and empty the journal) after this many journalled changes.
+    pub snapshot_every: u64,
+    pub enum_dns: EnumConfig,
+}
+
+/// ENUM (RFC 6116) over DNS, with number portability data (RFC 4694).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnumConfig {
+    /// UDP and TCP address of the ENUM server; `None` runs no DNS server.
+    pub listen: Option<SocketAddr>,
+    /// The ENUM zone the server is authoritative for.
+    pub zone: String,
+    /// `rn-context` of the routing numbers (RFC 4694 §4): routing numbers like `D002` are
+    /// local numbers, meaningful within this country's numbering plan.
+    pub rn_context: String,
+    /// TTL of answers. Short, because a port must reach callers who cache.
+    pub ttl: u32,
+}
+
+impl Default for ReplicaConfig {
+    fn default() -> Self {
+        ReplicaConfig {
+            clearinghouse_url: "http://127.0.0.1:8400".into(),
+            api_token: String::new(),
+            data_dir: PathBuf::from("data/npdb"),
+            poll_wait_ms: 5_000,
+            page_size: 1_000,
+            stale_after_ms: 15_000,
+            snapshot_every: 100_000,
+            enum_dns: EnumConfig::default(),
+        }
+    }
+}
+
+impl Default for EnumConfig {
+    fn default() -> Self {
+        EnumConfig {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 5353))),
+            zone: "e164.arpa.".into(),
+            rn_context: "+47".into(),
+            ttl: 5,
+        }
+    }
+}
