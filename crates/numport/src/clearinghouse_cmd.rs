@@ -49,6 +49,9 @@ enum Admin {
     },
     /// Load number ranges from a CSV file of `prefix,operator` lines.
     LoadRanges { file: PathBuf },
+    /// Load an existing national database's ported numbers from a CSV file of
+    /// `msisdn,operator` lines; each becomes a record and a routing change.
+    ImportPorted { file: PathBuf },
     /// Pay into an operator's settlement account (amount like 1000.00).
     Fund {
         operator: String,
@@ -108,6 +111,21 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             let n = admin::load_ranges_csv(&db, std::io::BufReader::new(f), now).await?;
             println!("loaded {n} ranges");
         }
+        Admin::ImportPorted { file } => {
+            let f = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+            let bar = indicatif::ProgressBar::new(f.metadata()?.len()).with_style(
+                indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} ({eta} left)")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let reader = std::io::BufReader::with_capacity(1 << 20, bar.wrap_read(f));
+            let report =
+                admin::import_ported_csv(&db, reader, now, |lines| bar.set_message(format!("{lines} lines"))).await?;
+            bar.finish();
+            println!(
+                "imported {} ported numbers ({} lines named the range holder and were skipped)",
+                report.imported, report.range_holder
+            );
+        }
         Admin::Fund { operator, amount, key } => {
             let (posted, balance) = admin::fund(&db, &operator, amount, &key, now).await?;
             let what = match posted {
@@ -151,7 +169,7 @@ async fn serve(cfg: ClearinghouseConfig, db: Db) -> anyhow::Result<ExitCode> {
     let addr = listener.local_addr()?;
     let ch = Clearinghouse::new(db.clone(), Arc::new(SystemClock), cfg, key);
     tracing::info!(%addr, "clearinghouse listening");
-    crate::announce_listening("clearinghouse", None, addr);
+    crate::announce_listening("clearinghouse", None, addr, None);
     clearinghouse::run(ch, listener, crate::shutdown_on_signal()).await?;
     db.close().await;
     Ok(ExitCode::SUCCESS)

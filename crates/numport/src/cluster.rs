@@ -12,6 +12,7 @@ use numport_core::proof::{PinStretch, PortKey};
 use numport_core::{Clock, Money, Msisdn, OperatorName, SystemClock};
 use numport_store::Db;
 use operator::{OperatorConfig, OperatorStore, Subscriber};
+use replica::{EnumConfig, ReplicaConfig};
 
 use crate::launch::{Launched, launch};
 
@@ -127,6 +128,11 @@ impl Cluster {
                 database_url: db_url.clone(),
                 api_token: cred.api_token.clone(),
                 callback_secret: cred.callback_secret.clone(),
+                npdb: ReplicaConfig {
+                    data_dir: dir.join(format!("npdb-{name}")),
+                    enum_dns: EnumConfig { listen: Some("127.0.0.1:0".parse()?), ..EnumConfig::default() },
+                    ..OperatorConfig::default().npdb
+                },
                 ..OperatorConfig::default()
             };
             op_cfgs.push((cfg, db_url));

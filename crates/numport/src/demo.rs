@@ -67,6 +67,31 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Polls an operator's `GET /v1/lookup/{msisdn}` until it names `expected` (up to 5 s);
+/// returns the last answer.
+async fn wait_for_route(http: &reqwest::Client, base: &str, msisdn: &numport_core::Msisdn, expected: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let answer = match http.get(format!("{base}/v1/lookup/{msisdn}")).send().await {
+            Ok(r) => match r.json::<serde_json::Value>().await {
+                Ok(v) if v["operator"].is_string() => format!(
+                    "{} (rn {}, ported {})",
+                    v["operator"].as_str().unwrap_or("?"),
+                    v["routing_number"].as_str().unwrap_or("?"),
+                    v["ported"]
+                ),
+                Ok(v) => format!("{}", v["error"]),
+                Err(e) => format!("unreadable: {e}"),
+            },
+            Err(e) => format!("unreachable: {e}"),
+        };
+        if answer.starts_with(&format!("{expected} ")) || Instant::now() > deadline {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 async fn port_a_to_b(cluster: &Cluster) -> anyhow::Result<usize> {
     let (a, b) = (cluster.op("opa"), cluster.op("opb"));
     let msisdn = subscriber_number("4790", 0);
@@ -167,5 +192,24 @@ async fn port_a_to_b(cluster: &Cluster) -> anyhow::Result<usize> {
     }
     c.check(settled.0, "opa marked the subscriber ported out on the compensation confirmation");
     c.check(settled.1, "opb opened the subscriber's account on port completion");
+
+    // F2: every operator's replica answers the new route, over HTTP and ENUM.
+    println!("\nlookups of {msisdn} at every operator's replica (F2):");
+    for op in &cluster.ops {
+        let http_answer = wait_for_route(&http, &op.proc.url(), &msisdn, "opb").await;
+        let uri = match op.proc.dns {
+            Some(dns) => match replica::dns::query_naptr(dns, &msisdn, "e164.arpa.").await {
+                Ok(replica::dns::EnumAnswer::Uri(u)) => u,
+                Ok(other) => format!("{other:?}"),
+                Err(e) => format!("no answer: {e}"),
+            },
+            None => "no ENUM server".into(),
+        };
+        println!("  {}: HTTP → {http_answer}; ENUM NAPTR → {uri}", op.name);
+        c.check(
+            http_answer.starts_with("opb ") && uri.ends_with(";npdi;rn=D002;rn-context=+47"),
+            &format!("{}'s replica routes {msisdn} to opb over HTTP and ENUM", op.name),
+        );
+    }
     Ok(c.failed)
 }

@@ -14,6 +14,8 @@ use tokio::process::{Child, Command};
 pub struct Launched {
     pub child: Child,
     pub http: SocketAddr,
+    /// The ENUM server (UDP and TCP), for roles that run one.
+    pub dns: Option<SocketAddr>,
 }
 
 impl Launched {
@@ -85,17 +87,18 @@ pub async fn launch(args: &[String], log: &Path) -> anyhow::Result<Launched> {
                 && v["event"] == "listening"
                 && let Some(addr) = v["http"].as_str().and_then(|a| a.parse().ok())
             {
-                return Ok::<_, std::io::Error>(Some(addr));
+                let dns = v["dns"].as_str().and_then(|a| a.parse().ok());
+                return Ok::<_, std::io::Error>(Some((addr, dns)));
             }
         }
         Ok(None)
     })
     .await;
-    let http: SocketAddr = match found {
-        Ok(Ok(Some(addr))) => addr,
+    let (http, dns): (SocketAddr, Option<SocketAddr>) = match found {
+        Ok(Ok(Some(addrs))) => addrs,
         _ => bail!("numport {} did not start listening; see {}", args.join(" "), log.display()),
     };
     // Keep draining stdout so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok(Launched { child, http })
+    Ok(Launched { child, http, dns })
 }

@@ -3,6 +3,7 @@
 //! - `numport clearinghouse` runs the neutral portability center; its subcommands administer
 //!   its database (operators, credentials, number ranges, settlement funding).
 //! - `numport operator` runs one mobile operator's node.
+//! - `numport npdb` runs a standalone portability replica (F2).
 //! - `numport demo` plays the whole story on loopback with real processes.
 //! - `numport bench …` measures what `docs/BENCHMARKS.md` quotes.
 //!
@@ -14,6 +15,7 @@ mod bench;
 mod clearinghouse_cmd;
 mod config;
 mod demo;
+mod npdb_cmd;
 mod operator_cmd;
 
 use std::process::ExitCode;
@@ -36,6 +38,9 @@ enum Command {
     Clearinghouse(clearinghouse_cmd::Args),
     /// Run an operator node, or administer its database with a subcommand.
     Operator(operator_cmd::Args),
+    /// Run a standalone portability replica (HTTP and ENUM lookups), or build its snapshot
+    /// from CSV with `numport npdb import`.
+    Npdb(npdb_cmd::Args),
     /// Port a number from operator A to B with a clearinghouse and three operator processes.
     Demo(demo::Args),
     /// Measure the system: see docs/BENCHMARKS.md.
@@ -59,6 +64,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Clearinghouse(args) => clearinghouse_cmd::run(args).await,
             Command::Operator(args) => operator_cmd::run(args).await,
+            Command::Npdb(args) => npdb_cmd::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(args) => bench::run(args).await,
         }
@@ -73,9 +79,18 @@ fn main() -> ExitCode {
 }
 
 /// Print the line that tells a parent process where a role listens (see `numport::launch`).
-pub(crate) fn announce_listening(role: &str, name: Option<&str>, addr: std::net::SocketAddr) {
+/// `dns` is the ENUM server's address (UDP and TCP), where the role runs one.
+pub(crate) fn announce_listening(
+    role: &str,
+    name: Option<&str>,
+    addr: std::net::SocketAddr,
+    dns: Option<std::net::SocketAddr>,
+) {
     use std::io::Write;
-    let line = serde_json::json!({ "event": "listening", "role": role, "name": name, "http": addr.to_string() });
+    let line = serde_json::json!({
+        "event": "listening", "role": role, "name": name, "http": addr.to_string(),
+        "dns": dns.map(|a| a.to_string()),
+    });
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();

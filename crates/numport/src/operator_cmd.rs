@@ -76,9 +76,14 @@ async fn serve(cfg: OperatorConfig) -> anyhow::Result<ExitCode> {
     let listener =
         tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
     let addr = listener.local_addr()?;
+    let enum_dns = match cfg.npdb.enum_dns.listen {
+        Some(a) => Some(replica::dns::bind(a).await.with_context(|| format!("binding ENUM on {a}"))?),
+        None => None,
+    };
+    let dns_addr = enum_dns.as_ref().map(|(_, _, a)| *a);
     let node = Node::open(cfg, Arc::new(SystemClock)).await?;
-    tracing::info!(%addr, operator = name, "operator node listening");
-    crate::announce_listening("operator", Some(&name), addr);
-    node.run(listener, crate::shutdown_on_signal()).await?;
+    tracing::info!(%addr, dns = ?dns_addr, operator = name, "operator node listening");
+    crate::announce_listening("operator", Some(&name), addr, dns_addr);
+    node.run_with_enum(listener, enum_dns.map(|(u, t, _)| (u, t)), crate::shutdown_on_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -182,6 +182,13 @@ impl Disk {
     }
 }
 
+/// Makes `index` (valid at feed sequence `seq`) the snapshot of the replica directory `dir`,
+/// dropping its journal: a replica starting there loads it and follows the feed from `seq`.
+/// Refused while a replica runs on the directory.
+pub fn install_index(dir: &Path, index: &Index, seq: i64) -> Result<(), DiskError> {
+    Disk::open(dir)?.write_snapshot(index, seq)
+}
+
 fn parse_line(line: &str) -> Option<RoutingChange> {
     let mut f = line.split(',');
     let change = RoutingChange {

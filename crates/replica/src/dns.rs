@@ -217,6 +217,60 @@ async fn send<'a, R: ResponseHandler>(
     }
 }
 
+/// What an ENUM server answered for a number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnumAnswer {
+    /// The tel URI of the NAPTR record (the regexp's replacement).
+    Uri(String),
+    NxDomain,
+    Other(ResponseCode),
+}
+
+/// Asks `server` (UDP) for the NAPTR record of `msisdn` in `zone`: a minimal ENUM client for
+/// the demo and the propagation benchmark.
+pub async fn query_naptr(server: SocketAddr, msisdn: &Msisdn, zone: &str) -> std::io::Result<EnumAnswer> {
+    use hickory_server::proto::op::{Message, Query};
+    let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+    let name = Name::from_ascii(name_of(msisdn, zone)).map_err(|e| invalid(e.to_string()))?;
+    let id: u16 = rand_id();
+    let mut query = Message::new(id, MessageType::Query, OpCode::Query);
+    query.add_query(Query::query(name, RecordType::NAPTR));
+    let bytes = query.to_vec().map_err(|e| invalid(e.to_string()))?;
+    let bind: SocketAddr = if server.is_ipv4() { ([127, 0, 0, 1], 0).into() } else { ([0u16; 8], 0).into() };
+    let sock = UdpSocket::bind(bind).await?;
+    sock.send_to(&bytes, server).await?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(2), sock.recv(&mut buf))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no ENUM answer"))??;
+        let Ok(answer) = Message::from_vec(&buf[..n]) else { continue };
+        if answer.metadata.id != id {
+            continue;
+        }
+        return Ok(match answer.metadata.response_code {
+            ResponseCode::NoError => answer
+                .answers
+                .iter()
+                .find_map(|r| match &r.data {
+                    RData::NAPTR(n) => {
+                        let re = String::from_utf8_lossy(&n.regexp).into_owned();
+                        re.strip_prefix("!^.*$!").and_then(|r| r.strip_suffix('!')).map(str::to_owned)
+                    }
+                    _ => None,
+                })
+                .map_or(EnumAnswer::Other(ResponseCode::NoError), EnumAnswer::Uri),
+            ResponseCode::NXDomain => EnumAnswer::NxDomain,
+            other => EnumAnswer::Other(other),
+        });
+    }
+}
+
+fn rand_id() -> u16 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::Instant::now()) as u16
+}
+
 /// Binds the ENUM server's UDP socket and TCP listener on `addr` (port 0: any free port, the
 /// same for both when possible). Returns the bound address.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener, SocketAddr)> {
