@@ -91,6 +91,7 @@ async fn routing_snapshot(State(ch): State<Clearinghouse>, _caller: Caller) -> R
     let seq = routing::head(&mut conn).await?;
     let ops = operators::list(&mut conn).await?;
     let range_rows = ranges::list(&mut conn).await?;
+    let ported = routing::ported_count(&mut conn).await?;
     drop(conn);
     let names: HashMap<i64, OperatorName> = ops.iter().map(|o| (o.id, o.name.clone())).collect();
     let mut range_list = Vec::with_capacity(range_rows.len());
@@ -107,6 +108,7 @@ async fn routing_snapshot(State(ch): State<Clearinghouse>, _caller: Caller) -> R
         seq,
         ops.into_iter().map(|o| SnapshotOperator { name: o.name, routing_number: o.routing_number }).collect(),
         range_list,
+        Some(ported),
     );
 
     struct Cursor {

@@ -40,6 +40,10 @@ pub struct LookupReport {
     pub huge_page_bytes: usize,
     /// How many answers were ported hits (a check that the mix is what it claims).
     pub ported_hits: usize,
+    /// Bytes of the index written as a snapshot (`npdb::snapshot`).
+    pub snapshot_bytes: usize,
+    /// Reading that snapshot back into a new index: a replica's bootstrap, minus the transfer.
+    pub snapshot_load_s: f64,
 }
 
 const RANGES: [(u64, u16); 5] = [(4670, 0), (4672, 1), (4673, 2), (4676, 0), (4679, 1)];
@@ -55,8 +59,9 @@ fn splitmix(x: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The `i`-th number of the ranges in a scrambled order (a bijection on `0..MAX_NUMBERS`).
-fn number(i: usize) -> u64 {
+/// The `i`-th number of the ranges in a scrambled order (a bijection on `0..MAX_NUMBERS`); the
+/// first `n` are the ported ones of [`build_index`]`(n)`.
+pub fn number(i: usize) -> u64 {
     let r = i % RANGES.len();
     let t = (i / RANGES.len()) as u64;
     // 3_999_971 is coprime to 10^7, so t ↦ (a·t + b) mod 10^7 is a permutation.
@@ -98,11 +103,10 @@ pub fn bench_index() -> Index {
     Index::new(operators, ranges).expect("valid benchmark index")
 }
 
-/// Builds an index of `n` ported numbers and times `lookups` lookups. See the module docs.
-pub fn bench_lookup(n: usize, lookups: usize, seed: u64) -> LookupReport {
+/// The benchmark index with its first `n` numbers ([`number`]) ported, each to an operator
+/// other than its range holder.
+pub fn build_index(n: usize) -> Index {
     let n = n.min(MAX_NUMBERS);
-    let rss_before = rss_bytes();
-    let t0 = Instant::now();
     let mut index = bench_index();
     index.reserve(n);
     for i in 0..n {
@@ -111,14 +115,15 @@ pub fn bench_lookup(n: usize, lookups: usize, seed: u64) -> LookupReport {
         let op = (holder + 1 + (i as u16 & 1)) % 3;
         index.set_serving_id(key, op).expect("valid key and operator");
     }
-    let build_s = t0.elapsed().as_secs_f64();
-    let rss_after = rss_bytes();
-    let huge_page_bytes = huge_page_bytes();
-    assert_eq!(index.len(), n, "every benchmark number is an exception");
+    index
+}
 
+/// `count` query keys against [`build_index`]`(n)`, in random order: half ported numbers, half
+/// never-ported numbers of the same ranges (answered by their range holder).
+pub fn query_pool(n: usize, count: usize, seed: u64) -> Vec<u64> {
+    let n = n.min(MAX_NUMBERS);
     let mut rng = seed;
-    let pool_len = lookups.clamp(1, 1 << 22);
-    let pool: Vec<u64> = (0..pool_len)
+    (0..count)
         .map(|_| {
             let r = splitmix(&mut rng);
             if r & 1 == 0 && n > 0 {
@@ -129,7 +134,22 @@ pub fn bench_lookup(n: usize, lookups: usize, seed: u64) -> LookupReport {
                 number((r >> 1) as usize % n)
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Builds an index of `n` ported numbers and times `lookups` lookups. See the module docs.
+pub fn bench_lookup(n: usize, lookups: usize, seed: u64) -> LookupReport {
+    let n = n.min(MAX_NUMBERS);
+    let rss_before = rss_bytes();
+    let t0 = Instant::now();
+    let index = build_index(n);
+    let build_s = t0.elapsed().as_secs_f64();
+    let rss_after = rss_bytes();
+    let huge_page_bytes = huge_page_bytes();
+    assert_eq!(index.len(), n, "every benchmark number is an exception");
+
+    let pool_len = lookups.clamp(1, 1 << 22);
+    let pool = query_pool(n, pool_len, seed);
 
     // Warm-up pass (page faults, branch predictors), then the timed loop.
     let mut ported_hits = 0usize;
@@ -158,6 +178,13 @@ pub fn bench_lookup(n: usize, lookups: usize, seed: u64) -> LookupReport {
     let batch_s = t.elapsed().as_secs_f64();
     let done = passes * pool_len;
 
+    let snapshot = crate::snapshot::write_index(&index, 1, Vec::new()).expect("writing to memory");
+    let t = Instant::now();
+    let (loaded, _) = crate::snapshot::read_index(&snapshot[..], |_| {}).expect("the snapshot just written");
+    let snapshot_load_s = t.elapsed().as_secs_f64();
+    assert_eq!(loaded.len(), index.len());
+    drop(loaded);
+
     let memory_bytes = index.memory_bytes();
     let per = |b: usize| if n == 0 { 0.0 } else { b as f64 / n as f64 };
     LookupReport {
@@ -171,6 +198,8 @@ pub fn bench_lookup(n: usize, lookups: usize, seed: u64) -> LookupReport {
         rss_bytes_per_ported_number: per(rss_after.saturating_sub(rss_before)),
         huge_page_bytes,
         ported_hits,
+        snapshot_bytes: snapshot.len(),
+        snapshot_load_s,
     }
 }
 

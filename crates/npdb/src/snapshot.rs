@@ -45,6 +45,12 @@ pub struct SnapshotHeader {
     pub operators: Vec<SnapshotOperator>,
     /// `(prefix, range holder)`.
     pub ranges: Vec<(Prefix, OperatorName)>,
+    /// How many record lines follow, as far as the writer knew: the reader sizes its table
+    /// from it. Without it a reader would grow the table as records come, and records that
+    /// arrive in another table's order (an index dumps its slots in hash order) pile into one
+    /// end of the smaller table: linear probing then goes quadratic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ported: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,8 +60,13 @@ pub struct SnapshotOperator {
 }
 
 impl SnapshotHeader {
-    pub fn new(seq: i64, operators: Vec<SnapshotOperator>, ranges: Vec<(Prefix, OperatorName)>) -> SnapshotHeader {
-        SnapshotHeader { format: FORMAT.into(), version: VERSION, seq, operators, ranges }
+    pub fn new(
+        seq: i64,
+        operators: Vec<SnapshotOperator>,
+        ranges: Vec<(Prefix, OperatorName)>,
+        ported: Option<u64>,
+    ) -> SnapshotHeader {
+        SnapshotHeader { format: FORMAT.into(), version: VERSION, seq, operators, ranges, ported }
     }
 
     /// An index with this header's operators and ranges and no exceptions yet.
@@ -113,6 +124,7 @@ pub fn write_index<W: Write>(index: &Index, seq: i64, mut out: W) -> io::Result<
             .map(|o| SnapshotOperator { name: o.name.clone(), routing_number: o.routing_number.clone() })
             .collect(),
         index.range_list(),
+        Some(index.len() as u64),
     );
     out.write_all(&header_line(&header))?;
     let names: Vec<&str> = index.operators().iter().map(|o| o.name.as_str()).collect();
@@ -151,6 +163,9 @@ pub fn read_index<R: BufRead>(
         )));
     }
     let mut index = header.empty_index()?;
+    // A hint, not a promise: capped, so a hostile header cannot make us allocate terabytes.
+    let hint = header.ported.unwrap_or(0).min(1 << 28) as usize;
+    index.reserve(hint);
     let mut records = 0u64;
     let mut lineno = 1u64;
     loop {
@@ -172,10 +187,8 @@ pub fn read_index<R: BufRead>(
             return Err(SnapshotError::Truncated { records });
         }
         let (key, op) = parse_record(&index, text).map_err(|r| bad(lineno, r))?;
-        if records == 0 {
-            index.reserve(1 << 16);
-        } else if records.is_power_of_two() && records >= 1 << 16 {
-            index.reserve(records as usize);
+        if records as usize >= hint && records.is_power_of_two() {
+            index.reserve((records as usize).max(1 << 16));
         }
         index.set_serving_id(key, op).map_err(|e| bad(lineno, &e.to_string()))?;
         records += 1;

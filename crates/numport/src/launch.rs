@@ -63,7 +63,7 @@ pub async fn launch(args: &[String], log: &Path) -> anyhow::Result<Launched> {
         .with_context(|| format!("opening {}", log.display()))?;
     let mut cmd = Command::new(exe);
     cmd.args(args)
-        .env("NUMPORT_LOG", std::env::var("NUMPORT_LOG").unwrap_or_else(|_| "info".into()))
+        .env("NUMPORT_LOG", std::env::var("NUMPORT_LOG").unwrap_or_else(|_| crate::DEFAULT_LOG.into()))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log_file))

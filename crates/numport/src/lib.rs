@@ -3,3 +3,7 @@
 
 pub mod cluster;
 pub mod launch;
+
+/// The log filter when none is given. hickory-server logs every DNS request at `info`, which
+/// at ENUM rates costs more than answering; its warnings and errors still show.
+pub const DEFAULT_LOG: &str = "info,hickory_server=warn";

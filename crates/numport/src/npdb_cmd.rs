@@ -116,13 +116,13 @@ async fn serve(cfg: NpdbConfig) -> anyhow::Result<ExitCode> {
     let background = stop.child_token();
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(replica.clone().follow(background.clone()));
-    let dns_addr = enum_dns.as_ref().map(|(_, _, a)| *a);
-    if let Some((udp, tcp, _)) = enum_dns {
+    let dns_addr = enum_dns.as_ref().map(|s| s.addr);
+    if let Some(sockets) = enum_dns {
         let handler =
             replica::dns::EnumHandler::new(replica.clone(), &cfg.replica.enum_dns).map_err(anyhow::Error::msg)?;
         let stop = background.clone();
         tasks.spawn(async move {
-            if let Err(e) = replica::dns::serve(handler, udp, tcp, stop).await {
+            if let Err(e) = replica::dns::serve(handler, sockets, stop).await {
                 tracing::error!(error = %e, "ENUM server stopped");
             }
         });
@@ -130,7 +130,13 @@ async fn serve(cfg: NpdbConfig) -> anyhow::Result<ExitCode> {
     let health_replica = replica.clone();
     let health: telemetry::HealthCheck = std::sync::Arc::new(move || {
         let status = health_replica.status();
-        let label = if !status.ready { "not_ready" } else if status.stale { "stale" } else { "ok" };
+        let label = if !status.ready {
+            "not_ready"
+        } else if status.stale {
+            "stale"
+        } else {
+            "ok"
+        };
         (status.ready, serde_json::json!({ "role": "npdb", "status": label, "npdb": status }))
     });
     let app = replica::http::routes(replica.clone()).merge(telemetry::routes(registry, health));
@@ -149,7 +155,9 @@ fn import(dir: &Path, operators: &Path, ranges: &Path, ported: Option<&Path>, se
         .into_iter()
         .map(|(line, name, rn)| {
             Ok(Operator {
-                name: name.parse::<OperatorName>().map_err(|e| anyhow::anyhow!("{}:{line}: {e}", operators.display()))?,
+                name: name
+                    .parse::<OperatorName>()
+                    .map_err(|e| anyhow::anyhow!("{}:{line}: {e}", operators.display()))?,
                 routing_number: rn
                     .parse::<RoutingNumber>()
                     .map_err(|e| anyhow::anyhow!("{}:{line}: {e}", operators.display()))?,
@@ -220,4 +228,3 @@ fn csv_pairs(path: &Path, header: &str) -> anyhow::Result<Vec<(u64, String, Stri
     }
     Ok(out)
 }
-

@@ -80,10 +80,10 @@ async fn serve(cfg: OperatorConfig) -> anyhow::Result<ExitCode> {
         Some(a) => Some(replica::dns::bind(a).await.with_context(|| format!("binding ENUM on {a}"))?),
         None => None,
     };
-    let dns_addr = enum_dns.as_ref().map(|(_, _, a)| *a);
+    let dns_addr = enum_dns.as_ref().map(|s| s.addr);
     let node = Node::open(cfg, Arc::new(SystemClock)).await?;
     tracing::info!(%addr, dns = ?dns_addr, operator = name, "operator node listening");
     crate::announce_listening("operator", Some(&name), addr, dns_addr);
-    node.run_with_enum(listener, enum_dns.map(|(u, t, _)| (u, t)), crate::shutdown_on_signal()).await?;
+    node.run_with_enum(listener, enum_dns, crate::shutdown_on_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

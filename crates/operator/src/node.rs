@@ -17,7 +17,7 @@ use clearinghouse_api::ClearinghouseClient;
 use numport_core::{Clock, Millis, OperatorName};
 use replica::Replica;
 use telemetry::{HealthCheck, Registry};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -166,7 +166,7 @@ impl Node {
     pub async fn run_with_enum(
         self,
         listener: TcpListener,
-        enum_dns: Option<(UdpSocket, TcpListener)>,
+        enum_dns: Option<replica::dns::EnumSockets>,
         shutdown: CancellationToken,
     ) -> Result<(), OperatorError> {
         let bound = listener.local_addr()?;
@@ -176,12 +176,12 @@ impl Node {
         tasks.spawn(self.clone().startup_sync(bound, background.clone()));
         tasks.spawn(self.clone().reprocessor(background.clone()));
         tasks.spawn(self.replica().clone().follow(background.clone()));
-        if let Some((udp, tcp)) = enum_dns {
+        if let Some(sockets) = enum_dns {
             let handler = replica::dns::EnumHandler::new(self.replica().clone(), &self.replica().config().enum_dns)
                 .map_err(OperatorError::Config)?;
             let stop = background.clone();
             tasks.spawn(async move {
-                if let Err(e) = replica::dns::serve(handler, udp, tcp, stop).await {
+                if let Err(e) = replica::dns::serve(handler, sockets, stop).await {
                     tracing::error!(error = %e, "ENUM server stopped");
                 }
             });

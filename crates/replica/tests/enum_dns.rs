@@ -29,11 +29,11 @@ impl EnumServer {
         let dir = tempfile::tempdir().unwrap();
         let running = Running::start(config(&ch.url, &ch.token, dir.path())).await;
         eventually("bootstrap", || running.replica.seq() == 1).await;
-        let (udp, tcp, addr) = replica::dns::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let handler =
-            replica::dns::EnumHandler::new(running.replica.clone(), &replica::EnumConfig::default()).unwrap();
+        let sockets = replica::dns::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let handler = replica::dns::EnumHandler::new(running.replica.clone(), &replica::EnumConfig::default()).unwrap();
         let stop = CancellationToken::new();
-        tokio::spawn(replica::dns::serve(handler, udp, tcp, stop.clone()));
+        let addr = sockets.addr;
+        tokio::spawn(replica::dns::serve(handler, sockets, stop.clone()));
         EnumServer { addr, stop, _ch: ch, _dir: dir, running }
     }
 

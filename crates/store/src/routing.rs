@@ -118,6 +118,12 @@ pub async fn head(conn: &mut AnyConnection) -> Result<i64> {
     Ok(sqlx::query_scalar("SELECT last_seq FROM feed_head WHERE id = 1").fetch_one(conn).await?)
 }
 
+/// How many numbers are ported now.
+pub async fn ported_count(conn: &mut AnyConnection) -> Result<u64> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ported_numbers").fetch_one(conn).await?;
+    Ok(n.max(0) as u64)
+}
+
 /// Ported numbers after `after` (by number), at most `limit`: `(msisdn, serving operator id)`.
 /// Pages by key, so a snapshot of millions of rows holds no transaction or lock across pages.
 pub async fn ported_page(conn: &mut AnyConnection, after: &str, limit: i64) -> Result<Vec<(String, i64)>> {

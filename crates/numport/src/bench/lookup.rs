@@ -32,6 +32,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         println!("ported numbers     {}", r.numbers);
         println!("build              {:.2} s", r.build_s);
+        println!("snapshot load      {:.2} s ({} MiB)", r.snapshot_load_s, r.snapshot_bytes >> 20);
         println!(
             "memory (index)     {} bytes, {:.1} bytes per ported number",
             r.memory_bytes, r.bytes_per_ported_number

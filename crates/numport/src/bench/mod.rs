@@ -1,5 +1,6 @@
 //! `numport bench`: the figures docs/BENCHMARKS.md quotes.
 
+mod enum_dns;
 mod lookup;
 mod porting;
 
@@ -19,11 +20,14 @@ enum Which {
     Porting(porting::Args),
     /// In-process portability lookups over an index of ported numbers (one core).
     Lookup(lookup::Args),
+    /// NAPTR answers per second from a replica's ENUM server, driven by dnsperf.
+    Enum(enum_dns::Args),
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.which {
         Which::Porting(a) => porting::run(a).await,
         Which::Lookup(a) => lookup::run(a),
+        Which::Enum(a) => enum_dns::run(a).await,
     }
 }
