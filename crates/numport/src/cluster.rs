@@ -39,6 +39,9 @@ pub struct OperatorProc {
     pub proc: Launched,
     /// The operator's own API key at the clearinghouse.
     pub ch_client: ClearinghouseClient,
+    /// That key as issued (`<key id>.<secret>`), for other processes of this operator
+    /// (a standalone replica, say).
+    pub api_token: String,
     pub db_url: String,
 }
 
@@ -157,6 +160,7 @@ impl Cluster {
                 name: cfg.name.clone(),
                 proc,
                 ch_client: ClearinghouseClient::new(&ch.url(), &cred.api_token),
+                api_token: cred.api_token.clone(),
                 db_url,
             });
         }

@@ -3,6 +3,7 @@
 mod enum_dns;
 mod lookup;
 mod porting;
+mod propagation;
 
 use std::process::ExitCode;
 
@@ -22,6 +23,9 @@ enum Which {
     Lookup(lookup::Args),
     /// NAPTR answers per second from a replica's ENUM server, driven by dnsperf.
     Enum(enum_dns::Args),
+    /// Time from settlement until every replica (three operator nodes and a standalone one)
+    /// answers the new route.
+    Propagation(propagation::Args),
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -29,5 +33,6 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Which::Porting(a) => porting::run(a).await,
         Which::Lookup(a) => lookup::run(a),
         Which::Enum(a) => enum_dns::run(a).await,
+        Which::Propagation(a) => propagation::run(a).await,
     }
 }

@@ -55,25 +55,55 @@ pub struct Args {
 }
 
 /// One handset's port: who, from where to where, and its port key.
-struct Port {
-    msisdn: Msisdn,
-    donor: usize,
-    recipient: usize,
-    key: PortKey,
+pub(super) struct Port {
+    pub msisdn: Msisdn,
+    pub donor: usize,
+    pub recipient: usize,
+    pub key: PortKey,
 }
 
-type Waiters = Arc<Mutex<HashMap<Msisdn, oneshot::Sender<Instant>>>>;
+pub(super) type Waiters = Arc<Mutex<HashMap<Msisdn, oneshot::Sender<Instant>>>>;
 
-struct Bench {
-    http: reqwest::Client,
-    node_urls: Vec<String>,
-    names: Vec<OperatorName>,
-    waiters: Waiters,
+/// The handsets' side of a cluster: starts ports at the operator nodes, and learns of their
+/// completion from whoever tails the change log ([`Bench::completed`]).
+pub(super) struct Bench {
+    pub http: reqwest::Client,
+    pub node_urls: Vec<String>,
+    pub names: Vec<OperatorName>,
+    pub waiters: Waiters,
 }
 
 impl Bench {
+    pub(super) fn new(cluster: &Cluster) -> anyhow::Result<Bench> {
+        Ok(Bench {
+            http: reqwest::Client::builder().pool_max_idle_per_host(1024).tcp_nodelay(true).build()?,
+            node_urls: cluster.ops.iter().map(|o| o.proc.url()).collect(),
+            names: cluster.ops.iter().map(|o| o.name.clone()).collect(),
+            waiters: Arc::default(),
+        })
+    }
+
+    /// `total` ports: port i from operator i%3 to the next one, each number once.
+    pub(super) fn ports(total: usize, stretch: PinStretch) -> anyhow::Result<Vec<Port>> {
+        (0..total)
+            .map(|i| {
+                let donor = i % 3;
+                let msisdn = subscriber_number(OPERATORS[donor].2, i / 3);
+                let key = terminal_key(&msisdn, stretch)?;
+                Ok(Port { msisdn, donor, recipient: (donor + 1) % 3, key })
+            })
+            .collect()
+    }
+
+    /// The change log shows `msisdn` moved: the handset waiting for it is done.
+    pub(super) fn completed(&self, msisdn: &Msisdn, at: Instant) {
+        if let Some(tx) = self.waiters.lock().unwrap_or_else(|e| e.into_inner()).remove(msisdn) {
+            let _ = tx.send(at);
+        }
+    }
+
     /// Run one port and return its latency, request to routing record.
-    async fn port(&self, p: &Port) -> anyhow::Result<Duration> {
+    pub(super) async fn port(&self, p: &Port) -> anyhow::Result<Duration> {
         let (tx, rx) = oneshot::channel();
         self.waiters.lock().unwrap_or_else(|e| e.into_inner()).insert(p.msisdn.clone(), tx);
         let started = Instant::now();
@@ -115,7 +145,7 @@ impl Bench {
 }
 
 /// Follow the routing change log and wake the handset whose number just moved.
-async fn tail_changes(db: numport_store::Db, waiters: Waiters, stop: tokio_util::sync::CancellationToken) {
+async fn tail_changes(db: numport_store::Db, bench: Arc<Bench>, stop: tokio_util::sync::CancellationToken) {
     let mut seq = 0;
     while !stop.is_cancelled() {
         let changes = match db.acquire().await {
@@ -126,13 +156,8 @@ async fn tail_changes(db: numport_store::Db, waiters: Waiters, stop: tokio_util:
         if let Some(last) = changes.last() {
             seq = last.seq;
         }
-        {
-            let mut w = waiters.lock().unwrap_or_else(|e| e.into_inner());
-            for c in changes {
-                if let Some(tx) = w.remove(&c.msisdn) {
-                    let _ = tx.send(now);
-                }
-            }
+        for c in changes {
+            bench.completed(&c.msisdn, now);
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
@@ -181,23 +206,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
     .await?;
 
-    // Port i: from operator i%3 to the next one, each number once.
-    let ports: Vec<Port> = (0..total)
-        .map(|i| {
-            let donor = i % 3;
-            let msisdn = subscriber_number(OPERATORS[donor].2, i / 3);
-            let key = terminal_key(&msisdn, stretch)?;
-            Ok(Port { msisdn, donor, recipient: (donor + 1) % 3, key })
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let bench = Arc::new(Bench {
-        http: reqwest::Client::builder().pool_max_idle_per_host(1024).tcp_nodelay(true).build()?,
-        node_urls: cluster.ops.iter().map(|o| o.proc.url()).collect(),
-        names: cluster.ops.iter().map(|o| o.name.clone()).collect(),
-        waiters: Arc::default(),
-    });
+    let ports = Bench::ports(total, stretch)?;
+    let bench = Arc::new(Bench::new(&cluster)?);
     let stop = tokio_util::sync::CancellationToken::new();
-    let tail = tokio::spawn(tail_changes(cluster.ch_db.clone(), bench.waiters.clone(), stop.clone()));
+    let tail = tokio::spawn(tail_changes(cluster.ch_db.clone(), bench.clone(), stop.clone()));
     let ports = Arc::new(ports);
     let failures = Arc::new(AtomicUsize::new(0));
 
