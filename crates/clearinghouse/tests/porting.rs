@@ -529,9 +529,17 @@ async fn routing_change_feed(backend: Backend) {
     // Resuming after the last change: nothing new, an empty page when the wait ends.
     let page = t.a.client.routing_changes(1, 100, 50).await.unwrap();
     assert_eq!((page.changes.len(), page.head), (0, 1));
+    // The snapshot: the ranges, the ported number, valid at seq 1, complete.
+    let body = t.c.client.routing_snapshot().await.unwrap().bytes().await.unwrap();
+    let (index, header) = npdb::snapshot::read_index(&body[..], |_| {}).unwrap();
+    assert_eq!((header.seq, header.ported, index.len(), index.range_count()), (1, Some(1), 1, 3));
+    let route = index.lookup(&term.msisdn).unwrap();
+    assert_eq!((route.name.as_str(), route.routing_number.as_str(), route.ported), ("opb", "D002", true));
     // The feed is for authenticated operators only.
-    let r = reqwest::get(format!("{}/v1/routing/changes", t.url)).await.unwrap();
-    assert_eq!(r.status(), 401);
+    for path in ["/v1/routing/changes", "/v1/routing/snapshot"] {
+        let r = reqwest::get(format!("{}{path}", t.url)).await.unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+    }
 }
 
 on_both_backends!(
