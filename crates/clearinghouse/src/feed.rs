@@ -54,29 +54,34 @@ async fn routing_changes(
     let deadline = tokio::time::Instant::now() + Duration::from_millis(q.wait_ms.unwrap_or(0)).min(MAX_WAIT);
     // Subscribe before reading, so a commit between the read and the wait still wakes us.
     let mut ticks = ch.feed_ticks();
+    // Read at once, and again on a tick only if this process appended past `after`; at the
+    // deadline read in any case (a change made by another process, a bulk import, shows then).
+    let mut read = true;
     loop {
-        let (changes, head) = {
-            let mut conn = ch.db.acquire().await?;
-            let changes = routing::changes_after(&mut conn, after, limit).await?;
-            (changes, routing::head(&mut conn).await?)
-        };
-        if !changes.is_empty() || tokio::time::Instant::now() >= deadline {
-            let changes = changes
-                .into_iter()
-                .map(|c| RoutingChange {
-                    seq: c.seq,
-                    msisdn: c.msisdn,
-                    operator: c.operator,
-                    routing_number: c.routing_number.to_string(),
-                    kind: c.kind,
-                    effective_at: c.effective_at,
-                })
-                .collect();
-            return Ok(axum::Json(ChangePage { changes, head }));
+        let expired = tokio::time::Instant::now() >= deadline;
+        if read || expired {
+            let (changes, head) = {
+                let mut conn = ch.db.acquire().await?;
+                let changes = routing::changes_after(&mut conn, after, limit).await?;
+                (changes, routing::head(&mut conn).await?)
+            };
+            if !changes.is_empty() || expired {
+                let changes = changes
+                    .into_iter()
+                    .map(|c| RoutingChange {
+                        seq: c.seq,
+                        msisdn: c.msisdn,
+                        operator: c.operator,
+                        routing_number: c.routing_number.to_string(),
+                        kind: c.kind,
+                        effective_at: c.effective_at,
+                    })
+                    .collect();
+                return Ok(axum::Json(ChangePage { changes, head }));
+            }
         }
-        if tokio::time::timeout_at(deadline, ticks.changed()).await.is_err() {
-            continue;
-        }
+        let _ = tokio::time::timeout_at(deadline, ticks.changed()).await;
+        read = ch.feed_may_have_after(after);
     }
 }
 

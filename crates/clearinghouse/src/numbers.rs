@@ -64,6 +64,7 @@ impl Clearinghouse {
         let seq =
             routing::append_change(conn, msisdn, holder.id, &holder.routing_number, ChangeKind::Return, None, now)
                 .await?;
+        self.note_feed_seq(seq);
         let msg = Message::NumberReturned { msisdn: msisdn.clone(), from: caller.name.clone(), seq };
         enqueue(conn, holder.id, &msg, now).await?;
         Ok(NumberReturned { msisdn: msisdn.clone(), range_holder: holder.name.clone(), seq })

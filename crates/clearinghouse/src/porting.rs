@@ -476,6 +476,7 @@ impl Clearinghouse {
             now,
         )
         .await?;
+        self.note_feed_seq(seq);
         let done = Message::PortCompleted {
             order_id: order.id,
             msisdn: order.msisdn.clone(),

@@ -61,6 +61,7 @@ impl TestCh {
     /// Ports numbers through the bulk import (`msisdn,operator` lines); each is one change.
     pub async fn import(&self, csv: &str) {
         admin::import_ported_csv(&self.ch.db, csv.as_bytes(), T0, |_| {}).await.unwrap();
+        self.ch.note_feed_seq(self.head().await);
         self.ch.wake_dispatcher();
     }
 
