@@ -1,0 +1,94 @@
+//! SMS on the air interface: the 3GPP TS 23.040 transfer-layer PDUs (TPDUs) that travel between
+//! a terminal and its SMS center, as real bytes, so that user data headers (concatenation, and
+//! later SIM data download and the authentication element of F3) are what a real network
+//! carries and what tshark decodes.
+//!
+//! - [`tpdu`]: SMS-SUBMIT (terminal → SMSC), SMS-DELIVER and SMS-STATUS-REPORT (SMSC →
+//!   terminal), with addresses, time stamps, validity periods and data coding.
+//! - [`udh`]: user data headers and their information elements (concatenation 8- and 16-bit).
+//! - [`gsm7`]: the GSM 7-bit default alphabet and septet packing.
+//!
+//! Decoding returns [`DecodeError`] for any malformed input and never panics (property tests
+//! and a fuzz target hold it to that).
+
+pub mod address;
+pub mod gsm7;
+pub mod tpdu;
+pub mod udh;
+
+pub use address::Address;
+pub use tpdu::{DataCoding, SmsDeliver, SmsStatusReport, SmsSubmit, Timestamp, Tpdu, UserData, ValidityPeriod};
+pub use udh::{Concat, InformationElement, UserDataHeader};
+
+/// Why bytes are not a TPDU.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("TPDU ends early: {0} missing")]
+    Truncated(&'static str),
+    #[error("{0} bytes after the end of the TPDU")]
+    TrailingBytes(usize),
+    #[error("message type {mti} is not one this side receives")]
+    UnsupportedType { mti: u8 },
+    #[error("address of {0} digits (at most 20)")]
+    AddressLength(usize),
+    #[error("time stamp field out of range: {0}")]
+    Timestamp(&'static str),
+    #[error("user data header: {0}")]
+    UserDataHeader(&'static str),
+    #[error("user data length {0} exceeds 140 octets")]
+    UserDataLength(usize),
+}
+
+/// Why a TPDU cannot be encoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    #[error("user data of {0} octets exceeds 140")]
+    TooLong(usize),
+    #[error("address {0:?} is not encodable")]
+    Address(String),
+    #[error("user data header of {0} octets exceeds 139")]
+    HeaderTooLong(usize),
+    #[error("character {0:?} is not in the GSM 7-bit alphabet")]
+    Unencodable(char),
+}
+
+/// A byte reader that turns running out of input into [`DecodeError::Truncated`].
+pub(crate) struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Reader<'a> {
+        Reader { bytes, at: 0 }
+    }
+
+    pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
+        let b = *self.bytes.get(self.at).ok_or(DecodeError::Truncated(what))?;
+        self.at += 1;
+        Ok(b)
+    }
+
+    pub(crate) fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
+        let s = self.bytes.get(self.at..self.at + n).ok_or(DecodeError::Truncated(what))?;
+        self.at += n;
+        Ok(s)
+    }
+
+    pub(crate) fn rest(&mut self) -> &'a [u8] {
+        let s = &self.bytes[self.at..];
+        self.at = self.bytes.len();
+        s
+    }
+
+    pub(crate) fn remaining(&self) -> usize {
+        self.bytes.len() - self.at
+    }
+
+    pub(crate) fn finish(&self) -> Result<(), DecodeError> {
+        match self.remaining() {
+            0 => Ok(()),
+            n => Err(DecodeError::TrailingBytes(n)),
+        }
+    }
+}
