@@ -102,6 +102,9 @@ async fn naptr_answers_over_udp_and_tcp() {
     let answer = Message::from_vec(&buf).unwrap();
     assert_eq!(naptr_regexps(&answer), vec!["!^.*$!tel:+4790000001;npdi;rn=D002;rn-context=+47!"]);
     assert!(s.running.metric("npdb_enum_answers_total") >= 3.0);
+
+    // A second server on the same port is refused, not given a share of the queries.
+    assert!(replica::dns::bind(s.addr).await.is_err());
 }
 
 #[tokio::test]

@@ -361,11 +361,13 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<EnumSockets> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let first = reuseport_udp(addr)?;
     let addr = first.local_addr()?;
+    // TCP (bound without SO_REUSEPORT) before the other UDP sockets: if another server holds
+    // the port, this fails here instead of the kernel quietly sharing UDP queries with it.
+    let tcp = TcpListener::bind(addr).await?;
     let mut udp = vec![first];
     for _ in 1..cores {
         udp.push(reuseport_udp(addr)?);
     }
-    let tcp = TcpListener::bind(addr).await?;
     Ok(EnumSockets { udp, tcp, addr })
 }
 
