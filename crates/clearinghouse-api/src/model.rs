@@ -194,4 +194,8 @@ pub struct ChangePage {
     pub changes: Vec<RoutingChange>,
     /// The last sequence number written; a follower is up to date once it has applied it.
     pub head: i64,
+    /// Version of the number ranges. The feed carries numbers, not ranges: a follower whose
+    /// snapshot has another version reloads the snapshot.
+    #[serde(default)]
+    pub ranges_version: i64,
 }

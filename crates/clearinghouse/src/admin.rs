@@ -180,8 +180,18 @@ pub async fn load_ranges_csv(db: &Db, reader: impl Read, now: Millis) -> Result<
         ranges::upsert(&mut tx, &prefix, op_id).await?;
         n += 1;
     }
-    audit::append(&mut tx, now, "admin", "ranges_loaded", None, None, None, &json!({ "ranges": n }).to_string())
-        .await?;
+    let version = ranges::bump_version(&mut tx).await?;
+    audit::append(
+        &mut tx,
+        now,
+        "admin",
+        "ranges_loaded",
+        None,
+        None,
+        None,
+        &json!({ "ranges": n, "ranges_version": version }).to_string(),
+    )
+    .await?;
     tx.commit().await?;
     Ok(n)
 }

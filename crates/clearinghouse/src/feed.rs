@@ -60,10 +60,10 @@ async fn routing_changes(
     loop {
         let expired = tokio::time::Instant::now() >= deadline;
         if read || expired {
-            let (changes, head) = {
+            let (changes, head, ranges_version) = {
                 let mut conn = ch.db.acquire().await?;
                 let changes = routing::changes_after(&mut conn, after, limit).await?;
-                (changes, routing::head(&mut conn).await?)
+                (changes, routing::head(&mut conn).await?, ranges::version(&mut conn).await?)
             };
             if !changes.is_empty() || expired {
                 let changes = changes
@@ -77,7 +77,7 @@ async fn routing_changes(
                         effective_at: c.effective_at,
                     })
                     .collect();
-                return Ok(axum::Json(ChangePage { changes, head }));
+                return Ok(axum::Json(ChangePage { changes, head, ranges_version }));
             }
         }
         let _ = tokio::time::timeout_at(deadline, ticks.changed()).await;
@@ -97,6 +97,7 @@ async fn routing_snapshot(State(ch): State<Clearinghouse>, _caller: Caller) -> R
     let ops = operators::list(&mut conn).await?;
     let range_rows = ranges::list(&mut conn).await?;
     let ported = routing::ported_count(&mut conn).await?;
+    let ranges_version = ranges::version(&mut conn).await?;
     drop(conn);
     let names: HashMap<i64, OperatorName> = ops.iter().map(|o| (o.id, o.name.clone())).collect();
     let mut range_list = Vec::with_capacity(range_rows.len());
@@ -109,12 +110,13 @@ async fn routing_snapshot(State(ch): State<Clearinghouse>, _caller: Caller) -> R
         })?;
         range_list.push((prefix, holder));
     }
-    let header = SnapshotHeader::new(
+    let mut header = SnapshotHeader::new(
         seq,
         ops.into_iter().map(|o| SnapshotOperator { name: o.name, routing_number: o.routing_number }).collect(),
         range_list,
         Some(ported),
     );
+    header.ranges_version = ranges_version;
 
     struct Cursor {
         after: Option<String>,

@@ -51,6 +51,9 @@ pub struct SnapshotHeader {
     /// end of the smaller table: linear probing then goes quadratic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ported: Option<u64>,
+    /// The clearinghouse's version of the number ranges (0 where none is known).
+    #[serde(default)]
+    pub ranges_version: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,7 +69,7 @@ impl SnapshotHeader {
         ranges: Vec<(Prefix, OperatorName)>,
         ported: Option<u64>,
     ) -> SnapshotHeader {
-        SnapshotHeader { format: FORMAT.into(), version: VERSION, seq, operators, ranges, ported }
+        SnapshotHeader { format: FORMAT.into(), version: VERSION, seq, operators, ranges, ported, ranges_version: 0 }
     }
 
     /// An index with this header's operators and ranges and no exceptions yet.
@@ -115,8 +118,13 @@ pub fn end_line(records: u64) -> Vec<u8> {
 }
 
 /// Writes a snapshot from an index: header, records, end line, in 64 KiB writes.
-pub fn write_index<W: Write>(index: &Index, seq: i64, mut out: W) -> io::Result<W> {
-    let header = SnapshotHeader::new(
+pub fn write_index<W: Write>(index: &Index, seq: i64, out: W) -> io::Result<W> {
+    write_index_versioned(index, seq, 0, out)
+}
+
+/// [`write_index`] with the ranges version the index's ranges came at.
+pub fn write_index_versioned<W: Write>(index: &Index, seq: i64, ranges_version: i64, mut out: W) -> io::Result<W> {
+    let mut header = SnapshotHeader::new(
         seq,
         index
             .operators()
@@ -126,6 +134,7 @@ pub fn write_index<W: Write>(index: &Index, seq: i64, mut out: W) -> io::Result<
         index.range_list(),
         Some(index.len() as u64),
     );
+    header.ranges_version = ranges_version;
     out.write_all(&header_line(&header))?;
     let names: Vec<&str> = index.operators().iter().map(|o| o.name.as_str()).collect();
     let mut buf = Vec::with_capacity(1 << 16);

@@ -72,6 +72,11 @@ enum Admin {
         /// the feed from there.
         #[arg(long, default_value_t = 0)]
         seq: i64,
+        /// The clearinghouse's ranges version the ranges file matches (`ranges_version` of
+        /// `GET /v1/routing/changes`); another version makes the replica reload the
+        /// clearinghouse's snapshot at start.
+        #[arg(long, default_value_t = 0)]
+        ranges_version: i64,
     },
 }
 
@@ -94,9 +99,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     match args.admin {
         None => serve(cfg).await,
-        Some(Admin::Import { operators, ranges, ported, seq }) => {
+        Some(Admin::Import { operators, ranges, ported, seq, ranges_version }) => {
             let dir = cfg.replica.data_dir.clone();
-            tokio::task::spawn_blocking(move || import(&dir, &operators, &ranges, ported.as_deref(), seq)).await??;
+            tokio::task::spawn_blocking(move || {
+                import(&dir, &operators, &ranges, ported.as_deref(), seq, ranges_version)
+            })
+            .await??;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -150,7 +158,14 @@ async fn serve(cfg: NpdbConfig) -> anyhow::Result<ExitCode> {
 
 /// Reads the CSV files into an index (with a progress bar over the ported numbers) and
 /// installs it as the replica's snapshot.
-fn import(dir: &Path, operators: &Path, ranges: &Path, ported: Option<&Path>, seq: i64) -> anyhow::Result<()> {
+fn import(
+    dir: &Path,
+    operators: &Path,
+    ranges: &Path,
+    ported: Option<&Path>,
+    seq: i64,
+    ranges_version: i64,
+) -> anyhow::Result<()> {
     let ops: Vec<Operator> = csv_pairs(operators, "name")?
         .into_iter()
         .map(|(line, name, rn)| {
@@ -198,7 +213,7 @@ fn import(dir: &Path, operators: &Path, ranges: &Path, ported: Option<&Path>, se
         }
         bar.finish_with_message(format!("{records} numbers"));
     }
-    replica::disk::install_index(dir, &index, seq)?;
+    replica::disk::install_index(dir, &index, seq, ranges_version)?;
     println!(
         "snapshot of {} ported numbers and {} ranges at seq {seq} written to {}",
         index.len(),

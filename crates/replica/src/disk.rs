@@ -46,6 +46,7 @@ pub(crate) struct Disk {
 pub(crate) struct Loaded {
     pub index: Index,
     pub snapshot_seq: i64,
+    pub ranges_version: i64,
     /// Changes replayed from the journal, in order, after `snapshot_seq`.
     pub replayed: Vec<RoutingChange>,
 }
@@ -131,7 +132,7 @@ impl Disk {
         drop(reader);
         self.journal.set_len(good_bytes).map_err(io_err(&jpath))?;
         self.journal_lines = lines;
-        Ok(Some(Loaded { index, snapshot_seq, replayed }))
+        Ok(Some(Loaded { index, snapshot_seq, ranges_version: header.ranges_version, replayed }))
     }
 
     /// Appends applied changes to the journal (before they are applied in memory).
@@ -155,11 +156,13 @@ impl Disk {
         Ok(())
     }
 
-    /// Writes `index` (valid at `seq`) as the new snapshot and empties the journal.
-    pub(crate) fn write_snapshot(&mut self, index: &Index, seq: i64) -> Result<(), DiskError> {
+    /// Writes `index` (valid at `seq`, ranges at `ranges_version`) as the new snapshot and
+    /// empties the journal.
+    pub(crate) fn write_snapshot(&mut self, index: &Index, seq: i64, ranges_version: i64) -> Result<(), DiskError> {
         let part = self.dir.join("snapshot.new");
         let file = File::create(&part).map_err(io_err(&part))?;
-        let out = snapshot::write_index(index, seq, BufWriter::with_capacity(1 << 20, file)).map_err(io_err(&part))?;
+        let out = snapshot::write_index_versioned(index, seq, ranges_version, BufWriter::with_capacity(1 << 20, file))
+            .map_err(io_err(&part))?;
         let file = out.into_inner().map_err(|e| DiskError::Io { path: part.clone(), source: e.into_error() })?;
         file.sync_all().map_err(io_err(&part))?;
         self.install(&part)
@@ -182,11 +185,12 @@ impl Disk {
     }
 }
 
-/// Makes `index` (valid at feed sequence `seq`) the snapshot of the replica directory `dir`,
-/// dropping its journal: a replica starting there loads it and follows the feed from `seq`.
-/// Refused while a replica runs on the directory.
-pub fn install_index(dir: &Path, index: &Index, seq: i64) -> Result<(), DiskError> {
-    Disk::open(dir)?.write_snapshot(index, seq)
+/// Makes `index` (valid at feed sequence `seq`, its ranges at the clearinghouse's
+/// `ranges_version`) the snapshot of the replica directory `dir`, dropping its journal: a
+/// replica starting there loads it and follows the feed from `seq`. Refused while a replica
+/// runs on the directory.
+pub fn install_index(dir: &Path, index: &Index, seq: i64, ranges_version: i64) -> Result<(), DiskError> {
+    Disk::open(dir)?.write_snapshot(index, seq, ranges_version)
 }
 
 fn parse_line(line: &str) -> Option<RoutingChange> {
@@ -243,7 +247,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut disk = Disk::open(dir.path()).unwrap();
         assert!(disk.load().unwrap().is_none());
-        disk.write_snapshot(&index(), 10).unwrap();
+        disk.write_snapshot(&index(), 10, 0).unwrap();
         disk.append(&[change(11, "4790000001", "opb"), change(12, "4790000002", "opb")]).unwrap();
         drop(disk);
         // A torn line after two good ones, as a crash mid-write leaves it.
@@ -267,7 +271,7 @@ mod tests {
     fn lines_before_the_snapshot_are_skipped_and_a_skip_stops_replay() {
         let dir = tempfile::tempdir().unwrap();
         let mut disk = Disk::open(dir.path()).unwrap();
-        disk.write_snapshot(&index(), 10).unwrap();
+        disk.write_snapshot(&index(), 10, 0).unwrap();
         disk.append(&[
             change(9, "4790000001", "opb"),
             change(11, "4790000002", "opb"),

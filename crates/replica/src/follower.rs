@@ -8,6 +8,8 @@
 //!    exactly ([`check_page`]). A page that does not is a gap: the replica asks again for
 //!    the same range at once; if the clearinghouse still cannot fill it, the replica loads a
 //!    new snapshot instead of guessing.
+//!    A page whose ranges version differs from the snapshot's (ranges were loaded at the
+//!    clearinghouse; the feed carries numbers only) also leads to a new snapshot.
 //! 3. Changes are journalled, then applied in memory; every `snapshot_every` changes the index
 //!    is written as a new snapshot and the journal emptied.
 //!
@@ -100,6 +102,14 @@ impl Replica {
         let after = self.seq();
         let page = self.inner.client.routing_changes(after, config.page_size, config.poll_wait_ms).await?;
         self.feed_ok(page.head);
+        if page.ranges_version != self.ranges_version() {
+            tracing::info!(
+                have = self.ranges_version(),
+                now = page.ranges_version,
+                "number ranges changed at the clearinghouse; loading a new snapshot"
+            );
+            return self.bootstrap().await;
+        }
         if let Err(gap) = check_page(after, &page) {
             self.metrics().gaps.inc();
             tracing::warn!(%gap, "gap in the routing feed; asking again");
@@ -138,7 +148,7 @@ impl Replica {
             let mut disk = replica.inner.disk.lock().unwrap_or_else(|p| p.into_inner());
             let index = replica.read();
             let seq = replica.seq();
-            disk.write_snapshot(&index, seq)?;
+            disk.write_snapshot(&index, seq, replica.ranges_version())?;
             tracing::info!(seq, ported = index.len(), "snapshot written");
             Ok::<_, ReplicaError>(())
         })
@@ -167,7 +177,7 @@ impl Replica {
                 .map_err(|source| DiskError::Snapshot { path: part.clone(), source })?;
             replica.inner.disk.lock().unwrap_or_else(|p| p.into_inner()).install(&part)?;
             let ported = index.len();
-            replica.install(index, header.seq);
+            replica.install(index, header.seq, header.ranges_version);
             Ok::<_, ReplicaError>((header.seq, ported))
         })
         .await
@@ -203,7 +213,7 @@ mod tests {
                 effective_at: 0,
             })
             .collect();
-        ChangePage { changes, head }
+        ChangePage { changes, head, ranges_version: 0 }
     }
 
     #[test]

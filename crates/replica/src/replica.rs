@@ -28,6 +28,8 @@ pub(crate) struct Inner {
     pub seq: AtomicI64,
     /// The clearinghouse's head at the last successful feed request.
     pub head: AtomicI64,
+    /// Version of the number ranges the index holds.
+    pub ranges_version: AtomicI64,
     /// Whether the index holds a complete snapshot (from disk or the clearinghouse).
     pub ready: AtomicBool,
     pub feed: Mutex<FeedStatus>,
@@ -132,6 +134,7 @@ impl Replica {
                 index: RwLock::new(empty),
                 seq: AtomicI64::new(0),
                 head: AtomicI64::new(0),
+                ranges_version: AtomicI64::new(0),
                 ready: AtomicBool::new(false),
                 feed: Mutex::new(FeedStatus::default()),
                 disk: Mutex::new(disk),
@@ -152,7 +155,7 @@ impl Replica {
                 ported = index.len(),
                 "replica loaded from disk"
             );
-            replica.install(index, seq);
+            replica.install(index, seq, loaded.ranges_version);
         }
         Ok(replica)
     }
@@ -161,8 +164,9 @@ impl Replica {
         &self.inner.config
     }
 
-    /// Replaces the whole index (bootstrap), valid at `seq`.
-    pub(crate) fn install(&self, index: Index, seq: i64) {
+    /// Replaces the whole index (bootstrap), valid at `seq`, with ranges at `ranges_version`.
+    pub(crate) fn install(&self, index: Index, seq: i64, ranges_version: i64) {
+        self.inner.ranges_version.store(ranges_version, Ordering::Release);
         self.inner.metrics.ported_numbers.set(index.len() as i64);
         *self.inner.index.write().unwrap_or_else(|p| p.into_inner()) = index;
         self.set_seq(seq);
@@ -193,6 +197,11 @@ impl Replica {
     /// The checkpoint: sequence number of the last change applied.
     pub fn seq(&self) -> i64 {
         self.inner.seq.load(Ordering::Acquire)
+    }
+
+    /// Version of the number ranges the index holds.
+    pub fn ranges_version(&self) -> i64 {
+        self.inner.ranges_version.load(Ordering::Acquire)
     }
 
     pub fn is_ready(&self) -> bool {

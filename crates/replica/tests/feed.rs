@@ -78,6 +78,30 @@ async fn snapshot_on_disk_replaces_the_journal() {
 }
 
 #[tokio::test]
+async fn new_number_ranges_reach_the_replica() {
+    let ch = TestCh::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let r = Running::start(config(&ch.url, &ch.token, dir.path())).await;
+    eventually("bootstrap", || r.replica.is_ready()).await;
+    assert_eq!(serving(&r.replica, "4793000001"), None);
+    let before = r.replica.ranges_version();
+    // The portability center assigns a new block to opc; the feed carries no number for it.
+    clearinghouse::admin::load_ranges_csv(&ch.ch.db, "4793,opc\n".as_bytes(), T0).await.unwrap();
+    eventually("new range", || serving(&r.replica, "4793000001").is_some()).await;
+    assert_eq!(serving(&r.replica, "4793000001"), Some(("opc".into(), false)));
+    assert_eq!(r.replica.ranges_version(), before + 1);
+    assert_eq!(r.metric("npdb_bootstraps_total"), 2.0);
+    r.shut().await;
+    // The version is kept on disk with the snapshot: a restart does not reload again.
+    let r = Running::start(config(&ch.url, &ch.token, dir.path())).await;
+    assert_eq!(r.replica.ranges_version(), before + 1);
+    ch.import(&ports(1, 1, "opb")).await;
+    eventually("follow", || r.replica.seq() == 1).await;
+    assert_eq!(r.metric("npdb_bootstraps_total"), 0.0);
+    r.shut().await;
+}
+
+#[tokio::test]
 async fn a_gap_the_feed_cannot_fill_is_repaired_from_a_snapshot() {
     let ch = TestCh::start().await;
     ch.import(&ports(1, 10, "opb")).await;

@@ -124,7 +124,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let data_dir = data.clone();
     let pool = tokio::task::spawn_blocking(move || {
         let index = npdb::bench::build_index(numbers);
-        replica::disk::install_index(&data_dir, &index, 0)?;
+        replica::disk::install_index(&data_dir, &index, 0, 0)?;
         Ok::<_, anyhow::Error>(npdb::bench::query_pool(numbers, queries, 7))
     })
     .await??;

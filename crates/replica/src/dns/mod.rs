@@ -468,7 +468,7 @@ mod tests {
             .map(|(n, r)| npdb::Operator { name: n.parse().unwrap(), routing_number: r.parse().unwrap() });
         let mut index = npdb::Index::new(ops, [("4790".parse().unwrap(), "opa".parse().unwrap())]).unwrap();
         index.apply(&"4790000001".parse().unwrap(), &"opb".parse().unwrap()).unwrap();
-        replica.install(index, 1);
+        replica.install(index, 1, 0);
         (EnumHandler::new(replica, &EnumConfig::default()).unwrap(), dir)
     }
 
