@@ -60,10 +60,10 @@ async fn routing_changes(
     loop {
         let expired = tokio::time::Instant::now() >= deadline;
         if read || expired {
-            let (changes, head, ranges_version) = {
+            let (changes, (head, ranges_version)) = {
                 let mut conn = ch.db.acquire().await?;
                 let changes = routing::changes_after(&mut conn, after, limit).await?;
-                (changes, routing::head(&mut conn).await?, ranges::version(&mut conn).await?)
+                (changes, routing::feed_state(&mut conn).await?)
             };
             if !changes.is_empty() || expired {
                 let changes = changes
@@ -93,11 +93,10 @@ async fn routing_changes(
 /// A database failure mid-stream aborts the body, so the reader sees no end line and refuses it.
 async fn routing_snapshot(State(ch): State<Clearinghouse>, _caller: Caller) -> Result<Response> {
     let mut conn = ch.db.acquire().await?;
-    let seq = routing::head(&mut conn).await?;
+    let (seq, ranges_version) = routing::feed_state(&mut conn).await?;
     let ops = operators::list(&mut conn).await?;
     let range_rows = ranges::list(&mut conn).await?;
     let ported = routing::ported_count(&mut conn).await?;
-    let ranges_version = ranges::version(&mut conn).await?;
     drop(conn);
     let names: HashMap<i64, OperatorName> = ops.iter().map(|o| (o.id, o.name.clone())).collect();
     let mut range_list = Vec::with_capacity(range_rows.len());

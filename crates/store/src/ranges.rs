@@ -51,16 +51,12 @@ pub async fn list(conn: &mut AnyConnection) -> Result<Vec<(String, String)>> {
     rows.iter().map(|r| Ok((r.try_get("prefix")?, r.try_get("name")?))).collect()
 }
 
-/// Marks the ranges as changed (in the transaction that changed them).
+/// Marks the ranges as changed (in the transaction that changed them); read with
+/// `routing::feed_state`.
 pub async fn bump_version(conn: &mut AnyConnection) -> Result<i64> {
     Ok(sqlx::query_scalar(
         "UPDATE feed_head SET ranges_version = ranges_version + 1 WHERE id = 1 RETURNING ranges_version",
     )
     .fetch_one(conn)
     .await?)
-}
-
-/// The version of the ranges (see `bump_version`).
-pub async fn version(conn: &mut AnyConnection) -> Result<i64> {
-    Ok(sqlx::query_scalar("SELECT ranges_version FROM feed_head WHERE id = 1").fetch_one(conn).await?)
 }

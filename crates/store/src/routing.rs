@@ -115,7 +115,14 @@ pub async fn changes_after(conn: &mut AnyConnection, after: i64, limit: i64) -> 
 
 /// The last sequence number written.
 pub async fn head(conn: &mut AnyConnection) -> Result<i64> {
-    Ok(sqlx::query_scalar("SELECT last_seq FROM feed_head WHERE id = 1").fetch_one(conn).await?)
+    Ok(feed_state(conn).await?.0)
+}
+
+/// The last sequence number written and the version of the number ranges
+/// (`ranges::bump_version`), in one read.
+pub async fn feed_state(conn: &mut AnyConnection) -> Result<(i64, i64)> {
+    let row = sqlx::query("SELECT last_seq, ranges_version FROM feed_head WHERE id = 1").fetch_one(conn).await?;
+    Ok((row.try_get("last_seq")?, row.try_get("ranges_version")?))
 }
 
 /// How many numbers are ported now.
