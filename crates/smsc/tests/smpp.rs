@@ -1,0 +1,216 @@
+//! The SMPP server against a real third-party client (Python's `smpplib`, as a bank's gateway
+//! would use it) and against hand-made hostile byte streams.
+
+use std::time::Duration;
+
+use smsc::{EsmeAccount, EsmeDirectory, SmppConfig, Submitted};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+struct Server {
+    addr: std::net::SocketAddr,
+    submitted: mpsc::Receiver<Submitted>,
+    stop: CancellationToken,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn start(config: SmppConfig) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let directory = EsmeDirectory::new([EsmeAccount::new("bank", "s3cret", 50).unwrap()]);
+    let (tx, submitted) = mpsc::channel(1024);
+    let stop = CancellationToken::new();
+    tokio::spawn(smsc::serve(listener, config, directory, tx, stop.clone()));
+    Server { addr, submitted, stop }
+}
+
+fn python_has_smpplib() -> bool {
+    std::process::Command::new("python3").args(["-c", "import smpplib"]).output().is_ok_and(|o| o.status.success())
+}
+
+const BANK_SCRIPT: &str = r#"
+import sys, smpplib.client, smpplib.consts, smpplib.gsm
+host, port = sys.argv[1], int(sys.argv[2])
+c = smpplib.client.Client(host, port, timeout=5)
+c.connect()
+# A wrong password is refused.
+try:
+    c.bind_transceiver(system_id="bank", password="wrong")
+    print("BIND_WRONG ok")
+except smpplib.exceptions.PDUError as e:
+    print("BIND_WRONG", e.args[1])
+c.bind_transceiver(system_id="bank", password="s3cret")
+print("BOUND")
+parts, coding, esm = smpplib.gsm.make_parts("Your code is 123456")
+ids = []
+def sent(pdu):
+    ids.append(pdu.message_id.decode())
+c.set_message_sent_handler(sent)
+for part in parts:
+    c.send_message(source_addr_ton=smpplib.consts.SMPP_TON_ALNUM, source_addr="MyBank",
+                   dest_addr_ton=smpplib.consts.SMPP_TON_INTL, destination_addr="4790000001",
+                   short_message=part, data_coding=coding, esm_class=esm, registered_delivery=True)
+    c.read_once()
+print("IDS", ",".join(ids))
+c.send_pdu(smpplib.smpp.make_pdu("enquire_link", client=c))
+r = c.read_pdu()
+print("ENQUIRE", r.command, r.status)
+c.unbind()
+print("UNBOUND")
+c.disconnect()
+"#;
+
+#[tokio::test]
+async fn a_bank_binds_submits_and_unbinds_with_smpplib() {
+    if !python_has_smpplib() {
+        eprintln!("python3 with smpplib not installed: skipping (pip install smpplib)");
+        return;
+    }
+    let mut s = start(SmppConfig::default()).await;
+    let out = tokio::process::Command::new("python3")
+        .args(["-c", BANK_SCRIPT, &s.addr.ip().to_string(), &s.addr.port().to_string()])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("BIND_WRONG 14"), "ESME_RINVPASWD (0x0E): {stdout}");
+    assert!(stdout.contains("BOUND"));
+    assert!(stdout.contains("ENQUIRE enquire_link_resp 0"), "{stdout}");
+    assert!(stdout.contains("UNBOUND"));
+    let ids: Vec<&str> = stdout.lines().find_map(|l| l.strip_prefix("IDS ")).unwrap().split(',').collect();
+    let got = tokio::time::timeout(Duration::from_secs(2), s.submitted.recv()).await.unwrap().unwrap();
+    assert_eq!(got.system_id, "bank");
+    assert_eq!(got.message_id, ids[0]);
+    assert_eq!(got.submit.destination_addr.as_str(), "4790000001");
+    assert_eq!(got.submit.short_message().as_ref(), b"Your code is 123456");
+}
+
+/// Reads one PDU: (command_id, status, sequence).
+async fn read_pdu(c: &mut TcpStream) -> Option<(u32, u32, u32)> {
+    let mut head = [0u8; 16];
+    tokio::time::timeout(Duration::from_secs(2), c.read_exact(&mut head)).await.ok()?.ok()?;
+    let w = |i: usize| u32::from_be_bytes(head[i..i + 4].try_into().unwrap());
+    let mut body = vec![0u8; (w(0) as usize).saturating_sub(16)];
+    c.read_exact(&mut body).await.ok()?;
+    Some((w(4), w(8), w(12)))
+}
+
+fn pdu(command_id: u32, seq: u32, body: &[u8]) -> Vec<u8> {
+    let mut v = ((16 + body.len()) as u32).to_be_bytes().to_vec();
+    v.extend(command_id.to_be_bytes());
+    v.extend(0u32.to_be_bytes());
+    v.extend(seq.to_be_bytes());
+    v.extend_from_slice(body);
+    v
+}
+
+const GENERIC_NACK: u32 = 0x8000_0000;
+const ENQUIRE_LINK: u32 = 0x15;
+const SUBMIT_SM: u32 = 0x04;
+
+/// A minimal submit_sm body to 4790000001 with the text "hi".
+fn submit_body() -> Vec<u8> {
+    let mut b = vec![0]; // service_type
+    b.extend([5, 0]); // source TON alphanumeric, NPI
+    b.extend(b"MyBank\0");
+    b.extend([1, 1]); // destination TON international, NPI ISDN
+    b.extend(b"4790000001\0");
+    b.extend([0, 0, 0]); // esm_class, protocol_id, priority_flag
+    b.extend([0, 0]); // schedule_delivery_time, validity_period (empty)
+    b.extend([1, 0, 0, 0]); // registered_delivery, replace_if_present, data_coding, sm_default_msg_id
+    b.extend([2]);
+    b.extend(b"hi");
+    b
+}
+
+fn bind_transmitter(seq: u32, password: &str) -> Vec<u8> {
+    let mut body = b"bank\0".to_vec();
+    body.extend(password.as_bytes());
+    body.extend([0, 0, 0x34, 0, 0, 0]); // password NUL, system_type "", interface 3.4, ton, npi, range ""
+    pdu(0x0000_0002, seq, &body)
+}
+
+#[tokio::test]
+async fn malformed_pdus_are_answered_and_other_clients_unaffected() {
+    let s = start(SmppConfig::default()).await;
+    let mut bad = TcpStream::connect(s.addr).await.unwrap();
+    // Unknown command id: generic_nack ESME_RINVCMDID (3), connection goes on.
+    bad.write_all(&pdu(0x0000_0999, 7, &[])).await.unwrap();
+    assert_eq!(read_pdu(&mut bad).await, Some((GENERIC_NACK, 3, 7)));
+    // A bind whose body is cut short: generic_nack, connection goes on.
+    bad.write_all(&pdu(0x0000_0009, 8, b"bank\0s3c")).await.unwrap();
+    assert_eq!(read_pdu(&mut bad).await.map(|p| (p.0, p.2)), Some((GENERIC_NACK, 8)));
+    // submit_sm before binding: submit_sm_resp ESME_RINVBNDSTS (4); enquire_link is fine.
+    bad.write_all(&pdu(SUBMIT_SM, 9, &submit_body())).await.unwrap();
+    assert_eq!(read_pdu(&mut bad).await, Some((0x8000_0004, 4, 9)));
+    bad.write_all(&pdu(ENQUIRE_LINK, 10, &[])).await.unwrap();
+    assert_eq!(read_pdu(&mut bad).await, Some((0x8000_0015, 0, 10)));
+    // A command_length over the limit: generic_nack ESME_RINVCMDLEN (2), then closed.
+    let mut huge = pdu(ENQUIRE_LINK, 11, &[]);
+    huge[..4].copy_from_slice(&1_000_000u32.to_be_bytes());
+    bad.write_all(&huge).await.unwrap();
+    assert_eq!(read_pdu(&mut bad).await, Some((GENERIC_NACK, 2, 11)));
+    assert_eq!(read_pdu(&mut bad).await, None, "closed after an untrustworthy length");
+
+    // A length under the header size: generic_nack, closed.
+    let mut short = TcpStream::connect(s.addr).await.unwrap();
+    short.write_all(&[0, 0, 0, 8, 0, 0, 0, 0x15]).await.unwrap();
+    assert_eq!(read_pdu(&mut short).await.map(|p| p.0), Some(GENERIC_NACK));
+
+    // Meanwhile a well-behaved client is served.
+    let mut good = TcpStream::connect(s.addr).await.unwrap();
+    good.write_all(&pdu(ENQUIRE_LINK, 1, &[])).await.unwrap();
+    assert_eq!(read_pdu(&mut good).await, Some((0x8000_0015, 0, 1)));
+}
+
+#[tokio::test]
+async fn silent_clients_and_failed_binds_are_dropped() {
+    let s = start(SmppConfig { bind_timeout: Duration::from_millis(200), ..SmppConfig::default() }).await;
+    // Silent: the server unbinds (0x06) and closes.
+    let mut silent = TcpStream::connect(s.addr).await.unwrap();
+    assert_eq!(read_pdu(&mut silent).await.map(|p| p.0), Some(0x0000_0006));
+    // Three wrong passwords and the connection is closed.
+    let mut guesser = TcpStream::connect(s.addr).await.unwrap();
+    for seq in 1..=3 {
+        guesser.write_all(&bind_transmitter(seq, "guess")).await.unwrap();
+        assert_eq!(read_pdu(&mut guesser).await, Some((0x8000_0002, 0x0E, seq)));
+    }
+    assert_eq!(read_pdu(&mut guesser).await, None);
+}
+
+#[tokio::test]
+async fn submits_beyond_the_rate_are_throttled() {
+    let mut s = start(SmppConfig::default()).await;
+    let mut c = TcpStream::connect(s.addr).await.unwrap();
+    c.write_all(&bind_transmitter(1, "s3cret")).await.unwrap();
+    assert_eq!(read_pdu(&mut c).await, Some((0x8000_0002, 0, 1)));
+    // A second bind on a bound session: ESME_RALYBND (5).
+    c.write_all(&bind_transmitter(2, "s3cret")).await.unwrap();
+    assert_eq!(read_pdu(&mut c).await, Some((0x8000_0002, 5, 2)));
+    // 80 submits at once against a limit of 50/s: about 50 accepted, the rest ESME_RTHROTTLED.
+    let burst: Vec<u8> = (100..180).flat_map(|seq| pdu(SUBMIT_SM, seq, &submit_body())).collect();
+    c.write_all(&burst).await.unwrap();
+    let mut statuses = Vec::new();
+    for _ in 0..80 {
+        let (id, status, _) = read_pdu(&mut c).await.unwrap();
+        assert_eq!(id, 0x8000_0004);
+        statuses.push(status);
+    }
+    let accepted = statuses.iter().filter(|&&s| s == 0).count();
+    let throttled = statuses.iter().filter(|&&s| s == 0x58).count();
+    assert_eq!(accepted + throttled, 80, "{statuses:?}");
+    assert!((50..=55).contains(&accepted), "{accepted} accepted");
+    let mut ids = std::collections::HashSet::new();
+    while let Ok(m) = s.submitted.try_recv() {
+        assert!(ids.insert(m.message_id), "message ids are unique");
+    }
+    assert_eq!(ids.len(), accepted);
+}
