@@ -11,4 +11,4 @@ pub mod frame;
 pub mod server;
 
 pub use esme::{EsmeAccount, EsmeDirectory};
-pub use server::{BindMode, SmppConfig, Submitted, serve};
+pub use server::{BindMode, ChannelHandler, SmppConfig, SubmitHandler, Submitted, serve};

@@ -3,7 +3,7 @@
 //! A connection must bind (transmitter, receiver or transceiver) with a known system_id and its
 //! password within `bind_timeout`; three failed binds close it. Once bound, submit_sm is
 //! accepted (transmitter and transceiver) up to the ESME's rate, and each accepted message is
-//! handed to the [`Submitted`] channel with the message id answered in submit_sm_resp. A PDU
+//! handed to the [`SubmitHandler`], whose message id is answered in submit_sm_resp. A PDU
 //! that cannot be decoded gets generic_nack with its sequence number and the connection goes
 //! on; a command_length the framing cannot trust gets generic_nack and the connection closes.
 //! A connection silent for `idle_timeout` is unbound and closed.
@@ -52,12 +52,47 @@ impl Default for SmppConfig {
     }
 }
 
-/// A message an ESME submitted, with the id it was given.
+/// Where accepted submits go. `accept` returns the message id for submit_sm_resp, or the
+/// error status to answer with; the server answers only after it returns, so an implementation
+/// that commits the message before returning makes every acknowledged submit durable.
+pub trait SubmitHandler: Send + Sync + 'static {
+    fn accept(
+        &self,
+        system_id: &str,
+        submit: &SubmitSm,
+    ) -> impl std::future::Future<Output = Result<String, CommandStatus>> + Send;
+}
+
+/// A message an ESME submitted, with the id it was given ([`ChannelHandler`]).
 #[derive(Debug)]
 pub struct Submitted {
     pub message_id: String,
     pub system_id: String,
     pub submit: SubmitSm,
+}
+
+/// Hands submits to a channel, numbering them from the start time (for tests and tools; it
+/// keeps nothing across a restart).
+pub struct ChannelHandler {
+    tx: mpsc::Sender<Submitted>,
+    next: AtomicU64,
+    epoch: u64,
+}
+
+impl ChannelHandler {
+    pub fn new(tx: mpsc::Sender<Submitted>) -> ChannelHandler {
+        let epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        ChannelHandler { tx, next: AtomicU64::new(0), epoch }
+    }
+}
+
+impl SubmitHandler for ChannelHandler {
+    async fn accept(&self, system_id: &str, submit: &SubmitSm) -> Result<String, CommandStatus> {
+        let message_id = format!("{:x}{:08x}", self.epoch, self.next.fetch_add(1, Ordering::Relaxed));
+        let m = Submitted { message_id: message_id.clone(), system_id: system_id.to_owned(), submit: submit.clone() };
+        self.tx.send(m).await.map_err(|_| CommandStatus::EsmeRsyserr)?;
+        Ok(message_id)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,26 +108,22 @@ impl BindMode {
     }
 }
 
-struct Shared {
+struct Shared<H> {
     config: SmppConfig,
     directory: EsmeDirectory,
-    submitted: mpsc::Sender<Submitted>,
-    next_id: AtomicU64,
-    /// Message ids start from the start time so that a restart does not reuse them.
-    epoch: u64,
+    handler: H,
 }
 
-/// Serves SMPP on `listener` until `stop` is cancelled.
-pub async fn serve(
+/// Serves SMPP on `listener` until `stop` is cancelled; accepted submits go to `handler`.
+pub async fn serve<H: SubmitHandler>(
     listener: TcpListener,
     config: SmppConfig,
     directory: EsmeDirectory,
-    submitted: mpsc::Sender<Submitted>,
+    handler: H,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    let epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let slots = Arc::new(Semaphore::new(config.max_connections));
-    let shared = Arc::new(Shared { config, directory, submitted, next_id: AtomicU64::new(0), epoch });
+    let shared = Arc::new(Shared { config, directory, handler });
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
@@ -126,7 +157,11 @@ async fn send(stream: &mut (impl AsyncWriteExt + Unpin), c: &Command) -> std::io
     stream.write_all(&buf).await
 }
 
-async fn session(stream: TcpStream, shared: &Shared, stop: CancellationToken) -> std::io::Result<()> {
+async fn session<H: SubmitHandler>(
+    stream: TcpStream,
+    shared: &Shared<H>,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
     let config = &shared.config;
@@ -221,18 +256,12 @@ async fn session(stream: TcpStream, shared: &Shared, stop: CancellationToken) ->
                     CommandStatus::EsmeRok
                 };
                 if status == CommandStatus::EsmeRok {
-                    let n = shared.next_id.fetch_add(1, Ordering::Relaxed);
-                    let message_id = format!("{:x}{:08x}", shared.epoch, n);
-                    let submitted = Submitted {
-                        message_id: message_id.clone(),
-                        system_id: system_id.clone(),
-                        submit: submit.clone(),
-                    };
-                    if shared.submitted.send(submitted).await.is_err() {
-                        Some(command(CommandStatus::EsmeRsyserr, seq, SubmitSmResp::default()))
-                    } else {
-                        let id = message_id.parse::<COctetString<1, 65>>().unwrap_or_default();
-                        Some(command(CommandStatus::EsmeRok, seq, SubmitSmResp::new(id, Vec::new())))
+                    match shared.handler.accept(system_id, submit).await {
+                        Ok(message_id) => {
+                            let id = message_id.parse::<COctetString<1, 65>>().unwrap_or_default();
+                            Some(command(CommandStatus::EsmeRok, seq, SubmitSmResp::new(id, Vec::new())))
+                        }
+                        Err(status) => Some(command(status, seq, SubmitSmResp::default())),
                     }
                 } else {
                     Some(command(status, seq, SubmitSmResp::default()))

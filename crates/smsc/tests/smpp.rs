@@ -27,7 +27,7 @@ async fn start(config: SmppConfig) -> Server {
     let directory = EsmeDirectory::new([EsmeAccount::new("bank", "s3cret", 50).unwrap()]);
     let (tx, submitted) = mpsc::channel(1024);
     let stop = CancellationToken::new();
-    tokio::spawn(smsc::serve(listener, config, directory, tx, stop.clone()));
+    tokio::spawn(smsc::serve(listener, config, directory, smsc::ChannelHandler::new(tx), stop.clone()));
     Server { addr, submitted, stop }
 }
 
