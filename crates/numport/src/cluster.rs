@@ -136,6 +136,10 @@ impl Cluster {
                     enum_dns: EnumConfig { listen: Some("127.0.0.1:0".parse()?), ..EnumConfig::default() },
                     ..OperatorConfig::default().npdb
                 },
+                smpp: operator::config::SmppSection {
+                    listen: Some("127.0.0.1:0".parse()?),
+                    ..operator::config::SmppSection::default()
+                },
                 ..OperatorConfig::default()
             };
             op_cfgs.push((cfg, db_url));

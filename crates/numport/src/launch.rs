@@ -16,6 +16,8 @@ pub struct Launched {
     pub http: SocketAddr,
     /// The ENUM server (UDP and TCP), for roles that run one.
     pub dns: Option<SocketAddr>,
+    /// The SMS center's SMPP server, for roles that run one.
+    pub smpp: Option<SocketAddr>,
 }
 
 impl Launched {
@@ -88,17 +90,22 @@ pub async fn launch(args: &[String], log: &Path) -> anyhow::Result<Launched> {
                 && let Some(addr) = v["http"].as_str().and_then(|a| a.parse().ok())
             {
                 let dns = v["dns"].as_str().and_then(|a| a.parse().ok());
-                return Ok::<_, std::io::Error>(Some((addr, dns)));
+                let smpp = v["smpp"].as_str().and_then(|a| a.parse().ok());
+                return Ok::<_, std::io::Error>(Some((addr, dns, smpp)));
             }
         }
         Ok(None)
     })
     .await;
-    let (http, dns): (SocketAddr, Option<SocketAddr>) = match found {
+    let (http, dns, smpp): (SocketAddr, Option<SocketAddr>, Option<SocketAddr>) = match found {
         Ok(Ok(Some(addrs))) => addrs,
-        _ => bail!("numport {} did not start listening; see {}", args.join(" "), log.display()),
+        _ => {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
+            bail!("numport {} did not start listening; {} ends:\n{}", args.join(" "), log.display(), tail.join("\n"))
+        }
     };
     // Keep draining stdout so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok(Launched { child, http, dns })
+    Ok(Launched { child, http, dns, smpp })
 }

@@ -87,17 +87,19 @@ fn main() -> ExitCode {
 }
 
 /// Print the line that tells a parent process where a role listens (see `numport::launch`).
-/// `dns` is the ENUM server's address (UDP and TCP), where the role runs one.
+/// `dns` is the ENUM server's address (UDP and TCP), `smpp` the SMS center's, where the role
+/// runs them.
 pub(crate) fn announce_listening(
     role: &str,
     name: Option<&str>,
     addr: std::net::SocketAddr,
     dns: Option<std::net::SocketAddr>,
+    smpp: Option<std::net::SocketAddr>,
 ) {
     use std::io::Write;
     let line = serde_json::json!({
         "event": "listening", "role": role, "name": name, "http": addr.to_string(),
-        "dns": dns.map(|a| a.to_string()),
+        "dns": dns.map(|a| a.to_string()), "smpp": smpp.map(|a| a.to_string()),
     });
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");

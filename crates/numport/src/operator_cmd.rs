@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Subcommand;
 use numport_core::{OperatorName, SystemClock};
-use operator::{Node, OperatorConfig, OperatorStore};
+use operator::{Listeners, Node, OperatorConfig, OperatorStore};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -36,6 +36,16 @@ enum Admin {
     /// Load subscriber accounts from CSV:
     /// `msisdn,port_key,arrears,unbilled_usage,contract_remaining,deposit_held`.
     ImportSubscribers { file: PathBuf },
+    /// Allow an enterprise (ESME) to bind to the SMS center; the password is stored only as a
+    /// hash. Takes effect at the node's next start.
+    AddEsme {
+        system_id: String,
+        #[arg(long, env = "NUMPORT_ESME_PASSWORD", hide_env_values = true)]
+        password: String,
+        /// submit_sm per second before ESME_RTHROTTLED.
+        #[arg(long, default_value_t = 1000)]
+        max_submits_per_s: u32,
+    },
 }
 
 pub fn resolve(args: &Args) -> anyhow::Result<OperatorConfig> {
@@ -68,6 +78,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             println!("imported {n} subscribers into {}", cfg.name);
             Ok(ExitCode::SUCCESS)
         }
+        Some(Admin::AddEsme { system_id, password, max_submits_per_s }) => {
+            anyhow::ensure!((1..=15).contains(&system_id.len()), "system_id: 1 to 15 characters");
+            anyhow::ensure!((1..=8).contains(&password.len()), "password: 1 to 8 characters (SMPP)");
+            let store = OperatorStore::connect(&cfg.resolved_database_url()).await?;
+            let account = smsc::EsmeAccount::new(&system_id, &password, max_submits_per_s)
+                .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?;
+            store.upsert_esme(&account, numport_core::Clock::now_ms(&SystemClock)).await?;
+            println!("ESME {system_id} may bind to {}'s SMS center ({max_submits_per_s} submits/s)", cfg.name);
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -81,9 +101,14 @@ async fn serve(cfg: OperatorConfig) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let dns_addr = enum_dns.as_ref().map(|s| s.addr);
+    let smpp = match cfg.smpp.listen {
+        Some(a) => Some(tokio::net::TcpListener::bind(a).await.with_context(|| format!("binding SMPP on {a}"))?),
+        None => None,
+    };
+    let smpp_addr = smpp.as_ref().and_then(|l| l.local_addr().ok());
     let node = Node::open(cfg, Arc::new(SystemClock)).await?;
-    tracing::info!(%addr, dns = ?dns_addr, operator = name, "operator node listening");
-    crate::announce_listening("operator", Some(&name), addr, dns_addr);
-    node.run_with_enum(listener, enum_dns, crate::shutdown_on_signal()).await?;
+    tracing::info!(%addr, dns = ?dns_addr, smpp = ?smpp_addr, operator = name, "operator node listening");
+    crate::announce_listening("operator", Some(&name), addr, dns_addr, smpp_addr);
+    node.serve(Listeners { http: listener, enum_dns, smpp }, crate::shutdown_on_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -44,6 +44,47 @@ pub struct OperatorConfig {
     /// The node's portability replica (F2). `data_dir` may contain `{name}`; left empty,
     /// `clearinghouse_url` and `api_token` are the node's own.
     pub npdb: ReplicaConfig,
+    /// The SMS center's SMPP server.
+    pub smpp: SmppSection,
+}
+
+/// `[smpp]`: where ESMEs bind, and the limits of a session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmppSection {
+    /// `None` runs no SMPP server.
+    pub listen: Option<SocketAddr>,
+    pub max_pdu: usize,
+    pub bind_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub max_connections: usize,
+}
+
+impl Default for SmppSection {
+    fn default() -> Self {
+        let d = smsc::SmppConfig::default();
+        SmppSection {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 2775))),
+            max_pdu: d.max_pdu,
+            bind_timeout_ms: d.bind_timeout.as_millis() as u64,
+            idle_timeout_ms: d.idle_timeout.as_millis() as u64,
+            max_connections: d.max_connections,
+        }
+    }
+}
+
+impl SmppSection {
+    /// The server configuration; the SMSC answers binds with the operator's name.
+    pub fn server_config(&self, operator: &OperatorName) -> smsc::SmppConfig {
+        smsc::SmppConfig {
+            system_id: operator.to_string(),
+            max_pdu: self.max_pdu,
+            bind_timeout: std::time::Duration::from_millis(self.bind_timeout_ms),
+            idle_timeout: std::time::Duration::from_millis(self.idle_timeout_ms),
+            max_connections: self.max_connections,
+            ..smsc::SmppConfig::default()
+        }
+    }
 }
 
 impl Default for OperatorConfig {
@@ -65,6 +106,7 @@ impl Default for OperatorConfig {
                 data_dir: "data/npdb-{name}".into(),
                 ..ReplicaConfig::default()
             },
+            smpp: SmppSection::default(),
         }
     }
 }

@@ -35,6 +35,13 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// How long [`Node::run`] waits, after the server stopped, for message processing to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What a node listens on.
+pub struct Listeners {
+    pub http: TcpListener,
+    pub enum_dns: Option<replica::dns::EnumSockets>,
+    pub smpp: Option<TcpListener>,
+}
+
 /// An operator node; cheap to clone, every clone is the same node.
 #[derive(Clone)]
 pub struct Node {
@@ -114,7 +121,7 @@ impl Node {
         &self.inner.metrics.registry
     }
 
-    pub(crate) fn now(&self) -> Millis {
+    pub fn now(&self) -> Millis {
         self.inner.clock.now_ms()
     }
 
@@ -149,13 +156,14 @@ impl Node {
             .layer(TraceLayer::new_for_http())
     }
 
-    /// Serve the node on `listener` until `shutdown` is cancelled, with no ENUM server.
+    /// Serve the node's HTTP API on `listener` until `shutdown` is cancelled, with no ENUM or
+    /// SMPP server.
     pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) -> Result<(), OperatorError> {
-        self.run_with_enum(listener, None, shutdown).await
+        self.serve(Listeners { http: listener, enum_dns: None, smpp: None }, shutdown).await
     }
 
-    /// Serve the node on `listener` (and ENUM on `enum_dns`, bound by
-    /// [`replica::dns::bind`]) until `shutdown` is cancelled.
+    /// Serve the node on its listeners until `shutdown` is cancelled: HTTP, ENUM (bound by
+    /// [`replica::dns::bind`]) and SMPP where given.
     ///
     /// Also runs the background work, which stops on the same token: registering the callback
     /// URL and catching up with the inbox (retried with back-off while the clearinghouse is
@@ -163,12 +171,8 @@ impl Node {
     /// processing did not finish, and the replica following the routing feed. On shutdown,
     /// in-flight message processing gets a few seconds to finish; anything cut short is still
     /// recorded and is processed at the next start.
-    pub async fn run_with_enum(
-        self,
-        listener: TcpListener,
-        enum_dns: Option<replica::dns::EnumSockets>,
-        shutdown: CancellationToken,
-    ) -> Result<(), OperatorError> {
+    pub async fn serve(self, listeners: Listeners, shutdown: CancellationToken) -> Result<(), OperatorError> {
+        let Listeners { http: listener, enum_dns, smpp } = listeners;
         let bound = listener.local_addr()?;
         tracing::info!(node = %self.name(), addr = %bound, "operator node listening");
         let background = shutdown.child_token();
@@ -176,6 +180,18 @@ impl Node {
         tasks.spawn(self.clone().startup_sync(bound, background.clone()));
         tasks.spawn(self.clone().reprocessor(background.clone()));
         tasks.spawn(self.replica().clone().follow(background.clone()));
+        if let Some(smpp) = smpp {
+            let esmes = self.store().esmes().await?;
+            tracing::info!(node = %self.name(), esmes = esmes.len(), addr = ?smpp.local_addr().ok(), "SMPP server listening");
+            let config = self.config().smpp.server_config(self.name());
+            let center = crate::sms_center::SmsCenter { node: self.clone() };
+            let stop = background.clone();
+            tasks.spawn(async move {
+                if let Err(e) = smsc::serve(smpp, config, smsc::EsmeDirectory::new(esmes), center, stop).await {
+                    tracing::error!(error = %e, "SMPP server stopped");
+                }
+            });
+        }
         if let Some(sockets) = enum_dns {
             let handler = replica::dns::EnumHandler::new(self.replica().clone(), &self.replica().config().enum_dns)
                 .map_err(OperatorError::Config)?;

@@ -12,3 +12,6 @@ pub mod server;
 
 pub use esme::{EsmeAccount, EsmeDirectory};
 pub use server::{BindMode, ChannelHandler, SmppConfig, SubmitHandler, Submitted, serve};
+
+/// The SMPP library this crate speaks through, for handlers that read submits.
+pub use rusmpp;

@@ -11,9 +11,11 @@
 //! - [`messages`]: clearinghouse messages received (replay guard and durable work queue) and the
 //!   inbox cursor.
 //! - [`events`]: the node's record of porting events.
+//! - [`sms`]: the SMS center's ESME accounts and acknowledged messages.
 
 pub mod events;
 pub mod messages;
+pub mod sms;
 pub mod subscribers;
 
 use std::fmt;

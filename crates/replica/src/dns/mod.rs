@@ -356,14 +356,23 @@ pub struct EnumSockets {
     pub addr: SocketAddr,
 }
 
-/// Binds the ENUM server's sockets on `addr` (port 0: any free port, the same for UDP and TCP).
+/// Binds the ENUM server's sockets on `addr` (port 0: any port free for both UDP and TCP).
 pub async fn bind(addr: SocketAddr) -> std::io::Result<EnumSockets> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let first = reuseport_udp(addr)?;
+    // Port 0 picks a port free for UDP, which a TCP listener may hold: then try another.
+    let mut attempts = if addr.port() == 0 { 20 } else { 1 };
+    let (first, tcp) = loop {
+        let first = reuseport_udp(addr)?;
+        let bound = first.local_addr()?;
+        // TCP (bound without SO_REUSEPORT) before the other UDP sockets: if another server
+        // holds the port, this fails here instead of the kernel quietly sharing UDP queries.
+        match TcpListener::bind(bound).await {
+            Ok(tcp) => break (first, tcp),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && attempts > 1 => attempts -= 1,
+            Err(e) => return Err(e),
+        }
+    };
     let addr = first.local_addr()?;
-    // TCP (bound without SO_REUSEPORT) before the other UDP sockets: if another server holds
-    // the port, this fails here instead of the kernel quietly sharing UDP queries with it.
-    let tcp = TcpListener::bind(addr).await?;
     let mut udp = vec![first];
     for _ in 1..cores {
         udp.push(reuseport_udp(addr)?);

@@ -1,0 +1,87 @@
+//! The node's SMS center: a bank binds with `smpplib` and submits; each message is routed by
+//! the node's portability replica and recorded with its route before it is acknowledged.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use numport_core::ManualClock;
+use operator::{Listeners, Node, OperatorConfig};
+use tokio_util::sync::CancellationToken;
+
+const BANK_SCRIPT: &str = r#"
+import sys, smpplib.client, smpplib.consts
+c = smpplib.client.Client(sys.argv[1], int(sys.argv[2]), timeout=5)
+c.connect()
+c.bind_transmitter(system_id="bank", password="s3cret")
+for number in sys.argv[3:]:
+    pdu = c.send_message(source_addr_ton=smpplib.consts.SMPP_TON_ALNUM, source_addr="MyBank",
+                         dest_addr_ton=smpplib.consts.SMPP_TON_INTL, destination_addr=number,
+                         short_message=b"Your code is 123456", registered_delivery=True)
+    try:
+        r = c.read_pdu()
+        print(number, r.status, (r.message_id or b"").decode())
+    except smpplib.exceptions.PDUError as e:
+        print(number, e.args[1], "-")
+c.unbind()
+"#;
+
+#[tokio::test]
+async fn submits_are_routed_by_the_replica_and_recorded_before_the_answer() {
+    if !std::process::Command::new("python3").args(["-c", "import smpplib"]).output().is_ok_and(|o| o.status.success())
+    {
+        eprintln!("python3 with smpplib not installed: skipping (pip install smpplib)");
+        return;
+    }
+    // The replica's data, as a previous run left it: 4790000001 was ported from opa to opb.
+    let npdb = tempfile::tempdir().unwrap();
+    let ops = [("opa", "D001"), ("opb", "D002")]
+        .map(|(n, r)| npdb::Operator { name: n.parse().unwrap(), routing_number: r.parse().unwrap() });
+    let ranges = [("4790", "opa"), ("4791", "opb")].map(|(p, o)| (p.parse().unwrap(), o.parse().unwrap()));
+    let mut index = npdb::Index::new(ops, ranges).unwrap();
+    index.apply(&"4790000001".parse().unwrap(), &"opb".parse().unwrap()).unwrap();
+    replica::disk::install_index(npdb.path(), &index, 1, 0).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = OperatorConfig {
+        database_url: format!("sqlite://{}/operator-{{name}}.db", dir.path().display()),
+        npdb: replica::ReplicaConfig { data_dir: npdb.path().to_owned(), ..config("opa", "http://127.0.0.1:9").npdb },
+        ..config("opa", "http://127.0.0.1:9")
+    };
+    let node = Node::open(config, Arc::new(ManualClock::new(T0))).await.unwrap();
+    node.store().upsert_esme(&smsc::EsmeAccount::new("bank", "s3cret", 100).unwrap(), T0).await.unwrap();
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let smpp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = smpp.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(node.clone().serve(Listeners { http, enum_dns: None, smpp: Some(smpp) }, stop.clone()));
+
+    let out = tokio::process::Command::new("python3")
+        .args(["-c", BANK_SCRIPT, &addr.ip().to_string(), &addr.port().to_string()])
+        .args(["4790000001", "4790000002", "4791000005", "4799000000x"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let answers: Vec<Vec<&str>> = stdout.lines().map(|l| l.split(' ').collect()).collect();
+    assert_eq!(answers.len(), 4, "{stdout}");
+    // Bad destination: ESME_RINVDSTADR (0x0B), nothing recorded.
+    assert_eq!(answers[3][1], "11", "{stdout}");
+    let expected =
+        [("4790000001", "opb", "interconnect"), ("4790000002", "opa", "local"), ("4791000005", "opb", "interconnect")];
+    for (answer, (number, serving, route)) in answers.iter().zip(expected) {
+        assert_eq!((answer[0], answer[1]), (number, "0"), "{stdout}");
+        let id: i64 = answer[2].parse().unwrap();
+        let sms = node.store().sms(id).await.unwrap().expect("recorded before the answer");
+        assert_eq!(
+            (sms.destination.as_str(), sms.serving_operator.as_str(), sms.route.as_str()),
+            (number, serving, route)
+        );
+        assert_eq!((sms.system_id.as_str(), sms.state.as_str()), ("bank", "queued"));
+        assert_eq!(sms.payload, b"Your code is 123456");
+    }
+    stop.cancel();
+    server.await.unwrap().unwrap();
+}
