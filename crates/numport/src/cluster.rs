@@ -20,6 +20,10 @@ use crate::launch::{Launched, launch};
 pub const OPERATORS: [(&str, &str, &str); 3] =
     [("opa", "D001", "4790"), ("opb", "D002", "4791"), ("opc", "D003", "4792")];
 
+/// The enterprise every operator's SMS center lets bind (the bank of F1's story).
+pub const BANK_SYSTEM_ID: &str = "bank";
+pub const BANK_PASSWORD: &str = "bankpw";
+
 /// Settlement funds each operator starts with: 100,000,000.00 in minor units.
 pub const INITIAL_FUNDS: Money = Money(10_000_000_000);
 
@@ -124,6 +128,9 @@ impl Cluster {
                 subs.push(s);
             }
             store.upsert_subscribers(&subs).await?;
+            let bank = smsc::EsmeAccount::new(BANK_SYSTEM_ID, BANK_PASSWORD, 100_000)
+                .map_err(|e| anyhow::anyhow!("hashing the bank's password: {e}"))?;
+            store.upsert_esme(&bank, now).await?;
             store.close().await;
             let cfg = OperatorConfig {
                 name: name.parse()?,

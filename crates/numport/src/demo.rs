@@ -13,7 +13,9 @@ use numport_core::proof::{Nonce, PinStretch};
 use numport_core::{Clock, Money, SystemClock};
 use operator::{OperatorStore, PortOutAuthorisation, SubscriberStatus};
 
-use numport::cluster::{Cluster, ClusterSpec, INITIAL_FUNDS, subscriber_number, terminal_key};
+use numport::cluster::{
+    BANK_PASSWORD, BANK_SYSTEM_ID, Cluster, ClusterSpec, INITIAL_FUNDS, subscriber_number, terminal_key,
+};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -211,5 +213,19 @@ async fn port_a_to_b(cluster: &Cluster) -> anyhow::Result<usize> {
             &format!("{}'s replica routes {msisdn} to opb over HTTP and ENUM", op.name),
         );
     }
+
+    // F3: the bank still sends its one-time codes to the old operator's SMS center.
+    println!("\nthe bank submits an SMS for {msisdn} to opa's SMS center over SMPP (F3):");
+    let smpp = a.proc.smpp.context("opa runs no SMPP server")?;
+    let mut bank = smsc::client::Client::bind_transmitter(smpp, BANK_SYSTEM_ID, BANK_PASSWORD).await?;
+    let id = bank.submit("MyBank", msisdn.as_str(), b"Your code is 123456").await?;
+    bank.unbind().await?;
+    let stored = a_store.sms(id.parse()?).await?;
+    let route = stored.as_ref().map(|m| format!("{} to {}", m.route, m.serving_operator)).unwrap_or_default();
+    println!("  submit_sm_resp message id {id}; opa routed it: {route}");
+    c.check(
+        stored.is_some_and(|m| m.route == "interconnect" && m.serving_operator == "opb"),
+        "opa's SMS center routes the bank's SMS to opb, which serves the number now (delivery is issue 4's next step)",
+    );
     Ok(c.failed)
 }

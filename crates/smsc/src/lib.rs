@@ -6,6 +6,7 @@
 //! Still to come (issue 4): routing by the portability replica, durable store-and-forward,
 //! delivery receipts, the interconnect to other operators' SMS centers, and the air interface.
 
+pub mod client;
 pub mod esme;
 pub mod frame;
 pub mod server;

@@ -150,7 +150,7 @@ fn command(status: CommandStatus, seq: u32, pdu: impl Into<Pdu>) -> Command {
     Command::new(status, seq, pdu)
 }
 
-async fn send(stream: &mut (impl AsyncWriteExt + Unpin), c: &Command) -> std::io::Result<()> {
+pub(crate) async fn send(stream: &mut (impl AsyncWriteExt + Unpin), c: &Command) -> std::io::Result<()> {
     let mut buf = BytesMut::with_capacity(4 + c.length());
     buf.extend_from_slice(&((4 + c.length()) as u32).to_be_bytes());
     c.encode(&mut buf);

@@ -214,3 +214,19 @@ async fn submits_beyond_the_rate_are_throttled() {
     }
     assert_eq!(ids.len(), accepted);
 }
+
+#[tokio::test]
+async fn the_rust_client_binds_submits_and_unbinds() {
+    let mut s = start(SmppConfig::default()).await;
+    assert!(matches!(
+        smsc::client::Client::bind_transmitter(s.addr, "bank", "nope").await,
+        Err(smsc::client::ClientError::Status(_))
+    ));
+    let mut c = smsc::client::Client::bind_transmitter(s.addr, "bank", "s3cret").await.unwrap();
+    let id = c.submit("MyBank", "4790000001", b"Your code is 123456").await.unwrap();
+    c.unbind().await.unwrap();
+    let got = s.submitted.recv().await.unwrap();
+    assert_eq!(got.message_id, id);
+    assert_eq!(got.submit.source_addr.as_str(), "MyBank");
+    assert_eq!(got.submit.short_message().as_ref(), b"Your code is 123456");
+}
