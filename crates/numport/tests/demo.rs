@@ -45,6 +45,10 @@ fn role_help_succeeds() {
         &["--help"][..],
         &["clearinghouse", "--help"],
         &["operator", "--help"],
+        &["npdb", "--help"],
+        &["npdb", "import", "--help"],
+        &["bench", "enum", "--help"],
+        &["bench", "propagation", "--help"],
         &["bench", "porting", "--help"],
         &["demo", "--help"],
     ] {
