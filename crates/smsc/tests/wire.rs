@@ -1,0 +1,82 @@
+//! The SMPP bytes on the wire, as Wireshark's dissector reads them: a session of binds,
+//! submits, enquire_link, a malformed PDU and its generic_nack, and unbind is captured on the
+//! loopback interface and decoded by `tshark`, which must find every PDU and no malformed
+//! packet. Skipped where tshark cannot capture (not installed, or no capture permission).
+
+use std::time::Duration;
+
+use smsc::{ChannelHandler, EsmeAccount, EsmeDirectory, SmppConfig};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test]
+async fn tshark_decodes_the_session_without_malformed_packets() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("smpp.pcapng");
+    let capture = tokio::process::Command::new("dumpcap")
+        .args(["-q", "-i", "lo", "-f", &format!("tcp port {}", addr.port()), "-w"])
+        .arg(&pcap)
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let Ok(mut capture) = capture else {
+        eprintln!("dumpcap not installed: skipping (apt-get install tshark)");
+        return;
+    };
+    // dumpcap needs a moment to start capturing; give up if it exits (no permission).
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    if let Ok(Some(status)) = capture.try_wait() {
+        eprintln!("dumpcap cannot capture on lo ({status}): skipping");
+        return;
+    }
+
+    let (tx, mut rx) = mpsc::channel(16);
+    let stop = CancellationToken::new();
+    let directory = EsmeDirectory::new([EsmeAccount::new("bank", "s3cret", 100).unwrap()]);
+    tokio::spawn(smsc::serve(listener, SmppConfig::default(), directory, ChannelHandler::new(tx), stop.clone()));
+    let mut c = smsc::client::Client::bind_transmitter(addr, "bank", "s3cret").await.unwrap();
+    c.submit("MyBank", "4790000001", b"Your code is 123456").await.unwrap();
+    c.unbind().await.unwrap();
+    rx.recv().await.unwrap();
+    // An unknown command id answered with generic_nack.
+    let mut raw = TcpStream::connect(addr).await.unwrap();
+    raw.write_all(&[0, 0, 0, 16, 0, 0, 0x09, 0x99, 0, 0, 0, 0, 0, 0, 0, 7]).await.unwrap();
+    let mut buf = [0u8; 16];
+    tokio::io::AsyncReadExt::read_exact(&mut raw, &mut buf).await.unwrap();
+    drop(raw);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // SIGINT, so that dumpcap closes its file properly.
+    // SAFETY: signalling our own child; no memory is involved.
+    unsafe { libc::kill(capture.id().unwrap_or(0) as i32, libc::SIGINT) };
+    let _ = capture.wait().await;
+    stop.cancel();
+
+    let decode = |filter: &str| {
+        let out = std::process::Command::new("tshark")
+            .args(["-r"])
+            .arg(&pcap)
+            .args([
+                "-d",
+                &format!("tcp.port=={},smpp", addr.port()),
+                "-Y",
+                filter,
+                "-T",
+                "fields",
+                "-e",
+                "smpp.command_id",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).map(str::to_owned).collect::<Vec<_>>()
+    };
+    let pdus: Vec<String> =
+        decode("smpp").iter().flat_map(|l| l.split(',').map(str::to_owned).collect::<Vec<_>>()).collect();
+    // bind_transmitter(_resp), submit_sm(_resp), unbind(_resp), the unknown command, generic_nack.
+    for id in ["0x00000002", "0x80000002", "0x00000004", "0x80000004", "0x00000006", "0x80000006", "0x80000000"] {
+        assert!(pdus.iter().any(|p| p == id), "tshark saw no {id} in {pdus:?}");
+    }
+    assert_eq!(decode("_ws.malformed"), Vec::<String>::new(), "malformed packets");
+}
