@@ -26,12 +26,21 @@ async fn tshark_decodes_the_session_without_malformed_packets() {
         eprintln!("dumpcap not installed: skipping (apt-get install tshark)");
         return;
     };
-    // dumpcap needs a moment to start capturing; give up if it exits (no permission).
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    if let Ok(Some(status)) = capture.try_wait() {
-        eprintln!("dumpcap cannot capture on lo ({status}): skipping");
-        return;
+    // Capturing has begun once dumpcap has written its file header; give up if it exits
+    // (no capture permission).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(Some(status)) = capture.try_wait() {
+            eprintln!("dumpcap cannot capture on lo ({status}): skipping");
+            return;
+        }
+        if std::fs::metadata(&pcap).is_ok_and(|m| m.len() > 0) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "dumpcap did not start capturing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    tokio::time::sleep(Duration::from_millis(200)).await;
 
     let (tx, mut rx) = mpsc::channel(16);
     let stop = CancellationToken::new();
