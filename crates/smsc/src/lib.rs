@@ -9,6 +9,7 @@
 pub mod client;
 pub mod esme;
 pub mod frame;
+pub mod receipt;
 pub mod server;
 
 pub use esme::{EsmeAccount, EsmeDirectory};
