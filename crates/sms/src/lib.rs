@@ -7,11 +7,14 @@
 //!   terminal), with addresses, time stamps, validity periods and data coding.
 //! - [`udh`]: user data headers and their information elements (concatenation 8- and 16-bit).
 //! - [`gsm7`]: the GSM 7-bit default alphabet and septet packing.
+//! - [`air`]: the frames of the simulated air interface (attach with a SIM challenge, TPDUs
+//!   in both directions with their acknowledgements).
 //!
 //! Decoding returns [`DecodeError`] for any malformed input and never panics (property tests
 //! and a fuzz target hold it to that).
 
 pub mod address;
+pub mod air;
 pub mod gsm7;
 pub mod tpdu;
 pub mod udh;
