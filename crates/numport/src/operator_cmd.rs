@@ -109,6 +109,6 @@ async fn serve(cfg: OperatorConfig) -> anyhow::Result<ExitCode> {
     let node = Node::open(cfg, Arc::new(SystemClock)).await?;
     tracing::info!(%addr, dns = ?dns_addr, smpp = ?smpp_addr, operator = name, "operator node listening");
     crate::announce_listening("operator", Some(&name), addr, dns_addr, smpp_addr);
-    node.serve(Listeners { http: listener, enum_dns, smpp }, crate::shutdown_on_signal()).await?;
+    node.serve(Listeners { http: listener, enum_dns, smpp, air: None }, crate::shutdown_on_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

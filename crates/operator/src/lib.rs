@@ -18,6 +18,7 @@
 //! Architecture invariants: a callback is verified over its raw bytes before it is parsed;
 //! it is recorded before it is acknowledged and processed after; SQL lives only in [`store`].
 
+pub mod air;
 pub mod config;
 pub mod error;
 mod metrics;

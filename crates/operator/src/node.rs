@@ -40,6 +40,8 @@ pub struct Listeners {
     pub http: TcpListener,
     pub enum_dns: Option<replica::dns::EnumSockets>,
     pub smpp: Option<TcpListener>,
+    /// The air interface terminals attach to.
+    pub air: Option<TcpListener>,
 }
 
 /// An operator node; cheap to clone, every clone is the same node.
@@ -63,6 +65,8 @@ pub(crate) struct NodeInner {
     pub callback_registered: AtomicBool,
     /// The node's copy of the routing data (F2).
     pub replica: Replica,
+    /// Signalled when a message is queued for local delivery.
+    pub sms_queued: tokio::sync::Notify,
 }
 
 impl Node {
@@ -89,6 +93,7 @@ impl Node {
                 clock,
                 callback_secret,
                 replica,
+                sms_queued: tokio::sync::Notify::new(),
                 inflight: Mutex::new(HashSet::new()),
                 tasks: TaskTracker::new(),
                 callback_registered: AtomicBool::new(false),
@@ -159,7 +164,7 @@ impl Node {
     /// Serve the node's HTTP API on `listener` until `shutdown` is cancelled, with no ENUM or
     /// SMPP server.
     pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) -> Result<(), OperatorError> {
-        self.serve(Listeners { http: listener, enum_dns: None, smpp: None }, shutdown).await
+        self.serve(Listeners { http: listener, enum_dns: None, smpp: None, air: None }, shutdown).await
     }
 
     /// Serve the node on its listeners until `shutdown` is cancelled: HTTP, ENUM (bound by
@@ -172,7 +177,7 @@ impl Node {
     /// in-flight message processing gets a few seconds to finish; anything cut short is still
     /// recorded and is processed at the next start.
     pub async fn serve(self, listeners: Listeners, shutdown: CancellationToken) -> Result<(), OperatorError> {
-        let Listeners { http: listener, enum_dns, smpp } = listeners;
+        let Listeners { http: listener, enum_dns, smpp, air } = listeners;
         let bound = listener.local_addr()?;
         tracing::info!(node = %self.name(), addr = %bound, "operator node listening");
         let background = shutdown.child_token();
@@ -180,6 +185,9 @@ impl Node {
         tasks.spawn(self.clone().startup_sync(bound, background.clone()));
         tasks.spawn(self.clone().reprocessor(background.clone()));
         tasks.spawn(self.replica().clone().follow(background.clone()));
+        if let Some(air) = air {
+            tasks.spawn(crate::air::serve(self.clone(), air, background.clone()));
+        }
         if let Some(smpp) = smpp {
             let esmes = self.store().esmes().await?;
             tracing::info!(node = %self.name(), esmes = esmes.len(), addr = ?smpp.local_addr().ok(), "SMPP server listening");

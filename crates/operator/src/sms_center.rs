@@ -37,7 +37,12 @@ impl SubmitHandler for SmsCenter {
             submitted_at: self.node.now(),
         };
         match self.node.store().insert_sms(&m).await {
-            Ok(id) => Ok(id.to_string()),
+            Ok(id) => {
+                if route == "local" {
+                    self.node.inner.sms_queued.notify_waiters();
+                }
+                Ok(id.to_string())
+            }
             Err(e) => {
                 tracing::error!(error = %e, "short message not recorded; submit refused");
                 Err(CommandStatus::EsmeRsyserr)

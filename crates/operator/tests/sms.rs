@@ -55,7 +55,8 @@ async fn submits_are_routed_by_the_replica_and_recorded_before_the_answer() {
     let smpp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = smpp.local_addr().unwrap();
     let stop = CancellationToken::new();
-    let server = tokio::spawn(node.clone().serve(Listeners { http, enum_dns: None, smpp: Some(smpp) }, stop.clone()));
+    let server =
+        tokio::spawn(node.clone().serve(Listeners { http, enum_dns: None, smpp: Some(smpp), air: None }, stop.clone()));
 
     let out = tokio::process::Command::new("python3")
         .args(["-c", BANK_SCRIPT, &addr.ip().to_string(), &addr.port().to_string()])
@@ -83,5 +84,92 @@ async fn submits_are_routed_by_the_replica_and_recorded_before_the_answer() {
         assert_eq!(sms.payload, b"Your code is 123456");
     }
     stop.cancel();
+    server.await.unwrap().unwrap();
+}
+
+/// A terminal on the air interface: attach, then read frames.
+struct Terminal {
+    stream: tokio::net::TcpStream,
+}
+
+impl Terminal {
+    async fn send(&mut self, f: sms::air::Frame) {
+        use tokio::io::AsyncWriteExt;
+        self.stream.write_all(&f.encode()).await.unwrap();
+    }
+
+    async fn recv(&mut self) -> Option<sms::air::Frame> {
+        use tokio::io::AsyncReadExt;
+        let mut len = [0u8; 2];
+        tokio::time::timeout(std::time::Duration::from_secs(5), self.stream.read_exact(&mut len)).await.ok()?.ok()?;
+        let mut body = vec![0u8; u16::from_be_bytes(len) as usize];
+        self.stream.read_exact(&mut body).await.ok()?;
+        Some(sms::air::Frame::decode(&body).unwrap())
+    }
+
+    async fn attach(addr: std::net::SocketAddr, imsi: &str, k_sim: &[u8]) -> (Terminal, sms::air::Frame) {
+        let mut t = Terminal { stream: tokio::net::TcpStream::connect(addr).await.unwrap() };
+        t.send(sms::air::Frame::Attach { imsi: imsi.into() }).await;
+        let Some(sms::air::Frame::Challenge { nonce }) = t.recv().await else { panic!("no challenge") };
+        t.send(sms::air::Frame::Response { mac: sms::air::attach_proof(k_sim, &nonce, imsi) }).await;
+        let answer = t.recv().await.unwrap();
+        (t, answer)
+    }
+}
+
+#[tokio::test]
+async fn a_local_message_reaches_the_attached_terminal_over_the_air() {
+    let npdb = tempfile::tempdir().unwrap();
+    let ops = [("opa", "D001"), ("opb", "D002")]
+        .map(|(n, r)| npdb::Operator { name: n.parse().unwrap(), routing_number: r.parse().unwrap() });
+    let ranges = [("4790", "opa"), ("4791", "opb")].map(|(p, o)| (p.parse().unwrap(), o.parse().unwrap()));
+    replica::disk::install_index(npdb.path(), &npdb::Index::new(ops, ranges).unwrap(), 0, 0).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = OperatorConfig {
+        database_url: format!("sqlite://{}/operator-{{name}}.db", dir.path().display()),
+        npdb: replica::ReplicaConfig { data_dir: npdb.path().to_owned(), ..config("opa", "http://127.0.0.1:9").npdb },
+        ..config("opa", "http://127.0.0.1:9")
+    };
+    let node = Node::open(config, Arc::new(ManualClock::new(T0))).await.unwrap();
+    node.store().upsert_esme(&smsc::EsmeAccount::new("bank", "s3cret", 100).unwrap(), T0).await.unwrap();
+    node.store().upsert_sim("242010000000002", "4790000002", b"k-sim-2").await.unwrap();
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let smpp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let air = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (smpp_addr, air_addr) = (smpp.local_addr().unwrap(), air.local_addr().unwrap());
+    let stop = CancellationToken::new();
+    let listeners = Listeners { http, enum_dns: None, smpp: Some(smpp), air: Some(air) };
+    let server = tokio::spawn(node.clone().serve(listeners, stop.clone()));
+
+    // A wrong key is refused.
+    let (_, refused) = Terminal::attach(air_addr, "242010000000002", b"wrong key").await;
+    assert_eq!(refused, sms::air::Frame::Rejected { cause: sms::air::CAUSE_AUTH_FAILED });
+
+    // The bank submits while the terminal is away; the message waits, then arrives on attach.
+    let mut bank = smsc::client::Client::bind_transmitter(smpp_addr, "bank", "s3cret").await.unwrap();
+    let id: i64 = bank.submit("MyBank", "4790000002", b"Your code is 123456").await.unwrap().parse().unwrap();
+    bank.unbind().await.unwrap();
+    assert_eq!(node.store().sms(id).await.unwrap().unwrap().state, "queued");
+    let (mut t, attached) = Terminal::attach(air_addr, "242010000000002", b"k-sim-2").await;
+    assert_eq!(attached, sms::air::Frame::Attached { msisdn: "4790000002".into() });
+    let Some(sms::air::Frame::Deliver { reference, tpdu }) = t.recv().await else { panic!("no delivery") };
+    let sms::Tpdu::Deliver(d) = sms::Tpdu::decode_mt(&tpdu).unwrap() else { panic!("not an SMS-DELIVER") };
+    assert_eq!(d.originator.value, "MyBank");
+    assert_eq!(d.user_data.text(d.dcs), "Your code is 123456");
+    assert_eq!(node.store().sms(id).await.unwrap().unwrap().state, "queued", "not delivered before the ack");
+    t.send(sms::air::Frame::DeliverAck { reference, cause: sms::air::CAUSE_OK }).await;
+
+    // A second message, submitted while attached, arrives at once.
+    let mut bank = smsc::client::Client::bind_transmitter(smpp_addr, "bank", "s3cret").await.unwrap();
+    bank.submit("MyBank", "4790000002", b"Second").await.unwrap();
+    let Some(sms::air::Frame::Deliver { reference: r2, tpdu }) = t.recv().await else { panic!("no second delivery") };
+    let sms::Tpdu::Deliver(d) = sms::Tpdu::decode_mt(&tpdu).unwrap() else { panic!() };
+    assert_eq!(d.user_data.text(d.dcs), "Second");
+    t.send(sms::air::Frame::DeliverAck { reference: r2, cause: sms::air::CAUSE_OK }).await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(node.store().sms(id).await.unwrap().unwrap().state, "delivered");
+    assert_eq!(node.store().sms(r2 as i64).await.unwrap().unwrap().state, "delivered");
+    stop.cancel();
+    drop(t);
     server.await.unwrap().unwrap();
 }

@@ -28,11 +28,35 @@ pub struct NewSms {
 pub struct StoredSms {
     pub id: i64,
     pub system_id: String,
+    pub source_addr: String,
+    pub source_ton: u8,
     pub destination: String,
     pub serving_operator: String,
     pub route: String,
+    pub data_coding: u8,
     pub payload: Vec<u8>,
     pub state: String,
+    pub submitted_at: Millis,
+}
+
+const SMS_COLUMNS: &str = "id, system_id, source_addr, source_ton, destination, serving_operator, route, \
+     data_coding, payload, state, submitted_at";
+
+fn sms_row(r: &sqlx::any::AnyRow) -> Result<StoredSms, OperatorError> {
+    Ok(StoredSms {
+        id: r.try_get("id")?,
+        system_id: r.try_get("system_id")?,
+        source_addr: r.try_get("source_addr")?,
+        source_ton: r.try_get::<i64, _>("source_ton")? as u8,
+        destination: r.try_get("destination")?,
+        serving_operator: r.try_get("serving_operator")?,
+        route: r.try_get("route")?,
+        data_coding: r.try_get::<i64, _>("data_coding")? as u8,
+        payload: hex::decode(r.try_get::<&str, _>("payload")?)
+            .map_err(|e| OperatorError::Corrupt(format!("sms payload: {e}")))?,
+        state: r.try_get("state")?,
+        submitted_at: r.try_get("submitted_at")?,
+    })
 }
 
 impl OperatorStore {
@@ -91,23 +115,60 @@ impl OperatorStore {
     }
 
     pub async fn sms(&self, id: i64) -> Result<Option<StoredSms>, OperatorError> {
-        let row = sqlx::query(
-            "SELECT id, system_id, destination, serving_operator, route, payload, state FROM sms_messages WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&mut *self.conn().await?)
+        let row = sqlx::query(&format!("SELECT {SMS_COLUMNS} FROM sms_messages WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *self.conn().await?)
+            .await?;
+        row.as_ref().map(sms_row).transpose()
+    }
+
+    /// Messages queued for local delivery to `msisdn`, oldest first.
+    pub async fn queued_for(&self, msisdn: &str, limit: i64) -> Result<Vec<StoredSms>, OperatorError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SMS_COLUMNS} FROM sms_messages WHERE destination = $1 AND route = 'local' AND state = 'queued' \
+             ORDER BY id LIMIT $2"
+        ))
+        .bind(msisdn)
+        .bind(limit)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
+        rows.iter().map(sms_row).collect()
+    }
+
+    /// Moves a message from `queued` to `state`; false if it was no longer queued.
+    pub async fn finish_sms(&self, id: i64, state: &str) -> Result<bool, OperatorError> {
+        let r = sqlx::query("UPDATE sms_messages SET state = $1 WHERE id = $2 AND state = 'queued'")
+            .bind(state)
+            .bind(id)
+            .execute(&mut *self.conn().await?)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Adds or replaces a SIM: its IMSI, the number it serves and its key.
+    pub async fn upsert_sim(&self, imsi: &str, msisdn: &str, k_sim: &[u8]) -> Result<(), OperatorError> {
+        sqlx::query(
+            "INSERT INTO sims (imsi, msisdn, k_sim) VALUES ($1, $2, $3) \
+             ON CONFLICT (imsi) DO UPDATE SET msisdn = excluded.msisdn, k_sim = excluded.k_sim",
+        )
+        .bind(imsi)
+        .bind(msisdn)
+        .bind(hex::encode(k_sim))
+        .execute(&mut *self.conn().await?)
+        .await?;
+        Ok(())
+    }
+
+    /// The number and key of a SIM.
+    pub async fn sim(&self, imsi: &str) -> Result<Option<(String, Vec<u8>)>, OperatorError> {
+        let row = sqlx::query("SELECT msisdn, k_sim FROM sims WHERE imsi = $1")
+            .bind(imsi)
+            .fetch_optional(&mut *self.conn().await?)
+            .await?;
         row.map(|r| {
-            Ok(StoredSms {
-                id: r.try_get("id")?,
-                system_id: r.try_get("system_id")?,
-                destination: r.try_get("destination")?,
-                serving_operator: r.try_get("serving_operator")?,
-                route: r.try_get("route")?,
-                payload: hex::decode(r.try_get::<&str, _>("payload")?)
-                    .map_err(|e| OperatorError::Corrupt(format!("sms payload: {e}")))?,
-                state: r.try_get("state")?,
-            })
+            let key = hex::decode(r.try_get::<&str, _>("k_sim")?)
+                .map_err(|e| OperatorError::Corrupt(format!("k_sim: {e}")))?;
+            Ok((r.try_get("msisdn")?, key))
         })
         .transpose()
     }
