@@ -143,6 +143,7 @@ impl Cluster {
                     enum_dns: EnumConfig { listen: Some("127.0.0.1:0".parse()?), ..EnumConfig::default() },
                     ..OperatorConfig::default().npdb
                 },
+                air_listen: Some("127.0.0.1:0".parse()?),
                 smpp: operator::config::SmppSection {
                     listen: Some("127.0.0.1:0".parse()?),
                     ..operator::config::SmppSection::default()

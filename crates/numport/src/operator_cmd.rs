@@ -46,6 +46,15 @@ enum Admin {
         #[arg(long, default_value_t = 1000)]
         max_submits_per_s: u32,
     },
+    /// Record a SIM this operator issued: its IMSI, the number it serves, and its key (hex),
+    /// which the terminal proves it holds when it attaches.
+    AddSim {
+        imsi: String,
+        #[arg(long)]
+        msisdn: numport_core::Msisdn,
+        #[arg(long, env = "NUMPORT_K_SIM", hide_env_values = true)]
+        k_sim: String,
+    },
 }
 
 pub fn resolve(args: &Args) -> anyhow::Result<OperatorConfig> {
@@ -88,6 +97,18 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             println!("ESME {system_id} may bind to {}'s SMS center ({max_submits_per_s} submits/s)", cfg.name);
             Ok(ExitCode::SUCCESS)
         }
+        Some(Admin::AddSim { imsi, msisdn, k_sim }) => {
+            anyhow::ensure!(
+                (6..=15).contains(&imsi.len()) && imsi.bytes().all(|b| b.is_ascii_digit()),
+                "IMSI: 6 to 15 digits"
+            );
+            let key = hex::decode(k_sim.trim()).context("k_sim must be hex")?;
+            anyhow::ensure!(key.len() >= 16, "k_sim: at least 16 bytes");
+            let store = OperatorStore::connect(&cfg.resolved_database_url()).await?;
+            store.upsert_sim(&imsi, msisdn.as_str(), &key).await?;
+            println!("SIM {imsi} serves {msisdn} at {}", cfg.name);
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -106,9 +127,18 @@ async fn serve(cfg: OperatorConfig) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let smpp_addr = smpp.as_ref().and_then(|l| l.local_addr().ok());
+    let air = match cfg.air_listen {
+        Some(a) => {
+            Some(tokio::net::TcpListener::bind(a).await.with_context(|| format!("binding the air interface on {a}"))?)
+        }
+        None => None,
+    };
+    if let Some(a) = air.as_ref().and_then(|l| l.local_addr().ok()) {
+        tracing::info!(addr = %a, "air interface listening");
+    }
     let node = Node::open(cfg, Arc::new(SystemClock)).await?;
     tracing::info!(%addr, dns = ?dns_addr, smpp = ?smpp_addr, operator = name, "operator node listening");
     crate::announce_listening("operator", Some(&name), addr, dns_addr, smpp_addr);
-    node.serve(Listeners { http: listener, enum_dns, smpp, air: None }, crate::shutdown_on_signal()).await?;
+    node.serve(Listeners { http: listener, enum_dns, smpp, air }, crate::shutdown_on_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -46,6 +46,8 @@ pub struct OperatorConfig {
     pub npdb: ReplicaConfig,
     /// The SMS center's SMPP server.
     pub smpp: SmppSection,
+    /// The air interface terminals attach to; `None` runs none.
+    pub air_listen: Option<SocketAddr>,
 }
 
 /// `[smpp]`: where ESMEs bind, and the limits of a session.
@@ -107,6 +109,7 @@ impl Default for OperatorConfig {
                 ..ReplicaConfig::default()
             },
             smpp: SmppSection::default(),
+            air_listen: Some(SocketAddr::from(([127, 0, 0, 1], 7700))),
         }
     }
 }
