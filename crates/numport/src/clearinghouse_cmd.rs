@@ -169,7 +169,7 @@ async fn serve(cfg: ClearinghouseConfig, db: Db) -> anyhow::Result<ExitCode> {
     let addr = listener.local_addr()?;
     let ch = Clearinghouse::new(db.clone(), Arc::new(SystemClock), cfg, key);
     tracing::info!(%addr, "clearinghouse listening");
-    crate::announce_listening("clearinghouse", None, addr, None, None);
+    crate::announce_listening("clearinghouse", None, addr, &[]);
     clearinghouse::run(ch, listener, crate::shutdown_on_signal()).await?;
     db.close().await;
     Ok(ExitCode::SUCCESS)

@@ -67,6 +67,14 @@ pub fn terminal_key(msisdn: &Msisdn, stretch: PinStretch) -> anyhow::Result<Port
     Ok(PortKey::derive(k_sim.as_bytes(), &pin, b"numport-demo-salt", stretch)?)
 }
 
+/// The SIM of a cluster subscriber: an IMSI made of a test network code and the number's last
+/// ten digits, and the same per-SIM secret [`terminal_key`] starts from.
+pub fn sim_of(msisdn: &Msisdn) -> (String, Vec<u8>) {
+    let digits = msisdn.as_str();
+    let imsi = format!("24201{}", &digits[digits.len().saturating_sub(10)..]);
+    (imsi, format!("k-sim-of-{msisdn}").into_bytes())
+}
+
 /// The `i`-th subscriber number of an operator's range.
 pub fn subscriber_number(prefix: &str, i: usize) -> Msisdn {
     format!("{prefix}{:06}", i + 1)
@@ -128,6 +136,10 @@ impl Cluster {
                 subs.push(s);
             }
             store.upsert_subscribers(&subs).await?;
+            for sub in &subs {
+                let (imsi, k_sim) = sim_of(&sub.msisdn);
+                store.upsert_sim(&imsi, sub.msisdn.as_str(), &k_sim).await?;
+            }
             let bank = smsc::EsmeAccount::new(BANK_SYSTEM_ID, BANK_PASSWORD, 100_000)
                 .map_err(|e| anyhow::anyhow!("hashing the bank's password: {e}"))?;
             store.upsert_esme(&bank, now).await?;

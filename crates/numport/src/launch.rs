@@ -18,6 +18,8 @@ pub struct Launched {
     pub dns: Option<SocketAddr>,
     /// The SMS center's SMPP server, for roles that run one.
     pub smpp: Option<SocketAddr>,
+    /// The air interface terminals attach to, for roles that run one.
+    pub air: Option<SocketAddr>,
 }
 
 impl Launched {
@@ -89,15 +91,15 @@ pub async fn launch(args: &[String], log: &Path) -> anyhow::Result<Launched> {
                 && v["event"] == "listening"
                 && let Some(addr) = v["http"].as_str().and_then(|a| a.parse().ok())
             {
-                let dns = v["dns"].as_str().and_then(|a| a.parse().ok());
-                let smpp = v["smpp"].as_str().and_then(|a| a.parse().ok());
-                return Ok::<_, std::io::Error>(Some((addr, dns, smpp)));
+                let service = |name: &str| v[name].as_str().and_then(|a| a.parse().ok());
+                return Ok::<_, std::io::Error>(Some((addr, service("dns"), service("smpp"), service("air"))));
             }
         }
         Ok(None)
     })
     .await;
-    let (http, dns, smpp): (SocketAddr, Option<SocketAddr>, Option<SocketAddr>) = match found {
+    #[allow(clippy::type_complexity)]
+    let (http, dns, smpp, air): (SocketAddr, Option<SocketAddr>, Option<SocketAddr>, Option<SocketAddr>) = match found {
         Ok(Ok(Some(addrs))) => addrs,
         _ => {
             let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -107,5 +109,5 @@ pub async fn launch(args: &[String], log: &Path) -> anyhow::Result<Launched> {
     };
     // Keep draining stdout so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok(Launched { child, http, dns, smpp })
+    Ok(Launched { child, http, dns, smpp, air })
 }

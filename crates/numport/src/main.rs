@@ -17,6 +17,7 @@ mod config;
 mod demo;
 mod npdb_cmd;
 mod operator_cmd;
+mod terminal_cmd;
 
 use std::process::ExitCode;
 
@@ -47,6 +48,8 @@ enum Command {
     /// Run a standalone portability replica (HTTP and ENUM lookups), or build its snapshot
     /// from CSV with `numport npdb import`.
     Npdb(npdb_cmd::Args),
+    /// A simulated handset: attach to an operator's air interface and show the SMS it receives.
+    Terminal(terminal_cmd::Args),
     /// Port a number from operator A to B with a clearinghouse and three operator processes.
     Demo(demo::Args),
     /// Measure the system: see docs/BENCHMARKS.md.
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
             Command::Clearinghouse(args) => clearinghouse_cmd::run(args).await,
             Command::Operator(args) => operator_cmd::run(args).await,
             Command::Npdb(args) => npdb_cmd::run(args).await,
+            Command::Terminal(args) => terminal_cmd::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(args) => bench::run(args).await,
         }
@@ -87,20 +91,19 @@ fn main() -> ExitCode {
 }
 
 /// Print the line that tells a parent process where a role listens (see `numport::launch`).
-/// `dns` is the ENUM server's address (UDP and TCP), `smpp` the SMS center's, where the role
-/// runs them.
+/// `services` are the role's other listeners by name (`dns`: ENUM over UDP and TCP, `smpp`,
+/// `air`), where it runs them.
 pub(crate) fn announce_listening(
     role: &str,
     name: Option<&str>,
     addr: std::net::SocketAddr,
-    dns: Option<std::net::SocketAddr>,
-    smpp: Option<std::net::SocketAddr>,
+    services: &[(&str, Option<std::net::SocketAddr>)],
 ) {
     use std::io::Write;
-    let line = serde_json::json!({
-        "event": "listening", "role": role, "name": name, "http": addr.to_string(),
-        "dns": dns.map(|a| a.to_string()), "smpp": smpp.map(|a| a.to_string()),
-    });
+    let mut line = serde_json::json!({ "event": "listening", "role": role, "name": name, "http": addr.to_string() });
+    for (service, addr) in services {
+        line[*service] = addr.map(|a| a.to_string()).into();
+    }
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();

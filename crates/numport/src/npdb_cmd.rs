@@ -149,7 +149,7 @@ async fn serve(cfg: NpdbConfig) -> anyhow::Result<ExitCode> {
     });
     let app = replica::http::routes(replica.clone()).merge(telemetry::routes(registry, health));
     tracing::info!(%addr, dns = ?dns_addr, "portability replica listening");
-    crate::announce_listening("npdb", None, addr, dns_addr, None);
+    crate::announce_listening("npdb", None, addr, &[("dns", dns_addr)]);
     axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned()).await?;
     background.cancel();
     while tasks.join_next().await.is_some() {}

@@ -133,12 +133,15 @@ async fn serve(cfg: OperatorConfig) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    if let Some(a) = air.as_ref().and_then(|l| l.local_addr().ok()) {
-        tracing::info!(addr = %a, "air interface listening");
-    }
+    let air_addr = air.as_ref().and_then(|l| l.local_addr().ok());
     let node = Node::open(cfg, Arc::new(SystemClock)).await?;
-    tracing::info!(%addr, dns = ?dns_addr, smpp = ?smpp_addr, operator = name, "operator node listening");
-    crate::announce_listening("operator", Some(&name), addr, dns_addr, smpp_addr);
+    tracing::info!(%addr, dns = ?dns_addr, smpp = ?smpp_addr, air = ?air_addr, operator = name, "operator node listening");
+    crate::announce_listening(
+        "operator",
+        Some(&name),
+        addr,
+        &[("dns", dns_addr), ("smpp", smpp_addr), ("air", air_addr)],
+    );
     node.serve(Listeners { http: listener, enum_dns, smpp, air }, crate::shutdown_on_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -46,6 +46,7 @@ fn role_help_succeeds() {
         &["clearinghouse", "--help"],
         &["operator", "--help"],
         &["npdb", "--help"],
+        &["terminal", "--help"],
         &["npdb", "import", "--help"],
         &["bench", "enum", "--help"],
         &["bench", "propagation", "--help"],

@@ -1,0 +1,64 @@
+//! A bank's SMS end to end on the real binaries: the bank binds to opa's SMS center over SMPP
+//! and submits for an opa subscriber; `numport terminal`, attached to opa's air interface with
+//! the subscriber's SIM, shows it.
+
+use numport::cluster::{BANK_PASSWORD, BANK_SYSTEM_ID, Cluster, ClusterSpec, sim_of, subscriber_number};
+use numport_core::proof::PinStretch;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bank_sms_reaches_the_terminal() {
+    // SAFETY: no other test in this binary reads the environment.
+    unsafe { std::env::set_var("NUMPORT_BIN", env!("CARGO_BIN_EXE_numport")) };
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(ClusterSpec {
+        dir: tmp.path().join("cluster"),
+        clearinghouse_db: None,
+        subscribers_per_operator: 2,
+        pin_stretch: PinStretch::FAST,
+        clearinghouse: clearinghouse::ClearinghouseConfig::default(),
+    })
+    .await
+    .unwrap();
+    let opa = cluster.op("opa");
+    let msisdn = subscriber_number("4790", 1);
+    let (imsi, k_sim) = sim_of(&msisdn);
+
+    // The replica must know opa's ranges before it can route.
+    let http = reqwest::Client::new();
+    for _ in 0..200 {
+        let r = http.get(format!("{}/v1/lookup/{msisdn}", opa.proc.url())).send().await.unwrap();
+        if r.status().is_success() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut bank =
+        smsc::client::Client::bind_transmitter(opa.proc.smpp.unwrap(), BANK_SYSTEM_ID, BANK_PASSWORD).await.unwrap();
+    bank.submit("MyBank", msisdn.as_str(), b"Your code is 123456").await.unwrap();
+    bank.unbind().await.unwrap();
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_numport"))
+        .args(["terminal", "--node", &opa.proc.air.unwrap().to_string(), "--imsi", &imsi])
+        .args(["--k-sim", &hex::encode(&k_sim), "--count", "1", "--json"])
+        .env("NUMPORT_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let shown: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(shown["from"], "MyBank");
+    assert_eq!(shown["text"], "Your code is 123456");
+
+    // A wrong key does not attach.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_numport"))
+        .args(["terminal", "--node", &opa.proc.air.unwrap().to_string(), "--imsi", &imsi])
+        .args(["--k-sim", "00112233445566778899aabbccddeeff", "--count", "1"])
+        .env("NUMPORT_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("attach refused"));
+    cluster.stop().await;
+}
