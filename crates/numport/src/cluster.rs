@@ -24,6 +24,9 @@ pub const OPERATORS: [(&str, &str, &str); 3] =
 pub const BANK_SYSTEM_ID: &str = "bank";
 pub const BANK_PASSWORD: &str = "bankpw";
 
+/// Password of every interconnect account (`ic-<operator>`) in the cluster.
+pub const INTERCONNECT_PASSWORD: &str = "icpw";
+
 /// Settlement funds each operator starts with: 100,000,000.00 in minor units.
 pub const INITIAL_FUNDS: Money = Money(10_000_000_000);
 
@@ -117,6 +120,15 @@ impl Cluster {
             admin::fund(&ch_db, name, INITIAL_FUNDS, &format!("initial-{name}"), now).await?;
         }
 
+        // Each operator's SMS center gets its port now, so that every operator's interconnect
+        // to the others can be configured before any starts. The probes are closed just
+        // before the launch.
+        let probes = OPERATORS
+            .iter()
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let smpp_addrs = probes.iter().map(|l| l.local_addr()).collect::<std::io::Result<Vec<_>>>()?;
+
         // Each operator's subscribers, with the port keys their SIMs hold.
         let mut op_cfgs = Vec::new();
         for ((name, _, prefix), cred) in OPERATORS.iter().zip(&creds) {
@@ -143,6 +155,11 @@ impl Cluster {
             let bank = smsc::EsmeAccount::new(BANK_SYSTEM_ID, BANK_PASSWORD, 100_000)
                 .map_err(|e| anyhow::anyhow!("hashing the bank's password: {e}"))?;
             store.upsert_esme(&bank, now).await?;
+            for (peer, _, _) in OPERATORS.iter().filter(|(p, _, _)| p != name) {
+                let account = smsc::EsmeAccount::new(&format!("ic-{peer}"), INTERCONNECT_PASSWORD, 100_000)
+                    .map_err(|e| anyhow::anyhow!("hashing an interconnect password: {e}"))?;
+                store.upsert_esme(&account, now).await?;
+            }
             store.close().await;
             let cfg = OperatorConfig {
                 name: name.parse()?,
@@ -157,14 +174,28 @@ impl Cluster {
                 },
                 air_listen: Some("127.0.0.1:0".parse()?),
                 smpp: operator::config::SmppSection {
-                    listen: Some("127.0.0.1:0".parse()?),
+                    listen: Some(smpp_addrs[op_cfgs.len()]),
                     ..operator::config::SmppSection::default()
                 },
+                interconnect: OPERATORS
+                    .iter()
+                    .zip(&smpp_addrs)
+                    .filter(|((peer, _, _), _)| peer != name)
+                    .map(|((peer, _, _), addr)| {
+                        Ok(operator::config::InterconnectPeer {
+                            operator: peer.parse()?,
+                            addr: *addr,
+                            system_id: format!("ic-{name}"),
+                            password: INTERCONNECT_PASSWORD.into(),
+                        })
+                    })
+                    .collect::<anyhow::Result<_>>()?,
                 ..OperatorConfig::default()
             };
             op_cfgs.push((cfg, db_url));
         }
 
+        drop(probes);
         let ch = launch(
             &["clearinghouse".into(), "--config".into(), path_arg(&ch_config_path)],
             &dir.join("clearinghouse.log"),

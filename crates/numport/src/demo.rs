@@ -14,7 +14,7 @@ use numport_core::{Clock, Money, SystemClock};
 use operator::{OperatorStore, PortOutAuthorisation, SubscriberStatus};
 
 use numport::cluster::{
-    BANK_PASSWORD, BANK_SYSTEM_ID, Cluster, ClusterSpec, INITIAL_FUNDS, subscriber_number, terminal_key,
+    BANK_PASSWORD, BANK_SYSTEM_ID, Cluster, ClusterSpec, INITIAL_FUNDS, sim_of, subscriber_number, terminal_key,
 };
 
 #[derive(clap::Args)]
@@ -225,7 +225,32 @@ async fn port_a_to_b(cluster: &Cluster) -> anyhow::Result<usize> {
     println!("  submit_sm_resp message id {id}; opa routed it: {route}");
     c.check(
         stored.is_some_and(|m| m.route == "interconnect" && m.serving_operator == "opb"),
-        "opa's SMS center routes the bank's SMS to opb, which serves the number now (delivery is issue 4's next step)",
+        "opa's SMS center routes the bank's SMS to opb, which serves the number now",
+    );
+    // opb issued the subscriber a SIM at port-in; the handset attaches to opb.
+    let (imsi, k_sim) = sim_of(&msisdn);
+    b_store.upsert_sim(&imsi, msisdn.as_str(), &k_sim).await?;
+    let air = b.proc.air.context("opb runs no air interface")?;
+    let exe = std::env::var_os("NUMPORT_BIN").map_or_else(std::env::current_exe, |p| Ok(p.into()))?;
+    let terminal = tokio::process::Command::new(exe)
+        .args(["terminal", "--node", &air.to_string(), "--imsi", &imsi, "--k-sim", &hex::encode(&k_sim)])
+        .args(["--count", "1", "--json"])
+        .env("NUMPORT_LOG", "warn")
+        .kill_on_drop(true)
+        .output();
+    let out =
+        tokio::time::timeout(Duration::from_secs(20), terminal).await.context("the handset received nothing")??;
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    println!(
+        "  the handset on opb shows: {} from {}: {}",
+        shown["time"].as_str().unwrap_or("-"),
+        shown["from"].as_str().unwrap_or("-"),
+        shown["text"].as_str().unwrap_or("-")
+    );
+    let forwarded = a_store.sms(id.parse()?).await?.is_some_and(|m| m.state == "forwarded");
+    c.check(
+        forwarded && shown["from"] == "MyBank" && shown["text"] == "Your code is 123456",
+        "the bank's SMS went over the interconnect to opb and reached the subscriber's handset",
     );
     Ok(c.failed)
 }

@@ -33,6 +33,11 @@ fn demo_check_passes() {
     // F2 and F3 steps ran: lookups at every operator, the bank's SMS routed to the new operator.
     assert_eq!(stdout.matches("ENUM NAPTR → tel:+4790000001;npdi;rn=D002").count(), 3, "{}", show(&out));
     assert!(stdout.contains("opa routed it: interconnect to opb"), "{}", show(&out));
+    assert!(
+        stdout.contains("the handset on opb shows:") && stdout.contains("from MyBank: Your code is 123456"),
+        "{}",
+        show(&out)
+    );
     // The demo kept its databases and logs where it was told to.
     for f in ["clearinghouse.db", "clearinghouse.log", "operator-opa.db", "operator-opb.log"] {
         assert!(data.join(f).exists(), "{f} missing from {}", data.display());

@@ -1,6 +1,6 @@
 //! A bank's SMS end to end on the real binaries: the bank binds to opa's SMS center over SMPP
-//! and submits for an opa subscriber; `numport terminal`, attached to opa's air interface with
-//! the subscriber's SIM, shows it.
+//! and submits; `numport terminal`, attached with the subscriber's SIM, shows the message, for
+//! an opa subscriber (local delivery) and for an opb subscriber (over the interconnect).
 
 use numport::cluster::{BANK_PASSWORD, BANK_SYSTEM_ID, Cluster, ClusterSpec, sim_of, subscriber_number};
 use numport_core::proof::PinStretch;
@@ -60,5 +60,25 @@ async fn the_bank_sms_reaches_the_terminal() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("attach refused"));
+
+    // A number opb serves, submitted at opa: opa forwards it over the SMPP interconnect to
+    // opb's SMS center, which delivers it to opb's subscriber.
+    let theirs = subscriber_number("4791", 0);
+    let mut bank =
+        smsc::client::Client::bind_transmitter(opa.proc.smpp.unwrap(), BANK_SYSTEM_ID, BANK_PASSWORD).await.unwrap();
+    bank.submit("MyBank", theirs.as_str(), b"Across the interconnect").await.unwrap();
+    bank.unbind().await.unwrap();
+    let (imsi, k_sim) = sim_of(&theirs);
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_numport"))
+        .args(["terminal", "--node", &cluster.op("opb").proc.air.unwrap().to_string(), "--imsi", &imsi])
+        .args(["--k-sim", &hex::encode(&k_sim), "--count", "1", "--json"])
+        .env("NUMPORT_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let shown: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!((shown["from"].as_str(), shown["text"].as_str()), (Some("MyBank"), Some("Across the interconnect")));
     cluster.stop().await;
 }

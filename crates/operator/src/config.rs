@@ -48,6 +48,18 @@ pub struct OperatorConfig {
     pub smpp: SmppSection,
     /// The air interface terminals attach to; `None` runs none.
     pub air_listen: Option<SocketAddr>,
+    /// SMPP interconnects: where messages for numbers other operators serve are sent on.
+    pub interconnect: Vec<InterconnectPeer>,
+}
+
+/// `[[interconnect]]`: another operator's SMS center and this operator's account there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterconnectPeer {
+    pub operator: OperatorName,
+    pub addr: SocketAddr,
+    pub system_id: String,
+    pub password: String,
 }
 
 /// `[smpp]`: where ESMEs bind, and the limits of a session.
@@ -110,6 +122,7 @@ impl Default for OperatorConfig {
             },
             smpp: SmppSection::default(),
             air_listen: Some(SocketAddr::from(([127, 0, 0, 1], 7700))),
+            interconnect: Vec::new(),
         }
     }
 }

@@ -185,6 +185,9 @@ impl Node {
         tasks.spawn(self.clone().startup_sync(bound, background.clone()));
         tasks.spawn(self.clone().reprocessor(background.clone()));
         tasks.spawn(self.replica().clone().follow(background.clone()));
+        if !self.config().interconnect.is_empty() {
+            tasks.spawn(crate::sms_center::forward(self.clone(), background.clone()));
+        }
         if let Some(air) = air {
             tasks.spawn(crate::air::serve(self.clone(), air, background.clone()));
         }

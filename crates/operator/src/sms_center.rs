@@ -50,3 +50,54 @@ impl SubmitHandler for SmsCenter {
         }
     }
 }
+
+/// Sends messages queued for other operators over their SMPP interconnect, until `stop`.
+/// A message turns `forwarded` once the next SMS center has acknowledged it; on a failure the
+/// connection is dropped and the message retried (at-least-once across a crash in between).
+pub(crate) async fn forward(node: Node, stop: tokio_util::sync::CancellationToken) {
+    use std::collections::HashMap;
+    let mut links: HashMap<String, smsc::client::Client> = HashMap::new();
+    loop {
+        let queued = match node.store().queued_interconnect(64).await {
+            Ok(q) => q,
+            Err(e) => {
+                tracing::warn!(error = %e, "interconnect queue");
+                Vec::new()
+            }
+        };
+        for m in &queued {
+            let Some(peer) = node.config().interconnect.iter().find(|p| p.operator.as_str() == m.serving_operator)
+            else {
+                continue; // no interconnect configured to that operator: the message waits
+            };
+            if !links.contains_key(&m.serving_operator) {
+                match smsc::client::Client::bind_transmitter(peer.addr, &peer.system_id, &peer.password).await {
+                    Ok(c) => {
+                        links.insert(m.serving_operator.clone(), c);
+                    }
+                    Err(e) => {
+                        tracing::warn!(peer = %peer.operator, error = %e, "interconnect bind failed");
+                        continue;
+                    }
+                }
+            }
+            let Some(link) = links.get_mut(&m.serving_operator) else { continue };
+            match link.submit(&m.source_addr, &m.destination, &m.payload).await {
+                Ok(remote_id) => {
+                    tracing::info!(id = m.id, peer = %peer.operator, remote_id, "forwarded over the interconnect");
+                    if let Err(e) = node.store().finish_sms(m.id, "forwarded").await {
+                        tracing::warn!(error = %e, "marking a forwarded message");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(peer = %peer.operator, error = %e, "interconnect submit failed; retrying");
+                    links.remove(&m.serving_operator);
+                }
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_millis(if queued.is_empty() { 100 } else { 0 })) => {}
+        }
+    }
+}

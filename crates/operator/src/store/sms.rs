@@ -135,6 +135,17 @@ impl OperatorStore {
         rows.iter().map(sms_row).collect()
     }
 
+    /// Messages queued for another operator's SMS center, oldest first.
+    pub async fn queued_interconnect(&self, limit: i64) -> Result<Vec<StoredSms>, OperatorError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SMS_COLUMNS} FROM sms_messages WHERE route = 'interconnect' AND state = 'queued' ORDER BY id LIMIT $1"
+        ))
+        .bind(limit)
+        .fetch_all(&mut *self.conn().await?)
+        .await?;
+        rows.iter().map(sms_row).collect()
+    }
+
     /// Moves a message from `queued` to `state`; false if it was no longer queued.
     pub async fn finish_sms(&self, id: i64, state: &str) -> Result<bool, OperatorError> {
         let r = sqlx::query("UPDATE sms_messages SET state = $1 WHERE id = $2 AND state = 'queued'")
