@@ -98,7 +98,8 @@ async fn routing_snapshot(State(ch): State<Clearinghouse>, _caller: Caller) -> R
     let range_rows = ranges::list(&mut conn).await?;
     let ported = routing::ported_count(&mut conn).await?;
     drop(conn);
-    let names: HashMap<i64, OperatorName> = ops.iter().map(|o| (o.id, o.name.clone())).collect();
+    let names: std::sync::Arc<HashMap<i64, OperatorName>> =
+        std::sync::Arc::new(ops.iter().map(|o| (o.id, o.name.clone())).collect());
     let mut range_list = Vec::with_capacity(range_rows.len());
     for (prefix, holder) in range_rows {
         let prefix: Prefix = prefix

@@ -231,8 +231,7 @@ async fn port_a_to_b(cluster: &Cluster) -> anyhow::Result<usize> {
     let (imsi, k_sim) = sim_of(&msisdn);
     b_store.upsert_sim(&imsi, msisdn.as_str(), &k_sim).await?;
     let air = b.proc.air.context("opb runs no air interface")?;
-    let exe = std::env::var_os("NUMPORT_BIN").map_or_else(std::env::current_exe, |p| Ok(p.into()))?;
-    let terminal = tokio::process::Command::new(exe)
+    let terminal = tokio::process::Command::new(numport::launch::numport_exe()?)
         .args(["terminal", "--node", &air.to_string(), "--imsi", &imsi, "--k-sim", &hex::encode(&k_sim)])
         .args(["--count", "1", "--json"])
         .env("NUMPORT_LOG", "warn")

@@ -50,7 +50,7 @@ impl Launched {
 
 /// The `numport` binary to start: this process's own executable, unless `NUMPORT_BIN` names
 /// another (tests run from a test binary, and point it at the real one).
-fn numport_exe() -> anyhow::Result<std::path::PathBuf> {
+pub fn numport_exe() -> anyhow::Result<std::path::PathBuf> {
     match std::env::var_os("NUMPORT_BIN") {
         Some(p) => Ok(p.into()),
         None => std::env::current_exe().context("locating the numport binary"),

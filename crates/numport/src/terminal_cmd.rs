@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use sms::air::{CAUSE_OK, Frame, attach_proof};
 use sms::tpdu::Tpdu;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 #[derive(clap::Args)]
@@ -36,11 +36,7 @@ async fn send(s: &mut TcpStream, f: Frame) -> anyhow::Result<()> {
 }
 
 async fn recv(s: &mut TcpStream) -> anyhow::Result<Frame> {
-    let mut len = [0u8; 2];
-    s.read_exact(&mut len).await.context("the node closed the link")?;
-    let mut body = vec![0u8; u16::from_be_bytes(len) as usize];
-    s.read_exact(&mut body).await.context("the node closed the link")?;
-    Frame::decode(&body).map_err(|e| anyhow::anyhow!("bad frame from the node: {e}"))
+    operator::air::read_frame(s).await?.context("the node closed the link")
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {

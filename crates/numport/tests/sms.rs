@@ -5,6 +5,17 @@
 use numport::cluster::{BANK_PASSWORD, BANK_SYSTEM_ID, Cluster, ClusterSpec, sim_of, subscriber_number};
 use numport_core::proof::PinStretch;
 
+/// Runs `numport terminal` against `air` until it has shown one message.
+async fn terminal(air: std::net::SocketAddr, imsi: &str, k_sim_hex: &str) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_numport"))
+        .args(["terminal", "--node", &air.to_string(), "--imsi", imsi, "--k-sim", k_sim_hex])
+        .args(["--count", "1", "--json"])
+        .env("NUMPORT_LOG", "warn")
+        .output()
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bank_sms_reaches_the_terminal() {
     // SAFETY: no other test in this binary reads the environment.
@@ -37,13 +48,7 @@ async fn the_bank_sms_reaches_the_terminal() {
     bank.submit("MyBank", msisdn.as_str(), b"Your code is 123456").await.unwrap();
     bank.unbind().await.unwrap();
 
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_numport"))
-        .args(["terminal", "--node", &opa.proc.air.unwrap().to_string(), "--imsi", &imsi])
-        .args(["--k-sim", &hex::encode(&k_sim), "--count", "1", "--json"])
-        .env("NUMPORT_LOG", "warn")
-        .output()
-        .await
-        .unwrap();
+    let out = terminal(opa.proc.air.unwrap(), &imsi, &hex::encode(&k_sim)).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let shown: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
@@ -51,13 +56,7 @@ async fn the_bank_sms_reaches_the_terminal() {
     assert_eq!(shown["text"], "Your code is 123456");
 
     // A wrong key does not attach.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_numport"))
-        .args(["terminal", "--node", &opa.proc.air.unwrap().to_string(), "--imsi", &imsi])
-        .args(["--k-sim", "00112233445566778899aabbccddeeff", "--count", "1"])
-        .env("NUMPORT_LOG", "warn")
-        .output()
-        .await
-        .unwrap();
+    let out = terminal(opa.proc.air.unwrap(), &imsi, "00112233445566778899aabbccddeeff").await;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("attach refused"));
 
@@ -69,13 +68,7 @@ async fn the_bank_sms_reaches_the_terminal() {
     bank.submit("MyBank", theirs.as_str(), b"Across the interconnect").await.unwrap();
     bank.unbind().await.unwrap();
     let (imsi, k_sim) = sim_of(&theirs);
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_numport"))
-        .args(["terminal", "--node", &cluster.op("opb").proc.air.unwrap().to_string(), "--imsi", &imsi])
-        .args(["--k-sim", &hex::encode(&k_sim), "--count", "1", "--json"])
-        .env("NUMPORT_LOG", "warn")
-        .output()
-        .await
-        .unwrap();
+    let out = terminal(cluster.op("opb").proc.air.unwrap(), &imsi, &hex::encode(&k_sim)).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let shown: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();

@@ -10,8 +10,7 @@ use numport_core::Millis;
 use sms::address::{Address, TON_ALPHANUMERIC};
 use sms::air::{CAUSE_AUTH_FAILED, CAUSE_OK, Frame, MAX_BODY, verify_attach_proof};
 use sms::tpdu::{DataCoding, SmsDeliver, Timestamp, Tpdu, UserData};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -47,7 +46,10 @@ pub async fn serve(node: Node, listener: TcpListener, stop: CancellationToken) {
     }
 }
 
-async fn read_frame(r: &mut OwnedReadHalf) -> Result<Option<Frame>, OperatorError> {
+/// Reads one air frame; `None` when the peer closed the link. Frames longer than
+/// [`MAX_BODY`] are refused before their body is read. Shared by the node and `numport
+/// terminal`.
+pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Frame>, OperatorError> {
     let mut len = [0u8; 2];
     match r.read_exact(&mut len).await {
         Ok(_) => {}

@@ -27,22 +27,18 @@ for number in sys.argv[3:]:
 c.unbind()
 "#;
 
-#[tokio::test]
-async fn submits_are_routed_by_the_replica_and_recorded_before_the_answer() {
-    if !std::process::Command::new("python3").args(["-c", "import smpplib"]).output().is_ok_and(|o| o.status.success())
-    {
-        eprintln!("python3 with smpplib not installed: skipping (pip install smpplib)");
-        return;
-    }
-    // The replica's data, as a previous run left it: 4790000001 was ported from opa to opb.
+/// Node `opa` with no reachable clearinghouse, its replica loaded from disk (ranges 4790 opa,
+/// 4791 opb, plus `ported` numbers), and the ESME `bank` / `s3cret`. Keep the directories.
+async fn opa_node(ported: &[(&str, &str)]) -> (Node, [tempfile::TempDir; 2]) {
     let npdb = tempfile::tempdir().unwrap();
     let ops = [("opa", "D001"), ("opb", "D002")]
         .map(|(n, r)| npdb::Operator { name: n.parse().unwrap(), routing_number: r.parse().unwrap() });
     let ranges = [("4790", "opa"), ("4791", "opb")].map(|(p, o)| (p.parse().unwrap(), o.parse().unwrap()));
     let mut index = npdb::Index::new(ops, ranges).unwrap();
-    index.apply(&"4790000001".parse().unwrap(), &"opb".parse().unwrap()).unwrap();
-    replica::disk::install_index(npdb.path(), &index, 1, 0).unwrap();
-
+    for (number, serving) in ported {
+        index.apply(&number.parse().unwrap(), &serving.parse().unwrap()).unwrap();
+    }
+    replica::disk::install_index(npdb.path(), &index, ported.len() as i64, 0).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = OperatorConfig {
         database_url: format!("sqlite://{}/operator-{{name}}.db", dir.path().display()),
@@ -51,6 +47,18 @@ async fn submits_are_routed_by_the_replica_and_recorded_before_the_answer() {
     };
     let node = Node::open(config, Arc::new(ManualClock::new(T0))).await.unwrap();
     node.store().upsert_esme(&smsc::EsmeAccount::new("bank", "s3cret", 100).unwrap(), T0).await.unwrap();
+    (node, [npdb, dir])
+}
+
+#[tokio::test]
+async fn submits_are_routed_by_the_replica_and_recorded_before_the_answer() {
+    if !std::process::Command::new("python3").args(["-c", "import smpplib"]).output().is_ok_and(|o| o.status.success())
+    {
+        eprintln!("python3 with smpplib not installed: skipping (pip install smpplib)");
+        return;
+    }
+    // The replica's data, as a previous run left it: 4790000001 was ported from opa to opb.
+    let (node, _dirs) = opa_node(&[("4790000001", "opb")]).await;
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let smpp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = smpp.local_addr().unwrap();
@@ -99,12 +107,8 @@ impl Terminal {
     }
 
     async fn recv(&mut self) -> Option<sms::air::Frame> {
-        use tokio::io::AsyncReadExt;
-        let mut len = [0u8; 2];
-        tokio::time::timeout(std::time::Duration::from_secs(5), self.stream.read_exact(&mut len)).await.ok()?.ok()?;
-        let mut body = vec![0u8; u16::from_be_bytes(len) as usize];
-        self.stream.read_exact(&mut body).await.ok()?;
-        Some(sms::air::Frame::decode(&body).unwrap())
+        let read = operator::air::read_frame(&mut self.stream);
+        tokio::time::timeout(std::time::Duration::from_secs(5), read).await.ok()?.unwrap()
     }
 
     async fn attach(addr: std::net::SocketAddr, imsi: &str, k_sim: &[u8]) -> (Terminal, sms::air::Frame) {
@@ -119,19 +123,7 @@ impl Terminal {
 
 #[tokio::test]
 async fn a_local_message_reaches_the_attached_terminal_over_the_air() {
-    let npdb = tempfile::tempdir().unwrap();
-    let ops = [("opa", "D001"), ("opb", "D002")]
-        .map(|(n, r)| npdb::Operator { name: n.parse().unwrap(), routing_number: r.parse().unwrap() });
-    let ranges = [("4790", "opa"), ("4791", "opb")].map(|(p, o)| (p.parse().unwrap(), o.parse().unwrap()));
-    replica::disk::install_index(npdb.path(), &npdb::Index::new(ops, ranges).unwrap(), 0, 0).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = OperatorConfig {
-        database_url: format!("sqlite://{}/operator-{{name}}.db", dir.path().display()),
-        npdb: replica::ReplicaConfig { data_dir: npdb.path().to_owned(), ..config("opa", "http://127.0.0.1:9").npdb },
-        ..config("opa", "http://127.0.0.1:9")
-    };
-    let node = Node::open(config, Arc::new(ManualClock::new(T0))).await.unwrap();
-    node.store().upsert_esme(&smsc::EsmeAccount::new("bank", "s3cret", 100).unwrap(), T0).await.unwrap();
+    let (node, _dirs) = opa_node(&[]).await;
     node.store().upsert_sim("242010000000002", "4790000002", b"k-sim-2").await.unwrap();
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let smpp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

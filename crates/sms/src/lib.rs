@@ -53,6 +53,10 @@ pub enum EncodeError {
     HeaderTooLong(usize),
     #[error("character {0:?} is not in the GSM 7-bit alphabet")]
     Unencodable(char),
+    #[error(
+        "the payload does not match data coding 0x{0:02x} (septets need the 7-bit alphabet, octets 8-bit or UCS-2)"
+    )]
+    CodingMismatch(u8),
 }
 
 /// A byte reader that turns running out of input into [`DecodeError::Truncated`].

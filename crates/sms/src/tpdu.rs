@@ -220,8 +220,7 @@ impl UserData {
                 out.extend_from_slice(octets);
             }
             // A payload that does not match the coding: refuse rather than send garbage.
-            (Payload::Septets(s), _) => return Err(EncodeError::TooLong(s.len())),
-            (Payload::Octets(o), _) => return Err(EncodeError::TooLong(o.len())),
+            _ => return Err(EncodeError::CodingMismatch(dcs.0)),
         }
         Ok(())
     }

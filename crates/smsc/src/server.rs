@@ -219,21 +219,18 @@ async fn session<H: SubmitHandler>(
                     Pdu::BindTransceiver(b) => (b.system_id.as_str(), b.password.as_str(), BindMode::Transceiver),
                     _ => unreachable!("matched above"),
                 };
-                // Argon2 takes milliseconds: verify off the async workers.
-                let verified = match shared.directory.get(system_id) {
-                    None => None,
+                let status = match shared.directory.get(system_id) {
+                    None => CommandStatus::EsmeRinvsysid,
                     Some(account) => {
-                        let (account, password) = (account.clone(), password.to_owned());
-                        Some(tokio::task::spawn_blocking(move || account.verify(&password)).await.unwrap_or(false))
-                    }
-                };
-                let status = match (shared.directory.get(system_id), verified) {
-                    (None, _) | (_, None) => CommandStatus::EsmeRinvsysid,
-                    (Some(_), Some(false)) => CommandStatus::EsmeRinvpaswd,
-                    (Some(account), Some(true)) => {
-                        bound = Some((system_id.to_owned(), mode, TokenBucket::new(account.max_submits_per_s)));
-                        tracing::info!(system_id, ?mode, "ESME bound");
-                        CommandStatus::EsmeRok
+                        // Argon2 takes milliseconds: verify off the async workers.
+                        let (checked, pw) = (account.clone(), password.to_owned());
+                        if tokio::task::spawn_blocking(move || checked.verify(&pw)).await.unwrap_or(false) {
+                            bound = Some((system_id.to_owned(), mode, TokenBucket::new(account.max_submits_per_s)));
+                            tracing::info!(system_id, ?mode, "ESME bound");
+                            CommandStatus::EsmeRok
+                        } else {
+                            CommandStatus::EsmeRinvpaswd
+                        }
                     }
                 };
                 let resp = bind_resp(cmd.pdu(), status, seq, &config.system_id);

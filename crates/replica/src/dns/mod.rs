@@ -241,25 +241,28 @@ impl EnumHandler {
         if let Some(soa) = r.authority {
             response.add_authority(soa);
         }
-        if let Some(req) = &request.edns {
-            let mut e = Edns::new();
-            e.set_max_payload(req.max_payload().max(512));
-            e.set_version(0);
+        if let Some(e) = response_edns(request.edns.as_ref()) {
             response.set_edns(e);
         }
         response.to_vec().ok()
     }
 }
 
+/// The OPT record of an answer to a query that had one: version 0, the client's payload size
+/// (at least 512).
+fn response_edns(request: Option<&Edns>) -> Option<Edns> {
+    request.map(|req| {
+        let mut e = Edns::new();
+        e.set_max_payload(req.max_payload().max(512));
+        e.set_version(0);
+        e
+    })
+}
+
 #[async_trait::async_trait]
 impl RequestHandler for EnumHandler {
     async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, mut response: R) -> ResponseInfo {
-        let edns = request.edns.as_ref().map(|req| {
-            let mut e = Edns::new();
-            e.set_max_payload(req.max_payload().max(512));
-            e.set_version(0);
-            e
-        });
+        let edns = response_edns(request.edns.as_ref());
         let mut builder = MessageResponseBuilder::from_message_request(request);
         if let Some(e) = &edns {
             builder.edns(e);
