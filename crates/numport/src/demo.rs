@@ -217,9 +217,10 @@ async fn port_a_to_b(cluster: &Cluster) -> anyhow::Result<usize> {
     // F3: the bank still sends its one-time codes to the old operator's SMS center.
     println!("\nthe bank submits an SMS for {msisdn} to opa's SMS center over SMPP (F3):");
     let smpp = a.proc.smpp.context("opa runs no SMPP server")?;
-    let mut bank = smsc::client::Client::bind_transmitter(smpp, BANK_SYSTEM_ID, BANK_PASSWORD).await?;
+    // A transceiver bind: the delivery receipt comes back on the same session.
+    let (bank, mut receipts) =
+        smsc::client::Client::bind(smpp, BANK_SYSTEM_ID, BANK_PASSWORD, smsc::BindMode::Transceiver).await?;
     let id = bank.submit("MyBank", msisdn.as_str(), b"Your code is 123456").await?;
-    bank.unbind().await?;
     let stored = a_store.sms(id.parse()?).await?;
     let route = stored.as_ref().map(|m| format!("{} to {}", m.route, m.serving_operator)).unwrap_or_default();
     println!("  submit_sm_resp message id {id}; opa routed it: {route}");
@@ -246,10 +247,23 @@ async fn port_a_to_b(cluster: &Cluster) -> anyhow::Result<usize> {
         shown["from"].as_str().unwrap_or("-"),
         shown["text"].as_str().unwrap_or("-")
     );
-    let forwarded = a_store.sms(id.parse()?).await?.is_some_and(|m| m.state == "forwarded");
     c.check(
-        forwarded && shown["from"] == "MyBank" && shown["text"] == "Your code is 123456",
+        shown["from"] == "MyBank" && shown["text"] == "Your code is 123456",
         "the bank's SMS went over the interconnect to opb and reached the subscriber's handset",
     );
+    // opb's receipt goes back over the interconnect to opa, and from opa to the bank.
+    let receipt = tokio::time::timeout(Duration::from_secs(20), receipts.recv()).await.ok().flatten();
+    let receipt = receipt.map(|incoming| {
+        let text = String::from_utf8_lossy(incoming.deliver.short_message().as_ref()).into_owned();
+        incoming.answer(smsc::rusmpp::CommandStatus::EsmeRok);
+        text
+    });
+    println!("  the bank receives the delivery receipt: {}", receipt.as_deref().unwrap_or("none"));
+    let parsed = receipt.as_deref().and_then(|r| smsc::receipt::Receipt::parse(r).ok());
+    c.check(
+        parsed.is_some_and(|r| r.message_id == id && r.state == smsc::receipt::ReceiptState::Delivered),
+        "the bank gets a DELIVRD receipt for its message id, relayed from opb through opa",
+    );
+    bank.unbind().await?;
     Ok(c.failed)
 }

@@ -43,7 +43,7 @@ async fn the_bank_sms_reaches_the_terminal() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let mut bank =
+    let bank =
         smsc::client::Client::bind_transmitter(opa.proc.smpp.unwrap(), BANK_SYSTEM_ID, BANK_PASSWORD).await.unwrap();
     bank.submit("MyBank", msisdn.as_str(), b"Your code is 123456").await.unwrap();
     bank.unbind().await.unwrap();
@@ -63,15 +63,24 @@ async fn the_bank_sms_reaches_the_terminal() {
     // A number opb serves, submitted at opa: opa forwards it over the SMPP interconnect to
     // opb's SMS center, which delivers it to opb's subscriber.
     let theirs = subscriber_number("4791", 0);
-    let mut bank =
-        smsc::client::Client::bind_transmitter(opa.proc.smpp.unwrap(), BANK_SYSTEM_ID, BANK_PASSWORD).await.unwrap();
-    bank.submit("MyBank", theirs.as_str(), b"Across the interconnect").await.unwrap();
-    bank.unbind().await.unwrap();
+    let (bank, mut receipts) =
+        smsc::client::Client::bind(opa.proc.smpp.unwrap(), BANK_SYSTEM_ID, BANK_PASSWORD, smsc::BindMode::Transceiver)
+            .await
+            .unwrap();
+    let id = bank.submit("MyBank", theirs.as_str(), b"Across the interconnect").await.unwrap();
     let (imsi, k_sim) = sim_of(&theirs);
     let out = terminal(cluster.op("opb").proc.air.unwrap(), &imsi, &hex::encode(&k_sim)).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let shown: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!((shown["from"].as_str(), shown["text"].as_str()), (Some("MyBank"), Some("Across the interconnect")));
+    // opb's receipt comes back over the interconnect; opa relays it under its own message id.
+    let receipt = tokio::time::timeout(std::time::Duration::from_secs(10), receipts.recv()).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(receipt.deliver.short_message().as_ref()).into_owned();
+    assert_eq!(receipt.deliver.source_addr.as_str(), theirs.as_str());
+    receipt.answer(smsc::rusmpp::CommandStatus::EsmeRok);
+    let parsed = smsc::receipt::Receipt::parse(&text).unwrap();
+    assert_eq!((parsed.message_id.as_str(), parsed.state), (id.as_str(), smsc::receipt::ReceiptState::Delivered));
+    bank.unbind().await.unwrap();
     cluster.stop().await;
 }

@@ -72,6 +72,15 @@ pub struct SmppSection {
     pub bind_timeout_ms: u64,
     pub idle_timeout_ms: u64,
     pub max_connections: usize,
+    /// Submits of one session in the SMS center at once (and deliver_sm awaiting answer).
+    pub window: usize,
+    /// Validity of a message whose submit names none.
+    pub default_validity_s: u64,
+    /// Longest validity accepted; a longer one is cut to it.
+    pub max_validity_s: u64,
+    /// First wait before trying an absent terminal again; it doubles with each attempt.
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
 }
 
 impl Default for SmppSection {
@@ -83,11 +92,22 @@ impl Default for SmppSection {
             bind_timeout_ms: d.bind_timeout.as_millis() as u64,
             idle_timeout_ms: d.idle_timeout.as_millis() as u64,
             max_connections: d.max_connections,
+            window: d.window,
+            default_validity_s: 48 * 3600,
+            max_validity_s: 7 * 24 * 3600,
+            retry_initial_ms: 30_000,
+            retry_max_ms: 3_600_000,
         }
     }
 }
 
 impl SmppSection {
+    /// The wait before delivery attempt `attempts + 1` to an absent terminal.
+    pub fn retry_after(&self, attempts: i64) -> u64 {
+        let doubled = self.retry_initial_ms.saturating_mul(1u64 << attempts.clamp(0, 30));
+        doubled.min(self.retry_max_ms.max(self.retry_initial_ms))
+    }
+
     /// The server configuration; the SMSC answers binds with the operator's name.
     pub fn server_config(&self, operator: &OperatorName) -> smsc::SmppConfig {
         smsc::SmppConfig {
@@ -96,6 +116,7 @@ impl SmppSection {
             bind_timeout: std::time::Duration::from_millis(self.bind_timeout_ms),
             idle_timeout: std::time::Duration::from_millis(self.idle_timeout_ms),
             max_connections: self.max_connections,
+            window: self.window.max(1),
             ..smsc::SmppConfig::default()
         }
     }

@@ -8,6 +8,9 @@ pub(crate) struct Metrics {
     pub callbacks_received: Counter,
     pub callbacks_duplicate: Counter,
     pub unprocessed: Gauge,
+    pub sms_commits: Counter,
+    pub sms_changes: Counter,
+    pub sms_commit_seconds: telemetry::Histogram,
 }
 
 impl Metrics {
@@ -28,8 +31,41 @@ impl Metrics {
                 "Recorded clearinghouse messages not yet processed, as of the last re-processor pass.",
                 &[],
             ),
+            sms_commits: registry.counter(
+                "operator_sms_commits_total",
+                "Transactions of the SMS center's group commit.",
+                &[],
+            ),
+            sms_changes: registry.counter(
+                "operator_sms_changes_total",
+                "Changes to short messages committed (submits, deliveries, receipts, retries).",
+                &[],
+            ),
+            sms_commit_seconds: registry.histogram(
+                "operator_sms_commit_seconds",
+                "Time of one group-commit transaction.",
+                &[],
+            ),
             registry,
         }
+    }
+
+    /// One group commit of `changes` changes.
+    pub fn sms_commit(&self, changes: usize, took: std::time::Duration) {
+        self.sms_commits.inc();
+        self.sms_changes.add(changes as u64);
+        self.sms_commit_seconds.observe(took.as_secs_f64());
+    }
+
+    /// A short message reached a final state by `route`.
+    pub fn sms_final(&self, route: &str, state: &str) {
+        self.registry
+            .counter(
+                "operator_sms_final_total",
+                "Short messages settled, by route (local, interconnect) and state.",
+                &[("route", route), ("state", state)],
+            )
+            .inc();
     }
 
     /// A callback refused before it was recorded; `reason` is a short code.

@@ -65,8 +65,8 @@ pub(crate) struct NodeInner {
     pub callback_registered: AtomicBool,
     /// The node's copy of the routing data (F2).
     pub replica: Replica,
-    /// Signalled when a message is queued for local delivery.
-    pub sms_queued: tokio::sync::Notify,
+    /// The SMS center's dispatch and group commit.
+    pub sms: crate::sms_center::SmsCenter,
 }
 
 impl Node {
@@ -83,6 +83,10 @@ impl Node {
         let store = OperatorStore::connect(&config.resolved_database_url()).await?;
         let registry = Registry::new();
         let replica = Replica::open(config.resolved_npdb(), &registry).await?;
+        let sms = crate::sms_center::SmsCenter::new(
+            store.max_sms_id().await?,
+            config.interconnect.iter().map(|p| p.operator.to_string()),
+        );
         let client = ClearinghouseClient::new(&config.clearinghouse_url, &config.api_token);
         Ok(Node {
             inner: Arc::new(NodeInner {
@@ -93,7 +97,7 @@ impl Node {
                 clock,
                 callback_secret,
                 replica,
-                sms_queued: tokio::sync::Notify::new(),
+                sms,
                 inflight: Mutex::new(HashSet::new()),
                 tasks: TaskTracker::new(),
                 callback_registered: AtomicBool::new(false),
@@ -115,6 +119,11 @@ impl Node {
 
     pub fn client(&self) -> &ClearinghouseClient {
         &self.inner.client
+    }
+
+    /// The node's SMS center.
+    pub fn sms(&self) -> &crate::sms_center::SmsCenter {
+        &self.inner.sms
     }
 
     /// The node's portability replica.
@@ -185,9 +194,27 @@ impl Node {
         tasks.spawn(self.clone().startup_sync(bound, background.clone()));
         tasks.spawn(self.clone().reprocessor(background.clone()));
         tasks.spawn(self.replica().clone().follow(background.clone()));
-        if !self.config().interconnect.is_empty() {
-            tasks.spawn(crate::sms_center::forward(self.clone(), background.clone()));
-        }
+        // The SMS center's committer stops last: every task that commits has stopped by then.
+        let sms_stop = CancellationToken::new();
+        let sms_tasks = self.sms().tasks.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let committer = match sms_tasks {
+            Some(t) => {
+                for (operator, queue) in t.peers {
+                    if let Some(peer) = self.config().interconnect.iter().find(|p| p.operator.as_str() == operator) {
+                        let run =
+                            crate::sms_center::interconnect::run(self.clone(), peer.clone(), queue, background.clone());
+                        tasks.spawn(run);
+                    }
+                }
+                tasks.spawn(crate::sms_center::receipts::run(self.clone(), t.receipts, background.clone()));
+                tasks.spawn(crate::sms_center::scheduler::run(self.clone(), background.clone()));
+                Some(tokio::spawn(crate::sms_center::committer::run(self.clone(), t.commits, sms_stop.clone())))
+            }
+            None => {
+                tracing::warn!(node = %self.name(), "the node was served before: the SMS center does not run again");
+                None
+            }
+        };
         if let Some(air) = air {
             tasks.spawn(crate::air::serve(self.clone(), air, background.clone()));
         }
@@ -195,10 +222,11 @@ impl Node {
             let esmes = self.store().esmes().await?;
             tracing::info!(node = %self.name(), esmes = esmes.len(), addr = ?smpp.local_addr().ok(), "SMPP server listening");
             let config = self.config().smpp.server_config(self.name());
-            let center = crate::sms_center::SmsCenter { node: self.clone() };
-            let stop = background.clone();
+            let center = crate::sms_center::SubmitToCenter { node: self.clone() };
+            let (stop, receivers) = (background.clone(), self.sms().receivers.clone());
             tasks.spawn(async move {
-                if let Err(e) = smsc::serve(smpp, config, smsc::EsmeDirectory::new(esmes), center, stop).await {
+                let directory = smsc::EsmeDirectory::new(esmes);
+                if let Err(e) = smsc::serve(smpp, config, directory, center, receivers, stop).await {
                     tracing::error!(error = %e, "SMPP server stopped");
                 }
             });
@@ -225,6 +253,10 @@ impl Node {
 
         background.cancel();
         while tasks.join_next().await.is_some() {}
+        sms_stop.cancel();
+        if let Some(c) = committer {
+            let _ = c.await;
+        }
         self.inner.tasks.close();
         if tokio::time::timeout(DRAIN_TIMEOUT, self.inner.tasks.wait()).await.is_err() {
             tracing::warn!(node = %self.name(), "message processing still running at shutdown; it resumes at next start");

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use common::*;
 use numport_core::ManualClock;
+use operator::store::sms::SmsState;
 use operator::{Listeners, Node, OperatorConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -138,29 +139,29 @@ async fn a_local_message_reaches_the_attached_terminal_over_the_air() {
     assert_eq!(refused, sms::air::Frame::Rejected { cause: sms::air::CAUSE_AUTH_FAILED });
 
     // The bank submits while the terminal is away; the message waits, then arrives on attach.
-    let mut bank = smsc::client::Client::bind_transmitter(smpp_addr, "bank", "s3cret").await.unwrap();
+    let bank = smsc::client::Client::bind_transmitter(smpp_addr, "bank", "s3cret").await.unwrap();
     let id: i64 = bank.submit("MyBank", "4790000002", b"Your code is 123456").await.unwrap().parse().unwrap();
     bank.unbind().await.unwrap();
-    assert_eq!(node.store().sms(id).await.unwrap().unwrap().state, "queued");
+    assert_eq!(node.store().sms(id).await.unwrap().unwrap().state, SmsState::Queued);
     let (mut t, attached) = Terminal::attach(air_addr, "242010000000002", b"k-sim-2").await;
     assert_eq!(attached, sms::air::Frame::Attached { msisdn: "4790000002".into() });
     let Some(sms::air::Frame::Deliver { reference, tpdu }) = t.recv().await else { panic!("no delivery") };
     let sms::Tpdu::Deliver(d) = sms::Tpdu::decode_mt(&tpdu).unwrap() else { panic!("not an SMS-DELIVER") };
     assert_eq!(d.originator.value, "MyBank");
     assert_eq!(d.user_data.text(d.dcs), "Your code is 123456");
-    assert_eq!(node.store().sms(id).await.unwrap().unwrap().state, "queued", "not delivered before the ack");
+    assert_eq!(node.store().sms(id).await.unwrap().unwrap().state, SmsState::Queued, "not delivered before the ack");
     t.send(sms::air::Frame::DeliverAck { reference, cause: sms::air::CAUSE_OK }).await;
 
     // A second message, submitted while attached, arrives at once.
-    let mut bank = smsc::client::Client::bind_transmitter(smpp_addr, "bank", "s3cret").await.unwrap();
+    let bank = smsc::client::Client::bind_transmitter(smpp_addr, "bank", "s3cret").await.unwrap();
     bank.submit("MyBank", "4790000002", b"Second").await.unwrap();
     let Some(sms::air::Frame::Deliver { reference: r2, tpdu }) = t.recv().await else { panic!("no second delivery") };
     let sms::Tpdu::Deliver(d) = sms::Tpdu::decode_mt(&tpdu).unwrap() else { panic!() };
     assert_eq!(d.user_data.text(d.dcs), "Second");
     t.send(sms::air::Frame::DeliverAck { reference: r2, cause: sms::air::CAUSE_OK }).await;
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    assert_eq!(node.store().sms(id).await.unwrap().unwrap().state, "delivered");
-    assert_eq!(node.store().sms(r2 as i64).await.unwrap().unwrap().state, "delivered");
+    assert_eq!(node.store().sms(id).await.unwrap().unwrap().state, SmsState::Delivered);
+    assert_eq!(node.store().sms(r2 as i64).await.unwrap().unwrap().state, SmsState::Delivered);
     stop.cancel();
     drop(t);
     server.await.unwrap().unwrap();

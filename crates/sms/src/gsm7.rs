@@ -27,7 +27,8 @@ const EXTENSION: [(u8, char); 10] = [
     (0x65, '€'),
 ];
 
-const ESC: u8 = 0x1B;
+/// The escape to the extension table: always followed by one more septet.
+pub(crate) const ESC: u8 = 0x1B;
 
 /// The septets of `text`, or the first character the alphabet cannot carry.
 pub fn encode(text: &str) -> Result<Vec<u8>, char> {

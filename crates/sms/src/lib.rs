@@ -6,6 +6,7 @@
 //! - [`tpdu`]: SMS-SUBMIT (terminal → SMSC), SMS-DELIVER and SMS-STATUS-REPORT (SMSC →
 //!   terminal), with addresses, time stamps, validity periods and data coding.
 //! - [`udh`]: user data headers and their information elements (concatenation 8- and 16-bit).
+//! - [`concat`]: long texts split into concatenated parts, and the parts put back together.
 //! - [`gsm7`]: the GSM 7-bit default alphabet and septet packing.
 //! - [`air`]: the frames of the simulated air interface (attach with a SIM challenge, TPDUs
 //!   in both directions with their acknowledgements).
@@ -15,11 +16,13 @@
 
 pub mod address;
 pub mod air;
+pub mod concat;
 pub mod gsm7;
 pub mod tpdu;
 pub mod udh;
 
 pub use address::Address;
+pub use concat::{Reassembler, Reference, SegmentError, Segments, segment};
 pub use tpdu::{DataCoding, SmsDeliver, SmsStatusReport, SmsSubmit, Timestamp, Tpdu, UserData, ValidityPeriod};
 pub use udh::{Concat, InformationElement, UserDataHeader};
 

@@ -460,7 +460,12 @@ pub fn split_smsc(bytes: &[u8]) -> Result<(Option<Address>, &[u8]), DecodeError>
         return Ok((None, &bytes[1..]));
     }
     let info = bytes.get(1..1 + len).ok_or(DecodeError::Truncated("SMSC address"))?;
-    let digits = (len - 1) * 2 - usize::from(info.last().is_some_and(|b| b >> 4 == 0x0F));
+    // The filler nibble can only be in a digit octet, not in the type octet alone.
+    let filler = len > 1 && info.last().is_some_and(|b| b >> 4 == 0x0F);
+    let digits = (len - 1) * 2 - usize::from(filler);
+    if digits > 20 {
+        return Err(DecodeError::AddressLength(digits));
+    }
     let mut as_tp = vec![digits as u8];
     as_tp.extend_from_slice(info);
     let addr = Address::decode(&mut Reader::new(&as_tp))?;

@@ -102,6 +102,12 @@ fn malformed_input_gets_typed_errors() {
     let mut bad = hex("040B911346610089F60000208062917314080CC8F71D14969741F977FD07");
     bad[12] = 0x31;
     assert_eq!(Tpdu::decode_mt(&bad), Err(DecodeError::Timestamp("month")));
+    // An SMSC address of a type octet alone whose high nibble looks like a filler.
+    assert_eq!(
+        split_smsc(&hex("01F0")).map(|(a, rest)| (a.map(|a| a.value), rest.len())),
+        Ok((Some(String::new()), 0))
+    );
+    assert_eq!(split_smsc(&[20; 30]), Err(DecodeError::AddressLength(38)));
 }
 
 fn timestamp() -> impl Strategy<Value = Timestamp> {

@@ -1,17 +1,26 @@
-//! A minimal SMPP client: bind as transmitter, submit, unbind. The demo and the benchmarks use
-//! it to play a bank; the interconnect to other operators' SMS centers will build on it.
+//! An SMPP client: binds, then keeps any number of requests outstanding on one connection
+//! (each answered by sequence number, in whatever order the SMSC answers), and hands the
+//! deliver_sm the SMSC sends (messages, delivery receipts) to the application, which decides
+//! the deliver_sm_resp. The interconnect to other operators' SMS centers, the demo's bank and
+//! the SMS benchmark speak through it.
 
-use bytes::Buf;
-use rusmpp::decode::DecodeWithLength;
-use rusmpp::pdus::{BindTransmitter, SubmitSm};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use bytes::BytesMut;
+use futures::StreamExt;
+use rusmpp::pdus::{BindReceiver, BindTransceiver, BindTransmitter, DeliverSm, DeliverSmResp, SubmitSm};
 use rusmpp::types::{COctetString, OctetString};
 use rusmpp::values::{InterfaceVersion, Npi, RegisteredDelivery, Ton};
 use rusmpp::{Command, CommandStatus, Pdu};
-use tokio::io::BufReader;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::FramedRead;
 
-use crate::frame::{FrameError, read_frame};
+use crate::BindMode;
+use crate::frame::{Frame, FrameError, SmppCodec};
+use crate::server::{decode_pdu, encode_into};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -25,56 +34,103 @@ pub enum ClientError {
     Field(&'static str),
     #[error("the SMSC answered {0:?}")]
     Status(CommandStatus),
+    #[error("the SMPP connection is closed")]
+    Closed,
 }
 
-pub struct Client {
-    read: BufReader<OwnedReadHalf>,
-    write: OwnedWriteHalf,
-    seq: u32,
+/// A deliver_sm from the SMSC; answer it with [`Incoming::answer`] (dropping it answers
+/// ESME_RX_T_APPN, "try again later").
+pub struct Incoming {
+    pub deliver: DeliverSm,
+    answer: Option<oneshot::Sender<CommandStatus>>,
 }
+
+impl Incoming {
+    pub fn answer(mut self, status: CommandStatus) {
+        if let Some(a) = self.answer.take() {
+            let _ = a.send(status);
+        }
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        if let Some(a) = self.answer.take() {
+            let _ = a.send(CommandStatus::EsmeRxTAppn);
+        }
+    }
+}
+
+type Request = (Pdu, oneshot::Sender<Result<Command, ClientError>>);
+
+/// A bound SMPP session; requests through `&self` run concurrently on the one connection.
+pub struct Client {
+    requests: mpsc::Sender<Request>,
+}
+
+/// Outstanding requests per connection.
+const WINDOW: usize = 256;
 
 impl Client {
     /// Connects and binds as a transmitter (SMPP 3.4).
-    pub async fn bind_transmitter(
-        addr: std::net::SocketAddr,
-        system_id: &str,
-        password: &str,
-    ) -> Result<Client, ClientError> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        let (read, write) = stream.into_split();
-        let mut c = Client { read: BufReader::new(read), write, seq: 0 };
-        let bind = BindTransmitter::builder()
-            .system_id(system_id.parse().map_err(|_| ClientError::Field("system_id"))?)
-            .password(password.parse().map_err(|_| ClientError::Field("password"))?)
-            .interface_version(InterfaceVersion::Smpp3_4)
-            .build();
-        c.call(bind).await?;
-        Ok(c)
+    pub async fn bind_transmitter(addr: SocketAddr, system_id: &str, password: &str) -> Result<Client, ClientError> {
+        Ok(Client::bind(addr, system_id, password, BindMode::Transmitter).await?.0)
     }
 
-    async fn call(&mut self, pdu: impl Into<Pdu>) -> Result<Command, ClientError> {
-        self.seq += 1;
-        let cmd = Command::new(CommandStatus::EsmeRok, self.seq, pdu);
-        crate::server::send(&mut self.write, &cmd).await?;
-        loop {
-            let (header, mut frame) = read_frame(&mut self.read, 65_536).await?;
-            frame.advance(4);
-            let len = frame.len();
-            let (answer, _) = Command::decode(&mut frame, len).map_err(|e| ClientError::Decode(e.to_string()))?;
-            if header.sequence_number != self.seq {
-                continue; // an enquire_link or deliver_sm from the SMSC; not awaited here
+    /// Connects and binds in `mode` (SMPP 3.4); deliver_sm from the SMSC arrive on the
+    /// returned receiver (nothing arrives on a transmitter bind).
+    pub async fn bind(
+        addr: SocketAddr,
+        system_id: &str,
+        password: &str,
+        mode: BindMode,
+    ) -> Result<(Client, mpsc::Receiver<Incoming>), ClientError> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (requests, rx) = mpsc::channel(WINDOW);
+        let (incoming_tx, incoming) = mpsc::channel(WINDOW);
+        tokio::spawn(connection(stream, rx, incoming_tx));
+        let client = Client { requests };
+        let system_id: COctetString<1, 16> = system_id.parse().map_err(|_| ClientError::Field("system_id"))?;
+        let password: COctetString<1, 9> = password.parse().map_err(|_| ClientError::Field("password"))?;
+        let v = InterfaceVersion::Smpp3_4;
+        let bind: Pdu = match mode {
+            BindMode::Transmitter => {
+                BindTransmitter::builder().system_id(system_id).password(password).interface_version(v).build().into()
             }
-            if answer.status() != CommandStatus::EsmeRok {
-                return Err(ClientError::Status(answer.status()));
+            BindMode::Receiver => {
+                BindReceiver::builder().system_id(system_id).password(password).interface_version(v).build().into()
             }
-            return Ok(answer);
+            BindMode::Transceiver => {
+                BindTransceiver::builder().system_id(system_id).password(password).interface_version(v).build().into()
+            }
+        };
+        client.call(bind).await?;
+        Ok((client, incoming))
+    }
+
+    /// Sends `pdu` and waits for its answer; an answer other than ESME_ROK is an error.
+    pub async fn call(&self, pdu: impl Into<Pdu>) -> Result<Command, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests.send((pdu.into(), tx)).await.map_err(|_| ClientError::Closed)?;
+        let answer = rx.await.map_err(|_| ClientError::Closed)??;
+        if answer.status() != CommandStatus::EsmeRok {
+            return Err(ClientError::Status(answer.status()));
+        }
+        Ok(answer)
+    }
+
+    /// Submits and returns the SMSC's message id.
+    pub async fn submit_sm(&self, submit: SubmitSm) -> Result<String, ClientError> {
+        match self.call(submit).await?.pdu() {
+            Some(Pdu::SubmitSmResp(r)) => Ok(r.message_id().as_str().to_owned()),
+            other => Err(ClientError::Decode(format!("expected submit_sm_resp, got {other:?}"))),
         }
     }
 
     /// Submits `text` (GSM 7-bit default alphabet, as octets) from an alphanumeric sender to an
     /// international number, asking for a delivery receipt; returns the SMSC's message id.
-    pub async fn submit(&mut self, sender: &str, destination: &str, text: &[u8]) -> Result<String, ClientError> {
+    pub async fn submit(&self, sender: &str, destination: &str, text: &[u8]) -> Result<String, ClientError> {
         let submit = SubmitSm::builder()
             .source_addr_ton(Ton::Alphanumeric)
             .source_addr(sender.parse::<COctetString<1, 21>>().map_err(|_| ClientError::Field("source_addr"))?)
@@ -84,14 +140,90 @@ impl Client {
             .registered_delivery(RegisteredDelivery::request_all())
             .short_message(OctetString::from_slice(text).map_err(|_| ClientError::Field("short_message"))?)
             .build();
-        let answer = self.call(submit).await?;
-        match answer.pdu() {
-            Some(Pdu::SubmitSmResp(r)) => Ok(r.message_id().as_str().to_owned()),
-            other => Err(ClientError::Decode(format!("expected submit_sm_resp, got {other:?}"))),
-        }
+        self.submit_sm(submit).await
     }
 
-    pub async fn unbind(mut self) -> Result<(), ClientError> {
+    pub async fn unbind(self) -> Result<(), ClientError> {
         self.call(Pdu::Unbind).await.map(drop)
     }
+}
+
+/// Owns the socket: writes requests as they come (batched while more are queued), matches
+/// answers to requests by sequence number, answers enquire_link, and passes deliver_sm on.
+async fn connection(stream: TcpStream, mut requests: mpsc::Receiver<Request>, incoming: mpsc::Sender<Incoming>) {
+    let (read, mut write) = stream.into_split();
+    let mut frames = FramedRead::new(read, SmppCodec::new(65_536));
+    let mut waiting: HashMap<u32, oneshot::Sender<Result<Command, ClientError>>> = HashMap::new();
+    let mut answers = futures::stream::FuturesUnordered::new();
+    let mut out = BytesMut::with_capacity(4096);
+    let mut seq: u32 = 0;
+    let mut closing = false;
+    let result: Result<(), ClientError> = async {
+        loop {
+            if !out.is_empty() {
+                write.write_all(&out).await?;
+                out.clear();
+            }
+            tokio::select! {
+                r = requests.recv(), if !closing && waiting.len() < WINDOW => {
+                    let Some((pdu, reply)) = r else {
+                        closing = true;
+                        continue;
+                    };
+                    let mut next = Some((pdu, reply));
+                    while let Some((pdu, reply)) = next.take() {
+                        seq = seq.wrapping_add(1).max(1);
+                        encode_into(&mut out, &Command::new(CommandStatus::EsmeRok, seq, pdu));
+                        waiting.insert(seq, reply);
+                        if waiting.len() < WINDOW {
+                            next = requests.try_recv().ok();
+                        }
+                    }
+                }
+                Some((seq, status)) = answers.next(), if !answers.is_empty() => {
+                    encode_into(&mut out, &Command::new(status, seq, DeliverSmResp::default()));
+                }
+                frame = frames.next() => {
+                    let (header, frame) = match frame {
+                        None => return Ok(()),
+                        Some(Err(e)) => return Err(e.into()),
+                        Some(Ok(Frame::BadLength(e))) => return Err(e.into()),
+                        Some(Ok(Frame::Pdu(header, frame))) => (header, frame),
+                    };
+                    let seq = header.sequence_number;
+                    let cmd = decode_pdu(frame).map_err(ClientError::Decode)?;
+                    match cmd.pdu() {
+                        Some(Pdu::EnquireLink) => {
+                            encode_into(&mut out, &Command::new(CommandStatus::EsmeRok, seq, Pdu::EnquireLinkResp));
+                        }
+                        Some(Pdu::Unbind) => {
+                            encode_into(&mut out, &Command::new(CommandStatus::EsmeRok, seq, Pdu::UnbindResp));
+                            write.write_all(&out).await?;
+                            return Ok(());
+                        }
+                        Some(Pdu::DeliverSm(_)) => {
+                            let Some(Pdu::DeliverSm(deliver)) = cmd.into_parts().pdu else { unreachable!("matched") };
+                            let (tx, rx) = oneshot::channel();
+                            let _ = incoming.try_send(Incoming { deliver, answer: Some(tx) });
+                            answers.push(async move { (seq, rx.await.unwrap_or(CommandStatus::EsmeRxTAppn)) });
+                        }
+                        _ => {
+                            let unbind_resp = matches!(cmd.pdu(), Some(Pdu::UnbindResp));
+                            if let Some(reply) = waiting.remove(&seq) {
+                                let _ = reply.send(Ok(cmd));
+                            }
+                            if unbind_resp {
+                                return Ok(());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "SMPP client connection ended");
+    }
+    // Requests still waiting learn that the connection is gone when their senders drop.
 }

@@ -7,21 +7,17 @@
 //! decodes the body of each whole frame.
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio_util::codec::Decoder;
 
 pub const HEADER_LEN: usize = 16;
 
 /// Why no PDU could be read.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
-    #[error("connection closed")]
-    Closed,
     #[error("command_length {length} is shorter than a header")]
     TooShort { length: u32, header: Header },
     #[error("command_length {length} exceeds the {max}-byte limit")]
     TooLong { length: u32, max: usize, header: Header },
-    #[error("reading: {0}")]
-    Io(#[from] std::io::Error),
 }
 
 /// The fixed header, readable even when the body is not.
@@ -40,36 +36,78 @@ impl Header {
     }
 }
 
-/// Reads one whole PDU (header included). A too-short or too-long command_length is an error
-/// that still carries the header; the caller answers it and closes, since the stream can no
-/// longer be trusted to be in step.
-pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<(Header, BytesMut), FrameError> {
-    let mut head = [0u8; HEADER_LEN];
-    match r.read_exact(&mut head[..4]).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
-        Err(e) => return Err(e.into()),
+/// One unit of the byte stream: a whole PDU (header included), or a header whose
+/// command_length cannot be trusted. After [`Frame::BadLength`] the stream is out of step: the
+/// reader answers it (the header still carries a sequence number) and closes.
+#[derive(Debug)]
+pub enum Frame {
+    Pdu(Header, BytesMut),
+    BadLength(FrameError),
+}
+
+/// The SMPP framing as a [`Decoder`], so a session can wait for the next PDU inside
+/// `select!` without losing bytes (reading through a codec is cancellation-safe).
+#[derive(Debug, Clone)]
+pub struct SmppCodec {
+    max: usize,
+    /// Set once a bad length was seen: nothing after it is read.
+    poisoned: bool,
+}
+
+impl SmppCodec {
+    /// Accepts PDUs of at most `max` bytes.
+    pub fn new(max: usize) -> SmppCodec {
+        SmppCodec { max, poisoned: false }
     }
-    let length = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
-    // A short length still has to be answered with its sequence number if one follows.
-    let rest = if (length as usize) < HEADER_LEN { (length as usize).saturating_sub(4) } else { HEADER_LEN - 4 };
-    r.read_exact(&mut head[4..4 + rest]).await.map_err(|e| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => FrameError::Closed,
-        _ => e.into(),
-    })?;
-    let header = Header::parse(&head);
-    if (length as usize) < HEADER_LEN {
-        return Err(FrameError::TooShort { length, header });
+}
+
+impl Decoder for SmppCodec {
+    type Item = Frame;
+    type Error = std::io::Error;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, std::io::Error> {
+        if self.poisoned || src.len() < 4 {
+            return Ok(None);
+        }
+        let length = u32::from_be_bytes([src[0], src[1], src[2], src[3]]);
+        let len = length as usize;
+        if len < HEADER_LEN {
+            // A short length is still answered with its sequence number if one follows.
+            let have = len.max(4);
+            if src.len() < have {
+                return Ok(None);
+            }
+            let mut head = [0u8; HEADER_LEN];
+            head[..have].copy_from_slice(&src[..have]);
+            self.poisoned = true;
+            src.clear();
+            return Ok(Some(Frame::BadLength(FrameError::TooShort { length, header: Header::parse(&head) })));
+        }
+        if src.len() < HEADER_LEN {
+            return Ok(None);
+        }
+        if len > self.max {
+            let head: [u8; HEADER_LEN] = src[..HEADER_LEN].try_into().expect("length checked");
+            self.poisoned = true;
+            src.clear();
+            return Ok(Some(Frame::BadLength(FrameError::TooLong {
+                length,
+                max: self.max,
+                header: Header::parse(&head),
+            })));
+        }
+        if src.len() < len {
+            src.reserve(len - src.len());
+            return Ok(None);
+        }
+        let frame = src.split_to(len);
+        let head: [u8; HEADER_LEN] = frame[..HEADER_LEN].try_into().expect("length checked");
+        Ok(Some(Frame::Pdu(Header::parse(&head), frame)))
     }
-    if length as usize > max {
-        return Err(FrameError::TooLong { length, max, header });
-    }
-    let mut frame = BytesMut::with_capacity(length as usize);
-    frame.extend_from_slice(&head);
-    frame.resize(length as usize, 0);
-    r.read_exact(&mut frame[HEADER_LEN..]).await.map_err(|e| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => FrameError::Closed,
-        _ => e.into(),
-    })?;
-    Ok((header, frame))
+}
+
+/// Whether `buf` already holds a whole PDU, so a writer may wait to batch its answer with the
+/// next one's.
+pub fn holds_whole_pdu(buf: &[u8]) -> bool {
+    buf.len() >= 4 && buf.len() >= u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize
 }

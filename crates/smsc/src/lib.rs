@@ -11,9 +11,10 @@ pub mod esme;
 pub mod frame;
 pub mod receipt;
 pub mod server;
+pub mod time;
 
 pub use esme::{EsmeAccount, EsmeDirectory};
-pub use server::{BindMode, ChannelHandler, SmppConfig, SubmitHandler, Submitted, serve};
+pub use server::{BindMode, ChannelHandler, DeliverError, Receivers, SmppConfig, SubmitHandler, Submitted, serve};
 
 /// The SMPP library this crate speaks through, for handlers that read submits.
 pub use rusmpp;

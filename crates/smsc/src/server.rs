@@ -7,25 +7,37 @@
 //! that cannot be decoded gets generic_nack with its sequence number and the connection goes
 //! on; a command_length the framing cannot trust gets generic_nack and the connection closes.
 //! A connection silent for `idle_timeout` is unbound and closed.
+//!
+//! Up to `window` submits of a session are in the handler at once, and their responses go out
+//! in the order they finish (as SMPP allows); a client that keeps more outstanding is simply
+//! not read from until one finishes. Receiver and transceiver sessions are registered in
+//! [`Receivers`], through which the application sends deliver_sm (delivery receipts; on an
+//! interconnect, messages) and learns the ESME's deliver_sm_resp.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use rusmpp::decode::DecodeWithLength;
 use rusmpp::encode::Length;
 use rusmpp::encode::owned::Encode;
-use rusmpp::pdus::{BindReceiverResp, BindTransceiverResp, BindTransmitterResp, SubmitSm, SubmitSmResp};
+use rusmpp::pdus::{BindReceiverResp, BindTransceiverResp, BindTransmitterResp, DeliverSm, SubmitSm, SubmitSmResp};
 use rusmpp::types::COctetString;
 use rusmpp::{Command, CommandId, CommandStatus, Pdu};
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use crate::esme::{EsmeDirectory, TokenBucket};
-use crate::frame::{FrameError, read_frame};
+use crate::frame::{Frame, FrameError, SmppCodec, holds_whole_pdu};
 
 #[derive(Debug, Clone)]
 pub struct SmppConfig {
@@ -37,6 +49,11 @@ pub struct SmppConfig {
     pub idle_timeout: Duration,
     pub max_connections: usize,
     pub max_failed_binds: u32,
+    /// Requests outstanding at once in each direction of a session: submits in the handler,
+    /// and deliver_sm awaiting the ESME's response.
+    pub window: usize,
+    /// How long a deliver_sm may wait for its response.
+    pub response_timeout: Duration,
 }
 
 impl Default for SmppConfig {
@@ -48,6 +65,8 @@ impl Default for SmppConfig {
             idle_timeout: Duration::from_secs(120),
             max_connections: 1024,
             max_failed_binds: 3,
+            window: 64,
+            response_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -106,24 +125,119 @@ impl BindMode {
     fn can_submit(self) -> bool {
         matches!(self, BindMode::Transmitter | BindMode::Transceiver)
     }
+
+    fn can_receive(self) -> bool {
+        matches!(self, BindMode::Receiver | BindMode::Transceiver)
+    }
+}
+
+/// A deliver_sm on its way to a bound session, with where to report the ESME's answer.
+struct Outbound {
+    pdu: DeliverSm,
+    answer: oneshot::Sender<CommandStatus>,
+}
+
+/// Why a deliver_sm got no answer from the ESME.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DeliverError {
+    #[error("no receiver or transceiver session of that ESME is bound")]
+    NotBound,
+    #[error("the session closed before the ESME answered")]
+    Closed,
+    #[error("the ESME did not answer in time")]
+    Timeout,
+}
+
+/// A receiving session's id and its queue of deliver_sm.
+type SessionQueue = (u64, mpsc::Sender<Outbound>);
+
+/// The bound receiver and transceiver sessions, by system_id; cheap to clone.
+#[derive(Clone, Default)]
+pub struct Receivers {
+    inner: Arc<Mutex<HashMap<String, Vec<SessionQueue>>>>,
+    next: Arc<AtomicU64>,
+}
+
+/// Removes a session from [`Receivers`] when the session ends.
+struct Registration {
+    receivers: Receivers,
+    system_id: String,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut map = self.receivers.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(sessions) = map.get_mut(&self.system_id) {
+            sessions.retain(|(id, _)| *id != self.id);
+            if sessions.is_empty() {
+                map.remove(&self.system_id);
+            }
+        }
+    }
+}
+
+impl Receivers {
+    pub fn new() -> Receivers {
+        Receivers::default()
+    }
+
+    fn register(&self, system_id: &str, window: usize) -> (Registration, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(window);
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(system_id.to_owned()).or_default().push((id, tx));
+        (Registration { receivers: self.clone(), system_id: system_id.to_owned(), id }, rx)
+    }
+
+    /// Whether the ESME has a session that can take deliver_sm.
+    pub fn is_bound(&self, system_id: &str) -> bool {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).contains_key(system_id)
+    }
+
+    /// Sends `pdu` to one of the ESME's receiving sessions (taking turns) and returns the
+    /// command_status of its deliver_sm_resp.
+    pub async fn deliver(
+        &self,
+        system_id: &str,
+        pdu: DeliverSm,
+        timeout: Duration,
+    ) -> Result<CommandStatus, DeliverError> {
+        let session = {
+            let map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            let sessions = map.get(system_id).ok_or(DeliverError::NotBound)?;
+            let turn = self.next.fetch_add(1, Ordering::Relaxed) as usize % sessions.len();
+            sessions[turn].1.clone()
+        };
+        let (answer, answered) = oneshot::channel();
+        let outcome = tokio::time::timeout(timeout, async {
+            session.send(Outbound { pdu, answer }).await.map_err(|_| DeliverError::Closed)?;
+            answered.await.map_err(|_| DeliverError::Closed)
+        })
+        .await;
+        outcome.unwrap_or(Err(DeliverError::Timeout))
+    }
 }
 
 struct Shared<H> {
     config: SmppConfig,
     directory: EsmeDirectory,
     handler: H,
+    receivers: Receivers,
 }
 
-/// Serves SMPP on `listener` until `stop` is cancelled; accepted submits go to `handler`.
+/// Serves SMPP on `listener` until `stop` is cancelled; accepted submits go to `handler`, and
+/// receiving sessions are registered in `receivers`.
 pub async fn serve<H: SubmitHandler>(
     listener: TcpListener,
     config: SmppConfig,
     directory: EsmeDirectory,
     handler: H,
+    receivers: Receivers,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(config.max_connections));
-    let shared = Arc::new(Shared { config, directory, handler });
+    let shared = Arc::new(Shared { config, directory, handler, receivers });
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
@@ -150,12 +264,29 @@ fn command(status: CommandStatus, seq: u32, pdu: impl Into<Pdu>) -> Command {
     Command::new(status, seq, pdu)
 }
 
-pub(crate) async fn send(stream: &mut (impl AsyncWriteExt + Unpin), c: &Command) -> std::io::Result<()> {
-    let mut buf = BytesMut::with_capacity(4 + c.length());
-    buf.extend_from_slice(&((4 + c.length()) as u32).to_be_bytes());
-    c.encode(&mut buf);
-    stream.write_all(&buf).await
+/// Appends `c`, framed, to `out`.
+pub(crate) fn encode_into(out: &mut BytesMut, c: &Command) {
+    out.extend_from_slice(&((4 + c.length()) as u32).to_be_bytes());
+    c.encode(out);
 }
+
+/// Decodes the body of a whole PDU `frame` (header included).
+pub(crate) fn decode_pdu(mut frame: BytesMut) -> Result<Command, String> {
+    frame.advance(4);
+    let len = frame.len();
+    Command::decode(&mut frame, len).map(|(c, _)| c).map_err(|e| e.to_string())
+}
+
+/// What a bound session is: who, how, and at what rate it may submit.
+struct Bound {
+    system_id: Arc<str>,
+    mode: BindMode,
+    bucket: TokenBucket,
+    /// Present for receiver and transceiver sessions; dropping it unregisters the session.
+    registration: Option<Registration>,
+}
+
+type Reply<'a> = Pin<Box<dyn Future<Output = Command> + Send + 'a>>;
 
 async fn session<H: SubmitHandler>(
     stream: TcpStream,
@@ -163,116 +294,190 @@ async fn session<H: SubmitHandler>(
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
-    let mut read = BufReader::new(read);
     let config = &shared.config;
-    let mut bound: Option<(String, BindMode, TokenBucket)> = None;
+    let mut frames = FramedRead::new(read, SmppCodec::new(config.max_pdu));
+    let mut out = BytesMut::with_capacity(4096);
+    let mut bound: Option<Bound> = None;
     let mut failed_binds = 0;
+    // Submits in the handler, each resolving to its response.
+    let mut replies: FuturesUnordered<Reply<'_>> = FuturesUnordered::new();
+    // deliver_sm sent and not yet answered, by sequence number.
+    let mut awaiting: HashMap<u32, oneshot::Sender<CommandStatus>> = HashMap::new();
+    let mut outbound: Option<mpsc::Receiver<Outbound>> = None;
+    let mut next_seq: u32 = 0;
+    let mut last_heard = Instant::now();
     loop {
+        // Answers are batched into one write while more requests are already buffered.
+        if !out.is_empty() && (!holds_whole_pdu(frames.read_buffer()) || out.len() > 16 * 1024) {
+            write_out(&mut write, &mut out, config.idle_timeout).await?;
+        }
         let timeout = if bound.is_some() { config.idle_timeout } else { config.bind_timeout };
-        let frame = tokio::select! {
+        let idle_deadline = tokio::time::Instant::from_std(last_heard + timeout);
+        let may_send = outbound.is_some() && awaiting.len() < config.window;
+        tokio::select! {
+            biased;
             _ = stop.cancelled() => {
-                send(&mut write, &command(CommandStatus::EsmeRok, 0, Pdu::Unbind)).await?;
+                encode_into(&mut out, &command(CommandStatus::EsmeRok, next_seq.wrapping_add(1), Pdu::Unbind));
+                write_out(&mut write, &mut out, config.idle_timeout).await?;
                 return Ok(());
             }
-            r = tokio::time::timeout(timeout, read_frame(&mut read, config.max_pdu)) => r,
-        };
-        let (header, mut frame) = match frame {
-            Err(_elapsed) => {
-                tracing::debug!("SMPP client idle: unbinding");
-                send(&mut write, &command(CommandStatus::EsmeRok, 0, Pdu::Unbind)).await?;
-                return Ok(());
+            Some(reply) = replies.next(), if !replies.is_empty() => {
+                encode_into(&mut out, &reply);
+                while let Some(Some(reply)) = replies.next().now_or_never() {
+                    encode_into(&mut out, &reply);
+                }
             }
-            Ok(Err(FrameError::Closed)) => return Ok(()),
-            Ok(Err(FrameError::TooShort { header, .. } | FrameError::TooLong { header, .. })) => {
-                let nack = command(CommandStatus::EsmeRinvcmdlen, header.sequence_number, Pdu::GenericNack);
-                send(&mut write, &nack).await?;
-                return Ok(());
+            Some(o) = async { outbound.as_mut()?.recv().await }, if may_send => {
+                next_seq = next_seq.wrapping_add(1).max(1);
+                encode_into(&mut out, &command(CommandStatus::EsmeRok, next_seq, o.pdu));
+                awaiting.retain(|_, answer| !answer.is_closed());
+                awaiting.insert(next_seq, o.answer);
             }
-            Ok(Err(FrameError::Io(e))) => return Err(e),
-            Ok(Ok(f)) => f,
-        };
-        let seq = header.sequence_number;
-        frame.advance(4);
-        let body_len = frame.len();
-        let decoded = Command::decode(&mut frame, body_len);
-        let cmd = match decoded {
-            Ok((cmd, _)) => cmd,
-            Err(e) => {
-                tracing::debug!(error = %e, command_id = header.command_id, "undecodable SMPP PDU");
-                send(&mut write, &command(CommandStatus::EsmeRsyserr, seq, Pdu::GenericNack)).await?;
-                continue;
-            }
-        };
-        let reply = match (cmd.pdu(), &mut bound) {
-            (Some(Pdu::EnquireLink), _) => Some(command(CommandStatus::EsmeRok, seq, Pdu::EnquireLinkResp)),
-            (Some(Pdu::Unbind), _) => {
-                send(&mut write, &command(CommandStatus::EsmeRok, seq, Pdu::UnbindResp)).await?;
-                return Ok(());
-            }
-            (Some(Pdu::BindTransmitter(_) | Pdu::BindReceiver(_) | Pdu::BindTransceiver(_)), Some(_)) => {
-                Some(bind_resp(cmd.pdu(), CommandStatus::EsmeRalybnd, seq, &config.system_id))
-            }
-            (Some(p @ (Pdu::BindTransmitter(_) | Pdu::BindReceiver(_) | Pdu::BindTransceiver(_))), None) => {
-                let (system_id, password, mode) = match p {
-                    Pdu::BindTransmitter(b) => (b.system_id.as_str(), b.password.as_str(), BindMode::Transmitter),
-                    Pdu::BindReceiver(b) => (b.system_id.as_str(), b.password.as_str(), BindMode::Receiver),
-                    Pdu::BindTransceiver(b) => (b.system_id.as_str(), b.password.as_str(), BindMode::Transceiver),
-                    _ => unreachable!("matched above"),
-                };
-                let status = match shared.directory.get(system_id) {
-                    None => CommandStatus::EsmeRinvsysid,
-                    Some(account) => {
-                        // Argon2 takes milliseconds: verify off the async workers.
-                        let (checked, pw) = (account.clone(), password.to_owned());
-                        if tokio::task::spawn_blocking(move || checked.verify(&pw)).await.unwrap_or(false) {
-                            bound = Some((system_id.to_owned(), mode, TokenBucket::new(account.max_submits_per_s)));
-                            tracing::info!(system_id, ?mode, "ESME bound");
-                            CommandStatus::EsmeRok
-                        } else {
-                            CommandStatus::EsmeRinvpaswd
-                        }
-                    }
-                };
-                let resp = bind_resp(cmd.pdu(), status, seq, &config.system_id);
-                if status != CommandStatus::EsmeRok {
-                    failed_binds += 1;
-                    if failed_binds >= config.max_failed_binds {
-                        send(&mut write, &resp).await?;
+            frame = frames.next(), if replies.len() < config.window => {
+                last_heard = Instant::now();
+                let (header, frame) = match frame {
+                    None => return Ok(()),
+                    Some(Err(e)) => return Err(e),
+                    Some(Ok(Frame::BadLength(FrameError::TooShort { header, .. } | FrameError::TooLong { header, .. }))) => {
+                        let nack = command(CommandStatus::EsmeRinvcmdlen, header.sequence_number, Pdu::GenericNack);
+                        encode_into(&mut out, &nack);
+                        write_out(&mut write, &mut out, config.idle_timeout).await?;
                         return Ok(());
                     }
-                }
-                Some(resp)
-            }
-            (Some(_), None) => Some(generic_or_resp(&cmd, CommandStatus::EsmeRinvbndsts, seq)),
-            (Some(Pdu::SubmitSm(submit)), Some((system_id, mode, bucket))) => {
-                let status = if !mode.can_submit() {
-                    CommandStatus::EsmeRinvbndsts
-                } else if !bucket.take(Instant::now()) {
-                    CommandStatus::EsmeRthrottled
-                } else {
-                    CommandStatus::EsmeRok
+                    Some(Ok(Frame::Pdu(header, frame))) => (header, frame),
                 };
-                if status == CommandStatus::EsmeRok {
-                    match shared.handler.accept(system_id, submit).await {
-                        Ok(message_id) => {
-                            let id = message_id.parse::<COctetString<1, 65>>().unwrap_or_default();
-                            Some(command(CommandStatus::EsmeRok, seq, SubmitSmResp::new(id, Vec::new())))
-                        }
-                        Err(status) => Some(command(status, seq, SubmitSmResp::default())),
+                let seq = header.sequence_number;
+                let cmd = match decode_pdu(frame) {
+                    Ok(cmd) => cmd,
+                    Err(e) => {
+                        tracing::debug!(error = %e, command_id = header.command_id, "undecodable SMPP PDU");
+                        encode_into(&mut out, &command(CommandStatus::EsmeRsyserr, seq, Pdu::GenericNack));
+                        continue;
                     }
-                } else {
-                    Some(command(status, seq, SubmitSmResp::default()))
+                };
+                match cmd.pdu() {
+                    Some(Pdu::Unbind) => {
+                        encode_into(&mut out, &command(CommandStatus::EsmeRok, seq, Pdu::UnbindResp));
+                        // Submits still in the handler are answered before the session ends.
+                        while let Some(reply) = replies.next().await {
+                            encode_into(&mut out, &reply);
+                        }
+                        write_out(&mut write, &mut out, config.idle_timeout).await?;
+                        return Ok(());
+                    }
+                    Some(Pdu::DeliverSmResp(_) | Pdu::GenericNack) if is_response(cmd.id()) => {
+                        if let Some(answer) = awaiting.remove(&seq) {
+                            let _ = answer.send(cmd.status());
+                        }
+                    }
+                    Some(p @ (Pdu::BindTransmitter(_) | Pdu::BindReceiver(_) | Pdu::BindTransceiver(_))) => {
+                        let status = if bound.is_some() {
+                            CommandStatus::EsmeRalybnd
+                        } else {
+                            match bind(shared, p).await {
+                                Ok(mut b) => {
+                                    if b.mode.can_receive() {
+                                        let (registration, rx) = shared.receivers.register(&b.system_id, config.window);
+                                        b.registration = Some(registration);
+                                        outbound = Some(rx);
+                                    }
+                                    bound = Some(b);
+                                    CommandStatus::EsmeRok
+                                }
+                                Err(status) => {
+                                    failed_binds += 1;
+                                    status
+                                }
+                            }
+                        };
+                        encode_into(&mut out, &bind_resp(cmd.pdu(), status, seq, &config.system_id));
+                        if status != CommandStatus::EsmeRok && failed_binds >= config.max_failed_binds {
+                            write_out(&mut write, &mut out, config.idle_timeout).await?;
+                            return Ok(());
+                        }
+                    }
+                    Some(Pdu::EnquireLink) => {
+                        encode_into(&mut out, &command(CommandStatus::EsmeRok, seq, Pdu::EnquireLinkResp));
+                    }
+                    Some(_) if bound.is_none() => {
+                        encode_into(&mut out, &generic_or_resp(&cmd, CommandStatus::EsmeRinvbndsts, seq));
+                    }
+                    Some(Pdu::SubmitSm(_)) => {
+                        let b = bound.as_mut().expect("checked above");
+                        let status = if !b.mode.can_submit() {
+                            CommandStatus::EsmeRinvbndsts
+                        } else if !b.bucket.take(Instant::now()) {
+                            CommandStatus::EsmeRthrottled
+                        } else {
+                            CommandStatus::EsmeRok
+                        };
+                        if status == CommandStatus::EsmeRok {
+                            let Some(Pdu::SubmitSm(submit)) = cmd.into_parts().pdu else { unreachable!("matched above") };
+                            let system_id = b.system_id.clone();
+                            replies.push(Box::pin(async move {
+                                match shared.handler.accept(&system_id, &submit).await {
+                                    Ok(message_id) => {
+                                        let id = message_id.parse::<COctetString<1, 65>>().unwrap_or_default();
+                                        command(CommandStatus::EsmeRok, seq, SubmitSmResp::new(id, Vec::new()))
+                                    }
+                                    Err(status) => command(status, seq, SubmitSmResp::default()),
+                                }
+                            }));
+                        } else {
+                            encode_into(&mut out, &command(status, seq, SubmitSmResp::default()));
+                        }
+                    }
+                    // Other responses from the ESME (enquire_link_resp, unbind_resp) need no action.
+                    Some(_) if is_response(cmd.id()) => {}
+                    _ => encode_into(&mut out, &command(CommandStatus::EsmeRinvcmdid, seq, Pdu::GenericNack)),
                 }
             }
-            // Responses from the ESME (deliver_sm_resp, …) are not awaited by anything yet.
-            (Some(p), Some(_)) if is_response(p.command_id()) => None,
-            (_, Some(_)) => Some(command(CommandStatus::EsmeRinvcmdid, seq, Pdu::GenericNack)),
-            (None, _) => Some(command(CommandStatus::EsmeRinvcmdid, seq, Pdu::GenericNack)),
-        };
-        if let Some(r) = reply {
-            send(&mut write, &r).await?;
+            _ = tokio::time::sleep_until(idle_deadline), if replies.is_empty() => {
+                tracing::debug!("SMPP client idle: unbinding");
+                next_seq = next_seq.wrapping_add(1).max(1);
+                encode_into(&mut out, &command(CommandStatus::EsmeRok, next_seq, Pdu::Unbind));
+                write_out(&mut write, &mut out, config.idle_timeout).await?;
+                return Ok(());
+            }
         }
     }
+}
+
+/// Writes what is buffered; a client that does not read for `timeout` is given up.
+async fn write_out(
+    write: &mut (impl AsyncWriteExt + Unpin),
+    out: &mut BytesMut,
+    timeout: Duration,
+) -> std::io::Result<()> {
+    match tokio::time::timeout(timeout, write.write_all(out)).await {
+        Ok(r) => {
+            out.clear();
+            r
+        }
+        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "SMPP client does not read")),
+    }
+}
+
+/// Checks a bind's credentials; Argon2 takes milliseconds, so off the async workers.
+async fn bind<H>(shared: &Shared<H>, pdu: &Pdu) -> Result<Bound, CommandStatus> {
+    let (system_id, password, mode) = match pdu {
+        Pdu::BindTransmitter(b) => (b.system_id.as_str(), b.password.as_str(), BindMode::Transmitter),
+        Pdu::BindReceiver(b) => (b.system_id.as_str(), b.password.as_str(), BindMode::Receiver),
+        Pdu::BindTransceiver(b) => (b.system_id.as_str(), b.password.as_str(), BindMode::Transceiver),
+        _ => return Err(CommandStatus::EsmeRinvcmdid),
+    };
+    let account = shared.directory.get(system_id).ok_or(CommandStatus::EsmeRinvsysid)?;
+    let (checked, pw) = (account.clone(), password.to_owned());
+    if !tokio::task::spawn_blocking(move || checked.verify(&pw)).await.unwrap_or(false) {
+        return Err(CommandStatus::EsmeRinvpaswd);
+    }
+    tracing::info!(system_id, ?mode, "ESME bound");
+    Ok(Bound {
+        system_id: system_id.into(),
+        mode,
+        bucket: TokenBucket::new(account.max_submits_per_s),
+        registration: None,
+    })
 }
 
 fn is_response(id: CommandId) -> bool {

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 struct Server {
     addr: std::net::SocketAddr,
     submitted: mpsc::Receiver<Submitted>,
+    receivers: smsc::Receivers,
     stop: CancellationToken,
 }
 
@@ -24,11 +25,16 @@ impl Drop for Server {
 async fn start(config: SmppConfig) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let directory = EsmeDirectory::new([EsmeAccount::new("bank", "s3cret", 50).unwrap()]);
-    let (tx, submitted) = mpsc::channel(1024);
+    let directory = EsmeDirectory::new([
+        EsmeAccount::new("bank", "s3cret", 50).unwrap(),
+        EsmeAccount::new("bulk", "bulkpw", 1_000_000).unwrap(),
+    ]);
+    let (tx, submitted) = mpsc::channel(4096);
     let stop = CancellationToken::new();
-    tokio::spawn(smsc::serve(listener, config, directory, smsc::ChannelHandler::new(tx), stop.clone()));
-    Server { addr, submitted, stop }
+    let receivers = smsc::Receivers::new();
+    let handler = smsc::ChannelHandler::new(tx);
+    tokio::spawn(smsc::serve(listener, config, directory, handler, receivers.clone(), stop.clone()));
+    Server { addr, submitted, receivers, stop }
 }
 
 fn python_has_smpplib() -> bool {
@@ -222,11 +228,72 @@ async fn the_rust_client_binds_submits_and_unbinds() {
         smsc::client::Client::bind_transmitter(s.addr, "bank", "nope").await,
         Err(smsc::client::ClientError::Status(_))
     ));
-    let mut c = smsc::client::Client::bind_transmitter(s.addr, "bank", "s3cret").await.unwrap();
+    let c = smsc::client::Client::bind_transmitter(s.addr, "bank", "s3cret").await.unwrap();
     let id = c.submit("MyBank", "4790000001", b"Your code is 123456").await.unwrap();
     c.unbind().await.unwrap();
     let got = s.submitted.recv().await.unwrap();
     assert_eq!(got.message_id, id);
     assert_eq!(got.submit.source_addr.as_str(), "MyBank");
     assert_eq!(got.submit.short_message().as_ref(), b"Your code is 123456");
+}
+
+#[tokio::test]
+async fn many_submits_are_outstanding_at_once_on_one_connection() {
+    let mut s = start(SmppConfig { window: 16, ..SmppConfig::default() }).await;
+    let c = smsc::client::Client::bind_transmitter(s.addr, "bulk", "bulkpw").await.unwrap();
+    let submits = (0..500).map(|i| c.submit("MyBank", "4790000001", format!("message {i}").into_bytes().leak()));
+    let ids = futures::future::try_join_all(submits).await.unwrap();
+    let unique: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), 500, "every submit got its own message id");
+    let mut texts = std::collections::HashSet::new();
+    for _ in 0..500 {
+        let m = s.submitted.recv().await.unwrap();
+        texts.insert(String::from_utf8(m.submit.short_message().as_ref().to_vec()).unwrap());
+    }
+    assert_eq!(texts.len(), 500);
+}
+
+#[tokio::test]
+async fn deliver_sm_reaches_a_receiving_session_and_its_answer_comes_back() {
+    use smsc::rusmpp::pdus::DeliverSm;
+    use smsc::rusmpp::{CommandStatus, types::OctetString};
+    let s = start(SmppConfig::default()).await;
+    let deliver = || {
+        DeliverSm::builder()
+            .source_addr("4790000001".parse().unwrap())
+            .destination_addr("MyBank".parse().unwrap())
+            .short_message(OctetString::from_slice(b"id:1 stat:DELIVRD").unwrap())
+            .build()
+    };
+    let timeout = Duration::from_secs(2);
+    assert_eq!(s.receivers.deliver("bank", deliver(), timeout).await, Err(smsc::DeliverError::NotBound));
+
+    // A transmitter session takes no deliver_sm.
+    let tx = smsc::client::Client::bind_transmitter(s.addr, "bank", "s3cret").await.unwrap();
+    assert!(!s.receivers.is_bound("bank"));
+
+    let (trx, mut incoming) =
+        smsc::client::Client::bind(s.addr, "bank", "s3cret", smsc::BindMode::Transceiver).await.unwrap();
+    assert!(s.receivers.is_bound("bank"));
+    let answering = tokio::spawn(async move {
+        let first = incoming.recv().await.unwrap();
+        assert_eq!(first.deliver.short_message().as_ref(), b"id:1 stat:DELIVRD");
+        first.answer(CommandStatus::EsmeRok);
+        let second = incoming.recv().await.unwrap();
+        second.answer(CommandStatus::EsmeRxTAppn);
+        incoming
+    });
+    assert_eq!(s.receivers.deliver("bank", deliver(), timeout).await, Ok(CommandStatus::EsmeRok));
+    assert_eq!(s.receivers.deliver("bank", deliver(), timeout).await, Ok(CommandStatus::EsmeRxTAppn));
+    let incoming = answering.await.unwrap();
+    // Unanswered: the deliver times out, and the session goes on.
+    assert_eq!(
+        s.receivers.deliver("bank", deliver(), Duration::from_millis(200)).await,
+        Err(smsc::DeliverError::Timeout)
+    );
+    drop(incoming);
+    trx.unbind().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!s.receivers.is_bound("bank"), "an unbound session is no longer a receiver");
+    tx.unbind().await.unwrap();
 }

@@ -45,8 +45,15 @@ async fn tshark_decodes_the_session_without_malformed_packets() {
     let (tx, mut rx) = mpsc::channel(16);
     let stop = CancellationToken::new();
     let directory = EsmeDirectory::new([EsmeAccount::new("bank", "s3cret", 100).unwrap()]);
-    tokio::spawn(smsc::serve(listener, SmppConfig::default(), directory, ChannelHandler::new(tx), stop.clone()));
-    let mut c = smsc::client::Client::bind_transmitter(addr, "bank", "s3cret").await.unwrap();
+    tokio::spawn(smsc::serve(
+        listener,
+        SmppConfig::default(),
+        directory,
+        ChannelHandler::new(tx),
+        smsc::Receivers::new(),
+        stop.clone(),
+    ));
+    let c = smsc::client::Client::bind_transmitter(addr, "bank", "s3cret").await.unwrap();
     c.submit("MyBank", "4790000001", b"Your code is 123456").await.unwrap();
     c.unbind().await.unwrap();
     rx.recv().await.unwrap();

@@ -6,9 +6,46 @@ use sqlx::Row;
 use super::OperatorStore;
 use crate::OperatorError;
 
-/// A short message to record, as accepted from an ESME and routed.
+/// Where a short message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SmsState {
+    /// Accepted, not yet delivered (local) or handed on (interconnect).
+    Queued,
+    /// Accepted by the serving operator's SMS center; its receipt will tell the end.
+    Forwarded,
+    Delivered,
+    /// The validity period ran out first.
+    Expired,
+    Undeliverable,
+}
+
+impl SmsState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SmsState::Queued => "queued",
+            SmsState::Forwarded => "forwarded",
+            SmsState::Delivered => "delivered",
+            SmsState::Expired => "expired",
+            SmsState::Undeliverable => "undeliverable",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SmsState> {
+        [SmsState::Queued, SmsState::Forwarded, SmsState::Delivered, SmsState::Expired, SmsState::Undeliverable]
+            .into_iter()
+            .find(|st| st.as_str() == s)
+    }
+
+    /// Whether nothing more happens to the message (but its receipt).
+    pub fn is_final(self) -> bool {
+        matches!(self, SmsState::Delivered | SmsState::Expired | SmsState::Undeliverable)
+    }
+}
+
+/// A short message to record, as accepted and routed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewSms {
+    /// The ESME that submitted it; its receipt goes back there.
     pub system_id: String,
     pub source_addr: String,
     pub source_ton: u8,
@@ -21,6 +58,10 @@ pub struct NewSms {
     pub registered_delivery: u8,
     pub payload: Vec<u8>,
     pub submitted_at: Millis,
+    /// End of the validity period.
+    pub expires_at: Millis,
+    /// When the scheduler looks at it if it is still queued by then.
+    pub next_attempt_at: Millis,
 }
 
 /// A recorded short message.
@@ -33,16 +74,90 @@ pub struct StoredSms {
     pub destination: String,
     pub serving_operator: String,
     pub route: String,
+    pub esm_class: u8,
     pub data_coding: u8,
+    pub registered_delivery: u8,
     pub payload: Vec<u8>,
-    pub state: String,
+    pub state: SmsState,
     pub submitted_at: Millis,
+    pub expires_at: Millis,
+    pub next_attempt_at: Millis,
+    pub attempts: i64,
+    pub remote_id: Option<String>,
+    pub done_at: Option<Millis>,
+    /// `none`, `owed` or `sent`.
+    pub receipt: String,
 }
 
-const SMS_COLUMNS: &str = "id, system_id, source_addr, source_ton, destination, serving_operator, route, \
-     data_coding, payload, state, submitted_at";
+impl StoredSms {
+    /// The record of a message just inserted with `id`.
+    pub fn new(id: i64, m: NewSms) -> StoredSms {
+        StoredSms {
+            id,
+            system_id: m.system_id,
+            source_addr: m.source_addr,
+            source_ton: m.source_ton,
+            destination: m.destination,
+            serving_operator: m.serving_operator,
+            route: m.route.to_owned(),
+            esm_class: m.esm_class,
+            data_coding: m.data_coding,
+            registered_delivery: m.registered_delivery,
+            payload: m.payload,
+            state: SmsState::Queued,
+            submitted_at: m.submitted_at,
+            expires_at: m.expires_at,
+            next_attempt_at: m.next_attempt_at,
+            attempts: 0,
+            remote_id: None,
+            done_at: None,
+            receipt: "none".into(),
+        }
+    }
+
+    /// Whether a final `state` owes the submitter a receipt (SMPP registered_delivery bits 0-1:
+    /// 1 on any final outcome, 2 on failure only).
+    pub fn receipt_wanted(&self, state: SmsState) -> bool {
+        match self.registered_delivery & 0x03 {
+            1 => true,
+            2 => state != SmsState::Delivered,
+            _ => false,
+        }
+    }
+}
+
+/// State changes and new messages committed in one transaction (the SMS center's group
+/// commit): many submits and deliveries share one commit.
+#[derive(Debug, Default)]
+pub struct SmsBatch {
+    pub inserts: Vec<StoredSms>,
+    /// Final outcomes; a receipt is owed where registered_delivery asks for one.
+    pub finals: Vec<(i64, SmsState)>,
+    /// Accepted by the next SMS center under this id.
+    pub forwarded: Vec<(i64, String)>,
+    pub receipts_sent: Vec<i64>,
+    /// A delivery attempt failed (terminal absent); next try at the time given.
+    pub retries: Vec<(i64, Millis)>,
+}
+
+impl SmsBatch {
+    pub fn is_empty(&self) -> bool {
+        self.inserts.is_empty()
+            && self.finals.is_empty()
+            && self.forwarded.is_empty()
+            && self.receipts_sent.is_empty()
+            && self.retries.is_empty()
+    }
+}
+
+const SMS_COLUMNS: &str = "id, system_id, source_addr, source_ton, destination, serving_operator, route, esm_class, \
+     data_coding, registered_delivery, payload, state, submitted_at, expires_at, next_attempt_at, attempts, remote_id, done_at, receipt";
+
+/// Rows per multi-row INSERT: 64 × 14 parameters stays far below every engine's limit.
+const INSERT_CHUNK: usize = 64;
 
 fn sms_row(r: &sqlx::any::AnyRow) -> Result<StoredSms, OperatorError> {
+    let state: &str = r.try_get("state")?;
     Ok(StoredSms {
         id: r.try_get("id")?,
         system_id: r.try_get("system_id")?,
@@ -51,12 +166,30 @@ fn sms_row(r: &sqlx::any::AnyRow) -> Result<StoredSms, OperatorError> {
         destination: r.try_get("destination")?,
         serving_operator: r.try_get("serving_operator")?,
         route: r.try_get("route")?,
+        esm_class: r.try_get::<i64, _>("esm_class")? as u8,
         data_coding: r.try_get::<i64, _>("data_coding")? as u8,
+        registered_delivery: r.try_get::<i64, _>("registered_delivery")? as u8,
         payload: hex::decode(r.try_get::<&str, _>("payload")?)
             .map_err(|e| OperatorError::Corrupt(format!("sms payload: {e}")))?,
-        state: r.try_get("state")?,
+        state: SmsState::parse(state).ok_or_else(|| OperatorError::Corrupt(format!("sms state {state:?}")))?,
         submitted_at: r.try_get("submitted_at")?,
+        expires_at: r.try_get("expires_at")?,
+        next_attempt_at: r.try_get("next_attempt_at")?,
+        attempts: r.try_get("attempts")?,
+        remote_id: r.try_get("remote_id")?,
+        done_at: r.try_get("done_at")?,
+        receipt: r.try_get("receipt")?,
     })
+}
+
+enum Arg<'a> {
+    Text(&'a str),
+    Int(i64),
+}
+
+/// `1, 2, 3`: ids are integers, so a list of them is safe to write into the statement.
+fn id_list(ids: impl Iterator<Item = i64>) -> String {
+    ids.map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 impl OperatorStore {
@@ -91,27 +224,117 @@ impl OperatorStore {
             .collect()
     }
 
-    /// Records an accepted message (state `queued`); returns its id, the SMPP message id.
-    pub async fn insert_sms(&self, m: &NewSms) -> Result<i64, OperatorError> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO sms_messages (system_id, source_addr, source_ton, destination, serving_operator, route, \
-             esm_class, data_coding, registered_delivery, payload, state, submitted_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'queued', $11) RETURNING id",
-        )
-        .bind(&m.system_id)
-        .bind(&m.source_addr)
-        .bind(m.source_ton as i64)
-        .bind(&m.destination)
-        .bind(&m.serving_operator)
-        .bind(m.route)
-        .bind(m.esm_class as i64)
-        .bind(m.data_coding as i64)
-        .bind(m.registered_delivery as i64)
-        .bind(hex::encode(&m.payload))
-        .bind(m.submitted_at)
-        .fetch_one(&mut *self.conn().await?)
-        .await?;
-        Ok(id)
+    /// The highest message id in use (0 for none): the SMS center numbers new messages itself,
+    /// so a whole batch is inserted in one statement.
+    pub async fn max_sms_id(&self) -> Result<i64, OperatorError> {
+        let id: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(id) FROM sms_messages").fetch_one(&mut *self.conn().await?).await?;
+        Ok(id.unwrap_or(0))
+    }
+
+    /// Commits a batch in one transaction.
+    pub async fn apply_sms_batch(&self, batch: &SmsBatch, now: Millis) -> Result<(), OperatorError> {
+        let mut conn = self.conn().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        for chunk in batch.inserts.chunks(INSERT_CHUNK) {
+            let mut sql = String::from(
+                "INSERT INTO sms_messages (id, system_id, source_addr, source_ton, destination, serving_operator, \
+                 route, esm_class, data_coding, registered_delivery, payload, state, submitted_at, expires_at, \
+                 next_attempt_at) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let p = i * 14;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, 'queued', ${}, ${}, ${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5,
+                    p + 6,
+                    p + 7,
+                    p + 8,
+                    p + 9,
+                    p + 10,
+                    p + 11,
+                    p + 12,
+                    p + 13,
+                    p + 14
+                ));
+            }
+            let mut q = sqlx::query(&sql);
+            for m in chunk {
+                q = q
+                    .bind(m.id)
+                    .bind(&m.system_id)
+                    .bind(&m.source_addr)
+                    .bind(m.source_ton as i64)
+                    .bind(&m.destination)
+                    .bind(&m.serving_operator)
+                    .bind(&m.route)
+                    .bind(m.esm_class as i64)
+                    .bind(m.data_coding as i64)
+                    .bind(m.registered_delivery as i64)
+                    .bind(hex::encode(&m.payload))
+                    .bind(m.submitted_at)
+                    .bind(m.expires_at)
+                    .bind(m.next_attempt_at);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for state in [SmsState::Delivered, SmsState::Expired, SmsState::Undeliverable] {
+            let ids: Vec<i64> = batch.finals.iter().filter(|(_, s)| *s == state).map(|(id, _)| *id).collect();
+            if ids.is_empty() {
+                continue;
+            }
+            // registered_delivery bits 0-1: 1 asks for a receipt on any outcome, 2 on failure only.
+            let owed = if state == SmsState::Delivered {
+                "(registered_delivery % 4) = 1"
+            } else {
+                "(registered_delivery % 4) IN (1, 2)"
+            };
+            sqlx::query(&format!(
+                "UPDATE sms_messages SET state = $1, done_at = $2, \
+                 receipt = CASE WHEN {owed} THEN 'owed' ELSE 'none' END \
+                 WHERE id IN ({}) AND state IN ('queued', 'forwarded')",
+                id_list(ids.into_iter())
+            ))
+            .bind(state.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (id, remote_id) in &batch.forwarded {
+            sqlx::query(
+                "UPDATE sms_messages SET state = 'forwarded', remote_id = $1 WHERE id = $2 AND state = 'queued'",
+            )
+            .bind(remote_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !batch.receipts_sent.is_empty() {
+            sqlx::query(&format!(
+                "UPDATE sms_messages SET receipt = 'sent' WHERE id IN ({})",
+                id_list(batch.receipts_sent.iter().copied())
+            ))
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (id, next) in &batch.retries {
+            sqlx::query(
+                "UPDATE sms_messages SET attempts = attempts + 1, next_attempt_at = $1 WHERE id = $2 AND state = 'queued'",
+            )
+            .bind(next)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn sms(&self, id: i64) -> Result<Option<StoredSms>, OperatorError> {
@@ -124,36 +347,78 @@ impl OperatorStore {
 
     /// Messages queued for local delivery to `msisdn`, oldest first.
     pub async fn queued_for(&self, msisdn: &str, limit: i64) -> Result<Vec<StoredSms>, OperatorError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {SMS_COLUMNS} FROM sms_messages WHERE destination = $1 AND route = 'local' AND state = 'queued' \
-             ORDER BY id LIMIT $2"
-        ))
-        .bind(msisdn)
-        .bind(limit)
-        .fetch_all(&mut *self.conn().await?)
-        .await?;
-        rows.iter().map(sms_row).collect()
+        self.select_sms(
+            "WHERE destination = $1 AND state IN ('queued', 'forwarded') AND state = 'queued' AND route = 'local' \
+             ORDER BY id LIMIT $2",
+            &[Arg::Text(msisdn)],
+            limit,
+        )
+        .await
     }
 
-    /// Messages queued for another operator's SMS center, oldest first.
-    pub async fn queued_interconnect(&self, limit: i64) -> Result<Vec<StoredSms>, OperatorError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {SMS_COLUMNS} FROM sms_messages WHERE route = 'interconnect' AND state = 'queued' ORDER BY id LIMIT $1"
-        ))
-        .bind(limit)
-        .fetch_all(&mut *self.conn().await?)
-        .await?;
-        rows.iter().map(sms_row).collect()
+    /// Local messages whose next delivery attempt is due at `now`, oldest first.
+    pub async fn due_local(&self, now: Millis, limit: i64) -> Result<Vec<StoredSms>, OperatorError> {
+        self.select_sms(
+            "WHERE state IN ('queued', 'forwarded') AND state = 'queued' AND route = 'local' \
+             AND next_attempt_at <= $1 ORDER BY id LIMIT $2",
+            &[Arg::Int(now)],
+            limit,
+        )
+        .await
     }
 
-    /// Moves a message from `queued` to `state`; false if it was no longer queued.
-    pub async fn finish_sms(&self, id: i64, state: &str) -> Result<bool, OperatorError> {
-        let r = sqlx::query("UPDATE sms_messages SET state = $1 WHERE id = $2 AND state = 'queued'")
-            .bind(state)
-            .bind(id)
-            .execute(&mut *self.conn().await?)
-            .await?;
-        Ok(r.rows_affected() == 1)
+    /// Queued messages whose validity period ended by `now`.
+    pub async fn expired_by(&self, now: Millis, limit: i64) -> Result<Vec<StoredSms>, OperatorError> {
+        self.select_sms(
+            "WHERE state IN ('queued', 'forwarded') AND state = 'queued' AND expires_at <= $1 ORDER BY id LIMIT $2",
+            &[Arg::Int(now)],
+            limit,
+        )
+        .await
+    }
+
+    /// Messages queued for `operator`'s SMS center, oldest first.
+    pub async fn queued_interconnect(&self, operator: &str, limit: i64) -> Result<Vec<StoredSms>, OperatorError> {
+        self.select_sms(
+            "WHERE state IN ('queued', 'forwarded') AND state = 'queued' AND route = 'interconnect' \
+             AND serving_operator = $1 ORDER BY id LIMIT $2",
+            &[Arg::Text(operator)],
+            limit,
+        )
+        .await
+    }
+
+    /// Final messages whose receipt the submitter has not acknowledged, oldest first.
+    pub async fn owed_receipts(&self, limit: i64) -> Result<Vec<StoredSms>, OperatorError> {
+        self.select_sms("WHERE receipt = 'owed' ORDER BY id LIMIT $1", &[], limit).await
+    }
+
+    /// The message forwarded to `operator`, which gave it `remote_id`.
+    pub async fn forwarded_as(&self, operator: &str, remote_id: &str) -> Result<Option<StoredSms>, OperatorError> {
+        Ok(self
+            .select_sms(
+                "WHERE serving_operator = $1 AND remote_id = $2 AND remote_id IS NOT NULL LIMIT $3",
+                &[Arg::Text(operator), Arg::Text(remote_id)],
+                1,
+            )
+            .await?
+            .pop())
+    }
+
+    /// The messages `filter` selects; its last parameter is the limit. Filters on open
+    /// messages repeat `state IN ('queued', 'forwarded')` so that SQLite, which matches a
+    /// partial index's condition literally, uses the small index of open messages.
+    async fn select_sms(&self, filter: &str, args: &[Arg<'_>], limit: i64) -> Result<Vec<StoredSms>, OperatorError> {
+        let sql = format!("SELECT {SMS_COLUMNS} FROM sms_messages {filter}");
+        let mut q = sqlx::query(&sql);
+        for a in args {
+            q = match *a {
+                Arg::Text(t) => q.bind(t),
+                Arg::Int(i) => q.bind(i),
+            };
+        }
+        let rows = q.bind(limit).fetch_all(&mut *self.conn().await?).await?;
+        rows.iter().map(sms_row).collect()
     }
 
     /// Adds or replaces a SIM: its IMSI, the number it serves and its key.

@@ -1,0 +1,93 @@
+//! Group commit: one task owns every write to `sms_messages`. While one transaction commits,
+//! new changes gather; the next transaction takes all of them. A submit waits for the commit
+//! that holds its message, so its submit_sm_resp still means "durable", and thousands of
+//! submits a second cost a few hundred commits.
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::store::sms::{SmsBatch, SmsState, StoredSms};
+use crate::{Node, OperatorError};
+
+/// Changes waiting for the committer, at most; a full queue makes submitters wait.
+pub(crate) const QUEUE: usize = 16_384;
+/// Changes in one transaction, at most.
+const BATCH: usize = 2048;
+
+/// A change to the SMS center's records.
+#[derive(Debug)]
+pub enum Change {
+    /// A newly accepted message; once committed it is dispatched for delivery.
+    Insert(StoredSms),
+    /// The message reached a final state; once committed its receipt, if owed, is sent.
+    Final(StoredSms, SmsState),
+    /// The next SMS center accepted the message under this id.
+    Forwarded(i64, String),
+    ReceiptSent(i64),
+    /// The terminal was absent; try again at this time.
+    Retry(i64, numport_core::Millis),
+}
+
+pub(crate) struct Pending {
+    pub change: Change,
+    pub done: Option<oneshot::Sender<Result<(), OperatorError>>>,
+}
+
+/// Commits changes until `stop`; then commits what is already queued and returns.
+pub(crate) async fn run(node: Node, mut queue: mpsc::Receiver<Pending>, stop: CancellationToken) {
+    let mut pending = Vec::with_capacity(BATCH);
+    loop {
+        tokio::select! {
+            biased;
+            n = queue.recv_many(&mut pending, BATCH) => if n == 0 { return },
+            _ = stop.cancelled() => {
+                queue.close();
+                while queue.recv_many(&mut pending, BATCH).await > 0 {
+                    commit(&node, &mut pending).await;
+                }
+                return;
+            }
+        }
+        commit(&node, &mut pending).await;
+    }
+}
+
+async fn commit(node: &Node, pending: &mut Vec<Pending>) {
+    let mut batch = SmsBatch::default();
+    for p in pending.iter() {
+        match &p.change {
+            Change::Insert(m) => batch.inserts.push(m.clone()),
+            Change::Final(m, state) => batch.finals.push((m.id, *state)),
+            Change::Forwarded(id, remote) => batch.forwarded.push((*id, remote.clone())),
+            Change::ReceiptSent(id) => batch.receipts_sent.push(*id),
+            Change::Retry(id, at) => batch.retries.push((*id, *at)),
+        }
+    }
+    let now = node.now();
+    let started = std::time::Instant::now();
+    let result = node.store().apply_sms_batch(&batch, now).await;
+    node.inner.metrics.sms_commit(pending.len(), started.elapsed());
+    if let Err(e) = &result {
+        tracing::error!(error = %e, changes = pending.len(), "SMS center commit failed");
+    }
+    let center = node.sms();
+    for p in pending.drain(..) {
+        let ok = result.is_ok();
+        if let Some(done) = p.done {
+            let _ = done.send(result.as_ref().map(|_| ()).map_err(|e| OperatorError::Config(e.to_string())));
+        }
+        if !ok {
+            continue;
+        }
+        if let Change::Final(m, state) = &p.change {
+            node.inner.metrics.sms_final(&m.route, state.as_str());
+        }
+        match p.change {
+            Change::Insert(m) => center.dispatch(m),
+            Change::Final(m, state) if m.receipt_wanted(state) => {
+                center.settled(StoredSms { state, done_at: Some(now), receipt: "owed".into(), ..m })
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! The SMPP interconnect to another operator's SMS center, one link per peer: this node binds
+//! there as a transceiver with its interconnect account, submits the messages queued for that
+//! operator (many outstanding at once), and takes the peer's delivery receipts for them, which
+//! settle the messages here and so go back to the ESME that submitted.
+//!
+//! A message turns `forwarded` once the peer acknowledged it; a crash in between sends it
+//! again (at-least-once; the terminal drops the repeat). A receipt is acknowledged to the peer
+//! only once the outcome is committed here, so the peer keeps it until then.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use smsc::BindMode;
+use smsc::client::{Client, ClientError, Incoming};
+use smsc::receipt::Receipt;
+use smsc::rusmpp::CommandStatus;
+use smsc::rusmpp::pdus::SubmitSm;
+use smsc::rusmpp::types::{COctetString, OctetString};
+use smsc::rusmpp::values::{DataCoding, EsmClass, Npi, RegisteredDelivery, Ton};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Change, state_of_receipt};
+use crate::Node;
+use crate::config::InterconnectPeer;
+use crate::store::sms::{SmsState, StoredSms};
+
+/// Submits outstanding on the link at once.
+const WINDOW: usize = 256;
+/// How often the database is looked at for messages the in-memory queue did not carry.
+const RESCAN: Duration = Duration::from_secs(1);
+/// Forwarded messages remembered for their receipts, at most.
+const FORWARDED_IN_MEMORY: usize = 100_000;
+const RECONNECT_MIN: Duration = Duration::from_millis(100);
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+
+/// Runs the link to `peer` until `stop`, reconnecting with back-off.
+pub(crate) async fn run(
+    node: Node,
+    peer: InterconnectPeer,
+    mut queue: mpsc::Receiver<StoredSms>,
+    stop: CancellationToken,
+) {
+    let mut wait = RECONNECT_MIN;
+    // Messages handed over but not yet recorded as forwarded (or settled), by id.
+    let mut in_hand: HashSet<i64> = HashSet::new();
+    loop {
+        let bound = tokio::select! {
+            _ = stop.cancelled() => return,
+            b = Client::bind(peer.addr, &peer.system_id, &peer.password, BindMode::Transceiver) => b,
+        };
+        match bound {
+            Ok((client, incoming)) => {
+                tracing::info!(peer = %peer.operator, "interconnect bound");
+                wait = RECONNECT_MIN;
+                let e = link(&node, &peer, &client, incoming, &mut queue, &mut in_hand, &stop).await;
+                if stop.is_cancelled() {
+                    let _ = client.unbind().await;
+                    return;
+                }
+                tracing::warn!(peer = %peer.operator, error = %e, "interconnect link lost; reconnecting");
+            }
+            Err(e) => tracing::warn!(peer = %peer.operator, error = %e, "interconnect bind failed"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(RECONNECT_MAX);
+    }
+}
+
+/// Drives one bound link until it fails (returned) or `stop`.
+async fn link(
+    node: &Node,
+    peer: &InterconnectPeer,
+    client: &Client,
+    mut incoming: mpsc::Receiver<Incoming>,
+    queue: &mut mpsc::Receiver<StoredSms>,
+    in_hand: &mut HashSet<i64>,
+    stop: &CancellationToken,
+) -> ClientError {
+    let center = node.sms();
+    let operator = peer.operator.as_str();
+    // The peer's message ids of messages forwarded on this link, for its receipts.
+    let mut forwarded: HashMap<String, StoredSms> = HashMap::new();
+    let mut backlog: VecDeque<StoredSms> = VecDeque::new();
+    let mut submits = FuturesUnordered::new();
+    let mut settling = FuturesUnordered::new();
+    let mut receipts = FuturesUnordered::new();
+    let mut rescan = tokio::time::interval(RESCAN);
+    // What an earlier link had in hand and did not see through is sent again.
+    in_hand.clear();
+    loop {
+        while submits.len() < WINDOW
+            && let Some(m) = backlog.pop_front()
+        {
+            let Some(submit) = submit_of(&m) else {
+                tracing::warn!(id = m.id, "message cannot be put in a submit_sm; undeliverable");
+                center.commit_soon(Change::Final(m, SmsState::Undeliverable)).await;
+                continue;
+            };
+            submits.push(async move { (client.submit_sm(submit).await, m) });
+        }
+        tokio::select! {
+            // Submit outcomes first: a receipt is only ever read after its submit's answer.
+            biased;
+            _ = stop.cancelled() => return ClientError::Closed,
+            Some((outcome, m)) = submits.next(), if !submits.is_empty() => match outcome {
+                Ok(remote_id) => {
+                    if forwarded.len() >= FORWARDED_IN_MEMORY {
+                        forwarded.clear(); // their receipts find the messages in the database
+                    }
+                    forwarded.insert(remote_id.clone(), m.clone());
+                    let id = m.id;
+                    settling.push(async move { (center.commit(Change::Forwarded(id, remote_id)).await, id) });
+                }
+                Err(ClientError::Status(status)) if is_permanent(status) => {
+                    tracing::info!(id = m.id, peer = %operator, ?status, "peer refused the message");
+                    in_hand.remove(&m.id);
+                    center.commit_soon(Change::Final(m, SmsState::Undeliverable)).await;
+                }
+                Err(ClientError::Status(status)) => {
+                    tracing::debug!(id = m.id, ?status, "peer cannot take the message now; later");
+                    in_hand.remove(&m.id);
+                }
+                Err(e) => {
+                    in_hand.remove(&m.id);
+                    return e;
+                }
+            },
+            Some((_, id)) = settling.next(), if !settling.is_empty() => {
+                in_hand.remove(&id);
+            }
+            Some(m) = queue.recv(), if backlog.len() < WINDOW => {
+                if in_hand.insert(m.id) {
+                    backlog.push_back(m);
+                }
+            }
+            Some(()) = receipts.next(), if !receipts.is_empty() => {}
+            r = incoming.recv(), if receipts.len() < WINDOW => {
+                let Some(deliver) = r else { return ClientError::Closed };
+                if let Some(receipt) = read_receipt(operator, deliver) {
+                    let known = forwarded.remove(&receipt.0.message_id);
+                    receipts.push(settle(node, operator, known, receipt));
+                }
+            }
+            _ = rescan.tick(), if backlog.is_empty() && submits.len() < WINDOW / 2 => {
+                match node.store().queued_interconnect(operator, WINDOW as i64 * 4).await {
+                    Ok(queued) => {
+                        for m in queued {
+                            if in_hand.insert(m.id) {
+                                backlog.push_back(m);
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "interconnect queue"),
+                }
+            }
+        }
+    }
+}
+
+/// The receipt a peer's deliver_sm carries; anything else is refused.
+fn read_receipt(operator: &str, incoming: Incoming) -> Option<(Receipt, Incoming)> {
+    let text = String::from_utf8_lossy(incoming.deliver.short_message().as_ref()).into_owned();
+    let is_receipt = u8::from(incoming.deliver.esm_class) & 0x3C == 0x04;
+    match Receipt::parse(&text) {
+        Ok(r) if is_receipt => Some((r, incoming)),
+        _ => {
+            tracing::warn!(peer = operator, "interconnect peer sent a deliver_sm that is no receipt; refused");
+            incoming.answer(CommandStatus::EsmeRinvesmclass);
+            None
+        }
+    }
+}
+
+/// Settles the message a peer's receipt is about (`known` if this link forwarded it), then
+/// answers the peer: ESME_ROK once the outcome is committed; "try again later" if the receipt
+/// names a message not yet known here.
+async fn settle(node: &Node, operator: &str, known: Option<StoredSms>, (receipt, incoming): (Receipt, Incoming)) {
+    let Some(state) = state_of_receipt(receipt.state) else {
+        incoming.answer(CommandStatus::EsmeRok); // an intermediate notification
+        return;
+    };
+    let message = match known {
+        Some(m) => Some(m),
+        None => node.store().forwarded_as(operator, &receipt.message_id).await.ok().flatten(),
+    };
+    let Some(m) = message else {
+        tracing::debug!(peer = operator, remote_id = receipt.message_id, "receipt for an unknown message");
+        incoming.answer(CommandStatus::EsmeRxTAppn);
+        return;
+    };
+    let status = match node.sms().commit(Change::Final(m, state)).await {
+        Ok(()) => CommandStatus::EsmeRok,
+        Err(_) => CommandStatus::EsmeRxTAppn,
+    };
+    incoming.answer(status);
+}
+
+/// Statuses after which sending the same message again is pointless.
+fn is_permanent(status: CommandStatus) -> bool {
+    !matches!(
+        status,
+        CommandStatus::EsmeRthrottled
+            | CommandStatus::EsmeRmsgqful
+            | CommandStatus::EsmeRsyserr
+            | CommandStatus::EsmeRxTAppn
+            | CommandStatus::EsmeRsubmitfail
+    )
+}
+
+/// The submit_sm that hands `m` to the serving operator: same sender, coding, user data
+/// header and validity; a receipt always requested, since it settles the message here.
+fn submit_of(m: &StoredSms) -> Option<SubmitSm> {
+    let source_ton = if m.source_ton == 5 { Ton::Alphanumeric } else { Ton::from(m.source_ton) };
+    let validity_s = ((m.expires_at - m.submitted_at) / 1000).max(1);
+    let validity = relative_validity(validity_s);
+    Some(
+        SubmitSm::builder()
+            .source_addr_ton(source_ton)
+            .source_addr(m.source_addr.parse::<COctetString<1, 21>>().ok()?)
+            .dest_addr_ton(Ton::International)
+            .dest_addr_npi(Npi::Isdn)
+            .destination_addr(m.destination.parse().ok()?)
+            .esm_class(EsmClass::from(m.esm_class & 0xC0))
+            .data_coding(DataCoding::from(m.data_coding))
+            .validity_period(validity.parse().ok()?)
+            .registered_delivery(RegisteredDelivery::request_all())
+            .short_message(OctetString::from_slice(&m.payload).ok()?)
+            .build(),
+    )
+}
+
+/// A relative SMPP time `YYMMDDhhmmss000R` of `secs` seconds.
+fn relative_validity(secs: i64) -> String {
+    let days = (secs / 86_400).min(99);
+    let (h, m, s) = (secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
+    format!("0000{days:02}{h:02}{m:02}{s:02}000R")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn relative_validity_reads_back() {
+        for secs in [1, 59, 3600, 172_800, 7 * 86_400 + 3723] {
+            let field = super::relative_validity(secs);
+            assert_eq!(smsc::time::parse_smpp_time(&field, 0), Ok(Some(secs * 1000)), "{field}");
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Delivery receipts to the ESMEs that asked for them: a deliver_sm in the customary text
+//! format (`smsc::receipt`) with the receipted_message_id and message_state TLVs, sent to one
+//! of the ESME's receiver or transceiver sessions. A receipt counts as sent only once the ESME
+//! answered ESME_ROK; until then it stays owed in the database and is tried again, also
+//! after a restart and whenever the ESME binds again.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use smsc::receipt::{Receipt, ReceiptState, ReceiptTime};
+use smsc::rusmpp::CommandStatus;
+use smsc::rusmpp::pdus::DeliverSm;
+use smsc::rusmpp::tlvs::MessageDeliveryRequestTlvValue;
+use smsc::rusmpp::types::{COctetString, OctetString};
+use smsc::rusmpp::values::{EsmClass, MessageState, Npi, Ton};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::Change;
+use crate::Node;
+use crate::store::sms::{SmsState, StoredSms};
+
+/// Receipts on their way at once, at most.
+const IN_FLIGHT: usize = 512;
+/// How often owed receipts are looked for in the database.
+const RESCAN: Duration = Duration::from_secs(1);
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) async fn run(node: Node, mut settled: mpsc::Receiver<StoredSms>, stop: CancellationToken) {
+    let mut in_flight: HashSet<i64> = HashSet::new();
+    let mut sending = FuturesUnordered::new();
+    let mut rescan = tokio::time::interval(RESCAN);
+    let send = |node: Node, m: StoredSms| async move {
+        let id = m.id;
+        let sent = send_receipt(&node, &m).await;
+        if sent {
+            node.sms().commit(Change::ReceiptSent(id)).await.ok();
+        }
+        id
+    };
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            Some(id) = sending.next(), if !sending.is_empty() => {
+                in_flight.remove(&id);
+            }
+            Some(m) = settled.recv(), if sending.len() < IN_FLIGHT => {
+                if node.sms().receivers.is_bound(&m.system_id) && in_flight.insert(m.id) {
+                    sending.push(send(node.clone(), m));
+                }
+            }
+            _ = rescan.tick(), if sending.len() < IN_FLIGHT => {
+                let owed = match node.store().owed_receipts((IN_FLIGHT - sending.len()) as i64 * 4).await {
+                    Ok(owed) => owed,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "owed receipts");
+                        continue;
+                    }
+                };
+                for m in owed {
+                    if sending.len() < IN_FLIGHT && node.sms().receivers.is_bound(&m.system_id) && in_flight.insert(m.id) {
+                        sending.push(send(node.clone(), m));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sends the receipt of `m`; true once the ESME acknowledged it.
+async fn send_receipt(node: &Node, m: &StoredSms) -> bool {
+    let Some(pdu) = receipt_pdu(m) else {
+        tracing::warn!(id = m.id, "receipt cannot be encoded; not sent");
+        return true;
+    };
+    match node.sms().receivers.deliver(&m.system_id, pdu, ANSWER_TIMEOUT).await {
+        Ok(CommandStatus::EsmeRok) => true,
+        Ok(status) => {
+            tracing::debug!(id = m.id, ?status, "ESME refused a receipt; trying again later");
+            false
+        }
+        Err(e) => {
+            tracing::debug!(id = m.id, error = %e, "receipt not delivered; trying again later");
+            false
+        }
+    }
+}
+
+pub(crate) fn receipt_state(state: SmsState) -> ReceiptState {
+    match state {
+        SmsState::Delivered => ReceiptState::Delivered,
+        SmsState::Expired => ReceiptState::Expired,
+        SmsState::Undeliverable => ReceiptState::Undeliverable,
+        SmsState::Queued | SmsState::Forwarded => ReceiptState::Enroute,
+    }
+}
+
+/// The deliver_sm carrying `m`'s receipt: from the number the message went to, to its sender.
+fn receipt_pdu(m: &StoredSms) -> Option<DeliverSm> {
+    let state = receipt_state(m.state);
+    let text = match m.data_coding {
+        0 | 1 | 3 => m.payload.iter().take(20).map(|&b| b as char).collect(),
+        _ => String::new(),
+    };
+    let receipt = Receipt {
+        message_id: m.id.to_string(),
+        submitted: 1,
+        delivered: u16::from(m.state == SmsState::Delivered),
+        submit_date: ReceiptTime::from_unix_ms(m.submitted_at),
+        done_date: ReceiptTime::from_unix_ms(m.done_at.unwrap_or(m.submitted_at)),
+        state,
+        error: 0,
+        text,
+    };
+    let body = receipt.to_string();
+    let body = body.as_bytes();
+    let body = OctetString::from_slice(&body[..body.len().min(255)]).ok()?;
+    let source_ton = if m.source_ton == 5 { Ton::Alphanumeric } else { Ton::from(m.source_ton) };
+    Some(
+        DeliverSm::builder()
+            .source_addr_ton(Ton::International)
+            .source_addr_npi(Npi::Isdn)
+            .source_addr(m.destination.parse::<COctetString<1, 21>>().ok()?)
+            .dest_addr_ton(source_ton)
+            .destination_addr(m.source_addr.parse::<COctetString<1, 21>>().ok()?)
+            // 0x04: "SMSC delivery receipt". (rusmpp's EsmClass::default() is not 0: it sets an
+            // ANSI-41 bit, so the value is built from its octet.)
+            .esm_class(EsmClass::from(0x04))
+            .short_message(body)
+            .push_tlv(MessageDeliveryRequestTlvValue::ReceiptedMessageId(m.id.to_string().parse().ok()?))
+            .push_tlv(MessageDeliveryRequestTlvValue::MessageState(MessageState::from(state.message_state())))
+            .build(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sms::NewSms;
+
+    #[test]
+    fn a_receipt_reads_back_as_one() {
+        let m = StoredSms::new(
+            42,
+            NewSms {
+                system_id: "bank".into(),
+                source_addr: "MyBank".into(),
+                source_ton: 5,
+                destination: "4790000001".into(),
+                serving_operator: "opb".into(),
+                route: "interconnect",
+                esm_class: 0,
+                data_coding: 0,
+                registered_delivery: 1,
+                payload: b"Your code is 123456, valid 5 minutes".to_vec(),
+                submitted_at: 1_795_453_500_000,
+                expires_at: 1_795_453_500_000 + 3_600_000,
+                next_attempt_at: 0,
+            },
+        );
+        let m = StoredSms { state: SmsState::Delivered, done_at: Some(1_795_453_560_000), ..m };
+        let pdu = receipt_pdu(&m).unwrap();
+        assert_eq!(u8::from(pdu.esm_class), 0x04);
+        let r = Receipt::parse(std::str::from_utf8(pdu.short_message().as_ref()).unwrap()).unwrap();
+        assert_eq!((r.message_id.as_str(), r.state, r.delivered), ("42", ReceiptState::Delivered, 1));
+        assert_eq!(r.text, "Your code is 123456,");
+        assert_eq!((pdu.source_addr.as_str(), pdu.destination_addr.as_str()), ("4790000001", "MyBank"));
+    }
+}
