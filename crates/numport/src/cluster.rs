@@ -256,6 +256,16 @@ impl Cluster {
         Ok(())
     }
 
+    /// Start an operator again on its configuration (after `kill -9`, say). Its SMPP address
+    /// is configured and stays; HTTP, ENUM and air addresses are new.
+    pub async fn restart_operator(&mut self, name: &str) -> anyhow::Result<()> {
+        let i = self.ops.iter().position(|o| o.name.as_str() == name).context("no such operator")?;
+        let path = self.dir.join(format!("operator-{name}.toml"));
+        let args = ["operator".into(), "--config".into(), path_arg(&path)];
+        self.ops[i].proc = launch(&args, &self.dir.join(format!("operator-{name}.log"))).await?;
+        Ok(())
+    }
+
     pub async fn stop(mut self) {
         for op in &mut self.ops {
             op.proc.stop().await;

@@ -1,9 +1,81 @@
-//! A bank's SMS end to end on the real binaries: the bank binds to opa's SMS center over SMPP
-//! and submits; `numport terminal`, attached with the subscriber's SIM, shows the message, for
-//! an opa subscriber (local delivery) and for an opb subscriber (over the interconnect).
+//! SMS end to end on the real binaries. A bank binds to opa's SMS center over SMPP and
+//! submits; `numport terminal`, attached with the subscriber's SIM, shows the message, for an
+//! opa subscriber (local delivery) and for an opb subscriber (over the interconnect).
+//! Terminals also send (SMS-SUBMIT) and get status reports, long messages arrive whole, and a
+//! terminal with a state file does not show a message the node delivers again.
+
+use std::process::Stdio;
+use std::time::Duration;
 
 use numport::cluster::{BANK_PASSWORD, BANK_SYSTEM_ID, Cluster, ClusterSpec, sim_of, subscriber_number};
+use numport_core::Msisdn;
 use numport_core::proof::PinStretch;
+
+/// One cluster at a time: the machine may have two cores.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A cluster in `dir`, the binaries' own.
+async fn cluster(dir: &std::path::Path) -> Cluster {
+    static BIN: std::sync::Once = std::sync::Once::new();
+    // SAFETY: set once, before any test of this binary starts a process or reads the
+    // environment (every test goes through here first).
+    BIN.call_once(|| unsafe { std::env::set_var("NUMPORT_BIN", env!("CARGO_BIN_EXE_numport")) });
+    Cluster::start(ClusterSpec {
+        dir: dir.join("cluster"),
+        clearinghouse_db: None,
+        subscribers_per_operator: 2,
+        pin_stretch: PinStretch::FAST,
+        clearinghouse: clearinghouse::ClearinghouseConfig::default(),
+    })
+    .await
+    .unwrap()
+}
+
+/// Waits until `op`'s replica routes `msisdn`.
+async fn routable(op: &numport::cluster::OperatorProc, msisdn: &Msisdn) {
+    let http = reqwest::Client::new();
+    for _ in 0..500 {
+        let r = http.get(format!("{}/v1/lookup/{msisdn}", op.proc.url())).send().await.unwrap();
+        if r.status().is_success() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{} does not route {msisdn}", op.name);
+}
+
+/// `numport terminal` for the SIM of `msisdn` at `op`, with `args`, stdout captured.
+fn terminal_cmd(op: &numport::cluster::OperatorProc, msisdn: &Msisdn, args: &[&str]) -> tokio::process::Command {
+    let (imsi, k_sim) = sim_of(msisdn);
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_numport"));
+    cmd.args(["terminal", "--node", &op.proc.air.unwrap().to_string(), "--imsi", &imsi])
+        .args(["--k-sim", &hex::encode(&k_sim)])
+        .args(args)
+        .env("NUMPORT_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Runs a terminal to its end (at most 30 s); its stdout lines. It must succeed.
+async fn run_terminal(op: &numport::cluster::OperatorProc, msisdn: &Msisdn, args: &[&str]) -> Vec<String> {
+    finish(terminal_cmd(op, msisdn, args).spawn().unwrap()).await
+}
+
+async fn finish(child: tokio::process::Child) -> Vec<String> {
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the terminal did not finish")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout.lines().map(str::to_owned).collect()
+}
+
+fn json(lines: &[String]) -> Vec<serde_json::Value> {
+    lines.iter().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"))).collect()
+}
 
 /// Runs `numport terminal` against `air` until it has shown one message.
 async fn terminal(air: std::net::SocketAddr, imsi: &str, k_sim_hex: &str) -> std::process::Output {
@@ -18,18 +90,9 @@ async fn terminal(air: std::net::SocketAddr, imsi: &str, k_sim_hex: &str) -> std
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bank_sms_reaches_the_terminal() {
-    // SAFETY: no other test in this binary reads the environment.
-    unsafe { std::env::set_var("NUMPORT_BIN", env!("CARGO_BIN_EXE_numport")) };
+    let _serial = SERIAL.lock().await;
     let tmp = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(ClusterSpec {
-        dir: tmp.path().join("cluster"),
-        clearinghouse_db: None,
-        subscribers_per_operator: 2,
-        pin_stretch: PinStretch::FAST,
-        clearinghouse: clearinghouse::ClearinghouseConfig::default(),
-    })
-    .await
-    .unwrap();
+    let cluster = cluster(tmp.path()).await;
     let opa = cluster.op("opa");
     let msisdn = subscriber_number("4790", 1);
     let (imsi, k_sim) = sim_of(&msisdn);
@@ -82,5 +145,127 @@ async fn the_bank_sms_reaches_the_terminal() {
     let parsed = smsc::receipt::Receipt::parse(&text).unwrap();
     assert_eq!((parsed.message_id.as_str(), parsed.state), (id.as_str(), smsc::receipt::ReceiptState::Delivered));
     bank.unbind().await.unwrap();
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_sends_across_the_interconnect_and_gets_status_reports() {
+    let _serial = SERIAL.lock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = cluster(tmp.path()).await;
+    let (opa, opb) = (cluster.op("opa"), cluster.op("opb"));
+    // Alice is opa's subscriber, Bob opb's.
+    let (alice, bob) = (subscriber_number("4790", 0), subscriber_number("4791", 0));
+    routable(opb, &alice).await;
+    routable(opa, &bob).await;
+
+    // Alice's terminal waits for three messages.
+    let alice_terminal = terminal_cmd(opa, &alice, &["--count", "3", "--json"]).spawn().unwrap();
+
+    // Bob sends a short one (text output): opb routes it to opa over the interconnect; once
+    // Alice's terminal has it, opa's receipt settles it at opb, which sends Bob's terminal
+    // the SMS-STATUS-REPORT.
+    let short = "Hei Alice! Kommer du på kaffe?";
+    let lines = run_terminal(opb, &bob, &["--send", alice.as_str(), "--text", short, "--count", "1"]).await;
+    assert_eq!(lines[0], format!("attached as {bob}"));
+    let accepted = lines[1].strip_prefix(&format!("sent part 1/1 to {alice} (MR ")).expect(&lines[1]);
+    let mr = accepted.strip_suffix("): accepted").expect(accepted);
+    assert!(lines[2].contains(&format!("status report for MR {mr}: delivered (to {alice})")), "{lines:?}");
+    assert_eq!(lines.len(), 3, "{lines:?}");
+
+    // A long text (300 characters: two parts) and a long UCS-2 one: each part is acknowledged
+    // and reported on under its own TP-MR.
+    let long: String = (0..300).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let ucs2 = "Hilsen fra Tromsø 🌌🦌 — nordlyset danser over fjorden i kveld, kom ut og se! ❄️ Blåbærsyltetøy!";
+    for text in [long.as_str(), ucs2] {
+        let parts = sms::concat::segment(text, sms::concat::Reference::Eight(0)).unwrap().parts.len();
+        assert!(parts > 1, "{text} is long");
+        let out = json(
+            &run_terminal(
+                opb,
+                &bob,
+                &["--send", alice.as_str(), "--text", text, "--count", &parts.to_string(), "--json"],
+            )
+            .await,
+        );
+        let mut submitted: Vec<u64> = out.iter().filter_map(|v| v["submitted"]["mr"].as_u64()).collect();
+        let mut reported: Vec<u64> = out.iter().filter_map(|v| v["status_report"]["mr"].as_u64()).collect();
+        assert_eq!(submitted.len(), parts, "{out:?}");
+        assert!(out.iter().filter(|v| v.get("submitted").is_some()).all(|v| v["submitted"]["cause"] == 0));
+        assert!(
+            out.iter()
+                .filter(|v| v.get("status_report").is_some())
+                .all(|v| v["status_report"]["status"] == "delivered")
+        );
+        submitted.sort();
+        reported.sort();
+        assert_eq!(submitted, reported, "a status report for each part: {out:?}");
+    }
+
+    // Alice saw three messages from Bob, the long ones each once and whole.
+    let shown = json(&finish(alice_terminal).await);
+    let texts: Vec<&str> = shown.iter().map(|v| v["text"].as_str().unwrap()).collect();
+    assert_eq!(texts, [short, long.as_str(), ucs2]);
+    assert!(shown.iter().all(|v| v["from"] == bob.as_str()), "{shown:?}");
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_with_a_state_file_does_not_show_a_repeat_after_a_restart() {
+    let _serial = SERIAL.lock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = cluster(tmp.path()).await;
+    let (opa, opb) = (cluster.op("opa"), cluster.op("opb"));
+    let (alice, bob) = (subscriber_number("4790", 0), subscriber_number("4791", 0));
+    routable(opa, &alice).await;
+    let state = tmp.path().join("alice.state");
+    let state = state.to_str().unwrap();
+
+    // Bob's message reaches Alice's terminal, which records its reference in its state file.
+    let send =
+        async |text: &str| run_terminal(opb, &bob, &["--send", alice.as_str(), "--text", text, "--count", "0"]).await;
+    routable(opb, &alice).await;
+    send("First").await;
+    let shown = json(&run_terminal(opa, &alice, &["--count", "1", "--json", "--state", state]).await);
+    assert_eq!(shown[0]["text"], "First");
+
+    // The node delivers it again, as after a crash that lost the record of its delivery: the
+    // message is queued again in opa's database.
+    sqlx::any::install_default_drivers();
+    let db = sqlx::AnyPool::connect(&opa.db_url).await.unwrap();
+    let first: i64 = sqlx::query_scalar("SELECT MIN(id) FROM sms_messages WHERE destination = $1")
+        .bind(alice.as_str())
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    let requeue = || async {
+        let state = || sqlx::query_scalar::<_, String>("SELECT state FROM sms_messages WHERE id = $1").bind(first);
+        // The delivery is recorded first (so that nothing overwrites the reset).
+        let mut tries = 0;
+        while state().fetch_one(&db).await.unwrap() != "delivered" {
+            tries += 1;
+            assert!(tries < 500, "message {first} is not delivered");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        sqlx::query("UPDATE sms_messages SET state = 'queued', done_at = NULL WHERE id = $1")
+            .bind(first)
+            .execute(&db)
+            .await
+            .unwrap();
+    };
+    requeue().await;
+    send("Second").await;
+
+    // Restarted with the same state file, the terminal acknowledges the repeat without
+    // showing it, then shows the new message.
+    let shown = json(&run_terminal(opa, &alice, &["--count", "1", "--json", "--state", state]).await);
+    assert_eq!(shown.iter().map(|v| v["text"].as_str().unwrap()).collect::<Vec<_>>(), ["Second"]);
+
+    // The repeat did reach the terminal (the node records it delivered again, which the reset
+    // waits for); without the state file it is shown.
+    requeue().await;
+    let shown = json(&run_terminal(opa, &alice, &["--count", "1", "--json"]).await);
+    assert_eq!(shown[0]["text"], "First");
+    db.close().await;
     cluster.stop().await;
 }

@@ -3,22 +3,48 @@
 //! queued for their number as SMS-DELIVER TPDUs, each acknowledged before it counts as
 //! delivered. A message whose delivery is not acknowledged stays queued and is sent again at
 //! the next attach (at-least-once; the terminal drops repeats by reference).
+//!
+//! An attached terminal also sends: an SMS-SUBMIT (`Submit` frame) is routed by the node's
+//! replica and committed exactly as an ESME's submit_sm is ([`crate::sms_center::accept`]),
+//! then answered with `SubmitAck` (cause 0, or an RP-cause of TS 24.011 when refused, with
+//! nothing stored). The message records the terminal and its TP-MR as its submitter
+//! ([`terminal_submitter`]); when it reaches a final state and the terminal asked for a status
+//! report (TP-SRR), the receipts task hands the report to this session, which sends it as an
+//! SMS-STATUS-REPORT in a `Deliver` frame and reports the terminal's `DeliverAck` back.
+//!
+//! References of `Deliver` frames: a message's id for an SMS-DELIVER; for an SMS-STATUS-REPORT
+//! the id of the message it reports on with the top bit set ([`report_reference`]), so that a
+//! message sent to oneself and its report do not share one.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use numport_core::Millis;
 use sms::address::{Address, TON_ALPHANUMERIC};
 use sms::air::{CAUSE_AUTH_FAILED, CAUSE_OK, Frame, MAX_BODY, verify_attach_proof};
-use sms::tpdu::{DataCoding, SmsDeliver, Timestamp, Tpdu, UserData};
+use sms::tpdu::{
+    Alphabet, DataCoding, Payload, SmsDeliver, SmsStatusReport, SmsSubmit, Timestamp, Tpdu, UserData, ValidityPeriod,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::sms_center::Change;
-use crate::store::sms::{SmsState, StoredSms};
+use crate::sms_center::{Change, Refusal, Submission, ToTerminal};
+use crate::store::sms::{SmsState, StoredSms, terminal_submitter};
 use crate::{Node, OperatorError};
+
+/// `SubmitAck` causes (RP-Cause values, TS 24.011 §8.2.5.4): the destination is no number
+/// any operator serves.
+pub const CAUSE_UNASSIGNED_NUMBER: u8 = 1;
+/// The validity period asked for has already ended.
+pub const CAUSE_SM_REJECTED: u8 = 21;
+/// The message could not be recorded; try again.
+pub const CAUSE_TEMPORARY_FAILURE: u8 = 41;
+/// The TPDU is no SMS-SUBMIT, or cannot be carried on.
+pub const CAUSE_INVALID_MANDATORY_INFORMATION: u8 = 96;
 
 /// How long a terminal has for each step of the attach, and to acknowledge a delivery.
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -99,10 +125,11 @@ async fn session(node: &Node, stream: TcpStream, stop: CancellationToken) -> Res
     deliver(node, &msisdn, write, read, stop).await
 }
 
-/// Delivers the terminal's messages, up to [`WINDOW`] unacknowledged at once: first those
-/// waiting in the database, then each one as it is committed. A message counts as delivered
-/// when the terminal acknowledges it; one the terminal refuses (memory full) waits for the
-/// scheduler's next attempt.
+/// Serves an attached terminal: delivers its messages, up to [`WINDOW`] unacknowledged at
+/// once (first those waiting in the database, then each one as it is committed), sends the
+/// status reports owed to it, and takes its submits. A message counts as delivered when the
+/// terminal acknowledges it; one the terminal refuses (memory full) waits for the scheduler's
+/// next attempt.
 async fn deliver(
     node: &Node,
     msisdn: &str,
@@ -122,28 +149,39 @@ async fn deliver(
             }
         }
     });
-    let mut backlog: VecDeque<StoredSms> = node.store().queued_for(msisdn, BACKLOG as i64).await?.into();
+    let mut backlog: VecDeque<ToTerminal> =
+        node.store().queued_for(msisdn, BACKLOG as i64).await?.into_iter().map(ToTerminal::Message).collect();
     // Sent and not yet acknowledged, by reference, with when they were sent.
-    let mut unacked: HashMap<u32, (StoredSms, Instant)> = HashMap::new();
+    let mut unacked: HashMap<u32, (ToTerminal, Instant)> = HashMap::new();
     // Ids handed over in this session, so a message dispatched twice is sent once.
     let mut seen = RecentIds::default();
+    // The terminal's submits being committed; each ends in its SubmitAck.
+    let mut submits = FuturesUnordered::new();
     let mut out = Vec::new();
     let mut rescan = tokio::time::interval(POLL);
     let result = async {
         loop {
             while unacked.len() < WINDOW
-                && let Some(m) = backlog.pop_front()
+                && let Some(next) = backlog.pop_front()
             {
-                if !seen.insert(m.id) {
-                    continue;
-                }
-                let Some(tpdu) = deliver_tpdu(&m) else {
-                    center.commit_soon(Change::Final(m, SmsState::Undeliverable)).await;
+                let frame = match &next {
+                    ToTerminal::Message(m) if !seen.insert(m.id) => continue,
+                    ToTerminal::Message(m) => deliver_tpdu(m).map(|tpdu| (m.id as u32, tpdu)),
+                    ToTerminal::StatusReport(m, _) => status_report_tpdu(m).map(|tpdu| (report_reference(m.id), tpdu)),
+                };
+                let Some((reference, tpdu)) = frame else {
+                    match next {
+                        ToTerminal::Message(m) => center.commit_soon(Change::Final(m, SmsState::Undeliverable)).await,
+                        // Like an ESME receipt that cannot be encoded: given up, counted as sent.
+                        ToTerminal::StatusReport(m, done) => {
+                            tracing::warn!(id = m.id, "status report cannot be encoded; not sent");
+                            let _ = done.send(true);
+                        }
+                    }
                     continue;
                 };
-                let reference = m.id as u32;
                 out.extend(Frame::Deliver { reference, tpdu }.encode());
-                unacked.insert(reference, (m, Instant::now()));
+                unacked.insert(reference, (next, Instant::now()));
             }
             if !out.is_empty() {
                 write.write_all(&out).await?;
@@ -151,21 +189,27 @@ async fn deliver(
             }
             tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
-                f = frames.recv() => match f {
+                Some(ack) = submits.next(), if !submits.is_empty() => out.extend(Frame::encode(&ack)),
+                f = frames.recv(), if submits.len() < WINDOW => match f {
                     None => return Ok(()),
-                    Some(Frame::DeliverAck { reference, cause }) => {
-                        let Some((m, _)) = unacked.remove(&reference) else { continue };
-                        if cause == CAUSE_OK {
+                    Some(Frame::DeliverAck { reference, cause }) => match unacked.remove(&reference) {
+                        None => {}
+                        Some((ToTerminal::Message(m), _)) if cause == CAUSE_OK => {
                             center.commit_soon(Change::Final(m, SmsState::Delivered)).await;
-                        } else {
+                        }
+                        Some((ToTerminal::Message(m), _)) => {
                             tracing::info!(id = m.id, cause, "terminal refused a message; later");
                             let next = node.now() + node.config().smpp.retry_after(m.attempts) as i64;
                             center.commit_soon(Change::Retry(m.id, next)).await;
                         }
-                    }
+                        Some((ToTerminal::StatusReport(_, done), _)) => {
+                            let _ = done.send(cause == CAUSE_OK);
+                        }
+                    },
+                    Some(Frame::Submit { reference, tpdu }) => submits.push(submit(node, msisdn, reference, tpdu)),
                     Some(other) => tracing::debug!(?other, "unexpected frame from an attached terminal"),
                 },
-                Some(m) = live.recv(), if backlog.len() < BACKLOG => backlog.push_back(m),
+                Some(next) = live.recv(), if backlog.len() < BACKLOG => backlog.push_back(next),
                 _ = rescan.tick() => {
                     if unacked.values().any(|(_, sent)| sent.elapsed() > STEP_TIMEOUT) {
                         tracing::info!(msisdn, "terminal does not acknowledge; detaching");
@@ -173,7 +217,7 @@ async fn deliver(
                     }
                     // Messages the live queue could not carry wait in the database.
                     if backlog.is_empty() && unacked.is_empty() {
-                        backlog.extend(node.store().queued_for(msisdn, BACKLOG as i64).await?);
+                        backlog.extend(node.store().queued_for(msisdn, BACKLOG as i64).await?.into_iter().map(ToTerminal::Message));
                     }
                 }
             }
@@ -182,6 +226,94 @@ async fn deliver(
     .await;
     reader.abort();
     result
+}
+
+/// The `Deliver` reference of the status report on message `id`: the id with the top bit set,
+/// apart from the references of messages (ids below 2³¹).
+pub fn report_reference(id: i64) -> u32 {
+    id as u32 | 0x8000_0000
+}
+
+/// Takes one SMS-SUBMIT of the terminal `msisdn`: routed, numbered and committed like an
+/// ESME's submit_sm. The `SubmitAck` to answer with.
+async fn submit(node: &Node, msisdn: &str, reference: u32, tpdu: Vec<u8>) -> Frame {
+    let now = node.now();
+    let cause = match Tpdu::decode_mo(&tpdu).map_err(|e| e.to_string()).and_then(|t| submission(msisdn, t, now)) {
+        Err(e) => {
+            tracing::info!(msisdn, error = e, "SMS-SUBMIT refused");
+            CAUSE_INVALID_MANDATORY_INFORMATION
+        }
+        Ok(s) => match crate::sms_center::accept(node, s, now).await {
+            Ok(id) => {
+                tracing::debug!(msisdn, id, "SMS-SUBMIT accepted");
+                CAUSE_OK
+            }
+            Err(Refusal::Destination) => CAUSE_UNASSIGNED_NUMBER,
+            Err(Refusal::Expiry) => CAUSE_SM_REJECTED,
+            Err(Refusal::NotRecorded) => CAUSE_TEMPORARY_FAILURE,
+        },
+    };
+    Frame::SubmitAck { reference, cause }
+}
+
+/// The [`Submission`] of an SMS-SUBMIT from the terminal `msisdn`, in the SMPP terms the SMS
+/// center stores: text in the 7-bit alphabet as one octet a character (data_coding 0, as
+/// ESMEs submit it; Latin-1, which the alphabet's characters fit but for the Greek capitals
+/// and `€`), else UCS-2 octets (data_coding 8); 8-bit data as data_coding 4. A user data
+/// header opens the payload, with esm_class 0x40. TP-SRR asks for a receipt (registered
+/// delivery 1), which comes back as an SMS-STATUS-REPORT with the TP-MR.
+pub(crate) fn submission(msisdn: &str, tpdu: Tpdu, now: Millis) -> Result<Submission, String> {
+    let Tpdu::Submit(s) = tpdu else { return Err("not an SMS-SUBMIT".into()) };
+    let SmsSubmit { status_report_request, message_reference, destination, dcs, validity, user_data, .. } = s;
+    let (data_coding, body) = match (&user_data.payload, dcs.alphabet()) {
+        (Payload::Septets(_), _) => {
+            let text = user_data.text(dcs);
+            match text.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect::<Option<Vec<u8>>>() {
+                Some(latin1) => (0, latin1),
+                None => (8, text.encode_utf16().flat_map(u16::to_be_bytes).collect()),
+            }
+        }
+        (Payload::Octets(o), Alphabet::Ucs2) => (8, o.clone()),
+        (Payload::Octets(o), _) => (4, o.clone()),
+    };
+    let header = user_data.header.as_ref().map(sms::udh::UserDataHeader::encode).unwrap_or_default();
+    // UCS-2 must fit one TPDU again on the way out.
+    if data_coding != 0 && header.len() + body.len() > 140 {
+        return Err(format!("{} octets of user data do not fit an SMS-DELIVER", header.len() + body.len()));
+    }
+    if !destination.value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("destination {:?} is no number", destination.value));
+    }
+    let validity = match validity {
+        None | Some(ValidityPeriod::Enhanced(_)) => None,
+        Some(ValidityPeriod::Relative(v)) => Some(now + ValidityPeriod::relative_seconds(v) as i64 * 1000),
+        Some(ValidityPeriod::Absolute(t)) => {
+            let sign = if t.tz_quarters < 0 { '-' } else { '+' };
+            let field = format!(
+                "{:02}{:02}{:02}{:02}{:02}{:02}0{:02}{sign}",
+                t.year,
+                t.month,
+                t.day,
+                t.hour,
+                t.minute,
+                t.second,
+                t.tz_quarters.unsigned_abs()
+            );
+            smsc::time::parse_smpp_time(&field, now).map_err(|e| e.to_string())?
+        }
+    };
+    Ok(Submission {
+        system_id: terminal_submitter(msisdn, message_reference),
+        source_addr: msisdn.to_owned(),
+        source_ton: sms::address::TON_INTERNATIONAL,
+        destination: destination.value,
+        esm_class: if user_data.header.is_some() { 0x40 } else { 0 },
+        data_coding,
+        registered_delivery: u8::from(status_report_request),
+        payload: [header, body].concat(),
+        validity,
+        origin_ref: None,
+    })
 }
 
 /// The ids of the last messages a session handed over, bounded.
@@ -252,6 +384,30 @@ pub(crate) fn deliver_tpdu(m: &StoredSms) -> Option<Vec<u8>> {
     Tpdu::Deliver(deliver).encode().ok()
 }
 
+/// The SMS-STATUS-REPORT on `m`, a final message a terminal submitted: its TP-MR, the
+/// recipient, when it was submitted and settled, and TP-ST: 0x00 delivered, 0x46 validity
+/// period expired, 0x43 not obtainable (permanent failure); 0x20 (still trying) if it is not
+/// final. `None` if no terminal submitted `m`.
+pub(crate) fn status_report_tpdu(m: &StoredSms) -> Option<Vec<u8>> {
+    let (_, message_reference) = m.submitting_terminal()?;
+    let status = match m.state {
+        SmsState::Delivered => 0x00,
+        SmsState::Expired => 0x46,
+        SmsState::Undeliverable => 0x43,
+        SmsState::Queued | SmsState::Forwarded => 0x20,
+    };
+    let report = SmsStatusReport {
+        more_messages: false,
+        qualifier_command: false,
+        message_reference,
+        recipient: Address::international(&m.destination),
+        scts: timestamp(m.submitted_at),
+        discharge: timestamp(m.done_at.unwrap_or(m.submitted_at)),
+        status,
+    };
+    Tpdu::StatusReport(report).encode().ok()
+}
+
 fn timestamp(ms: Millis) -> Timestamp {
     let t = smsc::receipt::ReceiptTime::from_unix_ms(ms);
     Timestamp {
@@ -262,5 +418,139 @@ fn timestamp(ms: Millis) -> Timestamp {
         minute: t.minute,
         second: (ms.div_euclid(1000) % 60) as u8,
         tz_quarters: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sms::NewSms;
+    use sms::concat::{Reassembler, Reference, segment};
+
+    const NOW: Millis = 1_795_453_500_000;
+
+    /// The message the SMS center would store for `s`, routed locally.
+    fn stored(id: i64, s: Submission) -> StoredSms {
+        StoredSms::new(
+            id,
+            NewSms {
+                system_id: s.system_id,
+                source_addr: s.source_addr,
+                source_ton: s.source_ton,
+                destination: s.destination,
+                serving_operator: "opa".into(),
+                route: "local",
+                esm_class: s.esm_class,
+                data_coding: s.data_coding,
+                registered_delivery: s.registered_delivery,
+                payload: s.payload,
+                submitted_at: NOW,
+                expires_at: s.validity.unwrap_or(NOW + 3_600_000),
+                next_attempt_at: NOW,
+                origin_ref: None,
+            },
+        )
+    }
+
+    /// The SMS-SUBMITs of `text`, as a terminal sends them.
+    fn submits(text: &str) -> Vec<Tpdu> {
+        let s = segment(text, Reference::Eight(42)).unwrap();
+        s.parts
+            .into_iter()
+            .enumerate()
+            .map(|(i, user_data)| {
+                Tpdu::Submit(SmsSubmit {
+                    reject_duplicates: false,
+                    status_report_request: true,
+                    reply_path: false,
+                    message_reference: 200 + i as u8,
+                    destination: Address::international("4790000001"),
+                    pid: 0,
+                    dcs: s.dcs,
+                    validity: Some(ValidityPeriod::Relative(11)),
+                    user_data,
+                })
+            })
+            .collect()
+    }
+
+    /// Submitted at one terminal, stored, delivered to another: the text it reads.
+    fn through_the_center(text: &str) -> (Vec<Submission>, String) {
+        let subs: Vec<Submission> =
+            submits(text).into_iter().map(|t| submission("4791000001", t, NOW).unwrap()).collect();
+        let mut r = Reassembler::new(4);
+        let mut whole = None;
+        for (i, s) in subs.iter().enumerate() {
+            let tpdu = deliver_tpdu(&stored(i as i64 + 1, s.clone())).unwrap();
+            let Ok(Tpdu::Deliver(d)) = Tpdu::decode_mt(&tpdu) else { panic!("no SMS-DELIVER") };
+            assert_eq!(d.originator, Address::international("4791000001"));
+            whole = r.receive_deliver(&d).or(whole);
+        }
+        (subs, whole.expect("the message completes"))
+    }
+
+    #[test]
+    fn a_terminal_submit_is_stored_as_an_esme_submit_is() {
+        let (subs, text) = through_the_center("Hei fra opb: blåbær og ÆØÅ");
+        assert_eq!(text, "Hei fra opb: blåbær og ÆØÅ");
+        let s = &subs[0];
+        assert_eq!((s.data_coding, s.esm_class, s.registered_delivery), (0, 0, 1));
+        assert_eq!(s.payload, "Hei fra opb: blåbær og ÆØÅ".chars().map(|c| c as u8).collect::<Vec<_>>());
+        assert_eq!((s.source_addr.as_str(), s.source_ton, s.destination.as_str()), ("4791000001", 1, "4790000001"));
+        assert_eq!(s.validity, Some(NOW + 12 * 5 * 60_000));
+        let m = stored(1, s.clone());
+        assert_eq!(m.submitting_terminal(), Some(("4791000001", 200)));
+        assert_eq!(m.system_id, "msisdn:4791000001:200");
+    }
+
+    #[test]
+    fn long_and_ucs2_submits_keep_their_headers_and_read_back_whole() {
+        let long = "0123456789".repeat(30);
+        let (subs, text) = through_the_center(&long);
+        assert_eq!(text, long);
+        assert_eq!(subs.len(), 2);
+        assert!(subs.iter().all(|s| s.esm_class == 0x40 && s.data_coding == 0));
+        assert_eq!(
+            subs.iter().map(|s| s.system_id.as_str()).collect::<Vec<_>>(),
+            ["msisdn:4791000001:200", "msisdn:4791000001:201"]
+        );
+
+        let ucs2 = "Hilsen fra Tromsø 🌌🦌 — nordlyset danser over fjorden i kveld, kom ut og se! ❄️".repeat(2);
+        let (subs, text) = through_the_center(&ucs2);
+        assert_eq!(text, ucs2);
+        assert!(subs.len() > 1 && subs.iter().all(|s| s.esm_class == 0x40 && s.data_coding == 8));
+
+        // 7-bit text outside Latin-1 goes as UCS-2 where it fits, and is refused where not.
+        let (subs, text) = through_the_center("Δ = 5 €");
+        assert_eq!((text.as_str(), subs[0].data_coding), ("Δ = 5 €", 8));
+        let t = submits(&"€".repeat(80)).remove(0);
+        assert!(submission("4791000001", t, NOW).is_err());
+    }
+
+    #[test]
+    fn a_status_report_carries_the_mr_and_the_outcome() {
+        let s = submission("4791000001", submits("Hei").remove(0), NOW).unwrap();
+        for (state, status) in [(SmsState::Delivered, 0x00), (SmsState::Expired, 0x46), (SmsState::Undeliverable, 0x43)]
+        {
+            let m = StoredSms { state, done_at: Some(NOW + 61_000), ..stored(7, s.clone()) };
+            let Ok(Tpdu::StatusReport(r)) = Tpdu::decode_mt(&status_report_tpdu(&m).unwrap()) else { panic!() };
+            assert_eq!((r.message_reference, r.status, r.recipient.value.as_str()), (200, status, "4790000001"));
+            assert_eq!((r.discharge.minute, r.discharge.second), (6, 1));
+        }
+        let esme = StoredSms { system_id: "bank".into(), ..stored(7, s) };
+        assert_eq!(status_report_tpdu(&esme), None);
+        assert_eq!(report_reference(7), 0x8000_0007);
+    }
+
+    #[test]
+    fn what_is_no_submit_is_refused() {
+        let deliver = Tpdu::decode_mt(
+            &deliver_tpdu(&stored(1, submission("4791000001", submits("x").remove(0), NOW).unwrap())).unwrap(),
+        )
+        .unwrap();
+        assert!(submission("4791000001", deliver, NOW).is_err());
+        let Tpdu::Submit(mut s) = submits("x").remove(0) else { panic!() };
+        s.destination = Address::alphanumeric("MyBank");
+        assert!(submission("4791000001", Tpdu::Submit(s), NOW).is_err());
     }
 }

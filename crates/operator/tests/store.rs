@@ -159,6 +159,92 @@ async fn exercise(store: &OperatorStore) {
     assert_eq!(events[0].detail, json!({"n": 1}));
     assert_eq!(events[0].counterpart.as_ref().map(|c| c.as_str()), Some("opb"));
     assert_eq!(store.recent_port_events(2).await.unwrap()[0].kind, "port_out");
+
+    sms_batches(store).await;
+}
+
+/// The SMS center's group commit: inserts, states, receipts, and a forwarded message sent again.
+async fn sms_batches(store: &OperatorStore) {
+    use operator::store::sms::{NewSms, SmsBatch, SmsState, StoredSms};
+    let sms = |id: i64, system_id: &str, origin_ref: Option<&str>, registered_delivery: u8| {
+        StoredSms::new(
+            id,
+            NewSms {
+                system_id: system_id.into(),
+                source_addr: "MyBank".into(),
+                source_ton: 5,
+                destination: "4790000001".into(),
+                serving_operator: "opa".into(),
+                route: "local",
+                esm_class: 0,
+                data_coding: 0,
+                registered_delivery,
+                payload: b"code 1".to_vec(),
+                submitted_at: 1000,
+                expires_at: 5000,
+                next_attempt_at: 2000,
+                origin_ref: origin_ref.map(str::to_owned),
+            },
+        )
+    };
+    let first_id = store.max_sms_id().await.unwrap() + 1;
+    let ids: Vec<i64> = (first_id..first_id + 40).collect();
+    let batch = SmsBatch {
+        inserts: ids
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| sms(id, "ic-opb", Some(&format!("b{id}")), (i % 3) as u8))
+            .collect(),
+        ..SmsBatch::default()
+    };
+    assert_eq!(store.apply_sms_batch(&batch, 1000).await.unwrap(), vec![]);
+    assert_eq!(store.max_sms_id().await.unwrap(), first_id + 39);
+    assert_eq!(store.queued_for("4790000001", 100).await.unwrap().len(), 40);
+
+    // opb sends message b<first> again (it crashed before recording our answer): not stored
+    // twice, and the answer names the first copy; another ESME's same reference is its own.
+    let again = SmsBatch {
+        inserts: vec![
+            sms(first_id + 100, "ic-opb", Some(&format!("b{first_id}")), 1),
+            sms(first_id + 101, "ic-opc", Some(&format!("b{first_id}")), 1),
+            sms(first_id + 102, "bank", None, 1),
+        ],
+        ..SmsBatch::default()
+    };
+    assert_eq!(store.apply_sms_batch(&again, 1000).await.unwrap(), vec![(first_id + 100, first_id)]);
+    assert!(store.sms(first_id + 100).await.unwrap().is_none());
+    assert!(store.sms(first_id + 101).await.unwrap().is_some());
+
+    // Finals owe receipts by registered_delivery: 1 always, 2 on failure only, 0 never.
+    let finals = SmsBatch {
+        finals: vec![(ids[0], SmsState::Delivered), (ids[1], SmsState::Delivered), (ids[2], SmsState::Expired)],
+        forwarded: vec![(ids[3], "remote-3".into()), (ids[4], "remote-4".into())],
+        retries: vec![(ids[5], 9000)],
+        ..SmsBatch::default()
+    };
+    store.apply_sms_batch(&finals, 3000).await.unwrap();
+    let m0 = store.sms(ids[0]).await.unwrap().unwrap(); // registered_delivery 0
+    let m1 = store.sms(ids[1]).await.unwrap().unwrap(); // 1
+    let m2 = store.sms(ids[2]).await.unwrap().unwrap(); // 2, failed
+    assert_eq!((m0.state, m0.receipt.as_str(), m0.done_at), (SmsState::Delivered, "none", Some(3000)));
+    assert_eq!((m1.state, m1.receipt.as_str()), (SmsState::Delivered, "owed"));
+    assert_eq!((m2.state, m2.receipt.as_str()), (SmsState::Expired, "owed"));
+    let f = store.sms(ids[3]).await.unwrap().unwrap();
+    assert_eq!((f.state, f.remote_id.as_deref()), (SmsState::Forwarded, Some("remote-3")));
+    assert_eq!(store.forwarded_as("opa", "remote-4").await.unwrap().map(|m| m.id), Some(ids[4]));
+    let r = store.sms(ids[5]).await.unwrap().unwrap();
+    assert_eq!((r.attempts, r.next_attempt_at), (1, 9000));
+    let owed: Vec<i64> = store.owed_receipts(10).await.unwrap().iter().map(|m| m.id).collect();
+    assert_eq!(owed, vec![ids[1], ids[2]]);
+    assert_eq!(store.due_local(2500, 100).await.unwrap().len(), 40 - 6 + 2, "all queued but the retried one");
+    assert_eq!(store.expired_by(5000, 100).await.unwrap().len(), 40 - 6 + 2 + 1);
+
+    // A state moves only forward: a second final outcome changes nothing.
+    let late =
+        SmsBatch { finals: vec![(ids[2], SmsState::Delivered)], receipts_sent: vec![ids[1]], ..SmsBatch::default() };
+    store.apply_sms_batch(&late, 4000).await.unwrap();
+    assert_eq!(store.sms(ids[2]).await.unwrap().unwrap().state, SmsState::Expired);
+    assert_eq!(store.owed_receipts(10).await.unwrap().iter().map(|m| m.id).collect::<Vec<_>>(), vec![ids[2]]);
 }
 
 #[tokio::test]

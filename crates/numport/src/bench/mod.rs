@@ -4,6 +4,7 @@ mod enum_dns;
 mod lookup;
 mod porting;
 mod propagation;
+mod sms;
 
 use std::process::ExitCode;
 
@@ -26,6 +27,9 @@ enum Which {
     /// Time from settlement until every replica (three operator nodes and a standalone one)
     /// answers the new route.
     Propagation(propagation::Args),
+    /// Short messages end to end: ESMEs submit to opa's SMS center over SMPP, terminals
+    /// attached at opa and opb receive them; then a fixed-rate latency run and a `kill -9`.
+    Sms(sms::Args),
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -34,5 +38,6 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Which::Lookup(a) => lookup::run(a),
         Which::Enum(a) => enum_dns::run(a).await,
         Which::Propagation(a) => propagation::run(a).await,
+        Which::Sms(a) => sms::run(a).await,
     }
 }

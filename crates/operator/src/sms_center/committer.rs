@@ -30,7 +30,16 @@ pub enum Change {
 
 pub(crate) struct Pending {
     pub change: Change,
-    pub done: Option<oneshot::Sender<Result<(), OperatorError>>>,
+    pub done: Option<oneshot::Sender<Result<Committed, OperatorError>>>,
+}
+
+/// How a change was committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committed {
+    Done,
+    /// The insert repeats the message with this id (a forwarded message sent again), which
+    /// stands in its place; nothing new was stored.
+    RepeatOf(i64),
 }
 
 /// Commits changes until `stop`; then commits what is already queued and returns.
@@ -71,12 +80,22 @@ async fn commit(node: &Node, pending: &mut Vec<Pending>) {
         tracing::error!(error = %e, changes = pending.len(), "SMS center commit failed");
     }
     let center = node.sms();
+    let repeats: std::collections::HashMap<i64, i64> =
+        result.as_ref().map(|r| r.iter().copied().collect()).unwrap_or_default();
     for p in pending.drain(..) {
-        let ok = result.is_ok();
+        let repeat_of = match &p.change {
+            Change::Insert(m) => repeats.get(&m.id).copied(),
+            _ => None,
+        };
         if let Some(done) = p.done {
-            let _ = done.send(result.as_ref().map(|_| ()).map_err(|e| OperatorError::Config(e.to_string())));
+            let outcome = match (&result, repeat_of) {
+                (Ok(_), Some(id)) => Ok(Committed::RepeatOf(id)),
+                (Ok(_), None) => Ok(Committed::Done),
+                (Err(e), _) => Err(OperatorError::Config(e.to_string())),
+            };
+            let _ = done.send(outcome);
         }
-        if !ok {
+        if result.is_err() || repeat_of.is_some() {
             continue;
         }
         if let Change::Final(m, state) = &p.change {

@@ -17,7 +17,8 @@ use smsc::client::{Client, ClientError, Incoming};
 use smsc::receipt::Receipt;
 use smsc::rusmpp::CommandStatus;
 use smsc::rusmpp::pdus::SubmitSm;
-use smsc::rusmpp::types::{COctetString, OctetString};
+use smsc::rusmpp::tlvs::{MessageSubmissionRequestTlvValue, TlvTag};
+use smsc::rusmpp::types::{AnyOctetString, COctetString, OctetString};
 use smsc::rusmpp::values::{DataCoding, EsmClass, Npi, RegisteredDelivery, Ton};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -195,7 +196,7 @@ async fn settle(node: &Node, operator: &str, known: Option<StoredSms>, (receipt,
         return;
     };
     let status = match node.sms().commit(Change::Final(m, state)).await {
-        Ok(()) => CommandStatus::EsmeRok,
+        Ok(_) => CommandStatus::EsmeRok,
         Err(_) => CommandStatus::EsmeRxTAppn,
     };
     incoming.answer(status);
@@ -231,6 +232,12 @@ fn submit_of(m: &StoredSms) -> Option<SubmitSm> {
             .validity_period(validity.parse().ok()?)
             .registered_delivery(RegisteredDelivery::request_all())
             .short_message(OctetString::from_slice(&m.payload).ok()?)
+            // Our id: if we crash before recording the peer's answer, the peer takes the
+            // message we send again as the repeat it is.
+            .push_tlv(MessageSubmissionRequestTlvValue::Other {
+                tag: TlvTag::Other(super::TLV_ORIGIN_REF),
+                value: AnyOctetString::from_string(m.id.to_string()),
+            })
             .build(),
     )
 }

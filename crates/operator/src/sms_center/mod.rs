@@ -9,8 +9,22 @@
 //!   validity period ends;
 //! - a number another operator serves goes to that operator's SMS center over an SMPP
 //!   [`interconnect`], whose delivery receipt settles it;
-//! - a final outcome owes the submitting ESME a delivery receipt if it asked for one, sent as
-//!   deliver_sm by [`receipts`].
+//! - a final outcome owes the submitter a delivery receipt if it asked for one, sent by
+//!   [`receipts`]: to an ESME as deliver_sm, to a terminal as an SMS-STATUS-REPORT.
+//!
+//! Terminals submit too: an SMS-SUBMIT over the air ([`crate::air`]) becomes a [`Submission`]
+//! like an ESME's submit_sm, and both go through [`accept`] (route by the replica, number,
+//! commit). The message records its terminal in `system_id` as
+//! [`terminal_submitter`](crate::store::sms::terminal_submitter)'s marker, so its receipt can
+//! find the way back.
+//!
+//! **Status reports.** An attached terminal's session takes everything bound for that terminal
+//! from one queue ([`ToTerminal`]): messages to deliver, and the receipts owed for messages it
+//! submitted. The receipts task hands a receipt to the session with
+//! [`SmsCenter::report_to_terminal`] and waits, as it waits for an ESME's deliver_sm_resp, for
+//! the terminal's acknowledgement of the SMS-STATUS-REPORT before committing the receipt as
+//! sent. A receipt for a terminal that is not attached stays owed in the database, and the
+//! receipts task's rescan hands it over once the terminal attaches again.
 //!
 //! Every change of state goes through the [`committer`], which commits whatever has gathered
 //! while the previous commit ran in one transaction (group commit): the database sees one
@@ -26,16 +40,17 @@ pub mod scheduler;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
 
 use numport_core::{Millis, Msisdn};
 use smsc::SubmitHandler;
 use smsc::rusmpp::CommandStatus;
 use smsc::rusmpp::pdus::SubmitSm;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::Node;
 use crate::store::sms::{NewSms, SmsState, StoredSms};
-pub use committer::Change;
+pub use committer::{Change, Committed};
 
 /// Messages an attached terminal's session has not yet taken, at most.
 const TERMINAL_QUEUE: usize = 1024;
@@ -47,7 +62,7 @@ pub struct SmsCenter {
     commits: mpsc::Sender<committer::Pending>,
     next_id: AtomicI64,
     /// Attached terminals' sessions, by number.
-    terminals: Mutex<HashMap<String, (u64, mpsc::Sender<StoredSms>)>>,
+    terminals: Mutex<HashMap<String, (u64, mpsc::Sender<ToTerminal>)>>,
     next_session: AtomicU64,
     /// Interconnect links' queues, by serving operator.
     peers: HashMap<String, mpsc::Sender<StoredSms>>,
@@ -62,6 +77,17 @@ pub(crate) struct Tasks {
     pub commits: mpsc::Receiver<committer::Pending>,
     pub peers: Vec<(String, mpsc::Receiver<StoredSms>)>,
     pub receipts: mpsc::Receiver<StoredSms>,
+}
+
+/// What an attached terminal's session is handed to send.
+#[derive(Debug)]
+pub enum ToTerminal {
+    /// A committed message for the terminal's number: an SMS-DELIVER.
+    Message(StoredSms),
+    /// A message the terminal submitted reached a final state and owes it a receipt: an
+    /// SMS-STATUS-REPORT. The session answers on the sender whether the terminal acknowledged
+    /// it (dropping it means no).
+    StatusReport(StoredSms, oneshot::Sender<bool>),
 }
 
 /// An attached terminal's place in [`SmsCenter`]; leaving drops it.
@@ -106,7 +132,7 @@ impl SmsCenter {
     }
 
     /// Commits `change` and waits until it is durable.
-    pub async fn commit(&self, change: Change) -> Result<(), crate::OperatorError> {
+    pub async fn commit(&self, change: Change) -> Result<Committed, crate::OperatorError> {
         let (done, committed) = tokio::sync::oneshot::channel();
         self.commits
             .send(committer::Pending { change, done: Some(done) })
@@ -121,9 +147,10 @@ impl SmsCenter {
         let _ = self.commits.send(committer::Pending { change, done: None }).await;
     }
 
-    /// Registers an attached terminal's session: messages for `msisdn` committed from now on
-    /// arrive on the returned receiver. A later attach of the same number replaces it.
-    pub fn attach(&self, msisdn: &str) -> (Attachment<'_>, mpsc::Receiver<StoredSms>) {
+    /// Registers an attached terminal's session: messages for `msisdn` committed from now on,
+    /// and status reports for messages it submitted, arrive on the returned receiver. A later
+    /// attach of the same number replaces it.
+    pub fn attach(&self, msisdn: &str) -> (Attachment<'_>, mpsc::Receiver<ToTerminal>) {
         let (tx, rx) = mpsc::channel(TERMINAL_QUEUE);
         let session = self.next_session.fetch_add(1, Ordering::Relaxed);
         self.terminals.lock().unwrap_or_else(|e| e.into_inner()).insert(msisdn.to_owned(), (session, tx));
@@ -140,7 +167,7 @@ impl SmsCenter {
         if m.route == "local" {
             let terminals = self.terminals.lock().unwrap_or_else(|e| e.into_inner());
             if let Some((_, tx)) = terminals.get(&m.destination) {
-                let _ = tx.try_send(m);
+                let _ = tx.try_send(ToTerminal::Message(m));
             }
         } else if let Some(tx) = self.peers.get(&m.serving_operator) {
             let _ = tx.try_send(m);
@@ -151,6 +178,20 @@ impl SmsCenter {
     pub(crate) fn settled(&self, m: StoredSms) {
         let _ = self.receipts.try_send(m);
     }
+
+    /// Hands the receipt of `m`, a final message terminal `msisdn` submitted, to that
+    /// terminal's session as an SMS-STATUS-REPORT; true once the terminal acknowledged it
+    /// within `timeout`. False at once if the terminal is not attached or its queue is full:
+    /// the receipt stays owed.
+    pub(crate) async fn report_to_terminal(&self, msisdn: &str, m: StoredSms, timeout: Duration) -> bool {
+        let session = self.terminals.lock().unwrap_or_else(|e| e.into_inner()).get(msisdn).map(|(_, tx)| tx.clone());
+        let Some(session) = session else { return false };
+        let (done, acknowledged) = oneshot::channel();
+        if session.try_send(ToTerminal::StatusReport(m, done)).is_err() {
+            return false;
+        }
+        matches!(tokio::time::timeout(timeout, acknowledged).await, Ok(Ok(true)))
+    }
 }
 
 /// The [`SubmitHandler`] of an operator node: route, number, commit, then answer.
@@ -160,52 +201,124 @@ pub struct SubmitToCenter {
 
 impl SubmitHandler for SubmitToCenter {
     async fn accept(&self, system_id: &str, submit: &SubmitSm) -> Result<String, CommandStatus> {
-        let node = &self.node;
-        let now = node.now();
-        let m = route_submit(node, system_id, submit, now)?;
-        let center = node.sms();
-        let id = center.next_id.fetch_add(1, Ordering::Relaxed);
-        match center.commit(Change::Insert(StoredSms::new(id, m))).await {
-            Ok(()) => Ok(id.to_string()),
-            Err(e) => {
-                tracing::error!(error = %e, "short message not recorded; submit refused");
-                Err(CommandStatus::EsmeRsyserr)
-            }
+        let now = self.node.now();
+        let validity = smsc::time::parse_smpp_time(submit.validity_period.as_str(), now)
+            .map_err(|_| CommandStatus::EsmeRinvexpiry)?;
+        let submission = Submission {
+            system_id: system_id.to_owned(),
+            source_addr: submit.source_addr.as_str().to_owned(),
+            source_ton: u8::from(submit.source_addr_ton),
+            destination: submit.destination_addr.as_str().to_owned(),
+            esm_class: u8::from(submit.esm_class),
+            data_coding: u8::from(submit.data_coding),
+            registered_delivery: u8::from(submit.registered_delivery),
+            payload: short_message_or_payload(submit),
+            validity,
+            origin_ref: origin_ref(submit),
+        };
+        match accept(&self.node, submission, now).await {
+            Ok(id) => Ok(id.to_string()),
+            Err(Refusal::Destination) => Err(CommandStatus::EsmeRinvdstadr),
+            Err(Refusal::Expiry) => Err(CommandStatus::EsmeRinvexpiry),
+            Err(Refusal::NotRecorded) => Err(CommandStatus::EsmeRsyserr),
         }
     }
 }
 
-/// The record of a submit: its destination looked up in the replica, its validity period
+/// A short message as its submitter handed it in, before routing: an ESME's submit_sm
+/// ([`SubmitToCenter`]) or a terminal's SMS-SUBMIT ([`crate::air`]), in SMPP's terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submission {
+    /// The ESME, or a terminal's marker ([`crate::store::sms::terminal_submitter`]).
+    pub system_id: String,
+    pub source_addr: String,
+    pub source_ton: u8,
+    /// The number as submitted: E.164 digits, perhaps after a `+`.
+    pub destination: String,
+    /// SMPP esm_class: 0x40 when the payload opens with a user data header.
+    pub esm_class: u8,
+    /// SMPP data_coding: 0 text (one octet a character), 8 UCS-2, 4 binary.
+    pub data_coding: u8,
+    /// SMPP registered_delivery: bits 0-1 ask for a receipt.
+    pub registered_delivery: u8,
+    pub payload: Vec<u8>,
+    /// The end of the validity period asked for; `None`: the default.
+    pub validity: Option<Millis>,
+    /// The submitting SMS center's id for it (interconnect), which makes a repeat harmless.
+    pub origin_ref: Option<String>,
+}
+
+/// Why a submission is not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not a number, or one the replica does not know.
+    Destination,
+    /// The validity period asked for has already ended.
+    Expiry,
+    /// The commit failed.
+    NotRecorded,
+}
+
+/// Routes `s` by the node's replica, numbers it and commits it; the message id once durable.
+/// The one way in for ESMEs' and terminals' submits alike.
+pub async fn accept(node: &Node, s: Submission, now: Millis) -> Result<i64, Refusal> {
+    let m = route(node, s, now)?;
+    let center = node.sms();
+    let id = center.next_id.fetch_add(1, Ordering::Relaxed);
+    match center.commit(Change::Insert(StoredSms::new(id, m))).await {
+        Ok(Committed::Done) => Ok(id),
+        // A repeat of a message already here: that message's id, nothing new stored.
+        Ok(Committed::RepeatOf(existing)) => Ok(existing),
+        Err(e) => {
+            tracing::error!(error = %e, "short message not recorded; submit refused");
+            Err(Refusal::NotRecorded)
+        }
+    }
+}
+
+/// The record of a submission: its destination looked up in the replica, its validity period
 /// resolved and bounded.
-fn route_submit(node: &Node, system_id: &str, submit: &SubmitSm, now: Millis) -> Result<NewSms, CommandStatus> {
-    let destination = submit.destination_addr.as_str().trim_start_matches('+');
-    let msisdn: Msisdn = destination.parse().map_err(|_| CommandStatus::EsmeRinvdstadr)?;
-    let serving = node.replica().lookup(&msisdn).ok_or(CommandStatus::EsmeRinvdstadr)?;
+fn route(node: &Node, s: Submission, now: Millis) -> Result<NewSms, Refusal> {
+    let msisdn: Msisdn = s.destination.trim_start_matches('+').parse().map_err(|_| Refusal::Destination)?;
+    let serving = node.replica().lookup(&msisdn).ok_or(Refusal::Destination)?;
     let route = if serving.operator == node.name().as_str() { "local" } else { "interconnect" };
     let smpp = &node.config().smpp;
     let latest = now + smpp.max_validity_s as i64 * 1000;
-    let expires_at = match smsc::time::parse_smpp_time(submit.validity_period.as_str(), now) {
-        Ok(Some(t)) if t <= now => return Err(CommandStatus::EsmeRinvexpiry),
-        Ok(Some(t)) => t.min(latest),
-        Ok(None) => now + smpp.default_validity_s as i64 * 1000,
-        Err(_) => return Err(CommandStatus::EsmeRinvexpiry),
+    let expires_at = match s.validity {
+        Some(t) if t <= now => return Err(Refusal::Expiry),
+        Some(t) => t.min(latest),
+        None => now + smpp.default_validity_s as i64 * 1000,
     };
-    let payload = short_message_or_payload(submit);
     Ok(NewSms {
-        system_id: system_id.to_owned(),
-        source_addr: submit.source_addr.as_str().to_owned(),
-        source_ton: u8::from(submit.source_addr_ton),
+        system_id: s.system_id,
+        source_addr: s.source_addr,
+        source_ton: s.source_ton,
         destination: msisdn.to_string(),
         serving_operator: serving.operator,
         route,
-        esm_class: u8::from(submit.esm_class),
-        data_coding: u8::from(submit.data_coding),
-        registered_delivery: u8::from(submit.registered_delivery),
-        payload,
+        esm_class: s.esm_class,
+        data_coding: s.data_coding,
+        registered_delivery: s.registered_delivery,
+        payload: s.payload,
         submitted_at: now,
         expires_at,
         // Delivery starts at once; the scheduler looks again only if it has not ended by then.
         next_attempt_at: now + smpp.retry_initial_ms as i64,
+        origin_ref: s.origin_ref,
+    })
+}
+
+/// Vendor-specific TLV in which an SMS center passes its own message id on an interconnect.
+pub const TLV_ORIGIN_REF: u16 = 0x1401;
+
+/// The submitting SMS center's message id, if the submit carries one.
+fn origin_ref(submit: &SubmitSm) -> Option<String> {
+    use smsc::rusmpp::tlvs::{TlvTag, TlvValue};
+    submit.tlvs().iter().find_map(|t| match t.value() {
+        Some(TlvValue::Other { tag: TlvTag::Other(TLV_ORIGIN_REF), value }) => {
+            std::str::from_utf8(value.as_ref()).ok().filter(|s| !s.is_empty() && s.len() <= 64).map(str::to_owned)
+        }
+        _ => None,
     })
 }
 

@@ -3,6 +3,11 @@
 //! of the ESME's receiver or transceiver sessions. A receipt counts as sent only once the ESME
 //! answered ESME_ROK; until then it stays owed in the database and is tried again, also
 //! after a restart and whenever the ESME binds again.
+//!
+//! A message a terminal submitted over the air ([`StoredSms::submitting_terminal`]) gets its
+//! receipt as an SMS-STATUS-REPORT instead, handed to the terminal's air session
+//! ([`super::SmsCenter::report_to_terminal`]); the same rules hold, with the terminal's
+//! acknowledgement in place of the ESME's answer and its attach in place of a bind.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -47,7 +52,7 @@ pub(crate) async fn run(node: Node, mut settled: mpsc::Receiver<StoredSms>, stop
                 in_flight.remove(&id);
             }
             Some(m) = settled.recv(), if sending.len() < IN_FLIGHT => {
-                if node.sms().receivers.is_bound(&m.system_id) && in_flight.insert(m.id) {
+                if reachable(&node, &m) && in_flight.insert(m.id) {
                     sending.push(send(node.clone(), m));
                 }
             }
@@ -60,7 +65,7 @@ pub(crate) async fn run(node: Node, mut settled: mpsc::Receiver<StoredSms>, stop
                     }
                 };
                 for m in owed {
-                    if sending.len() < IN_FLIGHT && node.sms().receivers.is_bound(&m.system_id) && in_flight.insert(m.id) {
+                    if sending.len() < IN_FLIGHT && reachable(&node, &m) && in_flight.insert(m.id) {
                         sending.push(send(node.clone(), m));
                     }
                 }
@@ -69,8 +74,20 @@ pub(crate) async fn run(node: Node, mut settled: mpsc::Receiver<StoredSms>, stop
     }
 }
 
-/// Sends the receipt of `m`; true once the ESME acknowledged it.
+/// Whether the submitter of `m` can take its receipt now: the ESME is bound, or the terminal
+/// attached.
+fn reachable(node: &Node, m: &StoredSms) -> bool {
+    match m.submitting_terminal() {
+        Some((msisdn, _)) => node.sms().is_attached(msisdn),
+        None => node.sms().receivers.is_bound(&m.system_id),
+    }
+}
+
+/// Sends the receipt of `m`; true once the ESME (or terminal) acknowledged it.
 async fn send_receipt(node: &Node, m: &StoredSms) -> bool {
+    if let Some((msisdn, _)) = m.submitting_terminal() {
+        return node.sms().report_to_terminal(msisdn, m.clone(), ANSWER_TIMEOUT).await;
+    }
     let Some(pdu) = receipt_pdu(m) else {
         tracing::warn!(id = m.id, "receipt cannot be encoded; not sent");
         return true;
@@ -158,6 +175,7 @@ mod tests {
                 submitted_at: 1_795_453_500_000,
                 expires_at: 1_795_453_500_000 + 3_600_000,
                 next_attempt_at: 0,
+                origin_ref: None,
             },
         );
         let m = StoredSms { state: SmsState::Delivered, done_at: Some(1_795_453_560_000), ..m };

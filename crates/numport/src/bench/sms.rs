@@ -1,0 +1,433 @@
+//! `numport bench sms`: short messages end to end through the SMS centers (F3).
+//!
+//! A cluster (clearinghouse, operators opa, opb, opc as processes). The benchmark plays the
+//! enterprises and the handsets: `--esmes` SMPP connections bound to opa as the bank, and a
+//! simulated terminal attached over the air interface for each of `--terminals` subscribers
+//! at opa and as many at opb. Every message goes to one of these subscribers, so a share of
+//! them (`--interconnect-share`) is routed by opa's replica to opb and crosses the SMPP
+//! interconnect. A message counts as delivered when its terminal has it; its text names its
+//! sequence number, so loss and repeats are counted per message.
+//!
+//! Three phases, on one cluster:
+//! 1. **throughput**: `--messages` submitted as fast as the windows allow; the rate is the
+//!    messages over the time until the last one reached its terminal;
+//! 2. **latency**: `--rate` submits per second for `--seconds`; submit_sm_resp latency;
+//! 3. **crash**: submits at `--crash-rate` while opa is killed with SIGKILL and restarted;
+//!    every acknowledged message must reach its terminal, and none may be shown twice
+//!    (terminals drop repeats by message reference, as handsets do).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use hdrhistogram::Histogram;
+use numport_core::Msisdn;
+use numport_core::proof::PinStretch;
+use sms::air::{CAUSE_OK, Frame, attach_proof};
+use smsc::client::Client;
+use smsc::rusmpp::pdus::SubmitSm;
+use smsc::rusmpp::types::OctetString;
+use smsc::rusmpp::values::{Npi, Ton};
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+use numport::cluster::{BANK_PASSWORD, BANK_SYSTEM_ID, Cluster, ClusterSpec, sim_of, subscriber_number};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Messages in the throughput phase.
+    #[arg(long, default_value_t = 200_000)]
+    messages: usize,
+    /// SMPP connections submitting (each with its own window).
+    #[arg(long, default_value_t = 8)]
+    esmes: usize,
+    /// Submits outstanding per connection.
+    #[arg(long, default_value_t = 128)]
+    window: usize,
+    /// Attached terminals at each of opa and opb.
+    #[arg(long, default_value_t = 200)]
+    terminals: usize,
+    /// Share of messages for opb's subscribers (over the interconnect).
+    #[arg(long, default_value_t = 0.5)]
+    interconnect_share: f64,
+    /// Submit rate of the latency phase.
+    #[arg(long, default_value_t = 10_000.0)]
+    rate: f64,
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Submit rate of the crash phase (0 skips it).
+    #[arg(long, default_value_t = 5_000.0)]
+    crash_rate: f64,
+    /// Print one JSON object with the figures.
+    #[arg(long)]
+    json: bool,
+    #[arg(long, default_value = "data/bench-sms")]
+    dir: PathBuf,
+}
+
+/// What the terminals have seen, per message sequence number.
+struct Tally {
+    /// SMS-DELIVERs received, repeats included.
+    received: Vec<AtomicU8>,
+    /// Shown to the user: first time its reference was seen at that terminal.
+    shown: Vec<AtomicU8>,
+    shown_total: AtomicUsize,
+    repeats_dropped: AtomicUsize,
+}
+
+impl Tally {
+    fn new(n: usize) -> Tally {
+        Tally {
+            received: (0..n).map(|_| AtomicU8::new(0)).collect(),
+            shown: (0..n).map(|_| AtomicU8::new(0)).collect(),
+            shown_total: AtomicUsize::new(0),
+            repeats_dropped: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// One subscriber's handset, attached to its operator's air interface; it reattaches (to the
+/// address in `air`, which changes when the node restarts) whenever the link drops.
+async fn terminal(msisdn: Msisdn, air: Arc<RwLock<SocketAddr>>, tally: Arc<Tally>, stop: CancellationToken) {
+    let (imsi, k_sim) = sim_of(&msisdn);
+    let mut seen: HashSet<u32> = HashSet::new();
+    while !stop.is_cancelled() {
+        let addr = *air.read().unwrap_or_else(|e| e.into_inner());
+        let session = async {
+            let mut s = tokio::net::TcpStream::connect(addr).await?;
+            s.set_nodelay(true)?;
+            s.write_all(&Frame::Attach { imsi: imsi.clone() }.encode()).await?;
+            let Some(Frame::Challenge { nonce }) = operator::air::read_frame(&mut s).await? else {
+                anyhow::bail!("no challenge")
+            };
+            s.write_all(&Frame::Response { mac: attach_proof(&k_sim, &nonce, &imsi) }.encode()).await?;
+            let Some(Frame::Attached { .. }) = operator::air::read_frame(&mut s).await? else {
+                anyhow::bail!("attach refused")
+            };
+            let (mut r, mut w) = s.into_split();
+            loop {
+                let Some(frame) = operator::air::read_frame(&mut r).await? else { return Ok(()) };
+                let Frame::Deliver { reference, tpdu } = frame else { continue };
+                if let Ok(sms::Tpdu::Deliver(d)) = sms::Tpdu::decode_mt(&tpdu)
+                    && let Some(seq) =
+                        d.user_data.text(d.dcs).strip_prefix("bench ").and_then(|n| n.parse::<usize>().ok())
+                    && seq < tally.received.len()
+                {
+                    tally.received[seq].fetch_add(1, Ordering::Relaxed);
+                    if seen.insert(reference) {
+                        tally.shown[seq].fetch_add(1, Ordering::Relaxed);
+                        tally.shown_total.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        tally.repeats_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                w.write_all(&Frame::DeliverAck { reference, cause: CAUSE_OK }.encode()).await?;
+            }
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            r = session => if let Err(e) = r { tracing::debug!(%msisdn, error = %e, "terminal link") },
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn submit_of(seq: usize, destination: &Msisdn) -> anyhow::Result<SubmitSm> {
+    Ok(SubmitSm::builder()
+        .source_addr_ton(Ton::Alphanumeric)
+        .source_addr("MyBank".parse().map_err(|_| anyhow::anyhow!("source"))?)
+        .dest_addr_ton(Ton::International)
+        .dest_addr_npi(Npi::Isdn)
+        .destination_addr(destination.as_str().parse().map_err(|_| anyhow::anyhow!("destination"))?)
+        .short_message(OctetString::from_slice(format!("bench {seq}").as_bytes())?)
+        .build())
+}
+
+/// Where messages go: the attached subscribers, opb's for the interconnect share.
+struct Destinations {
+    local: Vec<Msisdn>,
+    remote: Vec<Msisdn>,
+    share: f64,
+}
+
+impl Destinations {
+    fn of(&self, seq: usize) -> &Msisdn {
+        // A fixed pattern rather than randomness: the same run sends the same traffic.
+        let remote = (seq % 1000) as f64 / 1000.0 < self.share;
+        if remote { &self.remote[seq / 1000 % self.remote.len()] } else { &self.local[seq % self.local.len()] }
+    }
+}
+
+/// Submits `seqs` over `esmes` connections, each keeping `window` outstanding, paced to
+/// `rate` per second if given. Returns the acknowledged sequence numbers and the latency
+/// histogram (µs) of submit_sm_resp.
+async fn submit_all(
+    smpp: SocketAddr,
+    esmes: usize,
+    window: usize,
+    seqs: std::ops::Range<usize>,
+    rate: Option<f64>,
+    dest: &Destinations,
+) -> anyhow::Result<(Vec<usize>, Histogram<u64>)> {
+    let next = AtomicUsize::new(seqs.start);
+    let started = Instant::now();
+    let acked = Mutex::new(Vec::new());
+    let hist = Mutex::new(Histogram::<u64>::new(3)?);
+    let lanes = (0..esmes).map(|_| async {
+        let client = Client::bind_transmitter(smpp, BANK_SYSTEM_ID, BANK_PASSWORD).await?;
+        let mut inflight = FuturesUnordered::new();
+        let mut mine = Vec::new();
+        let mut h = Histogram::<u64>::new(3)?;
+        let mut seq = next.fetch_add(1, Ordering::Relaxed);
+        while seq < seqs.end || !inflight.is_empty() {
+            let due = match rate {
+                Some(rate) => started + Duration::from_secs_f64((seq - seqs.start) as f64 / rate),
+                None => started,
+            };
+            tokio::select! {
+                biased;
+                Some((seq, outcome, took)) = inflight.next(), if !inflight.is_empty() => {
+                    acknowledged(seq, outcome)?;
+                    mine.push(seq);
+                    let took: Duration = took;
+                    h.record(u64::try_from(took.as_micros()).unwrap_or(u64::MAX))?;
+                }
+                _ = tokio::time::sleep_until(due.into()), if seq < seqs.end && inflight.len() < window => {
+                    let submit = submit_of(seq, dest.of(seq))?;
+                    let client = &client;
+                    // The clock starts when the submit is handed to the connection.
+                    let sent = Instant::now();
+                    inflight.push(async move { (seq, client.submit_sm(submit).await, sent.elapsed()) });
+                    seq = next.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        drop(inflight);
+        client.unbind().await.ok();
+        acked.lock().unwrap_or_else(|e| e.into_inner()).extend(mine);
+        hist.lock().unwrap_or_else(|e| e.into_inner()).add(&h)?;
+        anyhow::Ok(())
+    });
+    futures::future::try_join_all(lanes).await?;
+    Ok((acked.into_inner().unwrap_or_default(), hist.into_inner().unwrap_or_else(|e| e.into_inner())))
+}
+
+fn acknowledged(seq: usize, outcome: Result<String, smsc::client::ClientError>) -> anyhow::Result<String> {
+    outcome.with_context(|| format!("submit {seq}"))
+}
+
+/// Waits until every message in `seqs` was shown, or `timeout`; returns when the last was.
+async fn wait_shown(tally: &Tally, seqs: &[usize], timeout: Duration) -> Option<Instant> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if seqs.iter().all(|&s| tally.shown[s].load(Ordering::Relaxed) > 0) {
+            return Some(Instant::now());
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let terminals = args.terminals.max(1);
+    eprintln!("setting up a cluster of three operators with {terminals} subscribers each ...");
+    let mut cluster = Cluster::start(ClusterSpec {
+        dir: args.dir.clone(),
+        clearinghouse_db: None,
+        subscribers_per_operator: terminals,
+        pin_stretch: PinStretch::FAST,
+        clearinghouse: clearinghouse::ClearinghouseConfig::default(),
+    })
+    .await?;
+    let (opa, opb) = (cluster.op("opa"), cluster.op("opb"));
+    let smpp = opa.proc.smpp.context("opa runs no SMPP server")?;
+    let air_a = Arc::new(RwLock::new(opa.proc.air.context("opa runs no air interface")?));
+    let air_b = Arc::new(RwLock::new(opb.proc.air.context("opb runs no air interface")?));
+    // Wait for opa's replica to know the ranges.
+    let http = reqwest::Client::new();
+    let probe = subscriber_number("4791", 0);
+    for _ in 0..500 {
+        let r = http.get(format!("{}/v1/lookup/{probe}", opa.proc.url())).send().await;
+        if r.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let dest = Destinations {
+        local: (0..terminals).map(|i| subscriber_number("4790", i)).collect(),
+        remote: (0..terminals).map(|i| subscriber_number("4791", i)).collect(),
+        share: args.interconnect_share.clamp(0.0, 1.0),
+    };
+    let rate_n = (args.rate * args.seconds) as usize;
+    let crash_n = (args.crash_rate * 6.0) as usize;
+    let total = args.messages + rate_n + crash_n;
+    let tally = Arc::new(Tally::new(total));
+    let stop = CancellationToken::new();
+    for m in &dest.local {
+        tokio::spawn(terminal(m.clone(), air_a.clone(), tally.clone(), stop.clone()));
+    }
+    for m in &dest.remote {
+        tokio::spawn(terminal(m.clone(), air_b.clone(), tally.clone(), stop.clone()));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await; // attaches
+
+    // 1. Throughput.
+    eprintln!("throughput: {} messages over {} connections ...", args.messages, args.esmes);
+    let started = Instant::now();
+    let (acked, hist) = submit_all(smpp, args.esmes, args.window, 0..args.messages, None, &dest).await?;
+    let submitted_in = started.elapsed();
+    let last = wait_shown(&tally, &acked, Duration::from_secs(120)).await;
+    let e2e = last.map(|t| t - started);
+    let submit_rate = acked.len() as f64 / submitted_in.as_secs_f64();
+    let e2e_rate = e2e.map(|d| acked.len() as f64 / d.as_secs_f64());
+    eprintln!(
+        "  {} acknowledged in {:.2} s ({submit_rate:.0}/s), all at their terminals after {}; resp p50 {:.2} ms, p99 {:.2} ms",
+        acked.len(),
+        submitted_in.as_secs_f64(),
+        e2e.map_or("never".into(), |d| format!(
+            "{:.2} s ({:.0}/s end to end)",
+            d.as_secs_f64(),
+            e2e_rate.unwrap_or(0.0)
+        )),
+        ms(hist.value_at_quantile(0.5)),
+        ms(hist.value_at_quantile(0.99))
+    );
+
+    // 2. Latency at a fixed rate.
+    eprintln!("latency: {:.0} submits/s for {:.0} s ...", args.rate, args.seconds);
+    let range = args.messages..args.messages + rate_n;
+    let started = Instant::now();
+    let (lat_acked, lat) = submit_all(smpp, args.esmes, args.window, range, Some(args.rate), &dest).await?;
+    let achieved = lat_acked.len() as f64 / started.elapsed().as_secs_f64();
+    let lat_delivered = wait_shown(&tally, &lat_acked, Duration::from_secs(60)).await.is_some();
+    eprintln!(
+        "  {achieved:.0}/s achieved; submit_sm_resp p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; all delivered: {lat_delivered}",
+        ms(lat.value_at_quantile(0.5)),
+        ms(lat.value_at_quantile(0.99)),
+        ms(lat.max())
+    );
+
+    // 3. kill -9 of opa's SMS center while submits run, and a restart.
+    let mut crash = serde_json::Value::Null;
+    if args.crash_rate > 0.0 && crash_n > 0 {
+        eprintln!("crash: {:.0} submits/s; opa killed with SIGKILL after 2 s, restarted ...", args.crash_rate);
+        let base = args.messages + rate_n;
+        let acked_crash = Arc::new(Mutex::new(Vec::new()));
+        let sent = Arc::new(AtomicU64::new(0));
+        let submitter = {
+            let (acked_crash, sent, stop2) = (acked_crash.clone(), sent.clone(), stop.clone());
+            let dest = Destinations { local: dest.local.clone(), remote: dest.remote.clone(), share: dest.share };
+            let rate = args.crash_rate;
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let mut seq = base;
+                // One connection; when it fails (the SMS center died) every unanswered submit
+                // is simply not acknowledged, and a new bind is tried until it succeeds.
+                while seq < base + crash_n && !stop2.is_cancelled() {
+                    let Ok(client) = Client::bind_transmitter(smpp, BANK_SYSTEM_ID, BANK_PASSWORD).await else {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    };
+                    let mut inflight = FuturesUnordered::new();
+                    let mut failed = false;
+                    while !failed && (seq < base + crash_n || !inflight.is_empty()) {
+                        let due = started + Duration::from_secs_f64((seq - base) as f64 / rate);
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(due.into()), if seq < base + crash_n && inflight.len() < 512 => {
+                                let Ok(submit) = submit_of(seq, dest.of(seq)) else { break };
+                                let c = &client;
+                                let s = seq;
+                                inflight.push(async move { (s, c.submit_sm(submit).await) });
+                                sent.fetch_add(1, Ordering::Relaxed);
+                                seq += 1;
+                            }
+                            Some((s, r)) = inflight.next(), if !inflight.is_empty() => match r {
+                                Ok(_) => acked_crash.lock().unwrap_or_else(|e| e.into_inner()).push(s),
+                                Err(_) => failed = true,
+                            },
+                        }
+                    }
+                    // Drain what is still in flight on the dead link.
+                    while let Some((s, r)) = inflight.next().await {
+                        if r.is_ok() {
+                            acked_crash.lock().unwrap_or_else(|e| e.into_inner()).push(s);
+                        }
+                    }
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let opa_index = cluster.ops.iter().position(|o| o.name.as_str() == "opa").context("opa")?;
+        cluster.ops[opa_index].proc.kill_hard().await?;
+        let killed_at = Instant::now();
+        cluster.restart_operator("opa").await?;
+        let restart_s = killed_at.elapsed().as_secs_f64();
+        *air_a.write().unwrap_or_else(|e| e.into_inner()) = cluster.op("opa").proc.air.context("air")?;
+        submitter.await?;
+        let acked_crash = acked_crash.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let all_there = wait_shown(&tally, &acked_crash, Duration::from_secs(90)).await.is_some();
+        let lost = acked_crash.iter().filter(|&&s| tally.shown[s].load(Ordering::Relaxed) == 0).count();
+        let shown_twice = (base..base + crash_n).filter(|&s| tally.shown[s].load(Ordering::Relaxed) > 1).count();
+        let redelivered = (base..base + crash_n).filter(|&s| tally.received[s].load(Ordering::Relaxed) > 1).count();
+        eprintln!(
+            "  sent {}, acknowledged {}, opa back after {restart_s:.2} s; lost {lost}, shown twice {shown_twice}, \
+             redelivered (repeats the terminals dropped) {redelivered}; all acknowledged delivered: {all_there}",
+            sent.load(Ordering::Relaxed),
+            acked_crash.len()
+        );
+        crash = serde_json::json!({
+            "rate": args.crash_rate,
+            "sent": sent.load(Ordering::Relaxed),
+            "acknowledged": acked_crash.len(),
+            "restart_s": restart_s,
+            "lost": lost,
+            "shown_twice": shown_twice,
+            "redelivered_and_dropped": redelivered,
+        });
+    }
+    stop.cancel();
+
+    let result = serde_json::json!({
+        "bench": "sms",
+        "esmes": args.esmes,
+        "window": args.window,
+        "terminals_per_operator": terminals,
+        "interconnect_share": dest.share,
+        "throughput": {
+            "messages": acked.len(),
+            "submit_per_s": submit_rate,
+            "end_to_end_per_s": e2e_rate,
+            "resp_p50_ms": ms(hist.value_at_quantile(0.5)),
+            "resp_p99_ms": ms(hist.value_at_quantile(0.99)),
+        },
+        "latency": {
+            "target_rate": args.rate,
+            "achieved_rate": achieved,
+            "resp_p50_ms": ms(lat.value_at_quantile(0.5)),
+            "resp_p99_ms": ms(lat.value_at_quantile(0.99)),
+            "resp_max_ms": ms(lat.max()),
+            "all_delivered": lat_delivered,
+        },
+        "crash": crash,
+        "repeats_dropped_by_terminals": tally.repeats_dropped.load(Ordering::Relaxed),
+    });
+    if args.json {
+        println!("{result}");
+    }
+    cluster.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
