@@ -30,7 +30,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use sms::address::Address;
-use sms::air::{CAUSE_OK, Frame, attach_proof};
+use sms::air::{CAUSE_OK, Frame};
 use sms::concat::{Reassembler, Reference};
 use sms::tpdu::{SmsDeliver, SmsStatusReport, SmsSubmit, Timestamp, Tpdu};
 use tokio::io::AsyncWriteExt;
@@ -88,13 +88,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => Memory::in_memory(),
     };
     let mut s = TcpStream::connect(args.node).await.with_context(|| format!("connecting to {}", args.node))?;
-    send(&mut s, Frame::Attach { imsi: args.imsi.clone() }).await?;
-    let Frame::Challenge { nonce } = recv(&mut s).await? else { bail!("the node sent no challenge") };
-    send(&mut s, Frame::Response { mac: attach_proof(&key, &nonce, &args.imsi) }).await?;
-    let msisdn = match recv(&mut s).await? {
-        Frame::Attached { msisdn } => msisdn,
-        Frame::Rejected { cause } => bail!("attach refused (cause {cause})"),
-        other => bail!("unexpected answer to attach: {other:?}"),
+    let msisdn = match operator::air::attach_terminal(&mut s, &args.imsi, &key).await? {
+        Ok(msisdn) => msisdn,
+        Err(cause) => bail!("attach refused (cause {cause})"),
     };
     if !args.json {
         println!("attached as {msisdn}");

@@ -79,6 +79,29 @@ pub async fn serve(node: Node, listener: TcpListener, stop: CancellationToken) {
     }
 }
 
+/// The handset's side of the attach: send the IMSI, answer the challenge with the SIM key.
+/// `Ok(Ok(msisdn))` once attached, `Ok(Err(cause))` if the node refused. Used by `numport
+/// terminal` and the SMS benchmark's handsets.
+pub async fn attach_terminal<S: AsyncRead + AsyncWriteExt + Unpin>(
+    s: &mut S,
+    imsi: &str,
+    k_sim: &[u8],
+) -> Result<Result<String, u8>, OperatorError> {
+    let unexpected =
+        |what: &str, f: Option<Frame>| OperatorError::Config(format!("attach: expected {what}, got {f:?}"));
+    s.write_all(&Frame::Attach { imsi: imsi.to_owned() }.encode()).await?;
+    let nonce = match read_frame(s).await? {
+        Some(Frame::Challenge { nonce }) => nonce,
+        other => return Err(unexpected("a challenge", other)),
+    };
+    s.write_all(&Frame::Response { mac: sms::air::attach_proof(k_sim, &nonce, imsi) }.encode()).await?;
+    match read_frame(s).await? {
+        Some(Frame::Attached { msisdn }) => Ok(Ok(msisdn)),
+        Some(Frame::Rejected { cause }) => Ok(Err(cause)),
+        other => Err(unexpected("attached or rejected", other)),
+    }
+}
+
 /// Reads one air frame; `None` when the peer closed the link. Frames longer than
 /// [`MAX_BODY`] are refused before their body is read. Shared by the node and `numport
 /// terminal`.

@@ -1,15 +1,14 @@
 //! The node's store on SQLite, and on PostgreSQL too when `NUMPORT_TEST_POSTGRES_URL` is set
 //! (each run creates a database of its own there and drops it afterwards).
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+mod common;
 
+use common::TempPostgres;
 use numport_core::proof::{PinStretch, PortKey};
 use numport_core::{Money, Msisdn};
 use operator::store::{Effect, NewPortEvent};
 use operator::{OperatorStore, Subscriber, SubscriberStatus};
 use serde_json::json;
-use sqlx::Executor;
 
 fn msisdn(s: &str) -> Msisdn {
     s.parse().unwrap()
@@ -270,41 +269,6 @@ async fn store_on_postgres() {
     exercise(&store).await;
     store.close().await;
     db.drop().await;
-}
-
-/// A database of its own on the server at the given URL.
-struct TempPostgres {
-    admin: sqlx::AnyPool,
-    name: String,
-    url: String,
-}
-
-impl TempPostgres {
-    async fn create(base: &str) -> TempPostgres {
-        static SEQ: AtomicU32 = AtomicU32::new(0);
-        sqlx::any::install_default_drivers();
-        let admin = sqlx::AnyPool::connect(base).await.unwrap();
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
-        let name = format!("op_test_{}_{}_{}", std::process::id(), nanos, SEQ.fetch_add(1, Ordering::Relaxed));
-        admin.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
-        // Replace the database part of the URL, keeping any query string.
-        let (head, query) = base.split_once('?').map_or((base, None), |(h, q)| (h, Some(q)));
-        let scheme_end = head.find("://").map_or(0, |i| i + 3);
-        let root = match head[scheme_end..].find('/') {
-            Some(i) => &head[..scheme_end + i],
-            None => head,
-        };
-        let url = match query {
-            Some(q) => format!("{root}/{name}?{q}"),
-            None => format!("{root}/{name}"),
-        };
-        TempPostgres { admin, name, url }
-    }
-
-    async fn drop(self) {
-        self.admin.execute(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name).as_str()).await.unwrap();
-        self.admin.close().await;
-    }
 }
 
 /// The benchmark's bulk load, timed: `cargo test -p operator --release --test store -- --ignored`.

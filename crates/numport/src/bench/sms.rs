@@ -30,7 +30,7 @@ use futures::stream::FuturesUnordered;
 use hdrhistogram::Histogram;
 use numport_core::Msisdn;
 use numport_core::proof::PinStretch;
-use sms::air::{CAUSE_OK, Frame, attach_proof};
+use sms::air::{CAUSE_OK, Frame};
 use smsc::client::Client;
 use smsc::rusmpp::pdus::SubmitSm;
 use smsc::rusmpp::types::OctetString;
@@ -103,14 +103,9 @@ async fn terminal(msisdn: Msisdn, air: Arc<RwLock<SocketAddr>>, tally: Arc<Tally
         let session = async {
             let mut s = tokio::net::TcpStream::connect(addr).await?;
             s.set_nodelay(true)?;
-            s.write_all(&Frame::Attach { imsi: imsi.clone() }.encode()).await?;
-            let Some(Frame::Challenge { nonce }) = operator::air::read_frame(&mut s).await? else {
-                anyhow::bail!("no challenge")
-            };
-            s.write_all(&Frame::Response { mac: attach_proof(&k_sim, &nonce, &imsi) }.encode()).await?;
-            let Some(Frame::Attached { .. }) = operator::air::read_frame(&mut s).await? else {
-                anyhow::bail!("attach refused")
-            };
+            if let Err(cause) = operator::air::attach_terminal(&mut s, &imsi, &k_sim).await? {
+                anyhow::bail!("attach refused (cause {cause})")
+            }
             let (mut r, mut w) = s.into_split();
             loop {
                 let Some(frame) = operator::air::read_frame(&mut r).await? else { return Ok(()) };

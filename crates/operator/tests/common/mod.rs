@@ -297,3 +297,45 @@ pub async fn eventually(what: &str, f: impl AsyncFn() -> bool) {
     }
     panic!("timed out waiting for {what}");
 }
+
+/// A database of its own on the server at the given URL.
+pub struct TempPostgres {
+    admin: sqlx::AnyPool,
+    name: String,
+    pub url: String,
+}
+
+impl TempPostgres {
+    pub async fn create(base: &str) -> TempPostgres {
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        sqlx::any::install_default_drivers();
+        let admin = sqlx::AnyPool::connect(base).await.unwrap();
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let name = format!(
+            "op_test_{}_{}_{}",
+            std::process::id(),
+            nanos,
+            SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        sqlx::Executor::execute(&admin, format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+        // Replace the database part of the URL, keeping any query string.
+        let (head, query) = base.split_once('?').map_or((base, None), |(h, q)| (h, Some(q)));
+        let scheme_end = head.find("://").map_or(0, |i| i + 3);
+        let root = match head[scheme_end..].find('/') {
+            Some(i) => &head[..scheme_end + i],
+            None => head,
+        };
+        let url = match query {
+            Some(q) => format!("{root}/{name}?{q}"),
+            None => format!("{root}/{name}"),
+        };
+        TempPostgres { admin, name, url }
+    }
+
+    pub async fn drop(self) {
+        sqlx::Executor::execute(&self.admin, format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name).as_str())
+            .await
+            .unwrap();
+        self.admin.close().await;
+    }
+}
