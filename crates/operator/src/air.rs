@@ -172,8 +172,14 @@ async fn deliver(
             }
         }
     });
-    let mut backlog: VecDeque<ToTerminal> =
-        node.store().queued_for(msisdn, BACKLOG as i64).await?.into_iter().map(ToTerminal::Message).collect();
+    // An attach delivers at once: every queued message, whatever its next attempt.
+    let mut backlog: VecDeque<ToTerminal> = node
+        .store()
+        .queued_for(msisdn, Millis::MAX, BACKLOG as i64)
+        .await?
+        .into_iter()
+        .map(ToTerminal::Message)
+        .collect();
     // Sent and not yet acknowledged, by reference, with when they were sent.
     let mut unacked: HashMap<u32, (ToTerminal, Instant)> = HashMap::new();
     // Ids handed over in this session, so a message dispatched twice is sent once.
@@ -222,6 +228,9 @@ async fn deliver(
                         }
                         Some((ToTerminal::Message(m), _)) => {
                             tracing::info!(id = m.id, cause, "terminal refused a message; later");
+                            // Offered again when its next attempt falls due, by the scheduler
+                            // or the rescan, to this session or the next.
+                            seen.forget(m.id);
                             let next = node.now() + node.config().smpp.retry_after(m.attempts) as i64;
                             center.commit_soon(Change::Retry(m.id, next)).await;
                         }
@@ -238,9 +247,11 @@ async fn deliver(
                         tracing::info!(msisdn, "terminal does not acknowledge; detaching");
                         return Ok(());
                     }
-                    // Messages the live queue could not carry wait in the database.
+                    // Messages the live queue could not carry wait in the database; refused
+                    // ones wait there for their next attempt.
                     if backlog.is_empty() && unacked.is_empty() {
-                        backlog.extend(node.store().queued_for(msisdn, BACKLOG as i64).await?.into_iter().map(ToTerminal::Message));
+                        let due = node.store().queued_for(msisdn, node.now(), BACKLOG as i64).await?;
+                        backlog.extend(due.into_iter().map(ToTerminal::Message));
                     }
                 }
             }
@@ -361,6 +372,11 @@ impl RecentIds {
             self.set.remove(&old);
         }
         true
+    }
+
+    /// Lets `id` be handed over again (its `order` entry ages out on its own).
+    fn forget(&mut self, id: i64) {
+        self.set.remove(&id);
     }
 }
 

@@ -537,8 +537,6 @@ async fn a_terminal_with_full_memory_leaves_the_message_queued() {
 }
 
 #[tokio::test]
-#[ignore = "bug: air.rs `deliver` never re-sends a message the terminal refused while the same session stays attached \
-            (the session's `seen` set drops the scheduler's re-dispatch); it waits for the next attach or expires"]
 async fn a_message_refused_for_full_memory_is_offered_again_to_the_attached_terminal() {
     let clock = ManualClock::new(T0);
     let r = Running::start(opa_node_with(&[], Arc::new(clock.clone()), retry_fast).await).await;

@@ -417,11 +417,11 @@ impl OperatorStore {
     }
 
     /// Messages queued for local delivery to `msisdn`, oldest first.
-    pub async fn queued_for(&self, msisdn: &str, limit: i64) -> Result<Vec<StoredSms>, OperatorError> {
+    pub async fn queued_for(&self, msisdn: &str, due_by: Millis, limit: i64) -> Result<Vec<StoredSms>, OperatorError> {
         self.select_sms(
             "WHERE destination = $1 AND state IN ('queued', 'forwarded') AND state = 'queued' AND route = 'local' \
-             ORDER BY id LIMIT $2",
-            &[Arg::Text(msisdn)],
+             AND next_attempt_at <= $2 ORDER BY id LIMIT $3",
+            &[Arg::Text(msisdn), Arg::Int(due_by)],
             limit,
         )
         .await
