@@ -140,12 +140,15 @@ async fn link(
                     backlog.push_back(m);
                 }
             }
-            Some(()) = receipts.next(), if !receipts.is_empty() => {}
+            Some(_) = receipts.next(), if !receipts.is_empty() => {}
             r = incoming.recv(), if receipts.len() < WINDOW => {
                 let Some(deliver) = r else { return ClientError::Closed };
                 if let Some(receipt) = read_receipt(operator, deliver) {
                     let known = forwarded.remove(&receipt.0.message_id);
-                    receipts.push(settle(node, operator, known, receipt));
+                    // A task of its own: settling may hold the database connection, and this
+                    // loop awaits the database in its rescan; a future only polled here
+                    // would then wait for the loop while the loop waits for it.
+                    receipts.push(tokio::spawn(settle(node.clone(), operator.to_owned(), known, receipt)));
                 }
             }
             _ = rescan.tick(), if backlog.is_empty() && submits.len() < WINDOW / 2 => {
@@ -181,7 +184,8 @@ fn read_receipt(operator: &str, incoming: Incoming) -> Option<(Receipt, Incoming
 /// Settles the message a peer's receipt is about (`known` if this link forwarded it), then
 /// answers the peer: ESME_ROK once the outcome is committed; "try again later" if the receipt
 /// names a message not yet known here.
-async fn settle(node: &Node, operator: &str, known: Option<StoredSms>, (receipt, incoming): (Receipt, Incoming)) {
+async fn settle(node: Node, operator: String, known: Option<StoredSms>, (receipt, incoming): (Receipt, Incoming)) {
+    let operator = operator.as_str();
     let Some(state) = state_of_receipt(receipt.state) else {
         incoming.answer(CommandStatus::EsmeRok); // an intermediate notification
         return;
