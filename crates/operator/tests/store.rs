@@ -196,7 +196,7 @@ async fn sms_batches(store: &OperatorStore) {
             .collect(),
         ..SmsBatch::default()
     };
-    assert_eq!(store.apply_sms_batch(&batch, 1000).await.unwrap(), vec![]);
+    assert_eq!(store.apply_sms_batch(batch, 1000).await.unwrap(), vec![]);
     assert_eq!(store.max_sms_id().await.unwrap(), first_id + 39);
     assert_eq!(store.queued_for("4790000001", i64::MAX, 100).await.unwrap().len(), 40);
 
@@ -210,7 +210,7 @@ async fn sms_batches(store: &OperatorStore) {
         ],
         ..SmsBatch::default()
     };
-    assert_eq!(store.apply_sms_batch(&again, 1000).await.unwrap(), vec![(first_id + 100, first_id)]);
+    assert_eq!(store.apply_sms_batch(again, 1000).await.unwrap(), vec![(first_id + 100, first_id)]);
     assert!(store.sms(first_id + 100).await.unwrap().is_none());
     assert!(store.sms(first_id + 101).await.unwrap().is_some());
 
@@ -221,7 +221,7 @@ async fn sms_batches(store: &OperatorStore) {
         retries: vec![(ids[5], 9000)],
         ..SmsBatch::default()
     };
-    store.apply_sms_batch(&finals, 3000).await.unwrap();
+    store.apply_sms_batch(finals, 3000).await.unwrap();
     let m0 = store.sms(ids[0]).await.unwrap().unwrap(); // registered_delivery 0
     let m1 = store.sms(ids[1]).await.unwrap().unwrap(); // 1
     let m2 = store.sms(ids[2]).await.unwrap().unwrap(); // 2, failed
@@ -241,7 +241,7 @@ async fn sms_batches(store: &OperatorStore) {
     // A state moves only forward: a second final outcome changes nothing.
     let late =
         SmsBatch { finals: vec![(ids[2], SmsState::Delivered)], receipts_sent: vec![ids[1]], ..SmsBatch::default() };
-    store.apply_sms_batch(&late, 4000).await.unwrap();
+    store.apply_sms_batch(late, 4000).await.unwrap();
     assert_eq!(store.sms(ids[2]).await.unwrap().unwrap().state, SmsState::Expired);
     assert_eq!(store.owed_receipts(10).await.unwrap().iter().map(|m| m.id).collect::<Vec<_>>(), vec![ids[2]]);
 }

@@ -74,7 +74,7 @@ async fn commit(node: &Node, pending: &mut Vec<Pending>) {
     }
     let now = node.now();
     let started = std::time::Instant::now();
-    let result = node.store().apply_sms_batch(&batch, now).await;
+    let result = node.store().apply_sms_batch(batch, now).await;
     node.inner.metrics.sms_commit(pending.len(), started.elapsed());
     if let Err(e) = &result {
         tracing::error!(error = %e, changes = pending.len(), "SMS center commit failed");

@@ -16,6 +16,7 @@
 pub mod events;
 pub mod messages;
 pub mod sms;
+mod sms_sqlite;
 pub mod subscribers;
 
 use std::fmt;
@@ -82,6 +83,8 @@ impl DerefMut for Conn {
 pub struct OperatorStore {
     handle: Handle,
     backend: Backend,
+    /// SQLite files: the SMS center's group commit, on a connection of its own.
+    sms_writer: Option<sms_sqlite::SqliteSmsWriter>,
 }
 
 impl fmt::Debug for OperatorStore {
@@ -119,8 +122,13 @@ impl OperatorStore {
                     .await?,
             ),
         };
-        let store = OperatorStore { handle, backend };
+        let mut store = OperatorStore { handle, backend, sms_writer: None };
         store.migrate().await?;
+        if backend == Backend::Sqlite
+            && let Some(path) = sms_sqlite::sqlite_file(&url)
+        {
+            store.sms_writer = Some(sms_sqlite::SqliteSmsWriter::start(&path)?);
+        }
         Ok(store)
     }
 
@@ -150,6 +158,9 @@ impl OperatorStore {
 
     /// Close the database; later calls fail.
     pub async fn close(&self) {
+        if let Some(w) = &self.sms_writer {
+            w.close();
+        }
         match &self.handle {
             Handle::Pool(pool) => pool.close().await,
             Handle::Single(conn) => {

@@ -291,7 +291,10 @@ impl OperatorStore {
     /// Commits a batch in one transaction. Returns the inserts that were repeats of messages
     /// already here (same ESME and origin_ref), each with the id of the message it repeats;
     /// those were not inserted.
-    pub async fn apply_sms_batch(&self, batch: &SmsBatch, now: Millis) -> Result<Vec<(i64, i64)>, OperatorError> {
+    pub async fn apply_sms_batch(&self, batch: SmsBatch, now: Millis) -> Result<Vec<(i64, i64)>, OperatorError> {
+        if let Some(writer) = &self.sms_writer {
+            return writer.apply(batch, now).await;
+        }
         let mut repeats = Vec::new();
         let mut conn = self.conn().await?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;

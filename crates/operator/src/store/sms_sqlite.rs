@@ -1,0 +1,204 @@
+//! The SMS center's group commit on SQLite, written without sqlx: one thread owns a
+//! `rusqlite` connection and runs each batch as one transaction of cached prepared statements.
+//!
+//! Why a second path beside the `Any` one in [`super::sms`]: at 10,000 submits/s the SMS
+//! center commits ~25,000 changes a second, and through sqlx each change cost ~36 µs
+//! (`operator_sms_commit_seconds` / `operator_sms_changes_total` in `numport bench sms`), so
+//! the committer was 90% busy and submit_sm_resp waited behind it. The cost was sqlx's: a
+//! thread hop per statement, SQL text rebuilt and re-prepared for every batch shape, every
+//! parameter bound by a name lookup, rows converted to `AnyRow`. Here a batch is one hop, and
+//! each row one `sqlite3_step` of a statement prepared once. The SQL and its effects are the
+//! same as the `Any` path's, which PostgreSQL keeps and the store tests run on both.
+//!
+//! The connection shares the node's database file with the sqlx connection (WAL: readers
+//! there never wait for this writer; the few other writes there wait on `busy_timeout`).
+//!
+//! **Checkpoints off the commit path.** SQLite checkpoints the WAL into the database file
+//! from inside the commit that crosses `wal_autocheckpoint` pages, with an fsync: every
+//! thousand pages one group commit took tens of milliseconds longer, and every submit_sm
+//! waiting behind it too. This writer's connection never checkpoints; a thread of its own runs
+//! `PASSIVE` checkpoints, which copy what no reader still needs without taking the write lock.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use numport_core::Millis;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use tokio::sync::oneshot;
+
+use super::sms::{SmsBatch, SmsState};
+use crate::OperatorError;
+
+type Outcome = Result<Vec<(i64, i64)>, rusqlite::Error>;
+
+struct Job {
+    batch: SmsBatch,
+    now: Millis,
+    done: oneshot::Sender<Outcome>,
+}
+
+/// How often the checkpointer looks at the WAL.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// The writer thread's mailbox; cheap to clone. Closing it ends the writer and checkpointer
+/// threads, which close their connections.
+#[derive(Clone)]
+pub(crate) struct SqliteSmsWriter {
+    jobs: Arc<Mutex<Option<(mpsc::Sender<Job>, mpsc::Sender<()>)>>>,
+}
+
+impl SqliteSmsWriter {
+    /// Opens `path` (already migrated by the sqlx connection) and starts the writer thread.
+    pub fn start(path: &Path) -> Result<SqliteSmsWriter, OperatorError> {
+        let open = || -> Result<Connection, OperatorError> {
+            let conn = Connection::open(path).map_err(|e| db_error(&e))?;
+            conn.execute_batch(numport_store::SQLITE_PRAGMAS).map_err(|e| db_error(&e))?;
+            conn.execute_batch("PRAGMA wal_autocheckpoint=0;").map_err(|e| db_error(&e))?;
+            Ok(conn)
+        };
+        let (mut writer, checkpointer) = (open()?, open()?);
+        let (jobs, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new().name("sms-writer".into()).spawn(move || {
+            for job in rx {
+                let outcome = apply(&mut writer, &job.batch, job.now);
+                let _ = job.done.send(outcome);
+            }
+        })?;
+        let (stop, stopped) = mpsc::channel::<()>();
+        std::thread::Builder::new().name("sms-checkpoint".into()).spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
+                if let Err(e) = checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "WAL checkpoint");
+                }
+            }
+        })?;
+        Ok(SqliteSmsWriter { jobs: Arc::new(Mutex::new(Some((jobs, stop)))) })
+    }
+
+    pub async fn apply(&self, batch: SmsBatch, now: Millis) -> Result<Vec<(i64, i64)>, OperatorError> {
+        let (done, outcome) = oneshot::channel();
+        let sent = match &*self.jobs.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some((jobs, _)) => jobs.send(Job { batch, now, done }).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return Err(sqlx::Error::PoolClosed.into());
+        }
+        match outcome.await {
+            Ok(r) => r.map_err(|e| db_error(&e)),
+            Err(_) => Err(sqlx::Error::PoolClosed.into()),
+        }
+    }
+
+    pub fn close(&self) {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+/// The file behind a SQLite URL, or `None` for an in-memory database (which a second
+/// connection would not see).
+pub(crate) fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    let path = path.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.contains(":memory:") && !path.starts_with("file:")).then(|| PathBuf::from(path))
+}
+
+fn db_error(e: &rusqlite::Error) -> OperatorError {
+    OperatorError::Database(sqlx::Error::Protocol(format!("SMS writer (SQLite): {e}")))
+}
+
+fn apply(conn: &mut Connection, batch: &SmsBatch, now: Millis) -> Outcome {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut repeats = Vec::new();
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO sms_messages (id, system_id, source_addr, source_ton, destination, serving_operator, \
+             route, esm_class, data_coding, registered_delivery, payload, state, submitted_at, expires_at, \
+             next_attempt_at, origin_ref) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'queued', ?12, ?13, \
+             ?14, ?15) ON CONFLICT DO NOTHING",
+        )?;
+        let mut first_copy =
+            tx.prepare_cached("SELECT id FROM sms_messages WHERE system_id = ?1 AND origin_ref = ?2")?;
+        for m in &batch.inserts {
+            let inserted = insert.execute(params![
+                m.id,
+                m.system_id,
+                m.source_addr,
+                m.source_ton,
+                m.destination,
+                m.serving_operator,
+                m.route,
+                m.esm_class,
+                m.data_coding,
+                m.registered_delivery,
+                hex::encode(&m.payload),
+                m.submitted_at,
+                m.expires_at,
+                m.next_attempt_at,
+                m.origin_ref,
+            ])?;
+            // Kept out by the unique (system_id, origin_ref): a repeat of a forwarded message.
+            if inserted == 0
+                && let Some(origin_ref) = &m.origin_ref
+                && let Some(existing) =
+                    first_copy.query_row(params![m.system_id, origin_ref], |r| r.get::<_, i64>(0)).optional()?
+                && existing != m.id
+            {
+                repeats.push((m.id, existing));
+            }
+        }
+    }
+    {
+        // registered_delivery bits 0-1: 1 asks for a receipt on any outcome, 2 on failure only.
+        let mut delivered = tx.prepare_cached(
+            "UPDATE sms_messages SET state = 'delivered', done_at = ?2, \
+             receipt = CASE WHEN (registered_delivery % 4) = 1 THEN 'owed' ELSE 'none' END \
+             WHERE id = ?1 AND state IN ('queued', 'forwarded')",
+        )?;
+        let mut failed = tx.prepare_cached(
+            "UPDATE sms_messages SET state = ?3, done_at = ?2, \
+             receipt = CASE WHEN (registered_delivery % 4) IN (1, 2) THEN 'owed' ELSE 'none' END \
+             WHERE id = ?1 AND state IN ('queued', 'forwarded')",
+        )?;
+        for (id, state) in &batch.finals {
+            match state {
+                SmsState::Delivered => delivered.execute(params![id, now])?,
+                other => failed.execute(params![id, now, other.as_str()])?,
+            };
+        }
+    }
+    {
+        let mut forwarded = tx.prepare_cached(
+            "UPDATE sms_messages SET state = 'forwarded', remote_id = ?2 WHERE id = ?1 AND state = 'queued'",
+        )?;
+        for (id, remote_id) in &batch.forwarded {
+            forwarded.execute(params![id, remote_id])?;
+        }
+        let mut receipt_sent = tx.prepare_cached("UPDATE sms_messages SET receipt = 'sent' WHERE id = ?1")?;
+        for id in &batch.receipts_sent {
+            receipt_sent.execute(params![id])?;
+        }
+        let mut retry = tx.prepare_cached(
+            "UPDATE sms_messages SET attempts = attempts + 1, next_attempt_at = ?2 WHERE id = ?1 AND state = 'queued'",
+        )?;
+        for (id, next) in &batch.retries {
+            retry.execute(params![id, next])?;
+        }
+    }
+    tx.commit()?;
+    Ok(repeats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_files_get_a_second_connection() {
+        assert_eq!(sqlite_file("sqlite://data/opa.db?mode=rwc"), Some(PathBuf::from("data/opa.db")));
+        assert_eq!(sqlite_file("sqlite:/tmp/x.db"), Some(PathBuf::from("/tmp/x.db")));
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("sqlite://:memory:?mode=rwc"), None);
+    }
+}
