@@ -422,7 +422,7 @@ impl OperatorStore {
     /// Messages queued for local delivery to `msisdn`, oldest first.
     pub async fn queued_for(&self, msisdn: &str, due_by: Millis, limit: i64) -> Result<Vec<StoredSms>, OperatorError> {
         self.select_sms(
-            "WHERE destination = $1 AND state IN ('queued', 'forwarded') AND state = 'queued' AND route = 'local' \
+            "WHERE destination = $1 AND state = 'queued' AND route = 'local' \
              AND next_attempt_at <= $2 ORDER BY id LIMIT $3",
             &[Arg::Text(msisdn), Arg::Int(due_by)],
             limit,
@@ -433,8 +433,8 @@ impl OperatorStore {
     /// Local messages whose next delivery attempt is due at `now`, oldest first.
     pub async fn due_local(&self, now: Millis, limit: i64) -> Result<Vec<StoredSms>, OperatorError> {
         self.select_sms(
-            "WHERE state IN ('queued', 'forwarded') AND state = 'queued' AND route = 'local' \
-             AND next_attempt_at <= $1 ORDER BY id LIMIT $2",
+            "WHERE state = 'queued' AND route = 'local' AND next_attempt_at <= $1 \
+             ORDER BY next_attempt_at LIMIT $2",
             &[Arg::Int(now)],
             limit,
         )
@@ -444,7 +444,7 @@ impl OperatorStore {
     /// Queued messages whose validity period ended by `now`.
     pub async fn expired_by(&self, now: Millis, limit: i64) -> Result<Vec<StoredSms>, OperatorError> {
         self.select_sms(
-            "WHERE state IN ('queued', 'forwarded') AND state = 'queued' AND expires_at <= $1 ORDER BY id LIMIT $2",
+            "WHERE state = 'queued' AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
             &[Arg::Int(now)],
             limit,
         )
@@ -454,7 +454,7 @@ impl OperatorStore {
     /// Messages queued for `operator`'s SMS center, oldest first.
     pub async fn queued_interconnect(&self, operator: &str, limit: i64) -> Result<Vec<StoredSms>, OperatorError> {
         self.select_sms(
-            "WHERE state IN ('queued', 'forwarded') AND state = 'queued' AND route = 'interconnect' \
+            "WHERE state = 'queued' AND route = 'interconnect' \
              AND serving_operator = $1 ORDER BY id LIMIT $2",
             &[Arg::Text(operator)],
             limit,

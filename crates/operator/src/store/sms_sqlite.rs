@@ -16,10 +16,17 @@
 //! **Checkpoints off the commit path.** SQLite checkpoints the WAL into the database file
 //! from inside the commit that crosses `wal_autocheckpoint` pages, with an fsync: every
 //! thousand pages one group commit took tens of milliseconds longer, and every submit_sm
-//! waiting behind it too. This writer's connection never checkpoints; a thread of its own runs
-//! `PASSIVE` checkpoints, which copy what no reader still needs without taking the write lock.
+//! waiting behind it too. This writer's connection never checkpoints on its own; a thread of
+//! its own runs `PASSIVE` checkpoints, which copy what no reader still needs without taking
+//! the write lock. Under a steady stream of commits that alone never lets the WAL start over
+//! (each commit adds frames the last checkpoint did not copy), and it grew by 300 MB in one
+//! benchmark. So once the WAL passes [`RESTART_FRAMES`], the writer itself, between two
+//! batches, copies the little the background left: no commit can slip in between, so the next
+//! transaction writes the WAL from its start again. Nothing here ever waits on a lock (a
+//! `RESTART` checkpoint would, with SQLite's busy handler sleeping for up to 100 ms at a time).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
@@ -40,6 +47,8 @@ struct Job {
 
 /// How often the checkpointer looks at the WAL.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// WAL frames (pages, ~64 MiB) past which the writer brings the WAL back to its start.
+const RESTART_FRAMES: i64 = 16_384;
 
 /// The writer thread's mailbox; cheap to clone. Closing it ends the writer and checkpointer
 /// threads, which close their connections.
@@ -58,18 +67,28 @@ impl SqliteSmsWriter {
             Ok(conn)
         };
         let (mut writer, checkpointer) = (open()?, open()?);
+        // The WAL's length in frames, as the last passive checkpoint found it.
+        let wal_frames = Arc::new(AtomicI64::new(0));
         let (jobs, rx) = mpsc::channel::<Job>();
+        let frames = wal_frames.clone();
         std::thread::Builder::new().name("sms-writer".into()).spawn(move || {
             for job in rx {
                 let outcome = apply(&mut writer, &job.batch, job.now);
                 let _ = job.done.send(outcome);
+                if frames.load(Ordering::Relaxed) >= RESTART_FRAMES {
+                    match passive_checkpoint(&writer) {
+                        Ok(_) => frames.store(0, Ordering::Relaxed),
+                        Err(e) => tracing::warn!(error = %e, "WAL checkpoint"),
+                    }
+                }
             }
         })?;
         let (stop, stopped) = mpsc::channel::<()>();
         std::thread::Builder::new().name("sms-checkpoint".into()).spawn(move || {
             while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
-                if let Err(e) = checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!(error = %e, "WAL checkpoint");
+                match passive_checkpoint(&checkpointer) {
+                    Ok(frames) => wal_frames.store(frames, Ordering::Relaxed),
+                    Err(e) => tracing::warn!(error = %e, "WAL checkpoint"),
                 }
             }
         })?;
@@ -102,6 +121,12 @@ pub(crate) fn sqlite_file(url: &str) -> Option<PathBuf> {
     let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
     let path = path.split('?').next().unwrap_or_default();
     (!path.is_empty() && !path.contains(":memory:") && !path.starts_with("file:")).then(|| PathBuf::from(path))
+}
+
+/// Copies into the database what no reader still needs from the WAL, without waiting for
+/// anyone; the WAL's length in frames.
+fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
 }
 
 fn db_error(e: &rusqlite::Error) -> OperatorError {
