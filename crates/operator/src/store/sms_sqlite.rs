@@ -54,7 +54,13 @@ const RESTART_FRAMES: i64 = 16_384;
 /// threads, which close their connections.
 #[derive(Clone)]
 pub(crate) struct SqliteSmsWriter {
-    jobs: Arc<Mutex<Option<(mpsc::Sender<Job>, mpsc::Sender<()>)>>>,
+    jobs: Arc<Mutex<Option<Threads>>>,
+}
+
+/// The writer's mailbox and the checkpointer's stop line; dropping them ends both threads.
+struct Threads {
+    jobs: mpsc::Sender<Job>,
+    _stop_checkpoints: mpsc::Sender<()>,
 }
 
 impl SqliteSmsWriter {
@@ -92,13 +98,13 @@ impl SqliteSmsWriter {
                 }
             }
         })?;
-        Ok(SqliteSmsWriter { jobs: Arc::new(Mutex::new(Some((jobs, stop)))) })
+        Ok(SqliteSmsWriter { jobs: Arc::new(Mutex::new(Some(Threads { jobs, _stop_checkpoints: stop }))) })
     }
 
     pub async fn apply(&self, batch: SmsBatch, now: Millis) -> Result<Vec<(i64, i64)>, OperatorError> {
         let (done, outcome) = oneshot::channel();
         let sent = match &*self.jobs.lock().unwrap_or_else(|e| e.into_inner()) {
-            Some((jobs, _)) => jobs.send(Job { batch, now, done }).is_ok(),
+            Some(threads) => threads.jobs.send(Job { batch, now, done }).is_ok(),
             None => false,
         };
         if !sent {
