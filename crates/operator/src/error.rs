@@ -18,6 +18,9 @@ pub enum OperatorError {
     Config(String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The SMS center's SQLite writer (`store::sms_sqlite`).
+    #[error("database (SMS writer): {0}")]
+    SmsWriter(#[from] rusqlite::Error),
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is invalid: {0}")]

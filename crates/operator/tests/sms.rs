@@ -150,15 +150,8 @@ impl Terminal {
 
 #[tokio::test]
 async fn a_local_message_reaches_the_attached_terminal_over_the_air() {
-    let (node, _dirs) = opa_node(&[]).await;
-    node.store().upsert_sim("242010000000002", "4790000002", b"k-sim-2").await.unwrap();
-    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let smpp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let air = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (smpp_addr, air_addr) = (smpp.local_addr().unwrap(), air.local_addr().unwrap());
-    let stop = CancellationToken::new();
-    let listeners = Listeners { http, enum_dns: None, smpp: Some(smpp), air: Some(air) };
-    let server = tokio::spawn(node.clone().serve(listeners, stop.clone()));
+    let r = Running::start(opa_node(&[]).await).await;
+    let (node, smpp_addr, air_addr) = (r.node.clone(), r.smpp, r.air);
 
     // A wrong key is refused.
     let (_, refused) = Terminal::attach(air_addr, "242010000000002", b"wrong key").await;
@@ -188,9 +181,8 @@ async fn a_local_message_reaches_the_attached_terminal_over_the_air() {
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     assert_eq!(node.store().sms(id).await.unwrap().unwrap().state, SmsState::Delivered);
     assert_eq!(node.store().sms(r2 as i64).await.unwrap().unwrap().state, SmsState::Delivered);
-    stop.cancel();
     drop(t);
-    server.await.unwrap().unwrap();
+    r.shutdown().await;
 }
 
 // ---------------------------------------------------------------------------------------------

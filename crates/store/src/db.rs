@@ -34,14 +34,18 @@ impl Backend {
 pub const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON; \
      PRAGMA cache_size=-65536; PRAGMA mmap_size=268435456;";
 
+/// The file a SQLite URL names, or `None` for an in-memory database.
+pub fn sqlite_file(url: &str) -> Option<&std::path::Path> {
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    let path = path.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.contains(":memory:")).then(|| std::path::Path::new(path))
+}
+
 /// A SQLite URL ready to open: its directory created (SQLite creates the file, not the folder)
 /// and `mode=rwc` added so a first start creates the database.
 pub fn prepare_sqlite_url(url: &str) -> std::io::Result<String> {
-    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
-    let path = path.split('?').next().unwrap_or_default();
-    if !path.is_empty()
-        && path != ":memory:"
-        && let Some(dir) = std::path::Path::new(path).parent()
+    if let Some(file) = sqlite_file(url)
+        && let Some(dir) = file.parent()
         && !dir.as_os_str().is_empty()
     {
         std::fs::create_dir_all(dir)?;
@@ -239,6 +243,10 @@ mod tests {
         assert!(url.ends_with("x.db?mode=rwc"));
         assert_eq!(prepare_sqlite_url("sqlite::memory:").unwrap(), "sqlite::memory:?mode=rwc");
         assert_eq!(prepare_sqlite_url("sqlite://x.db?mode=ro").unwrap(), "sqlite://x.db?mode=ro");
+        assert_eq!(sqlite_file("sqlite://data/opa.db?mode=rwc"), Some(std::path::Path::new("data/opa.db")));
+        assert_eq!(sqlite_file("sqlite:/tmp/x.db"), Some(std::path::Path::new("/tmp/x.db")));
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("sqlite://:memory:?mode=rwc"), None);
         assert_eq!(Backend::of("postgresql://h/db"), Backend::Postgres);
         assert_eq!(Backend::of("sqlite://x.db"), Backend::Sqlite);
     }

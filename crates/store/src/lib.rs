@@ -28,7 +28,7 @@ pub mod outbox;
 pub mod ranges;
 pub mod routing;
 
-pub use db::{Backend, Db, DbConn, DbTx, SQLITE_PRAGMAS, prepare_sqlite_url};
+pub use db::{Backend, Db, DbConn, DbTx, SQLITE_PRAGMAS, prepare_sqlite_url, sqlite_file};
 pub use sqlx::AnyConnection;
 
 /// Storage failures. Constraint violations the caller can act on are their own variants.

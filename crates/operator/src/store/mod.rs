@@ -125,9 +125,9 @@ impl OperatorStore {
         let mut store = OperatorStore { handle, backend, sms_writer: None };
         store.migrate().await?;
         if backend == Backend::Sqlite
-            && let Some(path) = sms_sqlite::sqlite_file(&url)
+            && let Some(path) = numport_store::sqlite_file(&url)
         {
-            store.sms_writer = Some(sms_sqlite::SqliteSmsWriter::start(&path)?);
+            store.sms_writer = Some(sms_sqlite::SqliteSmsWriter::start(path)?);
         }
         Ok(store)
     }

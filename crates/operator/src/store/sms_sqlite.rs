@@ -25,7 +25,7 @@
 //! transaction writes the WAL from its start again. Nothing here ever waits on a lock (a
 //! `RESTART` checkpoint would, with SQLite's busy handler sleeping for up to 100 ms at a time).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
@@ -67,9 +67,9 @@ impl SqliteSmsWriter {
     /// Opens `path` (already migrated by the sqlx connection) and starts the writer thread.
     pub fn start(path: &Path) -> Result<SqliteSmsWriter, OperatorError> {
         let open = || -> Result<Connection, OperatorError> {
-            let conn = Connection::open(path).map_err(|e| db_error(&e))?;
-            conn.execute_batch(numport_store::SQLITE_PRAGMAS).map_err(|e| db_error(&e))?;
-            conn.execute_batch("PRAGMA wal_autocheckpoint=0;").map_err(|e| db_error(&e))?;
+            let conn = Connection::open(path)?;
+            conn.execute_batch(numport_store::SQLITE_PRAGMAS)?;
+            conn.execute_batch("PRAGMA wal_autocheckpoint=0;")?;
             Ok(conn)
         };
         let (mut writer, checkpointer) = (open()?, open()?);
@@ -111,7 +111,7 @@ impl SqliteSmsWriter {
             return Err(sqlx::Error::PoolClosed.into());
         }
         match outcome.await {
-            Ok(r) => r.map_err(|e| db_error(&e)),
+            Ok(r) => Ok(r?),
             Err(_) => Err(sqlx::Error::PoolClosed.into()),
         }
     }
@@ -121,22 +121,10 @@ impl SqliteSmsWriter {
     }
 }
 
-/// The file behind a SQLite URL, or `None` for an in-memory database (which a second
-/// connection would not see).
-pub(crate) fn sqlite_file(url: &str) -> Option<PathBuf> {
-    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
-    let path = path.split('?').next().unwrap_or_default();
-    (!path.is_empty() && !path.contains(":memory:") && !path.starts_with("file:")).then(|| PathBuf::from(path))
-}
-
 /// Copies into the database what no reader still needs from the WAL, without waiting for
 /// anyone; the WAL's length in frames.
 fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
-}
-
-fn db_error(e: &rusqlite::Error) -> OperatorError {
-    OperatorError::Database(sqlx::Error::Protocol(format!("SMS writer (SQLite): {e}")))
 }
 
 fn apply(conn: &mut Connection, batch: &SmsBatch, now: Millis) -> Outcome {
@@ -219,17 +207,4 @@ fn apply(conn: &mut Connection, batch: &SmsBatch, now: Millis) -> Outcome {
     }
     tx.commit()?;
     Ok(repeats)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_files_get_a_second_connection() {
-        assert_eq!(sqlite_file("sqlite://data/opa.db?mode=rwc"), Some(PathBuf::from("data/opa.db")));
-        assert_eq!(sqlite_file("sqlite:/tmp/x.db"), Some(PathBuf::from("/tmp/x.db")));
-        assert_eq!(sqlite_file("sqlite::memory:"), None);
-        assert_eq!(sqlite_file("sqlite://:memory:?mode=rwc"), None);
-    }
 }
