@@ -87,7 +87,7 @@ impl Clearinghouse {
         if key_id.len() > 64 || secret.len() > 128 {
             return Err(Error::Unauthorized);
         }
-        let mut conn = self.db.acquire().await?;
+        let mut conn = self.db.read().await?;
         let key = numport_store::operators::api_key(&mut conn, key_id).await?.ok_or(Error::Unauthorized)?;
         let hash_ok: bool = hash_secret(secret).as_bytes().ct_eq(key.secret_hash.as_bytes()).into();
         if !hash_ok || key.revoked_at.is_some_and(|at| at <= now) {

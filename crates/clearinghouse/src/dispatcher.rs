@@ -89,13 +89,16 @@ pub async fn run(ch: Clearinghouse, shutdown: CancellationToken) {
 }
 
 async fn fetch_and_lease(ch: &Clearinghouse, limit: i64) -> Result<Vec<Due>, numport_store::StoreError> {
-    // No transaction: a crash between the two statements leaves messages unleased, and they
-    // are simply picked up again.
+    // Read what is committed (a message is sent only once durable), then lease it. Should the
+    // lease be lost, the messages are simply picked up again.
     let now = ch.now();
-    let mut conn = ch.db.acquire().await?;
-    let due = outbox::due(&mut conn, now, limit).await?;
-    let ids: Vec<i64> = due.iter().map(|d| d.message.id).collect();
-    outbox::lease(&mut conn, &ids, now + ch.config.dispatcher.lease_ms).await?;
+    let due = outbox::due(&mut *ch.db.read().await?, now, limit).await?;
+    if !due.is_empty() {
+        let ids: Vec<i64> = due.iter().map(|d| d.message.id).collect();
+        let mut tx = ch.db.begin().await?;
+        outbox::lease(&mut tx, &ids, now + ch.config.dispatcher.lease_ms).await?;
+        tx.commit().await?;
+    }
     Ok(due)
 }
 
@@ -152,14 +155,14 @@ async fn record_outcomes(ch: Clearinghouse, mut rx: mpsc::UnboundedReceiver<Outc
             }
         }
         let result: Result<(), numport_store::StoreError> = async {
-            let mut conn = ch.db.acquire().await?;
-            outbox::mark_delivered(&mut conn, &delivered, now).await?;
+            let mut tx = ch.db.begin().await?;
+            outbox::mark_delivered(&mut tx, &delivered, now).await?;
             for (id, attempts, error) in &failed {
                 let shift = (*attempts - 1).clamp(0, 20) as u32;
                 let backoff = cfg.base_backoff_ms.saturating_mul(1 << shift).min(cfg.max_backoff_ms);
-                outbox::reschedule(&mut conn, *id, now + backoff, error).await?;
+                outbox::reschedule(&mut tx, *id, now + backoff, error).await?;
             }
-            Ok(())
+            tx.commit().await
         }
         .await;
         match result {

@@ -61,7 +61,7 @@ async fn routing_changes(
         let expired = tokio::time::Instant::now() >= deadline;
         if read || expired {
             let (changes, (head, ranges_version)) = {
-                let mut conn = ch.db.acquire().await?;
+                let mut conn = ch.db.read().await?;
                 let changes = routing::changes_after(&mut conn, after, limit).await?;
                 (changes, routing::feed_state(&mut conn).await?)
             };
@@ -92,7 +92,7 @@ async fn routing_changes(
 /// it sees of changes committed meanwhile is harmless (the format's "fuzzy snapshot" rule).
 /// A database failure mid-stream aborts the body, so the reader sees no end line and refuses it.
 async fn routing_snapshot(State(ch): State<Clearinghouse>, _caller: Caller) -> Result<Response> {
-    let mut conn = ch.db.acquire().await?;
+    let mut conn = ch.db.read().await?;
     let (seq, ranges_version) = routing::feed_state(&mut conn).await?;
     let ops = operators::list(&mut conn).await?;
     let range_rows = ranges::list(&mut conn).await?;
@@ -129,7 +129,7 @@ async fn routing_snapshot(State(ch): State<Clearinghouse>, _caller: Caller) -> R
         async move {
             let after = cur.after.take()?;
             let page = async {
-                let mut conn = ch.db.acquire().await?;
+                let mut conn = ch.db.read().await?;
                 Ok::<_, Error>(routing::ported_page(&mut conn, &after, SNAPSHOT_PAGE).await?)
             }
             .await;

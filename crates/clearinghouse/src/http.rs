@@ -171,6 +171,18 @@ async fn run_idempotent(
     raw: &[u8],
     op: Op,
 ) -> Result<Response> {
+    let (ch2, caller, key, route, raw) = (ch.clone(), caller.clone(), key.to_owned(), route.to_owned(), raw.to_vec());
+    ch.db.run(async move { run_idempotent_here(&ch2, &caller, &key, &route, &raw, op).await }).await
+}
+
+async fn run_idempotent_here(
+    ch: &Clearinghouse,
+    caller: &Caller,
+    key: &str,
+    route: &str,
+    raw: &[u8],
+    op: Op,
+) -> Result<Response> {
     let mut hasher = Sha256::new();
     hasher.update(route.as_bytes());
     hasher.update([0]);
@@ -196,6 +208,7 @@ async fn run_idempotent(
         let mut tx = ch.db.begin().await?;
         if !idempotency::claim(&mut tx, caller.operator_id, key, &hash, ch.now()).await? {
             tx.rollback().await?;
+            // The writer: it sees the winner's answer, and commits it before we replay it.
             let mut conn = ch.db.acquire().await?;
             let stored = idempotency::get(&mut conn, caller.operator_id, key)
                 .await?
@@ -326,7 +339,7 @@ async fn list_orders(
     q: std::result::Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<axum::Json<OrderList>> {
     let q = query(q)?;
-    let mut conn = ch.db.acquire().await?;
+    let mut conn = ch.db.read().await?;
     let list = orders::list_for_operator(&mut conn, caller.operator_id, q.before, q.limit.unwrap_or(100).clamp(1, 500))
         .await?;
     Ok(axum::Json(OrderList { orders: list.iter().map(to_api).collect() }))
@@ -337,7 +350,7 @@ async fn get_order(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Order>> {
-    let mut conn = ch.db.acquire().await?;
+    let mut conn = ch.db.read().await?;
     let order = order_for(&mut conn, &caller, order_id(&id)?).await?;
     Ok(axum::Json(to_api(&order)))
 }
@@ -347,7 +360,7 @@ async fn order_audit(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<axum::Json<AuditTrail>> {
-    let mut conn = ch.db.acquire().await?;
+    let mut conn = ch.db.read().await?;
     let order = order_for(&mut conn, &caller, order_id(&id)?).await?;
     let entries = numport_store::audit::for_order(&mut conn, order.id)
         .await?
@@ -370,17 +383,17 @@ async fn number_status(
     Path(raw): Path<String>,
 ) -> Result<axum::Json<NumberStatus>> {
     let m = msisdn(&raw)?;
-    let mut conn = ch.db.acquire().await?;
+    let mut conn = ch.db.read().await?;
     Ok(axum::Json(ch.number_status(&mut conn, &m).await?))
 }
 
 async fn account(State(ch): State<Clearinghouse>, caller: Caller) -> Result<axum::Json<Account>> {
-    let mut conn = ch.db.acquire().await?;
+    let mut conn = ch.db.read().await?;
     Ok(axum::Json(ch.account(&mut conn, &caller).await?))
 }
 
 async fn violations(State(ch): State<Clearinghouse>, caller: Caller) -> Result<axum::Json<ViolationList>> {
-    let mut conn = ch.db.acquire().await?;
+    let mut conn = ch.db.read().await?;
     Ok(axum::Json(ViolationList { violations: ch.violations(&mut conn, Some(caller.operator_id), 500).await? }))
 }
 
@@ -396,7 +409,7 @@ async fn inbox(
     q: std::result::Result<Query<InboxQuery>, QueryRejection>,
 ) -> Result<axum::Json<Inbox>> {
     let q = query(q)?;
-    let mut conn = ch.db.acquire().await?;
+    let mut conn = ch.db.read().await?;
     let messages = ch.inbox(&mut conn, &caller, q.after.unwrap_or(0), q.limit.unwrap_or(100)).await?;
     Ok(axum::Json(Inbox { messages }))
 }
@@ -408,8 +421,9 @@ async fn ack(
 ) -> Result<axum::Json<Value>> {
     let raw = body(b, ch.config.max_body_bytes)?;
     let req: AckRequest = parse(&raw)?;
-    let mut conn = ch.db.acquire().await?;
-    let n = outbox::ack(&mut conn, caller.operator_id, req.up_to, ch.now()).await?;
+    let mut tx = ch.db.begin().await?;
+    let n = outbox::ack(&mut tx, caller.operator_id, req.up_to, ch.now()).await?;
+    tx.commit().await?;
     Ok(axum::Json(json!({ "acknowledged": n })))
 }
 

@@ -495,7 +495,7 @@ impl Clearinghouse {
     pub async fn supervise_once(&self) -> Result<usize> {
         let now = self.now();
         let overdue = {
-            let mut conn = self.db.acquire().await?;
+            let mut conn = self.db.read().await?;
             orders::overdue(&mut conn, now, 500).await?
         };
         let mut n = 0;

@@ -227,7 +227,7 @@ impl Cluster {
     /// Operators register their callback URLs as they start; wait until all three have.
     async fn wait_for_callbacks(&self) -> anyhow::Result<()> {
         for _ in 0..500 {
-            let mut conn = self.ch_db.acquire().await?;
+            let mut conn = self.ch_db.read().await?;
             let ops = numport_store::operators::list(&mut conn).await?;
             if ops.iter().all(|o| o.callback_url.is_some()) {
                 return Ok(());

@@ -172,7 +172,7 @@ async fn port_a_to_b(cluster: &Cluster) -> anyhow::Result<usize> {
         a_bal.0 == INITIAL_FUNDS.0 + comp.0 && b_bal.0 == INITIAL_FUNDS.0 - comp.0,
         &format!("opa's account {a_bal} (+{comp}), opb's {b_bal} (-{comp})"),
     );
-    let mut conn = cluster.ch_db.acquire().await?;
+    let mut conn = cluster.ch_db.read().await?;
     let ledger = numport_store::ledger::check(&mut conn).await?;
     c.check(ledger.is_sound(), "ledger balanced: all accounts sum to zero, each matches its postings");
     let changes = numport_store::routing::changes_after(&mut conn, 0, 10).await?;

@@ -8,7 +8,8 @@
 //! Functions take a `&mut AnyConnection`, usually a transaction opened by the caller: the
 //! clearinghouse decides what belongs in one transaction, the store knows how to write it.
 //!
-//! - [`db`]: connecting, pragmas, migrations.
+//! - [`db`]: connecting, pragmas, migrations; transactions, group commit on SQLite, readers.
+//! - [`wal`]: SQLite WAL checkpoints off the commit path.
 //! - [`operators`]: operators and their API keys.
 //! - [`ranges`]: number ranges and the range holder of a number.
 //! - [`ledger`]: settlement accounts, balanced journals, postings.
@@ -27,6 +28,7 @@ pub mod orders;
 pub mod outbox;
 pub mod ranges;
 pub mod routing;
+pub mod wal;
 
 pub use db::{Backend, Db, DbConn, DbTx, SQLITE_PRAGMAS, prepare_sqlite_url, sqlite_file};
 pub use sqlx::AnyConnection;
@@ -44,6 +46,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// The group commit a transaction joined failed: its changes are gone with the group's.
+    #[error("commit failed: {0}")]
+    CommitFailed(String),
 }
 
 impl StoreError {

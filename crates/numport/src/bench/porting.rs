@@ -148,7 +148,7 @@ impl Bench {
 async fn tail_changes(db: numport_store::Db, bench: Arc<Bench>, stop: tokio_util::sync::CancellationToken) {
     let mut seq = 0;
     while !stop.is_cancelled() {
-        let changes = match db.acquire().await {
+        let changes = match db.read().await {
             Ok(mut conn) => numport_store::routing::changes_after(&mut conn, seq, 10_000).await.unwrap_or_default(),
             Err(_) => Vec::new(),
         };
@@ -261,7 +261,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     stop.cancel();
     let _ = tail.await;
 
-    let mut conn = cluster.ch_db.acquire().await?;
+    let mut conn = cluster.ch_db.read().await?;
     let ledger = numport_store::ledger::check(&mut conn).await?;
     let completed = numport_store::routing::head(&mut conn).await?;
     drop(conn);

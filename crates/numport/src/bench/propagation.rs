@@ -119,7 +119,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         tokio::spawn(async move {
             let mut seq = 0;
             while !stop.is_cancelled() {
-                let changes = match db.acquire().await {
+                let changes = match db.read().await {
                     Ok(mut conn) => {
                         numport_store::routing::changes_after(&mut conn, seq, 10_000).await.unwrap_or_default()
                     }

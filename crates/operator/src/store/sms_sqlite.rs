@@ -13,24 +13,14 @@
 //! The connection shares the node's database file with the sqlx connection (WAL: readers
 //! there never wait for this writer; the few other writes there wait on `busy_timeout`).
 //!
-//! **Checkpoints off the commit path.** SQLite checkpoints the WAL into the database file
-//! from inside the commit that crosses `wal_autocheckpoint` pages, with an fsync: every
-//! thousand pages one group commit took tens of milliseconds longer, and every submit_sm
-//! waiting behind it too. This writer's connection never checkpoints on its own; a thread of
-//! its own runs `PASSIVE` checkpoints, which copy what no reader still needs without taking
-//! the write lock. Under a steady stream of commits that alone never lets the WAL start over
-//! (each commit adds frames the last checkpoint did not copy), and it grew by 300 MB in one
-//! benchmark. So once the WAL passes [`RESTART_FRAMES`], the writer itself, between two
-//! batches, copies the little the background left: no commit can slip in between, so the next
-//! transaction writes the WAL from its start again. Nothing here ever waits on a lock (a
-//! `RESTART` checkpoint would, with SQLite's busy handler sleeping for up to 100 ms at a time).
+//! Checkpoints run off the commit path ([`numport_store::wal`]): this connection never
+//! checkpoints on its own, and between two batches it brings a long WAL back to its start.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::Duration;
 
 use numport_core::Millis;
+use numport_store::wal::{PASSIVE_CHECKPOINT, WalCheckpointer};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
@@ -45,11 +35,6 @@ struct Job {
     done: oneshot::Sender<Outcome>,
 }
 
-/// How often the checkpointer looks at the WAL.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
-/// WAL frames (pages, ~64 MiB) past which the writer brings the WAL back to its start.
-const RESTART_FRAMES: i64 = 16_384;
-
 /// The writer thread's mailbox; cheap to clone. Closing it ends the writer and checkpointer
 /// threads, which close their connections.
 #[derive(Clone)]
@@ -57,48 +42,34 @@ pub(crate) struct SqliteSmsWriter {
     jobs: Arc<Mutex<Option<Threads>>>,
 }
 
-/// The writer's mailbox and the checkpointer's stop line; dropping them ends both threads.
+/// The writer's mailbox and the checkpointer; dropping them ends both threads.
 struct Threads {
     jobs: mpsc::Sender<Job>,
-    _stop_checkpoints: mpsc::Sender<()>,
+    _checkpoints: Arc<WalCheckpointer>,
 }
 
 impl SqliteSmsWriter {
     /// Opens `path` (already migrated by the sqlx connection) and starts the writer thread.
     pub fn start(path: &Path) -> Result<SqliteSmsWriter, OperatorError> {
-        let open = || -> Result<Connection, OperatorError> {
-            let conn = Connection::open(path)?;
-            conn.execute_batch(numport_store::SQLITE_PRAGMAS)?;
-            conn.execute_batch("PRAGMA wal_autocheckpoint=0;")?;
-            Ok(conn)
-        };
-        let (mut writer, checkpointer) = (open()?, open()?);
-        // The WAL's length in frames, as the last passive checkpoint found it.
-        let wal_frames = Arc::new(AtomicI64::new(0));
+        let mut writer = Connection::open(path)?;
+        writer.execute_batch(numport_store::SQLITE_PRAGMAS)?;
+        writer.execute_batch("PRAGMA wal_autocheckpoint=0;")?;
+        let checkpoints = Arc::new(WalCheckpointer::start(path, "sms-checkpoint")?);
         let (jobs, rx) = mpsc::channel::<Job>();
-        let frames = wal_frames.clone();
+        let wal = checkpoints.clone();
         std::thread::Builder::new().name("sms-writer".into()).spawn(move || {
             for job in rx {
                 let outcome = apply(&mut writer, &job.batch, job.now);
                 let _ = job.done.send(outcome);
-                if frames.load(Ordering::Relaxed) >= RESTART_FRAMES {
-                    match passive_checkpoint(&writer) {
-                        Ok(_) => frames.store(0, Ordering::Relaxed),
+                if wal.wal_is_long() {
+                    match writer.query_row(PASSIVE_CHECKPOINT, [], |_| Ok(())) {
+                        Ok(()) => wal.restarted(),
                         Err(e) => tracing::warn!(error = %e, "WAL checkpoint"),
                     }
                 }
             }
         })?;
-        let (stop, stopped) = mpsc::channel::<()>();
-        std::thread::Builder::new().name("sms-checkpoint".into()).spawn(move || {
-            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
-                match passive_checkpoint(&checkpointer) {
-                    Ok(frames) => wal_frames.store(frames, Ordering::Relaxed),
-                    Err(e) => tracing::warn!(error = %e, "WAL checkpoint"),
-                }
-            }
-        })?;
-        Ok(SqliteSmsWriter { jobs: Arc::new(Mutex::new(Some(Threads { jobs, _stop_checkpoints: stop }))) })
+        Ok(SqliteSmsWriter { jobs: Arc::new(Mutex::new(Some(Threads { jobs, _checkpoints: checkpoints }))) })
     }
 
     pub async fn apply(&self, batch: SmsBatch, now: Millis) -> Result<Vec<(i64, i64)>, OperatorError> {
@@ -119,12 +90,6 @@ impl SqliteSmsWriter {
     pub fn close(&self) {
         self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
-}
-
-/// Copies into the database what no reader still needs from the WAL, without waiting for
-/// anyone; the WAL's length in frames.
-fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
 }
 
 fn apply(conn: &mut Connection, batch: &SmsBatch, now: Millis) -> Outcome {
