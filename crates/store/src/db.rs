@@ -508,7 +508,11 @@ impl Db {
         match &self.handle {
             Handle::Sqlite(db) => match db.driver.handle.spawn(work).await {
                 Ok(out) => out,
-                Err(e) => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => match e.try_into_panic() {
+                    Ok(panic) => std::panic::resume_unwind(panic),
+                    // The driver's runtime lives as long as `db`, which we hold.
+                    Err(_) => unreachable!("the transaction driver stopped while in use"),
+                },
             },
             Handle::Pool(_) => work.await,
         }
