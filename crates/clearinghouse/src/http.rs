@@ -163,19 +163,13 @@ fn idempotency_key(headers: &HeaderMap) -> Result<&str> {
         })
 }
 
-async fn run_idempotent(
-    ch: &Clearinghouse,
-    caller: &Caller,
-    key: &str,
-    route: &str,
-    raw: &[u8],
-    op: Op,
-) -> Result<Response> {
-    let (ch2, caller, key, route, raw) = (ch.clone(), caller.clone(), key.to_owned(), route.to_owned(), raw.to_vec());
-    ch.db.run(async move { run_idempotent_here(&ch2, &caller, &key, &route, &raw, op).await }).await
+/// What a request under an idempotency key comes to: an answer stored before, or a new one.
+enum Answered {
+    Stored(idempotency::StoredResponse),
+    New(StatusCode, String),
 }
 
-async fn run_idempotent_here(
+async fn run_idempotent(
     ch: &Clearinghouse,
     caller: &Caller,
     key: &str,
@@ -188,49 +182,63 @@ async fn run_idempotent_here(
     hasher.update([0]);
     hasher.update(raw);
     let hash = hex::encode(hasher.finalize());
-    let replay = |stored: idempotency::StoredResponse| -> Result<Response> {
-        if stored.request_hash != hash {
-            return Err(Error::invalid(
-                "idempotency_key_reused",
-                "this Idempotency-Key was used for a different request",
-            ));
-        }
-        let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
-        Ok(json_response(status, stored.body, true))
-    };
 
     // Claim the key first: a concurrent copy of this request waits for the claim and then
     // replays its answer instead of running a second time. A transaction that loses a race on
     // some other row (a second order for a number, a deadlock victim) runs again from the start.
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let mut tx = ch.db.begin().await?;
-        if !idempotency::claim(&mut tx, caller.operator_id, key, &hash, ch.now()).await? {
-            tx.rollback().await?;
-            // The writer: it sees the winner's answer, and commits it before we replay it.
-            let mut conn = ch.db.acquire().await?;
-            let stored = idempotency::get(&mut conn, caller.operator_id, key)
-                .await?
-                .ok_or(Error::NotFound("idempotency record"))?;
-            return replay(stored);
-        }
-        let (status, value) = match ch.execute(&mut tx, caller, op.clone()).await {
-            Ok(r) => r,
-            Err(e) => {
-                tx.rollback().await?;
-                if attempt < 3 && e.is_transient() {
-                    tracing::debug!(error = %e, attempt, "retrying after a concurrent conflict");
-                    continue;
+    // The transaction runs where the database drives it best (`Db::run`).
+    let answered = {
+        let (ch, caller, key, hash) = (ch.clone(), caller.clone(), key.to_owned(), hash.clone());
+        ch.db
+            .clone()
+            .run(async move {
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    let mut tx = ch.db.begin().await?;
+                    if !idempotency::claim(&mut tx, caller.operator_id, &key, &hash, ch.now()).await? {
+                        tx.rollback().await?;
+                        // The writer: it sees the winner's answer, and commits it before we replay it.
+                        let mut conn = ch.db.acquire().await?;
+                        let stored = idempotency::get(&mut conn, caller.operator_id, &key)
+                            .await?
+                            .ok_or(Error::NotFound("idempotency record"))?;
+                        return Ok::<_, Error>(Answered::Stored(stored));
+                    }
+                    let (status, value) = match ch.execute(&mut tx, &caller, op.clone()).await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tx.rollback().await?;
+                            if attempt < 3 && e.is_transient() {
+                                tracing::debug!(error = %e, attempt, "retrying after a concurrent conflict");
+                                continue;
+                            }
+                            return Err(e);
+                        }
+                    };
+                    let body = value.to_string();
+                    idempotency::answer(&mut tx, caller.operator_id, &key, status.as_u16(), &body).await?;
+                    tx.commit().await?;
+                    return Ok(Answered::New(status, body));
                 }
-                return Err(e);
+            })
+            .await?
+    };
+    match answered {
+        Answered::Stored(stored) => {
+            if stored.request_hash != hash {
+                return Err(Error::invalid(
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was used for a different request",
+                ));
             }
-        };
-        let body = value.to_string();
-        idempotency::answer(&mut tx, caller.operator_id, key, status.as_u16(), &body).await?;
-        tx.commit().await?;
-        ch.wake_dispatcher();
-        return Ok(json_response(status, body, false));
+            let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+            Ok(json_response(status, stored.body, true))
+        }
+        Answered::New(status, body) => {
+            ch.wake_dispatcher();
+            Ok(json_response(status, body, false))
+        }
     }
 }
 

@@ -74,8 +74,8 @@ const SQLITE_READERS: usize = 2;
 /// - [`Db::begin`]: a transaction. On SQLite, transactions run one at a time on the single
 ///   writer connection and are **committed in groups**: each is a savepoint in an open batch,
 ///   and [`DbTx::commit`] returns once the batch's one `COMMIT` has made it durable. A commit
-///   was half of all the time SQLite spent per port (it writes the WAL), so under load a few
-///   dozen requests now share one.
+///   was half of all the time SQLite spent per port (it writes the WAL), so under load several
+///   requests now share one (about four at the porting benchmark's saturation).
 /// - [`Db::read`]: reads. On SQLite, read-only connections of their own, which WAL lets run
 ///   beside the writer and which see only committed (durable) data, never a batch in flight.
 /// - [`Db::acquire`]: the writer in autocommit mode, for administration and migrations; on
@@ -104,13 +104,13 @@ struct Sqlite {
     /// Tasks queued for the writer: a transaction that ends while none is commits its batch
     /// at once, so an idle system never waits for a group.
     waiting: AtomicUsize,
-    /// Told when a batch is left open for the next holder, in case none comes; the lingerer
-    /// then commits it after [`BATCH_AGE`].
+    /// Told when a batch is left open for the next holder; the lingerer then queues for the
+    /// writer and commits the batch once those ahead of it have joined.
     linger: Arc<Notify>,
     /// Empty for an in-memory database, which only its own connection can see.
     readers: Vec<Arc<Mutex<Option<AnyConnection>>>>,
     next_reader: AtomicUsize,
-    checkpoints: std::sync::Mutex<Option<WalCheckpointer>>,
+    checkpoints: Option<WalCheckpointer>,
     /// Where [`Db::run`] drives transactions; see there.
     driver: TxDriver,
 }
@@ -208,14 +208,11 @@ impl Sqlite {
             }
         };
         batch.outcome.send_replace(Some(outcome.clone()));
-        let wal_is_long = self.checkpoints.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|c| c.wal_is_long());
-        if wal_is_long == Some(true) {
+        if let Some(c) = &self.checkpoints
+            && c.wal_is_long()
+        {
             match w.conn.execute(PASSIVE_CHECKPOINT).await {
-                Ok(_) => {
-                    if let Some(c) = self.checkpoints.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-                        c.restarted();
-                    }
-                }
+                Ok(_) => c.restarted(),
                 Err(e) => tracing::warn!(error = %e, "WAL checkpoint"),
             }
         }
@@ -418,7 +415,7 @@ impl Db {
                     linger: Arc::new(Notify::new()),
                     readers,
                     next_reader: AtomicUsize::new(0),
-                    checkpoints: std::sync::Mutex::new(checkpoints),
+                    checkpoints,
                     driver: TxDriver::start().map_err(sqlx::Error::Io)?,
                 });
                 db.spawn_lingerer();
@@ -539,7 +536,9 @@ impl Db {
                         let _ = conn.close().await;
                     }
                 }
-                db.checkpoints.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some(c) = &db.checkpoints {
+                    c.stop();
+                }
             }
         }
     }

@@ -15,9 +15,9 @@
 //! waits on a lock (a `RESTART` checkpoint would, with the busy handler sleeping up to 100 ms).
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::SQLITE_PRAGMAS;
@@ -31,12 +31,13 @@ const RESTART_FRAMES: i64 = 16_384;
 /// anyone. Its second column is the WAL's length in frames.
 pub const PASSIVE_CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
 
-/// The background checkpoint thread of one SQLite file; dropping it ends the thread.
+/// The background checkpoint thread of one SQLite file; [`stop`](WalCheckpointer::stop) or
+/// dropping it ends the thread.
 #[derive(Debug)]
 pub struct WalCheckpointer {
     /// The WAL's length in frames, as the last passive checkpoint found it.
     frames: Arc<AtomicI64>,
-    _stop: mpsc::Sender<()>,
+    stop: Mutex<Option<mpsc::Sender<()>>>,
 }
 
 impl WalCheckpointer {
@@ -55,7 +56,7 @@ impl WalCheckpointer {
                 }
             }
         })?;
-        Ok(WalCheckpointer { frames, _stop: stop })
+        Ok(WalCheckpointer { frames, stop: Mutex::new(Some(stop)) })
     }
 
     /// Whether the writer should run [`PASSIVE_CHECKPOINT`] before its next transaction.
@@ -66,5 +67,10 @@ impl WalCheckpointer {
     /// The writer's own checkpoint ran: the WAL starts over with its next transaction.
     pub fn restarted(&self) {
         self.frames.store(0, Ordering::Relaxed);
+    }
+
+    /// Ends the thread, which closes its connection.
+    pub fn stop(&self) {
+        self.stop.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 }
