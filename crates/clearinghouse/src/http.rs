@@ -18,7 +18,7 @@ use axum::routing::{get, post, put};
 use clearinghouse_api::client::IDEMPOTENCY_KEY_HEADER;
 use clearinghouse_api::model::*;
 use numport_core::Msisdn;
-use numport_store::{AnyConnection, idempotency, operators, orders, outbox};
+use numport_store::{Connection, idempotency, operators, orders, outbox};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -127,7 +127,7 @@ fn to_value(v: impl serde::Serialize) -> Result<Value> {
 }
 
 impl Clearinghouse {
-    async fn execute(&self, conn: &mut AnyConnection, caller: &Caller, op: Op) -> Result<(StatusCode, Value)> {
+    async fn execute(&self, conn: &mut Connection, caller: &Caller, op: Op) -> Result<(StatusCode, Value)> {
         Ok(match op {
             Op::RequestPort(r) => (StatusCode::CREATED, to_value(self.request_port(conn, caller, &r).await?)?),
             Op::Deposit(r) => (StatusCode::OK, to_value(self.deposit(conn, caller, &r).await?)?),

@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use numport_core::porting::Reason;
 use numport_core::{Clock, Millis, OperatorName, RoutingNumber};
-use numport_store::{AnyConnection, Db};
+use numport_store::{Connection, Db};
 use telemetry::{Counter, Registry};
 use tokio::sync::Notify;
 
@@ -97,7 +97,7 @@ impl Clearinghouse {
     }
 
     /// The unchanging facts of an operator, from the cache or (once) from the database.
-    pub async fn operator(&self, conn: &mut AnyConnection, id: i64) -> Result<Arc<OperatorInfo>, Error> {
+    pub async fn operator(&self, conn: &mut Connection, id: i64) -> Result<Arc<OperatorInfo>, Error> {
         if let Some(op) = self.operators.read().unwrap_or_else(|p| p.into_inner()).get(&id) {
             return Ok(op.clone());
         }

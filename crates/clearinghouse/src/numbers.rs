@@ -5,7 +5,7 @@ use clearinghouse_api::model::{Account, NumberReturned, NumberStatus, StatementL
 use clearinghouse_api::{Envelope, Message};
 use numport_core::Msisdn;
 use numport_core::porting::ChangeKind;
-use numport_store::{AnyConnection, audit, ledger, orders, outbox, ranges, routing};
+use numport_store::{Connection, audit, ledger, orders, outbox, ranges, routing};
 use serde_json::json;
 
 use crate::Clearinghouse;
@@ -15,7 +15,7 @@ use crate::porting::enqueue;
 
 impl Clearinghouse {
     /// Who serves a number now. Every operator may ask: routing data is shared by design (F2).
-    pub async fn number_status(&self, conn: &mut AnyConnection, msisdn: &Msisdn) -> Result<NumberStatus> {
+    pub async fn number_status(&self, conn: &mut Connection, msisdn: &Msisdn) -> Result<NumberStatus> {
         let holder_id = ranges::holder_of(conn, msisdn).await?.ok_or(Error::NotFound("number range"))?;
         let ported = routing::ported_to(conn, msisdn).await?;
         let holder = self.operator(conn, holder_id).await?;
@@ -35,7 +35,7 @@ impl Clearinghouse {
     /// The serving operator terminated a ported number: it goes back to its range holder.
     pub async fn return_number(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut Connection,
         caller: &Caller,
         msisdn: &Msisdn,
     ) -> Result<NumberReturned> {
@@ -70,7 +70,7 @@ impl Clearinghouse {
         Ok(NumberReturned { msisdn: msisdn.clone(), range_holder: holder.name.clone(), seq })
     }
 
-    pub async fn account(&self, conn: &mut AnyConnection, caller: &Caller) -> Result<Account> {
+    pub async fn account(&self, conn: &mut Connection, caller: &Caller) -> Result<Account> {
         let (id, balance) = ledger::operator_account(conn, caller.operator_id).await?;
         let statement = ledger::statement(conn, id, 100)
             .await?
@@ -88,7 +88,7 @@ impl Clearinghouse {
 
     pub async fn violations(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut Connection,
         operator_id: Option<i64>,
         limit: i64,
     ) -> Result<Vec<Violation>> {
@@ -107,13 +107,7 @@ impl Clearinghouse {
             .collect())
     }
 
-    pub async fn inbox(
-        &self,
-        conn: &mut AnyConnection,
-        caller: &Caller,
-        after: i64,
-        limit: i64,
-    ) -> Result<Vec<Envelope>> {
+    pub async fn inbox(&self, conn: &mut Connection, caller: &Caller, after: i64, limit: i64) -> Result<Vec<Envelope>> {
         outbox::inbox(conn, caller.operator_id, after, limit.clamp(1, 1000))
             .await?
             .into_iter()

@@ -14,7 +14,7 @@ use numport_core::proof::{Nonce, Proof};
 use numport_core::{JournalEntry, Millis};
 use numport_store::ledger::{self, PostError};
 use numport_store::orders::{self, NewOrder, OrderRecord};
-use numport_store::{AnyConnection, audit, outbox, routing};
+use numport_store::{Connection, audit, outbox, routing};
 use serde_json::json;
 
 use crate::Clearinghouse;
@@ -41,13 +41,13 @@ pub fn to_api(o: &OrderRecord) -> Order {
     }
 }
 
-pub(crate) async fn enqueue(conn: &mut AnyConnection, operator_id: i64, msg: &Message, now: Millis) -> Result<()> {
+pub(crate) async fn enqueue(conn: &mut Connection, operator_id: i64, msg: &Message, now: Millis) -> Result<()> {
     enqueue_at(conn, operator_id, msg, now, now).await
 }
 
 /// Queue `msg`, calling back no sooner than `send_at`.
 async fn enqueue_at(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     operator_id: i64,
     msg: &Message,
     now: Millis,
@@ -68,7 +68,7 @@ fn nonce_and_proof(nonce: &str, proof: &str) -> Result<(String, String)> {
 
 /// Load an order the caller is party to; others get the same 404 as a missing order, so an
 /// operator cannot even learn that someone else's order exists.
-pub(crate) async fn order_for(conn: &mut AnyConnection, caller: &Caller, id: i64) -> Result<OrderRecord> {
+pub(crate) async fn order_for(conn: &mut Connection, caller: &Caller, id: i64) -> Result<OrderRecord> {
     orders::get(conn, id).await?.filter(|o| o.involves(caller.operator_id)).ok_or(Error::NotFound("porting order"))
 }
 
@@ -76,7 +76,7 @@ impl Clearinghouse {
     /// F1 step 1: the recipient's terminal verification request opens an order. Checks that
     /// fail produce an order already `rejected` with its reason (recorded and audited); only
     /// malformed requests are refused outright.
-    pub async fn request_port(&self, conn: &mut AnyConnection, caller: &Caller, req: &PortingRequest) -> Result<Order> {
+    pub async fn request_port(&self, conn: &mut Connection, caller: &Caller, req: &PortingRequest) -> Result<Order> {
         let now = self.now();
         let (nonce_hex, proof_hex) = nonce_and_proof(&req.nonce, &req.proof)?;
         let msisdn = &req.msisdn;
@@ -190,7 +190,7 @@ impl Clearinghouse {
     /// Compare the recipient's proof with the donor's deposit (constant time) and move on.
     async fn verify_against(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut Connection,
         order: OrderRecord,
         deposited: &str,
         actor: &str,
@@ -210,7 +210,7 @@ impl Clearinghouse {
     /// F1 step 2: the donor deposits the proof it computed for the terminal's nonce.
     pub async fn deposit(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut Connection,
         caller: &Caller,
         req: &DepositRequest,
     ) -> Result<DepositAccepted> {
@@ -270,7 +270,7 @@ impl Clearinghouse {
     /// F1 step 4: the donor's credit information, forwarded to the recipient.
     pub async fn credit_information(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut Connection,
         caller: &Caller,
         order_id: i64,
         req: &CreditInformationRequest,
@@ -289,7 +289,7 @@ impl Clearinghouse {
     /// transaction: debit recipient, credit donor, route the number, log the change.
     pub async fn decide(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut Connection,
         caller: &Caller,
         order_id: i64,
         req: &DecisionRequest,
@@ -337,7 +337,7 @@ impl Clearinghouse {
     /// The donor cannot cancel: it is the party that might want to obstruct.
     pub async fn cancel(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut Connection,
         caller: &Caller,
         order_id: i64,
         req: &CancelRequest,
@@ -354,7 +354,7 @@ impl Clearinghouse {
     /// Apply one event to an order and write everything that follows from it.
     pub(crate) async fn apply(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut Connection,
         order: &OrderRecord,
         event: Event,
         actor: &str,
@@ -444,7 +444,7 @@ impl Clearinghouse {
 
     /// F1 step 6 after the money moved: route the number to the recipient, append the change
     /// to the routing log, and tell both parties.
-    async fn complete(&self, conn: &mut AnyConnection, order: &OrderRecord, now: Millis) -> Result<()> {
+    async fn complete(&self, conn: &mut Connection, order: &OrderRecord, now: Millis) -> Result<()> {
         let recipient = self.operator(conn, order.recipient_id).await?;
         let kind = match order.kind {
             OrderKind::PortBack => {

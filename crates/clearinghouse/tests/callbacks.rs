@@ -25,7 +25,6 @@ use numport_core::signing::{
 };
 use numport_core::{Clock, Money};
 use numport_store::Backend;
-use sqlx::Row;
 
 /// One callback as the receiver got it, and what it answered.
 #[derive(Debug, Clone)]
@@ -262,17 +261,15 @@ async fn a_failing_receiver_gets_the_message_again() {
         check_delivery(&t, d, &t.a, &t.b, &ia);
     }
     let mut conn = t.ch.db.acquire().await.unwrap();
-    let row = sqlx::query("SELECT attempts, delivered_at, last_error FROM messages WHERE id = $1")
-        .bind(*id)
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
-    assert_eq!(row.get::<i64, _>("attempts"), 3);
-    assert!(row.get::<Option<i64>, _>("delivered_at").is_some());
-    assert!(
-        row.get::<Option<String>, _>("last_error").unwrap_or_default().contains("500"),
-        "the failure is remembered"
-    );
+    let (attempts, delivered_at, last_error): (i64, Option<i64>, Option<String>) =
+        numport_store::sql::query_as("SELECT attempts, delivered_at, last_error FROM messages WHERE id = $1")
+            .bind(*id)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(attempts, 3);
+    assert!(delivered_at.is_some());
+    assert!(last_error.unwrap_or_default().contains("500"), "the failure is remembered");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

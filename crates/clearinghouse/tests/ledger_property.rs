@@ -589,20 +589,21 @@ impl Run {
 
         // Exactly one compensation journal per paid order, none for any other; each moves the
         // compensation from the recipient to the donor and nothing else.
-        let per_order: Vec<(i64, i64)> = sqlx::query_as(
+        let per_order: Vec<(i64, i64)> = numport_store::sql::query_as(
             "SELECT order_id, COUNT(*) FROM journals WHERE kind = 'compensation' GROUP BY order_id ORDER BY order_id",
         )
-        .fetch_all(&mut *conn)
+        .fetch_all(&mut conn)
         .await
         .map_err(fail("journals"))?;
         let expected: Vec<(i64, i64)> =
             self.m.closed.iter().filter(|(_, c)| c.paid > 0).map(|(&id, _)| (id, 1)).collect();
         prop_assert_eq!(&per_order, &expected, "compensation journals per order");
-        let with_order: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM journals WHERE order_id IS NOT NULL AND kind <> 'compensation'")
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(fail("journals"))?;
+        let with_order: i64 = numport_store::sql::query_scalar(
+            "SELECT COUNT(*) FROM journals WHERE order_id IS NOT NULL AND kind <> 'compensation'",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .map_err(fail("journals"))?;
         prop_assert_eq!(with_order, 0);
         let mut lines: HashMap<(usize, i64), Vec<i64>> = HashMap::new();
         for (i, acct) in op_accounts.iter().enumerate() {

@@ -67,11 +67,12 @@ async fn happy_path(backend: Backend) {
     assert_eq!(t.b.client.order(order.id).await.unwrap().state, OrderState::AwaitingCreditInfo);
     // The deposit came within the reminder's grace time: the reminder callback is cancelled.
     let mut conn = t.ch.db.acquire().await.unwrap();
-    let pending: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE kind = 'deposit_requested' AND delivered_at IS NULL")
-            .fetch_one(&mut *conn)
-            .await
-            .unwrap();
+    let pending: i64 = numport_store::sql::query_scalar(
+        "SELECT COUNT(*) FROM messages WHERE kind = 'deposit_requested' AND delivered_at IS NULL",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
     assert_eq!(pending, 0);
     drop(conn);
     assert_eq!(t.messages(&t.a, "credit_query").await.len(), 1);
@@ -113,8 +114,8 @@ async fn happy_path(backend: Backend) {
 
     // The audit trail is append-only, whatever SQL is tried on it.
     let mut conn = t.ch.db.acquire().await.unwrap();
-    assert!(sqlx::query("UPDATE audit_log SET actor = 'forger'").execute(&mut *conn).await.is_err());
-    assert!(sqlx::query("DELETE FROM audit_log").execute(&mut *conn).await.is_err());
+    assert!(numport_store::sql::query("UPDATE audit_log SET actor = 'forger'").execute(&mut conn).await.is_err());
+    assert!(numport_store::sql::query("DELETE FROM audit_log").execute(&mut conn).await.is_err());
 }
 
 async fn deposit_before_request(backend: Backend) {

@@ -28,9 +28,9 @@ use numport::cluster::{Cluster, ClusterSpec, INITIAL_FUNDS, OPERATORS, subscribe
 use numport_core::porting::OrderState;
 use numport_core::proof::{Nonce, PinStretch};
 use numport_core::{Clock, Msisdn, SystemClock};
+use numport_store::sql;
 use numport_store::{ledger, operators, orders, routing};
 use operator::{OperatorStore, PortOutAuthorisation, SubscriberStatus};
-use sqlx::Row;
 
 const PORTS: usize = 150;
 /// Handset `i` starts `i * STAGGER` after the first, so requests keep arriving throughout.
@@ -127,23 +127,21 @@ async fn evidence(cluster: &Cluster, order_id: i64) -> String {
     let mut out = String::new();
     let order = orders::get(&mut conn, order_id).await.ok().flatten();
     out.push_str(&format!("order {order_id}: {order:?}\n"));
-    let rows = sqlx::query(
-        "SELECT id, operator_id, kind, delivered_at, attempts, next_attempt_at, last_error FROM messages WHERE order_id = $1 ORDER BY id",
-    )
-    .bind(order_id)
-    .fetch_all(&mut *conn)
-    .await
-    .unwrap_or_default();
-    for r in rows {
+    let rows: Vec<(i64, i64, String, Option<i64>)> =
+        sql::query_as("SELECT id, operator_id, kind, delivered_at FROM messages WHERE order_id = $1 ORDER BY id")
+            .bind(order_id)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_default();
+    let tries: Vec<(i64, i64, Option<String>)> =
+        sql::query_as("SELECT attempts, next_attempt_at, last_error FROM messages WHERE order_id = $1 ORDER BY id")
+            .bind(order_id)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_default();
+    for ((id, operator, kind, delivered_at), (attempts, next_attempt_at, last_error)) in rows.iter().zip(&tries) {
         out.push_str(&format!(
-            "  message {} to operator {} {}: delivered_at {:?}, attempts {}, next_attempt_at {}, last_error {:?}\n",
-            r.get::<i64, _>("id"),
-            r.get::<i64, _>("operator_id"),
-            r.get::<String, _>("kind"),
-            r.get::<Option<i64>, _>("delivered_at"),
-            r.get::<i64, _>("attempts"),
-            r.get::<i64, _>("next_attempt_at"),
-            r.get::<Option<String>, _>("last_error"),
+            "  message {id} to operator {operator} {kind}: delivered_at {delivered_at:?}, attempts {attempts}, next_attempt_at {next_attempt_at}, last_error {last_error:?}\n",
         ));
     }
     for e in numport_store::audit::for_order(&mut conn, order_id).await.unwrap_or_default() {
@@ -282,13 +280,8 @@ async fn scenario(tmp: &std::path::Path) -> bool {
     let mut conn = cluster.ch_db.acquire().await.expect("connection");
     let by_state = orders::count_by_state(&mut conn).await.expect("count by state");
     eprintln!("orders by state: {by_state:?}");
-    let all: Vec<(i64, String)> = sqlx::query("SELECT id, state FROM porting_orders ORDER BY id")
-        .fetch_all(&mut *conn)
-        .await
-        .expect("orders")
-        .iter()
-        .map(|r| (r.get("id"), r.get("state")))
-        .collect();
+    let all: Vec<(i64, String)> =
+        sql::query_as("SELECT id, state FROM porting_orders ORDER BY id").fetch_all(&mut conn).await.expect("orders");
     drop(conn);
     for (id, state) in &all {
         if state != OrderState::Completed.as_str() {
@@ -316,13 +309,10 @@ async fn scenario(tmp: &std::path::Path) -> bool {
         }
     }
     let per_number: Vec<(String, i64)> =
-        sqlx::query("SELECT msisdn, COUNT(*) AS n FROM porting_orders GROUP BY msisdn HAVING COUNT(*) > 1")
-            .fetch_all(&mut *conn)
+        sql::query_as("SELECT msisdn, COUNT(*) AS n FROM porting_orders GROUP BY msisdn HAVING COUNT(*) > 1")
+            .fetch_all(&mut conn)
             .await
-            .expect("orders per number")
-            .iter()
-            .map(|r| (r.get("msisdn"), r.get("n")))
-            .collect();
+            .expect("orders per number");
     if !per_number.is_empty() {
         fail(format!("numbers with more than one order (a retry opened a second one): {per_number:?}"));
     }
@@ -339,22 +329,19 @@ async fn scenario(tmp: &std::path::Path) -> bool {
     if total != 3 * INITIAL_FUNDS.0 {
         fail(format!("operators hold {total}, not the {} paid in", 3 * INITIAL_FUNDS.0));
     }
-    let journals: BTreeMap<i64, i64> =
-        sqlx::query("SELECT order_id, COUNT(*) AS n FROM journals WHERE kind = 'compensation' GROUP BY order_id")
-            .fetch_all(&mut *conn)
-            .await
-            .expect("journals")
-            .iter()
-            .map(|r| (r.get("order_id"), r.get("n")))
-            .collect();
+    let journals: BTreeMap<i64, i64> = sql::query_as::<(i64, i64)>(
+        "SELECT order_id, COUNT(*) AS n FROM journals WHERE kind = 'compensation' GROUP BY order_id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("journals")
+    .into_iter()
+    .collect();
     let completed: Vec<(i64, String, i64)> =
-        sqlx::query("SELECT id, msisdn, recipient_id FROM porting_orders WHERE state = 'completed' ORDER BY id")
-            .fetch_all(&mut *conn)
+        sql::query_as("SELECT id, msisdn, recipient_id FROM porting_orders WHERE state = 'completed' ORDER BY id")
+            .fetch_all(&mut conn)
             .await
-            .expect("completed orders")
-            .iter()
-            .map(|r| (r.get("id"), r.get("msisdn"), r.get("recipient_id")))
-            .collect();
+            .expect("completed orders");
     for (id, msisdn, recipient) in &completed {
         if journals.get(id) != Some(&1) {
             fail(format!("completed order {id} has {:?} compensation journals, not exactly one", journals.get(id)));

@@ -1,8 +1,8 @@
 //! The append-only audit trail: every state change, by whom, when. The migrations install
 //! triggers that refuse UPDATE and DELETE on it.
 
+use crate::sql::{self, Connection, Row};
 use numport_core::Millis;
-use sqlx::{AnyConnection, Row};
 
 use crate::Result;
 
@@ -22,7 +22,7 @@ pub struct AuditEntry {
 
 #[allow(clippy::too_many_arguments)]
 pub async fn append(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     at: Millis,
     actor: &str,
     action: &str,
@@ -31,7 +31,7 @@ pub async fn append(
     to_state: Option<&str>,
     detail: &str,
 ) -> Result<()> {
-    sqlx::query(
+    sql::query(
         "INSERT INTO audit_log (at, actor, action, order_id, from_state, to_state, detail) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
@@ -47,7 +47,7 @@ pub async fn append(
     Ok(())
 }
 
-fn entry(r: &sqlx::any::AnyRow) -> Result<AuditEntry> {
+fn entry(r: &Row) -> Result<AuditEntry> {
     Ok(AuditEntry {
         id: r.try_get("id")?,
         at: r.try_get("at")?,
@@ -61,8 +61,8 @@ fn entry(r: &sqlx::any::AnyRow) -> Result<AuditEntry> {
 }
 
 /// The trail of one order, oldest first.
-pub async fn for_order(conn: &mut AnyConnection, order_id: i64) -> Result<Vec<AuditEntry>> {
-    let rows = sqlx::query(
+pub async fn for_order(conn: &mut Connection, order_id: i64) -> Result<Vec<AuditEntry>> {
+    let rows = sql::query(
         "SELECT id, at, actor, action, order_id, from_state, to_state, detail FROM audit_log \
          WHERE order_id = $1 ORDER BY id",
     )

@@ -9,14 +9,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor};
+use sqlx::{AnyConnection, AnyPool, Connection as _, Executor as _};
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard, watch};
 
+use crate::sql::{self, Connection};
 use crate::wal::{PASSIVE_CHECKPOINT, WalCheckpointer};
 use crate::{Result, StoreError};
 
-/// Which engine is behind the `Any` pool; only migrations and pool sizing depend on it.
+/// Which engine holds the database; only migrations and how connections are kept depend on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -34,8 +34,11 @@ impl Backend {
 /// crash of the process (`kill -9`) without an fsync per transaction; only a power cut can lose
 /// the last commits. A 64 MiB page cache and reads through mmap keep hot tables out of
 /// `pread` (the SMS center's tables are read and written thousands of times a second).
+/// `temp_store=MEMORY` keeps statement and savepoint journals in memory: each transaction of a
+/// group commit is a savepoint, whose journal otherwise spills to a temporary file (an open,
+/// writes and an unlink per batch).
 pub const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON; \
-     PRAGMA cache_size=-65536; PRAGMA mmap_size=268435456;";
+     PRAGMA cache_size=-65536; PRAGMA mmap_size=268435456; PRAGMA temp_store=MEMORY;";
 
 /// The file a SQLite URL names, or `None` for an in-memory database.
 pub fn sqlite_file(url: &str) -> Option<&std::path::Path> {
@@ -95,9 +98,8 @@ enum Handle {
 }
 
 /// SQLite has one writer, so one connection behind a fair mutex serves it best: no
-/// `SQLITE_BUSY` from our own process, and none of the pool's bookkeeping (sqlx pings a
-/// connection on every return to its pool, and for SQLite each ping is a round trip to the
-/// connection's worker thread, as costly as a statement).
+/// `SQLITE_BUSY` from our own process, and no pool bookkeeping. Its connections are rusqlite's,
+/// run on the thread that holds them (see [`crate::sql`] for why not sqlx's).
 struct Sqlite {
     /// `None` once closed.
     writer: Arc<Mutex<Option<Writer>>>,
@@ -107,8 +109,7 @@ struct Sqlite {
     /// Told when a batch is left open for the next holder; the lingerer then queues for the
     /// writer and commits the batch once those ahead of it have joined.
     linger: Arc<Notify>,
-    /// Empty for an in-memory database, which only its own connection can see.
-    readers: Vec<Arc<Mutex<Option<AnyConnection>>>>,
+    readers: Vec<Arc<Mutex<Option<Connection>>>>,
     next_reader: AtomicUsize,
     checkpoints: Option<WalCheckpointer>,
     /// Where [`Db::run`] drives transactions; see there.
@@ -140,7 +141,7 @@ impl fmt::Debug for Sqlite {
 }
 
 struct Writer {
-    conn: AnyConnection,
+    conn: Connection,
     /// The outer transaction the savepoints are released into, while one is open.
     batch: Option<Batch>,
 }
@@ -200,10 +201,10 @@ impl Sqlite {
     /// long WAL back to its start (see [`crate::wal`]).
     async fn commit_batch(&self, w: &mut Writer) -> BatchOutcome {
         let Some(batch) = w.batch.take() else { return Ok(()) };
-        let outcome = match w.conn.execute("COMMIT").await {
-            Ok(_) => Ok(()),
+        let outcome = match w.conn.execute_batch("COMMIT").await {
+            Ok(()) => Ok(()),
             Err(e) => {
-                let _ = w.conn.execute("ROLLBACK").await;
+                let _ = w.conn.execute_batch("ROLLBACK").await;
                 Err(Arc::from(e.to_string()))
             }
         };
@@ -211,7 +212,7 @@ impl Sqlite {
         if let Some(c) = &self.checkpoints
             && c.wal_is_long()
         {
-            match w.conn.execute(PASSIVE_CHECKPOINT).await {
+            match sql::query(PASSIVE_CHECKPOINT).fetch_all(&mut w.conn).await {
                 Ok(_) => c.restarted(),
                 Err(e) => tracing::warn!(error = %e, "WAL checkpoint"),
             }
@@ -222,7 +223,7 @@ impl Sqlite {
     /// The outer transaction failed: roll it back, and every member's commit fails with `why`.
     async fn abort_batch(&self, w: &mut Writer, why: &str) {
         if let Some(batch) = w.batch.take() {
-            let _ = w.conn.execute("ROLLBACK").await;
+            let _ = w.conn.execute_batch("ROLLBACK").await;
             batch.outcome.send_replace(Some(Err(Arc::from(why))));
         }
     }
@@ -242,11 +243,12 @@ impl Sqlite {
         });
     }
 
-    async fn open_reader(opts: &AnyConnectOptions) -> Result<AnyConnection> {
-        let mut conn = AnyConnection::connect_with(opts).await?;
-        conn.execute(SQLITE_PRAGMAS).await?;
-        conn.execute("PRAGMA query_only=ON;").await?;
-        Ok(conn)
+    /// A connection to `file` with [`SQLITE_PRAGMAS`], then `more` pragmas.
+    fn open(file: &std::path::Path, more: &str) -> Result<Connection> {
+        let conn = rusqlite::Connection::open(file)?;
+        conn.execute_batch(SQLITE_PRAGMAS)?;
+        conn.execute_batch(more)?;
+        Ok(Connection::sqlite(conn))
     }
 }
 
@@ -254,14 +256,14 @@ impl Sqlite {
 pub struct DbConn(Lent);
 
 enum Lent {
-    Pooled(PoolConnection<Any>),
+    Pooled(Connection),
     Writer(WriterGuard),
-    Reader(OwnedMutexGuard<Option<AnyConnection>>),
+    Reader(OwnedMutexGuard<Option<Connection>>),
 }
 
 impl Deref for DbConn {
-    type Target = AnyConnection;
-    fn deref(&self) -> &AnyConnection {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
         match &self.0 {
             Lent::Pooled(c) => c,
             Lent::Writer(g) => &g.as_ref().unwrap_or_else(|| unreachable!("closed writer lent out")).conn,
@@ -271,7 +273,7 @@ impl Deref for DbConn {
 }
 
 impl DerefMut for DbConn {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
+    fn deref_mut(&mut self) -> &mut Connection {
         match &mut self.0 {
             Lent::Pooled(c) => c,
             Lent::Writer(g) => &mut writer(g).conn,
@@ -288,7 +290,7 @@ pub struct DbTx {
 
 enum Tx {
     /// PostgreSQL: a transaction of its own on a pooled connection.
-    Pooled(PoolConnection<Any>),
+    Pooled(Connection),
     /// SQLite: the savepoint `tx` in the writer's open batch.
     Savepoint(WriterGuard, Arc<Sqlite>),
 }
@@ -299,17 +301,17 @@ impl DbTx {
         match self.inner.take() {
             None => Ok(()),
             Some(Tx::Pooled(mut conn)) => {
-                if let Err(e) = conn.execute("COMMIT").await {
-                    let _ = conn.execute("ROLLBACK").await;
-                    return Err(e.into());
+                if let Err(e) = conn.execute_batch("COMMIT").await {
+                    let _ = conn.execute_batch("ROLLBACK").await;
+                    return Err(e);
                 }
                 Ok(())
             }
             Some(Tx::Savepoint(mut guard, db)) => {
                 let w = writer(&mut guard);
-                if let Err(e) = w.conn.execute("RELEASE tx").await {
+                if let Err(e) = w.conn.execute_batch("RELEASE tx").await {
                     db.abort_batch(w, &e.to_string()).await;
-                    return Err(e.into());
+                    return Err(e);
                 }
                 let Some(batch) = w.batch.as_mut() else {
                     return Err(StoreError::CommitFailed("the transaction's batch is gone".into()));
@@ -329,26 +331,23 @@ impl DbTx {
     pub async fn rollback(mut self) -> Result<()> {
         match self.inner.take() {
             None => Ok(()),
-            Some(Tx::Pooled(mut conn)) => {
-                conn.execute("ROLLBACK").await?;
-                Ok(())
-            }
+            Some(Tx::Pooled(mut conn)) => conn.execute_batch("ROLLBACK").await,
             Some(Tx::Savepoint(mut guard, db)) => {
                 let w = writer(&mut guard);
-                let undone = w.conn.execute("ROLLBACK TO tx; RELEASE tx").await;
+                let undone = w.conn.execute_batch("ROLLBACK TO tx; RELEASE tx").await;
                 if let Err(e) = &undone {
                     db.abort_batch(w, &e.to_string()).await;
                 }
                 db.release(guard).await;
-                undone.map(|_| ()).map_err(Into::into)
+                undone
             }
         }
     }
 }
 
 impl Deref for DbTx {
-    type Target = AnyConnection;
-    fn deref(&self) -> &AnyConnection {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
         match &self.inner {
             Some(Tx::Pooled(c)) => c,
             Some(Tx::Savepoint(g, _)) => &g.as_ref().unwrap_or_else(|| unreachable!("closed writer lent out")).conn,
@@ -358,7 +357,7 @@ impl Deref for DbTx {
 }
 
 impl DerefMut for DbTx {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
+    fn deref_mut(&mut self) -> &mut Connection {
         match &mut self.inner {
             Some(Tx::Pooled(c)) => c,
             Some(Tx::Savepoint(g, _)) => &mut writer(g).conn,
@@ -387,7 +386,8 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 impl Db {
     /// Connect to `url` (`sqlite://path`, `postgres://…`) and bring the schema up to date.
     /// SQLite runs with [`SQLITE_PRAGMAS`]: one writer, [`SQLITE_READERS`] readers, and WAL
-    /// checkpoints on a thread of their own.
+    /// checkpoints on a thread of their own. It must be a file: the migrations run on a
+    /// connection of sqlx's, which an in-memory database would not share with the others.
     pub async fn connect(url: &str) -> Result<Db> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of(url);
@@ -398,17 +398,20 @@ impl Db {
         let opts = AnyConnectOptions::from_str(&url)?;
         let handle = match backend {
             Backend::Sqlite => {
-                let mut conn = AnyConnection::connect_with(&opts).await?;
-                conn.execute(SQLITE_PRAGMAS).await?;
-                SQLITE_MIGRATIONS.run(&mut conn).await?;
-                let (mut readers, mut checkpoints) = (Vec::new(), None);
-                if let Some(file) = sqlite_file(&url) {
-                    conn.execute("PRAGMA wal_autocheckpoint=0;").await?;
-                    checkpoints = Some(WalCheckpointer::start(file, "db-checkpoint").map_err(sqlx::Error::Io)?);
-                    for _ in 0..SQLITE_READERS {
-                        readers.push(Arc::new(Mutex::new(Some(Sqlite::open_reader(&opts).await?))));
-                    }
-                }
+                let file = sqlite_file(&url).ok_or_else(|| {
+                    sqlx::Error::Configuration(
+                        format!("{url}: the clearinghouse's SQLite database must be a file").into(),
+                    )
+                })?;
+                let mut migrator = AnyConnection::connect_with(&opts).await?;
+                migrator.execute(SQLITE_PRAGMAS).await?;
+                SQLITE_MIGRATIONS.run(&mut migrator).await?;
+                migrator.close().await?;
+                let conn = Sqlite::open(file, "PRAGMA wal_autocheckpoint=0;")?;
+                let checkpoints = Some(WalCheckpointer::start(file, "db-checkpoint").map_err(sqlx::Error::Io)?);
+                let readers = (0..SQLITE_READERS)
+                    .map(|_| Ok(Arc::new(Mutex::new(Some(Sqlite::open(file, "PRAGMA query_only=ON;")?)))))
+                    .collect::<Result<_>>()?;
                 let db = Arc::new(Sqlite {
                     writer: Arc::new(Mutex::new(Some(Writer { conn, batch: None }))),
                     waiting: AtomicUsize::new(0),
@@ -437,7 +440,7 @@ impl Db {
     /// The writer in autocommit mode (PostgreSQL: a pooled connection).
     pub async fn acquire(&self) -> Result<DbConn> {
         match &self.handle {
-            Handle::Pool(pool) => Ok(DbConn(Lent::Pooled(pool.acquire().await?))),
+            Handle::Pool(pool) => Ok(DbConn(Lent::Pooled(Connection::pooled(pool.acquire().await?)))),
             Handle::Sqlite(db) => {
                 let mut guard = db.writer().await?;
                 let _ = db.commit_batch(writer(&mut guard)).await;
@@ -469,34 +472,34 @@ impl Db {
     pub async fn begin(&self) -> Result<DbTx> {
         match &self.handle {
             Handle::Pool(pool) => {
-                let mut conn = pool.acquire().await?;
-                conn.execute("BEGIN").await?;
+                let mut conn = Connection::pooled(pool.acquire().await?);
+                conn.execute_batch("BEGIN").await?;
                 Ok(DbTx { inner: Some(Tx::Pooled(conn)) })
             }
             Handle::Sqlite(db) => {
                 let mut guard = db.writer().await?;
                 let w = writer(&mut guard);
                 if w.batch.is_none() {
-                    w.conn.execute("BEGIN IMMEDIATE").await?;
+                    w.conn.execute_batch("BEGIN IMMEDIATE").await?;
                     w.batch =
                         Some(Batch { members: 0, opened: std::time::Instant::now(), outcome: watch::channel(None).0 });
                 }
-                if let Err(e) = w.conn.execute("SAVEPOINT tx").await {
+                if let Err(e) = w.conn.execute_batch("SAVEPOINT tx").await {
                     db.abort_batch(w, &e.to_string()).await;
-                    return Err(e.into());
+                    return Err(e);
                 }
                 Ok(DbTx { inner: Some(Tx::Savepoint(guard, db.clone())) })
             }
         }
     }
 
-    /// Drive `work` (a transaction, start to commit) where it waits least between statements.
+    /// Drive `work` (a transaction, start to commit) where it waits least.
     ///
-    /// Every statement on SQLite is a round trip to the connection's sqlx worker thread, and a
-    /// transaction holds the one writer for all of its round trips. On a busy runtime each
-    /// return trip waited in the run queue behind HTTP tasks, so the writer sat idle most of the
-    /// time it was held. On SQLite, `work` therefore runs on a thread that does nothing else;
-    /// on PostgreSQL, where transactions run side by side, it runs here.
+    /// A transaction holds SQLite's one writer from `begin` to `commit`, and on a busy runtime
+    /// every await inside it (its turn after the writer's mutex, the batch's commit) waited in
+    /// the run queue behind HTTP tasks while the writer sat idle. On SQLite, `work` therefore
+    /// runs on a thread that does nothing else, which also runs its statements; on PostgreSQL,
+    /// where transactions run side by side, it runs here.
     pub async fn run<F>(&self, work: F) -> F::Output
     where
         F: Future + Send + 'static,
@@ -529,11 +532,11 @@ impl Db {
             Handle::Sqlite(db) => {
                 if let Some(mut w) = db.writer.lock().await.take() {
                     let _ = db.commit_batch(&mut w).await;
-                    let _ = w.conn.close().await;
+                    w.conn.close().await;
                 }
                 for reader in &db.readers {
                     if let Some(conn) = reader.lock().await.take() {
-                        let _ = conn.close().await;
+                        conn.close().await;
                     }
                 }
                 if let Some(c) = &db.checkpoints {
@@ -568,19 +571,12 @@ mod tests {
 #[cfg(test)]
 mod group_commit {
     use super::*;
-    use sqlx::Row;
 
-    async fn actions(conn: &mut AnyConnection) -> Vec<String> {
-        sqlx::query("SELECT action FROM audit_log ORDER BY action")
-            .fetch_all(conn)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get::<String, _>(0))
-            .collect()
+    async fn actions(conn: &mut Connection) -> Vec<String> {
+        sql::query_scalar("SELECT action FROM audit_log ORDER BY action").fetch_all(conn).await.unwrap()
     }
 
-    async fn note(conn: &mut AnyConnection, action: &str) {
+    async fn note(conn: &mut Connection, action: &str) {
         crate::audit::append(conn, 1, "test", action, None, None, None, "{}").await.unwrap();
     }
 

@@ -2,8 +2,8 @@
 //! the transaction that made the change, so a retry after a lost response finds it and a
 //! retried request never acts twice.
 
+use crate::sql::{self, Connection};
 use numport_core::Millis;
-use sqlx::{AnyConnection, Row};
 
 use crate::{Result, StoreError};
 
@@ -14,9 +14,9 @@ pub struct StoredResponse {
     pub body: String,
 }
 
-pub async fn get(conn: &mut AnyConnection, operator_id: i64, key: &str) -> Result<Option<StoredResponse>> {
+pub async fn get(conn: &mut Connection, operator_id: i64, key: &str) -> Result<Option<StoredResponse>> {
     let row =
-        sqlx::query("SELECT request_hash, status, response FROM idempotency_keys WHERE operator_id = $1 AND key = $2")
+        sql::query("SELECT request_hash, status, response FROM idempotency_keys WHERE operator_id = $1 AND key = $2")
             .bind(operator_id)
             .bind(key)
             .fetch_optional(conn)
@@ -36,13 +36,13 @@ pub async fn get(conn: &mut AnyConnection, operator_id: i64, key: &str) -> Resul
 /// is already taken; on PostgreSQL a claim by a transaction still running makes this wait for
 /// it to finish, so two copies of one request never run side by side.
 pub async fn claim(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     operator_id: i64,
     key: &str,
     request_hash: &str,
     now: Millis,
 ) -> Result<bool> {
-    let claimed: Option<i64> = sqlx::query_scalar(
+    let claimed: Option<i64> = sql::query_scalar(
         "INSERT INTO idempotency_keys (operator_id, key, request_hash, status, response, created_at) \
          VALUES ($1, $2, $3, 0, '', $4) ON CONFLICT (operator_id, key) DO NOTHING RETURNING operator_id",
     )
@@ -56,8 +56,8 @@ pub async fn claim(
 }
 
 /// Store the answer of a claimed request, in the transaction that made its change.
-pub async fn answer(conn: &mut AnyConnection, operator_id: i64, key: &str, status: u16, body: &str) -> Result<()> {
-    sqlx::query("UPDATE idempotency_keys SET status = $1, response = $2 WHERE operator_id = $3 AND key = $4")
+pub async fn answer(conn: &mut Connection, operator_id: i64, key: &str, status: u16, body: &str) -> Result<()> {
+    sql::query("UPDATE idempotency_keys SET status = $1, response = $2 WHERE operator_id = $3 AND key = $4")
         .bind(i64::from(status))
         .bind(body)
         .bind(operator_id)

@@ -6,8 +6,8 @@
 //! Each journal has a unique idempotency key: posting the same business event twice is a no-op.
 //! Operator accounts may not go below zero.
 
+use crate::sql::{self, Connection};
 use numport_core::{JournalEntry, Millis, Money};
-use sqlx::{AnyConnection, Row};
 
 use crate::{Result, StoreError};
 
@@ -22,12 +22,6 @@ pub enum PostError {
     Store(#[from] StoreError),
 }
 
-impl From<sqlx::Error> for PostError {
-    fn from(e: sqlx::Error) -> Self {
-        PostError::Store(StoreError::Sqlx(e))
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Posted {
     /// Written now, as journal `id`.
@@ -36,9 +30,9 @@ pub enum Posted {
     Already(i64),
 }
 
-pub async fn open_account(conn: &mut AnyConnection, name: &str, operator_id: Option<i64>) -> Result<i64> {
+pub async fn open_account(conn: &mut Connection, name: &str, operator_id: Option<i64>) -> Result<i64> {
     let id: i64 =
-        sqlx::query_scalar("INSERT INTO accounts (name, operator_id, balance) VALUES ($1, $2, 0) RETURNING id")
+        sql::query_scalar("INSERT INTO accounts (name, operator_id, balance) VALUES ($1, $2, 0) RETURNING id")
             .bind(name)
             .bind(operator_id)
             .fetch_one(conn)
@@ -48,8 +42,8 @@ pub async fn open_account(conn: &mut AnyConnection, name: &str, operator_id: Opt
 }
 
 /// The funding account's id, created on first use.
-pub async fn funding_account(conn: &mut AnyConnection) -> Result<i64> {
-    sqlx::query(
+pub async fn funding_account(conn: &mut Connection) -> Result<i64> {
+    sql::query(
         "INSERT INTO accounts (name, operator_id, balance) VALUES ($1, NULL, 0) \
          ON CONFLICT (name) DO NOTHING",
     )
@@ -57,13 +51,13 @@ pub async fn funding_account(conn: &mut AnyConnection) -> Result<i64> {
     .execute(&mut *conn)
     .await?;
     let id: i64 =
-        sqlx::query_scalar("SELECT id FROM accounts WHERE name = $1").bind(FUNDING_ACCOUNT).fetch_one(conn).await?;
+        sql::query_scalar("SELECT id FROM accounts WHERE name = $1").bind(FUNDING_ACCOUNT).fetch_one(conn).await?;
     Ok(id)
 }
 
 /// An operator's settlement account: `(account id, balance)`.
-pub async fn operator_account(conn: &mut AnyConnection, operator_id: i64) -> Result<(i64, Money)> {
-    let row = sqlx::query("SELECT id, balance FROM accounts WHERE operator_id = $1")
+pub async fn operator_account(conn: &mut Connection, operator_id: i64) -> Result<(i64, Money)> {
+    let row = sql::query("SELECT id, balance FROM accounts WHERE operator_id = $1")
         .bind(operator_id)
         .fetch_optional(conn)
         .await?
@@ -78,15 +72,15 @@ pub async fn operator_account(conn: &mut AnyConnection, operator_id: i64) -> Res
 /// what this call wrote before returning [`PostError::InsufficientFunds`], so the caller's
 /// transaction stays usable without a savepoint.
 pub async fn post(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     idempotency_key: &str,
     kind: &str,
     order_id: Option<i64>,
     entry: &JournalEntry<i64>,
     now: Millis,
 ) -> Result<Posted, PostError> {
-    sqlx::query("UPDATE ledger_head SET journals = journals + 1 WHERE id = 1").execute(&mut *conn).await?;
-    let inserted: Option<i64> = sqlx::query_scalar(
+    sql::query("UPDATE ledger_head SET journals = journals + 1 WHERE id = 1").execute(&mut *conn).await?;
+    let inserted: Option<i64> = sql::query_scalar(
         "INSERT INTO journals (idempotency_key, kind, order_id, created_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
     )
@@ -97,7 +91,7 @@ pub async fn post(
     .fetch_optional(&mut *conn)
     .await?;
     let Some(journal) = inserted else {
-        let id: i64 = sqlx::query_scalar("SELECT id FROM journals WHERE idempotency_key = $1")
+        let id: i64 = sql::query_scalar("SELECT id FROM journals WHERE idempotency_key = $1")
             .bind(idempotency_key)
             .fetch_one(&mut *conn)
             .await?;
@@ -106,7 +100,7 @@ pub async fn post(
     let mut lines: Vec<(i64, Money)> = entry.lines().to_vec();
     lines.sort_by_key(|(account, _)| *account);
     for (i, (account, amount)) in lines.iter().enumerate() {
-        let r = sqlx::query(
+        let r = sql::query(
             "UPDATE accounts SET balance = balance + $1 \
              WHERE id = $2 AND (operator_id IS NULL OR balance + $1 >= 0)",
         )
@@ -116,19 +110,19 @@ pub async fn post(
         .await?;
         if r.rows_affected() != 1 {
             for (undo_account, undo_amount) in &lines[..i] {
-                sqlx::query("UPDATE accounts SET balance = balance - $1 WHERE id = $2")
+                sql::query("UPDATE accounts SET balance = balance - $1 WHERE id = $2")
                     .bind(undo_amount.0)
                     .bind(*undo_account)
                     .execute(&mut *conn)
                     .await?;
             }
-            sqlx::query("DELETE FROM journals WHERE id = $1").bind(journal).execute(&mut *conn).await?;
+            sql::query("DELETE FROM journals WHERE id = $1").bind(journal).execute(&mut *conn).await?;
             return Err(PostError::InsufficientFunds { account: *account });
         }
     }
     let values: Vec<String> = (0..lines.len()).map(|i| format!("($1, ${}, ${})", 2 * i + 2, 2 * i + 3)).collect();
     let sql = format!("INSERT INTO postings (journal_id, account_id, amount) VALUES {}", values.join(", "));
-    let mut q = sqlx::query(&sql).bind(journal);
+    let mut q = sql::query(&sql).bind(journal);
     for (account, amount) in &lines {
         q = q.bind(*account).bind(amount.0);
     }
@@ -147,8 +141,8 @@ pub struct StatementLine {
 }
 
 /// The latest `limit` postings to an account, newest first.
-pub async fn statement(conn: &mut AnyConnection, account_id: i64, limit: i64) -> Result<Vec<StatementLine>> {
-    let rows = sqlx::query(
+pub async fn statement(conn: &mut Connection, account_id: i64, limit: i64) -> Result<Vec<StatementLine>> {
+    let rows = sql::query(
         "SELECT j.id AS journal_id, j.kind, j.order_id, p.amount, j.created_at \
          FROM postings p JOIN journals j ON j.id = p.journal_id \
          WHERE p.account_id = $1 ORDER BY p.id DESC LIMIT $2",
@@ -185,14 +179,14 @@ impl LedgerCheck {
     }
 }
 
-pub async fn check(conn: &mut AnyConnection) -> Result<LedgerCheck> {
-    let balance_sum: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(SUM(balance), 0) AS BIGINT) FROM accounts")
+pub async fn check(conn: &mut Connection) -> Result<LedgerCheck> {
+    let balance_sum: i64 = sql::query_scalar("SELECT CAST(COALESCE(SUM(balance), 0) AS BIGINT) FROM accounts")
         .fetch_one(&mut *conn)
         .await?;
-    let posting_sum: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM postings")
+    let posting_sum: i64 = sql::query_scalar("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM postings")
         .fetch_one(&mut *conn)
         .await?;
-    let mismatched_accounts: Vec<i64> = sqlx::query_scalar(
+    let mismatched_accounts: Vec<i64> = sql::query_scalar(
         "SELECT a.id FROM accounts a \
          WHERE a.balance <> (SELECT CAST(COALESCE(SUM(p.amount), 0) AS BIGINT) FROM postings p WHERE p.account_id = a.id)",
     )
@@ -202,7 +196,7 @@ pub async fn check(conn: &mut AnyConnection) -> Result<LedgerCheck> {
 }
 
 /// Balances of every account by name, for reports and tests.
-pub async fn balances(conn: &mut AnyConnection) -> Result<Vec<(String, Money)>> {
-    let rows = sqlx::query("SELECT name, balance FROM accounts ORDER BY name").fetch_all(conn).await?;
+pub async fn balances(conn: &mut Connection) -> Result<Vec<(String, Money)>> {
+    let rows = sql::query("SELECT name, balance FROM accounts ORDER BY name").fetch_all(conn).await?;
     rows.iter().map(|r| Ok((r.try_get("name")?, Money(r.try_get("balance")?)))).collect()
 }

@@ -1,13 +1,15 @@
 //! Clearinghouse storage: the schema (sqlx migrations) and every SQL statement.
 //!
-//! One code path for both backends: queries go through sqlx's `Any` driver with `$n`
-//! placeholders, which SQLite and PostgreSQL both accept, and use only what both dialects share
-//! (`ON CONFLICT`, `RETURNING`, partial indexes). Dialect differences live in the two migration
-//! folders and nowhere else. Columns are `BIGINT`/`TEXT` only, so rows decode the same way on both.
+//! One code path for both backends: statements go through [`sql`] (rusqlite on SQLite, sqlx on
+//! PostgreSQL) with `$n` placeholders, which both engines accept, and use only what both
+//! dialects share (`ON CONFLICT`, `RETURNING`, partial indexes). Dialect differences live in the
+//! two migration folders and nowhere else. Columns are `BIGINT`/`TEXT` only, so rows decode the
+//! same way on both.
 //!
-//! Functions take a `&mut AnyConnection`, usually a transaction opened by the caller: the
+//! Functions take a `&mut Connection`, usually a transaction opened by the caller: the
 //! clearinghouse decides what belongs in one transaction, the store knows how to write it.
 //!
+//! - [`sql`]: running statements on either engine.
 //! - [`db`]: connecting, pragmas, migrations; transactions, group commit on SQLite, readers.
 //! - [`wal`]: SQLite WAL checkpoints off the commit path.
 //! - [`operators`]: operators and their API keys.
@@ -28,16 +30,26 @@ pub mod orders;
 pub mod outbox;
 pub mod ranges;
 pub mod routing;
+pub mod sql;
 pub mod wal;
 
 pub use db::{Backend, Db, DbConn, DbTx, SQLITE_PRAGMAS, prepare_sqlite_url, sqlite_file};
-pub use sqlx::AnyConnection;
+pub use sql::Connection;
 
 /// Storage failures. Constraint violations the caller can act on are their own variants.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlx(#[from] sqlx::Error),
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A column held something else than the code reads it as, or a statement's parameters
+    /// do not match what was bound.
+    #[error("stored data does not decode: {0}")]
+    Decode(String),
+    /// `fetch_one` found no row.
+    #[error("no row returned")]
+    NoRow,
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("row already exists ({0})")]
@@ -53,10 +65,18 @@ pub enum StoreError {
 
 impl StoreError {
     /// Turn a unique-constraint violation into [`StoreError::Duplicate`], anything else as is.
-    pub(crate) fn from_insert(e: sqlx::Error) -> StoreError {
+    pub fn from_insert(e: StoreError) -> StoreError {
+        use rusqlite::ffi;
         match &e {
-            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Duplicate(db.message().to_owned()),
-            _ => StoreError::Sqlx(e),
+            StoreError::Sqlx(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                StoreError::Duplicate(db.message().to_owned())
+            }
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, msg))
+                if matches!(f.extended_code, ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY) =>
+            {
+                StoreError::Duplicate(msg.clone().unwrap_or_else(|| f.to_string()))
+            }
+            _ => e,
         }
     }
 

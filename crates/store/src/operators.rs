@@ -1,7 +1,7 @@
 //! Operators registered at the clearinghouse, and their API keys.
 
+use crate::sql::{self, Connection, Row};
 use numport_core::{Millis, OperatorName, RoutingNumber};
-use sqlx::{AnyConnection, Row};
 
 use crate::{Result, StoreError, parse_col};
 
@@ -18,7 +18,7 @@ pub struct Operator {
 
 const COLUMNS: &str = "id, name, routing_number, callback_url, callback_key_version, created_at";
 
-fn from_row(r: &sqlx::any::AnyRow) -> Result<Operator> {
+fn from_row(r: &Row) -> Result<Operator> {
     Ok(Operator {
         id: r.try_get("id")?,
         name: parse_col("operator name", r.try_get::<&str, _>("name")?)?,
@@ -31,13 +31,13 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<Operator> {
 
 /// Register an operator and open its settlement account.
 pub async fn insert(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     name: &OperatorName,
     routing_number: &RoutingNumber,
     callback_url: Option<&str>,
     now: Millis,
 ) -> Result<Operator> {
-    let row = sqlx::query(&format!(
+    let row = sql::query(&format!(
         "INSERT INTO operators (name, routing_number, callback_url, created_at) \
          VALUES ($1, $2, $3, $4) RETURNING {COLUMNS}"
     ))
@@ -53,16 +53,14 @@ pub async fn insert(
     Ok(op)
 }
 
-pub async fn by_name(conn: &mut AnyConnection, name: &str) -> Result<Option<Operator>> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM operators WHERE name = $1"))
-        .bind(name)
-        .fetch_optional(conn)
-        .await?;
+pub async fn by_name(conn: &mut Connection, name: &str) -> Result<Option<Operator>> {
+    let row =
+        sql::query(&format!("SELECT {COLUMNS} FROM operators WHERE name = $1")).bind(name).fetch_optional(conn).await?;
     row.as_ref().map(from_row).transpose()
 }
 
-pub async fn by_id(conn: &mut AnyConnection, id: i64) -> Result<Operator> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM operators WHERE id = $1"))
+pub async fn by_id(conn: &mut Connection, id: i64) -> Result<Operator> {
+    let row = sql::query(&format!("SELECT {COLUMNS} FROM operators WHERE id = $1"))
         .bind(id)
         .fetch_optional(conn)
         .await?
@@ -70,19 +68,19 @@ pub async fn by_id(conn: &mut AnyConnection, id: i64) -> Result<Operator> {
     from_row(&row)
 }
 
-pub async fn list(conn: &mut AnyConnection) -> Result<Vec<Operator>> {
-    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM operators ORDER BY name")).fetch_all(conn).await?;
+pub async fn list(conn: &mut Connection) -> Result<Vec<Operator>> {
+    let rows = sql::query(&format!("SELECT {COLUMNS} FROM operators ORDER BY name")).fetch_all(conn).await?;
     rows.iter().map(from_row).collect()
 }
 
-pub async fn set_callback_url(conn: &mut AnyConnection, id: i64, url: Option<&str>) -> Result<()> {
-    sqlx::query("UPDATE operators SET callback_url = $1 WHERE id = $2").bind(url).bind(id).execute(conn).await?;
+pub async fn set_callback_url(conn: &mut Connection, id: i64, url: Option<&str>) -> Result<()> {
+    sql::query("UPDATE operators SET callback_url = $1 WHERE id = $2").bind(url).bind(id).execute(conn).await?;
     Ok(())
 }
 
 /// Move to the next callback secret version and return it.
-pub async fn bump_callback_key_version(conn: &mut AnyConnection, id: i64) -> Result<i64> {
-    let v: i64 = sqlx::query_scalar(
+pub async fn bump_callback_key_version(conn: &mut Connection, id: i64) -> Result<i64> {
+    let v: i64 = sql::query_scalar(
         "UPDATE operators SET callback_key_version = callback_key_version + 1 \
          WHERE id = $1 RETURNING callback_key_version",
     )
@@ -102,13 +100,13 @@ pub struct ApiKey {
 }
 
 pub async fn insert_api_key(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     key_id: &str,
     operator_id: i64,
     secret_hash: &str,
     now: Millis,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO api_keys (key_id, operator_id, secret_hash, created_at) VALUES ($1, $2, $3, $4)")
+    sql::query("INSERT INTO api_keys (key_id, operator_id, secret_hash, created_at) VALUES ($1, $2, $3, $4)")
         .bind(key_id)
         .bind(operator_id)
         .bind(secret_hash)
@@ -120,8 +118,8 @@ pub async fn insert_api_key(
 }
 
 /// Revoke an operator's keys that are still valid at `at` (rotation revokes with a grace time).
-pub async fn revoke_api_keys(conn: &mut AnyConnection, operator_id: i64, at: Millis) -> Result<u64> {
-    let r = sqlx::query(
+pub async fn revoke_api_keys(conn: &mut Connection, operator_id: i64, at: Millis) -> Result<u64> {
+    let r = sql::query(
         "UPDATE api_keys SET revoked_at = $1 WHERE operator_id = $2 \
          AND (revoked_at IS NULL OR revoked_at > $1)",
     )
@@ -132,8 +130,8 @@ pub async fn revoke_api_keys(conn: &mut AnyConnection, operator_id: i64, at: Mil
     Ok(r.rows_affected())
 }
 
-pub async fn api_key(conn: &mut AnyConnection, key_id: &str) -> Result<Option<ApiKey>> {
-    let row = sqlx::query("SELECT key_id, operator_id, secret_hash, revoked_at FROM api_keys WHERE key_id = $1")
+pub async fn api_key(conn: &mut Connection, key_id: &str) -> Result<Option<ApiKey>> {
+    let row = sql::query("SELECT key_id, operator_id, secret_hash, revoked_at FROM api_keys WHERE key_id = $1")
         .bind(key_id)
         .fetch_optional(conn)
         .await?;

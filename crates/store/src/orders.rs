@@ -1,8 +1,8 @@
 //! Porting orders, the donor's proof deposits, failed verifications and deadline violations.
 
+use crate::sql::{self, Connection, Row};
 use numport_core::porting::{CreditInfo, OrderKind, OrderState, Party, Reason};
 use numport_core::{Millis, Money, Msisdn, OperatorName};
-use sqlx::{AnyConnection, Row};
 
 use crate::{Result, StoreError, parse_col};
 
@@ -44,7 +44,7 @@ const SELECT: &str = "SELECT o.id, o.msisdn, o.kind, o.recipient_id, r.name AS r
      FROM porting_orders o JOIN operators r ON r.id = o.recipient_id \
      LEFT JOIN operators d ON d.id = o.donor_id";
 
-fn from_row(r: &sqlx::any::AnyRow) -> Result<OrderRecord> {
+fn from_row(r: &Row) -> Result<OrderRecord> {
     let reason: Option<String> = r.try_get("reason")?;
     let donor: Option<String> = r.try_get("donor_name")?;
     let arrears: Option<i64> = r.try_get("arrears")?;
@@ -97,8 +97,8 @@ pub struct NewOrder<'a> {
     pub now: Millis,
 }
 
-pub async fn insert(conn: &mut AnyConnection, o: &NewOrder<'_>) -> Result<i64> {
-    let id: i64 = sqlx::query_scalar(
+pub async fn insert(conn: &mut Connection, o: &NewOrder<'_>) -> Result<i64> {
+    let id: i64 = sql::query_scalar(
         "INSERT INTO porting_orders (msisdn, kind, recipient_id, donor_id, range_holder_id, state, \
          reason, active, nonce, proof, expiry, deadline_at, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) RETURNING id",
@@ -122,19 +122,19 @@ pub async fn insert(conn: &mut AnyConnection, o: &NewOrder<'_>) -> Result<i64> {
     Ok(id)
 }
 
-pub async fn get(conn: &mut AnyConnection, id: i64) -> Result<Option<OrderRecord>> {
-    let row = sqlx::query(&format!("{SELECT} WHERE o.id = $1")).bind(id).fetch_optional(conn).await?;
+pub async fn get(conn: &mut Connection, id: i64) -> Result<Option<OrderRecord>> {
+    let row = sql::query(&format!("{SELECT} WHERE o.id = $1")).bind(id).fetch_optional(conn).await?;
     row.as_ref().map(from_row).transpose()
 }
 
 /// Orders where `operator_id` is recipient or donor, newest first, ids below `before` if given.
 pub async fn list_for_operator(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     operator_id: i64,
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<OrderRecord>> {
-    let rows = sqlx::query(&format!(
+    let rows = sql::query(&format!(
         "{SELECT} WHERE (o.recipient_id = $1 OR o.donor_id = $1) AND o.id < $2 \
          ORDER BY o.id DESC LIMIT $3"
     ))
@@ -171,7 +171,7 @@ impl NumberContext {
 }
 
 pub async fn number_context(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     msisdn: &Msisdn,
     nonce: &str,
     failures_since: Millis,
@@ -190,7 +190,7 @@ pub async fn number_context(
            (SELECT proof FROM proof_deposits WHERE msisdn = $1 AND nonce = $2 AND proof <> '') AS deposit_proof",
         list = in_list.join(", ")
     );
-    let mut q = sqlx::query(&sql).bind(msisdn.as_str()).bind(nonce).bind(failures_since);
+    let mut q = sql::query(&sql).bind(msisdn.as_str()).bind(nonce).bind(failures_since);
     for p in &prefixes {
         q = q.bind(*p);
     }
@@ -209,11 +209,11 @@ pub async fn number_context(
 }
 
 /// The open order for a number, if any.
-pub async fn open_order_for(conn: &mut AnyConnection, msisdn: &Msisdn) -> Result<Option<i64>> {
-    Ok(sqlx::query_scalar("SELECT id FROM porting_orders WHERE msisdn = $1 AND active = 1")
+pub async fn open_order_for(conn: &mut Connection, msisdn: &Msisdn) -> Result<Option<i64>> {
+    sql::query_scalar("SELECT id FROM porting_orders WHERE msisdn = $1 AND active = 1")
         .bind(msisdn.as_str())
         .fetch_optional(conn)
-        .await?)
+        .await
 }
 
 /// Move an order from `from` to `to` if it is still in `from` (compare-and-set), recording
@@ -221,7 +221,7 @@ pub async fn open_order_for(conn: &mut AnyConnection, msisdn: &Msisdn) -> Result
 /// so a late duplicate event changes nothing.
 #[allow(clippy::too_many_arguments)]
 pub async fn transition(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     id: i64,
     from: OrderState,
     to: OrderState,
@@ -230,7 +230,7 @@ pub async fn transition(
     credit: Option<&CreditInfo>,
     now: Millis,
 ) -> Result<bool> {
-    let r = sqlx::query(
+    let r = sql::query(
         "UPDATE porting_orders SET state = $1, reason = $2, deadline_at = $3, active = $4, \
          updated_at = $5, completed_at = CASE WHEN $1 = 'completed' THEN $5 ELSE completed_at END, \
          arrears = COALESCE($8, arrears), unbilled_usage = COALESCE($9, unbilled_usage), \
@@ -256,9 +256,9 @@ pub async fn transition(
 }
 
 /// Open orders whose step deadline has passed, oldest deadline first.
-pub async fn overdue(conn: &mut AnyConnection, now: Millis, limit: i64) -> Result<Vec<OrderRecord>> {
+pub async fn overdue(conn: &mut Connection, now: Millis, limit: i64) -> Result<Vec<OrderRecord>> {
     let rows =
-        sqlx::query(&format!("{SELECT} WHERE o.active = 1 AND o.deadline_at <= $1 ORDER BY o.deadline_at LIMIT $2"))
+        sql::query(&format!("{SELECT} WHERE o.active = 1 AND o.deadline_at <= $1 ORDER BY o.deadline_at LIMIT $2"))
             .bind(now)
             .bind(limit)
             .fetch_all(conn)
@@ -267,13 +267,13 @@ pub async fn overdue(conn: &mut AnyConnection, now: Millis, limit: i64) -> Resul
 }
 
 /// Count of open orders, for metrics.
-pub async fn count_open(conn: &mut AnyConnection) -> Result<i64> {
-    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM porting_orders WHERE active = 1").fetch_one(conn).await?)
+pub async fn count_open(conn: &mut Connection) -> Result<i64> {
+    sql::query_scalar("SELECT COUNT(*) FROM porting_orders WHERE active = 1").fetch_one(conn).await
 }
 
 /// Count of orders per state.
-pub async fn count_by_state(conn: &mut AnyConnection) -> Result<Vec<(String, i64)>> {
-    let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM porting_orders GROUP BY state ORDER BY state")
+pub async fn count_by_state(conn: &mut Connection) -> Result<Vec<(String, i64)>> {
+    let rows = sql::query("SELECT state, COUNT(*) AS n FROM porting_orders GROUP BY state ORDER BY state")
         .fetch_all(conn)
         .await?;
     rows.iter().map(|r| Ok((r.try_get("state")?, r.try_get("n")?))).collect()
@@ -295,13 +295,13 @@ pub struct Deposit {
 /// The order's side: claim the row for a waiting order. `Some(deposit)` if the deposit was
 /// there first (committed), `None` if the placeholder now waits for it.
 pub async fn await_deposit(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     msisdn: &Msisdn,
     nonce: &str,
     donor_id: i64,
     now: Millis,
 ) -> Result<Option<Deposit>> {
-    let placed: Option<i64> = sqlx::query_scalar(
+    let placed: Option<i64> = sql::query_scalar(
         "INSERT INTO proof_deposits (msisdn, nonce, donor_id, proof, created_at) VALUES ($1, $2, $3, '', $4) \
          ON CONFLICT (msisdn, nonce) DO NOTHING RETURNING donor_id",
     )
@@ -320,14 +320,14 @@ pub async fn await_deposit(
 /// The deposit's side: record the proof, filling an order's placeholder if one is there.
 /// False if a proof was deposited for this nonce before.
 pub async fn insert_deposit(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     msisdn: &Msisdn,
     nonce: &str,
     donor_id: i64,
     proof: &str,
     now: Millis,
 ) -> Result<bool> {
-    let written: Option<i64> = sqlx::query_scalar(
+    let written: Option<i64> = sql::query_scalar(
         "INSERT INTO proof_deposits (msisdn, nonce, donor_id, proof, created_at) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (msisdn, nonce) DO UPDATE SET proof = excluded.proof, donor_id = excluded.donor_id, \
          created_at = excluded.created_at WHERE proof_deposits.proof = '' RETURNING donor_id",
@@ -343,19 +343,18 @@ pub async fn insert_deposit(
 }
 
 /// The proof deposited for `(msisdn, nonce)`, if any (an order's placeholder is not one).
-pub async fn deposit(conn: &mut AnyConnection, msisdn: &Msisdn, nonce: &str) -> Result<Option<Deposit>> {
-    let row =
-        sqlx::query("SELECT donor_id, proof FROM proof_deposits WHERE msisdn = $1 AND nonce = $2 AND proof <> ''")
-            .bind(msisdn.as_str())
-            .bind(nonce)
-            .fetch_optional(conn)
-            .await?;
+pub async fn deposit(conn: &mut Connection, msisdn: &Msisdn, nonce: &str) -> Result<Option<Deposit>> {
+    let row = sql::query("SELECT donor_id, proof FROM proof_deposits WHERE msisdn = $1 AND nonce = $2 AND proof <> ''")
+        .bind(msisdn.as_str())
+        .bind(nonce)
+        .fetch_optional(conn)
+        .await?;
     row.map(|r| Ok(Deposit { donor_id: r.try_get("donor_id")?, proof: r.try_get("proof")? })).transpose()
 }
 
 /// The order waiting for this deposit, if one is.
-pub async fn awaiting_deposit(conn: &mut AnyConnection, msisdn: &Msisdn, nonce: &str) -> Result<Option<OrderRecord>> {
-    let row = sqlx::query(&format!("{SELECT} WHERE o.msisdn = $1 AND o.nonce = $2 AND o.state = 'awaiting_deposit'"))
+pub async fn awaiting_deposit(conn: &mut Connection, msisdn: &Msisdn, nonce: &str) -> Result<Option<OrderRecord>> {
+    let row = sql::query(&format!("{SELECT} WHERE o.msisdn = $1 AND o.nonce = $2 AND o.state = 'awaiting_deposit'"))
         .bind(msisdn.as_str())
         .bind(nonce)
         .fetch_optional(conn)
@@ -363,8 +362,8 @@ pub async fn awaiting_deposit(conn: &mut AnyConnection, msisdn: &Msisdn, nonce: 
     row.as_ref().map(from_row).transpose()
 }
 
-pub async fn record_failure(conn: &mut AnyConnection, msisdn: &Msisdn, now: Millis) -> Result<()> {
-    sqlx::query("INSERT INTO verification_failures (msisdn, at) VALUES ($1, $2)")
+pub async fn record_failure(conn: &mut Connection, msisdn: &Msisdn, now: Millis) -> Result<()> {
+    sql::query("INSERT INTO verification_failures (msisdn, at) VALUES ($1, $2)")
         .bind(msisdn.as_str())
         .bind(now)
         .execute(conn)
@@ -386,14 +385,14 @@ pub struct Violation {
 }
 
 pub async fn insert_violation(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     operator_id: i64,
     order_id: i64,
     step: OrderState,
     deadline_at: Millis,
     now: Millis,
 ) -> Result<()> {
-    sqlx::query(
+    sql::query(
         "INSERT INTO violations (operator_id, order_id, step, deadline_at, recorded_at, lateness_ms) \
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
@@ -409,8 +408,8 @@ pub async fn insert_violation(
 }
 
 /// Violations, all or those of one operator (`operator_id`), newest first.
-pub async fn violations(conn: &mut AnyConnection, operator_id: Option<i64>, limit: i64) -> Result<Vec<Violation>> {
-    let rows = sqlx::query(
+pub async fn violations(conn: &mut Connection, operator_id: Option<i64>, limit: i64) -> Result<Vec<Violation>> {
+    let rows = sql::query(
         "SELECT v.id, o.name, v.order_id, v.step, v.deadline_at, v.recorded_at, v.lateness_ms \
          FROM violations v JOIN operators o ON o.id = v.operator_id \
          WHERE ($1 < 0 OR v.operator_id = $1) ORDER BY v.id DESC LIMIT $2",

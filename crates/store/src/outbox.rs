@@ -3,8 +3,8 @@
 //! operators can also read them from their inbox. Nothing is sent that was not committed, and
 //! nothing committed is lost.
 
+use crate::sql::{self, Connection, Row};
 use numport_core::Millis;
-use sqlx::{AnyConnection, Row};
 
 use crate::Result;
 
@@ -29,7 +29,7 @@ pub struct Due {
     pub callback_key_version: i64,
 }
 
-fn message(r: &sqlx::any::AnyRow) -> Result<Message> {
+fn message(r: &Row) -> Result<Message> {
     Ok(Message {
         id: r.try_get("id")?,
         operator_id: r.try_get("operator_id")?,
@@ -44,7 +44,7 @@ fn message(r: &sqlx::any::AnyRow) -> Result<Message> {
 
 /// Queue a message for callback delivery from `send_at` on (it is in the inbox at once).
 pub async fn enqueue(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     operator_id: i64,
     kind: &str,
     order_id: Option<i64>,
@@ -52,7 +52,7 @@ pub async fn enqueue(
     now: Millis,
     send_at: Millis,
 ) -> Result<i64> {
-    Ok(sqlx::query_scalar(
+    sql::query_scalar(
         "INSERT INTO messages (operator_id, kind, order_id, body, created_at, next_attempt_at) \
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
     )
@@ -63,14 +63,14 @@ pub async fn enqueue(
     .bind(now)
     .bind(send_at)
     .fetch_one(conn)
-    .await?)
+    .await
 }
 
 /// Cancel an order's reminders of `kind` that are not due yet (a deposit request once the
 /// deposit came). A message already due or tried is left alone. Cancelled ones stay in the
 /// inbox, marked why.
-pub async fn withdraw(conn: &mut AnyConnection, order_id: i64, kind: &str, now: Millis) -> Result<u64> {
-    let r = sqlx::query(
+pub async fn withdraw(conn: &mut Connection, order_id: i64, kind: &str, now: Millis) -> Result<u64> {
+    let r = sql::query(
         "UPDATE messages SET delivered_at = $1, last_error = 'withdrawn: no longer needed' \
          WHERE order_id = $2 AND kind = $3 AND delivered_at IS NULL AND attempts = 0 AND next_attempt_at > $1",
     )
@@ -83,8 +83,8 @@ pub async fn withdraw(conn: &mut AnyConnection, order_id: i64, kind: &str, now: 
 }
 
 /// Undelivered messages whose next attempt is due, oldest first.
-pub async fn due(conn: &mut AnyConnection, now: Millis, limit: i64) -> Result<Vec<Due>> {
-    let rows = sqlx::query(
+pub async fn due(conn: &mut Connection, now: Millis, limit: i64) -> Result<Vec<Due>> {
+    let rows = sql::query(
         "SELECT m.id, m.operator_id, m.kind, m.order_id, m.body, m.created_at, m.delivered_at, \
          m.attempts, o.name, o.callback_url, o.callback_key_version \
          FROM messages m JOIN operators o ON o.id = m.operator_id \
@@ -108,13 +108,13 @@ pub async fn due(conn: &mut AnyConnection, now: Millis, limit: i64) -> Result<Ve
 
 /// Hide messages from the next passes until `until` and count a delivery attempt: the lease a
 /// dispatcher takes before sending. If it crashes, the lease runs out and they are sent again.
-pub async fn lease(conn: &mut AnyConnection, ids: &[i64], until: Millis) -> Result<()> {
+pub async fn lease(conn: &mut Connection, ids: &[i64], until: Millis) -> Result<()> {
     update_ids(conn, "SET attempts = attempts + 1, next_attempt_at = $1 WHERE", ids, until).await
 }
 
 /// After a failed attempt: try again at `at`, remembering why it failed.
-pub async fn reschedule(conn: &mut AnyConnection, id: i64, at: Millis, error: &str) -> Result<()> {
-    sqlx::query("UPDATE messages SET next_attempt_at = $1, last_error = $2 WHERE id = $3 AND delivered_at IS NULL")
+pub async fn reschedule(conn: &mut Connection, id: i64, at: Millis, error: &str) -> Result<()> {
+    sql::query("UPDATE messages SET next_attempt_at = $1, last_error = $2 WHERE id = $3 AND delivered_at IS NULL")
         .bind(at)
         .bind(error)
         .bind(id)
@@ -124,8 +124,8 @@ pub async fn reschedule(conn: &mut AnyConnection, id: i64, at: Millis, error: &s
 }
 
 /// Make an operator's undelivered messages due now (its callback URL changed).
-pub async fn make_due(conn: &mut AnyConnection, operator_id: i64, now: Millis) -> Result<()> {
-    sqlx::query("UPDATE messages SET next_attempt_at = $1 WHERE operator_id = $2 AND delivered_at IS NULL")
+pub async fn make_due(conn: &mut Connection, operator_id: i64, now: Millis) -> Result<()> {
+    sql::query("UPDATE messages SET next_attempt_at = $1 WHERE operator_id = $2 AND delivered_at IS NULL")
         .bind(now)
         .bind(operator_id)
         .execute(conn)
@@ -133,17 +133,17 @@ pub async fn make_due(conn: &mut AnyConnection, operator_id: i64, now: Millis) -
     Ok(())
 }
 
-pub async fn mark_delivered(conn: &mut AnyConnection, ids: &[i64], now: Millis) -> Result<()> {
+pub async fn mark_delivered(conn: &mut Connection, ids: &[i64], now: Millis) -> Result<()> {
     update_ids(conn, "SET delivered_at = $1 WHERE delivered_at IS NULL AND", ids, now).await
 }
 
 /// `UPDATE messages <set_where> id IN (ids)`, with `$1` bound to `value`; nothing for no ids.
-async fn update_ids(conn: &mut AnyConnection, set_where: &str, ids: &[i64], value: Millis) -> Result<()> {
+async fn update_ids(conn: &mut Connection, set_where: &str, ids: &[i64], value: Millis) -> Result<()> {
     if ids.is_empty() {
         return Ok(());
     }
     let sql = format!("UPDATE messages {set_where} id IN ({})", placeholders(2, ids.len()));
-    let mut q = sqlx::query(&sql).bind(value);
+    let mut q = sql::query(&sql).bind(value);
     for id in ids {
         q = q.bind(*id);
     }
@@ -152,8 +152,8 @@ async fn update_ids(conn: &mut AnyConnection, set_where: &str, ids: &[i64], valu
 }
 
 /// An operator's messages with `id > after`, delivered or not: the polled inbox.
-pub async fn inbox(conn: &mut AnyConnection, operator_id: i64, after: i64, limit: i64) -> Result<Vec<Message>> {
-    let rows = sqlx::query(
+pub async fn inbox(conn: &mut Connection, operator_id: i64, after: i64, limit: i64) -> Result<Vec<Message>> {
+    let rows = sql::query(
         "SELECT id, operator_id, kind, order_id, body, created_at, delivered_at, attempts \
          FROM messages WHERE operator_id = $1 AND id > $2 ORDER BY id LIMIT $3",
     )
@@ -166,8 +166,8 @@ pub async fn inbox(conn: &mut AnyConnection, operator_id: i64, after: i64, limit
 }
 
 /// The operator confirms it has everything up to `up_to`: stop calling back about those.
-pub async fn ack(conn: &mut AnyConnection, operator_id: i64, up_to: i64, now: Millis) -> Result<u64> {
-    let r = sqlx::query(
+pub async fn ack(conn: &mut Connection, operator_id: i64, up_to: i64, now: Millis) -> Result<u64> {
+    let r = sql::query(
         "UPDATE messages SET delivered_at = $1 WHERE operator_id = $2 AND id <= $3 AND delivered_at IS NULL",
     )
     .bind(now)
@@ -179,8 +179,8 @@ pub async fn ack(conn: &mut AnyConnection, operator_id: i64, up_to: i64, now: Mi
 }
 
 /// Messages not yet delivered, for metrics.
-pub async fn pending_count(conn: &mut AnyConnection) -> Result<i64> {
-    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE delivered_at IS NULL").fetch_one(conn).await?)
+pub async fn pending_count(conn: &mut Connection) -> Result<i64> {
+    sql::query_scalar("SELECT COUNT(*) FROM messages WHERE delivered_at IS NULL").fetch_one(conn).await
 }
 
 fn placeholders(first: usize, n: usize) -> String {

@@ -1,13 +1,13 @@
 //! Number ranges: which operator holds each block of numbers before any porting.
 
+use crate::sql::{self, Connection};
 use numport_core::{Msisdn, Prefix};
-use sqlx::{AnyConnection, Row};
 
 use crate::Result;
 
 /// Set the range holder of `prefix` (replacing an earlier holder of the same prefix).
-pub async fn upsert(conn: &mut AnyConnection, prefix: &Prefix, operator_id: i64) -> Result<()> {
-    sqlx::query(
+pub async fn upsert(conn: &mut Connection, prefix: &Prefix, operator_id: i64) -> Result<()> {
+    sql::query(
         "INSERT INTO number_ranges (prefix, operator_id) VALUES ($1, $2) \
          ON CONFLICT (prefix) DO UPDATE SET operator_id = excluded.operator_id",
     )
@@ -19,12 +19,12 @@ pub async fn upsert(conn: &mut AnyConnection, prefix: &Prefix, operator_id: i64)
 }
 
 /// The operator holding the longest range prefix of `msisdn`, if any range covers it.
-pub async fn holder_of(conn: &mut AnyConnection, msisdn: &Msisdn) -> Result<Option<i64>> {
+pub async fn holder_of(conn: &mut Connection, msisdn: &Msisdn) -> Result<Option<i64>> {
     // Every prefix of the number is a candidate; at most 15, so one indexed IN lookup.
     let prefixes: Vec<&str> = msisdn.prefixes().collect();
     let placeholders: Vec<String> = (1..=prefixes.len()).map(|i| format!("${i}")).collect();
     let sql = format!("SELECT prefix, operator_id FROM number_ranges WHERE prefix IN ({})", placeholders.join(", "));
-    let mut q = sqlx::query(&sql);
+    let mut q = sql::query(&sql);
     for p in &prefixes {
         q = q.bind(*p);
     }
@@ -41,8 +41,8 @@ pub async fn holder_of(conn: &mut AnyConnection, msisdn: &Msisdn) -> Result<Opti
 }
 
 /// All ranges, for snapshots and the replica bootstrap.
-pub async fn list(conn: &mut AnyConnection) -> Result<Vec<(String, String)>> {
-    let rows = sqlx::query(
+pub async fn list(conn: &mut Connection) -> Result<Vec<(String, String)>> {
+    let rows = sql::query(
         "SELECT r.prefix, o.name FROM number_ranges r JOIN operators o ON o.id = r.operator_id \
          ORDER BY r.prefix",
     )
@@ -53,10 +53,8 @@ pub async fn list(conn: &mut AnyConnection) -> Result<Vec<(String, String)>> {
 
 /// Marks the ranges as changed (in the transaction that changed them); read with
 /// `routing::feed_state`.
-pub async fn bump_version(conn: &mut AnyConnection) -> Result<i64> {
-    Ok(sqlx::query_scalar(
-        "UPDATE feed_head SET ranges_version = ranges_version + 1 WHERE id = 1 RETURNING ranges_version",
-    )
-    .fetch_one(conn)
-    .await?)
+pub async fn bump_version(conn: &mut Connection) -> Result<i64> {
+    sql::query_scalar("UPDATE feed_head SET ranges_version = ranges_version + 1 WHERE id = 1 RETURNING ranges_version")
+        .fetch_one(conn)
+        .await
 }

@@ -5,28 +5,28 @@
 //! gaps and is in commit order on SQLite and PostgreSQL alike (the row lock on `feed_head`
 //! orders concurrent settlements).
 
+use crate::sql::{self, Connection};
 use numport_core::porting::ChangeKind;
 use numport_core::{Millis, Msisdn, OperatorName, RoutingNumber};
-use sqlx::{AnyConnection, Row};
 
 use crate::{Result, parse_col};
 
 /// The operator serving a ported number; `None` when the range holder serves it.
-pub async fn ported_to(conn: &mut AnyConnection, msisdn: &Msisdn) -> Result<Option<i64>> {
-    Ok(sqlx::query_scalar("SELECT operator_id FROM ported_numbers WHERE msisdn = $1")
+pub async fn ported_to(conn: &mut Connection, msisdn: &Msisdn) -> Result<Option<i64>> {
+    sql::query_scalar("SELECT operator_id FROM ported_numbers WHERE msisdn = $1")
         .bind(msisdn.as_str())
         .fetch_optional(conn)
-        .await?)
+        .await
 }
 
 pub async fn set_ported(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     msisdn: &Msisdn,
     operator_id: i64,
     order_id: Option<i64>,
     now: Millis,
 ) -> Result<()> {
-    sqlx::query(
+    sql::query(
         "INSERT INTO ported_numbers (msisdn, operator_id, order_id, ported_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (msisdn) DO UPDATE SET operator_id = excluded.operator_id, \
          order_id = excluded.order_id, ported_at = excluded.ported_at",
@@ -40,8 +40,8 @@ pub async fn set_ported(
     Ok(())
 }
 
-pub async fn clear_ported(conn: &mut AnyConnection, msisdn: &Msisdn) -> Result<bool> {
-    let r = sqlx::query("DELETE FROM ported_numbers WHERE msisdn = $1").bind(msisdn.as_str()).execute(conn).await?;
+pub async fn clear_ported(conn: &mut Connection, msisdn: &Msisdn) -> Result<bool> {
+    let r = sql::query("DELETE FROM ported_numbers WHERE msisdn = $1").bind(msisdn.as_str()).execute(conn).await?;
     Ok(r.rows_affected() == 1)
 }
 
@@ -60,7 +60,7 @@ pub struct RoutingChange {
 /// Append a change and return its sequence number. Call last in the transaction: on
 /// PostgreSQL it takes the `feed_head` row lock, which is held until commit.
 pub async fn append_change(
-    conn: &mut AnyConnection,
+    conn: &mut Connection,
     msisdn: &Msisdn,
     operator_id: i64,
     routing_number: &RoutingNumber,
@@ -68,10 +68,10 @@ pub async fn append_change(
     order_id: Option<i64>,
     now: Millis,
 ) -> Result<i64> {
-    let seq: i64 = sqlx::query_scalar("UPDATE feed_head SET last_seq = last_seq + 1 WHERE id = 1 RETURNING last_seq")
+    let seq: i64 = sql::query_scalar("UPDATE feed_head SET last_seq = last_seq + 1 WHERE id = 1 RETURNING last_seq")
         .fetch_one(&mut *conn)
         .await?;
-    sqlx::query(
+    sql::query(
         "INSERT INTO routing_changes (seq, msisdn, operator_id, routing_number, kind, order_id, effective_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
@@ -88,8 +88,8 @@ pub async fn append_change(
 }
 
 /// Changes with `seq > after`, in order, at most `limit`.
-pub async fn changes_after(conn: &mut AnyConnection, after: i64, limit: i64) -> Result<Vec<RoutingChange>> {
-    let rows = sqlx::query(
+pub async fn changes_after(conn: &mut Connection, after: i64, limit: i64) -> Result<Vec<RoutingChange>> {
+    let rows = sql::query(
         "SELECT c.seq, c.msisdn, o.name, c.routing_number, c.kind, c.order_id, c.effective_at \
          FROM routing_changes c JOIN operators o ON o.id = c.operator_id \
          WHERE c.seq > $1 ORDER BY c.seq LIMIT $2",
@@ -114,27 +114,27 @@ pub async fn changes_after(conn: &mut AnyConnection, after: i64, limit: i64) -> 
 }
 
 /// The last sequence number written.
-pub async fn head(conn: &mut AnyConnection) -> Result<i64> {
+pub async fn head(conn: &mut Connection) -> Result<i64> {
     Ok(feed_state(conn).await?.0)
 }
 
 /// The last sequence number written and the version of the number ranges
 /// (`ranges::bump_version`), in one read.
-pub async fn feed_state(conn: &mut AnyConnection) -> Result<(i64, i64)> {
-    let row = sqlx::query("SELECT last_seq, ranges_version FROM feed_head WHERE id = 1").fetch_one(conn).await?;
+pub async fn feed_state(conn: &mut Connection) -> Result<(i64, i64)> {
+    let row = sql::query("SELECT last_seq, ranges_version FROM feed_head WHERE id = 1").fetch_one(conn).await?;
     Ok((row.try_get("last_seq")?, row.try_get("ranges_version")?))
 }
 
 /// How many numbers are ported now.
-pub async fn ported_count(conn: &mut AnyConnection) -> Result<u64> {
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ported_numbers").fetch_one(conn).await?;
+pub async fn ported_count(conn: &mut Connection) -> Result<u64> {
+    let n: i64 = sql::query_scalar("SELECT COUNT(*) FROM ported_numbers").fetch_one(conn).await?;
     Ok(n.max(0) as u64)
 }
 
 /// Ported numbers after `after` (by number), at most `limit`: `(msisdn, serving operator id)`.
 /// Pages by key, so a snapshot of millions of rows holds no transaction or lock across pages.
-pub async fn ported_page(conn: &mut AnyConnection, after: &str, limit: i64) -> Result<Vec<(String, i64)>> {
-    let rows = sqlx::query("SELECT msisdn, operator_id FROM ported_numbers WHERE msisdn > $1 ORDER BY msisdn LIMIT $2")
+pub async fn ported_page(conn: &mut Connection, after: &str, limit: i64) -> Result<Vec<(String, i64)>> {
+    let rows = sql::query("SELECT msisdn, operator_id FROM ported_numbers WHERE msisdn > $1 ORDER BY msisdn LIMIT $2")
         .bind(after)
         .bind(limit)
         .fetch_all(conn)
@@ -148,15 +148,11 @@ const IMPORT_ROWS_PER_STATEMENT: usize = 500;
 /// Records numbers as ported (an initial national database), each with its change-log entry
 /// (kind `port`) so that replicas already following the feed see them too. One sequence block
 /// is taken for the whole slice: call inside a transaction.
-pub async fn import_ported(
-    conn: &mut AnyConnection,
-    records: &[(Msisdn, i64, RoutingNumber)],
-    now: Millis,
-) -> Result<()> {
+pub async fn import_ported(conn: &mut Connection, records: &[(Msisdn, i64, RoutingNumber)], now: Millis) -> Result<()> {
     if records.is_empty() {
         return Ok(());
     }
-    let last: i64 = sqlx::query_scalar("UPDATE feed_head SET last_seq = last_seq + $1 WHERE id = 1 RETURNING last_seq")
+    let last: i64 = sql::query_scalar("UPDATE feed_head SET last_seq = last_seq + $1 WHERE id = 1 RETURNING last_seq")
         .bind(records.len() as i64)
         .fetch_one(&mut *conn)
         .await?;
@@ -177,7 +173,7 @@ pub async fn import_ported(
              order_id = excluded.order_id, ported_at = excluded.ported_at",
             values(4)
         );
-        let mut q = sqlx::query(&sql);
+        let mut q = sql::query(&sql);
         for (msisdn, op, _) in chunk {
             q = q.bind(msisdn.as_str()).bind(*op).bind(None::<i64>).bind(now);
         }
@@ -186,7 +182,7 @@ pub async fn import_ported(
             "INSERT INTO routing_changes (seq, msisdn, operator_id, routing_number, kind, effective_at) VALUES {}",
             values(6)
         );
-        let mut q = sqlx::query(&sql);
+        let mut q = sql::query(&sql);
         let base = first + (chunk_no * IMPORT_ROWS_PER_STATEMENT) as i64;
         for (i, (msisdn, op, rn)) in chunk.iter().enumerate() {
             q = q

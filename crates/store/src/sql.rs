@@ -1,0 +1,552 @@
+//! Running statements: one API over SQLite (rusqlite, on the calling thread) and PostgreSQL
+//! (sqlx), so every module of the store has one body of SQL and code for both engines.
+//!
+//! Why not sqlx for SQLite too: its SQLite driver runs each statement on a worker thread of the
+//! connection's own and hands the rows back over a channel, so every statement costs two
+//! thread switches and a wake-up of the caller's runtime. At the porting benchmark's
+//! saturation that worker and the thread driving the transactions took 30% of the machine,
+//! most of it in the scheduler, while SQLite's own work was under a third of it
+//! (docs/BENCHMARKS.md, session 7). SQLite is a library: called on the thread that holds the
+//! connection, a statement costs only its own work, which for the store's indexed statements
+//! is a few microseconds. PostgreSQL is a server a round trip away and stays on sqlx.
+//!
+//! The API is the part of sqlx's the store uses (`query`, `query_scalar`, `query_as`, `bind`,
+//! `execute`, `fetch_one`/`fetch_optional`/`fetch_all`, [`Row::try_get`]), with `$n`
+//! placeholders on both engines. Values are what the schema holds: 64-bit integers and text
+//! (a `NULL` bound keeps its type, which PostgreSQL needs to plan the statement).
+
+use std::sync::Arc;
+
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, Column as _, Executor as _, Row as _, ValueRef as _};
+
+use crate::{Result, StoreError};
+
+/// Prepared statements each SQLite connection keeps: more than the store has distinct
+/// statements, so none is parsed twice.
+const STATEMENT_CACHE: usize = 256;
+
+/// A database connection of either engine.
+pub struct Connection(Inner);
+
+enum Inner {
+    Sqlite(rusqlite::Connection),
+    Any(AnyConnection),
+    Pooled(PoolConnection<Any>),
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            Inner::Sqlite(_) => "Connection(SQLite)",
+            Inner::Any(_) | Inner::Pooled(_) => "Connection(PostgreSQL)",
+        })
+    }
+}
+
+impl Connection {
+    /// A SQLite connection, with room in its statement cache for all of the store's statements.
+    pub fn sqlite(conn: rusqlite::Connection) -> Connection {
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        Connection(Inner::Sqlite(conn))
+    }
+
+    pub fn any(conn: AnyConnection) -> Connection {
+        Connection(Inner::Any(conn))
+    }
+
+    pub fn pooled(conn: PoolConnection<Any>) -> Connection {
+        Connection(Inner::Pooled(conn))
+    }
+
+    /// Run statements separated by `;` that take no parameters (transaction control, pragmas).
+    pub async fn execute_batch(&mut self, sql: &str) -> Result<()> {
+        match &mut self.0 {
+            Inner::Sqlite(c) => c.execute_batch(sql).map_err(StoreError::Sqlite),
+            Inner::Any(c) => c.execute(sql).await.map(drop).map_err(StoreError::Sqlx),
+            Inner::Pooled(c) => c.execute(sql).await.map(drop).map_err(StoreError::Sqlx),
+        }
+    }
+
+    /// Close the connection (PostgreSQL says goodbye to the server; SQLite finalizes its
+    /// statements and closes the file).
+    pub async fn close(self) {
+        match self.0 {
+            Inner::Sqlite(c) => {
+                let _ = c.close();
+            }
+            Inner::Any(c) => {
+                let _ = sqlx::Connection::close(c).await;
+            }
+            Inner::Pooled(c) => drop(c),
+        }
+    }
+
+    fn any_mut(&mut self) -> Option<&mut AnyConnection> {
+        match &mut self.0 {
+            Inner::Sqlite(_) => None,
+            Inner::Any(c) => Some(c),
+            Inner::Pooled(c) => Some(c),
+        }
+    }
+}
+
+/// What type a `NULL` stands in for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Int,
+    Text,
+}
+
+/// A value bound to a statement or read from a row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null(Kind),
+    Int(i64),
+    Real(f64),
+    Text(String),
+}
+
+impl Value {
+    fn kind_name(&self) -> &'static str {
+        match self {
+            Value::Null(_) => "NULL",
+            Value::Int(_) => "an integer",
+            Value::Real(_) => "a real",
+            Value::Text(_) => "text",
+        }
+    }
+}
+
+/// A Rust value that can be bound to a statement.
+pub trait Encode {
+    fn encode(self) -> Value;
+}
+
+macro_rules! encode_int {
+    ($($t:ty),*) => {$(
+        impl Encode for $t {
+            fn encode(self) -> Value {
+                Value::Int(i64::from(self))
+            }
+        }
+        impl Encode for Option<$t> {
+            fn encode(self) -> Value {
+                self.map_or(Value::Null(Kind::Int), |v| Value::Int(i64::from(v)))
+            }
+        }
+    )*};
+}
+encode_int!(i64, i32, u32, bool);
+
+impl Encode for &str {
+    fn encode(self) -> Value {
+        Value::Text(self.to_owned())
+    }
+}
+impl Encode for String {
+    fn encode(self) -> Value {
+        Value::Text(self)
+    }
+}
+impl Encode for &String {
+    fn encode(self) -> Value {
+        Value::Text(self.clone())
+    }
+}
+impl Encode for Option<&str> {
+    fn encode(self) -> Value {
+        self.map_or(Value::Null(Kind::Text), |s| Value::Text(s.to_owned()))
+    }
+}
+impl Encode for Option<String> {
+    fn encode(self) -> Value {
+        self.map_or(Value::Null(Kind::Text), Value::Text)
+    }
+}
+impl Encode for Option<&String> {
+    fn encode(self) -> Value {
+        self.map_or(Value::Null(Kind::Text), |s| Value::Text(s.clone()))
+    }
+}
+
+/// A Rust value a column can be read as; the error says what the column held instead.
+pub trait Decode<'r>: Sized {
+    fn decode(v: &'r Value) -> std::result::Result<Self, String>;
+}
+
+impl Decode<'_> for i64 {
+    fn decode(v: &Value) -> std::result::Result<Self, String> {
+        match v {
+            Value::Int(i) => Ok(*i),
+            other => Err(format!("expected an integer, found {}", other.kind_name())),
+        }
+    }
+}
+impl Decode<'_> for i32 {
+    fn decode(v: &Value) -> std::result::Result<Self, String> {
+        let i = i64::decode(v)?;
+        i32::try_from(i).map_err(|_| format!("{i} does not fit in 32 bits"))
+    }
+}
+impl Decode<'_> for bool {
+    fn decode(v: &Value) -> std::result::Result<Self, String> {
+        i64::decode(v).map(|i| i != 0)
+    }
+}
+impl<'r> Decode<'r> for &'r str {
+    fn decode(v: &'r Value) -> std::result::Result<Self, String> {
+        match v {
+            Value::Text(s) => Ok(s),
+            other => Err(format!("expected text, found {}", other.kind_name())),
+        }
+    }
+}
+impl Decode<'_> for String {
+    fn decode(v: &Value) -> std::result::Result<Self, String> {
+        <&str>::decode(v).map(str::to_owned)
+    }
+}
+impl<'r, T: Decode<'r>> Decode<'r> for Option<T> {
+    fn decode(v: &'r Value) -> std::result::Result<Self, String> {
+        match v {
+            Value::Null(_) => Ok(None),
+            v => T::decode(v).map(Some),
+        }
+    }
+}
+
+/// A column by position or by name.
+pub trait ColumnIndex: std::fmt::Display + Copy {
+    fn position(self, names: &[String]) -> Option<usize>;
+}
+impl ColumnIndex for usize {
+    fn position(self, names: &[String]) -> Option<usize> {
+        (self < names.len()).then_some(self)
+    }
+}
+impl ColumnIndex for &str {
+    fn position(self, names: &[String]) -> Option<usize> {
+        names.iter().position(|n| n == self)
+    }
+}
+
+/// One row of a result, with the result's column names.
+#[derive(Debug, Clone)]
+pub struct Row {
+    names: Arc<[String]>,
+    values: Vec<Value>,
+}
+
+impl Row {
+    /// The column `index` as a `T`, or [`StoreError::Decode`] saying which column and why.
+    pub fn try_get<'r, T: Decode<'r>, I: ColumnIndex>(&'r self, index: I) -> Result<T> {
+        let at = index.position(&self.names).ok_or_else(|| StoreError::Decode(format!("no column {index}")))?;
+        T::decode(&self.values[at]).map_err(|why| StoreError::Decode(format!("column {index}: {why}")))
+    }
+}
+
+/// A row read as a whole into a Rust value (tuples of columns, for [`query_as`]).
+pub trait FromRow: Sized {
+    fn from_row(row: &Row) -> Result<Self>;
+}
+
+macro_rules! tuple_from_row {
+    ($($t:ident $i:tt),+) => {
+        impl<$($t: for<'r> Decode<'r>),+> FromRow for ($($t,)+) {
+            fn from_row(row: &Row) -> Result<Self> {
+                Ok(($(row.try_get::<$t, usize>($i)?,)+))
+            }
+        }
+    };
+}
+tuple_from_row!(A 0);
+tuple_from_row!(A 0, B 1);
+tuple_from_row!(A 0, B 1, C 2);
+tuple_from_row!(A 0, B 1, C 2, D 3);
+
+/// What a statement that returns no rows did.
+#[derive(Debug, Clone, Copy)]
+pub struct Done {
+    rows_affected: u64,
+}
+
+impl Done {
+    pub fn rows_affected(&self) -> u64 {
+        self.rows_affected
+    }
+}
+
+/// A statement and its arguments, `$1` being the first one bound.
+#[must_use = "a query does nothing until it is executed or fetched"]
+pub struct Query<'q> {
+    sql: &'q str,
+    args: Vec<Value>,
+}
+
+pub fn query(sql: &str) -> Query<'_> {
+    Query { sql, args: Vec::new() }
+}
+
+/// A query whose first column is the answer.
+pub fn query_scalar<T>(sql: &str) -> QueryScalar<'_, T> {
+    QueryScalar { query: query(sql), out: std::marker::PhantomData }
+}
+
+/// A query whose rows are read into `T`.
+pub fn query_as<T: FromRow>(sql: &str) -> QueryAs<'_, T> {
+    QueryAs { query: query(sql), out: std::marker::PhantomData }
+}
+
+/// How many rows a fetch wants: SQLite then steps no further than it must.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Want {
+    None,
+    First,
+    All,
+}
+
+impl<'q> Query<'q> {
+    pub fn bind(mut self, value: impl Encode) -> Self {
+        self.args.push(value.encode());
+        self
+    }
+
+    pub async fn execute(self, conn: &mut Connection) -> Result<Done> {
+        let (_, rows_affected) = self.run(conn, Want::None).await?;
+        Ok(Done { rows_affected })
+    }
+
+    pub async fn fetch_all(self, conn: &mut Connection) -> Result<Vec<Row>> {
+        Ok(self.run(conn, Want::All).await?.0)
+    }
+
+    pub async fn fetch_optional(self, conn: &mut Connection) -> Result<Option<Row>> {
+        Ok(self.run(conn, Want::First).await?.0.into_iter().next())
+    }
+
+    pub async fn fetch_one(self, conn: &mut Connection) -> Result<Row> {
+        self.fetch_optional(conn).await?.ok_or(StoreError::NoRow)
+    }
+
+    async fn run(self, conn: &mut Connection, want: Want) -> Result<(Vec<Row>, u64)> {
+        if let Inner::Sqlite(c) = &conn.0 {
+            return sqlite_run(c, self.sql, &self.args, want);
+        }
+        let Some(c) = conn.any_mut() else { unreachable!("SQLite handled above") };
+        let mut q = sqlx::query::<Any>(self.sql);
+        for v in self.args {
+            q = match v {
+                Value::Null(Kind::Int) => q.bind(None::<i64>),
+                Value::Null(Kind::Text) => q.bind(None::<String>),
+                Value::Int(i) => q.bind(i),
+                Value::Real(r) => q.bind(r),
+                Value::Text(s) => q.bind(s),
+            };
+        }
+        match want {
+            Want::None => Ok((Vec::new(), q.execute(c).await?.rows_affected())),
+            Want::First => {
+                let row = q.fetch_optional(c).await?;
+                let names = row.as_ref().map(any_names).unwrap_or_default();
+                Ok((row.iter().map(|r| any_row(r, &names)).collect::<Result<_>>()?, 0))
+            }
+            Want::All => {
+                let rows = q.fetch_all(c).await?;
+                let names = rows.first().map(any_names).unwrap_or_default();
+                Ok((rows.iter().map(|r| any_row(r, &names)).collect::<Result<_>>()?, 0))
+            }
+        }
+    }
+}
+
+pub struct QueryScalar<'q, T> {
+    query: Query<'q>,
+    out: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<'q, T: for<'r> Decode<'r>> QueryScalar<'q, T> {
+    pub fn bind(mut self, value: impl Encode) -> Self {
+        self.query = self.query.bind(value);
+        self
+    }
+
+    pub async fn fetch_one(self, conn: &mut Connection) -> Result<T> {
+        self.query.fetch_one(conn).await?.try_get(0)
+    }
+
+    pub async fn fetch_optional(self, conn: &mut Connection) -> Result<Option<T>> {
+        self.query.fetch_optional(conn).await?.map(|r| r.try_get(0)).transpose()
+    }
+
+    pub async fn fetch_all(self, conn: &mut Connection) -> Result<Vec<T>> {
+        self.query.fetch_all(conn).await?.iter().map(|r| r.try_get(0)).collect()
+    }
+}
+
+pub struct QueryAs<'q, T> {
+    query: Query<'q>,
+    out: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<'q, T: FromRow> QueryAs<'q, T> {
+    pub fn bind(mut self, value: impl Encode) -> Self {
+        self.query = self.query.bind(value);
+        self
+    }
+
+    pub async fn fetch_one(self, conn: &mut Connection) -> Result<T> {
+        T::from_row(&self.query.fetch_one(conn).await?)
+    }
+
+    pub async fn fetch_optional(self, conn: &mut Connection) -> Result<Option<T>> {
+        self.query.fetch_optional(conn).await?.as_ref().map(T::from_row).transpose()
+    }
+
+    pub async fn fetch_all(self, conn: &mut Connection) -> Result<Vec<T>> {
+        self.query.fetch_all(conn).await?.iter().map(T::from_row).collect()
+    }
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            Value::Null(_) => ValueRef::Null,
+            Value::Int(i) => ValueRef::Integer(*i),
+            Value::Real(r) => ValueRef::Real(*r),
+            Value::Text(s) => ValueRef::Text(s.as_bytes()),
+        }))
+    }
+}
+
+/// One statement on a SQLite connection, on this thread: prepared once per connection, its
+/// `$n` parameters bound by number (as sqlx does), stepped as far as `want` needs.
+fn sqlite_run(c: &rusqlite::Connection, sql: &str, args: &[Value], want: Want) -> Result<(Vec<Row>, u64)> {
+    let mut stmt = c.prepare_cached(sql)?;
+    for i in 1..=stmt.parameter_count() {
+        let n = match stmt.parameter_name(i) {
+            None => i,
+            Some(name) => name
+                .strip_prefix(['$', '?'])
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| StoreError::Decode(format!("parameter {name} is not $n")))?,
+        };
+        let value = args
+            .get(n.wrapping_sub(1))
+            .ok_or_else(|| StoreError::Decode(format!("parameter ${n} was not bound ({} bound)", args.len())))?;
+        stmt.raw_bind_parameter(i, value)?;
+    }
+    let width = stmt.column_count();
+    let names: Arc<[String]> = stmt.column_names().into_iter().map(str::to_owned).collect();
+    let mut out = Vec::new();
+    let mut rows = stmt.raw_query();
+    while let Some(r) = rows.next()? {
+        if want == Want::None {
+            continue;
+        }
+        let mut values = Vec::with_capacity(width);
+        for i in 0..width {
+            use rusqlite::types::ValueRef;
+            values.push(match r.get_ref(i)? {
+                ValueRef::Null => Value::Null(Kind::Int),
+                ValueRef::Integer(i) => Value::Int(i),
+                ValueRef::Real(f) => Value::Real(f),
+                ValueRef::Text(t) => Value::Text(
+                    String::from_utf8(t.to_vec()).map_err(|_| StoreError::Decode(format!("column {i}: not UTF-8")))?,
+                ),
+                ValueRef::Blob(_) => return Err(StoreError::Decode(format!("column {i}: a blob"))),
+            });
+        }
+        out.push(Row { names: names.clone(), values });
+        if want == Want::First {
+            break;
+        }
+    }
+    drop(rows);
+    Ok((out, c.changes()))
+}
+
+fn any_names(r: &sqlx::any::AnyRow) -> Arc<[String]> {
+    r.columns().iter().map(|c| c.name().to_owned()).collect()
+}
+
+fn any_row(r: &sqlx::any::AnyRow, names: &Arc<[String]>) -> Result<Row> {
+    use sqlx::any::AnyTypeInfoKind as K;
+    let mut values = Vec::with_capacity(names.len());
+    for i in 0..names.len() {
+        let raw = r.try_get_raw(i)?;
+        if raw.is_null() {
+            values.push(Value::Null(Kind::Int));
+            continue;
+        }
+        let kind = raw.type_info().kind();
+        values.push(match kind {
+            K::SmallInt | K::Integer | K::BigInt => Value::Int(r.try_get::<i64, _>(i)?),
+            K::Bool => Value::Int(i64::from(r.try_get::<bool, _>(i)?)),
+            K::Real | K::Double => Value::Real(r.try_get::<f64, _>(i)?),
+            K::Text => Value::Text(r.try_get::<String, _>(i)?),
+            K::Null => Value::Null(Kind::Int),
+            K::Blob => return Err(StoreError::Decode(format!("column {}: a blob", names[i]))),
+        });
+    }
+    Ok(Row { names: names.clone(), values })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memory() -> Connection {
+        Connection::sqlite(rusqlite::Connection::open_in_memory().unwrap())
+    }
+
+    #[tokio::test]
+    async fn parameters_bind_by_number_and_rows_decode_by_name_or_position() {
+        let mut c = memory();
+        c.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, n BIGINT)").await.unwrap();
+        // `$2` before `$1`: bound by number, not by the order they appear in.
+        let done = query("INSERT INTO t (n, name) VALUES ($2, $1), ($2, $3)")
+            .bind("a")
+            .bind(7i64)
+            .bind(None::<&str>)
+            .execute(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(done.rows_affected(), 2);
+        let rows = query("SELECT id, name, n FROM t ORDER BY id").fetch_all(&mut c).await.unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].try_get::<&str, _>("name").unwrap(), "a");
+        assert_eq!(rows[1].try_get::<Option<String>, _>("name").unwrap(), None);
+        assert_eq!(rows[1].try_get::<i64, _>(2).unwrap(), 7);
+        let id: i64 = query_scalar("SELECT MAX(id) FROM t").fetch_one(&mut c).await.unwrap();
+        assert_eq!(id, 2);
+        let pairs: Vec<(i64, Option<String>)> =
+            query_as("SELECT id, name FROM t ORDER BY id").fetch_all(&mut c).await.unwrap();
+        assert_eq!(pairs, [(1, Some("a".into())), (2, None)]);
+        let returned: i64 = query_scalar("INSERT INTO t (name, n) VALUES ($1, 0) RETURNING id")
+            .bind("b")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(returned, 3);
+        assert!(query("SELECT id FROM t WHERE id = $1").bind(99i64).fetch_optional(&mut c).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn mistakes_are_errors_not_panics() {
+        let mut c = memory();
+        c.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE)").await.unwrap();
+        let row = query("SELECT 1 AS one, 'x' AS s").fetch_one(&mut c).await.unwrap();
+        assert!(matches!(row.try_get::<&str, _>("one"), Err(StoreError::Decode(_))));
+        assert!(matches!(row.try_get::<i64, _>("s"), Err(StoreError::Decode(_))));
+        assert!(matches!(row.try_get::<i64, _>("missing"), Err(StoreError::Decode(_))));
+        assert!(matches!(row.try_get::<i64, _>(5), Err(StoreError::Decode(_))));
+        assert!(matches!(query("SELECT $2").bind(1i64).fetch_one(&mut c).await, Err(StoreError::Decode(_))));
+        assert!(matches!(query("SELECT nonsense FROM").execute(&mut c).await, Err(StoreError::Sqlite(_))));
+        assert!(matches!(query("SELECT 1 WHERE 0").fetch_one(&mut c).await, Err(StoreError::NoRow)));
+        query("INSERT INTO t (name) VALUES ('a')").execute(&mut c).await.unwrap();
+        let dup = query("INSERT INTO t (name) VALUES ('a')").execute(&mut c).await.unwrap_err();
+        assert!(StoreError::from_insert(dup).is_duplicate());
+    }
+}
