@@ -18,6 +18,8 @@ pub enum OperatorError {
     Config(String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("database: {0}")]
+    Store(#[from] numport_store::StoreError),
     /// The SMS center's SQLite writer (`store::sms_sqlite`).
     #[error("database (SMS writer): {0}")]
     SmsWriter(#[from] rusqlite::Error),

@@ -27,19 +27,44 @@ use crate::{Result, StoreError};
 const STATEMENT_CACHE: usize = 256;
 
 /// A database connection of either engine.
-pub struct Connection(Inner);
+pub struct Connection {
+    inner: Inner,
+    /// A [`Transaction`] on this PostgreSQL connection was abandoned and is still open.
+    rollback_pending: bool,
+}
 
 enum Inner {
     Sqlite(rusqlite::Connection),
     Any(AnyConnection),
     Pooled(PoolConnection<Any>),
+    /// Taken by [`Connection::close`].
+    Closed,
+}
+
+impl Drop for Connection {
+    /// A pooled PostgreSQL connection with an abandoned transaction goes back to its pool only
+    /// once a task has rolled that back.
+    fn drop(&mut self) {
+        if self.rollback_pending
+            && let Inner::Pooled(_) = self.inner
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            let Inner::Pooled(mut c) = std::mem::replace(&mut self.inner, Inner::Closed) else { return };
+            rt.spawn(async move {
+                if c.execute("ROLLBACK").await.is_err() {
+                    c.close_on_drop();
+                }
+            });
+        }
+    }
 }
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self.0 {
+        f.write_str(match self.inner {
             Inner::Sqlite(_) => "Connection(SQLite)",
             Inner::Any(_) | Inner::Pooled(_) => "Connection(PostgreSQL)",
+            Inner::Closed => "Connection(closed)",
         })
     }
 }
@@ -48,30 +73,33 @@ impl Connection {
     /// A SQLite connection, with room in its statement cache for all of the store's statements.
     pub fn sqlite(conn: rusqlite::Connection) -> Connection {
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        Connection(Inner::Sqlite(conn))
+        Connection { inner: Inner::Sqlite(conn), rollback_pending: false }
     }
 
     pub fn any(conn: AnyConnection) -> Connection {
-        Connection(Inner::Any(conn))
+        Connection { inner: Inner::Any(conn), rollback_pending: false }
     }
 
     pub fn pooled(conn: PoolConnection<Any>) -> Connection {
-        Connection(Inner::Pooled(conn))
+        Connection { inner: Inner::Pooled(conn), rollback_pending: false }
     }
 
     /// Run statements separated by `;` that take no parameters (transaction control, pragmas).
     pub async fn execute_batch(&mut self, sql: &str) -> Result<()> {
-        match &mut self.0 {
+        self.finish_abandoned().await?;
+        match &mut self.inner {
             Inner::Sqlite(c) => c.execute_batch(sql).map_err(StoreError::Sqlite),
             Inner::Any(c) => c.execute(sql).await.map(drop).map_err(StoreError::Sqlx),
             Inner::Pooled(c) => c.execute(sql).await.map(drop).map_err(StoreError::Sqlx),
+            Inner::Closed => Err(StoreError::Sqlx(sqlx::Error::PoolClosed)),
         }
     }
 
     /// Close the connection (PostgreSQL says goodbye to the server; SQLite finalizes its
     /// statements and closes the file).
-    pub async fn close(self) {
-        match self.0 {
+    pub async fn close(mut self) {
+        let _ = self.finish_abandoned().await;
+        match std::mem::replace(&mut self.inner, Inner::Closed) {
             Inner::Sqlite(c) => {
                 let _ = c.close();
             }
@@ -79,14 +107,78 @@ impl Connection {
                 let _ = sqlx::Connection::close(c).await;
             }
             Inner::Pooled(c) => drop(c),
+            Inner::Closed => {}
         }
     }
 
+    /// Roll back a transaction abandoned on this PostgreSQL connection, before anything else.
+    async fn finish_abandoned(&mut self) -> Result<()> {
+        if std::mem::take(&mut self.rollback_pending)
+            && let Some(c) = self.any_mut()
+        {
+            c.execute("ROLLBACK").await?;
+        }
+        Ok(())
+    }
+
+    /// A transaction on this connection: rolled back unless [`Transaction::commit`]ted.
+    pub async fn begin(&mut self) -> Result<Transaction<'_>> {
+        self.execute_batch("BEGIN").await?;
+        Ok(Transaction { conn: self, open: true })
+    }
+
     fn any_mut(&mut self) -> Option<&mut AnyConnection> {
-        match &mut self.0 {
-            Inner::Sqlite(_) => None,
+        match &mut self.inner {
+            Inner::Sqlite(_) | Inner::Closed => None,
             Inner::Any(c) => Some(c),
             Inner::Pooled(c) => Some(c),
+        }
+    }
+}
+
+/// A transaction from [`Connection::begin`]; derefs to its connection.
+pub struct Transaction<'c> {
+    conn: &'c mut Connection,
+    open: bool,
+}
+
+impl Transaction<'_> {
+    pub async fn commit(mut self) -> Result<()> {
+        self.open = false;
+        if let Err(e) = self.conn.execute_batch("COMMIT").await {
+            let _ = self.conn.execute_batch("ROLLBACK").await;
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for Transaction<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl std::ops::DerefMut for Transaction<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.conn
+    }
+}
+
+impl Drop for Transaction<'_> {
+    /// Abandoned (an error returned early): SQLite rolls back here and now; a PostgreSQL
+    /// connection rolls back before its next statement (or before it goes back to its pool).
+    fn drop(&mut self) {
+        if !self.open {
+            return;
+        }
+        match &mut self.conn.inner {
+            Inner::Sqlite(c) => {
+                let _ = c.execute_batch("ROLLBACK");
+            }
+            Inner::Any(_) | Inner::Pooled(_) => self.conn.rollback_pending = true,
+            Inner::Closed => {}
         }
     }
 }
@@ -149,9 +241,9 @@ impl Encode for String {
         Value::Text(self)
     }
 }
-impl Encode for &String {
+impl<T: Encode + Clone> Encode for &T {
     fn encode(self) -> Value {
-        Value::Text(self.clone())
+        self.clone().encode()
     }
 }
 impl Encode for Option<&str> {
@@ -330,10 +422,11 @@ impl<'q> Query<'q> {
     }
 
     async fn run(self, conn: &mut Connection, want: Want) -> Result<(Vec<Row>, u64)> {
-        if let Inner::Sqlite(c) = &conn.0 {
+        if let Inner::Sqlite(c) = &conn.inner {
             return sqlite_run(c, self.sql, &self.args, want);
         }
-        let Some(c) = conn.any_mut() else { unreachable!("SQLite handled above") };
+        conn.finish_abandoned().await?;
+        let Some(c) = conn.any_mut() else { return Err(StoreError::Sqlx(sqlx::Error::PoolClosed)) };
         let mut q = sqlx::query::<Any>(self.sql);
         for v in self.args {
             q = match v {
@@ -423,6 +516,10 @@ impl rusqlite::ToSql for Value {
 /// One statement on a SQLite connection, on this thread: prepared once per connection, its
 /// `$n` parameters bound by number (as sqlx does), stepped as far as `want` needs.
 fn sqlite_run(c: &rusqlite::Connection, sql: &str, args: &[Value], want: Want) -> Result<(Vec<Row>, u64)> {
+    // SQLite would prepare the first statement and silently ignore the rest.
+    if sql.trim_end().trim_end_matches(';').contains(';') {
+        return Err(StoreError::Decode("a query is one statement; this has several".into()));
+    }
     let mut stmt = c.prepare_cached(sql)?;
     for i in 1..=stmt.parameter_count() {
         let n = match stmt.parameter_name(i) {
@@ -534,6 +631,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_transaction_is_undone_unless_committed() {
+        let mut c = memory();
+        c.execute_batch("CREATE TABLE t (n BIGINT)").await.unwrap();
+        let mut tx = c.begin().await.unwrap();
+        query("INSERT INTO t (n) VALUES (1)").execute(&mut tx).await.unwrap();
+        drop(tx);
+        let mut tx = c.begin().await.unwrap();
+        query("INSERT INTO t (n) VALUES (2)").execute(&mut tx).await.unwrap();
+        tx.commit().await.unwrap();
+        let all: Vec<i64> = query_scalar("SELECT n FROM t").fetch_all(&mut c).await.unwrap();
+        assert_eq!(all, [2]);
+    }
+
+    #[tokio::test]
     async fn mistakes_are_errors_not_panics() {
         let mut c = memory();
         c.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE)").await.unwrap();
@@ -544,6 +655,8 @@ mod tests {
         assert!(matches!(row.try_get::<i64, _>(5), Err(StoreError::Decode(_))));
         assert!(matches!(query("SELECT $2").bind(1i64).fetch_one(&mut c).await, Err(StoreError::Decode(_))));
         assert!(matches!(query("SELECT nonsense FROM").execute(&mut c).await, Err(StoreError::Sqlite(_))));
+        // A second statement would be ignored by SQLite; it is refused instead.
+        assert!(matches!(query("SELECT 1; DELETE FROM t").execute(&mut c).await, Err(StoreError::Decode(_))));
         assert!(matches!(query("SELECT 1 WHERE 0").fetch_one(&mut c).await, Err(StoreError::NoRow)));
         query("INSERT INTO t (name) VALUES ('a')").execute(&mut c).await.unwrap();
         let dup = query("INSERT INTO t (name) VALUES ('a')").execute(&mut c).await.unwrap_err();

@@ -5,8 +5,7 @@
 //! its event, so re-processing a message changes nothing twice.
 
 use numport_core::{Millis, Msisdn, OperatorName};
-use sqlx::any::AnyRow;
-use sqlx::{Connection, Row};
+use numport_store::sql::{self, Connection, Row};
 
 use super::subscribers::{Subscriber, SubscriberStatus};
 use super::{Backend, OperatorStore, parse_col};
@@ -58,7 +57,7 @@ const INSERT: &str = "INSERT INTO port_events \
      (message_id, kind, order_id, msisdn, counterpart, detail, at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (message_id) DO NOTHING";
 
-fn event_row(r: &AnyRow) -> Result<PortEvent, OperatorError> {
+fn event_row(r: &Row) -> Result<PortEvent, OperatorError> {
     let msisdn: String = r.try_get("msisdn")?;
     let counterpart: Option<String> = r.try_get("counterpart")?;
     let detail: String = r.try_get("detail")?;
@@ -74,8 +73,8 @@ fn event_row(r: &AnyRow) -> Result<PortEvent, OperatorError> {
     })
 }
 
-async fn insert_event(conn: &mut sqlx::AnyConnection, e: &NewPortEvent) -> Result<bool, OperatorError> {
-    let r = sqlx::query(INSERT)
+async fn insert_event(conn: &mut Connection, e: &NewPortEvent) -> Result<bool, OperatorError> {
+    let r = sql::query(INSERT)
         .bind(e.message_id)
         .bind(e.kind.as_str())
         .bind(e.order_id)
@@ -91,11 +90,12 @@ async fn insert_event(conn: &mut sqlx::AnyConnection, e: &NewPortEvent) -> Resul
 // `finish_message` statements. Parameters: $1-$7 the event (as in INSERT), $8 processed_at,
 // $9 the note, $10 the received message's id, $11 the subscriber status a port sets.
 
-const SQLITE_EVENT_THEN_MARK: &str = "INSERT INTO port_events \
+const SQLITE_EVENT: &str = "INSERT INTO port_events \
      (message_id, kind, order_id, msisdn, counterpart, detail, at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (message_id) DO NOTHING RETURNING id; \
-     UPDATE received_messages SET processed_at = $8, attempts = attempts + 1, last_error = $9 \
-     WHERE id = $10 AND processed_at IS NULL";
+     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (message_id) DO NOTHING RETURNING id";
+
+const SQLITE_MARK: &str = "UPDATE received_messages SET processed_at = $8, attempts = attempts + 1, \
+     last_error = $9 WHERE id = $10 AND processed_at IS NULL";
 
 /// The subscriber change of a port-in, unless the message's event is recorded already; run
 /// before the event is inserted, in the same transaction.
@@ -128,6 +128,33 @@ const PG_PORT_IN_SUBSCRIBER: &str = ", s AS (INSERT INTO subscribers (msisdn, po
 const PG_PORT_OUT_SUBSCRIBER: &str = ", s AS (UPDATE subscribers SET status = $11, updated_at = $7 \
      WHERE msisdn IN (SELECT msisdn FROM e) RETURNING msisdn)";
 
+/// A `finish_message` statement with its parameters: every statement takes the same ones and
+/// uses those it names ($11 only where there is a subscriber status to set).
+fn finish_query<'q>(
+    statement: &'q str,
+    e: &NewPortEvent,
+    now: Millis,
+    note: Option<&str>,
+    id: i64,
+    status: Option<SubscriberStatus>,
+) -> sql::Query<'q> {
+    let q = sql::query(statement)
+        .bind(e.message_id)
+        .bind(e.kind.as_str())
+        .bind(e.order_id)
+        .bind(e.msisdn.as_str())
+        .bind(e.counterpart.as_ref().map(OperatorName::as_str))
+        .bind(e.detail.to_string())
+        .bind(e.at)
+        .bind(now)
+        .bind(note)
+        .bind(id);
+    match status {
+        Some(status) => q.bind(status.as_str()),
+        None => q,
+    }
+}
+
 impl OperatorStore {
     /// Record an event; false when its message already recorded one.
     pub async fn record_event(&self, e: &NewPortEvent) -> Result<bool, OperatorError> {
@@ -157,47 +184,28 @@ impl OperatorStore {
             Effect::PortIn(e) => (e, Some(SubscriberStatus::Active)),
             Effect::PortOut(e) => (e, Some(SubscriberStatus::PortedOut)),
         };
-        let sql = match (self.backend, effect) {
-            (Backend::Sqlite, Effect::PortIn(_)) => {
-                format!("{SQLITE_PORT_IN_SUBSCRIBER}; {SQLITE_EVENT_THEN_MARK}")
-            }
-            (Backend::Sqlite, Effect::PortOut(_)) => {
-                format!("{SQLITE_PORT_OUT_SUBSCRIBER}; {SQLITE_EVENT_THEN_MARK}")
-            }
-            (Backend::Sqlite, _) => SQLITE_EVENT_THEN_MARK.to_owned(),
-            (Backend::Postgres, Effect::PortIn(_)) => {
-                format!("{PG_EVENT}{PG_PORT_IN_SUBSCRIBER}{PG_MARK}")
-            }
-            (Backend::Postgres, Effect::PortOut(_)) => {
-                format!("{PG_EVENT}{PG_PORT_OUT_SUBSCRIBER}{PG_MARK}")
-            }
-            (Backend::Postgres, _) => format!("{PG_EVENT}{PG_MARK}"),
-        };
-        let mut q = sqlx::query(&sql)
-            .bind(e.message_id)
-            .bind(e.kind.as_str())
-            .bind(e.order_id)
-            .bind(e.msisdn.as_str())
-            .bind(e.counterpart.as_ref().map(OperatorName::as_str))
-            .bind(e.detail.to_string())
-            .bind(e.at)
-            .bind(now)
-            .bind(note)
-            .bind(id);
-        if let Some(status) = status {
-            q = q.bind(status.as_str());
-        }
+        let bound = |statement| finish_query(statement, e, now, note, id, status);
         let mut conn = self.conn().await?;
-        // fetch_all runs every statement of a SQLite multi-statement query; the rows are the
-        // event's id when it was inserted.
-        let rows = if status.is_some() && self.backend == Backend::Sqlite {
+        if self.backend == Backend::Sqlite {
+            // Statements on SQLite cost no round trip: the subscriber change, the event and
+            // the mark, one after the other in one transaction.
             let mut tx = conn.begin().await?;
-            let rows = q.fetch_all(&mut *tx).await?;
+            match effect {
+                Effect::PortIn(_) => drop(bound(SQLITE_PORT_IN_SUBSCRIBER).execute(&mut tx).await?),
+                Effect::PortOut(_) => drop(bound(SQLITE_PORT_OUT_SUBSCRIBER).execute(&mut tx).await?),
+                Effect::Event(_) | Effect::Nothing => {}
+            }
+            let inserted = bound(SQLITE_EVENT).fetch_optional(&mut tx).await?.is_some();
+            bound(SQLITE_MARK).execute(&mut tx).await?;
             tx.commit().await?;
-            rows
-        } else {
-            q.fetch_all(&mut *conn).await?
+            return Ok(inserted);
+        }
+        let sql = match effect {
+            Effect::PortIn(_) => format!("{PG_EVENT}{PG_PORT_IN_SUBSCRIBER}{PG_MARK}"),
+            Effect::PortOut(_) => format!("{PG_EVENT}{PG_PORT_OUT_SUBSCRIBER}{PG_MARK}"),
+            Effect::Event(_) | Effect::Nothing => format!("{PG_EVENT}{PG_MARK}"),
         };
+        let rows = bound(&sql).fetch_all(&mut conn).await?;
         Ok(!rows.is_empty())
     }
 
@@ -211,7 +219,7 @@ impl OperatorStore {
             return Ok(false);
         }
         let s = Subscriber::new(e.msisdn.clone(), e.at);
-        sqlx::query(
+        sql::query(
             "INSERT INTO subscribers (msisdn, port_key, arrears, unbilled_usage, contract_remaining, \
              deposit_held, status, updated_at) VALUES ($1, NULL, 0, 0, 0, 0, $2, $3) \
              ON CONFLICT (msisdn) DO UPDATE SET port_key = NULL, arrears = 0, unbilled_usage = 0, \
@@ -221,7 +229,7 @@ impl OperatorStore {
         .bind(s.msisdn.as_str())
         .bind(s.status.as_str())
         .bind(s.updated_at)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
         tx.commit().await?;
         Ok(true)
@@ -235,11 +243,11 @@ impl OperatorStore {
         if !insert_event(&mut tx, e).await? {
             return Ok(false);
         }
-        sqlx::query("UPDATE subscribers SET status = $1, updated_at = $2 WHERE msisdn = $3")
+        sql::query("UPDATE subscribers SET status = $1, updated_at = $2 WHERE msisdn = $3")
             .bind(SubscriberStatus::PortedOut.as_str())
             .bind(e.at)
             .bind(e.msisdn.as_str())
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         tx.commit().await?;
         Ok(true)
@@ -247,7 +255,7 @@ impl OperatorStore {
 
     /// Events for one number, oldest first.
     pub async fn port_events(&self, msisdn: &Msisdn) -> Result<Vec<PortEvent>, OperatorError> {
-        let rows = sqlx::query(
+        let rows = sql::query(
             "SELECT id, message_id, kind, order_id, msisdn, counterpart, detail, at \
              FROM port_events WHERE msisdn = $1 ORDER BY id",
         )
@@ -259,7 +267,7 @@ impl OperatorStore {
 
     /// The latest `limit` events of any number, newest first.
     pub async fn recent_port_events(&self, limit: i64) -> Result<Vec<PortEvent>, OperatorError> {
-        let rows = sqlx::query(
+        let rows = sql::query(
             "SELECT id, message_id, kind, order_id, msisdn, counterpart, detail, at \
              FROM port_events ORDER BY id DESC LIMIT $1",
         )

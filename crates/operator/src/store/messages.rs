@@ -6,8 +6,7 @@
 //! survives a crash between acknowledgement and processing.
 
 use numport_core::Millis;
-use sqlx::Row;
-use sqlx::any::AnyRow;
+use numport_store::sql::{self, Row};
 
 use super::OperatorStore;
 use crate::OperatorError;
@@ -26,7 +25,7 @@ pub struct ReceivedMessage {
     pub last_error: Option<String>,
 }
 
-fn message_row(r: &AnyRow) -> Result<ReceivedMessage, OperatorError> {
+fn message_row(r: &Row) -> Result<ReceivedMessage, OperatorError> {
     Ok(ReceivedMessage {
         id: r.try_get("id")?,
         kind: r.try_get("kind")?,
@@ -53,7 +52,7 @@ impl OperatorStore {
         now: Millis,
         retry_at: Millis,
     ) -> Result<bool, OperatorError> {
-        let r = sqlx::query(
+        let r = sql::query(
             "INSERT INTO received_messages (id, kind, body, received_at, next_attempt_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
         )
@@ -68,7 +67,7 @@ impl OperatorStore {
     }
 
     pub async fn received_message(&self, id: i64) -> Result<Option<ReceivedMessage>, OperatorError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM received_messages WHERE id = $1"))
+        let row = sql::query(&format!("SELECT {COLUMNS} FROM received_messages WHERE id = $1"))
             .bind(id)
             .fetch_optional(&mut *self.conn().await?)
             .await?;
@@ -78,7 +77,7 @@ impl OperatorStore {
     /// Handling succeeded (or can never succeed and was given up): do not process again.
     /// `note` keeps why, when it was given up.
     pub async fn mark_processed(&self, id: i64, now: Millis, note: Option<&str>) -> Result<(), OperatorError> {
-        sqlx::query(
+        sql::query(
             "UPDATE received_messages SET processed_at = $1, attempts = attempts + 1, \
              last_error = $2 WHERE id = $3 AND processed_at IS NULL",
         )
@@ -92,7 +91,7 @@ impl OperatorStore {
 
     /// Handling failed in a way a retry may cure: try again from `next_attempt_at`.
     pub async fn mark_failed(&self, id: i64, error: &str, next_attempt_at: Millis) -> Result<(), OperatorError> {
-        sqlx::query(
+        sql::query(
             "UPDATE received_messages SET attempts = attempts + 1, last_error = $1, \
              next_attempt_at = $2 WHERE id = $3 AND processed_at IS NULL",
         )
@@ -106,7 +105,7 @@ impl OperatorStore {
 
     /// Unprocessed messages due by `due_by`, oldest first.
     pub async fn due_messages(&self, due_by: Millis, limit: i64) -> Result<Vec<ReceivedMessage>, OperatorError> {
-        let rows = sqlx::query(&format!(
+        let rows = sql::query(&format!(
             "SELECT {COLUMNS} FROM received_messages \
              WHERE processed_at IS NULL AND next_attempt_at <= $1 ORDER BY id LIMIT $2"
         ))
@@ -118,14 +117,14 @@ impl OperatorStore {
     }
 
     pub async fn unprocessed_count(&self) -> Result<i64, OperatorError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM received_messages WHERE processed_at IS NULL")
+        Ok(sql::query_scalar("SELECT COUNT(*) FROM received_messages WHERE processed_at IS NULL")
             .fetch_one(&mut *self.conn().await?)
             .await?)
     }
 
     /// The id of the last inbox message read by catch-up (0 before the first).
     pub async fn inbox_cursor(&self) -> Result<i64, OperatorError> {
-        Ok(sqlx::query_scalar("SELECT last_id FROM inbox_cursor WHERE id = 1")
+        Ok(sql::query_scalar("SELECT last_id FROM inbox_cursor WHERE id = 1")
             .fetch_optional(&mut *self.conn().await?)
             .await?
             .unwrap_or(0))
@@ -133,7 +132,7 @@ impl OperatorStore {
 
     /// Move the inbox cursor forward to `last_id`; it never moves back.
     pub async fn advance_inbox_cursor(&self, last_id: i64, now: Millis) -> Result<(), OperatorError> {
-        sqlx::query("UPDATE inbox_cursor SET last_id = $1, updated_at = $2 WHERE id = 1 AND last_id < $1")
+        sql::query("UPDATE inbox_cursor SET last_id = $1, updated_at = $2 WHERE id = 1 AND last_id < $1")
             .bind(last_id)
             .bind(now)
             .execute(&mut *self.conn().await?)

@@ -1,10 +1,10 @@
 //! The node's own database, and every SQL statement the node runs.
 //!
-//! Like the clearinghouse's store, one code path serves both engines: sqlx's `Any` driver,
-//! `$n` placeholders, only `BIGINT` and `TEXT` columns, and dialect differences confined to the
-//! two migration folders, except where finishing a message takes one round trip instead of
-//! several ([`OperatorStore::finish_message`]): SQLite runs several statements in one call,
-//! PostgreSQL one statement with data-modifying `WITH` clauses. Unlike it, an operator node keeps its SQL behind one handle,
+//! Like the clearinghouse's store, one code path serves both engines: [`numport_store::sql`]
+//! (rusqlite on SQLite, run on the calling thread; sqlx on PostgreSQL), `$n` placeholders, only
+//! `BIGINT` and `TEXT` columns, and dialect differences confined to the two migration folders,
+//! except where finishing a message takes one round trip to PostgreSQL instead of several
+//! ([`OperatorStore::finish_message`]: one statement with data-modifying `WITH` clauses). Unlike it, an operator node keeps its SQL behind one handle,
 //! [`OperatorStore`], because the node has few tables and no transaction spans two modules.
 //!
 //! - [`subscribers`]: subscriber accounts (port key, the figures of a credit query, status).
@@ -25,9 +25,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use numport_store::sql::Connection;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor};
+use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection as _, Executor};
 use tokio::sync::{Mutex, OwnedMappedMutexGuard, OwnedMutexGuard};
 
 use crate::OperatorError;
@@ -46,22 +46,19 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 enum Handle {
     /// PostgreSQL: a pool.
     Pool(AnyPool),
-    /// SQLite: the one connection, taken in turn. Not an `AnyPool` of one: sqlx's pool pings a
-    /// connection when it is returned (and, by default, when it is handed out), and for SQLite
-    /// each ping is a round trip to the connection's worker thread, as costly as a statement;
-    /// a local file has no peer that could have gone away. `None` once closed.
-    Single(Arc<Mutex<Option<AnyConnection>>>),
+    /// SQLite: the one connection (rusqlite's), taken in turn. `None` once closed.
+    Single(Arc<Mutex<Option<Connection>>>),
 }
 
 /// A connection taken from the store for a few statements; give it back by dropping it.
 pub(crate) enum Conn {
-    Pooled(PoolConnection<Any>),
-    Single(OwnedMappedMutexGuard<Option<AnyConnection>, AnyConnection>),
+    Pooled(Connection),
+    Single(OwnedMappedMutexGuard<Option<Connection>, Connection>),
 }
 
 impl Deref for Conn {
-    type Target = AnyConnection;
-    fn deref(&self) -> &AnyConnection {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
         match self {
             Conn::Pooled(c) => c,
             Conn::Single(c) => c,
@@ -70,7 +67,7 @@ impl Deref for Conn {
 }
 
 impl DerefMut for Conn {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
+    fn deref_mut(&mut self) -> &mut Connection {
         match self {
             Conn::Pooled(c) => c,
             Conn::Single(c) => c,
@@ -108,37 +105,36 @@ impl OperatorStore {
             Backend::Postgres => url.to_owned(),
         };
         let opts = AnyConnectOptions::from_str(&url)?;
-        let handle = match backend {
+        let (handle, sms_writer) = match backend {
             Backend::Sqlite => {
-                let mut conn = opts.connect().await?;
-                conn.execute(numport_store::SQLITE_PRAGMAS).await?;
-                Handle::Single(Arc::new(Mutex::new(Some(conn))))
+                // The migrations are sqlx's; the node's statements then run on rusqlite.
+                let Some(path) = numport_store::sqlite_file(&url) else {
+                    return Err(OperatorError::Config(format!("{url}: the node's SQLite database must be a file")));
+                };
+                let mut migrator: AnyConnection = opts.connect().await?;
+                migrator.execute(numport_store::SQLITE_PRAGMAS).await?;
+                SQLITE_MIGRATIONS.run(&mut migrator).await?;
+                migrator.close().await?;
+                // Its statements run on the runtime's threads, so none may checkpoint the WAL
+                // (an fsync) inside a commit: the SMS writer's checkpointer, on a thread of its
+                // own, keeps the file's WAL short (numport_store::wal).
+                let conn = rusqlite::Connection::open(path)?;
+                conn.execute_batch(numport_store::SQLITE_PRAGMAS)?;
+                conn.execute_batch("PRAGMA wal_autocheckpoint=0;")?;
+                let conn = Connection::sqlite(conn);
+                (Handle::Single(Arc::new(Mutex::new(Some(conn)))), Some(sms_sqlite::SqliteSmsWriter::start(path)?))
             }
-            Backend::Postgres => Handle::Pool(
-                AnyPoolOptions::new()
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
                     .max_connections(8)
                     .acquire_timeout(Duration::from_secs(30))
                     .connect_with(opts)
-                    .await?,
-            ),
+                    .await?;
+                POSTGRES_MIGRATIONS.run(&pool).await?;
+                (Handle::Pool(pool), None)
+            }
         };
-        let mut store = OperatorStore { handle, backend, sms_writer: None };
-        store.migrate().await?;
-        if backend == Backend::Sqlite
-            && let Some(path) = numport_store::sqlite_file(&url)
-        {
-            store.sms_writer = Some(sms_sqlite::SqliteSmsWriter::start(path)?);
-        }
-        Ok(store)
-    }
-
-    pub async fn migrate(&self) -> Result<(), OperatorError> {
-        let mut conn = self.conn().await?;
-        match self.backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS.run(&mut *conn).await?,
-            Backend::Postgres => POSTGRES_MIGRATIONS.run(&mut *conn).await?,
-        }
-        Ok(())
+        Ok(OperatorStore { handle, backend, sms_writer })
     }
 
     pub fn backend(&self) -> Backend {
@@ -149,7 +145,7 @@ impl OperatorStore {
     /// done with it).
     pub(crate) async fn conn(&self) -> Result<Conn, OperatorError> {
         match &self.handle {
-            Handle::Pool(pool) => Ok(Conn::Pooled(pool.acquire().await?)),
+            Handle::Pool(pool) => Ok(Conn::Pooled(Connection::pooled(pool.acquire().await?))),
             Handle::Single(conn) => OwnedMutexGuard::try_map(conn.clone().lock_owned().await, Option::as_mut)
                 .map(Conn::Single)
                 .map_err(|_| sqlx::Error::PoolClosed.into()),
@@ -165,7 +161,7 @@ impl OperatorStore {
             Handle::Pool(pool) => pool.close().await,
             Handle::Single(conn) => {
                 if let Some(c) = conn.lock().await.take() {
-                    let _ = c.close().await;
+                    c.close().await;
                 }
             }
         }

@@ -11,8 +11,7 @@ use std::str::FromStr;
 use numport_core::porting::{CreditInfo, UnknownCode};
 use numport_core::proof::PortKey;
 use numport_core::{Millis, Money, Msisdn};
-use sqlx::any::AnyRow;
-use sqlx::{Connection, Row};
+use numport_store::sql::{self, Row};
 
 use super::{Backend, OperatorStore, parse_col};
 use crate::OperatorError;
@@ -104,9 +103,10 @@ const UPSERT_TAIL: &str = " ON CONFLICT (msisdn) DO UPDATE SET port_key = exclud
      contract_remaining = excluded.contract_remaining, deposit_held = excluded.deposit_held, \
      status = excluded.status, updated_at = excluded.updated_at";
 
-/// Rows per INSERT in bulk writes (8 parameters each). Measured on 100k rows: sqlx's SQLite
-/// binding grows faster than linearly with the parameters of one statement, so SQLite takes
-/// small batches (16 rows: 0.5 s; 1000 rows: 9 s); PostgreSQL gains little beyond ~100.
+/// Rows per INSERT in bulk writes (8 parameters each). Measured on 100k rows with sqlx's
+/// SQLite driver, whose binding grew faster than linearly with the parameters of one statement
+/// (16 rows: 0.5 s; 1000 rows: 9 s); PostgreSQL gains little beyond ~100. SQLite now binds
+/// through `numport_store::sql` (linear), and 16 rows is still a fine size for it.
 fn batch_rows(backend: Backend) -> usize {
     match backend {
         Backend::Sqlite => 16,
@@ -114,7 +114,7 @@ fn batch_rows(backend: Backend) -> usize {
     }
 }
 
-fn subscriber_row(r: &AnyRow) -> Result<Subscriber, OperatorError> {
+fn subscriber_row(r: &Row) -> Result<Subscriber, OperatorError> {
     let msisdn: String = r.try_get("msisdn")?;
     let port_key: Option<String> = r.try_get("port_key")?;
     let status: String = r.try_get("status")?;
@@ -164,7 +164,7 @@ impl OperatorStore {
         for chunk in unique.chunks(batch_rows(self.backend)) {
             let sql =
                 format!("INSERT INTO subscribers ({COLUMNS}) VALUES {}{UPSERT_TAIL}", values_placeholders(chunk.len()));
-            let mut q = sqlx::query(&sql);
+            let mut q = sql::query(&sql);
             for s in chunk {
                 q = q
                     .bind(s.msisdn.as_str())
@@ -176,14 +176,14 @@ impl OperatorStore {
                     .bind(s.status.as_str())
                     .bind(s.updated_at);
             }
-            written += q.execute(&mut *tx).await?.rows_affected();
+            written += q.execute(&mut tx).await?.rows_affected();
         }
         tx.commit().await?;
         Ok(written)
     }
 
     pub async fn subscriber(&self, msisdn: &Msisdn) -> Result<Option<Subscriber>, OperatorError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM subscribers WHERE msisdn = $1"))
+        let row = sql::query(&format!("SELECT {COLUMNS} FROM subscribers WHERE msisdn = $1"))
             .bind(msisdn.as_str())
             .fetch_optional(&mut *self.conn().await?)
             .await?;
@@ -197,7 +197,7 @@ impl OperatorStore {
         status: SubscriberStatus,
         now: Millis,
     ) -> Result<bool, OperatorError> {
-        let r = sqlx::query("UPDATE subscribers SET status = $1, updated_at = $2 WHERE msisdn = $3")
+        let r = sql::query("UPDATE subscribers SET status = $1, updated_at = $2 WHERE msisdn = $3")
             .bind(status.as_str())
             .bind(now)
             .bind(msisdn.as_str())
@@ -207,7 +207,7 @@ impl OperatorStore {
     }
 
     pub async fn subscriber_count(&self) -> Result<i64, OperatorError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM subscribers").fetch_one(&mut *self.conn().await?).await?)
+        Ok(sql::query_scalar("SELECT COUNT(*) FROM subscribers").fetch_one(&mut *self.conn().await?).await?)
     }
 
     /// Load subscribers from CSV (`msisdn,port_key,arrears,unbilled_usage,contract_remaining,
