@@ -121,6 +121,14 @@ impl Connection {
         Ok(())
     }
 
+    /// The rusqlite connection, for what only SQLite has (WAL checkpoints).
+    pub fn as_sqlite(&self) -> Option<&rusqlite::Connection> {
+        match &self.inner {
+            Inner::Sqlite(c) => Some(c),
+            _ => None,
+        }
+    }
+
     /// A transaction on this connection: rolled back unless [`Transaction::commit`]ted.
     pub async fn begin(&mut self) -> Result<Transaction<'_>> {
         self.execute_batch("BEGIN").await?;

@@ -44,6 +44,10 @@ pub struct Args {
     /// Ports in the saturation phase (the half-load phase runs half as many).
     #[arg(long, default_value_t = 6000)]
     ports: usize,
+    /// Rate of the latency phase, ports per second (default: half the saturation rate), so
+    /// that two builds' latencies can be compared at the same load.
+    #[arg(long)]
+    latency_rate: Option<f64>,
     /// Handsets porting at once in the saturation phase.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
@@ -240,8 +244,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let sat_done = args.ports - failures.load(Ordering::Relaxed);
     let ports_per_s = sat_done as f64 / sat_secs;
 
-    // Phase 2: open loop at half the measured rate.
-    let rate = (ports_per_s / 2.0).max(1.0);
+    // Phase 2: open loop at half the measured rate, or the rate asked for.
+    let rate = args.latency_rate.unwrap_or(ports_per_s / 2.0).max(1.0);
     eprintln!("half load: {half} ports at {rate:.0}/s ...");
     let half_hist = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
     let t1 = tokio::time::Instant::now();

@@ -49,12 +49,12 @@ struct Threads {
 }
 
 impl SqliteSmsWriter {
-    /// Opens `path` (already migrated by the sqlx connection) and starts the writer thread.
-    pub fn start(path: &Path) -> Result<SqliteSmsWriter, OperatorError> {
+    /// Opens `path` (already migrated by the sqlx connection) and starts the writer thread,
+    /// which shares the file's `checkpoints` with the node's other connection.
+    pub fn start(path: &Path, checkpoints: Arc<WalCheckpointer>) -> Result<SqliteSmsWriter, OperatorError> {
         let mut writer = Connection::open(path)?;
         writer.execute_batch(numport_store::SQLITE_PRAGMAS)?;
         writer.execute_batch("PRAGMA wal_autocheckpoint=0;")?;
-        let checkpoints = Arc::new(WalCheckpointer::start(path, "sms-checkpoint")?);
         let (jobs, rx) = mpsc::channel::<Job>();
         let wal = checkpoints.clone();
         std::thread::Builder::new().name("sms-writer".into()).spawn(move || {
