@@ -73,8 +73,9 @@ fn event_row(r: &Row) -> Result<PortEvent, OperatorError> {
     })
 }
 
-async fn insert_event(conn: &mut Connection, e: &NewPortEvent) -> Result<bool, OperatorError> {
-    let r = sql::query(INSERT)
+/// `statement` with the event bound as $1–$7, in [`INSERT`]'s order.
+fn event_query<'q>(statement: &'q str, e: &NewPortEvent) -> sql::Query<'q> {
+    sql::query(statement)
         .bind(e.message_id)
         .bind(e.kind.as_str())
         .bind(e.order_id)
@@ -82,17 +83,14 @@ async fn insert_event(conn: &mut Connection, e: &NewPortEvent) -> Result<bool, O
         .bind(e.counterpart.as_ref().map(OperatorName::as_str))
         .bind(e.detail.to_string())
         .bind(e.at)
-        .execute(conn)
-        .await?;
-    Ok(r.rows_affected() == 1)
+}
+
+async fn insert_event(conn: &mut Connection, e: &NewPortEvent) -> Result<bool, OperatorError> {
+    Ok(event_query(INSERT, e).execute(conn).await?.rows_affected() == 1)
 }
 
 // `finish_message` statements. Parameters: $1-$7 the event (as in INSERT), $8 processed_at,
 // $9 the note, $10 the received message's id, $11 the subscriber status a port sets.
-
-const SQLITE_EVENT: &str = "INSERT INTO port_events \
-     (message_id, kind, order_id, msisdn, counterpart, detail, at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (message_id) DO NOTHING RETURNING id";
 
 const SQLITE_MARK: &str = "UPDATE received_messages SET processed_at = $8, attempts = attempts + 1, \
      last_error = $9 WHERE id = $10 AND processed_at IS NULL";
@@ -138,17 +136,7 @@ fn finish_query<'q>(
     id: i64,
     status: Option<SubscriberStatus>,
 ) -> sql::Query<'q> {
-    let q = sql::query(statement)
-        .bind(e.message_id)
-        .bind(e.kind.as_str())
-        .bind(e.order_id)
-        .bind(e.msisdn.as_str())
-        .bind(e.counterpart.as_ref().map(OperatorName::as_str))
-        .bind(e.detail.to_string())
-        .bind(e.at)
-        .bind(now)
-        .bind(note)
-        .bind(id);
+    let q = event_query(statement, e).bind(now).bind(note).bind(id);
     match status {
         Some(status) => q.bind(status.as_str()),
         None => q,
@@ -195,7 +183,7 @@ impl OperatorStore {
                 Effect::PortOut(_) => drop(bound(SQLITE_PORT_OUT_SUBSCRIBER).execute(&mut tx).await?),
                 Effect::Event(_) | Effect::Nothing => {}
             }
-            let inserted = bound(SQLITE_EVENT).fetch_optional(&mut tx).await?.is_some();
+            let inserted = insert_event(&mut tx, e).await?;
             bound(SQLITE_MARK).execute(&mut tx).await?;
             tx.commit().await?;
             return Ok(inserted);
