@@ -63,6 +63,9 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| numport::DEFAULT_LOG.into()),
         )
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal: a role started by `launch` logs to a file,
+        // which should read (and grep) as plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
