@@ -12,8 +12,8 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, Connection as _, Executor as _};
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard, watch};
 
-use crate::sql::{self, Connection};
-use crate::wal::{PASSIVE_CHECKPOINT, WalCheckpointer};
+use crate::sql::Connection;
+use crate::wal::WalCheckpointer;
 use crate::{Result, StoreError};
 
 /// Which engine holds the database; only migrations and how connections are kept depend on it.
@@ -209,13 +209,8 @@ impl Sqlite {
             }
         };
         batch.outcome.send_replace(Some(outcome.clone()));
-        if let Some(c) = &self.checkpoints
-            && c.wal_is_long()
-        {
-            match sql::query(PASSIVE_CHECKPOINT).fetch_all(&mut w.conn).await {
-                Ok(_) => c.restarted(),
-                Err(e) => tracing::warn!(error = %e, "WAL checkpoint"),
-            }
+        if let (Some(c), Some(conn)) = (&self.checkpoints, w.conn.as_sqlite()) {
+            c.reset_if_long(conn);
         }
         outcome
     }
@@ -408,7 +403,11 @@ impl Db {
                 SQLITE_MIGRATIONS.run(&mut migrator).await?;
                 migrator.close().await?;
                 let conn = Sqlite::open(file, "PRAGMA wal_autocheckpoint=0;")?;
-                let checkpoints = Some(WalCheckpointer::start(file, "db-checkpoint").map_err(sqlx::Error::Io)?);
+                let checkpoints = WalCheckpointer::start(file, "db-checkpoint").map_err(sqlx::Error::Io)?;
+                if let Some(c) = conn.as_sqlite() {
+                    checkpoints.watch(c);
+                }
+                let checkpoints = Some(checkpoints);
                 let readers = (0..SQLITE_READERS)
                     .map(|_| Ok(Arc::new(Mutex::new(Some(Sqlite::open(file, "PRAGMA query_only=ON;")?)))))
                     .collect::<Result<_>>()?;
@@ -571,6 +570,7 @@ mod tests {
 #[cfg(test)]
 mod group_commit {
     use super::*;
+    use crate::sql;
 
     async fn actions(conn: &mut Connection) -> Vec<String> {
         sql::query_scalar("SELECT action FROM audit_log ORDER BY action").fetch_all(conn).await.unwrap()

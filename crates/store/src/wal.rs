@@ -35,7 +35,8 @@ pub const PASSIVE_CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
 /// dropping it ends the thread.
 #[derive(Debug)]
 pub struct WalCheckpointer {
-    /// The WAL's length in frames, as the last passive checkpoint found it.
+    /// The WAL's length in frames, as the last commit of a [watched](WalCheckpointer::watch)
+    /// writer or the last passive checkpoint found it.
     frames: Arc<AtomicI64>,
     stop: Mutex<Option<mpsc::Sender<()>>>,
 }
@@ -59,14 +60,53 @@ impl WalCheckpointer {
         Ok(WalCheckpointer { frames, stop: Mutex::new(Some(stop)) })
     }
 
+    /// Have every commit of `conn` (a writer of this file) report the WAL's length at once.
+    ///
+    /// Without it the length is known only from the background checkpoints, each reporting
+    /// what it found when it ended: under a fast stream of commits that lags by a whole
+    /// checkpoint, and a test's WAL reached 400 MiB before the writer learned it was long.
+    /// This is SQLite's WAL hook, which rusqlite does not wrap; it replaces the automatic
+    /// checkpoint, which our writers turn off anyway (`wal_autocheckpoint=0`).
+    pub fn watch(&self, conn: &rusqlite::Connection) {
+        unsafe extern "C" fn on_commit(
+            frames: *mut std::ffi::c_void,
+            _db: *mut rusqlite::ffi::sqlite3,
+            _schema: *const std::ffi::c_char,
+            pages: std::ffi::c_int,
+        ) -> std::ffi::c_int {
+            // SAFETY: `frames` is the counter leaked by `watch`, which is never freed.
+            let frames = unsafe { &*(frames as *const AtomicI64) };
+            frames.store(i64::from(pages), Ordering::Relaxed);
+            rusqlite::ffi::SQLITE_OK
+        }
+        // One counter reference per watched connection, kept for the rest of the process: the
+        // hook may run for as long as the connection lives, which nothing here bounds.
+        let frames = Arc::into_raw(self.frames.clone()) as *mut std::ffi::c_void;
+        // SAFETY: the handle is that of a live connection (borrowed here); the hook touches
+        // nothing but the counter, which outlives it.
+        unsafe {
+            rusqlite::ffi::sqlite3_wal_hook(conn.handle(), Some(on_commit), frames);
+        }
+    }
+
     /// Whether the writer should run [`PASSIVE_CHECKPOINT`] before its next transaction.
     pub fn wal_is_long(&self) -> bool {
         self.frames.load(Ordering::Relaxed) >= RESTART_FRAMES
     }
 
-    /// The writer's own checkpoint ran: the WAL starts over with its next transaction.
-    pub fn restarted(&self) {
-        self.frames.store(0, Ordering::Relaxed);
+    /// For a writer between two of its transactions: if the WAL is long, copy what the
+    /// background left, so that the next transaction writes the WAL from its start. While a
+    /// background checkpoint runs, SQLite answers "busy" and nothing is copied; the writer
+    /// tries again after its next transaction.
+    pub fn reset_if_long(&self, writer: &rusqlite::Connection) {
+        if !self.wal_is_long() {
+            return;
+        }
+        match writer.query_row(PASSIVE_CHECKPOINT, [], |r| r.get::<_, i64>(0)) {
+            Ok(0) => self.frames.store(0, Ordering::Relaxed),
+            Ok(_busy) => {}
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint"),
+        }
     }
 
     /// Ends the thread, which closes its connection.

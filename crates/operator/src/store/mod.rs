@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use numport_store::sql::Connection;
-use numport_store::wal::{PASSIVE_CHECKPOINT, WalCheckpointer};
+use numport_store::wal::WalCheckpointer;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection as _, Executor};
 use tokio::sync::{Mutex, OwnedMappedMutexGuard, OwnedMutexGuard};
@@ -65,13 +65,9 @@ impl Drop for Conn {
     /// SMS writer is idle grew by 600 MB in one porting benchmark).
     fn drop(&mut self) {
         if let Conn::Single(conn, wal) = self
-            && wal.wal_is_long()
             && let Some(c) = conn.as_sqlite()
         {
-            match c.query_row(PASSIVE_CHECKPOINT, [], |_| Ok(())) {
-                Ok(()) => wal.restarted(),
-                Err(e) => tracing::warn!(error = %e, "WAL checkpoint"),
-            }
+            wal.reset_if_long(c);
         }
     }
 }
@@ -141,8 +137,9 @@ impl OperatorStore {
                 let conn = rusqlite::Connection::open(path)?;
                 conn.execute_batch(numport_store::SQLITE_PRAGMAS)?;
                 conn.execute_batch("PRAGMA wal_autocheckpoint=0;")?;
-                let conn = Connection::sqlite(conn);
                 let checkpoints = Arc::new(WalCheckpointer::start(path, "db-checkpoint")?);
+                checkpoints.watch(&conn);
+                let conn = Connection::sqlite(conn);
                 let sms_writer = sms_sqlite::SqliteSmsWriter::start(path, checkpoints.clone())?;
                 (Handle::Single(Arc::new(Mutex::new(Some(conn))), checkpoints), Some(sms_writer))
             }

@@ -20,7 +20,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
 
 use numport_core::Millis;
-use numport_store::wal::{PASSIVE_CHECKPOINT, WalCheckpointer};
+use numport_store::wal::WalCheckpointer;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
@@ -55,18 +55,14 @@ impl SqliteSmsWriter {
         let mut writer = Connection::open(path)?;
         writer.execute_batch(numport_store::SQLITE_PRAGMAS)?;
         writer.execute_batch("PRAGMA wal_autocheckpoint=0;")?;
+        checkpoints.watch(&writer);
         let (jobs, rx) = mpsc::channel::<Job>();
         let wal = checkpoints.clone();
         std::thread::Builder::new().name("sms-writer".into()).spawn(move || {
             for job in rx {
                 let outcome = apply(&mut writer, &job.batch, job.now);
                 let _ = job.done.send(outcome);
-                if wal.wal_is_long() {
-                    match writer.query_row(PASSIVE_CHECKPOINT, [], |_| Ok(())) {
-                        Ok(()) => wal.restarted(),
-                        Err(e) => tracing::warn!(error = %e, "WAL checkpoint"),
-                    }
-                }
+                wal.reset_if_long(&writer);
             }
         })?;
         Ok(SqliteSmsWriter { jobs: Arc::new(Mutex::new(Some(Threads { jobs, _checkpoints: checkpoints }))) })
