@@ -238,11 +238,11 @@ impl Sqlite {
         });
     }
 
-    /// A connection to `file` with [`SQLITE_PRAGMAS`], then `more` pragmas.
-    fn open(file: &std::path::Path, more: &str) -> Result<Connection> {
+    /// A read-only connection to `file` with [`SQLITE_PRAGMAS`].
+    fn open_reader(file: &std::path::Path) -> Result<Connection> {
         let conn = rusqlite::Connection::open(file)?;
         conn.execute_batch(SQLITE_PRAGMAS)?;
-        conn.execute_batch(more)?;
+        conn.execute_batch("PRAGMA query_only=ON;")?;
         Ok(Connection::sqlite(conn))
     }
 }
@@ -402,14 +402,11 @@ impl Db {
                 migrator.execute(SQLITE_PRAGMAS).await?;
                 SQLITE_MIGRATIONS.run(&mut migrator).await?;
                 migrator.close().await?;
-                let conn = Sqlite::open(file, "PRAGMA wal_autocheckpoint=0;")?;
                 let checkpoints = WalCheckpointer::start(file, "db-checkpoint").map_err(sqlx::Error::Io)?;
-                if let Some(c) = conn.as_sqlite() {
-                    checkpoints.watch(c);
-                }
+                let conn = Connection::sqlite(checkpoints.open_writer(file)?);
                 let checkpoints = Some(checkpoints);
                 let readers = (0..SQLITE_READERS)
-                    .map(|_| Ok(Arc::new(Mutex::new(Some(Sqlite::open(file, "PRAGMA query_only=ON;")?)))))
+                    .map(|_| Ok(Arc::new(Mutex::new(Some(Sqlite::open_reader(file)?)))))
                     .collect::<Result<_>>()?;
                 let db = Arc::new(Sqlite {
                     writer: Arc::new(Mutex::new(Some(Writer { conn, batch: None }))),

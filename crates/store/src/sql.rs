@@ -35,7 +35,6 @@ pub struct Connection {
 
 enum Inner {
     Sqlite(rusqlite::Connection),
-    Any(AnyConnection),
     Pooled(PoolConnection<Any>),
     /// Taken by [`Connection::close`].
     Closed,
@@ -63,7 +62,7 @@ impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self.inner {
             Inner::Sqlite(_) => "Connection(SQLite)",
-            Inner::Any(_) | Inner::Pooled(_) => "Connection(PostgreSQL)",
+            Inner::Pooled(_) => "Connection(PostgreSQL)",
             Inner::Closed => "Connection(closed)",
         })
     }
@@ -76,10 +75,6 @@ impl Connection {
         Connection { inner: Inner::Sqlite(conn), rollback_pending: false }
     }
 
-    pub fn any(conn: AnyConnection) -> Connection {
-        Connection { inner: Inner::Any(conn), rollback_pending: false }
-    }
-
     pub fn pooled(conn: PoolConnection<Any>) -> Connection {
         Connection { inner: Inner::Pooled(conn), rollback_pending: false }
     }
@@ -89,7 +84,6 @@ impl Connection {
         self.finish_abandoned().await?;
         match &mut self.inner {
             Inner::Sqlite(c) => c.execute_batch(sql).map_err(StoreError::Sqlite),
-            Inner::Any(c) => c.execute(sql).await.map(drop).map_err(StoreError::Sqlx),
             Inner::Pooled(c) => c.execute(sql).await.map(drop).map_err(StoreError::Sqlx),
             Inner::Closed => Err(StoreError::Sqlx(sqlx::Error::PoolClosed)),
         }
@@ -102,9 +96,6 @@ impl Connection {
         match std::mem::replace(&mut self.inner, Inner::Closed) {
             Inner::Sqlite(c) => {
                 let _ = c.close();
-            }
-            Inner::Any(c) => {
-                let _ = sqlx::Connection::close(c).await;
             }
             Inner::Pooled(c) => drop(c),
             Inner::Closed => {}
@@ -138,7 +129,6 @@ impl Connection {
     fn any_mut(&mut self) -> Option<&mut AnyConnection> {
         match &mut self.inner {
             Inner::Sqlite(_) | Inner::Closed => None,
-            Inner::Any(c) => Some(c),
             Inner::Pooled(c) => Some(c),
         }
     }
@@ -185,7 +175,7 @@ impl Drop for Transaction<'_> {
             Inner::Sqlite(c) => {
                 let _ = c.execute_batch("ROLLBACK");
             }
-            Inner::Any(_) | Inner::Pooled(_) => self.conn.rollback_pending = true,
+            Inner::Pooled(_) => self.conn.rollback_pending = true,
             Inner::Closed => {}
         }
     }

@@ -60,14 +60,25 @@ impl WalCheckpointer {
         Ok(WalCheckpointer { frames, stop: Mutex::new(Some(stop)) })
     }
 
+    /// A writer's connection to this checkpointer's file: [`SQLITE_PRAGMAS`], no checkpoint
+    /// inside its commits (this thread makes them), and its commits [watched](Self::watch).
+    /// Call [`reset_if_long`](Self::reset_if_long) between its transactions.
+    pub fn open_writer(&self, path: &Path) -> rusqlite::Result<rusqlite::Connection> {
+        let conn = rusqlite::Connection::open(path)?;
+        conn.execute_batch(SQLITE_PRAGMAS)?;
+        conn.execute_batch("PRAGMA wal_autocheckpoint=0;")?;
+        self.watch(&conn);
+        Ok(conn)
+    }
+
     /// Have every commit of `conn` (a writer of this file) report the WAL's length at once.
     ///
     /// Without it the length is known only from the background checkpoints, each reporting
     /// what it found when it ended: under a fast stream of commits that lags by a whole
     /// checkpoint, and a test's WAL reached 400 MiB before the writer learned it was long.
     /// This is SQLite's WAL hook, which rusqlite does not wrap; it replaces the automatic
-    /// checkpoint, which our writers turn off anyway (`wal_autocheckpoint=0`).
-    pub fn watch(&self, conn: &rusqlite::Connection) {
+    /// checkpoint, which [`open_writer`](Self::open_writer) turns off anyway.
+    fn watch(&self, conn: &rusqlite::Connection) {
         unsafe extern "C" fn on_commit(
             frames: *mut std::ffi::c_void,
             _db: *mut rusqlite::ffi::sqlite3,
@@ -90,7 +101,7 @@ impl WalCheckpointer {
     }
 
     /// Whether the writer should run [`PASSIVE_CHECKPOINT`] before its next transaction.
-    pub fn wal_is_long(&self) -> bool {
+    fn wal_is_long(&self) -> bool {
         self.frames.load(Ordering::Relaxed) >= RESTART_FRAMES
     }
 

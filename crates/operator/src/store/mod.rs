@@ -134,12 +134,8 @@ impl OperatorStore {
                 // Its statements run on the runtime's threads, so none may checkpoint the WAL
                 // (an fsync) inside a commit: a checkpointer thread does, and a long WAL is
                 // brought back to its start when the connection is given back (`Conn`'s drop).
-                let conn = rusqlite::Connection::open(path)?;
-                conn.execute_batch(numport_store::SQLITE_PRAGMAS)?;
-                conn.execute_batch("PRAGMA wal_autocheckpoint=0;")?;
                 let checkpoints = Arc::new(WalCheckpointer::start(path, "db-checkpoint")?);
-                checkpoints.watch(&conn);
-                let conn = Connection::sqlite(conn);
+                let conn = Connection::sqlite(checkpoints.open_writer(path)?);
                 let sms_writer = sms_sqlite::SqliteSmsWriter::start(path, checkpoints.clone())?;
                 (Handle::Single(Arc::new(Mutex::new(Some(conn))), checkpoints), Some(sms_writer))
             }

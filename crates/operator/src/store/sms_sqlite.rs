@@ -52,10 +52,7 @@ impl SqliteSmsWriter {
     /// Opens `path` (already migrated by the sqlx connection) and starts the writer thread,
     /// which shares the file's `checkpoints` with the node's other connection.
     pub fn start(path: &Path, checkpoints: Arc<WalCheckpointer>) -> Result<SqliteSmsWriter, OperatorError> {
-        let mut writer = Connection::open(path)?;
-        writer.execute_batch(numport_store::SQLITE_PRAGMAS)?;
-        writer.execute_batch("PRAGMA wal_autocheckpoint=0;")?;
-        checkpoints.watch(&writer);
+        let mut writer = checkpoints.open_writer(path)?;
         let (jobs, rx) = mpsc::channel::<Job>();
         let wal = checkpoints.clone();
         std::thread::Builder::new().name("sms-writer".into()).spawn(move || {
