@@ -177,12 +177,14 @@ impl Replica {
                 .map_err(|source| DiskError::Snapshot { path: part.clone(), source })?;
             replica.inner.disk.lock().unwrap_or_else(|p| p.into_inner()).install(&part)?;
             let ported = index.len();
+            // Counted before the new checkpoint is visible, so that whoever sees the replica at
+            // the snapshot's seq also sees the bootstrap counted.
+            replica.metrics().bootstraps.inc();
             replica.install(index, header.seq, header.ranges_version);
             Ok::<_, ReplicaError>((header.seq, ported))
         })
         .await
         .map_err(|e| ReplicaError::Snapshot(format!("bootstrap task failed: {e}")))??;
-        self.metrics().bootstraps.inc();
         self.feed_ok(seq.max(self.inner.head.load(std::sync::atomic::Ordering::Relaxed)));
         tracing::info!(
             seq,
