@@ -81,6 +81,9 @@ pub struct DispatcherConfig {
     pub lease_ms: Millis,
     /// Idle poll interval (new messages wake the dispatcher at once).
     pub poll_interval_ms: u64,
+    /// Most messages in one callback POST. Messages due for the same operator in one pass go
+    /// together as a JSON array of envelopes, signed as a whole; 1 sends each envelope alone.
+    pub batch_max: usize,
 }
 
 impl Default for DispatcherConfig {
@@ -92,6 +95,7 @@ impl Default for DispatcherConfig {
             max_backoff_ms: 60_000,
             lease_ms: 15_000,
             poll_interval_ms: 250,
+            batch_max: 64,
         }
     }
 }

@@ -1,10 +1,12 @@
 //! Delivery of the outbox to operators' callback URLs.
 //!
-//! A fetch loop leases due messages (so no other pass takes them), hands each to a delivery
+//! A fetch loop leases due messages (so no other pass takes them), groups those for the same
+//! operator into callbacks of up to `batch_max` messages, hands each callback to a delivery
 //! task, and a completion loop records results in batches: delivered, or rescheduled with
 //! exponential back-off. Delivery is at least once (a crash after sending but before recording
 //! sends again); receivers drop duplicates by message id. Each callback is signed with the
-//! operator's derived secret over the timestamp and the exact body bytes.
+//! operator's derived secret over the timestamp and the exact body bytes: one envelope as a
+//! JSON object, several as a JSON array of envelopes, acknowledged (or not) as a whole.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,14 +23,23 @@ use crate::numbers::envelope;
 /// Most messages one pass leases.
 const FETCH_LIMIT: i64 = 512;
 
+/// A callback is closed once its messages' bodies reach this size, well within the 64 KiB an
+/// operator node accepts.
+const CALLBACK_BYTES: usize = 24 * 1024;
+
 /// How long the completion loop gathers outcomes before recording them: one `mark_delivered`
 /// per batch instead of one per handful of deliveries. Only the bookkeeping waits (the
 /// operator has its message); a crash meanwhile means a redelivery, which at-least-once allows.
 const OUTCOME_LINGER: Duration = Duration::from_millis(5);
 
+/// How one callback went, for each of the messages it carried.
 enum Outcome {
-    Delivered(i64),
-    Failed { id: i64, attempts: i64, error: String },
+    Delivered(Vec<i64>),
+    /// `(id, attempts)` of each message, with why the callback failed.
+    Failed {
+        messages: Vec<(i64, i64)>,
+        error: String,
+    },
 }
 
 pub async fn run(ch: Clearinghouse, shutdown: CancellationToken) {
@@ -61,12 +72,12 @@ pub async fn run(ch: Clearinghouse, shutdown: CancellationToken) {
         // (every enqueue wakes the dispatcher; one that came during this pass is remembered by
         // the `Notify`) or the poll, instead of a pass that would find nothing.
         let idle = (fetched.len() as i64) < limit;
-        for due in fetched {
+        for callback in callbacks(fetched, cfg.batch_max) {
             let Ok(permit) = permits.clone().acquire_owned().await else { break };
             let (ch, http, done, latency) = (ch.clone(), http.clone(), done_tx.clone(), latency.clone());
             tokio::spawn(async move {
                 let started = Instant::now();
-                let outcome = deliver(&ch, &http, &due).await;
+                let outcome = deliver(&ch, &http, &callback).await;
                 latency.observe(started.elapsed().as_secs_f64());
                 let _ = done.send(outcome);
                 drop(permit);
@@ -102,32 +113,66 @@ async fn fetch_and_lease(ch: &Clearinghouse, limit: i64) -> Result<Vec<Due>, num
     Ok(due)
 }
 
-async fn deliver(ch: &Clearinghouse, http: &reqwest::Client, due: &Due) -> Outcome {
-    let id = due.message.id;
-    let attempts = due.message.attempts + 1;
-    let fail = |error: String| Outcome::Failed { id, attempts, error };
-    let Some(url) = &due.callback_url else {
+/// Group a pass's messages into callbacks: per operator, in outbox order, at most `batch_max`
+/// each. Messages keep their order within an operator's callbacks.
+fn callbacks(fetched: Vec<Due>, batch_max: usize) -> Vec<Vec<Due>> {
+    let batch_max = batch_max.max(1);
+    // (messages, their bodies' bytes) per operator with a callback still open.
+    let mut open: Vec<(Vec<Due>, usize)> = Vec::new();
+    let mut closed = Vec::new();
+    for due in fetched {
+        let i = match open.iter().position(|(c, _)| c[0].message.operator_id == due.message.operator_id) {
+            Some(i) => i,
+            None => {
+                open.push((Vec::new(), 0));
+                open.len() - 1
+            }
+        };
+        open[i].1 += due.message.body.len();
+        open[i].0.push(due);
+        if open[i].0.len() >= batch_max || open[i].1 >= CALLBACK_BYTES {
+            closed.push(open.swap_remove(i).0);
+        }
+    }
+    closed.extend(open.into_iter().map(|(c, _)| c));
+    closed
+}
+
+/// The body of a callback: one envelope alone, several as an array.
+fn callback_body(callback: &[Due]) -> crate::error::Result<Vec<u8>> {
+    let encode = |e: serde_json::Error| crate::Error::bad_request("encode", e.to_string());
+    if let [due] = callback {
+        return serde_json::to_vec(&envelope(&due.message)?).map_err(encode);
+    }
+    let envelopes = callback.iter().map(|d| envelope(&d.message)).collect::<crate::error::Result<Vec<_>>>()?;
+    serde_json::to_vec(&envelopes).map_err(encode)
+}
+
+async fn deliver(ch: &Clearinghouse, http: &reqwest::Client, callback: &[Due]) -> Outcome {
+    let messages: Vec<(i64, i64)> = callback.iter().map(|d| (d.message.id, d.message.attempts + 1)).collect();
+    let fail = |error: String| Outcome::Failed { messages: messages.clone(), error };
+    let first = &callback[0];
+    let Some(url) = &first.callback_url else {
         return fail("no callback URL registered; waiting in the inbox".into());
     };
-    let body = match envelope(&due.message)
-        .and_then(|e| serde_json::to_vec(&e).map_err(|e| crate::Error::bad_request("encode", e.to_string())))
-    {
+    let body = match callback_body(callback) {
         Ok(b) => b,
         Err(e) => return fail(format!("cannot encode message: {e}")),
     };
     let ts: Millis = ch.now();
-    let secret = ch.callback_secret(&due.operator, due.callback_key_version);
+    let secret = ch.callback_secret(&first.operator, first.callback_key_version);
+    let ids = messages.iter().map(|(id, _)| id.to_string()).collect::<Vec<_>>().join(",");
     let result = http
         .post(url)
         .header("content-type", "application/json")
         .header(TIMESTAMP_HEADER, ts.to_string())
         .header(SIGNATURE_HEADER, sign(&secret, ts, &body))
-        .header(MESSAGE_ID_HEADER, id.to_string())
+        .header(MESSAGE_ID_HEADER, ids)
         .body(body)
         .send()
         .await;
     match result {
-        Ok(resp) if resp.status().is_success() => Outcome::Delivered(id),
+        Ok(resp) if resp.status().is_success() => Outcome::Delivered(messages.into_iter().map(|(id, _)| id).collect()),
         Ok(resp) => fail(format!("callback answered {}", resp.status())),
         Err(e) => fail(format!("callback failed: {e}")),
     }
@@ -150,8 +195,10 @@ async fn record_outcomes(ch: Clearinghouse, mut rx: mpsc::UnboundedReceiver<Outc
         let mut failed = Vec::new();
         for o in batch.drain(..) {
             match o {
-                Outcome::Delivered(id) => delivered.push(id),
-                Outcome::Failed { id, attempts, error } => failed.push((id, attempts, error)),
+                Outcome::Delivered(ids) => delivered.extend(ids),
+                Outcome::Failed { messages, error } => {
+                    failed.extend(messages.into_iter().map(|(id, attempts)| (id, attempts, error.clone())))
+                }
             }
         }
         let result: Result<(), numport_store::StoreError> = async {
@@ -176,5 +223,51 @@ async fn record_outcomes(ch: Clearinghouse, mut rx: mpsc::UnboundedReceiver<Outc
             // The leases run out and the messages are sent again: at least once.
             Err(e) => tracing::warn!(error = %e, "recording callback outcomes failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use numport_store::outbox::Message;
+
+    fn due(id: i64, operator_id: i64, body_len: usize) -> Due {
+        Due {
+            message: Message {
+                id,
+                operator_id,
+                kind: "credit_query".into(),
+                order_id: Some(id),
+                body: "x".repeat(body_len),
+                created_at: 0,
+                delivered_at: None,
+                attempts: 0,
+            },
+            operator: format!("op{operator_id}"),
+            callback_url: None,
+            callback_key_version: 1,
+        }
+    }
+
+    fn ids(callbacks: &[Vec<Due>]) -> Vec<Vec<i64>> {
+        let mut v: Vec<Vec<i64>> = callbacks.iter().map(|c| c.iter().map(|d| d.message.id).collect()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn callbacks_group_by_operator_in_order_up_to_the_limit() {
+        let fetched = vec![due(1, 10, 100), due(2, 20, 100), due(3, 10, 100), due(4, 10, 100), due(5, 20, 100)];
+        assert_eq!(ids(&callbacks(fetched.clone(), 2)), vec![vec![1, 3], vec![2, 5], vec![4]]);
+        assert_eq!(ids(&callbacks(fetched.clone(), 64)), vec![vec![1, 3, 4], vec![2, 5]]);
+        assert_eq!(ids(&callbacks(fetched, 1)), vec![vec![1], vec![2], vec![3], vec![4], vec![5]]);
+    }
+
+    #[test]
+    fn a_callback_is_closed_at_its_size_limit() {
+        let fetched = (1..=4).map(|id| due(id, 10, CALLBACK_BYTES / 2)).collect();
+        assert_eq!(ids(&callbacks(fetched, 64)), vec![vec![1, 2], vec![3, 4]]);
+        // One message larger than the limit still goes, alone.
+        assert_eq!(ids(&callbacks(vec![due(7, 10, CALLBACK_BYTES * 2)], 64)), vec![vec![7]]);
     }
 }

@@ -1,7 +1,8 @@
 //! The dispatcher's callbacks, received by small HTTP servers inside the test: every message
 //! is signed with the operator's callback secret over the exact body, names itself in
 //! `x-numport-message-id`, and is delivered at least once: a receiver that fails or times out
-//! gets it again later (the same id may come more than once; none is lost).
+//! gets it again later (the same id may come more than once; none is lost). Messages due for
+//! one operator at once come together, as a JSON array under one signature.
 //!
 //! Retry back-off is measured on the clearinghouse's clock, which the tests drive.
 
@@ -31,7 +32,10 @@ use numport_store::Backend;
 struct Delivery {
     headers: HeaderMap,
     body: Bytes,
+    /// The id of a single envelope (-1 for an array or a body that is neither).
     envelope_id: i64,
+    /// Every envelope's id, in the body's order.
+    envelope_ids: Vec<i64>,
     answered: u16,
 }
 
@@ -53,10 +57,15 @@ struct ReceiverState {
 
 async fn receive(State(s): State<ReceiverState>, headers: HeaderMap, body: Bytes) -> StatusCode {
     let envelope_id = serde_json::from_slice::<Envelope>(&body).map(|e| e.id).unwrap_or(-1);
-    let nth = 1 + s.got.lock().unwrap().iter().filter(|d| d.envelope_id == envelope_id).count();
-    let (delay, status) = (s.plan)(envelope_id, nth);
+    let envelope_ids = match serde_json::from_slice::<Vec<Envelope>>(&body) {
+        Ok(batch) => batch.iter().map(|e| e.id).collect(),
+        Err(_) => vec![envelope_id],
+    };
+    let first = envelope_ids[0];
+    let nth = 1 + s.got.lock().unwrap().iter().filter(|d| d.envelope_ids[0] == first).count();
+    let (delay, status) = (s.plan)(first, nth);
     // Recorded on arrival, before answering: a receiver that times out has still seen it.
-    s.got.lock().unwrap().push(Delivery { headers, body, envelope_id, answered: status });
+    s.got.lock().unwrap().push(Delivery { headers, body, envelope_id, envelope_ids, answered: status });
     tokio::time::sleep(delay).await;
     StatusCode::from_u16(status).unwrap()
 }
@@ -83,11 +92,19 @@ impl Receiver {
 
     /// Ids answered 2xx at least once.
     fn acknowledged(&self) -> BTreeSet<i64> {
-        self.deliveries().iter().filter(|d| (200..300).contains(&d.answered)).map(|d| d.envelope_id).collect()
+        let ok = self.deliveries().into_iter().filter(|d| (200..300).contains(&d.answered));
+        ok.flat_map(|d| d.envelope_ids).collect()
     }
 }
 
+/// One envelope per callback, so that a receiver's plan acts on each message by its id.
 fn config() -> ClearinghouseConfig {
+    let mut c = batch_config();
+    c.dispatcher.batch_max = 1;
+    c
+}
+
+fn batch_config() -> ClearinghouseConfig {
     ClearinghouseConfig {
         // Deposit reminders go out at once, so every message of a port is a callback here.
         deposit_reminder_ms: 0,
@@ -310,4 +327,43 @@ async fn delivery_is_at_least_once_never_lost() {
             assert!(n >= 3, "message {id} failed twice, so it came at least three times ({n})");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_due_at_once_travel_in_one_signed_callback_and_are_retried_together() {
+    let t = TestCh::start_with(Backend::Sqlite, batch_config()).await.unwrap();
+    // Four orders' deposit requests wait for A's callback URL: once it is registered they are
+    // all due at once. The receiver refuses the first callback and takes the second.
+    for i in 0..4 {
+        let term = Terminal::new(&format!("479000050{i}"));
+        t.b.client.request_port(&term.request(&t.b.name, t.clock.now_ms()), &format!("r{i}")).await.unwrap();
+    }
+    let ra = Receiver::start(Arc::new(|_, nth| (Duration::ZERO, if nth == 1 { 503 } else { 200 }))).await;
+    t.a.client.set_callback(Some(&ra.url)).await.unwrap();
+    wait_until(&t, 100, "delivery of the batch", || async { pending(&t).await == 0 }).await;
+
+    let ia = inbox(&t.a).await;
+    let ids: Vec<i64> = ia.keys().copied().collect();
+    assert_eq!(ids.len(), 4);
+    let got = ra.deliveries();
+    assert_eq!(
+        got.iter().map(|d| (d.envelope_ids.clone(), d.answered)).collect::<Vec<_>>(),
+        [(ids.clone(), 503), (ids.clone(), 200)],
+        "one callback carried all four, and all four came again"
+    );
+    let listed = ids.iter().map(|id| id.to_string()).collect::<Vec<_>>().join(",");
+    for d in &got {
+        let ts: i64 = d.headers[TIMESTAMP_HEADER].to_str().unwrap().parse().unwrap();
+        let sig = d.headers[SIGNATURE_HEADER].to_str().unwrap();
+        let now = t.clock.now_ms();
+        assert_eq!(verify(&secret(&t.a), ts, &d.body, sig, now, DEFAULT_TOLERANCE_MS), Ok(()));
+        assert_eq!(verify(&secret(&t.b), ts, &d.body, sig, now, DEFAULT_TOLERANCE_MS), Err(SignatureError::Mismatch));
+        assert_eq!(d.headers[MESSAGE_ID_HEADER].to_str().unwrap(), listed);
+        let batch: Vec<Envelope> = serde_json::from_slice(&d.body).unwrap();
+        assert_eq!(batch, ia.values().cloned().collect::<Vec<_>>(), "the inbox's messages, in order");
+    }
+    let mut conn = t.ch.db.acquire().await.unwrap();
+    let delivered: Vec<Option<i64>> =
+        numport_store::sql::query_scalar("SELECT delivered_at FROM messages").fetch_all(&mut conn).await.unwrap();
+    assert!(delivered.len() == 4 && delivered.iter().all(Option::is_some), "{delivered:?}");
 }

@@ -360,3 +360,61 @@ async fn reprocessor_picks_up_recorded_but_unprocessed_messages() {
     assert!(calls.iter().all(|c| c.idempotency_key.as_deref() == Some("opa-msg-21")), "same key on retry");
     assert_eq!(n.node.reprocess().await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn a_batch_of_envelopes_is_recorded_at_once_and_each_processed_once() {
+    let ch = FakeClearinghouse::start().await;
+    let n = TestNode::start("opa", &ch).await;
+    n.add_subscriber("4790000001", None, [100, 0, 0, 0]).await;
+    n.add_subscriber("4790000002", Some(&port_key("222222")), [0, 0, 0, 0]).await;
+    let confirmed = envelope(
+        32,
+        Message::CompensationConfirmed {
+            order_id: 5,
+            msisdn: msisdn("4790000002"),
+            recipient: op("opb"),
+            compensation: Money(0),
+        },
+    );
+    let batch = [credit_query(31, "4790000001"), confirmed, closed(33)];
+    let body = serde_json::to_vec(&batch).unwrap();
+    let (status, answer) = n.send(n.signed_raw(31, body.clone(), T0)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer, json!({"received": [31, 32, 33], "duplicate": []}));
+    // The port-out confirmation and the closed order need nothing but the node's database:
+    // they are processed by the time the callback is answered.
+    assert!(n.is_processed(32).await && n.is_processed(33).await);
+    let s = n.store().subscriber(&msisdn("4790000002")).await.unwrap().unwrap();
+    assert_eq!(s.status, SubscriberStatus::PortedOut);
+    n.wait_processed(31).await;
+    // Each envelope is recorded with its own text.
+    let row = n.store().received_message(31).await.unwrap().unwrap();
+    assert_eq!(serde_json::from_str::<clearinghouse_api::Envelope>(&row.body).unwrap(), batch[0]);
+
+    // The same batch again, and one overlapping it: only the new message acts.
+    assert_eq!(n.send(n.signed_raw(31, body, T0)).await.1, json!({"received": [], "duplicate": [31, 32, 33]}));
+    let overlap = serde_json::to_vec(&[closed(33), closed(34)]).unwrap();
+    assert_eq!(n.send(n.signed_raw(33, overlap, T0)).await.1, json!({"received": [34], "duplicate": [33]}));
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!(ch.calls("/v1/porting-orders/42/credit-information").len(), 1);
+    let events = n.store().port_events(&msisdn("4790000001")).await.unwrap();
+    assert_eq!(events.iter().filter(|e| e.kind == "order_closed").count(), 2, "messages 33 and 34, once each");
+}
+
+#[tokio::test]
+async fn a_batch_with_one_bad_envelope_is_refused_whole() {
+    let ch = FakeClearinghouse::start().await;
+    let n = TestNode::start("opa", &ch).await;
+    let good = serde_json::to_string(&closed(1)).unwrap();
+    for body in [
+        format!("[{good}, {{\"id\": 2, \"created_at\": 0, \"message\": {{\"kind\": \"unheard_of\"}}}}]"),
+        format!("[{good}, 17]"),
+        format!("[{good}"),
+        "[]".to_owned(),
+    ] {
+        let (status, err) = n.send(n.signed_raw(1, body.clone().into_bytes(), T0)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(err["error"], "malformed");
+    }
+    assert!(n.store().received_message(1).await.unwrap().is_none(), "nothing of a refused batch is recorded");
+}

@@ -2,9 +2,10 @@
 //!
 //! The signature covers the raw body bytes, so the body is verified before it is parsed.
 //! Refusals: 401 for a missing, malformed, wrong or stale signature (and when the node has no
-//! callback secret); 400 for a body that is not an envelope. A message id seen before is
-//! answered 200 `{"duplicate": true}` and changes nothing. A new message is recorded, answered
-//! 200 at once, and processed in the background.
+//! callback secret); 400 for a body that is not an envelope or a non-empty array of them. A
+//! message id seen before changes nothing (a single one is answered 200 `{"duplicate": true}`).
+//! New messages are recorded, all of one callback in one transaction, answered 200 at once, and
+//! processed in the background.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -12,11 +13,16 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use clearinghouse_api::Envelope;
 use numport_core::Millis;
-use numport_core::signing::{MESSAGE_ID_HEADER, SIGNATURE_HEADER, SignatureError, TIMESTAMP_HEADER, verify};
+use numport_core::signing::{SIGNATURE_HEADER, SignatureError, TIMESTAMP_HEADER, verify};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
+
+use std::time::Instant;
 
 use crate::Node;
 use crate::error::HttpError;
+use crate::portability::handler::Handled;
+use crate::store::Arrival;
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
@@ -64,24 +70,59 @@ pub(crate) async fn receive(
         HttpError::bad_request("malformed", message)
     };
     let text = std::str::from_utf8(&body).map_err(|_| malformed("body is not UTF-8".into()))?;
-    let envelope: Envelope =
-        serde_json::from_str(text).map_err(|e| malformed(format!("body is not a message envelope: {e}")))?;
-    if let Some(h) = header(&headers, MESSAGE_ID_HEADER)
-        && h.trim() != envelope.id.to_string()
-    {
-        tracing::debug!(header = h, id = envelope.id, "message id header differs from the envelope's");
-    }
-    node.inner.metrics.callbacks_received.inc();
+    let received = envelopes(text).map_err(malformed)?;
+    node.inner.metrics.callbacks_received.add(received.len() as u64);
 
+    let started = Instant::now();
     let now = node.now();
     let retry_at = now.saturating_add(node.inner.config.reprocess_after_ms);
-    let new = node.inner.store.record_message(envelope.id, envelope.message.kind(), text, now, retry_at).await?;
-    if !new {
-        node.inner.metrics.callbacks_duplicate.inc();
-        tracing::debug!(node = %node.name(), id = envelope.id, "duplicate callback");
-        return Ok(Json(json!({ "duplicate": true })));
+    // Messages that only tell the node of an end are finished in the transaction that records
+    // them; the others are processed after the answer.
+    let handled: Vec<Option<Handled>> = received.iter().map(|(e, _)| node.handle_locally(e)).collect();
+    let arrivals: Vec<Arrival> = received
+        .iter()
+        .zip(&handled)
+        .map(|((e, raw), h)| Arrival {
+            id: e.id,
+            kind: e.message.kind(),
+            body: raw,
+            handled: h.as_ref().map(|h| (h.outcome.note(), &h.effect)),
+        })
+        .collect();
+    let new = node.inner.store.record_messages(&arrivals, now, retry_at).await?;
+    let (mut fresh, mut duplicate) = (Vec::new(), Vec::new());
+    for (((envelope, _), handled), new) in received.into_iter().zip(handled).zip(new) {
+        if !new {
+            tracing::debug!(node = %node.name(), id = envelope.id, "duplicate callback");
+            duplicate.push(envelope.id);
+            continue;
+        }
+        fresh.push(envelope.id);
+        match handled {
+            Some(h) => node.finished(envelope.message.kind(), &h, true, started),
+            None => node.spawn_processing(envelope),
+        }
     }
-    let id = envelope.id;
-    node.spawn_processing(envelope);
-    Ok(Json(json!({ "received": true, "id": id })))
+    node.inner.metrics.callbacks_duplicate.add(duplicate.len() as u64);
+    Ok(Json(match (fresh.as_slice(), duplicate.as_slice()) {
+        ([id], []) => json!({ "received": true, "id": id }),
+        ([], [_]) => json!({ "duplicate": true }),
+        _ => json!({ "received": fresh, "duplicate": duplicate }),
+    }))
+}
+
+/// The envelopes of a callback body, each with its own JSON text (what is recorded): one
+/// envelope as an object, or several as an array.
+fn envelopes(text: &str) -> Result<Vec<(Envelope, &str)>, String> {
+    let parse =
+        |raw: &str| serde_json::from_str::<Envelope>(raw).map_err(|e| format!("body is not a message envelope: {e}"));
+    if !text.trim_start().starts_with('[') {
+        return Ok(vec![(parse(text)?, text)]);
+    }
+    let raws: Vec<&RawValue> =
+        serde_json::from_str(text).map_err(|e| format!("body is not an array of message envelopes: {e}"))?;
+    if raws.is_empty() {
+        return Err("the array of message envelopes is empty".into());
+    }
+    raws.into_iter().map(|raw| Ok((parse(raw.get())?, raw.get()))).collect()
 }

@@ -48,7 +48,7 @@ impl Outcome {
         }
     }
 
-    fn note(&self) -> Option<&str> {
+    pub(crate) fn note(&self) -> Option<&str> {
         match self {
             Outcome::Done => None,
             Outcome::MovedOn(s) | Outcome::GivenUp(s) => Some(s),
@@ -167,18 +167,7 @@ impl Node {
                         return false;
                     }
                 };
-                match &effect {
-                    Effect::PortOut(e) if new => {
-                        tracing::info!(order_id = e.order_id, msisdn = %e.msisdn, recipient = ?e.counterpart, detail = %e.detail, "ported out");
-                    }
-                    Effect::PortIn(e) if new => {
-                        tracing::info!(order_id = e.order_id, msisdn = %e.msisdn, donor = ?e.counterpart, "ported in");
-                    }
-                    _ => {}
-                }
-                let seconds = started.elapsed().as_secs_f64();
-                self.inner.metrics.processed(kind, outcome.label(), seconds);
-                tracing::debug!(outcome = outcome.label(), "message processed");
+                self.finished(kind, &Handled { outcome, effect }, new, started);
                 true
             }
             Err(e) => {
@@ -192,6 +181,22 @@ impl Node {
                 false
             }
         }
+    }
+
+    /// Log and count a message whose handling was recorded; `new` when its event was.
+    pub(crate) fn finished(&self, kind: &str, handled: &Handled, new: bool, started: Instant) {
+        match &handled.effect {
+            Effect::PortOut(e) if new => {
+                tracing::info!(order_id = e.order_id, msisdn = %e.msisdn, recipient = ?e.counterpart, detail = %e.detail, "ported out");
+            }
+            Effect::PortIn(e) if new => {
+                tracing::info!(order_id = e.order_id, msisdn = %e.msisdn, donor = ?e.counterpart, "ported in");
+            }
+            _ => {}
+        }
+        let label = handled.outcome.label();
+        self.inner.metrics.processed(kind, label, started.elapsed().as_secs_f64());
+        tracing::debug!(outcome = label, "message processed");
     }
 
     /// Handle one message. `Err` means "retry later".
@@ -238,6 +243,19 @@ impl Node {
                 let kind = if accept { "accepted" } else { "refused" };
                 Ok(self.event(message_id, kind, Some(*order_id), msisdn, Some(donor), detail))
             }
+            // The rest need only the node's own database.
+            _ => Ok(self
+                .handle_locally(envelope)
+                .unwrap_or_else(|| Outcome::GivenUp(format!("no handling for {}", envelope.message.kind())).into())),
+        }
+    }
+
+    /// Handle a message that needs no call to the clearinghouse (the node is told of an end:
+    /// settled, routed, closed, returned), so that it can be finished in the transaction that
+    /// records it; `None` for the others.
+    pub(crate) fn handle_locally(&self, envelope: &Envelope) -> Option<Handled> {
+        let message_id = Some(envelope.id);
+        let handled = match &envelope.message {
             Message::CompensationConfirmed { order_id, msisdn, recipient, compensation } => {
                 let e = NewPortEvent {
                     message_id,
@@ -248,7 +266,7 @@ impl Node {
                     detail: json!({ "compensation": compensation }),
                     at: self.now(),
                 };
-                Ok(Handled { outcome: Outcome::Done, effect: Effect::PortOut(e) })
+                Handled { outcome: Outcome::Done, effect: Effect::PortOut(e) }
             }
             Message::PortCompleted { order_id, msisdn, donor, routing_number, seq } => {
                 let e = NewPortEvent {
@@ -260,24 +278,29 @@ impl Node {
                     detail: json!({ "routing_number": routing_number, "seq": seq }),
                     at: self.now(),
                 };
-                Ok(Handled { outcome: Outcome::Done, effect: Effect::PortIn(e) })
+                Handled { outcome: Outcome::Done, effect: Effect::PortIn(e) }
             }
             Message::OrderClosed { order_id, msisdn, state, reason } => {
                 tracing::info!(order_id, %msisdn, %state, %reason, "porting order closed without a port");
-                Ok(self.event(
+                self.event(
                     message_id,
                     "order_closed",
                     Some(*order_id),
                     msisdn,
                     None,
                     json!({ "state": state, "reason": reason }),
-                ))
+                )
             }
             Message::NumberReturned { msisdn, from, seq } => {
                 tracing::info!(%msisdn, %from, "ported number returned to this range holder");
-                Ok(self.event(message_id, "number_returned", None, msisdn, Some(from), json!({ "seq": seq })))
+                self.event(message_id, "number_returned", None, msisdn, Some(from), json!({ "seq": seq }))
             }
-        }
+
+            Message::DepositRequested { .. } | Message::CreditQuery { .. } | Message::CreditInformation { .. } => {
+                return None;
+            }
+        };
+        Some(handled)
     }
 
     /// Donor, F1 step 2: deposit the proof the terminal's nonce implies.

@@ -143,6 +143,50 @@ fn finish_query<'q>(
     }
 }
 
+/// [`OperatorStore::finish_message`] on `conn`, which on SQLite must be in a transaction.
+pub(super) async fn finish_on(
+    conn: &mut Connection,
+    backend: Backend,
+    id: i64,
+    now: Millis,
+    note: Option<&str>,
+    effect: &Effect,
+) -> Result<bool, OperatorError> {
+    let (e, status) = match effect {
+        Effect::Nothing => {
+            sql::query(MARK_PROCESSED).bind(now).bind(note).bind(id).execute(conn).await?;
+            return Ok(false);
+        }
+        Effect::Event(e) => (e, None),
+        Effect::PortIn(e) => (e, Some(SubscriberStatus::Active)),
+        Effect::PortOut(e) => (e, Some(SubscriberStatus::PortedOut)),
+    };
+    let bound = |statement| finish_query(statement, e, now, note, id, status);
+    if backend == Backend::Sqlite {
+        // Statements on SQLite cost no round trip: the subscriber change, the event and the
+        // mark, one after the other in the caller's transaction.
+        match effect {
+            Effect::PortIn(_) => drop(bound(SQLITE_PORT_IN_SUBSCRIBER).execute(conn).await?),
+            Effect::PortOut(_) => drop(bound(SQLITE_PORT_OUT_SUBSCRIBER).execute(conn).await?),
+            Effect::Event(_) | Effect::Nothing => {}
+        }
+        let inserted = insert_event(conn, e).await?;
+        bound(SQLITE_MARK).execute(conn).await?;
+        return Ok(inserted);
+    }
+    let sql = match effect {
+        Effect::PortIn(_) => format!("{PG_EVENT}{PG_PORT_IN_SUBSCRIBER}{PG_MARK}"),
+        Effect::PortOut(_) => format!("{PG_EVENT}{PG_PORT_OUT_SUBSCRIBER}{PG_MARK}"),
+        Effect::Event(_) | Effect::Nothing => format!("{PG_EVENT}{PG_MARK}"),
+    };
+    let rows = bound(&sql).fetch_all(conn).await?;
+    Ok(!rows.is_empty())
+}
+
+/// Marks a received message processed: $1 processed_at, $2 the note, $3 its id.
+pub(super) const MARK_PROCESSED: &str = "UPDATE received_messages SET processed_at = $1, \
+     attempts = attempts + 1, last_error = $2 WHERE id = $3 AND processed_at IS NULL";
+
 impl OperatorStore {
     /// Record an event; false when its message already recorded one.
     pub async fn record_event(&self, e: &NewPortEvent) -> Result<bool, OperatorError> {
@@ -163,38 +207,14 @@ impl OperatorStore {
         note: Option<&str>,
         effect: &Effect,
     ) -> Result<bool, OperatorError> {
-        let (e, status) = match effect {
-            Effect::Nothing => {
-                self.mark_processed(id, now, note).await?;
-                return Ok(false);
-            }
-            Effect::Event(e) => (e, None),
-            Effect::PortIn(e) => (e, Some(SubscriberStatus::Active)),
-            Effect::PortOut(e) => (e, Some(SubscriberStatus::PortedOut)),
-        };
-        let bound = |statement| finish_query(statement, e, now, note, id, status);
         let mut conn = self.conn().await?;
         if self.backend == Backend::Sqlite {
-            // Statements on SQLite cost no round trip: the subscriber change, the event and
-            // the mark, one after the other in one transaction.
             let mut tx = conn.begin().await?;
-            match effect {
-                Effect::PortIn(_) => drop(bound(SQLITE_PORT_IN_SUBSCRIBER).execute(&mut tx).await?),
-                Effect::PortOut(_) => drop(bound(SQLITE_PORT_OUT_SUBSCRIBER).execute(&mut tx).await?),
-                Effect::Event(_) | Effect::Nothing => {}
-            }
-            let inserted = insert_event(&mut tx, e).await?;
-            bound(SQLITE_MARK).execute(&mut tx).await?;
+            let new = finish_on(&mut tx, self.backend, id, now, note, effect).await?;
             tx.commit().await?;
-            return Ok(inserted);
+            return Ok(new);
         }
-        let sql = match effect {
-            Effect::PortIn(_) => format!("{PG_EVENT}{PG_PORT_IN_SUBSCRIBER}{PG_MARK}"),
-            Effect::PortOut(_) => format!("{PG_EVENT}{PG_PORT_OUT_SUBSCRIBER}{PG_MARK}"),
-            Effect::Event(_) | Effect::Nothing => format!("{PG_EVENT}{PG_MARK}"),
-        };
-        let rows = bound(&sql).fetch_all(&mut conn).await?;
-        Ok(!rows.is_empty())
+        finish_on(&mut conn, self.backend, id, now, note, effect).await
     }
 
     /// A port-in completed: record it and make the number an active subscriber with zero

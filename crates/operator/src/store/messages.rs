@@ -9,6 +9,7 @@ use numport_core::Millis;
 use numport_store::sql::{self, Row};
 
 use super::OperatorStore;
+use super::events::{Effect, MARK_PROCESSED, finish_on};
 use crate::OperatorError;
 
 /// A recorded message, as the re-processor reads it back.
@@ -40,6 +41,18 @@ fn message_row(r: &Row) -> Result<ReceivedMessage, OperatorError> {
 
 const COLUMNS: &str = "id, kind, body, received_at, processed_at, attempts, next_attempt_at, last_error";
 
+/// A message as it arrives, to record.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival<'a> {
+    pub id: i64,
+    pub kind: &'a str,
+    /// The envelope JSON as received.
+    pub body: &'a str,
+    /// Its handling, when it needs nothing but the node's own database (the note and the
+    /// effect to finish it with); `None` leaves it to be processed.
+    pub handled: Option<(Option<&'a str>, &'a Effect)>,
+}
+
 impl OperatorStore {
     /// Record a message unless its id is already known. True when it is new (process it);
     /// false for a duplicate or replay (do nothing). `retry_at` is when the re-processor may
@@ -52,18 +65,42 @@ impl OperatorStore {
         now: Millis,
         retry_at: Millis,
     ) -> Result<bool, OperatorError> {
-        let r = sql::query(
-            "INSERT INTO received_messages (id, kind, body, received_at, next_attempt_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(id)
-        .bind(kind)
-        .bind(body)
-        .bind(now)
-        .bind(retry_at)
-        .execute(&mut *self.conn().await?)
-        .await?;
-        Ok(r.rows_affected() == 1)
+        let new = self.record_messages(&[Arrival { id, kind, body, handled: None }], now, retry_at).await?;
+        Ok(new[0])
+    }
+
+    /// Record the messages of one callback in one transaction: for each, in order, whether it
+    /// is new. A new one that comes already handled is also finished in that transaction, as
+    /// [`OperatorStore::finish_message`] would.
+    pub async fn record_messages(
+        &self,
+        arrivals: &[Arrival<'_>],
+        now: Millis,
+        retry_at: Millis,
+    ) -> Result<Vec<bool>, OperatorError> {
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await?;
+        let mut new = Vec::with_capacity(arrivals.len());
+        for a in arrivals {
+            let r = sql::query(
+                "INSERT INTO received_messages (id, kind, body, received_at, next_attempt_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(a.id)
+            .bind(a.kind)
+            .bind(a.body)
+            .bind(now)
+            .bind(retry_at)
+            .execute(&mut tx)
+            .await?;
+            let is_new = r.rows_affected() == 1;
+            if is_new && let Some((note, effect)) = a.handled {
+                finish_on(&mut tx, self.backend, a.id, now, note, effect).await?;
+            }
+            new.push(is_new);
+        }
+        tx.commit().await?;
+        Ok(new)
     }
 
     pub async fn received_message(&self, id: i64) -> Result<Option<ReceivedMessage>, OperatorError> {
@@ -77,15 +114,7 @@ impl OperatorStore {
     /// Handling succeeded (or can never succeed and was given up): do not process again.
     /// `note` keeps why, when it was given up.
     pub async fn mark_processed(&self, id: i64, now: Millis, note: Option<&str>) -> Result<(), OperatorError> {
-        sql::query(
-            "UPDATE received_messages SET processed_at = $1, attempts = attempts + 1, \
-             last_error = $2 WHERE id = $3 AND processed_at IS NULL",
-        )
-        .bind(now)
-        .bind(note)
-        .bind(id)
-        .execute(&mut *self.conn().await?)
-        .await?;
+        sql::query(MARK_PROCESSED).bind(now).bind(note).bind(id).execute(&mut *self.conn().await?).await?;
         Ok(())
     }
 

@@ -34,7 +34,7 @@ use tokio::sync::{Mutex, OwnedMappedMutexGuard, OwnedMutexGuard};
 use crate::OperatorError;
 
 pub use events::{Effect, NewPortEvent, PortEvent};
-pub use messages::ReceivedMessage;
+pub use messages::{Arrival, ReceivedMessage};
 pub use subscribers::{Subscriber, SubscriberStatus};
 
 pub use numport_store::Backend;
