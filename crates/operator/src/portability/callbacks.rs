@@ -7,6 +7,8 @@
 //! New messages are recorded, all of one callback in one transaction, answered 200 at once, and
 //! processed in the background.
 
+use std::time::Instant;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -16,8 +18,6 @@ use numport_core::Millis;
 use numport_core::signing::{SIGNATURE_HEADER, SignatureError, TIMESTAMP_HEADER, verify};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-
-use std::time::Instant;
 
 use crate::Node;
 use crate::error::HttpError;

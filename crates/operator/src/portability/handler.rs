@@ -183,7 +183,8 @@ impl Node {
         }
     }
 
-    /// Log and count a message whose handling was recorded; `new` when its event was.
+    /// Log and count a message whose handling was recorded; `new` when its event was (so a
+    /// redelivered message is not logged as news twice).
     pub(crate) fn finished(&self, kind: &str, handled: &Handled, new: bool, started: Instant) {
         match &handled.effect {
             Effect::PortOut(e) if new => {
@@ -191,6 +192,12 @@ impl Node {
             }
             Effect::PortIn(e) if new => {
                 tracing::info!(order_id = e.order_id, msisdn = %e.msisdn, donor = ?e.counterpart, "ported in");
+            }
+            Effect::Event(e) if new && e.kind == "order_closed" => {
+                tracing::info!(order_id = e.order_id, msisdn = %e.msisdn, detail = %e.detail, "porting order closed without a port");
+            }
+            Effect::Event(e) if new && e.kind == "number_returned" => {
+                tracing::info!(msisdn = %e.msisdn, from = ?e.counterpart, "ported number returned to this range holder");
             }
             _ => {}
         }
@@ -280,19 +287,15 @@ impl Node {
                 };
                 Handled { outcome: Outcome::Done, effect: Effect::PortIn(e) }
             }
-            Message::OrderClosed { order_id, msisdn, state, reason } => {
-                tracing::info!(order_id, %msisdn, %state, %reason, "porting order closed without a port");
-                self.event(
-                    message_id,
-                    "order_closed",
-                    Some(*order_id),
-                    msisdn,
-                    None,
-                    json!({ "state": state, "reason": reason }),
-                )
-            }
+            Message::OrderClosed { order_id, msisdn, state, reason } => self.event(
+                message_id,
+                "order_closed",
+                Some(*order_id),
+                msisdn,
+                None,
+                json!({ "state": state, "reason": reason }),
+            ),
             Message::NumberReturned { msisdn, from, seq } => {
-                tracing::info!(%msisdn, %from, "ported number returned to this range holder");
                 self.event(message_id, "number_returned", None, msisdn, Some(from), json!({ "seq": seq }))
             }
 
