@@ -1,6 +1,6 @@
 //! What the clearinghouse tells operators. Each message is one outbox row; it reaches the
-//! operator as a signed callback (`POST` of an [`Envelope`] to its callback URL) and stays
-//! readable from `GET /v1/inbox`.
+//! operator as a signed callback (`POST` of an [`Envelope`], or of an array of them when several
+//! are due at once, to its callback URL) and stays readable from `GET /v1/inbox`.
 
 use numport_core::porting::{CreditInfo, OrderState, Reason};
 use numport_core::{Millis, Money, Msisdn, OperatorName};
