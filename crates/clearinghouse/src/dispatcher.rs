@@ -207,7 +207,7 @@ async fn record_outcomes(ch: Clearinghouse, mut rx: mpsc::UnboundedReceiver<Outc
             for (id, attempts, error) in &failed {
                 let shift = (*attempts - 1).clamp(0, 20) as u32;
                 let backoff = cfg.base_backoff_ms.saturating_mul(1 << shift).min(cfg.max_backoff_ms);
-                outbox::reschedule(&mut tx, *id, now + backoff, error).await?;
+                outbox::reschedule(&mut tx, *id, *attempts, now + backoff, error).await?;
             }
             tx.commit().await
         }

@@ -363,7 +363,17 @@ async fn messages_due_at_once_travel_in_one_signed_callback_and_are_retried_toge
         assert_eq!(batch, ia.values().cloned().collect::<Vec<_>>(), "the inbox's messages, in order");
     }
     let mut conn = t.ch.db.acquire().await.unwrap();
-    let delivered: Vec<Option<i64>> =
-        numport_store::sql::query_scalar("SELECT delivered_at FROM messages").fetch_all(&mut conn).await.unwrap();
-    assert!(delivered.len() == 4 && delivered.iter().all(Option::is_some), "{delivered:?}");
+    let rows: Vec<(Option<i64>, Option<String>)> =
+        numport_store::sql::query_as("SELECT delivered_at, last_error FROM messages ORDER BY id")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 4);
+    for (delivered_at, last_error) in rows {
+        assert!(delivered_at.is_some());
+        // The attempt made before the URL was registered may finish after the refused
+        // callback; its outcome is the older one and must not overwrite the newer.
+        let last_error = last_error.unwrap_or_default();
+        assert!(last_error.contains("503"), "each message remembers the refused callback: {last_error}");
+    }
 }

@@ -112,14 +112,20 @@ pub async fn lease(conn: &mut Connection, ids: &[i64], until: Millis) -> Result<
     update_ids(conn, "SET attempts = attempts + 1, next_attempt_at = $1 WHERE", ids, until).await
 }
 
-/// After a failed attempt: try again at `at`, remembering why it failed.
-pub async fn reschedule(conn: &mut Connection, id: i64, at: Millis, error: &str) -> Result<()> {
-    sql::query("UPDATE messages SET next_attempt_at = $1, last_error = $2 WHERE id = $3 AND delivered_at IS NULL")
-        .bind(at)
-        .bind(error)
-        .bind(id)
-        .execute(conn)
-        .await?;
+/// After failed attempt number `attempt`: try again at `at`, remembering why it failed. An
+/// attempt that is no longer the latest (the message was leased again meanwhile, e.g. made due
+/// by a new callback URL) changes nothing: the newer attempt's outcome decides.
+pub async fn reschedule(conn: &mut Connection, id: i64, attempt: i64, at: Millis, error: &str) -> Result<()> {
+    sql::query(
+        "UPDATE messages SET next_attempt_at = $1, last_error = $2 \
+         WHERE id = $3 AND attempts = $4 AND delivered_at IS NULL",
+    )
+    .bind(at)
+    .bind(error)
+    .bind(id)
+    .bind(attempt)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -185,4 +191,31 @@ pub async fn pending_count(conn: &mut Connection) -> Result<i64> {
 
 fn placeholders(first: usize, n: usize) -> String {
     (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Db, operators};
+
+    #[tokio::test]
+    async fn an_older_attempts_outcome_does_not_overwrite_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}/ch.db", dir.path().display())).await.unwrap();
+        let mut conn = db.acquire().await.unwrap();
+        let op = operators::insert(&mut conn, &"opa".parse().unwrap(), &"D1".parse().unwrap(), None, 0).await.unwrap();
+        let id = enqueue(&mut conn, op.id, "credit_query", Some(1), "{}", 0, 0).await.unwrap();
+        // Two attempts leased before either outcome is recorded (the message was made due again).
+        lease(&mut conn, &[id], 10_000).await.unwrap();
+        lease(&mut conn, &[id], 20_000).await.unwrap();
+        reschedule(&mut conn, id, 2, 500, "callback answered 503").await.unwrap();
+        reschedule(&mut conn, id, 1, 900, "no callback URL registered").await.unwrap();
+        let (attempts, next, error): (i64, i64, Option<String>) =
+            sql::query_as("SELECT attempts, next_attempt_at, last_error FROM messages WHERE id = $1")
+                .bind(id)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!((attempts, next, error.as_deref()), (2, 500, Some("callback answered 503")));
+    }
 }
