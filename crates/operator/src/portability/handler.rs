@@ -298,7 +298,6 @@ impl Node {
             Message::NumberReturned { msisdn, from, seq } => {
                 self.event(message_id, "number_returned", None, msisdn, Some(from), json!({ "seq": seq }))
             }
-
             Message::DepositRequested { .. } | Message::CreditQuery { .. } | Message::CreditInformation { .. } => {
                 return None;
             }
