@@ -315,20 +315,10 @@ impl Clearinghouse {
                 ),
             ));
         }
-        let donor_id = order.donor_id.ok_or(Error::NotFound("donor"))?;
-        let mut funded = true;
-        if compensation.0 > 0 {
-            let recipient_acct = self.operator(conn, order.recipient_id).await?.account_id;
-            let donor_acct = self.operator(conn, donor_id).await?.account_id;
-            let entry = JournalEntry::transfer(recipient_acct, donor_acct, compensation)
-                .map_err(|e| Error::invalid("invalid_compensation", e.to_string()))?;
-            let key = format!("order:{}:compensation", order.id);
-            match ledger::post(conn, &key, "compensation", Some(order.id), &entry, now).await {
-                Ok(_) => {}
-                Err(PostError::InsufficientFunds { .. }) => funded = false,
-                Err(e) => return Err(e.into()),
-            }
-        }
+        // Whether the recipient can pay is read here, but the money moves last (`complete`):
+        // posting locks the ledger until COMMIT, and every other settlement waits for that.
+        let funded =
+            compensation.0 <= 0 || ledger::operator_account(conn, order.recipient_id).await?.1.0 >= compensation.0;
         let event = if funded { Event::Accepted } else { Event::AcceptedWithoutFunds };
         Ok(to_api(&self.apply(conn, &order, event, &caller.actor(), now).await?))
     }
@@ -442,8 +432,9 @@ impl Clearinghouse {
         Ok(updated)
     }
 
-    /// F1 step 6 after the money moved: route the number to the recipient, append the change
-    /// to the routing log, and tell both parties.
+    /// F1 step 6, the accepted order: route the number to the recipient, move the money, append
+    /// the change to the routing log, and tell both parties. The money and the log come last
+    /// because each locks a row every settlement needs until COMMIT.
     async fn complete(&self, conn: &mut Connection, order: &OrderRecord, now: Millis) -> Result<()> {
         let recipient = self.operator(conn, order.recipient_id).await?;
         let kind = match order.kind {
@@ -465,7 +456,21 @@ impl Clearinghouse {
             compensation,
         };
         enqueue(conn, donor_id, &confirm, now).await?;
-        // Last: on PostgreSQL this takes the feed_head row lock until commit.
+        // Last but for the change log: from here the ledger's rows are locked until COMMIT.
+        if compensation.0 > 0 {
+            let recipient_acct = recipient.account_id;
+            let donor_acct = self.operator(conn, donor_id).await?.account_id;
+            let entry = JournalEntry::transfer(recipient_acct, donor_acct, compensation)
+                .map_err(|e| Error::invalid("invalid_compensation", e.to_string()))?;
+            let key = format!("order:{}:compensation", order.id);
+            match ledger::post(conn, &key, "compensation", Some(order.id), &entry, now).await {
+                Ok(_) => {}
+                // Funds checked in `decide` went to a settlement that committed meanwhile;
+                // run again, the check then sees it.
+                Err(PostError::InsufficientFunds { .. }) => return Err(Error::funds_changed()),
+                Err(e) => return Err(e.into()),
+            }
+        }
         let seq = routing::append_change(
             conn,
             &order.msisdn,

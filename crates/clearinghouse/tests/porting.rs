@@ -225,6 +225,75 @@ async fn decision_outcomes(backend: Backend) {
     assert!(t.ledger_sound().await);
 }
 
+/// Two settlements by one recipient at once, with funds for only one: one port completes, the
+/// other is rejected for insufficient funds, and no money appears or disappears. On PostgreSQL
+/// both may read the funds before either posts; the second then finds them gone when it posts
+/// and runs again (`funds_changed`).
+async fn settlements_racing_for_the_last_funds(backend: Backend) {
+    let Some(t) = TestCh::start(backend).await else { return };
+    let (first, second) = (Terminal::new("4790000031"), Terminal::new("4790000032"));
+    let o1 = up_to_decision(&t, &first, &t.a, &t.b, credit(0, 0, 600_000, 0)).await;
+    let o2 = up_to_decision(&t, &second, &t.a, &t.b, credit(0, 0, 600_000, 0)).await;
+    let accept = DecisionRequest { accept: true, compensation: Some(Money(600_000)) };
+    let (r1, r2) =
+        tokio::join!(t.b.client.decide(o1.id, &accept, "race-1"), t.b.client.decide(o2.id, &accept, "race-2"));
+    let mut outcomes = [r1.unwrap(), r2.unwrap()].map(|o| (o.state, o.reason));
+    outcomes.sort_by_key(|(state, _)| state.as_str());
+    assert_eq!(outcomes, [(OrderState::Completed, None), (OrderState::Rejected, Some(Reason::InsufficientFunds))]);
+    assert_eq!(t.b.client.account().await.unwrap().balance, Money(400_000));
+    assert_eq!(t.a.client.account().await.unwrap().balance, Money(1_600_000));
+    assert!(t.ledger_sound().await);
+}
+
+/// `ledger::post` itself, which on PostgreSQL is one call to `numport_post_journal`: an
+/// overdraft writes nothing and leaves the transaction usable, whichever line fails; a key
+/// posts once.
+async fn ledger_post_refuses_an_overdraft_and_posts_a_key_once(backend: Backend) {
+    use numport_core::JournalEntry;
+    use numport_store::ledger::{self, PostError, Posted};
+    use numport_store::sql;
+    let Some(t) = TestCh::start(backend).await else { return };
+    let mut tx = t.ch.db.begin().await.unwrap();
+    let accounts: Vec<(i64, i64)> =
+        sql::query_as("SELECT id, balance FROM accounts WHERE operator_id IS NOT NULL ORDER BY id")
+            .fetch_all(&mut tx)
+            .await
+            .unwrap();
+    let ((low, low_balance), (high, high_balance)) = (accounts[0], accounts[1]);
+    // The debit is the first line written, then the last (after a credit that must be undone).
+    for (from, to, amount) in [(low, high, low_balance + 1), (high, low, high_balance + 1)] {
+        let entry = JournalEntry::transfer(from, to, Money(amount)).unwrap();
+        match ledger::post(&mut tx, &format!("overdraft:{from}"), "test", None, &entry, T0).await {
+            Err(PostError::InsufficientFunds { account }) => assert_eq!(account, from),
+            other => panic!("an overdraft was posted: {other:?}"),
+        }
+    }
+    let entry = JournalEntry::transfer(low, high, Money(250)).unwrap();
+    let Ok(Posted::New(journal)) = ledger::post(&mut tx, "once", "test", None, &entry, T0).await else {
+        panic!("the first post of a key is new")
+    };
+    let again = ledger::post(&mut tx, "once", "test", None, &entry, T0).await.unwrap();
+    assert_eq!(again, Posted::Already(journal));
+    tx.commit().await.unwrap();
+    let mut conn = t.ch.db.read().await.unwrap();
+    let after: Vec<(i64, i64)> =
+        sql::query_as("SELECT id, balance FROM accounts WHERE operator_id IS NOT NULL ORDER BY id")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(&after[..2], &[(low, low_balance - 250), (high, high_balance + 250)]);
+    let journals: i64 =
+        sql::query_scalar("SELECT COUNT(*) FROM journals WHERE kind = 'test'").fetch_one(&mut conn).await.unwrap();
+    let postings: i64 = sql::query_scalar("SELECT COUNT(*) FROM postings WHERE journal_id = $1")
+        .bind(journal)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!((journals, postings), (1, 2));
+    drop(conn);
+    assert!(t.ledger_sound().await);
+}
+
 async fn ported_too_recently(backend: Backend) {
     let config = clearinghouse::ClearinghouseConfig { min_port_interval_ms: 86_400_000, ..common::test_config() };
     let Some(t) = TestCh::start_with(backend, config).await else { return };
@@ -550,6 +619,8 @@ on_both_backends!(
     request_rejections,
     proof_mismatch_and_attempt_limit,
     decision_outcomes,
+    settlements_racing_for_the_last_funds,
+    ledger_post_refuses_an_overdraft_and_posts_a_key_once,
     ported_too_recently,
     timeout_rules,
     cancellation,

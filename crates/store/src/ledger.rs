@@ -70,7 +70,10 @@ pub async fn operator_account(conn: &mut Connection, operator_id: i64) -> Result
 /// Every call first takes the `ledger_head` row, so money movements are serialized and balance
 /// rows never have two writers waiting on each other (see migration 0002). An overdraft undoes
 /// what this call wrote before returning [`PostError::InsufficientFunds`], so the caller's
-/// transaction stays usable without a savepoint.
+/// transaction stays usable without a savepoint. Those rows stay locked until the caller's
+/// COMMIT, so call this late in a transaction. On PostgreSQL it is one call to
+/// `numport_post_journal` (migration 0004), with the same effects as the statements run here on
+/// SQLite, where a statement is not a round trip.
 pub async fn post(
     conn: &mut Connection,
     idempotency_key: &str,
@@ -79,6 +82,11 @@ pub async fn post(
     entry: &JournalEntry<i64>,
     now: Millis,
 ) -> Result<Posted, PostError> {
+    let mut lines: Vec<(i64, Money)> = entry.lines().to_vec();
+    lines.sort_by_key(|(account, _)| *account);
+    if conn.is_postgres() {
+        return post_in_one_call(conn, idempotency_key, kind, order_id, &lines, now).await;
+    }
     sql::query("UPDATE ledger_head SET journals = journals + 1 WHERE id = 1").execute(&mut *conn).await?;
     let inserted: Option<i64> = sql::query_scalar(
         "INSERT INTO journals (idempotency_key, kind, order_id, created_at) VALUES ($1, $2, $3, $4) \
@@ -97,8 +105,6 @@ pub async fn post(
             .await?;
         return Ok(Posted::Already(id));
     };
-    let mut lines: Vec<(i64, Money)> = entry.lines().to_vec();
-    lines.sort_by_key(|(account, _)| *account);
     for (i, (account, amount)) in lines.iter().enumerate() {
         let r = sql::query(
             "UPDATE accounts SET balance = balance + $1 \
@@ -128,6 +134,34 @@ pub async fn post(
     }
     q.execute(&mut *conn).await?;
     Ok(Posted::New(journal))
+}
+
+/// [`post`] on PostgreSQL: `lines` sorted by account.
+async fn post_in_one_call(
+    conn: &mut Connection,
+    idempotency_key: &str,
+    kind: &str,
+    order_id: Option<i64>,
+    lines: &[(i64, Money)],
+    now: Millis,
+) -> Result<Posted, PostError> {
+    let lines_json = serde_json::to_string(&lines.iter().map(|(a, m)| [*a, m.0]).collect::<Vec<_>>())
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let row = sql::query("SELECT post_outcome, post_ref FROM numport_post_journal($1, $2, $3, $4, $5)")
+        .bind(idempotency_key)
+        .bind(kind)
+        .bind(order_id)
+        .bind(now)
+        .bind(lines_json)
+        .fetch_one(conn)
+        .await?;
+    let reference: i64 = row.try_get("post_ref")?;
+    match row.try_get::<&str, _>("post_outcome")? {
+        "new" => Ok(Posted::New(reference)),
+        "already" => Ok(Posted::Already(reference)),
+        "insufficient_funds" => Err(PostError::InsufficientFunds { account: reference }),
+        other => Err(StoreError::Corrupt(format!("numport_post_journal answered {other:?}")).into()),
+    }
 }
 
 /// One line of an account statement.

@@ -57,8 +57,9 @@ pub struct RoutingChange {
     pub effective_at: Millis,
 }
 
-/// Append a change and return its sequence number. Call last in the transaction: on
-/// PostgreSQL it takes the `feed_head` row lock, which is held until commit.
+/// Append a change and return its sequence number. Call last in the transaction: it takes the
+/// `feed_head` row lock, which is held until commit. On PostgreSQL it is one statement, so
+/// the lock waits for one round trip less.
 pub async fn append_change(
     conn: &mut Connection,
     msisdn: &Msisdn,
@@ -68,22 +69,36 @@ pub async fn append_change(
     order_id: Option<i64>,
     now: Millis,
 ) -> Result<i64> {
+    const INSERT: &str =
+        "INSERT INTO routing_changes (seq, msisdn, operator_id, routing_number, kind, order_id, effective_at)";
+    if conn.is_postgres() {
+        let sql = format!(
+            "WITH head AS (UPDATE feed_head SET last_seq = last_seq + 1 WHERE id = 1 RETURNING last_seq) \
+             {INSERT} SELECT last_seq, $1, $2, $3, $4, $5, $6 FROM head RETURNING seq"
+        );
+        return sql::query_scalar(&sql)
+            .bind(msisdn.as_str())
+            .bind(operator_id)
+            .bind(routing_number.as_str())
+            .bind(kind.as_str())
+            .bind(order_id)
+            .bind(now)
+            .fetch_one(conn)
+            .await;
+    }
     let seq: i64 = sql::query_scalar("UPDATE feed_head SET last_seq = last_seq + 1 WHERE id = 1 RETURNING last_seq")
         .fetch_one(&mut *conn)
         .await?;
-    sql::query(
-        "INSERT INTO routing_changes (seq, msisdn, operator_id, routing_number, kind, order_id, effective_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(seq)
-    .bind(msisdn.as_str())
-    .bind(operator_id)
-    .bind(routing_number.as_str())
-    .bind(kind.as_str())
-    .bind(order_id)
-    .bind(now)
-    .execute(conn)
-    .await?;
+    sql::query(&format!("{INSERT} VALUES ($1, $2, $3, $4, $5, $6, $7)"))
+        .bind(seq)
+        .bind(msisdn.as_str())
+        .bind(operator_id)
+        .bind(routing_number.as_str())
+        .bind(kind.as_str())
+        .bind(order_id)
+        .bind(now)
+        .execute(conn)
+        .await?;
     Ok(seq)
 }
 

@@ -112,6 +112,12 @@ impl Connection {
         Ok(())
     }
 
+    /// Whether this is a PostgreSQL connection, for the few statements written per engine
+    /// (those inside a hot row's lock, where each round trip counts; see [`crate::ledger::post`]).
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.inner, Inner::Pooled(_))
+    }
+
     /// The rusqlite connection, for what only SQLite has (WAL checkpoints).
     pub fn as_sqlite(&self) -> Option<&rusqlite::Connection> {
         match &self.inner {
