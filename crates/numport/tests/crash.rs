@@ -1,10 +1,12 @@
 //! `kill -9` of the clearinghouse while ports are in flight.
 //!
 //! A clearinghouse and three operator nodes run as real processes on loopback. 150 handsets
-//! port at once, each the way `numport bench porting` does: the port-out authorisation to its
-//! donor node and the port-in request to its recipient node. When some ports have completed,
-//! the clearinghouse is killed with SIGKILL, then restarted on the same database and address.
-//! Handsets whose request failed retry the very same request (same nonce), as a handset would.
+//! port, each the way `numport bench porting` does: the port-out authorisation to its donor
+//! node and the port-in request to its recipient node. The first half arrive spread out, so
+//! that ports complete; the second half arrive in a burst faster than any build settles them.
+//! While orders of the burst are open, the clearinghouse is killed with SIGKILL, then restarted
+//! on the same database and address. Handsets whose request failed retry the very same request
+//! (same nonce), as a handset would.
 //!
 //! Afterwards (bounded waits):
 //! - every port-in the recipient node acknowledged (2xx) has its order in the database;
@@ -33,13 +35,25 @@ use numport_store::{ledger, operators, orders, routing};
 use operator::{OperatorStore, PortOutAuthorisation, SubscriberStatus};
 
 const PORTS: usize = 150;
-/// Handset `i` starts `i * STAGGER` after the first, so requests keep arriving throughout.
+/// The first half of the handsets start `STAGGER` apart, slower than ports complete.
 const STAGGER: Duration = Duration::from_millis(6);
-/// The kill comes when at least this many ports have completed (or two thirds of the handsets
-/// have started, whichever is first) and at least `KILL_NOT_BEFORE`
-/// has passed (so that handsets have yet to start and will meet the dead clearinghouse).
-const KILL_AFTER: i64 = 20;
-const KILL_NOT_BEFORE: Duration = Duration::from_millis(450);
+/// The second half start `BURST_STAGGER` apart from `BURST_AT`: a thousand a second, more than
+/// the cluster settles, so orders pile up open.
+const BURST_AT: Duration = Duration::from_millis(450);
+const BURST_STAGGER: Duration = Duration::from_millis(1);
+/// The kill comes once at least `KILL_OPEN` orders are open, the burst has begun and ports have
+/// completed; at `KILL_BY` at the latest, while a third of the burst has yet to start (and
+/// will meet the dead clearinghouse).
+const KILL_OPEN: i64 = 3;
+const KILL_BY: Duration = Duration::from_millis(500);
+
+/// When handset `i` starts, after the first.
+fn start_of(i: usize) -> Duration {
+    match i.checked_sub(PORTS / 2) {
+        None => STAGGER * i as u32,
+        Some(j) => BURST_AT + BURST_STAGGER * j as u32,
+    }
+}
 
 /// One handset's port, with the request it sends (and re-sends unchanged).
 struct Handset {
@@ -210,21 +224,22 @@ async fn scenario(tmp: &std::path::Path) -> bool {
         .enumerate()
         .map(|(i, h)| {
             let (http, nodes, h) = (http.clone(), nodes.clone(), h.clone());
-            tokio::spawn(port(http, nodes, h, STAGGER * i as u32))
+            tokio::spawn(port(http, nodes, h, start_of(i)))
         })
         .collect();
 
-    // Kill the clearinghouse once some ports have completed, with more in flight and to come.
-    let wait_until = Instant::now() + Duration::from_secs(20);
-    let mut before_kill = head(&cluster.ch_db).await;
-    // On a slow machine ports complete late; the kill must still come while handsets are
-    // arriving, so it comes at two thirds of their arrival span at the latest.
-    let kill_by = STAGGER * (PORTS as u32 * 2 / 3);
-    while (before_kill < KILL_AFTER && fired.elapsed() < kill_by || fired.elapsed() < KILL_NOT_BEFORE)
-        && Instant::now() < wait_until
-    {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        before_kill = head(&cluster.ch_db).await;
+    // Kill the clearinghouse while orders of the burst are open, with more handsets to come.
+    // Counting open orders is a read on the test's own connection; the kill follows at once.
+    loop {
+        let mut conn = cluster.ch_db.read().await.expect("connection");
+        let open = orders::count_open(&mut conn).await.expect("count open");
+        let completed = routing::head(&mut conn).await.expect("feed head");
+        drop(conn);
+        let since = fired.elapsed();
+        if since >= KILL_BY || since >= BURST_AT && open >= KILL_OPEN && completed > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
     cluster.ch.kill_hard().await.expect("kill -9 the clearinghouse");
     let at_kill = head(&cluster.ch_db).await;
