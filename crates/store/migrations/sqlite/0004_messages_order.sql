@@ -1,0 +1,4 @@
+-- A step that makes an undelivered message moot (a deposit request once the deposit arrived)
+-- withdraws it by order. Without an index of its own that looked through every undelivered
+-- message due later.
+CREATE INDEX messages_order ON messages(order_id, kind) WHERE delivered_at IS NULL;
