@@ -160,3 +160,56 @@ async fn routing_snapshot(State(ch): State<Clearinghouse>, _caller: Caller) -> R
     let body = Body::from_stream(futures::StreamExt::chain(head, pages));
     Ok(([(header::CONTENT_TYPE, snapshot::MEDIA_TYPE)], body).into_response())
 }
+
+/// The channel the settlement trigger notifies with each change's number (migration 0006).
+const FEED_CHANNEL: &str = "numport_feed";
+
+/// On PostgreSQL, where a settlement's change gets its number at COMMIT (`settlement::settle`),
+/// learn the numbers as they commit and wake the long-polls, as an append with a known number
+/// does through [`Clearinghouse::note_feed_seq`]. Changes made by other processes show at once
+/// too. Returns at `shutdown`; at once on SQLite.
+pub(crate) async fn follow_commits(ch: Clearinghouse, shutdown: tokio_util::sync::CancellationToken) {
+    let mut listener = loop {
+        match ch.db.listen(FEED_CHANNEL).await {
+            Ok(Some(listener)) => break listener,
+            Ok(None) => return,
+            Err(e) => tracing::warn!(error = %e, "cannot listen for change log commits; trying again"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    };
+    // Changes committed before the listener was in place.
+    note_head(&ch).await;
+    ch.wake_feed();
+    loop {
+        let next = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            n = listener.try_recv() => n,
+        };
+        match next {
+            Ok(Some(n)) => match n.payload().parse::<i64>() {
+                Ok(seq) => ch.note_feed_seq(seq),
+                Err(_) => tracing::warn!(payload = n.payload(), "unexpected notification on {FEED_CHANNEL}"),
+            },
+            // The connection was lost; the listener reconnects at the next call. What was
+            // notified meanwhile is lost, so take the head instead.
+            Ok(None) | Err(_) => {
+                note_head(&ch).await;
+                if next.is_err() {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        ch.wake_feed();
+    }
+}
+
+async fn note_head(ch: &Clearinghouse) {
+    if let Ok(mut conn) = ch.db.read().await
+        && let Ok(head) = routing::head(&mut conn).await
+    {
+        ch.note_feed_seq(head);
+    }
+}

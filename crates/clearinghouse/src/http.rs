@@ -218,7 +218,15 @@ async fn run_idempotent(
                     };
                     let body = value.to_string();
                     idempotency::answer(&mut tx, caller.operator_id, &key, status.as_u16(), &body).await?;
-                    tx.commit().await?;
+                    // On PostgreSQL a settlement's locked part runs at COMMIT and can lose its
+                    // funds to a concurrent one there (`settlement::settle`): run again, too.
+                    if let Err(e) = tx.commit().await.map_err(Error::from) {
+                        if attempt < 3 && e.is_transient() {
+                            tracing::debug!(error = %e, attempt, "retrying after a conflict at commit");
+                            continue;
+                        }
+                        return Err(e);
+                    }
                     return Ok(Answered::New(status, body));
                 }
             })

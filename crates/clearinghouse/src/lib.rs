@@ -112,6 +112,11 @@ impl Clearinghouse {
     /// the log may have grown.
     pub fn wake_dispatcher(&self) {
         self.wake.notify_one();
+        self.wake_feed();
+    }
+
+    /// Tell change-log followers that the log may have grown.
+    pub(crate) fn wake_feed(&self) {
         self.feed.send_replace(());
     }
 
@@ -198,6 +203,7 @@ pub async fn run(
     let background = shutdown.child_token();
     let dispatcher = tokio::spawn(dispatcher::run(ch.clone(), background.clone()));
     let supervisor = tokio::spawn(supervisor::run(ch.clone(), background.clone()));
+    let commits = tokio::spawn(feed::follow_commits(ch.clone(), background.clone()));
     let app = http::router(ch.clone());
     let served = axum::serve(
         listener.tap_io(|tcp| {
@@ -208,6 +214,6 @@ pub async fn run(
     .with_graceful_shutdown(shutdown.clone().cancelled_owned())
     .await;
     background.cancel();
-    let _ = tokio::join!(dispatcher, supervisor);
+    let _ = tokio::join!(dispatcher, supervisor, commits);
     served
 }

@@ -14,6 +14,7 @@ use numport_core::proof::{Nonce, Proof};
 use numport_core::{JournalEntry, Millis};
 use numport_store::ledger::{self, PostError};
 use numport_store::orders::{self, NewOrder, OrderRecord};
+use numport_store::settlement::{self, Settled, Settlement};
 use numport_store::{Connection, audit, outbox, routing};
 use serde_json::json;
 
@@ -434,7 +435,7 @@ impl Clearinghouse {
 
     /// F1 step 6, the accepted order: route the number to the recipient, move the money, append
     /// the change to the routing log, and tell both parties. The money and the log come last
-    /// because each locks a row every settlement needs until COMMIT.
+    /// (`settlement::settle`) because each locks a row every settlement needs until COMMIT.
     async fn complete(&self, conn: &mut Connection, order: &OrderRecord, now: Millis) -> Result<()> {
         let recipient = self.operator(conn, order.recipient_id).await?;
         let kind = match order.kind {
@@ -456,40 +457,47 @@ impl Clearinghouse {
             compensation,
         };
         enqueue(conn, donor_id, &confirm, now).await?;
-        // Last but for the change log: from here the ledger's rows are locked until COMMIT.
-        if compensation.0 > 0 {
-            let recipient_acct = recipient.account_id;
-            let donor_acct = self.operator(conn, donor_id).await?.account_id;
-            let entry = JournalEntry::transfer(recipient_acct, donor_acct, compensation)
-                .map_err(|e| Error::invalid("invalid_compensation", e.to_string()))?;
-            let key = format!("order:{}:compensation", order.id);
-            match ledger::post(conn, &key, "compensation", Some(order.id), &entry, now).await {
-                Ok(_) => {}
-                // Funds checked in `decide` went to a settlement that committed meanwhile;
-                // run again, the check then sees it.
-                Err(PostError::InsufficientFunds { .. }) => return Err(Error::funds_changed()),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let seq = routing::append_change(
-            conn,
-            &order.msisdn,
-            recipient.id,
-            &recipient.routing_number,
-            kind,
-            Some(order.id),
-            now,
-        )
-        .await?;
-        self.note_feed_seq(seq);
+        let donor_acct = self.operator(conn, donor_id).await?.account_id;
+        let compensation_entry = (compensation.0 > 0)
+            .then(|| JournalEntry::transfer(recipient.account_id, donor_acct, compensation))
+            .transpose()
+            .map_err(|e| Error::invalid("invalid_compensation", e.to_string()))?;
+        let key = format!("order:{}:compensation", order.id);
+        // The change log entry's number fills in `seq`.
         let done = Message::PortCompleted {
             order_id: order.id,
             msisdn: order.msisdn.clone(),
             donor: order.donor.clone().ok_or(Error::NotFound("donor"))?,
             routing_number: recipient.routing_number.to_string(),
-            seq,
+            seq: 0,
         };
-        enqueue(conn, recipient.id, &done, now).await?;
+        let announcement =
+            serde_json::to_value(&done).map_err(|e| Error::Store(numport_store::StoreError::Corrupt(e.to_string())))?;
+        let settled = settlement::settle(
+            conn,
+            &Settlement {
+                order_id: order.id,
+                compensation: compensation_entry.as_ref().map(|entry| (key.as_str(), entry)),
+                msisdn: &order.msisdn,
+                operator_id: recipient.id,
+                routing_number: &recipient.routing_number,
+                change: kind,
+                announce_to: recipient.id,
+                announce_kind: done.kind(),
+                announcement: &announcement,
+                now,
+            },
+        )
+        .await;
+        match settled {
+            Ok(Settled::Now(seq)) => self.note_feed_seq(seq),
+            // The number is announced when the COMMIT assigns it (`feed::follow_commits`).
+            Ok(Settled::AtCommit) => {}
+            // Funds checked in `decide` went to a settlement that committed meanwhile; run
+            // again, the check then sees it.
+            Err(PostError::InsufficientFunds { .. }) => return Err(Error::funds_changed()),
+            Err(PostError::Store(e)) => return Err(e.into()),
+        }
         self.metrics.ports_completed.inc();
         self.metrics.compensation_minor_units.add(compensation.0.max(0) as u64);
         Ok(())

@@ -294,6 +294,94 @@ async fn ledger_post_refuses_an_overdraft_and_posts_a_key_once(backend: Backend)
     assert!(t.ledger_sound().await);
 }
 
+/// `settlement::settle`, the locked part of a settlement: on SQLite it is written at once; on
+/// PostgreSQL at COMMIT, where an overdraft fails the commit as a serialization failure and
+/// leaves nothing behind. A settlement that goes through numbers its change and fills that
+/// number into its announcement.
+async fn settlement_writes_its_change_or_nothing(backend: Backend) {
+    use numport_core::porting::ChangeKind;
+    use numport_core::{JournalEntry, RoutingNumber};
+    use numport_store::ledger::PostError;
+    use numport_store::settlement::{self, Settled, Settlement};
+    use numport_store::{routing, sql};
+    let Some(t) = TestCh::start(backend).await else { return };
+    let msisdn: Msisdn = "4790000040".parse().unwrap();
+    let rn: RoutingNumber = "D002".parse().unwrap();
+    let mut conn = t.ch.db.read().await.unwrap();
+    let accounts: Vec<(i64, i64, i64)> = sql::query_as(
+        "SELECT id, operator_id, balance FROM accounts WHERE operator_id IS NOT NULL ORDER BY operator_id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let head = routing::head(&mut conn).await.unwrap();
+    drop(conn);
+    let ((a_acct, _, _), (b_acct, b_op, b_balance)) = (accounts[0], accounts[1]);
+    let announcement = serde_json::json!({ "kind": "port_completed", "seq": 0 });
+    let (ch, msisdn_ref, rn_ref, announcement_ref) = (&t.ch, &msisdn, &rn, &announcement);
+    let settle = |entry: JournalEntry<i64>, key: &'static str| async move {
+        let mut tx = ch.db.begin().await.unwrap();
+        let s = Settlement {
+            order_id: 7,
+            compensation: Some((key, &entry)),
+            msisdn: msisdn_ref,
+            operator_id: b_op,
+            routing_number: rn_ref,
+            change: ChangeKind::Port,
+            announce_to: b_op,
+            announce_kind: "port_completed",
+            announcement: announcement_ref,
+            now: T0,
+        };
+        let settled = settlement::settle(&mut tx, &s).await;
+        (tx, settled)
+    };
+
+    let too_much = JournalEntry::transfer(b_acct, a_acct, Money(b_balance + 1)).unwrap();
+    let (tx, settled) = settle(too_much, "overdraft").await;
+    match (backend, settled) {
+        (Backend::Sqlite, Err(PostError::InsufficientFunds { account })) => {
+            assert_eq!(account, b_acct);
+            tx.rollback().await.unwrap();
+        }
+        (Backend::Postgres, Ok(Settled::AtCommit)) => {
+            let e = tx.commit().await.expect_err("an overdraft must fail the commit");
+            let numport_store::StoreError::Sqlx(sqlx::Error::Database(db)) = &e else { panic!("{e}") };
+            assert_eq!(db.code().as_deref(), Some("40001"), "{e}");
+        }
+        (_, other) => panic!("an overdraft was settled: {other:?}"),
+    }
+    let mut conn = t.ch.db.read().await.unwrap();
+    assert_eq!(routing::head(&mut conn).await.unwrap(), head);
+    drop(conn);
+
+    let (tx, settled) = settle(JournalEntry::transfer(b_acct, a_acct, Money(250)).unwrap(), "ok").await;
+    match (backend, settled.unwrap()) {
+        (Backend::Sqlite, Settled::Now(seq)) => assert_eq!(seq, head + 1),
+        (Backend::Postgres, Settled::AtCommit) => {}
+        (_, other) => panic!("settled as {other:?} on {backend:?}"),
+    }
+    tx.commit().await.unwrap();
+    let mut conn = t.ch.db.read().await.unwrap();
+    assert_eq!(routing::head(&mut conn).await.unwrap(), head + 1);
+    let change = routing::changes_after(&mut conn, head, 10).await.unwrap();
+    assert_eq!((change.len(), change[0].msisdn.as_str(), change[0].order_id), (1, "4790000040", Some(7)));
+    let body: String = sql::query_scalar("SELECT body FROM messages WHERE order_id = 7 AND kind = 'port_completed'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["seq"], serde_json::json!(head + 1), "{body}");
+    let b_after: i64 = sql::query_scalar("SELECT balance FROM accounts WHERE id = $1")
+        .bind(b_acct)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(b_after, b_balance - 250);
+    drop(conn);
+    assert!(t.ledger_sound().await);
+}
+
 async fn ported_too_recently(backend: Backend) {
     let config = clearinghouse::ClearinghouseConfig { min_port_interval_ms: 86_400_000, ..common::test_config() };
     let Some(t) = TestCh::start_with(backend, config).await else { return };
@@ -621,6 +709,7 @@ on_both_backends!(
     decision_outcomes,
     settlements_racing_for_the_last_funds,
     ledger_post_refuses_an_overdraft_and_posts_a_key_once,
+    settlement_writes_its_change_or_nothing,
     ported_too_recently,
     timeout_rules,
     cancellation,

@@ -93,7 +93,8 @@ pub struct Db {
 
 #[derive(Debug, Clone)]
 enum Handle {
-    Pool(AnyPool),
+    /// PostgreSQL, and its URL (for [`Db::listen`]).
+    Pool(AnyPool, Arc<str>),
     Sqlite(Arc<Sqlite>),
 }
 
@@ -427,16 +428,26 @@ impl Db {
                     .connect_with(opts)
                     .await?;
                 POSTGRES_MIGRATIONS.run(&pool).await?;
-                Handle::Pool(pool)
+                Handle::Pool(pool, Arc::from(url.as_str()))
             }
         };
         Ok(Db { handle, backend })
     }
 
+    /// On PostgreSQL, a connection of its own that receives what is notified on `channel` as
+    /// transactions commit; `None` on SQLite, which has no notifications (and no writer but
+    /// this process).
+    pub async fn listen(&self, channel: &str) -> Result<Option<sqlx::postgres::PgListener>> {
+        let Handle::Pool(_, url) = &self.handle else { return Ok(None) };
+        let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+        listener.listen(channel).await?;
+        Ok(Some(listener))
+    }
+
     /// The writer in autocommit mode (PostgreSQL: a pooled connection).
     pub async fn acquire(&self) -> Result<DbConn> {
         match &self.handle {
-            Handle::Pool(pool) => Ok(DbConn(Lent::Pooled(Connection::pooled(pool.acquire().await?)))),
+            Handle::Pool(pool, _) => Ok(DbConn(Lent::Pooled(Connection::pooled(pool.acquire().await?)))),
             Handle::Sqlite(db) => {
                 let mut guard = db.writer().await?;
                 let _ = db.commit_batch(writer(&mut guard)).await;
@@ -467,7 +478,7 @@ impl Db {
 
     pub async fn begin(&self) -> Result<DbTx> {
         match &self.handle {
-            Handle::Pool(pool) => {
+            Handle::Pool(pool, _) => {
                 let mut conn = Connection::pooled(pool.acquire().await?);
                 conn.execute_batch("BEGIN").await?;
                 Ok(DbTx { inner: Some(Tx::Pooled(conn)) })
@@ -510,13 +521,13 @@ impl Db {
                     Err(_) => unreachable!("the transaction driver stopped while in use"),
                 },
             },
-            Handle::Pool(_) => work.await,
+            Handle::Pool(..) => work.await,
         }
     }
 
     pub fn is_closed(&self) -> bool {
         match &self.handle {
-            Handle::Pool(pool) => pool.is_closed(),
+            Handle::Pool(pool, _) => pool.is_closed(),
             Handle::Sqlite(db) => db.writer.try_lock().is_ok_and(|g| g.is_none()),
         }
     }
@@ -524,7 +535,7 @@ impl Db {
     /// Close the database, committing a batch in flight; later calls fail.
     pub async fn close(&self) {
         match &self.handle {
-            Handle::Pool(pool) => pool.close().await,
+            Handle::Pool(pool, _) => pool.close().await,
             Handle::Sqlite(db) => {
                 if let Some(mut w) = db.writer.lock().await.take() {
                     let _ = db.commit_batch(&mut w).await;

@@ -145,8 +145,7 @@ async fn post_in_one_call(
     lines: &[(i64, Money)],
     now: Millis,
 ) -> Result<Posted, PostError> {
-    let lines_json = serde_json::to_string(&lines.iter().map(|(a, m)| [*a, m.0]).collect::<Vec<_>>())
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let lines_json = lines_as_json(lines)?;
     let row = sql::query("SELECT post_outcome, post_ref FROM numport_post_journal($1, $2, $3, $4, $5)")
         .bind(idempotency_key)
         .bind(kind)
@@ -162,6 +161,19 @@ async fn post_in_one_call(
         "insufficient_funds" => Err(PostError::InsufficientFunds { account: reference }),
         other => Err(StoreError::Corrupt(format!("numport_post_journal answered {other:?}")).into()),
     }
+}
+
+/// An entry's lines as `numport_post_journal` takes them (migration 0004): a JSON array of
+/// `[account, amount]` pairs, sorted by account.
+pub(crate) fn lines_json(entry: &JournalEntry<i64>) -> Result<String> {
+    let mut lines: Vec<(i64, Money)> = entry.lines().to_vec();
+    lines.sort_by_key(|(account, _)| *account);
+    lines_as_json(&lines)
+}
+
+fn lines_as_json(sorted: &[(i64, Money)]) -> Result<String> {
+    serde_json::to_string(&sorted.iter().map(|(a, m)| [*a, m.0]).collect::<Vec<_>>())
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 /// One line of an account statement.

@@ -17,6 +17,7 @@
 //! - [`ledger`]: settlement accounts, balanced journals, postings.
 //! - [`orders`]: porting orders, proof deposits, verification failures, violations.
 //! - [`routing`]: ported numbers and the gap-free routing change log.
+//! - [`settlement`]: the locked part of settling a port (the money, the log, its announcement).
 //! - [`outbox`]: messages to operators (callback delivery and inbox).
 //! - [`audit`]: the append-only audit trail.
 //! - [`idempotency`]: stored answers to operator requests by idempotency key.
@@ -30,6 +31,7 @@ pub mod orders;
 pub mod outbox;
 pub mod ranges;
 pub mod routing;
+pub mod settlement;
 pub mod sql;
 pub mod wal;
 
