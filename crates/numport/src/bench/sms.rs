@@ -232,6 +232,30 @@ async fn wait_shown(tally: &Tally, seqs: &[usize], timeout: Duration) -> Option<
     }
 }
 
+/// The times, after the start, at which the count of shown messages passed `base` + each
+/// fraction of `n`: where the end-to-end time goes (the bulk, or a few late messages).
+fn note_milestones(
+    tally: Arc<Tally>,
+    base: usize,
+    n: usize,
+    fractions: &'static [f64],
+) -> tokio::task::JoinHandle<Vec<f64>> {
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let mut at = vec![f64::NAN; fractions.len()];
+        let mut next = 0;
+        while next < fractions.len() && started.elapsed() < Duration::from_secs(120) {
+            let shown = tally.shown_total.load(Ordering::Relaxed).saturating_sub(base);
+            while next < fractions.len() && shown as f64 >= fractions[next] * n as f64 {
+                at[next] = started.elapsed().as_secs_f64();
+                next += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        at
+    })
+}
+
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
@@ -282,10 +306,23 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     // 1. Throughput.
     eprintln!("throughput: {} messages over {} connections ...", args.messages, args.esmes);
+    const FRACTIONS: &[f64] = &[0.5, 0.9, 0.99, 0.999];
+    let base = tally.shown_total.load(Ordering::Relaxed);
+    let milestones = note_milestones(tally.clone(), base, args.messages, FRACTIONS);
     let started = Instant::now();
     let (acked, hist) = submit_all(smpp, args.esmes, args.window, 0..args.messages, None, &dest).await?;
     let submitted_in = started.elapsed();
     let last = wait_shown(&tally, &acked, Duration::from_secs(120)).await;
+    let milestones = milestones.await.unwrap_or_default();
+    eprintln!(
+        "  shown at their terminals: {}",
+        FRACTIONS
+            .iter()
+            .zip(&milestones)
+            .map(|(f, s)| format!("{}% after {s:.2} s", f * 100.0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let e2e = last.map(|t| t - started);
     let submit_rate = acked.len() as f64 / submitted_in.as_secs_f64();
     let e2e_rate = e2e.map(|d| acked.len() as f64 / d.as_secs_f64());
@@ -408,6 +445,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             "end_to_end_per_s": e2e_rate,
             "resp_p50_ms": ms(hist.value_at_quantile(0.5)),
             "resp_p99_ms": ms(hist.value_at_quantile(0.99)),
+            "shown_after_s": FRACTIONS.iter().zip(&milestones).map(|(f, s)| (format!("{f}"), *s)).collect::<std::collections::BTreeMap<_, _>>(),
         },
         "latency": {
             "target_rate": args.rate,

@@ -8,6 +8,7 @@
 //! only once the outcome is committed here, so the peer keeps it until then.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -23,7 +24,7 @@ use smsc::rusmpp::values::{DataCoding, EsmClass, Npi, RegisteredDelivery, Ton};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Change, state_of_receipt};
+use super::{Change, LinkQueue, state_of_receipt};
 use crate::Node;
 use crate::config::InterconnectPeer;
 use crate::store::sms::{SmsState, StoredSms};
@@ -38,12 +39,7 @@ const RECONNECT_MIN: Duration = Duration::from_millis(100);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
 
 /// Runs the link to `peer` until `stop`, reconnecting with back-off.
-pub(crate) async fn run(
-    node: Node,
-    peer: InterconnectPeer,
-    mut queue: mpsc::Receiver<StoredSms>,
-    stop: CancellationToken,
-) {
+pub(crate) async fn run(node: Node, peer: InterconnectPeer, mut queue: LinkQueue, stop: CancellationToken) {
     let mut wait = RECONNECT_MIN;
     // Messages handed over but not yet recorded as forwarded (or settled), by id.
     let mut in_hand: HashSet<i64> = HashSet::new();
@@ -79,7 +75,7 @@ async fn link(
     peer: &InterconnectPeer,
     client: &Client,
     mut incoming: mpsc::Receiver<Incoming>,
-    queue: &mut mpsc::Receiver<StoredSms>,
+    queue: &mut LinkQueue,
     in_hand: &mut HashSet<i64>,
     stop: &CancellationToken,
 ) -> ClientError {
@@ -92,9 +88,12 @@ async fn link(
     let mut settling = FuturesUnordered::new();
     let mut receipts = FuturesUnordered::new();
     let mut rescan = tokio::time::interval(RESCAN);
+    // Messages may wait in the database: the queue overflowed, or the last look filled a page.
+    let mut look_again = false;
     // What an earlier link had in hand and did not see through is sent again.
     in_hand.clear();
     loop {
+        look_again |= queue.overflowed.swap(false, Ordering::AcqRel);
         while submits.len() < WINDOW
             && let Some(m) = backlog.pop_front()
         {
@@ -135,7 +134,7 @@ async fn link(
             Some((_, id)) = settling.next(), if !settling.is_empty() => {
                 in_hand.remove(&id);
             }
-            Some(m) = queue.recv(), if backlog.len() < WINDOW => {
+            Some(m) = queue.messages.recv(), if backlog.len() < WINDOW => {
                 if in_hand.insert(m.id) {
                     backlog.push_back(m);
                 }
@@ -151,18 +150,42 @@ async fn link(
                     receipts.push(tokio::spawn(settle(node.clone(), operator.to_owned(), known, receipt)));
                 }
             }
+            // The database, for what the queue did not carry: at once while some may be
+            // waiting there, at every rescan in any case.
+            _ = std::future::ready(()), if look_again && backlog.is_empty() && submits.len() < WINDOW / 2 => {
+                look_again = take_queued(node, operator, in_hand, &mut backlog).await;
+            }
             _ = rescan.tick(), if backlog.is_empty() && submits.len() < WINDOW / 2 => {
-                match node.store().queued_interconnect(operator, WINDOW as i64 * 4).await {
-                    Ok(queued) => {
-                        for m in queued {
-                            if in_hand.insert(m.id) {
-                                backlog.push_back(m);
-                            }
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "interconnect queue"),
+                look_again = take_queued(node, operator, in_hand, &mut backlog).await;
+            }
+        }
+    }
+}
+
+/// Messages queued in the database for `operator` that the link does not have in hand, into
+/// `backlog`; true if the page was full of new ones, so more may be waiting.
+async fn take_queued(
+    node: &Node,
+    operator: &str,
+    in_hand: &mut HashSet<i64>,
+    backlog: &mut VecDeque<StoredSms>,
+) -> bool {
+    const PAGE: usize = WINDOW * 4;
+    match node.store().queued_interconnect(operator, PAGE as i64).await {
+        Ok(queued) => {
+            let full = queued.len() == PAGE;
+            let before = backlog.len();
+            for m in queued {
+                if in_hand.insert(m.id) {
+                    backlog.push_back(m);
                 }
             }
+            // A full page of what is already in hand says nothing new: wait for the rescan.
+            full && backlog.len() > before
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "interconnect queue");
+            false
         }
     }
 }
