@@ -82,8 +82,7 @@ pub async fn post(
     entry: &JournalEntry<i64>,
     now: Millis,
 ) -> Result<Posted, PostError> {
-    let mut lines: Vec<(i64, Money)> = entry.lines().to_vec();
-    lines.sort_by_key(|(account, _)| *account);
+    let lines = sorted_lines(entry);
     if conn.is_postgres() {
         return post_in_one_call(conn, idempotency_key, kind, order_id, &lines, now).await;
     }
@@ -166,9 +165,14 @@ async fn post_in_one_call(
 /// An entry's lines as `numport_post_journal` takes them (migration 0004): a JSON array of
 /// `[account, amount]` pairs, sorted by account.
 pub(crate) fn lines_json(entry: &JournalEntry<i64>) -> Result<String> {
-    let mut lines: Vec<(i64, Money)> = entry.lines().to_vec();
+    lines_as_json(&sorted_lines(entry))
+}
+
+/// An entry's lines in account order: the order every poster locks the accounts in.
+fn sorted_lines(entry: &JournalEntry<i64>) -> Vec<(i64, Money)> {
+    let mut lines = entry.lines().to_vec();
     lines.sort_by_key(|(account, _)| *account);
-    lines_as_json(&lines)
+    lines
 }
 
 fn lines_as_json(sorted: &[(i64, Money)]) -> Result<String> {
