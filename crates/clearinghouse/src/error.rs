@@ -70,9 +70,7 @@ impl Error {
         match self {
             Error::Store(StoreError::Duplicate(_)) => true,
             Error::Conflict { code: "funds_changed", .. } => true,
-            Error::Store(StoreError::Sqlx(sqlx::Error::Database(db))) => {
-                matches!(db.code().as_deref(), Some("40P01") | Some("40001"))
-            }
+            Error::Store(e) => matches!(e.sql_state(), Some("40P01") | Some("40001")),
             _ => false,
         }
     }

@@ -346,8 +346,7 @@ async fn settlement_writes_its_change_or_nothing(backend: Backend) {
         }
         (Backend::Postgres, Ok(Settled::AtCommit)) => {
             let e = tx.commit().await.expect_err("an overdraft must fail the commit");
-            let numport_store::StoreError::Sqlx(sqlx::Error::Database(db)) = &e else { panic!("{e}") };
-            assert_eq!(db.code().as_deref(), Some("40001"), "{e}");
+            assert_eq!(e.sql_state(), Some("40001"), "{e}");
         }
         (_, other) => panic!("an overdraft was settled: {other:?}"),
     }

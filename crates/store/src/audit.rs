@@ -42,9 +42,8 @@ pub async fn append(
     .bind(from_state)
     .bind(to_state)
     .bind(detail)
-    .execute(conn)
-    .await?;
-    Ok(())
+    .execute_pipelined(conn)
+    .await
 }
 
 fn entry(r: &Row) -> Result<AuditEntry> {

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyConnection, AnyPool, Connection as _, Executor as _};
+use sqlx::any::AnyConnectOptions;
+use sqlx::{AnyConnection, Connection as _, Executor as _};
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard, watch};
 
+use crate::pg::PgPool;
 use crate::sql::Connection;
 use crate::wal::WalCheckpointer;
 use crate::{Result, StoreError};
@@ -68,6 +69,8 @@ const MAX_BATCH: usize = 128;
 /// How long a batch stays open for more transactions while others queue for the writer:
 /// the bound on what group commit adds to a transaction's latency under load.
 const BATCH_AGE: Duration = Duration::from_millis(5);
+/// PostgreSQL sessions the clearinghouse keeps.
+const PG_SESSIONS: usize = 16;
 /// Read-only SQLite connections beside the writer.
 const SQLITE_READERS: usize = 2;
 
@@ -94,7 +97,7 @@ pub struct Db {
 #[derive(Debug, Clone)]
 enum Handle {
     /// PostgreSQL, and its URL (for [`Db::listen`]).
-    Pool(AnyPool, Arc<str>),
+    Pool(PgPool, Arc<str>),
     Sqlite(Arc<Sqlite>),
 }
 
@@ -176,7 +179,7 @@ impl Sqlite {
         let _queued = Queued(&self.waiting);
         let guard = self.writer.clone().lock_owned().await;
         if guard.is_none() {
-            return Err(sqlx::Error::PoolClosed.into());
+            return Err(StoreError::Closed);
         }
         Ok(guard)
     }
@@ -422,13 +425,12 @@ impl Db {
                 Handle::Sqlite(db)
             }
             Backend::Postgres => {
-                let pool = AnyPoolOptions::new()
-                    .max_connections(16)
-                    .acquire_timeout(Duration::from_secs(30))
-                    .connect_with(opts)
-                    .await?;
-                POSTGRES_MIGRATIONS.run(&pool).await?;
-                Handle::Pool(pool, Arc::from(url.as_str()))
+                // sqlx's migrator on a connection of its own; the statements then run on
+                // `tokio-postgres` ([`crate::pg`]).
+                let mut migrator = AnyConnection::connect_with(&opts).await?;
+                POSTGRES_MIGRATIONS.run(&mut migrator).await?;
+                migrator.close().await?;
+                Handle::Pool(PgPool::connect(&url, PG_SESSIONS).await?, Arc::from(url.as_str()))
             }
         };
         Ok(Db { handle, backend })
@@ -447,7 +449,7 @@ impl Db {
     /// The writer in autocommit mode (PostgreSQL: a pooled connection).
     pub async fn acquire(&self) -> Result<DbConn> {
         match &self.handle {
-            Handle::Pool(pool, _) => Ok(DbConn(Lent::Pooled(Connection::pooled(pool.acquire().await?)))),
+            Handle::Pool(pool, _) => Ok(DbConn(Lent::Pooled(Connection::postgres(pool.acquire().await?)))),
             Handle::Sqlite(db) => {
                 let mut guard = db.writer().await?;
                 let _ = db.commit_batch(writer(&mut guard)).await;
@@ -471,7 +473,7 @@ impl Db {
             }
         };
         if guard.is_none() {
-            return Err(sqlx::Error::PoolClosed.into());
+            return Err(StoreError::Closed);
         }
         Ok(DbConn(Lent::Reader(guard)))
     }
@@ -479,7 +481,7 @@ impl Db {
     pub async fn begin(&self) -> Result<DbTx> {
         match &self.handle {
             Handle::Pool(pool, _) => {
-                let mut conn = Connection::pooled(pool.acquire().await?);
+                let mut conn = Connection::postgres(pool.acquire().await?);
                 conn.execute_batch("BEGIN").await?;
                 Ok(DbTx { inner: Some(Tx::Pooled(conn)) })
             }
@@ -535,7 +537,7 @@ impl Db {
     /// Close the database, committing a batch in flight; later calls fail.
     pub async fn close(&self) {
         match &self.handle {
-            Handle::Pool(pool, _) => pool.close().await,
+            Handle::Pool(pool, _) => pool.close(),
             Handle::Sqlite(db) => {
                 if let Some(mut w) = db.writer.lock().await.take() {
                     let _ = db.commit_batch(&mut w).await;

@@ -62,7 +62,6 @@ pub async fn answer(conn: &mut Connection, operator_id: i64, key: &str, status: 
         .bind(body)
         .bind(operator_id)
         .bind(key)
-        .execute(conn)
-        .await?;
-    Ok(())
+        .execute_pipelined(conn)
+        .await
 }

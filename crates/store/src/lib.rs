@@ -1,7 +1,7 @@
 //! Clearinghouse storage: the schema (sqlx migrations) and every SQL statement.
 //!
-//! One code path for both backends: statements go through [`sql`] (rusqlite on SQLite, sqlx on
-//! PostgreSQL) with `$n` placeholders, which both engines accept, and use only what both
+//! One code path for both backends: statements go through [`sql`] (rusqlite on SQLite,
+//! `tokio-postgres` on PostgreSQL) with `$n` placeholders, which both engines accept, and use only what both
 //! dialects share (`ON CONFLICT`, `RETURNING`, partial indexes). Dialect differences live in the
 //! two migration folders and nowhere else. Columns are `BIGINT`/`TEXT` only, so rows decode the
 //! same way on both.
@@ -10,6 +10,7 @@
 //! clearinghouse decides what belongs in one transaction, the store knows how to write it.
 //!
 //! - [`sql`]: running statements on either engine.
+//! - [`pg`]: PostgreSQL sessions: the pool, prepared statements, pipelining.
 //! - [`db`]: connecting, pragmas, migrations; transactions, group commit on SQLite, readers.
 //! - [`wal`]: SQLite WAL checkpoints off the commit path.
 //! - [`operators`]: operators and their API keys.
@@ -29,6 +30,7 @@ pub mod ledger;
 pub mod operators;
 pub mod orders;
 pub mod outbox;
+pub mod pg;
 pub mod ranges;
 pub mod routing;
 pub mod settlement;
@@ -43,6 +45,12 @@ pub use sql::Connection;
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlx(#[from] sqlx::Error),
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("the database is closed")]
+    Closed,
+    #[error("no database connection came free in time")]
+    PoolTimedOut,
     #[error("SQLite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// A column held something else than the code reads it as, or a statement's parameters
@@ -70,8 +78,8 @@ impl StoreError {
     pub fn from_insert(e: StoreError) -> StoreError {
         use rusqlite::ffi;
         match &e {
-            StoreError::Sqlx(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                StoreError::Duplicate(db.message().to_owned())
+            StoreError::Postgres(pg) if pg.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                StoreError::Duplicate(pg.as_db_error().map_or_else(|| pg.to_string(), |db| db.message().to_owned()))
             }
             StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, msg))
                 if matches!(f.extended_code, ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY) =>
@@ -79,6 +87,14 @@ impl StoreError {
                 StoreError::Duplicate(msg.clone().unwrap_or_else(|| f.to_string()))
             }
             _ => e,
+        }
+    }
+
+    /// The SQLSTATE of an error PostgreSQL raised (`40001` for a serialization failure, …).
+    pub fn sql_state(&self) -> Option<&str> {
+        match self {
+            StoreError::Postgres(pg) => pg.code().map(|c| c.code()),
+            _ => None,
         }
     }
 

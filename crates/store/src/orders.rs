@@ -366,9 +366,8 @@ pub async fn record_failure(conn: &mut Connection, msisdn: &Msisdn, now: Millis)
     sql::query("INSERT INTO verification_failures (msisdn, at) VALUES ($1, $2)")
         .bind(msisdn.as_str())
         .bind(now)
-        .execute(conn)
-        .await?;
-    Ok(())
+        .execute_pipelined(conn)
+        .await
 }
 
 /// A missed deadline, charged to the operator that should have answered.
@@ -402,9 +401,8 @@ pub async fn insert_violation(
     .bind(deadline_at)
     .bind(now)
     .bind(now.saturating_sub(deadline_at))
-    .execute(conn)
-    .await?;
-    Ok(())
+    .execute_pipelined(conn)
+    .await
 }
 
 /// Violations, all or those of one operator (`operator_id`), newest first.

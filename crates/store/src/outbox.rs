@@ -43,6 +43,7 @@ fn message(r: &Row) -> Result<Message> {
 }
 
 /// Queue a message for callback delivery from `send_at` on (it is in the inbox at once).
+/// Pipelined: in a transaction on PostgreSQL, it travels with the next statement.
 pub async fn enqueue(
     conn: &mut Connection,
     operator_id: i64,
@@ -51,10 +52,10 @@ pub async fn enqueue(
     body: &str,
     now: Millis,
     send_at: Millis,
-) -> Result<i64> {
-    sql::query_scalar(
+) -> Result<()> {
+    sql::query(
         "INSERT INTO messages (operator_id, kind, order_id, body, created_at, next_attempt_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(operator_id)
     .bind(kind)
@@ -62,24 +63,23 @@ pub async fn enqueue(
     .bind(body)
     .bind(now)
     .bind(send_at)
-    .fetch_one(conn)
+    .execute_pipelined(conn)
     .await
 }
 
 /// Cancel an order's reminders of `kind` that are not due yet (a deposit request once the
 /// deposit came). A message already due or tried is left alone. Cancelled ones stay in the
 /// inbox, marked why.
-pub async fn withdraw(conn: &mut Connection, order_id: i64, kind: &str, now: Millis) -> Result<u64> {
-    let r = sql::query(
+pub async fn withdraw(conn: &mut Connection, order_id: i64, kind: &str, now: Millis) -> Result<()> {
+    sql::query(
         "UPDATE messages SET delivered_at = $1, last_error = 'withdrawn: no longer needed' \
          WHERE order_id = $2 AND kind = $3 AND delivered_at IS NULL AND attempts = 0 AND next_attempt_at > $1",
     )
     .bind(now)
     .bind(order_id)
     .bind(kind)
-    .execute(conn)
-    .await?;
-    Ok(r.rows_affected())
+    .execute_pipelined(conn)
+    .await
 }
 
 /// Undelivered messages whose next attempt is due, oldest first.
@@ -124,9 +124,8 @@ pub async fn reschedule(conn: &mut Connection, id: i64, attempt: i64, at: Millis
     .bind(error)
     .bind(id)
     .bind(attempt)
-    .execute(conn)
-    .await?;
-    Ok(())
+    .execute_pipelined(conn)
+    .await
 }
 
 /// Make an operator's undelivered messages due now (its callback URL changed).
@@ -153,8 +152,7 @@ async fn update_ids(conn: &mut Connection, set_where: &str, ids: &[i64], value: 
     for id in ids {
         q = q.bind(*id);
     }
-    q.execute(conn).await?;
-    Ok(())
+    q.execute_pipelined(conn).await
 }
 
 /// An operator's messages with `id > after`, delivered or not: the polled inbox.
@@ -204,7 +202,8 @@ mod tests {
         let db = Db::connect(&format!("sqlite://{}/ch.db", dir.path().display())).await.unwrap();
         let mut conn = db.acquire().await.unwrap();
         let op = operators::insert(&mut conn, &"opa".parse().unwrap(), &"D1".parse().unwrap(), None, 0).await.unwrap();
-        let id = enqueue(&mut conn, op.id, "credit_query", Some(1), "{}", 0, 0).await.unwrap();
+        enqueue(&mut conn, op.id, "credit_query", Some(1), "{}", 0, 0).await.unwrap();
+        let id = inbox(&mut conn, op.id, 0, 10).await.unwrap()[0].id;
         // Two attempts leased before either outcome is recorded (the message was made due again).
         lease(&mut conn, &[id], 10_000).await.unwrap();
         lease(&mut conn, &[id], 20_000).await.unwrap();

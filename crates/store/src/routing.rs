@@ -35,9 +35,8 @@ pub async fn set_ported(
     .bind(operator_id)
     .bind(order_id)
     .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(())
+    .execute_pipelined(conn)
+    .await
 }
 
 pub async fn clear_ported(conn: &mut Connection, msisdn: &Msisdn) -> Result<bool> {

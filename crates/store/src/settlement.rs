@@ -90,7 +90,7 @@ async fn settle_at_commit(conn: &mut Connection, s: &Settlement<'_>) -> crate::R
     .bind(s.announce_kind)
     .bind(s.announcement.to_string())
     .bind(s.now)
-    .execute(conn)
+    .execute_pipelined(conn)
     .await?;
     Ok(Settled::AtCommit)
 }

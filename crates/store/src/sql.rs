@@ -1,5 +1,6 @@
 //! Running statements: one API over SQLite (rusqlite, on the calling thread) and PostgreSQL
-//! (sqlx), so every module of the store has one body of SQL and code for both engines.
+//! (`tokio-postgres`, pipelined: see [`crate::pg`]), so every module of the store has one body
+//! of SQL and code for both engines.
 //!
 //! Why not sqlx for SQLite too: its SQLite driver runs each statement on a worker thread of the
 //! connection's own and hands the rows back over a channel, so every statement costs two
@@ -8,7 +9,8 @@
 //! most of it in the scheduler, while SQLite's own work was under a third of it
 //! (docs/BENCHMARKS.md, session 7). SQLite is a library: called on the thread that holds the
 //! connection, a statement costs only its own work, which for the store's indexed statements
-//! is a few microseconds. PostgreSQL is a server a round trip away and stays on sqlx.
+//! is a few microseconds. PostgreSQL is a server a round trip away: there the cost is the
+//! round trips, and [`Query::execute_pipelined`] saves them where the caller need not wait.
 //!
 //! The API is the part of sqlx's the store uses (`query`, `query_scalar`, `query_as`, `bind`,
 //! `execute`, `fetch_one`/`fetch_optional`/`fetch_all`, [`Row::try_get`]), with `$n`
@@ -17,9 +19,7 @@
 
 use std::sync::Arc;
 
-use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, Column as _, Executor as _, Row as _, ValueRef as _};
-
+use crate::pg::PgConn;
 use crate::{Result, StoreError};
 
 /// Prepared statements each SQLite connection keeps: more than the store has distinct
@@ -35,24 +35,22 @@ pub struct Connection {
 
 enum Inner {
     Sqlite(rusqlite::Connection),
-    Pooled(PoolConnection<Any>),
+    Postgres(PgConn),
     /// Taken by [`Connection::close`].
     Closed,
 }
 
 impl Drop for Connection {
-    /// A pooled PostgreSQL connection with an abandoned transaction goes back to its pool only
-    /// once a task has rolled that back.
+    /// A pooled PostgreSQL connection with an abandoned transaction (or answers still owed)
+    /// goes back to its pool only once a task has read those and rolled back.
     fn drop(&mut self) {
-        if self.rollback_pending
-            && let Inner::Pooled(_) = self.inner
+        if let Inner::Postgres(c) = &self.inner
+            && (self.rollback_pending || c.needs_reset())
             && let Ok(rt) = tokio::runtime::Handle::try_current()
         {
-            let Inner::Pooled(mut c) = std::mem::replace(&mut self.inner, Inner::Closed) else { return };
+            let Inner::Postgres(mut c) = std::mem::replace(&mut self.inner, Inner::Closed) else { return };
             rt.spawn(async move {
-                if c.execute("ROLLBACK").await.is_err() {
-                    c.close_on_drop();
-                }
+                let _ = c.reset().await;
             });
         }
     }
@@ -62,7 +60,7 @@ impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self.inner {
             Inner::Sqlite(_) => "Connection(SQLite)",
-            Inner::Pooled(_) => "Connection(PostgreSQL)",
+            Inner::Postgres(_) => "Connection(PostgreSQL)",
             Inner::Closed => "Connection(closed)",
         })
     }
@@ -75,8 +73,8 @@ impl Connection {
         Connection { inner: Inner::Sqlite(conn), rollback_pending: false }
     }
 
-    pub fn pooled(conn: PoolConnection<Any>) -> Connection {
-        Connection { inner: Inner::Pooled(conn), rollback_pending: false }
+    pub fn postgres(conn: PgConn) -> Connection {
+        Connection { inner: Inner::Postgres(conn), rollback_pending: false }
     }
 
     /// Run statements separated by `;` that take no parameters (transaction control, pragmas).
@@ -84,8 +82,8 @@ impl Connection {
         self.finish_abandoned().await?;
         match &mut self.inner {
             Inner::Sqlite(c) => c.execute_batch(sql).map_err(StoreError::Sqlite),
-            Inner::Pooled(c) => c.execute(sql).await.map(drop).map_err(StoreError::Sqlx),
-            Inner::Closed => Err(StoreError::Sqlx(sqlx::Error::PoolClosed)),
+            Inner::Postgres(c) => c.batch(sql).await,
+            Inner::Closed => Err(StoreError::Closed),
         }
     }
 
@@ -97,7 +95,9 @@ impl Connection {
             Inner::Sqlite(c) => {
                 let _ = c.close();
             }
-            Inner::Pooled(c) => drop(c),
+            Inner::Postgres(mut c) => {
+                let _ = c.reset().await;
+            }
             Inner::Closed => {}
         }
     }
@@ -105,9 +105,9 @@ impl Connection {
     /// Roll back a transaction abandoned on this PostgreSQL connection, before anything else.
     async fn finish_abandoned(&mut self) -> Result<()> {
         if std::mem::take(&mut self.rollback_pending)
-            && let Some(c) = self.any_mut()
+            && let Inner::Postgres(c) = &mut self.inner
         {
-            c.execute("ROLLBACK").await?;
+            c.reset().await?;
         }
         Ok(())
     }
@@ -115,7 +115,7 @@ impl Connection {
     /// Whether this is a PostgreSQL connection, for the few statements written per engine
     /// (those inside a hot row's lock, where each round trip counts; see [`crate::ledger::post`]).
     pub fn is_postgres(&self) -> bool {
-        matches!(self.inner, Inner::Pooled(_))
+        matches!(self.inner, Inner::Postgres(_))
     }
 
     /// The rusqlite connection, for what only SQLite has (WAL checkpoints).
@@ -130,13 +130,6 @@ impl Connection {
     pub async fn begin(&mut self) -> Result<Transaction<'_>> {
         self.execute_batch("BEGIN").await?;
         Ok(Transaction { conn: self, open: true })
-    }
-
-    fn any_mut(&mut self) -> Option<&mut AnyConnection> {
-        match &mut self.inner {
-            Inner::Sqlite(_) | Inner::Closed => None,
-            Inner::Pooled(c) => Some(c),
-        }
     }
 }
 
@@ -181,7 +174,7 @@ impl Drop for Transaction<'_> {
             Inner::Sqlite(c) => {
                 let _ = c.execute_batch("ROLLBACK");
             }
-            Inner::Pooled(_) => self.conn.rollback_pending = true,
+            Inner::Postgres(_) => self.conn.rollback_pending = true,
             Inner::Closed => {}
         }
     }
@@ -425,35 +418,33 @@ impl<'q> Query<'q> {
         self.fetch_optional(conn).await?.ok_or(StoreError::NoRow)
     }
 
+    /// Send the statement and go on without its answer, for a write the caller does not branch
+    /// on. On PostgreSQL inside a transaction the answer is read with the next statement's, in
+    /// one round trip, and an error fails that statement or the `COMMIT`; elsewhere it runs now.
+    pub async fn execute_pipelined(self, conn: &mut Connection) -> Result<()> {
+        if let Inner::Sqlite(c) = &conn.inner {
+            return sqlite_run(c, self.sql, &self.args, Want::None).map(drop);
+        }
+        conn.finish_abandoned().await?;
+        match &mut conn.inner {
+            Inner::Postgres(c) => c.run_pipelined(self.sql, self.args).await,
+            _ => Err(StoreError::Closed),
+        }
+    }
+
     async fn run(self, conn: &mut Connection, want: Want) -> Result<(Vec<Row>, u64)> {
         if let Inner::Sqlite(c) = &conn.inner {
             return sqlite_run(c, self.sql, &self.args, want);
         }
         conn.finish_abandoned().await?;
-        let Some(c) = conn.any_mut() else { return Err(StoreError::Sqlx(sqlx::Error::PoolClosed)) };
-        let mut q = sqlx::query::<Any>(self.sql);
-        for v in self.args {
-            q = match v {
-                Value::Null(Kind::Int) => q.bind(None::<i64>),
-                Value::Null(Kind::Text) => q.bind(None::<String>),
-                Value::Int(i) => q.bind(i),
-                Value::Real(r) => q.bind(r),
-                Value::Text(s) => q.bind(s),
-            };
+        let Inner::Postgres(c) = &mut conn.inner else { return Err(StoreError::Closed) };
+        let answer = c.run(self.sql, self.args, want != Want::None).await?;
+        let names: Arc<[String]> = answer.names.into();
+        let mut rows: Vec<Row> = answer.rows.into_iter().map(|values| Row { names: names.clone(), values }).collect();
+        if want == Want::First {
+            rows.truncate(1);
         }
-        match want {
-            Want::None => Ok((Vec::new(), q.execute(c).await?.rows_affected())),
-            Want::First => {
-                let row = q.fetch_optional(c).await?;
-                let names = row.as_ref().map(any_names).unwrap_or_default();
-                Ok((row.iter().map(|r| any_row(r, &names)).collect::<Result<_>>()?, 0))
-            }
-            Want::All => {
-                let rows = q.fetch_all(c).await?;
-                let names = rows.first().map(any_names).unwrap_or_default();
-                Ok((rows.iter().map(|r| any_row(r, &names)).collect::<Result<_>>()?, 0))
-            }
-        }
+        Ok((rows, answer.rows_affected))
     }
 }
 
@@ -566,32 +557,6 @@ fn sqlite_run(c: &rusqlite::Connection, sql: &str, args: &[Value], want: Want) -
     }
     drop(rows);
     Ok((out, c.changes()))
-}
-
-fn any_names(r: &sqlx::any::AnyRow) -> Arc<[String]> {
-    r.columns().iter().map(|c| c.name().to_owned()).collect()
-}
-
-fn any_row(r: &sqlx::any::AnyRow, names: &Arc<[String]>) -> Result<Row> {
-    use sqlx::any::AnyTypeInfoKind as K;
-    let mut values = Vec::with_capacity(names.len());
-    for i in 0..names.len() {
-        let raw = r.try_get_raw(i)?;
-        if raw.is_null() {
-            values.push(Value::Null(Kind::Int));
-            continue;
-        }
-        let kind = raw.type_info().kind();
-        values.push(match kind {
-            K::SmallInt | K::Integer | K::BigInt => Value::Int(r.try_get::<i64, _>(i)?),
-            K::Bool => Value::Int(i64::from(r.try_get::<bool, _>(i)?)),
-            K::Real | K::Double => Value::Real(r.try_get::<f64, _>(i)?),
-            K::Text => Value::Text(r.try_get::<String, _>(i)?),
-            K::Null => Value::Null(Kind::Int),
-            K::Blob => return Err(StoreError::Decode(format!("column {}: a blob", names[i]))),
-        });
-    }
-    Ok(Row { names: names.clone(), values })
 }
 
 #[cfg(test)]

@@ -23,12 +23,12 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
+use numport_store::pg::PgPool;
 use numport_store::sql::Connection;
 use numport_store::wal::WalCheckpointer;
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection as _, Executor};
+use sqlx::any::AnyConnectOptions;
+use sqlx::{AnyConnection, ConnectOptions, Connection as _, Executor};
 use tokio::sync::{Mutex, OwnedMappedMutexGuard, OwnedMutexGuard};
 
 use crate::OperatorError;
@@ -46,7 +46,7 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 #[derive(Clone)]
 enum Handle {
     /// PostgreSQL: a pool.
-    Pool(AnyPool),
+    Pool(PgPool),
     /// SQLite: the one connection (rusqlite's), taken in turn, `None` once closed; and the
     /// file's WAL checkpoints, shared with the SMS writer.
     Single(Arc<Mutex<Option<Connection>>>, Arc<WalCheckpointer>),
@@ -140,13 +140,10 @@ impl OperatorStore {
                 (Handle::Single(Arc::new(Mutex::new(Some(conn))), checkpoints), Some(sms_writer))
             }
             Backend::Postgres => {
-                let pool = AnyPoolOptions::new()
-                    .max_connections(8)
-                    .acquire_timeout(Duration::from_secs(30))
-                    .connect_with(opts)
-                    .await?;
-                POSTGRES_MIGRATIONS.run(&pool).await?;
-                (Handle::Pool(pool), None)
+                let mut migrator: AnyConnection = opts.connect().await?;
+                POSTGRES_MIGRATIONS.run(&mut migrator).await?;
+                migrator.close().await?;
+                (Handle::Pool(PgPool::connect(&url, 8).await?), None)
             }
         };
         Ok(OperatorStore { handle, backend, sms_writer })
@@ -160,7 +157,7 @@ impl OperatorStore {
     /// done with it).
     pub(crate) async fn conn(&self) -> Result<Conn, OperatorError> {
         match &self.handle {
-            Handle::Pool(pool) => Ok(Conn::Pooled(Connection::pooled(pool.acquire().await?))),
+            Handle::Pool(pool) => Ok(Conn::Pooled(Connection::postgres(pool.acquire().await?))),
             Handle::Single(conn, wal) => OwnedMutexGuard::try_map(conn.clone().lock_owned().await, Option::as_mut)
                 .map(|c| Conn::Single(c, wal.clone()))
                 .map_err(|_| sqlx::Error::PoolClosed.into()),
@@ -173,7 +170,7 @@ impl OperatorStore {
             w.close();
         }
         match &self.handle {
-            Handle::Pool(pool) => pool.close().await,
+            Handle::Pool(pool) => pool.close(),
             Handle::Single(conn, wal) => {
                 if let Some(c) = conn.lock().await.take() {
                     c.close().await;

@@ -1,0 +1,69 @@
+//! Pipelined writes on PostgreSQL (`Query::execute_pipelined`): sent at once, their answers
+//! read with the next statement's. What must hold: they run in order with what follows, a
+//! failed one fails the transaction's COMMIT (nothing is written), and a session given back
+//! with answers still owed is cleaned before anyone else uses it.
+//!
+//! Runs when `NUMPORT_TEST_POSTGRES_URL` is set (as `.ci/run` does), on a table of its own.
+
+use numport_store::pg::PgPool;
+use numport_store::sql::{self, Connection};
+
+async fn pool() -> Option<(PgPool, String)> {
+    let Ok(url) = std::env::var("NUMPORT_TEST_POSTGRES_URL") else {
+        eprintln!("NUMPORT_TEST_POSTGRES_URL not set: skipping the PostgreSQL pipelining test");
+        return None;
+    };
+    let pool = PgPool::connect(&url, 2).await.expect("connect to PostgreSQL");
+    let table = format!("pipelining_{}", std::process::id());
+    let mut c = Connection::postgres(pool.acquire().await.unwrap());
+    c.execute_batch(&format!("DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id BIGINT PRIMARY KEY, note TEXT)"))
+        .await
+        .unwrap();
+    Some((pool, table))
+}
+
+async fn ids(c: &mut Connection, table: &str) -> Vec<i64> {
+    sql::query_scalar(&format!("SELECT id FROM {table} ORDER BY id")).fetch_all(c).await.unwrap()
+}
+
+#[tokio::test]
+async fn pipelined_writes_run_in_order_and_a_failed_one_fails_the_commit() {
+    let Some((pool, table)) = pool().await else { return };
+    let insert = format!("INSERT INTO {table} (id, note) VALUES ($1, $2)");
+    let mut c = Connection::postgres(pool.acquire().await.unwrap());
+
+    // In order with what follows: a read after two pipelined writes sees both.
+    let mut tx = c.begin().await.unwrap();
+    sql::query(&insert).bind(1i64).bind("a").execute_pipelined(&mut tx).await.unwrap();
+    sql::query(&insert).bind(2i64).bind(None::<&str>).execute_pipelined(&mut tx).await.unwrap();
+    assert_eq!(ids(&mut tx, &table).await, [1, 2]);
+    sql::query(&insert).bind(3i64).bind("c").execute_pipelined(&mut tx).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(ids(&mut c, &table).await, [1, 2, 3]);
+
+    // A duplicate key, pipelined: the COMMIT reports it, and the write before it is undone too.
+    let mut tx = c.begin().await.unwrap();
+    sql::query(&insert).bind(4i64).bind("d").execute_pipelined(&mut tx).await.unwrap();
+    sql::query(&insert).bind(1i64).bind("again").execute_pipelined(&mut tx).await.unwrap();
+    let e = tx.commit().await.expect_err("a failed pipelined write must fail the commit");
+    assert_eq!(e.sql_state(), Some("23505"), "{e}");
+    assert_eq!(ids(&mut c, &table).await, [1, 2, 3]);
+
+    // Outside a transaction it runs at once, so its error is never lost.
+    let e = sql::query(&insert).bind(2i64).bind("x").execute_pipelined(&mut c).await.unwrap_err();
+    assert_eq!(e.sql_state(), Some("23505"), "{e}");
+
+    // Abandoned with an answer owed: rolled back before the session serves again.
+    let mut tx = c.begin().await.unwrap();
+    sql::query(&insert).bind(5i64).bind("e").execute_pipelined(&mut tx).await.unwrap();
+    drop(tx);
+    assert_eq!(ids(&mut c, &table).await, [1, 2, 3]);
+    drop(c);
+    for _ in 0..4 {
+        let mut c = Connection::postgres(pool.acquire().await.unwrap());
+        assert_eq!(ids(&mut c, &table).await, [1, 2, 3]);
+    }
+
+    let mut c = Connection::postgres(pool.acquire().await.unwrap());
+    c.execute_batch(&format!("DROP TABLE {table}")).await.unwrap();
+}
