@@ -4,6 +4,7 @@
 //! changes anything, so neither needs an idempotency key.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -16,6 +17,7 @@ use axum::routing::get;
 use clearinghouse_api::model::{ChangePage, RoutingChange};
 use npdb::snapshot::{self, SnapshotHeader, SnapshotOperator};
 use numport_core::{OperatorName, Prefix};
+use numport_store::routing::FeedPage;
 use numport_store::{operators, ranges, routing};
 use serde::Deserialize;
 
@@ -60,18 +62,16 @@ async fn routing_changes(
     loop {
         let expired = tokio::time::Instant::now() >= deadline;
         if read || expired {
-            let (changes, (head, ranges_version)) = {
-                let mut conn = ch.db.read().await?;
-                let changes = routing::changes_after(&mut conn, after, limit).await?;
-                (changes, routing::feed_state(&mut conn).await?)
-            };
-            if !changes.is_empty() || expired {
-                let changes = changes
-                    .into_iter()
+            let page = read_page(&ch, after, limit).await?;
+            if !page.changes.is_empty() || expired {
+                let (head, ranges_version) = (page.head, page.ranges_version);
+                let changes = page
+                    .changes
+                    .iter()
                     .map(|c| RoutingChange {
                         seq: c.seq,
-                        msisdn: c.msisdn,
-                        operator: c.operator,
+                        msisdn: c.msisdn.clone(),
+                        operator: c.operator.clone(),
                         routing_number: c.routing_number.to_string(),
                         kind: c.kind,
                         effective_at: c.effective_at,
@@ -83,6 +83,38 @@ async fn routing_changes(
         let _ = tokio::time::timeout_at(deadline, ticks.changed()).await;
         read = ch.feed_may_have_after(after);
     }
+}
+
+/// A page of the change log as read for one `(after, limit)`.
+pub(crate) struct SharedPage {
+    after: i64,
+    limit: i64,
+    page: Arc<FeedPage>,
+}
+
+/// The change log after `after`, read once for the followers asking together.
+///
+/// A commit that appends a change wakes every follower at once, and they all ask for the same
+/// `after` (each was caught up): one reads, the others wait for it and take its page. Only a
+/// page with changes is shared (it stays true: the log only grows, and a follower that gets it
+/// a little late asks again from its end); an empty one is never reused, so a follower never
+/// sleeps on a stale "nothing new".
+async fn read_page(ch: &Clearinghouse, after: i64, limit: i64) -> Result<Arc<FeedPage>> {
+    let mut last = ch.feed_page.lock().await;
+    if let Some(shared) = last.as_ref()
+        && shared.after == after
+        && shared.limit == limit
+    {
+        return Ok(shared.page.clone());
+    }
+    let page = {
+        let mut conn = ch.db.read().await?;
+        Arc::new(routing::changes_after(&mut conn, after, limit).await?)
+    };
+    if !page.changes.is_empty() {
+        *last = Some(SharedPage { after, limit, page: page.clone() });
+    }
+    Ok(page)
 }
 
 /// Every current record, streamed in the snapshot format (`npdb::snapshot`).
@@ -98,8 +130,7 @@ async fn routing_snapshot(State(ch): State<Clearinghouse>, _caller: Caller) -> R
     let range_rows = ranges::list(&mut conn).await?;
     let ported = routing::ported_count(&mut conn).await?;
     drop(conn);
-    let names: std::sync::Arc<HashMap<i64, OperatorName>> =
-        std::sync::Arc::new(ops.iter().map(|o| (o.id, o.name.clone())).collect());
+    let names: Arc<HashMap<i64, OperatorName>> = Arc::new(ops.iter().map(|o| (o.id, o.name.clone())).collect());
     let mut range_list = Vec::with_capacity(range_rows.len());
     for (prefix, holder) in range_rows {
         let prefix: Prefix = prefix

@@ -627,7 +627,8 @@ impl Run {
         prop_assert_eq!(lost.iter().sum::<i64>(), total_paid);
 
         // Routing: the change log is gap-free and holds the completed orders in order.
-        let changes = numport_store::routing::changes_after(&mut conn, 0, 10_000).await.map_err(fail("changes"))?;
+        let changes =
+            numport_store::routing::changes_after(&mut conn, 0, 10_000).await.map_err(fail("changes"))?.changes;
         let seqs: Vec<i64> = changes.iter().map(|c| c.seq).collect();
         prop_assert_eq!(seqs, (1..=self.m.completed.len() as i64).collect::<Vec<_>>());
         for (c, id) in changes.iter().zip(&self.m.completed) {

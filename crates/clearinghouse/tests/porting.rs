@@ -363,7 +363,7 @@ async fn settlement_writes_its_change_or_nothing(backend: Backend) {
     tx.commit().await.unwrap();
     let mut conn = t.ch.db.read().await.unwrap();
     assert_eq!(routing::head(&mut conn).await.unwrap(), head + 1);
-    let change = routing::changes_after(&mut conn, head, 10).await.unwrap();
+    let change = routing::changes_after(&mut conn, head, 10).await.unwrap().changes;
     assert_eq!((change.len(), change[0].msisdn.as_str(), change[0].order_id), (1, "4790000040", Some(7)));
     let body: String = sql::query_scalar("SELECT body FROM messages WHERE order_id = 7 AND kind = 'port_completed'")
         .fetch_one(&mut conn)
@@ -488,7 +488,7 @@ async fn port_back_and_number_return(backend: Backend) {
     assert_eq!(t.a.client.return_number(&term.msisdn, "r3").await.unwrap_err().code(), Some("forbidden"));
 
     let mut conn = t.ch.db.acquire().await.unwrap();
-    let log = numport_store::routing::changes_after(&mut conn, 0, 100).await.unwrap();
+    let log = numport_store::routing::changes_after(&mut conn, 0, 100).await.unwrap().changes;
     let kinds: Vec<_> = log.iter().map(|c| (c.seq, c.kind.as_str(), c.operator.to_string())).collect();
     assert_eq!(
         kinds,

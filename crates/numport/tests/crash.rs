@@ -372,7 +372,7 @@ async fn scenario(tmp: &std::path::Path) -> bool {
     }
 
     // The routing change log.
-    let changes = routing::changes_after(&mut conn, 0, 10_000).await.expect("changes");
+    let changes = routing::changes_after(&mut conn, 0, 10_000).await.expect("changes").changes;
     let seqs: Vec<i64> = changes.iter().map(|c| c.seq).collect();
     if seqs != (1..=changes.len() as i64).collect::<Vec<_>>() {
         fail(format!("routing change log has gaps or disorder: {seqs:?}"));

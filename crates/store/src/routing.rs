@@ -9,7 +9,7 @@ use crate::sql::{self, Connection};
 use numport_core::porting::ChangeKind;
 use numport_core::{Millis, Msisdn, OperatorName, RoutingNumber};
 
-use crate::{Result, parse_col};
+use crate::{Result, StoreError, parse_col};
 
 /// The operator serving a ported number; `None` when the range holder serves it.
 pub async fn ported_to(conn: &mut Connection, msisdn: &Msisdn) -> Result<Option<i64>> {
@@ -101,30 +101,48 @@ pub async fn append_change(
     Ok(seq)
 }
 
-/// Changes with `seq > after`, in order, at most `limit`.
-pub async fn changes_after(conn: &mut Connection, after: i64, limit: i64) -> Result<Vec<RoutingChange>> {
+/// A page of the change log and where the log stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedPage {
+    /// Changes with `seq > after`, in order.
+    pub changes: Vec<RoutingChange>,
+    /// The last sequence number written.
+    pub head: i64,
+    /// The version of the number ranges (`ranges::bump_version`).
+    pub ranges_version: i64,
+}
+
+/// Changes with `seq > after`, in order, at most `limit`, with the head and the ranges'
+/// version, in one statement: a long-poll of the change log is one round trip.
+pub async fn changes_after(conn: &mut Connection, after: i64, limit: i64) -> Result<FeedPage> {
     let rows = sql::query(
-        "SELECT c.seq, c.msisdn, o.name, c.routing_number, c.kind, c.order_id, c.effective_at \
-         FROM routing_changes c JOIN operators o ON o.id = c.operator_id \
-         WHERE c.seq > $1 ORDER BY c.seq LIMIT $2",
+        "SELECT h.last_seq, h.ranges_version, c.seq, c.msisdn, c.name, c.routing_number, c.kind, c.order_id, \
+         c.effective_at FROM feed_head h LEFT JOIN ( \
+           SELECT c.seq, c.msisdn, o.name, c.routing_number, c.kind, c.order_id, c.effective_at \
+           FROM routing_changes c JOIN operators o ON o.id = c.operator_id \
+           WHERE c.seq > $1 ORDER BY c.seq LIMIT $2 \
+         ) c ON 1 = 1 WHERE h.id = 1 ORDER BY c.seq",
     )
     .bind(after)
     .bind(limit)
     .fetch_all(conn)
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(RoutingChange {
-                seq: r.try_get("seq")?,
-                msisdn: parse_col("msisdn", r.try_get::<&str, _>("msisdn")?)?,
-                operator: parse_col("operator", r.try_get::<&str, _>("name")?)?,
-                routing_number: parse_col("routing number", r.try_get::<&str, _>("routing_number")?)?,
-                kind: parse_col("change kind", r.try_get::<&str, _>("kind")?)?,
-                order_id: r.try_get("order_id")?,
-                effective_at: r.try_get("effective_at")?,
-            })
-        })
-        .collect()
+    let first = rows.first().ok_or(StoreError::NotFound("the change log's head"))?;
+    let (head, ranges_version) = (first.try_get("last_seq")?, first.try_get("ranges_version")?);
+    let mut changes = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let Some(seq) = r.try_get::<Option<i64>, _>("seq")? else { continue };
+        changes.push(RoutingChange {
+            seq,
+            msisdn: parse_col("msisdn", r.try_get::<&str, _>("msisdn")?)?,
+            operator: parse_col("operator", r.try_get::<&str, _>("name")?)?,
+            routing_number: parse_col("routing number", r.try_get::<&str, _>("routing_number")?)?,
+            kind: parse_col("change kind", r.try_get::<&str, _>("kind")?)?,
+            order_id: r.try_get("order_id")?,
+            effective_at: r.try_get("effective_at")?,
+        });
+    }
+    Ok(FeedPage { changes, head, ranges_version })
 }
 
 /// The last sequence number written.
