@@ -85,34 +85,34 @@ async fn routing_changes(
     }
 }
 
-/// A page of the change log as read for one `(after, limit)`.
-pub(crate) struct SharedPage {
-    after: i64,
-    limit: i64,
-    page: Arc<FeedPage>,
-}
+/// Pages of the change log recently read, each for one `(after, limit)`, newest last.
+#[derive(Default)]
+pub(crate) struct RecentPages(std::collections::VecDeque<(i64, i64, Arc<FeedPage>)>);
 
-/// The change log after `after`, read once for the followers asking together.
+/// How many pages [`RecentPages`] keeps: more than followers of one clearinghouse drift apart.
+const RECENT_PAGES: usize = 16;
+
+/// The change log after `after`, read once for the followers asking for it.
 ///
-/// A commit that appends a change wakes every follower at once, and they all ask for the same
-/// `after` (each was caught up): one reads, the others wait for it and take its page. Only a
-/// page with changes is shared (it stays true: the log only grows, and a follower that gets it
-/// a little late asks again from its end); an empty one is never reused, so a follower never
-/// sleeps on a stale "nothing new".
+/// A commit that appends a change wakes every follower at once, and they ask for the same
+/// `after` (each was caught up) or for one a page or two apart: one reads, and the others
+/// wait for it and take its page. Only a page with changes is kept (it stays true: the log
+/// only grows, and a follower that gets it a little late asks again from its end); an empty one
+/// is never reused, so a follower never sleeps on a stale "nothing new".
 async fn read_page(ch: &Clearinghouse, after: i64, limit: i64) -> Result<Arc<FeedPage>> {
-    let mut last = ch.feed_page.lock().await;
-    if let Some(shared) = last.as_ref()
-        && shared.after == after
-        && shared.limit == limit
-    {
-        return Ok(shared.page.clone());
+    let mut recent = ch.feed_pages.lock().await;
+    if let Some((_, _, page)) = recent.0.iter().find(|(a, l, _)| (*a, *l) == (after, limit)) {
+        return Ok(page.clone());
     }
     let page = {
         let mut conn = ch.db.read().await?;
         Arc::new(routing::changes_after(&mut conn, after, limit).await?)
     };
     if !page.changes.is_empty() {
-        *last = Some(SharedPage { after, limit, page: page.clone() });
+        if recent.0.len() == RECENT_PAGES {
+            recent.0.pop_front();
+        }
+        recent.0.push_back((after, limit, page.clone()));
     }
     Ok(page)
 }

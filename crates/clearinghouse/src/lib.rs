@@ -58,9 +58,9 @@ pub struct Clearinghouse {
     /// most commits (outbox, inbox, idempotency answers) append no change, and re-reading the
     /// log for every waiting replica on each of them cost half the porting throughput.
     feed_hint: Arc<std::sync::atomic::AtomicI64>,
-    /// The last non-empty page of the change log read, shared by the followers a commit wakes
-    /// together (`feed::read_page`).
-    feed_page: Arc<tokio::sync::Mutex<Option<feed::SharedPage>>>,
+    /// The change log's pages read last, shared by the followers a commit wakes together
+    /// (`feed::read_page`).
+    feed_pages: Arc<tokio::sync::Mutex<feed::RecentPages>>,
 }
 
 /// What never changes about a registered operator, cached so that hot paths do not ask the
@@ -87,7 +87,7 @@ impl Clearinghouse {
             operators: Arc::default(),
             feed: Arc::new(tokio::sync::watch::channel(()).0),
             feed_hint: Arc::default(),
-            feed_page: Arc::default(),
+            feed_pages: Arc::default(),
         }
     }
 
