@@ -106,7 +106,8 @@ async fn fetch_and_lease(ch: &Clearinghouse, limit: i64) -> Result<Vec<Due>, num
     let due = outbox::due(&mut *ch.db.read().await?, now, limit).await?;
     if !due.is_empty() {
         let ids: Vec<i64> = due.iter().map(|d| d.message.id).collect();
-        let mut tx = ch.db.begin().await?;
+        // A lease lost in a crash only means the messages are sent again: at least once.
+        let mut tx = ch.db.begin_redoable().await?;
         outbox::lease(&mut tx, &ids, now + ch.config.dispatcher.lease_ms).await?;
         tx.commit().await?;
     }
@@ -202,7 +203,8 @@ async fn record_outcomes(ch: Clearinghouse, mut rx: mpsc::UnboundedReceiver<Outc
             }
         }
         let result: Result<(), numport_store::StoreError> = async {
-            let mut tx = ch.db.begin().await?;
+            // Lost in a crash, a delivery is made again, and the receiver drops it by id.
+            let mut tx = ch.db.begin_redoable().await?;
             outbox::mark_delivered(&mut tx, &delivered, now).await?;
             for (id, attempts, error) in &failed {
                 let shift = (*attempts - 1).clamp(0, 20) as u32;

@@ -478,6 +478,21 @@ impl Db {
         Ok(DbConn(Lent::Reader(guard)))
     }
 
+    /// A transaction whose commit does not wait for the disk: a crash just after it may undo
+    /// it. Only for bookkeeping that is safe to do again, such as the dispatcher's leases and
+    /// delivery marks (a message whose mark is lost is sent again, and receivers drop
+    /// duplicates by id). On PostgreSQL `synchronous_commit` is off for it, which spares the
+    /// WAL flush that every durable commit, a settlement's among them, otherwise queues
+    /// behind; a durable commit after it still makes it durable. On SQLite it is [`Db::begin`]
+    /// (the group commit it joins is durable anyway).
+    pub async fn begin_redoable(&self) -> Result<DbTx> {
+        let mut tx = self.begin().await?;
+        if let Some(Tx::Pooled(conn)) = &mut tx.inner {
+            crate::sql::query("SET LOCAL synchronous_commit TO off").execute_pipelined(conn).await?;
+        }
+        Ok(tx)
+    }
+
     pub async fn begin(&self) -> Result<DbTx> {
         match &self.handle {
             Handle::Pool(pool, _) => {
