@@ -142,17 +142,25 @@ pub async fn mark_delivered(conn: &mut Connection, ids: &[i64], now: Millis) -> 
     update_ids(conn, "SET delivered_at = $1 WHERE delivered_at IS NULL AND", ids, now).await
 }
 
+/// Most ids one `UPDATE … id IN (…)` binds.
+const IDS_PER_STATEMENT: usize = 512;
+
 /// `UPDATE messages <set_where> id IN (ids)`, with `$1` bound to `value`; nothing for no ids.
+/// The ids go in chunks of at most [`IDS_PER_STATEMENT`], each list padded to a power of two
+/// by repeating its last id (harmless in `IN`): so there are ten statement texts, not one per
+/// count, for a connection to prepare and keep, and no list passes PostgreSQL's limit of
+/// 65,535 parameters.
 async fn update_ids(conn: &mut Connection, set_where: &str, ids: &[i64], value: Millis) -> Result<()> {
-    if ids.is_empty() {
-        return Ok(());
+    for chunk in ids.chunks(IDS_PER_STATEMENT) {
+        let width = chunk.len().next_power_of_two();
+        let sql = format!("UPDATE messages {set_where} id IN ({})", placeholders(2, width));
+        let mut q = sql::query(&sql).bind(value);
+        for i in 0..width {
+            q = q.bind(chunk[i.min(chunk.len() - 1)]);
+        }
+        q.execute_pipelined(conn).await?;
     }
-    let sql = format!("UPDATE messages {set_where} id IN ({})", placeholders(2, ids.len()));
-    let mut q = sql::query(&sql).bind(value);
-    for id in ids {
-        q = q.bind(*id);
-    }
-    q.execute_pipelined(conn).await
+    Ok(())
 }
 
 /// An operator's messages with `id > after`, delivered or not: the polled inbox.
@@ -216,5 +224,27 @@ mod tests {
                 .await
                 .unwrap();
         assert_eq!((attempts, next, error.as_deref()), (2, 500, Some("callback answered 503")));
+    }
+
+    #[tokio::test]
+    async fn updates_by_id_cover_every_id_in_padded_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}/ch.db", dir.path().display())).await.unwrap();
+        let mut conn = db.acquire().await.unwrap();
+        let op = operators::insert(&mut conn, &"opa".parse().unwrap(), &"D1".parse().unwrap(), None, 0).await.unwrap();
+        for _ in 0..(IDS_PER_STATEMENT + 3) {
+            enqueue(&mut conn, op.id, "credit_query", Some(1), "{}", 0, 0).await.unwrap();
+        }
+        let all: Vec<i64> = inbox(&mut conn, op.id, 0, 10_000).await.unwrap().iter().map(|m| m.id).collect();
+        // Two chunks (512 and 3, the second padded to 4); the last message is left alone.
+        mark_delivered(&mut conn, &all[..all.len() - 1], 7).await.unwrap();
+        let undelivered: Vec<i64> =
+            sql::query_scalar("SELECT id FROM messages WHERE delivered_at IS NULL").fetch_all(&mut conn).await.unwrap();
+        assert_eq!(undelivered, [*all.last().unwrap()]);
+        let delivered: i64 = sql::query_scalar("SELECT COUNT(*) FROM messages WHERE delivered_at = 7")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(delivered as usize, IDS_PER_STATEMENT + 2);
     }
 }

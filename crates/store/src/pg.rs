@@ -28,6 +28,9 @@ use tokio_postgres::{Client, NoTls, Statement};
 use crate::sql::{Kind, Value};
 use crate::{Result, StoreError};
 
+/// Prepared statements a session keeps: more than the store has distinct statements.
+const STATEMENTS_KEPT: usize = 256;
+
 /// How long [`PgPool::acquire`] waits for a session before it gives up.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -108,6 +111,8 @@ struct Session {
     client: Arc<Client>,
     /// Prepared statements by SQL text, then by the types of the values bound.
     statements: HashMap<Box<str>, Vec<(Vec<Type>, Statement)>>,
+    /// How many `statements` holds.
+    prepared: usize,
     /// Sent in order, answers not yet read.
     pending: Vec<Pending>,
     /// A `BEGIN` was sent and no `COMMIT` or `ROLLBACK` since.
@@ -122,7 +127,13 @@ impl Session {
                 tracing::debug!(error = %e, "PostgreSQL connection ended");
             }
         });
-        Ok(Session { client: Arc::new(client), statements: HashMap::new(), pending: Vec::new(), in_transaction: false })
+        Ok(Session {
+            client: Arc::new(client),
+            statements: HashMap::new(),
+            prepared: 0,
+            pending: Vec::new(),
+            in_transaction: false,
+        })
     }
 }
 
@@ -255,7 +266,12 @@ impl PgConn {
         self.drain().await?;
         let s = self.session();
         let stmt = s.client.prepare_typed(sql, types).await?;
-        s.statements.entry(sql.into()).or_default().push((types.to_vec(), stmt.clone()));
+        // Past the bound a statement is prepared for this use only (and closed on the server
+        // when dropped): a connection never holds plans without limit.
+        if s.prepared < STATEMENTS_KEPT {
+            s.prepared += 1;
+            s.statements.entry(sql.into()).or_default().push((types.to_vec(), stmt.clone()));
+        }
         Ok(stmt)
     }
 
