@@ -69,8 +69,11 @@ const MAX_BATCH: usize = 128;
 /// How long a batch stays open for more transactions while others queue for the writer:
 /// the bound on what group commit adds to a transaction's latency under load.
 const BATCH_AGE: Duration = Duration::from_millis(5);
-/// PostgreSQL sessions the clearinghouse keeps.
-const PG_SESSIONS: usize = 16;
+/// PostgreSQL sessions the clearinghouse keeps. More than the server's cores can run only
+/// queue: on the two cores of the benchmark machine, 8 gave 349–356 ports/s with p99 at half
+/// load 23–28 ms, 16 gave 318–371 with 37–135 ms, and 32 gave 291–323 (docs/BENCHMARKS.md,
+/// session 10). A larger database host wants more.
+const PG_SESSIONS: usize = 8;
 /// Read-only SQLite connections beside the writer.
 const SQLITE_READERS: usize = 2;
 
