@@ -204,14 +204,22 @@ mod tests {
     use super::*;
     use crate::{Db, operators};
 
-    #[tokio::test]
-    async fn an_older_attempts_outcome_does_not_overwrite_a_newer_one() {
+    /// A fresh SQLite clearinghouse database with one operator, and that operator's id.
+    async fn with_operator() -> (tempfile::TempDir, Db, i64) {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::connect(&format!("sqlite://{}/ch.db", dir.path().display())).await.unwrap();
         let mut conn = db.acquire().await.unwrap();
         let op = operators::insert(&mut conn, &"opa".parse().unwrap(), &"D1".parse().unwrap(), None, 0).await.unwrap();
-        enqueue(&mut conn, op.id, "credit_query", Some(1), "{}", 0, 0).await.unwrap();
-        let id = inbox(&mut conn, op.id, 0, 10).await.unwrap()[0].id;
+        drop(conn);
+        (dir, db, op.id)
+    }
+
+    #[tokio::test]
+    async fn an_older_attempts_outcome_does_not_overwrite_a_newer_one() {
+        let (_dir, db, op) = with_operator().await;
+        let mut conn = db.acquire().await.unwrap();
+        enqueue(&mut conn, op, "credit_query", Some(1), "{}", 0, 0).await.unwrap();
+        let id = inbox(&mut conn, op, 0, 10).await.unwrap()[0].id;
         // Two attempts leased before either outcome is recorded (the message was made due again).
         lease(&mut conn, &[id], 10_000).await.unwrap();
         lease(&mut conn, &[id], 20_000).await.unwrap();
@@ -228,14 +236,12 @@ mod tests {
 
     #[tokio::test]
     async fn updates_by_id_cover_every_id_in_padded_chunks() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(&format!("sqlite://{}/ch.db", dir.path().display())).await.unwrap();
+        let (_dir, db, op) = with_operator().await;
         let mut conn = db.acquire().await.unwrap();
-        let op = operators::insert(&mut conn, &"opa".parse().unwrap(), &"D1".parse().unwrap(), None, 0).await.unwrap();
         for _ in 0..(IDS_PER_STATEMENT + 3) {
-            enqueue(&mut conn, op.id, "credit_query", Some(1), "{}", 0, 0).await.unwrap();
+            enqueue(&mut conn, op, "credit_query", Some(1), "{}", 0, 0).await.unwrap();
         }
-        let all: Vec<i64> = inbox(&mut conn, op.id, 0, 10_000).await.unwrap().iter().map(|m| m.id).collect();
+        let all: Vec<i64> = inbox(&mut conn, op, 0, 10_000).await.unwrap().iter().map(|m| m.id).collect();
         // Two chunks (512 and 3, the second padded to 4); the last message is left alone.
         mark_delivered(&mut conn, &all[..all.len() - 1], 7).await.unwrap();
         let undelivered: Vec<i64> =
