@@ -17,6 +17,9 @@ pub struct ClearinghouseConfig {
     pub listen: SocketAddr,
     /// `sqlite://data/clearinghouse.db` (embedded default) or `postgres://…`.
     pub database_url: String,
+    /// PostgreSQL sessions kept open (not used on SQLite). About four per core of the
+    /// database host: more only queue on its locks and its scheduler (docs/BENCHMARKS.md).
+    pub database_sessions: usize,
     /// File holding the master key that callback secrets are derived from (created by `init`).
     pub master_key_path: PathBuf,
     /// How long each party has for its step.
@@ -38,6 +41,7 @@ impl Default for ClearinghouseConfig {
         ClearinghouseConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8400)),
             database_url: "sqlite://data/clearinghouse.db".into(),
+            database_sessions: numport_store::DEFAULT_PG_SESSIONS,
             master_key_path: PathBuf::from("data/clearinghouse.key"),
             deadlines: Deadlines::default(),
             verification: VerificationPolicy::default(),

@@ -78,7 +78,9 @@ fn resolve(args: &Args) -> anyhow::Result<ClearinghouseConfig> {
 }
 
 pub async fn open_db(cfg: &ClearinghouseConfig) -> anyhow::Result<Db> {
-    Db::connect(&cfg.database_url).await.with_context(|| format!("opening {}", cfg.database_url))
+    Db::connect_with(&cfg.database_url, cfg.database_sessions)
+        .await
+        .with_context(|| format!("opening {}", cfg.database_url))
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {

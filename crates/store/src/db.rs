@@ -69,11 +69,11 @@ const MAX_BATCH: usize = 128;
 /// How long a batch stays open for more transactions while others queue for the writer:
 /// the bound on what group commit adds to a transaction's latency under load.
 const BATCH_AGE: Duration = Duration::from_millis(5);
-/// PostgreSQL sessions the clearinghouse keeps. More than the server's cores can run only
-/// queue: on the two cores of the benchmark machine, 8 gave 349–356 ports/s with p99 at half
-/// load 23–28 ms, 16 gave 318–371 with 37–135 ms, and 32 gave 291–323 (docs/BENCHMARKS.md,
-/// session 10). A larger database host wants more.
-const PG_SESSIONS: usize = 8;
+/// PostgreSQL sessions a clearinghouse keeps unless told otherwise. More than the server's
+/// cores can run only queue: on the two cores of the benchmark machine, 8 gave 349–356 ports/s
+/// with p99 at half load 23–28 ms, 16 gave 318–371 with 37–135 ms, and 32 gave 291–323
+/// (docs/BENCHMARKS.md, session 10). A larger database host wants more.
+pub const DEFAULT_PG_SESSIONS: usize = 8;
 /// Read-only SQLite connections beside the writer.
 const SQLITE_READERS: usize = 2;
 
@@ -391,6 +391,12 @@ impl Db {
     /// checkpoints on a thread of their own. It must be a file: the migrations run on a
     /// connection of sqlx's, which an in-memory database would not share with the others.
     pub async fn connect(url: &str) -> Result<Db> {
+        Db::connect_with(url, DEFAULT_PG_SESSIONS).await
+    }
+
+    /// [`Db::connect`], keeping up to `pg_sessions` sessions on PostgreSQL (SQLite has its
+    /// one writer and its readers whatever this says).
+    pub async fn connect_with(url: &str, pg_sessions: usize) -> Result<Db> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of(url);
         let url = match backend {
@@ -433,7 +439,7 @@ impl Db {
                 let mut migrator = AnyConnection::connect_with(&opts).await?;
                 POSTGRES_MIGRATIONS.run(&mut migrator).await?;
                 migrator.close().await?;
-                Handle::Pool(PgPool::connect(&url, PG_SESSIONS).await?, Arc::from(url.as_str()))
+                Handle::Pool(PgPool::connect(&url, pg_sessions).await?, Arc::from(url.as_str()))
             }
         };
         Ok(Db { handle, backend })

@@ -37,7 +37,7 @@ pub mod settlement;
 pub mod sql;
 pub mod wal;
 
-pub use db::{Backend, Db, DbConn, DbTx, SQLITE_PRAGMAS, prepare_sqlite_url, sqlite_file};
+pub use db::{Backend, DEFAULT_PG_SESSIONS, Db, DbConn, DbTx, SQLITE_PRAGMAS, prepare_sqlite_url, sqlite_file};
 pub use sql::Connection;
 
 /// Storage failures. Constraint violations the caller can act on are their own variants.
