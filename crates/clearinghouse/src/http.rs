@@ -205,29 +205,26 @@ async fn run_idempotent(
                             .ok_or(Error::NotFound("idempotency record"))?;
                         return Ok::<_, Error>(Answered::Stored(stored));
                     }
-                    let (status, value) = match ch.execute(&mut tx, &caller, op.clone()).await {
-                        Ok(r) => r,
+                    let done = match ch.execute(&mut tx, &caller, op.clone()).await {
+                        Ok((status, value)) => {
+                            let body = value.to_string();
+                            idempotency::answer(&mut tx, caller.operator_id, &key, status.as_u16(), &body).await?;
+                            // On PostgreSQL a settlement's locked part runs at COMMIT and can lose
+                            // its funds to a concurrent one there (`settlement::settle`).
+                            tx.commit().await.map(|()| (status, body)).map_err(Error::from)
+                        }
                         Err(e) => {
                             tx.rollback().await?;
-                            if attempt < 3 && e.is_transient() {
-                                tracing::debug!(error = %e, attempt, "retrying after a concurrent conflict");
-                                continue;
-                            }
-                            return Err(e);
+                            Err(e)
                         }
                     };
-                    let body = value.to_string();
-                    idempotency::answer(&mut tx, caller.operator_id, &key, status.as_u16(), &body).await?;
-                    // On PostgreSQL a settlement's locked part runs at COMMIT and can lose its
-                    // funds to a concurrent one there (`settlement::settle`): run again, too.
-                    if let Err(e) = tx.commit().await.map_err(Error::from) {
-                        if attempt < 3 && e.is_transient() {
-                            tracing::debug!(error = %e, attempt, "retrying after a conflict at commit");
-                            continue;
+                    match done {
+                        Ok((status, body)) => return Ok(Answered::New(status, body)),
+                        Err(e) if attempt < 3 && e.is_transient() => {
+                            tracing::debug!(error = %e, attempt, "retrying after a conflict with a concurrent request");
                         }
-                        return Err(e);
+                        Err(e) => return Err(e),
                     }
-                    return Ok(Answered::New(status, body));
                 }
             })
             .await?

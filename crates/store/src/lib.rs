@@ -1,10 +1,11 @@
 //! Clearinghouse storage: the schema (sqlx migrations) and every SQL statement.
 //!
 //! One code path for both backends: statements go through [`sql`] (rusqlite on SQLite,
-//! `tokio-postgres` on PostgreSQL) with `$n` placeholders, which both engines accept, and use only what both
-//! dialects share (`ON CONFLICT`, `RETURNING`, partial indexes). Dialect differences live in the
-//! two migration folders and nowhere else. Columns are `BIGINT`/`TEXT` only, so rows decode the
-//! same way on both.
+//! `tokio-postgres` on PostgreSQL) with `$n` placeholders, which both engines accept, and use
+//! only what both dialects share (`ON CONFLICT`, `RETURNING`, partial indexes). Dialect
+//! differences live in the two migration folders, and in the few statements written per engine
+//! where a hot row's lock is held (see [`Connection::is_postgres`]). Columns are `BIGINT`/`TEXT`
+//! only, so rows decode the same way on both.
 //!
 //! Functions take a `&mut Connection`, usually a transaction opened by the caller: the
 //! clearinghouse decides what belongs in one transaction, the store knows how to write it.

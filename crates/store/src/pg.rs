@@ -34,6 +34,10 @@ const STATEMENTS_KEPT: usize = 256;
 /// How long [`PgPool::acquire`] waits for a session before it gives up.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// One statement's request: its rows (when asked for) and the count of rows it changed.
+type Request =
+    Pin<Box<dyn Future<Output = std::result::Result<(Vec<tokio_postgres::Row>, u64), tokio_postgres::Error>> + Send>>;
+
 /// A request sent and not yet answered: its outcome is read in order, before anything after it.
 type Pending = Pin<Box<dyn Future<Output = std::result::Result<(), tokio_postgres::Error>> + Send>>;
 
@@ -182,7 +186,7 @@ impl ToSql for Value {
         }
     }
 
-    /// Each statement is prepared with the types of the values bound ([`type_of`]), so the
+    /// Each statement is prepared with the types of the values bound (`type_of`), so the
     /// value and the type always agree; `to_sql` of the inner value checks it again.
     fn accepts(ty: &Type) -> bool {
         matches!(*ty, Type::INT8 | Type::TEXT | Type::FLOAT8)
@@ -220,7 +224,7 @@ fn decode_row(row: &tokio_postgres::Row) -> Result<Vec<Value>> {
 
 /// Poll `fut` once, so that its request is sent (`tokio-postgres` sends on the first poll);
 /// `Some` if it finished at once (an error before sending, such as a closed connection).
-async fn send<T>(fut: &mut Pin<Box<dyn Future<Output = T> + Send>>) -> Option<T> {
+async fn send<F: Future + ?Sized>(fut: &mut Pin<Box<F>>) -> Option<F::Output> {
     poll_fn(|cx| {
         Poll::Ready(match fut.as_mut().poll(cx) {
             Poll::Ready(v) => Some(v),
@@ -275,19 +279,36 @@ impl PgConn {
         Ok(stmt)
     }
 
-    /// Run one statement and wait for its answer (and for those sent before it).
-    pub(crate) async fn run(&mut self, sql: &str, args: Vec<Value>, want_rows: bool) -> Result<Answer> {
+    /// The request for one statement, prepared (or found prepared); nothing is sent until it
+    /// is first polled.
+    async fn request(&mut self, sql: &str, args: Vec<Value>, want_rows: bool) -> Result<Request> {
         let types: Vec<Type> = args.iter().map(type_of).collect();
         let stmt = self.statement(sql, &types).await?;
         let client = self.session().client.clone();
-        let mut fut: Pin<Box<dyn Future<Output = _> + Send>> = Box::pin(async move {
+        Ok(Box::pin(async move {
             let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
             if want_rows {
                 client.query(&stmt, &params).await.map(|rows| (rows, 0))
             } else {
                 client.execute(&stmt, &params).await.map(|n| (Vec::new(), n))
             }
-        });
+        }))
+    }
+
+    /// Send `fut` and keep it, for its answer to be read with the next statement's.
+    async fn send_and_keep(&mut self, mut fut: Pending) -> Result<()> {
+        match send(&mut fut).await {
+            Some(done) => done.map_err(Into::into),
+            None => {
+                self.session().pending.push(fut);
+                Ok(())
+            }
+        }
+    }
+
+    /// Run one statement and wait for its answer (and for those sent before it).
+    pub(crate) async fn run(&mut self, sql: &str, args: Vec<Value>, want_rows: bool) -> Result<Answer> {
+        let mut fut = self.request(sql, args, want_rows).await?;
         let early = send(&mut fut).await;
         self.drain().await?;
         let (rows, rows_affected) = match early {
@@ -306,19 +327,8 @@ impl PgConn {
         if !self.session().in_transaction {
             return self.run(sql, args, false).await.map(drop);
         }
-        let types: Vec<Type> = args.iter().map(type_of).collect();
-        let stmt = self.statement(sql, &types).await?;
-        let client = self.session().client.clone();
-        let mut fut: Pending = Box::pin(async move {
-            let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-            client.execute(&stmt, &params).await.map(drop)
-        });
-        match send(&mut fut).await {
-            Some(Err(e)) => return Err(e.into()),
-            Some(Ok(())) => {}
-            None => self.session().pending.push(fut),
-        }
-        Ok(())
+        let request = self.request(sql, args, false).await?;
+        self.send_and_keep(Box::pin(async move { request.await.map(drop) })).await
     }
 
     /// Statements without parameters, in the simple protocol (transaction control). `BEGIN`
@@ -327,19 +337,15 @@ impl PgConn {
         let client = self.session().client.clone();
         let owned = sql.to_owned();
         let mut fut: Pending = Box::pin(async move { client.batch_execute(&owned).await });
-        let early = send(&mut fut).await;
         let verb = sql.trim().to_ascii_uppercase();
         if verb == "BEGIN" {
             self.session().in_transaction = true;
-            match early {
-                Some(r) => r?,
-                None => self.session().pending.push(fut),
-            }
-            return Ok(());
+            return self.send_and_keep(fut).await;
         }
         if verb == "COMMIT" || verb == "ROLLBACK" {
             self.session().in_transaction = false;
         }
+        let early = send(&mut fut).await;
         // A pipelined write that failed aborted the transaction, and the server then answers
         // `COMMIT` with a rollback, not an error: the write's error is the outcome.
         let before = self.drain().await;
