@@ -5,7 +5,8 @@
 //! subscriber would; the three operator processes and the clearinghouse do the rest on their
 //! own (deposit, credit query, credit information, decision, settlement). A port counts as
 //! complete when its routing change appears in the clearinghouse's change log, which the
-//! benchmark tails directly: "request to routing record".
+//! benchmark follows through the API as the operators' replicas do: "request to routing
+//! record".
 //!
 //! Two phases: saturation (a fixed number of handsets in a closed loop) gives `ports_per_s`;
 //! then an open loop at half that rate gives the latency figures `p50_ms` and `p99_ms`.
@@ -148,27 +149,40 @@ impl Bench {
     }
 }
 
-/// Follow the routing change log and wake the handset whose number just moved.
-async fn tail_changes(db: numport_store::Db, bench: Arc<Bench>, stop: tokio_util::sync::CancellationToken) {
+/// Follow the routing change log as the operators' replicas do, long-polling
+/// `GET /v1/routing/changes` with their page size, and wake the handset whose number just
+/// moved: the port is complete when a follower can see it.
+async fn tail_changes(
+    client: clearinghouse_api::ClearinghouseClient,
+    page_size: i64,
+    bench: Arc<Bench>,
+    stop: tokio_util::sync::CancellationToken,
+) {
     let mut seq = 0;
     while !stop.is_cancelled() {
-        let changes = match db.read().await {
-            Ok(mut conn) => numport_store::routing::changes_after(&mut conn, seq, 10_000)
-                .await
-                .map(|p| p.changes)
-                .unwrap_or_default(),
-            Err(_) => Vec::new(),
+        let page = tokio::select! {
+            _ = stop.cancelled() => return,
+            page = client.routing_changes(seq, page_size, TAIL_WAIT_MS) => page,
         };
         let now = Instant::now();
-        if let Some(last) = changes.last() {
-            seq = last.seq;
+        match page {
+            Ok(page) => {
+                if let Some(last) = page.changes.last() {
+                    seq = last.seq;
+                }
+                for c in page.changes {
+                    bench.completed(&c.msisdn, now);
+                }
+            }
+            // The clearinghouse is busy or restarting: ask again shortly; a port whose change
+            // is never seen fails by its own timeout.
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
         }
-        for c in changes {
-            bench.completed(&c.msisdn, now);
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
+
+/// How long one long-poll of the change log waits for a change.
+const TAIL_WAIT_MS: u64 = 5_000;
 
 /// Count one port's outcome: its latency, or a failure (the first few are printed).
 fn record(result: anyhow::Result<Duration>, port: &Port, hist: &Mutex<Histogram<u64>>, failures: &AtomicUsize) {
@@ -216,7 +230,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let ports = Bench::ports(total, stretch)?;
     let bench = Arc::new(Bench::new(&cluster)?);
     let stop = tokio_util::sync::CancellationToken::new();
-    let tail = tokio::spawn(tail_changes(cluster.ch_db.clone(), bench.clone(), stop.clone()));
+    let tail = tokio::spawn(tail_changes(
+        cluster.ops[0].ch_client.clone(),
+        replica::ReplicaConfig::default().page_size,
+        bench.clone(),
+        stop.clone(),
+    ));
     let ports = Arc::new(ports);
     let failures = Arc::new(AtomicUsize::new(0));
 
