@@ -184,8 +184,10 @@ async fn run_idempotent(
     let hash = hex::encode(hasher.finalize());
 
     // Claim the key first: a concurrent copy of this request waits for the claim and then
-    // replays its answer instead of running a second time. A transaction that loses a race on
-    // some other row (a second order for a number, a deadlock victim) runs again from the start.
+    // replays its answer instead of running a second time. The claim travels with the
+    // request's first statement, so the request runs before it knows the outcome; one that
+    // lost rolls back all it did. A transaction that loses a race on some other row (a second
+    // order for a number, a deadlock victim) runs again from the start.
     // The transaction runs where the database drives it best (`Db::run`).
     let answered = {
         let (ch, caller, key, hash) = (ch.clone(), caller.clone(), key.to_owned(), hash.clone());
@@ -196,26 +198,34 @@ async fn run_idempotent(
                 loop {
                     attempt += 1;
                     let mut tx = ch.db.begin().await?;
-                    if !idempotency::claim(&mut tx, caller.operator_id, &key, &hash, ch.now()).await? {
-                        tx.rollback().await?;
-                        // The writer: it sees the winner's answer, and commits it before we replay it.
-                        let mut conn = ch.db.acquire().await?;
-                        let stored = idempotency::get(&mut conn, caller.operator_id, &key)
-                            .await?
-                            .ok_or(Error::NotFound("idempotency record"))?;
-                        return Ok::<_, Error>(Answered::Stored(stored));
-                    }
-                    let done = match ch.execute(&mut tx, &caller, op.clone()).await {
-                        Ok((status, value)) => {
+                    let claim = idempotency::claim(&mut tx, caller.operator_id, &key, &hash, ch.now()).await?;
+                    let outcome = ch.execute(&mut tx, &caller, op.clone()).await;
+                    let done = match (claim.won(&mut tx).await, outcome) {
+                        (Ok(false), _) => {
+                            tx.rollback().await?;
+                            // The writer: it sees the winner's answer, and commits it before we replay it.
+                            let mut conn = ch.db.acquire().await?;
+                            let stored = idempotency::get(&mut conn, caller.operator_id, &key)
+                                .await?
+                                .ok_or(Error::NotFound("idempotency record"))?;
+                            return Ok::<_, Error>(Answered::Stored(stored));
+                        }
+                        (Ok(true), Ok((status, value))) => {
                             let body = value.to_string();
                             idempotency::answer(&mut tx, caller.operator_id, &key, status.as_u16(), &body).await?;
                             // On PostgreSQL a settlement's locked part runs at COMMIT and can lose
                             // its funds to a concurrent one there (`settlement::settle`).
                             tx.commit().await.map(|()| (status, body)).map_err(Error::from)
                         }
-                        Err(e) => {
+                        // A claim that failed failed the request's next statement too, with
+                        // the same error: the request's is the one to report.
+                        (_, Err(e)) => {
                             tx.rollback().await?;
                             Err(e)
+                        }
+                        (Err(e), Ok(_)) => {
+                            tx.rollback().await?;
+                            Err(e.into())
                         }
                     };
                     match done {

@@ -32,17 +32,20 @@ pub async fn get(conn: &mut Connection, operator_id: i64, key: &str) -> Result<O
     .transpose()
 }
 
-/// Claim `key` for a request about to run, inside its transaction. Returns false if the key
-/// is already taken; on PostgreSQL a claim by a transaction still running makes this wait for
-/// it to finish, so two copies of one request never run side by side.
+/// Claim `key` for a request about to run, inside its transaction; [`Claim::won`] tells
+/// whether the key was free. On PostgreSQL a claim by a transaction still running makes this
+/// wait for it to finish, so two copies of one request never run side by side.
+///
+/// The claim goes out with the request's first statement instead of a round trip of its own:
+/// a request that lost it has run in a transaction that is then rolled back, unseen.
 pub async fn claim(
     conn: &mut Connection,
     operator_id: i64,
     key: &str,
     request_hash: &str,
     now: Millis,
-) -> Result<bool> {
-    let claimed: Option<i64> = sql::query_scalar(
+) -> Result<Claim> {
+    let sent = sql::query(
         "INSERT INTO idempotency_keys (operator_id, key, request_hash, status, response, created_at) \
          VALUES ($1, $2, $3, 0, '', $4) ON CONFLICT (operator_id, key) DO NOTHING RETURNING operator_id",
     )
@@ -50,9 +53,20 @@ pub async fn claim(
     .bind(key)
     .bind(request_hash)
     .bind(now)
-    .fetch_optional(conn)
+    .fetch_deferred(conn)
     .await?;
-    Ok(claimed.is_some())
+    Ok(Claim(sent))
+}
+
+/// A claim sent by [`claim`], its outcome read before the transaction commits.
+#[must_use = "a request may act only once it knows it won its claim"]
+pub struct Claim(sql::Deferred);
+
+impl Claim {
+    /// Whether this transaction holds the key (false: another request with it committed first).
+    pub async fn won(self, conn: &mut Connection) -> Result<bool> {
+        Ok(!self.0.rows(conn).await?.is_empty())
+    }
 }
 
 /// Store the answer of a claimed request, in the transaction that made its change.

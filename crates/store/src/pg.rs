@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, NoTls, Statement};
 
@@ -241,6 +241,13 @@ pub(crate) struct Answer {
     pub rows_affected: u64,
 }
 
+/// The store's view of a statement's rows.
+fn answer(rows: &[tokio_postgres::Row], rows_affected: u64) -> Result<Answer> {
+    let names = rows.first().map(|r| r.columns().iter().map(|c| c.name().to_owned()).collect()).unwrap_or_default();
+    let rows = rows.iter().map(decode_row).collect::<Result<_>>()?;
+    Ok(Answer { names, rows, rows_affected })
+}
+
 impl PgConn {
     fn session(&mut self) -> &mut Session {
         self.session.as_mut().unwrap_or_else(|| unreachable!("a lent session is present until dropped"))
@@ -315,9 +322,7 @@ impl PgConn {
             Some(done) => done?,
             None => fut.await?,
         };
-        let names = rows.first().map(|r| r.columns().iter().map(|c| c.name().to_owned()).collect()).unwrap_or_default();
-        let rows = rows.iter().map(decode_row).collect::<Result<_>>()?;
-        Ok(Answer { names, rows, rows_affected })
+        answer(&rows, rows_affected)
     }
 
     /// Send a statement and go on: inside a transaction its answer is read with the next
@@ -329,6 +334,35 @@ impl PgConn {
         }
         let request = self.request(sql, args, false).await?;
         self.send_and_keep(Box::pin(async move { request.await.map(drop) })).await
+    }
+
+    /// Send a statement and go on, its answer to be read later through the receiver: inside a
+    /// transaction it arrives with the next statement's answer (an error also fails that
+    /// statement or the `COMMIT`, as with [`PgConn::run_pipelined`]). Outside one it runs now.
+    pub(crate) async fn run_deferred(
+        &mut self,
+        sql: &str,
+        args: Vec<Value>,
+        want_rows: bool,
+    ) -> Result<oneshot::Receiver<Result<Answer>>> {
+        let (tx, rx) = oneshot::channel();
+        if !self.session().in_transaction {
+            let _ = tx.send(self.run(sql, args, want_rows).await);
+            return Ok(rx);
+        }
+        let request = self.request(sql, args, want_rows).await?;
+        self.send_and_keep(Box::pin(async move {
+            let (rows, rows_affected) = request.await?;
+            let _ = tx.send(answer(&rows, rows_affected));
+            Ok(())
+        }))
+        .await?;
+        Ok(rx)
+    }
+
+    /// Read every answer still owed (see [`PgConn::run_deferred`]); the first error, if any.
+    pub(crate) async fn flush(&mut self) -> Result<()> {
+        self.drain().await
     }
 
     /// Statements without parameters, in the simple protocol (transaction control). `BEGIN`

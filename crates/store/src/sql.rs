@@ -432,6 +432,21 @@ impl<'q> Query<'q> {
         }
     }
 
+    /// Send the statement and go on, reading its rows later with [`Deferred::rows`]: for a
+    /// statement whose answer the caller needs only before it commits. On PostgreSQL inside a
+    /// transaction the answer comes with the next statement's, saving a round trip; elsewhere
+    /// it runs now.
+    pub async fn fetch_deferred(self, conn: &mut Connection) -> Result<Deferred> {
+        if let Inner::Sqlite(c) = &conn.inner {
+            return Ok(Deferred(Pending::Ready(sqlite_run(c, self.sql, &self.args, Want::All).map(|(rows, _)| rows))));
+        }
+        conn.finish_abandoned().await?;
+        match &mut conn.inner {
+            Inner::Postgres(c) => Ok(Deferred(Pending::Sent(c.run_deferred(self.sql, self.args, true).await?))),
+            _ => Err(StoreError::Closed),
+        }
+    }
+
     async fn run(self, conn: &mut Connection, want: Want) -> Result<(Vec<Row>, u64)> {
         if let Inner::Sqlite(c) = &conn.inner {
             return sqlite_run(c, self.sql, &self.args, want);
@@ -445,6 +460,34 @@ impl<'q> Query<'q> {
             rows.truncate(1);
         }
         Ok((rows, answer.rows_affected))
+    }
+}
+
+/// The rows of a statement sent with [`Query::fetch_deferred`].
+pub struct Deferred(Pending);
+
+enum Pending {
+    Ready(Result<Vec<Row>>),
+    Sent(tokio::sync::oneshot::Receiver<Result<crate::pg::Answer>>),
+}
+
+impl Deferred {
+    /// The statement's rows, reading the answers still owed on `conn` if they have not come.
+    pub async fn rows(self, conn: &mut Connection) -> Result<Vec<Row>> {
+        let rx = match self.0 {
+            Pending::Ready(rows) => return rows,
+            Pending::Sent(rx) => rx,
+        };
+        if rx.is_empty()
+            && let Inner::Postgres(c) = &mut conn.inner
+        {
+            c.flush().await?;
+        }
+        // Gone without an answer: the statement failed, and that error went to whoever read
+        // the answers (the statement after it, or the `COMMIT`).
+        let answer = rx.await.map_err(|_| StoreError::CommitFailed("an earlier statement failed".into()))??;
+        let names: Arc<[String]> = answer.names.into();
+        Ok(answer.rows.into_iter().map(|values| Row { names: names.clone(), values }).collect())
     }
 }
 

@@ -1,20 +1,21 @@
-//! Pipelined writes on PostgreSQL (`Query::execute_pipelined`): sent at once, their answers
-//! read with the next statement's. What must hold: they run in order with what follows, a
-//! failed one fails the transaction's COMMIT (nothing is written), and a session given back
-//! with answers still owed is cleaned before anyone else uses it.
+//! Pipelined statements on PostgreSQL (`Query::execute_pipelined`, `Query::fetch_deferred`):
+//! sent at once, their answers read with the next statement's. What must hold: they run in
+//! order with what follows, a failed one fails the transaction's COMMIT (nothing is written),
+//! a deferred answer is there when asked for, and a session given back with answers still owed
+//! is cleaned before anyone else uses it.
 //!
 //! Runs when `NUMPORT_TEST_POSTGRES_URL` is set (as `.ci/run` does), on a table of its own.
 
 use numport_store::pg::PgPool;
 use numport_store::sql::{self, Connection};
 
-async fn pool() -> Option<(PgPool, String)> {
+async fn pool(name: &str) -> Option<(PgPool, String)> {
     let Ok(url) = std::env::var("NUMPORT_TEST_POSTGRES_URL") else {
         eprintln!("NUMPORT_TEST_POSTGRES_URL not set: skipping the PostgreSQL pipelining test");
         return None;
     };
     let pool = PgPool::connect(&url, 2).await.expect("connect to PostgreSQL");
-    let table = format!("pipelining_{}", std::process::id());
+    let table = format!("{name}_{}", std::process::id());
     let mut c = Connection::postgres(pool.acquire().await.unwrap());
     c.execute_batch(&format!("DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id BIGINT PRIMARY KEY, note TEXT)"))
         .await
@@ -28,7 +29,7 @@ async fn ids(c: &mut Connection, table: &str) -> Vec<i64> {
 
 #[tokio::test]
 async fn pipelined_writes_run_in_order_and_a_failed_one_fails_the_commit() {
-    let Some((pool, table)) = pool().await else { return };
+    let Some((pool, table)) = pool("pipelining").await else { return };
     let insert = format!("INSERT INTO {table} (id, note) VALUES ($1, $2)");
     let mut c = Connection::postgres(pool.acquire().await.unwrap());
 
@@ -65,5 +66,45 @@ async fn pipelined_writes_run_in_order_and_a_failed_one_fails_the_commit() {
     }
 
     let mut c = Connection::postgres(pool.acquire().await.unwrap());
+    c.execute_batch(&format!("DROP TABLE {table}")).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_deferred_answer_comes_with_the_next_statement_or_when_asked() {
+    let Some((pool, table)) = pool("deferred").await else { return };
+    let claim = format!("INSERT INTO {table} (id, note) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING RETURNING id");
+    let claimed = |rows: Vec<sql::Row>| rows.iter().map(|r| r.try_get::<i64, _>("id").unwrap()).collect::<Vec<_>>();
+    let mut c = Connection::postgres(pool.acquire().await.unwrap());
+
+    // Read with the next statement: it ran first, and its rows are kept for the caller.
+    let mut tx = c.begin().await.unwrap();
+    let first = sql::query(&claim).bind(1i64).bind("a").fetch_deferred(&mut tx).await.unwrap();
+    let again = sql::query(&claim).bind(1i64).bind("b").fetch_deferred(&mut tx).await.unwrap();
+    assert_eq!(ids(&mut tx, &table).await, [1]);
+    assert_eq!(claimed(first.rows(&mut tx).await.unwrap()), [1]);
+    assert!(again.rows(&mut tx).await.unwrap().is_empty(), "the second claim of id 1 must find it taken");
+    // Asked for before any other statement: the answers owed are read then.
+    let alone = sql::query(&claim).bind(2i64).bind("c").fetch_deferred(&mut tx).await.unwrap();
+    assert_eq!(claimed(alone.rows(&mut tx).await.unwrap()), [2]);
+    tx.commit().await.unwrap();
+    assert_eq!(ids(&mut c, &table).await, [1, 2]);
+
+    // A deferred statement that fails: the next statement reports its error, its own answer
+    // is an error too, and nothing of the transaction stays.
+    let broken = format!("INSERT INTO {table} (id, note) VALUES ($1, $2) RETURNING id");
+    let mut tx = c.begin().await.unwrap();
+    sql::query(&claim).bind(3i64).bind("d").execute_pipelined(&mut tx).await.unwrap();
+    let failed = sql::query(&broken).bind(1i64).bind("dup").fetch_deferred(&mut tx).await.unwrap();
+    let e = sql::query(&format!("SELECT id FROM {table}")).fetch_all(&mut tx).await.unwrap_err();
+    assert_eq!(e.sql_state(), Some("23505"), "{e}");
+    assert!(failed.rows(&mut tx).await.is_err());
+    drop(tx);
+    assert_eq!(ids(&mut c, &table).await, [1, 2]);
+
+    // Outside a transaction it runs at once.
+    let now = sql::query(&claim).bind(4i64).bind("e").fetch_deferred(&mut c).await.unwrap();
+    assert_eq!(ids(&mut c, &table).await, [1, 2, 4]);
+    assert_eq!(claimed(now.rows(&mut c).await.unwrap()), [4]);
+
     c.execute_batch(&format!("DROP TABLE {table}")).await.unwrap();
 }
