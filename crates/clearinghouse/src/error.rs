@@ -25,7 +25,18 @@ pub enum Error {
     #[error("request body larger than {0} bytes")]
     TooLarge(usize),
     #[error("storage: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for Error {
+    /// A compare-and-set that lost is the caller's conflict, wherever it surfaced (on
+    /// PostgreSQL it is pipelined, and read with a later statement or the COMMIT).
+    fn from(e: StoreError) -> Self {
+        if e.is_state_changed() {
+            return Error::conflict("invalid_state", "the order changed meanwhile; read it again");
+        }
+        Error::Store(e)
+    }
 }
 
 impl From<sqlx::Error> for Error {
@@ -41,7 +52,7 @@ impl From<PostError> for Error {
                 code: "insufficient_funds",
                 message: "settlement account cannot cover the amount".into(),
             },
-            PostError::Store(s) => Error::Store(s),
+            PostError::Store(s) => s.into(),
         }
     }
 }

@@ -353,9 +353,8 @@ impl Clearinghouse {
     ) -> Result<OrderRecord> {
         let t = porting::apply(order.state, event).map_err(|e| Error::conflict("invalid_state", e.to_string()))?;
         let deadline = self.config.deadlines.deadline(t.to, now);
-        if !orders::transition(conn, order.id, order.state, t.to, t.reason, deadline, t.credit.as_ref(), now).await? {
-            return Err(Error::conflict("invalid_state", "the order changed meanwhile; read it again"));
-        }
+        // Lost to another writer: `invalid_state` (on PostgreSQL from a later statement or the COMMIT).
+        orders::transition(conn, order.id, order.state, t.to, t.reason, deadline, t.credit.as_ref(), now).await?;
         if let Some(party) = t.violation {
             let operator = match party {
                 Party::Donor => order.donor_id,
@@ -514,13 +513,17 @@ impl Clearinghouse {
         let mut n = 0;
         for order in overdue {
             let mut tx = self.db.begin().await?;
-            match self.apply(&mut tx, &order, Event::DeadlinePassed, "supervisor", now).await {
-                Ok(_) => {
-                    tx.commit().await?;
-                    n += 1;
+            let applied = match self.apply(&mut tx, &order, Event::DeadlinePassed, "supervisor", now).await {
+                Ok(_) => tx.commit().await.map_err(Error::from),
+                Err(e) => {
+                    tx.rollback().await?;
+                    Err(e)
                 }
+            };
+            match applied {
+                Ok(()) => n += 1,
                 // Someone answered in the meantime: nothing to do.
-                Err(Error::Conflict { .. }) => tx.rollback().await?,
+                Err(Error::Conflict { .. }) => {}
                 Err(e) => return Err(e),
             }
         }

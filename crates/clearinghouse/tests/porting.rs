@@ -699,7 +699,56 @@ async fn routing_change_feed(backend: Backend) {
     }
 }
 
+/// A compare-and-set that lost (the order moved on since it was read) fails its transaction,
+/// and nothing written after it commits: on SQLite it fails at once; on PostgreSQL it is
+/// pipelined, and the server aborts the transaction, so the COMMIT reports it.
+async fn a_lost_compare_and_set_commits_nothing(backend: Backend) {
+    use numport_store::{audit, orders, sql};
+    let Some(t) = TestCh::start(backend).await else { return };
+    let term = Terminal::new("4790000041");
+    let o = up_to_decision(&t, &term, &t.a, &t.b, credit(0, 0, 0, 0)).await;
+    let audit_rows = || async {
+        let mut conn = t.ch.db.read().await.unwrap();
+        sql::query_scalar::<i64>("SELECT COUNT(*) FROM audit_log WHERE order_id = $1")
+            .bind(o.id)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+    };
+    let before = audit_rows().await;
+    // The recipient refuses meanwhile: the order is closed.
+    t.b.client.decide(o.id, &DecisionRequest { accept: false, compensation: None }, "refuse").await.unwrap();
+    let after_refusal = audit_rows().await;
+    assert!(after_refusal > before);
+
+    // A writer that read it awaiting the decision, too late.
+    let mut tx = t.ch.db.begin().await.unwrap();
+    let stale = orders::transition(
+        &mut tx,
+        o.id,
+        OrderState::AwaitingDecision,
+        OrderState::Failed,
+        Some(numport_core::porting::Reason::DecisionTimeout),
+        None,
+        None,
+        T0,
+    )
+    .await;
+    let outcome = match stale {
+        Err(e) => Err(e),
+        Ok(()) => {
+            audit::append(&mut tx, T0, "test", "state_changed", Some(o.id), None, Some("failed"), "{}").await.unwrap();
+            tx.commit().await
+        }
+    };
+    let e = outcome.expect_err("a lost compare-and-set must fail its transaction");
+    assert!(e.is_state_changed(), "{e}");
+    assert_eq!(audit_rows().await, after_refusal, "nothing after the lost compare-and-set committed");
+    assert_eq!(t.b.client.order(o.id).await.unwrap().state, OrderState::Refused);
+}
+
 on_both_backends!(
+    a_lost_compare_and_set_commits_nothing,
     routing_change_feed,
     happy_path,
     deposit_before_request,

@@ -69,6 +69,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// A compare-and-set found its row no longer as the caller read it: another writer got
+    /// there first. See [`StoreError::is_state_changed`] for its PostgreSQL form.
+    #[error("{0} changed meanwhile")]
+    StateChanged(&'static str),
     /// The group commit a transaction joined failed: its changes are gone with the group's.
     #[error("commit failed: {0}")]
     CommitFailed(String),
@@ -99,12 +103,22 @@ impl StoreError {
         }
     }
 
+    /// A compare-and-set lost to another writer: [`StoreError::StateChanged`], or on
+    /// PostgreSQL, where it is pipelined, the error the server raised for it (SQLSTATE
+    /// [`STATE_CHANGED_SQLSTATE`]), seen by whichever statement read its answer.
+    pub fn is_state_changed(&self) -> bool {
+        matches!(self, StoreError::StateChanged(_)) || self.sql_state() == Some(STATE_CHANGED_SQLSTATE)
+    }
+
     pub fn is_duplicate(&self) -> bool {
         matches!(self, StoreError::Duplicate(_))
     }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The SQLSTATE `numport_expect_changed` raises (PostgreSQL migration 0007).
+pub const STATE_CHANGED_SQLSTATE: &str = "NPCAS";
 
 /// Parse a stored code back into its domain type; a failure means the database was tampered with.
 pub(crate) fn parse_col<T: std::str::FromStr>(what: &str, s: &str) -> Result<T>

@@ -217,8 +217,10 @@ pub async fn open_order_for(conn: &mut Connection, msisdn: &Msisdn) -> Result<Op
 }
 
 /// Move an order from `from` to `to` if it is still in `from` (compare-and-set), recording
-/// credit information with it when given. Returns false when another writer got there first,
-/// so a late duplicate event changes nothing.
+/// credit information with it when given. When another writer got there first it fails with
+/// [`StoreError::is_state_changed`], so a late duplicate event changes nothing: at once on
+/// SQLite; on PostgreSQL, where it is pipelined, with the next statement or the COMMIT, the
+/// transaction then aborted by the server, so nothing written after it commits.
 #[allow(clippy::too_many_arguments)]
 pub async fn transition(
     conn: &mut Connection,
@@ -229,30 +231,43 @@ pub async fn transition(
     deadline_at: Option<Millis>,
     credit: Option<&CreditInfo>,
     now: Millis,
-) -> Result<bool> {
-    let r = sql::query(
-        "UPDATE porting_orders SET state = $1, reason = $2, deadline_at = $3, active = $4, \
+) -> Result<()> {
+    const UPDATE: &str = "UPDATE porting_orders SET state = $1, reason = $2, deadline_at = $3, active = $4, \
          updated_at = $5, completed_at = CASE WHEN $1 = 'completed' THEN $5 ELSE completed_at END, \
          arrears = COALESCE($8, arrears), unbilled_usage = COALESCE($9, unbilled_usage), \
          contract_remaining = COALESCE($10, contract_remaining), deposit_held = COALESCE($11, deposit_held), \
          compensation = COALESCE($12, compensation) \
-         WHERE id = $6 AND state = $7",
-    )
-    .bind(to.as_str())
-    .bind(reason.map(|r| r.as_str()))
-    .bind(deadline_at)
-    .bind(if to.is_terminal() { 0i64 } else { 1i64 })
-    .bind(now)
-    .bind(id)
-    .bind(from.as_str())
-    .bind(credit.map(|c| c.arrears.0))
-    .bind(credit.map(|c| c.unbilled_usage.0))
-    .bind(credit.map(|c| c.contract_remaining.0))
-    .bind(credit.map(|c| c.deposit_held.0))
-    .bind(credit.map(|c| c.compensation().0))
-    .execute(conn)
-    .await?;
-    Ok(r.rows_affected() == 1)
+         WHERE id = $6 AND state = $7";
+    let pg_sql;
+    let sql = if conn.is_postgres() {
+        pg_sql = format!(
+            "WITH changed AS ({UPDATE} RETURNING 1) \
+             SELECT numport_expect_changed((SELECT COUNT(*) FROM changed), 'porting order ' || $6 || ' changed meanwhile')"
+        );
+        pg_sql.as_str()
+    } else {
+        UPDATE
+    };
+    let q = sql::query(sql)
+        .bind(to.as_str())
+        .bind(reason.map(|r| r.as_str()))
+        .bind(deadline_at)
+        .bind(if to.is_terminal() { 0i64 } else { 1i64 })
+        .bind(now)
+        .bind(id)
+        .bind(from.as_str())
+        .bind(credit.map(|c| c.arrears.0))
+        .bind(credit.map(|c| c.unbilled_usage.0))
+        .bind(credit.map(|c| c.contract_remaining.0))
+        .bind(credit.map(|c| c.deposit_held.0))
+        .bind(credit.map(|c| c.compensation().0));
+    if conn.is_postgres() {
+        return q.execute_pipelined(conn).await;
+    }
+    match q.execute(conn).await?.rows_affected() {
+        1 => Ok(()),
+        _ => Err(StoreError::StateChanged("porting order")),
+    }
 }
 
 /// Open orders whose step deadline has passed, oldest deadline first.
