@@ -783,16 +783,13 @@ fn every_path_once() {
     }
 }
 
-/// Two copies of one decision, sent at once under one idempotency key (a client retrying
+/// Two copies of one request, sent at once under one idempotency key (a client retrying
 /// after a timeout while the first attempt is still running): one acts, and both get its
-/// answer; the compensation is paid once.
-///
-/// On PostgreSQL the copy that loses the race gets `409 invalid_state` ("the order changed
-/// meanwhile") instead of the stored answer: `run_idempotent` replays a concurrent winner's
-/// answer only when both transactions reach `idempotency::put`, but here the loser fails
-/// earlier, on the order's compare-and-set. The money is still moved once. SQLite serialises
-/// the two on its single connection, so it passes there. Tried with a zero and a non-zero compensation (the
-/// latter writes a journal, whose own idempotency key then collides).
+/// answer; the compensation is paid once. On PostgreSQL the copy that loses waits on the
+/// winner's claim, runs its request after the winner committed (the claim is pipelined with
+/// the request's first statement), then learns it lost, rolls back and replays the stored
+/// answer. Tried with a zero and a non-zero compensation (the latter writes a journal, whose
+/// own idempotency key then collides).
 async fn concurrent_retry_same_key(backend: Backend) {
     let Some(t) = TestCh::start(backend).await else {
         return;
