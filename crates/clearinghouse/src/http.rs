@@ -24,10 +24,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::Clearinghouse;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::porting::{order_for, to_api};
+use crate::{Clearinghouse, Counts};
 
 const OPENAPI: &str = include_str!("openapi.json");
 
@@ -127,15 +127,21 @@ fn to_value(v: impl serde::Serialize) -> Result<Value> {
 }
 
 impl Clearinghouse {
-    async fn execute(&self, conn: &mut Connection, caller: &Caller, op: Op) -> Result<(StatusCode, Value)> {
+    async fn execute(
+        &self,
+        conn: &mut Connection,
+        caller: &Caller,
+        op: Op,
+        counts: &mut Counts,
+    ) -> Result<(StatusCode, Value)> {
         Ok(match op {
-            Op::RequestPort(r) => (StatusCode::CREATED, to_value(self.request_port(conn, caller, &r).await?)?),
-            Op::Deposit(r) => (StatusCode::OK, to_value(self.deposit(conn, caller, &r).await?)?),
+            Op::RequestPort(r) => (StatusCode::CREATED, to_value(self.request_port(conn, caller, &r, counts).await?)?),
+            Op::Deposit(r) => (StatusCode::OK, to_value(self.deposit(conn, caller, &r, counts).await?)?),
             Op::CreditInformation(id, r) => {
-                (StatusCode::OK, to_value(self.credit_information(conn, caller, id, &r).await?)?)
+                (StatusCode::OK, to_value(self.credit_information(conn, caller, id, &r, counts).await?)?)
             }
-            Op::Decide(id, r) => (StatusCode::OK, to_value(self.decide(conn, caller, id, &r).await?)?),
-            Op::Cancel(id, r) => (StatusCode::OK, to_value(self.cancel(conn, caller, id, &r).await?)?),
+            Op::Decide(id, r) => (StatusCode::OK, to_value(self.decide(conn, caller, id, &r, counts).await?)?),
+            Op::Cancel(id, r) => (StatusCode::OK, to_value(self.cancel(conn, caller, id, &r, counts).await?)?),
             Op::ReturnNumber(m) => (StatusCode::OK, to_value(self.return_number(conn, caller, &m).await?)?),
         })
     }
@@ -199,7 +205,8 @@ async fn run_idempotent(
                     attempt += 1;
                     let mut tx = ch.db.begin().await?;
                     let claim = idempotency::claim(&mut tx, caller.operator_id, &key, &hash, ch.now()).await?;
-                    let outcome = ch.execute(&mut tx, &caller, op.clone()).await;
+                    let mut counts = Counts::default();
+                    let outcome = ch.execute(&mut tx, &caller, op.clone(), &mut counts).await;
                     let done = match (claim.won(&mut tx).await, outcome) {
                         (Ok(false), _) => {
                             tx.rollback().await?;
@@ -215,7 +222,11 @@ async fn run_idempotent(
                             idempotency::answer(&mut tx, caller.operator_id, &key, status.as_u16(), &body).await?;
                             // On PostgreSQL a settlement's locked part runs at COMMIT and can lose
                             // its funds to a concurrent one there (`settlement::settle`).
-                            tx.commit().await.map(|()| (status, body)).map_err(Error::from)
+                            // Counted once committed: a request run again counts once.
+                            tx.commit().await.map_err(Error::from).map(|()| {
+                                ch.metrics.add(counts);
+                                (status, body)
+                            })
                         }
                         // A claim that failed failed the request's next statement too, with
                         // the same error: the request's is the one to report.

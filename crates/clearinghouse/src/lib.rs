@@ -153,7 +153,46 @@ pub struct Metrics {
     pub callbacks_failed: Counter,
 }
 
+/// What a request adds to the porting counters, kept until its transaction commits: a request
+/// that rolls back (one that lost its idempotency claim, or a conflict run again) counts
+/// nothing, and one that commits counts once.
+#[derive(Debug, Default)]
+pub struct Counts {
+    orders_requested: u64,
+    ports_completed: u64,
+    compensation_minor_units: u64,
+    violations: u64,
+    closed: Vec<Reason>,
+}
+
+impl Counts {
+    pub(crate) fn order_requested(&mut self) {
+        self.orders_requested += 1;
+    }
+    pub(crate) fn port_completed(&mut self, compensation: numport_core::Money) {
+        self.ports_completed += 1;
+        self.compensation_minor_units += compensation.0.max(0) as u64;
+    }
+    pub(crate) fn violation(&mut self) {
+        self.violations += 1;
+    }
+    pub(crate) fn closed(&mut self, reason: Reason) {
+        self.closed.push(reason);
+    }
+}
+
 impl Metrics {
+    /// Add what a committed transaction counted.
+    pub fn add(&self, counts: Counts) {
+        self.orders_requested.add(counts.orders_requested);
+        self.ports_completed.add(counts.ports_completed);
+        self.compensation_minor_units.add(counts.compensation_minor_units);
+        self.violations.add(counts.violations);
+        for reason in counts.closed {
+            self.closed(reason);
+        }
+    }
+
     fn new(registry: Registry) -> Metrics {
         Metrics {
             orders_requested: registry.counter(

@@ -18,9 +18,9 @@ use numport_store::settlement::{self, Settled, Settlement};
 use numport_store::{Connection, audit, outbox, routing};
 use serde_json::json;
 
-use crate::Clearinghouse;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
+use crate::{Clearinghouse, Counts};
 
 /// The API view of a stored order.
 pub fn to_api(o: &OrderRecord) -> Order {
@@ -77,7 +77,13 @@ impl Clearinghouse {
     /// F1 step 1: the recipient's terminal verification request opens an order. Checks that
     /// fail produce an order already `rejected` with its reason (recorded and audited); only
     /// malformed requests are refused outright.
-    pub async fn request_port(&self, conn: &mut Connection, caller: &Caller, req: &PortingRequest) -> Result<Order> {
+    pub async fn request_port(
+        &self,
+        conn: &mut Connection,
+        caller: &Caller,
+        req: &PortingRequest,
+        counts: &mut Counts,
+    ) -> Result<Order> {
         let now = self.now();
         let (nonce_hex, proof_hex) = nonce_and_proof(&req.nonce, &req.proof)?;
         let msisdn = &req.msisdn;
@@ -132,7 +138,7 @@ impl Clearinghouse {
             &json!({ "msisdn": msisdn, "kind": kind.as_str(), "reason": rejection.map(|r| r.as_str()) }).to_string(),
         )
         .await?;
-        self.metrics.orders_requested.inc();
+        counts.order_requested();
         let donor = match serving {
             Some(d) => Some(self.operator(conn, d).await?.name.clone()),
             None => None,
@@ -159,7 +165,7 @@ impl Clearinghouse {
             completed_at: None,
         };
         if let Some(reason) = rejection {
-            self.metrics.closed(reason);
+            counts.closed(reason);
             return Ok(to_api(&order));
         }
         let donor_id = serving.ok_or(Error::NotFound("donor"))?;
@@ -169,7 +175,7 @@ impl Clearinghouse {
         };
         match deposit {
             Some(dep) if dep.donor_id == donor_id => {
-                order = self.verify_against(conn, order, &dep.proof, "clearinghouse", now).await?;
+                order = self.verify_against(conn, order, &dep.proof, "clearinghouse", now, counts).await?;
             }
             _ => {
                 let msg = Message::DepositRequested {
@@ -196,6 +202,7 @@ impl Clearinghouse {
         deposited: &str,
         actor: &str,
         now: Millis,
+        counts: &mut Counts,
     ) -> Result<OrderRecord> {
         let matches = match (Proof::from_hex(&order.proof), Proof::from_hex(deposited)) {
             (Ok(a), Ok(b)) => a == b,
@@ -205,7 +212,7 @@ impl Clearinghouse {
         if !matches {
             orders::record_failure(conn, &order.msisdn, now).await?;
         }
-        self.apply(conn, &order, event, actor, now).await
+        self.apply(conn, &order, event, actor, now, counts).await
     }
 
     /// F1 step 2: the donor deposits the proof it computed for the terminal's nonce.
@@ -214,6 +221,7 @@ impl Clearinghouse {
         conn: &mut Connection,
         caller: &Caller,
         req: &DepositRequest,
+        counts: &mut Counts,
     ) -> Result<DepositAccepted> {
         let now = self.now();
         let (nonce_hex, proof_hex) = nonce_and_proof(&req.nonce, &req.proof)?;
@@ -257,7 +265,7 @@ impl Clearinghouse {
         let order_id = match waiting {
             Some(order) => {
                 let id = order.id;
-                match self.verify_against(conn, order, &proof_hex, &caller.actor(), now).await {
+                match self.verify_against(conn, order, &proof_hex, &caller.actor(), now, counts).await {
                     // A repeat of this deposit matched it first.
                     Ok(_) | Err(Error::Conflict { code: "invalid_state", .. }) => Some(id),
                     Err(e) => return Err(e),
@@ -275,6 +283,7 @@ impl Clearinghouse {
         caller: &Caller,
         order_id: i64,
         req: &CreditInformationRequest,
+        counts: &mut Counts,
     ) -> Result<Order> {
         let now = self.now();
         req.credit.validate().map_err(|e| Error::invalid("invalid_credit_information", e.to_string()))?;
@@ -282,7 +291,8 @@ impl Clearinghouse {
         if order.donor_id != Some(caller.operator_id) {
             return Err(Error::Forbidden("only the donor answers the credit query".into()));
         }
-        let order = self.apply(conn, &order, Event::CreditInformation(req.credit), &caller.actor(), now).await?;
+        let order =
+            self.apply(conn, &order, Event::CreditInformation(req.credit), &caller.actor(), now, counts).await?;
         Ok(to_api(&order))
     }
 
@@ -294,6 +304,7 @@ impl Clearinghouse {
         caller: &Caller,
         order_id: i64,
         req: &DecisionRequest,
+        counts: &mut Counts,
     ) -> Result<Order> {
         let now = self.now();
         let order = order_for(conn, caller, order_id).await?;
@@ -304,7 +315,7 @@ impl Clearinghouse {
             return Err(Error::conflict("invalid_state", format!("order is {}, not awaiting_decision", order.state)));
         }
         if !req.accept {
-            return Ok(to_api(&self.apply(conn, &order, Event::Refused, &caller.actor(), now).await?));
+            return Ok(to_api(&self.apply(conn, &order, Event::Refused, &caller.actor(), now, counts).await?));
         }
         let compensation = order.compensation.unwrap_or_default();
         if req.compensation != Some(compensation) {
@@ -321,7 +332,7 @@ impl Clearinghouse {
         let funded =
             compensation.0 <= 0 || ledger::operator_account(conn, order.recipient_id).await?.1.0 >= compensation.0;
         let event = if funded { Event::Accepted } else { Event::AcceptedWithoutFunds };
-        Ok(to_api(&self.apply(conn, &order, event, &caller.actor(), now).await?))
+        Ok(to_api(&self.apply(conn, &order, event, &caller.actor(), now, counts).await?))
     }
 
     /// Withdrawal before settlement, by the recipient on its own or the subscriber's behalf.
@@ -332,6 +343,7 @@ impl Clearinghouse {
         caller: &Caller,
         order_id: i64,
         req: &CancelRequest,
+        counts: &mut Counts,
     ) -> Result<Order> {
         let now = self.now();
         let order = order_for(conn, caller, order_id).await?;
@@ -339,7 +351,7 @@ impl Clearinghouse {
             return Err(Error::Forbidden("only the recipient (for itself or the subscriber) cancels an order".into()));
         }
         let event = Event::Cancelled { by_subscriber: req.by_subscriber };
-        Ok(to_api(&self.apply(conn, &order, event, &caller.actor(), now).await?))
+        Ok(to_api(&self.apply(conn, &order, event, &caller.actor(), now, counts).await?))
     }
 
     /// Apply one event to an order and write everything that follows from it.
@@ -350,6 +362,7 @@ impl Clearinghouse {
         event: Event,
         actor: &str,
         now: Millis,
+        counts: &mut Counts,
     ) -> Result<OrderRecord> {
         let t = porting::apply(order.state, event).map_err(|e| Error::conflict("invalid_state", e.to_string()))?;
         let deadline = self.config.deadlines.deadline(t.to, now);
@@ -362,7 +375,7 @@ impl Clearinghouse {
             };
             if let (Some(op), Some(deadline_at)) = (operator, order.deadline_at) {
                 orders::insert_violation(conn, op, order.id, order.state, deadline_at, now).await?;
-                self.metrics.violations.inc();
+                counts.violation();
             }
         }
         audit::append(
@@ -418,14 +431,14 @@ impl Clearinghouse {
                 };
                 enqueue(conn, order.recipient_id, &msg, now).await?;
             }
-            OrderState::Completed => self.complete(conn, &updated, now).await?,
+            OrderState::Completed => self.complete(conn, &updated, now, counts).await?,
             _ => {
                 if let Some(reason) = t.reason {
                     let msg =
                         Message::OrderClosed { order_id: order.id, msisdn: order.msisdn.clone(), state: t.to, reason };
                     enqueue(conn, order.recipient_id, &msg, now).await?;
                     enqueue(conn, donor_id, &msg, now).await?;
-                    self.metrics.closed(reason);
+                    counts.closed(reason);
                 }
             }
         }
@@ -435,7 +448,13 @@ impl Clearinghouse {
     /// F1 step 6, the accepted order: route the number to the recipient, move the money, append
     /// the change to the routing log, and tell both parties. The money and the log come last
     /// (`settlement::settle`) because each locks a row every settlement needs until COMMIT.
-    async fn complete(&self, conn: &mut Connection, order: &OrderRecord, now: Millis) -> Result<()> {
+    async fn complete(
+        &self,
+        conn: &mut Connection,
+        order: &OrderRecord,
+        now: Millis,
+        counts: &mut Counts,
+    ) -> Result<()> {
         let recipient = self.operator(conn, order.recipient_id).await?;
         let kind = match order.kind {
             OrderKind::PortBack => {
@@ -497,8 +516,7 @@ impl Clearinghouse {
             Err(PostError::InsufficientFunds { .. }) => return Err(Error::funds_changed()),
             Err(PostError::Store(e)) => return Err(e.into()),
         }
-        self.metrics.ports_completed.inc();
-        self.metrics.compensation_minor_units.add(compensation.0.max(0) as u64);
+        counts.port_completed(compensation);
         Ok(())
     }
 
@@ -513,8 +531,10 @@ impl Clearinghouse {
         let mut n = 0;
         for order in overdue {
             let mut tx = self.db.begin().await?;
-            let applied = match self.apply(&mut tx, &order, Event::DeadlinePassed, "supervisor", now).await {
-                Ok(_) => tx.commit().await.map_err(Error::from),
+            let mut counts = Counts::default();
+            let applied = match self.apply(&mut tx, &order, Event::DeadlinePassed, "supervisor", now, &mut counts).await
+            {
+                Ok(_) => tx.commit().await.map_err(Error::from).map(|()| self.metrics.add(counts)),
                 Err(e) => {
                     tx.rollback().await?;
                     Err(e)

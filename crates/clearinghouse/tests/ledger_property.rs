@@ -837,6 +837,10 @@ async fn concurrent_retry_same_key(backend: Backend) {
     }
     assert_eq!(t.b.client.account().await.unwrap().balance, Money(INITIAL - paid), "paid once");
     assert!(t.ledger_sound().await);
+    // Counted once each, though every request ran twice: a copy that rolled back counts nothing.
+    let m = &t.ch.metrics;
+    assert_eq!((m.orders_requested.get(), m.ports_completed.get()), (4, 4));
+    assert_eq!(m.compensation_minor_units.get(), paid as u64);
     assert!(
         problems.is_empty(),
         "a concurrent retry under the same key did not get the stored answer:\n{}",
