@@ -266,7 +266,8 @@ impl Clearinghouse {
             Some(order) => {
                 let id = order.id;
                 match self.verify_against(conn, order, &proof_hex, &caller.actor(), now, counts).await {
-                    // A repeat of this deposit matched it first.
+                    // A repeat of this deposit matched it first. (On PostgreSQL a lost
+                    // compare-and-set shows only at COMMIT: this request then answers 409.)
                     Ok(_) | Err(Error::Conflict { code: "invalid_state", .. }) => Some(id),
                     Err(e) => return Err(e),
                 }

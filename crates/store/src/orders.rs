@@ -216,6 +216,23 @@ pub async fn open_order_for(conn: &mut Connection, msisdn: &Msisdn) -> Result<Op
         .await
 }
 
+/// The compare-and-set of [`transition`].
+const TRANSITION: &str = "UPDATE porting_orders SET state = $1, reason = $2, deadline_at = $3, active = $4, \
+     updated_at = $5, completed_at = CASE WHEN $1 = 'completed' THEN $5 ELSE completed_at END, \
+     arrears = COALESCE($8, arrears), unbilled_usage = COALESCE($9, unbilled_usage), \
+     contract_remaining = COALESCE($10, contract_remaining), deposit_held = COALESCE($11, deposit_held), \
+     compensation = COALESCE($12, compensation) \
+     WHERE id = $6 AND state = $7";
+
+/// [`TRANSITION`] on PostgreSQL, where it is pipelined: no row changed is an error the server
+/// raises (migration 0007), so the transaction aborts.
+static PG_TRANSITION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH changed AS ({TRANSITION} RETURNING 1) \
+         SELECT numport_expect_changed((SELECT COUNT(*) FROM changed), 'porting order ' || $6 || ' changed meanwhile')"
+    )
+});
+
 /// Move an order from `from` to `to` if it is still in `from` (compare-and-set), recording
 /// credit information with it when given. When another writer got there first it fails with
 /// [`StoreError::is_state_changed`], so a late duplicate event changes nothing: at once on
@@ -232,23 +249,8 @@ pub async fn transition(
     credit: Option<&CreditInfo>,
     now: Millis,
 ) -> Result<()> {
-    const UPDATE: &str = "UPDATE porting_orders SET state = $1, reason = $2, deadline_at = $3, active = $4, \
-         updated_at = $5, completed_at = CASE WHEN $1 = 'completed' THEN $5 ELSE completed_at END, \
-         arrears = COALESCE($8, arrears), unbilled_usage = COALESCE($9, unbilled_usage), \
-         contract_remaining = COALESCE($10, contract_remaining), deposit_held = COALESCE($11, deposit_held), \
-         compensation = COALESCE($12, compensation) \
-         WHERE id = $6 AND state = $7";
-    let pg_sql;
-    let sql = if conn.is_postgres() {
-        pg_sql = format!(
-            "WITH changed AS ({UPDATE} RETURNING 1) \
-             SELECT numport_expect_changed((SELECT COUNT(*) FROM changed), 'porting order ' || $6 || ' changed meanwhile')"
-        );
-        pg_sql.as_str()
-    } else {
-        UPDATE
-    };
-    let q = sql::query(sql)
+    let pg = conn.is_postgres();
+    let q = sql::query(if pg { &PG_TRANSITION } else { TRANSITION })
         .bind(to.as_str())
         .bind(reason.map(|r| r.as_str()))
         .bind(deadline_at)
@@ -261,7 +263,7 @@ pub async fn transition(
         .bind(credit.map(|c| c.contract_remaining.0))
         .bind(credit.map(|c| c.deposit_held.0))
         .bind(credit.map(|c| c.compensation().0));
-    if conn.is_postgres() {
+    if pg {
         return q.execute_pipelined(conn).await;
     }
     match q.execute(conn).await?.rows_affected() {

@@ -253,8 +253,9 @@ impl PgConn {
         self.session.as_mut().unwrap_or_else(|| unreachable!("a lent session is present until dropped"))
     }
 
-    /// The answers of everything sent before, in order; the first error, if any.
-    async fn drain(&mut self) -> Result<()> {
+    /// The answers of everything sent before, in order; the first error, if any. Also how a
+    /// caller waiting on [`PgConn::run_deferred`]'s answer has it read now.
+    pub(crate) async fn drain(&mut self) -> Result<()> {
         let pending = std::mem::take(&mut self.session().pending);
         let mut first_error = None;
         for p in pending {
@@ -336,21 +337,20 @@ impl PgConn {
         self.send_and_keep(Box::pin(async move { request.await.map(drop) })).await
     }
 
-    /// Send a statement and go on, its answer to be read later through the receiver: inside a
+    /// Send a statement and go on, its rows to be read later through the receiver: inside a
     /// transaction it arrives with the next statement's answer (an error also fails that
     /// statement or the `COMMIT`, as with [`PgConn::run_pipelined`]). Outside one it runs now.
     pub(crate) async fn run_deferred(
         &mut self,
         sql: &str,
         args: Vec<Value>,
-        want_rows: bool,
     ) -> Result<oneshot::Receiver<Result<Answer>>> {
         let (tx, rx) = oneshot::channel();
         if !self.session().in_transaction {
-            let _ = tx.send(self.run(sql, args, want_rows).await);
+            let _ = tx.send(self.run(sql, args, true).await);
             return Ok(rx);
         }
-        let request = self.request(sql, args, want_rows).await?;
+        let request = self.request(sql, args, true).await?;
         self.send_and_keep(Box::pin(async move {
             let (rows, rows_affected) = request.await?;
             let _ = tx.send(answer(&rows, rows_affected));
@@ -358,11 +358,6 @@ impl PgConn {
         }))
         .await?;
         Ok(rx)
-    }
-
-    /// Read every answer still owed (see [`PgConn::run_deferred`]); the first error, if any.
-    pub(crate) async fn flush(&mut self) -> Result<()> {
-        self.drain().await
     }
 
     /// Statements without parameters, in the simple protocol (transaction control). `BEGIN`

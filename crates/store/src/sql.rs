@@ -442,7 +442,7 @@ impl<'q> Query<'q> {
         }
         conn.finish_abandoned().await?;
         match &mut conn.inner {
-            Inner::Postgres(c) => Ok(Deferred(Pending::Sent(c.run_deferred(self.sql, self.args, true).await?))),
+            Inner::Postgres(c) => Ok(Deferred(Pending::Sent(c.run_deferred(self.sql, self.args).await?))),
             _ => Err(StoreError::Closed),
         }
     }
@@ -454,13 +454,19 @@ impl<'q> Query<'q> {
         conn.finish_abandoned().await?;
         let Inner::Postgres(c) = &mut conn.inner else { return Err(StoreError::Closed) };
         let answer = c.run(self.sql, self.args, want != Want::None).await?;
-        let names: Arc<[String]> = answer.names.into();
-        let mut rows: Vec<Row> = answer.rows.into_iter().map(|values| Row { names: names.clone(), values }).collect();
+        let rows_affected = answer.rows_affected;
+        let mut rows = rows_of(answer);
         if want == Want::First {
             rows.truncate(1);
         }
-        Ok((rows, answer.rows_affected))
+        Ok((rows, rows_affected))
     }
+}
+
+/// A PostgreSQL answer's rows, each with the column names.
+fn rows_of(answer: crate::pg::Answer) -> Vec<Row> {
+    let names: Arc<[String]> = answer.names.into();
+    answer.rows.into_iter().map(|values| Row { names: names.clone(), values }).collect()
 }
 
 /// The rows of a statement sent with [`Query::fetch_deferred`].
@@ -481,13 +487,12 @@ impl Deferred {
         if rx.is_empty()
             && let Inner::Postgres(c) = &mut conn.inner
         {
-            c.flush().await?;
+            c.drain().await?;
         }
         // Gone without an answer: the statement failed, and that error went to whoever read
         // the answers (the statement after it, or the `COMMIT`).
         let answer = rx.await.map_err(|_| StoreError::CommitFailed("an earlier statement failed".into()))??;
-        let names: Arc<[String]> = answer.names.into();
-        Ok(answer.rows.into_iter().map(|values| Row { names: names.clone(), values }).collect())
+        Ok(rows_of(answer))
     }
 }
 
