@@ -435,7 +435,7 @@ impl Db {
             }
             Backend::Postgres => {
                 // sqlx's migrator on a connection of its own; the statements then run on
-                // `tokio-postgres` ([`crate::pg`]).
+                // the pipelining sessions of [`crate::pg`].
                 let mut migrator = AnyConnection::connect_with(&opts).await?;
                 POSTGRES_MIGRATIONS.run(&mut migrator).await?;
                 migrator.close().await?;

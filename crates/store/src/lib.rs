@@ -1,11 +1,11 @@
 //! Clearinghouse storage: the schema (sqlx migrations) and every SQL statement.
 //!
 //! One code path for both backends: statements go through [`sql`] (rusqlite on SQLite,
-//! `tokio-postgres` on PostgreSQL) with `$n` placeholders, which both engines accept, and use
-//! only what both dialects share (`ON CONFLICT`, `RETURNING`, partial indexes). Dialect
-//! differences live in the two migration folders, and in the few statements written per engine
-//! where a hot row's lock is held (see [`Connection::is_postgres`]). Columns are `BIGINT`/`TEXT`
-//! only, so rows decode the same way on both.
+//! its wire protocol, pipelined, on PostgreSQL) with `$n` placeholders, which both engines
+//! accept, and use only what both dialects share (`ON CONFLICT`, `RETURNING`, partial
+//! indexes). Dialect differences live in the two migration folders, and in the few statements
+//! written per engine where a hot row's lock is held (see [`Connection::is_postgres`]).
+//! Columns are `BIGINT`/`TEXT` only, so rows decode the same way on both.
 //!
 //! Functions take a `&mut Connection`, usually a transaction opened by the caller: the
 //! clearinghouse decides what belongs in one transaction, the store knows how to write it.
@@ -46,8 +46,12 @@ pub use sql::Connection;
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlx(#[from] sqlx::Error),
+    /// An error the PostgreSQL server raised.
     #[error("PostgreSQL: {0}")]
-    Postgres(#[from] tokio_postgres::Error),
+    Postgres(#[from] pg::DbError),
+    /// The connection to PostgreSQL failed, or the server said something unexpected.
+    #[error("PostgreSQL connection: {0}")]
+    PgConnection(String),
     #[error("the database is closed")]
     Closed,
     #[error("no database connection came free in time")]
@@ -83,9 +87,7 @@ impl StoreError {
     pub fn from_insert(e: StoreError) -> StoreError {
         use rusqlite::ffi;
         match &e {
-            StoreError::Postgres(pg) if pg.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
-                StoreError::Duplicate(pg.as_db_error().map_or_else(|| pg.to_string(), |db| db.message().to_owned()))
-            }
+            StoreError::Postgres(pg) if pg.code == UNIQUE_VIOLATION => StoreError::Duplicate(pg.message.clone()),
             StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, msg))
                 if matches!(f.extended_code, ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY) =>
             {
@@ -98,7 +100,7 @@ impl StoreError {
     /// The SQLSTATE of an error PostgreSQL raised (`40001` for a serialization failure, …).
     pub fn sql_state(&self) -> Option<&str> {
         match self {
-            StoreError::Postgres(pg) => pg.code().map(|c| c.code()),
+            StoreError::Postgres(pg) => Some(&pg.code),
             _ => None,
         }
     }
@@ -116,6 +118,9 @@ impl StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// PostgreSQL's SQLSTATE for a unique-constraint violation.
+const UNIQUE_VIOLATION: &str = "23505";
 
 /// The SQLSTATE `numport_expect_changed` raises (PostgreSQL migration 0007).
 pub const STATE_CHANGED_SQLSTATE: &str = "NPCAS";

@@ -1,5 +1,5 @@
 //! Running statements: one API over SQLite (rusqlite, on the calling thread) and PostgreSQL
-//! (`tokio-postgres`, pipelined: see [`crate::pg`]), so every module of the store has one body
+//! (its wire protocol, pipelined: see [`crate::pg`]), so every module of the store has one body
 //! of SQL and code for both engines.
 //!
 //! Why not sqlx for SQLite too: its SQLite driver runs each statement on a worker thread of the
