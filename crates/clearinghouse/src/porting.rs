@@ -22,6 +22,15 @@ use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::{Clearinghouse, Counts};
 
+/// Whether an order awaiting its deposit may have a `deposit_requested` reminder in the
+/// outbox, to be withdrawn when the order moves on. An order opened with its deposit already
+/// there never had one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reminder {
+    MayBeQueued,
+    NotQueued,
+}
+
 /// The API view of a stored order.
 pub fn to_api(o: &OrderRecord) -> Order {
     Order {
@@ -175,7 +184,10 @@ impl Clearinghouse {
         };
         match deposit {
             Some(dep) if dep.donor_id == donor_id => {
-                order = self.verify_against(conn, order, &dep.proof, "clearinghouse", now, counts).await?;
+                // The deposit came first: no reminder was queued for it.
+                order = self
+                    .verify_against(conn, order, &dep.proof, "clearinghouse", now, Reminder::NotQueued, counts)
+                    .await?;
             }
             _ => {
                 let msg = Message::DepositRequested {
@@ -195,6 +207,7 @@ impl Clearinghouse {
     }
 
     /// Compare the recipient's proof with the donor's deposit (constant time) and move on.
+    #[allow(clippy::too_many_arguments)]
     async fn verify_against(
         &self,
         conn: &mut Connection,
@@ -202,6 +215,7 @@ impl Clearinghouse {
         deposited: &str,
         actor: &str,
         now: Millis,
+        reminder: Reminder,
         counts: &mut Counts,
     ) -> Result<OrderRecord> {
         let matches = match (Proof::from_hex(&order.proof), Proof::from_hex(deposited)) {
@@ -212,7 +226,7 @@ impl Clearinghouse {
         if !matches {
             orders::record_failure(conn, &order.msisdn, now).await?;
         }
-        self.apply(conn, &order, event, actor, now, counts).await
+        self.apply_with(conn, &order, event, actor, now, reminder, counts).await
     }
 
     /// F1 step 2: the donor deposits the proof it computed for the terminal's nonce.
@@ -265,7 +279,10 @@ impl Clearinghouse {
         let order_id = match waiting {
             Some(order) => {
                 let id = order.id;
-                match self.verify_against(conn, order, &proof_hex, &caller.actor(), now, counts).await {
+                let verified = self
+                    .verify_against(conn, order, &proof_hex, &caller.actor(), now, Reminder::MayBeQueued, counts)
+                    .await;
+                match verified {
                     // A repeat of this deposit matched it first. (On PostgreSQL a lost
                     // compare-and-set shows only at COMMIT: this request then answers 409.)
                     Ok(_) | Err(Error::Conflict { code: "invalid_state", .. }) => Some(id),
@@ -365,6 +382,21 @@ impl Clearinghouse {
         now: Millis,
         counts: &mut Counts,
     ) -> Result<OrderRecord> {
+        self.apply_with(conn, order, event, actor, now, Reminder::MayBeQueued, counts).await
+    }
+
+    /// [`Clearinghouse::apply`], told whether a deposit reminder may be waiting to be withdrawn.
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_with(
+        &self,
+        conn: &mut Connection,
+        order: &OrderRecord,
+        event: Event,
+        actor: &str,
+        now: Millis,
+        reminder: Reminder,
+        counts: &mut Counts,
+    ) -> Result<OrderRecord> {
         let t = porting::apply(order.state, event).map_err(|e| Error::conflict("invalid_state", e.to_string()))?;
         let deadline = self.config.deadlines.deadline(t.to, now);
         // Lost to another writer: `invalid_state` (on PostgreSQL from a later statement or the COMMIT).
@@ -406,7 +438,7 @@ impl Clearinghouse {
             ..order.clone()
         };
         let donor_id = updated.donor_id.ok_or(Error::NotFound("donor"))?;
-        if order.state == OrderState::AwaitingDeposit {
+        if order.state == OrderState::AwaitingDeposit && reminder == Reminder::MayBeQueued {
             outbox::withdraw(conn, order.id, "deposit_requested", now).await?;
         }
         match t.to {
