@@ -134,8 +134,16 @@ impl Clearinghouse {
             now,
         };
         // A concurrent order for the number makes this a duplicate: transient, so the request
-        // runs again and then finds that order open.
-        let id = orders::insert(conn, &new).await?;
+        // runs again and then finds that order open. An order that goes on claims its deposit's
+        // rendezvous row (`await_deposit`) in the same round trip as its insert.
+        let inserted = orders::insert_deferred(conn, &new).await?;
+        let deposit = match (rejection, serving, ctx.deposit) {
+            (None, Some(donor_id), None) => orders::await_deposit(conn, msisdn, &nonce_hex, donor_id, now)
+                .await
+                .map_err(numport_store::StoreError::from_insert)?,
+            (_, _, deposited) => deposited,
+        };
+        let id = inserted.id(conn).await?;
         audit::append(
             conn,
             now,
@@ -178,10 +186,6 @@ impl Clearinghouse {
             return Ok(to_api(&order));
         }
         let donor_id = serving.ok_or(Error::NotFound("donor"))?;
-        let deposit = match ctx.deposit {
-            Some(dep) => Some(dep),
-            None => orders::await_deposit(conn, msisdn, &nonce_hex, donor_id, now).await?,
-        };
         match deposit {
             Some(dep) if dep.donor_id == donor_id => {
                 // The deposit came first: no reminder was queued for it.
@@ -246,11 +250,18 @@ impl Clearinghouse {
             return Err(Error::Forbidden("only the operator serving the number may deposit its proof".into()));
         }
         let new_deposit = match &ctx.deposit {
-            Some(existing) if existing.proof == proof_hex => false,
+            Some(existing) if existing.proof == proof_hex => None,
             Some(_) => {
                 return Err(Error::conflict("deposit_exists", "a different proof is already deposited for this nonce"));
             }
-            None => orders::insert_deposit(conn, msisdn, &nonce_hex, caller.operator_id, &proof_hex, now).await?,
+            None => Some(orders::insert_deposit(conn, msisdn, &nonce_hex, caller.operator_id, &proof_hex, now).await?),
+        };
+        // Once the rendezvous row is written (or waited on), an order for this nonce has
+        // committed, or will find this deposit itself. The write's answer comes with this read's.
+        let waiting = orders::awaiting_deposit(conn, msisdn, &nonce_hex).await?;
+        let new_deposit = match new_deposit {
+            Some(write) => write.written(conn).await?,
+            None => false,
         };
         if !new_deposit
             && let Some(existing) = orders::deposit(conn, msisdn, &nonce_hex).await?
@@ -259,9 +270,6 @@ impl Clearinghouse {
             // Another proof was deposited concurrently.
             return Err(Error::conflict("deposit_exists", "a different proof is already deposited for this nonce"));
         }
-        // We have written (or waited on) the rendezvous row: an order for this nonce has
-        // committed by now, or will find this deposit itself.
-        let waiting = orders::awaiting_deposit(conn, msisdn, &nonce_hex).await?;
         if new_deposit {
             let detail = json!({ "msisdn": msisdn, "nonce": nonce_hex }).to_string();
             audit::append(
@@ -325,6 +333,8 @@ impl Clearinghouse {
         counts: &mut Counts,
     ) -> Result<Order> {
         let now = self.now();
+        // Whether the caller could pay is read with the order: one round trip for both.
+        let account = ledger::operator_account_deferred(conn, caller.operator_id).await?;
         let order = order_for(conn, caller, order_id).await?;
         if order.recipient_id != caller.operator_id {
             return Err(Error::Forbidden("only the recipient decides".into()));
@@ -347,8 +357,7 @@ impl Clearinghouse {
         }
         // Whether the recipient can pay is read here, but the money moves last (`complete`):
         // posting locks the ledger until COMMIT, and every other settlement waits for that.
-        let funded =
-            compensation.0 <= 0 || ledger::operator_account(conn, order.recipient_id).await?.1.0 >= compensation.0;
+        let funded = compensation.0 <= 0 || account.get(conn).await?.1.0 >= compensation.0;
         let event = if funded { Event::Accepted } else { Event::AcceptedWithoutFunds };
         Ok(to_api(&self.apply(conn, &order, event, &caller.actor(), now, counts).await?))
     }

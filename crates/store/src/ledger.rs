@@ -65,6 +65,28 @@ pub async fn operator_account(conn: &mut Connection, operator_id: i64) -> Result
     Ok((row.try_get("id")?, Money(row.try_get("balance")?)))
 }
 
+/// [`operator_account`] sent ahead: on PostgreSQL in a transaction its answer comes with the
+/// next statement's, so a read the caller needs anyway (the order being decided) carries it.
+pub async fn operator_account_deferred(conn: &mut Connection, operator_id: i64) -> Result<AccountRead> {
+    let sent = sql::query("SELECT id, balance FROM accounts WHERE operator_id = $1")
+        .bind(operator_id)
+        .fetch_deferred(conn)
+        .await?;
+    Ok(AccountRead(sent))
+}
+
+/// An operator's settlement account as read by [`operator_account_deferred`].
+pub struct AccountRead(sql::Deferred);
+
+impl AccountRead {
+    /// `(account id, balance)`, reading the answers owed on `conn` if they have not come.
+    pub async fn get(self, conn: &mut Connection) -> Result<(i64, Money)> {
+        let rows = self.0.rows(conn).await?;
+        let row = rows.first().ok_or(StoreError::NotFound("settlement account"))?;
+        Ok((row.try_get("id")?, Money(row.try_get("balance")?)))
+    }
+}
+
 /// Write one balanced journal entry under `idempotency_key`.
 ///
 /// Every call first takes the `ledger_head` row, so money movements are serialized and balance

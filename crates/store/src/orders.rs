@@ -98,7 +98,14 @@ pub struct NewOrder<'a> {
 }
 
 pub async fn insert(conn: &mut Connection, o: &NewOrder<'_>) -> Result<i64> {
-    let id: i64 = sql::query_scalar(
+    insert_deferred(conn, o).await?.id(conn).await
+}
+
+/// [`insert`] sent ahead: on PostgreSQL in a transaction the id comes with the next
+/// statement's answer, so the order and the statements after it that need no id (the
+/// rendezvous row of [`await_deposit`]) share a round trip.
+pub async fn insert_deferred(conn: &mut Connection, o: &NewOrder<'_>) -> Result<InsertedOrder> {
+    let sent = sql::query(
         "INSERT INTO porting_orders (msisdn, kind, recipient_id, donor_id, range_holder_id, state, \
          reason, active, nonce, proof, expiry, deadline_at, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) RETURNING id",
@@ -116,10 +123,23 @@ pub async fn insert(conn: &mut Connection, o: &NewOrder<'_>) -> Result<i64> {
     .bind(o.expiry)
     .bind(o.deadline_at)
     .bind(o.now)
-    .fetch_one(conn)
+    .fetch_deferred(conn)
     .await
     .map_err(StoreError::from_insert)?;
-    Ok(id)
+    Ok(InsertedOrder(sent))
+}
+
+/// An order sent by [`insert_deferred`].
+#[must_use = "the insert's outcome is known only once its id is read"]
+pub struct InsertedOrder(sql::Deferred);
+
+impl InsertedOrder {
+    /// The new order's id; [`StoreError::Duplicate`] if the number has an open order already
+    /// (or the nonce was used).
+    pub async fn id(self, conn: &mut Connection) -> Result<i64> {
+        let rows = self.0.rows(conn).await.map_err(StoreError::from_insert)?;
+        rows.first().ok_or(StoreError::NoRow)?.try_get(0)
+    }
 }
 
 pub async fn get(conn: &mut Connection, id: i64) -> Result<Option<OrderRecord>> {
@@ -335,7 +355,9 @@ pub async fn await_deposit(
 }
 
 /// The deposit's side: record the proof, filling an order's placeholder if one is there.
-/// False if a proof was deposited for this nonce before.
+/// [`DepositWrite::written`] is false if a proof was deposited for this nonce before. Sent
+/// ahead: on PostgreSQL in a transaction its answer comes with the next statement's, which is
+/// [`awaiting_deposit`]: that runs after this has written (or waited on) the rendezvous row.
 pub async fn insert_deposit(
     conn: &mut Connection,
     msisdn: &Msisdn,
@@ -343,8 +365,8 @@ pub async fn insert_deposit(
     donor_id: i64,
     proof: &str,
     now: Millis,
-) -> Result<bool> {
-    let written: Option<i64> = sql::query_scalar(
+) -> Result<DepositWrite> {
+    let sent = sql::query(
         "INSERT INTO proof_deposits (msisdn, nonce, donor_id, proof, created_at) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (msisdn, nonce) DO UPDATE SET proof = excluded.proof, donor_id = excluded.donor_id, \
          created_at = excluded.created_at WHERE proof_deposits.proof = '' RETURNING donor_id",
@@ -354,9 +376,20 @@ pub async fn insert_deposit(
     .bind(donor_id)
     .bind(proof)
     .bind(now)
-    .fetch_optional(conn)
+    .fetch_deferred(conn)
     .await?;
-    Ok(written.is_some())
+    Ok(DepositWrite(sent))
+}
+
+/// A deposit sent by [`insert_deposit`].
+#[must_use = "whether the proof was written is known only once read"]
+pub struct DepositWrite(sql::Deferred);
+
+impl DepositWrite {
+    /// True if this wrote the proof; false if one was deposited for the nonce before.
+    pub async fn written(self, conn: &mut Connection) -> Result<bool> {
+        Ok(!self.0.rows(conn).await?.is_empty())
+    }
 }
 
 /// The proof deposited for `(msisdn, nonce)`, if any (an order's placeholder is not one).
