@@ -1,8 +1,9 @@
 //! Pipelined statements on PostgreSQL (`Query::execute_pipelined`, `Query::fetch_deferred`):
 //! sent at once, their answers read with the next statement's. What must hold: they run in
 //! order with what follows, a failed one fails the transaction's COMMIT (nothing is written),
-//! a deferred answer is there when asked for, and a session given back with answers still owed
-//! is cleaned before anyone else uses it.
+//! a deferred answer is there when asked for, a session given back with answers still owed
+//! is cleaned before anyone else uses it, and one that has run more distinct statements than
+//! it keeps prepared still runs them in order.
 //!
 //! Runs when `NUMPORT_TEST_POSTGRES_URL` is set (as `.ci/run` does), on a table of its own.
 
@@ -106,5 +107,32 @@ async fn a_deferred_answer_comes_with_the_next_statement_or_when_asked() {
     assert_eq!(ids(&mut c, &table).await, [1, 2, 4]);
     assert_eq!(claimed(now.rows(&mut c).await.unwrap()), [4]);
 
+    c.execute_batch(&format!("DROP TABLE {table}")).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_session_prepares_past_its_cache_and_mixes_types() {
+    let Some((pool, table)) = pool("statements").await else { return };
+    let mut c = Connection::postgres(pool.acquire().await.unwrap());
+    // More distinct statements than a session keeps prepared (256): the rest run unnamed, each
+    // prepared for its one use, and pipelined writes around them keep their order.
+    let mut tx = c.begin().await.unwrap();
+    for i in 0..300i64 {
+        let insert = format!("INSERT INTO {table} (id, note) VALUES ($1 + {i}, $2)");
+        sql::query(&insert).bind(0i64).bind(format!("n{i}")).execute_pipelined(&mut tx).await.unwrap();
+        let n: i64 =
+            sql::query_scalar(&format!("SELECT COUNT(*) + {i} - {i} FROM {table}")).fetch_one(&mut tx).await.unwrap();
+        assert_eq!(n, i + 1);
+    }
+    tx.commit().await.unwrap();
+    // Text, integers and NULLs of either type come back as bound.
+    let row = sql::query(&format!("SELECT id, note, NULL::TEXT AS nothing FROM {table} WHERE id = $1"))
+        .bind(299i64)
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(row.try_get::<i64, _>("id").unwrap(), 299);
+    assert_eq!(row.try_get::<String, _>("note").unwrap(), "n299");
+    assert_eq!(row.try_get::<Option<String>, _>("nothing").unwrap(), None);
     c.execute_batch(&format!("DROP TABLE {table}")).await.unwrap();
 }
