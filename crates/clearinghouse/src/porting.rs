@@ -355,8 +355,8 @@ impl Clearinghouse {
                 ),
             ));
         }
-        // Whether the recipient can pay is read here, but the money moves last (`complete`):
-        // posting locks the ledger until COMMIT, and every other settlement waits for that.
+        // Whether the recipient can pay was read with the order, but the money moves last
+        // (`complete`): posting locks the ledger until COMMIT, and every settlement waits for that.
         let funded = compensation.0 <= 0 || account.get(conn).await?.1.0 >= compensation.0;
         let event = if funded { Event::Accepted } else { Event::AcceptedWithoutFunds };
         Ok(to_api(&self.apply(conn, &order, event, &caller.actor(), now, counts).await?))

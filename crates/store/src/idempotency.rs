@@ -65,7 +65,7 @@ pub struct Claim(sql::Deferred);
 impl Claim {
     /// Whether this transaction holds the key (false: another request with it committed first).
     pub async fn won(self, conn: &mut Connection) -> Result<bool> {
-        Ok(!self.0.rows(conn).await?.is_empty())
+        self.0.returned_a_row(conn).await
     }
 }
 

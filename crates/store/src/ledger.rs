@@ -57,12 +57,7 @@ pub async fn funding_account(conn: &mut Connection) -> Result<i64> {
 
 /// An operator's settlement account: `(account id, balance)`.
 pub async fn operator_account(conn: &mut Connection, operator_id: i64) -> Result<(i64, Money)> {
-    let row = sql::query("SELECT id, balance FROM accounts WHERE operator_id = $1")
-        .bind(operator_id)
-        .fetch_optional(conn)
-        .await?
-        .ok_or(StoreError::NotFound("settlement account"))?;
-    Ok((row.try_get("id")?, Money(row.try_get("balance")?)))
+    operator_account_deferred(conn, operator_id).await?.get(conn).await
 }
 
 /// [`operator_account`] sent ahead: on PostgreSQL in a transaction its answer comes with the

@@ -388,7 +388,7 @@ pub struct DepositWrite(sql::Deferred);
 impl DepositWrite {
     /// True if this wrote the proof; false if one was deposited for the nonce before.
     pub async fn written(self, conn: &mut Connection) -> Result<bool> {
-        Ok(!self.0.rows(conn).await?.is_empty())
+        self.0.returned_a_row(conn).await
     }
 }
 

@@ -489,10 +489,17 @@ impl Deferred {
         {
             c.drain().await?;
         }
-        // Gone without an answer: the statement failed, and that error went to whoever read
-        // the answers (the statement after it, or the `COMMIT`).
-        let answer = rx.await.map_err(|_| StoreError::CommitFailed("an earlier statement failed".into()))??;
+        // Gone without an answer: the connection broke while the answers were read, and that
+        // error went to whoever read them (the statement after it, or the `COMMIT`).
+        let answer =
+            rx.await.map_err(|_| StoreError::CommitFailed("the connection failed before this answer".into()))??;
         Ok(rows_of(answer))
+    }
+
+    /// Whether the statement returned a row (an `INSERT … ON CONFLICT DO NOTHING RETURNING`
+    /// that wrote).
+    pub async fn returned_a_row(self, conn: &mut Connection) -> Result<bool> {
+        Ok(!self.rows(conn).await?.is_empty())
     }
 }
 
