@@ -189,63 +189,74 @@ async fn run_idempotent(
     hasher.update(raw);
     let hash = hex::encode(hasher.finalize());
 
-    // Claim the key first: a concurrent copy of this request waits for the claim and then
-    // replays its answer instead of running a second time. The claim travels with the
-    // request's first statement, so the request runs before it knows the outcome; one that
-    // lost rolls back all it did. A transaction that loses a race on some other row (a second
-    // order for a number, a deadlock victim) runs again from the start.
+    // The request runs, then its answer is stored under the key in the same transaction, in
+    // one row that is also the key's claim (`idempotency::record`). A copy of the request that
+    // committed first makes that write fail (a copy still running makes it wait), and this one
+    // rolls back all it did and gives the stored answer. A copy may also fail earlier, on what
+    // the winner changed (the order's state, the number's open order): a failed request looks
+    // for a stored answer before it reports its error or, after a conflict with some other
+    // transaction (a deadlock victim, funds taken meanwhile), runs again from the start.
     // The transaction runs where the database drives it best (`Db::run`).
     let answered = {
         let (ch, caller, key, hash) = (ch.clone(), caller.clone(), key.to_owned(), hash.clone());
         ch.db
             .clone()
             .run(async move {
+                let stored = async |ch: &Clearinghouse| -> Result<Option<idempotency::StoredResponse>> {
+                    let mut conn = ch.db.acquire().await?;
+                    Ok(idempotency::get(&mut conn, caller.operator_id, &key).await?)
+                };
                 let mut attempt = 0;
                 loop {
                     attempt += 1;
                     let mut tx = ch.db.begin().await?;
-                    let claim = idempotency::claim(&mut tx, caller.operator_id, &key, &hash, ch.now()).await?;
                     let mut counts = Counts::default();
-                    let outcome = ch.execute(&mut tx, &caller, op.clone(), &mut counts).await;
-                    let done = match (claim.won(&mut tx).await, outcome) {
-                        (Ok(false), _) => {
-                            tx.rollback().await?;
-                            // The writer: it sees the winner's answer, and commits it before we replay it.
-                            let mut conn = ch.db.acquire().await?;
-                            let stored = idempotency::get(&mut conn, caller.operator_id, &key)
-                                .await?
-                                .ok_or(Error::NotFound("idempotency record"))?;
-                            return Ok::<_, Error>(Answered::Stored(stored));
-                        }
-                        (Ok(true), Ok((status, value))) => {
+                    let outcome = match ch.execute(&mut tx, &caller, op.clone(), &mut counts).await {
+                        Ok((status, value)) => {
                             let body = value.to_string();
-                            idempotency::answer(&mut tx, caller.operator_id, &key, status.as_u16(), &body).await?;
+                            let now = ch.now();
                             // On PostgreSQL a settlement's locked part runs at COMMIT and can lose
                             // its funds to a concurrent one there (`settlement::settle`).
-                            // Counted once committed: a request run again counts once.
-                            tx.commit().await.map_err(Error::from).map(|()| {
-                                ch.metrics.add(counts);
-                                (status, body)
-                            })
+                            let recorded = idempotency::record(
+                                &mut tx,
+                                caller.operator_id,
+                                &key,
+                                &hash,
+                                status.as_u16(),
+                                &body,
+                                now,
+                            )
+                            .await;
+                            let committed = match recorded {
+                                Ok(()) => tx.commit().await,
+                                Err(e) => tx.rollback().await.and(Err(e)),
+                            };
+                            match committed {
+                                // Counted once committed: a request run again counts once.
+                                Ok(()) => {
+                                    ch.metrics.add(counts);
+                                    return Ok::<_, Error>(Answered::New(status, body));
+                                }
+                                Err(e) if idempotency::key_taken(&e) => {
+                                    let stored = stored(&ch).await?.ok_or(Error::NotFound("idempotency record"))?;
+                                    return Ok(Answered::Stored(stored));
+                                }
+                                Err(e) => Error::from(e),
+                            }
                         }
-                        // A claim that failed failed the request's next statement too, with
-                        // the same error: the request's is the one to report.
-                        (_, Err(e)) => {
+                        Err(e) => {
                             tx.rollback().await?;
-                            Err(e)
-                        }
-                        (Err(e), Ok(_)) => {
-                            tx.rollback().await?;
-                            Err(e.into())
+                            e
                         }
                     };
-                    match done {
-                        Ok((status, body)) => return Ok(Answered::New(status, body)),
-                        Err(e) if attempt < 3 && e.is_transient() => {
-                            tracing::debug!(error = %e, attempt, "retrying after a conflict with a concurrent request");
-                        }
-                        Err(e) => return Err(e),
+                    if let Some(stored) = stored(&ch).await? {
+                        return Ok(Answered::Stored(stored));
                     }
+                    if attempt < 3 && outcome.is_transient() {
+                        tracing::debug!(error = %outcome, attempt, "retrying after a conflict with a concurrent request");
+                        continue;
+                    }
+                    return Err(outcome);
                 }
             })
             .await?

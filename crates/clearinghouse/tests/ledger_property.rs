@@ -785,11 +785,11 @@ fn every_path_once() {
 
 /// Two copies of one request, sent at once under one idempotency key (a client retrying
 /// after a timeout while the first attempt is still running): one acts, and both get its
-/// answer; the compensation is paid once. On PostgreSQL the copy that loses waits on the
-/// winner's claim, runs its request after the winner committed (the claim is pipelined with
-/// the request's first statement), then learns it lost, rolls back and replays the stored
-/// answer. Tried with a zero and a non-zero compensation (the latter writes a journal, whose
-/// own idempotency key then collides).
+/// answer; the compensation is paid once. On PostgreSQL the copy that loses waits for the
+/// winner on the rows both change (the number's open order, the order's state) or on the key's
+/// row, written last with the answer, then fails, rolls back and replays the stored answer.
+/// Tried with a zero and a non-zero compensation (the latter writes a journal, whose own
+/// idempotency key then collides).
 async fn concurrent_retry_same_key(backend: Backend) {
     let Some(t) = TestCh::start(backend).await else {
         return;

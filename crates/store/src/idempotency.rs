@@ -32,50 +32,49 @@ pub async fn get(conn: &mut Connection, operator_id: i64, key: &str) -> Result<O
     .transpose()
 }
 
-/// Claim `key` for a request about to run, inside its transaction; [`Claim::won`] tells
-/// whether the key was free. On PostgreSQL a claim by a transaction still running makes this
-/// wait for it to finish, so two copies of one request never run side by side.
+/// Store a request's answer under `key`, in the transaction that made its change: the key's
+/// claim and its answer are one row, written last. If a copy of the request committed first,
+/// this fails as [`key_taken`] and the transaction must roll back and give that copy's answer;
+/// a copy still running makes it wait for that copy's end.
 ///
-/// The claim goes out with the request's first statement instead of a round trip of its own:
-/// a request that lost it has run in a transaction that is then rolled back, unseen.
-pub async fn claim(
+/// On PostgreSQL the write is pipelined: its failure reaches the `COMMIT` sent with it, which
+/// then rolls back, so nothing the losing copy did can commit. Before this write a copy may
+/// also fail on what the winner changed (an order's state, a number's open order): a failed
+/// request looks for a stored answer too.
+pub async fn record(
     conn: &mut Connection,
     operator_id: i64,
     key: &str,
     request_hash: &str,
+    status: u16,
+    body: &str,
     now: Millis,
-) -> Result<Claim> {
-    let sent = sql::query(
+) -> Result<()> {
+    sql::query(
         "INSERT INTO idempotency_keys (operator_id, key, request_hash, status, response, created_at) \
-         VALUES ($1, $2, $3, 0, '', $4) ON CONFLICT (operator_id, key) DO NOTHING RETURNING operator_id",
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(operator_id)
     .bind(key)
     .bind(request_hash)
+    .bind(i64::from(status))
+    .bind(body)
     .bind(now)
-    .fetch_deferred(conn)
-    .await?;
-    Ok(Claim(sent))
+    .execute_pipelined(conn)
+    .await
 }
 
-/// A claim sent by [`claim`], its outcome read before the transaction commits.
-#[must_use = "a request may act only once it knows it won its claim"]
-pub struct Claim(sql::Deferred);
-
-impl Claim {
-    /// Whether this transaction holds the key (false: another request with it committed first).
-    pub async fn won(self, conn: &mut Connection) -> Result<bool> {
-        self.0.returned_a_row(conn).await
+/// Whether `e` is [`record`] finding its key taken: another copy of the request committed first.
+pub fn key_taken(e: &StoreError) -> bool {
+    use rusqlite::ffi;
+    match e {
+        StoreError::Postgres(pg) => {
+            pg.code == crate::UNIQUE_VIOLATION && pg.constraint.as_deref() == Some("idempotency_keys_pkey")
+        }
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, Some(msg))) => {
+            matches!(f.extended_code, ffi::SQLITE_CONSTRAINT_PRIMARYKEY | ffi::SQLITE_CONSTRAINT_UNIQUE)
+                && msg.contains("idempotency_keys.")
+        }
+        _ => false,
     }
-}
-
-/// Store the answer of a claimed request, in the transaction that made its change.
-pub async fn answer(conn: &mut Connection, operator_id: i64, key: &str, status: u16, body: &str) -> Result<()> {
-    sql::query("UPDATE idempotency_keys SET status = $1, response = $2 WHERE operator_id = $3 AND key = $4")
-        .bind(i64::from(status))
-        .bind(body)
-        .bind(operator_id)
-        .bind(key)
-        .execute_pipelined(conn)
-        .await
 }

@@ -120,7 +120,7 @@ impl StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// PostgreSQL's SQLSTATE for a unique-constraint violation.
-const UNIQUE_VIOLATION: &str = "23505";
+pub(crate) const UNIQUE_VIOLATION: &str = "23505";
 
 /// The SQLSTATE `numport_expect_changed` raises (PostgreSQL migration 0007).
 pub const STATE_CHANGED_SQLSTATE: &str = "NPCAS";

@@ -38,11 +38,19 @@ pub struct DbError {
     pub code: String,
     pub message: String,
     pub detail: Option<String>,
+    /// The constraint a violation names (`n`), which tells one unique key from another.
+    pub constraint: Option<String>,
 }
 
 impl DbError {
     fn parse(body: &backend::ErrorResponseBody) -> DbError {
-        let mut e = DbError { severity: "ERROR".into(), code: String::new(), message: String::new(), detail: None };
+        let mut e = DbError {
+            severity: "ERROR".into(),
+            code: String::new(),
+            message: String::new(),
+            detail: None,
+            constraint: None,
+        };
         let mut fields = body.fields();
         while let Ok(Some(f)) = fields.next() {
             let value = String::from_utf8_lossy(f.value_bytes()).into_owned();
@@ -51,6 +59,7 @@ impl DbError {
                 b'C' => e.code = value,
                 b'M' => e.message = value,
                 b'D' => e.detail = Some(value),
+                b'n' => e.constraint = Some(value),
                 _ => {}
             }
         }
@@ -64,6 +73,7 @@ impl DbError {
             code: "25P02".into(),
             message: "not run: an earlier statement sent with it failed".into(),
             detail: None,
+            constraint: None,
         }
     }
 }
