@@ -408,8 +408,26 @@ impl Clearinghouse {
     ) -> Result<OrderRecord> {
         let t = porting::apply(order.state, event).map_err(|e| Error::conflict("invalid_state", e.to_string()))?;
         let deadline = self.config.deadlines.deadline(t.to, now);
+        let detail = json!({
+            "reason": t.reason.map(|r| r.as_str()),
+            "violation": t.violation,
+            "credit": t.credit,
+        })
+        .to_string();
         // Lost to another writer: `invalid_state` (on PostgreSQL from a later statement or the COMMIT).
-        orders::transition(conn, order.id, order.state, t.to, t.reason, deadline, t.credit.as_ref(), now).await?;
+        orders::transition(
+            conn,
+            order.id,
+            order.state,
+            t.to,
+            t.reason,
+            deadline,
+            t.credit.as_ref(),
+            now,
+            actor,
+            &detail,
+        )
+        .await?;
         if let Some(party) = t.violation {
             let operator = match party {
                 Party::Donor => order.donor_id,
@@ -420,22 +438,6 @@ impl Clearinghouse {
                 counts.violation();
             }
         }
-        audit::append(
-            conn,
-            now,
-            actor,
-            "state_changed",
-            Some(order.id),
-            Some(order.state.as_str()),
-            Some(t.to.as_str()),
-            &json!({
-                "reason": t.reason.map(|r| r.as_str()),
-                "violation": t.violation,
-                "credit": t.credit,
-            })
-            .to_string(),
-        )
-        .await?;
         let updated = OrderRecord {
             state: t.to,
             reason: t.reason,

@@ -110,6 +110,23 @@ async fn happy_path(backend: Backend) {
     let trail = t.b.client.audit(order.id).await.unwrap();
     let states: Vec<_> = trail.entries.iter().filter_map(|e| e.to_state.clone()).collect();
     assert_eq!(states, ["awaiting_deposit", "awaiting_credit_info", "awaiting_decision", "completed"]);
+    // Each state change is recorded with where it came from, who made it and why.
+    let changes: Vec<_> = trail
+        .entries
+        .iter()
+        .filter(|e| e.action == "state_changed")
+        .map(|e| (e.from_state.as_deref().unwrap_or("?"), e.to_state.as_deref().unwrap_or("?"), e.actor.as_str()))
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("awaiting_deposit", "awaiting_credit_info", "operator:opa"),
+            ("awaiting_credit_info", "awaiting_decision", "operator:opa"),
+            ("awaiting_decision", "completed", "operator:opb"),
+        ]
+    );
+    let informed = trail.entries.iter().find(|e| e.to_state.as_deref() == Some("awaiting_decision")).unwrap();
+    assert!(informed.detail["credit"].is_object(), "the credit information is in the trail: {:?}", informed.detail);
     assert!(t.a.client.violations().await.unwrap().violations.is_empty());
 
     // The audit trail is append-only, whatever SQL is tried on it.
@@ -732,6 +749,8 @@ async fn a_lost_compare_and_set_commits_nothing(backend: Backend) {
         None,
         None,
         T0,
+        "test",
+        "{}",
     )
     .await;
     let outcome = match stale {

@@ -246,15 +246,20 @@ const TRANSITION: &str = "UPDATE porting_orders SET state = $1, reason = $2, dea
 
 /// [`TRANSITION`] on PostgreSQL, where it is pipelined: no row changed is an error the server
 /// raises (migration 0007), so the transaction aborts.
+/// Its audit entry is written by the same statement, from the row it changed: one statement
+/// instead of two, and no change without its entry.
 static PG_TRANSITION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
-        "WITH changed AS ({TRANSITION} RETURNING 1) \
+        "WITH changed AS ({TRANSITION} RETURNING id), \
+         audited AS (INSERT INTO audit_log (at, actor, action, order_id, from_state, to_state, detail) \
+                     SELECT $5, $13, 'state_changed', id, $7, $1, $14 FROM changed) \
          SELECT numport_expect_changed((SELECT COUNT(*) FROM changed), 'porting order ' || $6 || ' changed meanwhile')"
     )
 });
 
 /// Move an order from `from` to `to` if it is still in `from` (compare-and-set), recording
-/// credit information with it when given. When another writer got there first it fails with
+/// credit information with it when given, and append the change to the audit trail
+/// (`state_changed`, by `actor`, with `detail`). When another writer got there first it fails with
 /// [`StoreError::is_state_changed`], so a late duplicate event changes nothing: at once on
 /// SQLite; on PostgreSQL, where it is pipelined, with the next statement or the COMMIT, the
 /// transaction then aborted by the server, so nothing written after it commits.
@@ -268,6 +273,8 @@ pub async fn transition(
     deadline_at: Option<Millis>,
     credit: Option<&CreditInfo>,
     now: Millis,
+    actor: &str,
+    detail: &str,
 ) -> Result<()> {
     let pg = conn.is_postgres();
     let q = sql::query(if pg { &PG_TRANSITION } else { TRANSITION })
@@ -284,12 +291,13 @@ pub async fn transition(
         .bind(credit.map(|c| c.deposit_held.0))
         .bind(credit.map(|c| c.compensation().0));
     if pg {
-        return q.execute_pipelined(conn).await;
+        return q.bind(actor).bind(detail).execute_pipelined(conn).await;
     }
-    match q.execute(conn).await?.rows_affected() {
-        1 => Ok(()),
-        _ => Err(StoreError::StateChanged("porting order")),
+    if q.execute(conn).await?.rows_affected() != 1 {
+        return Err(StoreError::StateChanged("porting order"));
     }
+    crate::audit::append(conn, now, actor, "state_changed", Some(id), Some(from.as_str()), Some(to.as_str()), detail)
+        .await
 }
 
 /// Open orders whose step deadline has passed, oldest deadline first.
