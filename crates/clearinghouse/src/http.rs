@@ -203,6 +203,8 @@ async fn run_idempotent(
             .clone()
             .run(async move {
                 let stored = async |ch: &Clearinghouse| -> Result<Option<idempotency::StoredResponse>> {
+                    // The writer, not a reader: on SQLite the winner may have committed into a
+                    // group commit still open, which this sees, and commits before we replay it.
                     let mut conn = ch.db.acquire().await?;
                     Ok(idempotency::get(&mut conn, caller.operator_id, &key).await?)
                 };
