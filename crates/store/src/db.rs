@@ -302,13 +302,10 @@ impl DbTx {
     pub async fn commit(mut self) -> Result<()> {
         match self.inner.take() {
             None => Ok(()),
-            Some(Tx::Pooled(mut conn)) => {
-                if let Err(e) = conn.execute_batch("COMMIT").await {
-                    let _ = conn.execute_batch("ROLLBACK").await;
-                    return Err(e);
-                }
-                Ok(())
-            }
+            // A failed `COMMIT` leaves no transaction open: the server ended it, or `pg` rolled
+            // back one whose `COMMIT` was skipped after an error (a `ROLLBACK` sent after either
+            // only drew a warning in the server's log).
+            Some(Tx::Pooled(mut conn)) => conn.execute_batch("COMMIT").await,
             Some(Tx::Savepoint(mut guard, db)) => {
                 let w = writer(&mut guard);
                 if let Err(e) = w.conn.execute_batch("RELEASE tx").await {

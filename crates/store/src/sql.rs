@@ -142,11 +142,13 @@ pub struct Transaction<'c> {
 impl Transaction<'_> {
     pub async fn commit(mut self) -> Result<()> {
         self.open = false;
-        if let Err(e) = self.conn.execute_batch("COMMIT").await {
+        let committed = self.conn.execute_batch("COMMIT").await;
+        // SQLite keeps a transaction whose COMMIT failed (busy) open. On PostgreSQL a failed
+        // COMMIT ends it (`pg` rolls back one whose COMMIT was skipped after an error).
+        if committed.is_err() && !self.conn.is_postgres() {
             let _ = self.conn.execute_batch("ROLLBACK").await;
-            return Err(e);
         }
-        Ok(())
+        committed
     }
 }
 
