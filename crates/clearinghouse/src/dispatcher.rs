@@ -1,14 +1,18 @@
 //! Delivery of the outbox to operators' callback URLs.
 //!
-//! A fetch loop leases due messages (so no other pass takes them), groups those for the same
-//! operator into callbacks of up to `batch_max` messages, hands each callback to a delivery
-//! task, and a completion loop records results in batches: delivered, or rescheduled with
-//! exponential back-off. Delivery is at least once (a crash after sending but before recording
-//! sends again); receivers drop duplicates by message id. Each callback is signed with the
+//! One clearinghouse process at a time delivers: the holder of the delivery lease
+//! (`outbox::hold_delivery`), renewed at half its length. Its fetch loop reads due messages,
+//! leaving out those it has in flight (kept in memory: no row is rewritten to hide them from
+//! the next pass), groups those for the same operator into callbacks of up to `batch_max`
+//! messages, hands each callback to a delivery task, and a completion loop records results in
+//! batches: delivered, or rescheduled with exponential back-off. Delivery is at least once (a
+//! crash after sending but before recording, or a lease taken over from a process that
+//! stopped, sends again); receivers drop duplicates by message id. Each callback is signed with the
 //! operator's derived secret over the timestamp and the exact body bytes: one envelope as a
 //! JSON object, several as a JSON array of envelopes, acknowledged (or not) as a whole.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use numport_core::Millis;
@@ -42,8 +46,17 @@ enum Outcome {
     },
 }
 
+/// The ids of the messages handed to delivery tasks whose outcomes are not recorded yet.
+type InFlight = Arc<Mutex<HashSet<i64>>>;
+
 pub async fn run(ch: Clearinghouse, shutdown: CancellationToken) {
     let cfg = ch.config.dispatcher;
+    // Who this process is to the delivery lease: one run of it.
+    let holder = format!("pid {} {}", std::process::id(), hex::encode(rand::random::<[u8; 6]>()));
+    let mut held_until: Millis = 0;
+    // Without the lease, when to ask for it again: not at every wake-up.
+    let mut ask_at: Millis = 0;
+    let in_flight = InFlight::default();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_millis(cfg.request_timeout_ms))
         .pool_max_idle_per_host(cfg.concurrency)
@@ -52,7 +65,7 @@ pub async fn run(ch: Clearinghouse, shutdown: CancellationToken) {
         .unwrap_or_default();
     let permits = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
     let (done_tx, done_rx) = mpsc::unbounded_channel();
-    let completion = tokio::spawn(record_outcomes(ch.clone(), done_rx));
+    let completion = tokio::spawn(record_outcomes(ch.clone(), done_rx, in_flight.clone()));
     let latency = ch.metrics.registry.histogram(
         "numport_callback_duration_seconds",
         "Time from sending a callback to the operator's answer.",
@@ -60,13 +73,29 @@ pub async fn run(ch: Clearinghouse, shutdown: CancellationToken) {
     );
 
     loop {
-        let limit = (permits.available_permits().max(1) as i64).min(FETCH_LIMIT);
-        let fetched = match fetch_and_lease(&ch, limit).await {
-            Ok(batch) => batch,
-            Err(e) => {
-                tracing::warn!(error = %e, "outbox fetch failed");
-                Vec::new()
+        let now = ch.now();
+        let ask = if now < held_until { now + cfg.lease_ms / 2 >= held_until } else { now >= ask_at };
+        if ask {
+            ask_at = now.saturating_add(cfg.poll_interval_ms as Millis);
+            match hold_delivery(&ch, &holder, now).await {
+                Ok(true) => held_until = now + cfg.lease_ms,
+                Ok(false) => held_until = 0,
+                // Kept until it runs out: another process may take it over only then.
+                Err(e) => tracing::warn!(error = %e, "renewing the delivery lease failed"),
             }
+        }
+        let limit = (permits.available_permits().max(1) as i64).min(FETCH_LIMIT);
+        let fetched = if now < held_until {
+            match fetch(&ch, limit, &in_flight).await {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox fetch failed");
+                    Vec::new()
+                }
+            }
+        } else {
+            // Another process delivers; ask again at the next wake-up or poll.
+            Vec::new()
         };
         // A pass that took fewer than it could took everything due: wait for the next wake-up
         // (every enqueue wakes the dispatcher; one that came during this pass is remembered by
@@ -93,24 +122,32 @@ pub async fn run(ch: Clearinghouse, shutdown: CancellationToken) {
             break;
         }
     }
-    // Let deliveries in flight finish (bounded by the request timeout), then flush outcomes.
+    // Let deliveries in flight finish (bounded by the request timeout), then flush outcomes,
+    // and let another process deliver at once.
     let _ = permits.acquire_many(cfg.concurrency.max(1) as u32).await;
     drop(done_tx);
     let _ = completion.await;
+    if held_until > 0
+        && let Ok(mut conn) = ch.db.acquire().await
+        && let Err(e) = outbox::release_delivery(&mut conn, &holder).await
+    {
+        tracing::warn!(error = %e, "releasing the delivery lease failed");
+    }
 }
 
-async fn fetch_and_lease(ch: &Clearinghouse, limit: i64) -> Result<Vec<Due>, numport_store::StoreError> {
-    // Read what is committed (a message is sent only once durable), then lease it. Should the
-    // lease be lost, the messages are simply picked up again.
-    let now = ch.now();
-    let due = outbox::due(&mut *ch.db.read().await?, now, limit).await?;
-    if !due.is_empty() {
-        let ids: Vec<i64> = due.iter().map(|d| d.message.id).collect();
-        // A lease lost in a crash only means the messages are sent again: at least once.
-        let mut tx = ch.db.begin_redoable().await?;
-        outbox::lease(&mut tx, &ids, now + ch.config.dispatcher.lease_ms).await?;
-        tx.commit().await?;
-    }
+async fn hold_delivery(ch: &Clearinghouse, holder: &str, now: Millis) -> Result<bool, numport_store::StoreError> {
+    let mut conn = ch.db.acquire().await?;
+    outbox::hold_delivery(&mut conn, holder, now, now + ch.config.dispatcher.lease_ms).await
+}
+
+/// Due messages not in flight, which become in flight. What is committed only (a message is
+/// sent once durable): the ids in flight are taken before the read, and an id leaves them
+/// only once its outcome is committed, so a read never finds a message this process has just
+/// sent and not yet recorded.
+async fn fetch(ch: &Clearinghouse, limit: i64, in_flight: &InFlight) -> Result<Vec<Due>, numport_store::StoreError> {
+    let skip: Vec<i64> = in_flight.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
+    let due = outbox::due(&mut *ch.db.read().await?, ch.now(), limit, &skip).await?;
+    in_flight.lock().unwrap_or_else(|p| p.into_inner()).extend(due.iter().map(|d| d.message.id));
     Ok(due)
 }
 
@@ -179,7 +216,7 @@ async fn deliver(ch: &Clearinghouse, http: &reqwest::Client, callback: &[Due]) -
     }
 }
 
-async fn record_outcomes(ch: Clearinghouse, mut rx: mpsc::UnboundedReceiver<Outcome>) {
+async fn record_outcomes(ch: Clearinghouse, mut rx: mpsc::UnboundedReceiver<Outcome>, in_flight: InFlight) {
     let cfg = ch.config.dispatcher;
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, 1024).await > 0 {
@@ -193,7 +230,7 @@ async fn record_outcomes(ch: Clearinghouse, mut rx: mpsc::UnboundedReceiver<Outc
         }
         let now = ch.now();
         let mut delivered = Vec::new();
-        let mut failed = Vec::new();
+        let mut failed: Vec<(i64, i64, String)> = Vec::new();
         for o in batch.drain(..) {
             match o {
                 Outcome::Delivered(ids) => delivered.extend(ids),
@@ -214,6 +251,13 @@ async fn record_outcomes(ch: Clearinghouse, mut rx: mpsc::UnboundedReceiver<Outc
             tx.commit().await
         }
         .await;
+        // Recorded (or not: then they are due again and sent again, at least once).
+        {
+            let mut in_flight = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            for id in delivered.iter().chain(failed.iter().map(|(id, _, _)| id)) {
+                in_flight.remove(id);
+            }
+        }
         match result {
             Ok(()) => {
                 ch.metrics.callbacks_delivered.add(delivered.len() as u64);

@@ -82,18 +82,47 @@ pub async fn withdraw(conn: &mut Connection, order_id: i64, kind: &str, now: Mil
     .await
 }
 
-/// Undelivered messages whose next attempt is due, oldest first.
-pub async fn due(conn: &mut Connection, now: Millis, limit: i64) -> Result<Vec<Due>> {
-    let rows = sql::query(
-        "SELECT m.id, m.operator_id, m.kind, m.order_id, m.body, m.created_at, m.delivered_at, \
-         m.attempts, o.name, o.callback_url, o.callback_key_version \
-         FROM messages m JOIN operators o ON o.id = m.operator_id \
-         WHERE m.delivered_at IS NULL AND m.next_attempt_at <= $1 ORDER BY m.next_attempt_at, m.id LIMIT $2",
-    )
-    .bind(now)
-    .bind(limit)
-    .fetch_all(conn)
-    .await?;
+/// Take or keep the right to deliver the outbox until `until`; whether `holder` has it. One
+/// process at a time delivers: the one whose lease has not run out (migration
+/// `delivery_lease`). A holder that stops without [`release_delivery`] is replaced once its
+/// lease runs out, and what it had in flight is sent again: at least once.
+pub async fn hold_delivery(conn: &mut Connection, holder: &str, now: Millis, until: Millis) -> Result<bool> {
+    let done =
+        sql::query("UPDATE delivery_lease SET holder = $1, until = $3 WHERE id = 1 AND (holder = $1 OR until <= $2)")
+            .bind(holder)
+            .bind(now)
+            .bind(until)
+            .execute(conn)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Give the delivery lease up (a clean shutdown), so that another process need not wait for it.
+pub async fn release_delivery(conn: &mut Connection, holder: &str) -> Result<()> {
+    sql::query("UPDATE delivery_lease SET until = 0 WHERE id = 1 AND holder = $1").bind(holder).execute(conn).await?;
+    Ok(())
+}
+
+const DUE: &str = "SELECT m.id, m.operator_id, m.kind, m.order_id, m.body, m.created_at, m.delivered_at, \
+     m.attempts, o.name, o.callback_url, o.callback_key_version \
+     FROM messages m JOIN operators o ON o.id = m.operator_id \
+     WHERE m.delivered_at IS NULL AND m.next_attempt_at <= $1";
+
+/// Undelivered messages whose next attempt is due, oldest first, leaving out `in_flight` (the
+/// ids the caller is delivering now). The ids travel as one parameter: a PostgreSQL array, a
+/// JSON array on SQLite.
+pub async fn due(conn: &mut Connection, now: Millis, limit: i64, in_flight: &[i64]) -> Result<Vec<Due>> {
+    let ids = in_flight.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let (sql, ids) = if conn.is_postgres() {
+        let sql = format!("{DUE} AND NOT (m.id = ANY ($3::text::BIGINT[])) ORDER BY m.next_attempt_at, m.id LIMIT $2");
+        (sql, format!("{{{ids}}}"))
+    } else {
+        let sql = format!(
+            "{DUE} AND m.id NOT IN (SELECT value FROM json_each($3)) ORDER BY m.next_attempt_at, m.id LIMIT $2"
+        );
+        (sql, format!("[{ids}]"))
+    };
+    let rows = sql::query(&sql).bind(now).bind(limit).bind(ids).fetch_all(conn).await?;
     rows.iter()
         .map(|r| {
             Ok(Due {
@@ -106,19 +135,14 @@ pub async fn due(conn: &mut Connection, now: Millis, limit: i64) -> Result<Vec<D
         .collect()
 }
 
-/// Hide messages from the next passes until `until` and count a delivery attempt: the lease a
-/// dispatcher takes before sending. If it crashes, the lease runs out and they are sent again.
-pub async fn lease(conn: &mut Connection, ids: &[i64], until: Millis) -> Result<()> {
-    update_ids(conn, "SET attempts = attempts + 1, next_attempt_at = $1 WHERE", ids, until).await
-}
-
-/// After failed attempt number `attempt`: try again at `at`, remembering why it failed. An
-/// attempt that is no longer the latest (the message was leased again meanwhile, e.g. made due
-/// by a new callback URL) changes nothing: the newer attempt's outcome decides.
+/// After failed attempt number `attempt` (the first is 1): count it, and try again at `at`,
+/// remembering why it failed. An outcome recorded already for that attempt (a delivery made
+/// twice, by a process that lost the delivery lease and the one that took it over) changes
+/// nothing.
 pub async fn reschedule(conn: &mut Connection, id: i64, attempt: i64, at: Millis, error: &str) -> Result<()> {
     sql::query(
-        "UPDATE messages SET next_attempt_at = $1, last_error = $2 \
-         WHERE id = $3 AND attempts = $4 AND delivered_at IS NULL",
+        "UPDATE messages SET attempts = $4, next_attempt_at = $1, last_error = $2 \
+         WHERE id = $3 AND attempts = $4 - 1 AND delivered_at IS NULL",
     )
     .bind(at)
     .bind(error)
@@ -138,8 +162,9 @@ pub async fn make_due(conn: &mut Connection, operator_id: i64, now: Millis) -> R
     Ok(())
 }
 
+/// Delivered by a callback: counted as an attempt, and not sent again.
 pub async fn mark_delivered(conn: &mut Connection, ids: &[i64], now: Millis) -> Result<()> {
-    update_ids(conn, "SET delivered_at = $1 WHERE delivered_at IS NULL AND", ids, now).await
+    update_ids(conn, "SET delivered_at = $1, attempts = attempts + 1 WHERE delivered_at IS NULL AND", ids, now).await
 }
 
 /// Most ids one `UPDATE … id IN (…)` binds.
@@ -215,23 +240,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_older_attempts_outcome_does_not_overwrite_a_newer_one() {
+    async fn an_attempts_outcome_counts_once() {
         let (_dir, db, op) = with_operator().await;
         let mut conn = db.acquire().await.unwrap();
         enqueue(&mut conn, op, "credit_query", Some(1), "{}", 0, 0).await.unwrap();
         let id = inbox(&mut conn, op, 0, 10).await.unwrap()[0].id;
-        // Two attempts leased before either outcome is recorded (the message was made due again).
-        lease(&mut conn, &[id], 10_000).await.unwrap();
-        lease(&mut conn, &[id], 20_000).await.unwrap();
-        reschedule(&mut conn, id, 2, 500, "callback answered 503").await.unwrap();
+        reschedule(&mut conn, id, 1, 500, "callback answered 503").await.unwrap();
+        // The same attempt's outcome again (from a second process): no change.
         reschedule(&mut conn, id, 1, 900, "no callback URL registered").await.unwrap();
-        let (attempts, next, error): (i64, i64, Option<String>) =
+        // An attempt that skips one is not the next: no change either.
+        reschedule(&mut conn, id, 3, 900, "callback failed").await.unwrap();
+        let state = async |conn: &mut Connection| -> (i64, i64, Option<String>) {
             sql::query_as("SELECT attempts, next_attempt_at, last_error FROM messages WHERE id = $1")
                 .bind(id)
-                .fetch_one(&mut conn)
+                .fetch_one(conn)
                 .await
-                .unwrap();
-        assert_eq!((attempts, next, error.as_deref()), (2, 500, Some("callback answered 503")));
+                .unwrap()
+        };
+        assert_eq!(state(&mut conn).await, (1, 500, Some("callback answered 503".into())));
+        reschedule(&mut conn, id, 2, 700, "callback timed out").await.unwrap();
+        mark_delivered(&mut conn, &[id], 800).await.unwrap();
+        assert_eq!(state(&mut conn).await, (3, 700, Some("callback timed out".into())));
     }
 
     #[tokio::test]
