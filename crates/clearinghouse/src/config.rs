@@ -81,7 +81,8 @@ pub struct DispatcherConfig {
     /// First retry delay; doubles per attempt up to `max_backoff_ms`.
     pub base_backoff_ms: Millis,
     pub max_backoff_ms: Millis,
-    /// How long a message handed to a delivery attempt is hidden from the next pass.
+    /// The delivery lease (`outbox::hold_delivery`): one process delivers the outbox and
+    /// renews it at half this; another takes over this long after it stopped renewing.
     pub lease_ms: Millis,
     /// Idle poll interval (new messages wake the dispatcher at once).
     pub poll_interval_ms: u64,
