@@ -49,10 +49,22 @@ enum Outcome {
 /// The ids of the messages handed to delivery tasks whose outcomes are not recorded yet.
 type InFlight = Arc<Mutex<HashSet<i64>>>;
 
-pub async fn run(ch: Clearinghouse, shutdown: CancellationToken) {
+/// Who a clearinghouse is to the delivery lease: its host and the address it serves on. A
+/// process restarted there (after a crash) takes the lease back at once instead of waiting for
+/// it to run out; two processes cannot serve one address on one host.
+pub fn deliverer(serving: std::net::SocketAddr) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("pid {}", std::process::id()));
+    format!("{host} {serving}")
+}
+
+/// Deliver the outbox while this process, as `holder`, holds the delivery lease.
+pub async fn run(ch: Clearinghouse, holder: String, shutdown: CancellationToken) {
     let cfg = ch.config.dispatcher;
-    // Who this process is to the delivery lease: one run of it.
-    let holder = format!("pid {} {}", std::process::id(), hex::encode(rand::random::<[u8; 6]>()));
     let mut held_until: Millis = 0;
     // Without the lease, when to ask for it again: not at every wake-up.
     let mut ask_at: Millis = 0;

@@ -244,7 +244,8 @@ pub async fn run(
     shutdown: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
     let background = shutdown.child_token();
-    let dispatcher = tokio::spawn(dispatcher::run(ch.clone(), background.clone()));
+    let deliverer = dispatcher::deliverer(listener.local_addr()?);
+    let dispatcher = tokio::spawn(dispatcher::run(ch.clone(), deliverer, background.clone()));
     let supervisor = tokio::spawn(supervisor::run(ch.clone(), background.clone()));
     let commits = tokio::spawn(feed::follow_commits(ch.clone(), background.clone()));
     let app = http::router(ch.clone());

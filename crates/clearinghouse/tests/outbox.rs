@@ -15,6 +15,7 @@ async fn one_deliverer_and_nothing_sent_twice(backend: Backend) {
     // once it has run out, and free at once when given up.
     assert!(outbox::hold_delivery(&mut conn, "a", 1_000, 16_000).await.unwrap());
     assert!(!outbox::hold_delivery(&mut conn, "b", 2_000, 17_000).await.unwrap());
+    // Renewed, or taken back by its holder restarted (the same host and address).
     assert!(outbox::hold_delivery(&mut conn, "a", 9_000, 24_000).await.unwrap());
     assert!(!outbox::hold_delivery(&mut conn, "b", 23_999, 38_999).await.unwrap());
     assert!(outbox::hold_delivery(&mut conn, "b", 24_000, 39_000).await.unwrap());
