@@ -314,6 +314,15 @@ mod tests {
     }
 
     #[test]
+    fn a_restart_on_the_same_address_is_the_same_deliverer() {
+        let here: std::net::SocketAddr = "127.0.0.1:7400".parse().unwrap();
+        let there: std::net::SocketAddr = "127.0.0.1:7401".parse().unwrap();
+        assert_eq!(deliverer(here), deliverer(here));
+        assert_ne!(deliverer(here), deliverer(there));
+        assert!(deliverer(here).ends_with(" 127.0.0.1:7400"), "{}", deliverer(here));
+    }
+
+    #[test]
     fn callbacks_group_by_operator_in_order_up_to_the_limit() {
         let fetched = vec![due(1, 10, 100), due(2, 20, 100), due(3, 10, 100), due(4, 10, 100), due(5, 20, 100)];
         assert_eq!(ids(&callbacks(fetched.clone(), 2)), vec![vec![1, 3], vec![2, 5], vec![4]]);
