@@ -216,9 +216,6 @@ async fn run_idempotent(
                     let outcome = match ch.execute(&mut tx, &caller, op.clone(), &mut counts).await {
                         Ok((status, value)) => {
                             let body = value.to_string();
-                            let now = ch.now();
-                            // On PostgreSQL a settlement's locked part runs at COMMIT and can lose
-                            // its funds to a concurrent one there (`settlement::settle`).
                             let recorded = idempotency::record(
                                 &mut tx,
                                 caller.operator_id,
@@ -226,10 +223,12 @@ async fn run_idempotent(
                                 &hash,
                                 status.as_u16(),
                                 &body,
-                                now,
+                                ch.now(),
                             )
                             .await;
                             let committed = match recorded {
+                                // On PostgreSQL a settlement's locked part runs at COMMIT and can
+                                // lose its funds to a concurrent one there (`settlement::settle`).
                                 Ok(()) => tx.commit().await,
                                 Err(e) => tx.rollback().await.and(Err(e)),
                             };

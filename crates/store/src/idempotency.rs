@@ -66,15 +66,8 @@ pub async fn record(
 
 /// Whether `e` is [`record`] finding its key taken: another copy of the request committed first.
 pub fn key_taken(e: &StoreError) -> bool {
-    use rusqlite::ffi;
-    match e {
-        StoreError::Postgres(pg) => {
-            pg.code == crate::UNIQUE_VIOLATION && pg.constraint.as_deref() == Some("idempotency_keys_pkey")
-        }
-        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, Some(msg))) => {
-            matches!(f.extended_code, ffi::SQLITE_CONSTRAINT_PRIMARYKEY | ffi::SQLITE_CONSTRAINT_UNIQUE)
-                && msg.contains("idempotency_keys.")
-        }
-        _ => false,
-    }
+    e.unique_violation().is_some_and(|(message, constraint)| match constraint {
+        Some(name) => name == "idempotency_keys_pkey",
+        None => message.contains("idempotency_keys."),
+    })
 }

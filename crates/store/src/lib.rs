@@ -85,15 +85,27 @@ pub enum StoreError {
 impl StoreError {
     /// Turn a unique-constraint violation into [`StoreError::Duplicate`], anything else as is.
     pub fn from_insert(e: StoreError) -> StoreError {
+        match e.unique_violation() {
+            Some((message, _)) => StoreError::Duplicate(message),
+            None => e,
+        }
+    }
+
+    /// If this is a unique-constraint violation: what the engine said, and the constraint it
+    /// names (PostgreSQL reports the name; SQLite names the columns in its message instead,
+    /// `UNIQUE constraint failed: idempotency_keys.operator_id, …`).
+    pub(crate) fn unique_violation(&self) -> Option<(String, Option<&str>)> {
         use rusqlite::ffi;
-        match &e {
-            StoreError::Postgres(pg) if pg.code == UNIQUE_VIOLATION => StoreError::Duplicate(pg.message.clone()),
+        match self {
+            StoreError::Postgres(pg) if pg.code == UNIQUE_VIOLATION => {
+                Some((pg.message.clone(), pg.constraint.as_deref()))
+            }
             StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, msg))
                 if matches!(f.extended_code, ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY) =>
             {
-                StoreError::Duplicate(msg.clone().unwrap_or_else(|| f.to_string()))
+                Some((msg.clone().unwrap_or_else(|| f.to_string()), None))
             }
-            _ => e,
+            _ => None,
         }
     }
 
@@ -120,7 +132,7 @@ impl StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// PostgreSQL's SQLSTATE for a unique-constraint violation.
-pub(crate) const UNIQUE_VIOLATION: &str = "23505";
+const UNIQUE_VIOLATION: &str = "23505";
 
 /// The SQLSTATE `numport_expect_changed` raises (PostgreSQL migration 0007).
 pub const STATE_CHANGED_SQLSTATE: &str = "NPCAS";
