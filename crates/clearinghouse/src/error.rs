@@ -68,19 +68,11 @@ impl Error {
         Error::BadRequest { code, message: message.into() }
     }
 
-    /// The recipient's funds, checked before settling, were taken by a settlement that
-    /// committed meanwhile (PostgreSQL only; SQLite has one writer).
-    pub fn funds_changed() -> Error {
-        Error::conflict("funds_changed", "the settlement account changed meanwhile; try again")
-    }
-
     /// A conflict with a concurrent transaction (a unique key taken meanwhile, a deadlock or
-    /// serialization victim, funds taken meanwhile): running the operation again gives the
-    /// real answer.
+    /// serialization victim): running the operation again gives the real answer.
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Store(StoreError::Duplicate(_)) => true,
-            Error::Conflict { code: "funds_changed", .. } => true,
             Error::Store(e) => matches!(e.sql_state(), Some("40P01") | Some("40001")),
             _ => false,
         }

@@ -192,16 +192,13 @@ async fn routing_snapshot(State(ch): State<Clearinghouse>, _caller: Caller) -> R
     Ok(([(header::CONTENT_TYPE, snapshot::MEDIA_TYPE)], body).into_response())
 }
 
-/// The channel the settlement trigger notifies with each change's number (migration 0006).
-const FEED_CHANNEL: &str = "numport_feed";
-
-/// On PostgreSQL, where a settlement's change gets its number at COMMIT (`settlement::settle`),
-/// learn the numbers as they commit and wake the long-polls, as an append with a known number
-/// does through [`Clearinghouse::note_feed_seq`]. Changes made by other processes show at once
+/// On PostgreSQL, learn the change log's head as settlers commit (`routing::announce`) and wake
+/// the long-polls, as an append with a known number does through
+/// [`Clearinghouse::note_feed_seq`]: so changes settled by other processes show at once
 /// too. Returns at `shutdown`; at once on SQLite.
 pub(crate) async fn follow_commits(ch: Clearinghouse, shutdown: tokio_util::sync::CancellationToken) {
     let mut listener = loop {
-        match ch.db.listen(FEED_CHANNEL).await {
+        match ch.db.listen(routing::FEED_CHANNEL).await {
             Ok(Some(listener)) => break listener,
             Ok(None) => return,
             Err(e) => tracing::warn!(error = %e, "cannot listen for change log commits; trying again"),
@@ -222,7 +219,7 @@ pub(crate) async fn follow_commits(ch: Clearinghouse, shutdown: tokio_util::sync
         match next {
             Ok(Some(n)) => match n.payload().parse::<i64>() {
                 Ok(seq) => ch.note_feed_seq(seq),
-                Err(_) => tracing::warn!(payload = n.payload(), "unexpected notification on {FEED_CHANNEL}"),
+                Err(_) => tracing::warn!(payload = n.payload(), "unexpected notification on {}", routing::FEED_CHANNEL),
             },
             // The connection was lost; the listener reconnects at the next call. What was
             // notified meanwhile is lost, so take the head instead.

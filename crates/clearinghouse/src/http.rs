@@ -195,7 +195,7 @@ async fn run_idempotent(
     // rolls back all it did and gives the stored answer. A copy may also fail earlier, on what
     // the winner changed (the order's state, the number's open order): a failed request looks
     // for a stored answer before it reports its error or, after a conflict with some other
-    // transaction (a deadlock victim, funds taken meanwhile), runs again from the start.
+    // transaction (a deadlock victim), runs again from the start.
     // The transaction runs where the database drives it best (`Db::run`).
     let answered = {
         let (ch, caller, key, hash) = (ch.clone(), caller.clone(), key.to_owned(), hash.clone());
@@ -227,14 +227,15 @@ async fn run_idempotent(
                             )
                             .await;
                             let committed = match recorded {
-                                // On PostgreSQL a settlement's locked part runs at COMMIT and can
-                                // lose its funds to a concurrent one there (`settlement::settle`).
                                 Ok(()) => tx.commit().await,
                                 Err(e) => tx.rollback().await.and(Err(e)),
                             };
                             match committed {
                                 // Counted once committed: a request run again counts once.
                                 Ok(()) => {
+                                    if counts.queued_settlements() {
+                                        ch.wake_settler();
+                                    }
                                     ch.metrics.add(counts);
                                     return Ok::<_, Error>(Answered::New(status, body));
                                 }

@@ -11,6 +11,7 @@
 //! - [`admin`]: what the portability center does on its own database (operators, credentials,
 //!   ranges, funding).
 //! - [`dispatcher`]: signed callbacks from the durable outbox, with retries.
+//! - [`settler`]: F1 step 6, the accepted orders settled in batches.
 //! - [`supervisor`]: the deadline sweeper.
 //! - [`http`]: the `/v1` API, OpenAPI document, idempotency, errors.
 //! - [`auth`]: operator API keys.
@@ -24,6 +25,7 @@ pub mod feed;
 pub mod http;
 pub mod numbers;
 pub mod porting;
+pub mod settler;
 pub mod supervisor;
 
 use axum::serve::ListenerExt;
@@ -49,6 +51,8 @@ pub struct Clearinghouse {
     master_key: Arc<[u8; 32]>,
     pub metrics: Arc<Metrics>,
     wake: Arc<Notify>,
+    /// Wakes the settler: an acceptance committed.
+    settle: Arc<Notify>,
     auth_cache: Arc<auth::AuthCache>,
     operators: Arc<std::sync::RwLock<HashMap<i64, Arc<OperatorInfo>>>>,
     /// Ticks after every commit that may have appended routing changes; wakes long-polls.
@@ -83,6 +87,7 @@ impl Clearinghouse {
             master_key: Arc::new(master_key),
             metrics: Arc::new(Metrics::new(Registry::new())),
             wake: Arc::new(Notify::new()),
+            settle: Arc::new(Notify::new()),
             auth_cache: Arc::default(),
             operators: Arc::default(),
             feed: Arc::new(tokio::sync::watch::channel(()).0),
@@ -117,6 +122,11 @@ impl Clearinghouse {
     pub fn wake_dispatcher(&self) {
         self.wake.notify_one();
         self.wake_feed();
+    }
+
+    /// Tell the settler that accepted orders are committed.
+    pub(crate) fn wake_settler(&self) {
+        self.settle.notify_one();
     }
 
     /// Tell change-log followers that the log may have grown.
@@ -163,6 +173,7 @@ pub struct Counts {
     compensation_minor_units: u64,
     violations: u64,
     closed: Vec<Reason>,
+    settlements_queued: u64,
 }
 
 impl Counts {
@@ -178,6 +189,13 @@ impl Counts {
     }
     pub(crate) fn closed(&mut self, reason: Reason) {
         self.closed.push(reason);
+    }
+    pub(crate) fn settlement_queued(&mut self) {
+        self.settlements_queued += 1;
+    }
+    /// Whether the settler has work once these are committed.
+    pub(crate) fn queued_settlements(&self) -> bool {
+        self.settlements_queued > 0
     }
 }
 
@@ -236,7 +254,7 @@ impl Metrics {
     }
 }
 
-/// Serve the API on `listener` and run the dispatcher and supervisor until `shutdown` fires;
+/// Serve the API on `listener` and run the dispatcher, settler and supervisor until `shutdown` fires;
 /// then stop accepting, finish requests in flight, and let deliveries in flight complete.
 pub async fn run(
     ch: Clearinghouse,
@@ -247,6 +265,7 @@ pub async fn run(
     let deliverer = dispatcher::deliverer(listener.local_addr()?);
     let dispatcher = tokio::spawn(dispatcher::run(ch.clone(), deliverer, background.clone()));
     let supervisor = tokio::spawn(supervisor::run(ch.clone(), background.clone()));
+    let settler = tokio::spawn(settler::run(ch.clone(), background.clone()));
     let commits = tokio::spawn(feed::follow_commits(ch.clone(), background.clone()));
     let app = http::router(ch.clone());
     let served = axum::serve(
@@ -258,6 +277,6 @@ pub async fn run(
     .with_graceful_shutdown(shutdown.clone().cancelled_owned())
     .await;
     background.cancel();
-    let _ = tokio::join!(dispatcher, supervisor, commits);
+    let _ = tokio::join!(dispatcher, supervisor, settler, commits);
     served
 }

@@ -9,13 +9,12 @@ use clearinghouse_api::Message;
 use clearinghouse_api::model::{
     CancelRequest, CreditInformationRequest, DecisionRequest, DepositAccepted, DepositRequest, Order, PortingRequest,
 };
-use numport_core::porting::{self, ChangeKind, Event, OrderKind, OrderState, Party, Reason};
+use numport_core::Millis;
+use numport_core::porting::{self, Event, OrderKind, OrderState, Party, Reason};
 use numport_core::proof::{Nonce, Proof};
-use numport_core::{JournalEntry, Millis};
-use numport_store::ledger::{self, PostError};
+use numport_store::ledger;
 use numport_store::orders::{self, NewOrder, OrderRecord};
-use numport_store::settlement::{self, Settled, Settlement};
-use numport_store::{Connection, audit, outbox, routing};
+use numport_store::{Connection, audit, outbox};
 use serde_json::json;
 
 use crate::auth::Caller;
@@ -322,8 +321,9 @@ impl Clearinghouse {
         Ok(to_api(&order))
     }
 
-    /// F1 steps 5–6: the recipient accepts (and pays) or refuses. Acceptance settles in this
-    /// transaction: debit recipient, credit donor, route the number, log the change.
+    /// F1 step 5: the recipient accepts (and pays) or refuses. An accepted order is `settling`:
+    /// the settler (step 6) moves the money, routes the number and logs the change with the
+    /// others waiting, in one transaction, and tells both parties.
     pub async fn decide(
         &self,
         conn: &mut Connection,
@@ -355,8 +355,8 @@ impl Clearinghouse {
                 ),
             ));
         }
-        // Whether the recipient can pay was read with the order, but the money moves last
-        // (`complete`): posting locks the ledger until COMMIT, and every settlement waits for that.
+        // Whether the recipient can pay was read with the order; the settler checks again when
+        // the money moves, since the recipient's other settlements may go first.
         let funded = compensation.0 <= 0 || account.get(conn).await?.1.0 >= compensation.0;
         let event = if funded { Event::Accepted } else { Event::AcceptedWithoutFunds };
         Ok(to_api(&self.apply(conn, &order, event, &caller.actor(), now, counts).await?))
@@ -475,7 +475,8 @@ impl Clearinghouse {
                 };
                 enqueue(conn, order.recipient_id, &msg, now).await?;
             }
-            OrderState::Completed => self.complete(conn, &updated, now, counts).await?,
+            // The settler takes it from here, once this commits.
+            OrderState::Settling => counts.settlement_queued(),
             _ => {
                 if let Some(reason) = t.reason {
                     let msg =
@@ -487,81 +488,6 @@ impl Clearinghouse {
             }
         }
         Ok(updated)
-    }
-
-    /// F1 step 6, the accepted order: route the number to the recipient, move the money, append
-    /// the change to the routing log, and tell both parties. The money and the log come last
-    /// (`settlement::settle`) because each locks a row every settlement needs until COMMIT.
-    async fn complete(
-        &self,
-        conn: &mut Connection,
-        order: &OrderRecord,
-        now: Millis,
-        counts: &mut Counts,
-    ) -> Result<()> {
-        let recipient = self.operator(conn, order.recipient_id).await?;
-        let kind = match order.kind {
-            OrderKind::PortBack => {
-                routing::clear_ported(conn, &order.msisdn).await?;
-                ChangeKind::PortBack
-            }
-            OrderKind::Port => {
-                routing::set_ported(conn, &order.msisdn, recipient.id, Some(order.id), now).await?;
-                ChangeKind::Port
-            }
-        };
-        let donor_id = order.donor_id.ok_or(Error::NotFound("donor"))?;
-        let compensation = order.compensation.unwrap_or_default();
-        let confirm = Message::CompensationConfirmed {
-            order_id: order.id,
-            msisdn: order.msisdn.clone(),
-            recipient: recipient.name.clone(),
-            compensation,
-        };
-        enqueue(conn, donor_id, &confirm, now).await?;
-        let donor_acct = self.operator(conn, donor_id).await?.account_id;
-        let compensation_entry = (compensation.0 > 0)
-            .then(|| JournalEntry::transfer(recipient.account_id, donor_acct, compensation))
-            .transpose()
-            .map_err(|e| Error::invalid("invalid_compensation", e.to_string()))?;
-        let key = format!("order:{}:compensation", order.id);
-        // The change log entry's number fills in `seq`.
-        let done = Message::PortCompleted {
-            order_id: order.id,
-            msisdn: order.msisdn.clone(),
-            donor: order.donor.clone().ok_or(Error::NotFound("donor"))?,
-            routing_number: recipient.routing_number.to_string(),
-            seq: 0,
-        };
-        let announcement =
-            serde_json::to_value(&done).map_err(|e| Error::Store(numport_store::StoreError::Corrupt(e.to_string())))?;
-        let settled = settlement::settle(
-            conn,
-            &Settlement {
-                order_id: order.id,
-                compensation: compensation_entry.as_ref().map(|entry| (key.as_str(), entry)),
-                msisdn: &order.msisdn,
-                operator_id: recipient.id,
-                routing_number: &recipient.routing_number,
-                change: kind,
-                announce_to: recipient.id,
-                announce_kind: done.kind(),
-                announcement: &announcement,
-                now,
-            },
-        )
-        .await;
-        match settled {
-            Ok(Settled::Now(seq)) => self.note_feed_seq(seq),
-            // The number is announced when the COMMIT assigns it (`feed::follow_commits`).
-            Ok(Settled::AtCommit) => {}
-            // Funds checked in `decide` went to a settlement that committed meanwhile; run
-            // again, the check then sees it.
-            Err(PostError::InsufficientFunds { .. }) => return Err(Error::funds_changed()),
-            Err(PostError::Store(e)) => return Err(e.into()),
-        }
-        counts.port_completed(compensation);
-        Ok(())
     }
 
     /// One pass of the supervisor: apply the timeout rule to every order past its deadline.

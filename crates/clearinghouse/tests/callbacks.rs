@@ -204,7 +204,8 @@ async fn port(t: &TestCh, number: &str, contract: i64) -> i64 {
         .decide(o.id, &DecisionRequest { accept: true, compensation: Some(Money(contract)) }, &format!("x-{number}"))
         .await
         .unwrap();
-    assert_eq!(done.state, OrderState::Completed);
+    assert_eq!(done.state, OrderState::Settling);
+    assert_eq!(t.settled(&t.b, o.id).await.state, OrderState::Completed);
     o.id
 }
 

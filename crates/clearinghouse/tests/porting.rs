@@ -90,6 +90,8 @@ async fn happy_path(backend: Backend) {
             .decide(order.id, &DecisionRequest { accept: true, compensation: Some(Money(850)) }, "x1")
             .await
             .unwrap();
+    assert_eq!(done.state, OrderState::Settling);
+    let done = t.settled(&t.b, order.id).await;
     assert_eq!(done.state, OrderState::Completed);
     assert!(done.completed_at.is_some());
 
@@ -109,7 +111,7 @@ async fn happy_path(backend: Backend) {
 
     let trail = t.b.client.audit(order.id).await.unwrap();
     let states: Vec<_> = trail.entries.iter().filter_map(|e| e.to_state.clone()).collect();
-    assert_eq!(states, ["awaiting_deposit", "awaiting_credit_info", "awaiting_decision", "completed"]);
+    assert_eq!(states, ["awaiting_deposit", "awaiting_credit_info", "awaiting_decision", "settling", "completed"]);
     // Each state change is recorded with where it came from, who made it and why.
     let changes: Vec<_> = trail
         .entries
@@ -122,9 +124,12 @@ async fn happy_path(backend: Backend) {
         [
             ("awaiting_deposit", "awaiting_credit_info", "operator:opa"),
             ("awaiting_credit_info", "awaiting_decision", "operator:opa"),
-            ("awaiting_decision", "completed", "operator:opb"),
+            ("awaiting_decision", "settling", "operator:opb"),
+            ("settling", "completed", "settler"),
         ]
     );
+    let settled = trail.entries.iter().find(|e| e.to_state.as_deref() == Some("completed")).unwrap();
+    assert_eq!((settled.detail["seq"].as_i64(), settled.detail["compensation"].as_i64()), (Some(1), Some(850)));
     let informed = trail.entries.iter().find(|e| e.to_state.as_deref() == Some("awaiting_decision")).unwrap();
     assert!(informed.detail["credit"].is_object(), "the credit information is in the trail: {:?}", informed.detail);
     assert!(t.a.client.violations().await.unwrap().violations.is_empty());
@@ -242,10 +247,9 @@ async fn decision_outcomes(backend: Backend) {
     assert!(t.ledger_sound().await);
 }
 
-/// Two settlements by one recipient at once, with funds for only one: one port completes, the
-/// other is rejected for insufficient funds, and no money appears or disappears. On PostgreSQL
-/// both may read the funds before either posts; the second then finds them gone when it posts
-/// and runs again (`funds_changed`).
+/// Two acceptances by one recipient at once, with funds for only one: one port completes, the
+/// other is rejected for insufficient funds, and no money appears or disappears. Both may read
+/// the funds before either is settled; the settler then finds them gone for the second.
 async fn settlements_racing_for_the_last_funds(backend: Backend) {
     let Some(t) = TestCh::start(backend).await else { return };
     let (first, second) = (Terminal::new("4790000031"), Terminal::new("4790000032"));
@@ -254,7 +258,8 @@ async fn settlements_racing_for_the_last_funds(backend: Backend) {
     let accept = DecisionRequest { accept: true, compensation: Some(Money(600_000)) };
     let (r1, r2) =
         tokio::join!(t.b.client.decide(o1.id, &accept, "race-1"), t.b.client.decide(o2.id, &accept, "race-2"));
-    let mut outcomes = [r1.unwrap(), r2.unwrap()].map(|o| (o.state, o.reason));
+    let (r1, r2) = (r1.unwrap(), r2.unwrap());
+    let mut outcomes = [t.settled(&t.b, r1.id).await, t.settled(&t.b, r2.id).await].map(|o| (o.state, o.reason));
     outcomes.sort_by_key(|(state, _)| state.as_str());
     assert_eq!(outcomes, [(OrderState::Completed, None), (OrderState::Rejected, Some(Reason::InsufficientFunds))]);
     assert_eq!(t.b.client.account().await.unwrap().balance, Money(400_000));
@@ -311,19 +316,16 @@ async fn ledger_post_refuses_an_overdraft_and_posts_a_key_once(backend: Backend)
     assert!(t.ledger_sound().await);
 }
 
-/// `settlement::settle`, the locked part of a settlement: on SQLite it is written at once; on
-/// PostgreSQL at COMMIT, where an overdraft fails the commit as a serialization failure and
-/// leaves nothing behind. A settlement that goes through numbers its change and fills that
-/// number into its announcement.
-async fn settlement_writes_its_change_or_nothing(backend: Backend) {
+/// The settler's writes: `ledger::post_batch` posts journals in their order and refuses each
+/// one an operator account can no longer pay, writing nothing for it; `routing::record_changes`
+/// numbers a batch's changes in order, routing a port and un-routing a port-back.
+async fn a_batch_posts_what_is_funded_and_numbers_its_changes(backend: Backend) {
     use numport_core::porting::ChangeKind;
     use numport_core::{JournalEntry, RoutingNumber};
-    use numport_store::ledger::PostError;
-    use numport_store::settlement::{self, Settled, Settlement};
-    use numport_store::{routing, sql};
+    use numport_store::ledger::{self, NewJournal, PostError};
+    use numport_store::routing::{self, NewChange};
+    use numport_store::sql;
     let Some(t) = TestCh::start(backend).await else { return };
-    let msisdn: Msisdn = "4790000040".parse().unwrap();
-    let rn: RoutingNumber = "D002".parse().unwrap();
     let mut conn = t.ch.db.read().await.unwrap();
     let accounts: Vec<(i64, i64, i64)> = sql::query_as(
         "SELECT id, operator_id, balance FROM accounts WHERE operator_id IS NOT NULL ORDER BY operator_id",
@@ -333,67 +335,68 @@ async fn settlement_writes_its_change_or_nothing(backend: Backend) {
     .unwrap();
     let head = routing::head(&mut conn).await.unwrap();
     drop(conn);
-    let ((a_acct, _, _), (b_acct, b_op, b_balance)) = (accounts[0], accounts[1]);
-    let announcement = serde_json::json!({ "kind": "port_completed", "seq": 0 });
-    let (ch, msisdn_ref, rn_ref, announcement_ref) = (&t.ch, &msisdn, &rn, &announcement);
-    let settle = |entry: JournalEntry<i64>, key: &'static str| async move {
-        let mut tx = ch.db.begin().await.unwrap();
-        let s = Settlement {
-            order_id: 7,
-            compensation: Some((key, &entry)),
-            msisdn: msisdn_ref,
+    let ((a_acct, a_op, a_balance), (b_acct, b_op, b_balance)) = (accounts[0], accounts[1]);
+    // B pays 250, then all it had (no longer there), then 100; A pays B 40.
+    let entries = [(b_acct, a_acct, 250), (b_acct, a_acct, b_balance), (b_acct, a_acct, 100), (a_acct, b_acct, 40)]
+        .map(|(from, to, amount)| JournalEntry::transfer(from, to, Money(amount)).unwrap());
+    let journals: Vec<NewJournal<'_>> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| NewJournal { idempotency_key: format!("batch:{i}"), kind: "test", order_id: None, entry })
+        .collect();
+    let (port, back): (Msisdn, Msisdn) = ("4790000040".parse().unwrap(), "4791000041".parse().unwrap());
+    let (rn_b, rn_a): (RoutingNumber, RoutingNumber) = ("D002".parse().unwrap(), "D001".parse().unwrap());
+    let mut tx = t.ch.db.begin().await.unwrap();
+    let posted = ledger::post_batch(&mut tx, &journals, T0).await.unwrap();
+    assert!(
+        matches!(posted[..], [Ok(_), Err(PostError::InsufficientFunds { account }), Ok(_), Ok(_)] if account == b_acct)
+    );
+    // The second number is B's, ported to A before: a port-back makes it B's own again.
+    routing::set_ported(&mut tx, &back, a_op, None, T0).await.unwrap();
+    let changes = [
+        NewChange {
+            msisdn: &port,
             operator_id: b_op,
-            routing_number: rn_ref,
-            change: ChangeKind::Port,
-            announce_to: b_op,
-            announce_kind: "port_completed",
-            announcement: announcement_ref,
-            now: T0,
-        };
-        let settled = settlement::settle(&mut tx, &s).await;
-        (tx, settled)
-    };
-
-    let too_much = JournalEntry::transfer(b_acct, a_acct, Money(b_balance + 1)).unwrap();
-    let (tx, settled) = settle(too_much, "overdraft").await;
-    match (backend, settled) {
-        (Backend::Sqlite, Err(PostError::InsufficientFunds { account })) => {
-            assert_eq!(account, b_acct);
-            tx.rollback().await.unwrap();
-        }
-        (Backend::Postgres, Ok(Settled::AtCommit)) => {
-            let e = tx.commit().await.expect_err("an overdraft must fail the commit");
-            assert_eq!(e.sql_state(), Some("40001"), "{e}");
-        }
-        (_, other) => panic!("an overdraft was settled: {other:?}"),
-    }
-    let mut conn = t.ch.db.read().await.unwrap();
-    assert_eq!(routing::head(&mut conn).await.unwrap(), head);
-    drop(conn);
-
-    let (tx, settled) = settle(JournalEntry::transfer(b_acct, a_acct, Money(250)).unwrap(), "ok").await;
-    match (backend, settled.unwrap()) {
-        (Backend::Sqlite, Settled::Now(seq)) => assert_eq!(seq, head + 1),
-        (Backend::Postgres, Settled::AtCommit) => {}
-        (_, other) => panic!("settled as {other:?} on {backend:?}"),
-    }
+            routing_number: &rn_b,
+            kind: ChangeKind::Port,
+            order_id: Some(7),
+            at: T0,
+        },
+        NewChange {
+            msisdn: &back,
+            operator_id: b_op,
+            routing_number: &rn_a,
+            kind: ChangeKind::PortBack,
+            order_id: Some(8),
+            at: T0,
+        },
+    ];
+    assert_eq!(routing::record_changes(&mut tx, &changes).await.unwrap(), head + 1);
     tx.commit().await.unwrap();
+
     let mut conn = t.ch.db.read().await.unwrap();
-    assert_eq!(routing::head(&mut conn).await.unwrap(), head + 1);
-    let change = routing::changes_after(&mut conn, head, 10).await.unwrap().changes;
-    assert_eq!((change.len(), change[0].msisdn.as_str(), change[0].order_id), (1, "4790000040", Some(7)));
-    let body: String = sql::query_scalar("SELECT body FROM messages WHERE order_id = 7 AND kind = 'port_completed'")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(body["seq"], serde_json::json!(head + 1), "{body}");
-    let b_after: i64 = sql::query_scalar("SELECT balance FROM accounts WHERE id = $1")
-        .bind(b_acct)
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(b_after, b_balance - 250);
+    let after: Vec<(i64, i64)> =
+        sql::query_as("SELECT id, balance FROM accounts WHERE operator_id IS NOT NULL ORDER BY operator_id")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(&after[..2], &[(a_acct, a_balance + 350 - 40), (b_acct, b_balance - 350 + 40)]);
+    let counts: (i64, i64) = sql::query_as(
+        "SELECT (SELECT COUNT(*) FROM journals WHERE kind = 'test'), \
+         (SELECT COUNT(*) FROM postings p JOIN journals j ON j.id = p.journal_id WHERE j.kind = 'test')",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(counts, (3, 6));
+    let log = routing::changes_after(&mut conn, head, 10).await.unwrap().changes;
+    let log: Vec<_> = log.iter().map(|c| (c.seq, c.msisdn.as_str(), c.kind, c.order_id)).collect();
+    assert_eq!(
+        log,
+        [(head + 1, "4790000040", ChangeKind::Port, Some(7)), (head + 2, "4791000041", ChangeKind::PortBack, Some(8))]
+    );
+    assert_eq!(routing::ported_to(&mut conn, &port).await.unwrap(), Some(b_op));
+    assert_eq!(routing::ported_to(&mut conn, &back).await.unwrap(), None);
     drop(conn);
     assert!(t.ledger_sound().await);
 }
@@ -404,6 +407,7 @@ async fn ported_too_recently(backend: Backend) {
     let term = Terminal::new("4790000008");
     let o = up_to_decision(&t, &term, &t.a, &t.b, credit(0, 0, 0, 0)).await;
     t.b.client.decide(o.id, &DecisionRequest { accept: true, compensation: Some(Money(0)) }, "x").await.unwrap();
+    t.settled(&t.b, o.id).await;
     let o = t.c.client.request_port(&term.request(&t.c.name, T0), "again").await.unwrap();
     assert_eq!((o.state, o.reason), (OrderState::Rejected, Some(Reason::PortedTooRecently)));
     t.clock.advance_ms(86_400_001);
@@ -469,7 +473,7 @@ async fn cancellation(backend: Backend) {
     assert_eq!(err.code(), Some("forbidden"), "the donor cannot cancel");
     let o = t.b.client.cancel(o.id, &CancelRequest { by_subscriber: true }, "b").await.unwrap();
     assert_eq!((o.state, o.reason), (OrderState::Cancelled, Some(Reason::CancelledBySubscriber)));
-    // After settlement there is nothing to cancel.
+    // Once accepted there is nothing to cancel, settled or not.
     let term = Terminal::new("4790000013");
     let o = up_to_decision(&t, &term, &t.a, &t.b, credit(0, 0, 100, 0)).await;
     t.b.client.decide(o.id, &DecisionRequest { accept: true, compensation: Some(Money(100)) }, "d").await.unwrap();
@@ -484,10 +488,12 @@ async fn port_back_and_number_return(backend: Backend) {
     let term = Terminal::new("4790000014");
     let o = up_to_decision(&t, &term, &t.a, &t.b, credit(0, 0, 0, 0)).await;
     t.b.client.decide(o.id, &DecisionRequest { accept: true, compensation: Some(Money(0)) }, "1").await.unwrap();
+    t.settled(&t.b, o.id).await;
     // Back to the range holder.
     let o = up_to_decision(&t, &term, &t.b, &t.a, credit(10, 0, 0, 0)).await;
     assert_eq!(o.kind, OrderKind::PortBack);
     t.a.client.decide(o.id, &DecisionRequest { accept: true, compensation: Some(Money(10)) }, "2").await.unwrap();
+    t.settled(&t.a, o.id).await;
     let s = t.c.client.number(&term.msisdn).await.unwrap();
     assert_eq!((s.serving_operator.as_str(), s.ported), ("opa", false));
 
@@ -495,6 +501,7 @@ async fn port_back_and_number_return(backend: Backend) {
     let term = Terminal::new("4790000015");
     let o = up_to_decision(&t, &term, &t.a, &t.c, credit(0, 0, 0, 0)).await;
     t.c.client.decide(o.id, &DecisionRequest { accept: true, compensation: Some(Money(0)) }, "3").await.unwrap();
+    t.settled(&t.c, o.id).await;
     assert_eq!(t.b.client.return_number(&term.msisdn, "r1").await.unwrap_err().code(), Some("forbidden"));
     let r = t.c.client.return_number(&term.msisdn, "r2").await.unwrap();
     assert_eq!((r.range_holder.as_str(), r.seq), ("opa", 4));
@@ -538,6 +545,7 @@ async fn idempotent_retries(backend: Backend) {
     let paid = t.b.client.decide(first.id, &decision, "pay").await.unwrap();
     let paid_again = t.b.client.decide(first.id, &decision, "pay").await.unwrap();
     assert_eq!(paid, paid_again);
+    assert_eq!(t.settled(&t.b, first.id).await.state, OrderState::Completed);
     assert_eq!(t.b.client.account().await.unwrap().balance, Money(1_000_000 - 700), "paid once");
     // A fresh key on a settled order acts on nothing.
     assert_eq!(t.b.client.decide(first.id, &decision, "pay2").await.unwrap_err().code(), Some("invalid_state"));
@@ -779,7 +787,7 @@ on_both_backends!(
     decision_outcomes,
     settlements_racing_for_the_last_funds,
     ledger_post_refuses_an_overdraft_and_posts_a_key_once,
-    settlement_writes_its_change_or_nothing,
+    a_batch_posts_what_is_funded_and_numbers_its_changes,
     ported_too_recently,
     timeout_rules,
     cancellation,

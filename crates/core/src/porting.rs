@@ -8,12 +8,17 @@
 //!  AwaitingDeposit ────────────────────────▶ AwaitingCreditInfo ── violation, empty credit info)
 //!    │  │ mismatch → Rejected                               │
 //!    │  │ donor late → Failed + violation                   ▼
-//!    │  │                                          AwaitingDecision ── accept ──▶ Completed
-//!    │  │                                                   │  refuse → Refused
+//!    │  │                                          AwaitingDecision ── accept ──▶ Settling ── settled ──▶ Completed
+//!    │  │                                                   │  refuse → Refused        │ funds gone → Rejected
 //!    │  │                                                   │  no funds → Rejected
 //!    │  │                                                   │  recipient late → Failed + violation
 //!    └──┴── cancel (recipient, or subscriber via recipient) ┴──▶ Cancelled
 //! ```
+//!
+//! An accepted order is `Settling` until the clearinghouse's settler moves the money, routes the
+//! number and logs the change, for many orders in one transaction. It waits on nobody and has no
+//! deadline, and it can no longer be cancelled: the recipient's acceptance is final. Only the
+//! funds can still stop it, taken meanwhile by another settlement of the same recipient.
 //!
 //! The rule when a party misses a deadline (the "stated rule" of F1):
 //! - donor late with the deposit: the terminal cannot be verified, so the order **fails**
@@ -33,13 +38,15 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Millis;
 use crate::money::Money;
 
-/// Where a porting order stands. Every state but the last five waits on one party.
+/// Where a porting order stands. The first three wait on one party, `Settling` on the
+/// clearinghouse's settler; the last five are terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderState {
     AwaitingDeposit,
     AwaitingCreditInfo,
     AwaitingDecision,
+    Settling,
     Completed,
     Rejected,
     Refused,
@@ -56,10 +63,11 @@ pub enum Party {
 }
 
 impl OrderState {
-    pub const ALL: [OrderState; 8] = [
+    pub const ALL: [OrderState; 9] = [
         OrderState::AwaitingDeposit,
         OrderState::AwaitingCreditInfo,
         OrderState::AwaitingDecision,
+        OrderState::Settling,
         OrderState::Completed,
         OrderState::Rejected,
         OrderState::Refused,
@@ -72,6 +80,7 @@ impl OrderState {
             OrderState::AwaitingDeposit => "awaiting_deposit",
             OrderState::AwaitingCreditInfo => "awaiting_credit_info",
             OrderState::AwaitingDecision => "awaiting_decision",
+            OrderState::Settling => "settling",
             OrderState::Completed => "completed",
             OrderState::Rejected => "rejected",
             OrderState::Refused => "refused",
@@ -81,7 +90,7 @@ impl OrderState {
     }
 
     pub fn is_terminal(self) -> bool {
-        self.waiting_on().is_none()
+        self.waiting_on().is_none() && self != OrderState::Settling
     }
 
     /// The party whose answer the order waits for, and who is late if the deadline passes.
@@ -321,6 +330,11 @@ pub enum Event {
     Accepted,
     /// The recipient accepted but its account cannot cover the compensation.
     AcceptedWithoutFunds,
+    /// The settler moved the money and routed the number.
+    Settled,
+    /// At settlement the recipient's account no longer covered the compensation: another of
+    /// its settlements, settled first, took the funds.
+    SettlementUnfunded,
     /// The recipient refused.
     Refused,
     /// The recipient withdrew, on its own account or the subscriber's.
@@ -364,6 +378,8 @@ fn event_name(e: &Event) -> &'static str {
         Event::CreditInformation(_) => "credit_information",
         Event::Accepted => "accepted",
         Event::AcceptedWithoutFunds => "accepted_without_funds",
+        Event::Settled => "settled",
+        Event::SettlementUnfunded => "settlement_unfunded",
         Event::Refused => "refused",
         Event::Cancelled { .. } => "cancelled",
         Event::DeadlinePassed => "deadline_passed",
@@ -387,13 +403,15 @@ pub fn apply(state: OrderState, event: Event) -> Result<Transition, InvalidTrans
             credit: Some(CreditInfo::default()),
             ..Transition::to(S::AwaitingDecision)
         },
-        (S::AwaitingDecision, Event::Accepted) => Transition::to(S::Completed),
+        (S::AwaitingDecision, Event::Accepted) => Transition::to(S::Settling),
+        (S::Settling, Event::Settled) => Transition::to(S::Completed),
+        (S::Settling, Event::SettlementUnfunded) => Transition::end(S::Rejected, Reason::InsufficientFunds),
         (S::AwaitingDecision, Event::AcceptedWithoutFunds) => Transition::end(S::Rejected, Reason::InsufficientFunds),
         (S::AwaitingDecision, Event::Refused) => Transition::end(S::Refused, Reason::RefusedByRecipient),
         (S::AwaitingDecision, Event::DeadlinePassed) => {
             Transition { violation: Some(Party::Recipient), ..Transition::end(S::Failed, Reason::DecisionTimeout) }
         }
-        (s, Event::Cancelled { by_subscriber }) if !s.is_terminal() => Transition::end(
+        (s, Event::Cancelled { by_subscriber }) if s.waiting_on().is_some() => Transition::end(
             S::Cancelled,
             if by_subscriber { Reason::CancelledBySubscriber } else { Reason::CancelledByRecipient },
         ),
@@ -448,6 +466,8 @@ mod tests {
             }),
             Just(Event::Accepted),
             Just(Event::AcceptedWithoutFunds),
+            Just(Event::Settled),
+            Just(Event::SettlementUnfunded),
             Just(Event::Refused),
             any::<bool>().prop_map(|b| Event::Cancelled { by_subscriber: b }),
             Just(Event::DeadlinePassed),
@@ -460,7 +480,14 @@ mod tests {
         for e in [Event::DepositMatched, Event::CreditInformation(CreditInfo::default()), Event::Accepted] {
             s = apply(s, e).unwrap().to;
         }
-        assert_eq!(s, OrderState::Completed);
+        assert_eq!(s, OrderState::Settling);
+        assert!(!s.is_terminal() && s.waiting_on().is_none());
+        assert_eq!(apply(s, Event::Settled).unwrap().to, OrderState::Completed);
+        let t = apply(s, Event::SettlementUnfunded).unwrap();
+        assert_eq!((t.to, t.reason), (OrderState::Rejected, Some(Reason::InsufficientFunds)));
+        // Accepted is final: neither a cancellation nor a deadline stops a settlement.
+        assert!(apply(s, Event::Cancelled { by_subscriber: true }).is_err());
+        assert!(apply(s, Event::DeadlinePassed).is_err());
     }
 
     #[test]
@@ -520,9 +547,11 @@ mod tests {
                     s = t.to;
                 }
             }
-            // Deadlines alone finish any order within three more steps.
+            // Deadlines, and the settler for an accepted order, finish any order within three
+            // more steps.
             for _ in 0..3 {
-                if let Ok(t) = apply(s, Event::DeadlinePassed) { s = t.to; }
+                let e = if s == OrderState::Settling { Event::Settled } else { Event::DeadlinePassed };
+                if let Ok(t) = apply(s, e) { s = t.to; }
             }
             prop_assert!(s.is_terminal());
         }

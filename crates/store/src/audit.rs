@@ -46,6 +46,46 @@ pub async fn append(
     .await
 }
 
+/// An order's state change for [`append_many`].
+#[derive(Debug, Clone)]
+pub struct NewEntry<'a> {
+    pub action: &'a str,
+    pub order_id: i64,
+    pub from_state: &'a str,
+    pub to_state: &'a str,
+    pub detail: String,
+}
+
+/// Append the entries of many orders' state changes, by one actor at one time, in one
+/// statement (a settlement batch's).
+pub async fn append_many(conn: &mut Connection, at: Millis, actor: &str, entries: &[NewEntry<'_>]) -> Result<()> {
+    use sql::Kind::{Int, Text};
+    static APPEND: sql::PerEngine = sql::PerEngine::new(|pg| {
+        format!(
+            "INSERT INTO audit_log (at, actor, action, order_id, from_state, to_state, detail) \
+             SELECT $2, $3, r.action, r.order_id, r.from_state, r.to_state, r.detail FROM {} ORDER BY r.n",
+            sql::json_rows(
+                pg,
+                1,
+                &[("action", Text), ("order_id", Int), ("from_state", Text), ("to_state", Text), ("detail", Text)]
+            )
+        )
+    });
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let rows = sql::rows_param(entries.iter().map(|e| {
+        serde_json::json!({
+            "action": e.action,
+            "order_id": e.order_id,
+            "from_state": e.from_state,
+            "to_state": e.to_state,
+            "detail": e.detail,
+        })
+    }))?;
+    sql::query(APPEND.text(conn)).bind(rows).bind(at).bind(actor).execute_pipelined(conn).await
+}
+
 fn entry(r: &Row) -> Result<AuditEntry> {
     Ok(AuditEntry {
         id: r.try_get("id")?,

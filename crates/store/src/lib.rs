@@ -19,7 +19,6 @@
 //! - [`ledger`]: settlement accounts, balanced journals, postings.
 //! - [`orders`]: porting orders, proof deposits, verification failures, violations.
 //! - [`routing`]: ported numbers and the gap-free routing change log.
-//! - [`settlement`]: the locked part of settling a port (the money, the log, its announcement).
 //! - [`outbox`]: messages to operators (callback delivery and inbox).
 //! - [`audit`]: the append-only audit trail.
 //! - [`idempotency`]: stored answers to operator requests by idempotency key.
@@ -34,7 +33,6 @@ pub mod outbox;
 pub mod pg;
 pub mod ranges;
 pub mod routing;
-pub mod settlement;
 pub mod sql;
 pub mod wal;
 

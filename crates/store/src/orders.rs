@@ -300,6 +300,46 @@ pub async fn transition(
         .await
 }
 
+/// Accepted orders waiting for the settler, in the order they were accepted, at most `limit`
+/// (migration `settle_in_batches`: the orders in `settling` are the settler's queue).
+pub async fn settling(conn: &mut Connection, limit: i64) -> Result<Vec<OrderRecord>> {
+    static SETTLING: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!("{SELECT} WHERE o.state = 'settling' ORDER BY o.updated_at, o.id LIMIT $1")
+    });
+    let rows = sql::query(&SETTLING).bind(limit).fetch_all(conn).await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Take orders out of `settling` to where the settler sent them (`completed`, or `rejected`
+/// with its reason), in one statement; [`StoreError::StateChanged`] if any of them had left
+/// `settling` already (another clearinghouse process's settler took it).
+pub async fn conclude_settling(
+    conn: &mut Connection,
+    outcomes: &[(i64, OrderState, Option<Reason>)],
+    now: Millis,
+) -> Result<()> {
+    use sql::Kind::{Int, Text};
+    static CONCLUDE: sql::PerEngine = sql::PerEngine::new(|pg| {
+        format!(
+            "UPDATE porting_orders SET state = r.state, reason = r.reason, active = 0, deadline_at = NULL, \
+             updated_at = $2, completed_at = CASE WHEN r.state = 'completed' THEN $2 END FROM {} \
+             WHERE porting_orders.id = r.id AND porting_orders.state = 'settling'",
+            sql::json_rows(pg, 1, &[("id", Int), ("state", Text), ("reason", Text)])
+        )
+    });
+    if outcomes.is_empty() {
+        return Ok(());
+    }
+    let rows = sql::rows_param(outcomes.iter().map(|(id, state, reason)| {
+        serde_json::json!({ "id": id, "state": state.as_str(), "reason": reason.map(|r| r.as_str()) })
+    }))?;
+    let done = sql::query(CONCLUDE.text(conn)).bind(rows).bind(now).execute(conn).await?;
+    if done.rows_affected() != outcomes.len() as u64 {
+        return Err(StoreError::StateChanged("porting order"));
+    }
+    Ok(())
+}
+
 /// Open orders whose step deadline has passed, oldest deadline first.
 pub async fn overdue(conn: &mut Connection, now: Millis, limit: i64) -> Result<Vec<OrderRecord>> {
     let rows =

@@ -69,6 +69,34 @@ pub async fn enqueue(
     .await
 }
 
+/// A message for [`enqueue_many`], due at once.
+#[derive(Debug, Clone)]
+pub struct NewMessage<'a> {
+    pub operator_id: i64,
+    pub kind: &'a str,
+    pub order_id: Option<i64>,
+    pub body: String,
+}
+
+/// Queue `messages` in their order, due at once, in one statement (a settlement batch's).
+pub async fn enqueue_many(conn: &mut Connection, messages: &[NewMessage<'_>], now: Millis) -> Result<()> {
+    use sql::Kind::{Int, Text};
+    static ENQUEUE: sql::PerEngine = sql::PerEngine::new(|pg| {
+        format!(
+            "INSERT INTO messages (operator_id, kind, order_id, body, created_at, next_attempt_at) \
+             SELECT r.operator_id, r.kind, r.order_id, r.body, $2, $2 FROM {} ORDER BY r.n",
+            sql::json_rows(pg, 1, &[("operator_id", Int), ("kind", Text), ("order_id", Int), ("body", Text)])
+        )
+    });
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let rows = sql::rows_param(messages.iter().map(
+        |m| serde_json::json!({ "operator_id": m.operator_id, "kind": m.kind, "order_id": m.order_id, "body": m.body }),
+    ))?;
+    sql::query(ENQUEUE.text(conn)).bind(rows).bind(now).execute_pipelined(conn).await
+}
+
 /// Cancel an order's reminders of `kind` that are not due yet (a deposit request once the
 /// deposit came). A message already due or tried is left alone. Cancelled ones stay in the
 /// inbox, marked why.

@@ -101,6 +101,20 @@ pub async fn append_change(
     Ok(seq)
 }
 
+/// The PostgreSQL channel that carries the change log's head as changes commit.
+pub const FEED_CHANNEL: &str = "numport_feed";
+
+/// Tell every listener on [`FEED_CHANNEL`] (the clearinghouse processes on this database,
+/// which wake their change log long-polls) that the log reaches `seq` once this transaction
+/// commits. Notifications are delivered at COMMIT, in commit order. Nothing on SQLite, which
+/// has one writing process.
+pub async fn announce(conn: &mut Connection, seq: i64) -> Result<()> {
+    if !conn.is_postgres() {
+        return Ok(());
+    }
+    sql::query("SELECT pg_notify($1, $2)").bind(FEED_CHANNEL).bind(seq.to_string()).execute_pipelined(conn).await
+}
+
 /// A page of the change log and where the log stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeedPage {
@@ -174,58 +188,104 @@ pub async fn ported_page(conn: &mut Connection, after: &str, limit: i64) -> Resu
     rows.iter().map(|r| Ok((r.try_get("msisdn")?, r.try_get("operator_id")?))).collect()
 }
 
-/// Rows per statement of [`import_ported`]: 4 parameters each, far under every backend's limit.
+/// A change of the operator serving a number, for [`record_changes`].
+#[derive(Debug, Clone)]
+pub struct NewChange<'a> {
+    pub msisdn: &'a Msisdn,
+    /// The operator serving the number from now on.
+    pub operator_id: i64,
+    pub routing_number: &'a RoutingNumber,
+    /// `Port` records the number as ported to `operator_id`; `PortBack` and `Return` give it
+    /// back to its range holder (no longer ported).
+    pub kind: ChangeKind,
+    pub order_id: Option<i64>,
+    pub at: Millis,
+}
+
+/// Record `changes`, each to a different number, with their change log entries numbered in
+/// order from the sequence number returned. Four statements whatever their number: the
+/// settler's batches and bulk imports. Takes `feed_head` like [`append_change`]: call late in
+/// the transaction.
+pub async fn record_changes(conn: &mut Connection, changes: &[NewChange<'_>]) -> Result<i64> {
+    use sql::Kind::{Int, Text};
+    const COLUMNS: &[(&str, sql::Kind)] = &[
+        ("msisdn", Text),
+        ("operator_id", Int),
+        ("routing_number", Text),
+        ("kind", Text),
+        ("order_id", Int),
+        ("at", Int),
+    ];
+    static PORTED: sql::PerEngine = sql::PerEngine::new(|pg| {
+        format!(
+            "INSERT INTO ported_numbers (msisdn, operator_id, order_id, ported_at) \
+             SELECT r.msisdn, r.operator_id, r.order_id, r.at FROM {} WHERE r.kind = 'port' \
+             ON CONFLICT (msisdn) DO UPDATE SET operator_id = excluded.operator_id, \
+             order_id = excluded.order_id, ported_at = excluded.ported_at",
+            sql::json_rows(pg, 1, COLUMNS)
+        )
+    });
+    static RETURNED: sql::PerEngine = sql::PerEngine::new(|pg| {
+        format!(
+            "DELETE FROM ported_numbers WHERE msisdn IN (SELECT r.msisdn FROM {} WHERE r.kind <> 'port')",
+            sql::json_rows(pg, 1, COLUMNS)
+        )
+    });
+    static LOGGED: sql::PerEngine = sql::PerEngine::new(|pg| {
+        format!(
+            "INSERT INTO routing_changes (seq, msisdn, operator_id, routing_number, kind, order_id, effective_at) \
+             SELECT $2 + r.n, r.msisdn, r.operator_id, r.routing_number, r.kind, r.order_id, r.at FROM {} ORDER BY r.n",
+            sql::json_rows(pg, 1, COLUMNS)
+        )
+    });
+    if changes.is_empty() {
+        return head(conn).await.map(|h| h + 1);
+    }
+    let last: i64 = sql::query_scalar("UPDATE feed_head SET last_seq = last_seq + $1 WHERE id = 1 RETURNING last_seq")
+        .bind(changes.len() as i64)
+        .fetch_one(&mut *conn)
+        .await?;
+    let first = last - changes.len() as i64 + 1;
+    let rows = sql::rows_param(changes.iter().map(|c| {
+        serde_json::json!({
+            "msisdn": c.msisdn.as_str(),
+            "operator_id": c.operator_id,
+            "routing_number": c.routing_number.as_str(),
+            "kind": c.kind.as_str(),
+            "order_id": c.order_id,
+            "at": c.at,
+        })
+    }))?;
+    if changes.iter().any(|c| c.kind == ChangeKind::Port) {
+        sql::query(PORTED.text(conn)).bind(rows.as_str()).execute_pipelined(&mut *conn).await?;
+    }
+    if changes.iter().any(|c| c.kind != ChangeKind::Port) {
+        sql::query(RETURNED.text(conn)).bind(rows.as_str()).execute_pipelined(&mut *conn).await?;
+    }
+    sql::query(LOGGED.text(conn)).bind(rows).bind(first).execute_pipelined(conn).await?;
+    Ok(first)
+}
+
+/// Rows per [`record_changes`] of [`import_ported`].
 const IMPORT_ROWS_PER_STATEMENT: usize = 500;
 
 /// Records numbers as ported (an initial national database), each with its change-log entry
-/// (kind `port`) so that replicas already following the feed see them too. One sequence block
-/// is taken for the whole slice: call inside a transaction.
+/// (kind `port`) so that replicas already following the feed see them too. Call inside a
+/// transaction.
 pub async fn import_ported(conn: &mut Connection, records: &[(Msisdn, i64, RoutingNumber)], now: Millis) -> Result<()> {
-    if records.is_empty() {
-        return Ok(());
-    }
-    let last: i64 = sql::query_scalar("UPDATE feed_head SET last_seq = last_seq + $1 WHERE id = 1 RETURNING last_seq")
-        .bind(records.len() as i64)
-        .fetch_one(&mut *conn)
-        .await?;
-    let first = last - records.len() as i64 + 1;
-    for (chunk_no, chunk) in records.chunks(IMPORT_ROWS_PER_STATEMENT).enumerate() {
-        let values = |cols: usize| {
-            (0..chunk.len())
-                .map(|r| {
-                    let p: Vec<String> = (1..=cols).map(|c| format!("${}", r * cols + c)).collect();
-                    format!("({})", p.join(", "))
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let sql = format!(
-            "INSERT INTO ported_numbers (msisdn, operator_id, order_id, ported_at) VALUES {} \
-             ON CONFLICT (msisdn) DO UPDATE SET operator_id = excluded.operator_id, \
-             order_id = excluded.order_id, ported_at = excluded.ported_at",
-            values(4)
-        );
-        let mut q = sql::query(&sql);
-        for (msisdn, op, _) in chunk {
-            q = q.bind(msisdn.as_str()).bind(*op).bind(None::<i64>).bind(now);
-        }
-        q.execute(&mut *conn).await?;
-        let sql = format!(
-            "INSERT INTO routing_changes (seq, msisdn, operator_id, routing_number, kind, effective_at) VALUES {}",
-            values(6)
-        );
-        let mut q = sql::query(&sql);
-        let base = first + (chunk_no * IMPORT_ROWS_PER_STATEMENT) as i64;
-        for (i, (msisdn, op, rn)) in chunk.iter().enumerate() {
-            q = q
-                .bind(base + i as i64)
-                .bind(msisdn.as_str())
-                .bind(*op)
-                .bind(rn.as_str())
-                .bind(ChangeKind::Port.as_str())
-                .bind(now);
-        }
-        q.execute(&mut *conn).await?;
+    for chunk in records.chunks(IMPORT_ROWS_PER_STATEMENT) {
+        let changes: Vec<NewChange<'_>> = chunk
+            .iter()
+            .map(|(msisdn, operator_id, routing_number)| NewChange {
+                msisdn,
+                operator_id: *operator_id,
+                routing_number,
+                kind: ChangeKind::Port,
+                order_id: None,
+                at: now,
+            })
+            .collect();
+        record_changes(conn, &changes).await?;
     }
     Ok(())
 }

@@ -183,6 +183,53 @@ impl Drop for Transaction<'_> {
 }
 
 /// What type a `NULL` stands in for.
+/// A batch of rows bound as one parameter (`$param`, a JSON array of objects) and read back as a
+/// table `r`: the named columns of the given kinds, and `n`, each row's place in the array from
+/// 0. Statements that write a batch (a settlement's journals, change log entries, messages)
+/// thus keep one text whatever the batch's size, which a connection prepares once.
+pub fn json_rows(postgres: bool, param: usize, columns: &[(&str, Kind)]) -> String {
+    let cols: Vec<String> = columns
+        .iter()
+        .map(|(name, kind)| match (postgres, kind) {
+            (true, Kind::Int) => format!("(e.v ->> '{name}')::BIGINT AS {name}"),
+            (true, Kind::Text) => format!("(e.v ->> '{name}') AS {name}"),
+            (false, _) => format!("json_extract(value, '$.{name}') AS {name}"),
+        })
+        .collect();
+    let cols = cols.join(", ");
+    if postgres {
+        format!(
+            "(SELECT e.n - 1 AS n, {cols} FROM json_array_elements(${param}::text::json) WITH ORDINALITY AS e(v, n)) AS r"
+        )
+    } else {
+        format!("(SELECT CAST(key AS INTEGER) AS n, {cols} FROM json_each(${param})) AS r")
+    }
+}
+
+/// Rows for the parameter [`json_rows`] reads.
+pub fn rows_param(rows: impl IntoIterator<Item = serde_json::Value>) -> Result<String> {
+    serde_json::to_string(&rows.into_iter().collect::<Vec<_>>()).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// A statement whose text differs by engine (one that reads [`json_rows`], say), built once
+/// for each from `build(postgres)`.
+pub struct PerEngine {
+    build: fn(bool) -> String,
+    texts: std::sync::OnceLock<[String; 2]>,
+}
+
+impl PerEngine {
+    pub const fn new(build: fn(bool) -> String) -> PerEngine {
+        PerEngine { build, texts: std::sync::OnceLock::new() }
+    }
+
+    /// The text for `conn`'s engine.
+    pub fn text(&self, conn: &Connection) -> &str {
+        let [pg, sqlite] = self.texts.get_or_init(|| [(self.build)(true), (self.build)(false)]);
+        if conn.is_postgres() { pg } else { sqlite }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Int,

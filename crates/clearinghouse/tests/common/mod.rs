@@ -9,7 +9,8 @@ use std::sync::Arc;
 use clearinghouse::{Clearinghouse, ClearinghouseConfig, admin};
 use clearinghouse_api::ClearinghouseClient;
 use clearinghouse_api::messages::Message;
-use clearinghouse_api::model::PortingRequest;
+use clearinghouse_api::model::{Order, PortingRequest};
+use numport_core::porting::OrderState;
 use numport_core::proof::{Nonce, PinStretch, PortKey};
 use numport_core::{ManualClock, Millis, Money, Msisdn, OperatorName};
 use numport_store::{Backend, Db};
@@ -149,6 +150,19 @@ impl TestCh {
     pub async fn messages(&self, op: &Operator, kind: &str) -> Vec<Message> {
         let inbox = op.client.inbox(0, 1000).await.unwrap();
         inbox.messages.into_iter().map(|e| e.message).filter(|m| m.kind() == kind).collect()
+    }
+
+    /// Order `id` once the settler has taken it out of `settling` (as `op` sees it).
+    pub async fn settled(&self, op: &Operator, id: i64) -> Order {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let o = op.client.order(id).await.unwrap();
+            if o.state != OrderState::Settling {
+                return o;
+            }
+            assert!(std::time::Instant::now() < deadline, "order {id} still settling after 10 s");
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
     }
 
     pub async fn ledger_sound(&self) -> bool {

@@ -1,0 +1,240 @@
+//! The settler: F1 step 6 for the accepted orders, many at a time.
+//!
+//! An accepted order waits in `settling` (its acceptance committed, the recipient answered).
+//! The settler takes the orders waiting, in the order they were accepted, and settles them
+//! together in one transaction: the compensations posted as one batch (`ledger::post_batch`,
+//! which refuses any a recipient can no longer pay), the numbers routed and their changes
+//! logged under one block of sequence numbers, the orders completed, their audit entries and
+//! the messages to both parties written, one statement per table. Settling one order per
+//! acceptance took ~12 statements and a COMMIT each, every one queued behind the one before
+//! on `ledger_head`; a batch takes ~12 statements for all of its orders.
+//!
+//! Nothing is lost between acceptance and settlement: the queue is the orders table. The
+//! settler runs when an acceptance commits, when it starts (orders a crash left waiting), and
+//! once a second besides. Several clearinghouse processes may settle side by side: the first
+//! to take `ledger_head` settles a batch, and one that finds its orders settled meanwhile
+//! rolls back and looks again.
+
+use std::time::Duration;
+
+use clearinghouse_api::Message;
+use numport_core::porting::{self, ChangeKind, Event, OrderKind, OrderState};
+use numport_core::{JournalEntry, Millis};
+use numport_store::ledger::{self, NewJournal};
+use numport_store::orders::{self, OrderRecord};
+use numport_store::outbox::{self, NewMessage};
+use numport_store::routing::{self, NewChange};
+use numport_store::{Connection, StoreError, audit};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+use crate::{Clearinghouse, Counts};
+
+/// Most orders one batch settles.
+pub const BATCH: i64 = 256;
+
+/// How often the settler looks for waiting orders when nothing wakes it.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// The journal kind of a compensation.
+const COMPENSATION: &str = "compensation";
+
+/// The audit trail's name for the settler.
+const ACTOR: &str = "settler";
+
+pub async fn run(ch: Clearinghouse, shutdown: CancellationToken) {
+    loop {
+        match ch.settle_once().await {
+            // More may be waiting.
+            Ok(n) if n as i64 >= BATCH => continue,
+            Ok(_) => {}
+            Err(Error::Store(StoreError::StateChanged(_))) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "settlement batch failed; trying again");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+                continue;
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ch.settle.notified() => {}
+            _ = tokio::time::sleep(IDLE_POLL) => {}
+        }
+    }
+}
+
+impl Clearinghouse {
+    /// Settle the orders waiting in `settling`, at most [`BATCH`], in one transaction; how
+    /// many it settled or refused.
+    pub async fn settle_once(&self) -> Result<usize> {
+        let ch = self.clone();
+        self.db
+            .run(async move {
+                let now = ch.now();
+                let mut tx = ch.db.begin().await?;
+                let mut counts = Counts::default();
+                match ch.settle_batch(&mut tx, now, &mut counts).await {
+                    Ok(0) => {
+                        tx.rollback().await?;
+                        Ok(0)
+                    }
+                    Ok(n) => {
+                        tx.commit().await?;
+                        ch.metrics.add(counts);
+                        ch.wake_dispatcher();
+                        Ok(n)
+                    }
+                    Err(e) => {
+                        tx.rollback().await?;
+                        Err(e)
+                    }
+                }
+            })
+            .await
+    }
+
+    async fn settle_batch(&self, conn: &mut Connection, now: Millis, counts: &mut Counts) -> Result<usize> {
+        let waiting = orders::settling(conn, BATCH).await?;
+        if waiting.is_empty() {
+            return Ok(0);
+        }
+        // The compensations, posted in the order the orders were accepted.
+        let mut entries = Vec::new();
+        for o in &waiting {
+            let compensation = o.compensation.unwrap_or_default();
+            if compensation.0 <= 0 {
+                continue;
+            }
+            let donor_id = o.donor_id.ok_or(Error::NotFound("donor"))?;
+            let (from, to) = (
+                self.operator(conn, o.recipient_id).await?.account_id,
+                self.operator(conn, donor_id).await?.account_id,
+            );
+            let entry = JournalEntry::transfer(from, to, compensation)
+                .map_err(|e| StoreError::Corrupt(format!("order {}'s compensation: {e}", o.id)))?;
+            entries.push((o.id, entry));
+        }
+        let journals: Vec<NewJournal<'_>> = entries
+            .iter()
+            .map(|(order_id, entry)| NewJournal {
+                idempotency_key: format!("order:{order_id}:compensation"),
+                kind: COMPENSATION,
+                order_id: Some(*order_id),
+                entry,
+            })
+            .collect();
+        let posted = ledger::post_batch(conn, &journals, now).await?;
+        let mut journal_of = std::collections::HashMap::with_capacity(posted.len());
+        for ((order_id, _), outcome) in entries.iter().zip(posted) {
+            journal_of.insert(*order_id, outcome.ok());
+        }
+
+        // What each order comes to: settled (with its journal, if it owed anything) or refused.
+        let mut settled: Vec<(&OrderRecord, Option<i64>)> = Vec::new();
+        let mut refused: Vec<&OrderRecord> = Vec::new();
+        for o in &waiting {
+            match journal_of.get(&o.id) {
+                Some(None) => refused.push(o),
+                Some(Some(journal)) => settled.push((o, Some(*journal))),
+                None => settled.push((o, None)),
+            }
+        }
+
+        let mut recipients = Vec::with_capacity(settled.len());
+        for (o, _) in &settled {
+            recipients.push(self.operator(conn, o.recipient_id).await?);
+        }
+        let changes: Vec<NewChange<'_>> = settled
+            .iter()
+            .zip(&recipients)
+            .map(|((o, _), recipient)| NewChange {
+                msisdn: &o.msisdn,
+                operator_id: recipient.id,
+                routing_number: &recipient.routing_number,
+                kind: match o.kind {
+                    OrderKind::Port => ChangeKind::Port,
+                    OrderKind::PortBack => ChangeKind::PortBack,
+                },
+                order_id: Some(o.id),
+                at: now,
+            })
+            .collect();
+        let first_seq = if changes.is_empty() { 0 } else { routing::record_changes(conn, &changes).await? };
+
+        let mut messages = Vec::with_capacity(2 * waiting.len());
+        let mut outcomes = Vec::with_capacity(waiting.len());
+        let mut trail = Vec::with_capacity(waiting.len());
+        for (i, ((o, journal), recipient)) in settled.iter().zip(&recipients).enumerate() {
+            let seq = first_seq + i as i64;
+            let t = transition(o, Event::Settled)?;
+            let donor_id = o.donor_id.ok_or(Error::NotFound("donor"))?;
+            let donor = o.donor.clone().ok_or(Error::NotFound("donor"))?;
+            let compensation = o.compensation.unwrap_or_default();
+            let confirmed = Message::CompensationConfirmed {
+                order_id: o.id,
+                msisdn: o.msisdn.clone(),
+                recipient: recipient.name.clone(),
+                compensation,
+            };
+            let completed = Message::PortCompleted {
+                order_id: o.id,
+                msisdn: o.msisdn.clone(),
+                donor,
+                routing_number: recipient.routing_number.to_string(),
+                seq,
+            };
+            messages.push(message(donor_id, &confirmed)?);
+            messages.push(message(o.recipient_id, &completed)?);
+            outcomes.push((o.id, t.to, t.reason));
+            let detail = json!({ "seq": seq, "journal_id": journal, "compensation": compensation });
+            trail.push(audit::NewEntry {
+                action: "state_changed",
+                order_id: o.id,
+                from_state: OrderState::Settling.as_str(),
+                to_state: t.to.as_str(),
+                detail: detail.to_string(),
+            });
+            counts.port_completed(compensation);
+        }
+        for o in &refused {
+            let t = transition(o, Event::SettlementUnfunded)?;
+            let reason = t.reason.ok_or(Error::NotFound("reason"))?;
+            let closed = Message::OrderClosed { order_id: o.id, msisdn: o.msisdn.clone(), state: t.to, reason };
+            messages.push(message(o.recipient_id, &closed)?);
+            messages.push(message(o.donor_id.ok_or(Error::NotFound("donor"))?, &closed)?);
+            outcomes.push((o.id, t.to, t.reason));
+            trail.push(audit::NewEntry {
+                action: "state_changed",
+                order_id: o.id,
+                from_state: OrderState::Settling.as_str(),
+                to_state: t.to.as_str(),
+                detail: json!({ "reason": reason.as_str(), "compensation": o.compensation }).to_string(),
+            });
+            counts.closed(reason);
+        }
+        // Fails (and so undoes all the above) if another settler took any of these meanwhile.
+        orders::conclude_settling(conn, &outcomes, now).await?;
+        outbox::enqueue_many(conn, &messages, now).await?;
+        audit::append_many(conn, now, ACTOR, &trail).await?;
+        if !changes.is_empty() {
+            let last_seq = first_seq + changes.len() as i64 - 1;
+            routing::announce(conn, last_seq).await?;
+            self.note_feed_seq(last_seq);
+        }
+        Ok(waiting.len())
+    }
+}
+
+/// What the state machine makes of a settling order's event.
+fn transition(o: &OrderRecord, event: Event) -> Result<porting::Transition> {
+    porting::apply(o.state, event).map_err(|e| Error::conflict("invalid_state", e.to_string()))
+}
+
+fn message(operator_id: i64, msg: &Message) -> Result<NewMessage<'static>> {
+    let body = serde_json::to_string(msg).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(NewMessage { operator_id, kind: msg.kind(), order_id: msg.order_id(), body })
+}
