@@ -44,12 +44,28 @@ const COMPENSATION: &str = "compensation";
 const ACTOR: &str = "settler";
 
 pub async fn run(ch: Clearinghouse, shutdown: CancellationToken) {
+    let duration = ch.metrics.registry.histogram(
+        "numport_settlement_batch_duration_seconds",
+        "Time a settlement batch takes, from its first read to its COMMIT.",
+        &[],
+    );
+    let batches = ch.metrics.registry.counter(
+        "numport_settlement_batches_total",
+        "Settlement batches committed; orders settled per batch is ports completed over this.",
+        &[],
+    );
     loop {
+        let started = std::time::Instant::now();
         match ch.settle_once().await {
-            // More may be waiting.
-            Ok(n) if n as i64 >= BATCH => continue,
+            Ok(n) if n > 0 => {
+                duration.observe(started.elapsed().as_secs_f64());
+                batches.inc();
+                // More may be waiting.
+                if n as i64 >= BATCH {
+                    continue;
+                }
+            }
             Ok(_) => {}
-            Err(Error::Store(StoreError::StateChanged(_))) => continue,
             Err(e) => {
                 tracing::warn!(error = %e, "settlement batch failed; trying again");
                 tokio::select! {
@@ -98,6 +114,10 @@ impl Clearinghouse {
     }
 
     async fn settle_batch(&self, conn: &mut Connection, now: Millis, counts: &mut Counts) -> Result<usize> {
+        // Settlers take the change log's head first, and read the orders waiting only then:
+        // the one that waited for it sees what the one before settled. Its answer comes with
+        // the orders'.
+        let head = routing::lock_head(conn).await?;
         let waiting = orders::settling(conn, BATCH).await?;
         if waiting.is_empty() {
             return Ok(0);
@@ -127,31 +147,24 @@ impl Clearinghouse {
                 entry,
             })
             .collect();
+        let head = head.last_seq(conn).await?;
         let posted = ledger::post_batch(conn, &journals, now).await?;
-        let mut journal_of = std::collections::HashMap::with_capacity(posted.len());
-        for ((order_id, _), outcome) in entries.iter().zip(posted) {
-            journal_of.insert(*order_id, outcome.ok());
+        let mut funded = std::collections::HashMap::with_capacity(journals.len());
+        for ((order_id, _), outcome) in entries.iter().zip(&posted) {
+            funded.insert(*order_id, outcome.is_ok());
         }
 
-        // What each order comes to: settled (with its journal, if it owed anything) or refused.
-        let mut settled: Vec<(&OrderRecord, Option<i64>)> = Vec::new();
-        let mut refused: Vec<&OrderRecord> = Vec::new();
-        for o in &waiting {
-            match journal_of.get(&o.id) {
-                Some(None) => refused.push(o),
-                Some(Some(journal)) => settled.push((o, Some(*journal))),
-                None => settled.push((o, None)),
-            }
-        }
-
+        // What each order comes to: settled, or refused for want of funds.
+        let (settled, refused): (Vec<&OrderRecord>, Vec<&OrderRecord>) =
+            waiting.iter().partition(|o| funded.get(&o.id).copied().unwrap_or(true));
         let mut recipients = Vec::with_capacity(settled.len());
-        for (o, _) in &settled {
+        for o in &settled {
             recipients.push(self.operator(conn, o.recipient_id).await?);
         }
         let changes: Vec<NewChange<'_>> = settled
             .iter()
             .zip(&recipients)
-            .map(|((o, _), recipient)| NewChange {
+            .map(|(o, recipient)| NewChange {
                 msisdn: &o.msisdn,
                 operator_id: recipient.id,
                 routing_number: &recipient.routing_number,
@@ -163,13 +176,13 @@ impl Clearinghouse {
                 at: now,
             })
             .collect();
-        let first_seq = if changes.is_empty() { 0 } else { routing::record_changes(conn, &changes).await? };
+        routing::record_changes(conn, head, &changes).await?;
 
         let mut messages = Vec::with_capacity(2 * waiting.len());
         let mut outcomes = Vec::with_capacity(waiting.len());
         let mut trail = Vec::with_capacity(waiting.len());
-        for (i, ((o, journal), recipient)) in settled.iter().zip(&recipients).enumerate() {
-            let seq = first_seq + i as i64;
+        for (i, (o, recipient)) in settled.iter().zip(&recipients).enumerate() {
+            let seq = head + 1 + i as i64;
             let t = transition(o, Event::Settled)?;
             let donor_id = o.donor_id.ok_or(Error::NotFound("donor"))?;
             let donor = o.donor.clone().ok_or(Error::NotFound("donor"))?;
@@ -190,7 +203,7 @@ impl Clearinghouse {
             messages.push(message(donor_id, &confirmed)?);
             messages.push(message(o.recipient_id, &completed)?);
             outcomes.push((o.id, t.to, t.reason));
-            let detail = json!({ "seq": seq, "journal_id": journal, "compensation": compensation });
+            let detail = json!({ "seq": seq, "compensation": compensation });
             trail.push(audit::NewEntry {
                 action: "state_changed",
                 order_id: o.id,
@@ -216,13 +229,15 @@ impl Clearinghouse {
             });
             counts.closed(reason);
         }
-        // Fails (and so undoes all the above) if another settler took any of these meanwhile.
         orders::conclude_settling(conn, &outcomes, now).await?;
         outbox::enqueue_many(conn, &messages, now).await?;
         audit::append_many(conn, now, ACTOR, &trail).await?;
+        let last_seq = head + changes.len() as i64;
         if !changes.is_empty() {
-            let last_seq = first_seq + changes.len() as i64 - 1;
             routing::announce(conn, last_seq).await?;
+        }
+        // All of it was sent without waiting: the COMMIT reports any error in it.
+        if !changes.is_empty() {
             self.note_feed_seq(last_seq);
         }
         Ok(waiting.len())

@@ -371,7 +371,9 @@ async fn a_batch_posts_what_is_funded_and_numbers_its_changes(backend: Backend) 
             at: T0,
         },
     ];
-    assert_eq!(routing::record_changes(&mut tx, &changes).await.unwrap(), head + 1);
+    let locked = routing::lock_head(&mut tx).await.unwrap().last_seq(&mut tx).await.unwrap();
+    assert_eq!(locked, head);
+    routing::record_changes(&mut tx, locked, &changes).await.unwrap();
     tx.commit().await.unwrap();
 
     let mut conn = t.ch.db.read().await.unwrap();
@@ -399,6 +401,10 @@ async fn a_batch_posts_what_is_funded_and_numbers_its_changes(backend: Backend) 
     assert_eq!(routing::ported_to(&mut conn, &back).await.unwrap(), None);
     drop(conn);
     assert!(t.ledger_sound().await);
+    // Whatever writes it, the schema refuses an operator account below zero.
+    let mut conn = t.ch.db.acquire().await.unwrap();
+    let overdraft = sql::query("UPDATE accounts SET balance = -1 WHERE id = $1").bind(b_acct).execute(&mut conn).await;
+    assert!(overdraft.is_err(), "an overdraft was written");
 }
 
 async fn ported_too_recently(backend: Backend) {

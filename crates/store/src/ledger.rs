@@ -163,19 +163,20 @@ pub struct NewJournal<'a> {
 
 /// Post `journals` in one go, in their order: each one that leaves no operator account below
 /// zero is written, each other is refused with [`PostError::InsufficientFunds`] and writes
-/// nothing. The answer has one outcome per journal: its new id, or the refusal.
+/// nothing. [`PostedBatch::outcomes`] has one outcome per journal.
 ///
 /// Like [`post`] it first takes `ledger_head`, so no other posting runs meanwhile and the
 /// balances read next stay true until COMMIT; which journals fit is then worked out here, and
-/// written in four statements whatever their number (a settlement batch's, where one journal
-/// at a time cost ~12 statements each). An idempotency key posted before fails the batch with
-/// a unique violation: a batch is for new business events only (the settler's orders, which
-/// leave `settling` in the same transaction).
+/// written in three statements whatever their number (a settlement batch's, where one journal
+/// at a time cost ~12 statements each), sent without waiting: on PostgreSQL an error in them
+/// (an idempotency key posted before, an overdraft the schema refuses) fails the COMMIT. A
+/// batch is for new business events only (the settler's orders, which leave `settling` in the
+/// same transaction).
 pub async fn post_batch(
     conn: &mut Connection,
     journals: &[NewJournal<'_>],
     now: Millis,
-) -> Result<Vec<std::result::Result<i64, PostError>>> {
+) -> Result<Vec<std::result::Result<(), PostError>>> {
     use sql::Kind::{Int, Text};
     static BALANCES: sql::PerEngine = sql::PerEngine::new(|pg| {
         format!(
@@ -187,21 +188,24 @@ pub async fn post_batch(
     static JOURNALS: sql::PerEngine = sql::PerEngine::new(|pg| {
         format!(
             "INSERT INTO journals (idempotency_key, kind, order_id, created_at) \
-             SELECT r.idempotency_key, r.kind, r.order_id, $2 FROM {} ORDER BY r.n RETURNING id, idempotency_key",
+             SELECT r.idempotency_key, r.kind, r.order_id, $2 FROM {} ORDER BY r.n",
             sql::json_rows(pg, 1, &[("idempotency_key", Text), ("kind", Text), ("order_id", Int)])
         )
     });
+    // The journals' ids by their keys, written just before: no round trip to learn them.
     static POSTINGS: sql::PerEngine = sql::PerEngine::new(|pg| {
         format!(
             "INSERT INTO postings (journal_id, account_id, amount) \
-             SELECT r.journal_id, r.account_id, r.amount FROM {} ORDER BY r.n",
-            sql::json_rows(pg, 1, &[("journal_id", Int), ("account_id", Int), ("amount", Int)])
+             SELECT j.id, r.account_id, r.amount FROM {} JOIN journals j ON j.idempotency_key = r.idempotency_key \
+             ORDER BY r.n",
+            sql::json_rows(pg, 1, &[("idempotency_key", Text), ("account_id", Int), ("amount", Int)])
         )
     });
+    // Worked out under `ledger_head`, so exact; an operator account below zero, which cannot
+    // happen here, the schema refuses anyway (migration `settle_in_batches`).
     static BALANCE_CHANGES: sql::PerEngine = sql::PerEngine::new(|pg| {
         format!(
-            "UPDATE accounts SET balance = accounts.balance + r.delta FROM {} \
-             WHERE accounts.id = r.account AND (accounts.operator_id IS NULL OR accounts.balance + r.delta >= 0)",
+            "UPDATE accounts SET balance = accounts.balance + r.delta FROM {} WHERE accounts.id = r.account",
             sql::json_rows(pg, 1, &[("account", Int), ("delta", Int)])
         )
     });
@@ -226,7 +230,7 @@ pub async fn post_batch(
         );
     }
     let before: std::collections::HashMap<i64, i64> = balances.iter().map(|(a, (b, _))| (*a, *b)).collect();
-    let mut outcomes: Vec<Option<PostError>> = Vec::with_capacity(journals.len());
+    let mut outcomes = Vec::with_capacity(journals.len());
     for j in journals {
         let mut refused = None;
         for (account, amount) in sorted_lines(j.entry) {
@@ -246,50 +250,32 @@ pub async fn post_batch(
                 }
             }
         }
-        outcomes.push(refused);
+        outcomes.push(refused.map_or(Ok(()), Err));
     }
     let posted: Vec<&NewJournal<'_>> =
-        journals.iter().zip(&outcomes).filter(|(_, refused)| refused.is_none()).map(|(j, _)| j).collect();
-    let mut ids = std::collections::HashMap::with_capacity(posted.len());
-    if !posted.is_empty() {
-        let listed = sql::rows_param(posted.iter().map(
+        journals.iter().zip(&outcomes).filter(|(_, outcome)| outcome.is_ok()).map(|(j, _)| j).collect();
+    if posted.is_empty() {
+        return Ok(outcomes);
+    }
+    let listed =
+        sql::rows_param(posted.iter().map(
             |j| serde_json::json!({ "idempotency_key": j.idempotency_key, "kind": j.kind, "order_id": j.order_id }),
         ))?;
-        let rows = sql::query(JOURNALS.text(conn)).bind(listed).bind(now).fetch_all(&mut *conn).await?;
-        for r in &rows {
-            ids.insert(r.try_get::<String, _>("idempotency_key")?, r.try_get::<i64, _>("id")?);
-        }
-        let mut postings = Vec::new();
-        for j in &posted {
-            let id = *ids.get(&j.idempotency_key).ok_or(StoreError::NoRow)?;
-            for (account, amount) in sorted_lines(j.entry) {
-                postings.push(serde_json::json!({ "journal_id": id, "account_id": account, "amount": amount.0 }));
-            }
-        }
-        sql::query(POSTINGS.text(conn)).bind(sql::rows_param(postings)?).execute_pipelined(&mut *conn).await?;
-        let changes: Vec<(i64, i64)> = balances
-            .iter()
-            .map(|(a, (after, _))| (*a, after - before.get(a).copied().unwrap_or(*after)))
-            .filter(|(_, delta)| *delta != 0)
-            .collect();
-        let listed = sql::rows_param(changes.iter().map(|(a, d)| serde_json::json!({ "account": a, "delta": d })))?;
-        let done = sql::query(BALANCE_CHANGES.text(conn)).bind(listed).execute(&mut *conn).await?;
-        if done.rows_affected() != changes.len() as u64 {
-            return Err(StoreError::Corrupt(format!(
-                "a batch of postings changed {} of {} balances",
-                done.rows_affected(),
-                changes.len()
-            )));
-        }
-    }
-    journals
-        .iter()
-        .zip(outcomes)
-        .map(|(j, refused)| match refused {
-            Some(e) => Ok(Err(e)),
-            None => Ok(Ok(*ids.get(&j.idempotency_key).ok_or(StoreError::NoRow)?)),
+    sql::query(JOURNALS.text(conn)).bind(listed).bind(now).execute_pipelined(&mut *conn).await?;
+    let postings = posted.iter().flat_map(|j| {
+        sorted_lines(j.entry).into_iter().map(|(account, amount)| {
+            serde_json::json!({ "idempotency_key": j.idempotency_key, "account_id": account, "amount": amount.0 })
         })
-        .collect()
+    });
+    sql::query(POSTINGS.text(conn)).bind(sql::rows_param(postings)?).execute_pipelined(&mut *conn).await?;
+    let changes: Vec<(i64, i64)> = balances
+        .iter()
+        .map(|(a, (after, _))| (*a, after - before.get(a).copied().unwrap_or(*after)))
+        .filter(|(_, delta)| *delta != 0)
+        .collect();
+    let listed = sql::rows_param(changes.iter().map(|(a, d)| serde_json::json!({ "account": a, "delta": d })))?;
+    sql::query(BALANCE_CHANGES.text(conn)).bind(listed).execute_pipelined(conn).await?;
+    Ok(outcomes)
 }
 
 /// [`post`] on PostgreSQL: `lines` sorted by account.

@@ -311,8 +311,9 @@ pub async fn settling(conn: &mut Connection, limit: i64) -> Result<Vec<OrderReco
 }
 
 /// Take orders out of `settling` to where the settler sent them (`completed`, or `rejected`
-/// with its reason), in one statement; [`StoreError::StateChanged`] if any of them had left
-/// `settling` already (another clearinghouse process's settler took it).
+/// with its reason), in one statement sent without waiting. The orders must have been read in
+/// `settling` under the lock that serializes settlers (`routing::lock_head`), so none has left
+/// it since; one that had is left alone.
 pub async fn conclude_settling(
     conn: &mut Connection,
     outcomes: &[(i64, OrderState, Option<Reason>)],
@@ -327,17 +328,10 @@ pub async fn conclude_settling(
             sql::json_rows(pg, 1, &[("id", Int), ("state", Text), ("reason", Text)])
         )
     });
-    if outcomes.is_empty() {
-        return Ok(());
-    }
     let rows = sql::rows_param(outcomes.iter().map(|(id, state, reason)| {
         serde_json::json!({ "id": id, "state": state.as_str(), "reason": reason.map(|r| r.as_str()) })
     }))?;
-    let done = sql::query(CONCLUDE.text(conn)).bind(rows).bind(now).execute(conn).await?;
-    if done.rows_affected() != outcomes.len() as u64 {
-        return Err(StoreError::StateChanged("porting order"));
-    }
-    Ok(())
+    sql::query(CONCLUDE.text(conn)).bind(rows).bind(now).execute_pipelined(conn).await
 }
 
 /// Open orders whose step deadline has passed, oldest deadline first.

@@ -202,11 +202,32 @@ pub struct NewChange<'a> {
     pub at: Millis,
 }
 
+/// Take the change log's head for [`record_changes`]: lock it until COMMIT, as
+/// [`append_change`] does, and read it. Sent ahead: the answer comes with the next statement's.
+pub async fn lock_head(conn: &mut Connection) -> Result<LockedHead> {
+    // An update that changes nothing, for the row lock and the value in one statement that
+    // both engines speak (SQLite has no `FOR UPDATE`; its one writer needs none).
+    let sent = sql::query("UPDATE feed_head SET last_seq = last_seq WHERE id = 1 RETURNING last_seq")
+        .fetch_deferred(conn)
+        .await?;
+    Ok(LockedHead(sent))
+}
+
+/// The change log's head, locked by [`lock_head`].
+pub struct LockedHead(sql::Deferred);
+
+impl LockedHead {
+    /// The last sequence number written.
+    pub async fn last_seq(self, conn: &mut Connection) -> Result<i64> {
+        self.0.rows(conn).await?.first().ok_or(StoreError::NotFound("the change log's head"))?.try_get(0)
+    }
+}
+
 /// Record `changes`, each to a different number, with their change log entries numbered in
-/// order from the sequence number returned. Four statements whatever their number: the
-/// settler's batches and bulk imports. Takes `feed_head` like [`append_change`]: call late in
-/// the transaction.
-pub async fn record_changes(conn: &mut Connection, changes: &[NewChange<'_>]) -> Result<i64> {
+/// order after `head` (the last sequence number written, read by [`lock_head`] in this
+/// transaction). Four statements whatever their number, sent without waiting: the settler's
+/// batches and bulk imports.
+pub async fn record_changes(conn: &mut Connection, head: i64, changes: &[NewChange<'_>]) -> Result<()> {
     use sql::Kind::{Int, Text};
     const COLUMNS: &[(&str, sql::Kind)] = &[
         ("msisdn", Text),
@@ -239,13 +260,12 @@ pub async fn record_changes(conn: &mut Connection, changes: &[NewChange<'_>]) ->
         )
     });
     if changes.is_empty() {
-        return head(conn).await.map(|h| h + 1);
+        return Ok(());
     }
-    let last: i64 = sql::query_scalar("UPDATE feed_head SET last_seq = last_seq + $1 WHERE id = 1 RETURNING last_seq")
-        .bind(changes.len() as i64)
-        .fetch_one(&mut *conn)
+    sql::query("UPDATE feed_head SET last_seq = $1 WHERE id = 1")
+        .bind(head + changes.len() as i64)
+        .execute_pipelined(&mut *conn)
         .await?;
-    let first = last - changes.len() as i64 + 1;
     let rows = sql::rows_param(changes.iter().map(|c| {
         serde_json::json!({
             "msisdn": c.msisdn.as_str(),
@@ -262,8 +282,7 @@ pub async fn record_changes(conn: &mut Connection, changes: &[NewChange<'_>]) ->
     if changes.iter().any(|c| c.kind != ChangeKind::Port) {
         sql::query(RETURNED.text(conn)).bind(rows.as_str()).execute_pipelined(&mut *conn).await?;
     }
-    sql::query(LOGGED.text(conn)).bind(rows).bind(first).execute_pipelined(conn).await?;
-    Ok(first)
+    sql::query(LOGGED.text(conn)).bind(rows).bind(head + 1).execute_pipelined(conn).await
 }
 
 /// Rows per [`record_changes`] of [`import_ported`].
@@ -285,7 +304,8 @@ pub async fn import_ported(conn: &mut Connection, records: &[(Msisdn, i64, Routi
                 at: now,
             })
             .collect();
-        record_changes(conn, &changes).await?;
+        let head = lock_head(conn).await?.last_seq(conn).await?;
+        record_changes(conn, head, &changes).await?;
     }
     Ok(())
 }

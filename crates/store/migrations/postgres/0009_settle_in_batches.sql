@@ -11,3 +11,9 @@ DROP TABLE settlements;
 
 -- The settler's queue: the orders waiting in `settling`, in the order they were accepted.
 CREATE INDEX porting_orders_settling ON porting_orders(updated_at, id) WHERE state = 'settling';
+
+-- An operator's settlement account never goes below zero. Every posting checks it before it
+-- writes (`ledger::post`, `ledger::post_batch`); the schema now refuses it as well, so that a
+-- batch's balance update, sent without waiting for its answer, cannot overdraw an account
+-- unnoticed: the COMMIT fails instead.
+ALTER TABLE accounts ADD CONSTRAINT operator_accounts_not_overdrawn CHECK (operator_id IS NULL OR balance >= 0);
