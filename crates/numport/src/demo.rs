@@ -154,7 +154,8 @@ async fn port_a_to_b(cluster: &Cluster) -> anyhow::Result<usize> {
             step("awaiting_decision"),
         );
     }
-    show("5  opb accepts and pays; 6  settled, number routed to opb, change logged", step("completed"));
+    show("5  opb accepts the compensation; the order is settling", step("settling"));
+    show("6  settled: opb paid opa, number routed to opb, change logged", step("completed"));
     println!("  request to routing record: {:.1} ms end to end (handset's view)\n", elapsed.as_secs_f64() * 1000.0);
 
     let mut c = Checks { failed: 0 };
