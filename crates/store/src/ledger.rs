@@ -192,12 +192,13 @@ pub async fn post_batch(
             sql::json_rows(pg, 1, &[("idempotency_key", Text), ("kind", Text), ("order_id", Int)])
         )
     });
-    // The journals' ids by their keys, written just before: no round trip to learn them.
+    // The journals' ids by their keys, written just before: no round trip to learn them. One
+    // index lookup a line (a join let the planner scan every journal: 0.57 ms a batch).
     static POSTINGS: sql::PerEngine = sql::PerEngine::new(|pg| {
         format!(
             "INSERT INTO postings (journal_id, account_id, amount) \
-             SELECT j.id, r.account_id, r.amount FROM {} JOIN journals j ON j.idempotency_key = r.idempotency_key \
-             ORDER BY r.n",
+             SELECT (SELECT j.id FROM journals j WHERE j.idempotency_key = r.idempotency_key), r.account_id, r.amount \
+             FROM {} ORDER BY r.n",
             sql::json_rows(pg, 1, &[("idempotency_key", Text), ("account_id", Int), ("amount", Int)])
         )
     });
