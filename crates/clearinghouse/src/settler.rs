@@ -113,11 +113,13 @@ impl Clearinghouse {
             .await
     }
 
-    async fn settle_batch(&self, conn: &mut Connection, now: Millis, counts: &mut Counts) -> Result<usize> {
+    /// Settle the orders waiting in `settling`, at most [`BATCH`], in the caller's transaction.
+    pub(crate) async fn settle_batch(&self, conn: &mut Connection, now: Millis, counts: &mut Counts) -> Result<usize> {
         // Settlers take the change log's head first, and read the orders waiting only then:
-        // the one that waited for it sees what the one before settled. Its answer comes with
-        // the orders'.
+        // the one that waited for it sees what the one before settled. The head, the ledger
+        // and its balances come with the orders, in one round trip.
         let head = routing::lock_head(conn).await?;
+        let held = ledger::hold(conn).await?;
         let waiting = orders::settling(conn, BATCH).await?;
         if waiting.is_empty() {
             return Ok(0);
@@ -148,7 +150,7 @@ impl Clearinghouse {
             })
             .collect();
         let head = head.last_seq(conn).await?;
-        let posted = ledger::post_batch(conn, &journals, now).await?;
+        let posted = ledger::post_batch(conn, held, &journals, now).await?;
         let mut funded = std::collections::HashMap::with_capacity(journals.len());
         for ((order_id, _), outcome) in entries.iter().zip(&posted) {
             funded.insert(*order_id, outcome.is_ok());

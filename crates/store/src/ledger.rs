@@ -161,30 +161,41 @@ pub struct NewJournal<'a> {
     pub entry: &'a JournalEntry<i64>,
 }
 
-/// Post `journals` in one go, in their order: each one that leaves no operator account below
-/// zero is written, each other is refused with [`PostError::InsufficientFunds`] and writes
-/// nothing. [`PostedBatch::outcomes`] has one outcome per journal.
+/// The ledger held for one [`post_batch`]: `ledger_head` taken, as every posting takes it
+/// first, so no other posting runs until COMMIT, and every account's balance read. Sent ahead:
+/// the answers come with the next statement's (the settler's read of the orders it settles),
+/// so a batch's reads take one round trip. Every account is read because which ones the batch
+/// touches is not known yet; there is one per operator and one for funding.
+pub async fn hold(conn: &mut Connection) -> Result<HeldLedger> {
+    sql::query("UPDATE ledger_head SET journals = journals WHERE id = 1").execute_pipelined(&mut *conn).await?;
+    let balances =
+        sql::query("SELECT id, CASE WHEN operator_id IS NULL THEN 1 ELSE 0 END AS external, balance FROM accounts")
+            .fetch_deferred(conn)
+            .await?;
+    Ok(HeldLedger(balances))
+}
+
+/// See [`hold`].
+#[must_use = "the ledger is held for a post_batch"]
+pub struct HeldLedger(sql::Deferred);
+
+/// Post `journals` in one go, in their order, on the ledger [`hold`] took: each one that leaves
+/// no operator account below zero is written, each other is refused with
+/// [`PostError::InsufficientFunds`] and writes nothing. The answer has one outcome per journal.
 ///
-/// Like [`post`] it first takes `ledger_head`, so no other posting runs meanwhile and the
-/// balances read next stay true until COMMIT; which journals fit is then worked out here, and
-/// written in three statements whatever their number (a settlement batch's, where one journal
-/// at a time cost ~12 statements each), sent without waiting: on PostgreSQL an error in them
-/// (an idempotency key posted before, an overdraft the schema refuses) fails the COMMIT. A
-/// batch is for new business events only (the settler's orders, which leave `settling` in the
-/// same transaction).
+/// Which journals fit is worked out here from the balances `hold` read, which stay true until
+/// COMMIT, and they are written in four statements whatever their number (a settlement
+/// batch's, where one journal at a time cost ~12 statements each), sent without waiting: on
+/// PostgreSQL an error in them (an idempotency key posted before, an overdraft the schema
+/// refuses) fails the COMMIT. A batch is for new business events only (the settler's orders,
+/// which leave `settling` in the same transaction).
 pub async fn post_batch(
     conn: &mut Connection,
+    held: HeldLedger,
     journals: &[NewJournal<'_>],
     now: Millis,
 ) -> Result<Vec<std::result::Result<(), PostError>>> {
     use sql::Kind::{Int, Text};
-    static BALANCES: sql::PerEngine = sql::PerEngine::new(|pg| {
-        format!(
-            "SELECT a.id, CASE WHEN a.operator_id IS NULL THEN 1 ELSE 0 END AS external, a.balance FROM accounts a \
-             WHERE a.id IN (SELECT r.account FROM {})",
-            sql::json_rows(pg, 1, &[("account", Int)])
-        )
-    });
     static JOURNALS: sql::PerEngine = sql::PerEngine::new(|pg| {
         format!(
             "INSERT INTO journals (idempotency_key, kind, order_id, created_at) \
@@ -210,18 +221,10 @@ pub async fn post_batch(
             sql::json_rows(pg, 1, &[("account", Int), ("delta", Int)])
         )
     });
+    let rows = held.0.rows(conn).await?;
     if journals.is_empty() {
         return Ok(Vec::new());
     }
-    sql::query("UPDATE ledger_head SET journals = journals + $1 WHERE id = 1")
-        .bind(journals.len() as i64)
-        .execute_pipelined(&mut *conn)
-        .await?;
-    let mut accounts: Vec<i64> = journals.iter().flat_map(|j| j.entry.lines().iter().map(|(a, _)| *a)).collect();
-    accounts.sort_unstable();
-    accounts.dedup();
-    let listed = sql::rows_param(accounts.iter().map(|a| serde_json::json!({ "account": a })))?;
-    let rows = sql::query(BALANCES.text(conn)).bind(listed).fetch_all(&mut *conn).await?;
     // Balance now and whether it may go negative, by account.
     let mut balances = std::collections::HashMap::with_capacity(rows.len());
     for r in &rows {
