@@ -11,7 +11,8 @@
 //!
 //! Nothing is lost between acceptance and settlement: the queue is the orders table. The
 //! settler runs when an acceptance commits, when it starts (orders a crash left waiting), and
-//! once a second besides. Several clearinghouse processes may settle side by side: the first
+//! once a second besides. On SQLite the accepting transaction calls [`Clearinghouse::settle_batch`]
+//! itself (see `porting`), and the task only finds what a crash left. Several clearinghouse processes may settle side by side: the first
 //! to take `ledger_head` settles a batch, and one that finds its orders settled meanwhile
 //! rolls back and looks again.
 
