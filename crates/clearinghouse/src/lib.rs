@@ -265,7 +265,9 @@ pub async fn run(
     let deliverer = dispatcher::deliverer(listener.local_addr()?);
     let dispatcher = tokio::spawn(dispatcher::run(ch.clone(), deliverer, background.clone()));
     let supervisor = tokio::spawn(supervisor::run(ch.clone(), background.clone()));
-    let settler = tokio::spawn(settler::run(ch.clone(), background.clone()));
+    // Two settlers: while one commits a batch, the other waits at the database for the lock
+    // that serializes them, and reads the next batch the moment that COMMIT lands.
+    let settlers = [(); settler::TASKS].map(|()| tokio::spawn(settler::run(ch.clone(), background.clone())));
     let commits = tokio::spawn(feed::follow_commits(ch.clone(), background.clone()));
     let app = http::router(ch.clone());
     let served = axum::serve(
@@ -277,6 +279,6 @@ pub async fn run(
     .with_graceful_shutdown(shutdown.clone().cancelled_owned())
     .await;
     background.cancel();
-    let _ = tokio::join!(dispatcher, supervisor, settler, commits);
+    let _ = tokio::join!(dispatcher, supervisor, futures::future::join_all(settlers), commits);
     served
 }

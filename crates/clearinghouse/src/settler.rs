@@ -32,6 +32,10 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{Error, Result};
 use crate::{Clearinghouse, Counts};
 
+/// Settler tasks per process. A batch's first round trip (the locks, the queue, the balances)
+/// of the second one overlaps the first one's `COMMIT`.
+pub const TASKS: usize = 2;
+
 /// Most orders one batch settles.
 pub const BATCH: i64 = 256;
 

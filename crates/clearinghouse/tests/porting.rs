@@ -347,7 +347,10 @@ async fn a_batch_posts_what_is_funded_and_numbers_its_changes(backend: Backend) 
     let (port, back): (Msisdn, Msisdn) = ("4790000040".parse().unwrap(), "4791000041".parse().unwrap());
     let (rn_b, rn_a): (RoutingNumber, RoutingNumber) = ("D002".parse().unwrap(), "D001".parse().unwrap());
     let mut tx = t.ch.db.begin().await.unwrap();
+    // The settlers' lock order: the change log's head, then the ledger's.
+    let locked = routing::lock_head(&mut tx).await.unwrap();
     let held = ledger::hold(&mut tx).await.unwrap();
+    let locked = locked.last_seq(&mut tx).await.unwrap();
     let posted = ledger::post_batch(&mut tx, held, &journals, T0).await.unwrap();
     assert!(
         matches!(posted[..], [Ok(_), Err(PostError::InsufficientFunds { account }), Ok(_), Ok(_)] if account == b_acct)
@@ -372,7 +375,6 @@ async fn a_batch_posts_what_is_funded_and_numbers_its_changes(backend: Backend) 
             at: T0,
         },
     ];
-    let locked = routing::lock_head(&mut tx).await.unwrap().last_seq(&mut tx).await.unwrap();
     assert_eq!(locked, head);
     routing::record_changes(&mut tx, locked, &changes).await.unwrap();
     tx.commit().await.unwrap();

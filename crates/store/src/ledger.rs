@@ -165,7 +165,9 @@ pub struct NewJournal<'a> {
 /// first, so no other posting runs until COMMIT, and every account's balance read. Sent ahead:
 /// the answers come with the next statement's (the settler's read of the orders it settles),
 /// so a batch's reads take one round trip. Every account is read because which ones the batch
-/// touches is not known yet; there is one per operator and one for funding.
+/// touches is not known yet; there is one per operator and one for funding. Take it after
+/// `routing::lock_head`, as the settler does: two transactions taking both heads in opposite
+/// orders deadlock.
 pub async fn hold(conn: &mut Connection) -> Result<HeldLedger> {
     sql::query("UPDATE ledger_head SET journals = journals WHERE id = 1").execute_pipelined(&mut *conn).await?;
     let balances =
