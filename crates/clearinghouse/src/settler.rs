@@ -7,14 +7,15 @@
 //! logged under one block of sequence numbers, the orders completed, their audit entries and
 //! the messages to both parties written, one statement per table. Settling one order per
 //! acceptance took ~12 statements and a COMMIT each, every one queued behind the one before
-//! on `ledger_head`; a batch takes ~12 statements for all of its orders.
+//! on `ledger_head`; a batch takes ~15 statements for all of its orders, in two round trips.
 //!
 //! Nothing is lost between acceptance and settlement: the queue is the orders table. The
 //! settler runs when an acceptance commits, when it starts (orders a crash left waiting), and
-//! once a second besides. On SQLite the accepting transaction calls [`Clearinghouse::settle_batch`]
-//! itself (see `porting`), and the task only finds what a crash left. Several clearinghouse processes may settle side by side: the first
-//! to take `ledger_head` settles a batch, and one that finds its orders settled meanwhile
-//! rolls back and looks again.
+//! once a second besides. On SQLite the accepting transaction calls
+//! [`Clearinghouse::settle_batch`] itself (see `porting`), and the tasks only find what a crash
+//! left. Settlers, in this process ([`TASKS`]) or in others on the same database, take the
+//! change log's head before they read the orders waiting, so each reads what the one before it
+//! left.
 
 use std::time::Duration;
 
