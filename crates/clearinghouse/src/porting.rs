@@ -475,14 +475,9 @@ impl Clearinghouse {
                 };
                 enqueue(conn, order.recipient_id, &msg, now).await?;
             }
-            // On PostgreSQL the settler takes it from here, once this commits, with the others
-            // accepted meanwhile. SQLite has one writer, which this transaction holds: the
-            // settlement's statements cost only their own work here, while a batch of its
-            // own would cost another group commit of latency (docs/BENCHMARKS.md, session 14).
-            OrderState::Settling if conn.is_postgres() => counts.settlement_queued(),
-            OrderState::Settling => {
-                self.settle_batch(conn, now, counts).await?;
-            }
+            // The settler takes it from here, once this commits, with the others accepted
+            // meanwhile.
+            OrderState::Settling => counts.settlement_queued(),
             _ => {
                 if let Some(reason) = t.reason {
                     let msg =

@@ -11,11 +11,9 @@
 //!
 //! Nothing is lost between acceptance and settlement: the queue is the orders table. The
 //! settler runs when an acceptance commits, when it starts (orders a crash left waiting), and
-//! once a second besides. On SQLite the accepting transaction calls
-//! [`Clearinghouse::settle_batch`] itself (see `porting`), and the tasks only find what a crash
-//! left. Settlers, in this process ([`TASKS`]) or in others on the same database, take the
-//! change log's head before they read the orders waiting, so each reads what the one before it
-//! left.
+//! once a second besides. Settlers, in this process ([`TASKS`]) or in others on the same
+//! database, take the change log's head before they read the orders waiting, so each reads
+//! what the one before it left.
 
 use std::time::Duration;
 
@@ -120,7 +118,7 @@ impl Clearinghouse {
     }
 
     /// Settle the orders waiting in `settling`, at most [`BATCH`], in the caller's transaction.
-    pub(crate) async fn settle_batch(&self, conn: &mut Connection, now: Millis, counts: &mut Counts) -> Result<usize> {
+    async fn settle_batch(&self, conn: &mut Connection, now: Millis, counts: &mut Counts) -> Result<usize> {
         // Settlers take the change log's head first, and read the orders waiting only then:
         // the one that waited for it sees what the one before settled. The head, the ledger
         // and its balances come with the orders, in one round trip.
