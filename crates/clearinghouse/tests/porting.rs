@@ -410,6 +410,63 @@ async fn a_batch_posts_what_is_funded_and_numbers_its_changes(backend: Backend) 
     assert!(overdraft.is_err(), "an overdraft was written");
 }
 
+/// Settlers side by side, as several clearinghouse processes on one database would run them
+/// (each process runs two): every accepted order is settled exactly once, the change log has
+/// no gap and no repeat, and no money appears or disappears.
+async fn settlers_side_by_side_settle_each_order_once(backend: Backend) {
+    use numport_store::sql;
+    let Some(t) = TestCh::start(backend).await else { return };
+    let mut orders = Vec::new();
+    for i in 0..12 {
+        let term = Terminal::new(&format!("47900001{i:02}"));
+        orders.push(up_to_decision(&t, &term, &t.a, &t.b, credit(0, 0, 100, 0)).await);
+    }
+    // Three more settlers, as if from other processes, settling as fast as they can.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let extra: Vec<_> = (0..3)
+        .map(|_| {
+            let (ch, stop) = (t.ch.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    ch.settle_once().await.expect("a settlement batch");
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    let accept = DecisionRequest { accept: true, compensation: Some(Money(100)) };
+    let keys: Vec<String> = orders.iter().map(|o| format!("accept-{}", o.id)).collect();
+    let decided =
+        futures::future::join_all(orders.iter().zip(&keys).map(|(o, key)| t.b.client.decide(o.id, &accept, key))).await;
+    for d in decided {
+        assert_eq!(d.unwrap().state, OrderState::Settling);
+    }
+    for o in &orders {
+        assert_eq!(t.settled(&t.b, o.id).await.state, OrderState::Completed);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in extra {
+        task.await.unwrap();
+    }
+    assert_eq!(t.b.client.account().await.unwrap().balance, Money(1_000_000 - 12 * 100));
+    assert_eq!(t.a.client.account().await.unwrap().balance, Money(1_000_000 + 12 * 100));
+    let mut conn = t.ch.db.read().await.unwrap();
+    let log = numport_store::routing::changes_after(&mut conn, 0, 100).await.unwrap().changes;
+    assert_eq!(log.iter().map(|c| c.seq).collect::<Vec<_>>(), (1..=12).collect::<Vec<_>>());
+    let mut numbers: Vec<_> = log.iter().map(|c| c.msisdn.as_str().to_owned()).collect();
+    numbers.sort();
+    numbers.dedup();
+    assert_eq!(numbers.len(), 12, "each number once");
+    let journals: i64 = sql::query_scalar("SELECT COUNT(*) FROM journals WHERE kind = 'compensation'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(journals, 12);
+    drop(conn);
+    assert_eq!(t.ch.metrics.ports_completed.get(), 12, "each settlement counted once");
+    assert!(t.ledger_sound().await);
+}
+
 async fn ported_too_recently(backend: Backend) {
     let config = clearinghouse::ClearinghouseConfig { min_port_interval_ms: 86_400_000, ..common::test_config() };
     let Some(t) = TestCh::start_with(backend, config).await else { return };
@@ -797,6 +854,7 @@ on_both_backends!(
     settlements_racing_for_the_last_funds,
     ledger_post_refuses_an_overdraft_and_posts_a_key_once,
     a_batch_posts_what_is_funded_and_numbers_its_changes,
+    settlers_side_by_side_settle_each_order_once,
     ported_too_recently,
     timeout_rules,
     cancellation,
