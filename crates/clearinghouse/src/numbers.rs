@@ -49,7 +49,6 @@ impl Clearinghouse {
         }
         let holder_id = ranges::holder_of(conn, msisdn).await?.ok_or(Error::NotFound("number range"))?;
         let holder = self.operator(conn, holder_id).await?;
-        routing::clear_ported(conn, msisdn).await?;
         audit::append(
             conn,
             now,
@@ -61,9 +60,18 @@ impl Clearinghouse {
             &json!({ "msisdn": msisdn, "to": holder.name }).to_string(),
         )
         .await?;
-        let seq =
-            routing::append_change(conn, msisdn, holder.id, &holder.routing_number, ChangeKind::Return, None, now)
-                .await?;
+        // No longer ported, with its change log entry.
+        let head = routing::lock_head(conn).await?.last_seq(conn).await?;
+        let change = routing::NewChange {
+            msisdn,
+            operator_id: holder.id,
+            routing_number: &holder.routing_number,
+            kind: ChangeKind::Return,
+            order_id: None,
+            at: now,
+        };
+        routing::record_changes(conn, head, &[change]).await?;
+        let seq = head + 1;
         self.note_feed_seq(seq);
         let msg = Message::NumberReturned { msisdn: msisdn.clone(), from: caller.name.clone(), seq };
         enqueue(conn, holder.id, &msg, now).await?;

@@ -128,21 +128,20 @@ impl Clearinghouse {
         if waiting.is_empty() {
             return Ok(0);
         }
-        // The compensations, posted in the order the orders were accepted.
+        // Each order's recipient and donor, and the compensations, posted in the order the
+        // orders were accepted.
+        let mut parties = Vec::with_capacity(waiting.len());
         let mut entries = Vec::new();
         for o in &waiting {
-            let compensation = o.compensation.unwrap_or_default();
-            if compensation.0 <= 0 {
-                continue;
-            }
             let donor_id = o.donor_id.ok_or(Error::NotFound("donor"))?;
-            let (from, to) = (
-                self.operator(conn, o.recipient_id).await?.account_id,
-                self.operator(conn, donor_id).await?.account_id,
-            );
-            let entry = JournalEntry::transfer(from, to, compensation)
-                .map_err(|e| StoreError::Corrupt(format!("order {}'s compensation: {e}", o.id)))?;
-            entries.push((o.id, entry));
+            let (recipient, donor) = (self.operator(conn, o.recipient_id).await?, self.operator(conn, donor_id).await?);
+            let compensation = o.compensation.unwrap_or_default();
+            if compensation.0 > 0 {
+                let entry = JournalEntry::transfer(recipient.account_id, donor.account_id, compensation)
+                    .map_err(|e| StoreError::Corrupt(format!("order {}'s compensation: {e}", o.id)))?;
+                entries.push((o.id, entry));
+            }
+            parties.push((o, recipient, donor_id));
         }
         let journals: Vec<NewJournal<'_>> = entries
             .iter()
@@ -155,22 +154,14 @@ impl Clearinghouse {
             .collect();
         let head = head.last_seq(conn).await?;
         let posted = ledger::post_batch(conn, held, &journals, now).await?;
-        let mut funded = std::collections::HashMap::with_capacity(journals.len());
-        for ((order_id, _), outcome) in entries.iter().zip(&posted) {
-            funded.insert(*order_id, outcome.is_ok());
-        }
+        let unfunded: std::collections::HashSet<i64> =
+            entries.iter().zip(&posted).filter(|(_, outcome)| outcome.is_err()).map(|((id, _), _)| *id).collect();
 
         // What each order comes to: settled, or refused for want of funds.
-        let (settled, refused): (Vec<&OrderRecord>, Vec<&OrderRecord>) =
-            waiting.iter().partition(|o| funded.get(&o.id).copied().unwrap_or(true));
-        let mut recipients = Vec::with_capacity(settled.len());
-        for o in &settled {
-            recipients.push(self.operator(conn, o.recipient_id).await?);
-        }
+        let (settled, refused): (Vec<_>, Vec<_>) = parties.into_iter().partition(|(o, ..)| !unfunded.contains(&o.id));
         let changes: Vec<NewChange<'_>> = settled
             .iter()
-            .zip(&recipients)
-            .map(|(o, recipient)| NewChange {
+            .map(|(o, recipient, _)| NewChange {
                 msisdn: &o.msisdn,
                 operator_id: recipient.id,
                 routing_number: &recipient.routing_number,
@@ -187,10 +178,9 @@ impl Clearinghouse {
         let mut messages = Vec::with_capacity(2 * waiting.len());
         let mut outcomes = Vec::with_capacity(waiting.len());
         let mut trail = Vec::with_capacity(waiting.len());
-        for (i, (o, recipient)) in settled.iter().zip(&recipients).enumerate() {
+        for (i, (o, recipient, donor_id)) in settled.iter().enumerate() {
             let seq = head + 1 + i as i64;
             let t = transition(o, Event::Settled)?;
-            let donor_id = o.donor_id.ok_or(Error::NotFound("donor"))?;
             let donor = o.donor.clone().ok_or(Error::NotFound("donor"))?;
             let compensation = o.compensation.unwrap_or_default();
             let confirmed = Message::CompensationConfirmed {
@@ -206,7 +196,7 @@ impl Clearinghouse {
                 routing_number: recipient.routing_number.to_string(),
                 seq,
             };
-            messages.push(message(donor_id, &confirmed)?);
+            messages.push(message(*donor_id, &confirmed)?);
             messages.push(message(o.recipient_id, &completed)?);
             outcomes.push((o.id, t.to, t.reason));
             let detail = json!({ "seq": seq, "compensation": compensation });
@@ -219,12 +209,12 @@ impl Clearinghouse {
             });
             counts.port_completed(compensation);
         }
-        for o in &refused {
+        for (o, _, donor_id) in &refused {
             let t = transition(o, Event::SettlementUnfunded)?;
             let reason = t.reason.ok_or(Error::NotFound("reason"))?;
             let closed = Message::OrderClosed { order_id: o.id, msisdn: o.msisdn.clone(), state: t.to, reason };
             messages.push(message(o.recipient_id, &closed)?);
-            messages.push(message(o.donor_id.ok_or(Error::NotFound("donor"))?, &closed)?);
+            messages.push(message(*donor_id, &closed)?);
             outcomes.push((o.id, t.to, t.reason));
             trail.push(audit::NewEntry {
                 action: "state_changed",
@@ -238,12 +228,10 @@ impl Clearinghouse {
         orders::conclude_settling(conn, &outcomes, now).await?;
         outbox::enqueue_many(conn, &messages, now).await?;
         audit::append_many(conn, now, ACTOR, &trail).await?;
-        let last_seq = head + changes.len() as i64;
-        if !changes.is_empty() {
-            routing::announce(conn, last_seq).await?;
-        }
         // All of it was sent without waiting: the COMMIT reports any error in it.
         if !changes.is_empty() {
+            let last_seq = head + changes.len() as i64;
+            routing::announce(conn, last_seq).await?;
             self.note_feed_seq(last_seq);
         }
         Ok(waiting.len())

@@ -356,7 +356,13 @@ async fn a_batch_posts_what_is_funded_and_numbers_its_changes(backend: Backend) 
         matches!(posted[..], [Ok(_), Err(PostError::InsufficientFunds { account }), Ok(_), Ok(_)] if account == b_acct)
     );
     // The second number is B's, ported to A before: a port-back makes it B's own again.
-    routing::set_ported(&mut tx, &back, a_op, None, T0).await.unwrap();
+    sql::query("INSERT INTO ported_numbers (msisdn, operator_id, order_id, ported_at) VALUES ($1, $2, NULL, $3)")
+        .bind(back.as_str())
+        .bind(a_op)
+        .bind(T0)
+        .execute(&mut tx)
+        .await
+        .unwrap();
     let changes = [
         NewChange {
             msisdn: &port,

@@ -227,7 +227,7 @@ pub async fn post_batch(
     if journals.is_empty() {
         return Ok(Vec::new());
     }
-    // Balance now and whether it may go negative, by account.
+    // Balance and whether it may go negative, by account, as read.
     let mut balances = std::collections::HashMap::with_capacity(rows.len());
     for r in &rows {
         balances.insert(
@@ -235,25 +235,24 @@ pub async fn post_batch(
             (r.try_get::<i64, _>("balance")?, r.try_get::<i64, _>("external")? == 1),
         );
     }
-    let before: std::collections::HashMap<i64, i64> = balances.iter().map(|(a, (b, _))| (*a, *b)).collect();
+    // What the journals posted so far change, by account.
+    let mut deltas: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
     let mut outcomes = Vec::with_capacity(journals.len());
     for j in journals {
         let mut refused = None;
         for (account, amount) in sorted_lines(j.entry) {
-            match balances.get(&account) {
-                None => return Err(StoreError::NotFound("ledger account")),
-                Some((balance, external)) if !external && balance.saturating_add(amount.0) < 0 => {
-                    refused = Some(PostError::InsufficientFunds { account });
-                    break;
-                }
-                Some(_) => {}
+            let Some((balance, external)) = balances.get(&account) else {
+                return Err(StoreError::NotFound("ledger account"));
+            };
+            let after = balance.saturating_add(deltas.get(&account).copied().unwrap_or(0)).saturating_add(amount.0);
+            if !external && after < 0 {
+                refused = Some(PostError::InsufficientFunds { account });
+                break;
             }
         }
         if refused.is_none() {
             for (account, amount) in j.entry.lines() {
-                if let Some((balance, _)) = balances.get_mut(account) {
-                    *balance += amount.0;
-                }
+                *deltas.entry(*account).or_default() += amount.0;
             }
         }
         outcomes.push(refused.map_or(Ok(()), Err));
@@ -274,12 +273,8 @@ pub async fn post_batch(
         })
     });
     sql::query(POSTINGS.text(conn)).bind(sql::rows_param(postings)?).execute_pipelined(&mut *conn).await?;
-    let changes: Vec<(i64, i64)> = balances
-        .iter()
-        .map(|(a, (after, _))| (*a, after - before.get(a).copied().unwrap_or(*after)))
-        .filter(|(_, delta)| *delta != 0)
-        .collect();
-    let listed = sql::rows_param(changes.iter().map(|(a, d)| serde_json::json!({ "account": a, "delta": d })))?;
+    let changes = deltas.iter().filter(|(_, delta)| **delta != 0);
+    let listed = sql::rows_param(changes.map(|(a, d)| serde_json::json!({ "account": a, "delta": d })))?;
     sql::query(BALANCE_CHANGES.text(conn)).bind(listed).execute_pipelined(conn).await?;
     Ok(outcomes)
 }

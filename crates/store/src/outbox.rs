@@ -3,8 +3,6 @@
 //! operators can also read them from their inbox. Nothing is sent that was not committed, and
 //! nothing committed is lost.
 
-use std::sync::LazyLock;
-
 use crate::sql::{self, Connection, Row};
 use numport_core::Millis;
 
@@ -133,26 +131,24 @@ pub async fn release_delivery(conn: &mut Connection, holder: &str) -> Result<()>
     Ok(())
 }
 
-/// [`due`]'s statement but for leaving out the ids in flight, which each dialect says its way.
-const DUE: &str = "SELECT m.id, m.operator_id, m.kind, m.order_id, m.body, m.created_at, m.delivered_at, \
-     m.attempts, o.name, o.callback_url, o.callback_key_version \
-     FROM messages m JOIN operators o ON o.id = m.operator_id \
-     WHERE m.delivered_at IS NULL AND m.next_attempt_at <= $1";
-
 /// Undelivered messages whose next attempt is due, oldest first, leaving out `in_flight` (the
 /// ids the caller is delivering now). The ids travel as one parameter: a PostgreSQL array, a
 /// JSON array on SQLite.
 pub async fn due(conn: &mut Connection, now: Millis, limit: i64, in_flight: &[i64]) -> Result<Vec<Due>> {
-    static PG_DUE: LazyLock<String> = LazyLock::new(|| {
-        format!("{DUE} AND NOT (m.id = ANY ($3::text::BIGINT[])) ORDER BY m.next_attempt_at, m.id LIMIT $2")
-    });
-    static SQLITE_DUE: LazyLock<String> = LazyLock::new(|| {
-        format!("{DUE} AND m.id NOT IN (SELECT value FROM json_each($3)) ORDER BY m.next_attempt_at, m.id LIMIT $2")
+    static DUE: sql::PerEngine = sql::PerEngine::new(|pg| {
+        let not_in_flight =
+            if pg { "NOT (m.id = ANY ($3::text::BIGINT[]))" } else { "m.id NOT IN (SELECT value FROM json_each($3))" };
+        format!(
+            "SELECT m.id, m.operator_id, m.kind, m.order_id, m.body, m.created_at, m.delivered_at, \
+             m.attempts, o.name, o.callback_url, o.callback_key_version \
+             FROM messages m JOIN operators o ON o.id = m.operator_id \
+             WHERE m.delivered_at IS NULL AND m.next_attempt_at <= $1 AND {not_in_flight} \
+             ORDER BY m.next_attempt_at, m.id LIMIT $2"
+        )
     });
     let ids = in_flight.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-    let (sql, ids) =
-        if conn.is_postgres() { (&*PG_DUE, format!("{{{ids}}}")) } else { (&*SQLITE_DUE, format!("[{ids}]")) };
-    let rows = sql::query(sql).bind(now).bind(limit).bind(ids).fetch_all(conn).await?;
+    let ids = if conn.is_postgres() { format!("{{{ids}}}") } else { format!("[{ids}]") };
+    let rows = sql::query(DUE.text(conn)).bind(now).bind(limit).bind(ids).fetch_all(conn).await?;
     rows.iter()
         .map(|r| {
             Ok(Due {

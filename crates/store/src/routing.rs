@@ -1,9 +1,9 @@
 //! Who serves each ported number, and the routing change log F2 publishes.
 //!
-//! **Invariant:** a change to `ported_numbers` and its `routing_changes` entry are written in the
-//! same transaction, and `seq` is taken from `feed_head` in that transaction: the log has no
-//! gaps and is in commit order on SQLite and PostgreSQL alike (the row lock on `feed_head`
-//! orders concurrent settlements).
+//! **Invariant:** `ported_numbers` changes only through [`record_changes`], which writes each
+//! change's `routing_changes` entry with it, numbered from `feed_head` as [`lock_head`] read and
+//! locked it in the same transaction: the log has no gaps and is in commit order on SQLite and
+//! PostgreSQL alike (the row lock on `feed_head` orders concurrent writers).
 
 use crate::sql::{self, Connection};
 use numport_core::porting::ChangeKind;
@@ -19,31 +19,6 @@ pub async fn ported_to(conn: &mut Connection, msisdn: &Msisdn) -> Result<Option<
         .await
 }
 
-pub async fn set_ported(
-    conn: &mut Connection,
-    msisdn: &Msisdn,
-    operator_id: i64,
-    order_id: Option<i64>,
-    now: Millis,
-) -> Result<()> {
-    sql::query(
-        "INSERT INTO ported_numbers (msisdn, operator_id, order_id, ported_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (msisdn) DO UPDATE SET operator_id = excluded.operator_id, \
-         order_id = excluded.order_id, ported_at = excluded.ported_at",
-    )
-    .bind(msisdn.as_str())
-    .bind(operator_id)
-    .bind(order_id)
-    .bind(now)
-    .execute_pipelined(conn)
-    .await
-}
-
-pub async fn clear_ported(conn: &mut Connection, msisdn: &Msisdn) -> Result<bool> {
-    let r = sql::query("DELETE FROM ported_numbers WHERE msisdn = $1").bind(msisdn.as_str()).execute(conn).await?;
-    Ok(r.rows_affected() == 1)
-}
-
 /// One entry of the routing change log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoutingChange {
@@ -54,51 +29,6 @@ pub struct RoutingChange {
     pub kind: ChangeKind,
     pub order_id: Option<i64>,
     pub effective_at: Millis,
-}
-
-/// Append a change and return its sequence number. Call last in the transaction: it takes the
-/// `feed_head` row lock, which is held until commit. On PostgreSQL it is one statement, so
-/// the lock waits for one round trip less.
-pub async fn append_change(
-    conn: &mut Connection,
-    msisdn: &Msisdn,
-    operator_id: i64,
-    routing_number: &RoutingNumber,
-    kind: ChangeKind,
-    order_id: Option<i64>,
-    now: Millis,
-) -> Result<i64> {
-    const INSERT: &str =
-        "INSERT INTO routing_changes (seq, msisdn, operator_id, routing_number, kind, order_id, effective_at)";
-    if conn.is_postgres() {
-        let sql = format!(
-            "WITH head AS (UPDATE feed_head SET last_seq = last_seq + 1 WHERE id = 1 RETURNING last_seq) \
-             {INSERT} SELECT last_seq, $1, $2, $3, $4, $5, $6 FROM head RETURNING seq"
-        );
-        return sql::query_scalar(&sql)
-            .bind(msisdn.as_str())
-            .bind(operator_id)
-            .bind(routing_number.as_str())
-            .bind(kind.as_str())
-            .bind(order_id)
-            .bind(now)
-            .fetch_one(conn)
-            .await;
-    }
-    let seq: i64 = sql::query_scalar("UPDATE feed_head SET last_seq = last_seq + 1 WHERE id = 1 RETURNING last_seq")
-        .fetch_one(&mut *conn)
-        .await?;
-    sql::query(&format!("{INSERT} VALUES ($1, $2, $3, $4, $5, $6, $7)"))
-        .bind(seq)
-        .bind(msisdn.as_str())
-        .bind(operator_id)
-        .bind(routing_number.as_str())
-        .bind(kind.as_str())
-        .bind(order_id)
-        .bind(now)
-        .execute(conn)
-        .await?;
-    Ok(seq)
 }
 
 /// The PostgreSQL channel that carries the change log's head as changes commit.
@@ -202,8 +132,8 @@ pub struct NewChange<'a> {
     pub at: Millis,
 }
 
-/// Take the change log's head for [`record_changes`]: lock it until COMMIT, as
-/// [`append_change`] does, and read it. Sent ahead: the answer comes with the next statement's.
+/// Take the change log's head for [`record_changes`]: lock it until COMMIT, and read it. Sent
+/// ahead: the answer comes with the next statement's.
 pub async fn lock_head(conn: &mut Connection) -> Result<LockedHead> {
     // An update that changes nothing, for the row lock and the value in one statement that
     // both engines speak (SQLite has no `FOR UPDATE`; its one writer needs none).
@@ -226,7 +156,7 @@ impl LockedHead {
 /// Record `changes`, each to a different number, with their change log entries numbered in
 /// order after `head` (the last sequence number written, read by [`lock_head`] in this
 /// transaction). Four statements whatever their number, sent without waiting: the settler's
-/// batches and bulk imports.
+/// batches, number returns and bulk imports.
 pub async fn record_changes(conn: &mut Connection, head: i64, changes: &[NewChange<'_>]) -> Result<()> {
     use sql::Kind::{Int, Text};
     const COLUMNS: &[(&str, sql::Kind)] = &[
