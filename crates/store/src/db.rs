@@ -33,13 +33,17 @@ impl Backend {
 
 /// How every numport SQLite database runs. WAL with `synchronous=NORMAL`: a commit survives a
 /// crash of the process (`kill -9`) without an fsync per transaction; only a power cut can lose
-/// the last commits. A 64 MiB page cache and reads through mmap keep hot tables out of
-/// `pread` (the SMS center's tables are read and written thousands of times a second).
-/// `temp_store=MEMORY` keeps statement and savepoint journals in memory: each transaction of a
-/// group commit is a savepoint, whose journal otherwise spills to a temporary file (an open,
-/// writes and an unlink per batch).
+/// the last commits. A 64 MiB page cache per connection keeps hot tables out of `pread` (the
+/// SMS center's tables are read and written thousands of times a second). No `mmap_size`: in
+/// WAL mode a connection that finds the WAL changed since its last read unmaps the whole file
+/// (`pagerBeginReadTransaction`), so each reader beside a busy writer paid a `munmap`, a TLB
+/// shootdown across the cores and the page faults to map it again, every transaction (4.6% of
+/// the clearinghouse's CPU at the porting benchmark's half load; without it the p50 fell from
+/// 11 to 9 ms, docs/BENCHMARKS.md, session 15). `temp_store=MEMORY` keeps statement and
+/// savepoint journals in memory: each transaction of a group commit is a savepoint, whose
+/// journal otherwise spills to a temporary file (an open, writes and an unlink per batch).
 pub const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON; \
-     PRAGMA cache_size=-65536; PRAGMA mmap_size=268435456; PRAGMA temp_store=MEMORY;";
+     PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;";
 
 /// The file a SQLite URL names, or `None` for an in-memory database.
 pub fn sqlite_file(url: &str) -> Option<&std::path::Path> {

@@ -57,6 +57,11 @@ pub struct Args {
     postgres_url: String,
     #[arg(long, default_value = "data/bench-porting")]
     dir: PathBuf,
+    /// Write each port of the half-load phase to this CSV file: number, start (Unix µs),
+    /// latency (µs). The clearinghouse's audit trail times each step of the same orders, so
+    /// the two together show where a slow port spent its time.
+    #[arg(long)]
+    trace: Option<PathBuf>,
 }
 
 /// One handset's port: who, from where to where, and its port key.
@@ -270,19 +275,34 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let rate = args.latency_rate.unwrap_or(ports_per_s / 2.0).max(1.0);
     eprintln!("half load: {half} ports at {rate:.0}/s ...");
     let half_hist = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
+    let trace = Arc::new(Mutex::new(Vec::new()));
     let t1 = tokio::time::Instant::now();
     let mut tasks = Vec::new();
     for k in 0..half {
         let i = args.ports + k;
         let at = t1 + Duration::from_secs_f64(k as f64 / rate);
-        let (bench, ports, hist, failures) = (bench.clone(), ports.clone(), half_hist.clone(), failures.clone());
+        let (bench, ports, hist, failures, trace) =
+            (bench.clone(), ports.clone(), half_hist.clone(), failures.clone(), trace.clone());
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep_until(at).await;
-            record(bench.port(&ports[i]).await, &ports[i], &hist, &failures);
+            let started =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros());
+            let result = bench.port(&ports[i]).await;
+            if let Ok(latency) = &result {
+                trace.lock().unwrap_or_else(|e| e.into_inner()).push((i, started, latency.as_micros()));
+            }
+            record(result, &ports[i], &hist, &failures);
         }));
     }
     for t in tasks {
         t.await?;
+    }
+    if let Some(path) = &args.trace {
+        let mut csv = String::from("msisdn,started_unix_us,latency_us\n");
+        for (i, started, latency) in trace.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            csv.push_str(&format!("{},{started},{latency}\n", ports[*i].msisdn));
+        }
+        std::fs::write(path, csv).with_context(|| format!("writing {}", path.display()))?;
     }
     stop.cancel();
     let _ = tail.await;
