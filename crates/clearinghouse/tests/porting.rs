@@ -133,6 +133,21 @@ async fn happy_path(backend: Backend) {
     let informed = trail.entries.iter().find(|e| e.to_state.as_deref() == Some("awaiting_decision")).unwrap();
     assert!(informed.detail["credit"].is_object(), "the credit information is in the trail: {:?}", informed.detail);
     assert!(t.a.client.violations().await.unwrap().violations.is_empty());
+    // The port's milestones, as the porting benchmark reads them, are its trail's.
+    let at = |state: &str| trail.entries.iter().find(|e| e.to_state.as_deref() == Some(state)).map(|e| e.at);
+    let mut conn = t.ch.db.read().await.unwrap();
+    let milestones = numport_store::audit::milestones(&mut conn).await.unwrap();
+    drop(conn);
+    assert_eq!(
+        milestones,
+        [numport_store::audit::Milestones {
+            msisdn: term.msisdn.to_string(),
+            created_at: done.created_at,
+            credit_info_at: at("awaiting_decision"),
+            accepted_at: at("settling"),
+            completed_at: done.completed_at,
+        }]
+    );
 
     // The audit trail is append-only, whatever SQL is tried on it.
     let mut conn = t.ch.db.acquire().await.unwrap();

@@ -110,3 +110,41 @@ pub async fn for_order(conn: &mut Connection, order_id: i64) -> Result<Vec<Audit
     .await?;
     rows.iter().map(entry).collect()
 }
+
+/// When a completed port passed each step of F1, from its order and its trail: what a slow port
+/// spent its time on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Milestones {
+    pub msisdn: String,
+    pub created_at: Millis,
+    /// The donor's credit information in (`awaiting_decision`).
+    pub credit_info_at: Option<Millis>,
+    /// The recipient's acceptance (`settling`).
+    pub accepted_at: Option<Millis>,
+    pub completed_at: Option<Millis>,
+}
+
+/// [`Milestones`] of every completed order, oldest first.
+pub async fn milestones(conn: &mut Connection) -> Result<Vec<Milestones>> {
+    let rows = sql::query(
+        "SELECT o.msisdn, o.created_at, o.completed_at, \
+                MIN(CASE WHEN a.to_state = 'awaiting_decision' THEN a.at END) AS credit_info_at, \
+                MIN(CASE WHEN a.to_state = 'settling' THEN a.at END) AS accepted_at \
+         FROM porting_orders o JOIN audit_log a ON a.order_id = o.id \
+         WHERE o.state = 'completed' \
+         GROUP BY o.id, o.msisdn, o.created_at, o.completed_at ORDER BY o.id",
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Milestones {
+                msisdn: r.try_get("msisdn")?,
+                created_at: r.try_get("created_at")?,
+                credit_info_at: r.try_get("credit_info_at")?,
+                accepted_at: r.try_get("accepted_at")?,
+                completed_at: r.try_get("completed_at")?,
+            })
+        })
+        .collect()
+}

@@ -23,6 +23,7 @@ use clearinghouse_api::model::PortingRequest;
 use hdrhistogram::Histogram;
 use numport_core::proof::{Nonce, PinStretch, PortKey};
 use numport_core::{Clock, Msisdn, OperatorName, SystemClock};
+use numport_store::audit::Milestones;
 use operator::PortOutAuthorisation;
 use tokio::sync::oneshot;
 
@@ -57,9 +58,8 @@ pub struct Args {
     postgres_url: String,
     #[arg(long, default_value = "data/bench-porting")]
     dir: PathBuf,
-    /// Write each port of the half-load phase to this CSV file: number, start (Unix µs),
-    /// latency (µs). The clearinghouse's audit trail times each step of the same orders, so
-    /// the two together show where a slow port spent its time.
+    /// Write each port of the half-load phase to this CSV file: its start and latency, and
+    /// its steps as the clearinghouse's audit trail times them (see `Steps`).
     #[arg(long)]
     trace: Option<PathBuf>,
 }
@@ -285,11 +285,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             (bench.clone(), ports.clone(), half_hist.clone(), failures.clone(), trace.clone());
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep_until(at).await;
-            let started =
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros());
+            let started = unix_us();
             let result = bench.port(&ports[i]).await;
             if let Ok(latency) = &result {
-                trace.lock().unwrap_or_else(|e| e.into_inner()).push((i, started, latency.as_micros()));
+                trace.lock().unwrap_or_else(|e| e.into_inner()).push((i, started, latency.as_micros() as i64));
             }
             record(result, &ports[i], &hist, &failures);
         }));
@@ -297,20 +296,29 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     for t in tasks {
         t.await?;
     }
-    if let Some(path) = &args.trace {
-        let mut csv = String::from("msisdn,started_unix_us,latency_us\n");
-        for (i, started, latency) in trace.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            csv.push_str(&format!("{},{started},{latency}\n", ports[*i].msisdn));
-        }
-        std::fs::write(path, csv).with_context(|| format!("writing {}", path.display()))?;
-    }
     stop.cancel();
     let _ = tail.await;
 
     let mut conn = cluster.ch_db.read().await?;
     let ledger = numport_store::ledger::check(&mut conn).await?;
     let completed = numport_store::routing::head(&mut conn).await?;
+    let milestones: HashMap<String, Milestones> =
+        numport_store::audit::milestones(&mut conn).await?.into_iter().map(|m| (m.msisdn.clone(), m)).collect();
     drop(conn);
+    let traced = trace.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let steps: Vec<Steps> = traced
+        .iter()
+        .filter_map(|&(i, started, latency)| {
+            Steps::of(&ports[i].msisdn, started, latency, milestones.get(ports[i].msisdn.as_str())?)
+        })
+        .collect();
+    if let Some(path) = &args.trace {
+        let mut csv = String::from(Steps::CSV_HEADER);
+        for s in &steps {
+            csv.push_str(&s.csv_line());
+        }
+        std::fs::write(path, csv).with_context(|| format!("writing {}", path.display()))?;
+    }
     cluster.stop().await;
     if let Some(name) = pg_db {
         drop_pg_database(&args.postgres_url, &name).await;
@@ -333,6 +341,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         "p99_ms": ms(&hl, 0.99),
         "saturation_p50_ms": ms(&sat, 0.50),
         "saturation_p99_ms": ms(&sat, 0.99),
+        "half_load_steps_ms": Steps::summary(&steps),
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     });
     if args.json {
@@ -342,6 +351,75 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let ok = failed == 0 && ledger.is_sound() && completed as usize == args.ports + half;
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn unix_us() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
+/// Where one port of the half-load phase spent its time, in ms: the benchmark's clock at both
+/// ends, the clearinghouse's (ms, the same machine) between.
+struct Steps {
+    msisdn: String,
+    started_unix_us: i64,
+    latency_us: i64,
+    /// Handset to recipient node to the clearinghouse's new order.
+    to_order: f64,
+    /// The deposit matched, the credit query to the donor, its credit information in.
+    credit_query: f64,
+    /// The credit information to the recipient, its acceptance in.
+    decision: f64,
+    /// Waiting for the settler, and its batch.
+    settlement: f64,
+    /// The settled change to a follower of the change log.
+    to_follower: f64,
+}
+
+impl Steps {
+    const CSV_HEADER: &str =
+        "msisdn,started_unix_us,latency_us,to_order_ms,credit_query_ms,decision_ms,settlement_ms,to_follower_ms\n";
+    const NAMES: [&str; 5] = ["to_order", "credit_query", "decision", "settlement", "to_follower"];
+
+    fn of(msisdn: &Msisdn, started_unix_us: i64, latency_us: i64, m: &Milestones) -> Option<Steps> {
+        let started = started_unix_us as f64 / 1000.0;
+        let seen = (started_unix_us + latency_us) as f64 / 1000.0;
+        let (created, credit, accepted, completed) =
+            (m.created_at as f64, m.credit_info_at? as f64, m.accepted_at? as f64, m.completed_at? as f64);
+        Some(Steps {
+            msisdn: msisdn.to_string(),
+            started_unix_us,
+            latency_us,
+            to_order: created - started,
+            credit_query: credit - created,
+            decision: accepted - credit,
+            settlement: completed - accepted,
+            to_follower: seen - completed,
+        })
+    }
+
+    fn values(&self) -> [f64; 5] {
+        [self.to_order, self.credit_query, self.decision, self.settlement, self.to_follower]
+    }
+
+    fn csv_line(&self) -> String {
+        let v = self.values().map(|x| format!("{x:.1}"));
+        format!("{},{},{},{}\n", self.msisdn, self.started_unix_us, self.latency_us, v.join(","))
+    }
+
+    /// p50 and p99 of each step over `steps`.
+    fn summary(steps: &[Steps]) -> serde_json::Value {
+        let mut out = serde_json::Map::new();
+        for (k, name) in Steps::NAMES.iter().enumerate() {
+            let mut v: Vec<f64> = steps.iter().map(|s| s.values()[k]).collect();
+            v.sort_by(f64::total_cmp);
+            let at = |q: f64| {
+                let i = ((v.len() as f64 * q) as usize).min(v.len().saturating_sub(1));
+                v.get(i).map(|x| (x * 10.0).round() / 10.0)
+            };
+            out.insert((*name).into(), serde_json::json!({ "p50": at(0.50), "p99": at(0.99) }));
+        }
+        out.into()
+    }
 }
 
 async fn create_pg_database(admin_url: &str) -> anyhow::Result<(String, String)> {
