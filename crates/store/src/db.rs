@@ -78,6 +78,15 @@ const BATCH_AGE: Duration = Duration::from_millis(5);
 /// with p99 at half load 23–28 ms, 16 gave 318–371 with 37–135 ms, and 32 gave 291–323
 /// (docs/BENCHMARKS.md, session 10). A larger database host wants more.
 pub const DEFAULT_PG_SESSIONS: usize = 8;
+/// The clearinghouse's SQLite pages, set when the file is created (an existing database keeps
+/// its own). A commit writes each page it changed to the WAL whole, and a port's transactions
+/// change pages all over the orders, messages, audit and idempotency tables and their indexes:
+/// ~250 KB of WAL a port with SQLite's 4 KiB pages. With 2 KiB pages the porting benchmark
+/// gave +8% ports/s and a p50 at 700 ports/s of 8–9 ms against 10–11 (docs/BENCHMARKS.md,
+/// session 15); 1 KiB was no better and would put more rows (JSON bodies) on overflow pages.
+/// The operator nodes keep 4 KiB: with 2 KiB their SMS center answered `submit_sm` ~0.1 ms
+/// later at 10,000/s (p50 0.85–0.96 against 0.74–0.84 ms), at the same throughput.
+const SQLITE_PAGE_SIZE: &str = "PRAGMA page_size=2048;";
 /// Read-only SQLite connections beside the writer.
 const SQLITE_READERS: usize = 2;
 
@@ -413,6 +422,7 @@ impl Db {
                     )
                 })?;
                 let mut migrator = AnyConnection::connect_with(&opts).await?;
+                migrator.execute(SQLITE_PAGE_SIZE).await?;
                 migrator.execute(SQLITE_PRAGMAS).await?;
                 SQLITE_MIGRATIONS.run(&mut migrator).await?;
                 migrator.close().await?;
@@ -663,5 +673,24 @@ mod group_commit {
         assert_eq!(actions(&mut conn).await, ["pending", "second"]);
         drop(conn);
         committing.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_new_database_has_the_clearinghouse_page_size_and_an_existing_one_keeps_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let page_size = |db: Db| async move {
+            let size: i64 =
+                sql::query_scalar("PRAGMA page_size").fetch_one(&mut db.read().await.unwrap()).await.unwrap();
+            db.close().await;
+            size
+        };
+        let url = format!("sqlite://{}/ch.db", dir.path().display());
+        assert_eq!(page_size(Db::connect(&url).await.unwrap()).await, 2048);
+
+        // A database created with SQLite's default pages (as before session 15) opens as it is.
+        let old = dir.path().join("old.db");
+        rusqlite::Connection::open(&old).unwrap().execute_batch("PRAGMA journal_mode=WAL;").unwrap();
+        let db = Db::connect(&format!("sqlite://{}", old.display())).await.unwrap();
+        assert_eq!(page_size(db).await, 4096);
     }
 }

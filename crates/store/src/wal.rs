@@ -32,7 +32,8 @@ use crate::SQLITE_PRAGMAS;
 
 /// How often the checkpointer looks at the WAL.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
-/// WAL frames (pages, ~64 MiB) past which the writer brings the WAL back to its start.
+/// WAL frames (pages: 64 MiB of 4 KiB, the clearinghouse's 32 MiB of 2 KiB) past which the
+/// writer brings the WAL back to its start.
 const RESTART_FRAMES: i64 = 16_384;
 /// WAL frames past which the background checkpoints without pausing, so that the writer's
 /// restart finds little to make durable and copy.
