@@ -85,7 +85,7 @@ pub const DEFAULT_PG_SESSIONS: usize = 8;
 /// gave +8% ports/s and a p50 at 700 ports/s of 8–9 ms against 10–11 (docs/BENCHMARKS.md,
 /// session 15); 1 KiB was no better and would put more rows (JSON bodies) on overflow pages.
 /// The operator nodes keep 4 KiB: with 2 KiB their SMS center answered `submit_sm` ~0.1 ms
-/// later at 10,000/s (p50 0.85–0.96 against 0.74–0.84 ms), at the same throughput.
+/// later at 10,000/s (p50 0.77–0.96 against 0.74–0.84 ms), at the same throughput.
 const SQLITE_PAGE_SIZE: &str = "PRAGMA page_size=2048;";
 /// Read-only SQLite connections beside the writer.
 const SQLITE_READERS: usize = 2;
