@@ -82,8 +82,9 @@ pub const DEFAULT_PG_SESSIONS: usize = 8;
 /// its own). A commit writes each page it changed to the WAL whole, and a port's transactions
 /// change pages all over the orders, messages, audit and idempotency tables and their indexes:
 /// ~250 KB of WAL a port with SQLite's 4 KiB pages. With 2 KiB pages the porting benchmark
-/// gave +8% ports/s and a p50 at 700 ports/s of 8–9 ms against 10–11 (docs/BENCHMARKS.md,
-/// session 15); 1 KiB was no better and would put more rows (JSON bodies) on overflow pages.
+/// gave +4% ports/s (medians) and a p50 at 700 ports/s of 8–9 ms against 9–12
+/// (docs/BENCHMARKS.md, session 15); 1 KiB was no better and would put more rows (JSON
+/// bodies) on overflow pages.
 /// The operator nodes keep 4 KiB: with 2 KiB their SMS center answered `submit_sm` ~0.1 ms
 /// later at 10,000/s (p50 0.77–0.96 against 0.74–0.84 ms), at the same throughput.
 const SQLITE_PAGE_SIZE: &str = "PRAGMA page_size=2048;";
