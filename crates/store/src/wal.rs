@@ -66,14 +66,20 @@ impl WalCheckpointer {
         let (stop, stopped) = mpsc::channel::<()>();
         std::thread::Builder::new().name(name.into()).spawn(move || {
             let mut pause = CHECKPOINT_EVERY;
+            // The WAL's length and the frames copied, as the last checkpoint left them.
+            let mut last = (0, 0);
             while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(pause) {
                 pause = CHECKPOINT_EVERY;
-                match conn.query_row(PASSIVE_CHECKPOINT, [], |r| r.get(1)) {
-                    Ok(n) => {
-                        seen.store(n, Ordering::Relaxed);
-                        if n >= CATCH_UP_FRAMES {
+                match conn.query_row(PASSIVE_CHECKPOINT, [], |r| Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))) {
+                    Ok(now) => {
+                        seen.store(now.0, Ordering::Relaxed);
+                        // Back to back only while the writer writes or the copy moves on: a
+                        // long WAL on an idle database (its writer restarts it at its next
+                        // transaction) or one a reader holds back is looked at as usual.
+                        if now.0 >= CATCH_UP_FRAMES && now != last {
                             pause = CATCH_UP_PAUSE;
                         }
+                        last = now;
                     }
                     Err(e) => tracing::warn!(error = %e, "WAL checkpoint"),
                 }
