@@ -23,7 +23,7 @@
 //! writer wrote during the one before, and the restart finds a few milliseconds' worth.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -53,6 +53,8 @@ pub struct WalCheckpointer {
     /// The WAL's length in frames, as the last commit of a [watched](WalCheckpointer::watch)
     /// writer or the last passive checkpoint found it.
     frames: Arc<AtomicI64>,
+    /// Checkpoints the thread has run.
+    passes: Arc<AtomicU64>,
     stop: Mutex<Option<mpsc::Sender<()>>>,
 }
 
@@ -63,6 +65,8 @@ impl WalCheckpointer {
         conn.execute_batch(SQLITE_PRAGMAS).map_err(std::io::Error::other)?;
         let frames = Arc::new(AtomicI64::new(0));
         let seen = frames.clone();
+        let passes = Arc::new(AtomicU64::new(0));
+        let counted = passes.clone();
         let (stop, stopped) = mpsc::channel::<()>();
         std::thread::Builder::new().name(name.into()).spawn(move || {
             let mut pause = CHECKPOINT_EVERY;
@@ -70,6 +74,7 @@ impl WalCheckpointer {
             let mut last = (0, 0);
             while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(pause) {
                 pause = CHECKPOINT_EVERY;
+                counted.fetch_add(1, Ordering::Relaxed);
                 match conn.query_row(PASSIVE_CHECKPOINT, [], |r| Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))) {
                     Ok(now) => {
                         seen.store(now.0, Ordering::Relaxed);
@@ -85,7 +90,7 @@ impl WalCheckpointer {
                 }
             }
         })?;
-        Ok(WalCheckpointer { frames, stop: Mutex::new(Some(stop)) })
+        Ok(WalCheckpointer { frames, passes, stop: Mutex::new(Some(stop)) })
     }
 
     /// A writer's connection to this checkpointer's file: [`SQLITE_PRAGMAS`], no checkpoint
@@ -128,6 +133,11 @@ impl WalCheckpointer {
         }
     }
 
+    /// Checkpoints the background thread has run: a few a second, many while catching up.
+    pub fn passes(&self) -> u64 {
+        self.passes.load(Ordering::Relaxed)
+    }
+
     /// Whether the writer should run [`PASSIVE_CHECKPOINT`] before its next transaction.
     fn wal_is_long(&self) -> bool {
         self.frames.load(Ordering::Relaxed) >= RESTART_FRAMES
@@ -151,5 +161,51 @@ impl WalCheckpointer {
     /// Ends the thread, which closes its connection.
     pub fn stop(&self) {
         self.stop.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A WAL past [`CATCH_UP_FRAMES`] that nobody writes to (its writer restarts it only at its
+    /// next transaction) is checkpointed at the usual pace once copied, not a thousand times a
+    /// second.
+    #[test]
+    fn an_idle_long_wal_is_not_checkpointed_back_to_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db");
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(b BLOB);")
+            .unwrap();
+        let checkpoints = WalCheckpointer::start(&path, "wal-test").unwrap();
+        let writer = checkpoints.open_writer(&path).unwrap();
+        // A reader holds its snapshot while the writer writes, so no checkpoint can copy the
+        // WAL and let it start over: it grows past the catch-up length.
+        let reader = rusqlite::Connection::open(&path).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let _: i64 = reader.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        let pages_a_commit = 100;
+        for _ in 0..=CATCH_UP_FRAMES / pages_a_commit {
+            writer.execute_batch("BEGIN").unwrap();
+            let mut insert = writer.prepare_cached("INSERT INTO t VALUES (randomblob(4000))").unwrap();
+            for _ in 0..pages_a_commit {
+                insert.execute([]).unwrap();
+            }
+            drop(insert);
+            writer.execute_batch("COMMIT").unwrap();
+        }
+        assert!(checkpoints.frames.load(Ordering::Relaxed) >= CATCH_UP_FRAMES);
+        reader.execute_batch("COMMIT").unwrap();
+        drop(reader);
+
+        // Copied at the next passes; after that, nothing moves.
+        std::thread::sleep(CHECKPOINT_EVERY * 3);
+        let before = checkpoints.passes();
+        std::thread::sleep(CHECKPOINT_EVERY * 4);
+        let passes = checkpoints.passes() - before;
+        assert!(passes <= 8, "{passes} checkpoints in {:?} of an idle WAL", CHECKPOINT_EVERY * 4);
+        assert!(checkpoints.frames.load(Ordering::Relaxed) >= CATCH_UP_FRAMES, "the WAL is still long");
     }
 }
