@@ -94,10 +94,9 @@ impl Clearinghouse {
         let ch = self.clone();
         self.db
             .run(async move {
-                let now = ch.now();
                 let mut tx = ch.db.begin().await?;
                 let mut counts = Counts::default();
-                match ch.settle_batch(&mut tx, now, &mut counts).await {
+                match ch.settle_batch(&mut tx, &mut counts).await {
                     Ok(0) => {
                         tx.rollback().await?;
                         Ok(0)
@@ -118,7 +117,7 @@ impl Clearinghouse {
     }
 
     /// Settle the orders waiting in `settling`, at most [`BATCH`], in the caller's transaction.
-    async fn settle_batch(&self, conn: &mut Connection, now: Millis, counts: &mut Counts) -> Result<usize> {
+    async fn settle_batch(&self, conn: &mut Connection, counts: &mut Counts) -> Result<usize> {
         // Settlers take the change log's head first, and read the orders waiting only then:
         // the one that waited for it sees what the one before settled. The head, the ledger
         // and its balances come with the orders, in one round trip.
@@ -128,6 +127,10 @@ impl Clearinghouse {
         if waiting.is_empty() {
             return Ok(0);
         }
+        // Read only now, and never before an acceptance it settles: a clock read before the
+        // wait for the writer (or for `feed_head`), or another process's clock a little
+        // behind, stamped orders completed a few ms before they were accepted in their trail.
+        let now = waiting.iter().map(|o| o.updated_at).fold(self.now(), Millis::max);
         // Each order's recipient and donor, and the compensations, posted in the order the
         // orders were accepted.
         let mut parties = Vec::with_capacity(waiting.len());
