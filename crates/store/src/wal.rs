@@ -20,7 +20,9 @@
 //! 40 MB of WAL at the porting benchmark's half load, and each restart held every transaction
 //! 20–36 ms, three times a second: the p99 of a port. So once the WAL is past
 //! [`CATCH_UP_FRAMES`], the background checkpoints back to back, each covering only what the
-//! writer wrote during the one before, and the restart finds a few milliseconds' worth.
+//! writer wrote during the one before, and the restart finds a few milliseconds' worth. (Its
+//! fsync can still take 10–25 ms now and then, waiting for the filesystem's journal: session
+//! 15 in docs/BENCHMARKS.md.)
 
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -43,7 +45,7 @@ const CATCH_UP_FRAMES: i64 = RESTART_FRAMES / 2;
 const CATCH_UP_PAUSE: Duration = Duration::from_millis(1);
 
 /// Copies into the database what no reader still needs from the WAL, without waiting for
-/// anyone. Its second column is the WAL's length in frames.
+/// anyone. Its second column is the WAL's length in frames, its third the frames copied.
 pub const PASSIVE_CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
 
 /// The background checkpoint thread of one SQLite file; [`stop`](WalCheckpointer::stop) or
