@@ -254,8 +254,8 @@ impl Metrics {
     }
 }
 
-/// Serve the API on `listener` and run the dispatcher, settler and supervisor until `shutdown` fires;
-/// then stop accepting, finish requests in flight, and let deliveries in flight complete.
+/// Serve the API on `listener` and run the dispatcher, settlers and supervisor until `shutdown`
+/// fires; then stop accepting, finish requests in flight, and let deliveries in flight complete.
 pub async fn run(
     ch: Clearinghouse,
     listener: tokio::net::TcpListener,

@@ -202,14 +202,7 @@ impl Clearinghouse {
             messages.push(message(*donor_id, &confirmed)?);
             messages.push(message(o.recipient_id, &completed)?);
             outcomes.push((o.id, t.to, t.reason));
-            let detail = json!({ "seq": seq, "compensation": compensation });
-            trail.push(audit::NewEntry {
-                action: "state_changed",
-                order_id: o.id,
-                from_state: OrderState::Settling.as_str(),
-                to_state: t.to.as_str(),
-                detail: detail.to_string(),
-            });
+            trail.push(left_settling(o, t.to, json!({ "seq": seq, "compensation": compensation })));
             counts.port_completed(compensation);
         }
         for (o, _, donor_id) in &refused {
@@ -219,13 +212,7 @@ impl Clearinghouse {
             messages.push(message(o.recipient_id, &closed)?);
             messages.push(message(*donor_id, &closed)?);
             outcomes.push((o.id, t.to, t.reason));
-            trail.push(audit::NewEntry {
-                action: "state_changed",
-                order_id: o.id,
-                from_state: OrderState::Settling.as_str(),
-                to_state: t.to.as_str(),
-                detail: json!({ "reason": reason.as_str(), "compensation": o.compensation }).to_string(),
-            });
+            trail.push(left_settling(o, t.to, json!({ "reason": reason.as_str(), "compensation": o.compensation })));
             counts.closed(reason);
         }
         orders::conclude_settling(conn, &outcomes, now).await?;
@@ -238,6 +225,17 @@ impl Clearinghouse {
             self.note_feed_seq(last_seq);
         }
         Ok(waiting.len())
+    }
+}
+
+/// The audit entry of an order leaving `settling` for `to`.
+fn left_settling(o: &OrderRecord, to: OrderState, detail: serde_json::Value) -> audit::NewEntry<'static> {
+    audit::NewEntry {
+        action: "state_changed",
+        order_id: o.id,
+        from_state: OrderState::Settling.as_str(),
+        to_state: to.as_str(),
+        detail: detail.to_string(),
     }
 }
 

@@ -182,7 +182,6 @@ impl Drop for Transaction<'_> {
     }
 }
 
-/// What type a `NULL` stands in for.
 /// A batch of rows bound as one parameter (`$param`, a JSON array of objects) and read back as a
 /// table `r`: the named columns of the given kinds, and `n`, each row's place in the array from
 /// 0. Statements that write a batch (a settlement's journals, change log entries, messages)
@@ -230,6 +229,7 @@ impl PerEngine {
     }
 }
 
+/// What type a `NULL` stands in for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Int,

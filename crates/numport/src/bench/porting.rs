@@ -305,7 +305,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let milestones: HashMap<String, Milestones> =
         numport_store::audit::milestones(&mut conn).await?.into_iter().map(|m| (m.msisdn.clone(), m)).collect();
     drop(conn);
-    let traced = trace.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let traced = std::mem::take(&mut *trace.lock().unwrap_or_else(|e| e.into_inner()));
     let steps: Vec<Steps> = traced
         .iter()
         .filter_map(|&(i, started, latency)| {
@@ -313,7 +313,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         })
         .collect();
     if let Some(path) = &args.trace {
-        let mut csv = String::from(Steps::CSV_HEADER);
+        let mut csv = Steps::csv_header();
         for s in &steps {
             csv.push_str(&s.csv_line());
         }
@@ -363,21 +363,15 @@ struct Steps {
     msisdn: String,
     started_unix_us: i64,
     latency_us: i64,
-    /// Handset to recipient node to the clearinghouse's new order.
-    to_order: f64,
-    /// The deposit matched, the credit query to the donor, its credit information in.
-    credit_query: f64,
-    /// The credit information to the recipient, its acceptance in.
-    decision: f64,
-    /// Waiting for the settler, and its batch.
-    settlement: f64,
-    /// The settled change to a follower of the change log.
-    to_follower: f64,
+    /// Each of [`Steps::NAMES`], in that order.
+    ms: [f64; 5],
 }
 
 impl Steps {
-    const CSV_HEADER: &str =
-        "msisdn,started_unix_us,latency_us,to_order_ms,credit_query_ms,decision_ms,settlement_ms,to_follower_ms\n";
+    /// Handset to recipient node to the clearinghouse's new order; the deposit matched, the
+    /// credit query to the donor and its answer in; the credit information to the recipient and
+    /// its acceptance in; waiting for the settler, and its batch; the settled change to a
+    /// follower of the change log.
     const NAMES: [&str; 5] = ["to_order", "credit_query", "decision", "settlement", "to_follower"];
 
     fn of(msisdn: &Msisdn, started_unix_us: i64, latency_us: i64, m: &Milestones) -> Option<Steps> {
@@ -385,32 +379,25 @@ impl Steps {
         let seen = (started_unix_us + latency_us) as f64 / 1000.0;
         let (created, credit, accepted, completed) =
             (m.created_at as f64, m.credit_info_at? as f64, m.accepted_at? as f64, m.completed_at? as f64);
-        Some(Steps {
-            msisdn: msisdn.to_string(),
-            started_unix_us,
-            latency_us,
-            to_order: created - started,
-            credit_query: credit - created,
-            decision: accepted - credit,
-            settlement: completed - accepted,
-            to_follower: seen - completed,
-        })
+        let ms = [created - started, credit - created, accepted - credit, completed - accepted, seen - completed];
+        Some(Steps { msisdn: msisdn.to_string(), started_unix_us, latency_us, ms })
     }
 
-    fn values(&self) -> [f64; 5] {
-        [self.to_order, self.credit_query, self.decision, self.settlement, self.to_follower]
+    fn csv_header() -> String {
+        let steps = Steps::NAMES.map(|name| format!("{name}_ms"));
+        format!("msisdn,started_unix_us,latency_us,{}\n", steps.join(","))
     }
 
     fn csv_line(&self) -> String {
-        let v = self.values().map(|x| format!("{x:.1}"));
-        format!("{},{},{},{}\n", self.msisdn, self.started_unix_us, self.latency_us, v.join(","))
+        let ms = self.ms.map(|x| format!("{x:.1}"));
+        format!("{},{},{},{}\n", self.msisdn, self.started_unix_us, self.latency_us, ms.join(","))
     }
 
     /// p50 and p99 of each step over `steps`.
     fn summary(steps: &[Steps]) -> serde_json::Value {
         let mut out = serde_json::Map::new();
         for (k, name) in Steps::NAMES.iter().enumerate() {
-            let mut v: Vec<f64> = steps.iter().map(|s| s.values()[k]).collect();
+            let mut v: Vec<f64> = steps.iter().map(|s| s.ms[k]).collect();
             v.sort_by(f64::total_cmp);
             let at = |q: f64| {
                 let i = ((v.len() as f64 * q) as usize).min(v.len().saturating_sub(1));
