@@ -1,0 +1,101 @@
+//! What the test suites share: how a test that needs something from outside the repository
+//! (PostgreSQL, `dig`, `tshark`, Kannel, a Python package) behaves when it is missing.
+//!
+//! Under CI (`CI=true`) a missing prerequisite fails the test with a message that names it, so
+//! a green run can never mean "skipped". Elsewhere the test prints one line that says what was
+//! skipped and how to enable it, and returns.
+//!
+//! ```no_run
+//! # fn test() {
+//! let Some(dig) = testkit::command("dig", "apt-get install dnsutils") else { return };
+//! # }
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Whether this run is CI's: `CI` set to `true` (or `1`), as CI services set it.
+pub fn under_ci() -> bool {
+    matches!(std::env::var("CI").as_deref(), Ok("true" | "1"))
+}
+
+/// A prerequisite is missing: fail under CI, otherwise say what is skipped and how to enable it.
+/// The caller returns from the test after this.
+#[track_caller]
+pub fn skip(what: &str, enable: &str) {
+    if under_ci() {
+        panic!("{what} is missing, and under CI=true a test does not skip: {enable}");
+    }
+    eprintln!("skipped: {what} is missing ({enable})");
+}
+
+/// The value of environment variable `var`, or [`skip`] with `enable`.
+#[track_caller]
+pub fn env(var: &str, enable: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            skip(&format!("environment variable {var}"), enable);
+            None
+        }
+    }
+}
+
+/// The PostgreSQL server the tests use (`NUMPORT_TEST_POSTGRES_URL`), or [`skip`].
+#[track_caller]
+pub fn postgres_url() -> Option<String> {
+    env(
+        "NUMPORT_TEST_POSTGRES_URL",
+        "set NUMPORT_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test to a server that lets the user create databases",
+    )
+}
+
+/// The path of `program`, found on `PATH` or in `/usr/sbin` and `/sbin` (where Debian installs
+/// servers such as Kannel's), or [`skip`] with `enable`.
+#[track_caller]
+pub fn command(program: &str, enable: &str) -> Option<PathBuf> {
+    let found = find_program(program);
+    if found.is_none() {
+        skip(&format!("program `{program}`"), enable);
+    }
+    found
+}
+
+/// Whether `python3` can import `module`, or [`skip`] with `enable`.
+#[track_caller]
+pub fn python_module(module: &str, enable: &str) -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        skip(&format!("Python module `{module}`"), enable);
+    }
+    ok
+}
+
+fn find_program(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|dir| dir.join(program))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_a_program_every_machine_has() {
+        assert!(find_program("sh").is_some());
+        assert!(find_program("no-such-program-numport").is_none());
+    }
+}
