@@ -12,6 +12,7 @@
 //!   ranges, funding).
 //! - [`dispatcher`]: signed callbacks from the durable outbox, with retries.
 //! - [`settler`]: F1 step 6, the accepted orders settled in batches.
+//! - [`feed`]: the source of F2: the routing change log as a long-poll, and the snapshot.
 //! - [`supervisor`]: the deadline sweeper.
 //! - [`http`]: the `/v1` API, OpenAPI document, idempotency, errors.
 //! - [`auth`]: operator API keys.

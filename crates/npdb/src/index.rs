@@ -21,12 +21,12 @@
 //! # Updates
 //!
 //! Every change of the feed — port, port-back, return — is "number N is now served by operator
-//! X" ([`Index::set_serving`]). The index stores an exception only where X differs from the range
+//! X" ([`Index::apply`]). The index stores an exception only where X differs from the range
 //! holder and deletes it where X is the range holder, so a port-back and a return both drop the
 //! exception, the table holds only real exceptions, and applying the same change twice is a
 //! no-op (idempotent, as a replica resuming its feed needs). Updates are in place: no delta
-//! buffer, no periodic merge, no stop-the-world except the rare growth step (a rehash, ~1 s at
-//! ten million numbers; bootstrap with [`Index::reserve`] to avoid it).
+//! buffer, no periodic merge, no stop-the-world except the rare growth step (a rehash of the
+//! whole table; bootstrap with [`Index::reserve`] to avoid it).
 //!
 //! # Memory accounting
 //!
@@ -258,8 +258,9 @@ impl Index {
     /// Many lookups at once: `out[i]` answers `keys[i]`. While answering key `i` it prefetches
     /// the table line of key `i + 16`, so that many cache misses are in flight at any time. A
     /// loop of single lookups overlaps only the two or three misses whose lookups fit in the
-    /// CPU's reorder window; this is why batching is 4× faster (a DNS server receiving queries
-    /// with `recvmmsg` or an HTTP batch request should use it).
+    /// CPU's reorder window; this is why batching is several times faster (`numport bench
+    /// lookup` measures both; a DNS server receiving queries with `recvmmsg` or an HTTP batch
+    /// request should use it).
     pub fn lookup_batch(&self, keys: &[u64], out: &mut [Option<Hit>]) {
         const AHEAD: usize = 16;
         assert_eq!(keys.len(), out.len(), "one answer per key");

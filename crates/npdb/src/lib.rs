@@ -11,7 +11,7 @@
 //! [`index::Index`] holds both in memory and does no I/O; following the clearinghouse's change
 //! feed, persisting checkpoints and serving HTTP/ENUM are the replica's business, built on top.
 //! [`snapshot`] is the text format of a whole index (wire, disk and bulk import).
-//! [`bench`] measures the index (`numport bench lookup`).
+//! [`mod@bench`] measures the index (`numport bench lookup`).
 
 pub mod bench;
 pub mod index;

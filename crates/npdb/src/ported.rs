@@ -24,10 +24,10 @@
 //!
 //! Memory against speed: a bulk build sizes the table to load 0.5, 8 / 0.5 = 16 bytes per ported
 //! number. Load 0.7 would take 11.4 bytes, but a never-ported number's probe then leaves its line
-//! far more often: measured at ten million numbers, batched lookups ran at ~25 M/s at 0.7 against
-//! ~43 M/s at 0.5. As ports accumulate the load rises; past 0.7 the table grows to load 0.4
-//! (20 bytes per number). So the table stays between 11.4 and 20 bytes per ported number, inside
-//! the 24-byte budget of issue 3.
+//! far more often, and batched lookups over ten million numbers run markedly slower
+//! (docs/BENCHMARKS.md, lookup). As ports accumulate the load rises; past 0.7 the table grows to
+//! load 0.4 (20 bytes per number). So the table stays between 11.4 and 20 bytes per ported
+//! number, inside F2's budget of 24 (docs/SPEC.md).
 
 /// Bits of a slot holding the number.
 pub(crate) const KEY_BITS: u32 = 50;

@@ -22,8 +22,8 @@ mod terminal_cmd;
 use std::process::ExitCode;
 
 /// mimalloc instead of glibc's malloc: the servers allocate small, short-lived buffers per
-/// request (DNS messages, JSON bodies), and under the ENUM benchmark glibc's malloc and free
-/// took about 14% of the replica's CPU.
+/// request (DNS messages, JSON bodies), and with glibc's allocator malloc and free are a large
+/// share of the replica's CPU under `numport bench enum` (`perf record -g` on the replica).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

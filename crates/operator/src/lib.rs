@@ -1,22 +1,28 @@
-//! A mobile operator's node. Today it holds the subscriber accounts, the portability adapter,
-//! which answers the clearinghouse as donor and as recipient with no person in the loop (F1),
-//! the portability replica (F2), and the first part of the SMS center (F3: SMPP submits
-//! recorded with their route); online charging, billing and provisioning join it as further
-//! modules.
+//! A mobile operator's node: the subscriber accounts, the portability adapter, which answers the
+//! clearinghouse as donor and as recipient with no person in the loop (F1), the portability
+//! replica (F2), and the SMS center with its SMPP server, interconnect links and air interface
+//! (F3's routing half).
 //!
 //! The node is one HTTP server ([`Node::run`]) over its own database ([`OperatorStore`],
-//! SQLite by default, PostgreSQL by URL). What comes in: signed callbacks from the
-//! clearinghouse, and terminals' self-service requests. What goes out: calls to the
-//! clearinghouse through the typed `clearinghouse_api` client, each with an idempotency key.
+//! SQLite by default, PostgreSQL by URL, opened through the storage engine), plus the sockets
+//! it is given for ENUM, SMPP and the air interface. What comes in: signed callbacks from the
+//! clearinghouse, terminals' self-service requests, ESMEs' and other operators' submits, and
+//! attached terminals. What goes out: calls to the clearinghouse through the typed
+//! `clearinghouse_api` client, each with an idempotency key; short messages to terminals and to
+//! other operators' SMS centers; delivery receipts.
 //!
 //! - [`config`]: [`OperatorConfig`], the recipient's [`RecipientPolicy`].
 //! - [`node`]: [`Node`], the shared handle: state, router, background tasks, shutdown.
 //! - [`portability`]: the F1 adapter: callbacks, message handling, inbox catch-up, self-service.
-//! - [`sms_center`]: SMPP submits routed by the replica and recorded before they are acknowledged.
+//! - [`sms_center`]: submits routed by the replica and committed before they are acknowledged,
+//!   then delivered to terminals or forwarded over an interconnect, with receipts, retries and
+//!   expiry.
+//! - [`air`]: the simulated air interface terminals attach to.
 //! - [`store`]: every SQL statement: subscribers, received messages, porting events, SMS.
 //!
 //! Architecture invariants: a callback is verified over its raw bytes before it is parsed;
-//! it is recorded before it is acknowledged and processed after; SQL lives only in [`store`].
+//! it is recorded before it is acknowledged and processed after; a short message is committed
+//! before it is acknowledged; SQL lives only in [`store`].
 
 pub mod air;
 pub mod config;

@@ -1,12 +1,13 @@
 //! SMS on the air interface: the 3GPP TS 23.040 transfer-layer PDUs (TPDUs) that travel between
-//! a terminal and its SMS center, as real bytes, so that user data headers (concatenation, and
-//! later SIM data download and the authentication element of F3) are what a real network
-//! carries and what tshark decodes.
+//! a terminal and its SMS center, as real bytes, so that user data headers are what a real
+//! network carries and what tshark decodes. Concatenation is implemented; other information
+//! elements (the SIM data download of F7, the authentication element of F3) are carried through
+//! as they are.
 //!
 //! - [`tpdu`]: SMS-SUBMIT (terminal → SMSC), SMS-DELIVER and SMS-STATUS-REPORT (SMSC →
 //!   terminal), with addresses, time stamps, validity periods and data coding.
 //! - [`udh`]: user data headers and their information elements (concatenation 8- and 16-bit).
-//! - [`concat`]: long texts split into concatenated parts, and the parts put back together.
+//! - [`mod@concat`]: long texts split into concatenated parts, and the parts put back together.
 //! - [`gsm7`]: the GSM 7-bit default alphabet and septet packing.
 //! - [`air`]: the frames of the simulated air interface (attach with a SIM challenge, TPDUs
 //!   in both directions with their acknowledgements).

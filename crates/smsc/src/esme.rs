@@ -9,7 +9,7 @@ use argon2::{Algorithm, Argon2, Params, Version};
 
 /// Argon2id with small parameters: SMPP passwords are at most 8 characters, so the hash must be
 /// slow to guess offline, yet a bind must not take a core for long (binds are rate-limited per
-/// connection on top). 4 MiB, 2 passes: about 5 ms.
+/// connection on top). 4 MiB, 2 passes: a few milliseconds of one core per bind.
 fn hasher() -> Argon2<'static> {
     let params = Params::new(4096, 2, 1, None).unwrap_or_default();
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)

@@ -1,10 +1,21 @@
-//! The operator's SMS center (F3), first part: the SMPP server that enterprises (ESMEs, such as
-//! a bank) bind to and submit through. SMPP 3.4 and 5.0 share the wire format of every PDU
-//! served here; PDU bodies are decoded and encoded with `rusmpp` (5.0, a superset), framing is
-//! ours ([`frame`]).
+//! The SMPP side of the operator's SMS center (F3): the server that enterprises (ESMEs, such as
+//! a bank) and other operators' SMS centers bind to, and the client that the interconnect, the
+//! demo's bank and the SMS benchmark speak through. SMPP 3.4 and 5.0 share the wire format of
+//! every PDU served here; PDU bodies are decoded and encoded with `rusmpp` (5.0, a superset),
+//! framing is ours ([`frame`]), so that an undecodable PDU is answered with generic_nack and the
+//! connection stays in step.
 //!
-//! Still to come (issue 4): routing by the portability replica, durable store-and-forward,
-//! delivery receipts, the interconnect to other operators' SMS centers, and the air interface.
+//! - [`server`]: binds, submits handed to a [`server::SubmitHandler`] within a window,
+//!   throttling, timeouts, and [`server::Receivers`] through which the application sends
+//!   deliver_sm (delivery receipts; on an interconnect, messages).
+//! - [`client`]: a bind with any number of requests outstanding, and the deliver_sm it receives.
+//! - [`esme`]: ESME accounts, with passwords kept as Argon2id hashes, and their rate limits.
+//! - [`receipt`]: the customary delivery-receipt text.
+//! - [`time`]: SMPP's absolute and relative time fields.
+//!
+//! Routing by the portability replica, durable store-and-forward, delivery to terminals and the
+//! interconnect links live in the operator node (`operator::sms_center`), which implements the
+//! handler.
 
 pub mod client;
 pub mod esme;

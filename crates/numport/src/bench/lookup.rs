@@ -1,4 +1,4 @@
-//! `numport bench lookup`: in-process lookups over an index of ported numbers (F2, issue 3).
+//! `numport bench lookup`: in-process lookups over an index of ported numbers (F2).
 //!
 //! Builds the index of `npdb::bench` (`--numbers` ported numbers over a few ranges of three
 //! operators), then times single-core lookups, half of them ported numbers and half numbers

@@ -39,7 +39,7 @@ pub(crate) async fn run(node: Node, mut settled: mpsc::Receiver<StoredSms>, stop
     let mut rescan = tokio::time::interval(RESCAN);
     // The last look found more owed receipts than the window took: look again as soon as half
     // the window is free, not a second later. Under load the live queue overflows and the
-    // database is where receipts wait; one look a second drained them at ~2,000/s.
+    // database is where receipts wait; one look a second would drain at most IN_FLIGHT a second.
     let mut more_owed = false;
     loop {
         let look_now = more_owed && sending.len() < IN_FLIGHT / 2;
