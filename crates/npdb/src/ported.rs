@@ -2,7 +2,7 @@
 //!
 //! # Why this layout
 //!
-//! Ten million ported numbers take about 110 MB, far more than the CPU caches, so a random
+//! Ten million ported numbers take 114–200 MB, far more than the CPU caches, so a random
 //! lookup costs what its cache misses cost. A sorted array with binary search pays ~24 dependent
 //! misses per lookup; an Eytzinger layout still pays several. This table pays about one:
 //!
