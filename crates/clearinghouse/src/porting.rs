@@ -96,6 +96,77 @@ async fn open_order(
     Ok((id, deposit))
 }
 
+/// A party missed its deadline (`party` of the transition out of `order`'s state): the
+/// violation is recorded against it.
+async fn record_violation(
+    conn: &mut Connection,
+    order: &OrderRecord,
+    party: Party,
+    now: Millis,
+    counts: &mut Counts,
+) -> Result<()> {
+    let operator = match party {
+        Party::Donor => order.donor_id,
+        Party::Recipient => Some(order.recipient_id),
+    };
+    if let (Some(op), Some(deadline_at)) = (operator, order.deadline_at) {
+        orders::insert_violation(conn, op, order.id, order.state, deadline_at, now).await?;
+        counts.violation();
+    }
+    Ok(())
+}
+
+/// The messages transition `t` of `order` (now `updated`) owes the parties: the credit query
+/// to the donor (`donor_id`), the credit information to the recipient, or the order's closing
+/// to both.
+async fn tell_parties(
+    conn: &mut Connection,
+    order: &OrderRecord,
+    updated: &OrderRecord,
+    donor_id: i64,
+    t: &porting::Transition,
+    now: Millis,
+    counts: &mut Counts,
+) -> Result<()> {
+    match t.to {
+        OrderState::AwaitingCreditInfo => {
+            let msg = Message::CreditQuery {
+                order_id: order.id,
+                msisdn: order.msisdn.clone(),
+                recipient: order.recipient.clone(),
+                deadline_at: updated.deadline_at.unwrap_or(now),
+            };
+            enqueue(conn, donor_id, &msg, now).await?;
+        }
+        OrderState::AwaitingDecision => {
+            let credit = updated.credit.unwrap_or_default();
+            let msg = Message::CreditInformation {
+                order_id: order.id,
+                msisdn: order.msisdn.clone(),
+                donor: updated.donor.clone().ok_or(Error::NotFound("donor"))?,
+                credit,
+                compensation: credit.compensation(),
+                donor_defaulted: t.violation.is_some(),
+                deadline_at: updated.deadline_at.unwrap_or(now),
+            };
+            enqueue(conn, order.recipient_id, &msg, now).await?;
+        }
+        // The settler takes it from here, once this commits, with the others accepted
+        // meanwhile.
+        OrderState::Settling => counts.settlement_queued(),
+        _ => {
+            if let Some(reason) = t.reason {
+                let msg =
+                    Message::OrderClosed { order_id: order.id, msisdn: order.msisdn.clone(), state: t.to, reason };
+                enqueue(conn, order.recipient_id, &msg, now).await?;
+                enqueue(conn, donor_id, &msg, now).await?;
+                counts.closed(reason);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Load an order the caller is party to; others get the same 404 as a missing order, so an
 /// operator cannot even learn that someone else's order exists.
 pub(crate) async fn order_for(conn: &mut Connection, caller: &Caller, id: i64) -> Result<OrderRecord> {
@@ -467,14 +538,7 @@ impl Clearinghouse {
         )
         .await?;
         if let Some(party) = t.violation {
-            let operator = match party {
-                Party::Donor => order.donor_id,
-                Party::Recipient => Some(order.recipient_id),
-            };
-            if let (Some(op), Some(deadline_at)) = (operator, order.deadline_at) {
-                orders::insert_violation(conn, op, order.id, order.state, deadline_at, now).await?;
-                counts.violation();
-            }
+            record_violation(conn, order, party, now, counts).await?;
         }
         let updated = OrderRecord {
             state: t.to,
@@ -490,42 +554,7 @@ impl Clearinghouse {
         if order.state == OrderState::AwaitingDeposit && reminder == Reminder::MayBeQueued {
             outbox::withdraw(conn, order.id, "deposit_requested", now).await?;
         }
-        match t.to {
-            OrderState::AwaitingCreditInfo => {
-                let msg = Message::CreditQuery {
-                    order_id: order.id,
-                    msisdn: order.msisdn.clone(),
-                    recipient: order.recipient.clone(),
-                    deadline_at: deadline.unwrap_or(now),
-                };
-                enqueue(conn, donor_id, &msg, now).await?;
-            }
-            OrderState::AwaitingDecision => {
-                let credit = updated.credit.unwrap_or_default();
-                let msg = Message::CreditInformation {
-                    order_id: order.id,
-                    msisdn: order.msisdn.clone(),
-                    donor: updated.donor.clone().ok_or(Error::NotFound("donor"))?,
-                    credit,
-                    compensation: credit.compensation(),
-                    donor_defaulted: t.violation.is_some(),
-                    deadline_at: deadline.unwrap_or(now),
-                };
-                enqueue(conn, order.recipient_id, &msg, now).await?;
-            }
-            // The settler takes it from here, once this commits, with the others accepted
-            // meanwhile.
-            OrderState::Settling => counts.settlement_queued(),
-            _ => {
-                if let Some(reason) = t.reason {
-                    let msg =
-                        Message::OrderClosed { order_id: order.id, msisdn: order.msisdn.clone(), state: t.to, reason };
-                    enqueue(conn, order.recipient_id, &msg, now).await?;
-                    enqueue(conn, donor_id, &msg, now).await?;
-                    counts.closed(reason);
-                }
-            }
-        }
+        tell_parties(conn, order, &updated, donor_id, &t, now, counts).await?;
         Ok(updated)
     }
 
