@@ -13,7 +13,7 @@ use numport_core::Millis;
 use numport_core::porting::{self, Event, OrderKind, OrderState, Party, Reason};
 use numport_core::proof::{Nonce, Proof};
 use numport_store::ledger;
-use numport_store::orders::{self, NewOrder, OrderRecord};
+use numport_store::orders::{self, Deposit, NewOrder, NumberContext, OrderRecord};
 use numport_store::{Connection, audit, outbox};
 use serde_json::json;
 
@@ -75,6 +75,98 @@ fn nonce_and_proof(nonce: &str, proof: &str) -> Result<(String, String)> {
     Ok((nonce.to_hex(), proof.to_hex()))
 }
 
+/// Inserts a new order. A concurrent order for the number makes this a duplicate: transient,
+/// so the request runs again and then finds that order open. An order that goes on claims its
+/// deposit's rendezvous row (`await_deposit`) in the same round trip as its insert. Returns the
+/// order's id and the donor's deposit if it came first (`deposited`, as the number's context
+/// showed, for an order that does not wait for one).
+async fn open_order(
+    conn: &mut Connection,
+    new: &NewOrder<'_>,
+    deposited: Option<Deposit>,
+) -> Result<(i64, Option<Deposit>)> {
+    let inserted = orders::insert_deferred(conn, new).await?;
+    let deposit = match (new.reason, new.donor_id, deposited) {
+        (None, Some(donor_id), None) => orders::await_deposit(conn, new.msisdn, new.nonce, donor_id, new.now)
+            .await
+            .map_err(numport_store::StoreError::from_insert)?,
+        (_, _, deposited) => deposited,
+    };
+    let id = inserted.id(conn).await?;
+    Ok((id, deposit))
+}
+
+/// A party missed its deadline (`party` of the transition out of `order`'s state): the
+/// violation is recorded against it.
+async fn record_violation(
+    conn: &mut Connection,
+    order: &OrderRecord,
+    party: Party,
+    now: Millis,
+    counts: &mut Counts,
+) -> Result<()> {
+    let operator = match party {
+        Party::Donor => order.donor_id,
+        Party::Recipient => Some(order.recipient_id),
+    };
+    if let (Some(op), Some(deadline_at)) = (operator, order.deadline_at) {
+        orders::insert_violation(conn, op, order.id, order.state, deadline_at, now).await?;
+        counts.violation();
+    }
+    Ok(())
+}
+
+/// The messages transition `t` of `order` (now `updated`) owes the parties: the credit query
+/// to the donor (`donor_id`), the credit information to the recipient, or the order's closing
+/// to both.
+async fn tell_parties(
+    conn: &mut Connection,
+    order: &OrderRecord,
+    updated: &OrderRecord,
+    donor_id: i64,
+    t: &porting::Transition,
+    now: Millis,
+    counts: &mut Counts,
+) -> Result<()> {
+    match t.to {
+        OrderState::AwaitingCreditInfo => {
+            let msg = Message::CreditQuery {
+                order_id: order.id,
+                msisdn: order.msisdn.clone(),
+                recipient: order.recipient.clone(),
+                deadline_at: updated.deadline_at.unwrap_or(now),
+            };
+            enqueue(conn, donor_id, &msg, now).await?;
+        }
+        OrderState::AwaitingDecision => {
+            let credit = updated.credit.unwrap_or_default();
+            let msg = Message::CreditInformation {
+                order_id: order.id,
+                msisdn: order.msisdn.clone(),
+                donor: updated.donor.clone().ok_or(Error::NotFound("donor"))?,
+                credit,
+                compensation: credit.compensation(),
+                donor_defaulted: t.violation.is_some(),
+                deadline_at: updated.deadline_at.unwrap_or(now),
+            };
+            enqueue(conn, order.recipient_id, &msg, now).await?;
+        }
+        // The settler takes it from here, once this commits, with the others accepted
+        // meanwhile.
+        OrderState::Settling => counts.settlement_queued(),
+        _ => {
+            if let Some(reason) = t.reason {
+                let msg =
+                    Message::OrderClosed { order_id: order.id, msisdn: order.msisdn.clone(), state: t.to, reason };
+                enqueue(conn, order.recipient_id, &msg, now).await?;
+                enqueue(conn, donor_id, &msg, now).await?;
+                counts.closed(reason);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Load an order the caller is party to; others get the same 404 as a missing order, so an
 /// operator cannot even learn that someone else's order exists.
 pub(crate) async fn order_for(conn: &mut Connection, caller: &Caller, id: i64) -> Result<OrderRecord> {
@@ -101,21 +193,7 @@ impl Clearinghouse {
             return Err(Error::conflict("nonce_reused", "this nonce was already used for this number"));
         }
         let serving = ctx.serving();
-        let rejection = if ctx.range_holder.is_none() {
-            Some(Reason::UnknownNumber)
-        } else if serving == Some(caller.operator_id) {
-            Some(Reason::AlreadyServed)
-        } else if req.expiry <= now || req.expiry > now + policy.max_proof_validity_ms {
-            Some(Reason::ProofExpired)
-        } else if ctx.open_order {
-            Some(Reason::PortInProgress)
-        } else if ctx.recent_failures >= policy.max_failures {
-            Some(Reason::TooManyAttempts)
-        } else if ctx.last_completed_at.is_some_and(|at| now - at < self.config.min_port_interval_ms) {
-            Some(Reason::PortedTooRecently)
-        } else {
-            None
-        };
+        let rejection = self.screen(&ctx, caller, req.expiry, now);
         let kind = if ctx.range_holder == Some(caller.operator_id) { OrderKind::PortBack } else { OrderKind::Port };
         let state = if rejection.is_some() { OrderState::Rejected } else { OrderState::AwaitingDeposit };
         let new = NewOrder {
@@ -132,17 +210,7 @@ impl Clearinghouse {
             deadline_at: self.config.deadlines.deadline(state, now),
             now,
         };
-        // A concurrent order for the number makes this a duplicate: transient, so the request
-        // runs again and then finds that order open. An order that goes on claims its deposit's
-        // rendezvous row (`await_deposit`) in the same round trip as its insert.
-        let inserted = orders::insert_deferred(conn, &new).await?;
-        let deposit = match (rejection, serving, ctx.deposit) {
-            (None, Some(donor_id), None) => orders::await_deposit(conn, msisdn, &nonce_hex, donor_id, now)
-                .await
-                .map_err(numport_store::StoreError::from_insert)?,
-            (_, _, deposited) => deposited,
-        };
-        let id = inserted.id(conn).await?;
+        let (id, deposit) = open_order(conn, &new, ctx.deposit).await?;
         audit::append(
             conn,
             now,
@@ -155,58 +223,99 @@ impl Clearinghouse {
         )
         .await?;
         counts.order_requested();
-        let donor = match serving {
-            Some(d) => Some(self.operator(conn, d).await?.name.clone()),
-            None => None,
-        };
-        let mut order = OrderRecord {
-            id,
-            msisdn: msisdn.clone(),
-            kind,
-            recipient_id: caller.operator_id,
-            recipient: caller.name.clone(),
-            donor_id: serving,
-            donor,
-            range_holder_id: ctx.range_holder,
-            state,
-            reason: rejection,
-            nonce: nonce_hex.clone(),
-            proof: proof_hex.clone(),
-            expiry: req.expiry,
-            deadline_at: new.deadline_at,
-            credit: None,
-            compensation: None,
-            created_at: now,
-            updated_at: now,
-            completed_at: None,
-        };
+        let order = self.record_of(conn, id, &new, caller).await?;
         if let Some(reason) = rejection {
             counts.closed(reason);
             return Ok(to_api(&order));
         }
-        let donor_id = serving.ok_or(Error::NotFound("donor"))?;
-        match deposit {
-            Some(dep) if dep.donor_id == donor_id => {
-                // The deposit came first: no reminder was queued for it.
-                order = self
-                    .verify_against(conn, order, &dep.proof, "clearinghouse", now, Reminder::NotQueued, counts)
-                    .await?;
-            }
-            _ => {
-                let msg = Message::DepositRequested {
-                    order_id: id,
-                    msisdn: msisdn.clone(),
-                    nonce: nonce_hex,
-                    recipient: caller.name.clone(),
-                    expiry: req.expiry,
-                    deadline_at: order.deadline_at.unwrap_or(now),
-                };
-                // The terminal gives the nonce to the donor itself; the callback is only a
-                // reminder, sent if the deposit has not come within the grace time.
-                enqueue_at(conn, donor_id, &msg, now, now + self.config.deposit_reminder_ms).await?;
-            }
-        }
+        let order = self.meet_deposit(conn, order, deposit, counts).await?;
         Ok(to_api(&order))
+    }
+
+    /// The reason to reject a request for the number `ctx` describes, from `caller`, with a
+    /// proof valid until `expiry`; `None` if the order may go on.
+    fn screen(&self, ctx: &NumberContext, caller: &Caller, expiry: Millis, now: Millis) -> Option<Reason> {
+        let policy = self.config.verification;
+        if ctx.range_holder.is_none() {
+            Some(Reason::UnknownNumber)
+        } else if ctx.serving() == Some(caller.operator_id) {
+            Some(Reason::AlreadyServed)
+        } else if expiry <= now || expiry > now + policy.max_proof_validity_ms {
+            Some(Reason::ProofExpired)
+        } else if ctx.open_order {
+            Some(Reason::PortInProgress)
+        } else if ctx.recent_failures >= policy.max_failures {
+            Some(Reason::TooManyAttempts)
+        } else if ctx.last_completed_at.is_some_and(|at| now - at < self.config.min_port_interval_ms) {
+            Some(Reason::PortedTooRecently)
+        } else {
+            None
+        }
+    }
+
+    /// The stored form of the order just inserted as `new` with `id`.
+    async fn record_of(
+        &self,
+        conn: &mut Connection,
+        id: i64,
+        new: &NewOrder<'_>,
+        caller: &Caller,
+    ) -> Result<OrderRecord> {
+        let donor = match new.donor_id {
+            Some(d) => Some(self.operator(conn, d).await?.name.clone()),
+            None => None,
+        };
+        Ok(OrderRecord {
+            id,
+            msisdn: new.msisdn.clone(),
+            kind: new.kind,
+            recipient_id: caller.operator_id,
+            recipient: caller.name.clone(),
+            donor_id: new.donor_id,
+            donor,
+            range_holder_id: new.range_holder_id,
+            state: new.state,
+            reason: new.reason,
+            nonce: new.nonce.to_owned(),
+            proof: new.proof.to_owned(),
+            expiry: new.expiry,
+            deadline_at: new.deadline_at,
+            credit: None,
+            compensation: None,
+            created_at: new.now,
+            updated_at: new.now,
+            completed_at: None,
+        })
+    }
+
+    /// A new order awaiting its deposit: verified at once if the donor's deposit came first,
+    /// otherwise the donor gets a reminder, sent if the deposit has not come within the grace
+    /// time (the terminal gives the nonce to the donor itself).
+    async fn meet_deposit(
+        &self,
+        conn: &mut Connection,
+        order: OrderRecord,
+        deposit: Option<Deposit>,
+        counts: &mut Counts,
+    ) -> Result<OrderRecord> {
+        let now = order.updated_at;
+        let donor_id = order.donor_id.ok_or(Error::NotFound("donor"))?;
+        if let Some(dep) = deposit.filter(|dep| dep.donor_id == donor_id) {
+            // The deposit came first: no reminder was queued for it.
+            return self
+                .verify_against(conn, order, &dep.proof, "clearinghouse", now, Reminder::NotQueued, counts)
+                .await;
+        }
+        let msg = Message::DepositRequested {
+            order_id: order.id,
+            msisdn: order.msisdn.clone(),
+            nonce: order.nonce.clone(),
+            recipient: order.recipient.clone(),
+            expiry: order.expiry,
+            deadline_at: order.deadline_at.unwrap_or(now),
+        };
+        enqueue_at(conn, donor_id, &msg, now, now + self.config.deposit_reminder_ms).await?;
+        Ok(order)
     }
 
     /// Compare the recipient's proof with the donor's deposit (constant time) and move on.
@@ -429,14 +538,7 @@ impl Clearinghouse {
         )
         .await?;
         if let Some(party) = t.violation {
-            let operator = match party {
-                Party::Donor => order.donor_id,
-                Party::Recipient => Some(order.recipient_id),
-            };
-            if let (Some(op), Some(deadline_at)) = (operator, order.deadline_at) {
-                orders::insert_violation(conn, op, order.id, order.state, deadline_at, now).await?;
-                counts.violation();
-            }
+            record_violation(conn, order, party, now, counts).await?;
         }
         let updated = OrderRecord {
             state: t.to,
@@ -452,42 +554,7 @@ impl Clearinghouse {
         if order.state == OrderState::AwaitingDeposit && reminder == Reminder::MayBeQueued {
             outbox::withdraw(conn, order.id, "deposit_requested", now).await?;
         }
-        match t.to {
-            OrderState::AwaitingCreditInfo => {
-                let msg = Message::CreditQuery {
-                    order_id: order.id,
-                    msisdn: order.msisdn.clone(),
-                    recipient: order.recipient.clone(),
-                    deadline_at: deadline.unwrap_or(now),
-                };
-                enqueue(conn, donor_id, &msg, now).await?;
-            }
-            OrderState::AwaitingDecision => {
-                let credit = updated.credit.unwrap_or_default();
-                let msg = Message::CreditInformation {
-                    order_id: order.id,
-                    msisdn: order.msisdn.clone(),
-                    donor: updated.donor.clone().ok_or(Error::NotFound("donor"))?,
-                    credit,
-                    compensation: credit.compensation(),
-                    donor_defaulted: t.violation.is_some(),
-                    deadline_at: deadline.unwrap_or(now),
-                };
-                enqueue(conn, order.recipient_id, &msg, now).await?;
-            }
-            // The settler takes it from here, once this commits, with the others accepted
-            // meanwhile.
-            OrderState::Settling => counts.settlement_queued(),
-            _ => {
-                if let Some(reason) = t.reason {
-                    let msg =
-                        Message::OrderClosed { order_id: order.id, msisdn: order.msisdn.clone(), state: t.to, reason };
-                    enqueue(conn, order.recipient_id, &msg, now).await?;
-                    enqueue(conn, donor_id, &msg, now).await?;
-                    counts.closed(reason);
-                }
-            }
-        }
+        tell_parties(conn, order, &updated, donor_id, &t, now, counts).await?;
         Ok(updated)
     }
 

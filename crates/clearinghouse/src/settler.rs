@@ -5,9 +5,8 @@
 //! together in one transaction: the compensations posted as one batch (`ledger::post_batch`,
 //! which refuses any a recipient can no longer pay), the numbers routed and their changes
 //! logged under one block of sequence numbers, the orders completed, their audit entries and
-//! the messages to both parties written, one statement per table. Settling one order per
-//! acceptance took ~12 statements and a COMMIT each, every one queued behind the one before
-//! on `ledger_head`; a batch takes ~15 statements for all of its orders, in two round trips.
+//! the messages to both parties written, one statement per table, in two round trips for the
+//! whole batch.
 //!
 //! Nothing is lost between acceptance and settlement: the queue is the orders table. The
 //! settler runs when an acceptance commits, when it starts (orders a crash left waiting), and
@@ -15,12 +14,14 @@
 //! database, take the change log's head before they read the orders waiting, so each reads
 //! what the one before it left.
 
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clearinghouse_api::Message;
-use numport_core::porting::{self, ChangeKind, Event, OrderKind, OrderState};
+use numport_core::porting::{self, ChangeKind, Event, OrderKind, OrderState, Reason};
 use numport_core::{JournalEntry, Millis};
-use numport_store::ledger::{self, NewJournal};
+use numport_store::ledger::{self, HeldLedger, NewJournal};
 use numport_store::orders::{self, OrderRecord};
 use numport_store::outbox::{self, NewMessage};
 use numport_store::routing::{self, NewChange};
@@ -29,7 +30,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
-use crate::{Clearinghouse, Counts};
+use crate::{Clearinghouse, Counts, OperatorInfo};
 
 /// Settler tasks per process. A batch's first round trip (the locks, the queue, the balances)
 /// of the second one overlaps the first one's `COMMIT`.
@@ -129,13 +130,46 @@ impl Clearinghouse {
         }
         // Read only now, and never before an acceptance it settles: a clock read before the
         // wait for the writer (or for `feed_head`), or another process's clock a little
-        // behind, stamped orders completed a few ms before they were accepted in their trail.
+        // behind, would stamp orders completed a few ms before they were accepted in their
+        // trail.
         let now = waiting.iter().map(|o| o.updated_at).fold(self.now(), Millis::max);
-        // Each order's recipient and donor, and the compensations, posted in the order the
-        // orders were accepted.
+        let (parties, entries) = self.parties(conn, &waiting).await?;
+        let head = head.last_seq(conn).await?;
+        let unfunded = post_compensations(conn, held, &entries, now).await?;
+
+        // What each order comes to: settled, or refused for want of funds.
+        let (settled, refused): (Vec<_>, Vec<_>) = parties.into_iter().partition(|p| !unfunded.contains(&p.order.id));
+        let changes: Vec<NewChange<'_>> = settled.iter().map(|p| p.change(now)).collect();
+        routing::record_changes(conn, head, &changes).await?;
+        let mut done = Conclusions::with_capacity(waiting.len());
+        for (i, p) in settled.iter().enumerate() {
+            done.settled(p, head + 1 + i as i64, counts)?;
+        }
+        for p in &refused {
+            done.refused(p, counts)?;
+        }
+        orders::conclude_settling(conn, &done.outcomes, now).await?;
+        outbox::enqueue_many(conn, &done.messages, now).await?;
+        audit::append_many(conn, now, ACTOR, &done.trail).await?;
+        // All of it was sent without waiting: the COMMIT reports any error in it.
+        if !changes.is_empty() {
+            let last_seq = head + changes.len() as i64;
+            routing::announce(conn, last_seq).await?;
+            self.note_feed_seq(last_seq);
+        }
+        Ok(waiting.len())
+    }
+
+    /// Each waiting order's parties, and the compensations to post, in the order the orders
+    /// were accepted (each with its order's id).
+    async fn parties<'a>(
+        &self,
+        conn: &mut Connection,
+        waiting: &'a [OrderRecord],
+    ) -> Result<(Vec<Party<'a>>, Vec<(i64, JournalEntry<i64>)>)> {
         let mut parties = Vec::with_capacity(waiting.len());
         let mut entries = Vec::new();
-        for o in &waiting {
+        for o in waiting {
             let donor_id = o.donor_id.ok_or(Error::NotFound("donor"))?;
             let (recipient, donor) = (self.operator(conn, o.recipient_id).await?, self.operator(conn, donor_id).await?);
             let compensation = o.compensation.unwrap_or_default();
@@ -144,87 +178,115 @@ impl Clearinghouse {
                     .map_err(|e| StoreError::Corrupt(format!("order {}'s compensation: {e}", o.id)))?;
                 entries.push((o.id, entry));
             }
-            parties.push((o, recipient, donor_id));
+            parties.push(Party { order: o, recipient, donor_id });
         }
-        let journals: Vec<NewJournal<'_>> = entries
-            .iter()
-            .map(|(order_id, entry)| NewJournal {
-                idempotency_key: format!("order:{order_id}:compensation"),
-                kind: COMPENSATION,
-                order_id: Some(*order_id),
-                entry,
-            })
-            .collect();
-        let head = head.last_seq(conn).await?;
-        let posted = ledger::post_batch(conn, held, &journals, now).await?;
-        let unfunded: std::collections::HashSet<i64> =
-            entries.iter().zip(&posted).filter(|(_, outcome)| outcome.is_err()).map(|((id, _), _)| *id).collect();
+        Ok((parties, entries))
+    }
+}
 
-        // What each order comes to: settled, or refused for want of funds.
-        let (settled, refused): (Vec<_>, Vec<_>) = parties.into_iter().partition(|(o, ..)| !unfunded.contains(&o.id));
-        let changes: Vec<NewChange<'_>> = settled
-            .iter()
-            .map(|(o, recipient, _)| NewChange {
-                msisdn: &o.msisdn,
-                operator_id: recipient.id,
-                routing_number: &recipient.routing_number,
-                kind: match o.kind {
-                    OrderKind::Port => ChangeKind::Port,
-                    OrderKind::PortBack => ChangeKind::PortBack,
-                },
-                order_id: Some(o.id),
-                at: now,
-            })
-            .collect();
-        routing::record_changes(conn, head, &changes).await?;
+/// Posts the compensations `entries` as one batch on the `held` ledger; returns the orders
+/// whose recipient can no longer pay.
+async fn post_compensations(
+    conn: &mut Connection,
+    held: HeldLedger,
+    entries: &[(i64, JournalEntry<i64>)],
+    now: Millis,
+) -> Result<HashSet<i64>> {
+    let journals: Vec<NewJournal<'_>> = entries
+        .iter()
+        .map(|(order_id, entry)| NewJournal {
+            idempotency_key: format!("order:{order_id}:compensation"),
+            kind: COMPENSATION,
+            order_id: Some(*order_id),
+            entry,
+        })
+        .collect();
+    let posted = ledger::post_batch(conn, held, &journals, now).await?;
+    Ok(entries.iter().zip(&posted).filter(|(_, outcome)| outcome.is_err()).map(|((id, _), _)| *id).collect())
+}
 
-        let mut messages = Vec::with_capacity(2 * waiting.len());
-        let mut outcomes = Vec::with_capacity(waiting.len());
-        let mut trail = Vec::with_capacity(waiting.len());
-        for (i, (o, recipient, donor_id)) in settled.iter().enumerate() {
-            let seq = head + 1 + i as i64;
-            let t = transition(o, Event::Settled)?;
-            let donor = o.donor.clone().ok_or(Error::NotFound("donor"))?;
-            let compensation = o.compensation.unwrap_or_default();
-            let confirmed = Message::CompensationConfirmed {
-                order_id: o.id,
-                msisdn: o.msisdn.clone(),
-                recipient: recipient.name.clone(),
-                compensation,
-            };
-            let completed = Message::PortCompleted {
-                order_id: o.id,
-                msisdn: o.msisdn.clone(),
-                donor,
-                routing_number: recipient.routing_number.to_string(),
-                seq,
-            };
-            messages.push(message(*donor_id, &confirmed)?);
-            messages.push(message(o.recipient_id, &completed)?);
-            outcomes.push((o.id, t.to, t.reason));
-            trail.push(left_settling(o, t.to, json!({ "seq": seq, "compensation": compensation })));
-            counts.port_completed(compensation);
+/// A settling order, its recipient and its donor.
+struct Party<'a> {
+    order: &'a OrderRecord,
+    recipient: Arc<OperatorInfo>,
+    donor_id: i64,
+}
+
+impl Party<'_> {
+    /// The routing change settling the order makes: the number to its recipient.
+    fn change(&self, now: Millis) -> NewChange<'_> {
+        let o = self.order;
+        NewChange {
+            msisdn: &o.msisdn,
+            operator_id: self.recipient.id,
+            routing_number: &self.recipient.routing_number,
+            kind: match o.kind {
+                OrderKind::Port => ChangeKind::Port,
+                OrderKind::PortBack => ChangeKind::PortBack,
+            },
+            order_id: Some(o.id),
+            at: now,
         }
-        for (o, _, donor_id) in &refused {
-            let t = transition(o, Event::SettlementUnfunded)?;
-            let reason = t.reason.ok_or(Error::NotFound("reason"))?;
-            let closed = Message::OrderClosed { order_id: o.id, msisdn: o.msisdn.clone(), state: t.to, reason };
-            messages.push(message(o.recipient_id, &closed)?);
-            messages.push(message(*donor_id, &closed)?);
-            outcomes.push((o.id, t.to, t.reason));
-            trail.push(left_settling(o, t.to, json!({ "reason": reason.as_str(), "compensation": o.compensation })));
-            counts.closed(reason);
+    }
+}
+
+/// What a batch writes for its orders besides the ledger and the change log: each order's
+/// outcome, its messages to both parties, and its audit entry.
+struct Conclusions {
+    outcomes: Vec<(i64, OrderState, Option<Reason>)>,
+    messages: Vec<NewMessage<'static>>,
+    trail: Vec<audit::NewEntry<'static>>,
+}
+
+impl Conclusions {
+    fn with_capacity(orders: usize) -> Conclusions {
+        Conclusions {
+            outcomes: Vec::with_capacity(orders),
+            messages: Vec::with_capacity(2 * orders),
+            trail: Vec::with_capacity(orders),
         }
-        orders::conclude_settling(conn, &outcomes, now).await?;
-        outbox::enqueue_many(conn, &messages, now).await?;
-        audit::append_many(conn, now, ACTOR, &trail).await?;
-        // All of it was sent without waiting: the COMMIT reports any error in it.
-        if !changes.is_empty() {
-            let last_seq = head + changes.len() as i64;
-            routing::announce(conn, last_seq).await?;
-            self.note_feed_seq(last_seq);
-        }
-        Ok(waiting.len())
+    }
+
+    /// The order settled with change `seq`: the donor is told its compensation is confirmed,
+    /// the recipient that the port completed.
+    fn settled(&mut self, p: &Party<'_>, seq: i64, counts: &mut Counts) -> Result<()> {
+        let o = p.order;
+        let t = transition(o, Event::Settled)?;
+        let donor = o.donor.clone().ok_or(Error::NotFound("donor"))?;
+        let compensation = o.compensation.unwrap_or_default();
+        let confirmed = Message::CompensationConfirmed {
+            order_id: o.id,
+            msisdn: o.msisdn.clone(),
+            recipient: p.recipient.name.clone(),
+            compensation,
+        };
+        let completed = Message::PortCompleted {
+            order_id: o.id,
+            msisdn: o.msisdn.clone(),
+            donor,
+            routing_number: p.recipient.routing_number.to_string(),
+            seq,
+        };
+        self.messages.push(message(p.donor_id, &confirmed)?);
+        self.messages.push(message(o.recipient_id, &completed)?);
+        self.outcomes.push((o.id, t.to, t.reason));
+        self.trail.push(left_settling(o, t.to, json!({ "seq": seq, "compensation": compensation })));
+        counts.port_completed(compensation);
+        Ok(())
+    }
+
+    /// The order refused for want of funds: both parties are told it closed.
+    fn refused(&mut self, p: &Party<'_>, counts: &mut Counts) -> Result<()> {
+        let o = p.order;
+        let t = transition(o, Event::SettlementUnfunded)?;
+        let reason = t.reason.ok_or(Error::NotFound("reason"))?;
+        let closed = Message::OrderClosed { order_id: o.id, msisdn: o.msisdn.clone(), state: t.to, reason };
+        self.messages.push(message(o.recipient_id, &closed)?);
+        self.messages.push(message(p.donor_id, &closed)?);
+        self.outcomes.push((o.id, t.to, t.reason));
+        self.trail.push(left_settling(o, t.to, json!({ "reason": reason.as_str(), "compensation": o.compensation })));
+        counts.closed(reason);
+        Ok(())
     }
 }
 

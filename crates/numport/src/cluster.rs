@@ -3,13 +3,15 @@
 //! (operators registered, ranges loaded, credentials issued, settlement accounts funded).
 //! The demo and the benchmarks both start one.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use clearinghouse::{ClearinghouseConfig, admin};
+use clearinghouse::ClearinghouseConfig;
+use clearinghouse::admin::{self, Credentials};
 use clearinghouse_api::ClearinghouseClient;
 use numport_core::proof::{PinStretch, PortKey};
-use numport_core::{Clock, Money, Msisdn, OperatorName, SystemClock};
+use numport_core::{Clock, Millis, Money, Msisdn, OperatorName, SystemClock};
 use numport_store::Db;
 use operator::{OperatorConfig, OperatorStore, Subscriber};
 use replica::{EnumConfig, ReplicaConfig};
@@ -104,21 +106,8 @@ impl Cluster {
         };
         let ch_config_path = dir.join("clearinghouse.toml");
         std::fs::write(&ch_config_path, toml::to_string(&ch_cfg)?)?;
-
-        // The portability center's set-up, on its database.
         let ch_db = Db::connect(&ch_cfg.database_url).await?;
-        let master = admin::load_or_create_master_key(&ch_cfg.master_key_path)?;
-        let mut ranges = String::from("prefix,operator\n");
-        let mut creds = Vec::new();
-        for (name, rn, prefix) in OPERATORS {
-            admin::register_operator(&ch_db, &name.parse()?, &rn.parse()?, None, now).await?;
-            ranges.push_str(&format!("{prefix},{name}\n"));
-        }
-        admin::load_ranges_csv(&ch_db, ranges.as_bytes(), now).await?;
-        for (name, _, _) in OPERATORS {
-            creds.push(admin::issue_credentials(&ch_db, &master, name, 0, now).await?);
-            admin::fund(&ch_db, name, INITIAL_FUNDS, &format!("initial-{name}"), now).await?;
-        }
+        let creds = set_up_clearinghouse(&ch_db, &ch_cfg, now).await?;
 
         // Each operator's SMS center gets its port now, so that every operator's interconnect
         // to the others can be configured before any starts. The probes are closed just
@@ -128,96 +117,22 @@ impl Cluster {
             .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
             .collect::<std::io::Result<Vec<_>>>()?;
         let smpp_addrs = probes.iter().map(|l| l.local_addr()).collect::<std::io::Result<Vec<_>>>()?;
-
-        // Each operator's subscribers, with the port keys their SIMs hold.
         let mut op_cfgs = Vec::new();
-        for ((name, _, prefix), cred) in OPERATORS.iter().zip(&creds) {
+        for (i, ((name, _, prefix), cred)) in OPERATORS.iter().zip(&creds).enumerate() {
             let db_url = format!("sqlite://{}", dir.join(format!("operator-{name}.db")).display());
-            let store = OperatorStore::connect(&db_url).await?;
-            let mut subs = Vec::with_capacity(spec.subscribers_per_operator);
-            for i in 0..spec.subscribers_per_operator {
-                let msisdn = subscriber_number(prefix, i);
-                let mut s = Subscriber::new(msisdn.clone(), now);
-                s.port_key = Some(terminal_key(&msisdn, spec.pin_stretch)?);
-                // Some history to be compensated: 12.50 arrears, 3.20 unbilled, 120.00 of
-                // contract left, 50.00 deposit held → compensation 85.70.
-                s.arrears = "12.50".parse::<Money>()?;
-                s.unbilled_usage = "3.20".parse::<Money>()?;
-                s.contract_remaining = "120.00".parse::<Money>()?;
-                s.deposit_held = "50.00".parse::<Money>()?;
-                subs.push(s);
-            }
-            store.upsert_subscribers(&subs).await?;
-            for sub in &subs {
-                let (imsi, k_sim) = sim_of(&sub.msisdn);
-                store.upsert_sim(&imsi, sub.msisdn.as_str(), &k_sim).await?;
-            }
-            let bank = smsc::EsmeAccount::new(BANK_SYSTEM_ID, BANK_PASSWORD, 100_000)
-                .map_err(|e| anyhow::anyhow!("hashing the bank's password: {e}"))?;
-            store.upsert_esme(&bank, now).await?;
-            for (peer, _, _) in OPERATORS.iter().filter(|(p, _, _)| p != name) {
-                let account = smsc::EsmeAccount::new(&format!("ic-{peer}"), INTERCONNECT_PASSWORD, 100_000)
-                    .map_err(|e| anyhow::anyhow!("hashing an interconnect password: {e}"))?;
-                store.upsert_esme(&account, now).await?;
-            }
-            store.close().await;
-            let cfg = OperatorConfig {
-                name: name.parse()?,
-                listen: "127.0.0.1:0".parse()?,
-                database_url: db_url.clone(),
-                api_token: cred.api_token.clone(),
-                callback_secret: cred.callback_secret.clone(),
-                npdb: ReplicaConfig {
-                    data_dir: dir.join(format!("npdb-{name}")),
-                    enum_dns: EnumConfig { listen: Some("127.0.0.1:0".parse()?), ..EnumConfig::default() },
-                    ..OperatorConfig::default().npdb
-                },
-                air_listen: Some("127.0.0.1:0".parse()?),
-                smpp: operator::config::SmppSection {
-                    listen: Some(smpp_addrs[op_cfgs.len()]),
-                    ..operator::config::SmppSection::default()
-                },
-                interconnect: OPERATORS
-                    .iter()
-                    .zip(&smpp_addrs)
-                    .filter(|((peer, _, _), _)| peer != name)
-                    .map(|((peer, _, _), addr)| {
-                        Ok(operator::config::InterconnectPeer {
-                            operator: peer.parse()?,
-                            addr: *addr,
-                            system_id: format!("ic-{name}"),
-                            password: INTERCONNECT_PASSWORD.into(),
-                        })
-                    })
-                    .collect::<anyhow::Result<_>>()?,
-                ..OperatorConfig::default()
-            };
-            op_cfgs.push((cfg, db_url));
+            seed_operator(&db_url, name, prefix, &spec, now).await?;
+            op_cfgs.push((operator_config(name, cred, &db_url, &dir, i, &smpp_addrs)?, db_url));
         }
-
         drop(probes);
+
         let ch = launch(
             &["clearinghouse".into(), "--config".into(), path_arg(&ch_config_path)],
             &dir.join("clearinghouse.log"),
         )
         .await?;
         let mut ops = Vec::new();
-        for ((mut cfg, db_url), cred) in op_cfgs.into_iter().zip(&creds) {
-            cfg.clearinghouse_url = ch.url();
-            let path = dir.join(format!("operator-{}.toml", cfg.name));
-            std::fs::write(&path, toml::to_string(&cfg)?)?;
-            let proc = launch(
-                &["operator".into(), "--config".into(), path_arg(&path)],
-                &dir.join(format!("operator-{}.log", cfg.name)),
-            )
-            .await?;
-            ops.push(OperatorProc {
-                name: cfg.name.clone(),
-                proc,
-                ch_client: ClearinghouseClient::new(&ch.url(), &cred.api_token),
-                api_token: cred.api_token.clone(),
-                db_url,
-            });
+        for ((cfg, db_url), cred) in op_cfgs.into_iter().zip(&creds) {
+            ops.push(launch_operator(cfg, db_url, cred, &ch, &dir).await?);
         }
         let cluster = Cluster { dir, ch_config_path, ch, ch_db, ops };
         cluster.wait_for_callbacks().await?;
@@ -273,6 +188,133 @@ impl Cluster {
         self.ch.stop().await;
         self.ch_db.close().await;
     }
+}
+
+/// The portability center's set-up, on its database: the operators registered with their
+/// ranges, credentials issued (returned in [`OPERATORS`] order), settlement accounts funded.
+async fn set_up_clearinghouse(
+    ch_db: &Db,
+    ch_cfg: &ClearinghouseConfig,
+    now: Millis,
+) -> anyhow::Result<Vec<Credentials>> {
+    let master = admin::load_or_create_master_key(&ch_cfg.master_key_path)?;
+    let mut ranges = String::from("prefix,operator\n");
+    let mut creds = Vec::new();
+    for (name, rn, prefix) in OPERATORS {
+        admin::register_operator(ch_db, &name.parse()?, &rn.parse()?, None, now).await?;
+        ranges.push_str(&format!("{prefix},{name}\n"));
+    }
+    admin::load_ranges_csv(ch_db, ranges.as_bytes(), now).await?;
+    for (name, _, _) in OPERATORS {
+        creds.push(admin::issue_credentials(ch_db, &master, name, 0, now).await?);
+        admin::fund(ch_db, name, INITIAL_FUNDS, &format!("initial-{name}"), now).await?;
+    }
+    Ok(creds)
+}
+
+/// Fills operator `name`'s database at `db_url`: its subscribers (numbered from `prefix`), with
+/// the port keys and SIMs they hold, and the SMPP accounts of the bank and of the other
+/// operators' interconnects.
+async fn seed_operator(db_url: &str, name: &str, prefix: &str, spec: &ClusterSpec, now: Millis) -> anyhow::Result<()> {
+    let store = OperatorStore::connect(db_url).await?;
+    let mut subs = Vec::with_capacity(spec.subscribers_per_operator);
+    for i in 0..spec.subscribers_per_operator {
+        let msisdn = subscriber_number(prefix, i);
+        let mut s = Subscriber::new(msisdn.clone(), now);
+        s.port_key = Some(terminal_key(&msisdn, spec.pin_stretch)?);
+        // Some history to be compensated: 12.50 arrears, 3.20 unbilled, 120.00 of
+        // contract left, 50.00 deposit held → compensation 85.70.
+        s.arrears = "12.50".parse::<Money>()?;
+        s.unbilled_usage = "3.20".parse::<Money>()?;
+        s.contract_remaining = "120.00".parse::<Money>()?;
+        s.deposit_held = "50.00".parse::<Money>()?;
+        subs.push(s);
+    }
+    store.upsert_subscribers(&subs).await?;
+    for sub in &subs {
+        let (imsi, k_sim) = sim_of(&sub.msisdn);
+        store.upsert_sim(&imsi, sub.msisdn.as_str(), &k_sim).await?;
+    }
+    let bank = smsc::EsmeAccount::new(BANK_SYSTEM_ID, BANK_PASSWORD, 100_000)
+        .map_err(|e| anyhow::anyhow!("hashing the bank's password: {e}"))?;
+    store.upsert_esme(&bank, now).await?;
+    for (peer, _, _) in OPERATORS.iter().filter(|(p, _, _)| p != &name) {
+        let account = smsc::EsmeAccount::new(&format!("ic-{peer}"), INTERCONNECT_PASSWORD, 100_000)
+            .map_err(|e| anyhow::anyhow!("hashing an interconnect password: {e}"))?;
+        store.upsert_esme(&account, now).await?;
+    }
+    store.close().await;
+    Ok(())
+}
+
+/// The configuration of operator `name`, the `index`-th of [`OPERATORS`]: its SMPP server on
+/// `smpp_addrs[index]`, interconnects to the others' addresses; every other address is
+/// chosen at launch. The clearinghouse URL is set at launch.
+fn operator_config(
+    name: &str,
+    cred: &Credentials,
+    db_url: &str,
+    dir: &Path,
+    index: usize,
+    smpp_addrs: &[SocketAddr],
+) -> anyhow::Result<OperatorConfig> {
+    Ok(OperatorConfig {
+        name: name.parse()?,
+        listen: "127.0.0.1:0".parse()?,
+        database_url: db_url.to_owned(),
+        api_token: cred.api_token.clone(),
+        callback_secret: cred.callback_secret.clone(),
+        npdb: ReplicaConfig {
+            data_dir: dir.join(format!("npdb-{name}")),
+            enum_dns: EnumConfig { listen: Some("127.0.0.1:0".parse()?), ..EnumConfig::default() },
+            ..OperatorConfig::default().npdb
+        },
+        air_listen: Some("127.0.0.1:0".parse()?),
+        smpp: operator::config::SmppSection {
+            listen: Some(smpp_addrs[index]),
+            ..operator::config::SmppSection::default()
+        },
+        interconnect: OPERATORS
+            .iter()
+            .zip(smpp_addrs)
+            .filter(|((peer, _, _), _)| peer != &name)
+            .map(|((peer, _, _), addr)| {
+                Ok(operator::config::InterconnectPeer {
+                    operator: peer.parse()?,
+                    addr: *addr,
+                    system_id: format!("ic-{name}"),
+                    password: INTERCONNECT_PASSWORD.into(),
+                })
+            })
+            .collect::<anyhow::Result<_>>()?,
+        ..OperatorConfig::default()
+    })
+}
+
+/// Writes the operator's configuration, pointed at the running clearinghouse `ch`, and
+/// starts the operator process on it.
+async fn launch_operator(
+    mut cfg: OperatorConfig,
+    db_url: String,
+    cred: &Credentials,
+    ch: &Launched,
+    dir: &Path,
+) -> anyhow::Result<OperatorProc> {
+    cfg.clearinghouse_url = ch.url();
+    let path = dir.join(format!("operator-{}.toml", cfg.name));
+    std::fs::write(&path, toml::to_string(&cfg)?)?;
+    let proc = launch(
+        &["operator".into(), "--config".into(), path_arg(&path)],
+        &dir.join(format!("operator-{}.log", cfg.name)),
+    )
+    .await?;
+    Ok(OperatorProc {
+        name: cfg.name.clone(),
+        proc,
+        ch_client: ClearinghouseClient::new(&ch.url(), &cred.api_token),
+        api_token: cred.api_token.clone(),
+        db_url,
+    })
 }
 
 fn path_arg(p: &Path) -> String {

@@ -10,11 +10,12 @@ use anyhow::{Context, bail};
 use clearinghouse_api::model::{Order, PortingRequest};
 use numport_core::porting::OrderState;
 use numport_core::proof::{Nonce, PinStretch};
-use numport_core::{Clock, Money, SystemClock};
+use numport_core::{Clock, Money, Msisdn, SystemClock};
 use operator::{OperatorStore, PortOutAuthorisation, SubscriberStatus};
 
 use numport::cluster::{
-    BANK_PASSWORD, BANK_SYSTEM_ID, Cluster, ClusterSpec, INITIAL_FUNDS, sim_of, subscriber_number, terminal_key,
+    BANK_PASSWORD, BANK_SYSTEM_ID, Cluster, ClusterSpec, INITIAL_FUNDS, OperatorProc, sim_of, subscriber_number,
+    terminal_key,
 };
 
 #[derive(clap::Args)]
@@ -71,7 +72,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// Polls an operator's `GET /v1/lookup/{msisdn}` until it names `expected` (up to 5 s);
 /// returns the last answer.
-async fn wait_for_route(http: &reqwest::Client, base: &str, msisdn: &numport_core::Msisdn, expected: &str) -> String {
+async fn wait_for_route(http: &reqwest::Client, base: &str, msisdn: &Msisdn, expected: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let answer = match http.get(format!("{base}/v1/lookup/{msisdn}")).send().await {
@@ -98,13 +99,33 @@ async fn port_a_to_b(cluster: &Cluster) -> anyhow::Result<usize> {
     let (a, b) = (cluster.op("opa"), cluster.op("opb"));
     let msisdn = subscriber_number("4790", 0);
     println!("subscriber {msisdn} of opa ports to opb from the handset");
+    let http = reqwest::Client::new();
+    let (order, t0) = request_port(&http, a, b, &msisdn).await?;
+    let order = wait_finished(b, order.id).await?;
+    show_steps(b, &order, t0.elapsed()).await?;
 
-    // The handset: SIM key and PIN give the port key; a fresh nonce, bound to opb and 5 minutes.
-    let key = terminal_key(&msisdn, PinStretch::default())?;
+    let mut c = Checks { failed: 0 };
+    check_clearinghouse(cluster, &order, &msisdn, &mut c).await?;
+    let stores = (OperatorStore::connect(&a.db_url).await?, OperatorStore::connect(&b.db_url).await?);
+    check_operator_records(&stores, &msisdn, &mut c).await?;
+    check_lookups(cluster, &http, &msisdn, &mut c).await;
+    check_sms(a, b, &stores, &msisdn, &mut c).await?;
+    Ok(c.failed)
+}
+
+/// The handset's part: the port key from SIM key and PIN, a fresh nonce bound to `b` and 5
+/// minutes, the port-out authorisation to `a` and the port-in request to `b`. Returns the order
+/// and when the requests were sent.
+async fn request_port(
+    http: &reqwest::Client,
+    a: &OperatorProc,
+    b: &OperatorProc,
+    msisdn: &Msisdn,
+) -> anyhow::Result<(Order, Instant)> {
+    let key = terminal_key(msisdn, PinStretch::default())?;
     let nonce = Nonce(rand::random());
     let expiry = SystemClock.now_ms() + 5 * 60 * 1000;
-    let proof = key.prove(&nonce, &msisdn, &b.name, expiry);
-    let http = reqwest::Client::new();
+    let proof = key.prove(&nonce, msisdn, &b.name, expiry);
     let t0 = Instant::now();
     let auth =
         PortOutAuthorisation { msisdn: msisdn.clone(), nonce: nonce.to_hex(), recipient: b.name.clone(), expiry };
@@ -119,18 +140,24 @@ async fn port_a_to_b(cluster: &Cluster) -> anyhow::Result<usize> {
     }
     let order: Order = r.json().await?;
     println!("  handset → opa customer service: nonce for opb ({}), handset → opb: port-in request", d.status());
+    Ok((order, t0))
+}
 
-    // Wait for the order to finish (the operators answer on their own).
+/// Waits (up to 20 s) for the order to finish; the operators answer on their own.
+async fn wait_finished(b: &OperatorProc, id: i64) -> anyhow::Result<Order> {
     let deadline = Instant::now() + Duration::from_secs(20);
-    let order = loop {
-        let o = b.ch_client.order(order.id).await?;
+    loop {
+        let o = b.ch_client.order(id).await?;
         if o.state.is_terminal() || Instant::now() > deadline {
-            break o;
+            return Ok(o);
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
-    };
-    let elapsed = t0.elapsed();
+    }
+}
 
+/// Prints the order's steps as the clearinghouse's audit trail times them, and the handset's
+/// end-to-end time.
+async fn show_steps(b: &OperatorProc, order: &Order, elapsed: Duration) -> anyhow::Result<()> {
     let trail = b.ch_client.audit(order.id).await?;
     let first_at = trail.entries.first().map(|e| e.at).unwrap_or(0);
     let step = |to: &str| trail.entries.iter().find(|e| e.to_state.as_deref() == Some(to)).map(|e| e.at - first_at);
@@ -141,7 +168,7 @@ async fn port_a_to_b(cluster: &Cluster) -> anyhow::Result<usize> {
     println!("\nporting order {} (clearinghouse times):", order.id);
     show("1  terminal verification request from opb accepted, awaiting the donor's deposit", step("awaiting_deposit"));
     show("2  opa's deposit matches the terminal's proof; 3  credit query sent to opa", step("awaiting_credit_info"));
-    if let Some(c) = order.credit {
+    if let Some(c) = &order.credit {
         show(
             &format!(
                 "4  opa's credit information: arrears {}, unbilled {}, contract {}, deposit {} → compensation {}",
@@ -157,10 +184,15 @@ async fn port_a_to_b(cluster: &Cluster) -> anyhow::Result<usize> {
     show("5  opb accepts the compensation; the order is settling", step("settling"));
     show("6  settled: opb paid opa, number routed to opb, change logged", step("completed"));
     println!("  request to routing record: {:.1} ms end to end (handset's view)\n", elapsed.as_secs_f64() * 1000.0);
+    Ok(())
+}
 
-    let mut c = Checks { failed: 0 };
+/// The clearinghouse's side: the order, the route, the compensation paid, the ledger, the
+/// change log, and no deadline violations.
+async fn check_clearinghouse(cluster: &Cluster, order: &Order, msisdn: &Msisdn, c: &mut Checks) -> anyhow::Result<()> {
+    let (a, b) = (cluster.op("opa"), cluster.op("opb"));
     c.check(order.state == OrderState::Completed, &format!("order completed (state {})", order.state));
-    let status = cluster.op("opc").ch_client.number(&msisdn).await?;
+    let status = cluster.op("opc").ch_client.number(msisdn).await?;
     c.check(
         status.serving_operator.as_str() == "opb" && status.routing_number == "D002",
         &format!("clearinghouse routes {msisdn} to {} (rn {})", status.serving_operator, status.routing_number),
@@ -177,16 +209,22 @@ async fn port_a_to_b(cluster: &Cluster) -> anyhow::Result<usize> {
     let ledger = numport_store::ledger::check(&mut conn).await?;
     c.check(ledger.is_sound(), "ledger balanced: all accounts sum to zero, each matches its postings");
     let changes = numport_store::routing::changes_after(&mut conn, 0, 10).await?.changes;
-    c.check(changes.len() == 1 && changes[0].msisdn == msisdn, "routing change log holds the port as seq 1");
+    c.check(changes.len() == 1 && &changes[0].msisdn == msisdn, "routing change log holds the port as seq 1");
     drop(conn);
     c.check(a.ch_client.violations().await?.violations.is_empty(), "no deadline violations");
+    Ok(())
+}
 
-    // The operators' own records, once their last messages have arrived.
-    let (a_store, b_store) = (OperatorStore::connect(&a.db_url).await?, OperatorStore::connect(&b.db_url).await?);
+/// The operators' own records (opa's store, opb's), once their last messages have arrived.
+async fn check_operator_records(
+    (a_store, b_store): &(OperatorStore, OperatorStore),
+    msisdn: &Msisdn,
+    c: &mut Checks,
+) -> anyhow::Result<()> {
     let mut settled = (false, false);
     for _ in 0..200 {
-        let out = a_store.subscriber(&msisdn).await?.map(|s| s.status);
-        let inn = b_store.subscriber(&msisdn).await?.map(|s| s.status);
+        let out = a_store.subscriber(msisdn).await?.map(|s| s.status);
+        let inn = b_store.subscriber(msisdn).await?.map(|s| s.status);
         settled = (out == Some(SubscriberStatus::PortedOut), inn == Some(SubscriberStatus::Active));
         if settled.0 && settled.1 {
             break;
@@ -195,13 +233,16 @@ async fn port_a_to_b(cluster: &Cluster) -> anyhow::Result<usize> {
     }
     c.check(settled.0, "opa marked the subscriber ported out on the compensation confirmation");
     c.check(settled.1, "opb opened the subscriber's account on port completion");
+    Ok(())
+}
 
-    // F2: every operator's replica answers the new route, over HTTP and ENUM.
+/// F2: every operator's replica answers the new route, over HTTP and ENUM.
+async fn check_lookups(cluster: &Cluster, http: &reqwest::Client, msisdn: &Msisdn, c: &mut Checks) {
     println!("\nlookups of {msisdn} at every operator's replica (F2):");
     for op in &cluster.ops {
-        let http_answer = wait_for_route(&http, &op.proc.url(), &msisdn, "opb").await;
+        let http_answer = wait_for_route(http, &op.proc.url(), msisdn, "opb").await;
         let uri = match op.proc.dns {
-            Some(dns) => match replica::dns::query_naptr(dns, &msisdn, "e164.arpa.").await {
+            Some(dns) => match replica::dns::query_naptr(dns, msisdn, "e164.arpa.").await {
                 Ok(replica::dns::EnumAnswer::Uri(u)) => u,
                 Ok(other) => format!("{other:?}"),
                 Err(e) => format!("no answer: {e}"),
@@ -214,8 +255,18 @@ async fn port_a_to_b(cluster: &Cluster) -> anyhow::Result<usize> {
             &format!("{}'s replica routes {msisdn} to opb over HTTP and ENUM", op.name),
         );
     }
+}
 
-    // F3: the bank still sends its one-time codes to the old operator's SMS center.
+/// F3: the bank still sends its one-time codes to the old operator's SMS center (`a`), which
+/// routes them over the interconnect to `b`, whose subscriber's handset shows them; the
+/// delivery receipt comes back to the bank.
+async fn check_sms(
+    a: &OperatorProc,
+    b: &OperatorProc,
+    (a_store, b_store): &(OperatorStore, OperatorStore),
+    msisdn: &Msisdn,
+    c: &mut Checks,
+) -> anyhow::Result<()> {
     println!("\nthe bank submits an SMS for {msisdn} to opa's SMS center over SMPP (F3):");
     let smpp = a.proc.smpp.context("opa runs no SMPP server")?;
     // A transceiver bind: the delivery receipt comes back on the same session.
@@ -229,19 +280,7 @@ async fn port_a_to_b(cluster: &Cluster) -> anyhow::Result<usize> {
         stored.is_some_and(|m| m.route == "interconnect" && m.serving_operator == "opb"),
         "opa's SMS center routes the bank's SMS to opb, which serves the number now",
     );
-    // opb issued the subscriber a SIM at port-in; the handset attaches to opb.
-    let (imsi, k_sim) = sim_of(&msisdn);
-    b_store.upsert_sim(&imsi, msisdn.as_str(), &k_sim).await?;
-    let air = b.proc.air.context("opb runs no air interface")?;
-    let terminal = tokio::process::Command::new(numport::launch::numport_exe()?)
-        .args(["terminal", "--node", &air.to_string(), "--imsi", &imsi, "--k-sim", &hex::encode(&k_sim)])
-        .args(["--count", "1", "--json"])
-        .env("NUMPORT_LOG", "warn")
-        .kill_on_drop(true)
-        .output();
-    let out =
-        tokio::time::timeout(Duration::from_secs(20), terminal).await.context("the handset received nothing")??;
-    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let shown = handset_on(b, b_store, msisdn).await?;
     println!(
         "  the handset on opb shows: {} from {}: {}",
         shown["time"].as_str().unwrap_or("-"),
@@ -266,5 +305,22 @@ async fn port_a_to_b(cluster: &Cluster) -> anyhow::Result<usize> {
         "the bank gets a DELIVRD receipt for its message id, relayed from opb through opa",
     );
     bank.unbind().await?;
-    Ok(c.failed)
+    Ok(())
+}
+
+/// Attaches the subscriber's handset to `b` (`numport terminal`, with the SIM `b` issued at
+/// port-in) and returns the first message it shows, as the terminal's JSON.
+async fn handset_on(b: &OperatorProc, b_store: &OperatorStore, msisdn: &Msisdn) -> anyhow::Result<serde_json::Value> {
+    let (imsi, k_sim) = sim_of(msisdn);
+    b_store.upsert_sim(&imsi, msisdn.as_str(), &k_sim).await?;
+    let air = b.proc.air.context("opb runs no air interface")?;
+    let terminal = tokio::process::Command::new(numport::launch::numport_exe()?)
+        .args(["terminal", "--node", &air.to_string(), "--imsi", &imsi, "--k-sim", &hex::encode(&k_sim)])
+        .args(["--count", "1", "--json"])
+        .env("NUMPORT_LOG", "warn")
+        .kill_on_drop(true)
+        .output();
+    let out =
+        tokio::time::timeout(Duration::from_secs(20), terminal).await.context("the handset received nothing")??;
+    Ok(serde_json::from_slice(&out.stdout).unwrap_or_default())
 }

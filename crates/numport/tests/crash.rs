@@ -184,9 +184,52 @@ fn clearinghouse_killed_while_ports_are_in_flight() {
     }
 }
 
+/// What failed, printed as it is found.
+#[derive(Default)]
+struct Failures(Vec<String>);
+
+impl Failures {
+    fn fail(&mut self, what: String) {
+        eprintln!("FAIL: {what}");
+        self.0.push(what);
+    }
+}
+
 /// Runs the scenario; prints what failed and returns false if anything did.
 async fn scenario(tmp: &std::path::Path) -> bool {
     let started = Instant::now();
+    let mut f = Failures::default();
+    let mut cluster = start_cluster(tmp).await;
+    let handsets: Vec<Arc<Handset>> = handsets().into_iter().map(Arc::new).collect();
+    let fired = Instant::now();
+    let tasks = fire(&cluster, &handsets);
+    kill_mid_burst(&mut cluster, fired, &mut f).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.restart_clearinghouse().await.expect("restart the clearinghouse");
+    eprintln!("clearinghouse restarted after {:?}", started.elapsed());
+
+    let mut seen: Vec<Seen> = Vec::new();
+    for t in tasks {
+        seen.push(t.await.expect("handset task"));
+    }
+    check_handsets(&handsets, &seen, started, &mut f);
+    wait_terminal(&cluster, started).await;
+    let orders = check_orders_completed(&cluster, &mut f).await;
+    let (op_ids, order_of) = check_acknowledged(&cluster, &handsets, &seen, &mut f).await;
+    let completed = check_money(&cluster, &op_ids, &mut f).await;
+    let changes = check_change_log(&cluster, &completed, &mut f).await;
+    check_operators_saw(&cluster, &handsets, &order_of, &mut f).await;
+    eprintln!(
+        "checked after {:?}: {orders} orders, {} completed, {changes} routing changes",
+        started.elapsed(),
+        completed.len(),
+    );
+    cluster.stop().await;
+    f.0.is_empty()
+}
+
+/// The cluster, its clearinghouse retrying undelivered messages quickly.
+async fn start_cluster(tmp: &std::path::Path) -> Cluster {
     let config = ClearinghouseConfig {
         dispatcher: DispatcherConfig {
             lease_ms: 1_000,
@@ -196,7 +239,7 @@ async fn scenario(tmp: &std::path::Path) -> bool {
         },
         ..ClearinghouseConfig::default()
     };
-    let mut cluster = Cluster::start(ClusterSpec {
+    Cluster::start(ClusterSpec {
         dir: tmp.join("cluster"),
         clearinghouse_db: None,
         subscribers_per_operator: PORTS / 3,
@@ -204,32 +247,31 @@ async fn scenario(tmp: &std::path::Path) -> bool {
         clearinghouse: config,
     })
     .await
-    .expect("cluster starts");
-    let mut failures: Vec<String> = Vec::new();
-    let mut fail = |what: String| {
-        eprintln!("FAIL: {what}");
-        failures.push(what);
-    };
+    .expect("cluster starts")
+}
 
+/// Starts every handset's port, each at its [`start_of`].
+fn fire(cluster: &Cluster, handsets: &[Arc<Handset>]) -> Vec<tokio::task::JoinHandle<Seen>> {
     let nodes: Arc<Vec<String>> = Arc::new(cluster.ops.iter().map(|o| o.proc.url()).collect());
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .timeout(Duration::from_secs(10))
         .build()
         .expect("client");
-    let handsets: Vec<Arc<Handset>> = handsets().into_iter().map(Arc::new).collect();
-    let fired = Instant::now();
-    let tasks: Vec<_> = handsets
+    handsets
         .iter()
         .enumerate()
         .map(|(i, h)| {
             let (http, nodes, h) = (http.clone(), nodes.clone(), h.clone());
             tokio::spawn(port(http, nodes, h, start_of(i)))
         })
-        .collect();
+        .collect()
+}
 
-    // Kill the clearinghouse while orders of the burst are open, with more handsets to come.
-    // Counting open orders is a read on the test's own connection; the kill follows at once.
+/// Kills the clearinghouse while orders of the burst are open, with more handsets to come
+/// (handsets started at `fired`), and checks that something was caught mid-way. Counting open
+/// orders is a read on the test's own connection; the kill follows at once.
+async fn kill_mid_burst(cluster: &mut Cluster, fired: Instant, f: &mut Failures) {
     loop {
         let mut conn = cluster.ch_db.read().await.expect("connection");
         let open = orders::count_open(&mut conn).await.expect("count open");
@@ -254,32 +296,33 @@ async fn scenario(tmp: &std::path::Path) -> bool {
         fired.elapsed()
     );
     if open_at_kill == 0 {
-        fail("no order was open at the kill; nothing was caught mid-way".into());
+        f.fail("no order was open at the kill; nothing was caught mid-way".into());
     }
     if at_kill >= PORTS as i64 {
-        fail(format!("every port had completed before the kill ({at_kill}); nothing was in flight"));
+        f.fail(format!("every port had completed before the kill ({at_kill}); nothing was in flight"));
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    cluster.restart_clearinghouse().await.expect("restart the clearinghouse");
-    eprintln!("clearinghouse restarted after {:?}", started.elapsed());
+}
 
-    let mut seen: Vec<Seen> = Vec::new();
-    for t in tasks {
-        seen.push(t.await.expect("handset task"));
-    }
+/// Every handset's port-in was acknowledged, and some needed a retry.
+fn check_handsets(handsets: &[Arc<Handset>], seen: &[Seen], started: Instant, f: &mut Failures) {
     let acked = seen.iter().filter(|s| s.acknowledged.is_some()).count();
     let retried = seen.iter().filter(|s| s.attempts > 1).count();
     eprintln!("handsets done after {:?}: {acked} acknowledged, {retried} needed a retry", started.elapsed());
     if retried == 0 {
-        fail("no handset met the dead clearinghouse; the kill came too late to test retries".into());
+        f.fail("no handset met the dead clearinghouse; the kill came too late to test retries".into());
     }
-    for (h, s) in handsets.iter().zip(&seen) {
+    for (h, s) in handsets.iter().zip(seen) {
         if s.acknowledged.is_none() {
-            fail(format!("port-in of {} never acknowledged after {} attempts: {:?}", h.msisdn, s.attempts, s.failures));
+            f.fail(format!(
+                "port-in of {} never acknowledged after {} attempts: {:?}",
+                h.msisdn, s.attempts, s.failures
+            ));
         }
     }
+}
 
-    // Every order terminal (bounded).
+/// Waits (up to 60 s) until no order is open.
+async fn wait_terminal(cluster: &Cluster, started: Instant) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let open = loop {
         let mut conn = cluster.ch_db.acquire().await.expect("connection");
@@ -291,7 +334,10 @@ async fn scenario(tmp: &std::path::Path) -> bool {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     eprintln!("orders terminal after {:?} ({open} still open)", started.elapsed());
+}
 
+/// Every order completed; returns how many orders there are.
+async fn check_orders_completed(cluster: &Cluster, f: &mut Failures) -> usize {
     let mut conn = cluster.ch_db.acquire().await.expect("connection");
     let by_state = orders::count_by_state(&mut conn).await.expect("count by state");
     eprintln!("orders by state: {by_state:?}");
@@ -300,24 +346,33 @@ async fn scenario(tmp: &std::path::Path) -> bool {
     drop(conn);
     for (id, state) in &all {
         if state != OrderState::Completed.as_str() {
-            fail(format!("order {id} ended {state}, not completed:\n{}", evidence(&cluster, *id).await));
+            f.fail(format!("order {id} ended {state}, not completed:\n{}", evidence(cluster, *id).await));
         }
     }
+    all.len()
+}
 
+/// Acknowledged port-ins are in the database as answered, and no number has a second order.
+/// Returns the operators' ids (in [`OPERATORS`] order) and each acknowledged number's order.
+async fn check_acknowledged(
+    cluster: &Cluster,
+    handsets: &[Arc<Handset>],
+    seen: &[Seen],
+    f: &mut Failures,
+) -> (Vec<i64>, HashMap<Msisdn, i64>) {
     let mut conn = cluster.ch_db.acquire().await.expect("connection");
-    // Acknowledged port-ins are in the database, as answered.
     let mut op_ids = Vec::new();
     for (name, _, _) in OPERATORS {
         op_ids.push(operators::by_name(&mut conn, name).await.expect("operator").expect("registered").id);
     }
     let mut order_of: HashMap<Msisdn, i64> = HashMap::new();
-    for (h, s) in handsets.iter().zip(&seen) {
+    for (h, s) in handsets.iter().zip(seen) {
         let Some(ack) = &s.acknowledged else { continue };
         match orders::get(&mut conn, ack.id).await.expect("order") {
             Some(o) if o.msisdn == h.msisdn && o.recipient_id == op_ids[h.recipient] => {
                 order_of.insert(h.msisdn.clone(), o.id);
             }
-            other => fail(format!(
+            other => f.fail(format!(
                 "acknowledged order {} of {} is not in the database as answered: {other:?}",
                 ack.id, h.msisdn
             )),
@@ -329,20 +384,29 @@ async fn scenario(tmp: &std::path::Path) -> bool {
             .await
             .expect("orders per number");
     if !per_number.is_empty() {
-        fail(format!("numbers with more than one order (a retry opened a second one): {per_number:?}"));
+        f.fail(format!("numbers with more than one order (a retry opened a second one): {per_number:?}"));
     }
+    (op_ids, order_of)
+}
 
-    // Money.
+/// A completed order: id, number, recipient's id.
+type Completed = (i64, String, i64);
+
+/// The ledger is sound and the operators (`op_ids`) hold what was paid in; each completed
+/// order has exactly one compensation journal and its number is routed to the recipient.
+/// Returns the completed orders.
+async fn check_money(cluster: &Cluster, op_ids: &[i64], f: &mut Failures) -> Vec<Completed> {
+    let mut conn = cluster.ch_db.acquire().await.expect("connection");
     let check = ledger::check(&mut conn).await.expect("ledger check");
     if !check.is_sound() {
-        fail(format!("ledger unsound: {check:?}"));
+        f.fail(format!("ledger unsound: {check:?}"));
     }
     let mut total = 0;
-    for id in &op_ids {
+    for id in op_ids {
         total += ledger::operator_account(&mut conn, *id).await.expect("account").1.0;
     }
     if total != 3 * INITIAL_FUNDS.0 {
-        fail(format!("operators hold {total}, not the {} paid in", 3 * INITIAL_FUNDS.0));
+        f.fail(format!("operators hold {total}, not the {} paid in", 3 * INITIAL_FUNDS.0));
     }
     let journals: BTreeMap<i64, i64> = sql::query_as::<(i64, i64)>(
         "SELECT order_id, COUNT(*) AS n FROM journals WHERE kind = 'compensation' GROUP BY order_id",
@@ -352,54 +416,64 @@ async fn scenario(tmp: &std::path::Path) -> bool {
     .expect("journals")
     .into_iter()
     .collect();
-    let completed: Vec<(i64, String, i64)> =
+    let completed: Vec<Completed> =
         sql::query_as("SELECT id, msisdn, recipient_id FROM porting_orders WHERE state = 'completed' ORDER BY id")
             .fetch_all(&mut conn)
             .await
             .expect("completed orders");
     for (id, msisdn, recipient) in &completed {
         if journals.get(id) != Some(&1) {
-            fail(format!("completed order {id} has {:?} compensation journals, not exactly one", journals.get(id)));
+            f.fail(format!("completed order {id} has {:?} compensation journals, not exactly one", journals.get(id)));
         }
         let m: Msisdn = msisdn.parse().expect("stored number");
         let routed = routing::ported_to(&mut conn, &m).await.expect("ported_to");
         if routed != Some(*recipient) {
-            fail(format!("{msisdn} (order {id}) routed to {routed:?}, not to its recipient {recipient}"));
+            f.fail(format!("{msisdn} (order {id}) routed to {routed:?}, not to its recipient {recipient}"));
         }
     }
     if let Some((id, n)) = journals.iter().find(|(id, _)| !completed.iter().any(|(c, _, _)| c == *id)) {
-        fail(format!("order {id} is not completed but has {n} compensation journals"));
+        f.fail(format!("order {id} is not completed but has {n} compensation journals"));
     }
+    completed
+}
 
-    // The routing change log.
+/// The routing change log is gap-free, with one change per completed order; returns its
+/// length.
+async fn check_change_log(cluster: &Cluster, completed: &[Completed], f: &mut Failures) -> usize {
+    let mut conn = cluster.ch_db.acquire().await.expect("connection");
     let changes = routing::changes_after(&mut conn, 0, 10_000).await.expect("changes").changes;
     let seqs: Vec<i64> = changes.iter().map(|c| c.seq).collect();
     if seqs != (1..=changes.len() as i64).collect::<Vec<_>>() {
-        fail(format!("routing change log has gaps or disorder: {seqs:?}"));
+        f.fail(format!("routing change log has gaps or disorder: {seqs:?}"));
     }
     if changes.len() != completed.len() {
-        fail(format!("{} routing changes for {} completed orders", changes.len(), completed.len()));
+        f.fail(format!("{} routing changes for {} completed orders", changes.len(), completed.len()));
     }
     let mut logged: Vec<i64> = changes.iter().filter_map(|c| c.order_id).collect();
     logged.sort_unstable();
     if logged != completed.iter().map(|(id, _, _)| *id).collect::<Vec<_>>() {
-        fail("routing change log does not name exactly the completed orders".into());
+        f.fail("routing change log does not name exactly the completed orders".into());
     }
-    drop(conn);
+    changes.len()
+}
 
-    // The operators saw every outcome: no message to them was lost across the crash.
-    let stores: Vec<OperatorStore> = {
-        let mut v = Vec::new();
-        for op in &cluster.ops {
-            v.push(OperatorStore::connect(&op.db_url).await.expect("operator database"));
-        }
-        v
-    };
+/// The operators saw every outcome (donor: ported out; recipient: active subscriber), within
+/// 20 s: no message to them was lost across the crash.
+async fn check_operators_saw(
+    cluster: &Cluster,
+    handsets: &[Arc<Handset>],
+    order_of: &HashMap<Msisdn, i64>,
+    f: &mut Failures,
+) {
+    let mut stores = Vec::new();
+    for op in &cluster.ops {
+        stores.push(OperatorStore::connect(&op.db_url).await.expect("operator database"));
+    }
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut behind = Vec::new();
     loop {
         behind.clear();
-        for h in &handsets {
+        for h in handsets {
             let out = stores[h.donor].subscriber(&h.msisdn).await.expect("donor's subscriber").map(|s| s.status);
             let inn =
                 stores[h.recipient].subscriber(&h.msisdn).await.expect("recipient's subscriber").map(|s| s.status);
@@ -413,23 +487,15 @@ async fn scenario(tmp: &std::path::Path) -> bool {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for (msisdn, out, inn) in &behind {
-        let order = order_of.get(msisdn).copied();
-        let detail = match order {
-            Some(id) => evidence(&cluster, id).await,
+        let detail = match order_of.get(msisdn) {
+            Some(&id) => evidence(cluster, id).await,
             None => String::new(),
         };
-        fail(format!("operators did not record the port of {msisdn} (donor: {out:?}, recipient: {inn:?}):\n{detail}"));
+        f.fail(format!(
+            "operators did not record the port of {msisdn} (donor: {out:?}, recipient: {inn:?}):\n{detail}"
+        ));
     }
     for s in stores {
         s.close().await;
     }
-    eprintln!(
-        "checked after {:?}: {} orders, {} completed, {} routing changes",
-        started.elapsed(),
-        all.len(),
-        completed.len(),
-        changes.len()
-    );
-    cluster.stop().await;
-    failures.is_empty()
 }

@@ -28,6 +28,7 @@ use sms::tpdu::{
     Alphabet, DataCoding, Payload, SmsDeliver, SmsStatusReport, SmsSubmit, Timestamp, Tpdu, UserData, ValidityPeriod,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -156,15 +157,14 @@ async fn session(node: &Node, stream: TcpStream, stop: CancellationToken) -> Res
 async fn deliver(
     node: &Node,
     msisdn: &str,
-    mut write: tokio::net::tcp::OwnedWriteHalf,
-    mut read: tokio::net::tcp::OwnedReadHalf,
+    write: OwnedWriteHalf,
+    mut read: OwnedReadHalf,
     stop: CancellationToken,
 ) -> Result<(), OperatorError> {
-    let center = node.sms();
-    let (_attachment, mut live) = center.attach(msisdn);
+    let (_attachment, live) = node.sms().attach(msisdn);
     // Frames from the terminal arrive on their own task, so waiting for them never cuts a
     // frame in half.
-    let (tx, mut frames) = mpsc::channel(WINDOW * 2);
+    let (tx, frames) = mpsc::channel(WINDOW * 2);
     let reader = tokio::spawn(async move {
         while let Ok(Some(f)) = read_frame(&mut read).await {
             if tx.send(f).await.is_err() {
@@ -173,93 +173,139 @@ async fn deliver(
         }
     });
     // An attach delivers at once: every queued message, whatever its next attempt.
-    let mut backlog: VecDeque<ToTerminal> = node
+    let backlog: VecDeque<ToTerminal> = node
         .store()
         .queued_for(msisdn, Millis::MAX, BACKLOG as i64)
         .await?
         .into_iter()
         .map(ToTerminal::Message)
         .collect();
-    // Sent and not yet acknowledged, by reference, with when they were sent.
-    let mut unacked: HashMap<u32, (ToTerminal, Instant)> = HashMap::new();
-    // Ids handed over in this session, so a message dispatched twice is sent once.
-    let mut seen = RecentIds::default();
-    // The terminal's submits being committed; each ends in its SubmitAck.
-    let mut submits = FuturesUnordered::new();
-    let mut out = Vec::new();
-    let mut rescan = tokio::time::interval(POLL);
-    let result = async {
+    let mut session =
+        Attached { node, msisdn, write, backlog, unacked: HashMap::new(), seen: RecentIds::default(), out: Vec::new() };
+    let result = session.run(frames, live, stop).await;
+    reader.abort();
+    result
+}
+
+/// An attached terminal's session: what waits to be sent to it, and what it has not yet
+/// acknowledged.
+struct Attached<'a> {
+    node: &'a Node,
+    msisdn: &'a str,
+    write: OwnedWriteHalf,
+    /// Messages and status reports to send, in order.
+    backlog: VecDeque<ToTerminal>,
+    /// Sent and not yet acknowledged, by reference, with when they were sent.
+    unacked: HashMap<u32, (ToTerminal, Instant)>,
+    /// Ids handed over in this session, so a message dispatched twice is sent once.
+    seen: RecentIds,
+    /// Encoded frames not yet written.
+    out: Vec<u8>,
+}
+
+impl Attached<'_> {
+    /// Serves the terminal until it detaches or stops acknowledging, or `stop` is cancelled.
+    /// `frames` come from the terminal, `live` from the SMS center as messages are committed.
+    async fn run(
+        &mut self,
+        mut frames: mpsc::Receiver<Frame>,
+        mut live: mpsc::Receiver<ToTerminal>,
+        stop: CancellationToken,
+    ) -> Result<(), OperatorError> {
+        let (node, msisdn) = (self.node, self.msisdn);
+        // The terminal's submits being committed; each ends in its SubmitAck.
+        let mut submits = FuturesUnordered::new();
+        let mut rescan = tokio::time::interval(POLL);
         loop {
-            while unacked.len() < WINDOW
-                && let Some(next) = backlog.pop_front()
-            {
-                let frame = match &next {
-                    ToTerminal::Message(m) if !seen.insert(m.id) => continue,
-                    ToTerminal::Message(m) => deliver_tpdu(m).map(|tpdu| (m.id as u32, tpdu)),
-                    ToTerminal::StatusReport(m, _) => status_report_tpdu(m).map(|tpdu| (report_reference(m.id), tpdu)),
-                };
-                let Some((reference, tpdu)) = frame else {
-                    match next {
-                        ToTerminal::Message(m) => center.commit_soon(Change::Final(m, SmsState::Undeliverable)).await,
-                        // Like an ESME receipt that cannot be encoded: given up, counted as sent.
-                        ToTerminal::StatusReport(m, done) => {
-                            tracing::warn!(id = m.id, "status report cannot be encoded; not sent");
-                            let _ = done.send(true);
-                        }
-                    }
-                    continue;
-                };
-                out.extend(Frame::Deliver { reference, tpdu }.encode());
-                unacked.insert(reference, (next, Instant::now()));
-            }
-            if !out.is_empty() {
-                write.write_all(&out).await?;
-                out.clear();
+            self.fill_window().await;
+            if !self.out.is_empty() {
+                self.write.write_all(&self.out).await?;
+                self.out.clear();
             }
             tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
-                Some(ack) = submits.next(), if !submits.is_empty() => out.extend(Frame::encode(&ack)),
+                Some(ack) = submits.next(), if !submits.is_empty() => self.out.extend(Frame::encode(&ack)),
                 f = frames.recv(), if submits.len() < WINDOW => match f {
                     None => return Ok(()),
-                    Some(Frame::DeliverAck { reference, cause }) => match unacked.remove(&reference) {
-                        None => {}
-                        Some((ToTerminal::Message(m), _)) if cause == CAUSE_OK => {
-                            center.commit_soon(Change::Final(m, SmsState::Delivered)).await;
-                        }
-                        Some((ToTerminal::Message(m), _)) => {
-                            tracing::info!(id = m.id, cause, "terminal refused a message; later");
-                            // Offered again when its next attempt falls due, by the scheduler
-                            // or the rescan, to this session or the next.
-                            seen.forget(m.id);
-                            let next = node.now() + node.config().smpp.retry_after(m.attempts) as i64;
-                            center.commit_soon(Change::Retry(m.id, next)).await;
-                        }
-                        Some((ToTerminal::StatusReport(_, done), _)) => {
-                            let _ = done.send(cause == CAUSE_OK);
-                        }
-                    },
+                    Some(Frame::DeliverAck { reference, cause }) => self.acknowledged(reference, cause).await,
                     Some(Frame::Submit { reference, tpdu }) => submits.push(submit(node, msisdn, reference, tpdu)),
                     Some(other) => tracing::debug!(?other, "unexpected frame from an attached terminal"),
                 },
-                Some(next) = live.recv(), if backlog.len() < BACKLOG => backlog.push_back(next),
+                Some(next) = live.recv(), if self.backlog.len() < BACKLOG => self.backlog.push_back(next),
                 _ = rescan.tick() => {
-                    if unacked.values().any(|(_, sent)| sent.elapsed() > STEP_TIMEOUT) {
+                    if self.unacked.values().any(|(_, sent)| sent.elapsed() > STEP_TIMEOUT) {
                         tracing::info!(msisdn, "terminal does not acknowledge; detaching");
                         return Ok(());
                     }
-                    // Messages the live queue could not carry wait in the database; refused
-                    // ones wait there for their next attempt.
-                    if backlog.is_empty() && unacked.is_empty() {
-                        let due = node.store().queued_for(msisdn, node.now(), BACKLOG as i64).await?;
-                        backlog.extend(due.into_iter().map(ToTerminal::Message));
-                    }
+                    self.rescan().await?;
                 }
             }
         }
     }
-    .await;
-    reader.abort();
-    result
+
+    /// Encodes deliveries from the backlog until [`WINDOW`] are unacknowledged.
+    async fn fill_window(&mut self) {
+        while self.unacked.len() < WINDOW
+            && let Some(next) = self.backlog.pop_front()
+        {
+            let frame = match &next {
+                ToTerminal::Message(m) if !self.seen.insert(m.id) => continue,
+                ToTerminal::Message(m) => deliver_tpdu(m).map(|tpdu| (m.id as u32, tpdu)),
+                ToTerminal::StatusReport(m, _) => status_report_tpdu(m).map(|tpdu| (report_reference(m.id), tpdu)),
+            };
+            let Some((reference, tpdu)) = frame else {
+                self.unencodable(next).await;
+                continue;
+            };
+            self.out.extend(Frame::Deliver { reference, tpdu }.encode());
+            self.unacked.insert(reference, (next, Instant::now()));
+        }
+    }
+
+    /// A message that cannot be encoded is undeliverable; a status report, given up.
+    async fn unencodable(&mut self, next: ToTerminal) {
+        match next {
+            ToTerminal::Message(m) => self.node.sms().commit_soon(Change::Final(m, SmsState::Undeliverable)).await,
+            // Like an ESME receipt that cannot be encoded: given up, counted as sent.
+            ToTerminal::StatusReport(m, done) => {
+                tracing::warn!(id = m.id, "status report cannot be encoded; not sent");
+                let _ = done.send(true);
+            }
+        }
+    }
+
+    /// The terminal's `DeliverAck` of `reference`: a message accepted is delivered, one refused
+    /// waits for its next attempt; a status report's outcome goes to the receipts task.
+    async fn acknowledged(&mut self, reference: u32, cause: u8) {
+        let center = self.node.sms();
+        match self.unacked.remove(&reference) {
+            None => {}
+            Some((ToTerminal::Message(m), _)) if cause == CAUSE_OK => {
+                center.commit_soon(Change::Final(m, SmsState::Delivered)).await;
+            }
+            Some((ToTerminal::Message(m), _)) => {
+                tracing::info!(id = m.id, cause, "terminal refused a message; later");
+                // Offered again when its next attempt falls due, by the scheduler or the
+                // rescan, to this session or the next.
+                self.seen.forget(m.id);
+                let next = self.node.now() + self.node.config().smpp.retry_after(m.attempts) as i64;
+                center.commit_soon(Change::Retry(m.id, next)).await;
+            }
+            Some((ToTerminal::StatusReport(_, done), _)) => {
+                let _ = done.send(cause == CAUSE_OK);
+            }
+        }
+    }
+
+    /// Messages the live queue could not carry wait in the database; refused ones wait there
+    /// for their next attempt. Both are taken once the session has nothing else to send.
+    async fn rescan(&mut self) -> Result<(), OperatorError> {
+        if self.backlog.is_empty() && self.unacked.is_empty() {
+            let due = self.node.store().queued_for(self.msisdn, self.node.now(), BACKLOG as i64).await?;
+            self.backlog.extend(due.into_iter().map(ToTerminal::Message));
+        }
+        Ok(())
+    }
 }
 
 /// The `Deliver` reference of the status report on message `id`: the id with the top bit set,

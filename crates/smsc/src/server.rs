@@ -16,6 +16,8 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::io;
+use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,6 +33,7 @@ use rusmpp::pdus::{BindReceiverResp, BindTransceiverResp, BindTransmitterResp, D
 use rusmpp::types::COctetString;
 use rusmpp::{Command, CommandId, CommandStatus, Pdu};
 use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::codec::FramedRead;
@@ -252,7 +255,7 @@ pub async fn serve<H: SubmitHandler>(
         let _ = stream.set_nodelay(true);
         let (shared, stop) = (shared.clone(), stop.clone());
         tokio::spawn(async move {
-            if let Err(e) = session(stream, &shared, stop).await {
+            if let Err(e) = Handler::new(stream, &shared).run(&stop).await {
                 tracing::debug!(%peer, error = %e, "SMPP session ended");
             }
             drop(permit);
@@ -288,158 +291,265 @@ struct Bound {
 
 type Reply<'a> = Pin<Box<dyn Future<Output = Command> + Send + 'a>>;
 
-async fn session<H: SubmitHandler>(
-    stream: TcpStream,
-    shared: &Shared<H>,
-    stop: CancellationToken,
-) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let config = &shared.config;
-    let mut frames = FramedRead::new(read, SmppCodec::new(config.max_pdu));
-    let mut out = BytesMut::with_capacity(4096);
-    let mut bound: Option<Bound> = None;
-    let mut failed_binds = 0;
-    // Submits in the handler, each resolving to its response.
-    let mut replies: FuturesUnordered<Reply<'_>> = FuturesUnordered::new();
-    // deliver_sm sent and not yet answered, by sequence number.
-    let mut awaiting: HashMap<u32, oneshot::Sender<CommandStatus>> = HashMap::new();
-    let mut outbound: Option<mpsc::Receiver<Outbound>> = None;
-    let mut next_seq: u32 = 0;
-    let mut last_heard = Instant::now();
-    loop {
-        // Answers are batched into one write while more requests are already buffered.
-        if !out.is_empty() && (!holds_whole_pdu(frames.read_buffer()) || out.len() > 16 * 1024) {
-            write_out(&mut write, &mut out, config.idle_timeout).await?;
+/// Whether a session goes on after a step, or closes (what it buffered is written first).
+type Flow = ControlFlow<()>;
+
+/// What a session waits for, and the first of them that happens.
+enum Event {
+    /// The server is stopping.
+    Stop,
+    /// A submit left the handler, with its submit_sm_resp.
+    Reply(Command),
+    /// The application has a deliver_sm for this ESME.
+    Deliver(Outbound),
+    /// A frame arrived from the ESME, or the connection ended (`None`) or failed.
+    Frame(Option<io::Result<Frame>>),
+    /// Nothing was heard for the bind timeout (before binding) or the idle timeout.
+    Idle,
+}
+
+/// One ESME connection: its socket, what the ESME is bound as, and the requests in flight in
+/// each direction. [`Handler::run`] waits for the next [`Event`] and hands it to the method for
+/// it; each PDU kind the ESME sends has its own method.
+struct Handler<'a, H> {
+    shared: &'a Shared<H>,
+    frames: FramedRead<OwnedReadHalf, SmppCodec>,
+    write: OwnedWriteHalf,
+    /// Encoded PDUs not yet written.
+    out: BytesMut,
+    bound: Option<Bound>,
+    failed_binds: u32,
+    /// Submits in the handler, each resolving to its response.
+    replies: FuturesUnordered<Reply<'a>>,
+    /// deliver_sm sent and not yet answered, by sequence number.
+    awaiting: HashMap<u32, oneshot::Sender<CommandStatus>>,
+    /// The deliver_sm queue of a bound receiver or transceiver session.
+    outbound: Option<mpsc::Receiver<Outbound>>,
+    /// The sequence number of the last request this side sent.
+    next_seq: u32,
+    last_heard: Instant,
+}
+
+impl<'a, H: SubmitHandler> Handler<'a, H> {
+    fn new(stream: TcpStream, shared: &'a Shared<H>) -> Self {
+        let (read, write) = stream.into_split();
+        Handler {
+            shared,
+            frames: FramedRead::new(read, SmppCodec::new(shared.config.max_pdu)),
+            write,
+            out: BytesMut::with_capacity(4096),
+            bound: None,
+            failed_binds: 0,
+            replies: FuturesUnordered::new(),
+            awaiting: HashMap::new(),
+            outbound: None,
+            next_seq: 0,
+            last_heard: Instant::now(),
         }
-        let timeout = if bound.is_some() { config.idle_timeout } else { config.bind_timeout };
-        let idle_deadline = tokio::time::Instant::from_std(last_heard + timeout);
-        let may_send = outbound.is_some() && awaiting.len() < config.window;
+    }
+
+    /// Serves the connection until the ESME closes it or unbinds, it idles, a bind fails too
+    /// often, or `stop` is cancelled.
+    async fn run(mut self, stop: &CancellationToken) -> io::Result<()> {
+        loop {
+            // Answers are batched into one write while more requests are already buffered.
+            if !self.out.is_empty() && (!holds_whole_pdu(self.frames.read_buffer()) || self.out.len() > 16 * 1024) {
+                self.flush().await?;
+            }
+            let flow = match self.next_event(stop).await {
+                Event::Stop => self.unbind().await?,
+                Event::Reply(reply) => self.replied(reply),
+                Event::Deliver(outbound) => self.send_deliver(outbound),
+                Event::Frame(frame) => self.received(frame).await?,
+                Event::Idle => {
+                    tracing::debug!("SMPP client idle: unbinding");
+                    self.unbind().await?
+                }
+            };
+            if flow.is_break() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Waits for the next event. The ESME is not read from while `window` submits are in the
+    /// handler, and is sent no deliver_sm while `window` of them await an answer.
+    async fn next_event(&mut self, stop: &CancellationToken) -> Event {
+        let config = &self.shared.config;
+        let timeout = if self.bound.is_some() { config.idle_timeout } else { config.bind_timeout };
+        let idle_deadline = tokio::time::Instant::from_std(self.last_heard + timeout);
+        let may_send = self.outbound.is_some() && self.awaiting.len() < config.window;
+        let outbound = &mut self.outbound;
         tokio::select! {
             biased;
-            _ = stop.cancelled() => {
-                encode_into(&mut out, &command(CommandStatus::EsmeRok, next_seq.wrapping_add(1), Pdu::Unbind));
-                write_out(&mut write, &mut out, config.idle_timeout).await?;
-                return Ok(());
+            _ = stop.cancelled() => Event::Stop,
+            Some(reply) = self.replies.next(), if !self.replies.is_empty() => Event::Reply(reply),
+            Some(o) = async { outbound.as_mut()?.recv().await }, if may_send => Event::Deliver(o),
+            frame = self.frames.next(), if self.replies.len() < config.window => Event::Frame(frame),
+            _ = tokio::time::sleep_until(idle_deadline), if self.replies.is_empty() => Event::Idle,
+        }
+    }
+
+    /// Buffers a submit's response, and those of the other submits already finished.
+    fn replied(&mut self, reply: Command) -> Flow {
+        self.push(&reply);
+        while let Some(Some(reply)) = self.replies.next().now_or_never() {
+            self.push(&reply);
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Buffers a deliver_sm from the application and keeps where its answer goes.
+    fn send_deliver(&mut self, o: Outbound) -> Flow {
+        self.next_seq = self.next_seq.wrapping_add(1).max(1);
+        self.push(&command(CommandStatus::EsmeRok, self.next_seq, o.pdu));
+        self.awaiting.retain(|_, answer| !answer.is_closed());
+        self.awaiting.insert(self.next_seq, o.answer);
+        ControlFlow::Continue(())
+    }
+
+    /// Takes a frame from the ESME: a length the framing cannot trust closes the session, an
+    /// undecodable PDU is nacked, and a decoded one is answered.
+    async fn received(&mut self, frame: Option<io::Result<Frame>>) -> io::Result<Flow> {
+        self.last_heard = Instant::now();
+        let (header, frame) = match frame {
+            None => return Ok(ControlFlow::Break(())),
+            Some(Err(e)) => return Err(e),
+            Some(Ok(Frame::BadLength(FrameError::TooShort { header, .. } | FrameError::TooLong { header, .. }))) => {
+                let nack = command(CommandStatus::EsmeRinvcmdlen, header.sequence_number, Pdu::GenericNack);
+                return self.close_with(&nack).await;
             }
-            Some(reply) = replies.next(), if !replies.is_empty() => {
-                encode_into(&mut out, &reply);
-                while let Some(Some(reply)) = replies.next().now_or_never() {
-                    encode_into(&mut out, &reply);
-                }
-            }
-            Some(o) = async { outbound.as_mut()?.recv().await }, if may_send => {
-                next_seq = next_seq.wrapping_add(1).max(1);
-                encode_into(&mut out, &command(CommandStatus::EsmeRok, next_seq, o.pdu));
-                awaiting.retain(|_, answer| !answer.is_closed());
-                awaiting.insert(next_seq, o.answer);
-            }
-            frame = frames.next(), if replies.len() < config.window => {
-                last_heard = Instant::now();
-                let (header, frame) = match frame {
-                    None => return Ok(()),
-                    Some(Err(e)) => return Err(e),
-                    Some(Ok(Frame::BadLength(FrameError::TooShort { header, .. } | FrameError::TooLong { header, .. }))) => {
-                        let nack = command(CommandStatus::EsmeRinvcmdlen, header.sequence_number, Pdu::GenericNack);
-                        encode_into(&mut out, &nack);
-                        write_out(&mut write, &mut out, config.idle_timeout).await?;
-                        return Ok(());
-                    }
-                    Some(Ok(Frame::Pdu(header, frame))) => (header, frame),
-                };
-                let seq = header.sequence_number;
-                let cmd = match decode_pdu(frame) {
-                    Ok(cmd) => cmd,
-                    Err(e) => {
-                        tracing::debug!(error = %e, command_id = header.command_id, "undecodable SMPP PDU");
-                        encode_into(&mut out, &command(CommandStatus::EsmeRsyserr, seq, Pdu::GenericNack));
-                        continue;
-                    }
-                };
-                match cmd.pdu() {
-                    Some(Pdu::Unbind) => {
-                        encode_into(&mut out, &command(CommandStatus::EsmeRok, seq, Pdu::UnbindResp));
-                        // Submits still in the handler are answered before the session ends.
-                        while let Some(reply) = replies.next().await {
-                            encode_into(&mut out, &reply);
-                        }
-                        write_out(&mut write, &mut out, config.idle_timeout).await?;
-                        return Ok(());
-                    }
-                    Some(Pdu::DeliverSmResp(_) | Pdu::GenericNack) if is_response(cmd.id()) => {
-                        if let Some(answer) = awaiting.remove(&seq) {
-                            let _ = answer.send(cmd.status());
-                        }
-                    }
-                    Some(p @ (Pdu::BindTransmitter(_) | Pdu::BindReceiver(_) | Pdu::BindTransceiver(_))) => {
-                        let status = if bound.is_some() {
-                            CommandStatus::EsmeRalybnd
-                        } else {
-                            match bind(shared, p).await {
-                                Ok(mut b) => {
-                                    if b.mode.can_receive() {
-                                        let (registration, rx) = shared.receivers.register(&b.system_id, config.window);
-                                        b.registration = Some(registration);
-                                        outbound = Some(rx);
-                                    }
-                                    bound = Some(b);
-                                    CommandStatus::EsmeRok
-                                }
-                                Err(status) => {
-                                    failed_binds += 1;
-                                    status
-                                }
-                            }
-                        };
-                        encode_into(&mut out, &bind_resp(cmd.pdu(), status, seq, &config.system_id));
-                        if status != CommandStatus::EsmeRok && failed_binds >= config.max_failed_binds {
-                            write_out(&mut write, &mut out, config.idle_timeout).await?;
-                            return Ok(());
-                        }
-                    }
-                    Some(Pdu::EnquireLink) => {
-                        encode_into(&mut out, &command(CommandStatus::EsmeRok, seq, Pdu::EnquireLinkResp));
-                    }
-                    Some(_) if bound.is_none() => {
-                        encode_into(&mut out, &generic_or_resp(&cmd, CommandStatus::EsmeRinvbndsts, seq));
-                    }
-                    Some(Pdu::SubmitSm(_)) => {
-                        let b = bound.as_mut().expect("checked above");
-                        let status = if !b.mode.can_submit() {
-                            CommandStatus::EsmeRinvbndsts
-                        } else if !b.bucket.take(Instant::now()) {
-                            CommandStatus::EsmeRthrottled
-                        } else {
-                            CommandStatus::EsmeRok
-                        };
-                        if status == CommandStatus::EsmeRok {
-                            let Some(Pdu::SubmitSm(submit)) = cmd.into_parts().pdu else { unreachable!("matched above") };
-                            let system_id = b.system_id.clone();
-                            replies.push(Box::pin(async move {
-                                match shared.handler.accept(&system_id, &submit).await {
-                                    Ok(message_id) => {
-                                        let id = message_id.parse::<COctetString<1, 65>>().unwrap_or_default();
-                                        command(CommandStatus::EsmeRok, seq, SubmitSmResp::new(id, Vec::new()))
-                                    }
-                                    Err(status) => command(status, seq, SubmitSmResp::default()),
-                                }
-                            }));
-                        } else {
-                            encode_into(&mut out, &command(status, seq, SubmitSmResp::default()));
-                        }
-                    }
-                    // Other responses from the ESME (enquire_link_resp, unbind_resp) need no action.
-                    Some(_) if is_response(cmd.id()) => {}
-                    _ => encode_into(&mut out, &command(CommandStatus::EsmeRinvcmdid, seq, Pdu::GenericNack)),
-                }
-            }
-            _ = tokio::time::sleep_until(idle_deadline), if replies.is_empty() => {
-                tracing::debug!("SMPP client idle: unbinding");
-                next_seq = next_seq.wrapping_add(1).max(1);
-                encode_into(&mut out, &command(CommandStatus::EsmeRok, next_seq, Pdu::Unbind));
-                write_out(&mut write, &mut out, config.idle_timeout).await?;
-                return Ok(());
+            Some(Ok(Frame::Pdu(header, frame))) => (header, frame),
+        };
+        let seq = header.sequence_number;
+        match decode_pdu(frame) {
+            Ok(cmd) => self.dispatch(cmd, seq).await,
+            Err(e) => {
+                tracing::debug!(error = %e, command_id = header.command_id, "undecodable SMPP PDU");
+                self.push(&command(CommandStatus::EsmeRsyserr, seq, Pdu::GenericNack));
+                Ok(ControlFlow::Continue(()))
             }
         }
+    }
+
+    /// Answers one decoded PDU from the ESME.
+    async fn dispatch(&mut self, cmd: Command, seq: u32) -> io::Result<Flow> {
+        match cmd.pdu() {
+            Some(Pdu::Unbind) => return self.unbind_requested(seq).await,
+            Some(Pdu::DeliverSmResp(_) | Pdu::GenericNack) if is_response(cmd.id()) => {
+                if let Some(answer) = self.awaiting.remove(&seq) {
+                    let _ = answer.send(cmd.status());
+                }
+            }
+            Some(p @ (Pdu::BindTransmitter(_) | Pdu::BindReceiver(_) | Pdu::BindTransceiver(_))) => {
+                return self.bind(p, seq).await;
+            }
+            Some(Pdu::EnquireLink) => self.push(&command(CommandStatus::EsmeRok, seq, Pdu::EnquireLinkResp)),
+            Some(_) if self.bound.is_none() => self.push(&generic_or_resp(&cmd, CommandStatus::EsmeRinvbndsts, seq)),
+            Some(Pdu::SubmitSm(_)) => self.submit(cmd, seq),
+            // Other responses from the ESME (enquire_link_resp, unbind_resp) need no action.
+            Some(_) if is_response(cmd.id()) => {}
+            _ => self.push(&command(CommandStatus::EsmeRinvcmdid, seq, Pdu::GenericNack)),
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+
+    /// Answers unbind after the submits still in the handler, and closes.
+    async fn unbind_requested(&mut self, seq: u32) -> io::Result<Flow> {
+        self.push(&command(CommandStatus::EsmeRok, seq, Pdu::UnbindResp));
+        while let Some(reply) = self.replies.next().await {
+            self.push(&reply);
+        }
+        self.close().await
+    }
+
+    /// Answers a bind; after `max_failed_binds` failures the session closes.
+    async fn bind(&mut self, pdu: &Pdu, seq: u32) -> io::Result<Flow> {
+        let config = &self.shared.config;
+        let status = if self.bound.is_some() {
+            CommandStatus::EsmeRalybnd
+        } else {
+            match authenticate(self.shared, pdu).await {
+                Ok(bound) => {
+                    self.bound_as(bound);
+                    CommandStatus::EsmeRok
+                }
+                Err(status) => {
+                    self.failed_binds += 1;
+                    status
+                }
+            }
+        };
+        let resp = bind_resp(pdu, status, seq, &config.system_id);
+        if status != CommandStatus::EsmeRok && self.failed_binds >= config.max_failed_binds {
+            return self.close_with(&resp).await;
+        }
+        self.push(&resp);
+        Ok(ControlFlow::Continue(()))
+    }
+
+    /// Records the bind; a receiving session is registered for deliver_sm.
+    fn bound_as(&mut self, mut bound: Bound) {
+        if bound.mode.can_receive() {
+            let (registration, rx) = self.shared.receivers.register(&bound.system_id, self.shared.config.window);
+            bound.registration = Some(registration);
+            self.outbound = Some(rx);
+        }
+        self.bound = Some(bound);
+    }
+
+    /// Hands a submit_sm to the handler (its response is buffered when the handler returns),
+    /// or refuses it at once when the session may not submit or is over its rate.
+    fn submit(&mut self, cmd: Command, seq: u32) {
+        let b = self.bound.as_mut().expect("only bound sessions get here");
+        let status = if !b.mode.can_submit() {
+            CommandStatus::EsmeRinvbndsts
+        } else if !b.bucket.take(Instant::now()) {
+            CommandStatus::EsmeRthrottled
+        } else {
+            CommandStatus::EsmeRok
+        };
+        if status != CommandStatus::EsmeRok {
+            return self.push(&command(status, seq, SubmitSmResp::default()));
+        }
+        let Some(Pdu::SubmitSm(submit)) = cmd.into_parts().pdu else { unreachable!("dispatched as submit_sm") };
+        let (shared, system_id) = (self.shared, b.system_id.clone());
+        self.replies.push(Box::pin(async move {
+            match shared.handler.accept(&system_id, &submit).await {
+                Ok(message_id) => {
+                    let id = message_id.parse::<COctetString<1, 65>>().unwrap_or_default();
+                    command(CommandStatus::EsmeRok, seq, SubmitSmResp::new(id, Vec::new()))
+                }
+                Err(status) => command(status, seq, SubmitSmResp::default()),
+            }
+        }));
+    }
+
+    /// Sends unbind (the server stops, or the ESME idled) and closes.
+    async fn unbind(&mut self) -> io::Result<Flow> {
+        self.next_seq = self.next_seq.wrapping_add(1).max(1);
+        let unbind = command(CommandStatus::EsmeRok, self.next_seq, Pdu::Unbind);
+        self.close_with(&unbind).await
+    }
+
+    /// Buffers `last`, writes what is buffered, and closes.
+    async fn close_with(&mut self, last: &Command) -> io::Result<Flow> {
+        self.push(last);
+        self.close().await
+    }
+
+    /// Writes what is buffered and closes.
+    async fn close(&mut self) -> io::Result<Flow> {
+        self.flush().await?;
+        Ok(ControlFlow::Break(()))
+    }
+
+    fn push(&mut self, c: &Command) {
+        encode_into(&mut self.out, c);
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        write_out(&mut self.write, &mut self.out, self.shared.config.idle_timeout).await
     }
 }
 
@@ -459,7 +569,7 @@ async fn write_out(
 }
 
 /// Checks a bind's credentials; Argon2 takes milliseconds, so off the async workers.
-async fn bind<H>(shared: &Shared<H>, pdu: &Pdu) -> Result<Bound, CommandStatus> {
+async fn authenticate<H>(shared: &Shared<H>, pdu: &Pdu) -> Result<Bound, CommandStatus> {
     let (system_id, password, mode) = match pdu {
         Pdu::BindTransmitter(b) => (b.system_id.as_str(), b.password.as_str(), BindMode::Transmitter),
         Pdu::BindReceiver(b) => (b.system_id.as_str(), b.password.as_str(), BindMode::Receiver),
@@ -492,11 +602,11 @@ fn generic_or_resp(cmd: &Command, status: CommandStatus, seq: u32) -> Command {
     }
 }
 
-fn bind_resp(pdu: Option<&Pdu>, status: CommandStatus, seq: u32, system_id: &str) -> Command {
+fn bind_resp(pdu: &Pdu, status: CommandStatus, seq: u32, system_id: &str) -> Command {
     let id = system_id.parse::<COctetString<1, 16>>().unwrap_or_default();
     match pdu {
-        Some(Pdu::BindReceiver(_)) => command(status, seq, BindReceiverResp::new(id, None)),
-        Some(Pdu::BindTransceiver(_)) => command(status, seq, BindTransceiverResp::new(id, None)),
+        Pdu::BindReceiver(_) => command(status, seq, BindReceiverResp::new(id, None)),
+        Pdu::BindTransceiver(_) => command(status, seq, BindTransceiverResp::new(id, None)),
         _ => command(status, seq, BindTransmitterResp::new(id, None)),
     }
 }

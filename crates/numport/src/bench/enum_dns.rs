@@ -11,14 +11,15 @@
 //! latency percentiles. Both processes share the machine's cores, as they would on one box.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use numport_core::Msisdn;
 use serde::Serialize;
 
-use numport::launch::launch;
+use numport::launch::{Launched, launch};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -120,8 +121,50 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let data = args.dir.join("npdb");
     std::fs::create_dir_all(&data)?;
+    let query_file = prepare(&args, &data).await?;
+    let proc = launch_replica(&args, &data).await?;
+    let dns = proc.dns.context("the replica announced no ENUM address")?;
+    let runner = Dnsperf { server: dns, query_file, seconds: args.seconds };
+
+    let outstanding = args.outstanding.to_string();
+    let mut runs = Vec::new();
+    for _ in 0..args.runs.max(1) {
+        let run = runner.run(&["-c", "8", "-q", &outstanding]).await?;
+        anyhow::ensure!(run.completed > 0, "dnsperf got no answers: {run:?}");
+        runs.push(run);
+    }
+    runs.sort_by(|a, b| a.answers_per_s().total_cmp(&b.answers_per_s()));
+    let runs_answers_per_s: Vec<f64> = runs.iter().map(DnsperfRun::answers_per_s).collect();
+    let sat = &runs[runs.len() / 2];
+    let rate = ((sat.qps / 2.0) as u64).max(1);
+    let mut lat = runner.run(&["-c", "8", "-Q", &rate.to_string(), "-v"]).await?;
+    lat.latencies.sort_by(f64::total_cmp);
+    let report = Report {
+        numbers: args.numbers,
+        answers_per_s: sat.answers_per_s(),
+        runs_answers_per_s,
+        queries_sent: sat.sent,
+        queries_completed: sat.completed,
+        queries_lost: sat.lost,
+        latency_rate_qps: rate,
+        p50_ms: lat.percentile_ms(0.50),
+        p99_ms: lat.percentile_ms(0.99),
+        max_ms: lat.percentile_ms(1.0),
+    };
+    drop(proc);
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        report.print(args.outstanding);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Builds the replica's snapshot of `--numbers` ported numbers in `data` and writes the
+/// dnsperf query file; returns its path.
+async fn prepare(args: &Args, data: &Path) -> anyhow::Result<PathBuf> {
     let (numbers, queries) = (args.numbers, args.queries);
-    let data_dir = data.clone();
+    let data_dir = data.to_owned();
     let pool = tokio::task::spawn_blocking(move || {
         let index = npdb::bench::build_index(numbers);
         replica::disk::install_index(&data_dir, &index, 0, 0)?;
@@ -129,15 +172,18 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
     .await??;
     let query_file = args.dir.join("queries.txt");
-    {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&query_file)?);
-        for key in pool {
-            let msisdn: Msisdn = key.to_string().parse()?;
-            writeln!(f, "{} NAPTR", replica::dns::name_of(&msisdn, "e164.arpa."))?;
-        }
-        f.flush()?;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&query_file)?);
+    for key in pool {
+        let msisdn: Msisdn = key.to_string().parse()?;
+        writeln!(f, "{} NAPTR", replica::dns::name_of(&msisdn, "e164.arpa."))?;
     }
-    let proc = launch(
+    f.flush()?;
+    Ok(query_file)
+}
+
+/// Starts `numport npdb` on the snapshot in `data`.
+async fn launch_replica(args: &Args, data: &Path) -> anyhow::Result<Launched> {
+    launch(
         &[
             "npdb".into(),
             "--data-dir".into(),
@@ -152,68 +198,66 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         ],
         &args.dir.join("npdb.log"),
     )
-    .await?;
-    let dns = proc.dns.context("the replica announced no ENUM address")?;
-    let base = |extra: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> =
-            ["-s", &dns.ip().to_string(), "-p", &dns.port().to_string()].iter().map(|s| s.to_string()).collect();
-        v.extend(["-d".into(), query_file.display().to_string(), "-l".into(), args.seconds.to_string()]);
+    .await
+}
+
+/// dnsperf against one server with one query file.
+struct Dnsperf {
+    server: SocketAddr,
+    query_file: PathBuf,
+    seconds: u64,
+}
+
+impl Dnsperf {
+    /// One run of `seconds`, with `extra` arguments.
+    async fn run(&self, extra: &[&str]) -> anyhow::Result<DnsperfRun> {
+        let mut v: Vec<String> = vec![
+            "-s".into(),
+            self.server.ip().to_string(),
+            "-p".into(),
+            self.server.port().to_string(),
+            "-d".into(),
+            self.query_file.display().to_string(),
+            "-l".into(),
+            self.seconds.to_string(),
+        ];
         v.extend(extra.iter().map(|s| s.to_string()));
-        v
-    };
-    let outstanding = args.outstanding.to_string();
-    let mut runs = Vec::new();
-    for _ in 0..args.runs.max(1) {
-        let run = dnsperf(&base(&["-c", "8", "-q", &outstanding])).await?;
-        anyhow::ensure!(run.completed > 0, "dnsperf got no answers: {run:?}");
-        runs.push(run);
+        dnsperf(&v).await
     }
-    // Answers with a NAPTR record per second: NOERROR share of the completed rate.
-    let answers = |r: &DnsperfRun| r.noerror as f64 / r.completed.max(1) as f64 * r.qps;
-    runs.sort_by(|a, b| answers(a).total_cmp(&answers(b)));
-    let runs_answers_per_s: Vec<f64> = runs.iter().map(answers).collect();
-    let sat = &runs[runs.len() / 2];
-    let rate = ((sat.qps / 2.0) as u64).max(1);
-    let mut lat = dnsperf(&base(&["-c", "8", "-Q", &rate.to_string(), "-v"])).await?;
-    lat.latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| {
-        if lat.latencies.is_empty() {
+}
+
+impl DnsperfRun {
+    /// Answers with a NAPTR record per second: NOERROR share of the completed rate.
+    fn answers_per_s(&self) -> f64 {
+        self.noerror as f64 / self.completed.max(1) as f64 * self.qps
+    }
+
+    /// The latency at quantile `p` in ms (`latencies` sorted), or 0 without latencies.
+    fn percentile_ms(&self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
             return 0.0;
         }
-        let i = ((lat.latencies.len() as f64 * p).ceil() as usize).clamp(1, lat.latencies.len()) - 1;
-        lat.latencies[i] * 1000.0
-    };
-    let report = Report {
-        numbers: args.numbers,
-        answers_per_s: answers(sat),
-        runs_answers_per_s,
-        queries_sent: sat.sent,
-        queries_completed: sat.completed,
-        queries_lost: sat.lost,
-        latency_rate_qps: rate,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
-        max_ms: pct(1.0),
-    };
-    drop(proc);
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        println!("ported numbers      {}", report.numbers);
+        let i = ((self.latencies.len() as f64 * p).ceil() as usize).clamp(1, self.latencies.len()) - 1;
+        self.latencies[i] * 1000.0
+    }
+}
+
+impl Report {
+    fn print(&self, outstanding: u32) {
+        println!("ported numbers      {}", self.numbers);
         println!(
             "NAPTR answers       {:.0}/s (median of {:?}; {} outstanding)",
-            report.answers_per_s, report.runs_answers_per_s, args.outstanding
+            self.answers_per_s, self.runs_answers_per_s, outstanding
         );
         println!(
             "queries             {} sent, {} completed, {} lost",
-            report.queries_sent, report.queries_completed, report.queries_lost
+            self.queries_sent, self.queries_completed, self.queries_lost
         );
         println!(
             "latency at {}/s    p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
-            report.latency_rate_qps, report.p50_ms, report.p99_ms, report.max_ms
+            self.latency_rate_qps, self.p50_ms, self.p99_ms, self.max_ms
         );
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

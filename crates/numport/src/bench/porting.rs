@@ -210,29 +210,10 @@ fn ms(h: &Histogram<u64>, q: f64) -> f64 {
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let half = args.ports / 2;
     let total = args.ports + half;
-    let per_op = total.div_ceil(OPERATORS.len());
     let stretch = PinStretch::FAST;
+    let (cluster, pg_db) = start_cluster(&args, total.div_ceil(OPERATORS.len()), stretch).await?;
 
-    let mut pg_db = None;
-    let clearinghouse_db = match args.db {
-        DbKind::Sqlite => None,
-        DbKind::Postgres => {
-            let (url, name) = create_pg_database(&args.postgres_url).await?;
-            pg_db = Some(name);
-            Some(url)
-        }
-    };
-    eprintln!("setting up: {} subscribers at each of 3 operators ...", per_op);
-    let cluster = Cluster::start(ClusterSpec {
-        dir: args.dir.clone(),
-        clearinghouse_db,
-        subscribers_per_operator: per_op,
-        pin_stretch: stretch,
-        clearinghouse: clearinghouse::ClearinghouseConfig::default(),
-    })
-    .await?;
-
-    let ports = Bench::ports(total, stretch)?;
+    let ports = Arc::new(Bench::ports(total, stretch)?);
     let bench = Arc::new(Bench::new(&cluster)?);
     let stop = tokio_util::sync::CancellationToken::new();
     let tail = tokio::spawn(tail_changes(
@@ -241,61 +222,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         bench.clone(),
         stop.clone(),
     ));
-    let ports = Arc::new(ports);
     let failures = Arc::new(AtomicUsize::new(0));
-
-    // Phase 1: saturation, closed loop.
-    eprintln!("saturation: {} ports, {} handsets at once ...", args.ports, args.concurrency);
-    let next = Arc::new(AtomicUsize::new(0));
-    let sat_hist = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
-    let t0 = Instant::now();
-    let mut workers = Vec::new();
-    for _ in 0..args.concurrency {
-        let (bench, ports, next, hist, failures) =
-            (bench.clone(), ports.clone(), next.clone(), sat_hist.clone(), failures.clone());
-        let limit = args.ports;
-        workers.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= limit {
-                    break;
-                }
-                record(bench.port(&ports[i]).await, &ports[i], &hist, &failures);
-            }
-        }));
-    }
-    for w in workers {
-        w.await?;
-    }
-    let sat_secs = t0.elapsed().as_secs_f64();
-    let sat_done = args.ports - failures.load(Ordering::Relaxed);
-    let ports_per_s = sat_done as f64 / sat_secs;
-
-    // Phase 2: open loop at half the measured rate, or the rate asked for.
+    let (sat, ports_per_s) = saturation(&args, &bench, &ports, &failures).await?;
+    // Open loop at half the measured rate, or the rate asked for.
     let rate = args.latency_rate.unwrap_or(ports_per_s / 2.0).max(1.0);
-    eprintln!("half load: {half} ports at {rate:.0}/s ...");
-    let half_hist = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
-    let trace = Arc::new(Mutex::new(Vec::new()));
-    let t1 = tokio::time::Instant::now();
-    let mut tasks = Vec::new();
-    for k in 0..half {
-        let i = args.ports + k;
-        let at = t1 + Duration::from_secs_f64(k as f64 / rate);
-        let (bench, ports, hist, failures, trace) =
-            (bench.clone(), ports.clone(), half_hist.clone(), failures.clone(), trace.clone());
-        tasks.push(tokio::spawn(async move {
-            tokio::time::sleep_until(at).await;
-            let started = unix_us();
-            let result = bench.port(&ports[i]).await;
-            if let Ok(latency) = &result {
-                trace.lock().unwrap_or_else(|e| e.into_inner()).push((i, started, latency.as_micros() as i64));
-            }
-            record(result, &ports[i], &hist, &failures);
-        }));
-    }
-    for t in tasks {
-        t.await?;
-    }
+    let (hl, traced) = half_load(args.ports..total, rate, &bench, &ports, &failures).await?;
     stop.cancel();
     let _ = tail.await;
 
@@ -305,7 +236,6 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let milestones: HashMap<String, Milestones> =
         numport_store::audit::milestones(&mut conn).await?.into_iter().map(|m| (m.msisdn.clone(), m)).collect();
     drop(conn);
-    let traced = std::mem::take(&mut *trace.lock().unwrap_or_else(|e| e.into_inner()));
     let steps: Vec<Steps> = traced
         .iter()
         .filter_map(|&(i, started, latency)| {
@@ -313,24 +243,18 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         })
         .collect();
     if let Some(path) = &args.trace {
-        let mut csv = Steps::csv_header();
-        for s in &steps {
-            csv.push_str(&s.csv_line());
-        }
-        std::fs::write(path, csv).with_context(|| format!("writing {}", path.display()))?;
+        Steps::write_csv(&steps, path)?;
     }
     cluster.stop().await;
     if let Some(name) = pg_db {
         drop_pg_database(&args.postgres_url, &name).await;
     }
 
-    let sat = sat_hist.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let hl = half_hist.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let failed = failures.load(Ordering::Relaxed);
     let report = serde_json::json!({
         "bench": "porting",
         "db": match args.db { DbKind::Sqlite => "sqlite", DbKind::Postgres => "postgres" },
-        "ports": args.ports + half,
+        "ports": total,
         "completed": completed,
         "failed": failed,
         "ledger_sound": ledger.is_sound(),
@@ -349,8 +273,108 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         println!("{}", serde_json::to_string_pretty(&report)?);
     }
-    let ok = failed == 0 && ledger.is_sound() && completed as usize == args.ports + half;
+    let ok = failed == 0 && ledger.is_sound() && completed as usize == total;
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Starts the cluster with `per_op` subscribers at each operator; for `--db postgres` the
+/// clearinghouse gets a fresh database, whose name is returned for dropping afterwards.
+async fn start_cluster(args: &Args, per_op: usize, stretch: PinStretch) -> anyhow::Result<(Cluster, Option<String>)> {
+    let mut pg_db = None;
+    let clearinghouse_db = match args.db {
+        DbKind::Sqlite => None,
+        DbKind::Postgres => {
+            let (url, name) = create_pg_database(&args.postgres_url).await?;
+            pg_db = Some(name);
+            Some(url)
+        }
+    };
+    eprintln!("setting up: {} subscribers at each of 3 operators ...", per_op);
+    let cluster = Cluster::start(ClusterSpec {
+        dir: args.dir.clone(),
+        clearinghouse_db,
+        subscribers_per_operator: per_op,
+        pin_stretch: stretch,
+        clearinghouse: clearinghouse::ClearinghouseConfig::default(),
+    })
+    .await?;
+    Ok((cluster, pg_db))
+}
+
+/// Phase 1: the first `--ports` ports by `--concurrency` handsets in a closed loop. Returns
+/// their latencies and the rate of the ports that completed.
+async fn saturation(
+    args: &Args,
+    bench: &Arc<Bench>,
+    ports: &Arc<Vec<Port>>,
+    failures: &Arc<AtomicUsize>,
+) -> anyhow::Result<(Histogram<u64>, f64)> {
+    eprintln!("saturation: {} ports, {} handsets at once ...", args.ports, args.concurrency);
+    let next = Arc::new(AtomicUsize::new(0));
+    let hist = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
+    let t0 = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..args.concurrency {
+        let (bench, ports, next, hist, failures) =
+            (bench.clone(), ports.clone(), next.clone(), hist.clone(), failures.clone());
+        let limit = args.ports;
+        workers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= limit {
+                    break;
+                }
+                record(bench.port(&ports[i]).await, &ports[i], &hist, &failures);
+            }
+        }));
+    }
+    for w in workers {
+        w.await?;
+    }
+    let done = args.ports - failures.load(Ordering::Relaxed);
+    let ports_per_s = done as f64 / t0.elapsed().as_secs_f64();
+    let hist = hist.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    Ok((hist, ports_per_s))
+}
+
+/// A traced port of the half-load phase: its index, start (µs since the Unix epoch) and
+/// latency (µs).
+type Traced = (usize, i64, i64);
+
+/// Phase 2: ports `range` started at `rate` per second, an open loop. Returns their latencies
+/// and the trace of each completed one.
+async fn half_load(
+    range: std::ops::Range<usize>,
+    rate: f64,
+    bench: &Arc<Bench>,
+    ports: &Arc<Vec<Port>>,
+    failures: &Arc<AtomicUsize>,
+) -> anyhow::Result<(Histogram<u64>, Vec<Traced>)> {
+    eprintln!("half load: {} ports at {rate:.0}/s ...", range.len());
+    let hist = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
+    let trace = Arc::new(Mutex::new(Vec::new()));
+    let t1 = tokio::time::Instant::now();
+    let mut tasks = Vec::new();
+    for (k, i) in range.enumerate() {
+        let at = t1 + Duration::from_secs_f64(k as f64 / rate);
+        let (bench, ports, hist, failures, trace) =
+            (bench.clone(), ports.clone(), hist.clone(), failures.clone(), trace.clone());
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep_until(at).await;
+            let started = unix_us();
+            let result = bench.port(&ports[i]).await;
+            if let Ok(latency) = &result {
+                trace.lock().unwrap_or_else(|e| e.into_inner()).push((i, started, latency.as_micros() as i64));
+            }
+            record(result, &ports[i], &hist, &failures);
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let hist = hist.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let traced = std::mem::take(&mut *trace.lock().unwrap_or_else(|e| e.into_inner()));
+    Ok((hist, traced))
 }
 
 fn unix_us() -> i64 {
@@ -381,6 +405,15 @@ impl Steps {
             (m.created_at as f64, m.credit_info_at? as f64, m.accepted_at? as f64, m.completed_at? as f64);
         let ms = [created - started, credit - created, accepted - credit, completed - accepted, seen - completed];
         Some(Steps { msisdn: msisdn.to_string(), started_unix_us, latency_us, ms })
+    }
+
+    /// Writes `steps` to `path` as CSV, one line per port.
+    fn write_csv(steps: &[Steps], path: &std::path::Path) -> anyhow::Result<()> {
+        let mut csv = Steps::csv_header();
+        for s in steps {
+            csv.push_str(&s.csv_line());
+        }
+        std::fs::write(path, csv).with_context(|| format!("writing {}", path.display()))
     }
 
     fn csv_header() -> String {

@@ -22,12 +22,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hdrhistogram::Histogram;
 use numport_core::proof::PinStretch;
 use numport_core::{Msisdn, OperatorName};
+use numport_store::Db;
 use tokio_util::sync::CancellationToken;
 
 use numport::cluster::{Cluster, ClusterSpec};
-use numport::launch::launch;
+use numport::launch::{Launched, launch};
 
-use super::porting::Bench;
+use super::porting::{Bench, Port};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -67,7 +68,66 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         clearinghouse: clearinghouse::ClearinghouseConfig::default(),
     })
     .await?;
-    let standalone = launch(
+    let standalone = launch_standalone(&args, &cluster).await?;
+    let mut replicas: Vec<(String, String)> =
+        cluster.ops.iter().map(|o| (format!("{} node", o.name), o.proc.url())).collect();
+    replicas.push(("standalone npdb".into(), standalone.url()));
+    let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
+    wait_loaded(&http, &replicas).await?;
+
+    let bench = Arc::new(Bench::new(&cluster)?);
+    let ports = Arc::new(Bench::ports(args.ports, stretch)?);
+    let timings = Arc::new(Timings::new(replicas.len())?);
+    let stop = CancellationToken::new();
+    let tail = tokio::spawn(tail_changes(cluster.ch_db.clone(), bench.clone(), timings.clone(), stop.clone()));
+    let urls: Vec<String> = replicas.iter().map(|(_, u)| format!("{u}/v1/lookup")).collect();
+    let poller = tokio::spawn(poll_replicas(http, urls, timings.clone(), stop.clone()));
+
+    eprintln!("{} ports at {}/s, watched at {} replicas ...", args.ports, args.rate, replicas.len());
+    let failures = run_ports(&args, &bench, &ports).await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while timings.timed.load(Ordering::Relaxed) + failures < args.ports && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.cancel();
+    let _ = tokio::join!(tail, poller);
+    let unseen = timings.pending.lock().unwrap_or_else(|e| e.into_inner()).len();
+    drop(standalone);
+    cluster.stop().await;
+
+    let h = timings.hist.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let replica_p99: serde_json::Map<String, serde_json::Value> = replicas
+        .iter()
+        .zip(timings.per_replica.iter())
+        .map(|((name, _), h)| (name.clone(), ms(&h.lock().unwrap_or_else(|e| e.into_inner()), 0.99).into()))
+        .collect();
+    let report = serde_json::json!({
+        "bench": "propagation",
+        "replicas": replicas.len(),
+        "ports": args.ports,
+        "rate_per_s": args.rate,
+        "timed": h.len(),
+        "failed": failures,
+        "never_seen_everywhere": unseen,
+        "p50_ms": ms(&h, 0.50),
+        "p99_ms": ms(&h, 0.99),
+        "max_ms": ms(&h, 1.0),
+        "p99_ms_by_replica": replica_p99,
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(if h.len() as usize == args.ports { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Starts the standalone `numport npdb` replica, following the cluster's clearinghouse with
+/// opa's token.
+async fn launch_standalone(args: &Args, cluster: &Cluster) -> anyhow::Result<Launched> {
+    launch(
         &[
             "npdb".into(),
             "--data-dir".into(),
@@ -83,12 +143,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         ],
         &args.dir.join("npdb-standalone.log"),
     )
-    .await?;
-    let mut replicas: Vec<(String, String)> =
-        cluster.ops.iter().map(|o| (format!("{} node", o.name), o.proc.url())).collect();
-    replicas.push(("standalone npdb".into(), standalone.url()));
-    let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
-    for (name, url) in &replicas {
+    .await
+}
+
+/// Waits (up to 20 s each) until every replica, `(name, url)`, has loaded its snapshot.
+async fn wait_loaded(http: &reqwest::Client, replicas: &[(String, String)]) -> anyhow::Result<()> {
+    for (name, url) in replicas {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let ready = http.get(format!("{url}/healthz")).send().await.ok();
@@ -103,96 +163,108 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+    Ok(())
+}
 
-    let bench = Arc::new(Bench::new(&cluster)?);
-    let ports = Arc::new(Bench::ports(args.ports, stretch)?);
-    let pending: Arc<Mutex<HashMap<Msisdn, Pending>>> = Arc::default();
-    let hist = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
-    let per_replica: Arc<Vec<Mutex<Histogram<u64>>>> =
-        Arc::new((0..replicas.len()).map(|_| Histogram::new(3).map(Mutex::new)).collect::<Result<_, _>>()?);
-    let stop = CancellationToken::new();
+/// What the change-log tail and the replica poller share.
+struct Timings {
+    /// Settled changes not yet answered by every replica.
+    pending: Mutex<HashMap<Msisdn, Pending>>,
+    /// Per change, µs from settlement until the last replica answered it.
+    hist: Mutex<Histogram<u64>>,
+    /// Per replica, µs from settlement until it answered.
+    per_replica: Vec<Mutex<Histogram<u64>>>,
+    /// Changes answered everywhere.
+    timed: AtomicUsize,
+}
 
-    // Tail the change log: completes the handsets' ports and starts each change's clock.
-    let tail = {
-        let (db, bench, pending, stop, n) =
-            (cluster.ch_db.clone(), bench.clone(), pending.clone(), stop.clone(), replicas.len());
-        tokio::spawn(async move {
-            let mut seq = 0;
-            while !stop.is_cancelled() {
-                let changes = match db.read().await {
-                    Ok(mut conn) => numport_store::routing::changes_after(&mut conn, seq, 10_000)
-                        .await
-                        .map(|p| p.changes)
-                        .unwrap_or_default(),
-                    Err(_) => Vec::new(),
-                };
-                let now = Instant::now();
-                for c in changes {
-                    seq = c.seq;
-                    bench.completed(&c.msisdn, now);
-                    let p = Pending { operator: c.operator, effective_at_ms: c.effective_at, seen: vec![false; n] };
-                    pending.lock().unwrap_or_else(|e| e.into_inner()).insert(c.msisdn, p);
-                }
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
+impl Timings {
+    fn new(replicas: usize) -> anyhow::Result<Timings> {
+        Ok(Timings {
+            pending: Mutex::default(),
+            hist: Mutex::new(Histogram::new(3)?),
+            per_replica: (0..replicas).map(|_| Histogram::new(3).map(Mutex::new)).collect::<Result<_, _>>()?,
+            timed: AtomicUsize::new(0),
         })
-    };
+    }
 
-    // Poll every replica for every pending number.
-    let timed = Arc::new(AtomicUsize::new(0));
-    let poller = {
-        let (pending, hist, per_replica, stop, timed, http) =
-            (pending.clone(), hist.clone(), per_replica.clone(), stop.clone(), timed.clone(), http.clone());
-        let urls: Vec<String> = replicas.iter().map(|(_, u)| format!("{u}/v1/lookup")).collect();
-        tokio::spawn(async move {
-            while !stop.is_cancelled() {
-                let numbers: Vec<String> =
-                    pending.lock().unwrap_or_else(|e| e.into_inner()).keys().map(|m| m.to_string()).collect();
-                if numbers.is_empty() {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                    continue;
+    /// Marks what each replica's answer (`bodies[r]` to the lookup of `numbers`) shows as
+    /// seen at `now_ms`, and times the changes now seen everywhere.
+    fn record(&self, numbers: &[String], bodies: &[Option<serde_json::Value>], now_ms: f64) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        for (r, body) in bodies.iter().enumerate() {
+            let Some(results) = body.as_ref().and_then(|b| b["results"].as_array()) else { continue };
+            for (number, result) in numbers.iter().zip(results) {
+                let Ok(msisdn) = number.parse::<Msisdn>() else { continue };
+                let Some(p) = pending.get_mut(&msisdn) else { continue };
+                if !p.seen[r] && result["operator"].as_str() == Some(p.operator.as_str()) {
+                    p.seen[r] = true;
+                    let us = ((now_ms - p.effective_at_ms as f64) * 1000.0).max(0.0) as u64;
+                    let _ = self.per_replica[r].lock().unwrap_or_else(|e| e.into_inner()).record(us);
                 }
-                let body = serde_json::json!({ "numbers": numbers });
-                let answers = futures::future::join_all(urls.iter().map(|u| http.post(u).json(&body).send())).await;
-                let mut bodies = Vec::with_capacity(answers.len());
-                for a in answers {
-                    bodies.push(match a {
-                        Ok(r) => r.json::<serde_json::Value>().await.ok(),
-                        Err(_) => None,
-                    });
-                }
-                let now = now_ms_f64();
-                {
-                    let mut pending = pending.lock().unwrap_or_else(|e| e.into_inner());
-                    for (r, body) in bodies.iter().enumerate() {
-                        let Some(results) = body.as_ref().and_then(|b| b["results"].as_array()) else { continue };
-                        for (number, result) in numbers.iter().zip(results) {
-                            let Ok(msisdn) = number.parse::<Msisdn>() else { continue };
-                            let Some(p) = pending.get_mut(&msisdn) else { continue };
-                            if !p.seen[r] && result["operator"].as_str() == Some(p.operator.as_str()) {
-                                p.seen[r] = true;
-                                let us = ((now - p.effective_at_ms as f64) * 1000.0).max(0.0) as u64;
-                                let _ = per_replica[r].lock().unwrap_or_else(|e| e.into_inner()).record(us);
-                            }
-                        }
-                    }
-                    pending.retain(|_, p| {
-                        if p.seen.iter().all(|&s| s) {
-                            let us = ((now - p.effective_at_ms as f64) * 1000.0).max(0.0) as u64;
-                            let _ = hist.lock().unwrap_or_else(|e| e.into_inner()).record(us);
-                            timed.fetch_add(1, Ordering::Relaxed);
-                            false
-                        } else {
-                            true
-                        }
-                    });
-                }
-                tokio::time::sleep(Duration::from_millis(1)).await;
             }
-        })
-    };
+        }
+        pending.retain(|_, p| {
+            if p.seen.iter().all(|&s| s) {
+                let us = ((now_ms - p.effective_at_ms as f64) * 1000.0).max(0.0) as u64;
+                let _ = self.hist.lock().unwrap_or_else(|e| e.into_inner()).record(us);
+                self.timed.fetch_add(1, Ordering::Relaxed);
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
 
-    eprintln!("{} ports at {}/s, watched at {} replicas ...", args.ports, args.rate, replicas.len());
+/// Tails the change log: completes the handsets' ports and starts each change's clock.
+async fn tail_changes(db: Db, bench: Arc<Bench>, timings: Arc<Timings>, stop: CancellationToken) {
+    let replicas = timings.per_replica.len();
+    let mut seq = 0;
+    while !stop.is_cancelled() {
+        let changes = match db.read().await {
+            Ok(mut conn) => numport_store::routing::changes_after(&mut conn, seq, 10_000)
+                .await
+                .map(|p| p.changes)
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        let now = Instant::now();
+        for c in changes {
+            seq = c.seq;
+            bench.completed(&c.msisdn, now);
+            let p = Pending { operator: c.operator, effective_at_ms: c.effective_at, seen: vec![false; replicas] };
+            timings.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(c.msisdn, p);
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Polls every replica's batch lookup (`urls`) for every pending number, every millisecond.
+async fn poll_replicas(http: reqwest::Client, urls: Vec<String>, timings: Arc<Timings>, stop: CancellationToken) {
+    while !stop.is_cancelled() {
+        let numbers: Vec<String> =
+            timings.pending.lock().unwrap_or_else(|e| e.into_inner()).keys().map(|m| m.to_string()).collect();
+        if numbers.is_empty() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            continue;
+        }
+        let body = serde_json::json!({ "numbers": numbers });
+        let answers = futures::future::join_all(urls.iter().map(|u| http.post(u).json(&body).send())).await;
+        let mut bodies = Vec::with_capacity(answers.len());
+        for a in answers {
+            bodies.push(match a {
+                Ok(r) => r.json::<serde_json::Value>().await.ok(),
+                Err(_) => None,
+            });
+        }
+        timings.record(&numbers, &bodies, now_ms_f64());
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Starts `--ports` ports at `--rate` per second and waits for them; returns how many failed.
+async fn run_ports(args: &Args, bench: &Arc<Bench>, ports: &Arc<Vec<Port>>) -> anyhow::Result<usize> {
     let t0 = tokio::time::Instant::now();
     let failures = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
@@ -211,41 +283,5 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     for t in tasks {
         t.await?;
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while timed.load(Ordering::Relaxed) + failures.load(Ordering::Relaxed) < args.ports && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    stop.cancel();
-    let _ = tokio::join!(tail, poller);
-    let unseen = pending.lock().unwrap_or_else(|e| e.into_inner()).len();
-    drop(standalone);
-    cluster.stop().await;
-
-    let h = hist.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    let replica_p99: serde_json::Map<String, serde_json::Value> = replicas
-        .iter()
-        .zip(per_replica.iter())
-        .map(|((name, _), h)| (name.clone(), ms(&h.lock().unwrap_or_else(|e| e.into_inner()), 0.99).into()))
-        .collect();
-    let report = serde_json::json!({
-        "bench": "propagation",
-        "replicas": replicas.len(),
-        "ports": args.ports,
-        "rate_per_s": args.rate,
-        "timed": h.len(),
-        "failed": failures.load(Ordering::Relaxed),
-        "never_seen_everywhere": unseen,
-        "p50_ms": ms(&h, 0.50),
-        "p99_ms": ms(&h, 0.99),
-        "max_ms": ms(&h, 1.0),
-        "p99_ms_by_replica": replica_p99,
-        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-    });
-    if args.json {
-        println!("{report}");
-    } else {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    }
-    Ok(if h.len() as usize == args.ports { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(failures.load(Ordering::Relaxed))
 }

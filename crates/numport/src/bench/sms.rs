@@ -146,6 +146,7 @@ fn submit_of(seq: usize, destination: &Msisdn) -> anyhow::Result<SubmitSm> {
 }
 
 /// Where messages go: the attached subscribers, opb's for the interconnect share.
+#[derive(Clone)]
 struct Destinations {
     local: Vec<Msisdn>,
     remote: Vec<Msisdn>,
@@ -262,57 +263,111 @@ fn ms(us: u64) -> f64 {
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let terminals = args.terminals.max(1);
-    eprintln!("setting up a cluster of three operators with {terminals} subscribers each ...");
-    let mut cluster = Cluster::start(ClusterSpec {
-        dir: args.dir.clone(),
-        clearinghouse_db: None,
-        subscribers_per_operator: terminals,
-        pin_stretch: PinStretch::FAST,
-        clearinghouse: clearinghouse::ClearinghouseConfig::default(),
-    })
-    .await?;
-    let (opa, opb) = (cluster.op("opa"), cluster.op("opb"));
-    let smpp = opa.proc.smpp.context("opa runs no SMPP server")?;
-    let air_a = Arc::new(RwLock::new(opa.proc.air.context("opa runs no air interface")?));
-    let air_b = Arc::new(RwLock::new(opb.proc.air.context("opb runs no air interface")?));
-    // Wait for opa's replica to know the ranges.
+    let rate_n = (args.rate * args.seconds) as usize;
+    let crash_n = (args.crash_rate * 6.0) as usize;
+    let latency_seqs = args.messages..args.messages + rate_n;
+    let crash_seqs = latency_seqs.end..latency_seqs.end + crash_n;
+    let mut rig = Rig::start(&args, terminals, crash_seqs.end).await?;
+    let throughput = throughput(&args, &rig).await?;
+    let latency = latency(&args, &rig, latency_seqs).await?;
+    let crash = if args.crash_rate > 0.0 && crash_n > 0 {
+        crash(&args, &mut rig, crash_seqs).await?
+    } else {
+        serde_json::Value::Null
+    };
+    rig.stop.cancel();
+
+    let result = serde_json::json!({
+        "bench": "sms",
+        "esmes": args.esmes,
+        "window": args.window,
+        "terminals_per_operator": terminals,
+        "interconnect_share": rig.dest.share,
+        "throughput": throughput,
+        "latency": latency,
+        "crash": crash,
+        "repeats_dropped_by_terminals": rig.tally.repeats_dropped.load(Ordering::Relaxed),
+    });
+    if args.json {
+        println!("{result}");
+    }
+    rig.cluster.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The cluster under load, and the terminals attached to it.
+struct Rig {
+    cluster: Cluster,
+    /// opa's SMPP server, where the bank binds.
+    smpp: SocketAddr,
+    /// opa's air interface; it moves when opa restarts.
+    air_a: Arc<RwLock<SocketAddr>>,
+    dest: Destinations,
+    tally: Arc<Tally>,
+    /// Detaches the terminals.
+    stop: CancellationToken,
+}
+
+impl Rig {
+    /// Starts the cluster, waits for opa's replica, and attaches `terminals` subscribers at
+    /// each of opa and opb, tallying `messages` sequence numbers.
+    async fn start(args: &Args, terminals: usize, messages: usize) -> anyhow::Result<Rig> {
+        eprintln!("setting up a cluster of three operators with {terminals} subscribers each ...");
+        let cluster = Cluster::start(ClusterSpec {
+            dir: args.dir.clone(),
+            clearinghouse_db: None,
+            subscribers_per_operator: terminals,
+            pin_stretch: PinStretch::FAST,
+            clearinghouse: clearinghouse::ClearinghouseConfig::default(),
+        })
+        .await?;
+        let (opa, opb) = (cluster.op("opa"), cluster.op("opb"));
+        let smpp = opa.proc.smpp.context("opa runs no SMPP server")?;
+        let air_a = Arc::new(RwLock::new(opa.proc.air.context("opa runs no air interface")?));
+        let air_b = Arc::new(RwLock::new(opb.proc.air.context("opb runs no air interface")?));
+        wait_for_ranges(&opa.proc.url(), &subscriber_number("4791", 0)).await;
+
+        let dest = Destinations {
+            local: (0..terminals).map(|i| subscriber_number("4790", i)).collect(),
+            remote: (0..terminals).map(|i| subscriber_number("4791", i)).collect(),
+            share: args.interconnect_share.clamp(0.0, 1.0),
+        };
+        let tally = Arc::new(Tally::new(messages));
+        let stop = CancellationToken::new();
+        for m in &dest.local {
+            tokio::spawn(terminal(m.clone(), air_a.clone(), tally.clone(), stop.clone()));
+        }
+        for m in &dest.remote {
+            tokio::spawn(terminal(m.clone(), air_b.clone(), tally.clone(), stop.clone()));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await; // attaches
+        Ok(Rig { cluster, smpp, air_a, dest, tally, stop })
+    }
+}
+
+/// Waits (up to 10 s) until the replica of the operator at `url` answers a lookup of `probe`.
+async fn wait_for_ranges(url: &str, probe: &Msisdn) {
     let http = reqwest::Client::new();
-    let probe = subscriber_number("4791", 0);
     for _ in 0..500 {
-        let r = http.get(format!("{}/v1/lookup/{probe}", opa.proc.url())).send().await;
+        let r = http.get(format!("{url}/v1/lookup/{probe}")).send().await;
         if r.is_ok_and(|r| r.status().is_success()) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
 
-    let dest = Destinations {
-        local: (0..terminals).map(|i| subscriber_number("4790", i)).collect(),
-        remote: (0..terminals).map(|i| subscriber_number("4791", i)).collect(),
-        share: args.interconnect_share.clamp(0.0, 1.0),
-    };
-    let rate_n = (args.rate * args.seconds) as usize;
-    let crash_n = (args.crash_rate * 6.0) as usize;
-    let total = args.messages + rate_n + crash_n;
-    let tally = Arc::new(Tally::new(total));
-    let stop = CancellationToken::new();
-    for m in &dest.local {
-        tokio::spawn(terminal(m.clone(), air_a.clone(), tally.clone(), stop.clone()));
-    }
-    for m in &dest.remote {
-        tokio::spawn(terminal(m.clone(), air_b.clone(), tally.clone(), stop.clone()));
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await; // attaches
-
-    // 1. Throughput.
+/// Phase 1: `--messages` submitted as fast as the windows allow, timed until the last one
+/// reached its terminal.
+async fn throughput(args: &Args, rig: &Rig) -> anyhow::Result<serde_json::Value> {
     eprintln!("throughput: {} messages over {} connections ...", args.messages, args.esmes);
     const FRACTIONS: &[f64] = &[0.5, 0.9, 0.99, 0.999];
-    let base = tally.shown_total.load(Ordering::Relaxed);
-    let milestones = note_milestones(tally.clone(), base, args.messages, FRACTIONS);
+    let base = rig.tally.shown_total.load(Ordering::Relaxed);
+    let milestones = note_milestones(rig.tally.clone(), base, args.messages, FRACTIONS);
     let started = Instant::now();
-    let (acked, hist) = submit_all(smpp, args.esmes, args.window, 0..args.messages, None, &dest).await?;
+    let (acked, hist) = submit_all(rig.smpp, args.esmes, args.window, 0..args.messages, None, &rig.dest).await?;
     let submitted_in = started.elapsed();
-    let last = wait_shown(&tally, &acked, Duration::from_secs(120)).await;
+    let last = wait_shown(&rig.tally, &acked, Duration::from_secs(120)).await;
     let milestones = milestones.await.unwrap_or_default();
     eprintln!(
         "  shown at their terminals: {}",
@@ -338,129 +393,129 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         ms(hist.value_at_quantile(0.5)),
         ms(hist.value_at_quantile(0.99))
     );
+    Ok(serde_json::json!({
+        "messages": acked.len(),
+        "submit_per_s": submit_rate,
+        "end_to_end_per_s": e2e_rate,
+        "resp_p50_ms": ms(hist.value_at_quantile(0.5)),
+        "resp_p99_ms": ms(hist.value_at_quantile(0.99)),
+        "shown_after_s": FRACTIONS.iter().zip(&milestones).map(|(f, s)| (format!("{f}"), *s)).collect::<std::collections::BTreeMap<_, _>>(),
+    }))
+}
 
-    // 2. Latency at a fixed rate.
+/// Phase 2: `--rate` submits per second for `--seconds` (sequence numbers `seqs`), and the
+/// submit_sm_resp latency.
+async fn latency(args: &Args, rig: &Rig, seqs: std::ops::Range<usize>) -> anyhow::Result<serde_json::Value> {
     eprintln!("latency: {:.0} submits/s for {:.0} s ...", args.rate, args.seconds);
-    let range = args.messages..args.messages + rate_n;
     let started = Instant::now();
-    let (lat_acked, lat) = submit_all(smpp, args.esmes, args.window, range, Some(args.rate), &dest).await?;
+    let (lat_acked, lat) = submit_all(rig.smpp, args.esmes, args.window, seqs, Some(args.rate), &rig.dest).await?;
     let achieved = lat_acked.len() as f64 / started.elapsed().as_secs_f64();
-    let lat_delivered = wait_shown(&tally, &lat_acked, Duration::from_secs(60)).await.is_some();
+    let lat_delivered = wait_shown(&rig.tally, &lat_acked, Duration::from_secs(60)).await.is_some();
     eprintln!(
         "  {achieved:.0}/s achieved; submit_sm_resp p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; all delivered: {lat_delivered}",
         ms(lat.value_at_quantile(0.5)),
         ms(lat.value_at_quantile(0.99)),
         ms(lat.max())
     );
+    Ok(serde_json::json!({
+        "target_rate": args.rate,
+        "achieved_rate": achieved,
+        "resp_p50_ms": ms(lat.value_at_quantile(0.5)),
+        "resp_p99_ms": ms(lat.value_at_quantile(0.99)),
+        "resp_max_ms": ms(lat.max()),
+        "all_delivered": lat_delivered,
+    }))
+}
 
-    // 3. kill -9 of opa's SMS center while submits run, and a restart.
-    let mut crash = serde_json::Value::Null;
-    if args.crash_rate > 0.0 && crash_n > 0 {
-        eprintln!("crash: {:.0} submits/s; opa killed with SIGKILL after 2 s, restarted ...", args.crash_rate);
-        let base = args.messages + rate_n;
-        let acked_crash = Arc::new(Mutex::new(Vec::new()));
-        let sent = Arc::new(AtomicU64::new(0));
-        let submitter = {
-            let (acked_crash, sent, stop2) = (acked_crash.clone(), sent.clone(), stop.clone());
-            let dest = Destinations { local: dest.local.clone(), remote: dest.remote.clone(), share: dest.share };
-            let rate = args.crash_rate;
-            tokio::spawn(async move {
-                let started = Instant::now();
-                let mut seq = base;
-                // One connection; when it fails (the SMS center died) every unanswered submit
-                // is simply not acknowledged, and a new bind is tried until it succeeds.
-                while seq < base + crash_n && !stop2.is_cancelled() {
-                    let Ok(client) = Client::bind_transmitter(smpp, BANK_SYSTEM_ID, BANK_PASSWORD).await else {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    };
-                    let mut inflight = FuturesUnordered::new();
-                    let mut failed = false;
-                    while !failed && (seq < base + crash_n || !inflight.is_empty()) {
-                        let due = started + Duration::from_secs_f64((seq - base) as f64 / rate);
-                        tokio::select! {
-                            _ = tokio::time::sleep_until(due.into()), if seq < base + crash_n && inflight.len() < 512 => {
-                                let Ok(submit) = submit_of(seq, dest.of(seq)) else { break };
-                                let c = &client;
-                                let s = seq;
-                                inflight.push(async move { (s, c.submit_sm(submit).await) });
-                                sent.fetch_add(1, Ordering::Relaxed);
-                                seq += 1;
-                            }
-                            Some((s, r)) = inflight.next(), if !inflight.is_empty() => match r {
-                                Ok(_) => acked_crash.lock().unwrap_or_else(|e| e.into_inner()).push(s),
-                                Err(_) => failed = true,
-                            },
-                        }
-                    }
-                    // Drain what is still in flight on the dead link.
-                    while let Some((s, r)) = inflight.next().await {
-                        if r.is_ok() {
-                            acked_crash.lock().unwrap_or_else(|e| e.into_inner()).push(s);
-                        }
-                    }
-                }
-            })
+/// Phase 3: submits at `--crash-rate` (sequence numbers `seqs`) while opa is killed with
+/// SIGKILL and restarted; counts the acknowledged messages lost and those shown twice.
+async fn crash(args: &Args, rig: &mut Rig, seqs: std::ops::Range<usize>) -> anyhow::Result<serde_json::Value> {
+    eprintln!("crash: {:.0} submits/s; opa killed with SIGKILL after 2 s, restarted ...", args.crash_rate);
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let sent = Arc::new(AtomicU64::new(0));
+    let submitter = tokio::spawn(submit_through_crash(
+        rig.smpp,
+        rig.dest.clone(),
+        seqs.clone(),
+        args.crash_rate,
+        (acked.clone(), sent.clone()),
+        rig.stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let opa_index = rig.cluster.ops.iter().position(|o| o.name.as_str() == "opa").context("opa")?;
+    rig.cluster.ops[opa_index].proc.kill_hard().await?;
+    let killed_at = Instant::now();
+    rig.cluster.restart_operator("opa").await?;
+    let restart_s = killed_at.elapsed().as_secs_f64();
+    *rig.air_a.write().unwrap_or_else(|e| e.into_inner()) = rig.cluster.op("opa").proc.air.context("air")?;
+    submitter.await?;
+
+    let tally = &rig.tally;
+    let acked = acked.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let all_there = wait_shown(tally, &acked, Duration::from_secs(90)).await.is_some();
+    let lost = acked.iter().filter(|&&s| tally.shown[s].load(Ordering::Relaxed) == 0).count();
+    let shown_twice = seqs.clone().filter(|&s| tally.shown[s].load(Ordering::Relaxed) > 1).count();
+    let redelivered = seqs.filter(|&s| tally.received[s].load(Ordering::Relaxed) > 1).count();
+    eprintln!(
+        "  sent {}, acknowledged {}, opa back after {restart_s:.2} s; lost {lost}, shown twice {shown_twice}, \
+         redelivered (repeats the terminals dropped) {redelivered}; all acknowledged delivered: {all_there}",
+        sent.load(Ordering::Relaxed),
+        acked.len()
+    );
+    Ok(serde_json::json!({
+        "rate": args.crash_rate,
+        "sent": sent.load(Ordering::Relaxed),
+        "acknowledged": acked.len(),
+        "restart_s": restart_s,
+        "lost": lost,
+        "shown_twice": shown_twice,
+        "redelivered_and_dropped": redelivered,
+    }))
+}
+
+/// Submits `seqs` at `rate` per second over one connection to `smpp`, counting them in `sent`
+/// and the acknowledged ones in `acked`. When the connection fails (the SMS center died)
+/// every unanswered submit is simply not acknowledged, and a new bind is tried until it
+/// succeeds.
+async fn submit_through_crash(
+    smpp: SocketAddr,
+    dest: Destinations,
+    seqs: std::ops::Range<usize>,
+    rate: f64,
+    (acked, sent): (Arc<Mutex<Vec<usize>>>, Arc<AtomicU64>),
+    stop: CancellationToken,
+) {
+    let started = Instant::now();
+    let mut seq = seqs.start;
+    while seq < seqs.end && !stop.is_cancelled() {
+        let Ok(client) = Client::bind_transmitter(smpp, BANK_SYSTEM_ID, BANK_PASSWORD).await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
         };
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let opa_index = cluster.ops.iter().position(|o| o.name.as_str() == "opa").context("opa")?;
-        cluster.ops[opa_index].proc.kill_hard().await?;
-        let killed_at = Instant::now();
-        cluster.restart_operator("opa").await?;
-        let restart_s = killed_at.elapsed().as_secs_f64();
-        *air_a.write().unwrap_or_else(|e| e.into_inner()) = cluster.op("opa").proc.air.context("air")?;
-        submitter.await?;
-        let acked_crash = acked_crash.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let all_there = wait_shown(&tally, &acked_crash, Duration::from_secs(90)).await.is_some();
-        let lost = acked_crash.iter().filter(|&&s| tally.shown[s].load(Ordering::Relaxed) == 0).count();
-        let shown_twice = (base..base + crash_n).filter(|&s| tally.shown[s].load(Ordering::Relaxed) > 1).count();
-        let redelivered = (base..base + crash_n).filter(|&s| tally.received[s].load(Ordering::Relaxed) > 1).count();
-        eprintln!(
-            "  sent {}, acknowledged {}, opa back after {restart_s:.2} s; lost {lost}, shown twice {shown_twice}, \
-             redelivered (repeats the terminals dropped) {redelivered}; all acknowledged delivered: {all_there}",
-            sent.load(Ordering::Relaxed),
-            acked_crash.len()
-        );
-        crash = serde_json::json!({
-            "rate": args.crash_rate,
-            "sent": sent.load(Ordering::Relaxed),
-            "acknowledged": acked_crash.len(),
-            "restart_s": restart_s,
-            "lost": lost,
-            "shown_twice": shown_twice,
-            "redelivered_and_dropped": redelivered,
-        });
+        let mut inflight = FuturesUnordered::new();
+        let mut failed = false;
+        while !failed && (seq < seqs.end || !inflight.is_empty()) {
+            let due = started + Duration::from_secs_f64((seq - seqs.start) as f64 / rate);
+            tokio::select! {
+                _ = tokio::time::sleep_until(due.into()), if seq < seqs.end && inflight.len() < 512 => {
+                    let Ok(submit) = submit_of(seq, dest.of(seq)) else { break };
+                    let c = &client;
+                    let s = seq;
+                    inflight.push(async move { (s, c.submit_sm(submit).await) });
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    seq += 1;
+                }
+                Some((s, r)) = inflight.next(), if !inflight.is_empty() => match r {
+                    Ok(_) => acked.lock().unwrap_or_else(|e| e.into_inner()).push(s),
+                    Err(_) => failed = true,
+                },
+            }
+        }
+        // Drain what is still in flight on the dead link.
+        while let Some((s, r)) = inflight.next().await {
+            if r.is_ok() {
+                acked.lock().unwrap_or_else(|e| e.into_inner()).push(s);
+            }
+        }
     }
-    stop.cancel();
-
-    let result = serde_json::json!({
-        "bench": "sms",
-        "esmes": args.esmes,
-        "window": args.window,
-        "terminals_per_operator": terminals,
-        "interconnect_share": dest.share,
-        "throughput": {
-            "messages": acked.len(),
-            "submit_per_s": submit_rate,
-            "end_to_end_per_s": e2e_rate,
-            "resp_p50_ms": ms(hist.value_at_quantile(0.5)),
-            "resp_p99_ms": ms(hist.value_at_quantile(0.99)),
-            "shown_after_s": FRACTIONS.iter().zip(&milestones).map(|(f, s)| (format!("{f}"), *s)).collect::<std::collections::BTreeMap<_, _>>(),
-        },
-        "latency": {
-            "target_rate": args.rate,
-            "achieved_rate": achieved,
-            "resp_p50_ms": ms(lat.value_at_quantile(0.5)),
-            "resp_p99_ms": ms(lat.value_at_quantile(0.99)),
-            "resp_max_ms": ms(lat.max()),
-            "all_delivered": lat_delivered,
-        },
-        "crash": crash,
-        "repeats_dropped_by_terminals": tally.repeats_dropped.load(Ordering::Relaxed),
-    });
-    if args.json {
-        println!("{result}");
-    }
-    cluster.stop().await;
-    Ok(ExitCode::SUCCESS)
 }

@@ -7,7 +7,7 @@
 //! takes the general path, which answers from the same index through hickory-proto.
 //! `tests::same_answer_as_the_general_path` holds the two to the same bytes.
 
-use npdb::Index;
+use npdb::{Index, Route};
 
 const HEADER: usize = 12;
 const TYPE_NAPTR: u16 = 35;
@@ -24,16 +24,62 @@ pub(crate) struct FastZone {
 
 /// The answer to `query`, or `None` when it is not the common case. `out` is cleared first.
 pub(crate) fn answer(zone: &FastZone, index: &Index, query: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    let additional = check_header(query)?;
+    let mut q = parse_question(zone, query)?;
+    let edns_payload = parse_opt(query, q.end, additional)?;
+    let question = &query[..q.end];
+    let number = q.number()?;
+    let key = number.iter().fold(0u64, |k, &d| k * 10 + (d - b'0') as u64);
+    let route = index.route(index.lookup_digits(key)?);
+
+    out.clear();
+    write_header(out, question, edns_payload.is_some());
+    write_naptr(out, zone, number, &route)?;
+    if let Some(payload) = edns_payload {
+        write_opt(out, payload);
+    }
+    Some(())
+}
+
+/// The question of a common-case query: its digit labels, and where it ends.
+struct Question {
+    /// The digit labels' digits (ASCII) in query order: the number reversed, in `digits[..n]`.
+    digits: [u8; 15],
+    n: usize,
+    /// The offset just past the question (header included).
+    end: usize,
+}
+
+impl Question {
+    /// The number, turned back into its order: 8 to 15 digits, no leading zero (what `Msisdn`
+    /// accepts).
+    #[inline]
+    fn number(&mut self) -> Option<&[u8]> {
+        let number = &mut self.digits[..self.n];
+        number.reverse();
+        if !(8..=15).contains(&self.n) || number[0] == b'0' {
+            return None;
+        }
+        Some(number)
+    }
+}
+
+/// Checks the header of a common-case query (QR = 0, opcode QUERY, no TC; one question, no
+/// answers or authorities, at most one additional record); returns the additional count.
+#[inline]
+fn check_header(query: &[u8]) -> Option<u8> {
     let header = query.get(..HEADER)?;
-    // QR = 0, opcode QUERY, no TC; one question, no answers or authorities, ≤ 1 additional.
     if header[2] & 0xFA != 0 || header[4..8] != [0, 1, 0, 0] || header[8..10] != [0, 0] || header[10] != 0 {
         return None;
     }
     let additional = header[11];
-    if additional > 1 {
-        return None;
-    }
-    // The question: digit labels, then the zone's labels, then the root.
+    (additional <= 1).then_some(additional)
+}
+
+/// Parses the question: digit labels, then the zone's labels, then the root; type NAPTR,
+/// class IN.
+#[inline]
+fn parse_question(zone: &FastZone, query: &[u8]) -> Option<Question> {
     let mut at = HEADER;
     let mut digits = [0u8; 15];
     let mut n = 0;
@@ -64,42 +110,45 @@ pub(crate) fn answer(zone: &FastZone, index: &Index, query: &[u8], out: &mut Vec
     at += 1;
     let qtype = u16::from_be_bytes([*query.get(at)?, *query.get(at + 1)?]);
     let qclass = u16::from_be_bytes([*query.get(at + 2)?, *query.get(at + 3)?]);
-    at += 4;
-    let question_end = at;
     if qtype != TYPE_NAPTR || qclass != CLASS_IN {
         return None;
     }
-    // The OPT record, if any: root name, type OPT, version 0.
-    let edns_payload = if additional == 1 {
-        let opt = query.get(at..at + 11)?;
-        if opt[0] != 0 || u16::from_be_bytes([opt[1], opt[2]]) != TYPE_OPT || opt[6] != 0 {
-            return None;
-        }
-        let rdlen = u16::from_be_bytes([opt[9], opt[10]]) as usize;
-        if query.len() != at + 11 + rdlen {
-            return None;
-        }
-        Some(u16::from_be_bytes([opt[3], opt[4]]).max(512))
-    } else if query.len() == question_end {
-        None
-    } else {
-        return None;
-    };
-    // The number: labels reversed, 8 to 15 digits, no leading zero (what `Msisdn` accepts).
-    let number = &mut digits[..n];
-    number.reverse();
-    if !(8..=15).contains(&n) || number[0] == b'0' {
+    Some(Question { digits, n, end: at + 4 })
+}
+
+/// The OPT record after the question (at `at`) if `additional` says there is one: root name,
+/// type OPT, version 0, and nothing after it. `Some(Some(payload size, at least 512))` for an
+/// OPT record, `Some(None)` for a query that ends with its question.
+#[inline]
+fn parse_opt(query: &[u8], at: usize, additional: u8) -> Option<Option<u16>> {
+    if additional == 0 {
+        return (query.len() == at).then_some(None);
+    }
+    let opt = query.get(at..at + 11)?;
+    if opt[0] != 0 || u16::from_be_bytes([opt[1], opt[2]]) != TYPE_OPT || opt[6] != 0 {
         return None;
     }
-    let key = number.iter().fold(0u64, |k, &d| k * 10 + (d - b'0') as u64);
-    let route = index.route(index.lookup_digits(key)?);
+    let rdlen = u16::from_be_bytes([opt[9], opt[10]]) as usize;
+    if query.len() != at + 11 + rdlen {
+        return None;
+    }
+    Some(Some(u16::from_be_bytes([opt[3], opt[4]]).max(512)))
+}
 
-    out.clear();
-    out.extend_from_slice(&query[..question_end]);
-    out[2] = 0x80 | 0x04 | (query[2] & 0x01); // QR, AA, RD as asked
-    out[3] = query[3] & 0x10; // CD as asked, RCODE NOERROR
-    out[6..12].copy_from_slice(&[0, 1, 0, 0, 0, edns_payload.is_some() as u8]);
-    // The answer: name by pointer to the question, NAPTR, IN, TTL, then RDATA.
+/// The response's header and question: the query's `question` (header included) with QR, AA,
+/// RD and CD set as asked, one answer, and an additional record if `edns`.
+#[inline]
+fn write_header(out: &mut Vec<u8>, question: &[u8], edns: bool) {
+    out.extend_from_slice(question);
+    out[2] = 0x80 | 0x04 | (question[2] & 0x01); // QR, AA, RD as asked
+    out[3] = question[3] & 0x10; // CD as asked, RCODE NOERROR
+    out[6..12].copy_from_slice(&[0, 1, 0, 0, 0, edns as u8]);
+}
+
+/// The answer: name by pointer to the question, NAPTR, IN, TTL, then RDATA (the `tel:` URI of
+/// `number`, with the routing number if it is ported).
+#[inline]
+fn write_naptr(out: &mut Vec<u8>, zone: &FastZone, number: &[u8], route: &Route<'_>) -> Option<()> {
     out.extend_from_slice(&[0xC0, HEADER as u8]);
     out.extend_from_slice(&TYPE_NAPTR.to_be_bytes());
     out.extend_from_slice(&CLASS_IN.to_be_bytes());
@@ -127,13 +176,16 @@ pub(crate) fn answer(zone: &FastZone, index: &Index, query: &[u8], out: &mut Vec
     out.push(0); // replacement: the root
     let rdlen = (out.len() - rdlen_at - 2) as u16;
     out[rdlen_at..rdlen_at + 2].copy_from_slice(&rdlen.to_be_bytes());
-    if let Some(payload) = edns_payload {
-        out.push(0);
-        out.extend_from_slice(&TYPE_OPT.to_be_bytes());
-        out.extend_from_slice(&payload.to_be_bytes());
-        out.extend_from_slice(&[0, 0, 0, 0, 0, 0]); // ext-rcode, version 0, flags, rdlen 0
-    }
     Some(())
+}
+
+/// The OPT record: root name, type OPT, our UDP `payload` size, version 0, no options.
+#[inline]
+fn write_opt(out: &mut Vec<u8>, payload: u16) {
+    out.push(0);
+    out.extend_from_slice(&TYPE_OPT.to_be_bytes());
+    out.extend_from_slice(&payload.to_be_bytes());
+    out.extend_from_slice(&[0, 0, 0, 0, 0, 0]); // ext-rcode, version 0, flags, rdlen 0
 }
 
 fn push_string(out: &mut Vec<u8>, s: &[u8]) {
