@@ -342,6 +342,7 @@ print("DONE", flush=True)
 
 /// Whether Python's smpplib is there to play the bank's gateway (see [`testkit`] for what its
 /// absence does).
+#[track_caller]
 fn python_has_smpplib() -> bool {
     testkit::python_module("smpplib", "pip install smpplib")
 }

@@ -39,6 +39,7 @@ async fn start(config: SmppConfig) -> Server {
 
 /// Whether Python's smpplib is there to play the bank's gateway (see [`testkit`] for what its
 /// absence does).
+#[track_caller]
 fn python_has_smpplib() -> bool {
     testkit::python_module("smpplib", "pip install smpplib")
 }

@@ -35,8 +35,10 @@ async fn tshark_decodes_the_session_without_malformed_packets() {
             if let Some(mut e) = capture.stderr.take() {
                 let _ = tokio::io::AsyncReadExt::read_to_string(&mut e, &mut stderr).await;
             }
+            // dumpcap's first line names the failure; advice on permissions follows.
+            let why = stderr.lines().find(|l| l.starts_with("dumpcap:")).unwrap_or("no message");
             testkit::skip(
-                &format!("permission for dumpcap to capture on lo (it exited with {status}: {})", stderr.trim()),
+                &format!("permission for dumpcap to capture on lo ({status}; {why})"),
                 "run as root, or as a member of group wireshark after `dpkg-reconfigure wireshark-common`",
             );
             return;
