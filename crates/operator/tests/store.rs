@@ -298,8 +298,7 @@ async fn bulk_import_100k() {
 }
 
 /// The node's connection writes with no SMS traffic to let the SMS writer reset the WAL; it
-/// must bring a long WAL back to its start itself, or the `-wal` file grows without bound
-/// (600 MB in one porting benchmark before it did).
+/// must bring a long WAL back to its start itself, or the `-wal` file grows without bound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wal_stays_bounded_without_sms_traffic() {
     let dir = tempfile::tempdir().unwrap();
