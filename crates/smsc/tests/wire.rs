@@ -35,7 +35,7 @@ async fn tshark_decodes_the_session_without_malformed_packets() {
             if let Some(mut e) = capture.stderr.take() {
                 let _ = tokio::io::AsyncReadExt::read_to_string(&mut e, &mut stderr).await;
             }
-            // dumpcap's first line names the failure; advice on permissions follows.
+            // The line naming the failure starts with `dumpcap:`; advice on permissions follows.
             let why = stderr.lines().find(|l| l.starts_with("dumpcap:")).unwrap_or("no message");
             testkit::skip(
                 &format!("permission for dumpcap to capture on lo ({status}; {why})"),
