@@ -37,4 +37,4 @@ pub use config::{OperatorConfig, RecipientPolicy};
 pub use error::OperatorError;
 pub use node::{Listeners, Node};
 pub use portability::PortOutAuthorisation;
-pub use store::{OperatorStore, Subscriber, SubscriberStatus};
+pub use store::{EventKind, OperatorStore, Subscriber, SubscriberStatus};

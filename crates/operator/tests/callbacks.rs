@@ -11,7 +11,7 @@ use numport_core::porting::{CreditInfo, OrderState, Reason};
 use numport_core::proof::Nonce;
 use numport_core::signing::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
 use numport_core::{Clock, Money, OperatorName};
-use operator::{OperatorConfig, RecipientPolicy, SubscriberStatus};
+use operator::{EventKind, OperatorConfig, RecipientPolicy, SubscriberStatus};
 use serde_json::json;
 
 fn closed(id: i64) -> clearinghouse_api::Envelope {
@@ -43,7 +43,7 @@ async fn signed_callback_is_accepted_and_processed() {
     n.wait_processed(1).await;
     let events = n.store().port_events(&msisdn("4790000001")).await.unwrap();
     assert_eq!(events.len(), 1);
-    assert_eq!(events[0].kind, "order_closed");
+    assert_eq!(events[0].kind, EventKind::OrderClosed);
     assert_eq!(events[0].message_id, Some(1));
     assert_eq!(events[0].detail["reason"], "deposit_timeout");
     let metrics = n.node.metrics().render();
@@ -212,9 +212,9 @@ async fn credit_information_is_accepted_or_refused_by_policy() {
     let by_key = |k: &str| calls.iter().find(|c| c.idempotency_key.as_deref() == Some(k)).unwrap().body.clone();
     assert_eq!(by_key("opb-msg-1"), json!({"accept": true, "compensation": 5000}));
     assert_eq!(by_key("opb-msg-2"), json!({"accept": false, "compensation": null}));
-    let kinds: Vec<String> =
+    let kinds: Vec<EventKind> =
         n.store().port_events(&msisdn("4790000001")).await.unwrap().into_iter().map(|e| e.kind).collect();
-    assert_eq!(kinds, ["accepted", "refused"]);
+    assert_eq!(kinds, [EventKind::Accepted, EventKind::Refused]);
 }
 
 #[tokio::test]
@@ -320,14 +320,14 @@ async fn port_completion_and_confirmation_change_subscriber_status() {
         assert_eq!((s.port_key, s.arrears), (None, Money(0)));
     }
     let events = n.store().port_events(&msisdn("4790000001")).await.unwrap();
-    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
-    assert_eq!(kinds, ["port_out", "port_in"]);
+    let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, [EventKind::PortOut, EventKind::PortIn]);
 
     let returned = envelope(4, Message::NumberReturned { msisdn: msisdn("4790000003"), from: op("opb"), seq: 9 });
     n.send(n.signed(&returned)).await;
     n.wait_processed(4).await;
     let events = n.store().port_events(&msisdn("4790000003")).await.unwrap();
-    assert_eq!(events[0].kind, "number_returned");
+    assert_eq!(events[0].kind, EventKind::NumberReturned);
     assert_eq!(events[0].counterpart, Some(op("opb")));
 }
 
@@ -398,7 +398,7 @@ async fn a_batch_of_envelopes_is_recorded_at_once_and_each_processed_once() {
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     assert_eq!(ch.calls("/v1/porting-orders/42/credit-information").len(), 1);
     let events = n.store().port_events(&msisdn("4790000001")).await.unwrap();
-    assert_eq!(events.iter().filter(|e| e.kind == "order_closed").count(), 2, "messages 33 and 34, once each");
+    assert_eq!(events.iter().filter(|e| e.kind == EventKind::OrderClosed).count(), 2, "messages 33 and 34, once each");
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use common::*;
 use numport_core::porting::{OrderState, Reason};
 use numport_core::proof::Nonce;
 use numport_core::{Clock, ManualClock};
-use operator::{Node, OperatorConfig};
+use operator::{EventKind, Node, OperatorConfig};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -147,7 +147,7 @@ async fn port_in_is_relayed_to_the_clearinghouse() {
     assert_eq!(calls[0].body, req);
     assert_eq!(calls[0].idempotency_key.as_deref(), Some(format!("opb-port-in-4790000001-{nonce}").as_str()));
     let events = n.store().port_events(&msisdn("4790000001")).await.unwrap();
-    assert_eq!((events[0].kind.as_str(), events[0].order_id), ("port_in_requested", Some(7)));
+    assert_eq!((events[0].kind, events[0].order_id), (EventKind::PortInRequested, Some(7)));
 
     // The clearinghouse's refusal reaches the terminal as it was given.
     let refusal = json!({"error": "already_served", "message": "opb already serves 4790000001"});

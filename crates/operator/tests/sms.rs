@@ -79,9 +79,7 @@ async fn opa_node_with(
 
 #[tokio::test]
 async fn submits_are_routed_by_the_replica_and_recorded_before_the_answer() {
-    if !std::process::Command::new("python3").args(["-c", "import smpplib"]).output().is_ok_and(|o| o.status.success())
-    {
-        eprintln!("python3 with smpplib not installed: skipping (pip install smpplib)");
+    if !python_has_smpplib() {
         return;
     }
     // The replica's data, as a previous run left it: 4790000001 was ported from opa to opb.
@@ -342,14 +340,16 @@ c.disconnect()
 print("DONE", flush=True)
 "#;
 
+/// Whether Python's smpplib is there to play the bank's gateway (see [`testkit`] for what its
+/// absence does).
+#[track_caller]
 fn python_has_smpplib() -> bool {
-    std::process::Command::new("python3").args(["-c", "import smpplib"]).output().is_ok_and(|o| o.status.success())
+    testkit::python_module("smpplib", "pip install smpplib")
 }
 
 #[tokio::test]
 async fn smpplib_gets_a_delivery_receipt_once_the_terminal_acknowledges() {
     if !python_has_smpplib() {
-        eprintln!("python3 with smpplib not installed: skipping (pip install smpplib)");
         return;
     }
     let r = Running::start(opa_node(&[]).await).await;

@@ -6,7 +6,7 @@ mod common;
 use common::TempPostgres;
 use numport_core::proof::{PinStretch, PortKey};
 use numport_core::{Money, Msisdn};
-use operator::store::{Effect, NewPortEvent};
+use operator::store::{Effect, EventKind, NewPortEvent};
 use operator::{OperatorStore, Subscriber, SubscriberStatus};
 use serde_json::json;
 
@@ -29,10 +29,10 @@ async fn exercise(store: &OperatorStore) {
 }
 
 /// An event of `kind` about `number`, from message `message_id` if any.
-fn event(message_id: Option<i64>, kind: &str, number: &str) -> NewPortEvent {
+fn event(message_id: Option<i64>, kind: EventKind, number: &str) -> NewPortEvent {
     NewPortEvent {
         message_id,
-        kind: kind.into(),
+        kind,
         order_id: Some(5),
         msisdn: msisdn(number),
         counterpart: Some("opb".parse().unwrap()),
@@ -113,25 +113,25 @@ async fn inbox_cursor(store: &OperatorStore) {
 
 /// Events: one per message; port-in and port-out applied once.
 async fn port_events(store: &OperatorStore) {
-    assert!(store.record_event(&event(Some(1), "credit_answered", "4790000001")).await.unwrap());
-    assert!(!store.record_event(&event(Some(1), "credit_answered", "4790000001")).await.unwrap());
-    assert!(store.record_event(&event(None, "deposit", "4790000001")).await.unwrap());
-    assert!(store.record_event(&event(None, "deposit", "4790000001")).await.unwrap());
+    assert!(store.record_event(&event(Some(1), EventKind::CreditAnswered, "4790000001")).await.unwrap());
+    assert!(!store.record_event(&event(Some(1), EventKind::CreditAnswered, "4790000001")).await.unwrap());
+    assert!(store.record_event(&event(None, EventKind::Deposit, "4790000001")).await.unwrap());
+    assert!(store.record_event(&event(None, EventKind::Deposit, "4790000001")).await.unwrap());
 
-    assert!(store.apply_port_in(&event(Some(7), "port_in", "4793000001")).await.unwrap());
+    assert!(store.apply_port_in(&event(Some(7), EventKind::PortIn, "4793000001")).await.unwrap());
     let mut p = store.subscriber(&msisdn("4793000001")).await.unwrap().unwrap();
     assert_eq!(p, Subscriber::new(msisdn("4793000001"), 50));
     p.arrears = Money(12);
     store.upsert_subscriber(&p).await.unwrap();
-    assert!(!store.apply_port_in(&event(Some(7), "port_in", "4793000001")).await.unwrap());
+    assert!(!store.apply_port_in(&event(Some(7), EventKind::PortIn, "4793000001")).await.unwrap());
     assert_eq!(
         store.subscriber(&p.msisdn).await.unwrap().unwrap().arrears,
         Money(12),
         "a replayed port-in does not reset the account"
     );
 
-    assert!(store.apply_port_out(&event(Some(8), "port_out", "4791000001")).await.unwrap());
-    assert!(!store.apply_port_out(&event(Some(8), "port_out", "4791000001")).await.unwrap());
+    assert!(store.apply_port_out(&event(Some(8), EventKind::PortOut, "4791000001")).await.unwrap());
+    assert!(!store.apply_port_out(&event(Some(8), EventKind::PortOut, "4791000001")).await.unwrap());
     let out = store.subscriber(&msisdn("4791000001")).await.unwrap().unwrap();
     assert_eq!(out.status, SubscriberStatus::PortedOut);
 }
@@ -141,7 +141,7 @@ async fn finishing_messages(store: &OperatorStore) {
     for id in 20..24 {
         assert!(store.record_message(id, "x", "{}", 100, 2100).await.unwrap());
     }
-    let credit = Effect::Event(event(Some(20), "credit_answered", "4794000001"));
+    let credit = Effect::Event(event(Some(20), EventKind::CreditAnswered, "4794000001"));
     assert!(store.finish_message(20, 60, None, &credit).await.unwrap());
     assert!(!store.finish_message(20, 61, None, &credit).await.unwrap());
     let m = store.received_message(20).await.unwrap().unwrap();
@@ -150,7 +150,7 @@ async fn finishing_messages(store: &OperatorStore) {
     let m = store.received_message(21).await.unwrap().unwrap();
     assert_eq!((m.processed_at, m.last_error.as_deref()), (Some(62), Some("gave up")));
 
-    let port_in = Effect::PortIn(event(Some(22), "port_in", "4794000002"));
+    let port_in = Effect::PortIn(event(Some(22), EventKind::PortIn, "4794000002"));
     assert!(store.finish_message(22, 63, None, &port_in).await.unwrap());
     let mut p = store.subscriber(&msisdn("4794000002")).await.unwrap().unwrap();
     assert_eq!(p, Subscriber::new(msisdn("4794000002"), 50));
@@ -166,7 +166,7 @@ async fn finishing_messages(store: &OperatorStore) {
     assert_eq!(store.port_events(&p.msisdn).await.unwrap().len(), 1);
 
     store.upsert_subscriber(&Subscriber::new(msisdn("4794000003"), 10)).await.unwrap();
-    let port_out = Effect::PortOut(event(Some(23), "port_out", "4794000003"));
+    let port_out = Effect::PortOut(event(Some(23), EventKind::PortOut, "4794000003"));
     assert!(store.finish_message(23, 65, None, &port_out).await.unwrap());
     let out = store.subscriber(&msisdn("4794000003")).await.unwrap().unwrap();
     assert_eq!((out.status, out.updated_at), (SubscriberStatus::PortedOut, 50));
@@ -186,7 +186,9 @@ async fn event_history(store: &OperatorStore) {
     assert_eq!(events.len(), 3);
     assert_eq!(events[0].detail, json!({"n": 1}));
     assert_eq!(events[0].counterpart.as_ref().map(|c| c.as_str()), Some("opb"));
-    assert_eq!(store.recent_port_events(2).await.unwrap()[0].kind, "port_out");
+    assert_eq!(store.recent_port_events(2).await.unwrap()[0].kind, EventKind::PortOut);
+
+    sms_batches(store).await;
 }
 
 /// The SMS center's group commit: inserts, states, receipts, and a forwarded message sent again.

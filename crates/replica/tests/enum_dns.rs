@@ -147,19 +147,26 @@ async fn garbage_and_malformed_queries_do_not_disturb_the_server() {
     drop((bad, silent));
 }
 
-/// `dig` (BIND's client) and `kdig` (Knot's), where installed, read the answer as real
-/// resolvers would, over UDP and TCP.
+/// `dig` (BIND's client) reads the answer as real resolvers would, over UDP and TCP.
 #[tokio::test]
-async fn dig_and_kdig_read_the_answer() {
+async fn dig_reads_the_answer() {
+    let Some(dig) = testkit::command("dig", "apt-get install dnsutils") else { return };
+    client_reads_the_answer(&dig).await;
+}
+
+/// `kdig` (Knot's client) reads the answer as real resolvers would, over UDP and TCP.
+#[tokio::test]
+async fn kdig_reads_the_answer() {
+    let Some(kdig) = testkit::command("kdig", "apt-get install knot-dnsutils") else { return };
+    client_reads_the_answer(&kdig).await;
+}
+
+/// `client` (dig or kdig, which take the same options) asks the ENUM server for a ported
+/// number's NAPTR record over UDP, then over TCP; what it prints must be that record.
+async fn client_reads_the_answer(client: &std::path::Path) {
     let s = EnumServer::start().await;
     let (ip, port) = (s.addr.ip().to_string(), s.addr.port().to_string());
-    let mut ran = 0;
-    for (client, transport) in [("dig", "+notcp"), ("dig", "+tcp"), ("kdig", "+notcp"), ("kdig", "+tcp")] {
-        if std::process::Command::new(client).arg("-v").output().is_err() {
-            eprintln!("{client} not installed: skipping it (apt-get install dnsutils knot-dnsutils)");
-            continue;
-        }
-        ran += 1;
+    for transport in ["+notcp", "+tcp"] {
         let out = tokio::process::Command::new(client)
             .args(["@".to_owned() + &ip, "-p".into(), port.clone(), transport.into(), "+short".into()])
             .args(["1.0.0.0.0.0.0.9.7.4.e164.arpa.", "NAPTR"])
@@ -170,9 +177,9 @@ async fn dig_and_kdig_read_the_answer() {
         assert_eq!(
             text.trim(),
             r#"100 10 "u" "E2U+pstn:tel" "!^.*$!tel:+4790000001;npdi;rn=D002;rn-context=+47!" ."#,
-            "{client} {transport}: {}",
+            "{} {transport}: {}",
+            client.display(),
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    eprintln!("{ran} client runs");
 }

@@ -1,11 +1,11 @@
 //! The SMPP server against Kannel, a widely deployed third-party SMS gateway, as the ESME: its
 //! bearerbox binds as a transceiver and submits what its smsbox's HTTP sendsms interface is
-//! given (GSM text, UCS-2, and a long text it splits into concatenated parts). Skipped when
-//! Kannel is not installed (`apt-get install kannel`).
+//! given (GSM text, UCS-2, and a long text it splits into concatenated parts). Needs Kannel
+//! (`apt-get install kannel`; see [`testkit`] for what its absence does).
 
 use std::fs::File;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -48,15 +48,6 @@ async fn start_server() -> Server {
     let handler = smsc::ChannelHandler::new(tx);
     tokio::spawn(smsc::serve(listener, config, directory, handler, smsc::Receivers::new(), stop.clone()));
     Server { addr, submitted, stop }
-}
-
-/// A Kannel binary on PATH or in the sbin directories the Debian package installs to.
-fn kannel_binary(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
 }
 
 /// `N` distinct loopback ports that were free a moment ago (bound together, then released).
@@ -284,10 +275,8 @@ async fn next_submit(s: &mut Server, kannel: &Kannel, what: &str) -> Submitted {
 
 #[tokio::test]
 async fn kannel_binds_as_transceiver_and_submits_gsm_ucs2_and_concatenated_text() {
-    let (Some(bearerbox), Some(smsbox)) = (kannel_binary("bearerbox"), kannel_binary("smsbox")) else {
-        eprintln!("Kannel (bearerbox, smsbox) not installed: skipping (apt-get install kannel)");
-        return;
-    };
+    let Some(bearerbox) = testkit::command("bearerbox", "apt-get install kannel") else { return };
+    let Some(smsbox) = testkit::command("smsbox", "apt-get install kannel") else { return };
     let mut s = start_server().await;
     let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
     let mut kannel = Kannel::start(s.addr, &bearerbox, &smsbox).await;

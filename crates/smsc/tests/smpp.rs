@@ -37,8 +37,11 @@ async fn start(config: SmppConfig) -> Server {
     Server { addr, submitted, receivers, stop }
 }
 
+/// Whether Python's smpplib is there to play the bank's gateway (see [`testkit`] for what its
+/// absence does).
+#[track_caller]
 fn python_has_smpplib() -> bool {
-    std::process::Command::new("python3").args(["-c", "import smpplib"]).output().is_ok_and(|o| o.status.success())
+    testkit::python_module("smpplib", "pip install smpplib")
 }
 
 const BANK_SCRIPT: &str = r#"
@@ -76,7 +79,6 @@ c.disconnect()
 #[tokio::test]
 async fn a_bank_binds_submits_and_unbinds_with_smpplib() {
     if !python_has_smpplib() {
-        eprintln!("python3 with smpplib not installed: skipping (pip install smpplib)");
         return;
     }
     let mut s = start(SmppConfig::default()).await;

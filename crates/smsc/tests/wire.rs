@@ -1,7 +1,8 @@
 //! The SMPP bytes on the wire, as Wireshark's dissector reads them: a session of binds,
 //! submits, enquire_link, a malformed PDU and its generic_nack, and unbind is captured on the
 //! loopback interface and decoded by `tshark`, which must find every PDU and no malformed
-//! packet. Skipped where tshark cannot capture (not installed, or no capture permission).
+//! packet. Needs tshark and its dumpcap, allowed to capture on lo (see [`testkit`] for what a
+//! missing one does).
 
 use std::time::Duration;
 
@@ -13,25 +14,33 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
 async fn tshark_decodes_the_session_without_malformed_packets() {
+    let Some(dumpcap) = testkit::command("dumpcap", "apt-get install tshark") else { return };
+    let Some(tshark) = testkit::command("tshark", "apt-get install tshark") else { return };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("smpp.pcapng");
-    let capture = tokio::process::Command::new("dumpcap")
+    let mut capture = tokio::process::Command::new(dumpcap)
         .args(["-q", "-i", "lo", "-f", &format!("tcp port {}", addr.port()), "-w"])
         .arg(&pcap)
         .stderr(std::process::Stdio::piped())
-        .spawn();
-    let Ok(mut capture) = capture else {
-        eprintln!("dumpcap not installed: skipping (apt-get install tshark)");
-        return;
-    };
-    // Capturing has begun once dumpcap has written its file header; give up if it exits
-    // (no capture permission).
+        .spawn()
+        .unwrap();
+    // Capturing has begun once dumpcap has written its file header; it exits at once when it
+    // may not capture.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         if let Ok(Some(status)) = capture.try_wait() {
-            eprintln!("dumpcap cannot capture on lo ({status}): skipping");
+            let mut stderr = String::new();
+            if let Some(mut e) = capture.stderr.take() {
+                let _ = tokio::io::AsyncReadExt::read_to_string(&mut e, &mut stderr).await;
+            }
+            // The line naming the failure starts with `dumpcap:`; advice on permissions follows.
+            let why = stderr.lines().find(|l| l.starts_with("dumpcap:")).unwrap_or("no message");
+            testkit::skip(
+                &format!("permission for dumpcap to capture on lo ({status}; {why})"),
+                "run as root, or as a member of group wireshark after `dpkg-reconfigure wireshark-common`",
+            );
             return;
         }
         if std::fs::metadata(&pcap).is_ok_and(|m| m.len() > 0) {
@@ -71,7 +80,7 @@ async fn tshark_decodes_the_session_without_malformed_packets() {
     stop.cancel();
 
     let decode = |filter: &str| {
-        let out = std::process::Command::new("tshark")
+        let out = std::process::Command::new(&tshark)
             .args(["-r"])
             .arg(&pcap)
             .args([

@@ -50,8 +50,9 @@ pub fn postgres_url() -> Option<String> {
     )
 }
 
-/// The path of `program`, found on `PATH` or in `/usr/sbin` and `/sbin` (where Debian installs
-/// servers such as Kannel's), or [`skip`] with `enable`.
+/// The path of `program`, found on `PATH` or in `/usr/local/sbin`, `/usr/sbin` and `/sbin` (where
+/// servers such as Kannel's are installed, outside a non-root user's `PATH`), or [`skip`] with
+/// `enable`.
 #[track_caller]
 pub fn command(program: &str, enable: &str) -> Option<PathBuf> {
     let found = find_program(program);
@@ -79,7 +80,7 @@ pub fn python_module(module: &str, enable: &str) -> bool {
 fn find_program(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
         .map(|dir| dir.join(program))
         .find(|p| is_executable(p))
 }

@@ -23,7 +23,7 @@ use numport_core::{Millis, Msisdn, OperatorName};
 use serde_json::json;
 use tracing::Instrument;
 
-use crate::store::{Effect, NewPortEvent, SubscriberStatus};
+use crate::store::{Effect, EventKind, NewPortEvent, SubscriberStatus};
 use crate::{Node, OperatorError};
 
 /// Longest pause between retries of a failing message.
@@ -193,10 +193,10 @@ impl Node {
             Effect::PortIn(e) if new => {
                 tracing::info!(order_id = e.order_id, msisdn = %e.msisdn, donor = ?e.counterpart, "ported in");
             }
-            Effect::Event(e) if new && e.kind == "order_closed" => {
+            Effect::Event(e) if new && e.kind == EventKind::OrderClosed => {
                 tracing::info!(order_id = e.order_id, msisdn = %e.msisdn, detail = %e.detail, "porting order closed without a port");
             }
-            Effect::Event(e) if new && e.kind == "number_returned" => {
+            Effect::Event(e) if new && e.kind == EventKind::NumberReturned => {
                 tracing::info!(msisdn = %e.msisdn, from = ?e.counterpart, "ported number returned to this range holder");
             }
             _ => {}
@@ -226,7 +226,7 @@ impl Node {
                 }
                 Ok(self.event(
                     message_id,
-                    "credit_answered",
+                    EventKind::CreditAnswered,
                     Some(*order_id),
                     msisdn,
                     Some(recipient),
@@ -247,7 +247,7 @@ impl Node {
                     "credit": credit,
                     "donor_defaulted": donor_defaulted,
                 });
-                let kind = if accept { "accepted" } else { "refused" };
+                let kind = if accept { EventKind::Accepted } else { EventKind::Refused };
                 Ok(self.event(message_id, kind, Some(*order_id), msisdn, Some(donor), detail))
             }
             // The rest need only the node's own database.
@@ -266,7 +266,7 @@ impl Node {
             Message::CompensationConfirmed { order_id, msisdn, recipient, compensation } => {
                 let e = NewPortEvent {
                     message_id,
-                    kind: "port_out".into(),
+                    kind: EventKind::PortOut,
                     order_id: Some(*order_id),
                     msisdn: msisdn.clone(),
                     counterpart: Some(recipient.clone()),
@@ -278,7 +278,7 @@ impl Node {
             Message::PortCompleted { order_id, msisdn, donor, routing_number, seq } => {
                 let e = NewPortEvent {
                     message_id,
-                    kind: "port_in".into(),
+                    kind: EventKind::PortIn,
                     order_id: Some(*order_id),
                     msisdn: msisdn.clone(),
                     counterpart: Some(donor.clone()),
@@ -289,14 +289,14 @@ impl Node {
             }
             Message::OrderClosed { order_id, msisdn, state, reason } => self.event(
                 message_id,
-                "order_closed",
+                EventKind::OrderClosed,
                 Some(*order_id),
                 msisdn,
                 None,
                 json!({ "state": state, "reason": reason }),
             ),
             Message::NumberReturned { msisdn, from, seq } => {
-                self.event(message_id, "number_returned", None, msisdn, Some(from), json!({ "seq": seq }))
+                self.event(message_id, EventKind::NumberReturned, None, msisdn, Some(from), json!({ "seq": seq }))
             }
             Message::DepositRequested { .. } | Message::CreditQuery { .. } | Message::CreditInformation { .. } => {
                 return None;
@@ -344,7 +344,7 @@ impl Node {
         tracing::info!(order_id, %msisdn, %recipient, "proof deposited");
         Ok(self.event(
             Some(message_id),
-            "deposit",
+            EventKind::Deposit,
             Some(order_id),
             msisdn,
             Some(recipient),
@@ -402,7 +402,7 @@ impl Node {
     fn event(
         &self,
         message_id: Option<i64>,
-        kind: &str,
+        kind: EventKind,
         order_id: Option<i64>,
         msisdn: &Msisdn,
         counterpart: Option<&OperatorName>,
@@ -412,7 +412,7 @@ impl Node {
             outcome: Outcome::Done,
             effect: Effect::Event(NewPortEvent {
                 message_id,
-                kind: kind.into(),
+                kind,
                 order_id,
                 msisdn: msisdn.clone(),
                 counterpart: counterpart.cloned(),

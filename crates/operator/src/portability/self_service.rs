@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::error::HttpError;
-use crate::store::{NewPortEvent, SubscriberStatus};
+use crate::store::{EventKind, NewPortEvent, SubscriberStatus};
 use crate::{Node, OperatorError};
 
 /// A terminal's authorisation of a port-out, given to its donor (F1 step 2, donor side).
@@ -59,7 +59,7 @@ pub(crate) async fn port_in(State(node): State<Node>, body: Bytes) -> Result<(St
         .store
         .record_event(&NewPortEvent {
             message_id: None,
-            kind: "port_in_requested".into(),
+            kind: EventKind::PortInRequested,
             order_id: Some(order.id),
             msisdn: req.msisdn.clone(),
             counterpart: order.donor.clone(),
@@ -106,7 +106,7 @@ pub(crate) async fn port_out_authorisation(
         .store
         .record_event(&NewPortEvent {
             message_id: None,
-            kind: "deposit".into(),
+            kind: EventKind::Deposit,
             order_id: accepted.order_id,
             msisdn: req.msisdn.clone(),
             counterpart: Some(req.recipient.clone()),

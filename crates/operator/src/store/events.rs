@@ -4,6 +4,10 @@
 //! changes a message makes to subscriber accounts are written in the transaction that records
 //! its event, so re-processing a message changes nothing twice.
 
+use std::fmt;
+use std::str::FromStr;
+
+use numport_core::porting::UnknownCode;
 use numport_core::{Millis, Msisdn, OperatorName};
 use numport_store::sql::{self, Connection, Row};
 
@@ -11,13 +15,81 @@ use super::subscribers::{Subscriber, SubscriberStatus};
 use super::{Backend, OperatorStore, parse_col};
 use crate::OperatorError;
 
+/// What happened, stored in `port_events.kind` as its [`EventKind::as_str`] code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// Recipient: the subscriber asked for a port-in through the node and the clearinghouse
+    /// opened the order.
+    PortInRequested,
+    /// Donor: the proof for a port-out was deposited, asked for by the clearinghouse or by the
+    /// subscriber through the node.
+    Deposit,
+    /// Donor: the subscriber's figures were sent in answer to a credit query.
+    CreditAnswered,
+    /// Recipient: the port was accepted on the donor's credit information.
+    Accepted,
+    /// Recipient: the port was refused on the donor's credit information.
+    Refused,
+    /// Donor: the port was settled and the number left; the subscriber is `ported_out`.
+    PortOut,
+    /// Recipient: the port completed; the number is an active subscriber.
+    PortIn,
+    /// The order ended without a port.
+    OrderClosed,
+    /// A ported number was terminated and returned to this node, its range holder.
+    NumberReturned,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 9] = [
+        EventKind::PortInRequested,
+        EventKind::Deposit,
+        EventKind::CreditAnswered,
+        EventKind::Accepted,
+        EventKind::Refused,
+        EventKind::PortOut,
+        EventKind::PortIn,
+        EventKind::OrderClosed,
+        EventKind::NumberReturned,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::PortInRequested => "port_in_requested",
+            EventKind::Deposit => "deposit",
+            EventKind::CreditAnswered => "credit_answered",
+            EventKind::Accepted => "accepted",
+            EventKind::Refused => "refused",
+            EventKind::PortOut => "port_out",
+            EventKind::PortIn => "port_in",
+            EventKind::OrderClosed => "order_closed",
+            EventKind::NumberReturned => "number_returned",
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EventKind {
+    type Err = UnknownCode;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EventKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownCode { kind: "event kind", value: s.to_owned() })
+    }
+}
+
 /// An event to record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewPortEvent {
     /// The clearinghouse message that caused it; `None` for the node's own initiatives.
     pub message_id: Option<i64>,
-    /// `port_in`, `port_out`, `deposit`, `credit_answered`, `decision`, `order_closed`, …
-    pub kind: String,
+    pub kind: EventKind,
     pub order_id: Option<i64>,
     pub msisdn: Msisdn,
     /// The other operator of the order, where known.
@@ -31,7 +103,7 @@ pub struct NewPortEvent {
 pub struct PortEvent {
     pub id: i64,
     pub message_id: Option<i64>,
-    pub kind: String,
+    pub kind: EventKind,
     pub order_id: Option<i64>,
     pub msisdn: Msisdn,
     pub counterpart: Option<OperatorName>,
@@ -58,13 +130,14 @@ const INSERT: &str = "INSERT INTO port_events \
      VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (message_id) DO NOTHING";
 
 fn event_row(r: &Row) -> Result<PortEvent, OperatorError> {
+    let kind: String = r.try_get("kind")?;
     let msisdn: String = r.try_get("msisdn")?;
     let counterpart: Option<String> = r.try_get("counterpart")?;
     let detail: String = r.try_get("detail")?;
     Ok(PortEvent {
         id: r.try_get("id")?,
         message_id: r.try_get("message_id")?,
-        kind: r.try_get("kind")?,
+        kind: parse_col("event kind", &kind)?,
         order_id: r.try_get("order_id")?,
         msisdn: parse_col("msisdn", &msisdn)?,
         counterpart: counterpart.map(|c| parse_col("operator", &c)).transpose()?,
@@ -283,5 +356,19 @@ impl OperatorStore {
         .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter().map(event_row).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_kinds_read_back_from_their_codes() {
+        for kind in EventKind::ALL {
+            assert_eq!(kind.as_str().parse::<EventKind>(), Ok(kind));
+        }
+        let err = "port".parse::<EventKind>().unwrap_err();
+        assert_eq!(err.to_string(), r#"unknown event kind "port""#);
     }
 }

@@ -33,7 +33,7 @@ use tokio::sync::{Mutex, OwnedMappedMutexGuard, OwnedMutexGuard};
 
 use crate::OperatorError;
 
-pub use events::{Effect, NewPortEvent, PortEvent};
+pub use events::{Effect, EventKind, NewPortEvent, PortEvent};
 pub use messages::{Arrival, ReceivedMessage};
 pub use subscribers::{Subscriber, SubscriberStatus};
 
