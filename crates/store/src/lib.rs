@@ -27,6 +27,7 @@ pub mod audit;
 pub mod db;
 pub mod idempotency;
 pub mod ledger;
+pub mod migrate;
 pub mod operators;
 pub mod orders;
 pub mod outbox;
@@ -34,6 +35,8 @@ pub mod pg;
 pub mod ranges;
 pub mod routing;
 pub mod sql;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod wal;
 
 pub use db::{Backend, DEFAULT_PG_SESSIONS, Db, DbConn, DbTx, SQLITE_PRAGMAS, prepare_sqlite_url, sqlite_file};
@@ -42,8 +45,6 @@ pub use sql::Connection;
 /// Storage failures. Constraint violations the caller can act on are their own variants.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database error: {0}")]
-    Sqlx(#[from] sqlx::Error),
     /// An error the PostgreSQL server raised.
     #[error("PostgreSQL: {0}")]
     Postgres(#[from] pg::DbError),
@@ -63,8 +64,14 @@ pub enum StoreError {
     /// `fetch_one` found no row.
     #[error("no row returned")]
     NoRow,
-    #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Migrate(#[from] migrate::MigrateError),
+    /// The database could not be opened as configured (a URL or a path it cannot use).
+    #[error("{0}")]
+    Config(String),
+    /// An I/O failure outside the engines (a directory, a thread, a socket).
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
     #[error("row already exists ({0})")]
     Duplicate(String),
     #[error("stored data is invalid: {0}")]
