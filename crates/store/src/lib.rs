@@ -1,4 +1,17 @@
-//! Clearinghouse storage: the schema (sqlx migrations) and every SQL statement.
+//! Clearinghouse storage: the schema and every SQL statement.
+//!
+//! Two database stacks, each where it is the cheaper one:
+//! - SQLite through rusqlite, each statement run on the thread that holds the connection
+//!   ([`sql`]);
+//! - PostgreSQL through a client of the crate's own on `postgres-protocol`, which pipelines
+//!   ([`pg`]).
+//!
+//! Migrations ([`migrate`]) and `LISTEN` ([`pg::PgListener`]) run on the same connections.
+//! sqlx is not used: its SQLite driver runs each statement on a worker thread of its own and
+//! hands the rows back over a channel, two thread switches per statement whose own work is a
+//! few microseconds; its PostgreSQL driver cannot pipeline, so each statement is a round trip;
+//! and kept only for migrations and `LISTEN` it would be a third stack, with errors and
+//! connection settings of its own, beside the two that run every statement.
 //!
 //! One code path for both backends: statements go through [`sql`] (rusqlite on SQLite,
 //! its wire protocol, pipelined, on PostgreSQL) with `$n` placeholders, which both engines
@@ -13,6 +26,8 @@
 //! - [`sql`]: running statements on either engine.
 //! - [`pg`]: PostgreSQL sessions: the pool, prepared statements, pipelining.
 //! - [`db`]: connecting, pragmas, migrations; transactions, group commit on SQLite, readers.
+//! - [`migrate`]: the migration runner and its history table.
+//! - `testing` (cargo feature `testing`): throw-away PostgreSQL databases for tests.
 //! - [`wal`]: SQLite WAL checkpoints off the commit path.
 //! - [`operators`]: operators and their API keys.
 //! - [`ranges`]: number ranges and the range holder of a number.

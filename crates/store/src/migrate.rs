@@ -34,7 +34,7 @@ const TABLE: &str = "numport_migrations";
 
 /// Held on PostgreSQL while migrating, so that two processes starting together apply each
 /// migration once (an arbitrary constant: `numport` in ASCII).
-const PG_LOCK: i64 = 0x6e75_6d70_6f72_74;
+const PG_LOCK: i64 = 0x006e_756d_706f_7274;
 
 /// One migration file: `NNNN_description.sql`, its version the number.
 #[derive(Debug, Clone, Copy)]

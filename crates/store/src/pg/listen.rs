@@ -44,15 +44,23 @@ impl PgListener {
     /// The next notification on one of the channels. Safe to drop while it waits (in a
     /// `select!`); see the type's doc for what an error means.
     pub async fn recv(&mut self) -> Result<Notification> {
-        let wire = match &mut self.wire {
-            Some(wire) => wire,
-            None => self.wire.insert(Self::reconnect(&self.config, &self.channels).await?),
-        };
+        self.ensure_listening().await?;
+        let Some(wire) = &mut self.wire else { unreachable!("listening") };
         let received = wire.notification().await;
         if received.is_err() {
             self.wire = None;
         }
         received
+    }
+
+    /// Connect again and listen to the channels, if the session was lost. A caller that
+    /// catches up after a loss does so after this, so that nothing notified after its catch-up
+    /// is missed.
+    pub async fn ensure_listening(&mut self) -> Result<()> {
+        if self.wire.is_none() {
+            self.wire = Some(Self::reconnect(&self.config, &self.channels).await?);
+        }
+        Ok(())
     }
 
     async fn reconnect(config: &PgConfig, channels: &[String]) -> Result<Wire> {
