@@ -1,4 +1,4 @@
-//! Schema migrations: SQL files embedded at compile time ([`migrations!`]), applied in order on
+//! Schema migrations: SQL files embedded at compile time ([`crate::migrations!`]), applied in order on
 //! the engine's own [`Connection`], each in a transaction of its own, and recorded in the
 //! table `numport_migrations` with its version, description, SHA-256 and time.
 //!
@@ -16,7 +16,7 @@
 //!   know): an error naming the version, so an old binary never runs against a newer schema.
 //!
 //! A database migrated by sqlx keeps its `_sqlx_migrations` table; on the first run here its
-//! applied versions are adopted (see [`adopt_sqlx_history`]).
+//! applied versions are adopted (see `adopt_sqlx_history`).
 //!
 //! Each file runs as one script: on PostgreSQL through the simple-query protocol, so a file
 //! may hold several statements and `CREATE FUNCTION … $$ … $$` bodies; on SQLite through
@@ -48,7 +48,7 @@ pub struct Migration {
 
 impl Migration {
     /// The migration in `file` (a name such as `0009_settle_in_batches.sql`) with its text.
-    /// In a `const` (as [`migrations!`] builds it) a badly formed name fails the build.
+    /// In a `const` (as [`crate::migrations!`] builds it) a badly formed name fails the build.
     pub const fn new(file: &'static str, sql: &'static str) -> Migration {
         let bytes = file.as_bytes();
         let mut i = 0;
@@ -119,7 +119,7 @@ pub struct Applied {
     pub version: i64,
     pub description: String,
     /// SHA-256 of the file as applied (hex). For a migration adopted from sqlx's history, of
-    /// the file as this build has it (see [`adopt_sqlx_history`]).
+    /// the file as this build has it (see `adopt_sqlx_history`).
     pub checksum: String,
     /// Unix milliseconds.
     pub applied_at: i64,
