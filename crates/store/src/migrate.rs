@@ -1,6 +1,6 @@
-//! Schema migrations: SQL files embedded at compile time ([`crate::migrations!`]), applied in order on
-//! the engine's own [`Connection`], each in a transaction of its own, and recorded in the
-//! table `numport_migrations` with its version, description, SHA-256 and time.
+//! Schema migrations: SQL files embedded at compile time ([`crate::migrations!`]), applied in
+//! order on the engine's own [`Connection`], each in a transaction of its own, and recorded in
+//! the table `numport_migrations` with its version, description, SHA-256 and time.
 //!
 //! Why not a migration crate: none fits both engines on connections of ours as asked here.
 //! `sqlx`'s migrator runs only on sqlx's own connections (a third database stack beside

@@ -1,9 +1,9 @@
 //! The node's own database, and every SQL statement the node runs.
 //!
 //! Like the clearinghouse's store, one code path serves both engines: [`numport_store::sql`]
-//! (rusqlite on SQLite, run on the calling thread; the engine's pipelined client on PostgreSQL),
-//! `$n` placeholders, only
-//! `BIGINT` and `TEXT` columns, and dialect differences confined to the two migration folders,
+//! (rusqlite on SQLite, run on the calling thread; the engine's pipelined client on
+//! PostgreSQL), `$n` placeholders, only `BIGINT` and `TEXT` columns, and dialect differences
+//! confined to the two migration folders (run by [`numport_store::migrate`]),
 //! except where finishing a message takes one round trip to PostgreSQL instead of several
 //! ([`OperatorStore::finish_message`]: one statement with data-modifying `WITH` clauses). Unlike it, an operator node keeps its SQL behind one handle,
 //! [`OperatorStore`], because the node has few tables and no transaction spans two modules.
