@@ -19,8 +19,6 @@ use crate::auth;
 pub enum AdminError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("database: {0}")]
-    Sqlx(#[from] sqlx::Error),
     #[error("no operator named {0:?}")]
     UnknownOperator(String),
     #[error("operator {0:?} or routing number {1:?} is already registered")]

@@ -39,12 +39,6 @@ impl From<StoreError> for Error {
     }
 }
 
-impl From<sqlx::Error> for Error {
-    fn from(e: sqlx::Error) -> Self {
-        Error::Store(StoreError::Sqlx(e))
-    }
-}
-
 impl From<PostError> for Error {
     fn from(e: PostError) -> Self {
         match e {

@@ -214,20 +214,20 @@ pub(crate) async fn follow_commits(ch: Clearinghouse, shutdown: tokio_util::sync
     loop {
         let next = tokio::select! {
             _ = shutdown.cancelled() => return,
-            n = listener.try_recv() => n,
+            n = listener.recv() => n,
         };
         match next {
-            Ok(Some(n)) => match n.payload().parse::<i64>() {
+            Ok(n) => match n.payload.parse::<i64>() {
                 Ok(seq) => ch.note_feed_seq(seq),
-                Err(_) => tracing::warn!(payload = n.payload(), "unexpected notification on {}", routing::FEED_CHANNEL),
+                Err(_) => tracing::warn!(payload = n.payload, "unexpected notification on {}", routing::FEED_CHANNEL),
             },
-            // The connection was lost; the listener reconnects at the next call. What was
-            // notified meanwhile is lost, so take the head instead.
-            Ok(None) | Err(_) => {
+            // The session was lost, and what was notified meanwhile with it: listen again
+            // (or let the next `recv` try), then take the head instead.
+            Err(e) => {
+                tracing::debug!(error = %e, "change log listener interrupted");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let _ = listener.ensure_listening().await;
                 note_head(&ch).await;
-                if next.is_err() {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
             }
         }
         ch.wake_feed();

@@ -231,27 +231,24 @@ async fn a_terminal_with_a_state_file_does_not_show_a_repeat_after_a_restart() {
 
     // The node delivers it again, as after a crash that lost the record of its delivery: the
     // message is queued again in opa's database.
-    sqlx::any::install_default_drivers();
-    let db = sqlx::AnyPool::connect(&opa.db_url).await.unwrap();
-    let first: i64 = sqlx::query_scalar("SELECT MIN(id) FROM sms_messages WHERE destination = $1")
-        .bind(alice.as_str())
-        .fetch_one(&db)
-        .await
+    let file = numport_store::sqlite_file(&opa.db_url).expect("the cluster's nodes keep SQLite files");
+    let db = rusqlite::Connection::open(file).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    let first: i64 = db
+        .query_row("SELECT MIN(id) FROM sms_messages WHERE destination = ?1", [alice.as_str()], |r| r.get(0))
         .unwrap();
     let requeue = || async {
-        let state = || sqlx::query_scalar::<_, String>("SELECT state FROM sms_messages WHERE id = $1").bind(first);
+        let state = || {
+            db.query_row("SELECT state FROM sms_messages WHERE id = ?1", [first], |r| r.get::<_, String>(0)).unwrap()
+        };
         // The delivery is recorded first (so that nothing overwrites the reset).
         let mut tries = 0;
-        while state().fetch_one(&db).await.unwrap() != "delivered" {
+        while state() != "delivered" {
             tries += 1;
             assert!(tries < 500, "message {first} is not delivered");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        sqlx::query("UPDATE sms_messages SET state = 'queued', done_at = NULL WHERE id = $1")
-            .bind(first)
-            .execute(&db)
-            .await
-            .unwrap();
+        db.execute("UPDATE sms_messages SET state = 'queued', done_at = NULL WHERE id = ?1", [first]).unwrap();
     };
     requeue().await;
     send("Second").await;
@@ -266,6 +263,6 @@ async fn a_terminal_with_a_state_file_does_not_show_a_repeat_after_a_restart() {
     requeue().await;
     let shown = json(&run_terminal(opa, &alice, &["--count", "1", "--json"]).await);
     assert_eq!(shown[0]["text"], "First");
-    db.close().await;
+    drop(db);
     cluster.stop().await;
 }

@@ -17,14 +17,10 @@ pub enum OperatorError {
     #[error("configuration: {0}")]
     Config(String),
     #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("database: {0}")]
     Store(#[from] numport_store::StoreError),
     /// The SMS center's SQLite writer (`store::sms_sqlite`).
     #[error("database (SMS writer): {0}")]
     SmsWriter(#[from] rusqlite::Error),
-    #[error("database migration: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
     #[error(transparent)]

@@ -3,7 +3,7 @@
 //! store-and-forward end to end over real sockets: delivery to a terminal on the air interface
 //! and the bank's delivery receipt (smpplib and the Rust client), validity expiry, retries with
 //! back-off, a terminal refusing (memory full), group commit under concurrent submits, and the
-//! same on PostgreSQL when `NUMPORT_TEST_POSTGRES_URL` is set.
+//! same on PostgreSQL when `NUMPORT_TEST_POSTGRES_URL` is set (under `CI=true` it must be).
 
 mod common;
 
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use numport_core::{Clock, ManualClock};
+use numport_store::testing::TempDatabase;
 use operator::store::sms::{SmsState, StoredSms};
 use operator::{Listeners, Node, OperatorConfig};
 use smsc::BindMode;
@@ -606,15 +607,11 @@ async fn receipt_flow(r: &Running) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sms_center_on_postgres() {
-    let Ok(url) = std::env::var("NUMPORT_TEST_POSTGRES_URL") else {
-        eprintln!("NUMPORT_TEST_POSTGRES_URL not set; skipping the PostgreSQL run");
-        return;
-    };
-    let db = TempPostgres::create(&url).await;
+    let Some(db) = TempDatabase::create().await else { return };
     let clock = ManualClock::new(T0);
     let node = opa_node_with(&[], Arc::new(clock.clone()), |c| {
         retry_fast(c);
-        c.database_url = db.url.clone();
+        c.database_url = db.url().to_owned();
     })
     .await;
     let r = Running::start(node).await;
@@ -626,5 +623,5 @@ async fn the_sms_center_on_postgres() {
     let (t, _) = memory_full_flow(&r, T0).await;
     drop(t);
     r.shutdown().await;
-    db.drop().await;
+    db.remove().await.unwrap();
 }

@@ -1,11 +1,12 @@
-//! The node's store on SQLite, and on PostgreSQL too when `NUMPORT_TEST_POSTGRES_URL` is set
-//! (each run creates a database of its own there and drops it afterwards).
+//! The node's store on SQLite, and on PostgreSQL when `NUMPORT_TEST_POSTGRES_URL` is set
+//! (each run creates a database of its own there and drops it afterwards; under `CI=true` the
+//! variable must be set).
 
 mod common;
 
-use common::TempPostgres;
 use numport_core::proof::{PinStretch, PortKey};
 use numport_core::{Money, Msisdn};
+use numport_store::testing::TempDatabase;
 use operator::store::{Effect, EventKind, NewPortEvent};
 use operator::{OperatorStore, Subscriber, SubscriberStatus};
 use serde_json::json;
@@ -289,15 +290,11 @@ async fn store_on_sqlite() {
 
 #[tokio::test]
 async fn store_on_postgres() {
-    let Ok(url) = std::env::var("NUMPORT_TEST_POSTGRES_URL") else {
-        eprintln!("NUMPORT_TEST_POSTGRES_URL not set; skipping the PostgreSQL run");
-        return;
-    };
-    let db = TempPostgres::create(&url).await;
-    let store = OperatorStore::connect(&db.url).await.unwrap();
+    let Some(db) = TempDatabase::create().await else { return };
+    let store = OperatorStore::connect(db.url()).await.unwrap();
     exercise(&store).await;
     store.close().await;
-    db.drop().await;
+    db.remove().await.unwrap();
 }
 
 /// The benchmark's bulk load, timed: `cargo test -p operator --release --test store -- --ignored`.
@@ -315,14 +312,13 @@ async fn bulk_import_100k() {
     let n = store.import_subscribers_csv(csv.as_bytes(), 0).await.unwrap();
     eprintln!("sqlite: imported {n} subscribers in {:?}", started.elapsed());
     assert_eq!(n, 100_000);
-    if let Ok(url) = std::env::var("NUMPORT_TEST_POSTGRES_URL") {
-        let db = TempPostgres::create(&url).await;
-        let pg = OperatorStore::connect(&db.url).await.unwrap();
+    if let Some(db) = TempDatabase::create().await {
+        let pg = OperatorStore::connect(db.url()).await.unwrap();
         let started = std::time::Instant::now();
         let n = pg.import_subscribers_csv(csv.as_bytes(), 0).await.unwrap();
         eprintln!("postgres: imported {n} subscribers in {:?}", started.elapsed());
         pg.close().await;
-        db.drop().await;
+        db.remove().await.unwrap();
     }
 }
 
@@ -349,4 +345,13 @@ async fn the_wal_stays_bounded_without_sms_traffic() {
     }
     store.close().await;
     assert!(longest < 256 << 20, "the WAL reached {} MiB", longest >> 20);
+}
+
+/// Every file of the node's migration folders is in its list, as it is on disk.
+#[test]
+fn the_migration_lists_match_their_folders() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let check = numport_store::migrate::check_folder;
+    check(&root.join("migrations/sqlite"), operator::store::SQLITE_MIGRATIONS).unwrap();
+    check(&root.join("migrations/postgres"), operator::store::POSTGRES_MIGRATIONS).unwrap();
 }

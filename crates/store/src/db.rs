@@ -3,16 +3,14 @@
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use sqlx::any::AnyConnectOptions;
-use sqlx::{AnyConnection, Connection as _, Executor as _};
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard, watch};
 
-use crate::pg::PgPool;
+use crate::migrate::Migration;
+use crate::pg::{PgListener, PgPool};
 use crate::sql::Connection;
 use crate::wal::WalCheckpointer;
 use crate::{Result, StoreError};
@@ -120,7 +118,7 @@ enum Handle {
 
 /// SQLite has one writer, so one connection behind a fair mutex serves it best: no
 /// `SQLITE_BUSY` from our own process, and no pool bookkeeping. Its connections are rusqlite's,
-/// run on the thread that holds them (see [`crate::sql`] for why not sqlx's).
+/// run on the thread that holds them (see [`crate::sql`] for why).
 struct Sqlite {
     /// `None` once closed.
     writer: Arc<Mutex<Option<Writer>>>,
@@ -393,14 +391,37 @@ impl Drop for DbTx {
     }
 }
 
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+/// The clearinghouse's schema, one list per engine (see [`crate::migrate`]).
+pub static SQLITE_MIGRATIONS: &[Migration] = crate::migrations!(
+    "migrations/sqlite",
+    [
+        "0001_clearinghouse.sql",
+        "0002_ledger_head.sql",
+        "0003_ranges_version.sql",
+        "0004_messages_order.sql",
+        "0005_delivery_lease.sql",
+        "0006_settle_in_batches.sql",
+    ]
+);
+pub static POSTGRES_MIGRATIONS: &[Migration] = crate::migrations!(
+    "migrations/postgres",
+    [
+        "0001_clearinghouse.sql",
+        "0002_ledger_head.sql",
+        "0003_ranges_version.sql",
+        "0004_post_journal.sql",
+        "0005_messages_order.sql",
+        "0006_settle_at_commit.sql",
+        "0007_expect_changed.sql",
+        "0008_delivery_lease.sql",
+        "0009_settle_in_batches.sql",
+    ]
+);
 
 impl Db {
     /// Connect to `url` (`sqlite://path`, `postgres://…`) and bring the schema up to date.
     /// SQLite runs with [`SQLITE_PRAGMAS`]: one writer, [`SQLITE_READERS`] readers, and WAL
-    /// checkpoints on a thread of their own. It must be a file: the migrations run on a
-    /// connection of sqlx's, which an in-memory database would not share with the others.
+    /// checkpoints on a thread of their own. It must be a file, which every connection opens.
     pub async fn connect(url: &str) -> Result<Db> {
         Db::connect_with(url, DEFAULT_PG_SESSIONS).await
     }
@@ -408,26 +429,21 @@ impl Db {
     /// [`Db::connect`], keeping up to `pg_sessions` sessions on PostgreSQL (SQLite has its
     /// one writer and its readers whatever this says).
     pub async fn connect_with(url: &str, pg_sessions: usize) -> Result<Db> {
-        sqlx::any::install_default_drivers();
         let backend = Backend::of(url);
-        let url = match backend {
-            Backend::Sqlite => prepare_sqlite_url(url).map_err(|e| sqlx::Error::Configuration(Box::new(e)))?,
-            Backend::Postgres => url.to_owned(),
-        };
-        let opts = AnyConnectOptions::from_str(&url)?;
         let handle = match backend {
             Backend::Sqlite => {
+                let url = prepare_sqlite_url(url)?;
                 let file = sqlite_file(&url).ok_or_else(|| {
-                    sqlx::Error::Configuration(
-                        format!("{url}: the clearinghouse's SQLite database must be a file").into(),
-                    )
+                    StoreError::Config(format!("{url}: the clearinghouse's SQLite database must be a file"))
                 })?;
-                let mut migrator = AnyConnection::connect_with(&opts).await?;
-                migrator.execute(SQLITE_PAGE_SIZE).await?;
-                migrator.execute(SQLITE_PRAGMAS).await?;
-                SQLITE_MIGRATIONS.run(&mut migrator).await?;
-                migrator.close().await?;
-                let checkpoints = WalCheckpointer::start(file, "db-checkpoint").map_err(sqlx::Error::Io)?;
+                // The page size first: it only takes effect before the file has its first table.
+                let migrator = rusqlite::Connection::open(file)?;
+                migrator.execute_batch(SQLITE_PAGE_SIZE)?;
+                migrator.execute_batch(SQLITE_PRAGMAS)?;
+                let mut migrator = Connection::sqlite(migrator);
+                crate::migrate::run(&mut migrator, SQLITE_MIGRATIONS).await?;
+                migrator.close().await;
+                let checkpoints = WalCheckpointer::start(file, "db-checkpoint")?;
                 let conn = Connection::sqlite(checkpoints.open_writer(file)?);
                 let checkpoints = Some(checkpoints);
                 let readers = (0..SQLITE_READERS)
@@ -440,29 +456,26 @@ impl Db {
                     readers,
                     next_reader: AtomicUsize::new(0),
                     checkpoints,
-                    driver: TxDriver::start().map_err(sqlx::Error::Io)?,
+                    driver: TxDriver::start()?,
                 });
                 db.spawn_lingerer();
                 Handle::Sqlite(db)
             }
             Backend::Postgres => {
-                // sqlx's migrator on a connection of its own; the statements then run on
-                // the pipelining sessions of [`crate::pg`].
-                let mut migrator = AnyConnection::connect_with(&opts).await?;
-                POSTGRES_MIGRATIONS.run(&mut migrator).await?;
-                migrator.close().await?;
-                Handle::Pool(PgPool::connect(&url, pg_sessions).await?, Arc::from(url.as_str()))
+                let pool = PgPool::connect(url, pg_sessions).await?;
+                crate::migrate::run(&mut Connection::postgres(pool.acquire().await?), POSTGRES_MIGRATIONS).await?;
+                Handle::Pool(pool, Arc::from(url))
             }
         };
         Ok(Db { handle, backend })
     }
 
-    /// On PostgreSQL, a connection of its own that receives what is notified on `channel` as
+    /// On PostgreSQL, a session of its own that receives what is notified on `channel` as
     /// transactions commit; `None` on SQLite, which has no notifications (and no writer but
     /// this process).
-    pub async fn listen(&self, channel: &str) -> Result<Option<sqlx::postgres::PgListener>> {
+    pub async fn listen(&self, channel: &str) -> Result<Option<PgListener>> {
         let Handle::Pool(_, url) = &self.handle else { return Ok(None) };
-        let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+        let mut listener = PgListener::connect(url).await?;
         listener.listen(channel).await?;
         Ok(Some(listener))
     }

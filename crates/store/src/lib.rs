@@ -1,4 +1,17 @@
-//! Clearinghouse storage: the schema (sqlx migrations) and every SQL statement.
+//! Clearinghouse storage: the schema and every SQL statement.
+//!
+//! Two database stacks, each where it is the cheaper one:
+//! - SQLite through rusqlite, each statement run on the thread that holds the connection
+//!   ([`sql`]);
+//! - PostgreSQL through a client of the crate's own on `postgres-protocol`, which pipelines
+//!   ([`pg`]).
+//!
+//! Migrations ([`migrate`]) and `LISTEN` ([`pg::PgListener`]) run on the same connections.
+//! sqlx is not used: its SQLite driver runs each statement on a worker thread of its own and
+//! hands the rows back over a channel, two thread switches per statement whose own work is a
+//! few microseconds; its PostgreSQL driver cannot pipeline, so each statement is a round trip;
+//! and kept only for migrations and `LISTEN` it would be a third stack, with errors and
+//! connection settings of its own, beside the two that run every statement.
 //!
 //! One code path for both backends: statements go through [`sql`] (rusqlite on SQLite,
 //! its wire protocol, pipelined, on PostgreSQL) with `$n` placeholders, which both engines
@@ -13,6 +26,8 @@
 //! - [`sql`]: running statements on either engine.
 //! - [`pg`]: PostgreSQL sessions: the pool, prepared statements, pipelining.
 //! - [`db`]: connecting, pragmas, migrations; transactions, group commit on SQLite, readers.
+//! - [`migrate`]: the migration runner and its history table.
+//! - `testing` (cargo feature `testing`): throw-away PostgreSQL databases for tests.
 //! - [`wal`]: SQLite WAL checkpoints off the commit path.
 //! - [`operators`]: operators and their API keys.
 //! - [`ranges`]: number ranges and the range holder of a number.
@@ -27,6 +42,7 @@ pub mod audit;
 pub mod db;
 pub mod idempotency;
 pub mod ledger;
+pub mod migrate;
 pub mod operators;
 pub mod orders;
 pub mod outbox;
@@ -34,6 +50,8 @@ pub mod pg;
 pub mod ranges;
 pub mod routing;
 pub mod sql;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod wal;
 
 pub use db::{Backend, DEFAULT_PG_SESSIONS, Db, DbConn, DbTx, SQLITE_PRAGMAS, prepare_sqlite_url, sqlite_file};
@@ -42,8 +60,6 @@ pub use sql::Connection;
 /// Storage failures. Constraint violations the caller can act on are their own variants.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database error: {0}")]
-    Sqlx(#[from] sqlx::Error),
     /// An error the PostgreSQL server raised.
     #[error("PostgreSQL: {0}")]
     Postgres(#[from] pg::DbError),
@@ -63,8 +79,14 @@ pub enum StoreError {
     /// `fetch_one` found no row.
     #[error("no row returned")]
     NoRow,
-    #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Migrate(#[from] migrate::MigrateError),
+    /// The database could not be opened as configured (a URL or a path it cannot use).
+    #[error("{0}")]
+    Config(String),
+    /// An I/O failure outside the engines (a directory, a thread, a socket).
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
     #[error("row already exists ({0})")]
     Duplicate(String),
     #[error("stored data is invalid: {0}")]

@@ -2,17 +2,13 @@
 //! (its wire protocol, pipelined: see [`crate::pg`]), so every module of the store has one body
 //! of SQL and code for both engines.
 //!
-//! Why not sqlx for SQLite too: its SQLite driver runs each statement on a worker thread of the
-//! connection's own and hands the rows back over a channel, so every statement costs two
-//! thread switches and a wake-up of the caller's runtime. At the porting benchmark's
-//! saturation that worker and the thread driving the transactions took 30% of the machine,
-//! most of it in the scheduler, while SQLite's own work was under a third of it
-//! (docs/BENCHMARKS.md, session 7). SQLite is a library: called on the thread that holds the
-//! connection, a statement costs only its own work, which for the store's indexed statements
-//! is a few microseconds. PostgreSQL is a server a round trip away: there the cost is the
-//! round trips, and [`Query::execute_pipelined`] saves them where the caller need not wait.
+//! SQLite is a library: called on the thread that holds the connection, a statement costs only
+//! its own work, which for the store's indexed statements is a few microseconds (see the crate's
+//! top comment for why not through sqlx's worker thread). PostgreSQL is a server a round trip
+//! away: there the cost is the round trips, and [`Query::execute_pipelined`] saves them where
+//! the caller need not wait.
 //!
-//! The API is the part of sqlx's the store uses (`query`, `query_scalar`, `query_as`, `bind`,
+//! The API has the shape of sqlx's query builders (`query`, `query_scalar`, `query_as`, `bind`,
 //! `execute`, `fetch_one`/`fetch_optional`/`fetch_all`, [`Row::try_get`]), with `$n`
 //! placeholders on both engines. Values are what the schema holds: 64-bit integers and text
 //! (a `NULL` bound keeps its type, which PostgreSQL needs to plan the statement).

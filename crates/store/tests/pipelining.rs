@@ -5,23 +5,23 @@
 //! is cleaned before anyone else uses it, and one that has run more distinct statements than
 //! it keeps prepared still runs them in order.
 //!
-//! Runs when `NUMPORT_TEST_POSTGRES_URL` is set (as `.ci/run` does), on a table of its own.
+//! Needs `NUMPORT_TEST_POSTGRES_URL` (as `.ci/run` sets it); each test runs on a database of
+//! its own on that server.
 
 use numport_store::pg::PgPool;
 use numport_store::sql::{self, Connection};
+use numport_store::testing::TempDatabase;
 
-async fn pool(name: &str) -> Option<(PgPool, String)> {
-    let Ok(url) = std::env::var("NUMPORT_TEST_POSTGRES_URL") else {
-        eprintln!("NUMPORT_TEST_POSTGRES_URL not set: skipping the PostgreSQL pipelining test");
-        return None;
-    };
-    let pool = PgPool::connect(&url, 2).await.expect("connect to PostgreSQL");
+/// A pool on a new database, with the table `name` in it; the database goes with the guard.
+async fn pool(name: &str) -> Option<(PgPool, String, TempDatabase)> {
+    let db = TempDatabase::create().await?;
+    let pool = PgPool::connect(db.url(), 2).await.expect("connect to PostgreSQL");
     let table = format!("{name}_{}", std::process::id());
     let mut c = Connection::postgres(pool.acquire().await.unwrap());
     c.execute_batch(&format!("DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id BIGINT PRIMARY KEY, note TEXT)"))
         .await
         .unwrap();
-    Some((pool, table))
+    Some((pool, table, db))
 }
 
 async fn ids(c: &mut Connection, table: &str) -> Vec<i64> {
@@ -30,7 +30,7 @@ async fn ids(c: &mut Connection, table: &str) -> Vec<i64> {
 
 #[tokio::test]
 async fn pipelined_writes_run_in_order_and_a_failed_one_fails_the_commit() {
-    let Some((pool, table)) = pool("pipelining").await else { return };
+    let Some((pool, table, _db)) = pool("pipelining").await else { return };
     let insert = format!("INSERT INTO {table} (id, note) VALUES ($1, $2)");
     let mut c = Connection::postgres(pool.acquire().await.unwrap());
 
@@ -72,7 +72,7 @@ async fn pipelined_writes_run_in_order_and_a_failed_one_fails_the_commit() {
 
 #[tokio::test]
 async fn a_deferred_answer_comes_with_the_next_statement_or_when_asked() {
-    let Some((pool, table)) = pool("deferred").await else { return };
+    let Some((pool, table, _db)) = pool("deferred").await else { return };
     let claim = format!("INSERT INTO {table} (id, note) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING RETURNING id");
     let claimed = |rows: Vec<sql::Row>| rows.iter().map(|r| r.try_get::<i64, _>("id").unwrap()).collect::<Vec<_>>();
     let mut c = Connection::postgres(pool.acquire().await.unwrap());
@@ -112,7 +112,7 @@ async fn a_deferred_answer_comes_with_the_next_statement_or_when_asked() {
 
 #[tokio::test]
 async fn a_session_prepares_past_its_cache_and_mixes_types() {
-    let Some((pool, table)) = pool("statements").await else { return };
+    let Some((pool, table, _db)) = pool("statements").await else { return };
     let mut c = Connection::postgres(pool.acquire().await.unwrap());
     // More distinct statements than a session keeps prepared (256): the rest run unnamed, each
     // prepared for its one use, and pipelined writes around them keep their order.

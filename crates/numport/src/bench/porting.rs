@@ -24,6 +24,7 @@ use hdrhistogram::Histogram;
 use numport_core::proof::{Nonce, PinStretch, PortKey};
 use numport_core::{Clock, Msisdn, OperatorName, SystemClock};
 use numport_store::audit::Milestones;
+use numport_store::testing::TempDatabase;
 use operator::PortOutAuthorisation;
 use tokio::sync::oneshot;
 
@@ -246,8 +247,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Steps::write_csv(&steps, path)?;
     }
     cluster.stop().await;
-    if let Some(name) = pg_db {
-        drop_pg_database(&args.postgres_url, &name).await;
+    if let Some(db) = pg_db {
+        let _ = db.remove().await;
     }
 
     let failed = failures.load(Ordering::Relaxed);
@@ -279,16 +280,21 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// Starts the cluster with `per_op` subscribers at each operator; for `--db postgres` the
 /// clearinghouse gets a fresh database, whose name is returned for dropping afterwards.
-async fn start_cluster(args: &Args, per_op: usize, stretch: PinStretch) -> anyhow::Result<(Cluster, Option<String>)> {
-    let mut pg_db = None;
-    let clearinghouse_db = match args.db {
+async fn start_cluster(
+    args: &Args,
+    per_op: usize,
+    stretch: PinStretch,
+) -> anyhow::Result<(Cluster, Option<TempDatabase>)> {
+    // A database of the run's own, dropped at its end (or, should the run fail, when this is).
+    let pg_db = match args.db {
         DbKind::Sqlite => None,
-        DbKind::Postgres => {
-            let (url, name) = create_pg_database(&args.postgres_url).await?;
-            pg_db = Some(name);
-            Some(url)
-        }
+        DbKind::Postgres => Some(
+            TempDatabase::create_on(&args.postgres_url, "np_bench")
+                .await
+                .with_context(|| format!("creating a database on {}", args.postgres_url))?,
+        ),
     };
+    let clearinghouse_db = pg_db.as_ref().map(|db| db.url().to_owned());
     eprintln!("setting up: {} subscribers at each of 3 operators ...", per_op);
     let cluster = Cluster::start(ClusterSpec {
         dir: args.dir.clone(),
@@ -439,23 +445,5 @@ impl Steps {
             out.insert((*name).into(), serde_json::json!({ "p50": at(0.50), "p99": at(0.99) }));
         }
         out.into()
-    }
-}
-
-async fn create_pg_database(admin_url: &str) -> anyhow::Result<(String, String)> {
-    sqlx::any::install_default_drivers();
-    let name = format!("np_bench_{}", hex::encode(rand::random::<[u8; 4]>()));
-    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(admin_url)
-        .await
-        .with_context(|| format!("connecting to {admin_url}"))?;
-    sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str()).await?;
-    let base = admin_url.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or_else(|| admin_url.to_owned());
-    Ok((format!("{base}/{name}"), name))
-}
-
-async fn drop_pg_database(admin_url: &str, name: &str) {
-    if let Ok(mut conn) = <sqlx::AnyConnection as sqlx::Connection>::connect(admin_url).await {
-        let _ =
-            sqlx::Executor::execute(&mut conn, format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
     }
 }

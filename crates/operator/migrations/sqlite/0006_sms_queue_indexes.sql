@@ -1,7 +1,7 @@
--- The schedule's and the queues' scans, each on an index that holds only the rows it wants.
--- Before, the scheduler (every 500 ms) and the interconnect rescan (every second) walked every
--- open message, including the forwarded ones waiting for a peer's receipt: with 100,000 of
--- those in flight at 10,000 submits/s, hundreds of thousands of row reads a second.
+-- The schedule's and the queues' scans, each on an index that holds only the rows it wants,
+-- so that the scheduler (every 500 ms) and the interconnect rescan (every second) read only the
+-- messages they act on, not every open one (the forwarded ones waiting for a peer's receipt
+-- among them).
 DROP INDEX sms_messages_open;
 DROP INDEX sms_messages_pending;
 -- A terminal's waiting messages (attach, session rescan).

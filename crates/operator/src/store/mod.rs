@@ -1,8 +1,9 @@
 //! The node's own database, and every SQL statement the node runs.
 //!
 //! Like the clearinghouse's store, one code path serves both engines: [`numport_store::sql`]
-//! (rusqlite on SQLite, run on the calling thread; sqlx on PostgreSQL), `$n` placeholders, only
-//! `BIGINT` and `TEXT` columns, and dialect differences confined to the two migration folders,
+//! (rusqlite on SQLite, run on the calling thread; the engine's pipelined client on
+//! PostgreSQL), `$n` placeholders, only `BIGINT` and `TEXT` columns, and dialect differences
+//! confined to the two migration folders (run by [`numport_store::migrate`]),
 //! except where finishing a message takes one round trip to PostgreSQL instead of several
 //! ([`OperatorStore::finish_message`]: one statement with data-modifying `WITH` clauses). Unlike it, an operator node keeps its SQL behind one handle,
 //! [`OperatorStore`], because the node has few tables and no transaction spans two modules.
@@ -24,11 +25,11 @@ use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
 use std::sync::Arc;
 
+use numport_store::StoreError;
+use numport_store::migrate::Migration;
 use numport_store::pg::PgPool;
 use numport_store::sql::Connection;
 use numport_store::wal::WalCheckpointer;
-use sqlx::any::AnyConnectOptions;
-use sqlx::{AnyConnection, ConnectOptions, Connection as _, Executor};
 use tokio::sync::{Mutex, OwnedMappedMutexGuard, OwnedMutexGuard};
 
 use crate::OperatorError;
@@ -39,8 +40,29 @@ pub use subscribers::{Subscriber, SubscriberStatus};
 
 pub use numport_store::Backend;
 
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+/// The node's schema, one list per engine (see [`numport_store::migrate`]).
+pub static SQLITE_MIGRATIONS: &[Migration] = numport_store::migrations!(
+    "migrations/sqlite",
+    [
+        "0001_operator.sql",
+        "0002_sms.sql",
+        "0003_sims.sql",
+        "0004_sms_delivery.sql",
+        "0005_sms_origin_ref.sql",
+        "0006_sms_queue_indexes.sql",
+    ]
+);
+pub static POSTGRES_MIGRATIONS: &[Migration] = numport_store::migrations!(
+    "migrations/postgres",
+    [
+        "0001_operator.sql",
+        "0002_sms.sql",
+        "0003_sims.sql",
+        "0004_sms_delivery.sql",
+        "0005_sms_origin_ref.sql",
+        "0006_sms_queue_indexes.sql",
+    ]
+);
 
 /// How the store reaches its database.
 #[derive(Clone)]
@@ -114,23 +136,18 @@ impl OperatorStore {
     /// `SQLITE_BUSY` from its own process. The directory of a SQLite file is created if missing.
     /// The database must be the node's own: its migration history is this crate's alone.
     pub async fn connect(url: &str) -> Result<OperatorStore, OperatorError> {
-        sqlx::any::install_default_drivers();
         let backend = Backend::of(url);
-        let url = match backend {
-            Backend::Sqlite => numport_store::prepare_sqlite_url(url)?,
-            Backend::Postgres => url.to_owned(),
-        };
-        let opts = AnyConnectOptions::from_str(&url)?;
         let (handle, sms_writer) = match backend {
             Backend::Sqlite => {
-                // The migrations are sqlx's; the node's statements then run on rusqlite.
+                let url = numport_store::prepare_sqlite_url(url)?;
                 let Some(path) = numport_store::sqlite_file(&url) else {
                     return Err(OperatorError::Config(format!("{url}: the node's SQLite database must be a file")));
                 };
-                let mut migrator: AnyConnection = opts.connect().await?;
-                migrator.execute(numport_store::SQLITE_PRAGMAS).await?;
-                SQLITE_MIGRATIONS.run(&mut migrator).await?;
-                migrator.close().await?;
+                let migrator = rusqlite::Connection::open(path).map_err(StoreError::Sqlite)?;
+                migrator.execute_batch(numport_store::SQLITE_PRAGMAS).map_err(StoreError::Sqlite)?;
+                let mut migrator = Connection::sqlite(migrator);
+                numport_store::migrate::run(&mut migrator, SQLITE_MIGRATIONS).await?;
+                migrator.close().await;
                 // Its statements run on the runtime's threads, so none may checkpoint the WAL
                 // (an fsync) inside a commit: a checkpointer thread does, and a long WAL is
                 // brought back to its start when the connection is given back (`Conn`'s drop).
@@ -140,10 +157,10 @@ impl OperatorStore {
                 (Handle::Single(Arc::new(Mutex::new(Some(conn))), checkpoints), Some(sms_writer))
             }
             Backend::Postgres => {
-                let mut migrator: AnyConnection = opts.connect().await?;
-                POSTGRES_MIGRATIONS.run(&mut migrator).await?;
-                migrator.close().await?;
-                (Handle::Pool(PgPool::connect(&url, 8).await?), None)
+                let pool = PgPool::connect(url, 8).await?;
+                numport_store::migrate::run(&mut Connection::postgres(pool.acquire().await?), POSTGRES_MIGRATIONS)
+                    .await?;
+                (Handle::Pool(pool), None)
             }
         };
         Ok(OperatorStore { handle, backend, sms_writer })
@@ -160,7 +177,7 @@ impl OperatorStore {
             Handle::Pool(pool) => Ok(Conn::Pooled(Connection::postgres(pool.acquire().await?))),
             Handle::Single(conn, wal) => OwnedMutexGuard::try_map(conn.clone().lock_owned().await, Option::as_mut)
                 .map(|c| Conn::Single(c, wal.clone()))
-                .map_err(|_| sqlx::Error::PoolClosed.into()),
+                .map_err(|_| StoreError::Closed.into()),
         }
     }
 

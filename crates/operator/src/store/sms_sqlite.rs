@@ -1,17 +1,17 @@
-//! The SMS center's group commit on SQLite, written without sqlx: one thread owns a
-//! `rusqlite` connection and runs each batch as one transaction of cached prepared statements.
+//! The SMS center's group commit on SQLite: one thread owns a `rusqlite` connection and runs
+//! each batch as one transaction of cached prepared statements.
 //!
-//! Why a second path beside the `Any` one in [`super::sms`]: at 10,000 submits/s the SMS
-//! center commits ~25,000 changes a second, and through sqlx each change cost ~36 µs
-//! (`operator_sms_commit_seconds` / `operator_sms_changes_total` in `numport bench sms`), so
-//! the committer was 90% busy and submit_sm_resp waited behind it. The cost was sqlx's: a
-//! thread hop per statement, SQL text rebuilt and re-prepared for every batch shape, every
-//! parameter bound by a name lookup, rows converted to `AnyRow`. Here a batch is one hop, and
-//! each row one `sqlite3_step` of a statement prepared once. The SQL and its effects are the
-//! same as the `Any` path's, which PostgreSQL keeps and the store tests run on both.
+//! Why a second path beside the one in [`super::sms`], which PostgreSQL takes: every
+//! `submit_sm_resp` waits for its message's commit, and the SMS center commits a few changes
+//! per message it accepts. Here a batch is one hop to a thread that does nothing else, and each
+//! row one `sqlite3_step` of a statement prepared once, with no SQL text built for the batch's
+//! shape. The cost per change is `operator_sms_commit_seconds` / `operator_sms_changes_total`
+//! in `numport bench sms`. The SQL and its effects are the same as the other path's, which
+//! the store tests run on both engines.
 //!
-//! The connection shares the node's database file with the sqlx connection (WAL: readers
-//! there never wait for this writer; the few other writes there wait on `busy_timeout`).
+//! The connection shares the node's database file with the node's other connection (WAL:
+//! readers there never wait for this writer; the few other writes there wait on
+//! `busy_timeout`).
 //!
 //! Checkpoints run off the commit path ([`numport_store::wal`]): this connection never
 //! checkpoints on its own, and between two batches it brings a long WAL back to its start.
@@ -20,6 +20,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
 
 use numport_core::Millis;
+use numport_store::StoreError;
 use numport_store::wal::WalCheckpointer;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
@@ -49,7 +50,7 @@ struct Threads {
 }
 
 impl SqliteSmsWriter {
-    /// Opens `path` (already migrated by the sqlx connection) and starts the writer thread,
+    /// Opens `path` (already migrated) and starts the writer thread,
     /// which shares the file's `checkpoints` with the node's other connection.
     pub fn start(path: &Path, checkpoints: Arc<WalCheckpointer>) -> Result<SqliteSmsWriter, OperatorError> {
         let mut writer = checkpoints.open_writer(path)?;
@@ -72,11 +73,11 @@ impl SqliteSmsWriter {
             None => false,
         };
         if !sent {
-            return Err(sqlx::Error::PoolClosed.into());
+            return Err(StoreError::Closed.into());
         }
         match outcome.await {
             Ok(r) => Ok(r?),
-            Err(_) => Err(sqlx::Error::PoolClosed.into()),
+            Err(_) => Err(StoreError::Closed.into()),
         }
     }
 

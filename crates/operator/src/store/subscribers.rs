@@ -103,10 +103,9 @@ const UPSERT_TAIL: &str = " ON CONFLICT (msisdn) DO UPDATE SET port_key = exclud
      contract_remaining = excluded.contract_remaining, deposit_held = excluded.deposit_held, \
      status = excluded.status, updated_at = excluded.updated_at";
 
-/// Rows per INSERT in bulk writes (8 parameters each). Measured on 100k rows with sqlx's
-/// SQLite driver, whose binding grew faster than linearly with the parameters of one statement
-/// (16 rows: 0.5 s; 1000 rows: 9 s); PostgreSQL gains little beyond ~100. SQLite now binds
-/// through `numport_store::sql` (linear), and 16 rows is still a fine size for it.
+/// Rows per INSERT in bulk writes (8 parameters each). On PostgreSQL each statement is a round
+/// trip, so a statement takes many rows; on SQLite a statement costs only its own work, and a
+/// small one is prepared once for every full chunk.
 fn batch_rows(backend: Backend) -> usize {
     match backend {
         Backend::Sqlite => 16,

@@ -1,7 +1,7 @@
 -- A journal entry posted in one call (`ledger::post` on PostgreSQL). Posting takes
 -- `ledger_head` and the accounts' rows, and holds them until COMMIT: every other settlement
--- waits for that. Statement by statement, the lock was held across six round trips to the
--- client; as one call it is held across one, plus the COMMIT (docs/BENCHMARKS.md, session 9).
+-- waits for that. As one call the locks are held across one round trip to the client, plus the
+-- COMMIT, where the statements one by one would hold them across one round trip each.
 -- Same effects as the statements `ledger::post` runs on SQLite: `p_lines` is a JSON array of
 -- [account, amount] pairs sorted by account; an overdraft undoes what the call wrote.
 CREATE FUNCTION numport_post_journal(p_key TEXT, p_kind TEXT, p_order_id BIGINT, p_now BIGINT, p_lines TEXT)

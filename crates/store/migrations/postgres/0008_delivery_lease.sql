@@ -1,8 +1,7 @@
 -- Which clearinghouse process delivers the outbox (`outbox::hold_delivery`). One process at a
--- time, so a message handed to a delivery attempt needs no lease of its own: until session 13
--- each pass leased its messages in a transaction that rewrote every row (about five statements
--- a port at the porting benchmark's rate). The holder renews the lease at half its length; if
--- it dies, another takes over once the lease runs out, and sends again what was in flight.
+-- time, so a message handed to a delivery attempt needs no lease of its own, and a delivery
+-- pass writes no row to claim its messages. The holder renews the lease at half its length;
+-- if it dies, another takes over once the lease runs out, and sends again what was in flight.
 CREATE TABLE delivery_lease (
     id     BIGINT PRIMARY KEY CHECK (id = 1),
     holder TEXT   NOT NULL,

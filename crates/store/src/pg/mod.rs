@@ -1,17 +1,19 @@
 //! PostgreSQL: a small pool of sessions, each with its prepared statements, that
 //! **pipelines** what the caller does not wait for.
 //!
-//! Why not sqlx (which ran these statements until session 10): each statement was a round trip,
-//! and at the porting benchmark's saturation the round trips were the cost. A port made ~55 of
+//! Why not sqlx: each statement is a round trip there, and at the porting benchmark's
+//! saturation the round trips were the cost. A port made ~55 of
 //! them; every one woke the server's backend and then the clearinghouse again, and half of
 //! PostgreSQL's CPU and most of the clearinghouse's went to the sends, the wake-ups and the
 //! scheduler between them (docs/BENCHMARKS.md). A statement whose answer nobody branches on
 //! goes out with the next one whose answer is wanted: `BEGIN` travels with a transaction's
 //! first statement, and the writes that follow a decision (the audit row, the outgoing
 //! messages, the idempotency answer) with the `COMMIT`, and the server answers them all with
-//! one `Sync` ([`wire`], which says why not `tokio-postgres`). sqlx's migrator and its `LISTEN`
-//! connection are still used; they are not on the hot path.
+//! one `Sync` ([`wire`], which says why not `tokio-postgres`).
+//!
+//! Besides the pool: [`PgListener`], a session of its own for `LISTEN`.
 
+mod listen;
 mod wire;
 
 use std::collections::HashMap;
@@ -24,7 +26,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::sql::{Kind, Value};
 use crate::{Result, StoreError};
-pub use wire::DbError;
+pub use listen::PgListener;
+pub use wire::{DbError, Notification};
 use wire::{Prepared, Reply, TxStatus, Wire};
 
 /// Prepared statements a session keeps: more than the store has distinct statements.
@@ -215,7 +218,7 @@ impl Drop for PgConn {
     }
 }
 
-/// The server's type for a value as bound: what sqlx declared for the same Rust values.
+/// The server's type for a value as bound.
 fn type_of(v: &Value) -> Type {
     match v {
         Value::Int(_) | Value::Null(Kind::Int) => Type::INT8,

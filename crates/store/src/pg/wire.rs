@@ -146,6 +146,28 @@ pub(super) struct Wire {
     /// in the protocol is unknown, and the connection must not be used again.
     broken: bool,
     next_name: u64,
+    /// Notifications that arrived while an answer was read, for [`Wire::notification`]. Only a
+    /// session that ran `LISTEN` gets any.
+    notifications: VecDeque<Notification>,
+}
+
+/// What `NOTIFY` (or `pg_notify`) sent on a channel this session listens to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    /// The server process of the session that notified.
+    pub process_id: i32,
+    pub channel: String,
+    pub payload: String,
+}
+
+impl Notification {
+    fn parse(body: &backend::NotificationResponseBody) -> Result<Notification> {
+        Ok(Notification {
+            process_id: body.process_id(),
+            channel: body.channel().map_err(protocol)?.to_owned(),
+            payload: body.message().map_err(protocol)?.to_owned(),
+        })
+    }
 }
 
 fn protocol(what: impl std::fmt::Display) -> StoreError {
@@ -173,6 +195,7 @@ impl Wire {
             status: TxStatus::Idle,
             broken: true,
             next_name: 0,
+            notifications: VecDeque::new(),
         };
         let params = [
             ("user", config.user.as_str()),
@@ -443,17 +466,18 @@ impl Wire {
         protocol(format!("unexpected message from the server while {doing}"))
     }
 
-    /// The next message that is not a notice or a parameter report.
+    /// The next message that is not a notice, a parameter report or a notification (those are
+    /// kept for [`Wire::notification`]).
     async fn read(&mut self) -> Result<backend::Message> {
         // Should this future be dropped half-way, the connection stays marked broken.
         let was = std::mem::replace(&mut self.broken, true);
         loop {
             match backend::Message::parse(&mut self.rbuf).map_err(protocol)? {
-                Some(
-                    backend::Message::NoticeResponse(_)
-                    | backend::Message::ParameterStatus(_)
-                    | backend::Message::NotificationResponse(_),
-                ) => continue,
+                Some(backend::Message::NoticeResponse(_) | backend::Message::ParameterStatus(_)) => continue,
+                Some(backend::Message::NotificationResponse(body)) => {
+                    self.notifications.push_back(Notification::parse(&body)?);
+                    continue;
+                }
                 Some(m) => {
                     self.broken = was;
                     return Ok(m);
@@ -463,6 +487,42 @@ impl Wire {
             let n = self.io.read_buf(&mut self.rbuf).await.map_err(protocol)?;
             if n == 0 {
                 return Err(protocol("the server closed the connection"));
+            }
+        }
+    }
+
+    /// The next notification, waiting for one if none has come. Call with nothing owed: between
+    /// statements the server sends nothing else but notices. Safe to drop while waiting (in a
+    /// `select!`): a message is taken from the buffer only whole.
+    pub(super) async fn notification(&mut self) -> Result<Notification> {
+        if self.broken {
+            return Err(protocol("the connection was interrupted mid-answer and is closed"));
+        }
+        loop {
+            if let Some(n) = self.notifications.pop_front() {
+                return Ok(n);
+            }
+            match backend::Message::parse(&mut self.rbuf).map_err(protocol)? {
+                Some(backend::Message::NotificationResponse(body)) => {
+                    self.notifications.push_back(Notification::parse(&body)?);
+                    continue;
+                }
+                Some(backend::Message::NoticeResponse(_) | backend::Message::ParameterStatus(_)) => continue,
+                Some(backend::Message::ErrorResponse(body)) => {
+                    // The server ends the session this way (`pg_terminate_backend`, shutdown).
+                    self.broken = true;
+                    return Err(StoreError::Postgres(DbError::parse(&body)));
+                }
+                Some(_) => return Err(self.unexpected("waiting for notifications")),
+                None => {}
+            }
+            let n = self.io.read_buf(&mut self.rbuf).await;
+            if !matches!(n, Ok(1..)) {
+                self.broken = true;
+                return Err(protocol(match n {
+                    Err(e) => e.to_string(),
+                    Ok(_) => "the server closed the connection".into(),
+                }));
             }
         }
     }
