@@ -48,16 +48,8 @@ const COMPENSATION: &str = "compensation";
 const ACTOR: &str = "settler";
 
 pub async fn run(ch: Clearinghouse, shutdown: CancellationToken) {
-    let duration = ch.metrics.registry.histogram(
-        "numport_settlement_batch_duration_seconds",
-        "Time a settlement batch takes, from its first read to its COMMIT.",
-        &[],
-    );
-    let batches = ch.metrics.registry.counter(
-        "numport_settlement_batches_total",
-        "Settlement batches committed; orders settled per batch is ports completed over this.",
-        &[],
-    );
+    let duration = &ch.metrics.settlement_batch_duration;
+    let batches = &ch.metrics.settlement_batches;
     loop {
         let started = std::time::Instant::now();
         match ch.settle_once().await {
