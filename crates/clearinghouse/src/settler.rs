@@ -5,9 +5,9 @@
 //! together in one transaction: the compensations posted as one batch (`ledger::post_batch`,
 //! which refuses any a recipient can no longer pay), the numbers routed and their changes
 //! logged under one block of sequence numbers, the orders completed, their audit entries and
-//! the messages to both parties written, one statement per table. Settling one order per
-//! acceptance took ~12 statements and a COMMIT each, every one queued behind the one before
-//! on `ledger_head`; a batch takes ~15 statements for all of its orders, in two round trips.
+//! the messages to both parties written, one statement per table, in two round trips. Settled
+//! one at a time, every order would take statements and a COMMIT of its own, each queued behind
+//! the one before on `ledger_head`.
 //!
 //! Nothing is lost between acceptance and settlement: the queue is the orders table. The
 //! settler runs when an acceptance commits, when it starts (orders a crash left waiting), and
