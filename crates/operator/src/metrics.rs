@@ -69,7 +69,7 @@ impl Metrics {
             ),
             callbacks_rejected: r.counter_family(
                 "operator_callbacks_rejected",
-                "Callbacks refused, by reason (missing_signature, bad_signature, stale, malformed)",
+                "Callbacks refused, by reason (no_secret, missing_signature, malformed_signature, bad_signature, stale, malformed)",
             ),
             unprocessed: r.gauge(
                 "operator_messages_unprocessed",
