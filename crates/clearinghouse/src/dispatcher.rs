@@ -78,11 +78,7 @@ pub async fn run(ch: Clearinghouse, holder: String, shutdown: CancellationToken)
     let permits = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let completion = tokio::spawn(record_outcomes(ch.clone(), done_rx, in_flight.clone()));
-    let latency = ch.metrics.registry.histogram(
-        "numport_callback_duration_seconds",
-        "Time from sending a callback to the operator's answer.",
-        &[],
-    );
+    let latency = ch.metrics.callback_duration.clone();
 
     loop {
         let now = ch.now();
@@ -272,8 +268,8 @@ async fn record_outcomes(ch: Clearinghouse, mut rx: mpsc::UnboundedReceiver<Outc
         }
         match result {
             Ok(()) => {
-                ch.metrics.callbacks_delivered.add(delivered.len() as u64);
-                ch.metrics.callbacks_failed.add(failed.len() as u64);
+                ch.metrics.callbacks_delivered.inc_by(delivered.len() as u64);
+                ch.metrics.callbacks_failed.inc_by(failed.len() as u64);
                 for (id, _, error) in &failed {
                     tracing::debug!(message = id, error, "callback failed; will retry");
                 }

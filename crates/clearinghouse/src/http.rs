@@ -70,19 +70,10 @@ pub fn router(ch: Clearinghouse) -> Router {
 async fn observe(State(ch): State<Clearinghouse>, req: Request, next: Next) -> Response {
     let route =
         req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
-    let method = req.method().as_str().to_owned();
+    let method = req.method().clone();
     let started = Instant::now();
     let resp = next.run(req).await;
-    let reg = &ch.metrics.registry;
-    let status = resp.status().as_u16().to_string();
-    reg.counter(
-        "numport_http_requests_total",
-        "HTTP requests by route and status.",
-        &[("method", &method), ("route", &route), ("status", &status)],
-    )
-    .inc();
-    reg.histogram("numport_http_request_duration_seconds", "HTTP request latency by route.", &[("route", &route)])
-        .observe(started.elapsed().as_secs_f64());
+    ch.metrics.http_request(method.as_str(), &route, resp.status().as_u16(), started.elapsed().as_secs_f64());
     resp
 }
 

@@ -24,6 +24,7 @@ pub mod dispatcher;
 pub mod error;
 pub mod feed;
 pub mod http;
+pub mod metrics;
 pub mod numbers;
 pub mod porting;
 pub mod settler;
@@ -36,11 +37,12 @@ use std::sync::Arc;
 use numport_core::porting::Reason;
 use numport_core::{Clock, Millis, OperatorName, RoutingNumber};
 use numport_store::{Connection, Db};
-use telemetry::{Counter, Registry};
+use telemetry::Registry;
 use tokio::sync::Notify;
 
 pub use config::ClearinghouseConfig;
 pub use error::Error;
+pub use metrics::Metrics;
 
 /// The clearinghouse: database, clock, configuration and the wake-up of the dispatcher.
 /// Cheap to clone; every HTTP handler and background task holds one.
@@ -153,17 +155,6 @@ impl Clearinghouse {
     }
 }
 
-/// The clearinghouse's own figures, exported at `/metrics`.
-pub struct Metrics {
-    pub registry: Registry,
-    pub orders_requested: Counter,
-    pub ports_completed: Counter,
-    pub compensation_minor_units: Counter,
-    pub violations: Counter,
-    pub callbacks_delivered: Counter,
-    pub callbacks_failed: Counter,
-}
-
 /// What a request adds to the porting counters, kept until its transaction commits: a request
 /// that rolls back (one that lost its idempotency claim, or a conflict run again) counts
 /// nothing, and one that commits counts once.
@@ -197,61 +188,6 @@ impl Counts {
     /// Whether the settler has work once these are committed.
     pub(crate) fn queued_settlements(&self) -> bool {
         self.settlements_queued > 0
-    }
-}
-
-impl Metrics {
-    /// Add what a committed transaction counted.
-    pub fn add(&self, counts: Counts) {
-        self.orders_requested.add(counts.orders_requested);
-        self.ports_completed.add(counts.ports_completed);
-        self.compensation_minor_units.add(counts.compensation_minor_units);
-        self.violations.add(counts.violations);
-        for reason in counts.closed {
-            self.closed(reason);
-        }
-    }
-
-    fn new(registry: Registry) -> Metrics {
-        Metrics {
-            orders_requested: registry.counter(
-                "numport_orders_requested_total",
-                "Terminal verification requests received.",
-                &[],
-            ),
-            ports_completed: registry.counter(
-                "numport_ports_completed_total",
-                "Porting orders settled and routed.",
-                &[],
-            ),
-            compensation_minor_units: registry.counter(
-                "numport_compensation_settled_minor_units_total",
-                "Compensation moved from recipients to donors, in minor units.",
-                &[],
-            ),
-            violations: registry.counter("numport_violations_total", "Deadlines missed by operators.", &[]),
-            callbacks_delivered: registry.counter(
-                "numport_callbacks_delivered_total",
-                "Messages delivered to callback URLs.",
-                &[],
-            ),
-            callbacks_failed: registry.counter(
-                "numport_callbacks_failed_total",
-                "Callback attempts that failed and will be retried.",
-                &[],
-            ),
-            registry,
-        }
-    }
-
-    pub fn closed(&self, reason: Reason) {
-        self.registry
-            .counter(
-                "numport_orders_closed_total",
-                "Orders ended without a port, by reason.",
-                &[("reason", reason.as_str())],
-            )
-            .inc();
     }
 }
 

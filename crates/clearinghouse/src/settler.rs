@@ -5,8 +5,9 @@
 //! together in one transaction: the compensations posted as one batch (`ledger::post_batch`,
 //! which refuses any a recipient can no longer pay), the numbers routed and their changes
 //! logged under one block of sequence numbers, the orders completed, their audit entries and
-//! the messages to both parties written, one statement per table, in two round trips for the
-//! whole batch.
+//! the messages to both parties written, one statement per table, in two round trips. Settled
+//! one at a time, every order would take statements and a COMMIT of its own, each queued behind
+//! the one before on `ledger_head`.
 //!
 //! Nothing is lost between acceptance and settlement: the queue is the orders table. The
 //! settler runs when an acceptance commits, when it starts (orders a crash left waiting), and
@@ -49,16 +50,8 @@ const COMPENSATION: &str = "compensation";
 const ACTOR: &str = "settler";
 
 pub async fn run(ch: Clearinghouse, shutdown: CancellationToken) {
-    let duration = ch.metrics.registry.histogram(
-        "numport_settlement_batch_duration_seconds",
-        "Time a settlement batch takes, from its first read to its COMMIT.",
-        &[],
-    );
-    let batches = ch.metrics.registry.counter(
-        "numport_settlement_batches_total",
-        "Settlement batches committed; orders settled per batch is ports completed over this.",
-        &[],
-    );
+    let duration = &ch.metrics.settlement_batch_duration;
+    let batches = &ch.metrics.settlement_batches;
     loop {
         let started = std::time::Instant::now();
         match ch.settle_once().await {

@@ -80,4 +80,33 @@ async fn imported_snapshot_is_served_stale_without_a_clearinghouse() {
     let metrics = http.get(format!("{}/metrics", proc.url())).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("npdb_stale 1"), "{metrics}");
     assert!(metrics.contains("npdb_ported_numbers 1000"), "{metrics}");
+
+    // The same scrape read back by the Python reference parser.
+    if testkit::python_module("prometheus_client", "pip install prometheus-client") {
+        let m = telemetry::reference::parse(&metrics).unwrap();
+        m.check_typed();
+        for (family, kind) in [
+            ("npdb_changes_applied", "counter"),
+            ("npdb_feed_gaps", "counter"),
+            ("npdb_bootstraps", "counter"),
+            ("npdb_feed_errors", "counter"),
+            ("npdb_http_lookups", "counter"),
+            ("npdb_enum_answers", "counter"),
+            ("npdb_enum_nxdomain", "counter"),
+            ("npdb_enum_errors", "counter"),
+            ("npdb_stale", "gauge"),
+            ("npdb_lag_changes", "gauge"),
+            ("npdb_checkpoint_seq", "gauge"),
+            ("npdb_ported_numbers", "gauge"),
+        ] {
+            assert_eq!(m.family(family).kind, kind, "{family}");
+        }
+        assert_eq!(m.value("npdb_http_lookups_total", &[]), Some(1.0));
+        assert_eq!(m.value("npdb_enum_answers_total", &[]), Some(1.0));
+        assert_eq!(m.value("npdb_enum_errors_total", &[]), Some(0.0));
+        assert!(m.value("npdb_feed_errors_total", &[]).unwrap() >= 1.0, "the clearinghouse did not answer");
+        assert_eq!(m.value("npdb_checkpoint_seq", &[]), Some(7.0));
+        assert_eq!(m.value("npdb_ported_numbers", &[]), Some(1000.0));
+        assert_eq!(m.value("npdb_stale", &[]), Some(1.0));
+    }
 }

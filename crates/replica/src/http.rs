@@ -75,7 +75,7 @@ async fn lookup_batch(State(replica): State<Replica>, body: Bytes) -> Response {
     if req.numbers.len() > MAX_BATCH {
         return error(StatusCode::BAD_REQUEST, "batch_too_large", format!("at most {MAX_BATCH} numbers per request"));
     }
-    replica.metrics().http_lookups.add(req.numbers.len() as u64);
+    replica.metrics().http_lookups.inc_by(req.numbers.len() as u64);
     if !replica.is_ready() {
         return not_ready();
     }

@@ -44,7 +44,9 @@ pub(crate) struct FeedStatus {
     pub last_error: Option<String>,
 }
 
-/// The replica's figures at `/metrics`.
+/// The replica's figures at `/metrics`. The ENUM counters are updated per query on the UDP fast
+/// path: each is a handle registered once, an `Arc` of one atomic, and an update is one relaxed
+/// atomic add.
 pub(crate) struct Metrics {
     pub changes_applied: Counter,
     pub gaps: Counter,
@@ -63,18 +65,18 @@ pub(crate) struct Metrics {
 impl Metrics {
     fn new(r: &Registry) -> Metrics {
         Metrics {
-            changes_applied: r.counter("npdb_changes_applied_total", "Routing changes applied from the feed.", &[]),
-            gaps: r.counter("npdb_feed_gaps_total", "Gaps detected in the change feed (each repaired).", &[]),
-            bootstraps: r.counter("npdb_bootstraps_total", "Snapshots loaded from the clearinghouse.", &[]),
-            feed_errors: r.counter("npdb_feed_errors_total", "Failed requests to the clearinghouse feed.", &[]),
-            http_lookups: r.counter("npdb_http_lookups_total", "Numbers looked up over HTTP.", &[]),
-            enum_answers: r.counter("npdb_enum_answers_total", "ENUM queries answered with a NAPTR record.", &[]),
-            enum_nxdomain: r.counter("npdb_enum_nxdomain_total", "ENUM queries for numbers in no range.", &[]),
-            enum_errors: r.counter("npdb_enum_errors_total", "DNS requests refused or malformed.", &[]),
-            stale: r.gauge("npdb_stale", "1 while the replica cannot confirm it is current.", &[]),
-            lag: r.gauge("npdb_lag_changes", "Changes the clearinghouse had that this replica had not applied.", &[]),
-            checkpoint: r.gauge("npdb_checkpoint_seq", "Sequence number of the last change applied.", &[]),
-            ported_numbers: r.gauge("npdb_ported_numbers", "Ported-number exceptions held.", &[]),
+            changes_applied: r.counter("npdb_changes_applied", "Routing changes applied from the feed"),
+            gaps: r.counter("npdb_feed_gaps", "Gaps detected in the change feed (each repaired)"),
+            bootstraps: r.counter("npdb_bootstraps", "Snapshots loaded from the clearinghouse"),
+            feed_errors: r.counter("npdb_feed_errors", "Failed requests to the clearinghouse feed"),
+            http_lookups: r.counter("npdb_http_lookups", "Numbers looked up over HTTP"),
+            enum_answers: r.counter("npdb_enum_answers", "ENUM queries answered with a NAPTR record"),
+            enum_nxdomain: r.counter("npdb_enum_nxdomain", "ENUM queries for numbers in no range"),
+            enum_errors: r.counter("npdb_enum_errors", "DNS requests refused or malformed"),
+            stale: r.gauge("npdb_stale", "1 while the replica cannot confirm it is current"),
+            lag: r.gauge("npdb_lag_changes", "Changes the clearinghouse had that this replica had not applied"),
+            checkpoint: r.gauge("npdb_checkpoint_seq", "Sequence number of the last change applied"),
+            ported_numbers: r.gauge("npdb_ported_numbers", "Ported-number exceptions held"),
         }
     }
 }
@@ -189,7 +191,7 @@ impl Replica {
             }
             index.len()
         };
-        self.inner.metrics.changes_applied.add(changes.len() as u64);
+        self.inner.metrics.changes_applied.inc_by(changes.len() as u64);
         self.inner.metrics.ported_numbers.set(ported as i64);
         self.set_seq(last.seq);
     }
@@ -231,7 +233,8 @@ impl Replica {
         self.refresh_stale();
     }
 
-    /// Updates the `npdb_stale` gauge (also called by `/metrics` readers through [`status`]).
+    /// Updates the `npdb_stale` gauge; every feed event and every [`status`] (each `/healthz`)
+    /// calls it.
     ///
     /// [`status`]: Replica::status
     pub(crate) fn refresh_stale(&self) -> bool {

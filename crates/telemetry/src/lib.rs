@@ -1,198 +1,128 @@
-//! Metrics in the Prometheus text format, and the `/metrics` + `/healthz` routes.
+//! Prometheus metrics on the `prometheus-client` crate, and the `/metrics` + `/healthz` routes
+//! every numport HTTP server mounts.
 //!
 //! Each server owns its [`Registry`] (no global recorder), so several servers in one test
-//! process keep their figures apart. Metric handles are `Arc`s of atomics: updating one on a
-//! hot path is a single atomic add.
+//! process keep their figures apart. A server registers all its metrics once, when it starts,
+//! and keeps the handles: a [`Counter`] or a [`Gauge`] is an `Arc` of one atomic, so updating
+//! it on a hot path is one atomic add; a [`Family`] finds the handle of a label set in a hash
+//! map under a read lock; a [`Histogram`] takes a short mutex per observation, so it belongs
+//! on paths that run per request or per batch, not per packet.
+//!
+//! Names follow the library's conventions, and the exposition keeps the names dashboards know:
+//! a counter is registered without `_total` and exported with it, a histogram of seconds is
+//! registered without `_seconds` and with [`Unit::Seconds`], and help texts are written without
+//! the final full stop, which the library adds. `/metrics` is the Prometheus text exposition
+//! format, version 0.0.4.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+pub mod reference;
+
+use std::fmt::Debug;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::registry::Metric;
 
+pub use prometheus_client::encoding::EncodeLabelSet;
+pub use prometheus_client::metrics::counter::Counter;
+pub use prometheus_client::metrics::family::Family;
+pub use prometheus_client::metrics::gauge::Gauge;
+pub use prometheus_client::metrics::histogram::Histogram;
+pub use prometheus_client::registry::Unit;
+
+/// Latency buckets from 0.5 ms to 10 s, in seconds.
+pub const LATENCY_BUCKETS: [f64; 13] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+/// A histogram of durations in seconds over [`LATENCY_BUCKETS`].
+pub fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+/// A family of [`latency_histogram`]s, one per label set.
+pub type LatencyFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// What a label set of a [`Family`] must be: usually a struct deriving these traits and
+/// `prometheus_client::encoding::EncodeLabelSet`, whose fields are the labels in their order.
+pub trait Labels: EncodeLabelSet + Clone + Eq + Hash + Debug + Send + Sync + 'static {}
+
+impl<T: EncodeLabelSet + Clone + Eq + Hash + Debug + Send + Sync + 'static> Labels for T {}
+
+/// The metrics of one server. Clones share the same registry.
 #[derive(Clone, Default)]
-pub struct Counter(Arc<AtomicU64>);
-
-impl Counter {
-    pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-    pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-#[derive(Clone, Default)]
-pub struct Gauge(Arc<AtomicI64>);
-
-impl Gauge {
-    pub fn set(&self, v: i64) {
-        self.0.store(v, Ordering::Relaxed);
-    }
-    pub fn get(&self) -> i64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// Cumulative histogram of durations in seconds with fixed upper bounds.
-#[derive(Clone)]
-pub struct Histogram(Arc<HistogramInner>);
-
-struct HistogramInner {
-    bounds: Vec<f64>,
-    buckets: Vec<AtomicU64>,
-    count: AtomicU64,
-    sum_micros: AtomicU64,
-}
-
-/// Latency buckets from 0.5 ms to 10 s.
-pub const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
-
-impl Histogram {
-    fn new(bounds: &[f64]) -> Histogram {
-        Histogram(Arc::new(HistogramInner {
-            bounds: bounds.to_vec(),
-            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
-            count: AtomicU64::new(0),
-            sum_micros: AtomicU64::new(0),
-        }))
-    }
-
-    pub fn observe(&self, seconds: f64) {
-        let h = &self.0;
-        if let Some(i) = h.bounds.iter().position(|b| seconds <= *b) {
-            h.buckets[i].fetch_add(1, Ordering::Relaxed);
-        }
-        h.count.fetch_add(1, Ordering::Relaxed);
-        h.sum_micros.fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
-    }
-}
-
-enum Family {
-    Counter(BTreeMap<String, Counter>),
-    Gauge(BTreeMap<String, Gauge>),
-    Histogram(BTreeMap<String, Histogram>),
-}
-
-impl Family {
-    fn kind(&self) -> &'static str {
-        match self {
-            Family::Counter(_) => "counter",
-            Family::Gauge(_) => "gauge",
-            Family::Histogram(_) => "histogram",
-        }
-    }
-}
-
-/// The metrics of one server.
-#[derive(Clone, Default)]
-pub struct Registry {
-    families: Arc<Mutex<BTreeMap<String, (String, Family)>>>,
-}
-
-fn label_key(labels: &[(&str, &str)]) -> String {
-    labels
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")))
-        .collect::<Vec<_>>()
-        .join(",")
-}
+pub struct Registry(Arc<Mutex<prometheus_client::registry::Registry>>);
 
 impl Registry {
     pub fn new() -> Registry {
         Registry::default()
     }
 
-    fn with_family<T>(&self, name: &str, help: &str, make: fn() -> Family, f: impl FnOnce(&mut Family) -> T) -> T {
-        let mut fams = self.families.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = fams.entry(name.to_owned()).or_insert_with(|| (help.to_owned(), make()));
-        f(&mut entry.1)
+    fn inner(&self) -> std::sync::MutexGuard<'_, prometheus_client::registry::Registry> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The counter `name{labels}`, created on first use. Registering a name twice with another
-    /// kind is a programming error; the second handle is then detached (counts go nowhere).
-    pub fn counter(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> Counter {
-        self.with_family(
-            name,
-            help,
-            || Family::Counter(BTreeMap::new()),
-            |f| match f {
-                Family::Counter(m) => m.entry(label_key(labels)).or_default().clone(),
-                _ => Counter::default(),
-            },
-        )
+    /// Registers `metric` as `name`. Each name is registered once per registry.
+    #[track_caller]
+    pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
+        debug_assert!(!help.ends_with('.'), "{name}: the library adds the help text's full stop");
+        self.inner().register(name, help, metric);
     }
 
-    pub fn gauge(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> Gauge {
-        self.with_family(
-            name,
-            help,
-            || Family::Gauge(BTreeMap::new()),
-            |f| match f {
-                Family::Gauge(m) => m.entry(label_key(labels)).or_default().clone(),
-                _ => Gauge::default(),
-            },
-        )
+    /// Registers `metric` as `name` followed by `unit`'s suffix.
+    #[track_caller]
+    pub fn register_with_unit(&self, name: &str, help: &str, unit: Unit, metric: impl Metric) {
+        debug_assert!(!help.ends_with('.'), "{name}: the library adds the help text's full stop");
+        self.inner().register_with_unit(name, help, unit, metric);
     }
 
-    pub fn histogram(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> Histogram {
-        self.with_family(
-            name,
-            help,
-            || Family::Histogram(BTreeMap::new()),
-            |f| match f {
-                Family::Histogram(m) => {
-                    m.entry(label_key(labels)).or_insert_with(|| Histogram::new(LATENCY_BUCKETS)).clone()
-                }
-                _ => Histogram::new(LATENCY_BUCKETS),
-            },
-        )
+    /// A new counter, exported as `name_total`.
+    #[track_caller]
+    pub fn counter(&self, name: &str, help: &str) -> Counter {
+        let counter = Counter::default();
+        self.register(name, help, counter.clone());
+        counter
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// A new gauge, exported as `name`.
+    #[track_caller]
+    pub fn gauge(&self, name: &str, help: &str) -> Gauge {
+        let gauge = Gauge::default();
+        self.register(name, help, gauge.clone());
+        gauge
+    }
+
+    /// A new [`latency_histogram`], exported as `name_seconds`.
+    #[track_caller]
+    pub fn latency(&self, name: &str, help: &str) -> Histogram {
+        let histogram = latency_histogram();
+        self.register_with_unit(name, help, Unit::Seconds, histogram.clone());
+        histogram
+    }
+
+    /// A new family of counters labelled by `L`, exported as `name_total`.
+    #[track_caller]
+    pub fn counter_family<L: Labels>(&self, name: &str, help: &str) -> Family<L, Counter> {
+        let family = Family::default();
+        self.register(name, help, family.clone());
+        family
+    }
+
+    /// A new family of [`latency_histogram`]s labelled by `L`, exported as `name_seconds`.
+    #[track_caller]
+    pub fn latency_family<L: Labels>(&self, name: &str, help: &str) -> LatencyFamily<L> {
+        let family: LatencyFamily<L> = Family::new_with_constructor(latency_histogram);
+        self.register_with_unit(name, help, Unit::Seconds, family.clone());
+        family
+    }
+
+    /// The Prometheus text exposition (version 0.0.4) of every metric.
     pub fn render(&self) -> String {
-        let fams = self.families.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
-        for (name, (help, fam)) in fams.iter() {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {}", fam.kind());
-            let braces = |labels: &str| if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
-            match fam {
-                Family::Counter(m) => {
-                    for (l, c) in m {
-                        let _ = writeln!(out, "{name}{} {}", braces(l), c.get());
-                    }
-                }
-                Family::Gauge(m) => {
-                    for (l, g) in m {
-                        let _ = writeln!(out, "{name}{} {}", braces(l), g.get());
-                    }
-                }
-                Family::Histogram(m) => {
-                    for (l, h) in m {
-                        let h = &h.0;
-                        let sep = if l.is_empty() { "" } else { "," };
-                        let mut cumulative = 0;
-                        for (b, n) in h.bounds.iter().zip(&h.buckets) {
-                            cumulative += n.load(Ordering::Relaxed);
-                            let _ = writeln!(out, "{name}_bucket{{{l}{sep}le=\"{b}\"}} {cumulative}");
-                        }
-                        let count = h.count.load(Ordering::Relaxed);
-                        let _ = writeln!(out, "{name}_bucket{{{l}{sep}le=\"+Inf\"}} {count}");
-                        let sum = h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-                        let _ = writeln!(out, "{name}_sum{} {sum}", braces(l));
-                        let _ = writeln!(out, "{name}_count{} {count}", braces(l));
-                    }
-                }
-            }
-        }
+        prometheus_text::encode(&mut out, &self.inner()).expect("writing to a String does not fail");
         out
     }
 }
@@ -208,7 +138,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(registry: Registry, health: Heal
             "/metrics",
             get(move || {
                 let r = registry.clone();
-                async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], r.render()) }
+                async move { ([(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)], r.render()) }
             }),
         )
         .route(
@@ -228,19 +158,66 @@ pub fn routes<S: Clone + Send + Sync + 'static>(registry: Registry, health: Heal
 mod tests {
     use super::*;
 
+    #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+    struct Kind {
+        kind: String,
+    }
+
     #[test]
     fn renders_prometheus_text() {
         let r = Registry::new();
-        r.counter("x_total", "Things.", &[("kind", "a\"b")]).add(3);
-        r.gauge("y", "Level.", &[]).set(-2);
-        let h = r.histogram("z_seconds", "Time.", &[]);
+        let things: Family<Kind, Counter> = r.counter_family("x", "Things");
+        things.get_or_create(&Kind { kind: "a\"b".into() }).inc_by(3);
+        r.gauge("y", "Level").set(-2);
+        let h = r.latency("z", "Time");
         h.observe(0.003);
         h.observe(20.0);
         let text = r.render();
-        assert!(text.contains("# TYPE x_total counter\nx_total{kind=\"a\\\"b\"} 3\n"), "{text}");
-        assert!(text.contains("y -2\n"));
-        assert!(text.contains("z_seconds_bucket{le=\"0.005\"} 1\n"));
-        assert!(text.contains("z_seconds_bucket{le=\"+Inf\"} 2\n"));
-        assert!(text.contains("z_seconds_count 2\n"));
+        assert!(
+            text.contains("# HELP x_total Things.\n# TYPE x_total counter\nx_total{kind=\"a\\\"b\"} 3\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE y gauge\ny -2\n"), "{text}");
+        assert!(text.contains("# TYPE z_seconds histogram\n"), "{text}");
+        assert!(text.contains("z_seconds_bucket{le=\"0.0025\"} 0\n"), "{text}");
+        assert!(text.contains("z_seconds_bucket{le=\"0.005\"} 1\n"), "{text}");
+        assert!(text.contains("z_seconds_bucket{le=\"10\"} 1\n"), "{text}");
+        assert!(text.contains("z_seconds_bucket{le=\"+Inf\"} 2\n"), "{text}");
+        assert!(text.contains("z_seconds_count 2\n"), "{text}");
+    }
+
+    #[test]
+    fn the_reference_parser_reads_what_is_rendered() {
+        if !testkit::python_module("prometheus_client", "pip install prometheus-client") {
+            return;
+        }
+        let r = Registry::new();
+        let things: Family<Kind, Counter> = r.counter_family("x", "Things, with a \\ and\na new line");
+        things.get_or_create(&Kind { kind: "a\"b\\c\nd".into() }).inc_by(3);
+        r.gauge("y", "Level").set(-2);
+        let h: LatencyFamily<Kind> = r.latency_family("z", "Time");
+        h.get_or_create(&Kind { kind: "k".into() }).observe(0.003);
+        h.get_or_create(&Kind { kind: "k".into() }).observe(20.0);
+        let m = reference::parse(&r.render()).unwrap();
+        m.check_typed();
+        assert_eq!(m.family("x").help, "Things, with a \\ and\na new line.");
+        assert_eq!(m.value("x_total", &[("kind", "a\"b\\c\nd")]), Some(3.0));
+        assert_eq!(m.value("y", &[]), Some(-2.0));
+        let z = m.family("z_seconds");
+        z.check_histogram();
+        assert_eq!(m.value("z_seconds_bucket", &[("kind", "k"), ("le", "0.005")]), Some(1.0));
+        assert_eq!(m.value("z_seconds_bucket", &[("kind", "k"), ("le", "+Inf")]), Some(2.0));
+        let sum = m.value("z_seconds_sum", &[("kind", "k")]).unwrap();
+        assert!((sum - 20.003).abs() < 1e-9, "{sum}");
+        assert!(reference::parse("x_total{kind=\"a} 1\n").is_err(), "the parser refuses broken text");
+    }
+
+    #[test]
+    fn registries_are_apart() {
+        let (a, b) = (Registry::new(), Registry::new());
+        a.counter("hits", "Hits").inc();
+        b.counter("hits", "Hits");
+        assert!(a.render().contains("hits_total 1\n"));
+        assert!(b.render().contains("hits_total 0\n"));
     }
 }

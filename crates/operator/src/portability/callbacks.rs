@@ -71,7 +71,7 @@ pub(crate) async fn receive(
     };
     let text = std::str::from_utf8(&body).map_err(|_| malformed("body is not UTF-8".into()))?;
     let received = envelopes(text).map_err(malformed)?;
-    node.inner.metrics.callbacks_received.add(received.len() as u64);
+    node.inner.metrics.callbacks_received.inc_by(received.len() as u64);
 
     let started = Instant::now();
     let now = node.now();
@@ -103,7 +103,7 @@ pub(crate) async fn receive(
             None => node.spawn_processing(envelope),
         }
     }
-    node.inner.metrics.callbacks_duplicate.add(duplicate.len() as u64);
+    node.inner.metrics.callbacks_duplicate.inc_by(duplicate.len() as u64);
     Ok(Json(match (fresh.as_slice(), duplicate.as_slice()) {
         ([id], []) => json!({ "received": true, "id": id }),
         ([], [_]) => json!({ "duplicate": true }),
