@@ -188,8 +188,6 @@ async fn event_history(store: &OperatorStore) {
     assert_eq!(events[0].detail, json!({"n": 1}));
     assert_eq!(events[0].counterpart.as_ref().map(|c| c.as_str()), Some("opb"));
     assert_eq!(store.recent_port_events(2).await.unwrap()[0].kind, EventKind::PortOut);
-
-    sms_batches(store).await;
 }
 
 /// The SMS center's group commit: inserts, states, receipts, and a forwarded message sent again.
