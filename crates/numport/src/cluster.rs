@@ -10,7 +10,7 @@ use clearinghouse::{ClearinghouseConfig, admin};
 use clearinghouse_api::ClearinghouseClient;
 use numport_core::proof::{PinStretch, PortKey};
 use numport_core::{Clock, Money, Msisdn, OperatorName, SystemClock};
-use numport_store::Db;
+use numport_db::Db;
 use operator::{OperatorConfig, OperatorStore, Subscriber};
 use replica::{EnumConfig, ReplicaConfig};
 
@@ -106,7 +106,7 @@ impl Cluster {
         std::fs::write(&ch_config_path, toml::to_string(&ch_cfg)?)?;
 
         // The portability center's set-up, on its database.
-        let ch_db = Db::connect(&ch_cfg.database_url).await?;
+        let ch_db = clearinghouse::store::open(&ch_cfg.database()).await?;
         let master = admin::load_or_create_master_key(&ch_cfg.master_key_path)?;
         let mut ranges = String::from("prefix,operator\n");
         let mut creds = Vec::new();
@@ -228,7 +228,7 @@ impl Cluster {
     async fn wait_for_callbacks(&self) -> anyhow::Result<()> {
         for _ in 0..500 {
             let mut conn = self.ch_db.read().await?;
-            let ops = numport_store::operators::list(&mut conn).await?;
+            let ops = clearinghouse::store::operators::list(&mut conn).await?;
             if ops.iter().all(|o| o.callback_url.is_some()) {
                 return Ok(());
             }

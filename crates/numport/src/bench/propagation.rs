@@ -120,7 +120,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             let mut seq = 0;
             while !stop.is_cancelled() {
                 let changes = match db.read().await {
-                    Ok(mut conn) => numport_store::routing::changes_after(&mut conn, seq, 10_000)
+                    Ok(mut conn) => clearinghouse::store::routing::changes_after(&mut conn, seq, 10_000)
                         .await
                         .map(|p| p.changes)
                         .unwrap_or_default(),

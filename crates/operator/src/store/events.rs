@@ -5,7 +5,7 @@
 //! its event, so re-processing a message changes nothing twice.
 
 use numport_core::{Millis, Msisdn, OperatorName};
-use numport_store::sql::{self, Connection, Row};
+use numport_db::sql::{self, Connection, Row};
 
 use super::subscribers::{Subscriber, SubscriberStatus};
 use super::{Backend, OperatorStore, parse_col};

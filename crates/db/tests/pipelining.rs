@@ -7,8 +7,8 @@
 //!
 //! Runs when `NUMPORT_TEST_POSTGRES_URL` is set (as `.ci/run` does), on a table of its own.
 
-use numport_store::pg::PgPool;
-use numport_store::sql::{self, Connection};
+use numport_db::pg::PgPool;
+use numport_db::sql::{self, Connection};
 
 async fn pool(name: &str) -> Option<(PgPool, String)> {
     let Ok(url) = std::env::var("NUMPORT_TEST_POSTGRES_URL") else {
