@@ -3,10 +3,10 @@
 //!
 //! Two database stacks, each for a measured reason:
 //! - **rusqlite** for SQLite: a statement is a call into the library on the thread that holds
-//!   the connection, costing only SQLite's own work. sqlx's SQLite driver ran each statement on
-//!   a worker thread of its own and handed the rows back over a channel, two thread switches per
-//!   statement: at the porting benchmark's saturation that took more CPU than SQLite itself
-//!   (`numport bench porting`; [`sql`] says more).
+//!   the connection, costing only SQLite's own work. sqlx's SQLite driver runs each statement on
+//!   a worker thread of its own and hands the rows back over a channel, two thread switches per
+//!   statement: at the porting benchmark's saturation (`numport bench porting`) that costs more
+//!   CPU than SQLite itself ([`sql`] says more).
 //! - **the project's own PostgreSQL client** ([`pg`], on `postgres-protocol`'s message codecs):
 //!   it pipelines, sending the statements whose answers nobody waits for with the next one whose
 //!   answer is wanted, under one `Sync`. With a round trip per statement, the round trips are

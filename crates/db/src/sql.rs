@@ -107,7 +107,9 @@ impl Connection {
         let _ = self.finish_abandoned().await;
         match std::mem::replace(&mut self.inner, Inner::Closed) {
             Inner::Sqlite(c) => {
-                let _ = blocking(|| c.close());
+                blocking(move || {
+                    let _ = c.close();
+                });
             }
             Inner::Postgres(mut c) => {
                 let _ = c.reset().await;
