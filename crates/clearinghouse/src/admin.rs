@@ -6,10 +6,11 @@
 use std::io::Read;
 use std::path::Path;
 
+use crate::store::ledger::{self, Posted};
+use crate::store::operators::{self, Operator};
+use crate::store::{audit, ranges, routing};
 use numport_core::{JournalEntry, Millis, Money, Msisdn, OperatorName, Prefix, RoutingNumber};
-use numport_store::ledger::{self, Posted};
-use numport_store::operators::{self, Operator};
-use numport_store::{Db, StoreError, audit, ranges, routing};
+use numport_db::{Db, StoreError};
 use rand::RngCore;
 use serde_json::json;
 

@@ -88,12 +88,12 @@ impl Clearinghouse {
             return Err(Error::Unauthorized);
         }
         let mut conn = self.db.read().await?;
-        let key = numport_store::operators::api_key(&mut conn, key_id).await?.ok_or(Error::Unauthorized)?;
+        let key = crate::store::operators::api_key(&mut conn, key_id).await?.ok_or(Error::Unauthorized)?;
         let hash_ok: bool = hash_secret(secret).as_bytes().ct_eq(key.secret_hash.as_bytes()).into();
         if !hash_ok || key.revoked_at.is_some_and(|at| at <= now) {
             return Err(Error::Unauthorized);
         }
-        let op = numport_store::operators::by_id(&mut conn, key.operator_id).await?;
+        let op = crate::store::operators::by_id(&mut conn, key.operator_id).await?;
         let caller = Caller { operator_id: op.id, name: op.name };
         let mut expires = now + CACHE_TTL_MS;
         if let Some(at) = key.revoked_at {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use numport_core::Millis;
 use numport_core::porting::Deadlines;
+use numport_db::DbConfig;
 use serde::{Deserialize, Serialize};
 
 const DAY_MS: Millis = 24 * 60 * 60 * 1000;
@@ -15,10 +16,10 @@ const DAY_MS: Millis = 24 * 60 * 60 * 1000;
 pub struct ClearinghouseConfig {
     /// HTTP API, feed, `/metrics` and `/healthz`.
     pub listen: SocketAddr,
-    /// `sqlite://data/clearinghouse.db` (embedded default) or `postgres://…`.
+    /// `sqlite://data/clearinghouse.db` (embedded default) or `postgres://…`: the engine's
+    /// [`DbConfig::url`], as in every role's configuration.
     pub database_url: String,
-    /// PostgreSQL sessions kept open (not used on SQLite). About four per core of the
-    /// database host: more only queue on its locks and its scheduler (docs/BENCHMARKS.md).
+    /// PostgreSQL sessions kept open (not used on SQLite): the engine's [`DbConfig::sessions`].
     pub database_sessions: usize,
     /// File holding the master key that callback secrets are derived from (created by `init`).
     pub master_key_path: PathBuf,
@@ -41,7 +42,7 @@ impl Default for ClearinghouseConfig {
         ClearinghouseConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8400)),
             database_url: "sqlite://data/clearinghouse.db".into(),
-            database_sessions: numport_store::DEFAULT_PG_SESSIONS,
+            database_sessions: numport_db::DEFAULT_SESSIONS,
             master_key_path: PathBuf::from("data/clearinghouse.key"),
             deadlines: Deadlines::default(),
             verification: VerificationPolicy::default(),
@@ -51,6 +52,13 @@ impl Default for ClearinghouseConfig {
             dispatcher: DispatcherConfig::default(),
             max_body_bytes: 64 * 1024,
         }
+    }
+}
+
+impl ClearinghouseConfig {
+    /// The database to open, from `database_url` and `database_sessions`.
+    pub fn database(&self) -> DbConfig {
+        DbConfig { url: self.database_url.clone(), sessions: self.database_sessions }
     }
 }
 

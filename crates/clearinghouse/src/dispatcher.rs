@@ -15,9 +15,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::store::outbox::{self, Due};
 use numport_core::Millis;
 use numport_core::signing::{MESSAGE_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
-use numport_store::outbox::{self, Due};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -143,7 +143,7 @@ pub async fn run(ch: Clearinghouse, holder: String, shutdown: CancellationToken)
     }
 }
 
-async fn hold_delivery(ch: &Clearinghouse, holder: &str, now: Millis) -> Result<bool, numport_store::StoreError> {
+async fn hold_delivery(ch: &Clearinghouse, holder: &str, now: Millis) -> Result<bool, numport_db::StoreError> {
     let mut conn = ch.db.acquire().await?;
     outbox::hold_delivery(&mut conn, holder, now, now + ch.config.dispatcher.lease_ms).await
 }
@@ -152,7 +152,7 @@ async fn hold_delivery(ch: &Clearinghouse, holder: &str, now: Millis) -> Result<
 /// sent once durable): the ids in flight are taken before the read, and an id leaves them
 /// only once its outcome is committed, so a read never finds a message this process has just
 /// sent and not yet recorded.
-async fn fetch(ch: &Clearinghouse, limit: i64, in_flight: &InFlight) -> Result<Vec<Due>, numport_store::StoreError> {
+async fn fetch(ch: &Clearinghouse, limit: i64, in_flight: &InFlight) -> Result<Vec<Due>, numport_db::StoreError> {
     let skip: Vec<i64> = in_flight.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
     let due = outbox::due(&mut *ch.db.read().await?, ch.now(), limit, &skip).await?;
     in_flight.lock().unwrap_or_else(|p| p.into_inner()).extend(due.iter().map(|d| d.message.id));
@@ -247,7 +247,7 @@ async fn record_outcomes(ch: Clearinghouse, mut rx: mpsc::UnboundedReceiver<Outc
                 }
             }
         }
-        let result: Result<(), numport_store::StoreError> = async {
+        let result: Result<(), numport_db::StoreError> = async {
             // Lost in a crash, a delivery is made again, and the receiver drops it by id.
             let mut tx = ch.db.begin_redoable().await?;
             outbox::mark_delivered(&mut tx, &delivered, now).await?;
@@ -283,7 +283,7 @@ async fn record_outcomes(ch: Clearinghouse, mut rx: mpsc::UnboundedReceiver<Outc
 #[cfg(test)]
 mod tests {
     use super::*;
-    use numport_store::outbox::Message;
+    use crate::store::outbox::Message;
 
     fn due(id: i64, operator_id: i64, body_len: usize) -> Due {
         Due {

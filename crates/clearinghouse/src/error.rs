@@ -1,12 +1,12 @@
 //! API errors: one enum, mapped to an HTTP status and a stable code in one place. Storage
 //! errors become an opaque 500; their text goes to the log, never to the caller.
 
+use crate::store::ledger::PostError;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use clearinghouse_api::model::ApiError;
-use numport_store::StoreError;
-use numport_store::ledger::PostError;
+use numport_db::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

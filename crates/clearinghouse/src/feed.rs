@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::store::routing::FeedPage;
+use crate::store::{operators, ranges, routing};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
@@ -17,8 +19,6 @@ use axum::routing::get;
 use clearinghouse_api::model::{ChangePage, RoutingChange};
 use npdb::snapshot::{self, SnapshotHeader, SnapshotOperator};
 use numport_core::{OperatorName, Prefix};
-use numport_store::routing::FeedPage;
-use numport_store::{operators, ranges, routing};
 use serde::Deserialize;
 
 use crate::Clearinghouse;
@@ -135,10 +135,10 @@ async fn routing_snapshot(State(ch): State<Clearinghouse>, _caller: Caller) -> R
     for (prefix, holder) in range_rows {
         let prefix: Prefix = prefix
             .parse()
-            .map_err(|e| Error::Store(numport_store::StoreError::Corrupt(format!("stored prefix {prefix:?}: {e}"))))?;
-        let holder: OperatorName = holder.parse().map_err(|e| {
-            Error::Store(numport_store::StoreError::Corrupt(format!("stored operator {holder:?}: {e}")))
-        })?;
+            .map_err(|e| Error::Store(numport_db::StoreError::Corrupt(format!("stored prefix {prefix:?}: {e}"))))?;
+        let holder: OperatorName = holder
+            .parse()
+            .map_err(|e| Error::Store(numport_db::StoreError::Corrupt(format!("stored operator {holder:?}: {e}"))))?;
         range_list.push((prefix, holder));
     }
     let mut header = SnapshotHeader::new(
@@ -175,7 +175,7 @@ async fn routing_snapshot(State(ch): State<Clearinghouse>, _caller: Caller) -> R
             for (msisdn, op) in &rows {
                 let Some(name) = names.get(op) else {
                     return Some((
-                        Err(Error::Store(numport_store::StoreError::Corrupt(format!(
+                        Err(Error::Store(numport_db::StoreError::Corrupt(format!(
                             "operator {op} registered during a snapshot"
                         )))),
                         cur,

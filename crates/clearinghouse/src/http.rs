@@ -7,6 +7,7 @@
 
 use std::time::Instant;
 
+use crate::store::{idempotency, operators, orders, outbox};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -18,7 +19,7 @@ use axum::routing::{get, post, put};
 use clearinghouse_api::client::IDEMPOTENCY_KEY_HEADER;
 use clearinghouse_api::model::*;
 use numport_core::Msisdn;
-use numport_store::{Connection, idempotency, operators, orders, outbox};
+use numport_db::Connection;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -114,7 +115,7 @@ enum Op {
 }
 
 fn to_value(v: impl serde::Serialize) -> Result<Value> {
-    serde_json::to_value(v).map_err(|e| Error::Store(numport_store::StoreError::Corrupt(e.to_string())))
+    serde_json::to_value(v).map_err(|e| Error::Store(numport_db::StoreError::Corrupt(e.to_string())))
 }
 
 impl Clearinghouse {
@@ -400,7 +401,7 @@ async fn order_audit(
 ) -> Result<axum::Json<AuditTrail>> {
     let mut conn = ch.db.read().await?;
     let order = order_for(&mut conn, &caller, order_id(&id)?).await?;
-    let entries = numport_store::audit::for_order(&mut conn, order.id)
+    let entries = crate::store::audit::for_order(&mut conn, order.id)
         .await?
         .into_iter()
         .map(|e| AuditEntry {
@@ -484,7 +485,7 @@ async fn set_callback(
     let mut tx = ch.db.begin().await?;
     operators::set_callback_url(&mut tx, caller.operator_id, req.url.as_deref()).await?;
     outbox::make_due(&mut tx, caller.operator_id, now).await?;
-    numport_store::audit::append(
+    crate::store::audit::append(
         &mut tx,
         now,
         &caller.actor(),

@@ -16,6 +16,7 @@
 //! - [`supervisor`]: the deadline sweeper.
 //! - [`http`]: the `/v1` API, OpenAPI document, idempotency, errors.
 //! - [`auth`]: operator API keys.
+//! - [`store`]: the clearinghouse's tables and every SQL statement, on the `numport_db` engine.
 
 pub mod admin;
 pub mod auth;
@@ -28,6 +29,7 @@ pub mod metrics;
 pub mod numbers;
 pub mod porting;
 pub mod settler;
+pub mod store;
 pub mod supervisor;
 
 use axum::serve::ListenerExt;
@@ -36,7 +38,7 @@ use std::sync::Arc;
 
 use numport_core::porting::Reason;
 use numport_core::{Clock, Millis, OperatorName, RoutingNumber};
-use numport_store::{Connection, Db};
+use numport_db::{Connection, Db};
 use telemetry::Registry;
 use tokio::sync::Notify;
 
@@ -113,8 +115,8 @@ impl Clearinghouse {
         if let Some(op) = self.operators.read().unwrap_or_else(|p| p.into_inner()).get(&id) {
             return Ok(op.clone());
         }
-        let op = numport_store::operators::by_id(conn, id).await?;
-        let (account_id, _) = numport_store::ledger::operator_account(conn, id).await?;
+        let op = crate::store::operators::by_id(conn, id).await?;
+        let (account_id, _) = crate::store::ledger::operator_account(conn, id).await?;
         let info = Arc::new(OperatorInfo { id, name: op.name, routing_number: op.routing_number, account_id });
         self.operators.write().unwrap_or_else(|p| p.into_inner()).insert(id, info.clone());
         Ok(info)

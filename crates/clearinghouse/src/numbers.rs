@@ -1,11 +1,12 @@
 //! Numbers (status, return on termination) and the operator's own views: settlement account,
 //! violations, inbox.
 
+use crate::store::{audit, ledger, orders, outbox, ranges, routing};
 use clearinghouse_api::model::{Account, NumberReturned, NumberStatus, StatementLine, Violation};
 use clearinghouse_api::{Envelope, Message};
 use numport_core::Msisdn;
 use numport_core::porting::ChangeKind;
-use numport_store::{Connection, audit, ledger, orders, outbox, ranges, routing};
+use numport_db::Connection;
 use serde_json::json;
 
 use crate::Clearinghouse;
@@ -127,6 +128,6 @@ impl Clearinghouse {
 /// The wire form of an outbox row.
 pub fn envelope(m: &outbox::Message) -> Result<Envelope> {
     let message: Message = serde_json::from_str(&m.body)
-        .map_err(|e| Error::Store(numport_store::StoreError::Corrupt(format!("message {}: {e}", m.id))))?;
+        .map_err(|e| Error::Store(numport_db::StoreError::Corrupt(format!("message {}: {e}", m.id))))?;
     Ok(Envelope { id: m.id, created_at: m.created_at, message })
 }

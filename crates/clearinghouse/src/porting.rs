@@ -5,6 +5,9 @@
 //! the pure state machine decides, then the order row (compare-and-set on its state), the audit
 //! entry, violations and outgoing messages are written in that same transaction.
 
+use crate::store::ledger;
+use crate::store::orders::{self, Deposit, NewOrder, NumberContext, OrderRecord};
+use crate::store::{audit, outbox};
 use clearinghouse_api::Message;
 use clearinghouse_api::model::{
     CancelRequest, CreditInformationRequest, DecisionRequest, DepositAccepted, DepositRequest, Order, PortingRequest,
@@ -12,9 +15,7 @@ use clearinghouse_api::model::{
 use numport_core::Millis;
 use numport_core::porting::{self, Event, OrderKind, OrderState, Party, Reason};
 use numport_core::proof::{Nonce, Proof};
-use numport_store::ledger;
-use numport_store::orders::{self, Deposit, NewOrder, NumberContext, OrderRecord};
-use numport_store::{Connection, audit, outbox};
+use numport_db::Connection;
 use serde_json::json;
 
 use crate::auth::Caller;
@@ -62,8 +63,7 @@ async fn enqueue_at(
     now: Millis,
     send_at: Millis,
 ) -> Result<()> {
-    let body =
-        serde_json::to_string(msg).map_err(|e| Error::Store(numport_store::StoreError::Corrupt(e.to_string())))?;
+    let body = serde_json::to_string(msg).map_err(|e| Error::Store(numport_db::StoreError::Corrupt(e.to_string())))?;
     outbox::enqueue(conn, operator_id, msg.kind(), msg.order_id(), &body, now, send_at).await?;
     Ok(())
 }
@@ -89,7 +89,7 @@ async fn open_order(
     let deposit = match (new.reason, new.donor_id, deposited) {
         (None, Some(donor_id), None) => orders::await_deposit(conn, new.msisdn, new.nonce, donor_id, new.now)
             .await
-            .map_err(numport_store::StoreError::from_insert)?,
+            .map_err(numport_db::StoreError::from_insert)?,
         (_, _, deposited) => deposited,
     };
     let id = inserted.id(conn).await?;

@@ -19,14 +19,15 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::store::audit;
+use crate::store::ledger::{self, HeldLedger, NewJournal};
+use crate::store::orders::{self, OrderRecord};
+use crate::store::outbox::{self, NewMessage};
+use crate::store::routing::{self, NewChange};
 use clearinghouse_api::Message;
 use numport_core::porting::{self, ChangeKind, Event, OrderKind, OrderState, Reason};
 use numport_core::{JournalEntry, Millis};
-use numport_store::ledger::{self, HeldLedger, NewJournal};
-use numport_store::orders::{self, OrderRecord};
-use numport_store::outbox::{self, NewMessage};
-use numport_store::routing::{self, NewChange};
-use numport_store::{Connection, StoreError, audit};
+use numport_db::{Connection, StoreError};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 

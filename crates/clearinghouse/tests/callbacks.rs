@@ -25,7 +25,7 @@ use numport_core::signing::{
     DEFAULT_TOLERANCE_MS, MESSAGE_ID_HEADER, SIGNATURE_HEADER, SignatureError, TIMESTAMP_HEADER, verify,
 };
 use numport_core::{Clock, Money};
-use numport_store::Backend;
+use numport_db::Backend;
 
 /// One callback as the receiver got it, and what it answered.
 #[derive(Debug, Clone)]
@@ -122,7 +122,7 @@ fn batch_config() -> ClearinghouseConfig {
 
 async fn pending(t: &TestCh) -> i64 {
     let mut conn = t.ch.db.acquire().await.unwrap();
-    numport_store::outbox::pending_count(&mut conn).await.unwrap()
+    clearinghouse::store::outbox::pending_count(&mut conn).await.unwrap()
 }
 
 /// Wait (real time, bounded) until `done`, moving the clearinghouse's clock on by `step_ms`
@@ -280,7 +280,7 @@ async fn a_failing_receiver_gets_the_message_again() {
     }
     let mut conn = t.ch.db.acquire().await.unwrap();
     let (attempts, delivered_at, last_error): (i64, Option<i64>, Option<String>) =
-        numport_store::sql::query_as("SELECT attempts, delivered_at, last_error FROM messages WHERE id = $1")
+        numport_db::sql::query_as("SELECT attempts, delivered_at, last_error FROM messages WHERE id = $1")
             .bind(*id)
             .fetch_one(&mut conn)
             .await
@@ -365,7 +365,7 @@ async fn messages_due_at_once_travel_in_one_signed_callback_and_are_retried_toge
     }
     let mut conn = t.ch.db.acquire().await.unwrap();
     let rows: Vec<(Option<i64>, Option<String>)> =
-        numport_store::sql::query_as("SELECT delivered_at, last_error FROM messages ORDER BY id")
+        numport_db::sql::query_as("SELECT delivered_at, last_error FROM messages ORDER BY id")
             .fetch_all(&mut conn)
             .await
             .unwrap();

@@ -7,13 +7,14 @@ mod common;
 
 use std::time::Duration;
 
+use clearinghouse::store::idempotency;
 use common::TestDb;
-use numport_store::{Backend, Db, idempotency};
+use numport_db::Backend;
 
 async fn key_taken_by_a_committed_or_running_copy(backend: Backend) {
     let Some((_guard, url)) = TestDb::create(backend).await else { return };
-    let db = Db::connect(&url).await.unwrap();
-    let record = async |tx: &mut numport_store::DbTx, key: &str, body: &str| {
+    let db = clearinghouse::store::connect(&url).await.unwrap();
+    let record = async |tx: &mut numport_db::DbTx, key: &str, body: &str| {
         idempotency::record(tx, 7, key, "hash", 200, body, 1).await
     };
 
@@ -60,7 +61,7 @@ async fn key_taken_by_a_committed_or_running_copy(backend: Backend) {
 
     // Other errors are not mistaken for it.
     let mut conn = db.acquire().await.unwrap();
-    let e = numport_store::sql::query("INSERT INTO nowhere VALUES (1)").execute(&mut conn).await.unwrap_err();
+    let e = numport_db::sql::query("INSERT INTO nowhere VALUES (1)").execute(&mut conn).await.unwrap_err();
     assert!(!idempotency::key_taken(&e), "{e}");
 }
 

@@ -24,12 +24,12 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap};
 
+use clearinghouse::store::ledger::Posted;
 use clearinghouse_api::model::{CancelRequest, CreditInformationRequest, DecisionRequest, Order};
 use common::{Operator, Terminal, TestCh};
 use numport_core::porting::{CreditInfo, OrderKind, OrderState, Reason};
 use numport_core::{Clock, Millis, Money};
-use numport_store::Backend;
-use numport_store::ledger::Posted;
+use numport_db::Backend;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
@@ -561,9 +561,10 @@ impl Run {
         let mut conn = db.acquire().await.map_err(fail("acquire"))?;
 
         // Every order terminal, as predicted.
-        prop_assert_eq!(numport_store::orders::count_open(&mut conn).await.map_err(fail("count_open"))?, 0);
+        prop_assert_eq!(clearinghouse::store::orders::count_open(&mut conn).await.map_err(fail("count_open"))?, 0);
         for (&id, want) in &self.m.closed {
-            let got = numport_store::orders::get(&mut conn, id).await.map_err(fail("get"))?.expect("order stored");
+            let got =
+                clearinghouse::store::orders::get(&mut conn, id).await.map_err(fail("get"))?.expect("order stored");
             prop_assert!(got.state.is_terminal());
             prop_assert_eq!((got.state, got.reason, got.kind), (want.state, want.reason, want.kind), "order {}", id);
             prop_assert_eq!(got.completed_at.is_some(), want.state == OrderState::Completed, "order {}", id);
@@ -573,29 +574,30 @@ impl Run {
         }
 
         // The ledger.
-        let check = numport_store::ledger::check(&mut conn).await.map_err(fail("ledger check"))?;
+        let check = clearinghouse::store::ledger::check(&mut conn).await.map_err(fail("ledger check"))?;
         prop_assert!(check.is_sound(), "{:?}", check);
         let mut op_accounts = Vec::new();
         let mut sum = 0;
         for (i, name) in OPS.iter().enumerate() {
-            let op = numport_store::operators::by_name(&mut conn, name)
+            let op = clearinghouse::store::operators::by_name(&mut conn, name)
                 .await
                 .map_err(fail("operator"))?
                 .expect("registered");
             let (acct, balance) =
-                numport_store::ledger::operator_account(&mut conn, op.id).await.map_err(fail("account"))?;
+                clearinghouse::store::ledger::operator_account(&mut conn, op.id).await.map_err(fail("account"))?;
             prop_assert_eq!(balance, Money(self.m.balance[i]), "balance of {}", name);
             sum += balance.0;
             op_accounts.push(acct);
         }
         prop_assert_eq!(sum, self.m.funded, "operators hold exactly what was paid in");
-        let balances = numport_store::ledger::balances(&mut conn).await.map_err(fail("balances"))?;
-        let funding = balances.iter().find(|(n, _)| n == numport_store::ledger::FUNDING_ACCOUNT).map(|(_, m)| m.0);
+        let balances = clearinghouse::store::ledger::balances(&mut conn).await.map_err(fail("balances"))?;
+        let funding =
+            balances.iter().find(|(n, _)| n == clearinghouse::store::ledger::FUNDING_ACCOUNT).map(|(_, m)| m.0);
         prop_assert_eq!(funding, Some(-self.m.funded));
 
         // Exactly one compensation journal per paid order, none for any other; each moves the
         // compensation from the recipient to the donor and nothing else.
-        let per_order: Vec<(i64, i64)> = numport_store::sql::query_as(
+        let per_order: Vec<(i64, i64)> = numport_db::sql::query_as(
             "SELECT order_id, COUNT(*) FROM journals WHERE kind = 'compensation' GROUP BY order_id ORDER BY order_id",
         )
         .fetch_all(&mut conn)
@@ -604,7 +606,7 @@ impl Run {
         let expected: Vec<(i64, i64)> =
             self.m.closed.iter().filter(|(_, c)| c.paid > 0).map(|(&id, _)| (id, 1)).collect();
         prop_assert_eq!(&per_order, &expected, "compensation journals per order");
-        let with_order: i64 = numport_store::sql::query_scalar(
+        let with_order: i64 = numport_db::sql::query_scalar(
             "SELECT COUNT(*) FROM journals WHERE order_id IS NOT NULL AND kind <> 'compensation'",
         )
         .fetch_one(&mut conn)
@@ -613,7 +615,9 @@ impl Run {
         prop_assert_eq!(with_order, 0);
         let mut lines: HashMap<(usize, i64), Vec<i64>> = HashMap::new();
         for (i, acct) in op_accounts.iter().enumerate() {
-            for l in numport_store::ledger::statement(&mut conn, *acct, 10_000).await.map_err(fail("statement"))? {
+            for l in
+                clearinghouse::store::ledger::statement(&mut conn, *acct, 10_000).await.map_err(fail("statement"))?
+            {
                 if l.kind == "compensation" {
                     lines.entry((i, l.order_id.expect("a compensation names its order"))).or_default().push(l.amount.0);
                 }
@@ -634,7 +638,7 @@ impl Run {
 
         // Routing: the change log is gap-free and holds the completed orders in order.
         let changes =
-            numport_store::routing::changes_after(&mut conn, 0, 10_000).await.map_err(fail("changes"))?.changes;
+            clearinghouse::store::routing::changes_after(&mut conn, 0, 10_000).await.map_err(fail("changes"))?.changes;
         let seqs: Vec<i64> = changes.iter().map(|c| c.seq).collect();
         prop_assert_eq!(seqs, (1..=self.m.completed.len() as i64).collect::<Vec<_>>());
         for (c, id) in changes.iter().zip(&self.m.completed) {
@@ -859,13 +863,13 @@ async fn concurrent_retry_same_key(backend: Backend) {
 mod sqlite {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_retry_same_key() {
-        super::concurrent_retry_same_key(numport_store::Backend::Sqlite).await
+        super::concurrent_retry_same_key(numport_db::Backend::Sqlite).await
     }
 }
 
 mod postgres {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_retry_same_key() {
-        super::concurrent_retry_same_key(numport_store::Backend::Postgres).await
+        super::concurrent_retry_same_key(numport_db::Backend::Postgres).await
     }
 }

@@ -7,7 +7,7 @@ use clearinghouse_api::model::{CreditInformationRequest, DecisionRequest};
 use common::{Terminal, TestCh};
 use numport_core::Money;
 use numport_core::porting::{CreditInfo, OrderState, Reason};
-use numport_store::Backend;
+use numport_db::Backend;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_parse_with_the_reference_parser() {

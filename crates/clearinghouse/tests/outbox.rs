@@ -3,12 +3,13 @@
 
 mod common;
 
+use clearinghouse::store::{operators, outbox};
 use common::TestDb;
-use numport_store::{Backend, Db, operators, outbox};
+use numport_db::Backend;
 
 async fn one_deliverer_and_nothing_sent_twice(backend: Backend) {
     let Some((_guard, url)) = TestDb::create(backend).await else { return };
-    let db = Db::connect(&url).await.unwrap();
+    let db = clearinghouse::store::connect(&url).await.unwrap();
     let mut conn = db.acquire().await.unwrap();
 
     // The lease: taken, refused to another while it runs, renewed by its holder, taken over

@@ -9,7 +9,7 @@ use clearinghouse_api::model::*;
 use common::{T0, Terminal, TestCh};
 use numport_core::porting::{CreditInfo, OrderKind, OrderState, Reason};
 use numport_core::{Money, Msisdn};
-use numport_store::Backend;
+use numport_db::Backend;
 
 fn credit(arrears: i64, unbilled: i64, contract: i64, deposit: i64) -> CreditInformationRequest {
     CreditInformationRequest {
@@ -67,7 +67,7 @@ async fn happy_path(backend: Backend) {
     assert_eq!(t.b.client.order(order.id).await.unwrap().state, OrderState::AwaitingCreditInfo);
     // The deposit came within the reminder's grace time: the reminder callback is cancelled.
     let mut conn = t.ch.db.acquire().await.unwrap();
-    let pending: i64 = numport_store::sql::query_scalar(
+    let pending: i64 = numport_db::sql::query_scalar(
         "SELECT COUNT(*) FROM messages WHERE kind = 'deposit_requested' AND delivered_at IS NULL",
     )
     .fetch_one(&mut conn)
@@ -136,11 +136,11 @@ async fn happy_path(backend: Backend) {
     // The port's milestones, as the porting benchmark reads them, are its trail's.
     let at = |state: &str| trail.entries.iter().find(|e| e.to_state.as_deref() == Some(state)).map(|e| e.at);
     let mut conn = t.ch.db.read().await.unwrap();
-    let milestones = numport_store::audit::milestones(&mut conn).await.unwrap();
+    let milestones = clearinghouse::store::audit::milestones(&mut conn).await.unwrap();
     drop(conn);
     assert_eq!(
         milestones,
-        [numport_store::audit::Milestones {
+        [clearinghouse::store::audit::Milestones {
             msisdn: term.msisdn.to_string(),
             created_at: done.created_at,
             credit_info_at: at("awaiting_decision"),
@@ -151,8 +151,8 @@ async fn happy_path(backend: Backend) {
 
     // The audit trail is append-only, whatever SQL is tried on it.
     let mut conn = t.ch.db.acquire().await.unwrap();
-    assert!(numport_store::sql::query("UPDATE audit_log SET actor = 'forger'").execute(&mut conn).await.is_err());
-    assert!(numport_store::sql::query("DELETE FROM audit_log").execute(&mut conn).await.is_err());
+    assert!(numport_db::sql::query("UPDATE audit_log SET actor = 'forger'").execute(&mut conn).await.is_err());
+    assert!(numport_db::sql::query("DELETE FROM audit_log").execute(&mut conn).await.is_err());
 }
 
 async fn deposit_before_request(backend: Backend) {
@@ -286,9 +286,9 @@ async fn settlements_racing_for_the_last_funds(backend: Backend) {
 /// overdraft writes nothing and leaves the transaction usable, whichever line fails; a key
 /// posts once.
 async fn ledger_post_refuses_an_overdraft_and_posts_a_key_once(backend: Backend) {
+    use clearinghouse::store::ledger::{self, PostError, Posted};
     use numport_core::JournalEntry;
-    use numport_store::ledger::{self, PostError, Posted};
-    use numport_store::sql;
+    use numport_db::sql;
     let Some(t) = TestCh::start(backend).await else { return };
     let mut tx = t.ch.db.begin().await.unwrap();
     let accounts: Vec<(i64, i64)> =
@@ -335,11 +335,11 @@ async fn ledger_post_refuses_an_overdraft_and_posts_a_key_once(backend: Backend)
 /// one an operator account can no longer pay, writing nothing for it; `routing::record_changes`
 /// numbers a batch's changes in order, routing a port and un-routing a port-back.
 async fn a_batch_posts_what_is_funded_and_numbers_its_changes(backend: Backend) {
+    use clearinghouse::store::ledger::{self, NewJournal, PostError};
+    use clearinghouse::store::routing::{self, NewChange};
     use numport_core::porting::ChangeKind;
     use numport_core::{JournalEntry, RoutingNumber};
-    use numport_store::ledger::{self, NewJournal, PostError};
-    use numport_store::routing::{self, NewChange};
-    use numport_store::sql;
+    use numport_db::sql;
     let Some(t) = TestCh::start(backend).await else { return };
     let mut conn = t.ch.db.read().await.unwrap();
     let accounts: Vec<(i64, i64, i64)> = sql::query_as(
@@ -435,7 +435,7 @@ async fn a_batch_posts_what_is_funded_and_numbers_its_changes(backend: Backend) 
 /// (each process runs two): every accepted order is settled exactly once, the change log has
 /// no gap and no repeat, and no money appears or disappears.
 async fn settlers_side_by_side_settle_each_order_once(backend: Backend) {
-    use numport_store::sql;
+    use numport_db::sql;
     let Some(t) = TestCh::start(backend).await else { return };
     let mut orders = Vec::new();
     for i in 0..12 {
@@ -472,7 +472,7 @@ async fn settlers_side_by_side_settle_each_order_once(backend: Backend) {
     assert_eq!(t.b.client.account().await.unwrap().balance, Money(1_000_000 - 12 * 100));
     assert_eq!(t.a.client.account().await.unwrap().balance, Money(1_000_000 + 12 * 100));
     let mut conn = t.ch.db.read().await.unwrap();
-    let log = numport_store::routing::changes_after(&mut conn, 0, 100).await.unwrap().changes;
+    let log = clearinghouse::store::routing::changes_after(&mut conn, 0, 100).await.unwrap().changes;
     assert_eq!(log.iter().map(|c| c.seq).collect::<Vec<_>>(), (1..=12).collect::<Vec<_>>());
     let mut numbers: Vec<_> = log.iter().map(|c| c.msisdn.as_str().to_owned()).collect();
     numbers.sort();
@@ -599,7 +599,7 @@ async fn port_back_and_number_return(backend: Backend) {
     assert_eq!(t.a.client.return_number(&term.msisdn, "r3").await.unwrap_err().code(), Some("forbidden"));
 
     let mut conn = t.ch.db.acquire().await.unwrap();
-    let log = numport_store::routing::changes_after(&mut conn, 0, 100).await.unwrap().changes;
+    let log = clearinghouse::store::routing::changes_after(&mut conn, 0, 100).await.unwrap().changes;
     let kinds: Vec<_> = log.iter().map(|c| (c.seq, c.kind.as_str(), c.operator.to_string())).collect();
     assert_eq!(
         kinds,
@@ -815,7 +815,8 @@ async fn routing_change_feed(backend: Backend) {
 /// and nothing written after it commits: on SQLite it fails at once; on PostgreSQL it is
 /// pipelined, and the server aborts the transaction, so the COMMIT reports it.
 async fn a_lost_compare_and_set_commits_nothing(backend: Backend) {
-    use numport_store::{audit, orders, sql};
+    use clearinghouse::store::{audit, orders};
+    use numport_db::sql;
     let Some(t) = TestCh::start(backend).await else { return };
     let term = Terminal::new("4790000041");
     let o = up_to_decision(&t, &term, &t.a, &t.b, credit(0, 0, 0, 0)).await;

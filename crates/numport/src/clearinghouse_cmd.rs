@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use clearinghouse::{Clearinghouse, ClearinghouseConfig, admin};
 use numport_core::{Clock, Money, OperatorName, RoutingNumber, SystemClock};
-use numport_store::Db;
+use numport_db::Db;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -78,9 +78,7 @@ fn resolve(args: &Args) -> anyhow::Result<ClearinghouseConfig> {
 }
 
 pub async fn open_db(cfg: &ClearinghouseConfig) -> anyhow::Result<Db> {
-    Db::connect_with(&cfg.database_url, cfg.database_sessions)
-        .await
-        .with_context(|| format!("opening {}", cfg.database_url))
+    clearinghouse::store::open(&cfg.database()).await.with_context(|| format!("opening {}", cfg.database_url))
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -99,7 +97,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Admin::Operators => {
             let mut conn = db.acquire().await?;
-            for op in numport_store::operators::list(&mut conn).await? {
+            for op in clearinghouse::store::operators::list(&mut conn).await? {
                 println!("{}\t{}\t{}", op.name, op.routing_number, op.callback_url.unwrap_or_else(|| "-".into()));
             }
         }
@@ -131,8 +129,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Admin::Fund { operator, amount, key } => {
             let (posted, balance) = admin::fund(&db, &operator, amount, &key, now).await?;
             let what = match posted {
-                numport_store::ledger::Posted::New(_) => "funded",
-                numport_store::ledger::Posted::Already(_) => "already funded under this key",
+                clearinghouse::store::ledger::Posted::New(_) => "funded",
+                clearinghouse::store::ledger::Posted::Already(_) => "already funded under this key",
             };
             println!("{operator}: {what}; balance {balance}");
         }
@@ -145,10 +143,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Admin::Ledger => {
             let mut conn = db.acquire().await?;
-            for (name, balance) in numport_store::ledger::balances(&mut conn).await? {
+            for (name, balance) in clearinghouse::store::ledger::balances(&mut conn).await? {
                 println!("{name}\t{balance}");
             }
-            let check = numport_store::ledger::check(&mut conn).await?;
+            let check = clearinghouse::store::ledger::check(&mut conn).await?;
             if !check.is_sound() {
                 println!("LEDGER UNSOUND: {check:?}");
                 return Ok(ExitCode::FAILURE);
@@ -163,7 +161,7 @@ async fn serve(cfg: ClearinghouseConfig, db: Db) -> anyhow::Result<ExitCode> {
     let key = admin::load_or_create_master_key(&cfg.master_key_path)?;
     {
         let mut conn = db.acquire().await?;
-        let check = numport_store::ledger::check(&mut conn).await?;
+        let check = clearinghouse::store::ledger::check(&mut conn).await?;
         anyhow::ensure!(check.is_sound(), "ledger check failed at startup: {check:?}");
     }
     let listener =

@@ -12,7 +12,7 @@ use clearinghouse::admin::{self, Credentials};
 use clearinghouse_api::ClearinghouseClient;
 use numport_core::proof::{PinStretch, PortKey};
 use numport_core::{Clock, Millis, Money, Msisdn, OperatorName, SystemClock};
-use numport_store::Db;
+use numport_db::Db;
 use operator::{OperatorConfig, OperatorStore, Subscriber};
 use replica::{EnumConfig, ReplicaConfig};
 
@@ -106,7 +106,7 @@ impl Cluster {
         };
         let ch_config_path = dir.join("clearinghouse.toml");
         std::fs::write(&ch_config_path, toml::to_string(&ch_cfg)?)?;
-        let ch_db = Db::connect(&ch_cfg.database_url).await?;
+        let ch_db = clearinghouse::store::open(&ch_cfg.database()).await?;
         let creds = set_up_clearinghouse(&ch_db, &ch_cfg, now).await?;
 
         // Each operator's SMS center gets its port now, so that every operator's interconnect
@@ -143,7 +143,7 @@ impl Cluster {
     async fn wait_for_callbacks(&self) -> anyhow::Result<()> {
         for _ in 0..500 {
             let mut conn = self.ch_db.read().await?;
-            let ops = numport_store::operators::list(&mut conn).await?;
+            let ops = clearinghouse::store::operators::list(&mut conn).await?;
             if ops.iter().all(|o| o.callback_url.is_some()) {
                 return Ok(());
             }

@@ -206,9 +206,9 @@ async fn check_clearinghouse(cluster: &Cluster, order: &Order, msisdn: &Msisdn, 
         &format!("opa's account {a_bal} (+{comp}), opb's {b_bal} (-{comp})"),
     );
     let mut conn = cluster.ch_db.read().await?;
-    let ledger = numport_store::ledger::check(&mut conn).await?;
+    let ledger = clearinghouse::store::ledger::check(&mut conn).await?;
     c.check(ledger.is_sound(), "ledger balanced: all accounts sum to zero, each matches its postings");
-    let changes = numport_store::routing::changes_after(&mut conn, 0, 10).await?.changes;
+    let changes = clearinghouse::store::routing::changes_after(&mut conn, 0, 10).await?.changes;
     c.check(changes.len() == 1 && &changes[0].msisdn == msisdn, "routing change log holds the port as seq 1");
     drop(conn);
     c.check(a.ch_client.violations().await?.violations.is_empty(), "no deadline violations");

@@ -79,7 +79,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.admin {
         None => serve(cfg).await,
         Some(Admin::ImportSubscribers { file }) => {
-            let store = OperatorStore::connect(&cfg.resolved_database_url()).await?;
+            let store = OperatorStore::open(&cfg.database()).await?;
             let f = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
             let n = store
                 .import_subscribers_csv(std::io::BufReader::new(f), numport_core::Clock::now_ms(&SystemClock))
@@ -90,7 +90,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(Admin::AddEsme { system_id, password, max_submits_per_s }) => {
             anyhow::ensure!((1..=15).contains(&system_id.len()), "system_id: 1 to 15 characters");
             anyhow::ensure!((1..=8).contains(&password.len()), "password: 1 to 8 characters (SMPP)");
-            let store = OperatorStore::connect(&cfg.resolved_database_url()).await?;
+            let store = OperatorStore::open(&cfg.database()).await?;
             let account = smsc::EsmeAccount::new(&system_id, &password, max_submits_per_s)
                 .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?;
             store.upsert_esme(&account, numport_core::Clock::now_ms(&SystemClock)).await?;
@@ -104,7 +104,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             );
             let key = hex::decode(k_sim.trim()).context("k_sim must be hex")?;
             anyhow::ensure!(key.len() >= 16, "k_sim: at least 16 bytes");
-            let store = OperatorStore::connect(&cfg.resolved_database_url()).await?;
+            let store = OperatorStore::open(&cfg.database()).await?;
             store.upsert_sim(&imsi, msisdn.as_str(), &key).await?;
             println!("SIM {imsi} serves {msisdn} at {}", cfg.name);
             Ok(ExitCode::SUCCESS)

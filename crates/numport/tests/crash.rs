@@ -25,13 +25,13 @@ use std::time::{Duration, Instant};
 
 use clearinghouse::ClearinghouseConfig;
 use clearinghouse::config::DispatcherConfig;
+use clearinghouse::store::{ledger, operators, orders, routing};
 use clearinghouse_api::model::{Order, PortingRequest};
 use numport::cluster::{Cluster, ClusterSpec, INITIAL_FUNDS, OPERATORS, subscriber_number, terminal_key};
 use numport_core::porting::OrderState;
 use numport_core::proof::{Nonce, PinStretch};
 use numport_core::{Clock, Msisdn, SystemClock};
-use numport_store::sql;
-use numport_store::{ledger, operators, orders, routing};
+use numport_db::sql;
 use operator::{OperatorStore, PortOutAuthorisation, SubscriberStatus};
 
 const PORTS: usize = 150;
@@ -130,7 +130,7 @@ async fn port(http: reqwest::Client, nodes: Arc<Vec<String>>, h: Arc<Handset>, d
     }
 }
 
-async fn head(db: &numport_store::Db) -> i64 {
+async fn head(db: &numport_db::Db) -> i64 {
     let mut conn = db.acquire().await.expect("connection");
     routing::head(&mut conn).await.expect("feed head")
 }
@@ -158,7 +158,7 @@ async fn evidence(cluster: &Cluster, order_id: i64) -> String {
             "  message {id} to operator {operator} {kind}: delivered_at {delivered_at:?}, attempts {attempts}, next_attempt_at {next_attempt_at}, last_error {last_error:?}\n",
         ));
     }
-    for e in numport_store::audit::for_order(&mut conn, order_id).await.unwrap_or_default() {
+    for e in clearinghouse::store::audit::for_order(&mut conn, order_id).await.unwrap_or_default() {
         out.push_str(&format!("  audit {} {} {:?} -> {:?} {}\n", e.at, e.actor, e.from_state, e.to_state, e.detail));
     }
     for op in &cluster.ops {
@@ -288,7 +288,7 @@ async fn kill_mid_burst(cluster: &mut Cluster, fired: Instant, f: &mut Failures)
     let (open_at_kill, undelivered_at_kill) = {
         let mut conn = cluster.ch_db.acquire().await.expect("connection");
         let open = orders::count_open(&mut conn).await.expect("count open");
-        let undelivered = numport_store::outbox::pending_count(&mut conn).await.expect("pending");
+        let undelivered = clearinghouse::store::outbox::pending_count(&mut conn).await.expect("pending");
         (open, undelivered)
     };
     eprintln!(

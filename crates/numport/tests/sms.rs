@@ -231,7 +231,7 @@ async fn a_terminal_with_a_state_file_does_not_show_a_repeat_after_a_restart() {
 
     // The node delivers it again, as after a crash that lost the record of its delivery: the
     // message is queued again in opa's database.
-    let file = numport_store::sqlite_file(&opa.db_url).expect("the cluster's nodes keep SQLite files");
+    let file = numport_db::sqlite_file(&opa.db_url).expect("the cluster's nodes keep SQLite files");
     let db = rusqlite::Connection::open(file).unwrap();
     db.busy_timeout(Duration::from_secs(10)).unwrap();
     let first: i64 = db

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use numport_core::signing::DEFAULT_TOLERANCE_MS;
 use numport_core::{Millis, Money, OperatorName};
+use numport_db::DbConfig;
 use replica::ReplicaConfig;
 use serde::{Deserialize, Serialize};
 
@@ -19,9 +20,12 @@ pub struct OperatorConfig {
     pub name: OperatorName,
     /// Where the node's HTTP API listens.
     pub listen: SocketAddr,
-    /// `sqlite://path` or `postgres://…`; `{name}` is replaced by the operator name, so that
-    /// nodes of several operators on one machine keep separate databases by default.
+    /// `sqlite://path` or `postgres://…`: the engine's [`DbConfig::url`], as in every role's
+    /// configuration. `{name}` is replaced by the operator name, so that nodes of several
+    /// operators on one machine keep separate databases by default.
     pub database_url: String,
+    /// PostgreSQL sessions kept open (not used on SQLite): the engine's [`DbConfig::sessions`].
+    pub database_sessions: usize,
     pub clearinghouse_url: String,
     /// The API key the clearinghouse issued to this operator (`<key id>.<secret>`).
     pub api_token: String,
@@ -128,6 +132,7 @@ impl Default for OperatorConfig {
             name: default_name(),
             listen: SocketAddr::from(([127, 0, 0, 1], 8500)),
             database_url: "sqlite://data/operator-{name}.db".into(),
+            database_sessions: numport_db::DEFAULT_SESSIONS,
             clearinghouse_url: "http://127.0.0.1:8400".into(),
             api_token: String::new(),
             callback_secret: String::new(),
@@ -156,6 +161,11 @@ impl OperatorConfig {
     /// `database_url` with `{name}` replaced.
     pub fn resolved_database_url(&self) -> String {
         self.database_url.replace("{name}", self.name.as_str())
+    }
+
+    /// The database to open: [`Self::resolved_database_url`] and `database_sessions`.
+    pub fn database(&self) -> DbConfig {
+        DbConfig { url: self.resolved_database_url(), sessions: self.database_sessions }
     }
 
     /// The replica's configuration with the node's defaults filled in.

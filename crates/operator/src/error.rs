@@ -17,7 +17,7 @@ pub enum OperatorError {
     #[error("configuration: {0}")]
     Config(String),
     #[error("database: {0}")]
-    Store(#[from] numport_store::StoreError),
+    Store(#[from] numport_db::StoreError),
     /// The SMS center's SQLite writer (`store::sms_sqlite`).
     #[error("database (SMS writer): {0}")]
     SmsWriter(#[from] rusqlite::Error),

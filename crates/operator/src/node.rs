@@ -80,7 +80,7 @@ impl Node {
                 "no callback_secret configured: callbacks are refused, messages arrive by inbox catch-up only"
             );
         }
-        let store = OperatorStore::connect(&config.resolved_database_url()).await?;
+        let store = OperatorStore::open(&config.database()).await?;
         let registry = Registry::new();
         let replica = Replica::open(config.resolved_npdb(), &registry).await?;
         let sms = crate::sms_center::SmsCenter::new(

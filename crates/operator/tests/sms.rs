@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use numport_core::{Clock, ManualClock};
-use numport_store::testing::TempDatabase;
+use numport_db::testing::TempDatabase;
 use operator::store::sms::{SmsState, StoredSms};
 use operator::{Listeners, Node, OperatorConfig};
 use smsc::BindMode;

@@ -6,7 +6,7 @@ mod common;
 
 use numport_core::proof::{PinStretch, PortKey};
 use numport_core::{Money, Msisdn};
-use numport_store::testing::TempDatabase;
+use numport_db::testing::TempDatabase;
 use operator::store::{Effect, EventKind, NewPortEvent};
 use operator::{OperatorStore, Subscriber, SubscriberStatus};
 use serde_json::json;
@@ -349,7 +349,7 @@ async fn the_wal_stays_bounded_without_sms_traffic() {
 #[test]
 fn the_migration_lists_match_their_folders() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let check = numport_store::migrate::check_folder;
+    let check = numport_db::migrate::check_folder;
     check(&root.join("migrations/sqlite"), operator::store::SQLITE_MIGRATIONS).unwrap();
     check(&root.join("migrations/postgres"), operator::store::POSTGRES_MIGRATIONS).unwrap();
 }

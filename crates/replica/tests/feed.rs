@@ -114,7 +114,7 @@ async fn a_gap_the_feed_cannot_fill_is_repaired_from_a_snapshot() {
     // Change 15 is lost from the log (a damaged restore, say); its effect is still in the
     // clearinghouse's current records.
     let mut conn = ch.ch.db.acquire().await.unwrap();
-    numport_store::sql::query("DELETE FROM routing_changes WHERE seq = 15").execute(&mut conn).await.unwrap();
+    numport_db::sql::query("DELETE FROM routing_changes WHERE seq = 15").execute(&mut conn).await.unwrap();
     drop(conn);
 
     let r = Running::start(config(&ch.url, &ch.token, dir.path())).await;

@@ -13,8 +13,8 @@ use clearinghouse_api::model::{Order, PortingRequest};
 use numport_core::porting::OrderState;
 use numport_core::proof::{Nonce, PinStretch, PortKey};
 use numport_core::{ManualClock, Millis, Money, Msisdn, OperatorName};
-use numport_store::testing::TempDatabase;
-use numport_store::{Backend, Db};
+use numport_db::Backend;
+use numport_db::testing::TempDatabase;
 use tokio_util::sync::CancellationToken;
 
 pub const T0: Millis = 1_800_000_000_000;
@@ -79,7 +79,7 @@ impl TestCh {
 
     pub async fn start_with(backend: Backend, config: ClearinghouseConfig) -> Option<TestCh> {
         let (test_db, url) = TestDb::create(backend).await?;
-        let db = Db::connect(&url).await.expect("open database");
+        let db = clearinghouse::store::connect(&url).await.expect("open database");
         let clock = ManualClock::new(T0);
         let master_key = [7u8; 32];
         let mut ops = Vec::new();
@@ -138,7 +138,7 @@ impl TestCh {
 
     pub async fn ledger_sound(&self) -> bool {
         let mut conn = self.ch.db.acquire().await.unwrap();
-        numport_store::ledger::check(&mut conn).await.unwrap().is_sound()
+        clearinghouse::store::ledger::check(&mut conn).await.unwrap().is_sound()
     }
 }
 
@@ -188,11 +188,11 @@ macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::$name(numport_store::Backend::Sqlite).await } )*
+               async fn $name() { super::$name(numport_db::Backend::Sqlite).await } )*
         }
         mod postgres {
             $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::$name(numport_store::Backend::Postgres).await } )*
+               async fn $name() { super::$name(numport_db::Backend::Postgres).await } )*
         }
     };
 }

@@ -19,12 +19,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use clearinghouse::store::audit::Milestones;
 use clearinghouse_api::model::PortingRequest;
 use hdrhistogram::Histogram;
 use numport_core::proof::{Nonce, PinStretch, PortKey};
 use numport_core::{Clock, Msisdn, OperatorName, SystemClock};
-use numport_store::audit::Milestones;
-use numport_store::testing::TempDatabase;
+use numport_db::testing::TempDatabase;
 use operator::PortOutAuthorisation;
 use tokio::sync::oneshot;
 
@@ -232,10 +232,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let _ = tail.await;
 
     let mut conn = cluster.ch_db.read().await?;
-    let ledger = numport_store::ledger::check(&mut conn).await?;
-    let completed = numport_store::routing::head(&mut conn).await?;
+    let ledger = clearinghouse::store::ledger::check(&mut conn).await?;
+    let completed = clearinghouse::store::routing::head(&mut conn).await?;
     let milestones: HashMap<String, Milestones> =
-        numport_store::audit::milestones(&mut conn).await?.into_iter().map(|m| (m.msisdn.clone(), m)).collect();
+        clearinghouse::store::audit::milestones(&mut conn).await?.into_iter().map(|m| (m.msisdn.clone(), m)).collect();
     drop(conn);
     let steps: Vec<Steps> = traced
         .iter()

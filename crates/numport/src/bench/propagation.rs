@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hdrhistogram::Histogram;
 use numport_core::proof::PinStretch;
 use numport_core::{Msisdn, OperatorName};
-use numport_store::Db;
+use numport_db::Db;
 use tokio_util::sync::CancellationToken;
 
 use numport::cluster::{Cluster, ClusterSpec};
@@ -223,7 +223,7 @@ async fn tail_changes(db: Db, bench: Arc<Bench>, timings: Arc<Timings>, stop: Ca
     let mut seq = 0;
     while !stop.is_cancelled() {
         let changes = match db.read().await {
-            Ok(mut conn) => numport_store::routing::changes_after(&mut conn, seq, 10_000)
+            Ok(mut conn) => clearinghouse::store::routing::changes_after(&mut conn, seq, 10_000)
                 .await
                 .map(|p| p.changes)
                 .unwrap_or_default(),

@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use numport_core::porting::UnknownCode;
 use numport_core::{Millis, Msisdn, OperatorName};
-use numport_store::sql::{self, Connection, Row};
+use numport_db::sql::{self, Connection, Row};
 
 use super::subscribers::{Subscriber, SubscriberStatus};
 use super::{Backend, OperatorStore, parse_col};

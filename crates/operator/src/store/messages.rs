@@ -6,7 +6,7 @@
 //! survives a crash between acknowledgement and processing.
 
 use numport_core::Millis;
-use numport_store::sql::{self, Row};
+use numport_db::sql::{self, Row};
 
 use super::OperatorStore;
 use super::events::{Effect, MARK_PROCESSED, finish_on};

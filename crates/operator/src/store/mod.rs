@@ -1,12 +1,19 @@
 //! The node's own database, and every SQL statement the node runs.
 //!
-//! Like the clearinghouse's store, one code path serves both engines: [`numport_store::sql`]
-//! (rusqlite on SQLite, run on the calling thread; the engine's pipelined client on
-//! PostgreSQL), `$n` placeholders, only `BIGINT` and `TEXT` columns, and dialect differences
-//! confined to the two migration folders (run by [`numport_store::migrate`]),
-//! except where finishing a message takes one round trip to PostgreSQL instead of several
-//! ([`OperatorStore::finish_message`]: one statement with data-modifying `WITH` clauses). Unlike it, an operator node keeps its SQL behind one handle,
+//! The database is opened through the engine, `numport_db` ([`OperatorStore::open`], with this
+//! role's [`SCHEMA`] and the same `database_url`/`database_sessions` keys as the
+//! clearinghouse's). Like the clearinghouse's tables, one code path serves both engines:
+//! [`numport_db::sql`] (rusqlite on SQLite; the engine's pipelining client on PostgreSQL), `$n`
+//! placeholders, only `BIGINT` and `TEXT` columns, and dialect differences confined to the two
+//! migration folders, except where finishing a message takes one round trip to PostgreSQL
+//! instead of several ([`OperatorStore::finish_message`]: one statement with data-modifying
+//! `WITH` clauses). Unlike the clearinghouse, an operator node keeps its SQL behind one handle,
 //! [`OperatorStore`], because the node has few tables and no transaction spans two modules.
+//!
+//! On SQLite every statement runs on the engine's one writer connection ([`numport_db::Db::acquire`]),
+//! on the calling task's thread through [`numport_db::sql::blocking`] (`block_in_place` on the
+//! runtime's workers); the SMS center's batches run on a second writer, on a thread of their
+//! own (`sms_sqlite`).
 //!
 //! - [`subscribers`]: subscriber accounts (port key, the figures of a credit query, status).
 //! - [`messages`]: clearinghouse messages received (replay guard and durable work queue) and the
@@ -21,16 +28,10 @@ mod sms_sqlite;
 pub mod subscribers;
 
 use std::fmt;
-use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
-use std::sync::Arc;
 
-use numport_store::StoreError;
-use numport_store::migrate::Migration;
-use numport_store::pg::PgPool;
-use numport_store::sql::Connection;
-use numport_store::wal::WalCheckpointer;
-use tokio::sync::{Mutex, OwnedMappedMutexGuard, OwnedMutexGuard};
+use numport_db::migrate::Migration;
+use numport_db::{Db, DbConfig, DbConn, Migrations, Schema, SqliteLayout};
 
 use crate::OperatorError;
 
@@ -38,10 +39,10 @@ pub use events::{Effect, EventKind, NewPortEvent, PortEvent};
 pub use messages::{Arrival, ReceivedMessage};
 pub use subscribers::{Subscriber, SubscriberStatus};
 
-pub use numport_store::Backend;
+pub use numport_db::Backend;
 
-/// The node's schema, one list per engine (see [`numport_store::migrate`]).
-pub static SQLITE_MIGRATIONS: &[Migration] = numport_store::migrations!(
+/// The node's schema, one list per engine (see [`numport_db::migrate`]).
+pub static SQLITE_MIGRATIONS: &[Migration] = numport_db::migrations!(
     "migrations/sqlite",
     [
         "0001_operator.sql",
@@ -52,7 +53,7 @@ pub static SQLITE_MIGRATIONS: &[Migration] = numport_store::migrations!(
         "0006_sms_queue_indexes.sql",
     ]
 );
-pub static POSTGRES_MIGRATIONS: &[Migration] = numport_store::migrations!(
+pub static POSTGRES_MIGRATIONS: &[Migration] = numport_db::migrations!(
     "migrations/postgres",
     [
         "0001_operator.sql",
@@ -64,59 +65,22 @@ pub static POSTGRES_MIGRATIONS: &[Migration] = numport_store::migrations!(
     ]
 );
 
-/// How the store reaches its database.
-#[derive(Clone)]
-enum Handle {
-    /// PostgreSQL: a pool.
-    Pool(PgPool),
-    /// SQLite: the one connection (rusqlite's), taken in turn, `None` once closed; and the
-    /// file's WAL checkpoints, shared with the SMS writer.
-    Single(Arc<Mutex<Option<Connection>>>, Arc<WalCheckpointer>),
-}
-
-/// A connection taken from the store for a few statements; give it back by dropping it.
-pub(crate) enum Conn {
-    Pooled(Connection),
-    Single(OwnedMappedMutexGuard<Option<Connection>, Connection>, Arc<WalCheckpointer>),
-}
-
-impl Drop for Conn {
-    /// Given back with a long WAL: copy what the background checkpoints left, while no other
-    /// statement of this connection can slip in, so that its next transaction writes the WAL
-    /// from its start again (see `numport_store::wal`; without this the WAL of a node whose
-    /// SMS writer is idle grew by 600 MB in one porting benchmark).
-    fn drop(&mut self) {
-        if let Conn::Single(conn, wal) = self
-            && let Some(c) = conn.as_sqlite()
-        {
-            wal.reset_if_long(c);
-        }
-    }
-}
-
-impl Deref for Conn {
-    type Target = Connection;
-    fn deref(&self) -> &Connection {
-        match self {
-            Conn::Pooled(c) => c,
-            Conn::Single(c, _) => c,
-        }
-    }
-}
-
-impl DerefMut for Conn {
-    fn deref_mut(&mut self) -> &mut Connection {
-        match self {
-            Conn::Pooled(c) => c,
-            Conn::Single(c, _) => c,
-        }
-    }
-}
+/// The node's database as the engine opens it.
+///
+/// SQLite keeps its default 4 KiB pages: the SMS center's rows are written once and updated in
+/// place, and with 2 KiB pages (the clearinghouse's) its `submit_sm` answers came later at the
+/// same throughput (`numport bench sms`). No readers: every statement runs on the one writer,
+/// as the node's reads are few beside the SMS center's writes.
+pub const SCHEMA: Schema = Schema {
+    role: "operator node",
+    migrations: Migrations { sqlite: SQLITE_MIGRATIONS, postgres: POSTGRES_MIGRATIONS },
+    sqlite: SqliteLayout { page_size: None, readers: 0 },
+};
 
 /// A handle on the node's database; cheap to clone.
 #[derive(Clone)]
 pub struct OperatorStore {
-    handle: Handle,
+    db: Db,
     backend: Backend,
     /// SQLite files: the SMS center's group commit, on a connection of its own.
     sms_writer: Option<sms_sqlite::SqliteSmsWriter>,
@@ -129,56 +93,30 @@ impl fmt::Debug for OperatorStore {
 }
 
 impl OperatorStore {
-    /// Connect to `url` (`sqlite://path`, `postgres://…`) and bring the schema up to date.
-    ///
-    /// SQLite runs in WAL mode with `synchronous=NORMAL` on a single connection, as the
-    /// clearinghouse does: a commit survives `kill -9`, and the one writer never meets
-    /// `SQLITE_BUSY` from its own process. The directory of a SQLite file is created if missing.
-    /// The database must be the node's own: its migration history is this crate's alone.
+    /// Open the node's database (`sqlite://path`, `postgres://…`) and bring the schema up to
+    /// date. SQLite runs in WAL mode with `synchronous=NORMAL` (the engine's
+    /// [`numport_db::SQLITE_PRAGMAS`]): a commit survives `kill -9`, and the one writer never
+    /// meets `SQLITE_BUSY` from its own process; the directory of a SQLite file is created if
+    /// missing. The database must be the node's own: its migration history is this crate's alone.
+    pub async fn open(config: &DbConfig) -> Result<OperatorStore, OperatorError> {
+        let db = Db::open(config, &SCHEMA).await?;
+        let sms_writer = db.sqlite_writer()?.map(sms_sqlite::SqliteSmsWriter::start).transpose()?;
+        Ok(OperatorStore { backend: db.backend, db, sms_writer })
+    }
+
+    /// [`OperatorStore::open`] `url` with the default number of PostgreSQL sessions.
     pub async fn connect(url: &str) -> Result<OperatorStore, OperatorError> {
-        let backend = Backend::of(url);
-        let (handle, sms_writer) = match backend {
-            Backend::Sqlite => {
-                let url = numport_store::prepare_sqlite_url(url)?;
-                let Some(path) = numport_store::sqlite_file(&url) else {
-                    return Err(OperatorError::Config(format!("{url}: the node's SQLite database must be a file")));
-                };
-                let migrator = rusqlite::Connection::open(path).map_err(StoreError::Sqlite)?;
-                migrator.execute_batch(numport_store::SQLITE_PRAGMAS).map_err(StoreError::Sqlite)?;
-                let mut migrator = Connection::sqlite(migrator);
-                numport_store::migrate::run(&mut migrator, SQLITE_MIGRATIONS).await?;
-                migrator.close().await;
-                // Its statements run on the runtime's threads, so none may checkpoint the WAL
-                // (an fsync) inside a commit: a checkpointer thread does, and a long WAL is
-                // brought back to its start when the connection is given back (`Conn`'s drop).
-                let checkpoints = Arc::new(WalCheckpointer::start(path, "db-checkpoint")?);
-                let conn = Connection::sqlite(checkpoints.open_writer(path)?);
-                let sms_writer = sms_sqlite::SqliteSmsWriter::start(path, checkpoints.clone())?;
-                (Handle::Single(Arc::new(Mutex::new(Some(conn))), checkpoints), Some(sms_writer))
-            }
-            Backend::Postgres => {
-                let pool = PgPool::connect(url, 8).await?;
-                numport_store::migrate::run(&mut Connection::postgres(pool.acquire().await?), POSTGRES_MIGRATIONS)
-                    .await?;
-                (Handle::Pool(pool), None)
-            }
-        };
-        Ok(OperatorStore { handle, backend, sms_writer })
+        OperatorStore::open(&DbConfig::new(url)).await
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
     }
 
-    /// A connection for a few statements (SQLite: the connection, once the holder before is
-    /// done with it).
-    pub(crate) async fn conn(&self) -> Result<Conn, OperatorError> {
-        match &self.handle {
-            Handle::Pool(pool) => Ok(Conn::Pooled(Connection::postgres(pool.acquire().await?))),
-            Handle::Single(conn, wal) => OwnedMutexGuard::try_map(conn.clone().lock_owned().await, Option::as_mut)
-                .map(|c| Conn::Single(c, wal.clone()))
-                .map_err(|_| StoreError::Closed.into()),
-        }
+    /// A connection for a few statements (SQLite: the writer, once the holder before is done
+    /// with it; given back by dropping it).
+    pub(crate) async fn conn(&self) -> Result<DbConn, OperatorError> {
+        Ok(self.db.acquire().await?)
     }
 
     /// Close the database; later calls fail.
@@ -186,15 +124,7 @@ impl OperatorStore {
         if let Some(w) = &self.sms_writer {
             w.close();
         }
-        match &self.handle {
-            Handle::Pool(pool) => pool.close(),
-            Handle::Single(conn, wal) => {
-                if let Some(c) = conn.lock().await.take() {
-                    c.close().await;
-                }
-                wal.stop();
-            }
-        }
+        self.db.close().await;
     }
 }
 

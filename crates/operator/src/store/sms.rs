@@ -1,7 +1,7 @@
 //! The SMS center's tables: ESME accounts, and every acknowledged short message.
 
 use numport_core::Millis;
-use numport_store::sql::{self, Connection, Row};
+use numport_db::sql::{self, Connection, Row};
 
 use super::OperatorStore;
 use crate::OperatorError;
@@ -245,6 +245,106 @@ fn id_list(ids: impl Iterator<Item = i64>) -> String {
     ids.map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
 }
 
+/// Inserts `messages` in chunks of [`INSERT_CHUNK`] rows; returns the repeats kept out (see
+/// [`OperatorStore::apply_sms_batch`]).
+async fn insert_messages(tx: &mut Connection, messages: &[StoredSms]) -> Result<Vec<(i64, i64)>, OperatorError> {
+    let mut repeats = Vec::new();
+    for chunk in messages.chunks(INSERT_CHUNK) {
+        let sql = insert_sql(chunk.len());
+        let mut q = sql::query(&sql);
+        for m in chunk {
+            q = q
+                .bind(m.id)
+                .bind(&m.system_id)
+                .bind(&m.source_addr)
+                .bind(m.source_ton as i64)
+                .bind(&m.destination)
+                .bind(&m.serving_operator)
+                .bind(&m.route)
+                .bind(m.esm_class as i64)
+                .bind(m.data_coding as i64)
+                .bind(m.registered_delivery as i64)
+                .bind(hex::encode(&m.payload))
+                .bind(m.submitted_at)
+                .bind(m.expires_at)
+                .bind(m.next_attempt_at)
+                .bind(&m.origin_ref);
+        }
+        let inserted = q.execute(&mut *tx).await?.rows_affected();
+        if inserted < chunk.len() as u64 {
+            repeats.extend(find_repeats(tx, chunk).await?);
+        }
+    }
+    Ok(repeats)
+}
+
+/// Parameters of one message in [`insert_sql`].
+const INSERT_PARAMS: usize = 15;
+
+/// The INSERT of `rows` messages, [`INSERT_PARAMS`] parameters each. A repeat of a forwarded
+/// message (same ESME, same origin_ref) is not inserted.
+fn insert_sql(rows: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|i| {
+            let p: Vec<String> = (1..=INSERT_PARAMS).map(|n| format!("${}", i * INSERT_PARAMS + n)).collect();
+            format!("({}, 'queued', {})", p[..11].join(", "), p[11..].join(", "))
+        })
+        .collect();
+    format!(
+        "INSERT INTO sms_messages (id, system_id, source_addr, source_ton, destination, serving_operator, \
+         route, esm_class, data_coding, registered_delivery, payload, state, submitted_at, expires_at, \
+         next_attempt_at, origin_ref) VALUES {} ON CONFLICT DO NOTHING",
+        values.join(", ")
+    )
+}
+
+/// Final outcomes, one statement per final state; a receipt is owed where registered_delivery
+/// asks for one.
+async fn record_finals(tx: &mut Connection, finals: &[(i64, SmsState)], now: Millis) -> Result<(), OperatorError> {
+    for state in [SmsState::Delivered, SmsState::Expired, SmsState::Undeliverable] {
+        let ids: Vec<i64> = finals.iter().filter(|(_, s)| *s == state).map(|(id, _)| *id).collect();
+        if ids.is_empty() {
+            continue;
+        }
+        // registered_delivery bits 0-1: 1 asks for a receipt on any outcome, 2 on failure only.
+        let owed = if state == SmsState::Delivered {
+            "(registered_delivery % 4) = 1"
+        } else {
+            "(registered_delivery % 4) IN (1, 2)"
+        };
+        sql::query(&format!(
+            "UPDATE sms_messages SET state = $1, done_at = $2, \
+             receipt = CASE WHEN {owed} THEN 'owed' ELSE 'none' END \
+             WHERE id IN ({}) AND state IN ('queued', 'forwarded')",
+            id_list(ids.into_iter())
+        ))
+        .bind(state.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Messages accepted by the next SMS center, one statement per chunk: each message's remote id
+/// picked by a CASE on its id.
+async fn record_forwarded(tx: &mut Connection, forwarded: &[(i64, String)]) -> Result<(), OperatorError> {
+    for chunk in forwarded.chunks(INSERT_CHUNK * 4) {
+        let cases: String = (1..=chunk.len()).map(|i| format!(" WHEN {} THEN ${i}", chunk[i - 1].0)).collect();
+        let sql = format!(
+            "UPDATE sms_messages SET state = 'forwarded', remote_id = CASE id{cases} END \
+             WHERE id IN ({}) AND state = 'queued'",
+            id_list(chunk.iter().map(|(id, _)| *id))
+        );
+        let mut q = sql::query(&sql);
+        for (_, remote_id) in chunk {
+            q = q.bind(remote_id);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
 impl OperatorStore {
     /// Adds or replaces an ESME account.
     pub async fn upsert_esme(&self, account: &smsc::EsmeAccount, now: Millis) -> Result<(), OperatorError> {
@@ -292,101 +392,11 @@ impl OperatorStore {
         if let Some(writer) = &self.sms_writer {
             return writer.apply(batch, now).await;
         }
-        let mut repeats = Vec::new();
         let mut conn = self.conn().await?;
         let mut tx = conn.begin().await?;
-        for chunk in batch.inserts.chunks(INSERT_CHUNK) {
-            let mut sql = String::from(
-                "INSERT INTO sms_messages (id, system_id, source_addr, source_ton, destination, serving_operator, \
-                 route, esm_class, data_coding, registered_delivery, payload, state, submitted_at, expires_at, \
-                 next_attempt_at, origin_ref) VALUES ",
-            );
-            for i in 0..chunk.len() {
-                let p = i * 15;
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, 'queued', ${}, ${}, ${}, ${})",
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4,
-                    p + 5,
-                    p + 6,
-                    p + 7,
-                    p + 8,
-                    p + 9,
-                    p + 10,
-                    p + 11,
-                    p + 12,
-                    p + 13,
-                    p + 14,
-                    p + 15
-                ));
-            }
-            // A repeat of a forwarded message (same ESME, same origin_ref) is not inserted.
-            sql.push_str(" ON CONFLICT DO NOTHING");
-            let mut q = sql::query(&sql);
-            for m in chunk {
-                q = q
-                    .bind(m.id)
-                    .bind(&m.system_id)
-                    .bind(&m.source_addr)
-                    .bind(m.source_ton as i64)
-                    .bind(&m.destination)
-                    .bind(&m.serving_operator)
-                    .bind(&m.route)
-                    .bind(m.esm_class as i64)
-                    .bind(m.data_coding as i64)
-                    .bind(m.registered_delivery as i64)
-                    .bind(hex::encode(&m.payload))
-                    .bind(m.submitted_at)
-                    .bind(m.expires_at)
-                    .bind(m.next_attempt_at)
-                    .bind(&m.origin_ref);
-            }
-            let inserted = q.execute(&mut tx).await?.rows_affected();
-            if inserted < chunk.len() as u64 {
-                repeats.extend(find_repeats(&mut tx, chunk).await?);
-            }
-        }
-        for state in [SmsState::Delivered, SmsState::Expired, SmsState::Undeliverable] {
-            let ids: Vec<i64> = batch.finals.iter().filter(|(_, s)| *s == state).map(|(id, _)| *id).collect();
-            if ids.is_empty() {
-                continue;
-            }
-            // registered_delivery bits 0-1: 1 asks for a receipt on any outcome, 2 on failure only.
-            let owed = if state == SmsState::Delivered {
-                "(registered_delivery % 4) = 1"
-            } else {
-                "(registered_delivery % 4) IN (1, 2)"
-            };
-            sql::query(&format!(
-                "UPDATE sms_messages SET state = $1, done_at = $2, \
-                 receipt = CASE WHEN {owed} THEN 'owed' ELSE 'none' END \
-                 WHERE id IN ({}) AND state IN ('queued', 'forwarded')",
-                id_list(ids.into_iter())
-            ))
-            .bind(state.as_str())
-            .bind(now)
-            .execute(&mut tx)
-            .await?;
-        }
-        // One statement per chunk: each message's remote id picked by a CASE on its id.
-        for chunk in batch.forwarded.chunks(INSERT_CHUNK * 4) {
-            let cases: String = (1..=chunk.len()).map(|i| format!(" WHEN {} THEN ${i}", chunk[i - 1].0)).collect();
-            let sql = format!(
-                "UPDATE sms_messages SET state = 'forwarded', remote_id = CASE id{cases} END \
-                 WHERE id IN ({}) AND state = 'queued'",
-                id_list(chunk.iter().map(|(id, _)| *id))
-            );
-            let mut q = sql::query(&sql);
-            for (_, remote_id) in chunk {
-                q = q.bind(remote_id);
-            }
-            q.execute(&mut tx).await?;
-        }
+        let repeats = insert_messages(&mut tx, &batch.inserts).await?;
+        record_finals(&mut tx, &batch.finals, now).await?;
+        record_forwarded(&mut tx, &batch.forwarded).await?;
         if !batch.receipts_sent.is_empty() {
             sql::query(&format!(
                 "UPDATE sms_messages SET receipt = 'sent' WHERE id IN ({})",

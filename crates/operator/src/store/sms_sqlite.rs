@@ -1,27 +1,24 @@
-//! The SMS center's group commit on SQLite: one thread owns a `rusqlite` connection and runs
-//! each batch as one transaction of cached prepared statements.
+//! The SMS center's group commit on SQLite: one thread owns a second writer connection on the
+//! node's file (opened by the engine: `Db::sqlite_writer`) and runs each batch as one
+//! transaction of statements prepared once.
 //!
-//! Why a second path beside the one in [`super::sms`], which PostgreSQL takes: every
-//! `submit_sm_resp` waits for its message's commit, and the SMS center commits a few changes
-//! per message it accepts. Here a batch is one hop to a thread that does nothing else, and each
-//! row one `sqlite3_step` of a statement prepared once, with no SQL text built for the batch's
-//! shape. The cost per change is `operator_sms_commit_seconds` / `operator_sms_changes_total`
-//! in `numport bench sms`. The SQL and its effects are the same as the other path's, which
-//! the store tests run on both engines.
+//! Why a connection and a thread of their own: the SMS center commits thousands of changes a
+//! second, and here a batch costs one hop to this thread and each change one `sqlite3_step`,
+//! with no parameter bound by name and no SQL text built per batch shape (the cost per change
+//! is `operator_sms_commit_seconds` / `operator_sms_changes_total` in `numport bench sms`).
+//! The SQL and its effects are the same as the statements [`super::sms`] runs on PostgreSQL,
+//! and the store tests run both.
 //!
-//! The connection shares the node's database file with the node's other connection (WAL:
-//! readers there never wait for this writer; the few other writes there wait on
-//! `busy_timeout`).
-//!
-//! Checkpoints run off the commit path ([`numport_store::wal`]): this connection never
-//! checkpoints on its own, and between two batches it brings a long WAL back to its start.
+//! The connection shares the node's database file with the engine's writer (WAL: each waits
+//! for the other's write lock on `busy_timeout`). Checkpoints run off the commit path
+//! ([`numport_db::wal`]): this connection never checkpoints inside a commit, and between two
+//! batches it brings a long WAL back to its start.
 
-use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
 
 use numport_core::Millis;
-use numport_store::StoreError;
-use numport_store::wal::WalCheckpointer;
+use numport_db::wal::WalCheckpointer;
+use numport_db::{SqliteWriter, StoreError};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
@@ -50,10 +47,10 @@ struct Threads {
 }
 
 impl SqliteSmsWriter {
-    /// Opens `path` (already migrated) and starts the writer thread,
-    /// which shares the file's `checkpoints` with the node's other connection.
-    pub fn start(path: &Path, checkpoints: Arc<WalCheckpointer>) -> Result<SqliteSmsWriter, OperatorError> {
-        let mut writer = checkpoints.open_writer(path)?;
+    /// Starts the writer thread on `writer` (the engine's second writer on the node's file,
+    /// which shares the file's checkpoints with the engine's writer).
+    pub fn start(writer: SqliteWriter) -> Result<SqliteSmsWriter, OperatorError> {
+        let SqliteWriter { conn: mut writer, checkpoints } = writer;
         let (jobs, rx) = mpsc::channel::<Job>();
         let wal = checkpoints.clone();
         std::thread::Builder::new().name("sms-writer".into()).spawn(move || {

@@ -11,7 +11,7 @@ use std::str::FromStr;
 use numport_core::porting::{CreditInfo, UnknownCode};
 use numport_core::proof::PortKey;
 use numport_core::{Millis, Money, Msisdn};
-use numport_store::sql::{self, Row};
+use numport_db::sql::{self, Row};
 
 use super::{Backend, OperatorStore, parse_col};
 use crate::OperatorError;

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use clearinghouse::{Clearinghouse, ClearinghouseConfig, admin};
 use numport_core::{ManualClock, Millis};
-use numport_store::Db;
 use replica::{Replica, ReplicaConfig};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -31,7 +30,8 @@ pub struct TestCh {
 impl TestCh {
     pub async fn start() -> TestCh {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(&format!("sqlite://{}", dir.path().join("ch.db").display())).await.unwrap();
+        let db =
+            clearinghouse::store::connect(&format!("sqlite://{}", dir.path().join("ch.db").display())).await.unwrap();
         for (name, rn) in [("opa", "D001"), ("opb", "D002"), ("opc", "D003")] {
             admin::register_operator(&db, &name.parse().unwrap(), &rn.parse().unwrap(), None, T0).await.unwrap();
         }
@@ -67,7 +67,7 @@ impl TestCh {
 
     pub async fn head(&self) -> i64 {
         let mut conn = self.ch.db.acquire().await.unwrap();
-        numport_store::routing::head(&mut conn).await.unwrap()
+        clearinghouse::store::routing::head(&mut conn).await.unwrap()
     }
 
     /// Stops the HTTP server (the database stays).

@@ -1,8 +1,17 @@
-//! Opening the database (SQLite (WAL) by path or PostgreSQL by URL, then the migrations), and
-//! the ways in: transactions (group-committed on SQLite), reads, and the writer itself.
+//! Opening a role's database ([`Db::open`]: SQLite (WAL) by path or PostgreSQL by URL, then the
+//! role's migrations), and the ways in: transactions (group-committed on SQLite), reads, and the
+//! writer itself.
+//!
+//! Where SQLite's blocking calls run: a transaction driven by [`Db::run`], statements, commit and
+//! checkpoint included, runs on the `db-tx` thread, which does nothing else; the background
+//! checkpoints on a thread of their own ([`crate::wal`]); everything else (reads, [`Db::acquire`]'s
+//! writer, a transaction begun outside [`Db::run`]) runs its statements on the caller's thread
+//! through [`crate::sql::blocking`], which is `tokio::task::block_in_place` on a multi-threaded
+//! runtime's worker.
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -11,7 +20,7 @@ use tokio::sync::{Mutex, Notify, OwnedMutexGuard, watch};
 
 use crate::migrate::Migration;
 use crate::pg::{PgListener, PgPool};
-use crate::sql::Connection;
+use crate::sql::{Connection, blocking};
 use crate::wal::WalCheckpointer;
 use crate::{Result, StoreError};
 
@@ -29,15 +38,74 @@ impl Backend {
     }
 }
 
+/// PostgreSQL sessions a database keeps unless its configuration says otherwise. Sessions beyond
+/// what the database host's cores can run only queue on its locks and its scheduler, so a
+/// larger host wants more; `numport bench porting --db postgres` measures the default on the
+/// benchmark machine.
+pub const DEFAULT_SESSIONS: usize = 8;
+
+/// Where a role's database is and how many sessions it keeps: the `database_url` and
+/// `database_sessions` keys of every role's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DbConfig {
+    /// `sqlite://path/to/file.db` (created with its directory on first start) or
+    /// `postgres://user@host/database`.
+    pub url: String,
+    /// PostgreSQL sessions kept open. SQLite has one writer and the readers of the role's
+    /// [`SqliteLayout`] whatever this says.
+    pub sessions: usize,
+}
+
+impl DbConfig {
+    /// `url` with [`DEFAULT_SESSIONS`].
+    pub fn new(url: impl Into<String>) -> DbConfig {
+        DbConfig { url: url.into(), sessions: DEFAULT_SESSIONS }
+    }
+}
+
+impl Default for DbConfig {
+    fn default() -> DbConfig {
+        DbConfig::new("")
+    }
+}
+
+/// A role's migrations, one folder per engine (`migrations/sqlite`, `migrations/postgres` in
+/// the role's crate).
+#[derive(Debug, Clone, Copy)]
+pub struct Migrations {
+    pub sqlite: &'static [Migration],
+    pub postgres: &'static [Migration],
+}
+
+/// How a role's SQLite file is laid out and read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqliteLayout {
+    /// The page size a new file is created with (an existing file keeps its own); `None` for
+    /// SQLite's default of 4 KiB.
+    pub page_size: Option<u32>,
+    /// Read-only connections beside the writer for [`Db::read`]; with none, reads take the writer.
+    pub readers: usize,
+}
+
+/// What a role brings to the engine: its name (for errors and thread names), its migrations,
+/// and its SQLite layout. A role defines one as a constant and opens its database with
+/// [`Db::open`]; the database must be the role's own, as its migration history is.
+#[derive(Debug, Clone, Copy)]
+pub struct Schema {
+    pub role: &'static str,
+    pub migrations: Migrations,
+    pub sqlite: SqliteLayout,
+}
+
 /// How every numport SQLite database runs. WAL with `synchronous=NORMAL`: a commit survives a
 /// crash of the process (`kill -9`) without an fsync per transaction; only a power cut can lose
 /// the last commits. A 64 MiB page cache per connection keeps hot tables out of `pread` (the
 /// SMS center's tables are read and written thousands of times a second). No `mmap_size`: in
 /// WAL mode a connection that finds the WAL changed since its last read unmaps the whole file
-/// (`pagerBeginReadTransaction`), so each reader beside a busy writer paid a `munmap`, a TLB
-/// shootdown across the cores and the page faults to map it again, every transaction (4.6% of
-/// the clearinghouse's CPU at the porting benchmark's half load; without it the p50 fell from
-/// 11 to 9 ms, docs/BENCHMARKS.md, session 15). `temp_store=MEMORY` keeps statement and
+/// (`pagerBeginReadTransaction`), so each reader beside a busy writer would pay a `munmap`, a
+/// TLB shootdown across the cores and the page faults to map it again, every transaction
+/// (`numport bench porting` shows it in the p50 of a port). `temp_store=MEMORY` keeps statement and
 /// savepoint journals in memory: each transaction of a group commit is a savepoint, whose
 /// journal otherwise spills to a temporary file (an open, writes and an unlink per batch).
 pub const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON; \
@@ -71,36 +139,20 @@ const MAX_BATCH: usize = 128;
 /// How long a batch stays open for more transactions while others queue for the writer:
 /// the bound on what group commit adds to a transaction's latency under load.
 const BATCH_AGE: Duration = Duration::from_millis(5);
-/// PostgreSQL sessions a clearinghouse keeps unless told otherwise. More than the server's
-/// cores can run only queue: on the two cores of the benchmark machine, 8 gave 349–356 ports/s
-/// with p99 at half load 23–28 ms, 16 gave 318–371 with 37–135 ms, and 32 gave 291–323
-/// (docs/BENCHMARKS.md, session 10). A larger database host wants more.
-pub const DEFAULT_PG_SESSIONS: usize = 8;
-/// The clearinghouse's SQLite pages, set when the file is created (an existing database keeps
-/// its own). A commit writes each page it changed to the WAL whole, and a port's transactions
-/// change pages all over the orders, messages, audit and idempotency tables and their indexes:
-/// ~250 KB of WAL a port with SQLite's 4 KiB pages. With 2 KiB pages the porting benchmark
-/// gave +4% ports/s (medians) and a p50 at 700 ports/s of 8–9 ms against 9–12
-/// (docs/BENCHMARKS.md, session 15); 1 KiB was no better and would put more rows (JSON
-/// bodies) on overflow pages.
-/// The operator nodes keep 4 KiB: with 2 KiB their SMS center answered `submit_sm` ~0.1 ms
-/// later at 10,000/s (p50 0.77–0.96 against 0.74–0.84 ms), at the same throughput.
-const SQLITE_PAGE_SIZE: &str = "PRAGMA page_size=2048;";
-/// Read-only SQLite connections beside the writer.
-const SQLITE_READERS: usize = 2;
 
-/// A handle on the clearinghouse database; cheap to clone.
+/// A handle on a role's database; cheap to clone.
 ///
 /// Three ways in, by what the caller does:
 /// - [`Db::begin`]: a transaction. On SQLite, transactions run one at a time on the single
 ///   writer connection and are **committed in groups**: each is a savepoint in an open batch,
 ///   and [`DbTx::commit`] returns once the batch's one `COMMIT` has made it durable. A commit
-///   was half of all the time SQLite spent per port (it writes the WAL), so under load several
-///   requests now share one (about four at the porting benchmark's saturation).
+///   writes the WAL, a large share of what SQLite spends per port, so under load several
+///   requests share one (what `numport bench porting` measures in ports/s).
 /// - [`Db::read`]: reads. On SQLite, read-only connections of their own, which WAL lets run
 ///   beside the writer and which see only committed (durable) data, never a batch in flight.
-/// - [`Db::acquire`]: the writer in autocommit mode, for administration and migrations; on
-///   SQLite it commits a batch in flight first.
+/// - [`Db::acquire`]: the writer in autocommit mode, for administration, and for a role whose
+///   statements all run on its one writer (the operator node); on SQLite it commits a batch in
+///   flight first, and when given back with a long WAL it brings the WAL back to its start.
 ///
 /// PostgreSQL has a pool and real transactions for all three.
 #[derive(Debug, Clone)]
@@ -120,6 +172,8 @@ enum Handle {
 /// `SQLITE_BUSY` from our own process, and no pool bookkeeping. Its connections are rusqlite's,
 /// run on the thread that holds them (see [`crate::sql`] for why).
 struct Sqlite {
+    /// The database file.
+    file: PathBuf,
     /// `None` once closed.
     writer: Arc<Mutex<Option<Writer>>>,
     /// Tasks queued for the writer: a transaction that ends while none is commits its batch
@@ -130,7 +184,7 @@ struct Sqlite {
     linger: Arc<Notify>,
     readers: Vec<Arc<Mutex<Option<Connection>>>>,
     next_reader: AtomicUsize,
-    checkpoints: Option<WalCheckpointer>,
+    checkpoints: Arc<WalCheckpointer>,
     /// Where [`Db::run`] drives transactions; see there.
     driver: TxDriver,
 }
@@ -228,8 +282,8 @@ impl Sqlite {
             }
         };
         batch.outcome.send_replace(Some(outcome.clone()));
-        if let (Some(c), Some(conn)) = (&self.checkpoints, w.conn.as_sqlite()) {
-            c.reset_if_long(conn);
+        if let Some(conn) = w.conn.as_sqlite() {
+            blocking(|| self.checkpoints.reset_if_long(conn));
         }
         outcome
     }
@@ -258,11 +312,30 @@ impl Sqlite {
     }
 
     /// A read-only connection to `file` with [`SQLITE_PRAGMAS`].
-    fn open_reader(file: &std::path::Path) -> Result<Connection> {
+    fn open_reader(file: &Path) -> Result<Connection> {
         let conn = rusqlite::Connection::open(file)?;
         conn.execute_batch(SQLITE_PRAGMAS)?;
         conn.execute_batch("PRAGMA query_only=ON;")?;
         Ok(Connection::sqlite(conn))
+    }
+
+    /// Open `file` (migrated) with its writer, `readers` readers, the checkpointer and the
+    /// transaction driver. Runs on a thread of the blocking pool: it opens files.
+    fn open(file: PathBuf, readers: usize) -> Result<Sqlite> {
+        let checkpoints = WalCheckpointer::start(&file, "db-checkpoint")?;
+        let conn = Connection::sqlite(checkpoints.open_writer(&file)?);
+        let readers =
+            (0..readers).map(|_| Ok(Arc::new(Mutex::new(Some(Sqlite::open_reader(&file)?))))).collect::<Result<_>>()?;
+        Ok(Sqlite {
+            file,
+            writer: Arc::new(Mutex::new(Some(Writer { conn, batch: None }))),
+            waiting: AtomicUsize::new(0),
+            linger: Arc::new(Notify::new()),
+            readers,
+            next_reader: AtomicUsize::new(0),
+            checkpoints: Arc::new(checkpoints),
+            driver: TxDriver::start()?,
+        })
     }
 }
 
@@ -271,8 +344,24 @@ pub struct DbConn(Lent);
 
 enum Lent {
     Pooled(Connection),
-    Writer(WriterGuard),
+    Writer(WriterGuard, Arc<WalCheckpointer>),
     Reader(OwnedMutexGuard<Option<Connection>>),
+}
+
+impl Drop for DbConn {
+    /// The writer given back with a long WAL: copy what the background checkpoints left, while
+    /// no other statement can slip in, so that the next transaction writes the WAL from its
+    /// start again (see [`crate::wal`]; a role whose statements all run here, the operator
+    /// node, has no batch commits that would do it). The checkpoint's fsync runs through
+    /// [`blocking`].
+    fn drop(&mut self) {
+        if let Lent::Writer(guard, checkpoints) = &self.0
+            && let Some(w) = guard.as_ref()
+            && let Some(conn) = w.conn.as_sqlite()
+        {
+            blocking(|| checkpoints.reset_if_long(conn));
+        }
+    }
 }
 
 impl Deref for DbConn {
@@ -280,7 +369,7 @@ impl Deref for DbConn {
     fn deref(&self) -> &Connection {
         match &self.0 {
             Lent::Pooled(c) => c,
-            Lent::Writer(g) => &g.as_ref().unwrap_or_else(|| unreachable!("closed writer lent out")).conn,
+            Lent::Writer(g, _) => &g.as_ref().unwrap_or_else(|| unreachable!("closed writer lent out")).conn,
             Lent::Reader(g) => g.as_ref().unwrap_or_else(|| unreachable!("closed reader lent out")),
         }
     }
@@ -290,7 +379,7 @@ impl DerefMut for DbConn {
     fn deref_mut(&mut self) -> &mut Connection {
         match &mut self.0 {
             Lent::Pooled(c) => c,
-            Lent::Writer(g) => &mut writer(g).conn,
+            Lent::Writer(g, _) => &mut writer(g).conn,
             Lent::Reader(g) => g.as_mut().unwrap_or_else(|| unreachable!("closed reader lent out")),
         }
     }
@@ -391,83 +480,80 @@ impl Drop for DbTx {
     }
 }
 
-/// The clearinghouse's schema, one list per engine (see [`crate::migrate`]).
-pub static SQLITE_MIGRATIONS: &[Migration] = crate::migrations!(
-    "migrations/sqlite",
-    [
-        "0001_clearinghouse.sql",
-        "0002_ledger_head.sql",
-        "0003_ranges_version.sql",
-        "0004_messages_order.sql",
-        "0005_delivery_lease.sql",
-        "0006_settle_in_batches.sql",
-    ]
-);
-pub static POSTGRES_MIGRATIONS: &[Migration] = crate::migrations!(
-    "migrations/postgres",
-    [
-        "0001_clearinghouse.sql",
-        "0002_ledger_head.sql",
-        "0003_ranges_version.sql",
-        "0004_post_journal.sql",
-        "0005_messages_order.sql",
-        "0006_settle_at_commit.sql",
-        "0007_expect_changed.sql",
-        "0008_delivery_lease.sql",
-        "0009_settle_in_batches.sql",
-    ]
-);
+/// A second writer on a SQLite file, from [`Db::sqlite_writer`]; its owner runs it on a thread
+/// of its own.
+#[derive(Debug)]
+pub struct SqliteWriter {
+    pub conn: rusqlite::Connection,
+    /// The file's checkpointer: call [`WalCheckpointer::reset_if_long`] between transactions.
+    pub checkpoints: Arc<WalCheckpointer>,
+}
 
 impl Db {
-    /// Connect to `url` (`sqlite://path`, `postgres://…`) and bring the schema up to date.
-    /// SQLite runs with [`SQLITE_PRAGMAS`]: one writer, [`SQLITE_READERS`] readers, and WAL
-    /// checkpoints on a thread of their own. It must be a file, which every connection opens.
-    pub async fn connect(url: &str) -> Result<Db> {
-        Db::connect_with(url, DEFAULT_PG_SESSIONS).await
-    }
-
-    /// [`Db::connect`], keeping up to `pg_sessions` sessions on PostgreSQL (SQLite has its
-    /// one writer and its readers whatever this says).
-    pub async fn connect_with(url: &str, pg_sessions: usize) -> Result<Db> {
-        let backend = Backend::of(url);
+    /// Open the database `config` names for `schema`'s role and bring its schema up to date.
+    ///
+    /// SQLite (`sqlite://path`) runs with [`SQLITE_PRAGMAS`]: one writer, the layout's readers,
+    /// and WAL checkpoints on a thread of their own. It must be a file: the migrations run on a
+    /// connection of their own, which an in-memory database would not share with the others.
+    /// PostgreSQL (`postgres://…`) keeps up to `config.sessions` sessions.
+    pub async fn open(config: &DbConfig, schema: &Schema) -> Result<Db> {
+        let backend = Backend::of(&config.url);
+        let url = match backend {
+            Backend::Sqlite => prepare_sqlite_url(&config.url)?,
+            Backend::Postgres => config.url.clone(),
+        };
         let handle = match backend {
             Backend::Sqlite => {
-                let url = prepare_sqlite_url(url)?;
-                let file = sqlite_file(&url).ok_or_else(|| {
-                    StoreError::Config(format!("{url}: the clearinghouse's SQLite database must be a file"))
-                })?;
+                let Some(file) = sqlite_file(&url).map(Path::to_path_buf) else {
+                    return Err(StoreError::Config(format!(
+                        "{url}: the {}'s SQLite database must be a file",
+                        schema.role
+                    )));
+                };
                 // The page size first: it only takes effect before the file has its first table.
-                let migrator = rusqlite::Connection::open(file)?;
-                migrator.execute_batch(SQLITE_PAGE_SIZE)?;
-                migrator.execute_batch(SQLITE_PRAGMAS)?;
+                let page_size = schema.sqlite.page_size;
+                let migrator_file = file.clone();
+                let migrator = tokio::task::spawn_blocking(move || -> Result<rusqlite::Connection> {
+                    let migrator = rusqlite::Connection::open(migrator_file)?;
+                    if let Some(size) = page_size {
+                        migrator.execute_batch(&format!("PRAGMA page_size={size};"))?;
+                    }
+                    migrator.execute_batch(SQLITE_PRAGMAS)?;
+                    Ok(migrator)
+                })
+                .await
+                .map_err(|e| StoreError::Io(std::io::Error::other(e)))??;
                 let mut migrator = Connection::sqlite(migrator);
-                crate::migrate::run(&mut migrator, SQLITE_MIGRATIONS).await?;
+                crate::migrate::run(&mut migrator, schema.migrations.sqlite).await?;
                 migrator.close().await;
-                let checkpoints = WalCheckpointer::start(file, "db-checkpoint")?;
-                let conn = Connection::sqlite(checkpoints.open_writer(file)?);
-                let checkpoints = Some(checkpoints);
-                let readers = (0..SQLITE_READERS)
-                    .map(|_| Ok(Arc::new(Mutex::new(Some(Sqlite::open_reader(file)?)))))
-                    .collect::<Result<_>>()?;
-                let db = Arc::new(Sqlite {
-                    writer: Arc::new(Mutex::new(Some(Writer { conn, batch: None }))),
-                    waiting: AtomicUsize::new(0),
-                    linger: Arc::new(Notify::new()),
-                    readers,
-                    next_reader: AtomicUsize::new(0),
-                    checkpoints,
-                    driver: TxDriver::start()?,
-                });
+                let readers = schema.sqlite.readers;
+                let db = tokio::task::spawn_blocking(move || Sqlite::open(file, readers))
+                    .await
+                    .map_err(|e| StoreError::Io(std::io::Error::other(e)))??;
+                let db = Arc::new(db);
                 db.spawn_lingerer();
                 Handle::Sqlite(db)
             }
             Backend::Postgres => {
-                let pool = PgPool::connect(url, pg_sessions).await?;
-                crate::migrate::run(&mut Connection::postgres(pool.acquire().await?), POSTGRES_MIGRATIONS).await?;
-                Handle::Pool(pool, Arc::from(url))
+                let pool = PgPool::connect(&url, config.sessions).await?;
+                crate::migrate::run(&mut Connection::postgres(pool.acquire().await?), schema.migrations.postgres)
+                    .await?;
+                Handle::Pool(pool, Arc::from(url.as_str()))
             }
         };
         Ok(Db { handle, backend })
+    }
+
+    /// On SQLite, a second writer on the file, for a stream of writes a role commits on a thread
+    /// of its own (the operator node's SMS center): [`SQLITE_PRAGMAS`], no checkpoint inside its
+    /// commits, and the file's checkpointer, whose
+    /// [`reset_if_long`](WalCheckpointer::reset_if_long) its thread calls between two of its
+    /// transactions. Its writes and the writer's wait for each other on `busy_timeout`. `None`
+    /// on PostgreSQL.
+    pub fn sqlite_writer(&self) -> Result<Option<SqliteWriter>> {
+        let Handle::Sqlite(db) = &self.handle else { return Ok(None) };
+        let conn = blocking(|| db.checkpoints.open_writer(&db.file))?;
+        Ok(Some(SqliteWriter { conn, checkpoints: db.checkpoints.clone() }))
     }
 
     /// On PostgreSQL, a session of its own that receives what is notified on `channel` as
@@ -487,7 +573,7 @@ impl Db {
             Handle::Sqlite(db) => {
                 let mut guard = db.writer().await?;
                 let _ = db.commit_batch(writer(&mut guard)).await;
-                Ok(DbConn(Lent::Writer(guard)))
+                Ok(DbConn(Lent::Writer(guard, db.checkpoints.clone())))
             }
         }
     }
@@ -554,10 +640,11 @@ impl Db {
     /// Drive `work` (a transaction, start to commit) where it waits least.
     ///
     /// A transaction holds SQLite's one writer from `begin` to `commit`, and on a busy runtime
-    /// every await inside it (its turn after the writer's mutex, the batch's commit) waited in
-    /// the run queue behind HTTP tasks while the writer sat idle. On SQLite, `work` therefore
-    /// runs on a thread that does nothing else, which also runs its statements; on PostgreSQL,
-    /// where transactions run side by side, it runs here.
+    /// every await inside it (its turn after the writer's mutex, the batch's commit) would wait
+    /// in the run queue behind HTTP tasks while the writer sits idle. On SQLite, `work`
+    /// therefore runs on the `db-tx` thread, which does nothing else, and so do its blocking
+    /// calls (statements, commit, the WAL restart's fsync: [`crate::sql::blocking`] runs them
+    /// directly there); on PostgreSQL, where transactions run side by side, it runs here.
     pub async fn run<F>(&self, work: F) -> F::Output
     where
         F: Future + Send + 'static,
@@ -597,9 +684,7 @@ impl Db {
                         conn.close().await;
                     }
                 }
-                if let Some(c) = &db.checkpoints {
-                    c.stop();
-                }
+                db.checkpoints.stop();
             }
         }
     }
@@ -631,19 +716,38 @@ mod group_commit {
     use super::*;
     use crate::sql;
 
+    /// A role with no migrations (the tests make their table) and the clearinghouse's layout.
+    const TEST: Schema = Schema {
+        role: "test",
+        migrations: Migrations { sqlite: &[], postgres: &[] },
+        sqlite: SqliteLayout { page_size: Some(2048), readers: 2 },
+    };
+
+    /// The database at `url`, with its table of notes.
+    async fn open(url: &str) -> Db {
+        let db = Db::open(&DbConfig::new(url), &TEST).await.unwrap();
+        db.acquire()
+            .await
+            .unwrap()
+            .execute_batch("CREATE TABLE IF NOT EXISTS notes (action TEXT NOT NULL)")
+            .await
+            .unwrap();
+        db
+    }
+
     async fn actions(conn: &mut Connection) -> Vec<String> {
-        sql::query_scalar("SELECT action FROM audit_log ORDER BY action").fetch_all(conn).await.unwrap()
+        sql::query_scalar("SELECT action FROM notes ORDER BY action").fetch_all(conn).await.unwrap()
     }
 
     async fn note(conn: &mut Connection, action: &str) {
-        crate::audit::append(conn, 1, "test", action, None, None, None, "{}").await.unwrap();
+        sql::query("INSERT INTO notes (action) VALUES ($1)").bind(action).execute(conn).await.unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_transactions_commit_in_groups_and_a_rollback_undoes_only_its_own() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/ch.db", dir.path().display());
-        let db = Db::connect(&url).await.unwrap();
+        let db = open(&url).await;
         let tasks: Vec<_> = (0..200)
             .map(|i| {
                 let db = db.clone();
@@ -665,15 +769,42 @@ mod group_commit {
         db.close().await;
 
         // What each commit acknowledged is in the file; nothing rolled back is.
-        let db = Db::connect(&url).await.unwrap();
+        let db = open(&url).await;
         let expected: Vec<String> = (0..200).filter(|i| i % 3 != 0).map(|i| format!("t{i:03}")).collect();
         assert_eq!(actions(&mut db.read().await.unwrap()).await, expected);
+    }
+
+    /// Transactions driven by [`Db::run`] on a multi-threaded runtime: their statements run on
+    /// the driver's thread, reads beside them through `block_in_place`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn transactions_run_on_the_driver_and_reads_beside_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&format!("sqlite://{}/ch.db", dir.path().display())).await;
+        let tasks: Vec<_> = (0..50)
+            .map(|i| {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    let work = db.clone();
+                    db.run(async move {
+                        let mut tx = work.begin().await.unwrap();
+                        note(&mut tx, &format!("t{i:02}")).await;
+                        tx.commit().await.unwrap();
+                    })
+                    .await;
+                    actions(&mut db.read().await.unwrap()).await.len()
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert!(t.await.unwrap() >= 1);
+        }
+        assert_eq!(actions(&mut db.read().await.unwrap()).await.len(), 50);
     }
 
     #[tokio::test]
     async fn readers_see_a_transaction_only_once_it_is_committed() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(&format!("sqlite://{}/ch.db", dir.path().display())).await.unwrap();
+        let db = open(&format!("sqlite://{}/ch.db", dir.path().display())).await;
         let mut tx = db.begin().await.unwrap();
         note(&mut tx, "pending").await;
         assert!(actions(&mut db.read().await.unwrap()).await.is_empty());
@@ -690,7 +821,7 @@ mod group_commit {
     }
 
     #[tokio::test]
-    async fn a_new_database_has_the_clearinghouse_page_size_and_an_existing_one_keeps_its_own() {
+    async fn a_new_database_has_the_layouts_page_size_and_an_existing_one_keeps_its_own() {
         let dir = tempfile::tempdir().unwrap();
         let page_size = |db: Db| async move {
             let size: i64 =
@@ -699,12 +830,22 @@ mod group_commit {
             size
         };
         let url = format!("sqlite://{}/ch.db", dir.path().display());
-        assert_eq!(page_size(Db::connect(&url).await.unwrap()).await, 2048);
+        assert_eq!(page_size(open(&url).await).await, 2048);
 
-        // A database created with SQLite's default pages (as before session 15) opens as it is.
+        // A database created with SQLite's default pages opens as it is.
         let old = dir.path().join("old.db");
         rusqlite::Connection::open(&old).unwrap().execute_batch("PRAGMA journal_mode=WAL;").unwrap();
-        let db = Db::connect(&format!("sqlite://{}", old.display())).await.unwrap();
-        assert_eq!(page_size(db).await, 4096);
+        assert_eq!(page_size(open(&format!("sqlite://{}", old.display())).await).await, 4096);
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_database_must_be_a_file_and_a_closed_one_says_so() {
+        let e = Db::open(&DbConfig::new("sqlite::memory:"), &TEST).await.unwrap_err();
+        assert!(matches!(e, StoreError::Config(_)), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&format!("sqlite://{}/ch.db", dir.path().display())).await;
+        db.close().await;
+        assert!(matches!(db.acquire().await, Err(StoreError::Closed)));
+        assert!(matches!(db.read().await, Err(StoreError::Closed)));
     }
 }

@@ -3,10 +3,10 @@
 //! operators can also read them from their inbox. Nothing is sent that was not committed, and
 //! nothing committed is lost.
 
-use crate::sql::{self, Connection, Row};
 use numport_core::Millis;
+use numport_db::sql::{self, Connection, Row};
 
-use crate::Result;
+use numport_db::Result;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
@@ -253,12 +253,13 @@ fn placeholders(first: usize, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Db, operators};
+    use crate::store::operators;
+    use numport_db::Db;
 
     /// A fresh SQLite clearinghouse database with one operator, and that operator's id.
     async fn with_operator() -> (tempfile::TempDir, Db, i64) {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(&format!("sqlite://{}/ch.db", dir.path().display())).await.unwrap();
+        let db = crate::store::connect(&format!("sqlite://{}/ch.db", dir.path().display())).await.unwrap();
         let mut conn = db.acquire().await.unwrap();
         let op = operators::insert(&mut conn, &"opa".parse().unwrap(), &"D1".parse().unwrap(), None, 0).await.unwrap();
         drop(conn);

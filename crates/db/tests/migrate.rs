@@ -2,11 +2,11 @@
 //! failed one, and a database whose history is sqlx's. PostgreSQL runs on a throw-away
 //! database of `NUMPORT_TEST_POSTGRES_URL`'s server.
 
-use numport_store::StoreError;
-use numport_store::migrate::{self, MigrateError, Migration};
-use numport_store::pg::PgPool;
-use numport_store::sql::{self, Connection};
-use numport_store::testing::TempDatabase;
+use numport_db::StoreError;
+use numport_db::migrate::{self, MigrateError, Migration};
+use numport_db::pg::PgPool;
+use numport_db::sql::{self, Connection};
+use numport_db::testing::TempDatabase;
 
 const SQLITE: &[Migration] = &[
     Migration::new(
@@ -225,12 +225,4 @@ async fn postgres_adopts_the_history_sqlx_left() {
 async fn postgres_refuses_a_failed_sqlx_migration() {
     let Some(db) = Fresh::postgres().await else { return };
     refuses_a_failed_sqlx_migration(db).await;
-}
-
-/// Every file of the clearinghouse's migration folders is in its list, as it is on disk.
-#[test]
-fn the_clearinghouse_lists_match_their_folders() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    migrate::check_folder(&root.join("migrations/sqlite"), numport_store::db::SQLITE_MIGRATIONS).unwrap();
-    migrate::check_folder(&root.join("migrations/postgres"), numport_store::db::POSTGRES_MIGRATIONS).unwrap();
 }

@@ -8,9 +8,9 @@
 //! Needs `NUMPORT_TEST_POSTGRES_URL` (as `.ci/run` sets it); each test runs on a database of
 //! its own on that server.
 
-use numport_store::pg::PgPool;
-use numport_store::sql::{self, Connection};
-use numport_store::testing::TempDatabase;
+use numport_db::pg::PgPool;
+use numport_db::sql::{self, Connection};
+use numport_db::testing::TempDatabase;
 
 /// A pool on a new database, with the table `name` in it; the database goes with the guard.
 async fn pool(name: &str) -> Option<(PgPool, String, TempDatabase)> {

@@ -5,11 +5,12 @@
 //! locked it in the same transaction: the log has no gaps and is in commit order on SQLite and
 //! PostgreSQL alike (the row lock on `feed_head` orders concurrent writers).
 
-use crate::sql::{self, Connection};
 use numport_core::porting::ChangeKind;
 use numport_core::{Millis, Msisdn, OperatorName, RoutingNumber};
+use numport_db::sql::{self, Connection};
 
-use crate::{Result, StoreError, parse_col};
+use super::parse_col;
+use numport_db::{Result, StoreError};
 
 /// The operator serving a ported number; `None` when the range holder serves it.
 pub async fn ported_to(conn: &mut Connection, msisdn: &Msisdn) -> Result<Option<i64>> {

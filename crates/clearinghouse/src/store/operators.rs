@@ -1,9 +1,10 @@
 //! Operators registered at the clearinghouse, and their API keys.
 
-use crate::sql::{self, Connection, Row};
 use numport_core::{Millis, OperatorName, RoutingNumber};
+use numport_db::sql::{self, Connection, Row};
 
-use crate::{Result, StoreError, parse_col};
+use super::parse_col;
+use numport_db::{Result, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Operator {
@@ -49,7 +50,7 @@ pub async fn insert(
     .await
     .map_err(StoreError::from_insert)?;
     let op = from_row(&row)?;
-    crate::ledger::open_account(conn, &format!("settlement:{}", op.name), Some(op.id)).await?;
+    super::ledger::open_account(conn, &format!("settlement:{}", op.name), Some(op.id)).await?;
     Ok(op)
 }
 

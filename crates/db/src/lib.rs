@@ -1,60 +1,56 @@
-//! Clearinghouse storage: the schema and every SQL statement.
+//! The storage engine every role with a database opens it through: SQLite, embedded, or
+//! PostgreSQL, chosen by the URL ([`DbConfig`]), with one statement API over both.
 //!
-//! Two database stacks, each where it is the cheaper one:
-//! - SQLite through rusqlite, each statement run on the thread that holds the connection
-//!   ([`sql`]);
-//! - PostgreSQL through a client of the crate's own on `postgres-protocol`, which pipelines
-//!   ([`pg`]).
+//! Two database stacks, each for a measured reason:
+//! - **rusqlite** for SQLite: a statement is a call into the library on the thread that holds
+//!   the connection, costing only SQLite's own work. sqlx's SQLite driver runs each statement on
+//!   a worker thread of its own and hands the rows back over a channel, two thread switches per
+//!   statement: at the porting benchmark's saturation (`numport bench porting`) that costs more
+//!   CPU than SQLite itself ([`sql`] says more).
+//! - **the project's own PostgreSQL client** ([`pg`], on `postgres-protocol`'s message codecs):
+//!   it pipelines, sending the statements whose answers nobody waits for with the next one whose
+//!   answer is wanted, under one `Sync`. With a round trip per statement, the round trips are
+//!   the cost of a port on PostgreSQL (`numport bench porting --db postgres`); why not
+//!   `tokio-postgres` either is in `pg/wire.rs`.
+//! - No third stack: migrations ([`migrate`]) and `LISTEN` ([`pg::PgListener`]) run on the
+//!   same connections. sqlx is not used: its SQLite driver costs two thread switches per
+//!   statement, its PostgreSQL driver cannot pipeline, and kept only for migrations and
+//!   `LISTEN` it would be a third stack, with errors and connection settings of its own.
 //!
-//! Migrations ([`migrate`]) and `LISTEN` ([`pg::PgListener`]) run on the same connections.
-//! sqlx is not used: its SQLite driver runs each statement on a worker thread of its own and
-//! hands the rows back over a channel, two thread switches per statement whose own work is a
-//! few microseconds; its PostgreSQL driver cannot pipeline, so each statement is a round trip;
-//! and kept only for migrations and `LISTEN` it would be a third stack, with errors and
-//! connection settings of its own, beside the two that run every statement.
+//! The engine knows no role's tables: the clearinghouse's are in `clearinghouse::store`, the
+//! operator node's in `operator::store`. A role describes its database with a [`Schema`] and
+//! opens it with [`Db::open`], which applies its migrations and gives the same [`Db`] handle
+//! to every role: transactions, reads and the writer.
 //!
-//! One code path for both backends: statements go through [`sql`] (rusqlite on SQLite,
-//! its wire protocol, pipelined, on PostgreSQL) with `$n` placeholders, which both engines
-//! accept, and use only what both dialects share (`ON CONFLICT`, `RETURNING`, partial
-//! indexes). Dialect differences live in the two migration folders, and in the few statements
-//! written per engine where a hot row's lock is held (see [`Connection::is_postgres`]).
-//! Columns are `BIGINT`/`TEXT` only, so rows decode the same way on both.
+//! One code path for both engines: statements go through [`sql`] with `$n` placeholders, which
+//! both accept, and use only what both dialects share (`ON CONFLICT`, `RETURNING`, partial
+//! indexes); columns are `BIGINT`/`TEXT` only, so rows decode the same way on both. Dialect
+//! differences live in each role's two migration folders, and in the few statements written
+//! per engine (see [`Connection::is_postgres`]).
 //!
-//! Functions take a `&mut Connection`, usually a transaction opened by the caller: the
-//! clearinghouse decides what belongs in one transaction, the store knows how to write it.
+//! SQLite is a library whose calls block: where each of its calls runs (a thread of its own,
+//! or the runtime's worker threads through `tokio::task::block_in_place`) is said in [`db`] and
+//! [`sql::blocking`].
 //!
 //! - [`sql`]: running statements on either engine.
 //! - [`pg`]: PostgreSQL sessions: the pool, prepared statements, pipelining.
-//! - [`db`]: connecting, pragmas, migrations; transactions, group commit on SQLite, readers.
+//! - [`db`]: opening by URL, migrations; transactions, group commit on SQLite, readers.
 //! - [`migrate`]: the migration runner and its history table.
 //! - `testing` (cargo feature `testing`): throw-away PostgreSQL databases for tests.
 //! - [`wal`]: SQLite WAL checkpoints off the commit path.
-//! - [`operators`]: operators and their API keys.
-//! - [`ranges`]: number ranges and the range holder of a number.
-//! - [`ledger`]: settlement accounts, balanced journals, postings.
-//! - [`orders`]: porting orders, proof deposits, verification failures, violations.
-//! - [`routing`]: ported numbers and the gap-free routing change log.
-//! - [`outbox`]: messages to operators (callback delivery and inbox).
-//! - [`audit`]: the append-only audit trail.
-//! - [`idempotency`]: stored answers to operator requests by idempotency key.
 
-pub mod audit;
 pub mod db;
-pub mod idempotency;
-pub mod ledger;
 pub mod migrate;
-pub mod operators;
-pub mod orders;
-pub mod outbox;
 pub mod pg;
-pub mod ranges;
-pub mod routing;
 pub mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod wal;
 
-pub use db::{Backend, DEFAULT_PG_SESSIONS, Db, DbConn, DbTx, SQLITE_PRAGMAS, prepare_sqlite_url, sqlite_file};
+pub use db::{
+    Backend, DEFAULT_SESSIONS, Db, DbConfig, DbConn, DbTx, Migrations, SQLITE_PRAGMAS, Schema, SqliteLayout,
+    SqliteWriter, prepare_sqlite_url, sqlite_file,
+};
 pub use sql::Connection;
 
 /// Storage failures. Constraint violations the caller can act on are their own variants.
@@ -72,6 +68,13 @@ pub enum StoreError {
     PoolTimedOut,
     #[error("SQLite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The database cannot be opened as configured (a SQLite URL that names no file, …).
+    #[error("database configuration: {0}")]
+    Config(String),
+    /// A file or a thread of the engine's could not be made (the SQLite file's directory, the
+    /// checkpointer's thread, …).
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
     /// A column held something else than the code reads it as, or a statement's parameters
     /// do not match what was bound.
     #[error("stored data does not decode: {0}")]
@@ -81,12 +84,6 @@ pub enum StoreError {
     NoRow,
     #[error("{0}")]
     Migrate(#[from] migrate::MigrateError),
-    /// The database could not be opened as configured (a URL or a path it cannot use).
-    #[error("{0}")]
-    Config(String),
-    /// An I/O failure outside the engines (a directory, a thread, a socket).
-    #[error("I/O: {0}")]
-    Io(#[from] std::io::Error),
     #[error("row already exists ({0})")]
     Duplicate(String),
     #[error("stored data is invalid: {0}")]
@@ -114,7 +111,7 @@ impl StoreError {
     /// If this is a unique-constraint violation: what the engine said, and the constraint it
     /// names (PostgreSQL reports the name; SQLite names the columns in its message instead,
     /// `UNIQUE constraint failed: idempotency_keys.operator_id, …`).
-    pub(crate) fn unique_violation(&self) -> Option<(String, Option<&str>)> {
+    pub fn unique_violation(&self) -> Option<(String, Option<&str>)> {
         use rusqlite::ffi;
         match self {
             StoreError::Postgres(pg) if pg.code == UNIQUE_VIOLATION => {
@@ -154,13 +151,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// PostgreSQL's SQLSTATE for a unique-constraint violation.
 const UNIQUE_VIOLATION: &str = "23505";
 
-/// The SQLSTATE `numport_expect_changed` raises (PostgreSQL migration 0007).
+/// The SQLSTATE a role's PostgreSQL function raises for a lost compare-and-set, recognised by
+/// [`StoreError::is_state_changed`] (the clearinghouse's `numport_expect_changed`, its
+/// migration 0007).
 pub const STATE_CHANGED_SQLSTATE: &str = "NPCAS";
-
-/// Parse a stored code back into its domain type; a failure means the database was tampered with.
-pub(crate) fn parse_col<T: std::str::FromStr>(what: &str, s: &str) -> Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    s.parse().map_err(|e| StoreError::Corrupt(format!("{what} {s:?}: {e}")))
-}

@@ -1,11 +1,11 @@
 //! PostgreSQL: a small pool of sessions, each with its prepared statements, that
 //! **pipelines** what the caller does not wait for.
 //!
-//! Why not sqlx: each statement is a round trip there, and at the porting benchmark's
-//! saturation the round trips were the cost. A port made ~55 of
-//! them; every one woke the server's backend and then the clearinghouse again, and half of
-//! PostgreSQL's CPU and most of the clearinghouse's went to the sends, the wake-ups and the
-//! scheduler between them (docs/BENCHMARKS.md). A statement whose answer nobody branches on
+//! Why not sqlx: with it each statement is a round trip, and at the porting benchmark's
+//! saturation (`numport bench porting --db postgres`) the round trips are the cost: a port
+//! makes dozens of statements, each of which would wake the server's backend and then the
+//! clearinghouse again, with most of both sides' CPU in the sends, the wake-ups and the
+//! scheduler between them. A statement whose answer nobody branches on
 //! goes out with the next one whose answer is wanted: `BEGIN` travels with a transaction's
 //! first statement, and the writes that follow a decision (the audit row, the outgoing
 //! messages, the idempotency answer) with the `COMMIT`, and the server answers them all with

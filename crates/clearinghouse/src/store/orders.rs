@@ -1,10 +1,11 @@
 //! Porting orders, the donor's proof deposits, failed verifications and deadline violations.
 
-use crate::sql::{self, Connection, Row};
 use numport_core::porting::{CreditInfo, OrderKind, OrderState, Party, Reason};
 use numport_core::{Millis, Money, Msisdn, OperatorName};
+use numport_db::sql::{self, Connection, Row};
 
-use crate::{Result, StoreError, parse_col};
+use super::parse_col;
+use numport_db::{Result, StoreError};
 
 /// A porting order as stored, with operator names resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -296,7 +297,7 @@ pub async fn transition(
     if q.execute(conn).await?.rows_affected() != 1 {
         return Err(StoreError::StateChanged("porting order"));
     }
-    crate::audit::append(conn, now, actor, "state_changed", Some(id), Some(from.as_str()), Some(to.as_str()), detail)
+    super::audit::append(conn, now, actor, "state_changed", Some(id), Some(from.as_str()), Some(to.as_str()), detail)
         .await
 }
 

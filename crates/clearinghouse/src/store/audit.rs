@@ -1,10 +1,10 @@
 //! The append-only audit trail: every state change, by whom, when. The migrations install
 //! triggers that refuse UPDATE and DELETE on it.
 
-use crate::sql::{self, Connection, Row};
 use numport_core::Millis;
+use numport_db::sql::{self, Connection, Row};
 
-use crate::Result;
+use numport_db::Result;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {

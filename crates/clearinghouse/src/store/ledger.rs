@@ -6,10 +6,10 @@
 //! Each journal has a unique idempotency key: posting the same business event twice is a no-op.
 //! Operator accounts may not go below zero.
 
-use crate::sql::{self, Connection};
 use numport_core::{JournalEntry, Millis, Money};
+use numport_db::sql::{self, Connection};
 
-use crate::{Result, StoreError};
+use numport_db::{Result, StoreError};
 
 /// The account that money entering the clearinghouse is drawn from (the banks, outside).
 pub const FUNDING_ACCOUNT: &str = "external:funding";
@@ -88,9 +88,16 @@ impl AccountRead {
 /// rows never have two writers waiting on each other (see migration 0002). An overdraft undoes
 /// what this call wrote before returning [`PostError::InsufficientFunds`], so the caller's
 /// transaction stays usable without a savepoint. Those rows stay locked until the caller's
-/// COMMIT, so call this late in a transaction. On PostgreSQL it is one call to
-/// `numport_post_journal` (migration 0004), with the same effects as the statements run here on
-/// SQLite, where a statement is not a round trip.
+/// COMMIT, so call this late in a transaction.
+///
+/// Two implementations, one per engine, for a measured reason: on PostgreSQL the statements
+/// below would hold `ledger_head`, which every other posting and settlement waits for, across
+/// a round trip to the client per statement (five for a two-line entry); [`post_by_function`] holds it across one (plus the COMMIT),
+/// which `numport bench porting --db postgres` shows in ports/s. On SQLite a statement is a
+/// library call, not a round trip, and SQLite has no PL/pgSQL: [`post_by_statements`]. The
+/// test `ledger_posting` runs the same postings (new, repeated keys, overdrafts, unbalanced
+/// entries) through both on PostgreSQL and through the statements on SQLite, and requires the
+/// same outcomes, journals, postings and balances.
 pub async fn post(
     conn: &mut Connection,
     idempotency_key: &str,
@@ -99,10 +106,23 @@ pub async fn post(
     entry: &JournalEntry<i64>,
     now: Millis,
 ) -> Result<Posted, PostError> {
-    let lines = sorted_lines(entry);
     if conn.is_postgres() {
-        return post_in_one_call(conn, idempotency_key, kind, order_id, &lines, now).await;
+        post_by_function(conn, idempotency_key, kind, order_id, entry, now).await
+    } else {
+        post_by_statements(conn, idempotency_key, kind, order_id, entry, now).await
     }
+}
+
+/// [`post`] as statements from here, on either engine: what [`post`] runs on SQLite.
+pub async fn post_by_statements(
+    conn: &mut Connection,
+    idempotency_key: &str,
+    kind: &str,
+    order_id: Option<i64>,
+    entry: &JournalEntry<i64>,
+    now: Millis,
+) -> Result<Posted, PostError> {
+    let lines = sorted_lines(entry);
     sql::query("UPDATE ledger_head SET journals = journals + 1 WHERE id = 1").execute(&mut *conn).await?;
     let inserted: Option<i64> = sql::query_scalar(
         "INSERT INTO journals (idempotency_key, kind, order_id, created_at) VALUES ($1, $2, $3, $4) \
@@ -206,7 +226,7 @@ pub async fn post_batch(
         )
     });
     // The journals' ids by their keys, written just before: no round trip to learn them. One
-    // index lookup a line (a join let the planner scan every journal: 0.57 ms a batch).
+    // index lookup a line (a join lets the planner scan every journal).
     static POSTINGS: sql::PerEngine = sql::PerEngine::new(|pg| {
         format!(
             "INSERT INTO postings (journal_id, account_id, amount) \
@@ -279,16 +299,17 @@ pub async fn post_batch(
     Ok(outcomes)
 }
 
-/// [`post`] on PostgreSQL: `lines` sorted by account.
-async fn post_in_one_call(
+/// [`post`] as one call to `numport_post_journal` (PostgreSQL migration 0004, the same
+/// statements in PL/pgSQL): what [`post`] runs on PostgreSQL.
+pub async fn post_by_function(
     conn: &mut Connection,
     idempotency_key: &str,
     kind: &str,
     order_id: Option<i64>,
-    lines: &[(i64, Money)],
+    entry: &JournalEntry<i64>,
     now: Millis,
 ) -> Result<Posted, PostError> {
-    let lines_json = lines_as_json(lines)?;
+    let lines_json = lines_as_json(&sorted_lines(entry))?;
     let row = sql::query("SELECT post_outcome, post_ref FROM numport_post_journal($1, $2, $3, $4, $5)")
         .bind(idempotency_key)
         .bind(kind)

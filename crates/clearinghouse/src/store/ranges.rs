@@ -1,9 +1,9 @@
 //! Number ranges: which operator holds each block of numbers before any porting.
 
-use crate::sql::{self, Connection};
 use numport_core::{Msisdn, Prefix};
+use numport_db::sql::{self, Connection};
 
-use crate::Result;
+use numport_db::Result;
 
 /// Set the range holder of `prefix` (replacing an earlier holder of the same prefix).
 pub async fn upsert(conn: &mut Connection, prefix: &Prefix, operator_id: i64) -> Result<()> {

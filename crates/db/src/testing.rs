@@ -2,8 +2,8 @@
 //!
 //! ```no_run
 //! # async fn test() {
-//! let Some(db) = numport_store::testing::TempDatabase::create().await else { return };
-//! let store = numport_store::Db::connect(db.url()).await.unwrap();
+//! let Some(db) = numport_db::testing::TempDatabase::create().await else { return };
+//! let store = numport_db::Db::connect(db.url()).await.unwrap();
 //! # }
 //! ```
 

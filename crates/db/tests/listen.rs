@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use numport_store::pg::{PgListener, PgPool};
-use numport_store::sql::{self, Connection};
-use numport_store::testing::TempDatabase;
+use numport_db::pg::{PgListener, PgPool};
+use numport_db::sql::{self, Connection};
+use numport_db::testing::TempDatabase;
 
 async fn notify(conn: &mut Connection, channel: &str, payload: &str) {
     sql::query("SELECT pg_notify($1, $2)").bind(channel).bind(payload).execute(conn).await.unwrap();

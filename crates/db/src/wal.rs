@@ -8,21 +8,27 @@
 //! without taking the write lock.
 //!
 //! Under a steady stream of commits that alone never lets the WAL start over (each commit adds
-//! frames the last checkpoint did not copy; one benchmark grew it by 300 MB). So once the WAL
-//! is [long](WalCheckpointer::wal_is_long), the writer itself, between two transactions, runs
-//! [`PASSIVE_CHECKPOINT`] and copies the little the background left: no commit can slip in
-//! between, so the next transaction writes the WAL from its start again. Nothing here ever
-//! waits on a lock (a `RESTART` checkpoint would, with the busy handler sleeping up to 100 ms).
+//! frames the last checkpoint did not copy, and the WAL grows by hundreds of megabytes in a
+//! porting benchmark). So once the WAL is [long](WalCheckpointer::wal_is_long), the writer
+//! itself, between two transactions, runs [`PASSIVE_CHECKPOINT`] and copies the little the
+//! background left: no commit can slip in between, so the next transaction writes the WAL from
+//! its start again. Nothing here ever waits on a lock (a `RESTART` checkpoint would, with the
+//! busy handler sleeping up to 100 ms).
 //!
 //! Everything waits on the writer while it does, so "the little" must stay little: its
 //! checkpoint first makes the WAL durable (an fsync of all written since the last
-//! checkpoint), then copies what is left. With the background every 250 ms, that was up to
-//! 40 MB of WAL at the porting benchmark's half load, and each restart held every transaction
-//! 20–36 ms, three times a second: the p99 of a port. So once the WAL is past
-//! [`CATCH_UP_FRAMES`], the background checkpoints back to back, each covering only what the
-//! writer wrote during the one before, and the restart finds a few milliseconds' worth. (Its
-//! fsync can still take 10–25 ms now and then, waiting for the filesystem's journal: session
-//! 15 in docs/BENCHMARKS.md.)
+//! checkpoint), then copies what is left. With a background pass every [`CHECKPOINT_EVERY`]
+//! alone, that is tens of megabytes at the porting benchmark's half load, and each restart
+//! would hold every transaction for tens of milliseconds: the p99 of a port (`numport bench
+//! porting`). So once the WAL is past [`CATCH_UP_FRAMES`], the background checkpoints back to
+//! back, each covering only what the writer wrote during the one before, and the restart finds
+//! a few milliseconds' worth. Its fsync can still wait for the filesystem's journal now and
+//! then; the p99 of `numport bench porting` includes it.
+//!
+//! Where the blocking calls run: the background checkpoints on their own thread; a writer's
+//! [`reset_if_long`](WalCheckpointer::reset_if_long) on the writer's thread, which the engine
+//! runs through [`crate::sql::blocking`] (or, for the operator node's SMS writer, on that
+//! writer's own thread).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -110,7 +116,8 @@ impl WalCheckpointer {
     ///
     /// Without it the length is known only from the background checkpoints, each reporting
     /// what it found when it ended: under a fast stream of commits that lags by a whole
-    /// checkpoint, and a test's WAL reached 400 MiB before the writer learned it was long.
+    /// checkpoint, long enough for the WAL to grow by hundreds of megabytes before the writer
+    /// learns it is long.
     /// This is SQLite's WAL hook, which rusqlite does not wrap; it replaces the automatic
     /// checkpoint, which [`open_writer`](Self::open_writer) turns off anyway.
     fn watch(&self, conn: &rusqlite::Connection) {

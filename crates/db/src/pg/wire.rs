@@ -1,12 +1,11 @@
 //! PostgreSQL's frontend/backend protocol on one connection, with a `Sync` only where the
 //! client waits for an answer.
 //!
-//! Why not `tokio-postgres` (which ran these statements until session 12): it ends every
-//! statement with a `Sync`, and the server answers each `Sync` on its own: a `ReadyForQuery`, a
-//! flush, a send, a wake-up of the client. Pipelined statements still cost one packet each way
-//! per statement; at the porting benchmark's saturation PostgreSQL sent ~40 packets a port.
-//! Measured on the benchmark machine (docs/BENCHMARKS.md, session 12), a `Sync` per statement
-//! costs ~8 µs of the server's CPU and ~8 µs of the client's on top of the statement itself.
+//! Why not `tokio-postgres`: it ends every statement with a `Sync`, and the server answers each
+//! `Sync` on its own: a `ReadyForQuery`, a flush, a send, a wake-up of the client. Pipelined
+//! statements would still cost one packet each way per statement, and a `Sync` per statement
+//! costs the server's CPU and the client's on top of the statement itself, which at the porting
+//! benchmark's saturation (`numport bench porting --db postgres`) is CPU the ports need.
 //! Here a statement the caller does not wait for is only appended to the write buffer; the
 //! next statement whose answer is wanted carries a single `Sync` for all of them, and the
 //! server answers the lot at once. The messages are `postgres-protocol`'s, the crate

@@ -2,10 +2,10 @@
 //! the transaction that made the change, so a retry after a lost response finds it and a
 //! retried request never acts twice.
 
-use crate::sql::{self, Connection};
 use numport_core::Millis;
+use numport_db::sql::{self, Connection};
 
-use crate::{Result, StoreError};
+use numport_db::{Result, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredResponse {

@@ -1,14 +1,17 @@
-//! Running statements: one API over SQLite (rusqlite, on the calling thread) and PostgreSQL
-//! (its wire protocol, pipelined: see [`crate::pg`]), so every module of the store has one body
-//! of SQL and code for both engines.
+//! Running statements: one API over SQLite (rusqlite, on the calling thread, through
+//! [`blocking`]) and PostgreSQL (its wire protocol, pipelined: see [`crate::pg`]), so every
+//! role's tables have one body of SQL and code for both engines.
 //!
-//! SQLite is a library: called on the thread that holds the connection, a statement costs only
-//! its own work, which for the store's indexed statements is a few microseconds (see the crate's
-//! top comment for why not through sqlx's worker thread). PostgreSQL is a server a round trip
-//! away: there the cost is the round trips, and [`Query::execute_pipelined`] saves them where
-//! the caller need not wait.
+//! Why not sqlx for SQLite: its SQLite driver runs each statement on a worker thread of the
+//! connection's own and hands the rows back over a channel, so every statement costs two
+//! thread switches and a wake-up of the caller's runtime; at the porting benchmark's saturation
+//! (`numport bench porting`) that cost more CPU than SQLite's own work. SQLite is a library:
+//! called on the thread that holds the connection, a statement costs only its own work, which
+//! for indexed statements is a few microseconds. PostgreSQL is a server a round trip away:
+//! there the cost is the round trips, and [`Query::execute_pipelined`] saves them where the
+//! caller need not wait.
 //!
-//! The API has the shape of sqlx's query builders (`query`, `query_scalar`, `query_as`, `bind`,
+//! The API is the part of sqlx's the roles use (`query`, `query_scalar`, `query_as`, `bind`,
 //! `execute`, `fetch_one`/`fetch_optional`/`fetch_all`, [`Row::try_get`]), with `$n`
 //! placeholders on both engines. Values are what the schema holds: 64-bit integers and text
 //! (a `NULL` bound keeps its type, which PostgreSQL needs to plan the statement).
@@ -18,9 +21,24 @@ use std::sync::Arc;
 use crate::pg::PgConn;
 use crate::{Result, StoreError};
 
-/// Prepared statements each SQLite connection keeps: more than the store has distinct
+/// Prepared statements each SQLite connection keeps: more than any role has distinct
 /// statements, so none is parsed twice.
 const STATEMENT_CACHE: usize = 256;
+
+/// Run a blocking SQLite call (a statement, a commit, a checkpoint's fsync) from async code.
+///
+/// On a worker thread of a multi-threaded tokio runtime it runs inside
+/// `tokio::task::block_in_place`, so the runtime hands that worker's other tasks to another
+/// thread meanwhile instead of stalling them. Anywhere else it runs directly: on the engine's
+/// own threads (the `db-tx` driver of [`crate::Db::run`], a current-thread runtime on a thread
+/// that does nothing else), on a current-thread runtime (tests; `block_in_place` panics there,
+/// and there are no other workers to hand tasks to), or outside a runtime.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) if rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
 
 /// A database connection of either engine.
 pub struct Connection {
@@ -77,7 +95,7 @@ impl Connection {
     pub async fn execute_batch(&mut self, sql: &str) -> Result<()> {
         self.finish_abandoned().await?;
         match &mut self.inner {
-            Inner::Sqlite(c) => c.execute_batch(sql).map_err(StoreError::Sqlite),
+            Inner::Sqlite(c) => blocking(|| c.execute_batch(sql)).map_err(StoreError::Sqlite),
             Inner::Postgres(c) => c.batch(sql).await,
             Inner::Closed => Err(StoreError::Closed),
         }
@@ -89,7 +107,9 @@ impl Connection {
         let _ = self.finish_abandoned().await;
         match std::mem::replace(&mut self.inner, Inner::Closed) {
             Inner::Sqlite(c) => {
-                let _ = c.close();
+                blocking(move || {
+                    let _ = c.close();
+                });
             }
             Inner::Postgres(mut c) => {
                 let _ = c.reset().await;
@@ -170,7 +190,7 @@ impl Drop for Transaction<'_> {
         }
         match &mut self.conn.inner {
             Inner::Sqlite(c) => {
-                let _ = c.execute_batch("ROLLBACK");
+                let _ = blocking(|| c.execute_batch("ROLLBACK"));
             }
             Inner::Postgres(_) => self.conn.rollback_pending = true,
             Inner::Closed => {}
@@ -608,9 +628,14 @@ impl rusqlite::ToSql for Value {
     }
 }
 
-/// One statement on a SQLite connection, on this thread: prepared once per connection, its
-/// `$n` parameters bound by number (as sqlx does), stepped as far as `want` needs.
+/// One statement on a SQLite connection, on this thread through [`blocking`].
 fn sqlite_run(c: &rusqlite::Connection, sql: &str, args: &[Value], want: Want) -> Result<(Vec<Row>, u64)> {
+    blocking(|| sqlite_step(c, sql, args, want))
+}
+
+/// One statement on a SQLite connection: prepared once per connection, its `$n` parameters
+/// bound by number (as sqlx does), stepped as far as `want` needs.
+fn sqlite_step(c: &rusqlite::Connection, sql: &str, args: &[Value], want: Want) -> Result<(Vec<Row>, u64)> {
     // SQLite would prepare the first statement and silently ignore the rest.
     if sql.trim_end().trim_end_matches(';').contains(';') {
         return Err(StoreError::Decode("a query is one statement; this has several".into()));
