@@ -3,7 +3,12 @@
 //! ```no_run
 //! # async fn test() {
 //! let Some(db) = numport_db::testing::TempDatabase::create().await else { return };
-//! let store = numport_db::Db::connect(db.url()).await.unwrap();
+//! let schema = numport_db::Schema {
+//!     role: "example",
+//!     migrations: numport_db::Migrations { sqlite: &[], postgres: &[] },
+//!     sqlite: numport_db::SqliteLayout { page_size: None, readers: 0 },
+//! };
+//! let store = numport_db::Db::open(&numport_db::DbConfig::new(db.url()), &schema).await.unwrap();
 //! # }
 //! ```
 
