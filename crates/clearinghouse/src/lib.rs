@@ -13,7 +13,8 @@
 //! - [`dispatcher`]: signed callbacks from the durable outbox, with retries.
 //! - [`settler`]: F1 step 6, the accepted orders settled in batches.
 //! - [`supervisor`]: the deadline sweeper.
-//! - [`http`]: the `/v1` API, OpenAPI document, idempotency, errors.
+//! - [`http`]: the `/v1` API, idempotency, errors.
+//! - [`openapi`]: the OpenAPI document generated from the handlers and bodies.
 //! - [`auth`]: operator API keys.
 
 pub mod admin;
@@ -24,6 +25,7 @@ pub mod error;
 pub mod feed;
 pub mod http;
 pub mod numbers;
+pub mod openapi;
 pub mod porting;
 pub mod settler;
 pub mod supervisor;
