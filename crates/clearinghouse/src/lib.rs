@@ -62,7 +62,7 @@ pub struct Clearinghouse {
     /// The highest sequence number this process has appended to the change log (perhaps not
     /// committed yet). A woken long-poll reads the database only if this is past its `after`:
     /// most commits (outbox, inbox, idempotency answers) append no change, and re-reading the
-    /// log for every waiting replica on each of them cost half the porting throughput.
+    /// log for every waiting replica on each of them would take database time from porting.
     feed_hint: Arc<std::sync::atomic::AtomicI64>,
     /// The change log's pages read last, shared by the followers a commit wakes together
     /// (`feed::read_page`).

@@ -2,8 +2,9 @@
 //!
 //! [`Node`] owns what every part of an operator node shares (configuration, database,
 //! clearinghouse client, clock, metrics) and the background tasks. Feature modules
-//! ([`crate::portability`] today; SMSC, charging and provisioning later) add routes to
-//! [`Node::router`] and tasks to [`Node::run`], and keep their logic in their own module.
+//! ([`crate::portability`], [`crate::sms_center`]) add routes to [`Node::router`] (with their
+//! OpenAPI operations, [`crate::openapi`]) and tasks to [`Node::run`], and keep their logic in
+//! their own module.
 
 use axum::serve::ListenerExt;
 use std::collections::HashSet;
