@@ -259,6 +259,8 @@ struct OrderRequest<T> {
 }
 
 impl<T: OrderAction> FromRequest<Clearinghouse> for OrderRequest<T> {
+    /// A response rather than an [`Error`], so that a path axum cannot decode is refused as
+    /// axum's own `Path` extractor refuses it.
     type Rejection = Response;
 
     async fn from_request(req: Request, ch: &Clearinghouse) -> std::result::Result<Self, Response> {
