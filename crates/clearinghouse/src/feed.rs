@@ -9,42 +9,59 @@ use std::time::Duration;
 
 use crate::store::routing::FeedPage;
 use crate::store::{operators, ranges, routing};
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use clearinghouse_api::model::{ChangePage, RoutingChange};
 use npdb::snapshot::{self, SnapshotHeader, SnapshotOperator};
 use numport_core::{OperatorName, Prefix};
 use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::Clearinghouse;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::http::query;
+use crate::openapi::{Internal, Unauthorized};
 
 /// Longest a long-poll of the change log waits for a change.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 /// Ported numbers read per database round trip while streaming a snapshot.
 const SNAPSHOT_PAGE: i64 = 20_000;
 
-pub(crate) fn routes() -> Router<Clearinghouse> {
-    Router::new()
-        .route("/v1/routing/changes", get(routing_changes))
-        .route("/v1/routing/snapshot", get(routing_snapshot))
+pub(crate) fn routes() -> OpenApiRouter<Clearinghouse> {
+    OpenApiRouter::new().routes(routes!(routing_changes)).routes(routes!(routing_snapshot))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ChangesQuery {
+    /// Only changes with a sequence number greater than this (0 if absent).
     after: Option<i64>,
+    /// At most this many changes (clamped to 1..10000; 1000 if absent).
+    #[param(minimum = 1, maximum = 10000, default = 1000)]
     limit: Option<i64>,
+    /// How long to wait for a change when there is none yet, in milliseconds (at most 30000).
+    #[param(maximum = 30000, default = 0)]
     wait_ms: Option<u64>,
 }
 
-/// What changed after `after`, long-polling up to `wait_ms` (at most 30 s) when nothing has yet.
+/// The routing change log after a sequence number (long-poll)
+///
+/// Every authenticated operator may follow the log. Returns at once when changes after `after`
+/// exist; otherwise waits up to `wait_ms` (at most 30 s) for one, then returns an empty page.
+#[utoipa::path(get, path = "/v1/routing/changes", tag = "routing", operation_id = "routingChanges",
+    params(ChangesQuery),
+    responses(
+        (status = 200, description = "Changes in sequence order.", body = ChangePage),
+        (status = 401, response = Unauthorized),
+        (status = 422, response = crate::openapi::InvalidQuery),
+        (status = 500, response = Internal),
+    ))]
 async fn routing_changes(
     State(ch): State<Clearinghouse>,
     _caller: Caller,
@@ -117,13 +134,27 @@ async fn read_page(ch: &Clearinghouse, after: i64, limit: i64) -> Result<Arc<Fee
     Ok(page)
 }
 
-/// Every current record, streamed in the snapshot format (`npdb::snapshot`).
+/// Every current routing record and the change-log sequence it is valid at
 ///
-/// The header's `seq` is read first and the ported numbers are then paged by number, each page
-/// its own short read: a snapshot of millions of numbers never holds the database, and what
-/// it sees of changes committed meanwhile is harmless (the format's "fuzzy snapshot" rule).
-/// A database failure mid-stream aborts the body, so the reader sees no end line and refuses it.
+/// For replicas to bootstrap from, streamed. Line 1 is a JSON header (format
+/// `numport-snapshot`, version 1, `seq`, `operators`, `ranges`, `ported` as a count hint,
+/// `ranges_version`); then one `msisdn,operator` line per ported number; the last line is
+/// `end,<records>`. A body without its end line is incomplete (the stream was cut) and must be
+/// refused. The records may already reflect changes after `seq`: apply every change after
+/// `seq` on top and the result is exact.
+#[utoipa::path(get, path = "/v1/routing/snapshot", tag = "routing", operation_id = "routingSnapshot",
+    responses(
+        (status = 200, description = "The snapshot.", content_type = "application/vnd.numport.snapshot", body = String,
+            example = "{\"format\":\"numport-snapshot\",\"version\":1,\"seq\":1,\"operators\":[{\"name\":\"opa\",\"routing_number\":\"D001\"},{\"name\":\"opb\",\"routing_number\":\"D002\"}],\"ranges\":[[\"4790\",\"opa\"]],\"ported\":1}\n4790000001,opb\nend,1\n"),
+        (status = 401, response = Unauthorized),
+        (status = 500, response = Internal),
+    ))]
 async fn routing_snapshot(State(ch): State<Clearinghouse>, _caller: Caller) -> Result<Response> {
+    // The header's `seq` is read first and the ported numbers are then paged by number, each
+    // page its own short read: a snapshot of millions of numbers never holds the database, and
+    // what it sees of changes committed meanwhile is harmless (the format's "fuzzy snapshot"
+    // rule). A database failure mid-stream aborts the body, so the reader sees no end line and
+    // refuses it.
     let mut conn = ch.db.read().await?;
     let (seq, ranges_version) = routing::feed_state(&mut conn).await?;
     let ops = operators::list(&mut conn).await?;

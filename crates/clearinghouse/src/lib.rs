@@ -14,7 +14,8 @@
 //! - [`settler`]: F1 step 6, the accepted orders settled in batches.
 //! - [`feed`]: the source of F2: the routing change log as a long-poll, and the snapshot.
 //! - [`supervisor`]: the deadline sweeper.
-//! - [`http`]: the `/v1` API, OpenAPI document, idempotency, errors.
+//! - [`http`]: the `/v1` API, idempotency, errors.
+//! - [`openapi`]: the OpenAPI document generated from the handlers and bodies.
 //! - [`auth`]: operator API keys.
 //! - [`store`]: the clearinghouse's tables and every SQL statement, on the `numport_db` engine.
 
@@ -27,6 +28,7 @@ pub mod feed;
 pub mod http;
 pub mod metrics;
 pub mod numbers;
+pub mod openapi;
 pub mod porting;
 pub mod settler;
 pub mod store;
@@ -65,7 +67,7 @@ pub struct Clearinghouse {
     /// The highest sequence number this process has appended to the change log (perhaps not
     /// committed yet). A woken long-poll reads the database only if this is past its `after`:
     /// most commits (outbox, inbox, idempotency answers) append no change, and re-reading the
-    /// log for every waiting replica on each of them cost half the porting throughput.
+    /// log for every waiting replica on each of them would take database time from porting.
     feed_hint: Arc<std::sync::atomic::AtomicI64>,
     /// The change log's pages read last, shared by the followers a commit wakes together
     /// (`feed::read_page`).

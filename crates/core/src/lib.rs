@@ -13,10 +13,13 @@
 //! - [`proof`]: the terminal proof of F1 step 1 (keyed MAC over a single-use nonce).
 //! - [`signing`]: HMAC signatures on the clearinghouse's callbacks to operators.
 //! - [`clock`]: wall-clock milliseconds behind a trait, so deadlines are tested without sleeping.
+//! - `openapi` (feature `openapi`): the OpenAPI schemas of the types above that travel in HTTP bodies.
 
 pub mod clock;
 pub mod money;
 pub mod msisdn;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod operator;
 pub mod porting;
 pub mod proof;

@@ -276,8 +276,15 @@ impl FromStr for ChangeKind {
     }
 }
 
-/// What the donor says the subscriber still owes or has paid (F1 step 4). All in minor units.
+/// What the donor says the subscriber still owes or has paid (F1 step 4). All in minor units,
+/// none negative. The compensation it implies is
+/// `max(0, arrears + unbilled_usage + contract_remaining − deposit_held)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(example = json!({"arrears": 12000, "unbilled_usage": 3450, "contract_remaining": 24000, "deposit_held": 5000}))
+)]
 pub struct CreditInfo {
     /// Billed and unpaid.
     pub arrears: Money,

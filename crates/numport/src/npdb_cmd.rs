@@ -137,17 +137,10 @@ async fn serve(cfg: NpdbConfig) -> anyhow::Result<ExitCode> {
     }
     let health_replica = replica.clone();
     let health: telemetry::HealthCheck = std::sync::Arc::new(move || {
-        let status = health_replica.status();
-        let label = if !status.ready {
-            "not_ready"
-        } else if status.stale {
-            "stale"
-        } else {
-            "ok"
-        };
-        (status.ready, serde_json::json!({ "role": "npdb", "status": label, "npdb": status }))
+        let health = replica::http::Health::of(&health_replica);
+        (health.npdb.ready, serde_json::to_value(health).unwrap_or_default())
     });
-    let app = replica::http::routes(replica.clone()).merge(telemetry::routes(registry, health));
+    let app = replica::http::server(replica.clone(), registry, health);
     tracing::info!(%addr, dns = ?dns_addr, "portability replica listening");
     crate::announce_listening("npdb", None, addr, &[("dns", dns_addr)]);
     axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned()).await?;

@@ -29,6 +29,7 @@ pub mod config;
 pub mod error;
 mod metrics;
 pub mod node;
+pub mod openapi;
 pub mod portability;
 pub mod sms_center;
 pub mod store;

@@ -2,8 +2,9 @@
 //!
 //! [`Node`] owns what every part of an operator node shares (configuration, database,
 //! clearinghouse client, clock, metrics) and the background tasks. Feature modules
-//! ([`crate::portability`] today; SMSC, charging and provisioning later) add routes to
-//! [`Node::router`] and tasks to [`Node::run`], and keep their logic in their own module.
+//! ([`crate::portability`], [`crate::sms_center`]) add routes to [`Node::router`] (with their
+//! OpenAPI operations, [`crate::openapi`]) and tasks to [`Node::run`], and keep their logic in
+//! their own module.
 
 use axum::serve::ListenerExt;
 use std::collections::HashSet;
@@ -23,9 +24,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::OperatorConfig;
 use crate::metrics::Metrics;
+use crate::openapi::{Health, NodeDoc};
 use crate::store::OperatorStore;
 use crate::{OperatorError, portability};
 
@@ -144,27 +148,29 @@ impl Node {
         self.inner.callback_registered.load(Ordering::Relaxed)
     }
 
-    /// Every route of the node, with the body limit: the portability adapter's routes,
-    /// `/metrics` and `/healthz`.
+    /// Every route of the node, with the body limit: the portability adapter's routes, the
+    /// replica's lookups, `/metrics`, `/healthz` and `/openapi.json` (the document of them all,
+    /// [`crate::openapi`]).
     pub fn router(&self) -> Router {
         let node = self.clone();
         let health: HealthCheck = Arc::new(move || {
             let npdb = node.replica().status();
-            (
-                true,
-                serde_json::json!({
-                    "status": if npdb.stale { "stale" } else { "ok" },
-                    "operator": node.name(),
-                    "callback_registered": node.callback_registered(),
-                    "unprocessed_messages": node.inner.metrics.unprocessed.get(),
-                    "npdb": npdb,
-                }),
-            )
+            let health = Health {
+                status: if npdb.stale { "stale" } else { "ok" },
+                operator: node.name().clone(),
+                callback_registered: node.callback_registered(),
+                unprocessed_messages: node.inner.metrics.unprocessed.get(),
+                npdb,
+            };
+            (true, serde_json::to_value(health).unwrap_or_default())
         });
-        Router::new()
+        let (routes, doc) = OpenApiRouter::with_openapi(NodeDoc::openapi())
             .merge(portability::routes())
             .with_state(self.clone())
-            .merge(replica::http::routes(self.replica().clone()))
+            .merge(replica::http::api(self.replica().clone()))
+            .split_for_parts();
+        routes
+            .merge(replica::http::openapi_route(&doc))
             .merge(telemetry::routes(self.inner.metrics.registry.clone(), health))
             .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
             .layer(TraceLayer::new_for_http())

@@ -92,7 +92,7 @@ pub enum ReplicaError {
 }
 
 /// The answer for one number.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Answer {
     pub msisdn: Msisdn,
     pub operator: String,
@@ -102,7 +102,7 @@ pub struct Answer {
 }
 
 /// The replica's state as `/healthz` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Status {
     pub ready: bool,
     pub stale: bool,

@@ -11,6 +11,8 @@
 //! # }
 //! ```
 
+pub mod openapi;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 

@@ -13,11 +13,14 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
+use clearinghouse_api::CallbackBody;
 use clearinghouse_api::Envelope;
+use clearinghouse_api::model::ApiError;
 use numport_core::Millis;
 use numport_core::signing::{SIGNATURE_HEADER, SignatureError, TIMESTAMP_HEADER, verify};
+use serde::Serialize;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::Node;
 use crate::error::HttpError;
@@ -58,11 +61,41 @@ impl Node {
     }
 }
 
+/// The answer to a callback.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum Received {
+    /// One new message.
+    One { received: bool, id: i64 },
+    /// One message seen before.
+    Duplicate { duplicate: bool },
+    /// Several messages: the ids new and the ids seen before.
+    Several { received: Vec<i64>, duplicate: Vec<i64> },
+}
+
+/// Messages from the clearinghouse (signed callback)
+///
+/// One envelope, or several as an array, signed by the clearinghouse with the node's callback
+/// secret. New messages are recorded, answered at once and processed in the background; a
+/// message id seen before changes nothing.
+#[utoipa::path(post, path = "/v1/clearinghouse/callbacks", tag = "portability", operation_id = "receiveCallback",
+    params(
+        ("x-numport-timestamp" = String, Header, description = "When the callback was signed, Unix milliseconds."),
+        ("x-numport-signature" = String, Header, description = "`v1=` + hex(HMAC-SHA256(secret, timestamp + \".\" + body))."),
+    ),
+    request_body = CallbackBody,
+    responses(
+        (status = 200, description = "Recorded (or seen before).", body = Received),
+        (status = 400, description = "Not an envelope or a non-empty array of them. Code: `malformed`.", body = ApiError),
+        (status = 401, description = "Missing, malformed, wrong or stale signature, or no callback secret configured. \
+            Codes: `missing_signature`, `malformed_signature`, `bad_signature`, `stale`, `no_secret`.", body = ApiError),
+        (status = 500, description = "Not recorded; the clearinghouse sends it again. Code: `internal`.", body = ApiError),
+    ))]
 pub(crate) async fn receive(
     State(node): State<Node>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<Received>, HttpError> {
     node.verify_callback(&headers, &body)?;
     let malformed = |message: String| {
         node.inner.metrics.callback_rejected("malformed");
@@ -105,9 +138,9 @@ pub(crate) async fn receive(
     }
     node.inner.metrics.callbacks_duplicate.inc_by(duplicate.len() as u64);
     Ok(Json(match (fresh.as_slice(), duplicate.as_slice()) {
-        ([id], []) => json!({ "received": true, "id": id }),
-        ([], [_]) => json!({ "duplicate": true }),
-        _ => json!({ "received": fresh, "duplicate": duplicate }),
+        ([id], []) => Received::One { received: true, id: *id },
+        ([], [_]) => Received::Duplicate { duplicate: true },
+        _ => Received::Several { received: fresh, duplicate },
     }))
 }
 

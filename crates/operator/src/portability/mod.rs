@@ -29,17 +29,17 @@ pub mod handler;
 pub mod self_service;
 pub mod sync;
 
-use axum::Router;
-use axum::routing::post;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::Node;
 
 pub use self_service::PortOutAuthorisation;
 
-/// The routes of the portability adapter.
-pub(crate) fn routes() -> Router<Node> {
-    Router::new()
-        .route(crate::config::CALLBACK_PATH, post(callbacks::receive))
-        .route("/v1/self-service/port-in", post(self_service::port_in))
-        .route("/v1/self-service/port-out-authorisations", post(self_service::port_out_authorisation))
+/// The routes of the portability adapter, with their OpenAPI operations.
+pub(crate) fn routes() -> OpenApiRouter<Node> {
+    OpenApiRouter::new()
+        .routes(routes!(callbacks::receive))
+        .routes(routes!(self_service::port_in))
+        .routes(routes!(self_service::port_out_authorisation))
 }

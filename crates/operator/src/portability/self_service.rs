@@ -15,27 +15,31 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use clearinghouse_api::model::{DepositAccepted, DepositRequest, Order, PortingRequest};
+use clearinghouse_api::model::{ApiError, DepositAccepted, DepositRequest, Order, PortingRequest};
+use numport_core::openapi::UnixMillis;
 use numport_core::proof::Nonce;
 use numport_core::{Millis, Msisdn, OperatorName};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::error::HttpError;
 use crate::store::{EventKind, NewPortEvent, SubscriberStatus};
 use crate::{Node, OperatorError};
 
 /// A terminal's authorisation of a port-out, given to its donor (F1 step 2, donor side).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PortOutAuthorisation {
     pub msisdn: Msisdn,
     /// The terminal's nonce, 16 bytes in hex: the one it sends with its port-in request.
+    #[schema(pattern = "^[0-9a-fA-F]{32}$", example = "00112233445566778899aabbccddeeff")]
     pub nonce: String,
     /// The operator the subscriber ports to; bound into the proof.
     pub recipient: OperatorName,
     /// End of the proof's validity (Unix ms); bound into the proof.
+    #[schema(value_type = UnixMillis)]
     pub expiry: Millis,
 }
 
@@ -48,6 +52,19 @@ fn relay(node: &Node, call: &str, e: clearinghouse_api::ClientError) -> HttpErro
     OperatorError::from(e).into()
 }
 
+/// Request a port-in (recipient)
+///
+/// The terminal verification request, relayed to the clearinghouse under an idempotency key
+/// derived from it (a retry gets the same order).
+#[utoipa::path(post, path = "/v1/self-service/port-in", tag = "portability", operation_id = "portIn",
+    request_body = PortingRequest,
+    responses(
+        (status = 201, description = "The porting order the clearinghouse opened.", body = Order),
+        (status = 400, description = "Not a porting request. Codes: `invalid_request`, `invalid_nonce`.", body = ApiError),
+        (status = 502, description = "The clearinghouse could not be reached. Code: `clearinghouse_unreachable`.", body = ApiError),
+        (status = 500, description = "Internal error. Code: `internal`.", body = ApiError),
+        (status = "default", description = "An error the clearinghouse answered, relayed with its status and body.", body = ApiError),
+    ))]
 pub(crate) async fn port_in(State(node): State<Node>, body: Bytes) -> Result<(StatusCode, Json<Order>), HttpError> {
     let req: PortingRequest = parse_json(&body)?;
     // A well-formed nonce also keeps the idempotency key within the clearinghouse's 128 chars.
@@ -70,6 +87,24 @@ pub(crate) async fn port_in(State(node): State<Node>, body: Bytes) -> Result<(St
     Ok((StatusCode::CREATED, Json(order)))
 }
 
+/// Authorise a port-out (donor)
+///
+/// The terminal hands its donor the nonce of its port-in request; the node computes the
+/// expected proof from the subscriber's port key and deposits it at the clearinghouse. The
+/// proof is never returned.
+#[utoipa::path(post, path = "/v1/self-service/port-out-authorisations", tag = "portability",
+    operation_id = "authorisePortOut",
+    request_body = PortOutAuthorisation,
+    responses(
+        (status = 200, description = "The proof is deposited.", body = DepositAccepted),
+        (status = 400, description = "Not an authorisation. Codes: `invalid_request`, `invalid_nonce`.", body = ApiError),
+        (status = 404, description = "The number is not an active subscriber of this node. Code: `unknown_subscriber`.",
+            body = ApiError),
+        (status = 409, description = "The subscriber has no port key. Code: `no_port_key`.", body = ApiError),
+        (status = 502, description = "The clearinghouse could not be reached. Code: `clearinghouse_unreachable`.", body = ApiError),
+        (status = 500, description = "Internal error. Code: `internal`.", body = ApiError),
+        (status = "default", description = "An error the clearinghouse answered, relayed with its status and body.", body = ApiError),
+    ))]
 pub(crate) async fn port_out_authorisation(
     State(node): State<Node>,
     body: Bytes,
