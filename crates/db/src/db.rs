@@ -5,9 +5,11 @@
 //! Where SQLite's blocking calls run: a transaction driven by [`Db::run`], statements, commit and
 //! checkpoint included, runs on the `db-tx` thread, which does nothing else; the background
 //! checkpoints on a thread of their own ([`crate::wal`]); everything else (reads, [`Db::acquire`]'s
-//! writer, a transaction begun outside [`Db::run`]) runs its statements on the caller's thread
-//! through [`crate::sql::blocking`], which is `tokio::task::block_in_place` on a multi-threaded
-//! runtime's worker.
+//! writer, a transaction begun outside [`Db::run`]) runs its statements on the caller's thread,
+//! a runtime worker included (they take microseconds; see `sql::statement` for the measured
+//! reason), and the WAL restart's fsync through [`crate::sql::blocking`], which is
+//! `tokio::task::block_in_place` on a multi-threaded runtime's worker. Opening the files runs in
+//! `spawn_blocking`.
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};
@@ -282,7 +284,10 @@ impl Sqlite {
             }
         };
         batch.outcome.send_replace(Some(outcome.clone()));
-        if let Some(conn) = w.conn.as_sqlite() {
+        // Checked first: `blocking` hands the worker's core away, worth it only for the fsync.
+        if let Some(conn) = w.conn.as_sqlite()
+            && self.checkpoints.wal_is_long()
+        {
             blocking(|| self.checkpoints.reset_if_long(conn));
         }
         outcome
@@ -358,6 +363,7 @@ impl Drop for DbConn {
         if let Lent::Writer(guard, checkpoints) = &self.0
             && let Some(w) = guard.as_ref()
             && let Some(conn) = w.conn.as_sqlite()
+            && checkpoints.wal_is_long()
         {
             blocking(|| checkpoints.reset_if_long(conn));
         }
@@ -643,7 +649,7 @@ impl Db {
     /// every await inside it (its turn after the writer's mutex, the batch's commit) would wait
     /// in the run queue behind HTTP tasks while the writer sits idle. On SQLite, `work`
     /// therefore runs on the `db-tx` thread, which does nothing else, and so do its blocking
-    /// calls (statements, commit, the WAL restart's fsync: [`crate::sql::blocking`] runs them
+    /// calls (statements, commit, the WAL restart's fsync, which [`crate::sql::blocking`] runs
     /// directly there); on PostgreSQL, where transactions run side by side, it runs here.
     pub async fn run<F>(&self, work: F) -> F::Output
     where
@@ -775,7 +781,7 @@ mod group_commit {
     }
 
     /// Transactions driven by [`Db::run`] on a multi-threaded runtime: their statements run on
-    /// the driver's thread, reads beside them through `block_in_place`.
+    /// the driver's thread, reads beside them on the runtime's workers.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn transactions_run_on_the_driver_and_reads_beside_them() {
         let dir = tempfile::tempdir().unwrap();

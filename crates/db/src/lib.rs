@@ -28,9 +28,10 @@
 //! differences live in each role's two migration folders, and in the few statements written
 //! per engine (see [`Connection::is_postgres`]).
 //!
-//! SQLite is a library whose calls block: where each of its calls runs (a thread of its own,
-//! or the runtime's worker threads through `tokio::task::block_in_place`) is said in [`db`] and
-//! [`sql::blocking`].
+//! SQLite is a library whose calls block: where each of its calls runs is said in [`db`]. In
+//! short: statements (microseconds) on the calling thread, the runtime's workers included; the
+//! fsyncs of the WAL restart through [`sql::blocking`] (`tokio::task::block_in_place`); the
+//! checkpoints on a thread of their own.
 //!
 //! - [`sql`]: running statements on either engine.
 //! - [`pg`]: PostgreSQL sessions: the pool, prepared statements, pipelining.

@@ -148,7 +148,7 @@ impl WalCheckpointer {
     }
 
     /// Whether the writer should run [`PASSIVE_CHECKPOINT`] before its next transaction.
-    fn wal_is_long(&self) -> bool {
+    pub fn wal_is_long(&self) -> bool {
         self.frames.load(Ordering::Relaxed) >= RESTART_FRAMES
     }
 

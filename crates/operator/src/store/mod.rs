@@ -11,9 +11,9 @@
 //! [`OperatorStore`], because the node has few tables and no transaction spans two modules.
 //!
 //! On SQLite every statement runs on the engine's one writer connection ([`numport_db::Db::acquire`]),
-//! on the calling task's thread through [`numport_db::sql::blocking`] (`block_in_place` on the
-//! runtime's workers); the SMS center's batches run on a second writer, on a thread of their
-//! own (`sms_sqlite`).
+//! on the calling task's thread (microseconds each; the WAL restart's fsync when the writer is
+//! given back goes through [`numport_db::sql::blocking`], `block_in_place`); the SMS center's
+//! batches run on a second writer, on a thread of their own (`sms_sqlite`).
 //!
 //! - [`subscribers`]: subscriber accounts (port key, the figures of a credit query, status).
 //! - [`messages`]: clearinghouse messages received (replay guard and durable work queue) and the
