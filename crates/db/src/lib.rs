@@ -13,9 +13,8 @@
 //!   the cost of a port on PostgreSQL (`numport bench porting --db postgres`); why not
 //!   `tokio-postgres` either is in `pg/wire.rs`.
 //! - No third stack: migrations ([`migrate`]) and `LISTEN` ([`pg::PgListener`]) run on the
-//!   same connections. sqlx is not used: its SQLite driver costs two thread switches per
-//!   statement, its PostgreSQL driver cannot pipeline, and kept only for migrations and
-//!   `LISTEN` it would be a third stack, with errors and connection settings of its own.
+//!   same connections. A library kept only for them (sqlx, whose drivers the two points above
+//!   rule out for statements) would bring errors and connection settings of its own.
 //!
 //! The engine knows no role's tables: the clearinghouse's are in `clearinghouse::store`, the
 //! operator node's in `operator::store`. A role describes its database with a [`Schema`] and
