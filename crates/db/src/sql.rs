@@ -36,7 +36,7 @@ const STATEMENT_CACHE: usize = 256;
 /// and there are no other workers to hand tasks to), or outside a runtime.
 ///
 /// Statements and transaction control do not come here: they run on the calling thread
-/// ([`statement`]).
+/// (`statement`).
 pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(rt) if rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
@@ -149,7 +149,7 @@ impl Connection {
     }
 
     /// Whether this is a PostgreSQL connection, for the few statements written per engine
-    /// (those inside a hot row's lock, where each round trip counts; see [`crate::ledger::post`]).
+    /// (those inside a hot row's lock, where each round trip counts; see `clearinghouse::store::ledger::post`).
     pub fn is_postgres(&self) -> bool {
         matches!(self.inner, Inner::Postgres(_))
     }
