@@ -265,7 +265,7 @@ fn operator_config(
         api_token: cred.api_token.clone(),
         callback_secret: cred.callback_secret.clone(),
         npdb: ReplicaConfig {
-            data_dir: dir.join(format!("npdb-{name}")),
+            data_dir: Some(dir.join(format!("npdb-{name}"))),
             enum_dns: EnumConfig { listen: Some("127.0.0.1:0".parse()?), ..EnumConfig::default() },
             ..OperatorConfig::default().npdb
         },

@@ -15,7 +15,12 @@ use numport_core::{OperatorName, Prefix, RoutingNumber};
 use replica::{Replica, ReplicaConfig};
 use serde::{Deserialize, Serialize};
 
-/// The standalone replica's configuration file.
+/// Where a standalone replica keeps its data when `[replica]` names no `data_dir`.
+const DATA_DIR: &str = "data/npdb";
+
+/// The standalone replica's configuration file. `replica.clearinghouse_url` and
+/// `replica.api_token` have no default: a replica serves numbers on behalf of whoever reads
+/// them, so which clearinghouse it follows is said, not assumed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NpdbConfig {
@@ -35,7 +40,7 @@ pub struct Args {
     /// TOML configuration (every key optional).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
-    /// Override `replica.data_dir`.
+    /// Override `replica.data_dir` (default `data/npdb`).
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
     /// Override `listen` (HTTP).
@@ -83,8 +88,9 @@ enum Admin {
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut cfg: NpdbConfig = crate::config::load(args.config.as_deref())?;
     if let Some(d) = args.data_dir {
-        cfg.replica.data_dir = d;
+        cfg.replica.data_dir = Some(d);
     }
+    let dir = cfg.replica.data_dir.get_or_insert_with(|| DATA_DIR.into()).clone();
     if let Some(l) = args.listen {
         cfg.listen = l;
     }
@@ -92,15 +98,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         cfg.replica.enum_dns.listen = Some(l);
     }
     if let Some(u) = args.clearinghouse_url {
-        cfg.replica.clearinghouse_url = u;
+        cfg.replica.clearinghouse_url = Some(u);
     }
     if let Some(t) = args.api_token {
-        cfg.replica.api_token = t;
+        cfg.replica.api_token = Some(t);
     }
     match args.admin {
         None => serve(cfg).await,
         Some(Admin::Import { operators, ranges, ported, seq, ranges_version }) => {
-            let dir = cfg.replica.data_dir.clone();
             tokio::task::spawn_blocking(move || {
                 import(&dir, &operators, &ranges, ported.as_deref(), seq, ranges_version)
             })
@@ -111,6 +116,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(cfg: NpdbConfig) -> anyhow::Result<ExitCode> {
+    if let Some(key) = cfg.replica.missing_key() {
+        anyhow::bail!(
+            "replica.{key} is not set: give it in the configuration's [replica] table or with --{}",
+            key.replace('_', "-")
+        );
+    }
     let listener =
         tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
     let addr = listener.local_addr()?;

@@ -38,6 +38,25 @@ async fn imported_snapshot_is_served_stale_without_a_clearinghouse() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.csv:2"), "{}", String::from_utf8_lossy(&out.stderr));
 
+    // A standalone replica not told whose feed to follow, or with which key, does not start.
+    let cfg = write("npdb.toml", "[replica]\npoll_wait_ms = 100\n");
+    for (flags, key) in [
+        (&[][..], "replica.clearinghouse_url"),
+        (&["--clearinghouse-url", "http://127.0.0.1:9"][..], "replica.api_token"),
+    ] {
+        let out = std::process::Command::new(bin)
+            .args(["npdb", "--config", &cfg, "--data-dir", &data, "--listen", "127.0.0.1:0", "--enum-listen"])
+            .arg("127.0.0.1:0")
+            .args(flags)
+            .env_remove("NUMPORT_CLEARINGHOUSE_URL")
+            .env_remove("NUMPORT_API_TOKEN")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(&format!("{key} is not set")), "{stderr}");
+    }
+
     // SAFETY of the environment: tests in this binary do not read NUMPORT_BIN concurrently.
     unsafe { std::env::set_var("NUMPORT_BIN", bin) };
     let proc = launch(
@@ -51,6 +70,8 @@ async fn imported_snapshot_is_served_stale_without_a_clearinghouse() {
             "127.0.0.1:0".into(),
             "--clearinghouse-url".into(),
             "http://127.0.0.1:9".into(),
+            "--api-token".into(),
+            "key.secret".into(),
         ],
         &dir.path().join("npdb.log"),
     )

@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::OperatorError;
 
+/// The node's replica directory when `[npdb]` names none: one per operator.
+const NPDB_DATA_DIR: &str = "data/npdb-{name}";
+
 /// Path of the callback route, appended to [`OperatorConfig::public_url`].
 pub const CALLBACK_PATH: &str = "/v1/clearinghouse/callbacks";
 
@@ -45,8 +48,9 @@ pub struct OperatorConfig {
     /// How long a recorded message may stay unprocessed before the re-processor takes it up;
     /// also the first retry delay after a failure (it doubles per attempt, up to a minute).
     pub reprocess_after_ms: Millis,
-    /// The node's portability replica (F2). `data_dir` may contain `{name}`; left empty,
-    /// `clearinghouse_url` and `api_token` are the node's own.
+    /// The node's portability replica (F2). A key the table leaves out is the node's own:
+    /// `clearinghouse_url` and `api_token` the node's, `data_dir` `data/npdb-{name}` (a
+    /// `data_dir` given may contain `{name}` too). See [`Self::resolved_npdb`].
     pub npdb: ReplicaConfig,
     /// The SMS center's SMPP server.
     pub smpp: SmppSection,
@@ -141,11 +145,7 @@ impl Default for OperatorConfig {
             signature_tolerance_ms: DEFAULT_TOLERANCE_MS,
             reprocess_interval_ms: 1000,
             reprocess_after_ms: 2000,
-            npdb: ReplicaConfig {
-                clearinghouse_url: String::new(),
-                data_dir: "data/npdb-{name}".into(),
-                ..ReplicaConfig::default()
-            },
+            npdb: ReplicaConfig::default(),
             smpp: SmppSection::default(),
             air_listen: Some(SocketAddr::from(([127, 0, 0, 1], 7700))),
             interconnect: Vec::new(),
@@ -168,16 +168,15 @@ impl OperatorConfig {
         DbConfig { url: self.resolved_database_url(), sessions: self.database_sessions }
     }
 
-    /// The replica's configuration with the node's defaults filled in.
+    /// The replica's configuration, each key `[npdb]` leaves out taken from the node: its
+    /// clearinghouse, its API key and a directory of its own (`data/npdb-{name}`), with
+    /// `{name}` replaced.
     pub fn resolved_npdb(&self) -> ReplicaConfig {
         let mut c = self.npdb.clone();
-        c.data_dir = c.data_dir.to_string_lossy().replace("{name}", self.name.as_str()).into();
-        if c.clearinghouse_url.is_empty() {
-            c.clearinghouse_url = self.clearinghouse_url.clone();
-        }
-        if c.api_token.is_empty() {
-            c.api_token = self.api_token.clone();
-        }
+        let dir = c.data_dir.take().unwrap_or_else(|| NPDB_DATA_DIR.into());
+        c.data_dir = Some(dir.to_string_lossy().replace("{name}", self.name.as_str()).into());
+        c.clearinghouse_url.get_or_insert_with(|| self.clearinghouse_url.clone());
+        c.api_token.get_or_insert_with(|| self.api_token.clone());
         c
     }
 
@@ -245,6 +244,42 @@ mod tests {
         assert_eq!(c.listen, OperatorConfig::default().listen);
         assert_eq!(c.resolved_database_url(), "sqlite://data/operator-opb.db");
         assert!(serde_json::from_str::<OperatorConfig>(r#"{"nmae":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn npdb_table_takes_the_nodes_own_values_for_the_keys_it_omits() {
+        let c: OperatorConfig = toml::from_str(
+            r#"
+            name = "opb"
+            clearinghouse_url = "http://ch.example:9400"
+            api_token = "k1.s1"
+            [npdb]
+            poll_wait_ms = 100
+            "#,
+        )
+        .unwrap();
+        let r = c.resolved_npdb();
+        assert_eq!(r.clearinghouse_url.as_deref(), Some("http://ch.example:9400"));
+        assert_eq!(r.api_token.as_deref(), Some("k1.s1"));
+        assert_eq!(r.data_dir, Some("data/npdb-opb".into()));
+        assert_eq!(r.poll_wait_ms, 100);
+        assert_eq!(r.missing_key(), None);
+
+        let empty: OperatorConfig =
+            toml::from_str("name = \"opb\"\n[npdb]\n[npdb.enum_dns]\n[smpp]\n[policy]").unwrap();
+        let none: OperatorConfig = toml::from_str("name = \"opb\"").unwrap();
+        assert_eq!(empty, none, "an empty table means what no table means");
+        assert_eq!(none.resolved_npdb().data_dir, Some("data/npdb-opb".into()));
+
+        let given: OperatorConfig = toml::from_str(
+            "name = \"opb\"\napi_token = \"k1.s1\"\n[npdb]\nclearinghouse_url = \"http://feed.example\"\n\
+             api_token = \"k2.s2\"\ndata_dir = \"/srv/{name}/npdb\"",
+        )
+        .unwrap();
+        let r = given.resolved_npdb();
+        assert_eq!(r.clearinghouse_url.as_deref(), Some("http://feed.example"));
+        assert_eq!(r.api_token.as_deref(), Some("k2.s2"));
+        assert_eq!(r.data_dir, Some("/srv/opb/npdb".into()));
     }
 
     #[test]

@@ -69,7 +69,10 @@ async fn opa_node_with(
     let dir = tempfile::tempdir().unwrap();
     let mut config = OperatorConfig {
         database_url: format!("sqlite://{}/operator-{{name}}.db", dir.path().display()),
-        npdb: replica::ReplicaConfig { data_dir: npdb.path().to_owned(), ..config("opa", "http://127.0.0.1:9").npdb },
+        npdb: replica::ReplicaConfig {
+            data_dir: Some(npdb.path().to_owned()),
+            ..config("opa", "http://127.0.0.1:9").npdb
+        },
         ..config("opa", "http://127.0.0.1:9")
     };
     tweak(&mut config);

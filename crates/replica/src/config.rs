@@ -1,4 +1,7 @@
-//! The replica's configuration: one TOML table, every field defaulted.
+//! The replica's configuration: one TOML table. Which clearinghouse it follows, with which
+//! key, and where it keeps its data have no default here: they are the role's own (an
+//! operator node's, or what `numport npdb` requires), so a table that omits them cannot
+//! silently follow another clearinghouse or share another replica's directory.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,12 +11,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReplicaConfig {
-    pub clearinghouse_url: String,
+    pub clearinghouse_url: Option<String>,
     /// An operator's API key at the clearinghouse (`<key id>.<secret>`); the feed is open to
     /// every authenticated operator.
-    pub api_token: String,
+    pub api_token: Option<String>,
     /// Where the snapshot and the journal of applied changes live.
-    pub data_dir: PathBuf,
+    pub data_dir: Option<PathBuf>,
     /// How long one long-poll of the feed waits for a change.
     pub poll_wait_ms: u64,
     /// Changes asked for per feed request.
@@ -44,14 +47,29 @@ pub struct EnumConfig {
 impl Default for ReplicaConfig {
     fn default() -> Self {
         ReplicaConfig {
-            clearinghouse_url: "http://127.0.0.1:8400".into(),
-            api_token: String::new(),
-            data_dir: PathBuf::from("data/npdb"),
+            clearinghouse_url: None,
+            api_token: None,
+            data_dir: None,
             poll_wait_ms: 5_000,
             page_size: 1_000,
             stale_after_ms: 15_000,
             snapshot_every: 100_000,
             enum_dns: EnumConfig::default(),
+        }
+    }
+}
+
+impl ReplicaConfig {
+    /// The first of the keys without default that is not set, by its name in the table.
+    pub fn missing_key(&self) -> Option<&'static str> {
+        if self.clearinghouse_url.is_none() {
+            Some("clearinghouse_url")
+        } else if self.api_token.is_none() {
+            Some("api_token")
+        } else if self.data_dir.is_none() {
+            Some("data_dir")
+        } else {
+            None
         }
     }
 }

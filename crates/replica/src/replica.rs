@@ -89,6 +89,9 @@ pub enum ReplicaError {
     Feed(#[from] clearinghouse_api::ClientError),
     #[error("{0}")]
     Snapshot(String),
+    /// A key without default that the configuration does not set.
+    #[error("configuration: `{0}` is not set")]
+    Unset(&'static str),
 }
 
 /// The answer for one number.
@@ -117,9 +120,15 @@ pub struct Status {
 impl Replica {
     /// Opens the data directory and loads the snapshot and journal found there (if any), so
     /// the replica answers from its last known data before it reaches the clearinghouse.
-    /// Metrics go to `registry`.
+    /// Metrics go to `registry`. A configuration without its clearinghouse, key or directory
+    /// is refused ([`ReplicaError::Unset`]).
     pub async fn open(config: ReplicaConfig, registry: &Registry) -> Result<Replica, ReplicaError> {
-        let dir = config.data_dir.clone();
+        let (Some(url), Some(token), Some(dir)) =
+            (config.clearinghouse_url.as_deref(), config.api_token.as_deref(), config.data_dir.clone())
+        else {
+            return Err(ReplicaError::Unset(config.missing_key().unwrap_or("clearinghouse_url")));
+        };
+        let client = ClearinghouseClient::new(url, token);
         let (disk, loaded) = tokio::task::spawn_blocking(move || {
             let mut disk = Disk::open(&dir)?;
             let loaded = disk.load()?;
@@ -127,7 +136,6 @@ impl Replica {
         })
         .await
         .map_err(|e| ReplicaError::Snapshot(format!("loading task failed: {e}")))??;
-        let client = ClearinghouseClient::new(&config.clearinghouse_url, &config.api_token);
         let empty = Index::new([], []).map_err(|e| ReplicaError::Snapshot(e.to_string()))?;
         let replica = Replica {
             inner: Arc::new(Inner {

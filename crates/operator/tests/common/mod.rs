@@ -192,7 +192,7 @@ pub fn config(name: &str, clearinghouse: &str) -> OperatorConfig {
         npdb: replica::ReplicaConfig {
             // Each configuration its own directory: a restarted node in a test opens a
             // second replica while the first is still alive.
-            data_dir: tempfile::tempdir().unwrap().keep(),
+            data_dir: Some(tempfile::tempdir().unwrap().keep()),
             ..OperatorConfig::default().npdb
         },
         ..OperatorConfig::default()

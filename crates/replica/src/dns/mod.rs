@@ -474,7 +474,12 @@ mod tests {
 
     async fn handler() -> (EnumHandler, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let config = crate::ReplicaConfig { data_dir: dir.path().to_owned(), ..Default::default() };
+        let config = crate::ReplicaConfig {
+            clearinghouse_url: Some("http://127.0.0.1:9".into()),
+            api_token: Some("key.secret".into()),
+            data_dir: Some(dir.path().to_owned()),
+            ..Default::default()
+        };
         let replica = Replica::open(config, &telemetry::Registry::new()).await.unwrap();
         let ops = [("opa", "D001"), ("opb", "D002")]
             .map(|(n, r)| npdb::Operator { name: n.parse().unwrap(), routing_number: r.parse().unwrap() });

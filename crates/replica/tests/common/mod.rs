@@ -90,9 +90,9 @@ pub fn ports(first: u32, count: u32, to: &str) -> String {
 
 pub fn config(url: &str, token: &str, dir: &Path) -> ReplicaConfig {
     ReplicaConfig {
-        clearinghouse_url: url.to_owned(),
-        api_token: token.to_owned(),
-        data_dir: dir.to_owned(),
+        clearinghouse_url: Some(url.to_owned()),
+        api_token: Some(token.to_owned()),
+        data_dir: Some(dir.to_owned()),
         poll_wait_ms: 300,
         stale_after_ms: 2_000,
         ..ReplicaConfig::default()
