@@ -74,19 +74,14 @@ pub fn router(ch: Clearinghouse) -> Router {
     });
     let (api, doc) = api().split_for_parts();
     let doc = Bytes::from(doc.to_pretty_json().unwrap_or_default());
-    api.route(
-        "/openapi.json",
-        get(move || std::future::ready(([(header::CONTENT_TYPE, "application/json")], doc.clone()))),
-    )
-    .merge(telemetry::routes(ch.metrics.registry.clone(), health))
-    .fallback(|| async { Error::NotFound("route") })
-    .method_not_allowed_fallback(|| async {
-        let body = ApiError { error: "method_not_allowed".into(), message: "method not allowed on this path".into() };
-        (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body))
-    })
-    .layer(DefaultBodyLimit::max(ch.config.max_body_bytes))
-    .layer(middleware::from_fn_with_state(ch.clone(), observe))
-    .with_state(ch)
+    let routes = api
+        .route(
+            "/openapi.json",
+            get(move || std::future::ready(([(header::CONTENT_TYPE, "application/json")], doc.clone()))),
+        )
+        .merge(telemetry::routes(ch.metrics.registry.clone(), health))
+        .layer(DefaultBodyLimit::max(ch.config.max_body_bytes));
+    telemetry::json_errors(routes).layer(middleware::from_fn_with_state(ch.clone(), observe)).with_state(ch)
 }
 
 /// Count and time every request by route and status.

@@ -154,7 +154,7 @@ impl Node {
 
     /// Every route of the node, with the body limit: the portability adapter's routes, the
     /// replica's lookups, `/metrics`, `/healthz` and `/openapi.json` (the document of them all,
-    /// [`crate::openapi`]).
+    /// [`crate::openapi`]); every error in the JSON shape ([`telemetry::json_errors`]).
     pub fn router(&self) -> Router {
         let node = self.clone();
         let health: HealthCheck = Arc::new(move || {
@@ -173,11 +173,11 @@ impl Node {
             .with_state(self.clone())
             .merge(replica::http::api(self.replica().clone()))
             .split_for_parts();
-        routes
+        let routes = routes
             .merge(replica::http::openapi_route(&doc))
             .merge(telemetry::routes(self.inner.metrics.registry.clone(), health))
-            .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-            .layer(TraceLayer::new_for_http())
+            .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES));
+        telemetry::json_errors(routes).layer(TraceLayer::new_for_http())
     }
 
     /// Serve the node's HTTP API on `listener` until `shutdown` is cancelled, with no ENUM or

@@ -9,14 +9,13 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use clearinghouse_api::model::ApiError;
 use numport_core::Msisdn;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -25,6 +24,10 @@ use crate::{Answer, Replica, Status};
 
 /// Most numbers one batch request may ask for.
 pub const MAX_BATCH: usize = 10_000;
+
+/// Largest request body `numport npdb` reads: a full batch of numbers with a `+` and quotes
+/// each, and room for white space.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// The lookup routes with their OpenAPI operations, state applied (merge into any server's
 /// router).
@@ -91,10 +94,15 @@ impl Health {
 struct ServerDoc;
 
 /// Everything `numport npdb` serves over HTTP: the lookups, `/healthz` and `/metrics` (from
-/// `telemetry`, with `health`) and `/openapi.json`.
+/// `telemetry`, with `health`) and `/openapi.json`, bodies up to [`MAX_BODY_BYTES`], every
+/// error in the JSON shape ([`telemetry::json_errors`]).
 pub fn server(replica: Replica, registry: telemetry::Registry, health: telemetry::HealthCheck) -> Router {
     let (routes, doc) = OpenApiRouter::with_openapi(ServerDoc::openapi()).merge(api(replica)).split_for_parts();
-    routes.merge(openapi_route(&doc)).merge(telemetry::routes(registry, health))
+    let routes = routes
+        .merge(openapi_route(&doc))
+        .merge(telemetry::routes(registry, health))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    telemetry::json_errors(routes)
 }
 
 /// This OpenAPI document
@@ -124,9 +132,7 @@ fn healthz() {}
 #[allow(dead_code)] // served by `telemetry::routes`; declared here for its operation only
 fn metrics() {}
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (status, axum::Json(json!({ "error": code, "message": message.into() }))).into_response()
-}
+use telemetry::error_response as error;
 
 fn not_ready() -> Response {
     error(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the replica has not loaded any routing data yet")

@@ -1,5 +1,6 @@
-//! Prometheus metrics on the `prometheus-client` crate, and the `/metrics` + `/healthz` routes
-//! every numport HTTP server mounts.
+//! Prometheus metrics on the `prometheus-client` crate, the `/metrics` + `/healthz` routes
+//! every numport HTTP server mounts, and the JSON shape of every server's errors
+//! ([`errors`]).
 //!
 //! Each server owns its [`Registry`] (no global recorder), so several servers in one test
 //! process keep their figures apart. A server registers all its metrics once, when it starts,
@@ -14,6 +15,7 @@
 //! the final full stop, which the library adds. `/metrics` is the Prometheus text exposition
 //! format, version 0.0.4.
 
+pub mod errors;
 pub mod reference;
 
 use std::fmt::Debug;
@@ -26,6 +28,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::encoding::prometheus_text;
 use prometheus_client::registry::Metric;
+
+pub use errors::{error_response, json_errors};
 
 pub use prometheus_client::encoding::EncodeLabelSet;
 pub use prometheus_client::metrics::counter::Counter;

@@ -1,5 +1,6 @@
 //! What the test suites share: how a test that needs something from outside the repository
-//! (PostgreSQL, `dig`, `tshark`, Kannel, a Python package) behaves when it is missing.
+//! (PostgreSQL, `dig`, `tshark`, Kannel, a Python package) behaves when it is missing, the
+//! check of a server's error answers ([`http`]) and of its OpenAPI document ([`openapi`]).
 //!
 //! Under CI (`CI=true`) a missing prerequisite fails the test with a message that names it, so
 //! a green run can never mean "skipped". Elsewhere the test prints one line that says what was
@@ -11,6 +12,7 @@
 //! # }
 //! ```
 
+pub mod http;
 pub mod openapi;
 
 use std::path::{Path, PathBuf};
