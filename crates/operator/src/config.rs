@@ -180,6 +180,15 @@ impl OperatorConfig {
         c
     }
 
+    /// Refuses what a node cannot run with: no API key (it could reach neither the
+    /// clearinghouse nor, through its replica, the routing feed).
+    pub fn check(&self) -> Result<(), OperatorError> {
+        if self.api_token.trim().is_empty() {
+            return Err(OperatorError::Config("api_token is not set".into()));
+        }
+        Ok(())
+    }
+
     /// The callback secret as bytes; `None` when none is configured.
     pub fn callback_secret_bytes(&self) -> Result<Option<Vec<u8>>, OperatorError> {
         let s = self.callback_secret.trim();
@@ -280,6 +289,14 @@ mod tests {
         assert_eq!(r.clearinghouse_url.as_deref(), Some("http://feed.example"));
         assert_eq!(r.api_token.as_deref(), Some("k2.s2"));
         assert_eq!(r.data_dir, Some("/srv/opb/npdb".into()));
+    }
+
+    #[test]
+    fn a_node_without_its_api_key_is_refused() {
+        let e = OperatorConfig::default().check().unwrap_err();
+        assert_eq!(e.to_string(), "configuration: api_token is not set");
+        let c = OperatorConfig { api_token: "k1.s1".into(), ..OperatorConfig::default() };
+        assert!(c.check().is_ok());
     }
 
     #[test]

@@ -75,12 +75,9 @@ pub(crate) struct NodeInner {
 
 impl Node {
     /// Open the node's database (creating and migrating it) and its replica's data directory,
-    /// and build the node. A node without its API key is refused: it could reach neither the
-    /// clearinghouse nor, through its replica, the routing feed.
+    /// and build the node. A configuration [`OperatorConfig::check`] refuses is not started.
     pub async fn open(config: OperatorConfig, clock: Arc<dyn Clock>) -> Result<Node, OperatorError> {
-        if config.api_token.trim().is_empty() {
-            return Err(OperatorError::Config("api_token is not set".into()));
-        }
+        config.check()?;
         let callback_secret = config.callback_secret_bytes()?;
         if callback_secret.is_none() {
             tracing::warn!(
