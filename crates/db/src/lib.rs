@@ -62,6 +62,9 @@ pub enum StoreError {
     /// The connection to PostgreSQL failed, or the server said something unexpected.
     #[error("PostgreSQL connection: {0}")]
     PgConnection(String),
+    /// The session could not be encrypted, or its server not verified, as `sslmode` asks.
+    #[error("PostgreSQL TLS: {0}")]
+    PgTls(#[from] pg::TlsError),
     #[error("the database is closed")]
     Closed,
     #[error("no database connection came free in time")]
