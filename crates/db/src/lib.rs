@@ -33,7 +33,7 @@
 //! checkpoints on a thread of their own.
 //!
 //! - [`sql`]: running statements on either engine.
-//! - [`pg`]: PostgreSQL sessions: the pool, prepared statements, pipelining.
+//! - [`pg`]: PostgreSQL sessions: the pool, prepared statements, pipelining, TLS (`sslmode`).
 //! - [`db`]: opening by URL, migrations; transactions, group commit on SQLite, readers.
 //! - [`migrate`]: the migration runner and its history table.
 //! - `testing` (cargo feature `testing`): throw-away PostgreSQL databases for tests.
