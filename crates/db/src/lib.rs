@@ -33,7 +33,7 @@
 //! checkpoints on a thread of their own.
 //!
 //! - [`sql`]: running statements on either engine.
-//! - [`pg`]: PostgreSQL sessions: the pool, prepared statements, pipelining.
+//! - [`pg`]: PostgreSQL sessions: the pool, prepared statements, pipelining, TLS (`sslmode`).
 //! - [`db`]: opening by URL, migrations; transactions, group commit on SQLite, readers.
 //! - [`migrate`]: the migration runner and its history table.
 //! - `testing` (cargo feature `testing`): throw-away PostgreSQL databases for tests.
@@ -62,6 +62,9 @@ pub enum StoreError {
     /// The connection to PostgreSQL failed, or the server said something unexpected.
     #[error("PostgreSQL connection: {0}")]
     PgConnection(String),
+    /// The session could not be encrypted, or its server not verified, as `sslmode` asks.
+    #[error("PostgreSQL TLS: {0}")]
+    PgTls(#[from] pg::TlsError),
     #[error("the database is closed")]
     Closed,
     #[error("no database connection came free in time")]

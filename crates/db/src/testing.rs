@@ -1,4 +1,5 @@
-//! Throw-away PostgreSQL databases, for tests and benchmarks (cargo feature `testing`).
+//! Throw-away PostgreSQL databases, for tests and benchmarks (cargo feature `testing`), and
+//! throw-away servers ([`TempServer`]) for what the shared server cannot be made to do.
 //!
 //! ```no_run
 //! # async fn test() {
@@ -12,7 +13,13 @@
 //! # }
 //! ```
 
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::Result;
 use crate::pg::PgPool;
@@ -108,6 +115,195 @@ fn with_database(url: &str, name: &str) -> String {
     match query {
         Some(q) => format!("{root}/{name}?{q}"),
         None => format!("{root}/{name}"),
+    }
+}
+
+/// A PostgreSQL server of its own: `initdb` in a temporary directory and `postgres` on a free
+/// loopback port (127.0.0.1, and ::1 where the machine has it), with trust authentication for
+/// user `postgres`; stopped and removed on drop. With a certificate it accepts TLS sessions only
+/// (`hostssl` in `pg_hba.conf`); without, it has TLS off.
+pub struct TempServer {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+    ipv6: bool,
+}
+
+/// The server's certificate (PEM, with any intermediates) and its private key (PEM).
+#[derive(Debug, Clone, Copy)]
+pub struct ServerIdentity<'a> {
+    pub cert: &'a str,
+    pub key: &'a str,
+}
+
+impl TempServer {
+    /// Starts a server; `None` after [`testkit::skip`] when `initdb` or `postgres` is not
+    /// installed (or, as root, there is no `postgres` user to run them as). Panics if the
+    /// server does not start.
+    pub fn start(tls: Option<ServerIdentity<'_>>) -> Option<TempServer> {
+        let enable = "apt-get install postgresql (its programs are found on PATH or in /usr/lib/postgresql/*/bin)";
+        let initdb = postgres_program("initdb", enable)?;
+        let postgres = postgres_program("postgres", enable)?;
+        let owner = ServerUser::find()?;
+        let dir = tempfile::tempdir().expect("temporary directory");
+        owner.own(dir.path(), 0o700);
+        let data = dir.path().join("data");
+        let mut init = owner.command(&initdb);
+        init.arg("-D").arg(&data).args(["-U", "postgres", "-A", "trust", "--no-sync", "--no-locale", "-E", "UTF8"]);
+        let out = init.output().unwrap_or_else(|e| panic!("{}: {e}", initdb.display()));
+        assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        let ipv6 = std::net::TcpListener::bind("[::1]:0").is_ok();
+        let listen = if ipv6 { "127.0.0.1,::1" } else { "127.0.0.1" };
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let mut settings = vec![format!("listen_addresses={listen}"), "fsync=off".into()];
+        let mut hba = String::from("local all all trust\n");
+        let host = if tls.is_some() { "hostssl" } else { "host" };
+        for net in ["127.0.0.1/32", "::1/128"] {
+            hba.push_str(&format!("{host} all all {net} trust\n"));
+        }
+        match tls {
+            Some(identity) => {
+                let (cert, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
+                std::fs::write(&cert, identity.cert).expect("writing the certificate");
+                std::fs::write(&key, identity.key).expect("writing the key");
+                owner.own(&cert, 0o600);
+                owner.own(&key, 0o600);
+                settings.extend(["ssl=on".into(), format!("ssl_cert_file={}", cert.display())]);
+                settings.push(format!("ssl_key_file={}", key.display()));
+            }
+            None => settings.push("ssl=off".into()),
+        }
+        std::fs::write(data.join("pg_hba.conf"), hba).expect("writing pg_hba.conf");
+        let log_path = dir.path().join("postgres.log");
+        let log = std::fs::File::create(&log_path).expect("creating the server's log");
+        owner.own(&log_path, 0o600);
+        let mut server = owner.command(&postgres);
+        server.arg("-D").arg(&data).arg("-p").arg(port.to_string()).arg("-k").arg(dir.path());
+        for setting in &settings {
+            server.arg("-c").arg(setting);
+        }
+        let stderr = log.try_clone().expect("the log's handle");
+        server.stdin(Stdio::null()).stdout(log).stderr(stderr);
+        let child = server.spawn().unwrap_or_else(|e| panic!("{}: {e}", postgres.display()));
+        let mut started = TempServer { child, dir, port, ipv6 };
+        started.wait_ready(&log_path);
+        Some(started)
+    }
+
+    /// Waits until the server says it accepts connections; panics with its log if it stops or
+    /// takes longer than 30 s.
+    fn wait_ready(&mut self, log_path: &Path) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut log = String::new();
+            let _ = std::fs::File::open(log_path).and_then(|mut f| f.read_to_string(&mut log));
+            if log.contains("ready to accept connections") {
+                return;
+            }
+            let exited = self.child.try_wait().ok().flatten();
+            assert!(exited.is_none() && Instant::now() < deadline, "PostgreSQL did not start ({exited:?}):\n{log}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Whether the server also listens on ::1.
+    pub fn has_ipv6(&self) -> bool {
+        self.ipv6
+    }
+
+    /// `postgres://postgres@{host}:{port}/postgres{query}`; an IPv6 `host` in brackets.
+    pub fn url(&self, host: &str, query: &str) -> String {
+        format!("postgres://postgres@{host}:{}/postgres{query}", self.port)
+    }
+
+    /// The directory holding the data, the certificate and the log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for TempServer {
+    /// A fast shutdown (SIGINT), then SIGKILL if it takes more than 10 s.
+    fn drop(&mut self) {
+        let _ = Command::new("sh").args(["-c", &format!("kill -INT {}", self.child.id())]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `program` on `PATH`, or in Debian's `/usr/lib/postgresql/VERSION/bin` (the newest), or
+/// [`testkit::skip`].
+fn postgres_program(program: &str, enable: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let on_path = std::env::split_paths(&path).map(|d| d.join(program));
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|dirs| dirs.filter_map(|d| d.ok()).map(|d| d.path().join("bin").join(program)).collect())
+        .unwrap_or_default();
+    versions.sort_by_key(|p| std::cmp::Reverse(version_of(p)));
+    let found = on_path.chain(versions).find(|p| p.metadata().is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0));
+    if found.is_none() {
+        testkit::skip(&format!("PostgreSQL's program `{program}`"), enable);
+    }
+    found
+}
+
+/// The major version in `/usr/lib/postgresql/VERSION/bin/…`.
+fn version_of(path: &Path) -> u32 {
+    path.iter().nth(4).and_then(|v| v.to_str()?.parse().ok()).unwrap_or(0)
+}
+
+/// Whom the server runs as: this process's user, or `postgres` when that is root (PostgreSQL
+/// refuses to run as root).
+struct ServerUser {
+    /// `None`: this process's own user.
+    ids: Option<(u32, u32)>,
+}
+
+impl ServerUser {
+    fn find() -> Option<ServerUser> {
+        // The owner of /proc/self is this process's effective user.
+        let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+        if !root {
+            return Some(ServerUser { ids: None });
+        }
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let ids = passwd.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            (fields.first() == Some(&"postgres") && fields.len() > 3)
+                .then(|| Some((fields[2].parse().ok()?, fields[3].parse().ok()?)))?
+        });
+        if ids.is_none() {
+            testkit::skip(
+                "a `postgres` user to run a PostgreSQL server as (it refuses root)",
+                "apt-get install postgresql, which creates it",
+            );
+            return None;
+        }
+        Some(ServerUser { ids })
+    }
+
+    fn command(&self, program: &Path) -> Command {
+        let mut command = Command::new(program);
+        if let Some((uid, gid)) = self.ids {
+            command.uid(uid).gid(gid);
+        }
+        command
+    }
+
+    /// Gives `path` to the server's user, with `mode`.
+    fn own(&self, path: &Path, mode: u32) {
+        if let Some((uid, gid)) = self.ids {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown to the postgres user");
+        }
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
     }
 }
 

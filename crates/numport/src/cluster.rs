@@ -284,6 +284,7 @@ fn operator_config(
                     addr: *addr,
                     system_id: format!("ic-{name}"),
                     password: INTERCONNECT_PASSWORD.into(),
+                    tls: None,
                 })
             })
             .collect::<anyhow::Result<_>>()?,

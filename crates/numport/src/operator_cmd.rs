@@ -127,6 +127,15 @@ async fn serve(cfg: OperatorConfig) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let smpp_addr = smpp.as_ref().and_then(|l| l.local_addr().ok());
+    let smpp_tls = match &cfg.smpp.tls {
+        Some(t) => Some(
+            tokio::net::TcpListener::bind(t.listen)
+                .await
+                .with_context(|| format!("binding SMPP over TLS on {}", t.listen))?,
+        ),
+        None => None,
+    };
+    let smpp_tls_addr = smpp_tls.as_ref().and_then(|l| l.local_addr().ok());
     let air = match cfg.air_listen {
         Some(a) => {
             Some(tokio::net::TcpListener::bind(a).await.with_context(|| format!("binding the air interface on {a}"))?)
@@ -135,13 +144,13 @@ async fn serve(cfg: OperatorConfig) -> anyhow::Result<ExitCode> {
     };
     let air_addr = air.as_ref().and_then(|l| l.local_addr().ok());
     let node = Node::open(cfg, Arc::new(SystemClock)).await?;
-    tracing::info!(%addr, dns = ?dns_addr, smpp = ?smpp_addr, air = ?air_addr, operator = name, "operator node listening");
+    tracing::info!(%addr, dns = ?dns_addr, smpp = ?smpp_addr, smpp_tls = ?smpp_tls_addr, air = ?air_addr, operator = name, "operator node listening");
     crate::announce_listening(
         "operator",
         Some(&name),
         addr,
-        &[("dns", dns_addr), ("smpp", smpp_addr), ("air", air_addr)],
+        &[("dns", dns_addr), ("smpp", smpp_addr), ("smpp_tls", smpp_tls_addr), ("air", air_addr)],
     );
-    node.serve(Listeners { http: listener, enum_dns, smpp, air }, crate::shutdown_on_signal()).await?;
+    node.serve(Listeners { http: listener, enum_dns, smpp, smpp_tls, air }, crate::shutdown_on_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

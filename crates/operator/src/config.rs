@@ -1,6 +1,7 @@
 //! The node's configuration: one TOML table, every field defaulted so a node starts with none.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use numport_core::signing::DEFAULT_TOLERANCE_MS;
 use numport_core::{Millis, Money, OperatorName};
@@ -68,14 +69,40 @@ pub struct InterconnectPeer {
     pub addr: SocketAddr,
     pub system_id: String,
     pub password: String,
+    /// SMPP over TLS to the peer (`tls = { ca = "…" }`); without it, plain TCP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<PeerTls>,
+}
+
+/// How the peer's SMS center is verified over TLS.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerTls {
+    /// The CA (PEM) the peer's certificate must chain to.
+    pub ca: PathBuf,
+    /// The name the peer's certificate must be valid for; default: the address's IP.
+    #[serde(default)]
+    pub server_name: Option<String>,
+}
+
+/// `[smpp.tls]`: SMPP over TLS on a port of its own, beside the plain `listen`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmppTls {
+    pub listen: SocketAddr,
+    /// The server's certificate chain and private key (PEM).
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// `[smpp]`: where ESMEs bind, and the limits of a session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SmppSection {
-    /// `None` runs no SMPP server.
+    /// Plain TCP; `None` (and no `tls`) runs no SMPP server.
     pub listen: Option<SocketAddr>,
+    /// SMPP over TLS; `None` offers none.
+    pub tls: Option<SmppTls>,
     pub max_pdu: usize,
     pub bind_timeout_ms: u64,
     pub idle_timeout_ms: u64,
@@ -96,6 +123,7 @@ impl Default for SmppSection {
         let d = smsc::SmppConfig::default();
         SmppSection {
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 2775))),
+            tls: None,
             max_pdu: d.max_pdu,
             bind_timeout_ms: d.bind_timeout.as_millis() as u64,
             idle_timeout_ms: d.idle_timeout.as_millis() as u64,

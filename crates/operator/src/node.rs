@@ -7,7 +7,7 @@
 //! their own module.
 
 use axum::serve::ListenerExt;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -44,6 +44,8 @@ pub struct Listeners {
     pub http: TcpListener,
     pub enum_dns: Option<replica::dns::EnumSockets>,
     pub smpp: Option<TcpListener>,
+    /// SMPP over TLS, with the certificate and key of `[smpp.tls]`.
+    pub smpp_tls: Option<TcpListener>,
     /// The air interface terminals attach to.
     pub air: Option<TcpListener>,
 }
@@ -177,10 +179,31 @@ impl Node {
         telemetry::json_errors(routes).layer(TraceLayer::new_for_http())
     }
 
+    /// The SMPP server's listeners; the TLS one with the certificate of `[smpp.tls]`.
+    fn smpp_endpoints(
+        &self,
+        plain: Option<TcpListener>,
+        tls: Option<TcpListener>,
+    ) -> Result<Option<smsc::Endpoints>, OperatorError> {
+        let tls = match (tls, &self.config().smpp.tls) {
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err(OperatorError::Config("an SMPP TLS listener needs [smpp.tls] cert and key".into()));
+            }
+            (Some(listener), Some(files)) => {
+                let identity = numport_tls::TlsFiles { cert: files.cert.clone(), key: files.key.clone() };
+                let config = numport_tls::server_config(&identity, None)
+                    .map_err(|e| OperatorError::Config(format!("[smpp.tls]: {e}")))?;
+                Some((listener, config))
+            }
+        };
+        Ok((plain.is_some() || tls.is_some()).then_some(smsc::Endpoints { plain, tls }))
+    }
+
     /// Serve the node's HTTP API on `listener` until `shutdown` is cancelled, with no ENUM or
     /// SMPP server.
     pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) -> Result<(), OperatorError> {
-        self.serve(Listeners { http: listener, enum_dns: None, smpp: None, air: None }, shutdown).await
+        self.serve(Listeners { http: listener, enum_dns: None, smpp: None, smpp_tls: None, air: None }, shutdown).await
     }
 
     /// Serve the node on its listeners until `shutdown` is cancelled: HTTP, ENUM (bound by
@@ -193,7 +216,13 @@ impl Node {
     /// in-flight message processing gets a few seconds to finish; anything cut short is still
     /// recorded and is processed at the next start.
     pub async fn serve(self, listeners: Listeners, shutdown: CancellationToken) -> Result<(), OperatorError> {
-        let Listeners { http: listener, enum_dns, smpp, air } = listeners;
+        let Listeners { http: listener, enum_dns, smpp, smpp_tls, air } = listeners;
+        // TLS files are read before anything runs: a wrong path stops the node at start.
+        let smpp = self.smpp_endpoints(smpp, smpp_tls)?;
+        let mut links_tls = HashMap::new();
+        for peer in &self.config().interconnect {
+            links_tls.insert(peer.operator.to_string(), crate::sms_center::interconnect::client_tls(peer)?);
+        }
         let bound = listener.local_addr()?;
         tracing::info!(node = %self.name(), addr = %bound, "operator node listening");
         let background = shutdown.child_token();
@@ -208,8 +237,14 @@ impl Node {
             Some(t) => {
                 for (operator, queue) in t.peers {
                     if let Some(peer) = self.config().interconnect.iter().find(|p| p.operator.as_str() == operator) {
-                        let run =
-                            crate::sms_center::interconnect::run(self.clone(), peer.clone(), queue, background.clone());
+                        let tls = links_tls.remove(&operator).flatten();
+                        let run = crate::sms_center::interconnect::run(
+                            self.clone(),
+                            peer.clone(),
+                            tls,
+                            queue,
+                            background.clone(),
+                        );
                         tasks.spawn(run);
                     }
                 }
@@ -227,7 +262,9 @@ impl Node {
         }
         if let Some(smpp) = smpp {
             let esmes = self.store().esmes().await?;
-            tracing::info!(node = %self.name(), esmes = esmes.len(), addr = ?smpp.local_addr().ok(), "SMPP server listening");
+            let addr = smpp.plain.as_ref().and_then(|l| l.local_addr().ok());
+            let tls = smpp.tls.as_ref().and_then(|(l, _)| l.local_addr().ok());
+            tracing::info!(node = %self.name(), esmes = esmes.len(), ?addr, ?tls, "SMPP server listening");
             let config = self.config().smpp.server_config(self.name());
             let center = crate::sms_center::SubmitToCenter { node: self.clone() };
             let (stop, receivers) = (background.clone(), self.sms().receivers.clone());

@@ -2,10 +2,12 @@
 //! (each answered by sequence number, in whatever order the SMSC answers), and hands the
 //! deliver_sm the SMSC sends (messages, delivery receipts) to the application, which decides
 //! the deliver_sm_resp. The interconnect to other operators' SMS centers, the demo's bank and
-//! the SMS benchmark speak through it.
+//! the SMS benchmark speak through it, over plain TCP or TLS ([`ClientTls`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use futures::StreamExt;
@@ -16,16 +18,22 @@ use rusmpp::{Command, CommandStatus, Pdu};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::ClientConfig;
+use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_util::codec::FramedRead;
 
 use crate::BindMode;
 use crate::frame::{Frame, FrameError, SmppCodec};
-use crate::server::{decode_pdu, encode_into};
+use crate::server::{ReadHalf, WriteHalf, decode_pdu, encode_into, halves, tcp_halves};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("SMPP connection: {0}")]
     Io(#[from] std::io::Error),
+    /// The TLS handshake failed: the SMSC's certificate was refused, or it speaks no TLS there.
+    #[error("SMPP over TLS to {server}: {reason}")]
+    Tls { server: String, reason: String },
     #[error("SMPP framing: {0}")]
     Frame(#[from] FrameError),
     #[error("undecodable answer: {0}")]
@@ -71,25 +79,64 @@ pub struct Client {
 /// Outstanding requests per connection.
 const WINDOW: usize = 256;
 
+/// How long the TLS handshake with the SMSC may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// SMPP over TLS: the client configuration (the CA the SMSC's certificate must chain to, and
+/// any client certificate) and the name the certificate must be valid for.
+#[derive(Clone, Debug)]
+pub struct ClientTls {
+    pub config: Arc<ClientConfig>,
+    pub server_name: ServerName<'static>,
+}
+
+impl ClientTls {
+    /// The handshake over `tcp`, within [`HANDSHAKE_TIMEOUT`].
+    async fn connect(&self, tcp: TcpStream, addr: SocketAddr) -> Result<(ReadHalf, WriteHalf), ClientError> {
+        let connector = TlsConnector::from(self.config.clone());
+        let server = addr.to_string();
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(self.server_name.clone(), tcp)).await {
+            Ok(Ok(stream)) => Ok(halves(stream)),
+            Ok(Err(e)) => Err(ClientError::Tls { server, reason: e.to_string() }),
+            Err(_) => Err(ClientError::Tls { server, reason: "the handshake did not finish in time".into() }),
+        }
+    }
+}
+
 impl Client {
     /// Connects and binds as a transmitter (SMPP 3.4).
     pub async fn bind_transmitter(addr: SocketAddr, system_id: &str, password: &str) -> Result<Client, ClientError> {
         Ok(Client::bind(addr, system_id, password, BindMode::Transmitter).await?.0)
     }
 
-    /// Connects and binds in `mode` (SMPP 3.4); deliver_sm from the SMSC arrive on the
-    /// returned receiver (nothing arrives on a transmitter bind).
+    /// Connects over plain TCP and binds in `mode` (SMPP 3.4); deliver_sm from the SMSC
+    /// arrive on the returned receiver (nothing arrives on a transmitter bind).
     pub async fn bind(
         addr: SocketAddr,
         system_id: &str,
         password: &str,
         mode: BindMode,
     ) -> Result<(Client, mpsc::Receiver<Incoming>), ClientError> {
+        Client::bind_over(addr, None, system_id, password, mode).await
+    }
+
+    /// As [`Client::bind`], over TLS when `tls` is given.
+    pub async fn bind_over(
+        addr: SocketAddr,
+        tls: Option<&ClientTls>,
+        system_id: &str,
+        password: &str,
+        mode: BindMode,
+    ) -> Result<(Client, mpsc::Receiver<Incoming>), ClientError> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
+        let halves = match tls {
+            Some(tls) => tls.connect(stream, addr).await?,
+            None => tcp_halves(stream),
+        };
         let (requests, rx) = mpsc::channel(WINDOW);
         let (incoming_tx, incoming) = mpsc::channel(WINDOW);
-        tokio::spawn(connection(stream, rx, incoming_tx));
+        tokio::spawn(connection(halves, rx, incoming_tx));
         let client = Client { requests };
         let system_id: COctetString<1, 16> = system_id.parse().map_err(|_| ClientError::Field("system_id"))?;
         let password: COctetString<1, 9> = password.parse().map_err(|_| ClientError::Field("password"))?;
@@ -150,8 +197,11 @@ impl Client {
 
 /// Owns the socket: writes requests as they come (batched while more are queued), matches
 /// answers to requests by sequence number, answers enquire_link, and passes deliver_sm on.
-async fn connection(stream: TcpStream, mut requests: mpsc::Receiver<Request>, incoming: mpsc::Sender<Incoming>) {
-    let (read, mut write) = stream.into_split();
+async fn connection(
+    (read, mut write): (ReadHalf, WriteHalf),
+    mut requests: mpsc::Receiver<Request>,
+    incoming: mpsc::Sender<Incoming>,
+) {
     let mut frames = FramedRead::new(read, SmppCodec::new(65_536));
     let mut waiting: HashMap<u32, oneshot::Sender<Result<Command, ClientError>>> = HashMap::new();
     let mut answers = futures::stream::FuturesUnordered::new();
@@ -162,6 +212,7 @@ async fn connection(stream: TcpStream, mut requests: mpsc::Receiver<Request>, in
         loop {
             if !out.is_empty() {
                 write.write_all(&out).await?;
+                write.flush().await?;
                 out.clear();
             }
             tokio::select! {
@@ -199,6 +250,7 @@ async fn connection(stream: TcpStream, mut requests: mpsc::Receiver<Request>, in
                         Some(Pdu::Unbind) => {
                             encode_into(&mut out, &Command::new(CommandStatus::EsmeRok, seq, Pdu::UnbindResp));
                             write.write_all(&out).await?;
+                            write.flush().await?;
                             return Ok(());
                         }
                         Some(Pdu::DeliverSm(_)) => {

@@ -9,6 +9,9 @@
 //!   throttling, timeouts, and [`server::Receivers`] through which the application sends
 //!   deliver_sm (delivery receipts; on an interconnect, messages).
 //! - [`client`]: a bind with any number of requests outstanding, and the deliver_sm it receives.
+//!
+//! Both speak plain TCP or TLS (rustls; the configurations come from the caller, built by
+//! `numport-tls` from PEM files).
 //! - [`esme`]: ESME accounts, with passwords kept as Argon2id hashes, and their rate limits.
 //! - [`receipt`]: the customary delivery-receipt text.
 //! - [`time`]: SMPP's absolute and relative time fields.
@@ -25,7 +28,9 @@ pub mod server;
 pub mod time;
 
 pub use esme::{EsmeAccount, EsmeDirectory};
-pub use server::{BindMode, ChannelHandler, DeliverError, Receivers, SmppConfig, SubmitHandler, Submitted, serve};
+pub use server::{
+    BindMode, ChannelHandler, DeliverError, Endpoints, Receivers, SmppConfig, SubmitHandler, Submitted, serve,
+};
 
 /// The SMPP library this crate speaks through, for handlers that read submits.
 pub use rusmpp;

@@ -8,6 +8,10 @@
 //! on; a command_length the framing cannot trust gets generic_nack and the connection closes.
 //! A connection silent for `idle_timeout` is unbound and closed.
 //!
+//! The server listens on plain TCP, on TLS (as SMSCs offer SMPP over TLS, on a port of its
+//! own), or both ([`Endpoints`]); a TLS session's handshake runs in the session's task, within
+//! `bind_timeout`, so a client that stalls it holds up nothing but its own connection slot.
+//!
 //! Up to `window` submits of a session are in the handler at once, and their responses go out
 //! in the order they finish (as SMPP allows); a client that keeps more outstanding is simply
 //! not read from until one finishes. Receiver and transceiver sessions are registered in
@@ -32,10 +36,11 @@ use rusmpp::encode::owned::Encode;
 use rusmpp::pdus::{BindReceiverResp, BindTransceiverResp, BindTransmitterResp, DeliverSm, SubmitSm, SubmitSmResp};
 use rusmpp::types::COctetString;
 use rusmpp::{Command, CommandId, CommandStatus, Pdu};
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::ServerConfig;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
@@ -229,22 +234,60 @@ struct Shared<H> {
     receivers: Receivers,
 }
 
-/// Serves SMPP on `listener` until `stop` is cancelled; accepted submits go to `handler`, and
+/// Where the server accepts connections: plain TCP, TLS, or both. Sessions on either share the
+/// ESME directory, the handler and the receivers. A bare [`TcpListener`] is plain TCP only.
+#[derive(Default)]
+pub struct Endpoints {
+    pub plain: Option<TcpListener>,
+    /// The TLS listener and the server's certificate and key (and, for mutual TLS, the CA
+    /// its clients' certificates must chain to).
+    pub tls: Option<(TcpListener, Arc<ServerConfig>)>,
+}
+
+impl From<TcpListener> for Endpoints {
+    fn from(plain: TcpListener) -> Endpoints {
+        Endpoints { plain: Some(plain), tls: None }
+    }
+}
+
+/// A session's halves: of a TCP stream, or of a TLS stream over one.
+pub(crate) type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+pub(crate) type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// The halves of a TCP stream, or of the TLS stream over it.
+pub(crate) fn halves<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S) -> (ReadHalf, WriteHalf) {
+    let (read, write) = tokio::io::split(stream);
+    (Box::new(read), Box::new(write))
+}
+
+/// The halves of a TCP stream, split without the lock [`halves`] takes.
+pub(crate) fn tcp_halves(stream: TcpStream) -> (ReadHalf, WriteHalf) {
+    let (read, write) = stream.into_split();
+    (Box::new(read), Box::new(write))
+}
+
+/// Serves SMPP on `endpoints` until `stop` is cancelled; accepted submits go to `handler`, and
 /// receiving sessions are registered in `receivers`.
 pub async fn serve<H: SubmitHandler>(
-    listener: TcpListener,
+    endpoints: impl Into<Endpoints>,
     config: SmppConfig,
     directory: EsmeDirectory,
     handler: H,
     receivers: Receivers,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
+    let Endpoints { plain, tls } = endpoints.into();
+    let (tls_listener, acceptor) = match tls {
+        Some((listener, config)) => (Some(listener), Some(TlsAcceptor::from(config))),
+        None => (None, None),
+    };
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let shared = Arc::new(Shared { config, directory, handler, receivers });
     loop {
-        let (stream, peer) = tokio::select! {
+        let (stream, peer, tls) = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
-            r = listener.accept() => r?,
+            r = accept(plain.as_ref()) => r.map(|(s, p)| (s, p, None))?,
+            r = accept(tls_listener.as_ref()) => r.map(|(s, p)| (s, p, acceptor.clone()))?,
         };
         // Beyond the connection limit a client is closed at once: a bind flood cannot starve
         // the ESMEs already bound.
@@ -255,11 +298,34 @@ pub async fn serve<H: SubmitHandler>(
         let _ = stream.set_nodelay(true);
         let (shared, stop) = (shared.clone(), stop.clone());
         tokio::spawn(async move {
-            if let Err(e) = Handler::new(stream, &shared).run(&stop).await {
+            let halves = match tls {
+                None => tcp_halves(stream),
+                Some(acceptor) => match handshake(&acceptor, stream, shared.config.bind_timeout).await {
+                    Ok(halves) => halves,
+                    Err(e) => return tracing::debug!(%peer, error = %e, "SMPP TLS handshake failed"),
+                },
+            };
+            if let Err(e) = Handler::new(halves, &shared).run(&stop).await {
                 tracing::debug!(%peer, error = %e, "SMPP session ended");
             }
             drop(permit);
         });
+    }
+}
+
+/// The next connection on `listener`; never, without one.
+async fn accept(listener: Option<&TcpListener>) -> io::Result<(TcpStream, std::net::SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The server's side of a TLS handshake, given up after `timeout`.
+async fn handshake(acceptor: &TlsAcceptor, stream: TcpStream, timeout: Duration) -> io::Result<(ReadHalf, WriteHalf)> {
+    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(tls) => Ok(halves(tls?)),
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "TLS handshake not finished within the bind timeout")),
     }
 }
 
@@ -313,8 +379,8 @@ enum Event {
 /// it; each PDU kind the ESME sends has its own method.
 struct Handler<'a, H> {
     shared: &'a Shared<H>,
-    frames: FramedRead<OwnedReadHalf, SmppCodec>,
-    write: OwnedWriteHalf,
+    frames: FramedRead<ReadHalf, SmppCodec>,
+    write: WriteHalf,
     /// Encoded PDUs not yet written.
     out: BytesMut,
     bound: Option<Bound>,
@@ -331,8 +397,7 @@ struct Handler<'a, H> {
 }
 
 impl<'a, H: SubmitHandler> Handler<'a, H> {
-    fn new(stream: TcpStream, shared: &'a Shared<H>) -> Self {
-        let (read, write) = stream.into_split();
+    fn new((read, write): (ReadHalf, WriteHalf), shared: &'a Shared<H>) -> Self {
         Handler {
             shared,
             frames: FramedRead::new(read, SmppCodec::new(shared.config.max_pdu)),
@@ -538,9 +603,11 @@ impl<'a, H: SubmitHandler> Handler<'a, H> {
         self.close().await
     }
 
-    /// Writes what is buffered and closes.
+    /// Writes what is buffered and closes (over TLS with close_notify, so the client can tell
+    /// the end from a cut connection).
     async fn close(&mut self) -> io::Result<Flow> {
         self.flush().await?;
+        let _ = tokio::time::timeout(self.shared.config.idle_timeout, self.write.shutdown()).await;
         Ok(ControlFlow::Break(()))
     }
 
@@ -559,7 +626,12 @@ async fn write_out(
     out: &mut BytesMut,
     timeout: Duration,
 ) -> std::io::Result<()> {
-    match tokio::time::timeout(timeout, write.write_all(out)).await {
+    let written = async {
+        write.write_all(out).await?;
+        // TLS may hold the end of what was written: out with it (nothing to do on TCP).
+        write.flush().await
+    };
+    match tokio::time::timeout(timeout, written).await {
         Ok(r) => {
             out.clear();
             r

@@ -1,7 +1,7 @@
 //! `LISTEN`: a session of its own that receives what other sessions `NOTIFY` as their
 //! transactions commit.
 
-use super::PgConfig;
+use super::Connector;
 use super::wire::{Notification, Wire};
 use crate::Result;
 
@@ -11,7 +11,7 @@ use crate::Result;
 /// lost with it; the call after that connects again and listens to the same channels, so the
 /// caller's loop decides how to catch up and how long to wait between attempts.
 pub struct PgListener {
-    config: PgConfig,
+    connector: Connector,
     channels: Vec<String>,
     /// `None` after the session was lost, until the next [`PgListener::recv`] connects.
     wire: Option<Wire>,
@@ -26,9 +26,9 @@ impl std::fmt::Debug for PgListener {
 impl PgListener {
     /// A session to `url` (`postgres://…`), listening to nothing yet.
     pub async fn connect(url: &str) -> Result<PgListener> {
-        let config: PgConfig = url.parse()?;
-        let wire = Wire::connect(&config).await?;
-        Ok(PgListener { config, channels: Vec::new(), wire: Some(wire) })
+        let connector = Connector::new(url)?;
+        let wire = Wire::connect(&connector).await?;
+        Ok(PgListener { connector, channels: Vec::new(), wire: Some(wire) })
     }
 
     /// Receive what is notified on `channel` from now on.
@@ -58,13 +58,13 @@ impl PgListener {
     /// is missed.
     pub async fn ensure_listening(&mut self) -> Result<()> {
         if self.wire.is_none() {
-            self.wire = Some(Self::reconnect(&self.config, &self.channels).await?);
+            self.wire = Some(Self::reconnect(&self.connector, &self.channels).await?);
         }
         Ok(())
     }
 
-    async fn reconnect(config: &PgConfig, channels: &[String]) -> Result<Wire> {
-        let mut wire = Wire::connect(config).await?;
+    async fn reconnect(connector: &Connector, channels: &[String]) -> Result<Wire> {
+        let mut wire = Wire::connect(connector).await?;
         for channel in channels {
             wire.simple(&listen_statement(channel)).await?;
         }

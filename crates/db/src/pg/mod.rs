@@ -14,9 +14,11 @@
 //! Besides the pool: [`PgListener`], a session of its own for `LISTEN`.
 
 mod listen;
+mod tls;
 mod wire;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,6 +29,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use crate::sql::{Kind, Value};
 use crate::{Result, StoreError};
 pub use listen::PgListener;
+use tls::Tls;
+pub use tls::{SslMode, TlsError};
 pub use wire::{DbError, Notification};
 use wire::{Prepared, Reply, TxStatus, Wire};
 
@@ -36,9 +40,11 @@ const STATEMENTS_KEPT: usize = 256;
 /// How long [`PgPool::acquire`] waits for a session before it gives up.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Where and as whom to connect: a `postgres://user:password@host:port/database` URL. A host
+/// Where and as whom to connect: a `postgres://user:password@host:port/database?…` URL. The
+/// host is a name, an IPv4 address, or an IPv6 address in brackets (`[::1]:5432`); a host
 /// that is a directory (`%2Fvar%2Frun%2Fpostgresql`, or `?host=/var/run/postgresql`) names the
-/// server's Unix socket.
+/// server's Unix socket. TLS as `?sslmode=…&sslrootcert=PATH` say ([`tls`]; libpq's names and
+/// default, `prefer`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PgConfig {
     host: String,
@@ -46,6 +52,8 @@ pub(crate) struct PgConfig {
     user: String,
     password: Option<String>,
     database: String,
+    ssl_mode: SslMode,
+    ssl_root_cert: Option<PathBuf>,
 }
 
 impl std::str::FromStr for PgConfig {
@@ -64,22 +72,67 @@ impl std::str::FromStr for PgConfig {
             Some((u, p)) => (percent_decode(u), Some(percent_decode(p))),
             None => (percent_decode(userinfo), None),
         };
-        let (mut host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) if !h.is_empty() || !p.is_empty() => (h, p.parse().map_err(|_| bad("bad port"))?),
-            _ => (hostport, 5432),
+        let (host, port) = split_host_port(hostport).map_err(bad)?;
+        let mut config = PgConfig {
+            host: percent_decode(host),
+            port: port.unwrap_or(5432),
+            user: if user.is_empty() { "postgres".to_owned() } else { user },
+            password,
+            database: percent_decode(database),
+            ssl_mode: SslMode::default(),
+            ssl_root_cert: None,
         };
-        let mut host_param = None;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
-            if let Some(h) = pair.strip_prefix("host=") {
-                host_param = Some(percent_decode(h));
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = percent_decode(value);
+            match key {
+                "host" => config.host = value,
+                "sslmode" => config.ssl_mode = value.parse()?,
+                "sslrootcert" => config.ssl_root_cert = Some(value.into()),
+                // Asked for and not done would be a silent downgrade.
+                _ if key.starts_with("ssl") => return Err(TlsError::Parameter(key.to_owned()).into()),
+                _ => {}
             }
         }
-        let decoded = percent_decode(host);
-        host = &decoded;
-        let host = host_param.unwrap_or_else(|| if host.is_empty() { "localhost".into() } else { host.to_owned() });
-        let user = if user.is_empty() { "postgres".to_owned() } else { user };
-        let database = if database.is_empty() { user.clone() } else { percent_decode(database) };
-        Ok(PgConfig { host, port, user, password, database })
+        if config.host.is_empty() {
+            config.host = "localhost".into();
+        }
+        if config.database.is_empty() {
+            config.database = config.user.clone();
+        }
+        Ok(config)
+    }
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port`, as written in a URL.
+fn split_host_port(s: &str) -> std::result::Result<(&str, Option<u16>), &'static str> {
+    let parse_port = |p: &str| p.parse().map_err(|_| "bad port");
+    if let Some(bracketed) = s.strip_prefix('[') {
+        let (host, after) = bracketed.split_once(']').ok_or("an IPv6 address without its closing ]")?;
+        return match after {
+            "" => Ok((host, None)),
+            _ => Ok((host, Some(parse_port(after.strip_prefix(':').ok_or("junk after the IPv6 address")?)?))),
+        };
+    }
+    match s.split_once(':') {
+        Some((_, p)) if p.contains(':') => Err("an IPv6 address goes in brackets: [::1]:5432"),
+        Some((h, p)) => Ok((h, Some(parse_port(p)?))),
+        None => Ok((s, None)),
+    }
+}
+
+/// A URL read, with its TLS set up: how each session of a pool or listener connects.
+#[derive(Clone)]
+pub(crate) struct Connector {
+    config: PgConfig,
+    tls: Tls,
+}
+
+impl Connector {
+    fn new(url: &str) -> Result<Connector> {
+        let config: PgConfig = url.parse()?;
+        let tls = Tls::new(config.ssl_mode, config.ssl_root_cert.as_deref())?;
+        Ok(Connector { config, tls })
     }
 }
 
@@ -108,7 +161,7 @@ pub struct PgPool {
 }
 
 struct Shared {
-    config: PgConfig,
+    connector: Connector,
     idle: Mutex<Vec<Session>>,
     permits: Arc<Semaphore>,
     closed: AtomicBool,
@@ -123,10 +176,9 @@ impl std::fmt::Debug for PgPool {
 impl PgPool {
     /// A pool for `url` (`postgres://user@host:port/db`); one session is opened to check it.
     pub async fn connect(url: &str, max: usize) -> Result<PgPool> {
-        let config: PgConfig = url.parse()?;
         let pool = PgPool {
             shared: Arc::new(Shared {
-                config,
+                connector: Connector::new(url)?,
                 idle: Mutex::new(Vec::new()),
                 permits: Arc::new(Semaphore::new(max.max(1))),
                 closed: AtomicBool::new(false),
@@ -149,7 +201,7 @@ impl PgPool {
         let reused = shared.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let session = match reused {
             Some(s) => s,
-            None => Session::open(&shared.config).await?,
+            None => Session::open(&shared.connector).await?,
         };
         Ok(PgConn { session: Some(Box::new(session)), shared: self.shared.clone(), _permit: permit })
     }
@@ -185,9 +237,9 @@ struct Session {
 }
 
 impl Session {
-    async fn open(config: &PgConfig) -> Result<Session> {
+    async fn open(connector: &Connector) -> Result<Session> {
         Ok(Session {
-            wire: Wire::connect(config).await?,
+            wire: Wire::connect(connector).await?,
             statements: HashMap::new(),
             prepared: 0,
             in_transaction: false,
@@ -385,7 +437,8 @@ impl PgConn {
 
 #[cfg(test)]
 mod tests {
-    use super::PgConfig;
+    use super::{Connector, PgConfig, SslMode, TlsError};
+    use crate::StoreError;
 
     #[test]
     fn urls_name_host_port_user_and_database() {
@@ -403,5 +456,64 @@ mod tests {
         assert_eq!((c.host.as_str(), c.user.as_str(), c.database.as_str()), ("/tmp", "postgres", "test"));
         assert!("mysql://x/y".parse::<PgConfig>().is_err());
         assert!("postgres://h:notaport/y".parse::<PgConfig>().is_err());
+    }
+
+    #[test]
+    fn ipv6_hosts_are_written_in_brackets() {
+        let c: PgConfig = "postgres://postgres@[::1]:5432/test".parse().unwrap();
+        assert_eq!((c.host.as_str(), c.port, c.database.as_str()), ("::1", 5432, "test"));
+        let c: PgConfig = "postgres://[2001:db8::7]/numport".parse().unwrap();
+        assert_eq!((c.host.as_str(), c.port), ("2001:db8::7", 5432));
+        for url in ["postgres://::1/test", "postgres://[::1/test", "postgres://[::1]5432/test", "postgres://[::1]:x/t"]
+        {
+            assert!(url.parse::<PgConfig>().is_err(), "{url}");
+        }
+    }
+
+    #[test]
+    fn sslmode_and_root_certificate_are_read_with_libpq_names_and_default() {
+        let c: PgConfig = "postgres://h/db".parse().unwrap();
+        assert_eq!((c.ssl_mode, c.ssl_root_cert), (SslMode::Prefer, None));
+        let c: PgConfig = "postgres://h/db?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem".parse().unwrap();
+        assert_eq!(c.ssl_mode, SslMode::VerifyFull);
+        assert_eq!(c.ssl_root_cert.as_deref(), Some(std::path::Path::new("/etc/ca.pem")));
+        for (mode, parsed) in [
+            ("disable", SslMode::Disable),
+            ("require", SslMode::Require),
+            ("verify-ca", SslMode::VerifyCa),
+            ("prefer", SslMode::Prefer),
+        ] {
+            let c: PgConfig = format!("postgres://h/db?sslmode={mode}").parse().unwrap();
+            assert_eq!((c.ssl_mode, c.ssl_mode.to_string()), (parsed, mode.to_owned()));
+        }
+        let refused = |url: &str| match url.parse::<PgConfig>() {
+            Err(StoreError::PgTls(e)) => e,
+            other => panic!("{url}: {other:?}"),
+        };
+        assert!(matches!(refused("postgres://h/db?sslmode=allow"), TlsError::Mode(m) if m == "allow"));
+        assert!(matches!(refused("postgres://h/db?sslmode=verify_full"), TlsError::Mode(_)));
+        assert!(matches!(refused("postgres://h/db?sslcert=/c.pem"), TlsError::Parameter(p) if p == "sslcert"));
+    }
+
+    #[test]
+    fn verifying_modes_need_a_root_certificate_that_reads() {
+        for url in ["postgres://h/db?sslmode=verify-ca", "postgres://h/db?sslmode=verify-full"] {
+            assert!(matches!(Connector::new(url), Err(StoreError::PgTls(TlsError::NoRootCertificate(_)))), "{url}");
+        }
+        let missing = Connector::new("postgres://h/db?sslmode=require&sslrootcert=/no/such/ca.pem");
+        assert!(matches!(missing, Err(StoreError::PgTls(TlsError::RootCertificate(_)))));
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let url = format!("postgres://h/db?sslmode=verify-ca&sslrootcert={}", empty.display());
+        match Connector::new(&url) {
+            Err(StoreError::PgTls(e @ TlsError::RootCertificate(_))) => {
+                assert!(e.to_string().contains("no certificate"))
+            }
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("an empty root file was taken"),
+        }
+        assert!(Connector::new("postgres://h/db?sslmode=disable").is_ok());
+        assert!(Connector::new("postgres://h/db").is_ok());
     }
 }

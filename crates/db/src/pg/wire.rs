@@ -25,7 +25,7 @@ use postgres_types::{FromSql, ToSql, Type};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 
-use super::{Answer, PgConfig};
+use super::{Answer, Connector};
 use crate::sql::{Kind, Value};
 use crate::{Result, StoreError};
 
@@ -131,7 +131,9 @@ pub(super) enum TxStatus {
     Failed,
 }
 
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+/// The session's stream: TCP, TLS over TCP, or a Unix socket. Boxed, so the statement path
+/// is one piece of code whatever the stream.
+pub(super) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// One connection to the server.
@@ -174,8 +176,10 @@ fn protocol(what: impl std::fmt::Display) -> StoreError {
 }
 
 impl Wire {
-    /// Connect and authenticate (trust, password, MD5 or SCRAM-SHA-256).
-    pub(super) async fn connect(config: &PgConfig) -> Result<Wire> {
+    /// Connect (over TLS as the URL's `sslmode` says) and authenticate (trust, password, MD5
+    /// or SCRAM-SHA-256).
+    pub(super) async fn connect(connector: &Connector) -> Result<Wire> {
+        let config = &connector.config;
         let io: Box<dyn Io> = if config.host.starts_with('/') {
             let path = format!("{}/.s.PGSQL.{}", config.host, config.port);
             Box::new(tokio::net::UnixStream::connect(&path).await.map_err(|e| protocol(format!("{path}: {e}")))?)
@@ -184,7 +188,7 @@ impl Wire {
                 .await
                 .map_err(|e| protocol(format!("{}:{}: {e}", config.host, config.port)))?;
             tcp.set_nodelay(true).map_err(protocol)?;
-            Box::new(tcp)
+            connector.tls.negotiate(tcp, &config.host, config.port).await?
         };
         let mut wire = Wire {
             io,
@@ -529,6 +533,8 @@ impl Wire {
     async fn flush(&mut self) -> Result<()> {
         let was = std::mem::replace(&mut self.broken, true);
         self.io.write_all(&self.wbuf).await.map_err(protocol)?;
+        // TLS may hold the end of what was written: out with it (nothing to do on TCP).
+        self.io.flush().await.map_err(protocol)?;
         self.wbuf.clear();
         self.broken = was;
         Ok(())

@@ -3,6 +3,9 @@
 //! operator (many outstanding at once), and takes the peer's delivery receipts for them, which
 //! settle the messages here and so go back to the ESME that submitted.
 //!
+//! The link speaks SMPP over TLS when the peer's configuration says so (`tls = { ca = … }`): the
+//! peer's certificate must chain to that CA and be valid for its name.
+//!
 //! A message turns `forwarded` once the peer acknowledged it; a crash in between sends it
 //! again (at-least-once; the terminal drops the repeat). A receipt is acknowledged to the peer
 //! only once the outcome is committed here, so the peer keeps it until then.
@@ -14,7 +17,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use smsc::BindMode;
-use smsc::client::{Client, ClientError, Incoming};
+use smsc::client::{Client, ClientError, ClientTls, Incoming};
 use smsc::receipt::Receipt;
 use smsc::rusmpp::CommandStatus;
 use smsc::rusmpp::pdus::SubmitSm;
@@ -25,9 +28,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Change, LinkQueue, state_of_receipt};
-use crate::Node;
 use crate::config::InterconnectPeer;
 use crate::store::sms::{SmsState, StoredSms};
+use crate::{Node, OperatorError};
 
 /// Submits outstanding on the link at once.
 const WINDOW: usize = 256;
@@ -38,15 +41,31 @@ const FORWARDED_IN_MEMORY: usize = 100_000;
 const RECONNECT_MIN: Duration = Duration::from_millis(100);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
 
-/// Runs the link to `peer` until `stop`, reconnecting with back-off.
-pub(crate) async fn run(node: Node, peer: InterconnectPeer, mut queue: LinkQueue, stop: CancellationToken) {
+/// The TLS the link to `peer` speaks, if its configuration asks for it.
+pub(crate) fn client_tls(peer: &InterconnectPeer) -> Result<Option<ClientTls>, OperatorError> {
+    let Some(tls) = &peer.tls else { return Ok(None) };
+    let bad = |e: String| OperatorError::Config(format!("[[interconnect]] {}: tls: {e}", peer.operator));
+    let config = numport_tls::client_config(&tls.ca, None).map_err(|e| bad(e.to_string()))?;
+    let name = tls.server_name.clone().unwrap_or_else(|| peer.addr.ip().to_string());
+    let server_name = name.try_into().map_err(|e| bad(format!("server_name: {e}")))?;
+    Ok(Some(ClientTls { config, server_name }))
+}
+
+/// Runs the link to `peer` (over `tls` if given) until `stop`, reconnecting with back-off.
+pub(crate) async fn run(
+    node: Node,
+    peer: InterconnectPeer,
+    tls: Option<ClientTls>,
+    mut queue: LinkQueue,
+    stop: CancellationToken,
+) {
     let mut wait = RECONNECT_MIN;
     // Messages handed over but not yet recorded as forwarded (or settled), by id.
     let mut in_hand: HashSet<i64> = HashSet::new();
     loop {
         let bound = tokio::select! {
             _ = stop.cancelled() => return,
-            b = Client::bind(peer.addr, &peer.system_id, &peer.password, BindMode::Transceiver) => b,
+            b = Client::bind_over(peer.addr, tls.as_ref(), &peer.system_id, &peer.password, BindMode::Transceiver) => b,
         };
         match bound {
             Ok((client, incoming)) => {
