@@ -66,6 +66,43 @@ pub enum Party {
     Recipient,
 }
 
+/// What an operator is charged with (supervision, F1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ViolationKind {
+    /// The operator let its step's deadline pass.
+    DeadlineMissed,
+    /// The operator, as requester, asked again after too many failed verifications.
+    TooManyAttempts,
+    /// The operator, as donor, deposited a proof that disagreed with the requester's, and its
+    /// deposits for the number disagree with more than one requester.
+    DepositMismatch,
+}
+
+impl ViolationKind {
+    pub const ALL: [ViolationKind; 3] =
+        [ViolationKind::DeadlineMissed, ViolationKind::TooManyAttempts, ViolationKind::DepositMismatch];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ViolationKind::DeadlineMissed => "deadline_missed",
+            ViolationKind::TooManyAttempts => "too_many_attempts",
+            ViolationKind::DepositMismatch => "deposit_mismatch",
+        }
+    }
+}
+
+impl FromStr for ViolationKind {
+    type Err = UnknownCode;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ViolationKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownCode { kind: "violation kind", value: s.to_owned() })
+    }
+}
+
 impl OrderState {
     pub const ALL: [OrderState; 9] = [
         OrderState::AwaitingDeposit,
@@ -601,6 +638,10 @@ mod tests {
         }
         for r in Reason::ALL {
             assert_eq!(r.as_str().parse::<Reason>().unwrap(), r);
+        }
+        for k in ViolationKind::ALL {
+            assert_eq!(k.as_str().parse::<ViolationKind>().unwrap(), k);
+            assert_eq!(serde_json::to_value(k).unwrap().as_str(), Some(k.as_str()));
         }
     }
 
