@@ -63,7 +63,9 @@ fn api() -> OpenApiRouter<Clearinghouse> {
 
 /// The OpenAPI document of the clearinghouse's API, as `GET /openapi.json` serves it.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api().split_for_parts().1
+    let mut doc = api().split_for_parts().1;
+    crate::openapi::rate_limited(&mut doc);
+    doc
 }
 
 pub fn router(ch: Clearinghouse) -> Router {
@@ -73,7 +75,8 @@ pub fn router(ch: Clearinghouse) -> Router {
         let body = Health { role: "clearinghouse", ok, now_ms: health_ch.now() };
         (ok, serde_json::to_value(body).unwrap_or_default())
     });
-    let (api, doc) = api().split_for_parts();
+    let (api, mut doc) = api().split_for_parts();
+    crate::openapi::rate_limited(&mut doc);
     let doc = Bytes::from(doc.to_pretty_json().unwrap_or_default());
     api.route(
         "/openapi.json",
