@@ -104,6 +104,11 @@ impl ClearinghouseClient {
         self.call(Method::POST, &format!("/v1/porting-orders/{order_id}/decision"), Some(req), Some(idem)).await
     }
 
+    /// F1 step 2 (donor): decline an order awaiting the deposit, with the reason.
+    pub async fn decline(&self, order_id: i64, req: &DeclineRequest, idem: &str) -> Result<Order, ClientError> {
+        self.call(Method::POST, &format!("/v1/porting-orders/{order_id}/decline"), Some(req), Some(idem)).await
+    }
+
     pub async fn cancel(&self, order_id: i64, req: &CancelRequest, idem: &str) -> Result<Order, ClientError> {
         self.call(Method::POST, &format!("/v1/porting-orders/{order_id}/cancel"), Some(req), Some(idem)).await
     }

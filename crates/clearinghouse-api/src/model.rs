@@ -5,7 +5,7 @@
 //! field is documented as the `Millis` schema (`value_type = UnixMillis`).
 
 use numport_core::openapi::UnixMillis;
-use numport_core::porting::{CreditInfo, OrderKind, OrderState, Reason};
+use numport_core::porting::{CreditInfo, DeclineReason, OrderKind, OrderState, Reason, ViolationKind};
 use numport_core::{Millis, Money, Msisdn, OperatorName};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -79,6 +79,16 @@ pub struct DecisionRequest {
     /// they did not see; otherwise 422 `compensation_mismatch`. Ignored on refusal.
     #[serde(default)]
     pub compensation: Option<Money>,
+}
+
+/// The donor declines an order awaiting its deposit: it cannot deposit a proof for this
+/// number, and says why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"reason": "unknown_subscriber"}))]
+pub struct DeclineRequest {
+    /// The order ends `rejected` with this code as its `reason`.
+    pub reason: DeclineReason,
 }
 
 /// Withdraws an order; an empty body means `{"by_subscriber": false}`.
@@ -226,15 +236,18 @@ pub struct Account {
     pub statement: Vec<StatementLine>,
 }
 
-/// A deadline the operator missed (supervision, F1).
+/// What the operator was charged with (supervision, F1): a deadline it missed, a request after
+/// too many failed verifications, or a deposit held responsible for a failed verification.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Violation {
     pub id: i64,
     pub operator: OperatorName,
+    pub kind: ViolationKind,
     pub order_id: i64,
-    /// The state whose deadline was missed (`awaiting_deposit`, `awaiting_credit_info` or
-    /// `awaiting_decision`).
+    /// The state the order was in: for a missed deadline, the state whose deadline it was
+    /// (`awaiting_deposit`, `awaiting_credit_info` or `awaiting_decision`).
     pub step: OrderState,
+    /// The deadline missed; for the other kinds, when the offence happened.
     #[schema(value_type = UnixMillis)]
     pub deadline_at: Millis,
     #[schema(value_type = UnixMillis)]

@@ -3,9 +3,11 @@
 //! The database keeps only SHA-256 of the secret (a 256-bit random value, so a fast hash is
 //! enough; a slow password hash would protect nothing more and cost every request). Verified
 //! keys are cached for [`CACHE_TTL_MS`], so a rotation or revocation takes effect within it.
+//! Each cached key carries its operator's rate-limit bucket ([`crate::rate`]): a request that
+//! passes authentication takes a token from it, or is refused with 429.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -16,6 +18,7 @@ use subtle::ConstantTimeEq;
 
 use crate::Clearinghouse;
 use crate::error::{Error, Result};
+use crate::rate::Bucket;
 
 pub const CACHE_TTL_MS: Millis = 2_000;
 
@@ -54,34 +57,54 @@ pub fn new_key() -> IssuedKey {
     IssuedKey { token: format!("{key_id}.{secret}"), secret_hash: hash_secret(&secret), key_id }
 }
 
+/// A verified token: its operator, when the cache forgets it, and its operator's bucket.
+type Entry = (Caller, Millis, Arc<Bucket>);
+
 /// Verified tokens by hash of the whole token, with their expiry in the cache.
 #[derive(Default)]
 pub struct AuthCache {
-    entries: Mutex<HashMap<[u8; 32], (Caller, Millis)>>,
+    entries: Mutex<HashMap<[u8; 32], Entry>>,
 }
 
 impl AuthCache {
-    fn get(&self, token_hash: &[u8; 32], now: Millis) -> Option<Caller> {
+    fn get(&self, token_hash: &[u8; 32], now: Millis) -> Option<(Caller, Arc<Bucket>)> {
         let map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(token_hash).filter(|(_, exp)| *exp > now).map(|(c, _)| c.clone())
+        map.get(token_hash).filter(|(_, exp, _)| *exp > now).map(|(c, _, b)| (c.clone(), b.clone()))
     }
 
-    fn put(&self, token_hash: [u8; 32], caller: Caller, expires: Millis) {
+    fn put(&self, token_hash: [u8; 32], entry: Entry) {
         let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() > 10_000 {
-            map.retain(|_, (_, exp)| *exp > expires - CACHE_TTL_MS);
+            let expires = entry.1;
+            map.retain(|_, (_, exp, _)| *exp > expires - CACHE_TTL_MS);
         }
-        map.insert(token_hash, (caller, expires));
+        map.insert(token_hash, entry);
     }
 }
 
 impl Clearinghouse {
     /// Check a bearer token against the stored key hashes.
     pub async fn authenticate(&self, token: &str) -> Result<Caller> {
+        Ok(self.verify(token).await?.0)
+    }
+
+    /// [`Clearinghouse::authenticate`], then take a token from the operator's bucket: 429
+    /// `rate_limited` when it is empty.
+    pub async fn admit(&self, token: &str) -> Result<Caller> {
+        let (caller, bucket) = self.verify(token).await?;
+        let now_us = self.clock.now_ms().saturating_mul(1000);
+        match self.rate.take(&bucket, now_us) {
+            Ok(()) => Ok(caller),
+            Err(wait_us) => Err(Error::RateLimited { retry_after_s: (wait_us as u64).div_ceil(1_000_000).max(1) }),
+        }
+    }
+
+    /// The operator a token belongs to, and its bucket.
+    async fn verify(&self, token: &str) -> Result<(Caller, Arc<Bucket>)> {
         let now = self.clock.now_ms();
         let token_hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(c) = self.auth_cache.get(&token_hash, now) {
-            return Ok(c);
+        if let Some(hit) = self.auth_cache.get(&token_hash, now) {
+            return Ok(hit);
         }
         let (key_id, secret) = token.split_once('.').ok_or(Error::Unauthorized)?;
         if key_id.len() > 64 || secret.len() > 128 {
@@ -99,8 +122,9 @@ impl Clearinghouse {
         if let Some(at) = key.revoked_at {
             expires = expires.min(at);
         }
-        self.auth_cache.put(token_hash, caller.clone(), expires);
-        Ok(caller)
+        let bucket = self.rate.bucket(caller.operator_id);
+        self.auth_cache.put(token_hash, (caller.clone(), expires, bucket.clone()));
+        Ok((caller, bucket))
     }
 }
 
@@ -114,6 +138,6 @@ impl FromRequestParts<Clearinghouse> for Caller {
             .and_then(|v| v.to_str().ok())
             .ok_or(Error::Unauthorized)?;
         let token = header.strip_prefix("Bearer ").ok_or(Error::Unauthorized)?.trim();
-        ch.authenticate(token).await
+        ch.admit(token).await
     }
 }

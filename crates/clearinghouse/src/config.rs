@@ -35,6 +35,13 @@ pub struct ClearinghouseConfig {
     pub dispatcher: DispatcherConfig,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Requests each operator may make, as a token bucket; past it, 429 `rate_limited`.
+    pub rate_limit: RateLimit,
+    /// Whether callback URLs may name loopback, link-local, private or otherwise non-public
+    /// addresses (checked at registration and, after resolution, at each delivery). Off, an
+    /// operator cannot make the clearinghouse call its own host's or network's services; a
+    /// cluster on one host turns it on.
+    pub allow_private_callback_addresses: bool,
 }
 
 impl Default for ClearinghouseConfig {
@@ -51,6 +58,8 @@ impl Default for ClearinghouseConfig {
             supervisor_interval_ms: 250,
             dispatcher: DispatcherConfig::default(),
             max_body_bytes: 64 * 1024,
+            rate_limit: RateLimit::default(),
+            allow_private_callback_addresses: false,
         }
     }
 }
@@ -62,20 +71,51 @@ impl ClearinghouseConfig {
     }
 }
 
-/// Limits on terminal verification (F1 step 1–2).
+/// Limits on terminal verification (F1 step 1–2). A failed verification is charged to the
+/// operator held responsible for it (docs/PORTING.md, "Failed verifications"): the requester,
+/// or the donor whose deposits disagree with more than one requester.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VerificationPolicy {
     /// Longest validity a terminal may give its proof.
     pub max_proof_validity_ms: Millis,
-    /// Failed verifications of one number within `failure_window_ms` that lock it.
-    pub max_failures: i64,
+    /// Failed verifications charged to one requesting operator for one number within
+    /// `failure_window_ms` after which its requests for that number are refused.
+    pub max_failures_per_number: i64,
+    /// Failed verifications charged to one requesting operator within `failure_window_ms`
+    /// after which all its requests are refused.
+    pub max_failures_total: i64,
     pub failure_window_ms: Millis,
+    /// How long a deposit is kept for a request to match it. Past this the proof it matches
+    /// has expired (a terminal's proof is valid at most `max_proof_validity_ms`), and the
+    /// supervisor deletes it.
+    pub deposit_retention_ms: Millis,
 }
 
 impl Default for VerificationPolicy {
     fn default() -> Self {
-        VerificationPolicy { max_proof_validity_ms: 15 * 60 * 1000, max_failures: 3, failure_window_ms: 60 * 60 * 1000 }
+        VerificationPolicy {
+            max_proof_validity_ms: 15 * 60 * 1000,
+            max_failures_per_number: 3,
+            max_failures_total: 20,
+            failure_window_ms: 60 * 60 * 1000,
+            deposit_retention_ms: 20 * 60 * 1000,
+        }
+    }
+}
+
+/// Each operator's request rate, a token bucket refilled at `per_second` and holding at most
+/// `burst`. The default is far above what the porting benchmark asks of three operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimit {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit { per_second: 20_000, burst: 40_000 }
     }
 }
 

@@ -22,6 +22,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::Clearinghouse;
+use crate::callback_address::{PublicOnly, check_literal};
 use crate::numbers::envelope;
 
 /// Most messages one pass leases.
@@ -69,12 +70,13 @@ pub async fn run(ch: Clearinghouse, holder: String, shutdown: CancellationToken)
     // Without the lease, when to ask for it again: not at every wake-up.
     let mut ask_at: Millis = 0;
     let in_flight = InFlight::default();
-    let http = reqwest::Client::builder()
+    let mut http = reqwest::Client::builder()
         .timeout(Duration::from_millis(cfg.request_timeout_ms))
-        .pool_max_idle_per_host(cfg.concurrency)
-        .tcp_nodelay(true)
-        .build()
-        .unwrap_or_default();
+        .redirect(reqwest::redirect::Policy::none());
+    if !ch.config.allow_private_callback_addresses {
+        http = http.dns_resolver(Arc::new(PublicOnly));
+    }
+    let http = http.pool_max_idle_per_host(cfg.concurrency).tcp_nodelay(true).build().unwrap_or_default();
     let permits = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let completion = tokio::spawn(record_outcomes(ch.clone(), done_rx, in_flight.clone()));
@@ -201,6 +203,11 @@ async fn deliver(ch: &Clearinghouse, http: &reqwest::Client, callback: &[Due]) -
     let Some(url) = &first.callback_url else {
         return fail("no callback URL registered; waiting in the inbox".into());
     };
+    if !ch.config.allow_private_callback_addresses
+        && let Err(e) = check_literal(url)
+    {
+        return fail(format!("callback refused: {e}"));
+    }
     let body = match callback_body(callback) {
         Ok(b) => b,
         Err(e) => return fail(format!("cannot encode message: {e}")),

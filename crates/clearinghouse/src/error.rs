@@ -24,6 +24,8 @@ pub enum Error {
     Conflict { code: &'static str, message: String },
     #[error("request body larger than {0} bytes")]
     TooLarge(usize),
+    #[error("too many requests from this operator; retry in {retry_after_s} s")]
+    RateLimited { retry_after_s: u64 },
     #[error("storage: {0}")]
     Store(StoreError),
 }
@@ -81,6 +83,7 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict { .. } => StatusCode::CONFLICT,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -92,6 +95,7 @@ impl Error {
             Error::Forbidden(_) => "forbidden",
             Error::NotFound(_) => "not_found",
             Error::TooLarge(_) => "body_too_large",
+            Error::RateLimited { .. } => "rate_limited",
             Error::Store(_) => "internal",
         }
     }
@@ -111,8 +115,14 @@ impl IntoResponse for Error {
             tracing::error!(error = %e, "storage error");
         }
         let mut resp = (self.status(), Json(self.body())).into_response();
-        if matches!(self, Error::Unauthorized) {
-            resp.headers_mut().insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer"));
+        match self {
+            Error::Unauthorized => {
+                resp.headers_mut().insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer"));
+            }
+            Error::RateLimited { retry_after_s } => {
+                resp.headers_mut().insert(axum::http::header::RETRY_AFTER, retry_after_s.into());
+            }
+            _ => {}
         }
         resp
     }

@@ -48,6 +48,7 @@ fn api() -> OpenApiRouter<Clearinghouse> {
         .routes(routes!(order_audit))
         .routes(routes!(credit_information))
         .routes(routes!(decide))
+        .routes(routes!(decline))
         .routes(routes!(cancel))
         .routes(routes!(deposit))
         .routes(routes!(number_status))
@@ -62,7 +63,9 @@ fn api() -> OpenApiRouter<Clearinghouse> {
 
 /// The OpenAPI document of the clearinghouse's API, as `GET /openapi.json` serves it.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api().split_for_parts().1
+    let mut doc = api().split_for_parts().1;
+    crate::openapi::rate_limited(&mut doc);
+    doc
 }
 
 pub fn router(ch: Clearinghouse) -> Router {
@@ -72,7 +75,8 @@ pub fn router(ch: Clearinghouse) -> Router {
         let body = Health { role: "clearinghouse", ok, now_ms: health_ch.now() };
         (ok, serde_json::to_value(body).unwrap_or_default())
     });
-    let (api, doc) = api().split_for_parts();
+    let (api, mut doc) = api().split_for_parts();
+    crate::openapi::rate_limited(&mut doc);
     let doc = Bytes::from(doc.to_pretty_json().unwrap_or_default());
     let routes = api
         .route(
@@ -127,6 +131,7 @@ enum Op {
     Deposit(DepositRequest),
     CreditInformation(i64, CreditInformationRequest),
     Decide(i64, DecisionRequest),
+    Decline(i64, DeclineRequest),
     Cancel(i64, CancelRequest),
     ReturnNumber(Msisdn),
 }
@@ -150,6 +155,7 @@ impl Clearinghouse {
                 (StatusCode::OK, to_value(self.credit_information(conn, caller, id, &r, counts).await?)?)
             }
             Op::Decide(id, r) => (StatusCode::OK, to_value(self.decide(conn, caller, id, &r, counts).await?)?),
+            Op::Decline(id, r) => (StatusCode::OK, to_value(self.decline(conn, caller, id, &r, counts).await?)?),
             Op::Cancel(id, r) => (StatusCode::OK, to_value(self.cancel(conn, caller, id, &r, counts).await?)?),
             Op::ReturnNumber(m) => (StatusCode::OK, to_value(self.return_number(conn, caller, &m).await?)?),
         })
@@ -223,6 +229,13 @@ impl OrderAction for DecisionRequest {
     const ACTION: &'static str = "decision";
     fn op(self, order_id: i64) -> Op {
         Op::Decide(order_id, self)
+    }
+}
+
+impl OrderAction for DeclineRequest {
+    const ACTION: &'static str = "decline";
+    fn op(self, order_id: i64) -> Op {
+        Op::Decline(order_id, self)
     }
 }
 
@@ -414,6 +427,8 @@ async fn stored_answer(ch: &Clearinghouse, caller: &Caller, key: &str) -> Result
 /// - `rejected` with `reason` `proof_mismatch` (the deposit was there and differs),
 ///   `unknown_number`, `already_served`, `proof_expired`, `port_in_progress`,
 ///   `too_many_attempts` or `ported_too_recently`. A rejected order is recorded and audited.
+///   `too_many_attempts` means the caller itself had too many failed verifications (of this
+///   number, or in all) within the window; it is also recorded as the caller's violation.
 ///
 /// When the caller holds the number's range the order is a `port_back`. Only malformed requests
 /// and a reused nonce are refused outright.
@@ -525,6 +540,33 @@ async fn credit_information(
         (status = 500, response = Internal),
     ))]
 async fn decide(State(ch): State<Clearinghouse>, request: OrderRequest<DecisionRequest>) -> Result<Response> {
+    request.run(&ch).await
+}
+
+/// Decline an order awaiting the deposit (donor)
+///
+/// F1 step 2, by the **donor** only, while the order is `awaiting_deposit`: the donor cannot
+/// deposit a proof for this number and says why (`unknown_subscriber`, `number_not_active`,
+/// `no_port_key`). The order ends `rejected` with that code as its reason, both parties get
+/// `order_closed`, and nobody is charged: only a donor that lets the deposit deadline pass is.
+#[utoipa::path(post, path = "/v1/porting-orders/{id}/decline", tag = "porting", operation_id = "declineOrder",
+    params(OrderId, IdempotencyKey),
+    request_body = DeclineRequest,
+    responses(
+        (status = 200, description = "The order, now `rejected` with the donor's reason.", body = Order,
+            headers(("idempotent-replay" = String, description = "`true` when this is the stored answer to an earlier request with the same Idempotency-Key (nothing was done again); absent otherwise."))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, description = "The order is not awaiting the deposit (verified, timed out or closed). Code: `invalid_state`.",
+            body = ApiError),
+        (status = 413, response = BodyTooLarge),
+        (status = 422, description = "Invalid request (e.g. an unknown reason code). Codes: `invalid_request`, `idempotency_key_reused`.",
+            body = ApiError),
+        (status = 500, response = Internal),
+    ))]
+async fn decline(State(ch): State<Clearinghouse>, request: OrderRequest<DeclineRequest>) -> Result<Response> {
     request.run(&ch).await
 }
 
@@ -708,7 +750,10 @@ async fn account(State(ch): State<Clearinghouse>, caller: Caller) -> Result<axum
     Ok(axum::Json(ch.account(&mut conn, &caller).await?))
 }
 
-/// The caller's own deadline violations
+/// The caller's own violations
+///
+/// Deadlines it missed, requests it made after too many failed verifications, and deposits of
+/// its held responsible for failed verifications (`kind`).
 #[utoipa::path(get, path = "/v1/violations", tag = "account", operation_id = "listViolations",
     responses(
         (status = 200, description = "Violations, newest first (up to 500).", body = ViolationList),
@@ -785,7 +830,9 @@ async fn ack(
 /// Register (or clear) the callback URL
 ///
 /// Where the clearinghouse POSTs the caller's messages (see `webhooks.operatorCallback`).
-/// Setting it makes every undelivered message due at once. `null` stops callbacks; messages
+/// Setting it makes every undelivered message due at once. The host must be public: a
+/// loopback, private, link-local or reserved address (or a name resolving to one) is refused
+/// here and again at each delivery, unless the clearinghouse's configuration allows them. `null` stops callbacks; messages
 /// stay readable from the inbox.
 #[utoipa::path(put, path = "/v1/operators/me/callback", tag = "inbox", operation_id = "setCallback",
     request_body = CallbackRequest,
@@ -795,7 +842,7 @@ async fn ack(
             body = ApiError),
         (status = 401, response = Unauthorized),
         (status = 413, response = BodyTooLarge),
-        (status = 422, description = "Invalid request. Codes: `invalid_callback_url`, `invalid_request`.", body = ApiError,
+        (status = 422, description = "Invalid request. Codes: `invalid_callback_url`, `callback_address_not_public` (the host is or resolves to a loopback, private, link-local or reserved address, refused unless the clearinghouse's configuration allows them), `invalid_request`.", body = ApiError,
             example = json!({"error": "invalid_callback_url", "message": "callback URL must be an http:// or https:// URL"})),
         (status = 500, response = Internal),
     ))]
@@ -807,11 +854,13 @@ async fn set_callback(
     let raw = body(b, ch.config.max_body_bytes)?;
     let req: CallbackRequest = parse(&raw)?;
     if let Some(url) = &req.url {
-        let ok = (url.starts_with("http://") || url.starts_with("https://"))
-            && url.len() <= 2048
-            && reqwest::Url::parse(url).is_ok();
-        if !ok {
-            return Err(Error::invalid("invalid_callback_url", "callback URL must be an http:// or https:// URL"));
+        use crate::callback_address::{Refused, check_registration};
+        match check_registration(url, ch.config.allow_private_callback_addresses).await {
+            Ok(()) => {}
+            Err(Refused::NotHttp) => {
+                return Err(Error::invalid("invalid_callback_url", "callback URL must be an http:// or https:// URL"));
+            }
+            Err(e) => return Err(Error::invalid("callback_address_not_public", e.to_string())),
         }
     }
     let now = ch.now();

@@ -17,10 +17,13 @@
 //! - [`http`]: the `/v1` API, idempotency, errors.
 //! - [`openapi`]: the OpenAPI document generated from the handlers and bodies.
 //! - [`auth`]: operator API keys.
+//! - [`rate`]: each operator's request rate.
+//! - [`callback_address`]: which addresses callbacks may go to.
 //! - [`store`]: the clearinghouse's tables and every SQL statement, on the `numport_db` engine.
 
 pub mod admin;
 pub mod auth;
+pub mod callback_address;
 pub mod config;
 pub mod dispatcher;
 pub mod error;
@@ -30,6 +33,7 @@ pub mod metrics;
 pub mod numbers;
 pub mod openapi;
 pub mod porting;
+pub mod rate;
 pub mod settler;
 pub mod store;
 pub mod supervisor;
@@ -61,6 +65,8 @@ pub struct Clearinghouse {
     /// Wakes the settler: an acceptance committed.
     settle: Arc<Notify>,
     auth_cache: Arc<auth::AuthCache>,
+    /// Each operator's request bucket.
+    rate: Arc<rate::RateLimiter>,
     operators: Arc<std::sync::RwLock<HashMap<i64, Arc<OperatorInfo>>>>,
     /// Ticks after every commit that may have appended routing changes; wakes long-polls.
     feed: Arc<tokio::sync::watch::Sender<()>>,
@@ -87,6 +93,7 @@ pub struct OperatorInfo {
 
 impl Clearinghouse {
     pub fn new(db: Db, clock: Arc<dyn Clock>, config: ClearinghouseConfig, master_key: [u8; 32]) -> Clearinghouse {
+        let rate = Arc::new(rate::RateLimiter::new(config.rate_limit));
         Clearinghouse {
             db,
             clock,
@@ -96,6 +103,7 @@ impl Clearinghouse {
             wake: Arc::new(Notify::new()),
             settle: Arc::new(Notify::new()),
             auth_cache: Arc::default(),
+            rate,
             operators: Arc::default(),
             feed: Arc::new(tokio::sync::watch::channel(()).0),
             feed_hint: Arc::default(),

@@ -107,6 +107,7 @@ impl Clearinghouse {
             .map(|v| Violation {
                 id: v.id,
                 operator: v.operator,
+                kind: v.kind,
                 order_id: v.order_id,
                 step: v.step,
                 deadline_at: v.deadline_at,

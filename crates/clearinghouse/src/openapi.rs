@@ -30,7 +30,9 @@ use utoipa::{IntoParams, Modify, OpenApi, ToResponse, ToSchema};
         (name = "meta", description = "Unauthenticated operational endpoints."),
     ),
     paths(openapi_json, healthz, metrics),
-    components(responses(BadRequest, Unauthorized, Forbidden, NotFound, BodyTooLarge, Internal, InvalidQuery)),
+    components(responses(
+        BadRequest, Unauthorized, Forbidden, NotFound, BodyTooLarge, Internal, InvalidQuery, TooManyRequests
+    )),
     modifiers(&BearerKey, &Webhooks),
 )]
 pub(crate) struct ApiDoc;
@@ -132,6 +134,27 @@ pub(crate) struct Internal(ApiError);
 #[derive(ToResponse)]
 #[allow(dead_code)] // only its description is used
 pub(crate) struct InvalidQuery(ApiError);
+
+/// The caller's operator has used up its request rate (a token bucket per operator, the
+/// clearinghouse's `rate_limit`). Code: `rate_limited`.
+#[derive(ToResponse)]
+#[response(
+    headers(("retry-after" = String, description = "Whole seconds until a request will be admitted.")),
+    example = json!({"error": "rate_limited", "message": "too many requests from this operator; retry in 1 s"})
+)]
+#[allow(dead_code)] // only its description is used
+pub(crate) struct TooManyRequests(ApiError);
+
+/// Every `/v1` operation authenticates its caller, and so may answer 429 `rate_limited`: the
+/// answer is added to each of them here, once the router's operations are in the document.
+pub(crate) fn rate_limited(doc: &mut utoipa::openapi::OpenApi) {
+    let answer = utoipa::openapi::RefOr::Ref(utoipa::openapi::Ref::from_response_name("TooManyRequests"));
+    for (_, item) in doc.paths.paths.iter_mut().filter(|(path, _)| path.starts_with("/v1/")) {
+        for op in [&mut item.get, &mut item.put, &mut item.post, &mut item.delete].into_iter().flatten() {
+            op.responses.responses.insert("429".into(), answer.clone());
+        }
+    }
+}
 
 /// This OpenAPI document
 #[utoipa::path(get, path = "/openapi.json", tag = "meta", operation_id = "getOpenApi", security(()),

@@ -10,10 +10,11 @@ use crate::store::orders::{self, Deposit, NewOrder, NumberContext, OrderRecord};
 use crate::store::{audit, outbox};
 use clearinghouse_api::Message;
 use clearinghouse_api::model::{
-    CancelRequest, CreditInformationRequest, DecisionRequest, DepositAccepted, DepositRequest, Order, PortingRequest,
+    CancelRequest, CreditInformationRequest, DecisionRequest, DeclineRequest, DepositAccepted, DepositRequest, Order,
+    PortingRequest,
 };
 use numport_core::Millis;
-use numport_core::porting::{self, Event, OrderKind, OrderState, Party, Reason};
+use numport_core::porting::{self, Event, OrderKind, OrderState, Party, Reason, ViolationKind};
 use numport_core::proof::{Nonce, Proof};
 use numport_db::Connection;
 use serde_json::json;
@@ -29,6 +30,13 @@ use crate::{Clearinghouse, Counts};
 enum Reminder {
     MayBeQueued,
     NotQueued,
+}
+
+/// What one [`Clearinghouse::expire_once`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expired {
+    pub deposits: u64,
+    pub failures: u64,
 }
 
 /// The API view of a stored order.
@@ -110,7 +118,8 @@ async fn record_violation(
         Party::Recipient => Some(order.recipient_id),
     };
     if let (Some(op), Some(deadline_at)) = (operator, order.deadline_at) {
-        orders::insert_violation(conn, op, order.id, order.state, deadline_at, now).await?;
+        orders::insert_violation(conn, op, ViolationKind::DeadlineMissed, order.id, order.state, deadline_at, now)
+            .await?;
         counts.violation();
     }
     Ok(())
@@ -188,7 +197,8 @@ impl Clearinghouse {
         let (nonce_hex, proof_hex) = nonce_and_proof(&req.nonce, &req.proof)?;
         let msisdn = &req.msisdn;
         let policy = self.config.verification;
-        let ctx = orders::number_context(conn, msisdn, &nonce_hex, now - policy.failure_window_ms).await?;
+        let ctx = orders::number_context(conn, msisdn, &nonce_hex, caller.operator_id, now - policy.failure_window_ms)
+            .await?;
         if ctx.nonce_used {
             return Err(Error::conflict("nonce_reused", "this nonce was already used for this number"));
         }
@@ -224,6 +234,12 @@ impl Clearinghouse {
         .await?;
         counts.order_requested();
         let order = self.record_of(conn, id, &new, caller).await?;
+        if rejection == Some(Reason::TooManyAttempts) {
+            // Asking again after too many failures is the offence, recorded against the asker.
+            orders::insert_violation(conn, caller.operator_id, ViolationKind::TooManyAttempts, id, state, now, now)
+                .await?;
+            counts.violation();
+        }
         if let Some(reason) = rejection {
             counts.closed(reason);
             return Ok(to_api(&order));
@@ -233,10 +249,13 @@ impl Clearinghouse {
     }
 
     /// The reason to reject a request for the number `ctx` describes, from `caller`, with a
-    /// proof valid until `expiry`; `None` if the order may go on.
+    /// proof valid until `expiry`; `None` if the order may go on. A requester over its failure
+    /// limits is refused first, whatever else holds: only it is refused, never the number.
     fn screen(&self, ctx: &NumberContext, caller: &Caller, expiry: Millis, now: Millis) -> Option<Reason> {
         let policy = self.config.verification;
-        if ctx.range_holder.is_none() {
+        if ctx.failures_here >= policy.max_failures_per_number || ctx.failures_total >= policy.max_failures_total {
+            Some(Reason::TooManyAttempts)
+        } else if ctx.range_holder.is_none() {
             Some(Reason::UnknownNumber)
         } else if ctx.serving() == Some(caller.operator_id) {
             Some(Reason::AlreadyServed)
@@ -244,8 +263,6 @@ impl Clearinghouse {
             Some(Reason::ProofExpired)
         } else if ctx.open_order {
             Some(Reason::PortInProgress)
-        } else if ctx.recent_failures >= policy.max_failures {
-            Some(Reason::TooManyAttempts)
         } else if ctx.last_completed_at.is_some_and(|at| now - at < self.config.min_port_interval_ms) {
             Some(Reason::PortedTooRecently)
         } else {
@@ -336,9 +353,35 @@ impl Clearinghouse {
         };
         let event = if matches { Event::DepositMatched } else { Event::DepositMismatched };
         if !matches {
-            orders::record_failure(conn, &order.msisdn, now).await?;
+            self.charge_mismatch(conn, &order, now, counts).await?;
         }
         self.apply_with(conn, &order, event, actor, now, reminder, counts).await
+    }
+
+    /// A deposit disagreed with `order`'s proof: charge the failure to the party held
+    /// responsible. That is the requester (the proof is the terminal's as it presents it: a
+    /// wrong PIN or a forged proof comes in there), unless the donor's deposits for the number
+    /// already disagreed with another requester within the window: then the donor is the
+    /// common factor, is charged and recorded as a violator, and the requester is not.
+    async fn charge_mismatch(
+        &self,
+        conn: &mut Connection,
+        order: &OrderRecord,
+        now: Millis,
+        counts: &mut Counts,
+    ) -> Result<()> {
+        let donor = order.donor_id.ok_or(Error::NotFound("donor"))?;
+        let since = now - self.config.verification.failure_window_ms;
+        let donor_at_fault =
+            orders::disagreed_with_another(conn, &order.msisdn, donor, order.recipient_id, since).await?;
+        let charged = if donor_at_fault { donor } else { order.recipient_id };
+        orders::record_failure(conn, &order.msisdn, order.recipient_id, donor, charged, now).await?;
+        if donor_at_fault {
+            orders::insert_violation(conn, donor, ViolationKind::DepositMismatch, order.id, order.state, now, now)
+                .await?;
+            counts.violation();
+        }
+        Ok(())
     }
 
     /// F1 step 2: the donor deposits the proof it computed for the terminal's nonce.
@@ -353,7 +396,7 @@ impl Clearinghouse {
         let (nonce_hex, proof_hex) = nonce_and_proof(&req.nonce, &req.proof)?;
         let msisdn = &req.msisdn;
 
-        let ctx = orders::number_context(conn, msisdn, &nonce_hex, now).await?;
+        let ctx = orders::number_context(conn, msisdn, &nonce_hex, caller.operator_id, now).await?;
         if ctx.serving() != Some(caller.operator_id) {
             return Err(Error::Forbidden("only the operator serving the number may deposit its proof".into()));
         }
@@ -408,6 +451,26 @@ impl Clearinghouse {
             None => None,
         };
         Ok(DepositAccepted { order_id })
+    }
+
+    /// The donor declines an order awaiting its deposit, with its reason: the order is rejected
+    /// with that reason and nobody is charged. Only a donor that stays silent past the
+    /// deadline is charged.
+    pub async fn decline(
+        &self,
+        conn: &mut Connection,
+        caller: &Caller,
+        order_id: i64,
+        req: &DeclineRequest,
+        counts: &mut Counts,
+    ) -> Result<Order> {
+        let now = self.now();
+        let order = order_for(conn, caller, order_id).await?;
+        if order.donor_id != Some(caller.operator_id) {
+            return Err(Error::Forbidden("only the donor declines an order awaiting its deposit".into()));
+        }
+        let event = Event::Declined(req.reason);
+        Ok(to_api(&self.apply(conn, &order, event, &caller.actor(), now, counts).await?))
     }
 
     /// F1 step 4: the donor's credit information, forwarded to the recipient.
@@ -556,6 +619,18 @@ impl Clearinghouse {
         }
         tell_parties(conn, order, &updated, donor_id, &t, now, counts).await?;
         Ok(updated)
+    }
+
+    /// Delete what nobody will use: deposits past `deposit_retention_ms` that no order awaits,
+    /// and failed verifications older than the failure window. Up to `limit` of each.
+    pub async fn expire_once(&self, limit: i64) -> Result<Expired> {
+        let now = self.now();
+        let policy = self.config.verification;
+        let mut tx = self.db.begin().await?;
+        let deposits = orders::expire_deposits(&mut tx, now - policy.deposit_retention_ms, limit).await?;
+        let failures = orders::expire_failures(&mut tx, now - policy.failure_window_ms, limit).await?;
+        tx.commit().await?;
+        Ok(Expired { deposits, failures })
     }
 
     /// One pass of the supervisor: apply the timeout rule to every order past its deadline.

@@ -15,7 +15,8 @@
 //!   recipient's loss on it both equal the order's compensation;
 //! - the routing change log is gap-free, holds exactly the completed orders in completion
 //!   order, and every number is served by the operator the model says;
-//! - each operator is charged exactly the deadline violations the model predicts.
+//! - each operator is charged exactly the violations the model predicts: deadlines missed,
+//!   requests over its failure limits, deposits held responsible for a failed verification.
 //!
 //! SQLite always; PostgreSQL with fewer cases when `NUMPORT_TEST_POSTGRES_URL` is set (under
 //! `CI=true` it must be).
@@ -165,16 +166,27 @@ struct Outcome {
     paid: i64,
 }
 
+/// A failed verification: of which number, between which requester and donor, charged to whom.
+#[derive(Debug, Clone, Copy)]
+struct Failure {
+    number: usize,
+    requester: usize,
+    donor: usize,
+    charged: usize,
+    at: Millis,
+}
+
 /// What the clearinghouse should have done, maintained beside it.
 struct Model {
     now: Millis,
     deadlines: numport_core::porting::Deadlines,
     failure_window: Millis,
-    max_failures: usize,
+    max_failures_per_number: usize,
+    max_failures_total: usize,
     serving: [usize; NUMBERS.len()],
     balance: [i64; 3],
     funded: i64,
-    failures: Vec<Vec<Millis>>,
+    failures: Vec<Failure>,
     open: BTreeMap<i64, Open>,
     kinds: HashMap<i64, OrderKind>,
     closed: BTreeMap<i64, Outcome>,
@@ -250,9 +262,28 @@ impl Model {
         due.len()
     }
 
-    fn failures_in_window(&self, number: usize) -> usize {
+    fn recent_failures(&self) -> impl Iterator<Item = &Failure> {
         let since = self.now - self.failure_window;
-        self.failures[number].iter().filter(|&&at| at >= since).count()
+        self.failures.iter().filter(move |f| f.at >= since)
+    }
+
+    /// Whether `requester` is over its failure limits for `number` (or in all).
+    fn over_limits(&self, number: usize, requester: usize) -> bool {
+        let charged: Vec<&Failure> = self.recent_failures().filter(|f| f.charged == requester).collect();
+        charged.iter().filter(|f| f.number == number).count() >= self.max_failures_per_number
+            || charged.len() >= self.max_failures_total
+    }
+
+    /// A deposit disagreed with a proof: charged to the requester, unless the donor's deposits
+    /// for the number disagreed with another requester in the window.
+    fn mismatch(&mut self, number: usize, requester: usize, donor: usize) {
+        let donor_at_fault =
+            self.recent_failures().any(|f| f.number == number && f.donor == donor && f.requester != requester);
+        let charged = if donor_at_fault { donor } else { requester };
+        if donor_at_fault {
+            self.violations[donor] += 1;
+        }
+        self.failures.push(Failure { number, requester, donor, charged, at: self.now });
     }
 }
 
@@ -380,12 +411,13 @@ impl Run {
         );
 
         // The request's own checks, in the clearinghouse's order.
-        let rejection = if donor == recipient {
+        let rejection = if self.m.over_limits(number, recipient) {
+            self.m.violations[recipient] += 1;
+            Some(Reason::TooManyAttempts)
+        } else if donor == recipient {
             Some(Reason::AlreadyServed)
         } else if self.m.open_for(number).is_some_and(|other| other != id) {
             Some(Reason::PortInProgress)
-        } else if self.m.failures_in_window(number) >= self.m.max_failures {
-            Some(Reason::TooManyAttempts)
         } else {
             None
         };
@@ -428,8 +460,8 @@ impl Run {
     fn deposit_outcome(&mut self, id: i64) {
         let o = &self.m.open[&id];
         if o.mismatch {
-            let number = o.number;
-            self.m.failures[number].push(self.m.now);
+            let (number, recipient, donor) = (o.number, o.recipient, o.donor);
+            self.m.mismatch(number, recipient, donor);
             self.m.close(id, OrderState::Rejected, Some(Reason::ProofMismatch));
         } else {
             self.m.move_to(id, OrderState::AwaitingCreditInfo);
@@ -692,11 +724,12 @@ async fn run_case(backend: Backend, actions: Vec<Action>) -> Check {
         now: t.clock.now_ms(),
         deadlines: t.ch.config.deadlines,
         failure_window: policy.failure_window_ms,
-        max_failures: policy.max_failures as usize,
+        max_failures_per_number: policy.max_failures_per_number as usize,
+        max_failures_total: policy.max_failures_total as usize,
         serving: HOLDERS,
         balance: [INITIAL; 3],
         funded: 3 * INITIAL,
-        failures: vec![Vec::new(); NUMBERS.len()],
+        failures: Vec::new(),
         open: BTreeMap::new(),
         kinds: HashMap::new(),
         closed: BTreeMap::new(),

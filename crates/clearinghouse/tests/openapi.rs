@@ -29,9 +29,9 @@ async fn served_document_is_valid_openapi() {
     testkit::openapi::validate(&doc);
 }
 
-/// What the document promises of the API as a whole: the API key on every `/v1` operation,
-/// the idempotency key on every state-changing one but the acknowledgement and the callback
-/// registration, and the callback to operators as a webhook.
+/// What the document promises of the API as a whole: the API key and the rate limit's 429 on
+/// every `/v1` operation, the idempotency key on every state-changing one but the
+/// acknowledgement and the callback registration, and the callback to operators as a webhook.
 #[test]
 fn document_states_the_conventions() {
     let doc = serde_json::to_value(clearinghouse::http::openapi()).unwrap();
@@ -46,6 +46,8 @@ fn document_states_the_conventions() {
                 .is_some_and(|ps| ps.iter().any(|p| p["name"] == "Idempotency-Key" && p["required"] == true));
             let expected = method == "post" && path != "/v1/inbox/ack";
             assert_eq!(idempotent, expected, "{method} {path}: Idempotency-Key");
+            let rate_limited = op["responses"].get("429").is_some();
+            assert_eq!(rate_limited, path.starts_with("/v1/"), "{method} {path}: 429 rate_limited");
         }
     }
     assert!(doc["webhooks"]["operatorCallback"]["post"]["requestBody"].is_object());

@@ -133,7 +133,8 @@ impl PartialSchema for Reason {
              - `proof_mismatch`: the recipient's proof differs from the donor's deposit;\n\
              - `proof_expired`: the proof's validity window has passed (or is too long);\n\
              - `nonce_reused`: this nonce was already used for this number;\n\
-             - `too_many_attempts`: too many failed verifications for this number; it is locked for a while;\n\
+             - `too_many_attempts`: the requesting operator had too many failed verifications, of this number or \
+             in all, within the window; other operators may still ask;\n\
              - `port_in_progress`: another order for the number is still open;\n\
              - `ported_too_recently`: the number was ported less than the minimum interval ago;\n\
              - `insufficient_funds`: the recipient's settlement account cannot pay the compensation;\n\
@@ -141,7 +142,10 @@ impl PartialSchema for Reason {
              - `decision_timeout`: the recipient did not accept or refuse in time;\n\
              - `refused_by_recipient`: the recipient refused at the implied compensation;\n\
              - `cancelled_by_recipient`: the recipient withdrew the order;\n\
-             - `cancelled_by_subscriber`: the subscriber withdrew the order (relayed by the recipient).",
+             - `cancelled_by_subscriber`: the subscriber withdrew the order (relayed by the recipient);\n\
+             - `unknown_subscriber`: the donor declined: it has no subscriber with this number;\n\
+             - `number_not_active`: the donor declined: the subscription is not active;\n\
+             - `no_port_key`: the donor declined: it holds no port key for the subscriber.",
         )
     }
 }

@@ -7,6 +7,7 @@
 //!        ▼                deposit matches                credit information (or donor late:
 //!  AwaitingDeposit ────────────────────────▶ AwaitingCreditInfo ── violation, empty credit info)
 //!    │  │ mismatch → Rejected                               │
+//!    │  │ donor declines → Rejected (its reason)            │
 //!    │  │ donor late → Failed + violation                   ▼
 //!    │  │                                          AwaitingDecision ── accept ──▶ Settling ── settled ──▶ Completed
 //!    │  │                                                   │  refuse → Refused        │ funds gone → Rejected
@@ -21,6 +22,9 @@
 //! funds can still stop it, taken meanwhile by another settlement of the same recipient.
 //!
 //! The rule when a party misses a deadline (the "stated rule" of F1):
+//! - donor declines before the deposit deadline, with a [`DeclineReason`] (no subscriber with
+//!   that number, subscription not active, no port key): the order is **rejected** with that
+//!   reason and nobody is charged. Only silence is a violation.
 //! - donor late with the deposit: the terminal cannot be verified, so the order **fails**
 //!   (`deposit_timeout`) and the donor is charged a violation; porting an unverified number would
 //!   hand the number to whoever asked.
@@ -60,6 +64,43 @@ pub enum OrderState {
 pub enum Party {
     Donor,
     Recipient,
+}
+
+/// What an operator is charged with (supervision, F1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ViolationKind {
+    /// The operator let its step's deadline pass.
+    DeadlineMissed,
+    /// The operator, as requester, asked again after too many failed verifications.
+    TooManyAttempts,
+    /// The operator, as donor, deposited a proof that disagreed with the requester's, and its
+    /// deposits for the number disagree with more than one requester.
+    DepositMismatch,
+}
+
+impl ViolationKind {
+    pub const ALL: [ViolationKind; 3] =
+        [ViolationKind::DeadlineMissed, ViolationKind::TooManyAttempts, ViolationKind::DepositMismatch];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ViolationKind::DeadlineMissed => "deadline_missed",
+            ViolationKind::TooManyAttempts => "too_many_attempts",
+            ViolationKind::DepositMismatch => "deposit_mismatch",
+        }
+    }
+}
+
+impl FromStr for ViolationKind {
+    type Err = UnknownCode;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ViolationKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownCode { kind: "violation kind", value: s.to_owned() })
+    }
 }
 
 impl OrderState {
@@ -140,7 +181,8 @@ pub enum Reason {
     ProofExpired,
     /// This nonce was already used for this number.
     NonceReused,
-    /// Too many failed verifications for this number; it is locked for a while.
+    /// The requesting operator had too many failed verifications, of this number or in all,
+    /// within the window; other operators may still ask.
     TooManyAttempts,
     /// Another order for the number is still open.
     PortInProgress,
@@ -158,10 +200,16 @@ pub enum Reason {
     CancelledByRecipient,
     /// The subscriber withdrew the order (relayed by the recipient).
     CancelledBySubscriber,
+    /// The donor declined: it has no subscriber with this number.
+    UnknownSubscriber,
+    /// The donor declined: the number's subscription is not active (terminated, ported out).
+    NumberNotActive,
+    /// The donor declined: it holds no port key for the subscriber, so it cannot deposit.
+    NoPortKey,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 17] = [
         Reason::UnknownNumber,
         Reason::AlreadyServed,
         Reason::ProofMismatch,
@@ -176,6 +224,9 @@ impl Reason {
         Reason::RefusedByRecipient,
         Reason::CancelledByRecipient,
         Reason::CancelledBySubscriber,
+        Reason::UnknownSubscriber,
+        Reason::NumberNotActive,
+        Reason::NoPortKey,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -194,6 +245,9 @@ impl Reason {
             Reason::RefusedByRecipient => "refused_by_recipient",
             Reason::CancelledByRecipient => "cancelled_by_recipient",
             Reason::CancelledBySubscriber => "cancelled_by_subscriber",
+            Reason::UnknownSubscriber => "unknown_subscriber",
+            Reason::NumberNotActive => "number_not_active",
+            Reason::NoPortKey => "no_port_key",
         }
     }
 }
@@ -211,6 +265,35 @@ impl FromStr for Reason {
             .into_iter()
             .find(|r| r.as_str() == s)
             .ok_or_else(|| UnknownCode { kind: "reason", value: s.to_owned() })
+    }
+}
+
+/// Why a donor declines an order awaiting its deposit: the codes a donor may give, each also a
+/// [`Reason`] the order ends with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum DeclineReason {
+    /// The donor has no subscriber with this number.
+    UnknownSubscriber,
+    /// The subscription is not active (terminated, or ported out as far as the donor knows).
+    NumberNotActive,
+    /// The donor holds no port key for the subscriber, so it cannot compute the proof.
+    NoPortKey,
+}
+
+impl DeclineReason {
+    pub const ALL: [DeclineReason; 3] =
+        [DeclineReason::UnknownSubscriber, DeclineReason::NumberNotActive, DeclineReason::NoPortKey];
+}
+
+impl From<DeclineReason> for Reason {
+    fn from(d: DeclineReason) -> Reason {
+        match d {
+            DeclineReason::UnknownSubscriber => Reason::UnknownSubscriber,
+            DeclineReason::NumberNotActive => Reason::NumberNotActive,
+            DeclineReason::NoPortKey => Reason::NoPortKey,
+        }
     }
 }
 
@@ -331,6 +414,8 @@ pub enum Event {
     DepositMatched,
     /// The donor's deposit differs from the recipient's proof.
     DepositMismatched,
+    /// The donor declined to deposit, with its reason.
+    Declined(DeclineReason),
     /// The donor answered the credit query.
     CreditInformation(CreditInfo),
     /// The recipient accepted and its account covers the compensation.
@@ -382,6 +467,7 @@ fn event_name(e: &Event) -> &'static str {
     match e {
         Event::DepositMatched => "deposit_matched",
         Event::DepositMismatched => "deposit_mismatched",
+        Event::Declined(_) => "declined",
         Event::CreditInformation(_) => "credit_information",
         Event::Accepted => "accepted",
         Event::AcceptedWithoutFunds => "accepted_without_funds",
@@ -399,6 +485,7 @@ pub fn apply(state: OrderState, event: Event) -> Result<Transition, InvalidTrans
     let t = match (state, event) {
         (S::AwaitingDeposit, Event::DepositMatched) => Transition::to(S::AwaitingCreditInfo),
         (S::AwaitingDeposit, Event::DepositMismatched) => Transition::end(S::Rejected, Reason::ProofMismatch),
+        (S::AwaitingDeposit, Event::Declined(why)) => Transition::end(S::Rejected, why.into()),
         (S::AwaitingDeposit, Event::DeadlinePassed) => {
             Transition { violation: Some(Party::Donor), ..Transition::end(S::Failed, Reason::DepositTimeout) }
         }
@@ -463,6 +550,7 @@ mod tests {
         prop_oneof![
             Just(Event::DepositMatched),
             Just(Event::DepositMismatched),
+            proptest::sample::select(DeclineReason::ALL.to_vec()).prop_map(Event::Declined),
             (0i64..1000, 0i64..1000, 0i64..1000, 0i64..1000).prop_map(|(a, b, c, d)| {
                 Event::CreditInformation(CreditInfo {
                     arrears: Money(a),
@@ -517,6 +605,19 @@ mod tests {
     }
 
     #[test]
+    fn a_decline_ends_the_order_uncharged_and_only_before_the_deposit() {
+        for why in DeclineReason::ALL {
+            let t = apply(OrderState::AwaitingDeposit, Event::Declined(why)).unwrap();
+            assert_eq!((t.to, t.reason, t.violation), (OrderState::Rejected, Some(Reason::from(why)), None));
+            let code = serde_json::to_value(why).unwrap();
+            assert_eq!(code.as_str(), Some(Reason::from(why).as_str()), "a decline code is its reason's code");
+        }
+        for state in [OrderState::AwaitingCreditInfo, OrderState::AwaitingDecision, OrderState::Settling] {
+            assert!(apply(state, Event::Declined(DeclineReason::UnknownSubscriber)).is_err(), "{state}");
+        }
+    }
+
+    #[test]
     fn compensation_formula() {
         let c = CreditInfo {
             arrears: Money(100),
@@ -537,6 +638,10 @@ mod tests {
         }
         for r in Reason::ALL {
             assert_eq!(r.as_str().parse::<Reason>().unwrap(), r);
+        }
+        for k in ViolationKind::ALL {
+            assert_eq!(k.as_str().parse::<ViolationKind>().unwrap(), k);
+            assert_eq!(serde_json::to_value(k).unwrap().as_str(), Some(k.as_str()));
         }
     }
 

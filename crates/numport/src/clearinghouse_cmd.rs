@@ -138,7 +138,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             let ch = Clearinghouse::new(db.clone(), Arc::new(SystemClock), cfg.clone(), [0; 32]);
             let mut conn = db.acquire().await?;
             for v in ch.violations(&mut conn, None, 10_000).await? {
-                println!("{}\torder {}\t{}\tlate by {} ms", v.operator, v.order_id, v.step, v.lateness_ms);
+                println!(
+                    "{}\t{}\torder {}\t{}\tlate by {} ms",
+                    v.operator,
+                    v.kind.as_str(),
+                    v.order_id,
+                    v.step,
+                    v.lateness_ms
+                );
             }
         }
         Admin::Ledger => {

@@ -102,6 +102,7 @@ impl Cluster {
                 .clone()
                 .unwrap_or_else(|| format!("sqlite://{}", dir.join("clearinghouse.db").display())),
             master_key_path: dir.join("clearinghouse.key"),
+            allow_private_callback_addresses: true,
             ..spec.clearinghouse.clone()
         };
         let ch_config_path = dir.join("clearinghouse.toml");

@@ -245,7 +245,8 @@ async fn deposit_requested_deposits_the_expected_proof() {
     assert_eq!(calls[0].body, json!({"msisdn": "4790000001", "nonce": nonce.to_hex(), "proof": proof.to_hex()}));
     assert_eq!(calls[0].idempotency_key.as_deref(), Some("opa-msg-3"));
 
-    // Unknown subscriber: nothing deposited, the message is done with (the deadline rules).
+    // Unknown subscriber: nothing deposited; the order is declined with the reason, so that it
+    // ends at once instead of at its deadline.
     let e = envelope(
         4,
         Message::DepositRequested {
@@ -260,8 +261,30 @@ async fn deposit_requested_deposits_the_expected_proof() {
     n.send(n.signed(&e)).await;
     n.wait_processed(4).await;
     assert_eq!(ch.calls("/v1/deposits").len(), 1);
+    let declined = ch.calls("/v1/porting-orders/9/decline");
+    assert_eq!(declined.len(), 1);
+    assert_eq!(declined[0].body, json!({"reason": "unknown_subscriber"}));
+    assert_eq!(declined[0].idempotency_key.as_deref(), Some("opa-msg-4"));
     let row = n.store().received_message(4).await.unwrap().unwrap();
-    assert_eq!(row.last_error.as_deref(), Some("unknown subscriber"));
+    assert_eq!(row.last_error.as_deref(), Some("unknown_subscriber"));
+
+    // A subscriber without a port key: declined too, with its own reason.
+    n.add_subscriber("4790000003", None, [0; 4]).await;
+    let e = envelope(
+        5,
+        Message::DepositRequested {
+            order_id: 10,
+            msisdn: msisdn("4790000003"),
+            nonce: nonce.to_hex(),
+            recipient: op("opb"),
+            expiry,
+            deadline_at: T0 + 60_000,
+        },
+    );
+    n.send(n.signed(&e)).await;
+    n.wait_processed(5).await;
+    assert_eq!(ch.calls("/v1/porting-orders/10/decline")[0].body, json!({"reason": "no_port_key"}));
+    assert_eq!(ch.calls("/v1/deposits").len(), 1);
 }
 
 #[tokio::test]

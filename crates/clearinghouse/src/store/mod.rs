@@ -39,6 +39,7 @@ pub static SQLITE_MIGRATIONS: &[Migration] = numport_db::migrations!(
         "0004_messages_order.sql",
         "0005_delivery_lease.sql",
         "0006_settle_in_batches.sql",
+        "0007_failures_where_they_come_from.sql",
     ]
 );
 pub static POSTGRES_MIGRATIONS: &[Migration] = numport_db::migrations!(
@@ -53,6 +54,7 @@ pub static POSTGRES_MIGRATIONS: &[Migration] = numport_db::migrations!(
         "0007_expect_changed.sql",
         "0008_delivery_lease.sql",
         "0009_settle_in_batches.sql",
+        "0010_failures_where_they_come_from.sql",
     ]
 );
 

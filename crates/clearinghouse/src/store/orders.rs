@@ -1,6 +1,6 @@
-//! Porting orders, the donor's proof deposits, failed verifications and deadline violations.
+//! Porting orders, the donor's proof deposits, failed verifications and violations.
 
-use numport_core::porting::{CreditInfo, OrderKind, OrderState, Party, Reason};
+use numport_core::porting::{CreditInfo, OrderKind, OrderState, Party, Reason, ViolationKind};
 use numport_core::{Millis, Money, Msisdn, OperatorName};
 use numport_db::sql::{self, Connection, Row};
 
@@ -176,8 +176,10 @@ pub struct NumberContext {
     /// The operator serving it, if it is ported.
     pub ported_to: Option<i64>,
     pub open_order: bool,
-    /// Failed verifications since the `since` given.
-    pub recent_failures: i64,
+    /// Failed verifications of this number charged to the requester since the `since` given.
+    pub failures_here: i64,
+    /// Failed verifications charged to the requester since the `since` given, of any number.
+    pub failures_total: i64,
     pub last_completed_at: Option<Millis>,
     pub nonce_used: bool,
     /// The donor's deposit for this nonce, if made.
@@ -191,27 +193,31 @@ impl NumberContext {
     }
 }
 
+/// The context of `msisdn` and `nonce` for a request by `requester` (whose failures since
+/// `failures_since` are counted).
 pub async fn number_context(
     conn: &mut Connection,
     msisdn: &Msisdn,
     nonce: &str,
+    requester: i64,
     failures_since: Millis,
 ) -> Result<NumberContext> {
     let prefixes: Vec<&str> = msisdn.prefixes().collect();
-    let in_list: Vec<String> = (0..prefixes.len()).map(|i| format!("${}", i + 4)).collect();
+    let in_list: Vec<String> = (0..prefixes.len()).map(|i| format!("${}", i + 5)).collect();
     let sql = format!(
         "SELECT \
            (SELECT operator_id FROM number_ranges WHERE prefix IN ({list}) ORDER BY LENGTH(prefix) DESC LIMIT 1) AS holder, \
            (SELECT operator_id FROM ported_numbers WHERE msisdn = $1) AS ported_to, \
            (SELECT COUNT(*) FROM porting_orders WHERE msisdn = $1 AND active = 1) AS open_orders, \
-           (SELECT COUNT(*) FROM verification_failures WHERE msisdn = $1 AND at >= $3) AS failures, \
+           (SELECT COUNT(*) FROM verification_failures WHERE operator_id = $4 AND msisdn = $1 AND at >= $3) AS failures_here, \
+           (SELECT COUNT(*) FROM verification_failures WHERE operator_id = $4 AND at >= $3) AS failures_total, \
            (SELECT MAX(completed_at) FROM porting_orders WHERE msisdn = $1 AND state = 'completed') AS last_completed, \
            (SELECT COUNT(*) FROM porting_orders WHERE msisdn = $1 AND nonce = $2) AS nonce_uses, \
            (SELECT donor_id FROM proof_deposits WHERE msisdn = $1 AND nonce = $2 AND proof <> '') AS deposit_donor, \
            (SELECT proof FROM proof_deposits WHERE msisdn = $1 AND nonce = $2 AND proof <> '') AS deposit_proof",
         list = in_list.join(", ")
     );
-    let mut q = sql::query(&sql).bind(msisdn.as_str()).bind(nonce).bind(failures_since);
+    let mut q = sql::query(&sql).bind(msisdn.as_str()).bind(nonce).bind(failures_since).bind(requester);
     for p in &prefixes {
         q = q.bind(*p);
     }
@@ -222,7 +228,8 @@ pub async fn number_context(
         range_holder: r.try_get("holder")?,
         ported_to: r.try_get("ported_to")?,
         open_order: r.try_get::<i64, _>("open_orders")? > 0,
-        recent_failures: r.try_get("failures")?,
+        failures_here: r.try_get("failures_here")?,
+        failures_total: r.try_get("failures_total")?,
         last_completed_at: r.try_get("last_completed")?,
         nonce_used: r.try_get::<i64, _>("nonce_uses")? > 0,
         deposit: deposit_donor.zip(deposit_proof).map(|(donor_id, proof)| Deposit { donor_id, proof }),
@@ -455,19 +462,89 @@ pub async fn awaiting_deposit(conn: &mut Connection, msisdn: &Msisdn, nonce: &st
     row.as_ref().map(from_row).transpose()
 }
 
-pub async fn record_failure(conn: &mut Connection, msisdn: &Msisdn, now: Millis) -> Result<()> {
-    sql::query("INSERT INTO verification_failures (msisdn, at) VALUES ($1, $2)")
-        .bind(msisdn.as_str())
-        .bind(now)
-        .execute_pipelined(conn)
-        .await
+/// A failed verification of `msisdn`: `requester`'s proof disagreed with `donor`'s deposit;
+/// `charged` is the one held responsible.
+pub async fn record_failure(
+    conn: &mut Connection,
+    msisdn: &Msisdn,
+    requester: i64,
+    donor: i64,
+    charged: i64,
+    now: Millis,
+) -> Result<()> {
+    sql::query(
+        "INSERT INTO verification_failures (msisdn, requester_id, donor_id, operator_id, at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(msisdn.as_str())
+    .bind(requester)
+    .bind(donor)
+    .bind(charged)
+    .bind(now)
+    .execute_pipelined(conn)
+    .await
 }
 
-/// A missed deadline, charged to the operator that should have answered.
+/// Whether `donor`'s deposits for `msisdn` disagreed since `since` with the proof of a
+/// requester other than `requester`.
+pub async fn disagreed_with_another(
+    conn: &mut Connection,
+    msisdn: &Msisdn,
+    donor: i64,
+    requester: i64,
+    since: Millis,
+) -> Result<bool> {
+    let n: i64 = sql::query_scalar(
+        "SELECT COUNT(*) FROM verification_failures \
+         WHERE msisdn = $1 AND donor_id = $2 AND requester_id <> $3 AND at >= $4",
+    )
+    .bind(msisdn.as_str())
+    .bind(donor)
+    .bind(requester)
+    .bind(since)
+    .fetch_one(conn)
+    .await?;
+    Ok(n > 0)
+}
+
+/// Delete failed verifications recorded before `before`, at most `limit`; returns how many.
+pub async fn expire_failures(conn: &mut Connection, before: Millis, limit: i64) -> Result<u64> {
+    let done = sql::query(
+        "DELETE FROM verification_failures WHERE id IN \
+         (SELECT id FROM verification_failures WHERE at < $1 LIMIT $2)",
+    )
+    .bind(before)
+    .bind(limit)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Delete deposits (and orders' rendezvous rows) made before `before` that no order awaits,
+/// at most `limit`; returns how many. A request that comes later for such a nonce waits for a
+/// deposit again, so nothing is lost but a row.
+pub async fn expire_deposits(conn: &mut Connection, before: Millis, limit: i64) -> Result<u64> {
+    let done = sql::query(
+        "DELETE FROM proof_deposits WHERE (msisdn, nonce) IN \
+         (SELECT d.msisdn, d.nonce FROM proof_deposits d WHERE d.created_at < $1 AND NOT EXISTS \
+            (SELECT 1 FROM porting_orders o WHERE o.msisdn = d.msisdn AND o.nonce = d.nonce \
+             AND o.state = 'awaiting_deposit') \
+          LIMIT $2)",
+    )
+    .bind(before)
+    .bind(limit)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// A violation: a missed deadline, charged to the operator that should have answered, or an
+/// abuse of verification (see [`ViolationKind`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
     pub id: i64,
     pub operator: OperatorName,
+    pub kind: ViolationKind,
     pub party: Party,
     pub order_id: i64,
     pub step: OrderState,
@@ -476,17 +553,20 @@ pub struct Violation {
     pub lateness_ms: Millis,
 }
 
+/// Record a violation of `kind` by `operator_id` on `order_id` in `step`; `deadline_at` is the
+/// deadline missed, or the time of the offence for the other kinds.
 pub async fn insert_violation(
     conn: &mut Connection,
     operator_id: i64,
+    kind: ViolationKind,
     order_id: i64,
     step: OrderState,
     deadline_at: Millis,
     now: Millis,
 ) -> Result<()> {
     sql::query(
-        "INSERT INTO violations (operator_id, order_id, step, deadline_at, recorded_at, lateness_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO violations (operator_id, kind, order_id, step, deadline_at, recorded_at, lateness_ms) \
+         VALUES ($1, $7, $2, $3, $4, $5, $6)",
     )
     .bind(operator_id)
     .bind(order_id)
@@ -494,6 +574,7 @@ pub async fn insert_violation(
     .bind(deadline_at)
     .bind(now)
     .bind(now.saturating_sub(deadline_at))
+    .bind(kind.as_str())
     .execute_pipelined(conn)
     .await
 }
@@ -501,7 +582,7 @@ pub async fn insert_violation(
 /// Violations, all or those of one operator (`operator_id`), newest first.
 pub async fn violations(conn: &mut Connection, operator_id: Option<i64>, limit: i64) -> Result<Vec<Violation>> {
     let rows = sql::query(
-        "SELECT v.id, o.name, v.order_id, v.step, v.deadline_at, v.recorded_at, v.lateness_ms \
+        "SELECT v.id, o.name, v.kind, v.order_id, v.step, v.deadline_at, v.recorded_at, v.lateness_ms \
          FROM violations v JOIN operators o ON o.id = v.operator_id \
          WHERE ($1 < 0 OR v.operator_id = $1) ORDER BY v.id DESC LIMIT $2",
     )
@@ -512,10 +593,17 @@ pub async fn violations(conn: &mut Connection, operator_id: Option<i64>, limit: 
     rows.iter()
         .map(|r| {
             let step: OrderState = parse_col("step", r.try_get::<&str, _>("step")?)?;
+            let kind: ViolationKind = parse_col("violation kind", r.try_get::<&str, _>("kind")?)?;
+            let party = match kind {
+                ViolationKind::DeadlineMissed => step.waiting_on().unwrap_or(Party::Donor),
+                ViolationKind::TooManyAttempts => Party::Recipient,
+                ViolationKind::DepositMismatch => Party::Donor,
+            };
             Ok(Violation {
                 id: r.try_get("id")?,
                 operator: parse_col("operator", r.try_get::<&str, _>("name")?)?,
-                party: step.waiting_on().unwrap_or(Party::Donor),
+                kind,
+                party,
                 order_id: r.try_get("order_id")?,
                 step,
                 deadline_at: r.try_get("deadline_at")?,

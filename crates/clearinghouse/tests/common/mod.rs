@@ -48,6 +48,8 @@ impl TestDb {
 pub struct Operator {
     pub name: OperatorName,
     pub client: ClearinghouseClient,
+    /// The API key the client calls with.
+    pub token: String,
     pub callback_secret: String,
 }
 
@@ -68,8 +70,15 @@ impl Drop for TestCh {
     }
 }
 
+/// The tests' configuration: the supervisor left to the tests, and callbacks to loopback
+/// allowed (every receiver here listens on 127.0.0.1).
 pub fn test_config() -> ClearinghouseConfig {
-    ClearinghouseConfig { min_port_interval_ms: 0, supervisor_interval_ms: 3_600_000, ..ClearinghouseConfig::default() }
+    ClearinghouseConfig {
+        min_port_interval_ms: 0,
+        supervisor_interval_ms: 3_600_000,
+        allow_private_callback_addresses: true,
+        ..ClearinghouseConfig::default()
+    }
 }
 
 impl TestCh {
@@ -103,6 +112,7 @@ impl TestCh {
         let mut ops = ops.into_iter().map(move |c| Operator {
             name: c.operator.parse().unwrap(),
             client: ClearinghouseClient::new(&client_base, &c.api_token),
+            token: c.api_token.clone(),
             callback_secret: c.callback_secret,
         });
         Some(TestCh {

@@ -6,18 +6,19 @@
 //! repeat with its stored answer; changes to subscriber accounts are written in one
 //! transaction with the message's event, which is unique per message.
 //!
-//! Outcomes: done; *moved on* (the clearinghouse answered 409: the order is past this step,
-//! e.g. a deadline rule closed it, so there is nothing left to do); *given up* (the request
-//! can never succeed: unknown subscriber, a 400/403/404/422 answer). All three mark the message
-//! processed. Anything else (clearinghouse unreachable, 5xx, 401, database error) is retried
+//! Outcomes: done; *declined* (asked to deposit for a number with no active subscriber here,
+//! the node declines the order with the reason, so that it ends at once and no deadline
+//! passes); *moved on* (the clearinghouse answered 409: the order is past this step, e.g. a
+//! deadline rule closed it, so there is nothing left to do); *given up* (the request can never
+//! succeed: a 400/403/404/422 answer). All four mark the message processed. Anything else (clearinghouse unreachable, 5xx, 401, database error) is retried
 //! with back-off.
 
 use std::future::Future;
 use std::time::Instant;
 
-use clearinghouse_api::model::{ApiError, CreditInformationRequest, DecisionRequest, DepositRequest};
+use clearinghouse_api::model::{ApiError, CreditInformationRequest, DecisionRequest, DeclineRequest, DepositRequest};
 use clearinghouse_api::{ClientError, Envelope, Message};
-use numport_core::porting::CreditInfo;
+use numport_core::porting::{CreditInfo, DeclineReason, Reason};
 use numport_core::proof::Nonce;
 use numport_core::{Millis, Msisdn, OperatorName};
 use serde_json::json;
@@ -33,6 +34,8 @@ const MAX_RETRY_DELAY_MS: Millis = 60_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Done,
+    /// Asked to deposit, the node declined the order with this reason code.
+    Declined(String),
     /// The clearinghouse said the order is past this step (409).
     MovedOn(String),
     /// The message cannot be acted on; retrying would not help.
@@ -43,6 +46,7 @@ impl Outcome {
     fn label(&self) -> &'static str {
         match self {
             Outcome::Done => "done",
+            Outcome::Declined(_) => "declined",
             Outcome::MovedOn(_) => "moved_on",
             Outcome::GivenUp(_) => "given_up",
         }
@@ -51,7 +55,7 @@ impl Outcome {
     pub(crate) fn note(&self) -> Option<&str> {
         match self {
             Outcome::Done => None,
-            Outcome::MovedOn(s) | Outcome::GivenUp(s) => Some(s),
+            Outcome::Declined(s) | Outcome::MovedOn(s) | Outcome::GivenUp(s) => Some(s),
         }
     }
 }
@@ -313,23 +317,15 @@ impl Node {
         idem: &str,
     ) -> Result<Handled, OperatorError> {
         let DepositRequested { order_id, msisdn, nonce, recipient, expiry } = request;
-        let sub = self.inner.store.subscriber(msisdn).await?;
-        let key = match sub {
-            Some(s) if s.status == SubscriberStatus::Active => s.port_key,
-            Some(_) => {
-                // The port already went through (the terminal's own authorisation matched).
-                tracing::info!(order_id, %msisdn, "deposit requested for a number already ported out");
-                return Ok(Outcome::GivenUp("subscriber ported out".into()).into());
-            }
-            None => {
-                // The clearinghouse's deposit deadline settles the order.
-                tracing::warn!(order_id, %msisdn, "deposit requested for a number that is not a subscriber here");
-                return Ok(Outcome::GivenUp("unknown subscriber".into()).into());
-            }
+        let key = match self.inner.store.subscriber(msisdn).await? {
+            Some(s) if s.status == SubscriberStatus::Active => s.port_key.ok_or(DeclineReason::NoPortKey),
+            // Ported out as far as this node knows.
+            Some(_) => Err(DeclineReason::NumberNotActive),
+            None => Err(DeclineReason::UnknownSubscriber),
         };
-        let Some(key) = key else {
-            tracing::warn!(order_id, %msisdn, "deposit requested for a subscriber without a port key");
-            return Ok(Outcome::GivenUp("subscriber has no port key".into()).into());
+        let key = match key {
+            Ok(key) => key,
+            Err(why) => return self.decline(order_id, msisdn, why, idem).await,
         };
         let nonce = match Nonce::from_hex(nonce) {
             Ok(n) => n,
@@ -350,6 +346,26 @@ impl Node {
             Some(recipient),
             json!({ "matched_order": accepted.order_id, "expiry": expiry }),
         ))
+    }
+
+    /// Donor, F1 step 2: no proof can be deposited for this number, so decline the order with
+    /// the reason: it ends at once, and the node is not charged as it would be for silence.
+    async fn decline(
+        &self,
+        order_id: i64,
+        msisdn: &Msisdn,
+        why: DeclineReason,
+        idem: &str,
+    ) -> Result<Handled, OperatorError> {
+        let req = DeclineRequest { reason: why };
+        match self.clearinghouse("decline", self.inner.client.decline(order_id, &req, idem)).await? {
+            Answer::Ok(_) => {
+                let code = Reason::from(why).as_str();
+                tracing::info!(order_id, %msisdn, reason = code, "declined: no proof can be deposited here");
+                Ok(Outcome::Declined(code.to_owned()).into())
+            }
+            Answer::Final(outcome) => Ok(outcome.into()),
+        }
     }
 
     /// Donor, F1 step 4: the subscriber's figures, or zeros for a number not served here.

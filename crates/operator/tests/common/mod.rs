@@ -155,6 +155,7 @@ fn answer(st: &Mutex<FakeState>, method: Method, uri: Uri, headers: HeaderMap, b
         ("POST", "/v1/deposits") => ok(json!({"order_id": 7})),
         ("POST", p) if p.ends_with("/credit-information") => ok(json!(order(7, OrderState::AwaitingDecision))),
         ("POST", p) if p.ends_with("/decision") => ok(json!(order(7, OrderState::Completed))),
+        ("POST", p) if p.ends_with("/decline") => ok(json!(order(7, OrderState::Rejected))),
         ("GET", "/v1/inbox") => {
             let q = uri.query().unwrap_or_default();
             let param = |name: &str| {
