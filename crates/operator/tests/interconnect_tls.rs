@@ -36,7 +36,7 @@ async fn node(name: &str, dir: &Path, tweak: impl FnOnce(&mut OperatorConfig)) -
     replica::disk::install_index(&npdb, &index, 0, 0).unwrap();
     let mut config = OperatorConfig {
         database_url: format!("sqlite://{}/operator-{{name}}.db", dir.display()),
-        npdb: replica::ReplicaConfig { data_dir: npdb, ..config(name, "http://127.0.0.1:9").npdb },
+        npdb: replica::ReplicaConfig { data_dir: Some(npdb), ..config(name, "http://127.0.0.1:9").npdb },
         ..config(name, "http://127.0.0.1:9")
     };
     tweak(&mut config);
