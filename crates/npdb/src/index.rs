@@ -28,6 +28,14 @@
 //! buffer, no periodic merge, no stop-the-world except the rare growth step (a rehash of the
 //! whole table; bootstrap with [`Index::reserve`] to avoid it).
 //!
+//! # Names below a prefix
+//!
+//! ENUM needs to know whether a digit string is the start of some number the index serves
+//! ([`Index::serves_below`]): a range holds every number of 8 to 15 digits under its prefix, and
+//! a ported number outside every range (an "orphan", rare: its range was withdrawn or never
+//! imported) adds itself. Orphans are kept apart in a sorted set for that question, since the
+//! hash table cannot answer it.
+//!
 //! # Memory accounting
 //!
 //! [`Index::memory_bytes`] counts heap bytes held by the index: the exact capacity of the slot
@@ -35,7 +43,7 @@
 //! capacity (hashbrown: one control byte per bucket plus the entry). The operator table is counted
 //! by its strings' lengths. At ten million exceptions the slot table is >99.9% of the total.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use numport_core::{Msisdn, OperatorName, Prefix, RoutingNumber};
 
@@ -103,6 +111,8 @@ pub struct Index {
     by_name: HashMap<OperatorName, OpId>,
     ranges: Ranges,
     ported: Ported,
+    /// The keys of exceptions that lie in no range.
+    orphans: BTreeSet<u64>,
 }
 
 impl Index {
@@ -116,6 +126,7 @@ impl Index {
             by_name: HashMap::new(),
             ranges: Ranges::new(),
             ported: Ported::with_capacity(0),
+            orphans: BTreeSet::new(),
         };
         for op in operators {
             index.add_operator(op)?;
@@ -178,6 +189,8 @@ impl Index {
         let (len, value) = prefix_key(prefix);
         self.ranges.set(len, value, id);
         self.ranges.rebuild();
+        let ranges = &self.ranges;
+        self.orphans = self.ported.iter().map(|(key, _)| key).filter(|&key| ranges.holder(key) == NONE).collect();
         Ok(())
     }
 
@@ -222,11 +235,15 @@ impl Index {
         if op as usize >= self.operators.len() {
             return Err(IndexError::UnknownOperatorId(op));
         }
-        if self.ranges.holder(key) == op {
+        let holder = self.ranges.holder(key);
+        if holder == op {
             self.ported.remove(key);
             Ok(false)
         } else {
             self.ported.insert(key, op);
+            if holder == NONE {
+                self.orphans.insert(key);
+            }
             Ok(true)
         }
     }
@@ -275,6 +292,22 @@ impl Index {
         }
     }
 
+    /// Whether the index serves some number that starts with `digits` and is longer (the
+    /// question an ENUM server asks of a name above the numbers' names). `false` for anything
+    /// but 1 to 14 ASCII digits without a leading zero.
+    pub fn serves_below(&self, digits: &str) -> bool {
+        let k = digits.len() as u32;
+        if !(1..15).contains(&k) || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.starts_with('0') {
+            return false;
+        }
+        let prefix = digits.bytes().fold(0u64, |p, b| p * 10 + (b - b'0') as u64);
+        (k.max(7) + 1..=15).any(|len| {
+            let scale = POW10[(len - k) as usize];
+            let (lo, hi) = (prefix * scale, (prefix + 1) * scale);
+            self.ranges.holds_any(len, lo, hi) || self.orphans.range(lo..hi).next().is_some()
+        })
+    }
+
     /// The range holder of `key`, ignoring exceptions.
     pub fn range_holder(&self, key: u64) -> Option<OpId> {
         let h = self.ranges.holder(key);
@@ -299,8 +332,11 @@ impl Index {
     pub fn memory_bytes(&self) -> usize {
         let ops: usize = self.operators.iter().map(|o| o.name.as_str().len() + o.routing_number.as_str().len()).sum();
         let names = (self.by_name.capacity() * 8 / 7) * (size_of::<(OperatorName, OpId)>() + 1);
+        // A B-tree node holds up to 11 keys; count a node per 6 (half full) at ~100 bytes.
+        let orphans = self.orphans.len().div_ceil(6) * 100;
         self.ported.heap_bytes()
             + self.ranges.heap_bytes()
+            + orphans
             + self.operators.capacity() * size_of::<Operator>()
             + 2 * ops
             + names

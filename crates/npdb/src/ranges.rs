@@ -124,6 +124,15 @@ impl Ranges {
         self.owners = owners;
     }
 
+    /// Whether some range holds a number of `len` digits in `lo..hi` (values of `len` digits).
+    pub(crate) fn holds_any(&self, len: u32, lo: u64, hi: u64) -> bool {
+        let (lo, hi) = ((len as u64) << KEY_BITS | lo, (len as u64) << KEY_BITS | hi);
+        // The piece holding `lo`, then every piece that starts before `hi`.
+        let first = self.starts.partition_point(|&s| s <= lo) - 1;
+        let last = self.starts.partition_point(|&s| s < hi);
+        self.owners[first..last].iter().any(|&o| o != NONE)
+    }
+
     /// The range holder of the number `key` (digits as an integer), or `NONE`.
     #[inline(always)]
     pub(crate) fn holder(&self, key: u64) -> u16 {
@@ -172,5 +181,12 @@ mod tests {
         assert_eq!(r.holder(4790), 1);
         assert_eq!(r.holder(47), 0);
         assert_eq!(r.holder(4), NONE);
+        // Pieces: 4790 (and the 47 around it) hold ten-digit numbers; 48 holds none.
+        assert!(r.holds_any(10, 4_790_000_000, 4_791_000_000));
+        assert!(r.holds_any(10, 4_700_000_000, 4_710_000_000));
+        assert!(!r.holds_any(10, 4_800_000_000, 4_900_000_000));
+        assert!(r.holds_any(10, 4_000_000_000, 5_000_000_000), "47 lies inside");
+        assert!(r.holds_any(8, 12_399_999, 12_400_000));
+        assert!(!r.holds_any(8, 12_400_000, 12_500_000));
     }
 }

@@ -185,3 +185,28 @@ fn range_changes() {
     assert_eq!(index.ranges().count(), 4);
     assert_eq!(index.range_count(), 4);
 }
+
+#[test]
+fn numbers_below_a_prefix() {
+    let mut index = sample();
+    // Ranges: every number of 8 to 15 digits under a prefix is served.
+    for below in ["4", "47", "479", "4790", "47901", "4790123", "47901234", "46", "47901234567890"] {
+        assert!(index.serves_below(below), "{below}");
+    }
+    for nothing in ["", "0", "04", "5", "48", "4x", "479012345678901", "4790123456789012"] {
+        assert!(!index.serves_below(nothing), "{nothing:?}");
+    }
+    // A ported number outside every range adds its own prefixes, and stays there when a range
+    // around it is given and withdrawn.
+    let orphan: Msisdn = "5512345678".parse().unwrap();
+    assert!(index.apply(&orphan, &name(1)).unwrap());
+    for below in ["5", "55", "551234567"] {
+        assert!(index.serves_below(below), "{below}");
+    }
+    assert!(!index.serves_below("5512345679") && !index.serves_below("552"));
+    index.set_range(&"55".parse().unwrap(), Some(&name(0))).unwrap();
+    assert!(index.serves_below("552"), "the range's numbers");
+    index.set_range(&"55".parse().unwrap(), None).unwrap();
+    assert!(!index.serves_below("552"));
+    assert!(index.serves_below("551234567"), "the ported number again");
+}

@@ -42,6 +42,14 @@ pub struct EnumConfig {
     pub rn_context: String,
     /// TTL of answers. Short, because a port must reach callers who cache.
     pub ttl: u32,
+    /// The server's host name in the apex's NS record and the SOA's MNAME: the name resolvers
+    /// reach it by. Outside the zone, which holds only numbers.
+    pub nameserver: String,
+    /// The SOA's RNAME, the zone's contact mailbox as a name (`hostmaster.example.net.` for
+    /// hostmaster@example.net); `None`: `hostmaster.<zone>`.
+    pub hostmaster: Option<String>,
+    /// How long caches keep a negative answer (RFC 2308): the SOA's TTL and MINIMUM.
+    pub negative_ttl: u32,
 }
 
 impl Default for ReplicaConfig {
@@ -81,6 +89,9 @@ impl Default for EnumConfig {
             zone: "e164.arpa.".into(),
             rn_context: "+47".into(),
             ttl: 5,
+            nameserver: "localhost.".into(),
+            hostmaster: None,
+            negative_ttl: 60,
         }
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! Anything else (another type or class, a name outside the zone, a number in no range, more
 //! records, another opcode, EDNS version > 0, compression in the question) returns `None` and
-//! takes the general path, which answers from the same index through hickory-proto.
+//! takes the general path, which answers from the same index through hickory-proto: negative
+//! answers, the apex, empty non-terminals and BADVERS are all its.
 //! `tests::same_answer_as_the_general_path` holds the two to the same bytes.
 
 use npdb::{Index, Route};
@@ -26,17 +27,17 @@ pub(crate) struct FastZone {
 pub(crate) fn answer(zone: &FastZone, index: &Index, query: &[u8], out: &mut Vec<u8>) -> Option<()> {
     let additional = check_header(query)?;
     let mut q = parse_question(zone, query)?;
-    let edns_payload = parse_opt(query, q.end, additional)?;
+    let edns = parse_opt(query, q.end, additional)?;
     let question = &query[..q.end];
     let number = q.number()?;
     let key = number.iter().fold(0u64, |k, &d| k * 10 + (d - b'0') as u64);
     let route = index.route(index.lookup_digits(key)?);
 
     out.clear();
-    write_header(out, question, edns_payload.is_some());
+    write_header(out, question, edns.is_some());
     write_naptr(out, zone, number, &route)?;
-    if let Some(payload) = edns_payload {
-        write_opt(out, payload);
+    if let Some(opt) = edns {
+        write_opt(out, opt);
     }
     Some(())
 }
@@ -116,11 +117,20 @@ fn parse_question(zone: &FastZone, query: &[u8]) -> Option<Question> {
     Some(Question { digits, n, end: at + 4 })
 }
 
+/// What the answer's OPT record repeats of the query's.
+#[derive(Clone, Copy)]
+struct Opt {
+    /// The client's UDP payload size, at least 512.
+    payload: u16,
+    /// The DO bit (RFC 3225), echoed.
+    dnssec_ok: bool,
+}
+
 /// The OPT record after the question (at `at`) if `additional` says there is one: root name,
-/// type OPT, version 0, and nothing after it. `Some(Some(payload size, at least 512))` for an
-/// OPT record, `Some(None)` for a query that ends with its question.
+/// type OPT, version 0 (a higher one is BADVERS, for the general path), and nothing after it.
+/// `Some(Some(_))` for an OPT record, `Some(None)` for a query that ends with its question.
 #[inline]
-fn parse_opt(query: &[u8], at: usize, additional: u8) -> Option<Option<u16>> {
+fn parse_opt(query: &[u8], at: usize, additional: u8) -> Option<Option<Opt>> {
     if additional == 0 {
         return (query.len() == at).then_some(None);
     }
@@ -132,7 +142,8 @@ fn parse_opt(query: &[u8], at: usize, additional: u8) -> Option<Option<u16>> {
     if query.len() != at + 11 + rdlen {
         return None;
     }
-    Some(Some(u16::from_be_bytes([opt[3], opt[4]]).max(512)))
+    let payload = u16::from_be_bytes([opt[3], opt[4]]).max(512);
+    Some(Some(Opt { payload, dnssec_ok: opt[7] & 0x80 != 0 }))
 }
 
 /// The response's header and question: the query's `question` (header included) with QR, AA,
@@ -179,13 +190,15 @@ fn write_naptr(out: &mut Vec<u8>, zone: &FastZone, number: &[u8], route: &Route<
     Some(())
 }
 
-/// The OPT record: root name, type OPT, our UDP `payload` size, version 0, no options.
+/// The OPT record: root name, type OPT, the UDP payload size, version 0, the DO bit, no
+/// options.
 #[inline]
-fn write_opt(out: &mut Vec<u8>, payload: u16) {
+fn write_opt(out: &mut Vec<u8>, opt: Opt) {
     out.push(0);
     out.extend_from_slice(&TYPE_OPT.to_be_bytes());
-    out.extend_from_slice(&payload.to_be_bytes());
-    out.extend_from_slice(&[0, 0, 0, 0, 0, 0]); // ext-rcode, version 0, flags, rdlen 0
+    out.extend_from_slice(&opt.payload.to_be_bytes());
+    let flags = if opt.dnssec_ok { 0x80 } else { 0 };
+    out.extend_from_slice(&[0, 0, flags, 0, 0, 0]); // ext-rcode, version 0, DO and Z, rdlen 0
 }
 
 fn push_string(out: &mut Vec<u8>, s: &[u8]) {

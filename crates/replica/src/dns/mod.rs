@@ -10,11 +10,29 @@
 //! `npdi` says the portability data was consulted; `rn` (present only for a ported number, as
 //! RFC 4694 §4 specifies) is the serving operator's routing number, a local number whose
 //! `rn-context` is the country's code. A never-ported number's URI carries `npdi` alone: its
-//! range holder serves it. A number in no known range is NXDOMAIN; another record type at a
-//! number that exists is NODATA; both carry the zone's SOA (serial = the feed checkpoint) for
-//! negative caching. Names outside the zone are REFUSED, anything but a one-question QUERY
-//! is FORMERR or NOTIMP, and undecodable datagrams are dropped by hickory before they reach
-//! this handler, so garbage costs the server one failed parse.
+//! range holder serves it.
+//!
+//! # Which names exist
+//!
+//! Resolvers that minimise QNAMEs (RFC 9156) walk down from the apex label by label and, under
+//! RFC 8020, take an NXDOMAIN as the end of the tree; so every name above a number must exist.
+//! The zone holds:
+//!
+//! - the apex, with its SOA (serial: the feed checkpoint modulo 2^32, so caches and
+//!   secondaries tell versions apart) and NS;
+//! - every number the index serves ([`npdb::Index::lookup`]: ported, or in a range, 8 to 15
+//!   digits), with its NAPTR record;
+//! - every other name above such a number (`9.7.4.e164.arpa.`, [`npdb::Index::serves_below`]):
+//!   an empty non-terminal (RFC 8020), which answers NODATA. A range holds numbers of every
+//!   length from 8 to 15 digits under its prefix, so a number's name and its ancestors agree.
+//!
+//! Anything else below the apex is NXDOMAIN. Another record type at a name that exists is
+//! NODATA; negative answers carry the SOA in the authority section, whose TTL is the
+//! negative TTL (RFC 2308). Zone transfers are REFUSED (the zone is the index, not a file to
+//! copy), names outside the zone are REFUSED, anything but a one-question QUERY is FORMERR or
+//! NOTIMP, an EDNS version above 0 is BADVERS (RFC 6891), and the DO bit is echoed (RFC
+//! 3225). Undecodable datagrams are answered FORMERR when they have a query header and dropped
+//! otherwise, so garbage costs the server one failed parse.
 
 mod fast;
 
@@ -24,7 +42,7 @@ use std::time::Duration;
 use hickory_server::Server;
 use hickory_server::net::runtime::Time;
 use hickory_server::proto::op::{Edns, MessageType, Metadata, OpCode, ResponseCode};
-use hickory_server::proto::rr::rdata::{NAPTR, SOA};
+use hickory_server::proto::rr::rdata::{NAPTR, NS, SOA};
 use hickory_server::proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
@@ -38,32 +56,39 @@ use crate::config::EnumConfig;
 /// A TCP client that sends no complete query for this long is disconnected.
 const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Why an ENUM name is no number.
+/// Where a name lies, seen from a zone.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NameError {
+pub enum Place {
     OutsideZone,
-    NotANumber,
+    Apex,
+    /// One-digit labels below the apex, read back into number order (`"479"` for
+    /// `9.7.4.e164.arpa.`): 1 to 15 digits, a number or a name above numbers.
+    Digits(String),
+    /// Below the apex but no digit string: a label that is no digit, or more than 15.
+    NoNumber,
 }
 
-/// The E.164 number an ENUM name stands for: the labels before the zone, each one digit,
-/// reversed. `zone_labels` is the zone's label count.
-pub fn number_of(name: &LowerName, zone: &LowerName) -> Result<String, NameError> {
+/// Where `name` lies in `zone`: ENUM names are the digits of an E.164 number, one per label,
+/// reversed, before the zone.
+pub fn place_of(name: &LowerName, zone: &LowerName) -> Place {
     if !zone.zone_of(name) {
-        return Err(NameError::OutsideZone);
+        return Place::OutsideZone;
     }
     let own = name.num_labels().saturating_sub(zone.num_labels()) as usize;
-    if !(1..=15).contains(&own) {
-        return Err(NameError::NotANumber);
+    if own == 0 {
+        return Place::Apex;
     }
-    let mut digits = Vec::with_capacity(own);
+    if own > 15 {
+        return Place::NoNumber;
+    }
+    let mut digits = String::with_capacity(own);
     for label in name.iter().take(own) {
         match label {
-            [d @ b'0'..=b'9'] => digits.push(*d),
-            _ => return Err(NameError::NotANumber),
+            [d @ b'0'..=b'9'] => digits.push(*d as char),
+            _ => return Place::NoNumber,
         }
     }
-    digits.reverse();
-    String::from_utf8(digits).map_err(|_| NameError::NotANumber)
+    Place::Digits(digits.chars().rev().collect())
 }
 
 /// The ENUM name of a number in `zone` (for clients and tests).
@@ -86,16 +111,42 @@ pub struct EnumHandler {
     replica: Replica,
     zone: LowerName,
     zone_name: Name,
+    nameserver: Name,
+    hostmaster: Name,
     rn_context: String,
     ttl: u32,
+    negative_ttl: u32,
     fast: fast::FastZone,
+}
+
+/// SOA timers for secondaries, which this server has none of (it refuses zone transfers): the
+/// common values of RFC 1912 §2.2, so that tools checking them find nothing odd.
+const SOA_REFRESH: i32 = 3_600;
+const SOA_RETRY: i32 = 600;
+const SOA_EXPIRE: i32 = 1_209_600;
+
+/// A host or mailbox name from the configuration, made fully qualified.
+fn config_name(key: &str, value: &str) -> Result<Name, String> {
+    let mut name = Name::from_ascii(value).map_err(|e| format!("ENUM {key} {value:?}: {e}"))?;
+    name.set_fqdn(true);
+    Ok(name)
 }
 
 impl EnumHandler {
     pub fn new(replica: Replica, config: &EnumConfig) -> Result<EnumHandler, String> {
-        let zone_name = Name::from_ascii(&config.zone).map_err(|e| format!("ENUM zone {:?}: {e}", config.zone))?;
-        let mut zone_name = zone_name;
-        zone_name.set_fqdn(true);
+        let zone_name = config_name("zone", &config.zone)?;
+        let nameserver = config_name("nameserver", &config.nameserver)?;
+        if zone_name.zone_of(&nameserver) {
+            return Err(format!(
+                "ENUM nameserver {nameserver} lies inside the zone {zone_name}, which holds no address records"
+            ));
+        }
+        let hostmaster = match &config.hostmaster {
+            Some(h) => config_name("hostmaster", h)?,
+            None => Name::from_ascii("hostmaster")
+                .and_then(|n| n.append_domain(&zone_name))
+                .map_err(|e| format!("ENUM zone {zone_name}: no room for a hostmaster label: {e}"))?,
+        };
         let fast = fast::FastZone {
             labels: zone_name.iter().map(|l| l.to_ascii_lowercase()).collect(),
             rn_context: config.rn_context.clone(),
@@ -106,20 +157,33 @@ impl EnumHandler {
             fast,
             zone: LowerName::new(&zone_name),
             zone_name,
+            nameserver,
+            hostmaster,
             rn_context: config.rn_context.clone(),
             ttl: config.ttl,
+            negative_ttl: config.negative_ttl,
         })
     }
 
+    /// The apex's SOA. Its serial is the feed checkpoint in RFC 1982 serial arithmetic, which
+    /// wraps at 2^32; its TTL and MINIMUM are the negative TTL, so a negative answer is cached
+    /// that long (RFC 2308 §5).
     fn soa(&self) -> Record {
-        let host =
-            Name::from_ascii("npdb").and_then(|n| n.append_domain(&self.zone_name)).unwrap_or_else(|_| Name::root());
-        let mail = Name::from_ascii("hostmaster")
-            .and_then(|n| n.append_domain(&self.zone_name))
-            .unwrap_or_else(|_| Name::root());
         let serial = self.replica.seq() as u32;
-        let soa = SOA::new(host, mail, serial, 300, 60, 86_400, self.ttl);
-        Record::from_rdata(self.zone_name.clone(), self.ttl, RData::SOA(soa))
+        let soa = SOA::new(
+            self.nameserver.clone(),
+            self.hostmaster.clone(),
+            serial,
+            SOA_REFRESH,
+            SOA_RETRY,
+            SOA_EXPIRE,
+            self.negative_ttl,
+        );
+        Record::from_rdata(self.zone_name.clone(), self.negative_ttl, RData::SOA(soa))
+    }
+
+    fn ns(&self) -> Record {
+        Record::from_rdata(self.zone_name.clone(), self.ttl, RData::NS(NS(self.nameserver.clone())))
     }
 
     fn naptr(&self, name: &LowerName, msisdn: &str, rn: Option<&str>) -> Record {
@@ -139,14 +203,48 @@ impl EnumHandler {
 /// The answer to one query, for either transport to encode.
 struct Resolution {
     meta: Metadata,
-    answer: Option<Record>,
+    answers: Vec<Record>,
     /// The zone's SOA, on negative answers.
     authority: Option<Record>,
 }
 
+/// What a name in the zone is (see "Which names exist" above).
+enum Node {
+    Apex,
+    /// A served number, with the tel URI's number and the routing number if it is ported.
+    Number {
+        msisdn: String,
+        ported_to: Option<String>,
+    },
+    /// A name above served numbers: it exists, with no records.
+    EmptyNonTerminal,
+    Absent,
+}
+
 impl EnumHandler {
-    /// Answers a request's header and its question (`None`: not exactly one question).
-    fn resolve(&self, request: &Metadata, query: Option<(&LowerName, RecordType, DNSClass)>) -> Resolution {
+    /// What `place` (inside the zone) is in the index.
+    fn node(&self, place: Place) -> Node {
+        let digits = match place {
+            Place::Apex => return Node::Apex,
+            Place::Digits(d) => d,
+            Place::OutsideZone | Place::NoNumber => return Node::Absent,
+        };
+        let index = self.replica.read();
+        if let Some(route) = digits.parse::<Msisdn>().ok().and_then(|m| index.lookup(&m)) {
+            let ported_to = route.ported.then(|| route.routing_number.as_str().to_owned());
+            return Node::Number { msisdn: digits, ported_to };
+        }
+        if index.serves_below(&digits) { Node::EmptyNonTerminal } else { Node::Absent }
+    }
+
+    /// Answers a request's header, its EDNS record and its question (`None`: not exactly one
+    /// question).
+    fn resolve(
+        &self,
+        request: &Metadata,
+        edns: Option<&Edns>,
+        query: Option<(&LowerName, RecordType, DNSClass)>,
+    ) -> Resolution {
         let metrics = self.replica.metrics();
         let mut meta = Metadata::response_from_request(request);
         meta.authoritative = true;
@@ -154,7 +252,7 @@ impl EnumHandler {
             metrics.enum_errors.inc();
             meta.response_code = code;
             meta.authoritative = authoritative;
-            Resolution { meta, answer: None, authority: None }
+            Resolution { meta, answers: Vec::new(), authority: None }
         };
         if request.message_type != MessageType::Query {
             return done(ResponseCode::FormErr, true);
@@ -162,29 +260,40 @@ impl EnumHandler {
         if request.op_code != OpCode::Query {
             return done(ResponseCode::NotImp, true);
         }
+        if edns.is_some_and(|e| e.version() > 0) {
+            return done(ResponseCode::BADVERS, true);
+        }
         let Some((name, qtype, qclass)) = query else { return done(ResponseCode::FormErr, true) };
         if qclass != DNSClass::IN {
             return done(ResponseCode::Refused, true);
         }
-        let digits = match number_of(name, &self.zone) {
-            Ok(d) => Some(d),
-            Err(NameError::OutsideZone) => return done(ResponseCode::Refused, false),
-            Err(NameError::NotANumber) => None,
-        };
-        let answer = digits.as_deref().and_then(|d| d.parse::<Msisdn>().ok()).and_then(|m| self.replica.lookup(&m));
-        match answer {
-            None => {
+        let place = place_of(name, &self.zone);
+        if place == Place::OutsideZone {
+            return done(ResponseCode::Refused, false);
+        }
+        if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
+            return done(ResponseCode::Refused, true);
+        }
+        let answers = match self.node(place) {
+            Node::Absent => {
                 metrics.enum_nxdomain.inc();
                 meta.response_code = ResponseCode::NXDomain;
-                Resolution { meta, answer: None, authority: Some(self.soa()) }
+                return Resolution { meta, answers: Vec::new(), authority: Some(self.soa()) };
             }
-            Some(a) if matches!(qtype, RecordType::NAPTR | RecordType::ANY) => {
+            Node::Apex => match qtype {
+                RecordType::SOA => vec![self.soa()],
+                RecordType::NS => vec![self.ns()],
+                RecordType::ANY => vec![self.soa(), self.ns()],
+                _ => Vec::new(),
+            },
+            Node::Number { msisdn, ported_to } if matches!(qtype, RecordType::NAPTR | RecordType::ANY) => {
                 metrics.enum_answers.inc();
-                let rn = a.ported.then_some(a.routing_number.as_str());
-                Resolution { meta, answer: Some(self.naptr(name, a.msisdn.as_str(), rn)), authority: None }
+                vec![self.naptr(name, &msisdn, ported_to.as_deref())]
             }
-            Some(_) => Resolution { meta, answer: None, authority: Some(self.soa()) },
-        }
+            Node::Number { .. } | Node::EmptyNonTerminal => Vec::new(),
+        };
+        let authority = answers.is_empty().then(|| self.soa());
+        Resolution { meta, answers, authority }
     }
 
     /// Answers one UDP datagram into `out`; `false` for a datagram that is no DNS query at
@@ -229,15 +338,13 @@ impl EnumHandler {
             [q] => Some((LowerName::new(q.name()), q.query_type(), q.query_class())),
             _ => None,
         };
-        let r = self.resolve(&request.metadata, name.as_ref().map(|(n, t, c)| (n, *t, *c)));
+        let r = self.resolve(&request.metadata, request.edns.as_ref(), name.as_ref().map(|(n, t, c)| (n, *t, *c)));
         let mut response = Message::new(r.meta.id, MessageType::Response, r.meta.op_code);
         response.metadata = r.meta;
         if let [q] = request.queries.as_slice() {
             response.add_query(q.clone());
         }
-        if let Some(a) = r.answer {
-            response.add_answer(a);
-        }
+        response.add_answers(r.answers);
         if let Some(soa) = r.authority {
             response.add_authority(soa);
         }
@@ -248,13 +355,15 @@ impl EnumHandler {
     }
 }
 
-/// The OPT record of an answer to a query that had one: version 0, the client's payload size
-/// (at least 512).
+/// The OPT record of an answer to a query that had one: version 0 (the one this server speaks,
+/// also in a BADVERS answer), the client's payload size (at least 512), and the client's DO bit
+/// (RFC 3225: set only in answers to queries that had it).
 fn response_edns(request: Option<&Edns>) -> Option<Edns> {
     request.map(|req| {
         let mut e = Edns::new();
         e.set_max_payload(req.max_payload().max(512));
         e.set_version(0);
+        e.set_dnssec_ok(req.flags().dnssec_ok);
         e
     })
 }
@@ -269,8 +378,8 @@ impl RequestHandler for EnumHandler {
         }
         let info = request.request_info().ok();
         let query = info.as_ref().map(|i| (i.query.name(), i.query.query_type(), i.query.query_class()));
-        let r = self.resolve(&request.metadata, query);
-        send(&mut response, builder.build(r.meta, r.answer.as_ref(), None, r.authority.as_ref(), None)).await
+        let r = self.resolve(&request.metadata, request.edns.as_ref(), query);
+        send(&mut response, builder.build(r.meta, r.answers.iter(), None, r.authority.as_ref(), None)).await
     }
 }
 
@@ -563,17 +672,118 @@ mod tests {
     #[test]
     fn names_and_numbers() {
         let zone = lower("e164.arpa.");
-        assert_eq!(number_of(&lower("1.0.0.0.0.0.0.9.7.4.e164.arpa."), &zone), Ok("4790000001".into()));
-        assert_eq!(number_of(&lower("1.0.0.0.0.0.0.9.7.4.E164.ARPA."), &zone), Ok("4790000001".into()));
-        assert_eq!(number_of(&lower("1.0.example.com."), &zone), Err(NameError::OutsideZone));
-        assert_eq!(number_of(&lower("e164.arpa."), &zone), Err(NameError::NotANumber));
-        assert_eq!(number_of(&lower("12.0.9.7.4.e164.arpa."), &zone), Err(NameError::NotANumber));
-        assert_eq!(number_of(&lower("x.0.9.7.4.e164.arpa."), &zone), Err(NameError::NotANumber));
+        let digits = |d: &str| Place::Digits(d.into());
+        assert_eq!(place_of(&lower("1.0.0.0.0.0.0.9.7.4.e164.arpa."), &zone), digits("4790000001"));
+        assert_eq!(place_of(&lower("1.0.0.0.0.0.0.9.7.4.E164.ARPA."), &zone), digits("4790000001"));
+        assert_eq!(place_of(&lower("9.7.4.e164.arpa."), &zone), digits("479"));
+        assert_eq!(place_of(&lower("1.0.example.com."), &zone), Place::OutsideZone);
+        assert_eq!(place_of(&lower("arpa."), &zone), Place::OutsideZone);
+        assert_eq!(place_of(&lower("E164.arpa."), &zone), Place::Apex);
+        assert_eq!(place_of(&lower("12.0.9.7.4.e164.arpa."), &zone), Place::NoNumber);
+        assert_eq!(place_of(&lower("x.0.9.7.4.e164.arpa."), &zone), Place::NoNumber);
         let sixteen = "1.".repeat(16) + "e164.arpa.";
-        assert_eq!(number_of(&lower(&sixteen), &zone), Err(NameError::NotANumber));
+        assert_eq!(place_of(&lower(&sixteen), &zone), Place::NoNumber);
         let m: Msisdn = "4790000001".parse().unwrap();
         assert_eq!(name_of(&m, "e164.arpa."), "1.0.0.0.0.0.0.9.7.4.e164.arpa.");
         assert_eq!(tel_uri("4790000001", Some("D002"), "+47"), "tel:+4790000001;npdi;rn=D002;rn-context=+47");
         assert_eq!(tel_uri("4790000001", None, "+47"), "tel:+4790000001;npdi");
+    }
+
+    /// The general path's answer to `q`, decoded.
+    fn general(h: &EnumHandler, q: &[u8]) -> hickory_server::proto::op::Message {
+        hickory_server::proto::op::Message::from_vec(&h.answer_general(q).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn apex_empty_non_terminals_and_absent_names() {
+        let (h, _dir) = handler().await;
+        let soa = general(&h, &query("e164.arpa.", RecordType::SOA, None));
+        assert_eq!(soa.metadata.response_code, ResponseCode::NoError);
+        assert!(soa.metadata.authoritative);
+        let RData::SOA(record) = &soa.answers[0].data else { panic!("{soa:?}") };
+        assert_eq!((record.serial, record.minimum), (1, 60));
+        assert_eq!(&record.mname, &Name::from_str("localhost.").unwrap());
+        assert_eq!(&record.rname, &Name::from_str("hostmaster.e164.arpa.").unwrap());
+        let ns = general(&h, &query("E164.ARPA.", RecordType::NS, None));
+        assert_eq!(ns.answers[0].data, RData::NS(NS(Name::from_str("localhost.").unwrap())));
+        assert_eq!(general(&h, &query("e164.arpa.", RecordType::ANY, None)).answers.len(), 2);
+
+        // NODATA with the SOA: another type at the apex or a number, and every name above a
+        // number in the range 4790 (and above the 4790 range's nine-digit numbers).
+        for (name, rtype) in [
+            ("e164.arpa.", RecordType::A),
+            ("1.0.0.0.0.0.0.9.7.4.e164.arpa.", RecordType::A),
+            ("4.e164.arpa.", RecordType::A),
+            ("9.7.4.e164.arpa.", RecordType::NAPTR),
+            ("0.0.0.0.9.7.4.e164.arpa.", RecordType::NS),
+        ] {
+            let m = general(&h, &query(name, rtype, None));
+            assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{name} {rtype}");
+            assert!(m.answers.is_empty(), "{name} {rtype}");
+            let RData::SOA(_) = &m.authorities[0].data else { panic!("{name}: {m:?}") };
+            assert_eq!(m.authorities[0].ttl, 60, "negative TTL");
+        }
+        // NXDOMAIN: no served number below, or no number at all.
+        for name in ["5.e164.arpa.", "8.7.4.e164.arpa.", "1.9.7.4.e164.arpa.", "x.e164.arpa.", "1.e164.arpa."] {
+            let m = general(&h, &query(name, RecordType::NAPTR, None));
+            assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{name}");
+            assert_eq!(m.authorities.len(), 1, "{name}");
+        }
+        // Zone transfers are refused.
+        for rtype in [RecordType::AXFR, RecordType::IXFR] {
+            let m = general(&h, &query("e164.arpa.", rtype, None));
+            assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_nameserver_inside_the_zone_is_refused() {
+        let (h, _dir) = handler().await;
+        let config = EnumConfig { nameserver: "ns.E164.arpa.".into(), ..EnumConfig::default() };
+        let refused = EnumHandler::new(h.replica.clone(), &config).err().unwrap();
+        assert!(refused.contains("inside the zone"), "{refused}");
+        let config = EnumConfig { nameserver: "ns.example.net".into(), hostmaster: Some("a..b".into()), ..config };
+        assert!(EnumHandler::new(h.replica.clone(), &config).is_err());
+    }
+
+    #[tokio::test]
+    async fn the_serial_follows_the_checkpoint_modulo_2_32() {
+        let (h, _dir) = handler().await;
+        let index = npdb::Index::new([], []).unwrap();
+        h.replica.install(index, (1 << 32) + 7, 0);
+        let m = general(&h, &query("e164.arpa.", RecordType::SOA, None));
+        let RData::SOA(record) = &m.answers[0].data else { panic!("{m:?}") };
+        assert_eq!(record.serial, 7);
+    }
+
+    #[tokio::test]
+    async fn edns_versions_and_the_do_bit() {
+        use hickory_server::proto::op::Message;
+        let (h, _dir) = handler().await;
+        let index = h.replica.read();
+        let with_opt = |version: u8, dnssec_ok: bool| {
+            let mut m =
+                Message::from_vec(&query("1.0.0.0.0.0.0.9.7.4.e164.arpa.", RecordType::NAPTR, Some(1232))).unwrap();
+            let mut e = Edns::new();
+            e.set_max_payload(1232).set_version(version).set_dnssec_ok(dnssec_ok);
+            m.set_edns(e);
+            m.to_vec().unwrap()
+        };
+        for dnssec_ok in [false, true] {
+            let q = with_opt(0, dnssec_ok);
+            let mut fast_bytes = Vec::new();
+            fast::answer(&h.fast, &index, &q, &mut fast_bytes).expect("the common case");
+            let (a, b) = (Message::from_vec(&fast_bytes).unwrap(), general(&h, &q));
+            assert_eq!(a, b);
+            assert_eq!(a.edns.as_ref().unwrap().flags().dnssec_ok, dnssec_ok);
+        }
+        let q = with_opt(1, true);
+        assert!(fast::answer(&h.fast, &index, &q, &mut Vec::new()).is_none());
+        let m = general(&h, &q);
+        // 16 is BADVERS in an OPT record (hickory's decoder names it by BADSIG, the TSIG meaning).
+        assert_eq!(u16::from(m.metadata.response_code), 16);
+        let edns = m.edns.as_ref().unwrap();
+        assert_eq!((edns.version(), edns.rcode_high(), edns.flags().dnssec_ok), (0, 1, true));
+        assert!(m.answers.is_empty());
     }
 }
