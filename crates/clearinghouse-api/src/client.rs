@@ -1,6 +1,7 @@
 //! A typed client for operators (and the demo and benchmarks) calling the clearinghouse.
 
 use numport_core::Msisdn;
+use numport_tls::{ClientTls, TlsError};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -42,6 +43,13 @@ impl ClearinghouseClient {
     pub fn new(base: &str, token: &str) -> ClearinghouseClient {
         let http = reqwest::Client::builder().pool_max_idle_per_host(64).tcp_nodelay(true).build().unwrap_or_default();
         ClearinghouseClient { base: base.trim_end_matches('/').to_owned(), token: token.to_owned(), http }
+    }
+
+    /// As [`Self::new`], for an `https://` base verified with `tls`'s CA; with `tls`'s
+    /// certificate presented when the clearinghouse asks for one (mutual TLS).
+    pub fn with_tls(base: &str, token: &str, tls: Option<&ClientTls>) -> Result<ClearinghouseClient, TlsError> {
+        let http = numport_tls::http::client(tls, |b| b.pool_max_idle_per_host(64).tcp_nodelay(true))?;
+        Ok(ClearinghouseClient { base: base.trim_end_matches('/').to_owned(), token: token.to_owned(), http })
     }
 
     pub fn base(&self) -> &str {

@@ -62,19 +62,24 @@ pub fn deliverer(serving: std::net::SocketAddr) -> String {
     format!("{host} {serving}")
 }
 
-/// Deliver the outbox while this process, as `holder`, holds the delivery lease.
-pub async fn run(ch: Clearinghouse, holder: String, shutdown: CancellationToken) {
+/// The client callbacks are sent with: `callback_tls`'s CA verifies `https://` callback URLs.
+pub fn http_client(config: &crate::ClearinghouseConfig) -> Result<reqwest::Client, numport_tls::TlsError> {
+    let cfg = config.dispatcher;
+    numport_tls::http::client(config.callback_tls.as_ref(), |builder| {
+        builder
+            .timeout(Duration::from_millis(cfg.request_timeout_ms))
+            .pool_max_idle_per_host(cfg.concurrency)
+            .tcp_nodelay(true)
+    })
+}
+
+/// Deliver the outbox with `http` while this process, as `holder`, holds the delivery lease.
+pub async fn run(ch: Clearinghouse, http: reqwest::Client, holder: String, shutdown: CancellationToken) {
     let cfg = ch.config.dispatcher;
     let mut held_until: Millis = 0;
     // Without the lease, when to ask for it again: not at every wake-up.
     let mut ask_at: Millis = 0;
     let in_flight = InFlight::default();
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_millis(cfg.request_timeout_ms))
-        .pool_max_idle_per_host(cfg.concurrency)
-        .tcp_nodelay(true)
-        .build()
-        .unwrap_or_default();
     let permits = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let completion = tokio::spawn(record_outcomes(ch.clone(), done_rx, in_flight.clone()));

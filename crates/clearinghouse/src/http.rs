@@ -78,7 +78,10 @@ pub fn router(ch: Clearinghouse) -> Router {
         "/openapi.json",
         get(move || std::future::ready(([(header::CONTENT_TYPE, "application/json")], doc.clone()))),
     )
-    .merge(telemetry::routes(ch.metrics.registry.clone(), health))
+    .merge(match ch.config.metrics_listen {
+        None => telemetry::routes(ch.metrics.registry.clone(), health),
+        Some(_) => telemetry::health_routes(health),
+    })
     .fallback(|| async { Error::NotFound("route") })
     .method_not_allowed_fallback(|| async {
         let body = ApiError { error: "method_not_allowed".into(), message: "method not allowed on this path".into() };

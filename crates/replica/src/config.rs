@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 #[serde(default, deny_unknown_fields)]
 pub struct ReplicaConfig {
     pub clearinghouse_url: String,
+    /// The CA an `https://` clearinghouse is verified against, and the operator certificate
+    /// presented when it asks for one (mutual TLS).
+    pub clearinghouse_tls: Option<numport_tls::ClientTls>,
     /// An operator's API key at the clearinghouse (`<key id>.<secret>`); the feed is open to
     /// every authenticated operator.
     pub api_token: String,
@@ -45,6 +48,7 @@ impl Default for ReplicaConfig {
     fn default() -> Self {
         ReplicaConfig {
             clearinghouse_url: "http://127.0.0.1:8400".into(),
+            clearinghouse_tls: None,
             api_token: String::new(),
             data_dir: PathBuf::from("data/npdb"),
             poll_wait_ms: 5_000,

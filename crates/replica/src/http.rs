@@ -92,9 +92,15 @@ struct ServerDoc;
 
 /// Everything `numport npdb` serves over HTTP: the lookups, `/healthz` and `/metrics` (from
 /// `telemetry`, with `health`) and `/openapi.json`.
-pub fn server(replica: Replica, registry: telemetry::Registry, health: telemetry::HealthCheck) -> Router {
+/// `metrics`: the registry `/metrics` serves here; `None` when it is served on a listener of its
+/// own (`metrics_listen`).
+pub fn server(replica: Replica, metrics: Option<telemetry::Registry>, health: telemetry::HealthCheck) -> Router {
     let (routes, doc) = OpenApiRouter::with_openapi(ServerDoc::openapi()).merge(api(replica)).split_for_parts();
-    routes.merge(openapi_route(&doc)).merge(telemetry::routes(registry, health))
+    let telemetry = match metrics {
+        Some(registry) => telemetry::routes(registry, health),
+        None => telemetry::health_routes(health),
+    };
+    routes.merge(openapi_route(&doc)).merge(telemetry)
 }
 
 /// This OpenAPI document

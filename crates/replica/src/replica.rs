@@ -89,6 +89,8 @@ pub enum ReplicaError {
     Feed(#[from] clearinghouse_api::ClientError),
     #[error("{0}")]
     Snapshot(String),
+    #[error("TLS to the clearinghouse: {0}")]
+    Tls(#[from] numport_tls::TlsError),
 }
 
 /// The answer for one number.
@@ -127,7 +129,11 @@ impl Replica {
         })
         .await
         .map_err(|e| ReplicaError::Snapshot(format!("loading task failed: {e}")))??;
-        let client = ClearinghouseClient::new(&config.clearinghouse_url, &config.api_token);
+        let client = ClearinghouseClient::with_tls(
+            &config.clearinghouse_url,
+            &config.api_token,
+            config.clearinghouse_tls.as_ref(),
+        )?;
         let empty = Index::new([], []).map_err(|e| ReplicaError::Snapshot(e.to_string()))?;
         let replica = Replica {
             inner: Arc::new(Inner {

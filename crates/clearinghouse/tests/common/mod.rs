@@ -69,7 +69,13 @@ impl Drop for TestCh {
 }
 
 pub fn test_config() -> ClearinghouseConfig {
-    ClearinghouseConfig { min_port_interval_ms: 0, supervisor_interval_ms: 3_600_000, ..ClearinghouseConfig::default() }
+    ClearinghouseConfig {
+        min_port_interval_ms: 0,
+        supervisor_interval_ms: 3_600_000,
+        // TLS has suites of its own (`tls.rs`); here it is not the subject.
+        plain_http: true,
+        ..ClearinghouseConfig::default()
+    }
 }
 
 impl TestCh {

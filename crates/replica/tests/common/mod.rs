@@ -42,7 +42,11 @@ impl TestCh {
         let ch = Clearinghouse::new(
             db,
             Arc::new(ManualClock::new(T0)),
-            ClearinghouseConfig { supervisor_interval_ms: 3_600_000, ..ClearinghouseConfig::default() },
+            ClearinghouseConfig {
+                supervisor_interval_ms: 3_600_000,
+                plain_http: true,
+                ..ClearinghouseConfig::default()
+            },
             master_key,
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
