@@ -173,6 +173,11 @@ impl ClearinghouseClient {
         if resp.status().is_success() { Ok(resp) } else { Err(Self::api_error(resp).await) }
     }
 
+    /// The registered callback URL and how its deliveries fare.
+    pub async fn callback_status(&self) -> Result<CallbackStatus, ClientError> {
+        self.call(Method::GET, "/v1/operators/me/callback", None::<&()>, None).await
+    }
+
     pub async fn set_callback(&self, url: Option<&str>) -> Result<serde_json::Value, ClientError> {
         self.call(
             Method::PUT,

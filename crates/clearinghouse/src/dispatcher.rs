@@ -222,11 +222,29 @@ async fn deliver(ch: &Clearinghouse, http: &reqwest::Client, callback: &[Due]) -
         .body(body)
         .send()
         .await;
-    match result {
-        Ok(resp) if resp.status().is_success() => Outcome::Delivered(messages.into_iter().map(|(id, _)| id).collect()),
-        Ok(resp) => fail(format!("callback answered {}", resp.status())),
-        Err(e) => fail(format!("callback failed: {e}")),
+    let error = match result {
+        Ok(resp) if resp.status().is_success() => {
+            return Outcome::Delivered(messages.into_iter().map(|(id, _)| id).collect());
+        }
+        Ok(resp) => format!("callback answered {}", resp.status()),
+        // reqwest's message alone says "error sending request": the cause (refused, TLS) is
+        // what the operator needs to see.
+        Err(e) => format!("callback failed: {}", error_chain(&e)),
+    };
+    tracing::warn!(operator = %first.operator, url, error, "callback not delivered; retried with back-off");
+    fail(error)
+}
+
+/// An error and its sources, `: `-separated.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
     }
+    text
 }
 
 async fn record_outcomes(ch: Clearinghouse, mut rx: mpsc::UnboundedReceiver<Outcome>, in_flight: InFlight) {
