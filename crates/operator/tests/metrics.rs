@@ -89,8 +89,9 @@ async fn metrics_parse_with_the_reference_parser() {
 async fn metrics_on_their_own_listener_and_no_plain_http_by_omission() {
     let ch = FakeClearinghouse::start().await;
     let metrics = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let n = TestNode::with_config(operator::OperatorConfig { metrics_listen: Some(metrics), ..config("opa", &ch.url()) })
-        .await;
+    let n =
+        TestNode::with_config(operator::OperatorConfig { metrics_listen: Some(metrics), ..config("opa", &ch.url()) })
+            .await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
