@@ -1,6 +1,7 @@
 //! A typed client for operators (and the demo and benchmarks) calling the clearinghouse.
 
 use numport_core::Msisdn;
+use numport_tls::{ClientTls, TlsError};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -42,6 +43,13 @@ impl ClearinghouseClient {
     pub fn new(base: &str, token: &str) -> ClearinghouseClient {
         let http = reqwest::Client::builder().pool_max_idle_per_host(64).tcp_nodelay(true).build().unwrap_or_default();
         ClearinghouseClient { base: base.trim_end_matches('/').to_owned(), token: token.to_owned(), http }
+    }
+
+    /// As [`Self::new`], for an `https://` base verified with `tls`'s CA; with `tls`'s
+    /// certificate presented when the clearinghouse asks for one (mutual TLS).
+    pub fn with_tls(base: &str, token: &str, tls: Option<&ClientTls>) -> Result<ClearinghouseClient, TlsError> {
+        let http = numport_tls::http::client(tls, |b| b.pool_max_idle_per_host(64).tcp_nodelay(true))?;
+        Ok(ClearinghouseClient { base: base.trim_end_matches('/').to_owned(), token: token.to_owned(), http })
     }
 
     pub fn base(&self) -> &str {
@@ -168,6 +176,11 @@ impl ClearinghouseClient {
     pub async fn routing_snapshot(&self) -> Result<reqwest::Response, ClientError> {
         let resp = self.http.get(format!("{}/v1/routing/snapshot", self.base)).bearer_auth(&self.token).send().await?;
         if resp.status().is_success() { Ok(resp) } else { Err(Self::api_error(resp).await) }
+    }
+
+    /// The registered callback URL and how its deliveries fare.
+    pub async fn callback_status(&self) -> Result<CallbackStatus, ClientError> {
+        self.call(Method::GET, "/v1/operators/me/callback", None::<&()>, None).await
     }
 
     pub async fn set_callback(&self, url: Option<&str>) -> Result<serde_json::Value, ClientError> {

@@ -119,6 +119,21 @@ pub struct CallbackSet {
     pub callback_url: Option<String>,
 }
 
+/// The answer to `GET /v1/operators/me/callback`: the registered URL and whether the
+/// clearinghouse can deliver to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"callback_url": "https://opb.example.net/numport/callback", "undelivered": 2,
+    "last_error": "callback failed: error sending request"}))]
+pub struct CallbackStatus {
+    /// The callback URL registered, or `null`.
+    pub callback_url: Option<String>,
+    /// Messages for the operator delivered neither by callback nor acknowledged from the inbox.
+    pub undelivered: i64,
+    /// Why the latest failed attempt among those failed (unreachable, TLS refused, an error
+    /// status); `null` when none has failed.
+    pub last_error: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"up_to": 1017}))]

@@ -5,6 +5,9 @@
 //! keys are cached for [`CACHE_TTL_MS`], so a rotation or revocation takes effect within it.
 //! Each cached key carries its operator's rate-limit bucket ([`crate::rate`]): a request that
 //! passes authentication takes a token from it, or is refused with 429.
+//!
+//! Under mutual TLS (`[tls] client_ca`) the caller's certificate names an operator too, and it
+//! must be the key's: a stolen key is of no use without that operator's certificate.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,6 +18,9 @@ use numport_core::{Millis, OperatorName};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use numport_tls::PeerIdentity;
+use numport_tls::http::ClientCertificate;
 
 use crate::Clearinghouse;
 use crate::error::{Error, Result};
@@ -138,6 +144,22 @@ impl FromRequestParts<Clearinghouse> for Caller {
             .and_then(|v| v.to_str().ok())
             .ok_or(Error::Unauthorized)?;
         let token = header.strip_prefix("Bearer ").ok_or(Error::Unauthorized)?.trim();
-        ch.admit(token).await
+        let caller = ch.admit(token).await?;
+        if let Some(ClientCertificate(peer)) = parts.extensions.get::<ClientCertificate>() {
+            check_certificate(&caller, peer)?;
+        }
+        Ok(caller)
+    }
+}
+
+/// The operator a client certificate names must be the one the API key belongs to.
+fn check_certificate(caller: &Caller, peer: &PeerIdentity) -> Result<()> {
+    match peer.operator() {
+        Some(name) if name == caller.name.as_str() => Ok(()),
+        Some(name) => Err(Error::Forbidden(format!(
+            "the client certificate is operator {name}'s, the API key operator {}'s",
+            caller.name
+        ))),
+        None => Err(Error::Forbidden("the client certificate names no operator".into())),
     }
 }

@@ -1,5 +1,5 @@
 //! The clearinghouse's configuration (`numport clearinghouse --config clearinghouse.toml`).
-//! Every field has a default, so the server starts with no file at all.
+//! Every field has a default but one choice: a `[tls]` table, or `plain_http = true`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use numport_core::Millis;
 use numport_core::porting::Deadlines;
 use numport_db::DbConfig;
+use numport_tls::{ClientTls, ServerTls};
 use serde::{Deserialize, Serialize};
 
 const DAY_MS: Millis = 24 * 60 * 60 * 1000;
@@ -14,8 +15,20 @@ const DAY_MS: Millis = 24 * 60 * 60 * 1000;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClearinghouseConfig {
-    /// HTTP API, feed, `/metrics` and `/healthz`.
+    /// HTTP API, feed, `/metrics` (unless `metrics_listen` is set) and `/healthz`.
     pub listen: SocketAddr,
+    /// Serve `/metrics` here instead of on `listen` (with the same certificate, without client
+    /// certificates).
+    pub metrics_listen: Option<SocketAddr>,
+    /// The server's certificate and key, and with `client_ca` mutual TLS: every caller presents
+    /// an operator's certificate that must name the operator its API key belongs to.
+    pub tls: Option<ServerTls>,
+    /// Serve plain HTTP: required, with no `[tls]`, so that no server runs without TLS by
+    /// omission.
+    pub plain_http: bool,
+    /// The CA the operators' callback URLs are verified against (`https://`), and the
+    /// certificate to present if their nodes ask for one.
+    pub callback_tls: Option<ClientTls>,
     /// `sqlite://data/clearinghouse.db` (embedded default) or `postgres://…`: the engine's
     /// [`DbConfig::url`], as in every role's configuration.
     pub database_url: String,
@@ -48,6 +61,10 @@ impl Default for ClearinghouseConfig {
     fn default() -> Self {
         ClearinghouseConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8400)),
+            metrics_listen: None,
+            tls: None,
+            plain_http: false,
+            callback_tls: None,
             database_url: "sqlite://data/clearinghouse.db".into(),
             database_sessions: numport_db::DEFAULT_SESSIONS,
             master_key_path: PathBuf::from("data/clearinghouse.key"),

@@ -63,20 +63,27 @@ pub fn deliverer(serving: std::net::SocketAddr) -> String {
     format!("{host} {serving}")
 }
 
-/// Deliver the outbox while this process, as `holder`, holds the delivery lease.
-pub async fn run(ch: Clearinghouse, holder: String, shutdown: CancellationToken) {
+/// The client callbacks are sent with: `callback_tls`'s CA verifies `https://` callback URLs.
+pub fn http_client(config: &crate::ClearinghouseConfig) -> Result<reqwest::Client, numport_tls::TlsError> {
+    let cfg = config.dispatcher;
+    let public_only = !config.allow_private_callback_addresses;
+    numport_tls::http::client(config.callback_tls.as_ref(), |builder| {
+        let builder = builder
+            .timeout(Duration::from_millis(cfg.request_timeout_ms))
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(cfg.concurrency)
+            .tcp_nodelay(true);
+        if public_only { builder.dns_resolver(Arc::new(PublicOnly)) } else { builder }
+    })
+}
+
+/// Deliver the outbox with `http` while this process, as `holder`, holds the delivery lease.
+pub async fn run(ch: Clearinghouse, http: reqwest::Client, holder: String, shutdown: CancellationToken) {
     let cfg = ch.config.dispatcher;
     let mut held_until: Millis = 0;
     // Without the lease, when to ask for it again: not at every wake-up.
     let mut ask_at: Millis = 0;
     let in_flight = InFlight::default();
-    let mut http = reqwest::Client::builder()
-        .timeout(Duration::from_millis(cfg.request_timeout_ms))
-        .redirect(reqwest::redirect::Policy::none());
-    if !ch.config.allow_private_callback_addresses {
-        http = http.dns_resolver(Arc::new(PublicOnly));
-    }
-    let http = http.pool_max_idle_per_host(cfg.concurrency).tcp_nodelay(true).build().unwrap_or_default();
     let permits = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let completion = tokio::spawn(record_outcomes(ch.clone(), done_rx, in_flight.clone()));
@@ -224,11 +231,29 @@ async fn deliver(ch: &Clearinghouse, http: &reqwest::Client, callback: &[Due]) -
         .body(body)
         .send()
         .await;
-    match result {
-        Ok(resp) if resp.status().is_success() => Outcome::Delivered(messages.into_iter().map(|(id, _)| id).collect()),
-        Ok(resp) => fail(format!("callback answered {}", resp.status())),
-        Err(e) => fail(format!("callback failed: {e}")),
+    let error = match result {
+        Ok(resp) if resp.status().is_success() => {
+            return Outcome::Delivered(messages.into_iter().map(|(id, _)| id).collect());
+        }
+        Ok(resp) => format!("callback answered {}", resp.status()),
+        // reqwest's message alone says "error sending request": the cause (refused, TLS) is
+        // what the operator needs to see.
+        Err(e) => format!("callback failed: {}", error_chain(&e)),
+    };
+    tracing::warn!(operator = %first.operator, url, error, "callback not delivered; retried with back-off");
+    fail(error)
+}
+
+/// An error and its sources, `: `-separated.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
     }
+    text
 }
 
 async fn record_outcomes(ch: Clearinghouse, mut rx: mpsc::UnboundedReceiver<Outcome>, in_flight: InFlight) {

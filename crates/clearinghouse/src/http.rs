@@ -58,7 +58,7 @@ fn api() -> OpenApiRouter<Clearinghouse> {
         .merge(crate::feed::routes())
         .routes(routes!(inbox))
         .routes(routes!(ack))
-        .routes(routes!(set_callback))
+        .routes(routes!(set_callback, callback_status))
 }
 
 /// The OpenAPI document of the clearinghouse's API, as `GET /openapi.json` serves it.
@@ -83,7 +83,10 @@ pub fn router(ch: Clearinghouse) -> Router {
             "/openapi.json",
             get(move || std::future::ready(([(header::CONTENT_TYPE, "application/json")], doc.clone()))),
         )
-        .merge(telemetry::routes(ch.metrics.registry.clone(), health))
+        .merge(match ch.config.metrics_listen {
+            None => telemetry::routes(ch.metrics.registry.clone(), health),
+            Some(_) => telemetry::health_routes(health),
+        })
         .layer(DefaultBodyLimit::max(ch.config.max_body_bytes));
     telemetry::json_errors(routes).layer(middleware::from_fn_with_state(ch.clone(), observe)).with_state(ch)
 }
@@ -825,6 +828,23 @@ async fn ack(
     let acknowledged = outbox::ack(&mut tx, caller.operator_id, req.up_to, ch.now()).await?;
     tx.commit().await?;
     Ok(axum::Json(AckResult { acknowledged }))
+}
+
+/// The callback URL and its deliveries
+///
+/// The registered URL, the caller's messages not yet delivered, and why the latest failed
+/// delivery failed: a URL the clearinghouse cannot reach shows here, not only in its log.
+#[utoipa::path(get, path = "/v1/operators/me/callback", tag = "inbox", operation_id = "getCallback",
+    responses(
+        (status = 200, description = "The callback URL and how its deliveries fare.", body = CallbackStatus),
+        (status = 401, response = Unauthorized),
+        (status = 500, response = Internal),
+    ))]
+async fn callback_status(State(ch): State<Clearinghouse>, caller: Caller) -> Result<axum::Json<CallbackStatus>> {
+    let mut conn = ch.db.read().await?;
+    let callback_url = operators::by_id(&mut conn, caller.operator_id).await?.callback_url;
+    let (undelivered, last_error) = outbox::undelivered(&mut conn, caller.operator_id).await?;
+    Ok(axum::Json(CallbackStatus { callback_url, undelivered, last_error }))
 }
 
 /// Register (or clear) the callback URL

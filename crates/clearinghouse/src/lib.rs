@@ -38,7 +38,6 @@ pub mod settler;
 pub mod store;
 pub mod supervisor;
 
-use axum::serve::ListenerExt;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -203,31 +202,37 @@ impl Counts {
     }
 }
 
-/// Serve the API on `listener` and run the dispatcher, settlers and supervisor until `shutdown`
-/// fires; then stop accepting, finish requests in flight, and let deliveries in flight complete.
+/// Serve the API on `listener` (over TLS unless the configuration chose plain HTTP) and run the
+/// dispatcher, settlers and supervisor until `shutdown` fires; then stop accepting, finish
+/// requests in flight, and let deliveries in flight complete.
 pub async fn run(
     ch: Clearinghouse,
     listener: tokio::net::TcpListener,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
+    let invalid = |e: numport_tls::TlsError| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+    let tls = numport_tls::serving(ch.config.tls.as_ref(), ch.config.plain_http).map_err(invalid)?;
+    let metrics = match ch.config.metrics_listen {
+        Some(addr) => {
+            let router = telemetry::metrics_routes(ch.metrics.registry.clone());
+            Some(numport_tls::http::serve_metrics(addr, router, ch.config.tls.as_ref(), shutdown.clone()).await?.1)
+        }
+        None => None,
+    };
     let background = shutdown.child_token();
     let deliverer = dispatcher::deliverer(listener.local_addr()?);
-    let dispatcher = tokio::spawn(dispatcher::run(ch.clone(), deliverer, background.clone()));
+    let callbacks = dispatcher::http_client(&ch.config).map_err(invalid)?;
+    let dispatcher = tokio::spawn(dispatcher::run(ch.clone(), callbacks, deliverer, background.clone()));
     let supervisor = tokio::spawn(supervisor::run(ch.clone(), background.clone()));
     // Two settlers: while one commits a batch, the other waits at the database for the lock
     // that serializes them, and reads the next batch the moment that COMMIT lands.
     let settlers = [(); settler::TASKS].map(|()| tokio::spawn(settler::run(ch.clone(), background.clone())));
     let commits = tokio::spawn(feed::follow_commits(ch.clone(), background.clone()));
-    let app = http::router(ch.clone());
-    let served = axum::serve(
-        listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        }),
-        app,
-    )
-    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-    .await;
+    let served = numport_tls::http::serve(listener, http::router(ch.clone()), tls, shutdown.clone()).await;
     background.cancel();
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
     let _ = tokio::join!(dispatcher, supervisor, futures::future::join_all(settlers), commits);
     served
 }

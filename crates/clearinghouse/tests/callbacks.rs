@@ -378,3 +378,28 @@ async fn messages_due_at_once_travel_in_one_signed_callback_and_are_retried_toge
         assert!(last_error.contains("503"), "each message remembers the refused callback: {last_error}");
     }
 }
+
+/// A callback URL nobody answers at is reported: in the operator's callback status, in the
+/// failure counter, and with the cause, while the message waits in the inbox.
+async fn an_unreachable_callback_url_is_reported(backend: Backend) {
+    let Some(t) = TestCh::start_with(backend, config()).await else { return };
+    // A port nothing listens on: bound, then closed.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let url = format!("http://{closed}/v1/clearinghouse/callbacks");
+    t.a.client.set_callback(Some(&url)).await.unwrap();
+    let fresh = t.a.client.callback_status().await.unwrap();
+    assert_eq!((fresh.callback_url.as_deref(), fresh.undelivered, fresh.last_error), (Some(url.as_str()), 0, None));
+
+    let term = Terminal::new("4790000309");
+    t.b.client.request_port(&term.request(&t.b.name, t.clock.now_ms()), "r").await.unwrap();
+    wait_until(&t, 0, "a failed attempt", || async { t.ch.metrics.callbacks_failed.get() > 0 }).await;
+    let status = t.a.client.callback_status().await.unwrap();
+    assert_eq!(status.undelivered, 1);
+    let error = status.last_error.expect("the failure is shown");
+    assert!(error.contains("callback failed") && error.contains("onnect"), "{error}");
+    assert_eq!(inbox(&t.a).await.len(), 1, "the message waits in the inbox");
+    let other = t.b.client.callback_status().await.unwrap();
+    assert_eq!((other.callback_url, other.last_error), (None, None), "each operator sees its own");
+}
+
+on_both_backends!(an_unreachable_callback_url_is_reported);

@@ -165,6 +165,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(cfg: ClearinghouseConfig, db: Db) -> anyhow::Result<ExitCode> {
+    let tls = numport_tls::serving(cfg.tls.as_ref(), cfg.plain_http)?.is_some();
     let key = admin::load_or_create_master_key(&cfg.master_key_path)?;
     {
         let mut conn = db.acquire().await?;
@@ -176,7 +177,7 @@ async fn serve(cfg: ClearinghouseConfig, db: Db) -> anyhow::Result<ExitCode> {
     let addr = listener.local_addr()?;
     let ch = Clearinghouse::new(db.clone(), Arc::new(SystemClock), cfg, key);
     tracing::info!(%addr, "clearinghouse listening");
-    crate::announce_listening("clearinghouse", None, addr, &[]);
+    crate::announce_listening("clearinghouse", None, addr, tls, &[]);
     clearinghouse::run(ch, listener, crate::shutdown_on_signal()).await?;
     db.close().await;
     Ok(ExitCode::SUCCESS)

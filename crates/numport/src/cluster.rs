@@ -1,7 +1,9 @@
 //! A whole portability system on one machine: a clearinghouse and three operator nodes as
 //! separate processes on loopback, set up the way a portability center would set them up
-//! (operators registered, ranges loaded, credentials issued, settlement accounts funded).
-//! The demo and the benchmarks both start one.
+//! (operators registered, ranges loaded, credentials issued, settlement accounts funded), and
+//! over TLS the way a deployment runs: `numport pki` makes the certificates in `dir/pki`, the
+//! clearinghouse asks every operator for its certificate (mutual TLS), and every node serves
+//! HTTPS. The demo and the benchmarks both start one.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,6 +15,8 @@ use clearinghouse_api::ClearinghouseClient;
 use numport_core::proof::{PinStretch, PortKey};
 use numport_core::{Clock, Millis, Money, Msisdn, OperatorName, SystemClock};
 use numport_db::Db;
+use numport_tls::pki::{Pki, PkiPlan};
+use numport_tls::{ClientTls, ServerTls};
 use operator::{OperatorConfig, OperatorStore, Subscriber};
 use replica::{EnumConfig, ReplicaConfig};
 
@@ -56,6 +60,8 @@ pub struct OperatorProc {
 
 pub struct Cluster {
     pub dir: PathBuf,
+    /// The certificates every role uses (`dir/pki`).
+    pub pki: Pki,
     pub ch_config_path: PathBuf,
     pub ch: Launched,
     pub ch_db: Db,
@@ -94,8 +100,16 @@ impl Cluster {
             std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
         }
         std::fs::create_dir_all(&dir)?;
+        let pki = make_pki(&dir)?;
         let now = SystemClock.now_ms();
         let ch_cfg = ClearinghouseConfig {
+            tls: Some(ServerTls {
+                cert: pki.clearinghouse.cert.clone(),
+                key: pki.clearinghouse.key.clone(),
+                client_ca: Some(pki.ca.clone()),
+            }),
+            plain_http: false,
+            callback_tls: Some(ClientTls { ca: pki.ca.clone(), cert: None, key: None }),
             listen: "127.0.0.1:0".parse()?,
             database_url: spec
                 .clearinghouse_db
@@ -122,7 +136,8 @@ impl Cluster {
         for (i, ((name, _, prefix), cred)) in OPERATORS.iter().zip(&creds).enumerate() {
             let db_url = format!("sqlite://{}", dir.join(format!("operator-{name}.db")).display());
             seed_operator(&db_url, name, prefix, &spec, now).await?;
-            op_cfgs.push((operator_config(name, cred, &db_url, &dir, i, &smpp_addrs)?, db_url));
+            let cfg = with_tls(operator_config(name, cred, &db_url, &dir, i, &smpp_addrs)?, &pki)?;
+            op_cfgs.push((cfg, db_url));
         }
         drop(probes);
 
@@ -135,7 +150,7 @@ impl Cluster {
         for ((cfg, db_url), cred) in op_cfgs.into_iter().zip(&creds) {
             ops.push(launch_operator(cfg, db_url, cred, &ch, &dir).await?);
         }
-        let cluster = Cluster { dir, ch_config_path, ch, ch_db, ops };
+        let cluster = Cluster { dir, pki, ch_config_path, ch, ch_db, ops };
         cluster.wait_for_callbacks().await?;
         Ok(cluster)
     }
@@ -152,6 +167,32 @@ impl Cluster {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         anyhow::bail!("operators did not register their callback URLs; see the logs in {}", self.dir.display())
+    }
+
+    /// An HTTP client builder that trusts the cluster's CA, for the nodes' and replicas' APIs.
+    pub fn http(&self) -> anyhow::Result<reqwest::ClientBuilder> {
+        let config = numport_tls::client_config(&self.pki.ca, None)?;
+        Ok(reqwest::Client::builder().use_preconfigured_tls(std::sync::Arc::unwrap_or_clone(config)))
+    }
+
+    /// `[clearinghouse_tls]` for another process of operator `name` (a standalone replica, say).
+    pub fn clearinghouse_tls(&self, name: &str) -> anyhow::Result<ClientTls> {
+        client_tls(&self.pki, name)
+    }
+
+    /// Writes the configuration of a standalone replica (`numport npdb --config`) that serves
+    /// HTTPS with the cluster's replica certificate and follows the clearinghouse as operator
+    /// `name`, with its certificate.
+    pub fn write_npdb_config(&self, path: &Path, name: &str) -> anyhow::Result<()> {
+        let own = self.pki.replica(STANDALONE_NPDB).context("no replica certificate")?;
+        let tls = ServerTls { cert: own.cert.clone(), key: own.key.clone(), client_ca: None };
+        let mut replica = toml::Table::new();
+        replica.insert("clearinghouse_tls".into(), toml::Value::try_from(self.clearinghouse_tls(name)?)?);
+        let mut config = toml::Table::new();
+        config.insert("tls".into(), toml::Value::try_from(tls)?);
+        config.insert("replica".into(), replica.into());
+        std::fs::write(path, toml::to_string(&config)?)?;
+        Ok(())
     }
 
     pub fn op(&self, name: &str) -> &OperatorProc {
@@ -293,6 +334,36 @@ fn operator_config(
     })
 }
 
+/// The cluster's CA and certificates: the clearinghouse, each operator, one standalone replica.
+fn make_pki(dir: &Path) -> anyhow::Result<Pki> {
+    let plan = PkiPlan {
+        hosts: Vec::new(),
+        operators: OPERATORS.iter().map(|(name, _, _)| name.to_string()).collect(),
+        replicas: vec![STANDALONE_NPDB.into()],
+        validity_days: 30,
+    };
+    Ok(numport_tls::pki::generate(&dir.join("pki"), &plan)?)
+}
+
+/// The name of the standalone replica's certificate.
+pub const STANDALONE_NPDB: &str = "npdb";
+
+/// Operator `name` presents its certificate to the clearinghouse and serves HTTPS with it.
+fn with_tls(cfg: OperatorConfig, pki: &Pki) -> anyhow::Result<OperatorConfig> {
+    let own = pki.operator(cfg.name.as_str()).context("an operator without a certificate")?;
+    Ok(OperatorConfig {
+        tls: Some(ServerTls { cert: own.cert.clone(), key: own.key.clone(), client_ca: None }),
+        plain_http: false,
+        clearinghouse_tls: Some(client_tls(pki, cfg.name.as_str())?),
+        ..cfg
+    })
+}
+
+fn client_tls(pki: &Pki, name: &str) -> anyhow::Result<ClientTls> {
+    let own = pki.operator(name).with_context(|| format!("no certificate for operator {name}"))?;
+    Ok(ClientTls { ca: pki.ca.clone(), cert: Some(own.cert.clone()), key: Some(own.key.clone()) })
+}
+
 /// Writes the operator's configuration, pointed at the running clearinghouse `ch`, and
 /// starts the operator process on it.
 async fn launch_operator(
@@ -313,7 +384,7 @@ async fn launch_operator(
     Ok(OperatorProc {
         name: cfg.name.clone(),
         proc,
-        ch_client: ClearinghouseClient::new(&ch.url(), &cred.api_token),
+        ch_client: ClearinghouseClient::with_tls(&ch.url(), &cred.api_token, cfg.clearinghouse_tls.as_ref())?,
         api_token: cred.api_token.clone(),
         db_url,
     })

@@ -99,7 +99,7 @@ async fn port_a_to_b(cluster: &Cluster) -> anyhow::Result<usize> {
     let (a, b) = (cluster.op("opa"), cluster.op("opb"));
     let msisdn = subscriber_number("4790", 0);
     println!("subscriber {msisdn} of opa ports to opb from the handset");
-    let http = reqwest::Client::new();
+    let http = cluster.http()?.build()?;
     let (order, t0) = request_port(&http, a, b, &msisdn).await?;
     let order = wait_finished(b, order.id).await?;
     show_steps(b, &order, t0.elapsed()).await?;

@@ -20,11 +20,15 @@ pub struct Launched {
     pub smpp: Option<SocketAddr>,
     /// The air interface terminals attach to, for roles that run one.
     pub air: Option<SocketAddr>,
+    /// Whether `http` serves TLS.
+    pub tls: bool,
 }
 
 impl Launched {
+    /// The HTTP API's base URL: `https://` when the role serves TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.http)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.http)
     }
 
     /// `kill -9`: no shutdown, no flush; what was committed must survive.
@@ -92,14 +96,21 @@ pub async fn launch(args: &[String], log: &Path) -> anyhow::Result<Launched> {
                 && let Some(addr) = v["http"].as_str().and_then(|a| a.parse().ok())
             {
                 let service = |name: &str| v[name].as_str().and_then(|a| a.parse().ok());
-                return Ok::<_, std::io::Error>(Some((addr, service("dns"), service("smpp"), service("air"))));
+                let tls = v["tls"].as_bool().unwrap_or(false);
+                return Ok::<_, std::io::Error>(Some((addr, service("dns"), service("smpp"), service("air"), tls)));
             }
         }
         Ok(None)
     })
     .await;
     #[allow(clippy::type_complexity)]
-    let (http, dns, smpp, air): (SocketAddr, Option<SocketAddr>, Option<SocketAddr>, Option<SocketAddr>) = match found {
+    let (http, dns, smpp, air, tls): (
+        SocketAddr,
+        Option<SocketAddr>,
+        Option<SocketAddr>,
+        Option<SocketAddr>,
+        bool,
+    ) = match found {
         Ok(Ok(Some(addrs))) => addrs,
         _ => {
             let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -109,5 +120,5 @@ pub async fn launch(args: &[String], log: &Path) -> anyhow::Result<Launched> {
     };
     // Keep draining stdout so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok(Launched { child, http, dns, smpp, air })
+    Ok(Launched { child, http, dns, smpp, air, tls })
 }

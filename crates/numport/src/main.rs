@@ -4,6 +4,7 @@
 //!   its database (operators, credentials, number ranges, settlement funding).
 //! - `numport operator` runs one mobile operator's node.
 //! - `numport npdb` runs a standalone portability replica (F2).
+//! - `numport pki` makes the certificates every role's TLS uses.
 //! - `numport demo` plays the whole story on loopback with real processes.
 //! - `numport bench …` measures what `docs/BENCHMARKS.md` quotes.
 //!
@@ -17,6 +18,7 @@ mod config;
 mod demo;
 mod npdb_cmd;
 mod operator_cmd;
+mod pki_cmd;
 mod terminal_cmd;
 
 use std::process::ExitCode;
@@ -50,6 +52,8 @@ enum Command {
     Npdb(npdb_cmd::Args),
     /// A simulated handset: attach to an operator's air interface and show the SMS it receives.
     Terminal(terminal_cmd::Args),
+    /// Make a CA and one certificate per role (clearinghouse, operators, replicas) for TLS.
+    Pki(pki_cmd::Args),
     /// Port a number from operator A to B with a clearinghouse and three operator processes.
     Demo(demo::Args),
     /// Measure the system: see docs/BENCHMARKS.md.
@@ -80,6 +84,7 @@ fn main() -> ExitCode {
             Command::Operator(args) => operator_cmd::run(args).await,
             Command::Npdb(args) => npdb_cmd::run(args).await,
             Command::Terminal(args) => terminal_cmd::run(args).await,
+            Command::Pki(args) => pki_cmd::run(args),
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(args) => bench::run(args).await,
         }
@@ -93,17 +98,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// Print the line that tells a parent process where a role listens (see `numport::launch`).
-/// `services` are the role's other listeners by name (`dns`: ENUM over UDP and TCP, `smpp`,
-/// `air`), where it runs them.
+/// Print the line that tells a parent process where a role listens (see `numport::launch`), and
+/// whether its HTTP is over TLS. `services` are the role's other listeners by name (`dns`: ENUM
+/// over UDP and TCP, `smpp`, `air`), where it runs them.
 pub(crate) fn announce_listening(
     role: &str,
     name: Option<&str>,
     addr: std::net::SocketAddr,
+    tls: bool,
     services: &[(&str, Option<std::net::SocketAddr>)],
 ) {
     use std::io::Write;
-    let mut line = serde_json::json!({ "event": "listening", "role": role, "name": name, "http": addr.to_string() });
+    let mut line =
+        serde_json::json!({ "event": "listening", "role": role, "name": name, "http": addr.to_string(), "tls": tls });
     for (service, addr) in services {
         line[*service] = addr.map(|a| a.to_string()).into();
     }

@@ -12,6 +12,7 @@ use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use npdb::{Index, Operator};
 use numport_core::{OperatorName, Prefix, RoutingNumber};
+use numport_tls::ServerTls;
 use replica::{Replica, ReplicaConfig};
 use serde::{Deserialize, Serialize};
 
@@ -24,14 +25,26 @@ const DATA_DIR: &str = "data/npdb";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NpdbConfig {
-    /// HTTP: lookups, `/metrics`, `/healthz`.
+    /// HTTP: lookups, `/metrics` (unless `metrics_listen` is set), `/healthz`.
     pub listen: SocketAddr,
+    /// Serve `/metrics` here instead of on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The lookup API's certificate and key (`[tls]`).
+    pub tls: Option<ServerTls>,
+    /// Serve the lookup API without TLS: required, with no `[tls]`.
+    pub plain_http: bool,
     pub replica: ReplicaConfig,
 }
 
 impl Default for NpdbConfig {
     fn default() -> Self {
-        NpdbConfig { listen: SocketAddr::from(([127, 0, 0, 1], 8600)), replica: ReplicaConfig::default() }
+        NpdbConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8600)),
+            metrics_listen: None,
+            tls: None,
+            plain_http: false,
+            replica: ReplicaConfig::default(),
+        }
     }
 }
 
@@ -52,6 +65,9 @@ pub struct Args {
     /// Override `replica.clearinghouse_url`.
     #[arg(long, env = "NUMPORT_CLEARINGHOUSE_URL")]
     clearinghouse_url: Option<String>,
+    /// Serve the lookup API without TLS (`plain_http = true`).
+    #[arg(long)]
+    plain_http: bool,
     /// Override `replica.api_token`.
     #[arg(long, env = "NUMPORT_API_TOKEN", hide_env_values = true)]
     api_token: Option<String>,
@@ -103,6 +119,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(t) = args.api_token {
         cfg.replica.api_token = Some(t);
     }
+    cfg.plain_http |= args.plain_http;
     match args.admin {
         None => serve(cfg).await,
         Some(Admin::Import { operators, ranges, ported, seq, ranges_version }) => {
@@ -122,6 +139,7 @@ async fn serve(cfg: NpdbConfig) -> anyhow::Result<ExitCode> {
             key.replace('_', "-")
         );
     }
+    let tls = numport_tls::serving(cfg.tls.as_ref(), cfg.plain_http)?;
     let listener =
         tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
     let addr = listener.local_addr()?;
@@ -151,10 +169,23 @@ async fn serve(cfg: NpdbConfig) -> anyhow::Result<ExitCode> {
         let health = replica::http::Health::of(&health_replica);
         (health.npdb.ready, serde_json::to_value(health).unwrap_or_default())
     });
-    let app = replica::http::server(replica.clone(), registry, health);
+    let metrics = match cfg.metrics_listen {
+        Some(addr) => {
+            let router = telemetry::metrics_routes(registry);
+            let (_, served) = numport_tls::http::serve_metrics(addr, router, cfg.tls.as_ref(), stop.clone())
+                .await
+                .with_context(|| format!("binding metrics on {addr}"))?;
+            tasks.spawn(async move {
+                let _ = served.await;
+            });
+            None
+        }
+        None => Some(registry),
+    };
+    let app = replica::http::server(replica.clone(), metrics, health);
     tracing::info!(%addr, dns = ?dns_addr, "portability replica listening");
-    crate::announce_listening("npdb", None, addr, &[("dns", dns_addr)]);
-    axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned()).await?;
+    crate::announce_listening("npdb", None, addr, tls.is_some(), &[("dns", dns_addr)]);
+    numport_tls::http::serve(listener, app, tls, stop.clone()).await?;
     background.cancel();
     while tasks.join_next().await.is_some() {}
     Ok(ExitCode::SUCCESS)

@@ -114,6 +114,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 async fn serve(cfg: OperatorConfig) -> anyhow::Result<ExitCode> {
     let name = cfg.name.to_string();
+    let tls = numport_tls::serving(cfg.tls.as_ref(), cfg.plain_http)?.is_some();
     let listener =
         tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
     let addr = listener.local_addr()?;
@@ -149,6 +150,7 @@ async fn serve(cfg: OperatorConfig) -> anyhow::Result<ExitCode> {
         "operator",
         Some(&name),
         addr,
+        tls,
         &[("dns", dns_addr), ("smpp", smpp_addr), ("smpp_tls", smpp_tls_addr), ("air", air_addr)],
     );
     node.serve(Listeners { http: listener, enum_dns, smpp, smpp_tls, air }, crate::shutdown_on_signal()).await?;

@@ -253,7 +253,9 @@ async fn start_cluster(tmp: &std::path::Path) -> Cluster {
 /// Starts every handset's port, each at its [`start_of`].
 fn fire(cluster: &Cluster, handsets: &[Arc<Handset>]) -> Vec<tokio::task::JoinHandle<Seen>> {
     let nodes: Arc<Vec<String>> = Arc::new(cluster.ops.iter().map(|o| o.proc.url()).collect());
-    let http = reqwest::Client::builder()
+    let http = cluster
+        .http()
+        .expect("the cluster's CA")
         .pool_max_idle_per_host(256)
         .timeout(Duration::from_secs(10))
         .build()

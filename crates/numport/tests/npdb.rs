@@ -57,6 +57,16 @@ async fn imported_snapshot_is_served_stale_without_a_clearinghouse() {
         assert!(stderr.contains(&format!("{key} is not set")), "{stderr}");
     }
 
+    // Without TLS, plain HTTP must be asked for: the refusal names the keys.
+    let out = std::process::Command::new(bin)
+        .args(["npdb", "--data-dir", &data, "--listen", "127.0.0.1:0", "--enum-listen", "127.0.0.1:0"])
+        .args(["--clearinghouse-url", "http://127.0.0.1:9", "--api-token", "key.secret"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("[tls]") && stderr.contains("plain_http = true"), "{stderr}");
+
     // SAFETY of the environment: tests in this binary do not read NUMPORT_BIN concurrently.
     unsafe { std::env::set_var("NUMPORT_BIN", bin) };
     let proc = launch(
@@ -72,6 +82,7 @@ async fn imported_snapshot_is_served_stale_without_a_clearinghouse() {
             "http://127.0.0.1:9".into(),
             "--api-token".into(),
             "key.secret".into(),
+            "--plain-http".into(),
         ],
         &dir.path().join("npdb.log"),
     )

@@ -32,8 +32,8 @@ async fn cluster(dir: &std::path::Path) -> Cluster {
 }
 
 /// Waits until `op`'s replica routes `msisdn`.
-async fn routable(op: &numport::cluster::OperatorProc, msisdn: &Msisdn) {
-    let http = reqwest::Client::new();
+async fn routable(cluster: &Cluster, op: &numport::cluster::OperatorProc, msisdn: &Msisdn) {
+    let http = cluster.http().unwrap().build().unwrap();
     for _ in 0..500 {
         let r = http.get(format!("{}/v1/lookup/{msisdn}", op.proc.url())).send().await.unwrap();
         if r.status().is_success() {
@@ -98,7 +98,7 @@ async fn the_bank_sms_reaches_the_terminal() {
     let (imsi, k_sim) = sim_of(&msisdn);
 
     // The replica must know opa's ranges before it can route.
-    let http = reqwest::Client::new();
+    let http = cluster.http().unwrap().build().unwrap();
     for _ in 0..200 {
         let r = http.get(format!("{}/v1/lookup/{msisdn}", opa.proc.url())).send().await.unwrap();
         if r.status().is_success() {
@@ -156,8 +156,8 @@ async fn a_terminal_sends_across_the_interconnect_and_gets_status_reports() {
     let (opa, opb) = (cluster.op("opa"), cluster.op("opb"));
     // Alice is opa's subscriber, Bob opb's.
     let (alice, bob) = (subscriber_number("4790", 0), subscriber_number("4791", 0));
-    routable(opb, &alice).await;
-    routable(opa, &bob).await;
+    routable(&cluster, opb, &alice).await;
+    routable(&cluster, opa, &bob).await;
 
     // Alice's terminal waits for three messages.
     let alice_terminal = terminal_cmd(opa, &alice, &["--count", "3", "--json"]).spawn().unwrap();
@@ -217,14 +217,14 @@ async fn a_terminal_with_a_state_file_does_not_show_a_repeat_after_a_restart() {
     let cluster = cluster(tmp.path()).await;
     let (opa, opb) = (cluster.op("opa"), cluster.op("opb"));
     let (alice, bob) = (subscriber_number("4790", 0), subscriber_number("4791", 0));
-    routable(opa, &alice).await;
+    routable(&cluster, opa, &alice).await;
     let state = tmp.path().join("alice.state");
     let state = state.to_str().unwrap();
 
     // Bob's message reaches Alice's terminal, which records its reference in its state file.
     let send =
         async |text: &str| run_terminal(opb, &bob, &["--send", alice.as_str(), "--text", text, "--count", "0"]).await;
-    routable(opb, &alice).await;
+    routable(&cluster, opb, &alice).await;
     send("First").await;
     let shown = json(&run_terminal(opa, &alice, &["--count", "1", "--json", "--state", state]).await);
     assert_eq!(shown[0]["text"], "First");

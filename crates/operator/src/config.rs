@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use numport_core::signing::DEFAULT_TOLERANCE_MS;
 use numport_core::{Millis, Money, OperatorName};
 use numport_db::DbConfig;
+use numport_tls::{ClientTls, ServerTls};
 use replica::ReplicaConfig;
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +25,13 @@ pub struct OperatorConfig {
     pub name: OperatorName,
     /// Where the node's HTTP API listens.
     pub listen: SocketAddr,
+    /// Serve `/metrics` here instead of on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The HTTP API's certificate and key (`[tls]`; `client_ca` asks every caller for a
+    /// certificate from that CA).
+    pub tls: Option<ServerTls>,
+    /// Serve the HTTP API without TLS: required, with no `[tls]`.
+    pub plain_http: bool,
     /// `sqlite://path` or `postgres://…`: the engine's [`DbConfig::url`], as in every role's
     /// configuration. `{name}` is replaced by the operator name, so that nodes of several
     /// operators on one machine keep separate databases by default.
@@ -31,6 +39,9 @@ pub struct OperatorConfig {
     /// PostgreSQL sessions kept open (not used on SQLite): the engine's [`DbConfig::sessions`].
     pub database_sessions: usize,
     pub clearinghouse_url: String,
+    /// The CA an `https://` clearinghouse is verified against, and this operator's certificate
+    /// (for a clearinghouse that asks for one: mutual TLS).
+    pub clearinghouse_tls: Option<ClientTls>,
     /// The API key the clearinghouse issued to this operator (`<key id>.<secret>`).
     pub api_token: String,
     /// The callback secret the clearinghouse issued (hex). Empty: every callback is refused,
@@ -163,9 +174,13 @@ impl Default for OperatorConfig {
         OperatorConfig {
             name: default_name(),
             listen: SocketAddr::from(([127, 0, 0, 1], 8500)),
+            metrics_listen: None,
+            tls: None,
+            plain_http: false,
             database_url: "sqlite://data/operator-{name}.db".into(),
             database_sessions: numport_db::DEFAULT_SESSIONS,
             clearinghouse_url: "http://127.0.0.1:8400".into(),
+            clearinghouse_tls: None,
             api_token: String::new(),
             callback_secret: String::new(),
             public_url: None,
@@ -205,6 +220,9 @@ impl OperatorConfig {
         c.data_dir = Some(dir.to_string_lossy().replace("{name}", self.name.as_str()).into());
         c.clearinghouse_url.get_or_insert_with(|| self.clearinghouse_url.clone());
         c.api_token.get_or_insert_with(|| self.api_token.clone());
+        if c.clearinghouse_tls.is_none() {
+            c.clearinghouse_tls = self.clearinghouse_tls.clone();
+        }
         c
     }
 
@@ -226,8 +244,9 @@ impl OperatorConfig {
         hex::decode(s).map(Some).map_err(|_| OperatorError::Config("callback_secret must be hex".into()))
     }
 
-    /// The URL to register at the clearinghouse, given the address the node is bound to.
-    /// A `public_url` that already ends in the callback path is taken as is.
+    /// The URL to register at the clearinghouse, given the address the node is bound to
+    /// (`https://` when the node serves TLS). A `public_url` that already ends in the callback
+    /// path is taken as is.
     pub fn callback_url(&self, bound: SocketAddr) -> String {
         match &self.public_url {
             Some(url) if url.trim_end_matches('/').ends_with(CALLBACK_PATH) => url.trim_end_matches('/').to_owned(),
@@ -241,7 +260,8 @@ impl OperatorConfig {
                         std::net::Ipv6Addr::LOCALHOST.into()
                     });
                 }
-                format!("http://{addr}{CALLBACK_PATH}")
+                let scheme = if self.tls.is_some() { "https" } else { "http" };
+                format!("{scheme}://{addr}{CALLBACK_PATH}")
             }
         }
     }

@@ -31,6 +31,8 @@ pub enum OperatorError {
     Io(#[from] std::io::Error),
     #[error("portability replica: {0}")]
     Replica(#[from] replica::ReplicaError),
+    #[error("TLS: {0}")]
+    Tls(#[from] numport_tls::TlsError),
 }
 
 /// An error answer of the node's HTTP API.

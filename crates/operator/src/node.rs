@@ -6,7 +6,6 @@
 //! OpenAPI operations, [`crate::openapi`]) and tasks to [`Node::run`], and keep their logic in
 //! their own module.
 
-use axum::serve::ListenerExt;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -94,7 +93,11 @@ impl Node {
             store.max_sms_id().await?,
             config.interconnect.iter().map(|p| p.operator.to_string()),
         );
-        let client = ClearinghouseClient::new(&config.clearinghouse_url, &config.api_token);
+        let client = ClearinghouseClient::with_tls(
+            &config.clearinghouse_url,
+            &config.api_token,
+            config.clearinghouse_tls.as_ref(),
+        )?;
         Ok(Node {
             inner: Arc::new(NodeInner {
                 metrics: Metrics::new(registry),
@@ -174,7 +177,10 @@ impl Node {
             .split_for_parts();
         let routes = routes
             .merge(replica::http::openapi_route(&doc))
-            .merge(telemetry::routes(self.inner.metrics.registry.clone(), health))
+            .merge(match self.config().metrics_listen {
+                None => telemetry::routes(self.inner.metrics.registry.clone(), health),
+                Some(_) => telemetry::health_routes(health),
+            })
             .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES));
         telemetry::json_errors(routes).layer(TraceLayer::new_for_http())
     }
@@ -218,6 +224,7 @@ impl Node {
     pub async fn serve(self, listeners: Listeners, shutdown: CancellationToken) -> Result<(), OperatorError> {
         let Listeners { http: listener, enum_dns, smpp, smpp_tls, air } = listeners;
         // TLS files are read before anything runs: a wrong path stops the node at start.
+        let tls = numport_tls::serving(self.config().tls.as_ref(), self.config().plain_http)?;
         let smpp = self.smpp_endpoints(smpp, smpp_tls)?;
         let mut links_tls = HashMap::new();
         for peer in &self.config().interconnect {
@@ -286,14 +293,15 @@ impl Node {
             });
         }
 
-        let served = axum::serve(
-            listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            }),
-            self.router(),
-        )
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await;
+        if let Some(addr) = self.config().metrics_listen {
+            let router = telemetry::metrics_routes(self.inner.metrics.registry.clone());
+            let (_, metrics) =
+                numport_tls::http::serve_metrics(addr, router, self.config().tls.as_ref(), shutdown.clone()).await?;
+            tasks.spawn(async move {
+                let _ = metrics.await;
+            });
+        }
+        let served = numport_tls::http::serve(listener, self.router(), tls, shutdown.clone()).await;
 
         background.cancel();
         while tasks.join_next().await.is_some() {}

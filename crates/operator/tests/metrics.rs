@@ -82,3 +82,36 @@ async fn metrics_parse_with_the_reference_parser() {
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap().unwrap();
 }
+
+/// `metrics_listen` moves `/metrics` off the API listener (`/healthz` stays); and a node with
+/// neither `[tls]` nor `plain_http = true` does not serve.
+#[tokio::test]
+async fn metrics_on_their_own_listener_and_no_plain_http_by_omission() {
+    let ch = FakeClearinghouse::start().await;
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let n =
+        TestNode::with_config(operator::OperatorConfig { metrics_listen: Some(metrics), ..config("opa", &ch.url()) })
+            .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(n.node.clone().run(listener, stop.clone()));
+    let mut scraped = None;
+    for _ in 0..100 {
+        if let Ok(resp) = reqwest::get(format!("http://{metrics}/metrics")).await {
+            scraped = Some(resp.text().await.unwrap());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(scraped.expect("the metrics listener answers").contains("operator_"));
+    assert_eq!(reqwest::get(format!("http://{addr}/metrics")).await.unwrap().status(), 404);
+    assert_eq!(reqwest::get(format!("http://{addr}/healthz")).await.unwrap().status(), 200);
+    stop.cancel();
+    server.await.unwrap().unwrap();
+
+    let n = TestNode::with_config(operator::OperatorConfig { plain_http: false, ..config("opb", &ch.url()) }).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = n.node.clone().run(listener, CancellationToken::new()).await.unwrap_err();
+    assert!(err.to_string().contains("plain_http = true"), "{err}");
+}

@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 #[serde(default, deny_unknown_fields)]
 pub struct ReplicaConfig {
     pub clearinghouse_url: Option<String>,
+    /// The CA an `https://` clearinghouse is verified against, and the operator certificate
+    /// presented when it asks for one (mutual TLS).
+    pub clearinghouse_tls: Option<numport_tls::ClientTls>,
     /// An operator's API key at the clearinghouse (`<key id>.<secret>`); the feed is open to
     /// every authenticated operator.
     pub api_token: Option<String>,
@@ -58,6 +61,7 @@ impl Default for ReplicaConfig {
             clearinghouse_url: None,
             api_token: None,
             data_dir: None,
+            clearinghouse_tls: None,
             poll_wait_ms: 5_000,
             page_size: 1_000,
             stale_after_ms: 15_000,

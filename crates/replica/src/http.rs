@@ -95,13 +95,15 @@ struct ServerDoc;
 
 /// Everything `numport npdb` serves over HTTP: the lookups, `/healthz` and `/metrics` (from
 /// `telemetry`, with `health`) and `/openapi.json`, bodies up to [`MAX_BODY_BYTES`], every
-/// error in the JSON shape ([`telemetry::json_errors`]).
-pub fn server(replica: Replica, registry: telemetry::Registry, health: telemetry::HealthCheck) -> Router {
+/// error in the JSON shape ([`telemetry::json_errors`]). `metrics`: the registry `/metrics`
+/// serves here; `None` when it is served on a listener of its own (`metrics_listen`).
+pub fn server(replica: Replica, metrics: Option<telemetry::Registry>, health: telemetry::HealthCheck) -> Router {
     let (routes, doc) = OpenApiRouter::with_openapi(ServerDoc::openapi()).merge(api(replica)).split_for_parts();
-    let routes = routes
-        .merge(openapi_route(&doc))
-        .merge(telemetry::routes(registry, health))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    let observability = match metrics {
+        Some(registry) => telemetry::routes(registry, health),
+        None => telemetry::health_routes(health),
+    };
+    let routes = routes.merge(openapi_route(&doc)).merge(observability).layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     telemetry::json_errors(routes)
 }
 

@@ -92,6 +92,8 @@ pub enum ReplicaError {
     /// A key without default that the configuration does not set.
     #[error("configuration: `{0}` is not set")]
     Unset(&'static str),
+    #[error("TLS to the clearinghouse: {0}")]
+    Tls(#[from] numport_tls::TlsError),
 }
 
 /// The answer for one number.
@@ -128,7 +130,7 @@ impl Replica {
         else {
             return Err(ReplicaError::Unset(config.missing_key().unwrap_or("clearinghouse_url")));
         };
-        let client = ClearinghouseClient::new(url, token);
+        let client = ClearinghouseClient::with_tls(url, token, config.clearinghouse_tls.as_ref())?;
         let (disk, loaded) = tokio::task::spawn_blocking(move || {
             let mut disk = Disk::open(&dir)?;
             let loaded = disk.load()?;

@@ -213,3 +213,36 @@ async fn send(app: axum::Router, req: axum::http::Request<axum::body::Body>) -> 
     let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24).await.unwrap();
     serde_json::from_slice(&bytes).unwrap()
 }
+
+/// The replica follows an HTTPS clearinghouse that asks for operators' certificates: without
+/// one it reads nothing, with its operator's it bootstraps and follows.
+#[tokio::test]
+async fn follows_an_https_clearinghouse_under_mutual_tls() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let plan =
+        numport_tls::pki::PkiPlan { hosts: vec![], operators: vec!["opa".into()], replicas: vec![], validity_days: 1 };
+    let pki = numport_tls::pki::generate(pki_dir.path(), &plan).unwrap();
+    let own = pki.clearinghouse.clone();
+    let tls = numport_tls::ServerTls { cert: own.cert, key: own.key, client_ca: Some(pki.ca.clone()) };
+    let ch = TestCh::start_with(Some(tls)).await;
+    ch.import(&ports(1, 20, "opb")).await;
+
+    let anonymous = numport_tls::ClientTls { ca: pki.ca.clone(), cert: None, key: None };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = replica::ReplicaConfig { clearinghouse_tls: Some(anonymous), ..config(&ch.url, &ch.token, dir.path()) };
+    let r = Running::start(cfg).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!r.replica.is_ready(), "no feed without a client certificate");
+    r.shut().await;
+
+    let opa = pki.operator("opa").unwrap();
+    let tls = numport_tls::ClientTls { ca: pki.ca.clone(), cert: Some(opa.cert.clone()), key: Some(opa.key.clone()) };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = replica::ReplicaConfig { clearinghouse_tls: Some(tls), ..config(&ch.url, &ch.token, dir.path()) };
+    let r = Running::start(cfg).await;
+    eventually("bootstrap over TLS", || r.replica.seq() == 20).await;
+    ch.import(&ports(21, 5, "opc")).await;
+    eventually("follow over TLS", || r.replica.seq() == 25).await;
+    assert_eq!(serving(&r.replica, "4790000022"), Some(("opc".into(), true)));
+    r.shut().await;
+}

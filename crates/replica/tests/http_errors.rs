@@ -18,7 +18,7 @@ async fn every_error_is_json() {
     let registry = telemetry::Registry::new();
     let replica = Replica::open(config, &registry).await.unwrap();
     let health: telemetry::HealthCheck = std::sync::Arc::new(|| (true, serde_json::json!({})));
-    let app = replica::http::server(replica, registry, health);
+    let app = replica::http::server(replica, Some(registry), health);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(axum::serve(listener, app).into_future());

@@ -7,7 +7,7 @@ use common::{Running, TestCh, config};
 
 async fn served(r: &Running) -> (axum::Router, serde_json::Value) {
     let health: telemetry::HealthCheck = std::sync::Arc::new(|| (true, serde_json::Value::Null));
-    let app = replica::http::server(r.replica.clone(), r.registry.clone(), health);
+    let app = replica::http::server(r.replica.clone(), Some(r.registry.clone()), health);
     let req = axum::http::Request::get("/openapi.json").body(axum::body::Body::empty()).unwrap();
     let resp = tower::ServiceExt::oneshot(app.clone(), req).await.unwrap();
     assert_eq!(resp.status(), 200);

@@ -137,25 +137,33 @@ pub type HealthCheck = Arc<dyn Fn() -> (bool, serde_json::Value) + Send + Sync>;
 /// `/metrics` (Prometheus text) and `/healthz` (JSON; 503 when unhealthy), to merge into a
 /// server's router.
 pub fn routes<S: Clone + Send + Sync + 'static>(registry: Registry, health: HealthCheck) -> Router<S> {
-    Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let r = registry.clone();
-                async move { ([(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)], r.render()) }
-            }),
-        )
-        .route(
-            "/healthz",
-            get(move || {
-                let h = health.clone();
-                async move {
-                    let (ok, detail) = h();
-                    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-                    (status, axum::Json(detail)).into_response()
-                }
-            }),
-        )
+    metrics_routes(registry).merge(health_routes(health))
+}
+
+/// `/metrics` alone: for a server's own metrics listener (a role's `metrics_listen`).
+pub fn metrics_routes<S: Clone + Send + Sync + 'static>(registry: Registry) -> Router<S> {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let r = registry.clone();
+            async move { ([(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)], r.render()) }
+        }),
+    )
+}
+
+/// `/healthz` alone: what stays on a server's API listener when `/metrics` has its own.
+pub fn health_routes<S: Clone + Send + Sync + 'static>(health: HealthCheck) -> Router<S> {
+    Router::new().route(
+        "/healthz",
+        get(move || {
+            let h = health.clone();
+            async move {
+                let (ok, detail) = h();
+                let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+                (status, axum::Json(detail)).into_response()
+            }
+        }),
+    )
 }
 
 #[cfg(test)]

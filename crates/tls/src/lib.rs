@@ -5,12 +5,18 @@
 //!   client's trusted CA and, for mutual TLS, its own identity.
 //! - [`peer_identity`] reads the role and name a numport certificate carries in its subject, which
 //!   is how the clearinghouse learns which operator a client certificate belongs to.
+//! - [`ServerTls`] and [`ClientTls`] are the `[tls]` tables of the roles' configurations;
+//!   [`serving`] holds a server to TLS unless its configuration chose plain HTTP explicitly.
+//! - [`http`] (feature `http`) serves an axum router over TLS and builds reqwest clients.
 //! - [`pki`] makes a CA and one certificate per role (`numport pki`).
 //!
 //! Only rustls' `ring` provider is compiled in; every configuration names it explicitly, so no
 //! process-wide default provider has to be installed.
 
+mod config;
 mod der;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod pki;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +28,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
+pub use config::{ClientTls, ServerTls, serving};
 pub use der::{PeerIdentity, peer_identity};
 pub use rustls;
 
@@ -91,6 +98,19 @@ pub enum TlsError {
     /// A certificate whose DER could not be read.
     #[error("malformed certificate: {what}")]
     Malformed { what: &'static str },
+    /// A server with neither TLS nor the explicit choice of plain HTTP.
+    #[error("no [tls] section (cert, key): set one, or plain_http = true to serve without TLS")]
+    NotConfigured,
+    /// A server configured both ways.
+    #[error("both a [tls] section and plain_http = true: choose one")]
+    Ambiguous,
+    /// A client identity needs both files.
+    #[error("a client certificate needs both cert and key")]
+    HalfIdentity,
+    /// The HTTP client could not be built with the TLS configuration.
+    #[cfg(feature = "http")]
+    #[error("building the HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
     /// A name that cannot be a certificate's name or host.
     #[error("{name:?} is not usable as {what}")]
     BadName { name: String, what: &'static str },

@@ -86,8 +86,13 @@ fn find<'a>(files: &'a [(String, TlsFiles)], name: &str) -> Option<&'a TlsFiles>
 /// Makes a CA and one certificate per role in `dir` (created if missing). Refuses to overwrite any
 /// file, so an existing CA is never replaced by accident.
 pub fn generate(dir: &Path, plan: &PkiPlan) -> Result<Pki, TlsError> {
+    let ca = Authority::generate("numport CA", DAY * plan.validity_days * 10)?;
+    generate_with(dir, plan, &ca)
+}
+
+/// As [`generate`], with the CA given (a test keeps it to issue more certificates).
+pub fn generate_with(dir: &Path, plan: &PkiPlan, ca: &Authority) -> Result<Pki, TlsError> {
     let validity = DAY * plan.validity_days;
-    let ca = Authority::generate("numport CA", validity * 10)?;
     let mut hosts: Vec<String> = LOOPBACK_HOSTS.iter().map(|h| h.to_string()).collect();
     hosts.extend(plan.hosts.iter().cloned());
     let server =

@@ -188,6 +188,22 @@ pub async fn make_due(conn: &mut Connection, operator_id: i64, now: Millis) -> R
     Ok(())
 }
 
+/// An operator's undelivered messages, and the error of the latest failed attempt among them.
+pub async fn undelivered(conn: &mut Connection, operator_id: i64) -> Result<(i64, Option<String>)> {
+    let count: i64 = sql::query_scalar("SELECT COUNT(*) FROM messages WHERE delivered_at IS NULL AND operator_id = $1")
+        .bind(operator_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    let last_error: Option<String> = sql::query_scalar(
+        "SELECT last_error FROM messages WHERE delivered_at IS NULL AND operator_id = $1 \
+         AND last_error IS NOT NULL ORDER BY next_attempt_at DESC, id DESC LIMIT 1",
+    )
+    .bind(operator_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok((count, last_error))
+}
+
 /// Delivered by a callback: counted as an attempt, and not sent again.
 pub async fn mark_delivered(conn: &mut Connection, ids: &[i64], now: Millis) -> Result<()> {
     update_ids(conn, "SET delivered_at = $1, attempts = attempts + 1 WHERE delivered_at IS NULL AND", ids, now).await

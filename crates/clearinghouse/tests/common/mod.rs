@@ -48,7 +48,7 @@ impl TestDb {
 pub struct Operator {
     pub name: OperatorName,
     pub client: ClearinghouseClient,
-    /// The API key the client calls with.
+    /// The API key as issued.
     pub token: String,
     pub callback_secret: String,
 }
@@ -77,6 +77,8 @@ pub fn test_config() -> ClearinghouseConfig {
         min_port_interval_ms: 0,
         supervisor_interval_ms: 3_600_000,
         allow_private_callback_addresses: true,
+        // TLS has suites of its own (`tls.rs`); here it is not the subject.
+        plain_http: true,
         ..ClearinghouseConfig::default()
     }
 }
@@ -87,6 +89,16 @@ impl TestCh {
     }
 
     pub async fn start_with(backend: Backend, config: ClearinghouseConfig) -> Option<TestCh> {
+        TestCh::start_with_pki(backend, config, None).await
+    }
+
+    /// Over TLS: `config` serves with `pki`'s certificates, and each operator's client trusts
+    /// `pki`'s CA and presents the operator's own certificate.
+    pub async fn start_with_pki(
+        backend: Backend,
+        config: ClearinghouseConfig,
+        pki: Option<&numport_tls::pki::Pki>,
+    ) -> Option<TestCh> {
         let (test_db, url) = TestDb::create(backend).await?;
         let db = clearinghouse::store::connect(&url).await.expect("open database");
         let clock = ManualClock::new(T0);
@@ -107,12 +119,18 @@ impl TestCh {
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         tokio::spawn(clearinghouse::run(ch.clone(), listener, shutdown.clone()));
-        let base = format!("http://{addr}");
+        let base = format!("{}://{addr}", if pki.is_some() { "https" } else { "http" });
         let client_base = base.clone();
+        let tls = move |name: &str| {
+            pki.map(|pki| {
+                let own = pki.operator(name).expect("a certificate per operator");
+                numport_tls::ClientTls { ca: pki.ca.clone(), cert: Some(own.cert.clone()), key: Some(own.key.clone()) }
+            })
+        };
         let mut ops = ops.into_iter().map(move |c| Operator {
             name: c.operator.parse().unwrap(),
-            client: ClearinghouseClient::new(&client_base, &c.api_token),
-            token: c.api_token.clone(),
+            client: ClearinghouseClient::with_tls(&client_base, &c.api_token, tls(&c.operator).as_ref()).unwrap(),
+            token: c.api_token,
             callback_secret: c.callback_secret,
         });
         Some(TestCh {

@@ -181,11 +181,27 @@ async fn prepare(args: &Args, data: &Path) -> anyhow::Result<PathBuf> {
     Ok(query_file)
 }
 
-/// Starts `numport npdb` on the snapshot in `data`.
+/// Starts `numport npdb` on the snapshot in `data`, its HTTP over TLS as deployed (with a
+/// certificate from a PKI made in `args.dir`).
 async fn launch_replica(args: &Args, data: &Path) -> anyhow::Result<Launched> {
+    let plan = numport_tls::pki::PkiPlan {
+        hosts: Vec::new(),
+        operators: Vec::new(),
+        replicas: vec!["npdb".into()],
+        validity_days: 30,
+    };
+    let pki = numport_tls::pki::generate(&args.dir.join("pki"), &plan)?;
+    let own = pki.replica("npdb").context("the replica's certificate")?;
+    let tls = numport_tls::ServerTls { cert: own.cert.clone(), key: own.key.clone(), client_ca: None };
+    let mut config = toml::Table::new();
+    config.insert("tls".into(), toml::Value::try_from(tls)?);
+    let config_path = args.dir.join("npdb.toml");
+    std::fs::write(&config_path, toml::to_string(&config)?)?;
     launch(
         &[
             "npdb".into(),
+            "--config".into(),
+            config_path.display().to_string(),
             "--data-dir".into(),
             data.display().to_string(),
             "--listen".into(),

@@ -87,7 +87,7 @@ pub(super) struct Bench {
 impl Bench {
     pub(super) fn new(cluster: &Cluster) -> anyhow::Result<Bench> {
         Ok(Bench {
-            http: reqwest::Client::builder().pool_max_idle_per_host(1024).tcp_nodelay(true).build()?,
+            http: cluster.http()?.pool_max_idle_per_host(1024).tcp_nodelay(true).build()?,
             node_urls: cluster.ops.iter().map(|o| o.proc.url()).collect(),
             names: cluster.ops.iter().map(|o| o.name.clone()).collect(),
             waiters: Arc::default(),

@@ -72,7 +72,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut replicas: Vec<(String, String)> =
         cluster.ops.iter().map(|o| (format!("{} node", o.name), o.proc.url())).collect();
     replicas.push(("standalone npdb".into(), standalone.url()));
-    let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
+    let http = cluster.http()?.tcp_nodelay(true).build()?;
     wait_loaded(&http, &replicas).await?;
 
     let bench = Arc::new(Bench::new(&cluster)?);
@@ -127,9 +127,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// Starts the standalone `numport npdb` replica, following the cluster's clearinghouse with
 /// opa's token.
 async fn launch_standalone(args: &Args, cluster: &Cluster) -> anyhow::Result<Launched> {
+    let config = args.dir.join("npdb-standalone.toml");
+    cluster.write_npdb_config(&config, "opa")?;
     launch(
         &[
             "npdb".into(),
+            "--config".into(),
+            config.display().to_string(),
             "--data-dir".into(),
             args.dir.join("npdb-standalone").display().to_string(),
             "--listen".into(),

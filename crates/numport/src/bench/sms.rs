@@ -325,7 +325,7 @@ impl Rig {
         let smpp = opa.proc.smpp.context("opa runs no SMPP server")?;
         let air_a = Arc::new(RwLock::new(opa.proc.air.context("opa runs no air interface")?));
         let air_b = Arc::new(RwLock::new(opb.proc.air.context("opb runs no air interface")?));
-        wait_for_ranges(&opa.proc.url(), &subscriber_number("4791", 0)).await;
+        wait_for_ranges(&cluster.http()?.build()?, &opa.proc.url(), &subscriber_number("4791", 0)).await;
 
         let dest = Destinations {
             local: (0..terminals).map(|i| subscriber_number("4790", i)).collect(),
@@ -346,8 +346,7 @@ impl Rig {
 }
 
 /// Waits (up to 10 s) until the replica of the operator at `url` answers a lookup of `probe`.
-async fn wait_for_ranges(url: &str, probe: &Msisdn) {
-    let http = reqwest::Client::new();
+async fn wait_for_ranges(http: &reqwest::Client, url: &str, probe: &Msisdn) {
     for _ in 0..500 {
         let r = http.get(format!("{url}/v1/lookup/{probe}")).send().await;
         if r.is_ok_and(|r| r.status().is_success()) {

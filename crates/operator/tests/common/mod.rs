@@ -190,6 +190,7 @@ pub fn config(name: &str, clearinghouse: &str) -> OperatorConfig {
         api_token: "key.secret".into(),
         callback_secret: hex(&SECRET),
         reprocess_interval_ms: 50,
+        plain_http: true,
         npdb: replica::ReplicaConfig {
             // Each configuration its own directory: a restarted node in a test opens a
             // second replica while the first is still alive.

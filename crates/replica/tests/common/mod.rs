@@ -29,6 +29,12 @@ pub struct TestCh {
 
 impl TestCh {
     pub async fn start() -> TestCh {
+        TestCh::start_with(None).await
+    }
+
+    /// Over TLS when `tls` is given (its `client_ca` asking for operators' certificates).
+    pub async fn start_with(tls: Option<numport_tls::ServerTls>) -> TestCh {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let dir = tempfile::tempdir().unwrap();
         let db =
             clearinghouse::store::connect(&format!("sqlite://{}", dir.path().join("ch.db").display())).await.unwrap();
@@ -42,11 +48,16 @@ impl TestCh {
         let ch = Clearinghouse::new(
             db,
             Arc::new(ManualClock::new(T0)),
-            ClearinghouseConfig { supervisor_interval_ms: 3_600_000, ..ClearinghouseConfig::default() },
+            ClearinghouseConfig {
+                supervisor_interval_ms: 3_600_000,
+                plain_http: tls.is_none(),
+                tls,
+                ..ClearinghouseConfig::default()
+            },
             master_key,
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let url = format!("{scheme}://{}", listener.local_addr().unwrap());
         let stop = CancellationToken::new();
         let server = tokio::spawn({
             let (ch, stop) = (ch.clone(), stop.clone());
