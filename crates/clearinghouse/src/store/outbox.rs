@@ -132,8 +132,10 @@ pub async fn release_delivery(conn: &mut Connection, holder: &str) -> Result<()>
 }
 
 /// Undelivered messages whose next attempt is due, oldest first, leaving out `in_flight` (the
-/// ids the caller is delivering now). The ids travel as one parameter: a PostgreSQL array, a
-/// JSON array on SQLite.
+/// ids the caller is delivering now) and those of operators with no callback URL: they wait in
+/// the inbox, and [`make_due`] brings them back when a URL is registered, with no failed
+/// attempt of theirs in flight to push them back. The ids travel as one parameter: a PostgreSQL
+/// array, a JSON array on SQLite.
 pub async fn due(conn: &mut Connection, now: Millis, limit: i64, in_flight: &[i64]) -> Result<Vec<Due>> {
     static DUE: sql::PerEngine = sql::PerEngine::new(|pg| {
         let not_in_flight =
@@ -142,7 +144,8 @@ pub async fn due(conn: &mut Connection, now: Millis, limit: i64, in_flight: &[i6
             "SELECT m.id, m.operator_id, m.kind, m.order_id, m.body, m.created_at, m.delivered_at, \
              m.attempts, o.name, o.callback_url, o.callback_key_version \
              FROM messages m JOIN operators o ON o.id = m.operator_id \
-             WHERE m.delivered_at IS NULL AND m.next_attempt_at <= $1 AND {not_in_flight} \
+             WHERE m.delivered_at IS NULL AND m.next_attempt_at <= $1 AND o.callback_url IS NOT NULL \
+             AND {not_in_flight} \
              ORDER BY m.next_attempt_at, m.id LIMIT $2"
         )
     });
