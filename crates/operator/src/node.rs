@@ -78,6 +78,7 @@ impl Node {
     /// and build the node.
     pub async fn open(config: OperatorConfig, clock: Arc<dyn Clock>) -> Result<Node, OperatorError> {
         let callback_secret = config.callback_secret_bytes()?;
+        config.service_number()?;
         if callback_secret.is_none() {
             tracing::warn!(
                 node = %config.name,
