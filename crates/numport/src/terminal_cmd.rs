@@ -70,22 +70,28 @@ struct Sim {
     /// The operator node's air interface.
     #[arg(long, default_value = "127.0.0.1:7700")]
     node: SocketAddr,
-    #[arg(long)]
-    imsi: String,
+    /// (Required; an `Option` only so that `numport terminal port` parses without the
+    /// receiving terminal's arguments.)
+    #[arg(long, required = true)]
+    imsi: Option<String>,
     /// The SIM key (hex).
-    #[arg(long, env = "NUMPORT_K_SIM", hide_env_values = true)]
-    k_sim: String,
+    #[arg(long, env = "NUMPORT_K_SIM", hide_env_values = true, required = true)]
+    k_sim: Option<String>,
 }
 
 impl Sim {
+    fn imsi(&self) -> &str {
+        self.imsi.as_deref().unwrap_or_default()
+    }
+
     fn key(&self) -> anyhow::Result<Vec<u8>> {
-        hex::decode(self.k_sim.trim()).context("--k-sim must be hex")
+        hex::decode(self.k_sim.as_deref().unwrap_or_default().trim()).context("--k-sim must be hex")
     }
 
     /// Connects to the node and attaches; the stream and the number the node attached it as.
     async fn attach(&self, key: &[u8]) -> anyhow::Result<(TcpStream, String)> {
         let mut s = TcpStream::connect(self.node).await.with_context(|| format!("connecting to {}", self.node))?;
-        match operator::air::attach_terminal(&mut s, &self.imsi, key).await? {
+        match operator::air::attach_terminal(&mut s, self.imsi(), key).await? {
             Ok(msisdn) => Ok((s, msisdn)),
             Err(cause) => bail!("attach refused (cause {cause})"),
         }
@@ -241,7 +247,8 @@ pub async fn port(args: PortArgs) -> anyhow::Result<ExitCode> {
     };
     let steps = Steps(std::time::Instant::now());
     let cost = PinStretch { memory_kib: args.pin_memory_kib, passes: args.pin_passes };
-    let key = numport::handset::port_key(&k_sim, pin.trim(), &args.sim.imsi, cost)?;
+    let key = numport::handset::port_key(&k_sim, pin.trim(), args.sim.imsi(), cost)
+        .context("deriving the port key (salted with the IMSI)")?;
     steps.show("port key derived from the SIM key and the PIN");
     let (mut air, number) = args.sim.attach(&k_sim).await?;
     let msisdn: Msisdn = number.parse().with_context(|| format!("the node attached the SIM as {number:?}"))?;
@@ -278,12 +285,12 @@ pub async fn port(args: PortArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         (_, Some(Reason::ProofMismatch)) => {
-            println!("verification failed: the PIN is wrong");
+            steps.show("verification failed: the PIN is wrong");
             Ok(ExitCode::FAILURE)
         }
         (state, reason) => {
             let why = reason.map(|r| r.to_string()).unwrap_or_else(|| "still open".into());
-            println!("the port did not complete: {state} ({why})");
+            steps.show(format!("the port did not complete: {state} ({why})"));
             Ok(ExitCode::FAILURE)
         }
     }

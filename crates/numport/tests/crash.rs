@@ -256,13 +256,18 @@ struct Nodes {
 }
 
 /// The handset's authorisation by SMS to its donor's service number; its outcome does not
-/// matter here (the donor deposits when the clearinghouse asks, too).
+/// matter here (the donor deposits when the clearinghouse asks, too). Bounded like the HTTP
+/// requests: a deposit the killed clearinghouse never answered leaves the donor waiting.
 async fn authorise(air: std::net::SocketAddr, h: &Handset) {
     let (imsi, k_sim) = sim_of(&h.msisdn);
-    let Ok(mut s) = tokio::net::TcpStream::connect(air).await else { return };
-    if let Ok(Ok(_)) = operator::air::attach_terminal(&mut s, &imsi, &k_sim).await {
-        let _ = operator::air::send_authorisation(&mut s, operator::config::DEFAULT_SERVICE_NUMBER, &h.auth, 1).await;
-    }
+    let attempt = async {
+        let Ok(mut s) = tokio::net::TcpStream::connect(air).await else { return };
+        if let Ok(Ok(_)) = operator::air::attach_terminal(&mut s, &imsi, &k_sim).await {
+            let _ =
+                operator::air::send_authorisation(&mut s, operator::config::DEFAULT_SERVICE_NUMBER, &h.auth, 1).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), attempt).await;
 }
 
 /// Starts every handset's port, each at its [`start_of`].

@@ -89,7 +89,8 @@ pub fn authorisation_cause(r: &AuthorisationRefusal) -> u8 {
     }
 }
 
-/// How long a terminal has for each step of the attach, and to acknowledge a delivery.
+/// How long a terminal has for each step of the attach, and to acknowledge a delivery; also
+/// how long a port-out authorisation may take before the terminal is told to try again.
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often an attached terminal's session checks for silence and for messages its live
 /// queue could not carry.
@@ -427,12 +428,16 @@ async fn authorisation(node: &Node, msisdn: &str, s: &SmsSubmit) -> u8 {
         Some(_) => String::new(),
     };
     let result = match msisdn.parse() {
-        Ok(sender) => node.authorise_port_out(&sender, &text).await.map(|_| ()),
-        Err(_) => Err(AuthorisationRefusal::NotSubscriber),
+        Ok(sender) => tokio::time::timeout(STEP_TIMEOUT, node.authorise_port_out(&sender, &text)).await,
+        Err(_) => Ok(Err(AuthorisationRefusal::NotSubscriber)),
     };
     match result {
-        Ok(()) => CAUSE_OK,
-        Err(refusal) => {
+        Ok(Ok(_)) => CAUSE_OK,
+        Err(_) => {
+            tracing::warn!(msisdn, "port-out authorisation timed out");
+            CAUSE_TEMPORARY_FAILURE
+        }
+        Ok(Err(refusal)) => {
             tracing::info!(msisdn, %refusal, "port-out authorisation refused");
             authorisation_cause(&refusal)
         }
