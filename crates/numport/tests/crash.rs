@@ -257,7 +257,7 @@ struct Nodes {
 
 /// The handset's authorisation by SMS to its donor's service number; its outcome does not
 /// matter here (the donor deposits when the clearinghouse asks, too). Bounded like the HTTP
-/// requests: a deposit the killed clearinghouse never answered leaves the donor waiting.
+/// requests, so that a handset never waits on it for good.
 async fn authorise(air: std::net::SocketAddr, h: &Handset) {
     let (imsi, k_sim) = sim_of(&h.msisdn);
     let attempt = async {

@@ -398,7 +398,12 @@ async fn submit(node: &Node, msisdn: &str, reference: u32, tpdu: Vec<u8>) -> Fra
     let now = node.now();
     let tpdu = match Tpdu::decode_mo(&tpdu) {
         Ok(Tpdu::Submit(s)) if Some(s.destination.value.as_str()) == node.config().service_number().ok() => {
-            return Frame::SubmitAck { reference, cause: authorisation(node, msisdn, &s).await };
+            // On a task of its own: the session polls its submits only between its other
+            // awaits, and an authorisation granted the database connection there but not
+            // polled would hold up every other user of it, the session included.
+            let (node, msisdn) = (node.clone(), msisdn.to_owned());
+            let task = tokio::spawn(async move { authorisation(&node, &msisdn, &s).await });
+            return Frame::SubmitAck { reference, cause: task.await.unwrap_or(CAUSE_TEMPORARY_FAILURE) };
         }
         other => other,
     };
