@@ -124,6 +124,17 @@ impl Bench {
         }
     }
 
+    /// The handset's authorisation: attach to the donor's air interface with the SIM, send
+    /// `auth` to the service number, and return the `SubmitAck` cause.
+    async fn authorise(&self, p: &Port, auth: &PortOutText) -> anyhow::Result<u8> {
+        let mut air = tokio::net::TcpStream::connect(self.air[p.donor]).await?;
+        air.set_nodelay(true)?;
+        if let Err(cause) = operator::air::attach_terminal(&mut air, &p.imsi, &p.k_sim).await? {
+            anyhow::bail!("attach refused (cause {cause})");
+        }
+        Ok(operator::air::send_authorisation(&mut air, operator::config::DEFAULT_SERVICE_NUMBER, auth, 1).await?)
+    }
+
     /// Run one port and return its latency, request to routing record.
     pub(super) async fn port(&self, p: &Port) -> anyhow::Result<Duration> {
         let (tx, rx) = oneshot::channel();
@@ -158,19 +169,6 @@ impl Bench {
         let done =
             tokio::time::timeout(Duration::from_secs(30), rx).await.context("port not completed within 30 s")??;
         Ok(done.duration_since(started))
-    }
-}
-
-impl Bench {
-    /// The handset's authorisation: attach to the donor's air interface with the SIM, send
-    /// `auth` to the service number, and return the `SubmitAck` cause.
-    async fn authorise(&self, p: &Port, auth: &PortOutText) -> anyhow::Result<u8> {
-        let mut air = tokio::net::TcpStream::connect(self.air[p.donor]).await?;
-        air.set_nodelay(true)?;
-        if let Err(cause) = operator::air::attach_terminal(&mut air, &p.imsi, &p.k_sim).await? {
-            anyhow::bail!("attach refused (cause {cause})");
-        }
-        Ok(operator::air::send_authorisation(&mut air, operator::config::DEFAULT_SERVICE_NUMBER, auth, 1).await?)
     }
 }
 
