@@ -149,3 +149,34 @@ async fn refusals_carry_their_causes() {
     assert_eq!(d.n.store().max_sms_id().await.unwrap(), 0);
     d.stop.cancel();
 }
+
+/// Terminals that stay attached and authorise one after another while the others do: every
+/// authorisation is answered, however the session's own database reads (its rescans) and
+/// the authorisations' statements interleave on the node's one connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_attached_terminals_authorising_at_once_are_all_answered() {
+    let d = donor().await;
+    let mut terminals = Vec::new();
+    for t in 0..8u8 {
+        let mut s = d.attach(0).await;
+        terminals.push(tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let mut sent = 0u32;
+            // Past several of the session's 500 ms rescans.
+            while started.elapsed() < std::time::Duration::from_millis(1500) {
+                sent += 1;
+                let auth = PortOutText { nonce: Nonce([t; 16]), expiry: T0 + sent as i64, ..text(None) };
+                let answer = send_authorisation(&mut s, DEFAULT_SERVICE_NUMBER, &auth, sent);
+                let cause = tokio::time::timeout(std::time::Duration::from_secs(5), answer).await;
+                assert_eq!(cause.expect("answered within 5 s").unwrap(), CAUSE_OK);
+            }
+            sent
+        }));
+    }
+    let mut total = 0;
+    for t in terminals {
+        total += t.await.unwrap();
+    }
+    assert_eq!(d.ch.calls("/v1/deposits").len(), total as usize);
+    d.stop.cancel();
+}
