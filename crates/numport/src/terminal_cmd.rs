@@ -70,8 +70,9 @@ struct Sim {
     /// The operator node's air interface.
     #[arg(long, default_value = "127.0.0.1:7700")]
     node: SocketAddr,
-    /// (Required; an `Option` only so that `numport terminal port` parses without the
-    /// receiving terminal's arguments.)
+    /// The SIM's IMSI.
+    // `Option`s, required by clap: so `numport terminal port` parses without the receiving
+    // terminal's arguments.
     #[arg(long, required = true)]
     imsi: Option<String>,
     /// The SIM key (hex).
@@ -319,9 +320,11 @@ async fn follow(http: &reqwest::Client, url: &str, steps: &Steps, within_s: u64)
     }
 }
 
-/// The PIN, typed on stdin (one line).
+/// The PIN, typed on stdin (one line); a prompt only for a person at a terminal.
 fn read_pin() -> anyhow::Result<String> {
-    eprint!("PIN: ");
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprint!("PIN: ");
+    }
     let mut line = String::new();
     std::io::stdin().read_line(&mut line).context("reading the PIN from stdin")?;
     if line.trim().is_empty() {
