@@ -68,18 +68,22 @@ pub struct Cluster {
     pub ops: Vec<OperatorProc>,
 }
 
-/// A subscriber's SIM secret and PIN, as the terminal (and, once, the donor) knows them.
+/// The PIN of a cluster subscriber, six digits derived from its number, so that a handset
+/// can be given it.
+pub fn pin_of(msisdn: &Msisdn) -> String {
+    let h = msisdn.as_str().bytes().fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
+    format!("{:06}", h % 1_000_000)
+}
+
+/// A cluster subscriber's port key, from its SIM ([`sim_of`]) and PIN ([`pin_of`]), as the
+/// handset and, once at provisioning, the home operator derive it ([`crate::handset`]).
 pub fn terminal_key(msisdn: &Msisdn, stretch: PinStretch) -> anyhow::Result<PortKey> {
-    let k_sim = format!("k-sim-of-{msisdn}");
-    let pin = format!(
-        "{:06}",
-        msisdn.as_str().bytes().fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32)) % 1_000_000
-    );
-    Ok(PortKey::derive(k_sim.as_bytes(), &pin, b"numport-demo-salt", stretch)?)
+    let (imsi, k_sim) = sim_of(msisdn);
+    Ok(crate::handset::port_key(&k_sim, &pin_of(msisdn), &imsi, stretch)?)
 }
 
 /// The SIM of a cluster subscriber: an IMSI made of a test network code and the number's last
-/// ten digits, and the same per-SIM secret [`terminal_key`] starts from.
+/// ten digits, and a per-SIM secret.
 pub fn sim_of(msisdn: &Msisdn) -> (String, Vec<u8>) {
     let digits = msisdn.as_str();
     let imsi = format!("24201{}", &digits[digits.len().saturating_sub(10)..]);

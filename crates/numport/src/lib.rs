@@ -1,7 +1,9 @@
 //! The pieces of the `numport` binary that its tests use too: starting roles as processes
-//! ([`launch`]) and a whole clearinghouse-plus-operators system on loopback ([`cluster`]).
+//! ([`launch`]), a whole clearinghouse-plus-operators system on loopback ([`cluster`]), and
+//! the port key a handset shares with its home operator ([`handset`]).
 
 pub mod cluster;
+pub mod handset;
 pub mod launch;
 
 /// The log filter when none is given. hickory-server logs every DNS request at `info`, which

@@ -21,6 +21,14 @@
 //! `SubmitAck` is reported, and so is each SMS-STATUS-REPORT that comes back later
 //! (`status report for MR n: delivered`). The terminal goes on receiving until `--count`
 //! messages and status reports have been shown (and every part is acknowledged).
+//!
+//! **Porting.** `numport terminal port --to OPERATOR --recipient-url URL` ports the SIM's
+//! number to another operator, as a subscriber does from the handset ([`port`]): it attaches,
+//! sends the port-out authorisation by SMS to its home operator's service number
+//! (`operator::portability::authorisation`), hands number, nonce, expiry and proof to the
+//! recipient's self-service API, and follows the order to its end, printing each step with
+//! its time. The port key is derived from the SIM key and the PIN, salted with the IMSI
+//! (`numport::handset`), at the Argon2 cost the home operator provisioned it with.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{BufRead, Write};
@@ -29,6 +37,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use clearinghouse_api::model::{Order, PortingRequest};
+use numport_core::porting::{OrderState, Reason};
+use numport_core::proof::{Nonce, PinStretch};
+use numport_core::{Clock, Msisdn, OperatorName, SystemClock};
+use operator::{PortInStatus, PortOutText};
 use sms::address::Address;
 use sms::air::{CAUSE_OK, Frame};
 use sms::concat::{Reassembler, Reference};
@@ -37,15 +50,59 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
+    #[command(subcommand)]
+    command: Option<TerminalCommand>,
+    #[command(flatten)]
+    receive: Receive,
+}
+
+#[derive(clap::Subcommand)]
+enum TerminalCommand {
+    /// Port this SIM's number to another operator from the handset.
+    Port(PortArgs),
+}
+
+/// The SIM and the network it attaches to.
+#[derive(clap::Args)]
+struct Sim {
     /// The operator node's air interface.
     #[arg(long, default_value = "127.0.0.1:7700")]
     node: SocketAddr,
-    #[arg(long)]
-    imsi: String,
+    /// The SIM's IMSI.
+    // `Option`s, required by clap: so `numport terminal port` parses without the receiving
+    // terminal's arguments.
+    #[arg(long, required = true)]
+    imsi: Option<String>,
     /// The SIM key (hex).
-    #[arg(long, env = "NUMPORT_K_SIM", hide_env_values = true)]
-    k_sim: String,
+    #[arg(long, env = "NUMPORT_K_SIM", hide_env_values = true, required = true)]
+    k_sim: Option<String>,
+}
+
+impl Sim {
+    fn imsi(&self) -> &str {
+        self.imsi.as_deref().unwrap_or_default()
+    }
+
+    fn key(&self) -> anyhow::Result<Vec<u8>> {
+        hex::decode(self.k_sim.as_deref().unwrap_or_default().trim()).context("--k-sim must be hex")
+    }
+
+    /// Connects to the node and attaches; the stream and the number the node attached it as.
+    async fn attach(&self, key: &[u8]) -> anyhow::Result<(TcpStream, String)> {
+        let mut s = TcpStream::connect(self.node).await.with_context(|| format!("connecting to {}", self.node))?;
+        match operator::air::attach_terminal(&mut s, self.imsi(), key).await? {
+            Ok(msisdn) => Ok((s, msisdn)),
+            Err(cause) => bail!("attach refused (cause {cause})"),
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct Receive {
+    #[command(flatten)]
+    sim: Sim,
     /// Exit after this many messages and status reports shown (default: run until interrupted).
     #[arg(long)]
     count: Option<usize>,
@@ -64,6 +121,39 @@ pub struct Args {
     text: Option<String>,
 }
 
+#[derive(clap::Args)]
+pub struct PortArgs {
+    #[command(flatten)]
+    sim: Sim,
+    /// The operator to port to.
+    #[arg(long, value_name = "OPERATOR")]
+    to: OperatorName,
+    /// The recipient operator node's HTTP API.
+    #[arg(long, value_name = "URL")]
+    recipient_url: String,
+    /// The CA an `https://` recipient URL is verified against (PEM).
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// The service PIN; read from stdin when not given.
+    #[arg(long, env = "NUMPORT_PIN", hide_env_values = true)]
+    pin: Option<String>,
+    /// The home operator's service number, where the authorisation goes.
+    #[arg(long, default_value = operator::config::DEFAULT_SERVICE_NUMBER)]
+    service_number: String,
+    /// Argon2 memory (KiB) the home operator stretched the PIN with.
+    #[arg(long, default_value_t = PinStretch::default().memory_kib)]
+    pin_memory_kib: u32,
+    /// Argon2 passes the home operator stretched the PIN with.
+    #[arg(long, default_value_t = PinStretch::default().passes)]
+    pin_passes: u32,
+    /// How long the proof stays valid, in seconds.
+    #[arg(long, default_value_t = 600)]
+    validity_s: u64,
+    /// How long to follow the order before giving up, in seconds.
+    #[arg(long, default_value_t = 60)]
+    follow_s: u64,
+}
+
 /// References remembered: the state file keeps this many lines after compaction.
 pub const KEEP: usize = 100_000;
 /// Incomplete concatenated messages held at once.
@@ -78,7 +168,15 @@ async fn recv(s: &mut TcpStream) -> anyhow::Result<Frame> {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let key = hex::decode(args.k_sim.trim()).context("--k-sim must be hex")?;
+    match args.command {
+        Some(TerminalCommand::Port(p)) => port(p).await,
+        None => receive(args.receive).await,
+    }
+}
+
+/// Attaches, sends what `--send` asks for, and shows what arrives.
+async fn receive(args: Receive) -> anyhow::Result<ExitCode> {
+    let key = args.sim.key()?;
     let outgoing = match (&args.send, &args.text) {
         (Some(to), Some(text)) => submits(to, text, rand::random(), rand::random())?,
         _ => Vec::new(),
@@ -87,11 +185,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(path) => Memory::open(path)?,
         None => Memory::in_memory(),
     };
-    let mut s = TcpStream::connect(args.node).await.with_context(|| format!("connecting to {}", args.node))?;
-    let msisdn = match operator::air::attach_terminal(&mut s, &args.imsi, &key).await? {
-        Ok(msisdn) => msisdn,
-        Err(cause) => bail!("attach refused (cause {cause})"),
-    };
+    let (mut s, msisdn) = args.sim.attach(&key).await?;
     if !args.json {
         println!("attached as {msisdn}");
     }
@@ -137,6 +231,110 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         send(&mut s, Frame::DeliverAck { reference, cause: CAUSE_OK }).await?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The steps of a port from the handset, each printed with its time since the start.
+struct Steps(std::time::Instant);
+
+impl Steps {
+    fn show(&self, what: impl std::fmt::Display) {
+        println!("  +{:>5} ms  {what}", self.0.elapsed().as_millis());
+    }
+}
+
+/// `numport terminal port`: ports the SIM's number to `--to`. Exits 0 once the order completed.
+pub async fn port(args: PortArgs) -> anyhow::Result<ExitCode> {
+    let k_sim = args.sim.key()?;
+    let pin = match &args.pin {
+        Some(p) => p.clone(),
+        None => read_pin()?,
+    };
+    let steps = Steps(std::time::Instant::now());
+    let cost = PinStretch { memory_kib: args.pin_memory_kib, passes: args.pin_passes };
+    let key = numport::handset::port_key(&k_sim, pin.trim(), args.sim.imsi(), cost)
+        .context("deriving the port key (salted with the IMSI)")?;
+    steps.show("port key derived from the SIM key and the PIN");
+    let (mut air, number) = args.sim.attach(&k_sim).await?;
+    let msisdn: Msisdn = number.parse().with_context(|| format!("the node attached the SIM as {number:?}"))?;
+    steps.show(format!("attached to {} as {msisdn}", args.sim.node));
+
+    let nonce = Nonce(rand::random());
+    let expiry = SystemClock.now_ms() + args.validity_s as i64 * 1000;
+    let auth = PortOutText { recipient: args.to.clone(), nonce, expiry, msisdn: None };
+    let cause = operator::air::send_authorisation(&mut air, &args.service_number, &auth, 1).await?;
+    drop(air);
+    let answer = operator::air::cause_text(cause);
+    steps.show(format!("SMS \"{auth}\" to the service number {}: {answer}", args.service_number));
+    if cause != CAUSE_OK {
+        bail!("the home operator refused the port-out authorisation: {answer} (RP-cause {cause})");
+    }
+
+    let proof = key.prove(&nonce, &msisdn, &args.to, expiry);
+    let req = PortingRequest { msisdn: msisdn.clone(), nonce: nonce.to_hex(), expiry, proof: proof.to_hex() };
+    let base = args.recipient_url.trim_end_matches('/');
+    let tls = args.ca.clone().map(|ca| numport_tls::ClientTls { ca, cert: None, key: None });
+    let http = numport_tls::http::client(tls.as_ref(), |b| b.timeout(std::time::Duration::from_secs(10)))?;
+    let r = http.post(format!("{base}/v1/self-service/port-in")).json(&req).send().await.context("the recipient")?;
+    if !r.status().is_success() {
+        bail!("the recipient refused the port-in: {} {}", r.status(), r.text().await.unwrap_or_default());
+    }
+    let order: Order = r.json().await.context("the recipient's answer")?;
+    steps.show(format!("port-in request to {}: order {} opened, {}", args.to, order.id, order.state));
+
+    let status =
+        follow(&http, &format!("{base}/v1/self-service/port-in/{msisdn}/{}", nonce.to_hex()), &steps, args.follow_s)
+            .await?;
+    match (status.state, status.reason) {
+        (OrderState::Completed, _) => {
+            steps.show(format!("{msisdn} is served by {}", args.to));
+            Ok(ExitCode::SUCCESS)
+        }
+        (_, Some(Reason::ProofMismatch)) => {
+            steps.show("verification failed: the PIN is wrong");
+            Ok(ExitCode::FAILURE)
+        }
+        (state, reason) => {
+            let why = reason.map(|r| r.to_string()).unwrap_or_else(|| "still open".into());
+            steps.show(format!("the port did not complete: {state} ({why})"));
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Polls the recipient's status of the order at `url`, showing each state it passes, until it
+/// ends or `within_s` pass; the last status.
+async fn follow(http: &reqwest::Client, url: &str, steps: &Steps, within_s: u64) -> anyhow::Result<PortInStatus> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(within_s);
+    let mut last = None;
+    loop {
+        let r = http.get(url).send().await.context("the recipient's order status")?;
+        if !r.status().is_success() {
+            bail!("the recipient's order status: {} {}", r.status(), r.text().await.unwrap_or_default());
+        }
+        let status: PortInStatus = r.json().await.context("the recipient's order status")?;
+        if last != Some(status.state) {
+            let why = status.reason.map(|r| format!(" ({r})")).unwrap_or_default();
+            steps.show(format!("order {}: {}{why}", status.order_id, status.state));
+            last = Some(status.state);
+        }
+        if status.state.is_terminal() || std::time::Instant::now() > deadline {
+            return Ok(status);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// The PIN, typed on stdin (one line); a prompt only for a person at a terminal.
+fn read_pin() -> anyhow::Result<String> {
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprint!("PIN: ");
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).context("reading the PIN from stdin")?;
+    if line.trim().is_empty() {
+        bail!("no PIN given (--pin, NUMPORT_PIN, or a line on stdin)");
+    }
+    Ok(line.trim().to_owned())
 }
 
 /// The SMS-SUBMIT TPDUs that carry `text` to `to`, each with its TP-MR: one, or the parts of

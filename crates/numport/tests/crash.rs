@@ -1,8 +1,9 @@
 //! `kill -9` of the clearinghouse while ports are in flight.
 //!
 //! A clearinghouse and three operator nodes run as real processes on loopback. 150 handsets
-//! port, each the way `numport bench porting` does: the port-out authorisation to its donor
-//! node and the port-in request to its recipient node. The first half arrive spread out, so
+//! port, each the way `numport bench porting` does: the port-out authorisation by SMS to its
+//! donor node's service number over the air interface, and the port-in request to its
+//! recipient node. The first half arrive spread out, so
 //! that ports complete; the second half arrive in a burst faster than any build settles them.
 //! While orders of the burst are open, the clearinghouse is killed with SIGKILL, then restarted
 //! on the same database and address. Handsets whose request failed retry the very same request
@@ -27,12 +28,12 @@ use clearinghouse::ClearinghouseConfig;
 use clearinghouse::config::DispatcherConfig;
 use clearinghouse::store::{ledger, operators, orders, routing};
 use clearinghouse_api::model::{Order, PortingRequest};
-use numport::cluster::{Cluster, ClusterSpec, INITIAL_FUNDS, OPERATORS, subscriber_number, terminal_key};
+use numport::cluster::{Cluster, ClusterSpec, INITIAL_FUNDS, OPERATORS, sim_of, subscriber_number, terminal_key};
 use numport_core::porting::OrderState;
 use numport_core::proof::{Nonce, PinStretch};
 use numport_core::{Clock, Msisdn, SystemClock};
 use numport_db::sql;
-use operator::{OperatorStore, PortOutAuthorisation, SubscriberStatus};
+use operator::{OperatorStore, PortOutText, SubscriberStatus};
 
 const PORTS: usize = 150;
 /// The first half of the handsets start `STAGGER` apart, slower than ports complete.
@@ -60,7 +61,7 @@ struct Handset {
     msisdn: Msisdn,
     donor: usize,
     recipient: usize,
-    auth: PortOutAuthorisation,
+    auth: PortOutText,
     req: PortingRequest,
 }
 
@@ -84,8 +85,7 @@ fn handsets() -> Vec<Handset> {
             let key = terminal_key(&msisdn, PinStretch::FAST).expect("port key");
             let nonce = Nonce(rand::random());
             let to: numport_core::OperatorName = OPERATORS[recipient].0.parse().expect("operator name");
-            let auth =
-                PortOutAuthorisation { msisdn: msisdn.clone(), nonce: nonce.to_hex(), recipient: to.clone(), expiry };
+            let auth = PortOutText { recipient: to.clone(), nonce, expiry, msisdn: None };
             let req = PortingRequest {
                 msisdn: msisdn.clone(),
                 nonce: nonce.to_hex(),
@@ -99,16 +99,15 @@ fn handsets() -> Vec<Handset> {
 
 /// Port from the handset, starting after `delay`; on failure retry the same requests until
 /// acknowledged or the retry budget runs out.
-async fn port(http: reqwest::Client, nodes: Arc<Vec<String>>, h: Arc<Handset>, delay: Duration) -> Seen {
+async fn port(http: reqwest::Client, nodes: Arc<Nodes>, h: Arc<Handset>, delay: Duration) -> Seen {
     tokio::time::sleep(delay).await;
     let mut seen = Seen::default();
     let give_up = Instant::now() + Duration::from_secs(20);
     loop {
         seen.attempts += 1;
-        let to_donor =
-            http.post(format!("{}/v1/self-service/port-out-authorisations", nodes[h.donor])).json(&h.auth).send();
-        let to_recipient = http.post(format!("{}/v1/self-service/port-in", nodes[h.recipient])).json(&h.req).send();
-        let (_, r) = tokio::join!(to_donor, to_recipient);
+        let to_recipient =
+            http.post(format!("{}/v1/self-service/port-in", nodes.http[h.recipient])).json(&h.req).send();
+        let (_, r) = tokio::join!(authorise(nodes.air[h.donor], &h), to_recipient);
         match r {
             Ok(resp) if resp.status().is_success() => match resp.json::<Order>().await {
                 Ok(order) => {
@@ -250,9 +249,33 @@ async fn start_cluster(tmp: &std::path::Path) -> Cluster {
     .expect("cluster starts")
 }
 
+/// The operator nodes' HTTP APIs and air interfaces, in [`OPERATORS`] order.
+struct Nodes {
+    http: Vec<String>,
+    air: Vec<std::net::SocketAddr>,
+}
+
+/// The handset's authorisation by SMS to its donor's service number; its outcome does not
+/// matter here (the donor deposits when the clearinghouse asks, too). Bounded like the HTTP
+/// requests, so that a handset never waits on it for good.
+async fn authorise(air: std::net::SocketAddr, h: &Handset) {
+    let (imsi, k_sim) = sim_of(&h.msisdn);
+    let attempt = async {
+        let Ok(mut s) = tokio::net::TcpStream::connect(air).await else { return };
+        if let Ok(Ok(_)) = operator::air::attach_terminal(&mut s, &imsi, &k_sim).await {
+            let _ =
+                operator::air::send_authorisation(&mut s, operator::config::DEFAULT_SERVICE_NUMBER, &h.auth, 1).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), attempt).await;
+}
+
 /// Starts every handset's port, each at its [`start_of`].
 fn fire(cluster: &Cluster, handsets: &[Arc<Handset>]) -> Vec<tokio::task::JoinHandle<Seen>> {
-    let nodes: Arc<Vec<String>> = Arc::new(cluster.ops.iter().map(|o| o.proc.url()).collect());
+    let nodes = Arc::new(Nodes {
+        http: cluster.ops.iter().map(|o| o.proc.url()).collect(),
+        air: cluster.ops.iter().map(|o| o.proc.air.expect("air interface")).collect(),
+    });
     let http = cluster
         .http()
         .expect("the cluster's CA")

@@ -1,6 +1,6 @@
 //! The real `numport` binary end to end: `numport demo --check` starts a clearinghouse and
-//! three operators as processes on loopback, ports a number from the handset, and checks every
-//! step; and the command line of the roles parses.
+//! three operators as processes on loopback, ports a number from the handset (`numport
+//! terminal port`), and checks every step; and the command line of the roles parses.
 
 use std::process::{Command, Output};
 
@@ -30,6 +30,11 @@ fn demo_check_passes() {
     assert!(out.status.success(), "{}", show(&out));
     assert!(stdout.contains("all checks passed"), "{}", show(&out));
     assert!(!stdout.contains("FAIL"), "{}", show(&out));
+    // The port went from the handset: the authorisation by SMS to opa's service number; a
+    // wrong PIN first, which the handset reports.
+    assert!(stdout.contains("to the service number 1999: accepted"), "{}", show(&out));
+    assert!(stdout.contains("verification failed: the PIN is wrong"), "{}", show(&out));
+    assert!(stdout.contains("4790000001 is served by opb"), "{}", show(&out));
     // F2 and F3 steps ran: lookups at every operator, the bank's SMS routed to the new operator.
     assert_eq!(stdout.matches("ENUM NAPTR → tel:+4790000001;npdi;rn=D002").count(), 3, "{}", show(&out));
     assert!(stdout.contains("opa routed it: interconnect to opb"), "{}", show(&out));
@@ -52,6 +57,7 @@ fn role_help_succeeds() {
         &["operator", "--help"],
         &["npdb", "--help"],
         &["terminal", "--help"],
+        &["terminal", "port", "--help"],
         &["npdb", "import", "--help"],
         &["bench", "enum", "--help"],
         &["bench", "propagation", "--help"],

@@ -12,6 +12,11 @@
 //! report (TP-SRR), the receipts task hands the report to this session, which sends it as an
 //! SMS-STATUS-REPORT in a `Deliver` frame and reports the terminal's `DeliverAck` back.
 //!
+//! An SMS-SUBMIT to the operator's service number is no message to deliver: it is the
+//! subscriber's port-out authorisation ([`crate::portability::authorisation`]), taken for the
+//! number the attach authenticated and answered with its own `SubmitAck` cause
+//! ([`authorisation_cause`]); nothing is stored as a short message.
+//!
 //! References of `Deliver` frames: a message's id for an SMS-DELIVER; for an SMS-STATUS-REPORT
 //! the id of the message it reports on with the top bit set ([`report_reference`]), so that a
 //! message sent to oneself and its report do not share one.
@@ -33,6 +38,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::portability::{AuthorisationRefusal, PortOutText};
 use crate::sms_center::{Change, Refusal, Submission, ToTerminal};
 use crate::store::sms::{SmsState, StoredSms, terminal_submitter};
 use crate::{Node, OperatorError};
@@ -46,8 +52,45 @@ pub const CAUSE_SM_REJECTED: u8 = 21;
 pub const CAUSE_TEMPORARY_FAILURE: u8 = 41;
 /// The TPDU is no SMS-SUBMIT, or cannot be carried on.
 pub const CAUSE_INVALID_MANDATORY_INFORMATION: u8 = 96;
+/// An authorisation names a number other than the sender's own.
+pub const CAUSE_FACILITY_REJECTED: u8 = 29;
+/// The sender is no active subscriber of this operator.
+pub const CAUSE_UNKNOWN_SUBSCRIBER: u8 = 30;
+/// The subscriber has no port key: porting was never provisioned.
+pub const CAUSE_FACILITY_NOT_SUBSCRIBED: u8 = 50;
+/// The text to the service number is no authorisation.
+pub const CAUSE_SEMANTICALLY_INCORRECT_MESSAGE: u8 = 95;
 
-/// How long a terminal has for each step of the attach, and to acknowledge a delivery.
+/// A `SubmitAck` cause in words, as a handset shows it.
+pub fn cause_text(cause: u8) -> &'static str {
+    match cause {
+        CAUSE_OK => "accepted",
+        CAUSE_UNASSIGNED_NUMBER => "unassigned number",
+        CAUSE_SM_REJECTED => "refused",
+        CAUSE_FACILITY_REJECTED => "a handset may authorise its own number only",
+        CAUSE_UNKNOWN_SUBSCRIBER => "not an active subscriber of this operator",
+        CAUSE_TEMPORARY_FAILURE => "temporary failure, try again",
+        CAUSE_FACILITY_NOT_SUBSCRIBED => "no port key provisioned for this subscriber",
+        CAUSE_SEMANTICALLY_INCORRECT_MESSAGE => "malformed authorisation text",
+        CAUSE_INVALID_MANDATORY_INFORMATION => "invalid message",
+        _ => "refused",
+    }
+}
+
+/// The `SubmitAck` cause of a refused authorisation.
+pub fn authorisation_cause(r: &AuthorisationRefusal) -> u8 {
+    match r {
+        AuthorisationRefusal::Text(_) => CAUSE_SEMANTICALLY_INCORRECT_MESSAGE,
+        AuthorisationRefusal::OtherNumber => CAUSE_FACILITY_REJECTED,
+        AuthorisationRefusal::NotSubscriber => CAUSE_UNKNOWN_SUBSCRIBER,
+        AuthorisationRefusal::NoPortKey => CAUSE_FACILITY_NOT_SUBSCRIBED,
+        AuthorisationRefusal::Refused(_) => CAUSE_SM_REJECTED,
+        AuthorisationRefusal::NotRecorded(_) => CAUSE_TEMPORARY_FAILURE,
+    }
+}
+
+/// How long a terminal has for each step of the attach, and to acknowledge a delivery; also
+/// how long a port-out authorisation may take before the terminal is told to try again.
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often an attached terminal's session checks for silence and for messages its live
 /// queue could not carry.
@@ -100,6 +143,40 @@ pub async fn attach_terminal<S: AsyncRead + AsyncWriteExt + Unpin>(
         Some(Frame::Attached { msisdn }) => Ok(Ok(msisdn)),
         Some(Frame::Rejected { cause }) => Ok(Err(cause)),
         other => Err(unexpected("attached or rejected", other)),
+    }
+}
+
+/// The handset's side of a port-out authorisation: `auth` as one SMS-SUBMIT (GSM 7-bit) to
+/// `service_number` under frame `reference`, then the node's `SubmitAck` cause. Deliveries
+/// arriving meanwhile are left unacknowledged: the node offers them again later. Used by
+/// `numport terminal port` and the porting benchmark's handsets.
+pub async fn send_authorisation<S: AsyncRead + AsyncWriteExt + Unpin>(
+    s: &mut S,
+    service_number: &str,
+    auth: &PortOutText,
+    reference: u32,
+) -> Result<u8, OperatorError> {
+    let user_data =
+        UserData::gsm7(&auth.to_string()).map_err(|e| OperatorError::Config(format!("authorisation: {e}")))?;
+    let submit = SmsSubmit {
+        reject_duplicates: false,
+        status_report_request: false,
+        reply_path: false,
+        message_reference: reference as u8,
+        destination: Address::international(service_number),
+        pid: 0,
+        dcs: DataCoding::GSM7,
+        validity: None,
+        user_data,
+    };
+    let tpdu = Tpdu::Submit(submit).encode().map_err(|e| OperatorError::Config(format!("authorisation: {e}")))?;
+    s.write_all(&Frame::Submit { reference, tpdu }.encode()).await?;
+    loop {
+        match read_frame(s).await? {
+            Some(Frame::SubmitAck { reference: r, cause }) if r == reference => return Ok(cause),
+            Some(_) => continue,
+            None => return Err(OperatorError::Config("the node closed the air link".into())),
+        }
     }
 }
 
@@ -314,11 +391,23 @@ pub fn report_reference(id: i64) -> u32 {
     id as u32 | 0x8000_0000
 }
 
-/// Takes one SMS-SUBMIT of the terminal `msisdn`: routed, numbered and committed like an
-/// ESME's submit_sm. The `SubmitAck` to answer with.
+/// Takes one SMS-SUBMIT of the terminal `msisdn`: an authorisation if it is addressed to the
+/// service number, else routed, numbered and committed like an ESME's submit_sm. The
+/// `SubmitAck` to answer with.
 async fn submit(node: &Node, msisdn: &str, reference: u32, tpdu: Vec<u8>) -> Frame {
     let now = node.now();
-    let cause = match Tpdu::decode_mo(&tpdu).map_err(|e| e.to_string()).and_then(|t| submission(msisdn, t, now)) {
+    let tpdu = match Tpdu::decode_mo(&tpdu) {
+        Ok(Tpdu::Submit(s)) if Some(s.destination.value.as_str()) == node.config().service_number().ok() => {
+            // On a task of its own: the session polls its submits only between its other
+            // awaits, and an authorisation granted the database connection there but not
+            // polled would hold up every other user of it, the session included.
+            let (node, msisdn) = (node.clone(), msisdn.to_owned());
+            let task = tokio::spawn(async move { authorisation(&node, &msisdn, &s).await });
+            return Frame::SubmitAck { reference, cause: task.await.unwrap_or(CAUSE_TEMPORARY_FAILURE) };
+        }
+        other => other,
+    };
+    let cause = match tpdu.map_err(|e| e.to_string()).and_then(|t| submission(msisdn, t, now)) {
         Err(e) => {
             tracing::info!(msisdn, error = e, "SMS-SUBMIT refused");
             CAUSE_INVALID_MANDATORY_INFORMATION
@@ -334,6 +423,30 @@ async fn submit(node: &Node, msisdn: &str, reference: u32, tpdu: Vec<u8>) -> Fra
         },
     };
     Frame::SubmitAck { reference, cause }
+}
+
+/// Takes the port-out authorisation `s` that the terminal `msisdn` sent to the service number;
+/// its `SubmitAck` cause. The text is one message: a concatenated one is refused as malformed.
+async fn authorisation(node: &Node, msisdn: &str, s: &SmsSubmit) -> u8 {
+    let text = match &s.user_data.header {
+        None => s.user_data.text(s.dcs),
+        Some(_) => String::new(),
+    };
+    let result = match msisdn.parse() {
+        Ok(sender) => tokio::time::timeout(STEP_TIMEOUT, node.authorise_port_out(&sender, &text)).await,
+        Err(_) => Ok(Err(AuthorisationRefusal::NotSubscriber)),
+    };
+    match result {
+        Ok(Ok(_)) => CAUSE_OK,
+        Err(_) => {
+            tracing::warn!(msisdn, "port-out authorisation timed out");
+            CAUSE_TEMPORARY_FAILURE
+        }
+        Ok(Err(refusal)) => {
+            tracing::info!(msisdn, %refusal, "port-out authorisation refused");
+            authorisation_cause(&refusal)
+        }
+    }
 }
 
 /// The [`Submission`] of an SMS-SUBMIT from the terminal `msisdn`, in the SMPP terms the SMS

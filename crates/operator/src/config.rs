@@ -14,6 +14,8 @@ use crate::OperatorError;
 
 /// The node's replica directory when `[npdb]` names none: one per operator.
 const NPDB_DATA_DIR: &str = "data/npdb-{name}";
+/// The service number a node answers port-out authorisations on unless configured otherwise.
+pub const DEFAULT_SERVICE_NUMBER: &str = "1999";
 
 /// Path of the callback route, appended to [`OperatorConfig::public_url`].
 pub const CALLBACK_PATH: &str = "/v1/clearinghouse/callbacks";
@@ -68,6 +70,10 @@ pub struct OperatorConfig {
     pub smpp: SmppSection,
     /// The air interface terminals attach to; `None` runs none.
     pub air_listen: Option<SocketAddr>,
+    /// The operator's service number (a short code or an E.164 number, digits only): an SMS an
+    /// attached terminal sends to it is no message to deliver but a port-out authorisation
+    /// (`crate::portability::authorisation`).
+    pub service_number: String,
     /// SMPP interconnects: where messages for numbers other operators serve are sent on.
     pub interconnect: Vec<InterconnectPeer>,
 }
@@ -191,6 +197,7 @@ impl Default for OperatorConfig {
             npdb: ReplicaConfig::default(),
             smpp: SmppSection::default(),
             air_listen: Some(SocketAddr::from(([127, 0, 0, 1], 7700))),
+            service_number: DEFAULT_SERVICE_NUMBER.into(),
             interconnect: Vec::new(),
         }
     }
@@ -233,6 +240,16 @@ impl OperatorConfig {
             return Err(OperatorError::Config("api_token is not set".into()));
         }
         Ok(())
+    }
+
+    /// The service number, checked: 1 to 15 digits, a leading `+` dropped.
+    pub fn service_number(&self) -> Result<&str, OperatorError> {
+        let n = self.service_number.trim().trim_start_matches('+');
+        if (1..=15).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(n)
+        } else {
+            Err(OperatorError::Config(format!("service_number {:?} is no number", self.service_number)))
+        }
     }
 
     /// The callback secret as bytes; `None` when none is configured.
@@ -366,6 +383,13 @@ mod tests {
         assert_eq!(c.callback_secret_bytes().unwrap(), Some(vec![0, 255]));
         c.callback_secret = "xyz".into();
         assert!(c.callback_secret_bytes().is_err());
+        assert_eq!(c.service_number().unwrap(), DEFAULT_SERVICE_NUMBER);
+        c.service_number = "+4790009999".into();
+        assert_eq!(c.service_number().unwrap(), "4790009999");
+        for bad in ["", "19x9", "1234567890123456"] {
+            c.service_number = bad.into();
+            assert!(c.service_number().is_err(), "{bad:?}");
+        }
         let p = RecipientPolicy { max_compensation: Money(100) };
         assert!(p.accepts(Money(100)));
         assert!(!p.accepts(Money(101)));

@@ -17,7 +17,8 @@
 //! - [`sms_center`]: submits routed by the replica and committed before they are acknowledged,
 //!   then delivered to terminals or forwarded over an interconnect, with receipts, retries and
 //!   expiry.
-//! - [`air`]: the simulated air interface terminals attach to.
+//! - [`air`]: the simulated air interface terminals attach to, which also carries their port-out
+//!   authorisations to the service number.
 //! - [`store`]: every SQL statement: subscribers, received messages, porting events, SMS.
 //!
 //! Architecture invariants: a callback is verified over its raw bytes before it is parsed;
@@ -37,5 +38,5 @@ pub mod store;
 pub use config::{OperatorConfig, RecipientPolicy};
 pub use error::OperatorError;
 pub use node::{Listeners, Node};
-pub use portability::PortOutAuthorisation;
+pub use portability::{AuthorisationRefusal, PortInStatus, PortOutText, PortTextError};
 pub use store::{EventKind, OperatorStore, Subscriber, SubscriberStatus};

@@ -80,6 +80,7 @@ impl Node {
     pub async fn open(config: OperatorConfig, clock: Arc<dyn Clock>) -> Result<Node, OperatorError> {
         config.check()?;
         let callback_secret = config.callback_secret_bytes()?;
+        config.service_number()?;
         if callback_secret.is_none() {
             tracing::warn!(
                 node = %config.name,

@@ -1,5 +1,6 @@
 //! The node as a running server: startup registration and catch-up, re-processing of work left
-//! by a previous run, graceful shutdown, and the self-service endpoints.
+//! by a previous run, graceful shutdown, and the self-service endpoints (no anonymous port-out
+//! authorisation among them).
 
 mod common;
 
@@ -176,34 +177,52 @@ async fn port_in_with_clearinghouse_down_is_502() {
 }
 
 #[tokio::test]
-async fn port_out_authorisation_deposits_the_proof() {
+async fn no_anonymous_port_out_authorisation_over_http() {
     let ch = FakeClearinghouse::start().await;
     let n = TestNode::start("opa", &ch).await;
-    let key = port_key("424242");
-    n.add_subscriber("4790000001", Some(&key), [0; 4]).await;
-    n.add_subscriber("4790000005", None, [0; 4]).await;
-    let nonce = Nonce([0x11; 16]);
-    let expiry = T0 + 120_000;
-    let req = json!({"msisdn": "4790000001", "nonce": nonce.to_hex(), "recipient": "opb", "expiry": expiry});
-    let (status, body) = n.post_json("/v1/self-service/port-out-authorisations", &req).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body, json!({"order_id": 7}));
-    let proof = key.prove(&nonce, &msisdn("4790000001"), &op("opb"), expiry);
-    let calls = ch.calls("/v1/deposits");
-    assert_eq!(calls[0].body, json!({"msisdn": "4790000001", "nonce": nonce.to_hex(), "proof": proof.to_hex()}));
-    assert!(!body.to_string().contains(&proof.to_hex()), "the proof is never handed back");
-
-    let unknown = json!({"msisdn": "4790000009", "nonce": nonce.to_hex(), "recipient": "opb", "expiry": expiry});
-    let (status, err) = n.post_json("/v1/self-service/port-out-authorisations", &unknown).await;
+    n.add_subscriber("4790000001", Some(&port_key("424242")), [0; 4]).await;
+    let req = json!({"msisdn": "4790000001", "nonce": Nonce([0x11; 16]).to_hex(), "recipient": "opb", "expiry": T0});
+    let (status, _) = n.post_json("/v1/self-service/port-out-authorisations", &req).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(err["error"], "unknown_subscriber");
+    assert!(ch.calls("/v1/deposits").is_empty());
+}
 
-    let keyless = json!({"msisdn": "4790000005", "nonce": nonce.to_hex(), "recipient": "opb", "expiry": expiry});
-    assert_eq!(n.post_json("/v1/self-service/port-out-authorisations", &keyless).await.0, StatusCode::CONFLICT);
+#[tokio::test]
+async fn the_handset_follows_its_port_in_by_nonce() {
+    let ch = FakeClearinghouse::start().await;
+    let n = TestNode::start("opb", &ch).await;
+    let nonce = Nonce([9; 16]).to_hex();
+    let req = json!({"msisdn": "4790000001", "nonce": nonce, "expiry": T0 + 300_000, "proof": "ab".repeat(32)});
+    assert_eq!(n.post_json("/v1/self-service/port-in", &req).await.0, StatusCode::CREATED);
+    let get = |path: String| n.send(Request::get(path).body(Body::empty()).unwrap());
 
-    let bad_nonce = json!({"msisdn": "4790000001", "nonce": "abc", "recipient": "opb", "expiry": expiry});
-    let (status, err) = n.post_json("/v1/self-service/port-out-authorisations", &bad_nonce).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(err["error"], "invalid_nonce");
-    assert_eq!(ch.calls("/v1/deposits").len(), 1);
+    let mut o = order(7, OrderState::AwaitingCreditInfo);
+    ch.answer_with("/v1/porting-orders/7", StatusCode::OK, json!(o));
+    let (status, body) = get(format!("/v1/self-service/port-in/4790000001/{nonce}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"order_id": 7, "msisdn": "4790000001", "donor": "opa", "state": "awaiting_credit_info", "reason": null})
+    );
+
+    // A failure to verify reads the same whether the donor's deposit differed or never came:
+    // the answer tells nothing about the donor's subscribers.
+    for reason in [Reason::ProofMismatch, Reason::DepositTimeout] {
+        (o.state, o.reason) = (OrderState::Rejected, Some(reason));
+        ch.answer_with("/v1/porting-orders/7", StatusCode::OK, json!(o));
+        let (_, body) = get(format!("/v1/self-service/port-in/4790000001/{nonce}")).await;
+        assert_eq!((&body["state"], &body["reason"]), (&json!("rejected"), &json!("proof_mismatch")), "{reason}");
+    }
+    (o.state, o.reason) = (OrderState::Rejected, Some(Reason::ProofExpired));
+    ch.answer_with("/v1/porting-orders/7", StatusCode::OK, json!(o));
+    let (_, body) = get(format!("/v1/self-service/port-in/4790000001/{nonce}")).await;
+    assert_eq!(body["reason"], "proof_expired");
+
+    // Another nonce, or another number, finds nothing; a malformed one is a bad request.
+    let other = Nonce([8; 16]).to_hex();
+    let (status, err) = get(format!("/v1/self-service/port-in/4790000001/{other}")).await;
+    assert_eq!((status, &err["error"]), (StatusCode::NOT_FOUND, &json!("unknown_request")));
+    assert_eq!(get(format!("/v1/self-service/port-in/4790000002/{nonce}")).await.0, StatusCode::NOT_FOUND);
+    let (status, err) = get("/v1/self-service/port-in/4790000001/xyz".into()).await;
+    assert_eq!((status, &err["error"]), (StatusCode::BAD_REQUEST, &json!("invalid_nonce")));
 }

@@ -1,8 +1,9 @@
 //! `numport bench porting`: complete ports through the real HTTP API.
 //!
-//! The benchmark plays the handsets. For each port it sends the port-out authorisation to the
-//! donor node's customer-service endpoint and the port-in request to the recipient node, as a
-//! subscriber would; the three operator processes and the clearinghouse do the rest on their
+//! The benchmark plays the handsets. For each port it attaches the subscriber's SIM to the
+//! donor node's air interface and sends the port-out authorisation by SMS to the donor's
+//! service number, and sends the port-in request to the recipient node, as a subscriber
+//! would; the three operator processes and the clearinghouse do the rest on their
 //! own (deposit, credit query, credit information, decision, settlement). A port counts as
 //! complete when its routing change appears in the clearinghouse's change log, which the
 //! benchmark follows through the API as the operators' replicas do: "request to routing
@@ -25,10 +26,10 @@ use hdrhistogram::Histogram;
 use numport_core::proof::{Nonce, PinStretch, PortKey};
 use numport_core::{Clock, Msisdn, OperatorName, SystemClock};
 use numport_db::testing::TempDatabase;
-use operator::PortOutAuthorisation;
+use operator::PortOutText;
 use tokio::sync::oneshot;
 
-use numport::cluster::{Cluster, ClusterSpec, OPERATORS, subscriber_number, terminal_key};
+use numport::cluster::{Cluster, ClusterSpec, OPERATORS, sim_of, subscriber_number, terminal_key};
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DbKind {
@@ -65,11 +66,13 @@ pub struct Args {
     trace: Option<PathBuf>,
 }
 
-/// One handset's port: who, from where to where, and its port key.
+/// One handset's port: who, from where to where, its SIM and its port key.
 pub(super) struct Port {
     pub msisdn: Msisdn,
     pub donor: usize,
     pub recipient: usize,
+    pub imsi: String,
+    pub k_sim: Vec<u8>,
     pub key: PortKey,
 }
 
@@ -80,6 +83,8 @@ pub(super) type Waiters = Arc<Mutex<HashMap<Msisdn, oneshot::Sender<Instant>>>>;
 pub(super) struct Bench {
     pub http: reqwest::Client,
     pub node_urls: Vec<String>,
+    /// Each node's air interface, where its subscribers' handsets attach.
+    pub air: Vec<std::net::SocketAddr>,
     pub names: Vec<OperatorName>,
     pub waiters: Waiters,
 }
@@ -89,6 +94,11 @@ impl Bench {
         Ok(Bench {
             http: cluster.http()?.pool_max_idle_per_host(1024).tcp_nodelay(true).build()?,
             node_urls: cluster.ops.iter().map(|o| o.proc.url()).collect(),
+            air: cluster
+                .ops
+                .iter()
+                .map(|o| o.proc.air.context("an operator runs no air interface"))
+                .collect::<anyhow::Result<_>>()?,
             names: cluster.ops.iter().map(|o| o.name.clone()).collect(),
             waiters: Arc::default(),
         })
@@ -101,7 +111,8 @@ impl Bench {
                 let donor = i % 3;
                 let msisdn = subscriber_number(OPERATORS[donor].2, i / 3);
                 let key = terminal_key(&msisdn, stretch)?;
-                Ok(Port { msisdn, donor, recipient: (donor + 1) % 3, key })
+                let (imsi, k_sim) = sim_of(&msisdn);
+                Ok(Port { msisdn, donor, recipient: (donor + 1) % 3, imsi, k_sim, key })
             })
             .collect()
     }
@@ -113,6 +124,17 @@ impl Bench {
         }
     }
 
+    /// The handset's authorisation: attach to the donor's air interface with the SIM, send
+    /// `auth` to the service number, and return the `SubmitAck` cause.
+    async fn authorise(&self, p: &Port, auth: &PortOutText) -> anyhow::Result<u8> {
+        let mut air = tokio::net::TcpStream::connect(self.air[p.donor]).await?;
+        air.set_nodelay(true)?;
+        if let Err(cause) = operator::air::attach_terminal(&mut air, &p.imsi, &p.k_sim).await? {
+            anyhow::bail!("attach refused (cause {cause})");
+        }
+        Ok(operator::air::send_authorisation(&mut air, operator::config::DEFAULT_SERVICE_NUMBER, auth, 1).await?)
+    }
+
     /// Run one port and return its latency, request to routing record.
     pub(super) async fn port(&self, p: &Port) -> anyhow::Result<Duration> {
         let (tx, rx) = oneshot::channel();
@@ -121,28 +143,23 @@ impl Bench {
         let nonce = Nonce(rand::random());
         let expiry = SystemClock.now_ms() + 300_000;
         let recipient = &self.names[p.recipient];
-        let auth = PortOutAuthorisation {
-            msisdn: p.msisdn.clone(),
-            nonce: nonce.to_hex(),
-            recipient: recipient.clone(),
-            expiry,
-        };
+        let auth = PortOutText { recipient: recipient.clone(), nonce, expiry, msisdn: None };
         let req = PortingRequest {
             msisdn: p.msisdn.clone(),
             nonce: nonce.to_hex(),
             expiry,
             proof: p.key.prove(&nonce, &p.msisdn, recipient, expiry).to_hex(),
         };
-        let to_donor = self
-            .http
-            .post(format!("{}/v1/self-service/port-out-authorisations", self.node_urls[p.donor]))
-            .json(&auth)
-            .send();
         let to_recipient =
             self.http.post(format!("{}/v1/self-service/port-in", self.node_urls[p.recipient])).json(&req).send();
-        let (d, r) = tokio::join!(to_donor, to_recipient);
-        let (d, r) = (d?, r?);
-        anyhow::ensure!(d.status().is_success(), "donor refused the authorisation: {}", d.status());
+        let (d, r) = tokio::join!(self.authorise(p, &auth), to_recipient);
+        let r = r?;
+        let cause = d?;
+        anyhow::ensure!(
+            cause == sms::air::CAUSE_OK,
+            "donor refused the authorisation: {} (RP-cause {cause})",
+            operator::air::cause_text(cause)
+        );
         anyhow::ensure!(
             r.status().is_success(),
             "recipient refused the port-in: {} {}",

@@ -22,8 +22,11 @@
 //! - [`callbacks`]: the callback endpoint (verification, replay guard).
 //! - [`handler`]: what each message does.
 //! - [`sync`]: callback registration, inbox catch-up, the re-processor.
-//! - [`self_service`]: the terminal-facing endpoints (port-in request, port-out authorisation).
+//! - [`self_service`]: the terminal-facing endpoints of the recipient (port-in request, its status).
+//! - [`authorisation`]: the donor's side, the port-out authorisation a terminal sends by SMS to
+//!   the service number.
 
+pub mod authorisation;
 pub mod callbacks;
 pub mod handler;
 pub mod self_service;
@@ -34,12 +37,13 @@ use utoipa_axum::routes;
 
 use crate::Node;
 
-pub use self_service::PortOutAuthorisation;
+pub use authorisation::{AuthorisationRefusal, PortOutText, PortTextError};
+pub use self_service::PortInStatus;
 
 /// The routes of the portability adapter, with their OpenAPI operations.
 pub(crate) fn routes() -> OpenApiRouter<Node> {
     OpenApiRouter::new()
         .routes(routes!(callbacks::receive))
         .routes(routes!(self_service::port_in))
-        .routes(routes!(self_service::port_out_authorisation))
+        .routes(routes!(self_service::port_in_status))
 }
