@@ -27,11 +27,14 @@ async fn one_deliverer_and_nothing_sent_twice(backend: Backend) {
     assert!(outbox::hold_delivery(&mut conn, "a", 25_000, 40_000).await.unwrap());
 
     // Due messages, oldest first, leaving out those in flight; one due later is not there yet.
+    // An operator without a callback URL has nothing due until it registers one.
     let op = operators::insert(&mut conn, &"opa".parse().unwrap(), &"D001".parse().unwrap(), None, 0).await.unwrap();
     for (order, send_at) in [(1, 10), (2, 20), (3, 30), (4, 5_000)] {
         outbox::enqueue(&mut conn, op.id, "credit_query", Some(order), "{}", 0, send_at).await.unwrap();
     }
     let orders = |due: Vec<outbox::Due>| due.iter().map(|d| d.message.order_id.unwrap()).collect::<Vec<_>>();
+    assert!(outbox::due(&mut conn, 100, 10, &[]).await.unwrap().is_empty(), "no callback URL: waits in the inbox");
+    operators::set_callback_url(&mut conn, op.id, Some("https://opa.example/cb")).await.unwrap();
     assert_eq!(orders(outbox::due(&mut conn, 100, 10, &[]).await.unwrap()), [1, 2, 3]);
     let first = outbox::due(&mut conn, 100, 1, &[]).await.unwrap()[0].message.id;
     assert_eq!(orders(outbox::due(&mut conn, 100, 10, &[first]).await.unwrap()), [2, 3]);
