@@ -3,7 +3,9 @@
 //! (operators registered, ranges loaded, credentials issued, settlement accounts funded), and
 //! over TLS the way a deployment runs: `numport pki` makes the certificates in `dir/pki`, the
 //! clearinghouse asks every operator for its certificate (mutual TLS), and every node serves
-//! HTTPS. The demo and the benchmarks both start one.
+//! HTTPS; every SMS center takes SMPP over TLS only, and the interconnects between them run
+//! over TLS. [`ClusterSpec::tls`] off runs every link plain instead, so that a benchmark can
+//! measure what TLS costs. The demo and the benchmarks both start one.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -45,6 +47,9 @@ pub struct ClusterSpec {
     pub pin_stretch: PinStretch,
     /// Clearinghouse settings; `listen`, `database_url` and `master_key_path` are set here.
     pub clearinghouse: ClearinghouseConfig,
+    /// TLS on every link (HTTP APIs, callbacks, SMPP, interconnects), as a deployment runs;
+    /// off: every link plain, for measuring the cost of TLS.
+    pub tls: bool,
 }
 
 pub struct OperatorProc {
@@ -66,6 +71,29 @@ pub struct Cluster {
     pub ch: Launched,
     pub ch_db: Db,
     pub ops: Vec<OperatorProc>,
+    /// Whether every link runs over TLS ([`ClusterSpec::tls`]).
+    pub tls: bool,
+}
+
+/// Where an ESME binds to an operator's SMS center: over TLS, trusting the cluster's CA, or
+/// plain in a cluster without TLS.
+#[derive(Clone)]
+pub struct SmscAccess {
+    pub addr: SocketAddr,
+    pub tls: Option<smsc::client::ClientTls>,
+}
+
+impl SmscAccess {
+    /// Connects and binds as `system_id` in `mode`.
+    pub async fn bind(
+        &self,
+        system_id: &str,
+        password: &str,
+        mode: smsc::BindMode,
+    ) -> Result<(smsc::client::Client, tokio::sync::mpsc::Receiver<smsc::client::Incoming>), smsc::client::ClientError>
+    {
+        smsc::client::Client::bind_over(self.addr, self.tls.as_ref(), system_id, password, mode).await
+    }
 }
 
 /// The PIN of a cluster subscriber, six digits derived from its number, so that a handset
@@ -107,13 +135,13 @@ impl Cluster {
         let pki = make_pki(&dir)?;
         let now = SystemClock.now_ms();
         let ch_cfg = ClearinghouseConfig {
-            tls: Some(ServerTls {
+            tls: spec.tls.then(|| ServerTls {
                 cert: pki.clearinghouse.cert.clone(),
                 key: pki.clearinghouse.key.clone(),
                 client_ca: Some(pki.ca.clone()),
             }),
-            plain_http: false,
-            callback_tls: Some(ClientTls { ca: pki.ca.clone(), cert: None, key: None }),
+            plain_http: !spec.tls,
+            callback_tls: spec.tls.then(|| ClientTls { ca: pki.ca.clone(), cert: None, key: None }),
             listen: "127.0.0.1:0".parse()?,
             database_url: spec
                 .clearinghouse_db
@@ -128,9 +156,9 @@ impl Cluster {
         let ch_db = clearinghouse::store::open(&ch_cfg.database()).await?;
         let creds = set_up_clearinghouse(&ch_db, &ch_cfg, now).await?;
 
-        // Each operator's SMS center gets its port now, so that every operator's interconnect
-        // to the others can be configured before any starts. The probes are closed just
-        // before the launch.
+        // Each operator's SMS center gets its port now (SMPP over TLS, or plain SMPP in a
+        // cluster without TLS), so that every operator's interconnect to the others can be
+        // configured before any starts. The probes are closed just before the launch.
         let probes = OPERATORS
             .iter()
             .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
@@ -140,7 +168,8 @@ impl Cluster {
         for (i, ((name, _, prefix), cred)) in OPERATORS.iter().zip(&creds).enumerate() {
             let db_url = format!("sqlite://{}", dir.join(format!("operator-{name}.db")).display());
             seed_operator(&db_url, name, prefix, &spec, now).await?;
-            let cfg = with_tls(operator_config(name, cred, &db_url, &dir, i, &smpp_addrs)?, &pki)?;
+            let cfg = operator_config(name, cred, &db_url, &dir, i, &smpp_addrs)?;
+            let cfg = if spec.tls { with_tls(cfg, &pki)? } else { OperatorConfig { plain_http: true, ..cfg } };
             op_cfgs.push((cfg, db_url));
         }
         drop(probes);
@@ -154,7 +183,7 @@ impl Cluster {
         for ((cfg, db_url), cred) in op_cfgs.into_iter().zip(&creds) {
             ops.push(launch_operator(cfg, db_url, cred, &ch, &dir).await?);
         }
-        let cluster = Cluster { dir, pki, ch_config_path, ch, ch_db, ops };
+        let cluster = Cluster { dir, pki, ch_config_path, ch, ch_db, ops, tls: spec.tls };
         cluster.wait_for_callbacks().await?;
         Ok(cluster)
     }
@@ -173,8 +202,12 @@ impl Cluster {
         anyhow::bail!("operators did not register their callback URLs; see the logs in {}", self.dir.display())
     }
 
-    /// An HTTP client builder that trusts the cluster's CA, for the nodes' and replicas' APIs.
+    /// An HTTP client builder for the nodes' and replicas' APIs: trusting the cluster's CA,
+    /// or plain in a cluster without TLS.
     pub fn http(&self) -> anyhow::Result<reqwest::ClientBuilder> {
+        if !self.tls {
+            return Ok(reqwest::Client::builder());
+        }
         let config = numport_tls::client_config(&self.pki.ca, None)?;
         Ok(reqwest::Client::builder().use_preconfigured_tls(std::sync::Arc::unwrap_or_clone(config)))
     }
@@ -184,17 +217,36 @@ impl Cluster {
         client_tls(&self.pki, name)
     }
 
-    /// Writes the configuration of a standalone replica (`numport npdb --config`) that serves
-    /// HTTPS with the cluster's replica certificate and follows the clearinghouse as operator
-    /// `name`, with its certificate.
+    /// Where ESMEs bind to `op`'s SMS center, and how: over TLS, verified by the cluster's CA
+    /// under the address's IP, or plain in a cluster without TLS.
+    pub fn smsc(&self, op: &OperatorProc) -> anyhow::Result<SmscAccess> {
+        if !self.tls {
+            let addr = op.proc.smpp.with_context(|| format!("{} runs no SMPP server", op.name))?;
+            return Ok(SmscAccess { addr, tls: None });
+        }
+        let addr = op.proc.smpp_tls.with_context(|| format!("{} runs no SMPP over TLS", op.name))?;
+        let tls = smsc::client::ClientTls {
+            config: numport_tls::client_config(&self.pki.ca, None)?,
+            server_name: addr.ip().to_string().try_into()?,
+        };
+        Ok(SmscAccess { addr, tls: Some(tls) })
+    }
+
+    /// Writes the configuration of a standalone replica (`numport npdb --config`) that follows
+    /// the clearinghouse as operator `name`: in a cluster with TLS, it serves HTTPS with the
+    /// cluster's replica certificate and presents operator `name`'s to the clearinghouse.
     pub fn write_npdb_config(&self, path: &Path, name: &str) -> anyhow::Result<()> {
-        let own = self.pki.replica(STANDALONE_NPDB).context("no replica certificate")?;
-        let tls = ServerTls { cert: own.cert.clone(), key: own.key.clone(), client_ca: None };
-        let mut replica = toml::Table::new();
-        replica.insert("clearinghouse_tls".into(), toml::Value::try_from(self.clearinghouse_tls(name)?)?);
         let mut config = toml::Table::new();
-        config.insert("tls".into(), toml::Value::try_from(tls)?);
-        config.insert("replica".into(), replica.into());
+        if self.tls {
+            let own = self.pki.replica(STANDALONE_NPDB).context("no replica certificate")?;
+            let tls = ServerTls { cert: own.cert.clone(), key: own.key.clone(), client_ca: None };
+            let mut replica = toml::Table::new();
+            replica.insert("clearinghouse_tls".into(), toml::Value::try_from(self.clearinghouse_tls(name)?)?);
+            config.insert("tls".into(), toml::Value::try_from(tls)?);
+            config.insert("replica".into(), replica.into());
+        } else {
+            config.insert("plain_http".into(), true.into());
+        }
         std::fs::write(path, toml::to_string(&config)?)?;
         Ok(())
     }
@@ -218,7 +270,7 @@ impl Cluster {
     }
 
     /// Start an operator again on its configuration (after `kill -9`, say). Its SMPP address
-    /// is configured and stays; HTTP, ENUM and air addresses are new.
+    /// (over TLS or plain) is configured and stays; HTTP, ENUM and air addresses are new.
     pub async fn restart_operator(&mut self, name: &str) -> anyhow::Result<()> {
         let i = self.ops.iter().position(|o| o.name.as_str() == name).context("no such operator")?;
         let path = self.dir.join(format!("operator-{name}.toml"));
@@ -293,9 +345,10 @@ async fn seed_operator(db_url: &str, name: &str, prefix: &str, spec: &ClusterSpe
     Ok(())
 }
 
-/// The configuration of operator `name`, the `index`-th of [`OPERATORS`]: its SMPP server on
-/// `smpp_addrs[index]`, interconnects to the others' addresses; every other address is
-/// chosen at launch. The clearinghouse URL is set at launch.
+/// The configuration of operator `name`, the `index`-th of [`OPERATORS`], without TLS: its SMPP
+/// server on `smpp_addrs[index]`, interconnects to the others' addresses; every other address
+/// is chosen at launch. The clearinghouse URL is set at launch. [`with_tls`] moves the SMPP
+/// server and the interconnects to TLS.
 fn operator_config(
     name: &str,
     cred: &Credentials,
@@ -352,13 +405,27 @@ fn make_pki(dir: &Path) -> anyhow::Result<Pki> {
 /// The name of the standalone replica's certificate.
 pub const STANDALONE_NPDB: &str = "npdb";
 
-/// Operator `name` presents its certificate to the clearinghouse and serves HTTPS with it.
+/// Operator `name` presents its certificate to the clearinghouse and serves HTTPS with it;
+/// its SMS center takes SMPP over TLS only, with the same certificate, on the port plain SMPP
+/// would have had; its interconnects go over TLS, trusting the cluster's CA.
 fn with_tls(cfg: OperatorConfig, pki: &Pki) -> anyhow::Result<OperatorConfig> {
     let own = pki.operator(cfg.name.as_str()).context("an operator without a certificate")?;
+    let smpp_listen = cfg.smpp.listen.context("an operator without an SMPP address")?;
+    let peer_tls = operator::config::PeerTls { ca: pki.ca.clone(), server_name: None };
     Ok(OperatorConfig {
         tls: Some(ServerTls { cert: own.cert.clone(), key: own.key.clone(), client_ca: None }),
         plain_http: false,
         clearinghouse_tls: Some(client_tls(pki, cfg.name.as_str())?),
+        smpp: operator::config::SmppSection {
+            listen: None,
+            tls: Some(operator::config::SmppTls { listen: smpp_listen, cert: own.cert.clone(), key: own.key.clone() }),
+            ..cfg.smpp
+        },
+        interconnect: cfg
+            .interconnect
+            .into_iter()
+            .map(|peer| operator::config::InterconnectPeer { tls: Some(peer_tls.clone()), ..peer })
+            .collect(),
         ..cfg
     })
 }

@@ -51,6 +51,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         subscribers_per_operator: 1,
         pin_stretch: PinStretch::default(),
         clearinghouse: clearinghouse::ClearinghouseConfig::default(),
+        tls: true,
     })
     .await?;
     println!("  clearinghouse   {}", cluster.ch.url());
@@ -122,7 +123,7 @@ then with the subscriber's PIN:"
     check_operator_records(&stores, &msisdn, &mut c).await?;
     let http = cluster.http()?.build()?;
     check_lookups(cluster, &http, &msisdn, &mut c).await;
-    check_sms(a, b, &stores, &msisdn, &mut c).await?;
+    check_sms(cluster, &stores, &msisdn, &mut c).await?;
     Ok(c.failed)
 }
 
@@ -275,21 +276,20 @@ async fn check_lookups(cluster: &Cluster, http: &reqwest::Client, msisdn: &Msisd
     }
 }
 
-/// F3: the bank still sends its one-time codes to the old operator's SMS center (`a`), which
-/// routes them over the interconnect to `b`, whose subscriber's handset shows them; the
-/// delivery receipt comes back to the bank.
+/// F3: the bank still sends its one-time codes to the old operator's SMS center (opa, over
+/// SMPP/TLS), which routes them over the interconnect (SMPP/TLS too) to opb, whose
+/// subscriber's handset shows them; the delivery receipt comes back to the bank.
 async fn check_sms(
-    a: &OperatorProc,
-    b: &OperatorProc,
+    cluster: &Cluster,
     (a_store, b_store): &(OperatorStore, OperatorStore),
     msisdn: &Msisdn,
     c: &mut Checks,
 ) -> anyhow::Result<()> {
-    println!("\nthe bank submits an SMS for {msisdn} to opa's SMS center over SMPP (F3):");
-    let smpp = a.proc.smpp.context("opa runs no SMPP server")?;
+    let (a, b) = (cluster.op("opa"), cluster.op("opb"));
+    let smsc = cluster.smsc(a)?;
+    println!("\nthe bank submits an SMS for {msisdn} to opa's SMS center over SMPP/TLS at {} (F3):", smsc.addr);
     // A transceiver bind: the delivery receipt comes back on the same session.
-    let (bank, mut receipts) =
-        smsc::client::Client::bind(smpp, BANK_SYSTEM_ID, BANK_PASSWORD, smsc::BindMode::Transceiver).await?;
+    let (bank, mut receipts) = smsc.bind(BANK_SYSTEM_ID, BANK_PASSWORD, smsc::BindMode::Transceiver).await?;
     let id = bank.submit("MyBank", msisdn.as_str(), b"Your code is 123456").await?;
     let stored = a_store.sms(id.parse()?).await?;
     let route = stored.as_ref().map(|m| format!("{} to {}", m.route, m.serving_operator)).unwrap_or_default();
@@ -308,6 +308,10 @@ async fn check_sms(
     c.check(
         shown["from"] == "MyBank" && shown["text"] == "Your code is 123456",
         "the bank's SMS went over the interconnect to opb and reached the subscriber's handset",
+    );
+    c.check(
+        b.proc.smpp.is_none() && b.proc.smpp_tls.is_some(),
+        "opb's SMS center takes SMPP over TLS only: the interconnect ran over TLS",
     );
     // opb's receipt goes back over the interconnect to opa, and from opa to the bank.
     let receipt = tokio::time::timeout(Duration::from_secs(20), receipts.recv()).await.ok().flatten();

@@ -18,6 +18,8 @@ pub struct Launched {
     pub dns: Option<SocketAddr>,
     /// The SMS center's SMPP server, for roles that run one.
     pub smpp: Option<SocketAddr>,
+    /// The SMS center's SMPP over TLS, for roles that offer it.
+    pub smpp_tls: Option<SocketAddr>,
     /// The air interface terminals attach to, for roles that run one.
     pub air: Option<SocketAddr>,
     /// Whether `http` serves TLS.
@@ -93,32 +95,29 @@ pub async fn launch(args: &[String], log: &Path) -> anyhow::Result<Launched> {
         while let Some(line) = lines.next_line().await? {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
                 && v["event"] == "listening"
-                && let Some(addr) = v["http"].as_str().and_then(|a| a.parse().ok())
+                && let Some(http) = v["http"].as_str().and_then(|a| a.parse::<SocketAddr>().ok())
             {
-                let service = |name: &str| v[name].as_str().and_then(|a| a.parse().ok());
-                let tls = v["tls"].as_bool().unwrap_or(false);
-                return Ok::<_, std::io::Error>(Some((addr, service("dns"), service("smpp"), service("air"), tls)));
+                return Ok::<_, std::io::Error>(Some((http, v)));
             }
         }
         Ok(None)
     })
     .await;
-    #[allow(clippy::type_complexity)]
-    let (http, dns, smpp, air, tls): (
-        SocketAddr,
-        Option<SocketAddr>,
-        Option<SocketAddr>,
-        Option<SocketAddr>,
-        bool,
-    ) = match found {
-        Ok(Ok(Some(addrs))) => addrs,
-        _ => {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
-            bail!("numport {} did not start listening; {} ends:\n{}", args.join(" "), log.display(), tail.join("\n"))
-        }
+    let Ok(Ok(Some((http, announced)))) = found else {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
+        bail!("numport {} did not start listening; {} ends:\n{}", args.join(" "), log.display(), tail.join("\n"))
     };
     // Keep draining stdout so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok(Launched { child, http, dns, smpp, air, tls })
+    let service = |name: &str| announced[name].as_str().and_then(|a| a.parse().ok());
+    Ok(Launched {
+        child,
+        http,
+        dns: service("dns"),
+        smpp: service("smpp"),
+        smpp_tls: service("smpp_tls"),
+        air: service("air"),
+        tls: announced["tls"].as_bool().unwrap_or(false),
+    })
 }

@@ -244,6 +244,7 @@ async fn start_cluster(tmp: &std::path::Path) -> Cluster {
         subscribers_per_operator: PORTS / 3,
         pin_stretch: PinStretch::FAST,
         clearinghouse: config,
+        tls: true,
     })
     .await
     .expect("cluster starts")

@@ -20,6 +20,7 @@ async fn a_request_for_a_number_without_subscriber_is_declined_not_charged() {
         subscribers_per_operator: 2,
         pin_stretch: PinStretch::FAST,
         clearinghouse: clearinghouse::ClearinghouseConfig::default(),
+        tls: true,
     })
     .await
     .unwrap();

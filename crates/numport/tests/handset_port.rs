@@ -32,6 +32,7 @@ async fn cluster(dir: &std::path::Path, clearinghouse_db: Option<String>) -> Clu
         subscribers_per_operator: 3,
         pin_stretch: PinStretch::FAST,
         clearinghouse: clearinghouse::ClearinghouseConfig::default(),
+        tls: true,
     })
     .await
     .unwrap()

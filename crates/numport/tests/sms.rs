@@ -26,6 +26,7 @@ async fn cluster(dir: &std::path::Path) -> Cluster {
         subscribers_per_operator: 2,
         pin_stretch: PinStretch::FAST,
         clearinghouse: clearinghouse::ClearinghouseConfig::default(),
+        tls: true,
     })
     .await
     .unwrap()
@@ -106,8 +107,11 @@ async fn the_bank_sms_reaches_the_terminal() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let bank =
-        smsc::client::Client::bind_transmitter(opa.proc.smpp.unwrap(), BANK_SYSTEM_ID, BANK_PASSWORD).await.unwrap();
+    // The SMS center takes SMPP over TLS only: a plain bind to its port is refused.
+    let smsc = cluster.smsc(opa).unwrap();
+    assert_eq!(opa.proc.smpp, None, "no plain SMPP in a cluster with TLS");
+    assert!(smsc::client::Client::bind_transmitter(smsc.addr, BANK_SYSTEM_ID, BANK_PASSWORD).await.is_err());
+    let (bank, _) = smsc.bind(BANK_SYSTEM_ID, BANK_PASSWORD, smsc::BindMode::Transmitter).await.unwrap();
     bank.submit("MyBank", msisdn.as_str(), b"Your code is 123456").await.unwrap();
     bank.unbind().await.unwrap();
 
@@ -126,10 +130,7 @@ async fn the_bank_sms_reaches_the_terminal() {
     // A number opb serves, submitted at opa: opa forwards it over the SMPP interconnect to
     // opb's SMS center, which delivers it to opb's subscriber.
     let theirs = subscriber_number("4791", 0);
-    let (bank, mut receipts) =
-        smsc::client::Client::bind(opa.proc.smpp.unwrap(), BANK_SYSTEM_ID, BANK_PASSWORD, smsc::BindMode::Transceiver)
-            .await
-            .unwrap();
+    let (bank, mut receipts) = smsc.bind(BANK_SYSTEM_ID, BANK_PASSWORD, smsc::BindMode::Transceiver).await.unwrap();
     let id = bank.submit("MyBank", theirs.as_str(), b"Across the interconnect").await.unwrap();
     let (imsi, k_sim) = sim_of(&theirs);
     let out = terminal(cluster.op("opb").proc.air.unwrap(), &imsi, &hex::encode(&k_sim)).await;

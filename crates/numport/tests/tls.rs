@@ -46,6 +46,7 @@ async fn a_standalone_replica_serves_https_and_follows_the_clearinghouse_over_mu
         subscribers_per_operator: 2,
         pin_stretch: PinStretch::FAST,
         clearinghouse: clearinghouse::ClearinghouseConfig::default(),
+        tls: true,
     })
     .await
     .unwrap();

@@ -116,7 +116,9 @@ pub struct SmppTls {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SmppSection {
-    /// Plain TCP; `None` (and no `tls`) runs no SMPP server.
+    /// Plain TCP; `None` (`listen = "none"`: an SMS center on TLS only, or with no `tls`
+    /// none at all) runs no plain SMPP server.
+    #[serde(with = "listen_or_none")]
     pub listen: Option<SocketAddr>,
     /// SMPP over TLS; `None` offers none.
     pub tls: Option<SmppTls>,
@@ -151,6 +153,32 @@ impl Default for SmppSection {
             retry_initial_ms: 30_000,
             retry_max_ms: 3_600_000,
         }
+    }
+}
+
+/// `[smpp] listen`: an address, or `"none"`. Written out, `None` stays `"none"`, so that a
+/// configuration without plain SMPP keeps none when read back (an absent key means the
+/// default address).
+mod listen_or_none {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    const NONE: &str = "none";
+
+    pub fn serialize<S: Serializer>(listen: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match listen {
+            Some(addr) => s.collect_str(addr),
+            None => s.serialize_str(NONE),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text == NONE {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(|_| serde::de::Error::custom(format!("{text:?}: an address or \"none\"")))
     }
 }
 
@@ -309,6 +337,19 @@ impl RecipientPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn smpp_listen_none_runs_no_plain_smpp_and_reads_back_as_none() {
+        let c: OperatorConfig = toml::from_str("[smpp]\nlisten = \"none\"").unwrap();
+        assert_eq!(c.smpp.listen, None);
+        let again: OperatorConfig = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(again.smpp.listen, None);
+        let c: OperatorConfig = toml::from_str("[smpp]\nlisten = \"127.0.0.1:2776\"").unwrap();
+        assert_eq!(c.smpp.listen, Some("127.0.0.1:2776".parse().unwrap()));
+        assert_eq!(toml::from_str::<OperatorConfig>("[smpp]").unwrap().smpp.listen, SmppSection::default().listen);
+        let err = toml::from_str::<OperatorConfig>("[smpp]\nlisten = \"off\"").unwrap_err();
+        assert!(err.to_string().contains("an address or \"none\""), "{err}");
+    }
 
     #[test]
     fn defaults_and_partial_toml() {

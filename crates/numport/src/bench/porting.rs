@@ -11,6 +11,7 @@
 //!
 //! Two phases: saturation (a fixed number of handsets in a closed loop) gives `ports_per_s`;
 //! then an open loop at half that rate gives the latency figures `p50_ms` and `p99_ms`.
+//! Every link runs over TLS, as deployed; `--plain` runs the same without, for its cost.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -45,6 +46,9 @@ pub struct Args {
     /// Print one JSON object with the figures.
     #[arg(long)]
     json: bool,
+    /// Run every link without TLS, for measuring its cost.
+    #[arg(long)]
+    plain: bool,
     /// Ports in the saturation phase (the half-load phase runs half as many).
     #[arg(long, default_value_t = 6000)]
     ports: usize,
@@ -271,6 +275,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let failed = failures.load(Ordering::Relaxed);
     let report = serde_json::json!({
         "bench": "porting",
+        "tls": !args.plain,
         "db": match args.db { DbKind::Sqlite => "sqlite", DbKind::Postgres => "postgres" },
         "ports": total,
         "completed": completed,
@@ -319,6 +324,7 @@ async fn start_cluster(
         subscribers_per_operator: per_op,
         pin_stretch: stretch,
         clearinghouse: clearinghouse::ClearinghouseConfig::default(),
+        tls: !args.plain,
     })
     .await?;
     Ok((cluster, pg_db))

@@ -2,7 +2,8 @@
 //! replica answers the new route (F2).
 //!
 //! A cluster (clearinghouse and three operator nodes, each with its replica) plus one
-//! standalone `numport npdb` replica: four replicas following the feed. Ports run through the
+//! standalone `numport npdb` replica: four replicas following the feed, over TLS unless
+//! `--plain`. Ports run through the
 //! real F1 flow at a steady rate. The benchmark tails the clearinghouse's change log; each
 //! change's `effective_at` (the settlement's clock reading, in milliseconds, on this same
 //! machine) starts its clock, and the benchmark polls every replica's batch lookup
@@ -41,6 +42,9 @@ pub struct Args {
     /// Print one JSON object with the figures.
     #[arg(long)]
     json: bool,
+    /// Run every link without TLS, for measuring its cost.
+    #[arg(long)]
+    plain: bool,
     #[arg(long, default_value = "data/bench-propagation")]
     dir: PathBuf,
 }
@@ -66,6 +70,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         subscribers_per_operator: args.ports.div_ceil(3),
         pin_stretch: stretch,
         clearinghouse: clearinghouse::ClearinghouseConfig::default(),
+        tls: !args.plain,
     })
     .await?;
     let standalone = launch_standalone(&args, &cluster).await?;
@@ -104,6 +109,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .collect();
     let report = serde_json::json!({
         "bench": "propagation",
+        "tls": !args.plain,
         "replicas": replicas.len(),
         "ports": args.ports,
         "rate_per_s": args.rate,

@@ -1,7 +1,8 @@
 //! `numport bench sms`: short messages end to end through the SMS centers (F3).
 //!
-//! A cluster (clearinghouse, operators opa, opb, opc as processes). The benchmark plays the
-//! enterprises and the handsets: `--esmes` SMPP connections bound to opa as the bank, and a
+//! A cluster (clearinghouse, operators opa, opb, opc as processes), TLS on every link unless
+//! `--plain`. The benchmark plays the enterprises and the handsets: `--esmes` SMPP (over TLS)
+//! connections bound to opa as the bank, and a
 //! simulated terminal attached over the air interface for each of `--terminals` subscribers
 //! at opa and as many at opb. Every message goes to one of these subscribers, so a share of
 //! them (`--interconnect-share`) is routed by opa's replica to opb and crosses the SMPP
@@ -31,14 +32,14 @@ use hdrhistogram::Histogram;
 use numport_core::Msisdn;
 use numport_core::proof::PinStretch;
 use sms::air::{CAUSE_OK, Frame};
-use smsc::client::Client;
+use smsc::BindMode;
 use smsc::rusmpp::pdus::SubmitSm;
 use smsc::rusmpp::types::OctetString;
 use smsc::rusmpp::values::{Npi, Ton};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
-use numport::cluster::{BANK_PASSWORD, BANK_SYSTEM_ID, Cluster, ClusterSpec, sim_of, subscriber_number};
+use numport::cluster::{BANK_PASSWORD, BANK_SYSTEM_ID, Cluster, ClusterSpec, SmscAccess, sim_of, subscriber_number};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -68,6 +69,9 @@ pub struct Args {
     /// Print one JSON object with the figures.
     #[arg(long)]
     json: bool,
+    /// Run every link without TLS, for measuring its cost.
+    #[arg(long)]
+    plain: bool,
     #[arg(long, default_value = "data/bench-sms")]
     dir: PathBuf,
 }
@@ -165,7 +169,7 @@ impl Destinations {
 /// `rate` per second if given. Returns the acknowledged sequence numbers and the latency
 /// histogram (µs) of submit_sm_resp.
 async fn submit_all(
-    smpp: SocketAddr,
+    smsc: &SmscAccess,
     esmes: usize,
     window: usize,
     seqs: std::ops::Range<usize>,
@@ -177,7 +181,7 @@ async fn submit_all(
     let acked = Mutex::new(Vec::new());
     let hist = Mutex::new(Histogram::<u64>::new(3)?);
     let lanes = (0..esmes).map(|_| async {
-        let client = Client::bind_transmitter(smpp, BANK_SYSTEM_ID, BANK_PASSWORD).await?;
+        let (client, _) = smsc.bind(BANK_SYSTEM_ID, BANK_PASSWORD, BindMode::Transmitter).await?;
         let mut inflight = FuturesUnordered::new();
         let mut mine = Vec::new();
         let mut h = Histogram::<u64>::new(3)?;
@@ -279,6 +283,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let result = serde_json::json!({
         "bench": "sms",
+        "tls": !args.plain,
         "esmes": args.esmes,
         "window": args.window,
         "terminals_per_operator": terminals,
@@ -298,8 +303,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// The cluster under load, and the terminals attached to it.
 struct Rig {
     cluster: Cluster,
-    /// opa's SMPP server, where the bank binds.
-    smpp: SocketAddr,
+    /// opa's SMS center, where the bank binds (over TLS unless `--plain`).
+    smsc: SmscAccess,
     /// opa's air interface; it moves when opa restarts.
     air_a: Arc<RwLock<SocketAddr>>,
     dest: Destinations,
@@ -319,10 +324,11 @@ impl Rig {
             subscribers_per_operator: terminals,
             pin_stretch: PinStretch::FAST,
             clearinghouse: clearinghouse::ClearinghouseConfig::default(),
+            tls: !args.plain,
         })
         .await?;
         let (opa, opb) = (cluster.op("opa"), cluster.op("opb"));
-        let smpp = opa.proc.smpp.context("opa runs no SMPP server")?;
+        let smsc = cluster.smsc(opa)?;
         let air_a = Arc::new(RwLock::new(opa.proc.air.context("opa runs no air interface")?));
         let air_b = Arc::new(RwLock::new(opb.proc.air.context("opb runs no air interface")?));
         wait_for_ranges(&cluster.http()?.build()?, &opa.proc.url(), &subscriber_number("4791", 0)).await;
@@ -341,7 +347,7 @@ impl Rig {
             tokio::spawn(terminal(m.clone(), air_b.clone(), tally.clone(), stop.clone()));
         }
         tokio::time::sleep(Duration::from_millis(500)).await; // attaches
-        Ok(Rig { cluster, smpp, air_a, dest, tally, stop })
+        Ok(Rig { cluster, smsc, air_a, dest, tally, stop })
     }
 }
 
@@ -364,7 +370,7 @@ async fn throughput(args: &Args, rig: &Rig) -> anyhow::Result<serde_json::Value>
     let base = rig.tally.shown_total.load(Ordering::Relaxed);
     let milestones = note_milestones(rig.tally.clone(), base, args.messages, FRACTIONS);
     let started = Instant::now();
-    let (acked, hist) = submit_all(rig.smpp, args.esmes, args.window, 0..args.messages, None, &rig.dest).await?;
+    let (acked, hist) = submit_all(&rig.smsc, args.esmes, args.window, 0..args.messages, None, &rig.dest).await?;
     let submitted_in = started.elapsed();
     let last = wait_shown(&rig.tally, &acked, Duration::from_secs(120)).await;
     let milestones = milestones.await.unwrap_or_default();
@@ -407,7 +413,7 @@ async fn throughput(args: &Args, rig: &Rig) -> anyhow::Result<serde_json::Value>
 async fn latency(args: &Args, rig: &Rig, seqs: std::ops::Range<usize>) -> anyhow::Result<serde_json::Value> {
     eprintln!("latency: {:.0} submits/s for {:.0} s ...", args.rate, args.seconds);
     let started = Instant::now();
-    let (lat_acked, lat) = submit_all(rig.smpp, args.esmes, args.window, seqs, Some(args.rate), &rig.dest).await?;
+    let (lat_acked, lat) = submit_all(&rig.smsc, args.esmes, args.window, seqs, Some(args.rate), &rig.dest).await?;
     let achieved = lat_acked.len() as f64 / started.elapsed().as_secs_f64();
     let lat_delivered = wait_shown(&rig.tally, &lat_acked, Duration::from_secs(60)).await.is_some();
     eprintln!(
@@ -433,7 +439,7 @@ async fn crash(args: &Args, rig: &mut Rig, seqs: std::ops::Range<usize>) -> anyh
     let acked = Arc::new(Mutex::new(Vec::new()));
     let sent = Arc::new(AtomicU64::new(0));
     let submitter = tokio::spawn(submit_through_crash(
-        rig.smpp,
+        rig.smsc.clone(),
         rig.dest.clone(),
         seqs.clone(),
         args.crash_rate,
@@ -472,12 +478,12 @@ async fn crash(args: &Args, rig: &mut Rig, seqs: std::ops::Range<usize>) -> anyh
     }))
 }
 
-/// Submits `seqs` at `rate` per second over one connection to `smpp`, counting them in `sent`
+/// Submits `seqs` at `rate` per second over one connection to `smsc`, counting them in `sent`
 /// and the acknowledged ones in `acked`. When the connection fails (the SMS center died)
 /// every unanswered submit is simply not acknowledged, and a new bind is tried until it
 /// succeeds.
 async fn submit_through_crash(
-    smpp: SocketAddr,
+    smsc: SmscAccess,
     dest: Destinations,
     seqs: std::ops::Range<usize>,
     rate: f64,
@@ -487,7 +493,7 @@ async fn submit_through_crash(
     let started = Instant::now();
     let mut seq = seqs.start;
     while seq < seqs.end && !stop.is_cancelled() {
-        let Ok(client) = Client::bind_transmitter(smpp, BANK_SYSTEM_ID, BANK_PASSWORD).await else {
+        let Ok((client, _)) = smsc.bind(BANK_SYSTEM_ID, BANK_PASSWORD, BindMode::Transmitter).await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
