@@ -208,9 +208,11 @@ async fn launch_replica(args: &Args, data: &Path) -> anyhow::Result<Launched> {
             "127.0.0.1:0".into(),
             "--enum-listen".into(),
             "127.0.0.1:0".into(),
-            // Nothing listens there: the replica serves its snapshot.
+            // Nothing listens there, so no key is ever checked: the replica serves its snapshot.
             "--clearinghouse-url".into(),
             "http://127.0.0.1:9".into(),
+            "--api-token".into(),
+            "bench.unused".into(),
         ],
         &args.dir.join("npdb.log"),
     )
