@@ -1,7 +1,8 @@
 //! The SMPP server: one task per ESME connection.
 //!
 //! A connection must bind (transmitter, receiver or transceiver) with a known system_id and its
-//! password within `bind_timeout`; three failed binds close it. Once bound, submit_sm is
+//! password within `bind_timeout` of connecting, whatever else it sends meanwhile (an
+//! enquire_link is answered but does not extend it); three failed binds close it. Once bound, submit_sm is
 //! accepted (transmitter and transceiver) up to the ESME's rate, and each accepted message is
 //! handed to the [`SubmitHandler`], whose message id is answered in submit_sm_resp. A PDU
 //! that cannot be decoded gets generic_nack with its sequence number and the connection goes
@@ -370,7 +371,7 @@ enum Event {
     Deliver(Outbound),
     /// A frame arrived from the ESME, or the connection ended (`None`) or failed.
     Frame(Option<io::Result<Frame>>),
-    /// Nothing was heard for the bind timeout (before binding) or the idle timeout.
+    /// The bind timeout passed without a bind, or nothing was heard for the idle timeout.
     Idle,
 }
 
@@ -393,6 +394,9 @@ struct Handler<'a, H> {
     outbound: Option<mpsc::Receiver<Outbound>>,
     /// The sequence number of the last request this side sent.
     next_seq: u32,
+    /// When the connection was accepted: the bind timeout runs from here, whatever the
+    /// client sends before binding.
+    connected_at: Instant,
     last_heard: Instant,
 }
 
@@ -409,6 +413,7 @@ impl<'a, H: SubmitHandler> Handler<'a, H> {
             awaiting: HashMap::new(),
             outbound: None,
             next_seq: 0,
+            connected_at: Instant::now(),
             last_heard: Instant::now(),
         }
     }
@@ -441,8 +446,11 @@ impl<'a, H: SubmitHandler> Handler<'a, H> {
     /// handler, and is sent no deliver_sm while `window` of them await an answer.
     async fn next_event(&mut self, stop: &CancellationToken) -> Event {
         let config = &self.shared.config;
-        let timeout = if self.bound.is_some() { config.idle_timeout } else { config.bind_timeout };
-        let idle_deadline = tokio::time::Instant::from_std(self.last_heard + timeout);
+        let deadline = match self.bound {
+            Some(_) => self.last_heard + config.idle_timeout,
+            None => self.connected_at + config.bind_timeout,
+        };
+        let idle_deadline = tokio::time::Instant::from_std(deadline);
         let may_send = self.outbound.is_some() && self.awaiting.len() < config.window;
         let outbound = &mut self.outbound;
         tokio::select! {

@@ -195,6 +195,25 @@ async fn silent_clients_and_failed_binds_are_dropped() {
 }
 
 #[tokio::test]
+async fn enquire_link_before_bind_does_not_extend_the_bind_timeout() {
+    let s = start(SmppConfig { bind_timeout: Duration::from_millis(600), ..SmppConfig::default() }).await;
+    let mut c = TcpStream::connect(s.addr).await.unwrap();
+    let connected = std::time::Instant::now();
+    // enquire_link at 0, 150, 300 and 450 ms, each answered: were each to restart the bind
+    // timer, the unbind would come at 1050 ms.
+    for seq in 1..=4 {
+        c.write_all(&pdu(ENQUIRE_LINK, seq, &[])).await.unwrap();
+        assert_eq!(read_pdu(&mut c).await, Some((0x8000_0015, 0, seq)));
+        tokio::time::sleep_until((connected + Duration::from_millis(150 * u64::from(seq))).into()).await;
+    }
+    // The server unbinds (0x06) at the bind timeout counted from the connection, and closes.
+    assert_eq!(read_pdu(&mut c).await.map(|p| p.0), Some(0x0000_0006));
+    let unbound_at = connected.elapsed();
+    assert!(unbound_at < Duration::from_millis(900), "unbound only at {unbound_at:?}");
+    assert_eq!(read_pdu(&mut c).await, None);
+}
+
+#[tokio::test]
 async fn submits_beyond_the_rate_are_throttled() {
     let mut s = start(SmppConfig::default()).await;
     let mut c = TcpStream::connect(s.addr).await.unwrap();
