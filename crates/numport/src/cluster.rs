@@ -384,6 +384,7 @@ fn operator_config(
                     system_id: format!("ic-{name}"),
                     password: INTERCONNECT_PASSWORD.into(),
                     tls: None,
+                    enquire_link_ms: operator::config::DEFAULT_ENQUIRE_LINK_MS,
                 })
             })
             .collect::<anyhow::Result<_>>()?,

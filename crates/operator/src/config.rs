@@ -89,6 +89,18 @@ pub struct InterconnectPeer {
     /// SMPP over TLS to the peer (`tls = { ca = "…" }`); without it, plain TCP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<PeerTls>,
+    /// An enquire_link goes to the peer after this long without sending, so its idle timeout
+    /// (a third of SMPP's customary 120 s by default) never unbinds the link; one unanswered
+    /// for as long means the link is lost.
+    #[serde(default = "default_enquire_link_ms")]
+    pub enquire_link_ms: u64,
+}
+
+/// A third of the peer's idle timeout, when that is the customary (and our own default) 120 s.
+pub const DEFAULT_ENQUIRE_LINK_MS: u64 = 40_000;
+
+fn default_enquire_link_ms() -> u64 {
+    DEFAULT_ENQUIRE_LINK_MS
 }
 
 /// How the peer's SMS center is verified over TLS.

@@ -4,13 +4,15 @@
 //!
 //! What must hold: a message for a number opb serves crosses over TLS and is `forwarded` at opa;
 //! a link that trusts another CA never binds, and the message waits `queued`; a TLS key that
-//! cannot be read stops the node at start with an error that names `[smpp.tls]`.
+//! cannot be read stops the node at start with an error that names `[smpp.tls]`; a link idle
+//! for longer than the peer's idle timeout stays bound (its enquire_link keep it up).
 
 mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -76,6 +78,7 @@ async fn opa(dir: &Path, addr: SocketAddr, ca: &Path) -> Node {
             system_id: "ic-opa".into(),
             password: "icpw".into(),
             tls: Some(PeerTls { ca: ca.to_owned(), server_name: None }),
+            enquire_link_ms: operator::config::DEFAULT_ENQUIRE_LINK_MS,
         }];
     })
     .await
@@ -166,5 +169,63 @@ fn the_tls_keys_read_from_the_configuration() {
     assert_eq!((tls.listen.port(), tls.key.to_str()), (3550, Some("pki/operator-opa.key")));
     let peer = c.interconnect[0].tls.as_ref().unwrap();
     assert_eq!((peer.ca.to_str(), peer.server_name.as_deref()), (Some("pki/ca.pem"), Some("smsc.opb.example")));
+    assert_eq!(c.interconnect[0].enquire_link_ms, operator::config::DEFAULT_ENQUIRE_LINK_MS);
     assert!(toml::from_str::<OperatorConfig>("[smpp]\ntls = { listen = \"127.0.0.1:3550\", cert = \"c\" }").is_err());
+}
+
+/// Relays connections from `front` to `back`, counting them.
+async fn counting_relay(front: TcpListener, back: SocketAddr) -> Arc<AtomicUsize> {
+    let count = Arc::new(AtomicUsize::new(0));
+    let counted = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = front.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(back).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    count
+}
+
+#[tokio::test]
+async fn an_idle_link_stays_bound_past_the_peers_idle_timeout() {
+    // The peer: an SMS center that unbinds a session silent for 300 ms.
+    let stop = CancellationToken::new();
+    let peer_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let peer_addr = peer_listener.local_addr().unwrap();
+    let peer_config = smsc::SmppConfig { idle_timeout: Duration::from_millis(300), ..smsc::SmppConfig::default() };
+    let directory = smsc::EsmeDirectory::new([smsc::EsmeAccount::new("ic-opa", "icpw", 1000).unwrap()]);
+    let (tx, mut submitted) = tokio::sync::mpsc::channel(16);
+    let handler = smsc::ChannelHandler::new(tx);
+    tokio::spawn(smsc::serve(peer_listener, peer_config, directory, handler, smsc::Receivers::new(), stop.clone()));
+    let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front_addr = front.local_addr().unwrap();
+    let connections = counting_relay(front, peer_addr).await;
+
+    // opa's link to it sends enquire_link after 100 ms without sending.
+    let dir = tempfile::tempdir().unwrap();
+    let opa = node("opa", dir.path(), |c| {
+        c.interconnect = vec![InterconnectPeer {
+            operator: op("opb"),
+            addr: front_addr,
+            system_id: "ic-opa".into(),
+            password: "icpw".into(),
+            tls: None,
+            enquire_link_ms: 100,
+        }];
+    })
+    .await;
+    let opa_smpp = serve(&opa, false, &stop).await;
+    eventually("the link connects", async || connections.load(Ordering::SeqCst) == 1).await;
+
+    // Idle for more than three of the peer's idle timeouts, then a message crosses.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    submit_for_opb(opa_smpp).await;
+    let crossed = tokio::time::timeout(Duration::from_secs(10), submitted.recv()).await;
+    assert_eq!(crossed.expect("the message did not cross").expect("peer running").system_id, "ic-opa");
+    assert_eq!(connections.load(Ordering::SeqCst), 1, "the link reconnected: it was unbound while idle");
+    stop.cancel();
 }

@@ -44,6 +44,9 @@ pub enum ClientError {
     Status(CommandStatus),
     #[error("the SMPP connection is closed")]
     Closed,
+    /// The SMSC did not answer an enquire_link in time: the link is taken as lost.
+    #[error("the SMSC did not answer enquire_link within {0:?}")]
+    EnquireLinkUnanswered(Duration),
 }
 
 /// A deliver_sm from the SMSC; answer it with [`Incoming::answer`] (dropping it answers
@@ -128,6 +131,20 @@ impl Client {
         password: &str,
         mode: BindMode,
     ) -> Result<(Client, mpsc::Receiver<Incoming>), ClientError> {
+        Client::bind_kept_alive(addr, tls, system_id, password, mode, None).await
+    }
+
+    /// As [`Client::bind_over`]; with `enquire_link`, an enquire_link goes out whenever nothing
+    /// was sent for that long, so that the SMSC's idle timeout (set above it) never unbinds the
+    /// session, and one not answered within that long ends the connection as lost.
+    pub async fn bind_kept_alive(
+        addr: SocketAddr,
+        tls: Option<&ClientTls>,
+        system_id: &str,
+        password: &str,
+        mode: BindMode,
+        enquire_link: Option<Duration>,
+    ) -> Result<(Client, mpsc::Receiver<Incoming>), ClientError> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         let halves = match tls {
@@ -136,7 +153,7 @@ impl Client {
         };
         let (requests, rx) = mpsc::channel(WINDOW);
         let (incoming_tx, incoming) = mpsc::channel(WINDOW);
-        tokio::spawn(connection(halves, rx, incoming_tx));
+        tokio::spawn(connection(halves, rx, incoming_tx, enquire_link));
         let client = Client { requests };
         let system_id: COctetString<1, 16> = system_id.parse().map_err(|_| ClientError::Field("system_id"))?;
         let password: COctetString<1, 9> = password.parse().map_err(|_| ClientError::Field("password"))?;
@@ -196,12 +213,19 @@ impl Client {
 }
 
 /// Owns the socket: writes requests as they come (batched while more are queued), matches
-/// answers to requests by sequence number, answers enquire_link, and passes deliver_sm on.
+/// answers to requests by sequence number, answers enquire_link, and passes deliver_sm on;
+/// with `enquire_link`, sends one when nothing was sent for that long.
 async fn connection(
     (read, mut write): (ReadHalf, WriteHalf),
     mut requests: mpsc::Receiver<Request>,
     incoming: mpsc::Sender<Incoming>,
+    enquire_link: Option<Duration>,
 ) {
+    // Far enough to never come, without keep-alive.
+    let every = enquire_link.unwrap_or(Duration::from_secs(86_400 * 365));
+    let mut last_sent = tokio::time::Instant::now();
+    // The sequence number of the enquire_link awaiting its answer.
+    let mut enquiring: Option<u32> = None;
     let mut frames = FramedRead::new(read, SmppCodec::new(65_536));
     let mut waiting: HashMap<u32, oneshot::Sender<Result<Command, ClientError>>> = HashMap::new();
     let mut answers = futures::stream::FuturesUnordered::new();
@@ -214,8 +238,17 @@ async fn connection(
                 write.write_all(&out).await?;
                 write.flush().await?;
                 out.clear();
+                last_sent = tokio::time::Instant::now();
             }
             tokio::select! {
+                _ = tokio::time::sleep_until(last_sent + every), if enquire_link.is_some() => {
+                    if enquiring.is_some() {
+                        return Err(ClientError::EnquireLinkUnanswered(every));
+                    }
+                    seq = seq.wrapping_add(1).max(1);
+                    encode_into(&mut out, &Command::new(CommandStatus::EsmeRok, seq, Pdu::EnquireLink));
+                    enquiring = Some(seq);
+                }
                 r = requests.recv(), if !closing && waiting.len() < WINDOW => {
                     let Some((pdu, reply)) = r else {
                         closing = true;
@@ -259,6 +292,7 @@ async fn connection(
                             let _ = incoming.try_send(Incoming { deliver, answer: Some(tx) });
                             answers.push(async move { (seq, rx.await.unwrap_or(CommandStatus::EsmeRxTAppn)) });
                         }
+                        Some(Pdu::EnquireLinkResp) if enquiring == Some(seq) => enquiring = None,
                         _ => {
                             let unbind_resp = matches!(cmd.pdu(), Some(Pdu::UnbindResp));
                             if let Some(reply) = waiting.remove(&seq) {

@@ -214,6 +214,32 @@ async fn enquire_link_before_bind_does_not_extend_the_bind_timeout() {
 }
 
 #[tokio::test]
+async fn a_client_whose_enquire_link_goes_unanswered_takes_the_link_as_lost() {
+    // An SMSC that accepts the bind, then answers nothing and reports the command ids it reads.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (heard_tx, mut heard) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let (mut c, _) = listener.accept().await.unwrap();
+        let (_, _, seq) = read_pdu(&mut c).await.unwrap();
+        c.write_all(&pdu(0x8000_0009, seq, b"mute\0")).await.unwrap();
+        while let Some((id, _, _)) = read_pdu(&mut c).await {
+            let _ = heard_tx.send(id);
+        }
+        // Held open: only the client's own timer may end the session.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    let every = Duration::from_millis(100);
+    let bound =
+        smsc::client::Client::bind_kept_alive(addr, None, "bank", "s3cret", smsc::BindMode::Transceiver, Some(every));
+    let (client, mut incoming) = bound.await.unwrap();
+    assert_eq!(tokio::time::timeout(Duration::from_secs(2), heard.recv()).await.unwrap(), Some(ENQUIRE_LINK));
+    // Unanswered for another 100 ms: the connection ends, and with it the client's session.
+    assert!(tokio::time::timeout(Duration::from_secs(2), incoming.recv()).await.unwrap().is_none());
+    assert!(matches!(client.submit("MyBank", "4790000001", b"hi").await, Err(smsc::client::ClientError::Closed)));
+}
+
+#[tokio::test]
 async fn submits_beyond_the_rate_are_throttled() {
     let mut s = start(SmppConfig::default()).await;
     let mut c = TcpStream::connect(s.addr).await.unwrap();

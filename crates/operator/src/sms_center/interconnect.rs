@@ -3,6 +3,10 @@
 //! operator (many outstanding at once), and takes the peer's delivery receipts for them, which
 //! settle the messages here and so go back to the ESME that submitted.
 //!
+//! The link sends enquire_link when it has sent nothing for `enquire_link_ms`, so the peer's idle
+//! timeout never unbinds it; an enquire_link the peer leaves unanswered as long loses the link,
+//! which then reconnects.
+//!
 //! The link speaks SMPP over TLS when the peer's configuration says so (`tls = { ca = … }`): the
 //! peer's certificate must chain to that CA and be valid for its name.
 //!
@@ -65,7 +69,7 @@ pub(crate) async fn run(
     loop {
         let bound = tokio::select! {
             _ = stop.cancelled() => return,
-            b = Client::bind_over(peer.addr, tls.as_ref(), &peer.system_id, &peer.password, BindMode::Transceiver) => b,
+            b = bind(&peer, tls.as_ref()) => b,
         };
         match bound {
             Ok((client, incoming)) => {
@@ -86,6 +90,16 @@ pub(crate) async fn run(
         }
         wait = (wait * 2).min(RECONNECT_MAX);
     }
+}
+
+/// Binds to `peer` as a transceiver, the session kept alive with enquire_link.
+async fn bind(
+    peer: &InterconnectPeer,
+    tls: Option<&ClientTls>,
+) -> Result<(Client, mpsc::Receiver<Incoming>), ClientError> {
+    let enquire_link = Duration::from_millis(peer.enquire_link_ms.max(1));
+    let (system_id, password) = (&peer.system_id, &peer.password);
+    Client::bind_kept_alive(peer.addr, tls, system_id, password, BindMode::Transceiver, Some(enquire_link)).await
 }
 
 /// Drives one bound link until it fails (returned) or `stop`.
