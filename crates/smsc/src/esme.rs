@@ -2,6 +2,7 @@
 //! hash, and a submit rate limit.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -38,6 +39,22 @@ impl EsmeAccount {
 
     pub fn verify(&self, password: &str) -> bool {
         PasswordHash::new(&self.password_hash).is_ok_and(|h| hasher().verify_password(password.as_bytes(), &h).is_ok())
+    }
+}
+
+/// Whether `password` is `account`'s. Without an account the same Argon2 verification runs
+/// against a stand-in hash and fails, so that a bind for an unknown system_id takes as long as
+/// one with a wrong password and timing does not tell which system_ids exist.
+pub fn verify_bind(account: Option<&EsmeAccount>, password: &str) -> bool {
+    static STAND_IN: OnceLock<Option<EsmeAccount>> = OnceLock::new();
+    match account {
+        Some(a) => a.verify(password),
+        None => {
+            if let Some(stand_in) = STAND_IN.get_or_init(|| EsmeAccount::new("", "stand-in", 1).ok()) {
+                stand_in.verify(password);
+            }
+            false
+        }
     }
 }
 
@@ -97,6 +114,8 @@ mod tests {
         assert!(!a.password_hash.contains("s3cret"));
         assert!(a.verify("s3cret"));
         assert!(!a.verify("s3cret!"));
+        assert!(verify_bind(Some(&a), "s3cret"));
+        assert!(!verify_bind(None, "stand-in"));
     }
 
     #[test]

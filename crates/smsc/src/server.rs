@@ -1,7 +1,8 @@
 //! The SMPP server: one task per ESME connection.
 //!
 //! A connection must bind (transmitter, receiver or transceiver) with a known system_id and its
-//! password within `bind_timeout` of connecting, whatever else it sends meanwhile (an
+//! password (an unknown system_id is answered as a wrong password, after the same work)
+//! within `bind_timeout` of connecting, whatever else it sends meanwhile (an
 //! enquire_link is answered but does not extend it); three failed binds close it. Once bound, submit_sm is
 //! accepted (transmitter and transceiver) up to the ESME's rate, and each accepted message is
 //! handed to the [`SubmitHandler`], whose message id is answered in submit_sm_resp. A PDU
@@ -45,7 +46,7 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
-use crate::esme::{EsmeDirectory, TokenBucket};
+use crate::esme::{EsmeDirectory, TokenBucket, verify_bind};
 use crate::frame::{Frame, FrameError, SmppCodec, holds_whole_pdu};
 
 #[derive(Debug, Clone)]
@@ -649,6 +650,7 @@ async fn write_out(
 }
 
 /// Checks a bind's credentials; Argon2 takes milliseconds, so off the async workers.
+/// Refused binds are all answered ESME_RINVPASWD, whether the system_id exists or not.
 async fn authenticate<H>(shared: &Shared<H>, pdu: &Pdu) -> Result<Bound, CommandStatus> {
     let (system_id, password, mode) = match pdu {
         Pdu::BindTransmitter(b) => (b.system_id.as_str(), b.password.as_str(), BindMode::Transmitter),
@@ -656,11 +658,11 @@ async fn authenticate<H>(shared: &Shared<H>, pdu: &Pdu) -> Result<Bound, Command
         Pdu::BindTransceiver(b) => (b.system_id.as_str(), b.password.as_str(), BindMode::Transceiver),
         _ => return Err(CommandStatus::EsmeRinvcmdid),
     };
-    let account = shared.directory.get(system_id).ok_or(CommandStatus::EsmeRinvsysid)?;
+    let account = shared.directory.get(system_id).cloned();
     let (checked, pw) = (account.clone(), password.to_owned());
-    if !tokio::task::spawn_blocking(move || checked.verify(&pw)).await.unwrap_or(false) {
-        return Err(CommandStatus::EsmeRinvpaswd);
-    }
+    let verified = tokio::task::spawn_blocking(move || verify_bind(checked.as_ref(), &pw)).await.unwrap_or(false);
+    // An unknown system_id and a wrong password get the same answer after the same work.
+    let Some(account) = account.filter(|_| verified) else { return Err(CommandStatus::EsmeRinvpaswd) };
     tracing::info!(system_id, ?mode, "ESME bound");
     Ok(Bound {
         system_id: system_id.into(),

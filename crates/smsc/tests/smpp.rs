@@ -140,7 +140,12 @@ fn submit_body() -> Vec<u8> {
 }
 
 fn bind_transmitter(seq: u32, password: &str) -> Vec<u8> {
-    let mut body = b"bank\0".to_vec();
+    bind_transmitter_as("bank", seq, password)
+}
+
+fn bind_transmitter_as(system_id: &str, seq: u32, password: &str) -> Vec<u8> {
+    let mut body = system_id.as_bytes().to_vec();
+    body.push(0);
     body.extend(password.as_bytes());
     body.extend([0, 0, 0x34, 0, 0, 0]); // password NUL, system_type "", interface 3.4, ton, npi, range ""
     pdu(0x0000_0002, seq, &body)
@@ -237,6 +242,32 @@ async fn a_client_whose_enquire_link_goes_unanswered_takes_the_link_as_lost() {
     // Unanswered for another 100 ms: the connection ends, and with it the client's session.
     assert!(tokio::time::timeout(Duration::from_secs(2), incoming.recv()).await.unwrap().is_none());
     assert!(matches!(client.submit("MyBank", "4790000001", b"hi").await, Err(smsc::client::ClientError::Closed)));
+}
+
+/// The bind_transmitter_resp status for `system_id` and `password` on a fresh connection, and
+/// how long the answer took.
+async fn bind_outcome(addr: std::net::SocketAddr, system_id: &str, password: &str) -> (u32, Duration) {
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    let sent = std::time::Instant::now();
+    c.write_all(&bind_transmitter_as(system_id, 1, password)).await.unwrap();
+    let (id, status, _) = read_pdu(&mut c).await.expect("bind answered");
+    assert_eq!(id, 0x8000_0002);
+    (status, sent.elapsed())
+}
+
+#[tokio::test]
+async fn an_unknown_system_id_is_answered_as_a_wrong_password_after_the_same_work() {
+    let s = start(SmppConfig::default()).await;
+    bind_outcome(s.addr, "nobody", "x").await; // the stand-in hash is made at first use
+    let (mut unknown, mut wrong) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        unknown.push(bind_outcome(s.addr, "nobody", "guess").await);
+        wrong.push(bind_outcome(s.addr, "bank", "guess").await);
+    }
+    assert!(unknown.iter().chain(&wrong).all(|&(status, _)| status == 0x0E), "{unknown:?} {wrong:?}");
+    // Both ran Argon2: answering an unknown id without it takes a fraction of a millisecond.
+    let total = |v: &[(u32, Duration)]| v.iter().map(|p| p.1).sum::<Duration>();
+    assert!(total(&unknown) * 3 > total(&wrong), "unknown ids answered faster: {unknown:?} {wrong:?}");
 }
 
 #[tokio::test]
