@@ -450,9 +450,8 @@ async fn authorisation(node: &Node, msisdn: &str, s: &SmsSubmit) -> u8 {
 }
 
 /// The [`Submission`] of an SMS-SUBMIT from the terminal `msisdn`, in the SMPP terms the SMS
-/// center stores: text in the 7-bit alphabet as one octet a character (data_coding 0, as
-/// ESMEs submit it; Latin-1, which the alphabet's characters fit but for the Greek capitals
-/// and `€`), else UCS-2 octets (data_coding 8); 8-bit data as data_coding 4. A user data
+/// center stores: text in the 7-bit alphabet as one septet an octet (data_coding 0, as
+/// ESMEs submit it), else UCS-2 octets (data_coding 8); 8-bit data as data_coding 4. A user data
 /// header opens the payload, with esm_class 0x40. TP-SRR asks for a receipt (registered
 /// delivery 1), which comes back as an SMS-STATUS-REPORT with the TP-MR.
 pub(crate) fn submission(msisdn: &str, tpdu: Tpdu, now: Millis) -> Result<Submission, String> {
@@ -461,9 +460,9 @@ pub(crate) fn submission(msisdn: &str, tpdu: Tpdu, now: Millis) -> Result<Submis
     let (data_coding, body) = match (&user_data.payload, dcs.alphabet()) {
         (Payload::Septets(_), _) => {
             let text = user_data.text(dcs);
-            match text.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect::<Option<Vec<u8>>>() {
-                Some(latin1) => (0, latin1),
-                None => (8, text.encode_utf16().flat_map(u16::to_be_bytes).collect()),
+            match sms::gsm7::encode(&text) {
+                Ok(septets) => (0, septets),
+                Err(_) => (8, text.encode_utf16().flat_map(u16::to_be_bytes).collect()),
             }
         }
         (Payload::Octets(o), Alphabet::Ucs2) => (8, o.clone()),
@@ -557,8 +556,13 @@ pub(crate) fn deliver_tpdu(m: &StoredSms) -> Option<Vec<u8>> {
         (None, &m.payload[..])
     };
     let (dcs, mut user_data) = match m.data_coding {
-        // SMSC default alphabet, IA5 or Latin-1: text.
-        0 | 1 | 3 => {
+        // The SMSC default alphabet, as GSM septets, one an octet.
+        0 => (
+            DataCoding::GSM7,
+            UserData { header: None, payload: Payload::Septets(body.iter().map(|s| s & 0x7F).collect()) },
+        ),
+        // IA5 or Latin-1: text.
+        1 | 3 => {
             let text: String = body.iter().map(|&b| b as char).collect();
             match UserData::gsm7(&text) {
                 Ok(ud) => (DataCoding::GSM7, ud),
