@@ -45,6 +45,10 @@ enum Admin {
         /// submit_sm per second before ESME_RTHROTTLED.
         #[arg(long, default_value_t = 1000)]
         max_submits_per_s: u32,
+        /// What the ESME's data_coding 0 means: `gsm` (GSM 03.38, one septet an octet) or
+        /// `latin1`.
+        #[arg(long = "data-coding-0", default_value = "gsm")]
+        data_coding_0: smsc::DefaultAlphabet,
     },
     /// Record a SIM this operator issued: its IMSI, the number it serves, and its key (hex),
     /// which the terminal proves it holds when it attaches.
@@ -87,14 +91,19 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             println!("imported {n} subscribers into {}", cfg.name);
             Ok(ExitCode::SUCCESS)
         }
-        Some(Admin::AddEsme { system_id, password, max_submits_per_s }) => {
+        Some(Admin::AddEsme { system_id, password, max_submits_per_s, data_coding_0 }) => {
             anyhow::ensure!((1..=15).contains(&system_id.len()), "system_id: 1 to 15 characters");
             anyhow::ensure!((1..=8).contains(&password.len()), "password: 1 to 8 characters (SMPP)");
             let store = OperatorStore::open(&cfg.database()).await?;
             let account = smsc::EsmeAccount::new(&system_id, &password, max_submits_per_s)
-                .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?
+                .with_default_alphabet(data_coding_0);
             store.upsert_esme(&account, numport_core::Clock::now_ms(&SystemClock)).await?;
-            println!("ESME {system_id} may bind to {}'s SMS center ({max_submits_per_s} submits/s)", cfg.name);
+            println!(
+                "ESME {system_id} may bind to {}'s SMS center ({max_submits_per_s} submits/s, data_coding 0 {})",
+                cfg.name,
+                data_coding_0.as_str()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Some(Admin::AddSim { imsi, msisdn, k_sim }) => {

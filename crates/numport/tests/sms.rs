@@ -131,13 +131,18 @@ async fn the_bank_sms_reaches_the_terminal() {
     // opb's SMS center, which delivers it to opb's subscriber.
     let theirs = subscriber_number("4791", 0);
     let (bank, mut receipts) = smsc.bind(BANK_SYSTEM_ID, BANK_PASSWORD, smsc::BindMode::Transceiver).await.unwrap();
-    let id = bank.submit("MyBank", theirs.as_str(), b"Across the interconnect").await.unwrap();
+    // GSM 03.38 text (data_coding 0, one septet an octet): `@£$_{}[]~€ éüÑÅ`.
+    let gsm = b"\x00\x01\x02\x11\x1b\x28\x1b\x29\x1b\x3c\x1b\x3e\x1b\x3d\x1b\x65 \x05\x7e\x5d\x0e";
+    let id = bank.submit("MyBank", theirs.as_str(), &[b"Across the interconnect: ", &gsm[..]].concat()).await.unwrap();
     let (imsi, k_sim) = sim_of(&theirs);
     let out = terminal(cluster.op("opb").proc.air.unwrap(), &imsi, &hex::encode(&k_sim)).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let shown: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    assert_eq!((shown["from"].as_str(), shown["text"].as_str()), (Some("MyBank"), Some("Across the interconnect")));
+    assert_eq!(
+        (shown["from"].as_str(), shown["text"].as_str()),
+        (Some("MyBank"), Some("Across the interconnect: @£$_{}[]~€ éüÑÅ"))
+    );
     // opb's receipt comes back over the interconnect; opa relays it under its own message id.
     let receipt = tokio::time::timeout(std::time::Duration::from_secs(10), receipts.recv()).await.unwrap().unwrap();
     let text = String::from_utf8_lossy(receipt.deliver.short_message().as_ref()).into_owned();

@@ -450,9 +450,8 @@ async fn authorisation(node: &Node, msisdn: &str, s: &SmsSubmit) -> u8 {
 }
 
 /// The [`Submission`] of an SMS-SUBMIT from the terminal `msisdn`, in the SMPP terms the SMS
-/// center stores: text in the 7-bit alphabet as one octet a character (data_coding 0, as
-/// ESMEs submit it; Latin-1, which the alphabet's characters fit but for the Greek capitals
-/// and `€`), else UCS-2 octets (data_coding 8); 8-bit data as data_coding 4. A user data
+/// center stores: text in the 7-bit alphabet as one septet an octet (data_coding 0, as
+/// ESMEs submit it), else UCS-2 octets (data_coding 8); 8-bit data as data_coding 4. A user data
 /// header opens the payload, with esm_class 0x40. TP-SRR asks for a receipt (registered
 /// delivery 1), which comes back as an SMS-STATUS-REPORT with the TP-MR.
 pub(crate) fn submission(msisdn: &str, tpdu: Tpdu, now: Millis) -> Result<Submission, String> {
@@ -461,9 +460,9 @@ pub(crate) fn submission(msisdn: &str, tpdu: Tpdu, now: Millis) -> Result<Submis
     let (data_coding, body) = match (&user_data.payload, dcs.alphabet()) {
         (Payload::Septets(_), _) => {
             let text = user_data.text(dcs);
-            match text.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect::<Option<Vec<u8>>>() {
-                Some(latin1) => (0, latin1),
-                None => (8, text.encode_utf16().flat_map(u16::to_be_bytes).collect()),
+            match sms::gsm7::encode(&text) {
+                Ok(septets) => (0, septets),
+                Err(_) => (8, text.encode_utf16().flat_map(u16::to_be_bytes).collect()),
             }
         }
         (Payload::Octets(o), Alphabet::Ucs2) => (8, o.clone()),
@@ -557,8 +556,13 @@ pub(crate) fn deliver_tpdu(m: &StoredSms) -> Option<Vec<u8>> {
         (None, &m.payload[..])
     };
     let (dcs, mut user_data) = match m.data_coding {
-        // SMSC default alphabet, IA5 or Latin-1: text.
-        0 | 1 | 3 => {
+        // The SMSC default alphabet, as GSM septets, one an octet.
+        0 => (
+            DataCoding::GSM7,
+            UserData { header: None, payload: Payload::Septets(body.iter().map(|s| s & 0x7F).collect()) },
+        ),
+        // IA5 or Latin-1: text.
+        1 | 3 => {
             let text: String = body.iter().map(|&b| b as char).collect();
             match UserData::gsm7(&text) {
                 Ok(ud) => (DataCoding::GSM7, ud),
@@ -693,7 +697,7 @@ mod tests {
         assert_eq!(text, "Hei fra opb: blåbær og ÆØÅ");
         let s = &subs[0];
         assert_eq!((s.data_coding, s.esm_class, s.registered_delivery), (0, 0, 1));
-        assert_eq!(s.payload, "Hei fra opb: blåbær og ÆØÅ".chars().map(|c| c as u8).collect::<Vec<_>>());
+        assert_eq!(s.payload, sms::gsm7::encode("Hei fra opb: blåbær og ÆØÅ").unwrap());
         assert_eq!((s.source_addr.as_str(), s.source_ton, s.destination.as_str()), ("4791000001", 1, "4790000001"));
         assert_eq!(s.validity, Some(NOW + 12 * 5 * 60_000));
         let m = stored(1, s.clone());
@@ -718,11 +722,11 @@ mod tests {
         assert_eq!(text, ucs2);
         assert!(subs.len() > 1 && subs.iter().all(|s| s.esm_class == 0x40 && s.data_coding == 8));
 
-        // 7-bit text outside Latin-1 goes as UCS-2 where it fits, and is refused where not.
+        // 7-bit text outside Latin-1 stays septets, the extension table's two octets a character.
         let (subs, text) = through_the_center("Δ = 5 €");
-        assert_eq!((text.as_str(), subs[0].data_coding), ("Δ = 5 €", 8));
+        assert_eq!((text.as_str(), subs[0].data_coding), ("Δ = 5 €", 0));
         let t = submits(&"€".repeat(80)).remove(0);
-        assert!(submission("4791000001", t, NOW).is_err());
+        assert_eq!(submission("4791000001", t, NOW).unwrap().payload.len(), 160);
     }
 
     #[test]

@@ -274,7 +274,8 @@ impl Node {
             let tls = smpp.tls.as_ref().and_then(|(l, _)| l.local_addr().ok());
             tracing::info!(node = %self.name(), esmes = esmes.len(), ?addr, ?tls, "SMPP server listening");
             let config = self.config().smpp.server_config(self.name());
-            let center = crate::sms_center::SubmitToCenter { node: self.clone() };
+            let alphabets = esmes.iter().map(|a| (a.system_id.clone(), a.default_alphabet)).collect();
+            let center = crate::sms_center::SubmitToCenter { node: self.clone(), alphabets };
             let (stop, receivers) = (background.clone(), self.sms().receivers.clone());
             tasks.spawn(async move {
                 let directory = smsc::EsmeDirectory::new(esmes);

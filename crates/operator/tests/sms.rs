@@ -610,6 +610,55 @@ async fn receipt_flow(r: &Running) {
     bank.unbind().await.unwrap();
 }
 
+/// GSM 03.38 text, one septet an octet with the extension table after 0x1B, as SMPP's
+/// data_coding 0 carries it: `@£$_{}[]~€ éüÑÅ`.
+const GSM_TEXT: &[u8] = b"\x00\x01\x02\x11\x1b\x28\x1b\x29\x1b\x3c\x1b\x3e\x1b\x3d\x1b\x65 \x05\x7e\x5d\x0e";
+
+/// data_coding 0 from the bank (GSM) and from `shop` (a Latin-1 ESME) reaches the handset as
+/// the same text; octets above 0x7F from a GSM ESME are refused with ESME_RINVDCS.
+async fn default_alphabet_flow(r: &Running) {
+    let (bank, _incoming) = r.bank().await;
+    let (shop, _shop_incoming) = Client::bind(r.smpp, "shop", "shoppw", BindMode::Transceiver).await.unwrap();
+    let mut t = r.attach().await;
+    let id = submit(&bank, NUMBER, GSM_TEXT, "").await;
+    let (reference, text) = t.expect_deliver().await;
+    assert_eq!((reference as i64, text.as_str()), (id, "@£$_{}[]~€ éüÑÅ"));
+    t.ack(reference, sms::air::CAUSE_OK).await;
+    let latin1: Vec<u8> = "@£$_{}[]~ éüÑÅ".chars().map(|c| c as u8).collect();
+    let id = submit(&shop, NUMBER, &latin1, "").await;
+    assert_eq!(r.sms(id).await.data_coding, 0, "stored as GSM septets");
+    let (reference, text) = t.expect_deliver().await;
+    assert_eq!((reference as i64, text.as_str()), (id, "@£$_{}[]~ éüÑÅ"));
+    t.ack(reference, sms::air::CAUSE_OK).await;
+    // á is Latin-1 but not GSM: carried as UCS-2.
+    let id = submit(&shop, NUMBER, b"Ol\xe1 \xa9", "").await;
+    assert_eq!(r.sms(id).await.data_coding, 8);
+    let (reference, text) = t.expect_deliver().await;
+    assert_eq!((reference as i64, text.as_str()), (id, "Olá ©"));
+    t.ack(reference, sms::air::CAUSE_OK).await;
+    let before = r.node.store().max_sms_id().await.unwrap();
+    let refused = bank.submit_sm(submit_sm(NUMBER, b"caf\xe9", "")).await;
+    assert!(matches!(refused, Err(ClientError::Status(CommandStatus::EsmeRinvdcs))), "{refused:?}");
+    assert_eq!(r.node.store().max_sms_id().await.unwrap(), before, "nothing recorded");
+    bank.unbind().await.unwrap();
+    shop.unbind().await.unwrap();
+}
+
+/// Adds the Latin-1 ESME `shop` / `shoppw` to a node not yet serving.
+async fn with_latin1_shop((node, dirs): (Node, [tempfile::TempDir; 2])) -> (Node, [tempfile::TempDir; 2]) {
+    let shop =
+        smsc::EsmeAccount::new("shop", "shoppw", 100).unwrap().with_default_alphabet(smsc::DefaultAlphabet::Latin1);
+    node.store().upsert_esme(&shop, T0).await.unwrap();
+    (node, dirs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gsm_and_latin1_text_reaches_the_handset_intact() {
+    let r = Running::start(with_latin1_shop(opa_node(&[]).await).await).await;
+    default_alphabet_flow(&r).await;
+    r.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sms_center_on_postgres() {
     let Some(db) = TempDatabase::create().await else { return };
@@ -619,8 +668,9 @@ async fn the_sms_center_on_postgres() {
         c.database_url = db.url().to_owned();
     })
     .await;
-    let r = Running::start(node).await;
+    let r = Running::start(with_latin1_shop(node).await).await;
     receipt_flow(&r).await;
+    default_alphabet_flow(&r).await;
     if python_has_smpplib() {
         smpplib_receipt_flow(&r).await;
     }

@@ -70,6 +70,34 @@ pub fn decode(septets: &[u8]) -> String {
     out
 }
 
+/// An octet above 0x7F where SMPP carries the default alphabet one septet an octet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("octet {octet:#04x} at offset {offset} is no GSM 7-bit septet")]
+pub struct NotASeptet {
+    pub offset: usize,
+    pub octet: u8,
+}
+
+/// Checks that `octets` are septets: the unpacked form of the default alphabet that SMPP's
+/// data_coding 0 carries.
+pub fn check_unpacked(octets: &[u8]) -> Result<(), NotASeptet> {
+    match octets.iter().position(|&o| o > 0x7F) {
+        Some(offset) => Err(NotASeptet { offset, octet: octets[offset] }),
+        None => Ok(()),
+    }
+}
+
+/// The septets of Latin-1 `octets`, or the first character the alphabet cannot carry.
+pub fn from_latin1(octets: &[u8]) -> Result<Vec<u8>, char> {
+    encode(&octets.iter().map(|&b| char::from(b)).collect::<String>())
+}
+
+/// The Latin-1 octets of `septets`, or the first character Latin-1 lacks (the Greek
+/// capitals, `€`).
+pub fn to_latin1(septets: &[u8]) -> Result<Vec<u8>, char> {
+    decode(septets).chars().map(|c| u8::try_from(u32::from(c)).map_err(|_| c)).collect()
+}
+
 /// Packs septets into octets, starting after `fill` zero bits (0–6): the padding that puts
 /// the first septet on a septet boundary after a user data header.
 pub fn pack(septets: &[u8], fill: usize) -> Vec<u8> {
@@ -121,6 +149,36 @@ mod tests {
         assert_eq!(decode(&encode("{a|b}^~\\€").unwrap()), "{a|b}^~\\€");
         assert_eq!(encode("日本"), Err('日'));
         assert_eq!(decode(&[ESC, 0x41]), "A", "unknown extension reads as the default character");
+    }
+
+    #[test]
+    fn smpp_unpacked_text_both_ways() {
+        let text = "@£$_{}[]~€ éüÑÅ";
+        let septets = encode(text).unwrap();
+        assert_eq!(check_unpacked(&septets), Ok(()));
+        assert_eq!(&septets[..4], &[0x00, 0x01, 0x02, 0x11]);
+        assert_eq!(decode(&septets), text);
+        let latin1 = to_latin1(&encode("@£$_{}[]~ éüÑÅ").unwrap()).unwrap();
+        assert_eq!(latin1, "@£$_{}[]~ éüÑÅ".chars().map(|c| c as u8).collect::<Vec<u8>>());
+        assert_eq!(decode(&from_latin1(&latin1).unwrap()), "@£$_{}[]~ éüÑÅ");
+    }
+
+    #[test]
+    fn invalid_octets_and_characters_are_errors() {
+        assert_eq!(check_unpacked(b"ab\xE9c"), Err(NotASeptet { offset: 2, octet: 0xE9 }));
+        assert_eq!(to_latin1(&encode("5 €").unwrap()), Err('€'));
+        assert_eq!(to_latin1(&encode("ΔΣ").unwrap()), Err('Δ'));
+        assert_eq!(from_latin1(&[b'a', 0xE1]), Err('á'));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_octets_decode_without_panic(octets in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let _ = check_unpacked(&octets);
+            let _ = to_latin1(&octets);
+            let _ = from_latin1(&octets);
+            proptest::prop_assert_eq!(decode(&octets).is_empty(), octets.is_empty());
+        }
     }
 
     proptest::proptest! {

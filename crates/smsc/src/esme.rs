@@ -23,6 +23,44 @@ pub struct EsmeAccount {
     pub password_hash: String,
     /// submit_sm per second this ESME may send; beyond it, ESME_RTHROTTLED.
     pub max_submits_per_s: u32,
+    /// What this ESME's data_coding 0 means.
+    pub default_alphabet: DefaultAlphabet,
+}
+
+/// What data_coding 0 (the "SMSC default alphabet") means on one ESME's binds: GSM 03.38 as
+/// unpacked septets, or Latin-1 for the ESMEs that send it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DefaultAlphabet {
+    #[default]
+    Gsm,
+    Latin1,
+}
+
+impl DefaultAlphabet {
+    /// Its name in the ESME table and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DefaultAlphabet::Gsm => "gsm",
+            DefaultAlphabet::Latin1 => "latin1",
+        }
+    }
+}
+
+/// A [`DefaultAlphabet`] name that is neither `gsm` nor `latin1`.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown default alphabet {0:?} (gsm or latin1)")]
+pub struct UnknownAlphabet(pub String);
+
+impl std::str::FromStr for DefaultAlphabet {
+    type Err = UnknownAlphabet;
+
+    fn from_str(s: &str) -> Result<DefaultAlphabet, UnknownAlphabet> {
+        match s {
+            "gsm" => Ok(DefaultAlphabet::Gsm),
+            "latin1" => Ok(DefaultAlphabet::Latin1),
+            _ => Err(UnknownAlphabet(s.to_owned())),
+        }
+    }
 }
 
 impl EsmeAccount {
@@ -34,7 +72,16 @@ impl EsmeAccount {
     ) -> Result<EsmeAccount, argon2::password_hash::Error> {
         let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())?;
         let password_hash = hasher().hash_password(password.as_bytes(), &salt)?.to_string();
-        Ok(EsmeAccount { system_id: system_id.to_owned(), password_hash, max_submits_per_s })
+        Ok(EsmeAccount {
+            system_id: system_id.to_owned(),
+            password_hash,
+            max_submits_per_s,
+            default_alphabet: DefaultAlphabet::Gsm,
+        })
+    }
+
+    pub fn with_default_alphabet(self, default_alphabet: DefaultAlphabet) -> EsmeAccount {
+        EsmeAccount { default_alphabet, ..self }
     }
 
     pub fn verify(&self, password: &str) -> bool {

@@ -27,7 +27,7 @@ pub mod receipt;
 pub mod server;
 pub mod time;
 
-pub use esme::{EsmeAccount, EsmeDirectory};
+pub use esme::{DefaultAlphabet, EsmeAccount, EsmeDirectory};
 pub use server::{
     BindMode, ChannelHandler, DeliverError, Endpoints, Receivers, SmppConfig, SubmitHandler, Submitted, serve,
 };

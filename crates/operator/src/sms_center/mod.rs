@@ -43,9 +43,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use numport_core::{Millis, Msisdn};
-use smsc::SubmitHandler;
 use smsc::rusmpp::CommandStatus;
 use smsc::rusmpp::pdus::SubmitSm;
+use smsc::{DefaultAlphabet, SubmitHandler};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::Node;
@@ -209,6 +209,8 @@ impl SmsCenter {
 /// The [`SubmitHandler`] of an operator node: route, number, commit, then answer.
 pub struct SubmitToCenter {
     pub(crate) node: Node,
+    /// Each ESME's meaning of data_coding 0, by system_id; GSM for those not listed.
+    pub(crate) alphabets: HashMap<String, DefaultAlphabet>,
 }
 
 impl SubmitHandler for SubmitToCenter {
@@ -216,15 +218,26 @@ impl SubmitHandler for SubmitToCenter {
         let now = self.node.now();
         let validity = smsc::time::parse_smpp_time(submit.validity_period.as_str(), now)
             .map_err(|_| CommandStatus::EsmeRinvexpiry)?;
+        let alphabet = self.alphabets.get(system_id).copied().unwrap_or_default();
+        let (data_coding, payload) = stored_coding(
+            alphabet,
+            u8::from(submit.esm_class),
+            u8::from(submit.data_coding),
+            short_message_or_payload(submit),
+        )
+        .map_err(|e| {
+            tracing::debug!(system_id, error = %e, "submit_sm refused: data_coding 0 with octets above 0x7F");
+            CommandStatus::EsmeRinvdcs
+        })?;
         let submission = Submission {
             system_id: system_id.to_owned(),
             source_addr: submit.source_addr.as_str().to_owned(),
             source_ton: u8::from(submit.source_addr_ton),
             destination: submit.destination_addr.as_str().to_owned(),
             esm_class: u8::from(submit.esm_class),
-            data_coding: u8::from(submit.data_coding),
+            data_coding,
             registered_delivery: u8::from(submit.registered_delivery),
-            payload: short_message_or_payload(submit),
+            payload,
             validity,
             origin_ref: origin_ref(submit),
         };
@@ -249,7 +262,8 @@ pub struct Submission {
     pub destination: String,
     /// SMPP esm_class: 0x40 when the payload opens with a user data header.
     pub esm_class: u8,
-    /// SMPP data_coding: 0 text (one octet a character), 8 UCS-2, 4 binary.
+    /// SMPP data_coding: 0 text in the GSM 7-bit alphabet (one septet an octet, the extension
+    /// table after 0x1B), 8 UCS-2, 4 binary.
     pub data_coding: u8,
     /// SMPP registered_delivery: bits 0-1 ask for a receipt.
     pub registered_delivery: u8,
@@ -332,6 +346,38 @@ fn origin_ref(submit: &SubmitSm) -> Option<String> {
         }
         _ => None,
     })
+}
+
+/// The data_coding and payload stored for an ESME's submit: data_coding 0 is kept as GSM
+/// septets, which the interconnect and the air carry as they are. A Latin-1 ESME's text
+/// becomes septets where the alphabet has every character, else UCS-2 (data_coding 8). A user
+/// data header (esm_class 0x40) stays in front unchanged.
+fn stored_coding(
+    alphabet: DefaultAlphabet,
+    esm_class: u8,
+    data_coding: u8,
+    payload: Vec<u8>,
+) -> Result<(u8, Vec<u8>), sms::gsm7::NotASeptet> {
+    if data_coding != 0 {
+        return Ok((data_coding, payload));
+    }
+    let header_len =
+        if esm_class & 0x40 != 0 { payload.first().map_or(0, |&l| (1 + l as usize).min(payload.len())) } else { 0 };
+    let (header, body) = payload.split_at(header_len);
+    match alphabet {
+        DefaultAlphabet::Gsm => {
+            sms::gsm7::check_unpacked(body)
+                .map_err(|e| sms::gsm7::NotASeptet { offset: e.offset + header_len, ..e })?;
+            Ok((0, payload))
+        }
+        DefaultAlphabet::Latin1 => Ok(match sms::gsm7::from_latin1(body) {
+            Ok(septets) => (0, [header, &septets].concat()),
+            Err(_) => {
+                let ucs2 = body.iter().flat_map(|&b| u16::from(b).to_be_bytes());
+                (8, header.iter().copied().chain(ucs2).collect())
+            }
+        }),
+    }
 }
 
 /// The message body: short_message, or the message_payload TLV when short_message is empty.

@@ -137,7 +137,8 @@ pub(crate) fn receipt_state(state: SmsState) -> ReceiptState {
 fn receipt_pdu(m: &StoredSms) -> Option<DeliverSm> {
     let state = receipt_state(m.state);
     let text = match m.data_coding {
-        0 | 1 | 3 => m.payload.iter().take(20).map(|&b| b as char).collect(),
+        0 => sms::gsm7::decode(&m.payload).chars().take(20).collect(),
+        1 | 3 => m.payload.iter().take(20).map(|&b| b as char).collect(),
         _ => String::new(),
     };
     let receipt = Receipt {

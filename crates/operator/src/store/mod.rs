@@ -51,6 +51,7 @@ pub static SQLITE_MIGRATIONS: &[Migration] = numport_db::migrations!(
         "0004_sms_delivery.sql",
         "0005_sms_origin_ref.sql",
         "0006_sms_queue_indexes.sql",
+        "0007_esme_default_alphabet.sql",
     ]
 );
 pub static POSTGRES_MIGRATIONS: &[Migration] = numport_db::migrations!(
@@ -62,6 +63,7 @@ pub static POSTGRES_MIGRATIONS: &[Migration] = numport_db::migrations!(
         "0004_sms_delivery.sql",
         "0005_sms_origin_ref.sql",
         "0006_sms_queue_indexes.sql",
+        "0007_esme_default_alphabet.sql",
     ]
 );
 

@@ -349,29 +349,36 @@ impl OperatorStore {
     /// Adds or replaces an ESME account.
     pub async fn upsert_esme(&self, account: &smsc::EsmeAccount, now: Millis) -> Result<(), OperatorError> {
         sql::query(
-            "INSERT INTO esme_accounts (system_id, password_hash, max_submits_per_s, created_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (system_id) DO UPDATE SET \
-             password_hash = excluded.password_hash, max_submits_per_s = excluded.max_submits_per_s",
+            "INSERT INTO esme_accounts (system_id, password_hash, max_submits_per_s, created_at, default_alphabet) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (system_id) DO UPDATE SET \
+             password_hash = excluded.password_hash, max_submits_per_s = excluded.max_submits_per_s, \
+             default_alphabet = excluded.default_alphabet",
         )
         .bind(&account.system_id)
         .bind(&account.password_hash)
         .bind(account.max_submits_per_s as i64)
         .bind(now)
+        .bind(account.default_alphabet.as_str())
         .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }
 
     pub async fn esmes(&self) -> Result<Vec<smsc::EsmeAccount>, OperatorError> {
-        let rows = sql::query("SELECT system_id, password_hash, max_submits_per_s FROM esme_accounts")
-            .fetch_all(&mut *self.conn().await?)
-            .await?;
+        let rows =
+            sql::query("SELECT system_id, password_hash, max_submits_per_s, default_alphabet FROM esme_accounts")
+                .fetch_all(&mut *self.conn().await?)
+                .await?;
         rows.iter()
             .map(|r| {
                 Ok(smsc::EsmeAccount {
                     system_id: r.try_get("system_id")?,
                     password_hash: r.try_get("password_hash")?,
                     max_submits_per_s: r.try_get::<i64, _>("max_submits_per_s")?.clamp(1, u32::MAX as i64) as u32,
+                    default_alphabet: r
+                        .try_get::<String, _>("default_alphabet")?
+                        .parse()
+                        .map_err(|e: smsc::esme::UnknownAlphabet| OperatorError::Config(e.to_string()))?,
                 })
             })
             .collect()
