@@ -52,6 +52,21 @@ pub struct ClusterSpec {
     pub tls: bool,
 }
 
+impl ClusterSpec {
+    /// A cluster for tests: `subscribers_per_operator` each, the PIN stretched at the cheapest
+    /// cost, the clearinghouse on SQLite with its default settings, every link over TLS.
+    pub fn for_tests(dir: PathBuf, subscribers_per_operator: usize) -> ClusterSpec {
+        ClusterSpec {
+            dir,
+            clearinghouse_db: None,
+            subscribers_per_operator,
+            pin_stretch: PinStretch::FAST,
+            clearinghouse: ClearinghouseConfig::default(),
+            tls: true,
+        }
+    }
+}
+
 pub struct OperatorProc {
     pub name: OperatorName,
     pub proc: Launched,

@@ -238,16 +238,9 @@ async fn start_cluster(tmp: &std::path::Path) -> Cluster {
         },
         ..ClearinghouseConfig::default()
     };
-    Cluster::start(ClusterSpec {
-        dir: tmp.join("cluster"),
-        clearinghouse_db: None,
-        subscribers_per_operator: PORTS / 3,
-        pin_stretch: PinStretch::FAST,
-        clearinghouse: config,
-        tls: true,
-    })
-    .await
-    .expect("cluster starts")
+    Cluster::start(ClusterSpec { clearinghouse: config, ..ClusterSpec::for_tests(tmp.join("cluster"), PORTS / 3) })
+        .await
+        .expect("cluster starts")
 }
 
 /// The operator nodes' HTTP APIs and air interfaces, in [`OPERATORS`] order.

@@ -7,23 +7,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clearinghouse_api::model::PortingRequest;
 use numport::cluster::{Cluster, ClusterSpec, subscriber_number};
 use numport_core::porting::{OrderState, Reason};
-use numport_core::proof::PinStretch;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_for_a_number_without_subscriber_is_declined_not_charged() {
     let tmp = tempfile::tempdir().unwrap();
     // SAFETY: set before this test (the binary's only one) starts a process.
     unsafe { std::env::set_var("NUMPORT_BIN", env!("CARGO_BIN_EXE_numport")) };
-    let cluster = Cluster::start(ClusterSpec {
-        dir: tmp.path().join("cluster"),
-        clearinghouse_db: None,
-        subscribers_per_operator: 2,
-        pin_stretch: PinStretch::FAST,
-        clearinghouse: clearinghouse::ClearinghouseConfig::default(),
-        tls: true,
-    })
-    .await
-    .unwrap();
+    let cluster = Cluster::start(ClusterSpec::for_tests(tmp.path().join("cluster"), 2)).await.unwrap();
     let (opa, opb) = (cluster.op("opa"), cluster.op("opb"));
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     let request = PortingRequest {

@@ -26,16 +26,7 @@ async fn cluster(dir: &std::path::Path, clearinghouse_db: Option<String>) -> Clu
     // SAFETY: set once, before any test of this binary starts a process or reads the
     // environment (every test goes through here first).
     BIN.call_once(|| unsafe { std::env::set_var("NUMPORT_BIN", env!("CARGO_BIN_EXE_numport")) });
-    Cluster::start(ClusterSpec {
-        dir: dir.join("cluster"),
-        clearinghouse_db,
-        subscribers_per_operator: 3,
-        pin_stretch: PinStretch::FAST,
-        clearinghouse: clearinghouse::ClearinghouseConfig::default(),
-        tls: true,
-    })
-    .await
-    .unwrap()
+    Cluster::start(ClusterSpec { clearinghouse_db, ..ClusterSpec::for_tests(dir.join("cluster"), 3) }).await.unwrap()
 }
 
 /// `numport terminal port` for the SIM of `msisdn`, attached to `donor`, porting to

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use numport::cluster::{BANK_PASSWORD, BANK_SYSTEM_ID, Cluster, ClusterSpec, sim_of, subscriber_number};
 use numport_core::Msisdn;
-use numport_core::proof::PinStretch;
 
 /// One cluster at a time: the machine may have two cores.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -20,16 +19,7 @@ async fn cluster(dir: &std::path::Path) -> Cluster {
     // SAFETY: set once, before any test of this binary starts a process or reads the
     // environment (every test goes through here first).
     BIN.call_once(|| unsafe { std::env::set_var("NUMPORT_BIN", env!("CARGO_BIN_EXE_numport")) });
-    Cluster::start(ClusterSpec {
-        dir: dir.join("cluster"),
-        clearinghouse_db: None,
-        subscribers_per_operator: 2,
-        pin_stretch: PinStretch::FAST,
-        clearinghouse: clearinghouse::ClearinghouseConfig::default(),
-        tls: true,
-    })
-    .await
-    .unwrap()
+    Cluster::start(ClusterSpec::for_tests(dir.join("cluster"), 2)).await.unwrap()
 }
 
 /// Waits until `op`'s replica routes `msisdn`.

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use numport::cluster::{Cluster, ClusterSpec};
 use numport::launch::launch;
-use numport_core::proof::PinStretch;
 
 #[test]
 fn pki_writes_a_ca_and_a_certificate_per_role_and_never_overwrites() {
@@ -40,16 +39,7 @@ async fn a_standalone_replica_serves_https_and_follows_the_clearinghouse_over_mu
     // SAFETY: the only test of this binary that starts processes through `launch`.
     unsafe { std::env::set_var("NUMPORT_BIN", env!("CARGO_BIN_EXE_numport")) };
     let tmp = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(ClusterSpec {
-        dir: tmp.path().join("cluster"),
-        clearinghouse_db: None,
-        subscribers_per_operator: 2,
-        pin_stretch: PinStretch::FAST,
-        clearinghouse: clearinghouse::ClearinghouseConfig::default(),
-        tls: true,
-    })
-    .await
-    .unwrap();
+    let cluster = Cluster::start(ClusterSpec::for_tests(tmp.path().join("cluster"), 2)).await.unwrap();
     assert!(cluster.ch.url().starts_with("https://"));
     let config = tmp.path().join("npdb.toml");
     cluster.write_npdb_config(&config, "opa").unwrap();
