@@ -9,13 +9,15 @@ use std::collections::HashMap;
 use std::ops::Range;
 
 use crate::gsm7;
-use crate::tpdu::{DataCoding, Payload, SmsDeliver, UserData};
+use crate::tpdu::{Alphabet, DataCoding, Payload, SmsDeliver, UserData};
 use crate::udh::{Concat, InformationElement, UserDataHeader};
 
 /// Septets of an SMS without a header: 140 octets.
 const GSM7_SINGLE: usize = 160;
 /// UTF-16 units of an SMS without a header: 140 octets.
 const UCS2_SINGLE: usize = 70;
+/// Octets of 8-bit data in an SMS without a header.
+const OCTETS_SINGLE: usize = 140;
 
 /// The reference that ties the parts of one message together. The receiver tells messages
 /// apart by originator, reference and part count, so a sender uses a fresh one per message
@@ -44,6 +46,14 @@ impl Reference {
             Reference::Sixteen(_) => (152, 66),
         }
     }
+
+    /// Octets of 8-bit data left per part once the header is in.
+    fn per_part_octets(self) -> usize {
+        match self {
+            Reference::Eight(_) => 134,
+            Reference::Sixteen(_) => 133,
+        }
+    }
 }
 
 /// Why a text cannot be sent as one concatenated message.
@@ -69,34 +79,49 @@ pub struct Segments {
 /// decodes part by part would show garbage. The GSM 7-bit fill bits after the header are
 /// added when the TPDU is encoded.
 pub fn segment(text: &str, reference: Reference) -> Result<Segments, SegmentError> {
+    let (dcs, payload) = match gsm7::encode(text) {
+        Ok(septets) => (DataCoding::GSM7, Payload::Septets(septets)),
+        Err(_) => (DataCoding::UCS2, Payload::Octets(text.encode_utf16().flat_map(u16::to_be_bytes).collect())),
+    };
+    Ok(Segments { dcs, parts: split_payload(payload, dcs, reference)? })
+}
+
+/// Splits a payload already in its coding (`dcs`: septets for the 7-bit alphabet, UCS-2
+/// octets, or 8-bit data) into the user data of one or more SMS, as [`segment`] splits a
+/// text: one part without a header if it fits, else parts with a concatenation element. The
+/// SMS center's side, for a message stored as submitted.
+pub fn split_payload(payload: Payload, dcs: DataCoding, reference: Reference) -> Result<Vec<UserData>, SegmentError> {
     let (per_septets, per_units) = reference.per_part();
-    let (dcs, payloads) = match gsm7::encode(text) {
-        Ok(septets) => {
-            let ranges = split(&septets, GSM7_SINGLE, per_septets, |s| s == gsm7::ESC);
-            (DataCoding::GSM7, ranges.into_iter().map(|r| Payload::Septets(septets[r].to_vec())).collect::<Vec<_>>())
+    let payloads: Vec<Payload> = match (payload, dcs.alphabet()) {
+        (Payload::Septets(septets), _) => split(&septets, GSM7_SINGLE, per_septets, |s| s == gsm7::ESC)
+            .into_iter()
+            .map(|r| Payload::Septets(septets[r].to_vec()))
+            .collect(),
+        (Payload::Octets(octets), Alphabet::Ucs2) => {
+            // Units as pairs of octets (an odd last octet stays on its own).
+            let units: Vec<&[u8]> = octets.chunks(2).collect();
+            let opens_pair = |u: &[u8]| u.len() == 2 && (0xD8..0xDC).contains(&u[0]);
+            split(&units, UCS2_SINGLE, per_units, opens_pair)
+                .into_iter()
+                .map(|r| Payload::Octets(units[r].concat()))
+                .collect()
         }
-        Err(_) => {
-            let units: Vec<u16> = text.encode_utf16().collect();
-            let ranges = split(&units, UCS2_SINGLE, per_units, |u| (0xD800..0xDC00).contains(&u));
-            let octets = |r: Range<usize>| Payload::Octets(units[r].iter().flat_map(|u| u.to_be_bytes()).collect());
-            (DataCoding::UCS2, ranges.into_iter().map(octets).collect())
-        }
+        (Payload::Octets(octets), _) => split(&octets, OCTETS_SINGLE, reference.per_part_octets(), |_| false)
+            .into_iter()
+            .map(|r| Payload::Octets(octets[r].to_vec()))
+            .collect(),
     };
     if payloads.len() == 1 {
-        return Ok(Segments {
-            dcs,
-            parts: payloads.into_iter().map(|payload| UserData { header: None, payload }).collect(),
-        });
+        return Ok(payloads.into_iter().map(|payload| UserData { header: None, payload }).collect());
     }
     let total = u8::try_from(payloads.len()).map_err(|_| SegmentError::TooManyParts(payloads.len()))?;
-    let parts = (1..=total)
+    Ok((1..=total)
         .zip(payloads)
         .map(|(seq, payload)| UserData {
             header: Some(UserDataHeader { elements: vec![InformationElement::Concat(reference.concat(total, seq))] }),
             payload,
         })
-        .collect();
-    Ok(Segments { dcs, parts })
+        .collect())
 }
 
 /// The ranges of `units` that make the parts: all of it if it fits `single`, else greedy runs

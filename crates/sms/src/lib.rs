@@ -23,7 +23,7 @@ pub mod tpdu;
 pub mod udh;
 
 pub use address::Address;
-pub use concat::{Reassembler, Reference, SegmentError, Segments, segment};
+pub use concat::{Reassembler, Reference, SegmentError, Segments, segment, split_payload};
 pub use tpdu::{DataCoding, SmsDeliver, SmsStatusReport, SmsSubmit, Timestamp, Tpdu, UserData, ValidityPeriod};
 pub use udh::{Concat, InformationElement, UserDataHeader};
 

@@ -323,6 +323,37 @@ fn more_than_255_parts_is_an_error() {
     assert_eq!(segment(&"你".repeat(255 * 66 + 1), Reference::Sixteen(1)), Err(SegmentError::TooManyParts(256)));
 }
 
+#[test]
+fn a_stored_payload_splits_in_its_own_coding() {
+    let reference = Reference::Sixteen(0xBEEF);
+    let over_the_air_of = |payload: Payload, dcs: DataCoding| {
+        let parts = split_payload(payload, dcs, reference).unwrap();
+        over_the_air(&Segments { dcs, parts })
+    };
+    // 8-bit data: 140 octets fit one SMS, 141 need two of at most 133.
+    let data: Vec<u8> = (0..=255u8).cycle().take(400).collect();
+    assert_eq!(over_the_air_of(Payload::Octets(data[..140].to_vec()), DataCoding::EIGHT_BIT).len(), 1);
+    let received = over_the_air_of(Payload::Octets(data.clone()), DataCoding::EIGHT_BIT);
+    assert_eq!(received.len(), 4);
+    assert_eq!(received.iter().flat_map(|d| octets(d).to_vec()).collect::<Vec<_>>(), data);
+    assert!(received.iter().all(|d| octets(d).len() <= 133 && concat(d).is_some_and(|c| c.wide)));
+    // UCS-2 stays UCS-2 even where the 7-bit alphabet would do, and a surrogate pair is not cut.
+    let text = format!("{}😀{}", "a".repeat(65), "b".repeat(70));
+    let ucs2: Vec<u8> = text.encode_utf16().flat_map(u16::to_be_bytes).collect();
+    let received = over_the_air_of(Payload::Octets(ucs2), DataCoding::UCS2);
+    assert_eq!(received.len(), 3);
+    assert_eq!(octets(&received[0]).len(), 65 * 2, "the pair moves to the next part");
+    assert_eq!(reassemble(&received), text);
+    // Septets as stored: an escape sequence is not cut.
+    let stored = gsm7::encode(&format!("{}€{}", "x".repeat(151), "y".repeat(10))).unwrap();
+    let received = over_the_air_of(Payload::Septets(stored), DataCoding::GSM7);
+    assert_eq!((received.len(), septets(&received[0]).len()), (2, 151));
+    assert_eq!(
+        split_payload(Payload::Octets(vec![0; 255 * 133 + 1]), DataCoding::EIGHT_BIT, reference),
+        Err(SegmentError::TooManyParts(256))
+    );
+}
+
 /// Text drawn from the 7-bit alphabet with extension characters, sometimes with a character
 /// outside it (forcing UCS-2), or any Unicode at all.
 fn text() -> impl Strategy<Value = String> {
