@@ -29,6 +29,7 @@ use futures::stream::FuturesUnordered;
 use numport_core::Millis;
 use sms::address::{Address, TON_ALPHANUMERIC};
 use sms::air::{CAUSE_AUTH_FAILED, CAUSE_OK, Frame, MAX_BODY, verify_attach_proof};
+use sms::concat::Reference;
 use sms::tpdu::{
     Alphabet, DataCoding, Payload, SmsDeliver, SmsStatusReport, SmsSubmit, Timestamp, Tpdu, UserData, ValidityPeriod,
 };
@@ -39,6 +40,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::portability::{AuthorisationRefusal, PortOutText};
+use crate::sms_center::long_message::UDHI;
 use crate::sms_center::{Change, Refusal, Submission, ToTerminal};
 use crate::store::sms::{SmsState, StoredSms, terminal_submitter};
 use crate::{Node, OperatorError};
@@ -257,8 +259,16 @@ async fn deliver(
         .into_iter()
         .map(ToTerminal::Message)
         .collect();
-    let mut session =
-        Attached { node, msisdn, write, backlog, unacked: HashMap::new(), seen: RecentIds::default(), out: Vec::new() };
+    let mut session = Attached {
+        node,
+        msisdn,
+        write,
+        backlog,
+        unacked: HashMap::new(),
+        long: HashMap::new(),
+        seen: RecentIds::default(),
+        out: Vec::new(),
+    };
     let result = session.run(frames, live, stop).await;
     reader.abort();
     result
@@ -273,11 +283,30 @@ struct Attached<'a> {
     /// Messages and status reports to send, in order.
     backlog: VecDeque<ToTerminal>,
     /// Sent and not yet acknowledged, by reference, with when they were sent.
-    unacked: HashMap<u32, (ToTerminal, Instant)>,
+    unacked: HashMap<u32, (Outstanding, Instant)>,
+    /// Long messages some of whose parts are unacknowledged, by id.
+    long: HashMap<i64, LongDelivery>,
     /// Ids handed over in this session, so a message dispatched twice is sent once.
     seen: RecentIds,
     /// Encoded frames not yet written.
     out: Vec<u8>,
+}
+
+/// What an unacknowledged `Deliver` frame carries.
+enum Outstanding {
+    /// A message in one SMS, or a status report.
+    Whole(ToTerminal),
+    /// A part of the long message with this id (in [`Attached::long`]).
+    Part(i64),
+}
+
+/// A long message on its way in parts: delivered once the terminal acknowledged every part.
+struct LongDelivery {
+    message: StoredSms,
+    /// Parts not yet acknowledged.
+    left: usize,
+    /// The cause of a part the terminal refused, if one was.
+    refused: Option<u8>,
 }
 
 impl Attached<'_> {
@@ -320,22 +349,39 @@ impl Attached<'_> {
         }
     }
 
-    /// Encodes deliveries from the backlog until [`WINDOW`] are unacknowledged.
+    /// Encodes deliveries from the backlog until [`WINDOW`] are unacknowledged. The parts of
+    /// a long message go out together.
     async fn fill_window(&mut self) {
         while self.unacked.len() < WINDOW
             && let Some(next) = self.backlog.pop_front()
         {
-            let frame = match &next {
+            let frames = match &next {
                 ToTerminal::Message(m) if !self.seen.insert(m.id) => continue,
-                ToTerminal::Message(m) => deliver_tpdu(m).map(|tpdu| (m.id as u32, tpdu)),
-                ToTerminal::StatusReport(m, _) => status_report_tpdu(m).map(|tpdu| (report_reference(m.id), tpdu)),
+                ToTerminal::Message(m) => deliver_tpdus(m).map(|tpdus| part_references(m.id, tpdus)),
+                ToTerminal::StatusReport(m, _) => {
+                    status_report_tpdu(m).map(|tpdu| vec![(report_reference(m.id), tpdu)])
+                }
             };
-            let Some((reference, tpdu)) = frame else {
+            let Some(frames) = frames else {
                 self.unencodable(next).await;
                 continue;
             };
-            self.out.extend(Frame::Deliver { reference, tpdu }.encode());
-            self.unacked.insert(reference, (next, Instant::now()));
+            let (sent, parts) = (Instant::now(), frames.len());
+            let references: Vec<u32> = frames.iter().map(|(r, _)| *r).collect();
+            for (reference, tpdu) in frames {
+                self.out.extend(Frame::Deliver { reference, tpdu }.encode());
+            }
+            match next {
+                ToTerminal::Message(m) if parts > 1 => {
+                    for reference in references {
+                        self.unacked.insert(reference, (Outstanding::Part(m.id), sent));
+                    }
+                    self.long.insert(m.id, LongDelivery { message: m, left: parts, refused: None });
+                }
+                whole => {
+                    self.unacked.insert(references[0], (Outstanding::Whole(whole), sent));
+                }
+            }
         }
     }
 
@@ -351,27 +397,44 @@ impl Attached<'_> {
         }
     }
 
-    /// The terminal's `DeliverAck` of `reference`: a message accepted is delivered, one refused
-    /// waits for its next attempt; a status report's outcome goes to the receipts task.
+    /// The terminal's `DeliverAck` of `reference`: a message accepted (every part of it) is
+    /// delivered, one refused (any part of it) waits for its next attempt; a status report's
+    /// outcome goes to the receipts task.
     async fn acknowledged(&mut self, reference: u32, cause: u8) {
-        let center = self.node.sms();
         match self.unacked.remove(&reference) {
             None => {}
-            Some((ToTerminal::Message(m), _)) if cause == CAUSE_OK => {
-                center.commit_soon(Change::Final(m, SmsState::Delivered)).await;
-            }
-            Some((ToTerminal::Message(m), _)) => {
-                tracing::info!(id = m.id, cause, "terminal refused a message; later");
-                // Offered again when its next attempt falls due, by the scheduler or the
-                // rescan, to this session or the next.
-                self.seen.forget(m.id);
-                let next = self.node.now() + self.node.config().smpp.retry_after(m.attempts) as i64;
-                center.commit_soon(Change::Retry(m.id, next)).await;
-            }
-            Some((ToTerminal::StatusReport(_, done), _)) => {
+            Some((Outstanding::Whole(ToTerminal::Message(m)), _)) => self.settle(m, cause).await,
+            Some((Outstanding::Whole(ToTerminal::StatusReport(_, done)), _)) => {
                 let _ = done.send(cause == CAUSE_OK);
             }
+            Some((Outstanding::Part(id), _)) => {
+                let Some(d) = self.long.get_mut(&id) else { return };
+                d.left -= 1;
+                if cause != CAUSE_OK {
+                    d.refused = Some(cause);
+                }
+                if d.left == 0
+                    && let Some(d) = self.long.remove(&id)
+                {
+                    self.settle(d.message, d.refused.unwrap_or(CAUSE_OK)).await;
+                }
+            }
         }
+    }
+
+    /// Message `m` acknowledged with `cause`: delivered, or to be offered again.
+    async fn settle(&mut self, m: StoredSms, cause: u8) {
+        let center = self.node.sms();
+        if cause == CAUSE_OK {
+            center.commit_soon(Change::Final(m, SmsState::Delivered)).await;
+            return;
+        }
+        tracing::info!(id = m.id, cause, "terminal refused a message; later");
+        // Offered again when its next attempt falls due, by the scheduler or the rescan, to
+        // this session or the next.
+        self.seen.forget(m.id);
+        let next = self.node.now() + self.node.config().smpp.retry_after(m.attempts) as i64;
+        center.commit_soon(Change::Retry(m.id, next)).await;
     }
 
     /// Messages the live queue could not carry wait in the database; refused ones wait there
@@ -383,6 +446,15 @@ impl Attached<'_> {
         }
         Ok(())
     }
+}
+
+/// The `Deliver` references of the SMS carrying message `id`: its id for one; for the `n`
+/// parts of a long message, the `n` ids up to its own, which
+/// [`accept`](crate::sms_center::accept) kept for them, so that every part has a reference of
+/// its own that is the same whenever it is sent again.
+fn part_references(id: i64, tpdus: Vec<Vec<u8>>) -> Vec<(u32, Vec<u8>)> {
+    let first = id - (tpdus.len() as i64 - 1);
+    tpdus.into_iter().enumerate().map(|(i, tpdu)| ((first + i as i64) as u32, tpdu)).collect()
 }
 
 /// The `Deliver` reference of the status report on message `id`: the id with the top bit set,
@@ -417,8 +489,9 @@ async fn submit(node: &Node, msisdn: &str, reference: u32, tpdu: Vec<u8>) -> Fra
                 tracing::debug!(msisdn, id, "SMS-SUBMIT accepted");
                 CAUSE_OK
             }
-            Err(Refusal::Destination) => CAUSE_UNASSIGNED_NUMBER,
+            Err(Refusal::Destination | Refusal::NotServedHere) => CAUSE_UNASSIGNED_NUMBER,
             Err(Refusal::Expiry) => CAUSE_SM_REJECTED,
+            Err(Refusal::MessageLength) => CAUSE_INVALID_MANDATORY_INFORMATION,
             Err(Refusal::NotRecorded) => CAUSE_TEMPORARY_FAILURE,
         },
     };
@@ -538,52 +611,97 @@ impl RecentIds {
     }
 }
 
-/// The SMS-DELIVER for a stored message: the SMPP data coding mapped to the air's, text in
-/// the GSM 7-bit alphabet where it fits, else UCS-2. `None` if it cannot be carried in one
-/// TPDU (a long message comes from the ESME already split, each part with its header).
-pub(crate) fn deliver_tpdu(m: &StoredSms) -> Option<Vec<u8>> {
+/// The SMS-DELIVERs for a stored message, in order: the SMPP data coding mapped to the air's,
+/// text in the GSM 7-bit alphabet where it fits, else UCS-2. A message longer than one SMS
+/// goes as concatenated parts (TS 23.040 §9.2.3.24.8), whose 16-bit reference is the low half
+/// of the message id, so a repeat after a lost acknowledgement carries the same one. `None`
+/// if it cannot be carried (checked at submit: [`crate::sms_center::long_message`]).
+pub(crate) fn deliver_tpdus(m: &StoredSms) -> Option<Vec<Vec<u8>>> {
     let originator = if m.source_ton == TON_ALPHANUMERIC || !m.source_addr.bytes().all(|b| b.is_ascii_digit()) {
         Address::alphanumeric(&m.source_addr)
     } else {
         Address::international(&m.source_addr)
     };
-    // With esm_class UDHI the short message starts with a user data header (concatenation,
-    // ports), which travels on as the TPDU's.
-    let (header, body) = if m.esm_class & 0x40 != 0 {
-        let (h, len) = sms::udh::UserDataHeader::decode(&m.payload).ok()?;
-        (Some(h), &m.payload[len..])
-    } else {
-        (None, &m.payload[..])
+    let (dcs, parts) = user_data_parts(m.esm_class, m.data_coding, &m.payload, m.id as u16)?;
+    parts
+        .into_iter()
+        .map(|user_data| {
+            let deliver = SmsDeliver {
+                more_messages: false,
+                status_report_indication: false,
+                reply_path: false,
+                originator: originator.clone(),
+                pid: 0,
+                dcs,
+                scts: timestamp(m.submitted_at),
+                user_data,
+            };
+            Tpdu::Deliver(deliver).encode().ok()
+        })
+        .collect()
+}
+
+/// How many SMS-DELIVERs a message of this esm_class, data_coding and payload takes; `None`
+/// if it cannot be carried.
+pub(crate) fn deliveries(esm_class: u8, data_coding: u8, payload: &[u8]) -> Option<usize> {
+    // The common case, answered without splitting: at most 140 septets or octets (70
+    // Latin-1 characters, which may turn into UCS-2) fit one SMS.
+    let single = if matches!(data_coding, 1 | 3) { 70 } else { 140 };
+    if esm_class & UDHI == 0 && payload.len() <= single {
+        return Some(1);
+    }
+    let (dcs, parts) = user_data_parts(esm_class, data_coding, payload, 0)?;
+    let fits = |ud: &UserData| {
+        let deliver = SmsDeliver {
+            more_messages: false,
+            status_report_indication: false,
+            reply_path: false,
+            originator: Address::international("0"),
+            pid: 0,
+            dcs,
+            scts: timestamp(0),
+            user_data: ud.clone(),
+        };
+        Tpdu::Deliver(deliver).encode().is_ok()
     };
-    let (dcs, mut user_data) = match m.data_coding {
+    parts.iter().all(fits).then_some(parts.len())
+}
+
+/// The user data of each SMS carrying a message, and their data coding. With esm_class UDHI
+/// the payload opens with a user data header (concatenation, ports), which travels on as the
+/// TPDU's, in one SMS; otherwise a payload longer than one SMS is split in its own coding
+/// with concatenation `reference`.
+fn user_data_parts(
+    esm_class: u8,
+    data_coding: u8,
+    payload: &[u8],
+    reference: u16,
+) -> Option<(DataCoding, Vec<UserData>)> {
+    let (header, body) = if esm_class & UDHI != 0 {
+        let (h, len) = sms::udh::UserDataHeader::decode(payload).ok()?;
+        (Some(h), &payload[len..])
+    } else {
+        (None, payload)
+    };
+    let (dcs, payload) = match data_coding {
         // The SMSC default alphabet, as GSM septets, one an octet.
-        0 => (
-            DataCoding::GSM7,
-            UserData { header: None, payload: Payload::Septets(body.iter().map(|s| s & 0x7F).collect()) },
-        ),
+        0 => (DataCoding::GSM7, Payload::Septets(body.iter().map(|s| s & 0x7F).collect())),
         // IA5 or Latin-1: text.
         1 | 3 => {
             let text: String = body.iter().map(|&b| b as char).collect();
-            match UserData::gsm7(&text) {
-                Ok(ud) => (DataCoding::GSM7, ud),
-                Err(_) => (DataCoding::UCS2, UserData::ucs2(&text)),
+            match sms::gsm7::encode(&text) {
+                Ok(septets) => (DataCoding::GSM7, Payload::Septets(septets)),
+                Err(_) => (DataCoding::UCS2, UserData::ucs2(&text).payload),
             }
         }
-        8 => (DataCoding::UCS2, UserData { header: None, payload: sms::tpdu::Payload::Octets(body.to_vec()) }),
-        _ => (DataCoding::EIGHT_BIT, UserData { header: None, payload: sms::tpdu::Payload::Octets(body.to_vec()) }),
+        8 => (DataCoding::UCS2, Payload::Octets(body.to_vec())),
+        _ => (DataCoding::EIGHT_BIT, Payload::Octets(body.to_vec())),
     };
-    user_data.header = header;
-    let deliver = SmsDeliver {
-        more_messages: false,
-        status_report_indication: false,
-        reply_path: false,
-        originator,
-        pid: 0,
-        dcs,
-        scts: timestamp(m.submitted_at),
-        user_data,
+    let parts = match header {
+        Some(header) => vec![UserData { header: Some(header), payload }],
+        None => sms::concat::split_payload(payload, dcs, Reference::Sixteen(reference)).ok()?,
     };
-    Tpdu::Deliver(deliver).encode().ok()
+    Some((dcs, parts))
 }
 
 /// The SMS-STATUS-REPORT on `m`, a final message a terminal submitted: its TP-MR, the
@@ -683,7 +801,7 @@ mod tests {
         let mut r = Reassembler::new(4);
         let mut whole = None;
         for (i, s) in subs.iter().enumerate() {
-            let tpdu = deliver_tpdu(&stored(i as i64 + 1, s.clone())).unwrap();
+            let tpdu = deliver_tpdus(&stored(i as i64 + 1, s.clone())).unwrap().remove(0);
             let Ok(Tpdu::Deliver(d)) = Tpdu::decode_mt(&tpdu) else { panic!("no SMS-DELIVER") };
             assert_eq!(d.originator, Address::international("4791000001"));
             whole = r.receive_deliver(&d).or(whole);
@@ -729,6 +847,53 @@ mod tests {
         assert_eq!(submission("4791000001", t, NOW).unwrap().payload.len(), 160);
     }
 
+    /// The texts a handset reads from the SMS-DELIVERs of `m`, and how many there were.
+    fn read_on_the_handset(m: &StoredSms) -> (usize, String) {
+        let tpdus = deliver_tpdus(m).unwrap();
+        let mut r = Reassembler::new(4);
+        let mut whole = None;
+        for tpdu in &tpdus {
+            let Ok(Tpdu::Deliver(d)) = Tpdu::decode_mt(tpdu) else { panic!("no SMS-DELIVER") };
+            assert!(tpdus.len() == 1 || d.user_data.header.as_ref().and_then(|h| h.concat()).is_some_and(|c| c.wide));
+            whole = r.receive_deliver(&d).or(whole);
+        }
+        assert_eq!(deliveries(m.esm_class, m.data_coding, &m.payload), Some(tpdus.len()));
+        (tpdus.len(), whole.expect("the message completes"))
+    }
+
+    #[test]
+    fn a_long_stored_message_goes_as_concatenated_parts_in_its_own_coding() {
+        let esme = |data_coding, payload: Vec<u8>| Submission {
+            system_id: "bank".into(),
+            source_addr: "MyBank".into(),
+            source_ton: 5,
+            destination: "4790000001".into(),
+            esm_class: 0,
+            data_coding,
+            registered_delivery: 1,
+            payload,
+            validity: None,
+            origin_ref: None,
+        };
+        let text = "Kontoutskrift: @£$_{}[]~€ ".repeat(20);
+        let septets = sms::gsm7::encode(&text).unwrap();
+        assert_eq!(read_on_the_handset(&stored(900, esme(0, septets))), (5, text.clone()), "640 septets");
+        let ucs2 = "Nordlys 🌌 over Tromsø. ".repeat(8);
+        let octets = ucs2.encode_utf16().flat_map(u16::to_be_bytes).collect();
+        assert_eq!(read_on_the_handset(&stored(901, esme(8, octets))), (3, ucs2), "192 UCS-2 units");
+        let latin1: Vec<u8> = "blåbærsyltetøy ".repeat(6).chars().map(|c| c as u8).collect();
+        assert_eq!(read_on_the_handset(&stored(902, esme(3, latin1))).0, 1, "Latin-1 the alphabet has: septets");
+        assert_eq!(deliveries(0, 0, &[b'a'; 255 * 152]), Some(255));
+        assert_eq!(deliveries(0, 0, &[b'a'; 255 * 152 + 1]), None, "more than 255 parts");
+        // A header of the submitter's own travels in one SMS; longer, it cannot be carried.
+        let with_header = [&[5u8, 0, 3, 7, 2, 1][..], &[b'a'; 150]].concat();
+        assert_eq!(deliveries(UDHI, 0, &with_header), Some(1));
+        assert_eq!(deliveries(UDHI, 0, &[&with_header[..], b"0123456789"].concat()), None);
+        assert_eq!(deliveries(UDHI, 0, &[9, 0]), None, "a header longer than the payload");
+        let refs: Vec<u32> = part_references(902, vec![vec![]; 3]).into_iter().map(|(r, _)| r).collect();
+        assert_eq!(refs, [900, 901, 902]);
+    }
+
     #[test]
     fn a_status_report_carries_the_mr_and_the_outcome() {
         let s = submission("4791000001", submits("Hei").remove(0), NOW).unwrap();
@@ -747,7 +912,7 @@ mod tests {
     #[test]
     fn what_is_no_submit_is_refused() {
         let deliver = Tpdu::decode_mt(
-            &deliver_tpdu(&stored(1, submission("4791000001", submits("x").remove(0), NOW).unwrap())).unwrap(),
+            &deliver_tpdus(&stored(1, submission("4791000001", submits("x").remove(0), NOW).unwrap())).unwrap()[0],
         )
         .unwrap();
         assert!(submission("4791000001", deliver, NOW).is_err());

@@ -27,6 +27,7 @@ use smsc::rusmpp::CommandStatus;
 use smsc::rusmpp::pdus::SubmitSm;
 use smsc::rusmpp::tlvs::{MessageSubmissionRequestTlvValue, TlvTag};
 use smsc::rusmpp::types::{AnyOctetString, COctetString, OctetString};
+use smsc::rusmpp::values::MessagePayload;
 use smsc::rusmpp::values::{DataCoding, EsmClass, Npi, RegisteredDelivery, Ton};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -153,7 +154,9 @@ async fn link(
                 Err(ClientError::Status(status)) if is_permanent(status) => {
                     tracing::info!(id = m.id, peer = %operator, ?status, "peer refused the message");
                     in_hand.remove(&m.id);
-                    center.commit_soon(Change::Final(m, SmsState::Undeliverable)).await;
+                    let state =
+                        if status == CommandStatus::EsmeRinvexpiry { SmsState::Expired } else { SmsState::Undeliverable };
+                    center.commit_soon(Change::Final(m, state)).await;
                 }
                 Err(ClientError::Status(status)) => {
                     tracing::debug!(id = m.id, ?status, "peer cannot take the message now; later");
@@ -275,23 +278,37 @@ fn is_permanent(status: CommandStatus) -> bool {
 }
 
 /// The submit_sm that hands `m` to the serving operator: same sender, coding, user data
-/// header and validity; a receipt always requested, since it settles the message here.
+/// header; a receipt always requested, since it settles the message here.
+///
+/// The validity period is the end this SMS center holds, as an absolute time, so that it does
+/// not start again at the next hop: whatever the message waited here is gone from it there.
+///
+/// A body longer than a short_message field (254 octets) travels whole in the
+/// message_payload TLV, as SMS centers hand long messages to one another: one submit, one
+/// message id and one receipt for the whole, and the serving SMS center, which knows its
+/// radio side, splits it for the handset. Split here into sar_* segments, the message would
+/// become several at the peer, each with its own receipt and none of them this message's.
 fn submit_of(m: &StoredSms) -> Option<SubmitSm> {
     let source_ton = if m.source_ton == 5 { Ton::Alphanumeric } else { Ton::from(m.source_ton) };
-    let validity_s = ((m.expires_at - m.submitted_at) / 1000).max(1);
-    let validity = relative_validity(validity_s);
+    let builder = SubmitSm::builder()
+        .source_addr_ton(source_ton)
+        .source_addr(m.source_addr.parse::<COctetString<1, 21>>().ok()?)
+        .dest_addr_ton(Ton::International)
+        .dest_addr_npi(Npi::Isdn)
+        .destination_addr(m.destination.parse().ok()?)
+        .esm_class(EsmClass::from(m.esm_class & 0xC0))
+        .data_coding(DataCoding::from(m.data_coding))
+        .validity_period(absolute_time(m.expires_at).parse().ok()?)
+        .registered_delivery(RegisteredDelivery::request_all());
+    let builder = if m.payload.len() <= MAX_SHORT_MESSAGE {
+        builder.short_message(OctetString::from_slice(&m.payload).ok()?)
+    } else {
+        builder.push_tlv(MessageSubmissionRequestTlvValue::MessagePayload(MessagePayload::new(
+            AnyOctetString::from_vec(m.payload.clone()),
+        )))
+    };
     Some(
-        SubmitSm::builder()
-            .source_addr_ton(source_ton)
-            .source_addr(m.source_addr.parse::<COctetString<1, 21>>().ok()?)
-            .dest_addr_ton(Ton::International)
-            .dest_addr_npi(Npi::Isdn)
-            .destination_addr(m.destination.parse().ok()?)
-            .esm_class(EsmClass::from(m.esm_class & 0xC0))
-            .data_coding(DataCoding::from(m.data_coding))
-            .validity_period(validity.parse().ok()?)
-            .registered_delivery(RegisteredDelivery::request_all())
-            .short_message(OctetString::from_slice(&m.payload).ok()?)
+        builder
             // Our id: if we crash before recording the peer's answer, the peer takes the
             // message we send again as the repeat it is.
             .push_tlv(MessageSubmissionRequestTlvValue::Other {
@@ -302,20 +319,24 @@ fn submit_of(m: &StoredSms) -> Option<SubmitSm> {
     )
 }
 
-/// A relative SMPP time `YYMMDDhhmmss000R` of `secs` seconds.
-fn relative_validity(secs: i64) -> String {
-    let days = (secs / 86_400).min(99);
-    let (h, m, s) = (secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
-    format!("0000{days:02}{h:02}{m:02}{s:02}000R")
+/// The longest short_message field (SMPP 3.4 §5.2.21: sm_length 0–254).
+const MAX_SHORT_MESSAGE: usize = 254;
+
+/// The absolute SMPP time `YYMMDDhhmmsst00+` (UTC) of Unix milliseconds `ms`.
+fn absolute_time(ms: i64) -> String {
+    let t = smsc::receipt::ReceiptTime::from_unix_ms(ms);
+    let (second, tenth) = (ms.div_euclid(1000).rem_euclid(60), ms.rem_euclid(1000) / 100);
+    format!("{t}{second:02}{tenth}00+")
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn relative_validity_reads_back() {
-        for secs in [1, 59, 3600, 172_800, 7 * 86_400 + 3723] {
-            let field = super::relative_validity(secs);
-            assert_eq!(smsc::time::parse_smpp_time(&field, 0), Ok(Some(secs * 1000)), "{field}");
+    fn absolute_time_reads_back() {
+        for ms in [1_795_453_500_000, 1_795_453_561_900, 951_868_799_000] {
+            let field = super::absolute_time(ms);
+            assert_eq!(smsc::time::parse_smpp_time(&field, 0), Ok(Some(ms)), "{field}");
         }
+        assert_eq!(super::absolute_time(1_795_453_561_900), "261123170601900+");
     }
 }

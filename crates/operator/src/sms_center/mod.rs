@@ -34,6 +34,7 @@
 
 pub mod committer;
 pub mod interconnect;
+pub mod long_message;
 pub mod receipts;
 pub mod scheduler;
 
@@ -219,22 +220,19 @@ impl SubmitHandler for SubmitToCenter {
         let validity = smsc::time::parse_smpp_time(submit.validity_period.as_str(), now)
             .map_err(|_| CommandStatus::EsmeRinvexpiry)?;
         let alphabet = self.alphabets.get(system_id).copied().unwrap_or_default();
-        let (data_coding, payload) = stored_coding(
-            alphabet,
-            u8::from(submit.esm_class),
-            u8::from(submit.data_coding),
-            short_message_or_payload(submit),
-        )
-        .map_err(|e| {
-            tracing::debug!(system_id, error = %e, "submit_sm refused: data_coding 0 with octets above 0x7F");
-            CommandStatus::EsmeRinvdcs
-        })?;
+        let (esm_class, body) =
+            long_message::with_sar_header(submit, u8::from(submit.esm_class), short_message_or_payload(submit))?;
+        let (data_coding, payload) =
+            stored_coding(alphabet, esm_class, u8::from(submit.data_coding), body).map_err(|e| {
+                tracing::debug!(system_id, error = %e, "submit_sm refused: data_coding 0 with octets above 0x7F");
+                CommandStatus::EsmeRinvdcs
+            })?;
         let submission = Submission {
             system_id: system_id.to_owned(),
             source_addr: submit.source_addr.as_str().to_owned(),
             source_ton: u8::from(submit.source_addr_ton),
             destination: submit.destination_addr.as_str().to_owned(),
-            esm_class: u8::from(submit.esm_class),
+            esm_class,
             data_coding,
             registered_delivery: u8::from(submit.registered_delivery),
             payload,
@@ -243,8 +241,9 @@ impl SubmitHandler for SubmitToCenter {
         };
         match accept(&self.node, submission, now).await {
             Ok(id) => Ok(id.to_string()),
-            Err(Refusal::Destination) => Err(CommandStatus::EsmeRinvdstadr),
+            Err(Refusal::Destination | Refusal::NotServedHere) => Err(CommandStatus::EsmeRinvdstadr),
             Err(Refusal::Expiry) => Err(CommandStatus::EsmeRinvexpiry),
+            Err(Refusal::MessageLength) => Err(CommandStatus::EsmeRinvmsglen),
             Err(Refusal::NotRecorded) => Err(CommandStatus::EsmeRsyserr),
         }
     }
@@ -281,16 +280,27 @@ pub enum Refusal {
     Destination,
     /// The validity period asked for has already ended.
     Expiry,
+    /// The body cannot be carried ([`long_message`]).
+    MessageLength,
+    /// A message another SMS center forwarded here for a number this operator does not serve:
+    /// it is not forwarded again, so no routing loop between SMS centers can form.
+    NotServedHere,
     /// The commit failed.
     NotRecorded,
 }
 
 /// Routes `s` by the node's replica, numbers it and commits it; the message id once durable.
 /// The one way in for ESMEs' and terminals' submits alike.
+///
+/// A local message of `n` SMS takes `n` ids, its own the last: the ones below it are the air
+/// references of its parts ([`crate::air`]), and the highest id in the database stays above
+/// every reference in use, also after a restart.
 pub async fn accept(node: &Node, s: Submission, now: Millis) -> Result<i64, Refusal> {
     let m = route(node, s, now)?;
+    let parts = long_message::check(&m, node.config().smpp.max_pdu)?;
+    let ids = if m.route == "local" { parts as i64 } else { 1 };
     let center = node.sms();
-    let id = center.next_id.fetch_add(1, Ordering::Relaxed);
+    let id = center.next_id.fetch_add(ids, Ordering::Relaxed) + ids - 1;
     match center.commit(Change::Insert(StoredSms::new(id, m))).await {
         Ok(Committed::Done) => Ok(id),
         // A repeat of a message already here: that message's id, nothing new stored.
@@ -307,7 +317,15 @@ pub async fn accept(node: &Node, s: Submission, now: Millis) -> Result<i64, Refu
 fn route(node: &Node, s: Submission, now: Millis) -> Result<NewSms, Refusal> {
     let msisdn: Msisdn = s.destination.trim_start_matches('+').parse().map_err(|_| Refusal::Destination)?;
     let serving = node.replica().lookup(&msisdn).ok_or(Refusal::Destination)?;
-    let route = if serving.operator == node.name().as_str() { "local" } else { "interconnect" };
+    let route = if serving.operator == node.name().as_str() {
+        "local"
+    } else if s.origin_ref.is_some() {
+        tracing::info!(from = s.system_id, destination = %msisdn, serving = %serving.operator,
+            "interconnect message for a number served elsewhere; refused, not forwarded again");
+        return Err(Refusal::NotServedHere);
+    } else {
+        "interconnect"
+    };
     let smpp = &node.config().smpp;
     let latest = now + smpp.max_validity_s as i64 * 1000;
     let expires_at = match s.validity {

@@ -465,6 +465,17 @@ impl OperatorStore {
         .await
     }
 
+    /// Messages forwarded to another SMS center, not yet settled by its receipt, whose
+    /// validity period ended by `by`.
+    pub async fn forwarded_expired_by(&self, by: Millis, limit: i64) -> Result<Vec<StoredSms>, OperatorError> {
+        self.select_sms(
+            "WHERE state = 'forwarded' AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
+            &[Arg::Int(by)],
+            limit,
+        )
+        .await
+    }
+
     /// Messages queued for `operator`'s SMS center, oldest first.
     pub async fn queued_interconnect(&self, operator: &str, limit: i64) -> Result<Vec<StoredSms>, OperatorError> {
         self.select_sms(
