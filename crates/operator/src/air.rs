@@ -295,7 +295,7 @@ struct Attached<'a> {
 /// What an unacknowledged `Deliver` frame carries.
 enum Outstanding {
     /// A message in one SMS, or a status report.
-    Whole(ToTerminal),
+    Whole(Box<ToTerminal>),
     /// A part of the long message with this id (in [`Attached::long`]).
     Part(i64),
 }
@@ -379,7 +379,7 @@ impl Attached<'_> {
                     self.long.insert(m.id, LongDelivery { message: m, left: parts, refused: None });
                 }
                 whole => {
-                    self.unacked.insert(references[0], (Outstanding::Whole(whole), sent));
+                    self.unacked.insert(references[0], (Outstanding::Whole(Box::new(whole)), sent));
                 }
             }
         }
@@ -403,10 +403,12 @@ impl Attached<'_> {
     async fn acknowledged(&mut self, reference: u32, cause: u8) {
         match self.unacked.remove(&reference) {
             None => {}
-            Some((Outstanding::Whole(ToTerminal::Message(m)), _)) => self.settle(m, cause).await,
-            Some((Outstanding::Whole(ToTerminal::StatusReport(_, done)), _)) => {
-                let _ = done.send(cause == CAUSE_OK);
-            }
+            Some((Outstanding::Whole(whole), _)) => match *whole {
+                ToTerminal::Message(m) => self.settle(m, cause).await,
+                ToTerminal::StatusReport(_, done) => {
+                    let _ = done.send(cause == CAUSE_OK);
+                }
+            },
             Some((Outstanding::Part(id), _)) => {
                 let Some(d) = self.long.get_mut(&id) else { return };
                 d.left -= 1;
