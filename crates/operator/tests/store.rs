@@ -192,7 +192,7 @@ async fn event_history(store: &OperatorStore) {
 
 /// The SMS center's group commit: inserts, states, receipts, and a forwarded message sent again.
 async fn sms_batches(store: &OperatorStore) {
-    use operator::store::sms::{NewSms, SmsBatch, SmsState, StoredSms};
+    use operator::store::sms::{NewSms, SmsApplied, SmsBatch, SmsState, StoredSms};
     let sms = |id: i64, system_id: &str, origin_ref: Option<&str>, registered_delivery: u8| {
         StoredSms::new(
             id,
@@ -224,7 +224,7 @@ async fn sms_batches(store: &OperatorStore) {
             .collect(),
         ..SmsBatch::default()
     };
-    assert_eq!(store.apply_sms_batch(batch, 1000).await.unwrap(), vec![]);
+    assert_eq!(store.apply_sms_batch(batch, 1000).await.unwrap(), SmsApplied::default());
     assert_eq!(store.max_sms_id().await.unwrap(), first_id + 39);
     assert_eq!(store.queued_for("4790000001", i64::MAX, 100).await.unwrap().len(), 40);
 
@@ -238,7 +238,7 @@ async fn sms_batches(store: &OperatorStore) {
         ],
         ..SmsBatch::default()
     };
-    assert_eq!(store.apply_sms_batch(again, 1000).await.unwrap(), vec![(first_id + 100, first_id)]);
+    assert_eq!(store.apply_sms_batch(again, 1000).await.unwrap().repeats, vec![(first_id + 100, first_id)]);
     assert!(store.sms(first_id + 100).await.unwrap().is_none());
     assert!(store.sms(first_id + 101).await.unwrap().is_some());
 
@@ -249,7 +249,7 @@ async fn sms_batches(store: &OperatorStore) {
         retries: vec![(ids[5], 9000)],
         ..SmsBatch::default()
     };
-    store.apply_sms_batch(finals, 3000).await.unwrap();
+    assert_eq!(store.apply_sms_batch(finals, 3000).await.unwrap().stale_finals, Vec::<i64>::new());
     let m0 = store.sms(ids[0]).await.unwrap().unwrap(); // registered_delivery 0
     let m1 = store.sms(ids[1]).await.unwrap().unwrap(); // 1
     let m2 = store.sms(ids[2]).await.unwrap().unwrap(); // 2, failed
@@ -265,11 +265,15 @@ async fn sms_batches(store: &OperatorStore) {
     assert_eq!(owed, vec![ids[1], ids[2]]);
     assert_eq!(store.due_local(2500, 100).await.unwrap().len(), 40 - 6 + 2, "all queued but the retried one");
     assert_eq!(store.expired_by(5000, 100).await.unwrap().len(), 40 - 6 + 2 + 1);
+    // Forwarded ones expire too, from their own index.
+    let mut forwarded: Vec<i64> = store.forwarded_expired_by(5000, 100).await.unwrap().iter().map(|m| m.id).collect();
+    forwarded.sort();
+    assert_eq!((forwarded, store.forwarded_expired_by(4999, 100).await.unwrap().len()), (vec![ids[3], ids[4]], 0));
 
     // A state moves only forward: a second final outcome changes nothing.
     let late =
         SmsBatch { finals: vec![(ids[2], SmsState::Delivered)], receipts_sent: vec![ids[1]], ..SmsBatch::default() };
-    store.apply_sms_batch(late, 4000).await.unwrap();
+    assert_eq!(store.apply_sms_batch(late, 4000).await.unwrap().stale_finals, vec![ids[2]], "owes no receipt");
     assert_eq!(store.sms(ids[2]).await.unwrap().unwrap().state, SmsState::Expired);
     assert_eq!(store.owed_receipts(10).await.unwrap().iter().map(|m| m.id).collect::<Vec<_>>(), vec![ids[2]]);
 }

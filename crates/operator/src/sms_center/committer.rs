@@ -81,7 +81,11 @@ async fn commit(node: &Node, pending: &mut Vec<Pending>) {
     }
     let center = node.sms();
     let repeats: std::collections::HashMap<i64, i64> =
-        result.as_ref().map(|r| r.iter().copied().collect()).unwrap_or_default();
+        result.as_ref().map(|r| r.repeats.iter().copied().collect()).unwrap_or_default();
+    // A final outcome for a message final already (a peer's late receipt for one that expired
+    // here) changed nothing and owes no second receipt.
+    let stale: std::collections::HashSet<i64> =
+        result.as_ref().map(|r| r.stale_finals.iter().copied().collect()).unwrap_or_default();
     for p in pending.drain(..) {
         let repeat_of = match &p.change {
             Change::Insert(m) => repeats.get(&m.id).copied(),
@@ -95,7 +99,8 @@ async fn commit(node: &Node, pending: &mut Vec<Pending>) {
             };
             let _ = done.send(outcome);
         }
-        if result.is_err() || repeat_of.is_some() {
+        let stale_final = matches!(&p.change, Change::Final(m, _) if stale.contains(&m.id));
+        if result.is_err() || repeat_of.is_some() || stale_final {
             continue;
         }
         if let Change::Final(m, state) = &p.change {

@@ -164,6 +164,17 @@ pub struct SmsBatch {
     pub retries: Vec<(i64, Millis)>,
 }
 
+/// What a committed [`SmsBatch`] did besides what it was asked.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SmsApplied {
+    /// Inserts kept out as repeats of a message already here (same ESME and origin_ref), each
+    /// with the id of the message it repeats.
+    pub repeats: Vec<(i64, i64)>,
+    /// Final outcomes that changed nothing, the message being final already (a peer's receipt
+    /// after the message expired here, say): no receipt is owed for them.
+    pub stale_finals: Vec<i64>,
+}
+
 impl SmsBatch {
     pub fn is_empty(&self) -> bool {
         self.inserts.is_empty()
@@ -299,8 +310,13 @@ fn insert_sql(rows: usize) -> String {
 }
 
 /// Final outcomes, one statement per final state; a receipt is owed where registered_delivery
-/// asks for one.
-async fn record_finals(tx: &mut Connection, finals: &[(i64, SmsState)], now: Millis) -> Result<(), OperatorError> {
+/// asks for one. Returns the ids of messages that were final already.
+async fn record_finals(
+    tx: &mut Connection,
+    finals: &[(i64, SmsState)],
+    now: Millis,
+) -> Result<Vec<i64>, OperatorError> {
+    let mut stale = Vec::new();
     for state in [SmsState::Delivered, SmsState::Expired, SmsState::Undeliverable] {
         let ids: Vec<i64> = finals.iter().filter(|(_, s)| *s == state).map(|(id, _)| *id).collect();
         if ids.is_empty() {
@@ -312,18 +328,22 @@ async fn record_finals(tx: &mut Connection, finals: &[(i64, SmsState)], now: Mil
         } else {
             "(registered_delivery % 4) IN (1, 2)"
         };
-        sql::query(&format!(
+        let changed = sql::query(&format!(
             "UPDATE sms_messages SET state = $1, done_at = $2, \
              receipt = CASE WHEN {owed} THEN 'owed' ELSE 'none' END \
-             WHERE id IN ({}) AND state IN ('queued', 'forwarded')",
-            id_list(ids.into_iter())
+             WHERE id IN ({}) AND state IN ('queued', 'forwarded') RETURNING id",
+            id_list(ids.iter().copied())
         ))
         .bind(state.as_str())
         .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<i64, _>("id"))
+        .collect::<Result<std::collections::HashSet<i64>, _>>()?;
+        stale.extend(ids.into_iter().filter(|id| !changed.contains(id)));
     }
-    Ok(())
+    Ok(stale)
 }
 
 /// Messages accepted by the next SMS center, one statement per chunk: each message's remote id
@@ -392,17 +412,15 @@ impl OperatorStore {
         Ok(id.unwrap_or(0))
     }
 
-    /// Commits a batch in one transaction. Returns the inserts that were repeats of messages
-    /// already here (same ESME and origin_ref), each with the id of the message it repeats;
-    /// those were not inserted.
-    pub async fn apply_sms_batch(&self, batch: SmsBatch, now: Millis) -> Result<Vec<(i64, i64)>, OperatorError> {
+    /// Commits a batch in one transaction; see [`SmsApplied`] for what it returns.
+    pub async fn apply_sms_batch(&self, batch: SmsBatch, now: Millis) -> Result<SmsApplied, OperatorError> {
         if let Some(writer) = &self.sms_writer {
             return writer.apply(batch, now).await;
         }
         let mut conn = self.conn().await?;
         let mut tx = conn.begin().await?;
         let repeats = insert_messages(&mut tx, &batch.inserts).await?;
-        record_finals(&mut tx, &batch.finals, now).await?;
+        let stale_finals = record_finals(&mut tx, &batch.finals, now).await?;
         record_forwarded(&mut tx, &batch.forwarded).await?;
         if !batch.receipts_sent.is_empty() {
             sql::query(&format!(
@@ -422,7 +440,7 @@ impl OperatorStore {
             .await?;
         }
         tx.commit().await?;
-        Ok(repeats)
+        Ok(SmsApplied { repeats, stale_finals })
     }
 
     pub async fn sms(&self, id: i64) -> Result<Option<StoredSms>, OperatorError> {

@@ -22,10 +22,10 @@ use numport_db::{SqliteWriter, StoreError};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
-use super::sms::{SmsBatch, SmsState};
+use super::sms::{SmsApplied, SmsBatch, SmsState};
 use crate::OperatorError;
 
-type Outcome = Result<Vec<(i64, i64)>, rusqlite::Error>;
+type Outcome = Result<SmsApplied, rusqlite::Error>;
 
 struct Job {
     batch: SmsBatch,
@@ -63,7 +63,7 @@ impl SqliteSmsWriter {
         Ok(SqliteSmsWriter { jobs: Arc::new(Mutex::new(Some(Threads { jobs, _checkpoints: checkpoints }))) })
     }
 
-    pub async fn apply(&self, batch: SmsBatch, now: Millis) -> Result<Vec<(i64, i64)>, OperatorError> {
+    pub async fn apply(&self, batch: SmsBatch, now: Millis) -> Result<SmsApplied, OperatorError> {
         let (done, outcome) = oneshot::channel();
         let sent = match &*self.jobs.lock().unwrap_or_else(|e| e.into_inner()) {
             Some(threads) => threads.jobs.send(Job { batch, now, done }).is_ok(),
@@ -85,7 +85,7 @@ impl SqliteSmsWriter {
 
 fn apply(conn: &mut Connection, batch: &SmsBatch, now: Millis) -> Outcome {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut repeats = Vec::new();
+    let (mut repeats, mut stale_finals) = (Vec::new(), Vec::new());
     {
         let mut insert = tx.prepare_cached(
             "INSERT INTO sms_messages (id, system_id, source_addr, source_ton, destination, serving_operator, \
@@ -137,10 +137,13 @@ fn apply(conn: &mut Connection, batch: &SmsBatch, now: Millis) -> Outcome {
              WHERE id = ?1 AND state IN ('queued', 'forwarded')",
         )?;
         for (id, state) in &batch.finals {
-            match state {
+            let changed = match state {
                 SmsState::Delivered => delivered.execute(params![id, now])?,
                 other => failed.execute(params![id, now, other.as_str()])?,
             };
+            if changed == 0 {
+                stale_finals.push(*id);
+            }
         }
     }
     {
@@ -162,5 +165,5 @@ fn apply(conn: &mut Connection, batch: &SmsBatch, now: Millis) -> Outcome {
         }
     }
     tx.commit()?;
-    Ok(repeats)
+    Ok(SmsApplied { repeats, stale_finals })
 }
