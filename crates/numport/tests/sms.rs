@@ -140,6 +140,28 @@ async fn the_bank_sms_reaches_the_terminal() {
     receipt.answer(smsc::rusmpp::CommandStatus::EsmeRok);
     let parsed = smsc::receipt::Receipt::parse(&text).unwrap();
     assert_eq!((parsed.message_id.as_str(), parsed.state), (id.as_str(), smsc::receipt::ReceiptState::Delivered));
+
+    // A long one, in message_payload: across the interconnect whole, then to the handset as
+    // concatenated SMS, which `numport terminal` shows as one message.
+    let long = "Your statement for November is ready; sign in to see it. ".repeat(6);
+    let submit = smsc::rusmpp::pdus::SubmitSm::builder()
+        .source_addr_ton(smsc::rusmpp::values::Ton::Alphanumeric)
+        .source_addr("MyBank".parse().unwrap())
+        .dest_addr_ton(smsc::rusmpp::values::Ton::International)
+        .destination_addr(theirs.as_str().parse().unwrap())
+        .esm_class(smsc::rusmpp::values::EsmClass::from(0))
+        .push_tlv(smsc::rusmpp::tlvs::MessageSubmissionRequestTlvValue::MessagePayload(
+            smsc::rusmpp::values::MessagePayload::new(smsc::rusmpp::types::AnyOctetString::from_vec(
+                sms::gsm7::encode(&long).unwrap(),
+            )),
+        ))
+        .build();
+    bank.submit_sm(submit).await.unwrap();
+    let out = terminal(cluster.op("opb").proc.air.unwrap(), &imsi, &hex::encode(&k_sim)).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let shown: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(shown["text"].as_str(), Some(long.as_str()));
     bank.unbind().await.unwrap();
     cluster.stop().await;
 }
