@@ -79,3 +79,55 @@ pub(crate) fn check(m: &NewSms, max_pdu: usize) -> Result<usize, Refusal> {
     }
     Ok(parts)
 }
+
+#[cfg(test)]
+mod tests {
+    use smsc::rusmpp::tlvs::MessageSubmissionRequestTlvValue as Tlv;
+    use smsc::rusmpp::types::OctetString;
+
+    use super::*;
+
+    /// A submit of `body` with `tlvs`.
+    fn submit(body: &[u8], tlvs: Vec<Tlv>) -> SubmitSm {
+        let b = SubmitSm::builder().short_message(OctetString::from_slice(body).unwrap());
+        tlvs.into_iter().fold(b, |b, t| b.push_tlv(t)).build()
+    }
+
+    fn sar(reference: u16, total: u8, seq: u8) -> Vec<Tlv> {
+        vec![Tlv::SarMsgRefNum(reference), Tlv::SarTotalSegments(total), Tlv::SarSegmentSeqnum(seq)]
+    }
+
+    #[test]
+    fn sar_tlvs_become_a_concatenation_element() {
+        let s = submit(b"part", sar(0x1234, 3, 2));
+        assert_eq!(
+            with_sar_header(&s, 0, b"part".to_vec()),
+            Ok((UDHI, [&[6, 8, 4, 0x12, 0x34, 3, 2][..], b"part"].concat()))
+        );
+        // In front of the submitter's own header (here an application port element).
+        let ports = [4u8, 0x05, 2, 0x0B, 0x84];
+        let body = [&ports[..], b"vcard"].concat();
+        let (esm, out) = with_sar_header(&submit(&body, sar(7, 2, 1)), UDHI, body.clone()).unwrap();
+        let (header, len) = UserDataHeader::decode(&out).unwrap();
+        assert_eq!((esm, &out[len..]), (UDHI, &b"vcard"[..]));
+        assert_eq!(header.concat(), Some(Concat { reference: 7, wide: true, total: 2, seq: 1 }));
+        assert_eq!(header.elements[1], InformationElement::Other { iei: 0x05, data: vec![0x0B, 0x84] });
+        // A header with its own concatenation element stands as it is.
+        let own = [&[5u8, 0, 3, 9, 2, 2][..], b"x"].concat();
+        assert_eq!(with_sar_header(&submit(&own, sar(1, 2, 1)), UDHI, own.clone()), Ok((UDHI, own)));
+        // Without sar_* TLVs nothing changes.
+        assert_eq!(with_sar_header(&submit(b"plain", vec![]), 0, b"plain".to_vec()), Ok((0, b"plain".to_vec())));
+    }
+
+    #[test]
+    fn partial_or_inconsistent_sar_tlvs_are_refused() {
+        let missing = submit(b"x", vec![Tlv::SarMsgRefNum(1), Tlv::SarTotalSegments(2)]);
+        assert_eq!(with_sar_header(&missing, 0, b"x".to_vec()), Err(CommandStatus::EsmeRmissingtlv));
+        for (total, seq) in [(0, 0), (2, 0), (2, 3)] {
+            let s = submit(b"x", sar(1, total, seq));
+            assert_eq!(with_sar_header(&s, 0, b"x".to_vec()), Err(CommandStatus::EsmeRinvtlvval), "{total}/{seq}");
+        }
+        let broken = submit(&[9, 0], sar(1, 2, 1));
+        assert_eq!(with_sar_header(&broken, UDHI, vec![9, 0]), Err(CommandStatus::EsmeRinvesmclass));
+    }
+}
