@@ -147,6 +147,10 @@ pub struct SmppSection {
     /// First wait before trying an absent terminal again; it doubles with each attempt.
     pub retry_initial_ms: u64,
     pub retry_max_ms: u64,
+    /// The system_ids other operators' SMS centers bind here with. What they submit came over
+    /// an interconnect, as does every submit carrying the origin reference TLV our own
+    /// centers send: it is delivered here or refused, never forwarded again.
+    pub interconnect_accounts: Vec<String>,
 }
 
 impl Default for SmppSection {
@@ -164,6 +168,7 @@ impl Default for SmppSection {
             max_validity_s: 7 * 24 * 3600,
             retry_initial_ms: 30_000,
             retry_max_ms: 3_600_000,
+            interconnect_accounts: Vec::new(),
         }
     }
 }

@@ -381,7 +381,9 @@ async fn the_validity_period_is_absolute_across_the_interconnect() {
 async fn a_message_caught_between_two_centers_is_refused_not_forwarded_again() {
     // opb's replica is stale: it still has 4791000005 ported to opa, while opa routes it to
     // opb. Forwarded on, the message would go round between them.
-    let pair = Pair::start(&[(OPB_NUMBER, "opa")], |_| {}).await;
+    // Both nodes list opb's account at opa as an interconnect one; opb's own links send TLV
+    // 0x1401, which is what opb goes by here.
+    let pair = Pair::start(&[(OPB_NUMBER, "opa")], |c| c.smpp.interconnect_accounts = vec!["ic-opb".into()]).await;
     let (bank, mut receipts) = pair.bank().await;
     let id = submit(&bank, submit_sm(OPB_NUMBER, b"Round and round", "").build()).await;
     let m = wait_sms(&pair.opa, id, "a final state", |m| m.state.is_final()).await;
@@ -390,6 +392,14 @@ async fn a_message_caught_between_two_centers_is_refused_not_forwarded_again() {
     assert_eq!((receipt.message_id, receipt.state), (id.to_string(), ReceiptState::Undeliverable));
     assert_eq!(pair.opb.store().max_sms_id().await.unwrap(), 0, "opb stored nothing");
     bank.unbind().await.unwrap();
+
+    // A peer's SMS center that sends no TLV 0x1401 is known by its account: what it hands
+    // over for a number served elsewhere is refused too, what is for opa's own is taken.
+    let peer = Client::bind_transmitter(pair.opa_smpp, "ic-opb", "icpw").await.unwrap();
+    let elsewhere = peer.submit("4791000009", OPB_NUMBER, b"Back to you").await;
+    assert!(matches!(elsewhere, Err(ClientError::Status(CommandStatus::EsmeRinvdstadr))), "{elsewhere:?}");
+    assert!(peer.submit("4791000009", OPA_NUMBER, b"For opa").await.is_ok());
+    peer.unbind().await.unwrap();
 }
 
 /// The bank's gateway as Python's smpplib: a UCS-2 message in message_payload, then a GSM

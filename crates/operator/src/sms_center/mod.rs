@@ -319,7 +319,7 @@ fn route(node: &Node, s: Submission, now: Millis) -> Result<NewSms, Refusal> {
     let serving = node.replica().lookup(&msisdn).ok_or(Refusal::Destination)?;
     let route = if serving.operator == node.name().as_str() {
         "local"
-    } else if s.origin_ref.is_some() {
+    } else if s.origin_ref.is_some() || node.config().smpp.interconnect_accounts.contains(&s.system_id) {
         tracing::info!(from = s.system_id, destination = %msisdn, serving = %serving.operator,
             "interconnect message for a number served elsewhere; refused, not forwarded again");
         return Err(Refusal::NotServedHere);
