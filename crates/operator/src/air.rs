@@ -249,10 +249,11 @@ async fn deliver(
             }
         }
     });
-    // An attach delivers at once: every queued message, whatever its next attempt.
+    // An attach delivers at once: every queued message, whatever its next attempt (but not
+    // before its scheduled time).
     let backlog: VecDeque<ToTerminal> = node
         .store()
-        .queued_for(msisdn, Millis::MAX, BACKLOG as i64)
+        .queued_for(msisdn, Millis::MAX, node.now(), BACKLOG as i64)
         .await?
         .into_iter()
         .map(ToTerminal::Message)
@@ -325,6 +326,14 @@ impl Attached<'_> {
         while self.unacked.len() < WINDOW
             && let Some(next) = self.backlog.pop_front()
         {
+            // A message cancelled or replaced since it was queued here is sent as it is now.
+            let next = match next {
+                ToTerminal::Message(m) => match self.node.sms().current(m) {
+                    Some(m) => ToTerminal::Message(m),
+                    None => continue,
+                },
+                report => report,
+            };
             let frame = match &next {
                 ToTerminal::Message(m) if !self.seen.insert(m.id) => continue,
                 ToTerminal::Message(m) => deliver_tpdu(m).map(|tpdu| (m.id as u32, tpdu)),
@@ -378,7 +387,8 @@ impl Attached<'_> {
     /// for their next attempt. Both are taken once the session has nothing else to send.
     async fn rescan(&mut self) -> Result<(), OperatorError> {
         if self.backlog.is_empty() && self.unacked.is_empty() {
-            let due = self.node.store().queued_for(self.msisdn, self.node.now(), BACKLOG as i64).await?;
+            let now = self.node.now();
+            let due = self.node.store().queued_for(self.msisdn, now, now, BACKLOG as i64).await?;
             self.backlog.extend(due.into_iter().map(ToTerminal::Message));
         }
         Ok(())
@@ -418,7 +428,7 @@ async fn submit(node: &Node, msisdn: &str, reference: u32, tpdu: Vec<u8>) -> Fra
                 CAUSE_OK
             }
             Err(Refusal::Destination) => CAUSE_UNASSIGNED_NUMBER,
-            Err(Refusal::Expiry) => CAUSE_SM_REJECTED,
+            Err(Refusal::Expiry | Refusal::Schedule) => CAUSE_SM_REJECTED,
             Err(Refusal::NotRecorded) => CAUSE_TEMPORARY_FAILURE,
         },
     };
@@ -504,6 +514,7 @@ pub(crate) fn submission(msisdn: &str, tpdu: Tpdu, now: Millis) -> Result<Submis
         registered_delivery: u8::from(status_report_request),
         payload: [header, body].concat(),
         validity,
+        schedule: None,
         origin_ref: None,
     })
 }
@@ -588,7 +599,7 @@ pub(crate) fn deliver_tpdu(m: &StoredSms) -> Option<Vec<u8>> {
 
 /// The SMS-STATUS-REPORT on `m`, a final message a terminal submitted: its TP-MR, the
 /// recipient, when it was submitted and settled, and TP-ST: 0x00 delivered, 0x46 validity
-/// period expired, 0x43 not obtainable (permanent failure); 0x20 (still trying) if it is not
+/// period expired, 0x43 not obtainable (permanent failure), 0x47 deleted by its sender; 0x20 (still trying) if it is not
 /// final. `None` if no terminal submitted `m`.
 pub(crate) fn status_report_tpdu(m: &StoredSms) -> Option<Vec<u8>> {
     let (_, message_reference) = m.submitting_terminal()?;
@@ -596,6 +607,7 @@ pub(crate) fn status_report_tpdu(m: &StoredSms) -> Option<Vec<u8>> {
         SmsState::Delivered => 0x00,
         SmsState::Expired => 0x46,
         SmsState::Undeliverable => 0x43,
+        SmsState::Deleted => 0x47,
         SmsState::Queued | SmsState::Forwarded => 0x20,
     };
     let report = SmsStatusReport {
@@ -650,6 +662,7 @@ mod tests {
                 expires_at: s.validity.unwrap_or(NOW + 3_600_000),
                 next_attempt_at: NOW,
                 origin_ref: None,
+                scheduled_at: 0,
             },
         )
     }

@@ -211,6 +211,7 @@ async fn sms_batches(store: &OperatorStore) {
                 expires_at: 5000,
                 next_attempt_at: 2000,
                 origin_ref: origin_ref.map(str::to_owned),
+                scheduled_at: 0,
             },
         )
     };
@@ -224,9 +225,9 @@ async fn sms_batches(store: &OperatorStore) {
             .collect(),
         ..SmsBatch::default()
     };
-    assert_eq!(store.apply_sms_batch(batch, 1000).await.unwrap(), vec![]);
+    assert_eq!(store.apply_sms_batch(batch, 1000).await.unwrap().repeats, vec![]);
     assert_eq!(store.max_sms_id().await.unwrap(), first_id + 39);
-    assert_eq!(store.queued_for("4790000001", i64::MAX, 100).await.unwrap().len(), 40);
+    assert_eq!(store.queued_for("4790000001", i64::MAX, 1000, 100).await.unwrap().len(), 40);
 
     // opb sends message b<first> again (it crashed before recording our answer): not stored
     // twice, and the answer names the first copy; another ESME's same reference is its own.
@@ -238,7 +239,7 @@ async fn sms_batches(store: &OperatorStore) {
         ],
         ..SmsBatch::default()
     };
-    assert_eq!(store.apply_sms_batch(again, 1000).await.unwrap(), vec![(first_id + 100, first_id)]);
+    assert_eq!(store.apply_sms_batch(again, 1000).await.unwrap().repeats, vec![(first_id + 100, first_id)]);
     assert!(store.sms(first_id + 100).await.unwrap().is_none());
     assert!(store.sms(first_id + 101).await.unwrap().is_some());
 

@@ -23,11 +23,13 @@
 pub mod client;
 pub mod esme;
 pub mod frame;
+pub mod operations;
 pub mod receipt;
 pub mod server;
 pub mod time;
 
 pub use esme::{DefaultAlphabet, EsmeAccount, EsmeDirectory};
+pub use operations::MessageStatus;
 pub use server::{
     BindMode, ChannelHandler, DeliverError, Endpoints, Receivers, SmppConfig, SubmitHandler, Submitted, serve,
 };
