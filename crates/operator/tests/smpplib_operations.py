@@ -4,7 +4,8 @@
 # lacks) are declared here with its own Command machinery, field by field as SMPP 3.4 lays
 # them out (§4.5, §4.9, §4.10). Prints one line per answer for the Rust test to check.
 #
-# argv: host port local_number other_operators_number other_esmes_message_id [ca.pem]
+# argv: host port system_id password local_number other_operators_number other_esmes_message_id
+# [ca.pem]
 # With other_esmes_message_id "-", only the submit_multi (a cluster's end-to-end test).
 import ssl
 import struct
@@ -144,15 +145,15 @@ for name in EXTRA:
 consts.COMMAND_STATES['query_sm'] = BOUND
 consts.COMMAND_STATES['query_sm_resp'] = BOUND
 
-host, port, local, remote, others_id = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+host, port, system_id, password, local, remote, others_id = sys.argv[1:8]
 context = None
-if len(sys.argv) > 6:
-    context = ssl.create_default_context(cafile=sys.argv[6])
+if len(sys.argv) > 8:
+    context = ssl.create_default_context(cafile=sys.argv[8])
     # smpplib wraps the socket without a server name: the chain is checked, not the name.
     context.check_hostname = False
-c = smpplib.client.Client(host, port, timeout=5, ssl_context=context)
+c = smpplib.client.Client(host, int(port), timeout=5, ssl_context=context)
 c.connect()
-bound = c.bind_transceiver(system_id="bank", password="s3cret")
+bound = c.bind_transceiver(system_id=system_id, password=password)
 print("BIND", bound.sc_interface_version, flush=True)
 
 

@@ -723,7 +723,9 @@ async fn operations_flow(r: &Running) {
 
     let host = r.smpp.ip().to_string();
     let port = r.smpp.port().to_string();
-    let out = run_smpplib(SMPPLIB_OPERATIONS, &[&host, &port, NUMBER, "4791000005", &others.to_string()]).await;
+    let out =
+        run_smpplib(SMPPLIB_OPERATIONS, &[&host, &port, "bank", "s3cret", NUMBER, "4791000005", &others.to_string()])
+            .await;
     let line = |k: &str| out.get(k).unwrap_or_else(|| panic!("no {k} in {out:?}")).as_str();
     // smpplib binds as SMPP 3.4: the answer says 3.4 (0x34).
     assert_eq!(line("BIND"), "52");
