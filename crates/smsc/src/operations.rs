@@ -203,7 +203,7 @@ mod tests {
         frame.extend_from_slice(&body);
         let mut bytes = bytes::BytesMut::from(&frame[4..]);
         let len = bytes.len();
-        Command::decode(&mut bytes, len).err().expect("the body is malformed")
+        Command::decode(&mut bytes, len).expect_err("the body is malformed")
     }
 
     #[test]
