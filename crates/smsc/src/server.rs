@@ -10,6 +10,14 @@
 //! on; a command_length the framing cannot trust gets generic_nack and the connection closes.
 //! A connection silent for `idle_timeout` is unbound and closed.
 //!
+//! Beside submit_sm, a bound transmitter or transceiver sends submit_multi and data_sm (each
+//! message handed to the handler as a submit_sm) and query_sm, cancel_sm and replace_sm
+//! ([`crate::operations`]); before a bind, and on a receiver, each gets ESME_RINVBNDSTS in its
+//! own response type. A request whose schedule_delivery_time or validity_period cannot be
+//! decoded gets its own response with ESME_RINVSCHED or ESME_RINVEXPIRY, not generic_nack; an
+//! outbind (an SMS center's request, never an ESME's) gets generic_nack. The bind's answer
+//! carries the sc_interface_version negotiated.
+//!
 //! The server listens on plain TCP, on TLS (as SMSCs offer SMPP over TLS, on a port of its
 //! own), or both ([`Endpoints`]); a TLS session's handshake runs in the session's task, within
 //! `bind_timeout`, so a client that stalls it holds up nothing but its own connection slot.
