@@ -441,7 +441,9 @@ pub async fn accept(node: &Node, s: Submission, now: Millis) -> Result<i64, Refu
         Ok(Committed::Done) => Ok(id),
         // A repeat of a message already here: that message's id, nothing new stored.
         Ok(Committed::RepeatOf(existing)) => Ok(existing),
-        Ok(Committed::Unchanged) => unreachable!("an insert is stored or a repeat"),
+        // Only a cancel or replacement is ever unchanged; an insert that claimed to be would
+        // not be recorded.
+        Ok(Committed::Unchanged) => Err(Refusal::NotRecorded),
         Err(e) => {
             tracing::error!(error = %e, "short message not recorded; submit refused");
             Err(Refusal::NotRecorded)
