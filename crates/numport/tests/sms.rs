@@ -2,7 +2,8 @@
 //! submits; `numport terminal`, attached with the subscriber's SIM, shows the message, for an
 //! opa subscriber (local delivery) and for an opb subscriber (over the interconnect).
 //! Terminals also send (SMS-SUBMIT) and get status reports, long messages arrive whole, and a
-//! terminal with a state file does not show a message the node delivers again.
+//! terminal with a state file does not show a message the node delivers again. Python's
+//! smpplib, over TLS, sends one submit_multi in the GSM alphabet to both operators' handsets.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -163,6 +164,30 @@ async fn the_bank_sms_reaches_the_terminal() {
     let shown: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(shown["text"].as_str(), Some(long.as_str()));
     bank.unbind().await.unwrap();
+
+    // Python's smpplib over TLS, one submit_multi to both numbers: GSM text with the extension
+    // table and accented letters reaches each handset intact, here and across the interconnect.
+    if testkit::python_module("smpplib", "pip install smpplib") {
+        let (host, port) = (smsc.addr.ip().to_string(), smsc.addr.port().to_string());
+        let ca = cluster.pki.ca.to_str().unwrap();
+        let args = [&host, &port, BANK_SYSTEM_ID, BANK_PASSWORD, msisdn.as_str(), theirs.as_str(), "-", ca];
+        let script = include_str!("../../operator/tests/smpplib_operations.py");
+        let out = tokio::process::Command::new("python3").args(["-c", script]).args(args).output().await.unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        let multi = stdout.lines().find_map(|l| l.strip_prefix("MULTI ")).unwrap_or_else(|| panic!("{stdout}"));
+        // Both numbers accepted; the script's bad number and distribution list refused.
+        let fields: Vec<&str> = multi.split(' ').collect();
+        assert_eq!((fields[0], &fields[2..]), ("0", &["4799000000x=11", "staff=52"][..]), "{multi}");
+        for (op, number) in [(opa, &msisdn), (cluster.op("opb"), &theirs)] {
+            let (imsi, k_sim) = sim_of(number);
+            let out = terminal(op.proc.air.unwrap(), &imsi, &hex::encode(&k_sim)).await;
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+            let shown: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+            assert_eq!((shown["from"].as_str(), shown["text"].as_str()), (Some("MyBank"), Some("@£$_{}[]~€ éüÑÅ")));
+        }
+    }
     cluster.stop().await;
 }
 

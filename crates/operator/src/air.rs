@@ -251,10 +251,11 @@ async fn deliver(
             }
         }
     });
-    // An attach delivers at once: every queued message, whatever its next attempt.
+    // An attach delivers at once: every queued message, whatever its next attempt (but not
+    // before its scheduled time).
     let backlog: VecDeque<ToTerminal> = node
         .store()
-        .queued_for(msisdn, Millis::MAX, BACKLOG as i64)
+        .queued_for(msisdn, Millis::MAX, node.now(), BACKLOG as i64)
         .await?
         .into_iter()
         .map(ToTerminal::Message)
@@ -355,6 +356,14 @@ impl Attached<'_> {
         while self.unacked.len() < WINDOW
             && let Some(next) = self.backlog.pop_front()
         {
+            // A message cancelled or replaced since it was queued here is sent as it is now.
+            let next = match next {
+                ToTerminal::Message(m) => match self.node.sms().current(m) {
+                    Some(m) => ToTerminal::Message(m),
+                    None => continue,
+                },
+                report => report,
+            };
             let frames = match &next {
                 ToTerminal::Message(m) if !self.seen.insert(m.id) => continue,
                 ToTerminal::Message(m) => deliver_tpdus(m).map(|tpdus| part_references(m.id, tpdus)),
@@ -443,7 +452,8 @@ impl Attached<'_> {
     /// for their next attempt. Both are taken once the session has nothing else to send.
     async fn rescan(&mut self) -> Result<(), OperatorError> {
         if self.backlog.is_empty() && self.unacked.is_empty() {
-            let due = self.node.store().queued_for(self.msisdn, self.node.now(), BACKLOG as i64).await?;
+            let now = self.node.now();
+            let due = self.node.store().queued_for(self.msisdn, now, now, BACKLOG as i64).await?;
             self.backlog.extend(due.into_iter().map(ToTerminal::Message));
         }
         Ok(())
@@ -492,7 +502,7 @@ async fn submit(node: &Node, msisdn: &str, reference: u32, tpdu: Vec<u8>) -> Fra
                 CAUSE_OK
             }
             Err(Refusal::Destination | Refusal::NotServedHere) => CAUSE_UNASSIGNED_NUMBER,
-            Err(Refusal::Expiry) => CAUSE_SM_REJECTED,
+            Err(Refusal::Expiry | Refusal::Schedule) => CAUSE_SM_REJECTED,
             Err(Refusal::MessageLength) => CAUSE_INVALID_MANDATORY_INFORMATION,
             Err(Refusal::NotRecorded) => CAUSE_TEMPORARY_FAILURE,
         },
@@ -579,6 +589,7 @@ pub(crate) fn submission(msisdn: &str, tpdu: Tpdu, now: Millis) -> Result<Submis
         registered_delivery: u8::from(status_report_request),
         payload: [header, body].concat(),
         validity,
+        schedule: None,
         origin_ref: None,
     })
 }
@@ -708,7 +719,7 @@ fn user_data_parts(
 
 /// The SMS-STATUS-REPORT on `m`, a final message a terminal submitted: its TP-MR, the
 /// recipient, when it was submitted and settled, and TP-ST: 0x00 delivered, 0x46 validity
-/// period expired, 0x43 not obtainable (permanent failure); 0x20 (still trying) if it is not
+/// period expired, 0x43 not obtainable (permanent failure), 0x47 deleted by its sender; 0x20 (still trying) if it is not
 /// final. `None` if no terminal submitted `m`.
 pub(crate) fn status_report_tpdu(m: &StoredSms) -> Option<Vec<u8>> {
     let (_, message_reference) = m.submitting_terminal()?;
@@ -716,6 +727,7 @@ pub(crate) fn status_report_tpdu(m: &StoredSms) -> Option<Vec<u8>> {
         SmsState::Delivered => 0x00,
         SmsState::Expired => 0x46,
         SmsState::Undeliverable => 0x43,
+        SmsState::Deleted => 0x47,
         SmsState::Queued | SmsState::Forwarded => 0x20,
     };
     let report = SmsStatusReport {
@@ -770,6 +782,7 @@ mod tests {
                 expires_at: s.validity.unwrap_or(NOW + 3_600_000),
                 next_attempt_at: NOW,
                 origin_ref: None,
+                scheduled_at: 0,
             },
         )
     }
@@ -875,6 +888,7 @@ mod tests {
             registered_delivery: 1,
             payload,
             validity: None,
+            schedule: None,
             origin_ref: None,
         };
         let text = "Kontoutskrift: @£$_{}[]~€ ".repeat(20);

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -675,8 +675,151 @@ async fn the_sms_center_on_postgres() {
         smpplib_receipt_flow(&r).await;
     }
     concurrent_submits(&r).await;
+    if python_has_smpplib() {
+        operations_flow(&r).await;
+    }
     let (t, _) = memory_full_flow(&r, T0).await;
     drop(t);
     r.shutdown().await;
     db.remove().await.unwrap();
+}
+
+/// Runs `script` (Python, with smpplib) with `args` to its end, at most 30 s: its stdout
+/// lines, each split into its first word and the rest. It must succeed.
+async fn run_smpplib(script: &str, args: &[&str]) -> HashMap<String, String> {
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::process::Command::new("python3").args(["-c", script]).args(args).kill_on_drop(true).output(),
+    )
+    .await
+    .expect("smpplib finished")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    println!("smpplib printed:\n{stdout}");
+    stdout.lines().map(|l| l.split_once(' ').unwrap_or((l, ""))).map(|(k, v)| (k.into(), v.into())).collect()
+}
+
+const SMPPLIB_OPERATIONS: &str = include_str!("smpplib_operations.py");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smpplib_uses_every_message_operation_and_the_handset_gets_what_stands() {
+    if !python_has_smpplib() {
+        return;
+    }
+    let r = Running::start(with_latin1_shop(opa_node(&[]).await).await).await;
+    operations_flow(&r).await;
+    r.shutdown().await;
+}
+
+/// smpplib as the bank: submit_multi, data_sm, query_sm, cancel_sm and replace_sm, each
+/// answered as SMPP says and recorded; then the handset gets what stands, and nothing
+/// cancelled. `r` has the Latin-1 ESME `shop` and nothing queued for [`NUMBER`].
+async fn operations_flow(r: &Running) {
+    // A message of another ESME: the bank can neither see nor cancel it.
+    let (shop, _shop_incoming) = Client::bind(r.smpp, "shop", "shoppw", BindMode::Transceiver).await.unwrap();
+    let others = submit(&shop, NUMBER, b"From the shop", "").await;
+    shop.unbind().await.unwrap();
+
+    let host = r.smpp.ip().to_string();
+    let port = r.smpp.port().to_string();
+    let out =
+        run_smpplib(SMPPLIB_OPERATIONS, &[&host, &port, "bank", "s3cret", NUMBER, "4791000005", &others.to_string()])
+            .await;
+    let line = |k: &str| out.get(k).unwrap_or_else(|| panic!("no {k} in {out:?}")).as_str();
+    // smpplib binds as SMPP 3.4: the answer says 3.4 (0x34).
+    assert_eq!(line("BIND"), "52");
+    // submit_multi: the bad number and the distribution list refused (ESME_RINVDSTADR,
+    // ESME_RINVDLNAME), the others accepted; the answer names the first one's message.
+    let multi: Vec<&str> = line("MULTI").split(' ').collect();
+    assert_eq!((multi[0], &multi[2..]), ("0", &["4799000000x=11", "staff=52"][..]), "{multi:?}");
+    let multi_id: i64 = multi[1].parse().unwrap();
+    let local = r.sms(multi_id).await;
+    assert_eq!((local.destination.as_str(), local.route.as_str(), local.data_coding), (NUMBER, "local", 0));
+    let last = r.node.store().max_sms_id().await.unwrap();
+    let mut remote = Vec::new();
+    for id in multi_id + 1..=last {
+        let m = r.sms(id).await;
+        if m.destination == "4791000005" {
+            remote.push(m);
+        }
+    }
+    assert_eq!(remote.len(), 1, "one message for the other operator's number");
+    assert_eq!((remote[0].route.as_str(), remote[0].payload.as_slice()), ("interconnect", local.payload.as_slice()));
+
+    let (status, data_id) = line("DATA").split_once(' ').unwrap();
+    assert_eq!(status, "0");
+    let data_id: i64 = data_id.parse().unwrap();
+    // Queued: ENROUTE (1), no final date yet.
+    assert_eq!(line("QUERY"), "0 1 ''");
+    // Another ESME's message and an id that is none: ESME_RINVMSGID (0x0C) alike.
+    assert_eq!((line("QUERY_OTHER"), line("QUERY_BAD"), line("CANCEL_OTHER")), ("12", "12", "12"));
+    assert_eq!(r.sms(others).await.state, SmsState::Queued, "the shop's message untouched");
+    assert_eq!(line("REPLACE"), "0");
+    let (status, cancel_id) = line("CANCEL").split_once(' ').unwrap();
+    assert_eq!(status, "0");
+    let cancelled = r.sms(cancel_id.parse().unwrap()).await;
+    assert_eq!((cancelled.state, cancelled.receipt.as_str()), (SmsState::Deleted, "none"));
+    // DELETED (4), with its final date as SMPP writes an absolute time (16 characters).
+    assert_eq!(line("QUERY_CANCELLED"), "0 4 16");
+    // Once deleted, neither cancelled again (ESME_RCANCELFAIL) nor replaced (ESME_RREPLACEFAIL).
+    assert_eq!((line("CANCEL_AGAIN"), line("REPLACE_CANCELLED")), ("17", "19"));
+    assert_eq!(line("DONE"), "");
+
+    // The handset attaches: the shop's message, the submit_multi's GSM text intact, and the
+    // data_sm's body as replaced; the cancelled message never comes.
+    let mut t = r.attach().await;
+    let mut got = HashMap::new();
+    for _ in 0..3 {
+        let (reference, text) = t.expect_deliver().await;
+        got.insert(reference as i64, text);
+        t.ack(reference, sms::air::CAUSE_OK).await;
+    }
+    assert_eq!(got[&others], "From the shop");
+    assert_eq!(got[&multi_id], "@£$_{}[]~€ éüÑÅ");
+    assert_eq!(got[&data_id], "Replaced: @£$_{}[]~€ éüÑÅ");
+    assert_eq!(t.quiet_for(Duration::from_secs(1)).await, None, "the cancelled message is not delivered");
+    r.wait_sms(data_id, Duration::from_secs(2), "delivery", |m| m.state == SmsState::Delivered).await;
+    assert_eq!(r.sms(cancelled.id).await.state, SmsState::Deleted);
+}
+
+/// A submit_sm to `destination` with schedule_delivery_time `schedule`.
+fn scheduled(destination: &str, text: &[u8], schedule: &str) -> SubmitSm {
+    let mut s = submit_sm(destination, text, "");
+    s.schedule_delivery_time = schedule.parse::<EmptyOrFullCOctetString<17>>().unwrap();
+    s
+}
+
+#[tokio::test]
+async fn a_scheduled_message_is_stored_and_not_delivered_before_its_time() {
+    let r = Running::start(opa_node_with(&[], Arc::new(numport_core::SystemClock), |_| {}).await).await;
+    let (bank, _incoming) = r.bank().await;
+    // 2 s from now (relative); the terminal is not attached yet.
+    let submitted = Instant::now();
+    let id: i64 = bank.submit_sm(scheduled(NUMBER, b"Later", "000000000002000R")).await.unwrap().parse().unwrap();
+    let m = r.sms(id).await;
+    assert!((1_900..=2_100).contains(&(m.scheduled_at - m.submitted_at)), "{m:?}");
+    assert_eq!((m.state, m.next_attempt_at), (SmsState::Queued, m.scheduled_at));
+    // One for the other operator's number waits too: not in the interconnect's queue yet.
+    let ic: i64 = bank.submit_sm(scheduled("4791000005", b"Later", "000000000002000R")).await.unwrap().parse().unwrap();
+    let now = r.node.now();
+    let queued = r.node.store().queued_interconnect("opb", now, 10).await.unwrap();
+    assert!(queued.iter().all(|m| m.id != ic), "forwarded before its time");
+    // An attach reads what waits in the store (as after a restart): not this one yet.
+    let mut t = r.attach().await;
+    assert_eq!(t.quiet_for(Duration::from_millis(1_200)).await, None, "delivered before its time");
+    let (reference, text) = t.expect_deliver().await;
+    let after = submitted.elapsed();
+    assert_eq!((reference as i64, text.as_str()), (id, "Later"));
+    assert!(after >= Duration::from_millis(1_900), "delivered after {after:?}");
+    t.ack(reference, sms::air::CAUSE_OK).await;
+    r.wait_sms(id, Duration::from_secs(2), "delivery", |m| m.state == SmsState::Delivered).await;
+    let queued = r.node.store().queued_interconnect("opb", r.node.now(), 10).await.unwrap();
+    assert!(queued.iter().any(|m| m.id == ic), "due for forwarding once its time came");
+    // A time that cannot be one is refused ESME_RINVSCHED.
+    let refused = bank.submit_sm(scheduled(NUMBER, b"Bad", "261332000000000+")).await;
+    assert!(matches!(refused, Err(ClientError::Status(CommandStatus::EsmeRinvsched))), "{refused:?}");
+    bank.unbind().await.unwrap();
+    drop(t);
+    r.shutdown().await;
 }

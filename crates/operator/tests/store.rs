@@ -211,6 +211,7 @@ async fn sms_batches(store: &OperatorStore) {
                 expires_at: 5000,
                 next_attempt_at: 2000,
                 origin_ref: origin_ref.map(str::to_owned),
+                scheduled_at: 0,
             },
         )
     };
@@ -226,7 +227,7 @@ async fn sms_batches(store: &OperatorStore) {
     };
     assert_eq!(store.apply_sms_batch(batch, 1000).await.unwrap(), SmsApplied::default());
     assert_eq!(store.max_sms_id().await.unwrap(), first_id + 39);
-    assert_eq!(store.queued_for("4790000001", i64::MAX, 100).await.unwrap().len(), 40);
+    assert_eq!(store.queued_for("4790000001", i64::MAX, 1000, 100).await.unwrap().len(), 40);
 
     // opb sends message b<first> again (it crashed before recording our answer): not stored
     // twice, and the answer names the first copy; another ESME's same reference is its own.
@@ -276,6 +277,52 @@ async fn sms_batches(store: &OperatorStore) {
     assert_eq!(store.apply_sms_batch(late, 4000).await.unwrap().stale_finals, vec![ids[2]], "owes no receipt");
     assert_eq!(store.sms(ids[2]).await.unwrap().unwrap().state, SmsState::Expired);
     assert_eq!(store.owed_receipts(10).await.unwrap().iter().map(|m| m.id).collect::<Vec<_>>(), vec![ids[2]]);
+    sms_amendments(store, &ids).await;
+}
+
+/// cancel_sm and replace_sm through the group commit: only the ESME's own messages, only while
+/// queued; a schedule keeps a message from its terminal's attach until its time.
+async fn sms_amendments(store: &OperatorStore, ids: &[i64]) {
+    use operator::store::sms::{Replacement, SmsBatch, SmsState};
+    let replacement = |id: i64, expires_at, scheduled_at| Replacement {
+        id,
+        system_id: "ic-opb".into(),
+        data_coding: 8,
+        payload: vec![0, b'N'],
+        registered_delivery: 1,
+        expires_at,
+        scheduled_at,
+    };
+    let batch = SmsBatch {
+        cancels: vec![(ids[6], "bank".into()), (ids[8], "ic-opb".into()), (ids[0], "ic-opb".into())],
+        replacements: vec![replacement(ids[7], Some(9999), Some(7000)), replacement(ids[9], None, None)],
+        ..SmsBatch::default()
+    };
+    let applied = store.apply_sms_batch(batch, 5000).await.unwrap();
+    assert_eq!(applied.amended, vec![ids[8], ids[7], ids[9]], "not another ESME's, not a delivered one");
+    let m = |id: i64| async move { store.sms(id).await.unwrap().unwrap() };
+    assert_eq!(m(ids[6]).await.state, SmsState::Queued);
+    let c = m(ids[8]).await;
+    assert_eq!((c.state, c.done_at, c.receipt.as_str()), (SmsState::Deleted, Some(5000), "none"));
+    assert_eq!(m(ids[0]).await.state, SmsState::Delivered);
+    let r = m(ids[7]).await;
+    assert_eq!((r.data_coding, r.payload.as_slice(), r.registered_delivery), (8, &[0, b'N'][..], 1));
+    assert_eq!((r.expires_at, r.scheduled_at, r.next_attempt_at), (9999, 7000, 7000));
+    let kept = m(ids[9]).await;
+    assert_eq!((kept.payload.as_slice(), kept.expires_at, kept.scheduled_at), (&[0, b'N'][..], 5000, 0));
+    // Deleted: neither cancelled nor replaced again.
+    let again = SmsBatch {
+        cancels: vec![(ids[8], "ic-opb".into())],
+        replacements: vec![replacement(ids[8], None, None)],
+        ..SmsBatch::default()
+    };
+    assert_eq!(store.apply_sms_batch(again, 5500).await.unwrap().amended, Vec::<i64>::new());
+    let waiting = |now| async move {
+        let queued = store.queued_for("4790000001", i64::MAX, now, 100).await.unwrap();
+        queued.iter().any(|q| q.id == ids[7])
+    };
+    assert!(!waiting(6999).await, "handed over before its scheduled time");
+    assert!(waiting(7000).await);
 }
 
 #[tokio::test]

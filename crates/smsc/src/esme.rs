@@ -137,11 +137,17 @@ impl TokenBucket {
 
     /// Takes a token if there is one.
     pub fn take(&mut self, now: Instant) -> bool {
+        self.take_n(now, 1)
+    }
+
+    /// Takes `n` tokens if there is one: a request for many messages (a submit_multi to more
+    /// destinations than the rate) goes through, and the bucket stays in debt until refilled.
+    pub fn take_n(&mut self, now: Instant, n: u32) -> bool {
         let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
         self.at = now;
         self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
         if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+            self.tokens -= f64::from(n);
             true
         } else {
             false
@@ -172,5 +178,14 @@ mod tests {
         assert_eq!((0..20).filter(|_| b.take(t0)).count(), 10);
         assert!(b.take(t0 + Duration::from_millis(100)));
         assert!(!b.take(t0 + Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn many_at_once_leave_a_debt() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(10);
+        assert!(b.take_n(t0, 25));
+        assert!(!b.take(t0 + Duration::from_millis(1000)));
+        assert!(b.take(t0 + Duration::from_millis(1600)));
     }
 }

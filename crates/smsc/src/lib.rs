@@ -5,9 +5,12 @@
 //! framing is ours ([`frame`]), so that an undecodable PDU is answered with generic_nack and the
 //! connection stays in step.
 //!
-//! - [`server`]: binds, submits handed to a [`server::SubmitHandler`] within a window,
-//!   throttling, timeouts, and [`server::Receivers`] through which the application sends
-//!   deliver_sm (delivery receipts; on an interconnect, messages).
+//! - [`server`]: binds (with the `sc_interface_version` negotiated), submits handed to a
+//!   [`server::SubmitHandler`] within a window, throttling, timeouts, and
+//!   [`server::Receivers`] through which the application sends deliver_sm (delivery receipts;
+//!   on an interconnect, messages).
+//! - [`operations`]: submit_multi, data_sm, query_sm, cancel_sm, replace_sm and outbind, in
+//!   the handler's terms: every message submission reaches it as one submit_sm.
 //! - [`client`]: a bind with any number of requests outstanding, and the deliver_sm it receives.
 //!
 //! Both speak plain TCP or TLS (rustls; the configurations come from the caller, built by
@@ -23,11 +26,13 @@
 pub mod client;
 pub mod esme;
 pub mod frame;
+pub mod operations;
 pub mod receipt;
 pub mod server;
 pub mod time;
 
 pub use esme::{DefaultAlphabet, EsmeAccount, EsmeDirectory};
+pub use operations::MessageStatus;
 pub use server::{
     BindMode, ChannelHandler, DeliverError, Endpoints, Receivers, SmppConfig, SubmitHandler, Submitted, serve,
 };

@@ -10,6 +10,14 @@
 //! on; a command_length the framing cannot trust gets generic_nack and the connection closes.
 //! A connection silent for `idle_timeout` is unbound and closed.
 //!
+//! Beside submit_sm, a bound transmitter or transceiver sends submit_multi and data_sm (each
+//! message handed to the handler as a submit_sm) and query_sm, cancel_sm and replace_sm
+//! ([`crate::operations`]); before a bind, and on a receiver, each gets ESME_RINVBNDSTS in its
+//! own response type. A request whose schedule_delivery_time or validity_period cannot be
+//! decoded gets its own response with ESME_RINVSCHED or ESME_RINVEXPIRY, not generic_nack; an
+//! outbind (an SMS center's request, never an ESME's) gets generic_nack. The bind's answer
+//! carries the sc_interface_version negotiated.
+//!
 //! The server listens on plain TCP, on TLS (as SMSCs offer SMPP over TLS, on a port of its
 //! own), or both ([`Endpoints`]); a TLS session's handshake runs in the session's task, within
 //! `bind_timeout`, so a client that stalls it holds up nothing but its own connection slot.
@@ -32,10 +40,13 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
-use rusmpp::decode::DecodeWithLength;
+use rusmpp::decode::{DecodeError, DecodeWithLength};
 use rusmpp::encode::Length;
 use rusmpp::encode::owned::Encode;
-use rusmpp::pdus::{BindReceiverResp, BindTransceiverResp, BindTransmitterResp, DeliverSm, SubmitSm, SubmitSmResp};
+use rusmpp::pdus::{
+    BindReceiverResp, BindTransceiverResp, BindTransmitterResp, CancelSm, DataSmResp, DeliverSm, QuerySm, ReplaceSm,
+    SubmitSm, SubmitSmResp,
+};
 use rusmpp::types::COctetString;
 use rusmpp::{Command, CommandId, CommandStatus, Pdu};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -48,6 +59,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::esme::{EsmeDirectory, TokenBucket, verify_bind};
 use crate::frame::{Frame, FrameError, SmppCodec, holds_whole_pdu};
+use crate::operations::{self, MessageStatus, error_response};
 
 #[derive(Debug, Clone)]
 pub struct SmppConfig {
@@ -81,15 +93,45 @@ impl Default for SmppConfig {
     }
 }
 
-/// Where accepted submits go. `accept` returns the message id for submit_sm_resp, or the
-/// error status to answer with; the server answers only after it returns, so an implementation
-/// that commits the message before returning makes every acknowledged submit durable.
+/// Where accepted submits go, and the questions about them. `accept` returns the message id
+/// for submit_sm_resp, or the error status to answer with; the server answers only after it
+/// returns, so an implementation that commits the message before returning makes every
+/// acknowledged submit durable. submit_sm, each destination of a submit_multi and data_sm all
+/// come to `accept` as a submit_sm ([`crate::operations`]).
+///
+/// `query`, `cancel` and `replace` answer query_sm, cancel_sm and replace_sm for the messages
+/// of ESME `system_id`; a handler that keeps no messages leaves them as they are, answering
+/// ESME_RQUERYFAIL, ESME_RCANCELFAIL and ESME_RREPLACEFAIL.
 pub trait SubmitHandler: Send + Sync + 'static {
     fn accept(
         &self,
         system_id: &str,
         submit: &SubmitSm,
     ) -> impl std::future::Future<Output = Result<String, CommandStatus>> + Send;
+
+    fn query(
+        &self,
+        _system_id: &str,
+        _query: &QuerySm,
+    ) -> impl std::future::Future<Output = Result<MessageStatus, CommandStatus>> + Send {
+        async { Err(CommandStatus::EsmeRqueryfail) }
+    }
+
+    fn cancel(
+        &self,
+        _system_id: &str,
+        _cancel: &CancelSm,
+    ) -> impl std::future::Future<Output = Result<(), CommandStatus>> + Send {
+        async { Err(CommandStatus::EsmeRcancelfail) }
+    }
+
+    fn replace(
+        &self,
+        _system_id: &str,
+        _replace: &ReplaceSm,
+    ) -> impl std::future::Future<Output = Result<(), CommandStatus>> + Send {
+        async { Err(CommandStatus::EsmeRreplacefail) }
+    }
 }
 
 /// A message an ESME submitted, with the id it was given ([`ChannelHandler`]).
@@ -342,10 +384,15 @@ pub(crate) fn encode_into(out: &mut BytesMut, c: &Command) {
 }
 
 /// Decodes the body of a whole PDU `frame` (header included).
-pub(crate) fn decode_pdu(mut frame: BytesMut) -> Result<Command, String> {
+pub(crate) fn decode_pdu(frame: BytesMut) -> Result<Command, String> {
+    decode_command(frame).map_err(|e| e.to_string())
+}
+
+/// Decodes a framed PDU; the error names the field at fault.
+fn decode_command(mut frame: BytesMut) -> Result<Command, DecodeError> {
     frame.advance(4);
     let len = frame.len();
-    Command::decode(&mut frame, len).map(|(c, _)| c).map_err(|e| e.to_string())
+    Command::decode(&mut frame, len).map(|(c, _)| c)
 }
 
 /// What a bound session is: who, how, and at what rate it may submit.
@@ -496,11 +543,11 @@ impl<'a, H: SubmitHandler> Handler<'a, H> {
             Some(Ok(Frame::Pdu(header, frame))) => (header, frame),
         };
         let seq = header.sequence_number;
-        match decode_pdu(frame) {
+        match decode_command(frame) {
             Ok(cmd) => self.dispatch(cmd, seq).await,
             Err(e) => {
                 tracing::debug!(error = %e, command_id = header.command_id, "undecodable SMPP PDU");
-                self.push(&command(CommandStatus::EsmeRsyserr, seq, Pdu::GenericNack));
+                self.push(&self.undecodable(header.command_id, &e, seq));
                 Ok(ControlFlow::Continue(()))
             }
         }
@@ -519,8 +566,13 @@ impl<'a, H: SubmitHandler> Handler<'a, H> {
                 return self.bind(p, seq).await;
             }
             Some(Pdu::EnquireLink) => self.push(&command(CommandStatus::EsmeRok, seq, Pdu::EnquireLinkResp)),
-            Some(_) if self.bound.is_none() => self.push(&generic_or_resp(&cmd, CommandStatus::EsmeRinvbndsts, seq)),
+            // An SMS center's request to an ESME: never an ESME's to an SMS center.
+            Some(Pdu::Outbind(_)) => self.push(&command(CommandStatus::EsmeRinvcmdid, seq, Pdu::GenericNack)),
+            Some(_) if self.bound.is_none() => self.push(&error_response(cmd.id(), CommandStatus::EsmeRinvbndsts, seq)),
             Some(Pdu::SubmitSm(_)) => self.submit(cmd, seq),
+            Some(Pdu::SubmitMulti(_)) => self.submit_multi(cmd, seq),
+            Some(Pdu::DataSm(_)) => self.data_sm(cmd, seq),
+            Some(Pdu::QuerySm(_) | Pdu::CancelSm(_) | Pdu::ReplaceSm(_)) => self.about_message(cmd, seq),
             // Other responses from the ESME (enquire_link_resp, unbind_resp) need no action.
             Some(_) if is_response(cmd.id()) => {}
             _ => self.push(&command(CommandStatus::EsmeRinvcmdid, seq, Pdu::GenericNack)),
@@ -572,31 +624,137 @@ impl<'a, H: SubmitHandler> Handler<'a, H> {
         self.bound = Some(bound);
     }
 
-    /// Hands a submit_sm to the handler (its response is buffered when the handler returns),
-    /// or refuses it at once when the session may not submit or is over its rate.
-    fn submit(&mut self, cmd: Command, seq: u32) {
-        let b = self.bound.as_mut().expect("only bound sessions get here");
-        let status = if !b.mode.can_submit() {
-            CommandStatus::EsmeRinvbndsts
-        } else if !b.bucket.take(Instant::now()) {
-            CommandStatus::EsmeRthrottled
-        } else {
-            CommandStatus::EsmeRok
-        };
-        if status != CommandStatus::EsmeRok {
-            return self.push(&command(status, seq, SubmitSmResp::default()));
+    /// The answer to a PDU that did not decode: a request with a malformed time field gets its
+    /// own response with the status SMPP names for it (ESME_RINVBNDSTS before a bind);
+    /// anything else generic_nack.
+    fn undecodable(&self, command_id: u32, e: &DecodeError, seq: u32) -> Command {
+        let id = CommandId::from(command_id);
+        match operations::time_field_status(e) {
+            Some(_) if self.bound.is_none() => error_response(id, CommandStatus::EsmeRinvbndsts, seq),
+            Some(status) => error_response(id, status, seq),
+            None => command(CommandStatus::EsmeRsyserr, seq, Pdu::GenericNack),
         }
+    }
+
+    /// The session's system_id if it may send `messages` requests about messages now (bound
+    /// to submit, within its rate); else the status to refuse with.
+    fn admit(&mut self, messages: u32) -> Result<Arc<str>, CommandStatus> {
+        let b = self.bound.as_mut().expect("only bound sessions get here");
+        if !b.mode.can_submit() {
+            Err(CommandStatus::EsmeRinvbndsts)
+        } else if !b.bucket.take_n(Instant::now(), messages) {
+            Err(CommandStatus::EsmeRthrottled)
+        } else {
+            Ok(b.system_id.clone())
+        }
+    }
+
+    /// Hands a submit_sm to the handler (its response is buffered when the handler returns),
+    /// or refuses it at once when the session may not submit, is over its rate, or the body
+    /// comes twice.
+    fn submit(&mut self, cmd: Command, seq: u32) {
         let Some(Pdu::SubmitSm(submit)) = cmd.into_parts().pdu else { unreachable!("dispatched as submit_sm") };
-        let (shared, system_id) = (self.shared, b.system_id.clone());
+        let admitted =
+            self.admit(1).and_then(|id| match operations::body_twice(submit.short_message(), submit.tlvs()) {
+                true => Err(CommandStatus::EsmeRinvtlvval),
+                false => Ok(id),
+            });
+        let system_id = match admitted {
+            Ok(id) => id,
+            Err(status) => return self.push(&error_response(CommandId::SubmitSm, status, seq)),
+        };
+        let shared = self.shared;
         self.replies.push(Box::pin(async move {
             match shared.handler.accept(&system_id, &submit).await {
-                Ok(message_id) => {
-                    let id = message_id.parse::<COctetString<1, 65>>().unwrap_or_default();
-                    command(CommandStatus::EsmeRok, seq, SubmitSmResp::new(id, Vec::new()))
+                Ok(id) => {
+                    command(CommandStatus::EsmeRok, seq, SubmitSmResp::new(operations::message_id(&id), Vec::new()))
                 }
                 Err(status) => command(status, seq, SubmitSmResp::default()),
             }
         }));
+    }
+
+    /// Hands each destination of a submit_multi to the handler as a submit_sm (one token of the
+    /// rate each), all at once, and answers with their outcomes.
+    fn submit_multi(&mut self, cmd: Command, seq: u32) {
+        let Some(Pdu::SubmitMulti(multi)) = cmd.into_parts().pdu else { unreachable!("dispatched as submit_multi") };
+        let admitted = match multi.number_of_dests() {
+            0 => Err(CommandStatus::EsmeRinvnumdests),
+            n => self.admit(u32::from(n)),
+        };
+        let admitted = admitted.and_then(|id| match operations::body_twice(multi.short_message(), multi.tlvs()) {
+            true => Err(CommandStatus::EsmeRinvtlvval),
+            false => Ok(id),
+        });
+        let system_id = match admitted {
+            Ok(id) => id,
+            Err(status) => return self.push(&error_response(CommandId::SubmitMulti, status, seq)),
+        };
+        let (shared, destinations) = (self.shared, operations::destinations(multi));
+        self.replies.push(Box::pin(async move {
+            let outcomes = futures::future::join_all(destinations.iter().map(|d| async {
+                match d {
+                    Ok(submit) => shared
+                        .handler
+                        .accept(&system_id, submit)
+                        .await
+                        .map_err(|status| operations::unsuccess(submit, status)),
+                    Err(refused) => Err(refused.clone()),
+                }
+            }))
+            .await;
+            command(CommandStatus::EsmeRok, seq, operations::submit_multi_resp(outcomes))
+        }));
+    }
+
+    /// Hands a data_sm to the handler as the submit_sm of the same message.
+    fn data_sm(&mut self, cmd: Command, seq: u32) {
+        let Some(Pdu::DataSm(data)) = cmd.into_parts().pdu else { unreachable!("dispatched as data_sm") };
+        let system_id = match self.admit(1) {
+            Ok(id) => id,
+            Err(status) => return self.push(&error_response(CommandId::DataSm, status, seq)),
+        };
+        let (shared, submit) = (self.shared, operations::data_sm_as_submit(data));
+        self.replies.push(Box::pin(async move {
+            match shared.handler.accept(&system_id, &submit).await {
+                Ok(id) => {
+                    command(CommandStatus::EsmeRok, seq, DataSmResp::new(operations::message_id(&id), Vec::new()))
+                }
+                Err(status) => command(status, seq, DataSmResp::default()),
+            }
+        }));
+    }
+
+    /// Hands query_sm, cancel_sm or replace_sm to the handler; each counts against the rate,
+    /// as each costs the store a look.
+    fn about_message(&mut self, cmd: Command, seq: u32) {
+        let id = cmd.id();
+        let system_id = match self.admit(1) {
+            Ok(system_id) => system_id,
+            Err(status) => return self.push(&error_response(id, status, seq)),
+        };
+        let shared = self.shared;
+        let reply: Reply<'a> = match cmd.into_parts().pdu {
+            Some(Pdu::QuerySm(q)) => Box::pin(async move {
+                match shared.handler.query(&system_id, &q).await {
+                    Ok(status) => command(CommandStatus::EsmeRok, seq, operations::query_sm_resp(q.message_id, status)),
+                    Err(status) => error_response(CommandId::QuerySm, status, seq),
+                }
+            }),
+            Some(Pdu::CancelSm(c)) => Box::pin(async move {
+                let status = shared.handler.cancel(&system_id, &c).await.err().unwrap_or(CommandStatus::EsmeRok);
+                command(status, seq, Pdu::CancelSmResp)
+            }),
+            Some(Pdu::ReplaceSm(r)) if operations::body_twice(r.short_message(), r.message_payload_tlv()) => {
+                return self.push(&command(CommandStatus::EsmeRinvtlvval, seq, Pdu::ReplaceSmResp));
+            }
+            Some(Pdu::ReplaceSm(r)) => Box::pin(async move {
+                let status = shared.handler.replace(&system_id, &r).await.err().unwrap_or(CommandStatus::EsmeRok);
+                command(status, seq, Pdu::ReplaceSmResp)
+            }),
+            _ => unreachable!("dispatched as query_sm, cancel_sm or replace_sm"),
+        };
+        self.replies.push(reply);
     }
 
     /// Sends unbind (the server stops, or the ESME idled) and closes.
@@ -676,19 +834,20 @@ fn is_response(id: CommandId) -> bool {
     u32::from(id) & 0x8000_0000 != 0
 }
 
-/// The error answer to a PDU sent before binding: its own response type where it has one.
-fn generic_or_resp(cmd: &Command, status: CommandStatus, seq: u32) -> Command {
-    match cmd.pdu() {
-        Some(Pdu::SubmitSm(_)) => command(status, seq, SubmitSmResp::default()),
-        _ => command(status, seq, Pdu::GenericNack),
-    }
-}
-
+/// The bind_*_resp to `pdu`; a successful one carries the sc_interface_version negotiated
+/// ([`operations::sc_interface_version`]).
 fn bind_resp(pdu: &Pdu, status: CommandStatus, seq: u32, system_id: &str) -> Command {
     let id = system_id.parse::<COctetString<1, 16>>().unwrap_or_default();
+    let asked = match pdu {
+        Pdu::BindReceiver(b) => b.interface_version,
+        Pdu::BindTransceiver(b) => b.interface_version,
+        Pdu::BindTransmitter(b) => b.interface_version,
+        _ => Default::default(),
+    };
+    let version = operations::sc_interface_version(asked).filter(|_| status == CommandStatus::EsmeRok);
     match pdu {
-        Pdu::BindReceiver(_) => command(status, seq, BindReceiverResp::new(id, None)),
-        Pdu::BindTransceiver(_) => command(status, seq, BindTransceiverResp::new(id, None)),
-        _ => command(status, seq, BindTransmitterResp::new(id, None)),
+        Pdu::BindReceiver(_) => command(status, seq, BindReceiverResp::new(id, version)),
+        Pdu::BindTransceiver(_) => command(status, seq, BindTransceiverResp::new(id, version)),
+        _ => command(status, seq, BindTransmitterResp::new(id, version)),
     }
 }

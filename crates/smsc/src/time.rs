@@ -43,6 +43,13 @@ pub fn parse_smpp_time(field: &str, now_ms: i64) -> Result<Option<i64>, TimeErro
     }
 }
 
+/// The absolute SMPP time `YYMMDDhhmmsst00+` (UTC) of Unix ms `ms`, to the tenth of a second.
+pub fn format_absolute(ms: i64) -> String {
+    let minute = crate::receipt::ReceiptTime::from_unix_ms(ms);
+    let (secs, tenths) = (ms.div_euclid(1000).rem_euclid(60), ms.rem_euclid(1000) / 100);
+    format!("{minute}{secs:02}{tenths}00+")
+}
+
 /// Days since 1970-01-01 of a civil date (H. Hinnant's algorithm).
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -72,6 +79,15 @@ mod tests {
             ["1", "26112317050000+", "2611231705000000", "261323170500000+", "26112317050000x+", "261123170500099+"]
         {
             assert!(parse_smpp_time(bad, now).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn absolute_times_read_back() {
+        let now = 1_795_453_500_000; // 2026-11-23 17:05:00 UTC
+        assert_eq!(format_absolute(now), "261123170500000+");
+        for ms in [now, now + 59_999, now + 86_400_123, 946_684_800_000] {
+            assert_eq!(parse_smpp_time(&format_absolute(ms), 0), Ok(Some(ms - ms % 100)));
         }
     }
 

@@ -1,5 +1,7 @@
-//! The SMPP bytes on the wire, as Wireshark's dissector reads them: a session of binds,
-//! submits, enquire_link, a malformed PDU and its generic_nack, and unbind is captured on the
+//! The SMPP bytes on the wire, as Wireshark's dissector reads them: a session of binds (the
+//! answer with its sc_interface_version), submits, submit_multi (its answer with an
+//! unsuccess_sme), data_sm, query_sm, cancel_sm, replace_sm, enquire_link, a malformed PDU and
+//! its generic_nack, and unbind is captured on the
 //! loopback interface and decoded by `tshark`, which must find every PDU and no malformed
 //! packet. Needs tshark and its dumpcap, allowed to capture on lo (see [`testkit`] for what a
 //! missing one does).
@@ -64,6 +66,7 @@ async fn tshark_decodes_the_session_without_malformed_packets() {
     ));
     let c = smsc::client::Client::bind_transmitter(addr, "bank", "s3cret").await.unwrap();
     c.submit("MyBank", "4790000001", b"Your code is 123456").await.unwrap();
+    message_operations(&c).await;
     c.unbind().await.unwrap();
     rx.recv().await.unwrap();
     // An unknown command id answered with generic_nack.
@@ -99,9 +102,50 @@ async fn tshark_decodes_the_session_without_malformed_packets() {
     };
     let pdus: Vec<String> =
         decode("smpp").iter().flat_map(|l| l.split(',').map(str::to_owned).collect::<Vec<_>>()).collect();
-    // bind_transmitter(_resp), submit_sm(_resp), unbind(_resp), the unknown command, generic_nack.
-    for id in ["0x00000002", "0x80000002", "0x00000004", "0x80000004", "0x00000006", "0x80000006", "0x80000000"] {
+    // bind_transmitter(_resp), submit_sm(_resp), unbind(_resp), the unknown command, generic_nack,
+    // and the message operations and their responses.
+    for id in ["0x00000002", "0x80000002", "0x00000004", "0x80000004", "0x00000006", "0x80000006", "0x80000000"]
+        .into_iter()
+        .chain(["0x00000021", "0x80000021", "0x00000103", "0x80000103", "0x00000003", "0x80000003"])
+        .chain(["0x00000008", "0x80000008", "0x00000007", "0x80000007"])
+    {
         assert!(pdus.iter().any(|p| p == id), "tshark saw no {id} in {pdus:?}");
     }
+    assert_eq!(decode("smpp.SC_interface_version").len(), 1, "the bind answer's sc_interface_version");
+    assert_eq!(decode("smpp.error_status_code").len(), 1, "submit_multi_resp's unsuccess_sme");
     assert_eq!(decode("_ws.malformed"), Vec::<String>::new(), "malformed packets");
+}
+
+/// submit_multi (to a number and a distribution list), data_sm, query_sm, cancel_sm and
+/// replace_sm on bound client `c`; the handler keeps nothing, so the last three are refused.
+async fn message_operations(c: &smsc::client::Client) {
+    use smsc::rusmpp::pdus::{CancelSm, DataSm, QuerySm, ReplaceSm, SubmitMulti};
+    use smsc::rusmpp::tlvs::MessageSubmissionRequestTlvValue;
+    use smsc::rusmpp::types::{AnyOctetString, OctetString};
+    use smsc::rusmpp::values::{DestAddress, DistributionListName, MessagePayload, Npi, SmeAddress, Ton};
+    let multi = SubmitMulti::builder()
+        .source_addr("MyBank".parse().unwrap())
+        .dest_address(vec![
+            DestAddress::SmeAddress(SmeAddress::new(Ton::International, Npi::Isdn, "4790000001".parse().unwrap())),
+            DestAddress::DistributionListName(DistributionListName::new("staff".parse().unwrap())),
+        ])
+        .short_message(OctetString::from_slice(b"To all").unwrap())
+        .build();
+    c.call(multi).await.unwrap();
+    let payload = MessagePayload::new(AnyOctetString::from_static_slice(b"A data_sm body"));
+    let data = DataSm::builder()
+        .source_addr("MyBank".parse().unwrap())
+        .destination_addr("4790000001".parse().unwrap())
+        .push_tlv(MessageSubmissionRequestTlvValue::MessagePayload(payload))
+        .build();
+    c.call(data).await.unwrap();
+    use smsc::client::ClientError::Status;
+    use smsc::rusmpp::CommandStatus::{EsmeRcancelfail, EsmeRqueryfail, EsmeRreplacefail};
+    let id = || "1".parse().unwrap();
+    let query = c.call(QuerySm::builder().message_id(id()).build()).await;
+    assert!(matches!(query, Err(Status(EsmeRqueryfail))), "{query:?}");
+    let cancel = c.call(CancelSm::builder().message_id(id()).build()).await;
+    assert!(matches!(cancel, Err(Status(EsmeRcancelfail))), "{cancel:?}");
+    let replace = c.call(ReplaceSm::builder().message_id(id()).build()).await;
+    assert!(matches!(replace, Err(Status(EsmeRreplacefail))), "{replace:?}");
 }

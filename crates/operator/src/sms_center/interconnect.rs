@@ -131,6 +131,12 @@ async fn link(
         while submits.len() < WINDOW
             && let Some(m) = backlog.pop_front()
         {
+            // A message cancelled or replaced since it was queued here goes as it is now.
+            let id = m.id;
+            let Some(m) = center.current(m) else {
+                in_hand.remove(&id);
+                continue;
+            };
             let Some(submit) = submit_of(&m) else {
                 tracing::warn!(id = m.id, "message cannot be put in a submit_sm; undeliverable");
                 center.commit_soon(Change::Final(m, SmsState::Undeliverable)).await;
@@ -207,7 +213,7 @@ async fn take_queued(
     backlog: &mut VecDeque<StoredSms>,
 ) -> bool {
     const PAGE: usize = WINDOW * 4;
-    match node.store().queued_interconnect(operator, PAGE as i64).await {
+    match node.store().queued_interconnect(operator, node.now(), PAGE as i64).await {
         Ok(queued) => {
             let full = queued.len() == PAGE;
             let before = backlog.len();

@@ -26,6 +26,16 @@
 //! sent. A receipt for a terminal that is not attached stays owed in the database, and the
 //! receipts task's rescan hands it over once the terminal attaches again.
 //!
+//! **What an ESME may ask about its messages.** query_sm reads a message's state and final
+//! date from the store; cancel_sm (a queued message becomes `deleted`, owing no receipt) and
+//! replace_sm (new body, validity, schedule, registered_delivery) go through the committer
+//! and apply only to a message of that ESME still queued, neither delivered nor handed on.
+//! A copy already handed to a terminal's session or a link's queue is checked against
+//! [`SmsCenter::current`] just before it is sent. Another ESME's message id is answered as
+//! unknown, like an id that never existed. A message scheduled for later
+//! (schedule_delivery_time) is stored with its time and not handed over before it: not at its
+//! commit, not at its terminal's attach, not by the interconnect.
+//!
 //! Every change of state goes through the [`committer`], which commits whatever has gathered
 //! while the previous commit ran in one transaction (group commit): the database sees one
 //! commit per batch, not per message. Delivery is at-least-once across a crash (a message
@@ -41,22 +51,26 @@ pub mod scheduler;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use numport_core::{Millis, Msisdn};
 use smsc::rusmpp::CommandStatus;
-use smsc::rusmpp::pdus::SubmitSm;
-use smsc::{DefaultAlphabet, SubmitHandler};
+use smsc::rusmpp::pdus::{CancelSm, QuerySm, ReplaceSm, SubmitSm};
+use smsc::rusmpp::values::MessageState;
+use smsc::{DefaultAlphabet, MessageStatus, SubmitHandler};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::Node;
-use crate::store::sms::{NewSms, SmsState, StoredSms};
+use crate::store::sms::{NewSms, Replacement, SmsState, StoredSms};
 pub use committer::{Change, Committed};
 
 /// Messages an attached terminal's session has not yet taken, at most.
 const TERMINAL_QUEUE: usize = 1024;
 /// Messages waiting for an interconnect link, at most (more wait in the database).
 const PEER_QUEUE: usize = 8192;
+/// How long a cancel or replacement is remembered for copies of its message already in a
+/// session's or link's queue (those are sent within seconds, or dropped and read again).
+const AMENDMENT_MEMORY: Duration = Duration::from_secs(600);
 
 /// The SMS center's shared state: where to hand a message once committed.
 pub struct SmsCenter {
@@ -72,6 +86,8 @@ pub struct SmsCenter {
     pub receivers: smsc::Receivers,
     /// Receivers handed to the tasks when the node starts serving.
     pub(crate) tasks: Mutex<Option<Tasks>>,
+    /// Messages cancelled (`None`) or replaced since, by id, with when.
+    amendments: Mutex<HashMap<i64, (Instant, Option<Replacement>)>>,
 }
 
 pub(crate) struct Tasks {
@@ -139,6 +155,7 @@ impl SmsCenter {
             receipts,
             receivers: smsc::Receivers::new(),
             tasks: Mutex::new(Some(Tasks { commits: commits_rx, peers: link_rx, receipts: receipts_rx })),
+            amendments: Mutex::new(HashMap::new()),
         }
     }
 
@@ -187,6 +204,26 @@ impl SmsCenter {
         }
     }
 
+    /// Records a committed cancel (`None`) or replacement of message `id`, for the copies of
+    /// it already in a queue.
+    pub(crate) fn amended(&self, id: i64, replacement: Option<Replacement>) {
+        let mut amendments = self.amendments.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        amendments.retain(|_, (at, _)| now.duration_since(*at) < AMENDMENT_MEMORY);
+        amendments.insert(id, (now, replacement));
+    }
+
+    /// `m` as it stands now, for a session or link about to send a copy it was handed: `None`
+    /// if it was cancelled meanwhile, its new content if it was replaced.
+    pub fn current(&self, m: StoredSms) -> Option<StoredSms> {
+        let amendments = self.amendments.lock().unwrap_or_else(|e| e.into_inner());
+        match amendments.get(&m.id) {
+            None => Some(m),
+            Some((_, None)) => None,
+            Some((_, Some(r))) => Some(r.apply_to(m)),
+        }
+    }
+
     /// Hands a message that reached its final state to the receipt sender, if it owes one.
     pub(crate) fn settled(&self, m: StoredSms) {
         let _ = self.receipts.try_send(m);
@@ -217,11 +254,16 @@ pub struct SubmitToCenter {
 impl SubmitHandler for SubmitToCenter {
     async fn accept(&self, system_id: &str, submit: &SubmitSm) -> Result<String, CommandStatus> {
         let now = self.node.now();
-        let validity = smsc::time::parse_smpp_time(submit.validity_period.as_str(), now)
-            .map_err(|_| CommandStatus::EsmeRinvexpiry)?;
+        let validity = match qos_time_to_live(submit) {
+            Some(secs) => Some(now + i64::from(secs) * 1000),
+            None => smsc::time::parse_smpp_time(submit.validity_period.as_str(), now)
+                .map_err(|_| CommandStatus::EsmeRinvexpiry)?,
+        };
+        let schedule = smsc::time::parse_smpp_time(submit.schedule_delivery_time.as_str(), now)
+            .map_err(|_| CommandStatus::EsmeRinvsched)?;
         let alphabet = self.alphabets.get(system_id).copied().unwrap_or_default();
-        let (esm_class, body) =
-            long_message::with_sar_header(submit, u8::from(submit.esm_class), short_message_or_payload(submit))?;
+        let body = short_message_or_payload(submit.short_message().as_ref(), submit.tlvs());
+        let (esm_class, body) = long_message::with_sar_header(submit, u8::from(submit.esm_class), body)?;
         let (data_coding, payload) =
             stored_coding(alphabet, esm_class, u8::from(submit.data_coding), body).map_err(|e| {
                 tracing::debug!(system_id, error = %e, "submit_sm refused: data_coding 0 with octets above 0x7F");
@@ -237,6 +279,7 @@ impl SubmitHandler for SubmitToCenter {
             registered_delivery: u8::from(submit.registered_delivery),
             payload,
             validity,
+            schedule,
             origin_ref: origin_ref(submit),
         };
         match accept(&self.node, submission, now).await {
@@ -244,8 +287,107 @@ impl SubmitHandler for SubmitToCenter {
             Err(Refusal::Destination | Refusal::NotServedHere) => Err(CommandStatus::EsmeRinvdstadr),
             Err(Refusal::Expiry) => Err(CommandStatus::EsmeRinvexpiry),
             Err(Refusal::MessageLength) => Err(CommandStatus::EsmeRinvmsglen),
+            Err(Refusal::Schedule) => Err(CommandStatus::EsmeRinvsched),
             Err(Refusal::NotRecorded) => Err(CommandStatus::EsmeRsyserr),
         }
+    }
+
+    async fn query(&self, system_id: &str, query: &QuerySm) -> Result<MessageStatus, CommandStatus> {
+        let m = self.own_message(system_id, query.message_id.as_str(), query.source_addr.as_str()).await?;
+        let final_date = if m.state.is_final() { m.done_at } else { None };
+        Ok(MessageStatus { state: message_state(m.state), final_date, error_code: 0 })
+    }
+
+    async fn cancel(&self, system_id: &str, cancel: &CancelSm) -> Result<(), CommandStatus> {
+        let m = self.own_message(system_id, cancel.message_id.as_str(), cancel.source_addr.as_str()).await?;
+        let destination = cancel.destination_addr.as_str().trim_start_matches('+');
+        if !destination.is_empty() && destination != m.destination {
+            return Err(CommandStatus::EsmeRinvmsgid);
+        }
+        self.amend(Change::Cancel(m.id, system_id.to_owned()), CommandStatus::EsmeRcancelfail).await
+    }
+
+    async fn replace(&self, system_id: &str, replace: &ReplaceSm) -> Result<(), CommandStatus> {
+        let now = self.node.now();
+        let m = self.own_message(system_id, replace.message_id.as_str(), replace.source_addr.as_str()).await?;
+        let refused = CommandStatus::EsmeRreplacefail;
+        if m.state != SmsState::Queued {
+            return Err(refused);
+        }
+        let expires_at = smsc::time::parse_smpp_time(replace.validity_period.as_str(), now)
+            .map_err(|_| CommandStatus::EsmeRinvexpiry)?;
+        let scheduled_at = smsc::time::parse_smpp_time(replace.schedule_delivery_time.as_str(), now)
+            .map_err(|_| CommandStatus::EsmeRinvsched)?;
+        let smpp = &self.node.config().smpp;
+        let latest = now + smpp.max_validity_s as i64 * 1000;
+        let expires_at = match expires_at {
+            Some(t) if t <= now => return Err(CommandStatus::EsmeRinvexpiry),
+            t => t.map(|t| t.min(latest)),
+        };
+        if scheduled_at.is_some_and(|s| s >= expires_at.unwrap_or(m.expires_at)) {
+            return Err(CommandStatus::EsmeRinvsched);
+        }
+        let alphabet = self.alphabets.get(system_id).copied().unwrap_or_default();
+        let body = short_message_or_payload(replace.short_message().as_ref(), replace.message_payload_tlv());
+        // The message keeps the coding its ESME chose: GSM text is checked (or a Latin-1 ESME's
+        // text turned into it) as at submit.
+        let submitted_coding =
+            if m.data_coding == 8 && alphabet == DefaultAlphabet::Latin1 { 0 } else { m.data_coding };
+        let (data_coding, payload) =
+            stored_coding(alphabet, m.esm_class, submitted_coding, body).map_err(|_| CommandStatus::EsmeRinvdcs)?;
+        let r = Replacement {
+            id: m.id,
+            system_id: system_id.to_owned(),
+            data_coding,
+            payload,
+            registered_delivery: u8::from(replace.registered_delivery),
+            expires_at,
+            scheduled_at: scheduled_at.map(|s| s.max(now)),
+        };
+        self.amend(Change::Replace(r), refused).await
+    }
+}
+
+impl SubmitToCenter {
+    /// The message of ESME `system_id` that `message_id` names (and, if given, whose
+    /// source_addr is `source_addr`). Another ESME's message is answered like one that never
+    /// existed: ESME_RINVMSGID; a store that cannot be read, ESME_RQUERYFAIL.
+    async fn own_message(
+        &self,
+        system_id: &str,
+        message_id: &str,
+        source_addr: &str,
+    ) -> Result<StoredSms, CommandStatus> {
+        let id: i64 = message_id.parse().map_err(|_| CommandStatus::EsmeRinvmsgid)?;
+        let m = self.node.store().sms_of(system_id, id).await.map_err(|e| {
+            tracing::warn!(error = %e, "short message lookup");
+            CommandStatus::EsmeRqueryfail
+        })?;
+        m.filter(|m| source_addr.is_empty() || m.source_addr == source_addr).ok_or(CommandStatus::EsmeRinvmsgid)
+    }
+
+    /// Commits a cancel or replacement; `refused` if the message was no longer queued.
+    async fn amend(&self, change: Change, refused: CommandStatus) -> Result<(), CommandStatus> {
+        match self.node.sms().commit(change).await {
+            Ok(Committed::Done) => Ok(()),
+            Ok(_) => Err(refused),
+            Err(e) => {
+                tracing::error!(error = %e, "cancel or replacement not recorded");
+                Err(CommandStatus::EsmeRsyserr)
+            }
+        }
+    }
+}
+
+/// The message_state query_sm_resp reports for `state` (SMPP 5.0 §4.7.15): a message not
+/// yet final is en route, here or at the serving operator.
+fn message_state(state: SmsState) -> MessageState {
+    match state {
+        SmsState::Queued | SmsState::Forwarded => MessageState::Enroute,
+        SmsState::Delivered => MessageState::Delivered,
+        SmsState::Expired => MessageState::Expired,
+        SmsState::Undeliverable => MessageState::Undeliverable,
+        SmsState::Deleted => MessageState::Deleted,
     }
 }
 
@@ -269,6 +411,8 @@ pub struct Submission {
     pub payload: Vec<u8>,
     /// The end of the validity period asked for; `None`: the default.
     pub validity: Option<Millis>,
+    /// Not to be delivered before this time (SMPP schedule_delivery_time); `None`: at once.
+    pub schedule: Option<Millis>,
     /// The submitting SMS center's id for it (interconnect), which makes a repeat harmless.
     pub origin_ref: Option<String>,
 }
@@ -285,6 +429,8 @@ pub enum Refusal {
     /// A message another SMS center forwarded here for a number this operator does not serve:
     /// it is not forwarded again, so no routing loop between SMS centers can form.
     NotServedHere,
+    /// The delivery time asked for is beyond the validity period or the longest one allowed.
+    Schedule,
     /// The commit failed.
     NotRecorded,
 }
@@ -305,6 +451,9 @@ pub async fn accept(node: &Node, s: Submission, now: Millis) -> Result<i64, Refu
         Ok(Committed::Done) => Ok(id),
         // A repeat of a message already here: that message's id, nothing new stored.
         Ok(Committed::RepeatOf(existing)) => Ok(existing),
+        // Only a cancel or replacement is ever unchanged; an insert that claimed to be would
+        // not be recorded.
+        Ok(Committed::Unchanged) => Err(Refusal::NotRecorded),
         Err(e) => {
             tracing::error!(error = %e, "short message not recorded; submit refused");
             Err(Refusal::NotRecorded)
@@ -328,11 +477,17 @@ fn route(node: &Node, s: Submission, now: Millis) -> Result<NewSms, Refusal> {
     };
     let smpp = &node.config().smpp;
     let latest = now + smpp.max_validity_s as i64 * 1000;
+    // A time already past means at once; the default validity counts from the delivery time.
+    let scheduled_at = s.schedule.filter(|&t| t > now);
+    let starts = scheduled_at.unwrap_or(now);
     let expires_at = match s.validity {
         Some(t) if t <= now => return Err(Refusal::Expiry),
         Some(t) => t.min(latest),
-        None => now + smpp.default_validity_s as i64 * 1000,
+        None => (starts + smpp.default_validity_s as i64 * 1000).min(latest),
     };
+    if starts >= expires_at {
+        return Err(Refusal::Schedule);
+    }
     Ok(NewSms {
         system_id: s.system_id,
         source_addr: s.source_addr,
@@ -346,9 +501,11 @@ fn route(node: &Node, s: Submission, now: Millis) -> Result<NewSms, Refusal> {
         payload: s.payload,
         submitted_at: now,
         expires_at,
-        // Delivery starts at once; the scheduler looks again only if it has not ended by then.
-        next_attempt_at: now + smpp.retry_initial_ms as i64,
+        // Delivery starts at once (or at the scheduled time, when the scheduler hands it over);
+        // the scheduler looks again only if it has not ended by then.
+        next_attempt_at: scheduled_at.unwrap_or(now + smpp.retry_initial_ms as i64),
         origin_ref: s.origin_ref,
+        scheduled_at: scheduled_at.unwrap_or(0),
     })
 }
 
@@ -398,20 +555,32 @@ fn stored_coding(
     }
 }
 
-/// The message body: short_message, or the message_payload TLV when short_message is empty.
-fn short_message_or_payload(submit: &SubmitSm) -> Vec<u8> {
+/// The message body: short_message, or the message_payload TLV when short_message is empty
+/// (the server refuses a request that carries both).
+fn short_message_or_payload<'a>(
+    short_message: &[u8],
+    tlvs: impl IntoIterator<Item = &'a smsc::rusmpp::tlvs::Tlv>,
+) -> Vec<u8> {
     use smsc::rusmpp::tlvs::TlvValue;
-    if !submit.short_message().as_ref().is_empty() {
-        return submit.short_message().as_ref().to_vec();
+    if !short_message.is_empty() {
+        return short_message.to_vec();
     }
-    submit
-        .tlvs()
-        .iter()
+    tlvs.into_iter()
         .find_map(|t| match t.value() {
             Some(TlvValue::MessagePayload(p)) => Some(p.value.as_ref().to_vec()),
             _ => None,
         })
         .unwrap_or_default()
+}
+
+/// The qos_time_to_live TLV (seconds; SMPP 5.0: it supersedes validity_period), data_sm's
+/// only way to give a validity.
+fn qos_time_to_live(submit: &SubmitSm) -> Option<u32> {
+    use smsc::rusmpp::tlvs::TlvValue;
+    submit.tlvs().iter().find_map(|t| match t.value() {
+        Some(TlvValue::QosTimeToLive(secs)) => Some(*secs),
+        _ => None,
+    })
 }
 
 /// The final state an interconnect receipt reports, if final.

@@ -151,6 +151,7 @@ pub(crate) fn receipt_state(state: SmsState) -> ReceiptState {
         SmsState::Delivered => ReceiptState::Delivered,
         SmsState::Expired => ReceiptState::Expired,
         SmsState::Undeliverable => ReceiptState::Undeliverable,
+        SmsState::Deleted => ReceiptState::Deleted,
         SmsState::Queued | SmsState::Forwarded => ReceiptState::Enroute,
     }
 }
@@ -243,6 +244,7 @@ mod tests {
                 expires_at: 1_795_453_500_000 + 3_600_000,
                 next_attempt_at: 0,
                 origin_ref: None,
+                scheduled_at: 0,
             },
         );
         let m = StoredSms { state: SmsState::Delivered, done_at: Some(1_795_453_560_000), ..m };
@@ -272,6 +274,7 @@ mod tests {
                 submitted_at: 1_795_453_500_000,
                 expires_at: 1_795_453_500_000 + 3_600_000,
                 next_attempt_at: 0,
+                scheduled_at: 0,
                 origin_ref: None,
             },
         );

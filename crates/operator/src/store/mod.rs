@@ -53,6 +53,7 @@ pub static SQLITE_MIGRATIONS: &[Migration] = numport_db::migrations!(
         "0006_sms_queue_indexes.sql",
         "0007_esme_default_alphabet.sql",
         "0008_sms_forwarded_expiry.sql",
+        "0009_sms_schedule.sql",
     ]
 );
 pub static POSTGRES_MIGRATIONS: &[Migration] = numport_db::migrations!(
@@ -66,6 +67,7 @@ pub static POSTGRES_MIGRATIONS: &[Migration] = numport_db::migrations!(
         "0006_sms_queue_indexes.sql",
         "0007_esme_default_alphabet.sql",
         "0008_sms_forwarded_expiry.sql",
+        "0009_sms_schedule.sql",
     ]
 );
 

@@ -17,6 +17,8 @@ pub enum SmsState {
     /// The validity period ran out first.
     Expired,
     Undeliverable,
+    /// Cancelled by its ESME (cancel_sm) before it was delivered or handed on.
+    Deleted,
 }
 
 impl SmsState {
@@ -27,18 +29,26 @@ impl SmsState {
             SmsState::Delivered => "delivered",
             SmsState::Expired => "expired",
             SmsState::Undeliverable => "undeliverable",
+            SmsState::Deleted => "deleted",
         }
     }
 
     pub fn parse(s: &str) -> Option<SmsState> {
-        [SmsState::Queued, SmsState::Forwarded, SmsState::Delivered, SmsState::Expired, SmsState::Undeliverable]
-            .into_iter()
-            .find(|st| st.as_str() == s)
+        [
+            SmsState::Queued,
+            SmsState::Forwarded,
+            SmsState::Delivered,
+            SmsState::Expired,
+            SmsState::Undeliverable,
+            SmsState::Deleted,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
     }
 
     /// Whether nothing more happens to the message (but its receipt).
     pub fn is_final(self) -> bool {
-        matches!(self, SmsState::Delivered | SmsState::Expired | SmsState::Undeliverable)
+        matches!(self, SmsState::Delivered | SmsState::Expired | SmsState::Undeliverable | SmsState::Deleted)
     }
 }
 
@@ -65,6 +75,8 @@ pub struct NewSms {
     pub next_attempt_at: Millis,
     /// The submitting SMS center's id for it (interconnect), which makes a repeat harmless.
     pub origin_ref: Option<String>,
+    /// Not delivered before this time (SMPP schedule_delivery_time); 0: at once.
+    pub scheduled_at: Millis,
 }
 
 /// The `system_id` of a message a terminal submitted over the air (SMS-SUBMIT):
@@ -97,6 +109,8 @@ pub struct StoredSms {
     pub submitted_at: Millis,
     pub expires_at: Millis,
     pub next_attempt_at: Millis,
+    /// Not delivered before this time; 0: at once.
+    pub scheduled_at: Millis,
     pub attempts: i64,
     pub remote_id: Option<String>,
     pub origin_ref: Option<String>,
@@ -124,6 +138,7 @@ impl StoredSms {
             submitted_at: m.submitted_at,
             expires_at: m.expires_at,
             next_attempt_at: m.next_attempt_at,
+            scheduled_at: m.scheduled_at,
             attempts: 0,
             remote_id: None,
             origin_ref: m.origin_ref,
@@ -162,6 +177,38 @@ pub struct SmsBatch {
     pub receipts_sent: Vec<i64>,
     /// A delivery attempt failed (terminal absent); next try at the time given.
     pub retries: Vec<(i64, Millis)>,
+    /// Messages their ESME cancelled (cancel_sm): id and the ESME's system_id.
+    pub cancels: Vec<(i64, String)>,
+    /// Messages their ESME replaced (replace_sm).
+    pub replacements: Vec<Replacement>,
+}
+
+/// A replace_sm's new content for a message still queued; `None` keeps what it had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replacement {
+    pub id: i64,
+    /// The ESME that asks: only its own messages are replaced.
+    pub system_id: String,
+    pub data_coding: u8,
+    pub payload: Vec<u8>,
+    pub registered_delivery: u8,
+    pub expires_at: Option<Millis>,
+    pub scheduled_at: Option<Millis>,
+}
+
+impl Replacement {
+    /// `m` as it reads once replaced.
+    pub fn apply_to(&self, m: StoredSms) -> StoredSms {
+        StoredSms {
+            data_coding: self.data_coding,
+            payload: self.payload.clone(),
+            registered_delivery: self.registered_delivery,
+            expires_at: self.expires_at.unwrap_or(m.expires_at),
+            scheduled_at: self.scheduled_at.unwrap_or(m.scheduled_at),
+            next_attempt_at: self.scheduled_at.unwrap_or(m.next_attempt_at),
+            ..m
+        }
+    }
 }
 
 /// What a committed [`SmsBatch`] did besides what it was asked.
@@ -173,7 +220,19 @@ pub struct SmsApplied {
     /// Final outcomes that changed nothing, the message being final already (a peer's receipt
     /// after the message expired here, say): no receipt is owed for them.
     pub stale_finals: Vec<i64>,
+    /// The cancels and replacements that found their message still queued (by id).
+    pub amended: Vec<i64>,
 }
+
+/// The one statement of a cancel: a queued message of that ESME becomes deleted, owing no
+/// receipt (the ESME asked for the end).
+pub(crate) const CANCEL_SQL: &str = "UPDATE sms_messages SET state = 'deleted', done_at = $1, receipt = 'none' \
+     WHERE id = $2 AND system_id = $3 AND state = 'queued'";
+
+/// The one statement of a replacement of a queued message of that ESME.
+pub(crate) const REPLACE_SQL: &str = "UPDATE sms_messages SET data_coding = $1, payload = $2, \
+     registered_delivery = $3, expires_at = COALESCE($4, expires_at), scheduled_at = COALESCE($5, scheduled_at), \
+     next_attempt_at = COALESCE($5, next_attempt_at) WHERE id = $6 AND system_id = $7 AND state = 'queued'";
 
 impl SmsBatch {
     pub fn is_empty(&self) -> bool {
@@ -182,11 +241,13 @@ impl SmsBatch {
             && self.forwarded.is_empty()
             && self.receipts_sent.is_empty()
             && self.retries.is_empty()
+            && self.cancels.is_empty()
+            && self.replacements.is_empty()
     }
 }
 
 const SMS_COLUMNS: &str = "id, system_id, source_addr, source_ton, destination, serving_operator, route, esm_class, \
-     data_coding, registered_delivery, payload, state, submitted_at, expires_at, next_attempt_at, attempts, remote_id, origin_ref, done_at, receipt";
+     data_coding, registered_delivery, payload, state, submitted_at, expires_at, next_attempt_at, attempts, remote_id, origin_ref, done_at, receipt, scheduled_at";
 
 /// Rows per multi-row INSERT on PostgreSQL (SQLite's batches go through `sms_sqlite`, one
 /// prepared single-row INSERT per message). A size chosen, not measured to be best: a full
@@ -212,6 +273,7 @@ fn sms_row(r: &Row) -> Result<StoredSms, OperatorError> {
         submitted_at: r.try_get("submitted_at")?,
         expires_at: r.try_get("expires_at")?,
         next_attempt_at: r.try_get("next_attempt_at")?,
+        scheduled_at: r.try_get("scheduled_at")?,
         attempts: r.try_get("attempts")?,
         remote_id: r.try_get("remote_id")?,
         origin_ref: r.try_get("origin_ref")?,
@@ -279,7 +341,8 @@ async fn insert_messages(tx: &mut Connection, messages: &[StoredSms]) -> Result<
                 .bind(m.submitted_at)
                 .bind(m.expires_at)
                 .bind(m.next_attempt_at)
-                .bind(&m.origin_ref);
+                .bind(&m.origin_ref)
+                .bind(m.scheduled_at);
         }
         let inserted = q.execute(&mut *tx).await?.rows_affected();
         if inserted < chunk.len() as u64 {
@@ -290,7 +353,7 @@ async fn insert_messages(tx: &mut Connection, messages: &[StoredSms]) -> Result<
 }
 
 /// Parameters of one message in [`insert_sql`].
-const INSERT_PARAMS: usize = 15;
+const INSERT_PARAMS: usize = 16;
 
 /// The INSERT of `rows` messages, [`INSERT_PARAMS`] parameters each. A repeat of a forwarded
 /// message (same ESME, same origin_ref) is not inserted.
@@ -304,7 +367,7 @@ fn insert_sql(rows: usize) -> String {
     format!(
         "INSERT INTO sms_messages (id, system_id, source_addr, source_ton, destination, serving_operator, \
          route, esm_class, data_coding, registered_delivery, payload, state, submitted_at, expires_at, \
-         next_attempt_at, origin_ref) VALUES {} ON CONFLICT DO NOTHING",
+         next_attempt_at, origin_ref, scheduled_at) VALUES {} ON CONFLICT DO NOTHING",
         values.join(", ")
     )
 }
@@ -363,6 +426,33 @@ async fn record_forwarded(tx: &mut Connection, forwarded: &[(i64, String)]) -> R
         q.execute(&mut *tx).await?;
     }
     Ok(())
+}
+
+/// The batch's cancels and replacements; the ids of those that found their message queued.
+async fn amend(tx: &mut Connection, batch: &SmsBatch, now: Millis) -> Result<Vec<i64>, OperatorError> {
+    let mut amended = Vec::new();
+    for (id, system_id) in &batch.cancels {
+        if sql::query(CANCEL_SQL).bind(now).bind(id).bind(system_id).execute(&mut *tx).await?.rows_affected() == 1 {
+            amended.push(*id);
+        }
+    }
+    for r in &batch.replacements {
+        let applied = sql::query(REPLACE_SQL)
+            .bind(r.data_coding as i64)
+            .bind(hex::encode(&r.payload))
+            .bind(r.registered_delivery as i64)
+            .bind(r.expires_at)
+            .bind(r.scheduled_at)
+            .bind(r.id)
+            .bind(&r.system_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if applied == 1 {
+            amended.push(r.id);
+        }
+    }
+    Ok(amended)
 }
 
 impl OperatorStore {
@@ -439,8 +529,9 @@ impl OperatorStore {
             .execute(&mut tx)
             .await?;
         }
+        let amended = amend(&mut tx, &batch, now).await?;
         tx.commit().await?;
-        Ok(SmsApplied { repeats, stale_finals })
+        Ok(SmsApplied { repeats, stale_finals, amended })
     }
 
     pub async fn sms(&self, id: i64) -> Result<Option<StoredSms>, OperatorError> {
@@ -451,12 +542,27 @@ impl OperatorStore {
         row.as_ref().map(sms_row).transpose()
     }
 
-    /// Messages queued for local delivery to `msisdn`, oldest first.
-    pub async fn queued_for(&self, msisdn: &str, due_by: Millis, limit: i64) -> Result<Vec<StoredSms>, OperatorError> {
+    /// The message `id` of ESME `system_id` (a message of another is not found).
+    pub async fn sms_of(&self, system_id: &str, id: i64) -> Result<Option<StoredSms>, OperatorError> {
+        Ok(self
+            .select_sms("WHERE id = $1 AND system_id = $2 LIMIT $3", &[Arg::Int(id), Arg::Text(system_id)], 1)
+            .await?
+            .pop())
+    }
+
+    /// Messages queued for local delivery to `msisdn` whose next attempt is due by `due_by`
+    /// and whose schedule allows delivery at `now`, oldest first.
+    pub async fn queued_for(
+        &self,
+        msisdn: &str,
+        due_by: Millis,
+        now: Millis,
+        limit: i64,
+    ) -> Result<Vec<StoredSms>, OperatorError> {
         self.select_sms(
             "WHERE destination = $1 AND state = 'queued' AND route = 'local' \
-             AND next_attempt_at <= $2 ORDER BY id LIMIT $3",
-            &[Arg::Text(msisdn), Arg::Int(due_by)],
+             AND next_attempt_at <= $2 AND scheduled_at <= $3 ORDER BY id LIMIT $4",
+            &[Arg::Text(msisdn), Arg::Int(due_by), Arg::Int(now)],
             limit,
         )
         .await
@@ -494,12 +600,18 @@ impl OperatorStore {
         .await
     }
 
-    /// Messages queued for `operator`'s SMS center, oldest first.
-    pub async fn queued_interconnect(&self, operator: &str, limit: i64) -> Result<Vec<StoredSms>, OperatorError> {
+    /// Messages queued for `operator`'s SMS center whose schedule allows sending at `now`,
+    /// oldest first.
+    pub async fn queued_interconnect(
+        &self,
+        operator: &str,
+        now: Millis,
+        limit: i64,
+    ) -> Result<Vec<StoredSms>, OperatorError> {
         self.select_sms(
             "WHERE state = 'queued' AND route = 'interconnect' \
-             AND serving_operator = $1 ORDER BY id LIMIT $2",
-            &[Arg::Text(operator)],
+             AND serving_operator = $1 AND scheduled_at <= $2 ORDER BY id LIMIT $3",
+            &[Arg::Text(operator), Arg::Int(now)],
             limit,
         )
         .await

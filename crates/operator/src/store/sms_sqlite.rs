@@ -22,7 +22,7 @@ use numport_db::{SqliteWriter, StoreError};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
-use super::sms::{SmsApplied, SmsBatch, SmsState};
+use super::sms::{CANCEL_SQL, REPLACE_SQL, SmsApplied, SmsBatch, SmsState};
 use crate::OperatorError;
 
 type Outcome = Result<SmsApplied, rusqlite::Error>;
@@ -90,8 +90,8 @@ fn apply(conn: &mut Connection, batch: &SmsBatch, now: Millis) -> Outcome {
         let mut insert = tx.prepare_cached(
             "INSERT INTO sms_messages (id, system_id, source_addr, source_ton, destination, serving_operator, \
              route, esm_class, data_coding, registered_delivery, payload, state, submitted_at, expires_at, \
-             next_attempt_at, origin_ref) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'queued', ?12, ?13, \
-             ?14, ?15) ON CONFLICT DO NOTHING",
+             next_attempt_at, origin_ref, scheduled_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, \
+             'queued', ?12, ?13, ?14, ?15, ?16) ON CONFLICT DO NOTHING",
         )?;
         let mut first_copy =
             tx.prepare_cached("SELECT id FROM sms_messages WHERE system_id = ?1 AND origin_ref = ?2")?;
@@ -112,6 +112,7 @@ fn apply(conn: &mut Connection, batch: &SmsBatch, now: Millis) -> Outcome {
                 m.expires_at,
                 m.next_attempt_at,
                 m.origin_ref,
+                m.scheduled_at,
             ])?;
             // Kept out by the unique (system_id, origin_ref): a repeat of a forwarded message.
             if inserted == 0
@@ -164,6 +165,39 @@ fn apply(conn: &mut Connection, batch: &SmsBatch, now: Millis) -> Outcome {
             retry.execute(params![id, next])?;
         }
     }
+    let amended = amend(&tx, batch, now)?;
     tx.commit()?;
-    Ok(SmsApplied { repeats, stale_finals })
+    Ok(SmsApplied { repeats, stale_finals, amended })
+}
+
+/// The batch's cancels and replacements (the same statements as on PostgreSQL); the ids of
+/// those that found their message queued.
+fn amend(tx: &rusqlite::Transaction<'_>, batch: &SmsBatch, now: Millis) -> rusqlite::Result<Vec<i64>> {
+    let mut amended = Vec::new();
+    if !batch.cancels.is_empty() {
+        let mut cancel = tx.prepare_cached(CANCEL_SQL)?;
+        for (id, system_id) in &batch.cancels {
+            if cancel.execute(params![now, id, system_id])? == 1 {
+                amended.push(*id);
+            }
+        }
+    }
+    if !batch.replacements.is_empty() {
+        let mut replace = tx.prepare_cached(REPLACE_SQL)?;
+        for r in &batch.replacements {
+            let p = params![
+                r.data_coding,
+                hex::encode(&r.payload),
+                r.registered_delivery,
+                r.expires_at,
+                r.scheduled_at,
+                r.id,
+                r.system_id
+            ];
+            if replace.execute(p)? == 1 {
+                amended.push(r.id);
+            }
+        }
+    }
+    Ok(amended)
 }
