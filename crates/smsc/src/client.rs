@@ -25,7 +25,7 @@ use tokio_util::codec::FramedRead;
 
 use crate::BindMode;
 use crate::frame::{Frame, FrameError, SmppCodec};
-use crate::server::{ReadHalf, WriteHalf, decode_pdu, encode_into, halves, tcp_halves};
+use crate::server::{ReadHalf, WriteHalf, decode_pdu, encode_into, halves, tcp_halves, with_key_log};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -96,7 +96,7 @@ pub struct ClientTls {
 impl ClientTls {
     /// The handshake over `tcp`, within [`HANDSHAKE_TIMEOUT`].
     async fn connect(&self, tcp: TcpStream, addr: SocketAddr) -> Result<(ReadHalf, WriteHalf), ClientError> {
-        let connector = TlsConnector::from(self.config.clone());
+        let connector = TlsConnector::from(with_key_log(self.config.clone()));
         let server = addr.to_string();
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(self.server_name.clone(), tcp)).await {
             Ok(Ok(stream)) => Ok(halves(stream)),
