@@ -405,6 +405,9 @@ struct Bound {
 
 type Reply<'a> = Pin<Box<dyn Future<Output = Command> + Send + 'a>>;
 
+/// The longest a session waits for the ESME's close after its own ([`Handler::close_after_unbind`]).
+const LINGER: Duration = Duration::from_secs(2);
+
 /// Whether a session goes on after a step, or closes (what it buffered is written first).
 type Flow = ControlFlow<()>;
 
@@ -598,7 +601,7 @@ impl<'a, H: SubmitHandler> Handler<'a, H> {
         while let Some(reply) = self.replies.next().await {
             self.push(&reply);
         }
-        self.close().await
+        self.close_after_unbind().await
     }
 
     /// Answers a bind; after `max_failed_binds` failures the session closes.
@@ -688,7 +691,20 @@ impl<'a, H: SubmitHandler> Handler<'a, H> {
         if tokio::time::timeout(timeout, self.unbind_resp(seq)).await.is_err() {
             tracing::debug!(peer = %self.peer, "no unbind_resp within the response timeout: closing");
         }
-        self.close().await
+        self.close_after_unbind().await
+    }
+
+    /// Closes after an unbind exchange, then waits (within `response_timeout`, at most
+    /// [`LINGER`]) for the ESME to close its side: a socket closed at once would answer
+    /// whatever the ESME still sends, such as its TLS close_notify, with a reset.
+    async fn close_after_unbind(&mut self) -> io::Result<Flow> {
+        let flow = self.close().await?;
+        // Unbound: the ESME's session slot and its receiver registration are free again.
+        self.bound = None;
+        self.outbound = None;
+        let drained = async { while let Some(Ok(_)) = self.frames.next().await {} };
+        let _ = tokio::time::timeout(self.shared.config.response_timeout.min(LINGER), drained).await;
+        Ok(flow)
     }
 
     /// Unbinds a connection that never bound, and closes without waiting for the answer: it
