@@ -2,8 +2,9 @@
 //! the local host on Linux, so each plays another client): failed binds lock a system_id or an
 //! address out and the lockout ends; an unknown system_id and a wrong password cannot be told
 //! apart; an ESME holds at most `max_sessions`; unbound connections are closed at the bind
-//! timeout whatever they send, so they cannot starve binds; and at the idle timeout the server
-//! unbinds and waits for the ESME's unbind_resp before it closes.
+//! timeout whatever they send, so they cannot starve binds; at the idle timeout and at stop the
+//! server unbinds and waits for the ESME's unbind_resp before it closes; and a client dropped
+//! without unbinding unbinds, and closes after the SMSC.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -307,4 +308,31 @@ async fn at_stop_the_server_unbinds_and_closes_after_the_unbind_resp() {
     let mut byte = [0u8; 1];
     let end = tokio::time::timeout(Duration::from_secs(2), c.read(&mut byte)).await.expect("closed after unbind_resp");
     assert_eq!(end.unwrap(), 0, "an orderly close");
+}
+
+#[tokio::test]
+async fn a_dropped_client_unbinds_and_closes_after_the_smsc() {
+    // A hand-made SMSC: accepts the bind, answers the unbind, then reports when the client
+    // closed relative to its own close.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let smsc = tokio::spawn(async move {
+        let (mut c, _) = listener.accept().await.unwrap();
+        let (_, _, seq) = read_pdu(&mut c).await.unwrap();
+        c.write_all(&pdu(0x8000_0009, seq, b"smsc\0")).await.unwrap();
+        let (id, _, seq) = read_pdu(&mut c).await.expect("an unbind from the dropped client");
+        assert_eq!(id, UNBIND);
+        c.write_all(&pdu(UNBIND_RESP, seq, &[])).await.unwrap();
+        // The client waits for the SMSC to close first.
+        let mut byte = [0u8; 1];
+        let early = tokio::time::timeout(Duration::from_millis(300), c.read(&mut byte)).await;
+        assert!(early.is_err(), "the client closed before the SMSC: {early:?}");
+        c.shutdown().await.unwrap();
+        let end = tokio::time::timeout(Duration::from_secs(2), c.read(&mut byte)).await.expect("the client closes");
+        assert_eq!(end.unwrap(), 0, "an orderly close");
+    });
+    let (client, _incoming) =
+        smsc::client::Client::bind(addr, "bank", "s3cret", smsc::BindMode::Transceiver).await.unwrap();
+    drop(client);
+    tokio::time::timeout(Duration::from_secs(5), smsc).await.unwrap().unwrap();
 }
