@@ -51,7 +51,15 @@ async fn start(config: SmppConfig) -> Server {
 
 /// A connection to `server` from the loopback address `127.0.0.<host>`.
 async fn connect_from(host: u8, server: SocketAddr) -> TcpStream {
+    connect_with(host, server, None).await
+}
+
+/// [`connect_from`], with a receive buffer of `receive_buffer` bytes if given.
+async fn connect_with(host: u8, server: SocketAddr, receive_buffer: Option<u32>) -> TcpStream {
     let socket = TcpSocket::new_v4().unwrap();
+    if let Some(size) = receive_buffer {
+        socket.set_recv_buffer_size(size).unwrap();
+    }
     socket.bind(SocketAddr::new(IpAddr::from([127, 0, 0, host]), 0)).unwrap();
     socket.connect(server).await.unwrap()
 }
@@ -215,13 +223,14 @@ async fn unbound_connections_are_closed_at_the_bind_timeout_whatever_they_send()
     let config = SmppConfig { max_connections: 16, bind_timeout, ..SmppConfig::default() };
     let s = start(config).await;
     // Every slot taken by connections that never bind: half send enquire_link every 100 ms and
-    // read the answers, half send them as fast as the socket takes them and read nothing.
+    // read the answers, half send them as fast as the socket takes them and read nothing (with
+    // a small receive buffer, so that the server's answers soon stop being written).
     let mut squatters = Vec::new();
     for i in 0..16u8 {
-        let c = connect_from(10 + i, s.addr).await;
+        let reads = i % 2 == 0;
+        let c = connect_with(10 + i, s.addr, (!reads).then_some(4096)).await;
         let connected = Instant::now();
         let (mut read, mut write) = c.into_split();
-        let reads = i % 2 == 0;
         squatters.push(tokio::spawn(async move {
             let reading = tokio::spawn(async move {
                 let mut buf = vec![0u8; 4096];
