@@ -10,6 +10,10 @@
 //! system_id's count, not its address's: a guesser holding one valid account cannot reset its
 //! own count with it.
 //!
+//! Password checks run a few at a time ([`BindGuard::verifying`]): Argon2 takes 4 MiB and
+//! milliseconds of a core, and a thousand connections binding at once must not take a thousand
+//! times that.
+//!
 //! Each table is bounded ([`MAX_TRACKED`]): when full, entries that neither count within their
 //! window nor are locked out are dropped, and failures of keys that still do not fit are not
 //! counted per that key (the other key still counts them).
@@ -209,6 +213,8 @@ struct Failures {
 /// shared by its sessions.
 pub struct BindGuard {
     config: LockoutConfig,
+    /// Password checks running at once.
+    verifications: tokio::sync::Semaphore,
     failures: Mutex<Failures>,
     sessions: Mutex<HashMap<Arc<str>, u32>>,
     observer: Observer,
@@ -220,7 +226,15 @@ impl BindGuard {
             by_system_id: Tallies::new(config.max_failures_per_system_id),
             by_address: Tallies::new(config.max_failures_per_address),
         };
-        Arc::new(BindGuard { config, failures: Mutex::new(failures), sessions: Mutex::new(HashMap::new()), observer })
+        // Twice the cores: the checks keep every core busy while their tasks are scheduled.
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Arc::new(BindGuard {
+            config,
+            verifications: tokio::sync::Semaphore::new(2 * cores),
+            failures: Mutex::new(failures),
+            sessions: Mutex::new(HashMap::new()),
+            observer,
+        })
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, Failures> {
@@ -238,6 +252,11 @@ impl BindGuard {
             self.observer.refused(Refusal::LockedOut);
         }
         !locked
+    }
+
+    /// Waits for a turn to check a password; the turn lasts as long as the permit.
+    pub async fn verifying(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.verifications.acquire().await.expect("the semaphore is never closed")
     }
 
     /// Counts a failed bind for `system_id` from `peer`, and locks either out at its limit.
@@ -361,6 +380,20 @@ mod tests {
             g.failed(&rand::random::<u32>().to_string(), a);
         }
         assert!(g.admits("other", a), "no address limit");
+    }
+
+    #[tokio::test]
+    async fn password_checks_run_twice_the_cores_at_a_time() {
+        use futures::FutureExt;
+        let g = BindGuard::new(LockoutConfig::default(), Observer::default());
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mut turns = Vec::new();
+        for _ in 0..2 * cores {
+            turns.push(g.verifying().now_or_never().expect("a free turn"));
+        }
+        assert!(g.verifying().now_or_never().is_none(), "a check beyond them waits");
+        turns.pop();
+        assert!(g.verifying().now_or_never().is_some());
     }
 
     #[test]

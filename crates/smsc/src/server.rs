@@ -810,7 +810,9 @@ async fn authenticate<H>(shared: &Shared<H>, pdu: &Pdu, peer: IpAddr) -> Result<
     }
     let account = shared.directory.get(system_id).cloned();
     let (checked, pw) = (account.clone(), password.to_owned());
+    let turn = shared.guard.verifying().await;
     let verified = tokio::task::spawn_blocking(move || verify_bind(checked.as_ref(), &pw)).await.unwrap_or(false);
+    drop(turn);
     // An unknown system_id and a wrong password get the same answer after the same work.
     let Some(account) = account.filter(|_| verified) else {
         tracing::info!(system_id, %peer, "SMPP bind refused: wrong credentials");
