@@ -49,6 +49,9 @@ enum Admin {
         /// `latin1`.
         #[arg(long = "data-coding-0", default_value = "gsm")]
         data_coding_0: smsc::DefaultAlphabet,
+        /// Sessions the ESME may hold bound at once before ESME_RBINDFAIL.
+        #[arg(long, default_value_t = smsc::esme::DEFAULT_MAX_SESSIONS)]
+        max_sessions: u32,
     },
     /// Record a SIM this operator issued: its IMSI, the number it serves, and its key (hex),
     /// which the terminal proves it holds when it attaches.
@@ -91,16 +94,18 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             println!("imported {n} subscribers into {}", cfg.name);
             Ok(ExitCode::SUCCESS)
         }
-        Some(Admin::AddEsme { system_id, password, max_submits_per_s, data_coding_0 }) => {
+        Some(Admin::AddEsme { system_id, password, max_submits_per_s, data_coding_0, max_sessions }) => {
             anyhow::ensure!((1..=15).contains(&system_id.len()), "system_id: 1 to 15 characters");
             anyhow::ensure!((1..=8).contains(&password.len()), "password: 1 to 8 characters (SMPP)");
             let store = OperatorStore::open(&cfg.database()).await?;
             let account = smsc::EsmeAccount::new(&system_id, &password, max_submits_per_s)
                 .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?
-                .with_default_alphabet(data_coding_0);
+                .with_default_alphabet(data_coding_0)
+                .with_max_sessions(max_sessions);
             store.upsert_esme(&account, numport_core::Clock::now_ms(&SystemClock)).await?;
             println!(
-                "ESME {system_id} may bind to {}'s SMS center ({max_submits_per_s} submits/s, data_coding 0 {})",
+                "ESME {system_id} may bind to {}'s SMS center ({max_submits_per_s} submits/s, \
+                 {max_sessions} sessions, data_coding 0 {})",
                 cfg.name,
                 data_coding_0.as_str()
             );

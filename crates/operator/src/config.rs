@@ -137,7 +137,18 @@ pub struct SmppSection {
     pub max_pdu: usize,
     pub bind_timeout_ms: u64,
     pub idle_timeout_ms: u64,
+    /// Connections at once, bound or not; beyond it a connection is closed on accept. An
+    /// unbound connection holds its slot for at most `bind_timeout`, whatever it sends.
     pub max_connections: usize,
+    /// Failed binds for one system_id within `bind_failure_window_ms` that lock it out for
+    /// `bind_lockout_ms`: its binds are refused at once (ESME_RBINDFAIL) from any address.
+    /// 0: never.
+    pub bind_failures_per_system_id: u32,
+    /// Failed binds from one address (IPv6: its /64) within the window that lock it out, for
+    /// every system_id. 0: never.
+    pub bind_failures_per_address: u32,
+    pub bind_failure_window_ms: u64,
+    pub bind_lockout_ms: u64,
     /// Submits of one session in the SMS center at once (and deliver_sm awaiting answer).
     pub window: usize,
     /// Validity of a message whose submit names none.
@@ -163,6 +174,10 @@ impl Default for SmppSection {
             bind_timeout_ms: d.bind_timeout.as_millis() as u64,
             idle_timeout_ms: d.idle_timeout.as_millis() as u64,
             max_connections: d.max_connections,
+            bind_failures_per_system_id: d.lockout.max_failures_per_system_id,
+            bind_failures_per_address: d.lockout.max_failures_per_address,
+            bind_failure_window_ms: d.lockout.window.as_millis() as u64,
+            bind_lockout_ms: d.lockout.lockout.as_millis() as u64,
             window: d.window,
             default_validity_s: 48 * 3600,
             max_validity_s: 7 * 24 * 3600,
@@ -208,13 +223,20 @@ impl SmppSection {
 
     /// The server configuration; the SMSC answers binds with the operator's name.
     pub fn server_config(&self, operator: &OperatorName) -> smsc::SmppConfig {
+        use std::time::Duration;
         smsc::SmppConfig {
             system_id: operator.to_string(),
             max_pdu: self.max_pdu,
-            bind_timeout: std::time::Duration::from_millis(self.bind_timeout_ms),
-            idle_timeout: std::time::Duration::from_millis(self.idle_timeout_ms),
+            bind_timeout: Duration::from_millis(self.bind_timeout_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
             max_connections: self.max_connections,
             window: self.window.max(1),
+            lockout: smsc::LockoutConfig {
+                max_failures_per_system_id: self.bind_failures_per_system_id,
+                max_failures_per_address: self.bind_failures_per_address,
+                window: Duration::from_millis(self.bind_failure_window_ms),
+                lockout: Duration::from_millis(self.bind_lockout_ms),
+            },
             ..smsc::SmppConfig::default()
         }
     }
@@ -366,6 +388,22 @@ mod tests {
         assert_eq!(toml::from_str::<OperatorConfig>("[smpp]").unwrap().smpp.listen, SmppSection::default().listen);
         let err = toml::from_str::<OperatorConfig>("[smpp]\nlisten = \"off\"").unwrap_err();
         assert!(err.to_string().contains("an address or \"none\""), "{err}");
+    }
+
+    #[test]
+    fn smpp_bind_lockout_is_configured_in_smpp_with_defaults() {
+        let c: OperatorConfig = toml::from_str(
+            "[smpp]\nbind_failures_per_system_id = 3\nbind_failures_per_address = 0\n\
+             bind_failure_window_ms = 1000\nbind_lockout_ms = 2000",
+        )
+        .unwrap();
+        let lockout = c.smpp.server_config(&c.name).lockout;
+        assert_eq!(lockout.max_failures_per_system_id, 3);
+        assert_eq!(lockout.max_failures_per_address, 0);
+        assert_eq!(lockout.window, std::time::Duration::from_secs(1));
+        assert_eq!(lockout.lockout, std::time::Duration::from_secs(2));
+        let d = OperatorConfig::default();
+        assert_eq!(d.smpp.server_config(&d.name).lockout, smsc::LockoutConfig::default());
     }
 
     #[test]

@@ -32,6 +32,18 @@ pub(crate) struct KindLabel {
     kind: String,
 }
 
+/// The label of `operator_smpp_refused_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct SmppRefusalLabel {
+    reason: &'static str,
+}
+
+/// The label of `operator_smpp_lockouts_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct LockoutLabel {
+    scope: &'static str,
+}
+
 /// The label of `operator_clearinghouse_failures_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct CallLabel {
@@ -53,6 +65,8 @@ pub(crate) struct Metrics {
     pub sms_changes: Counter,
     pub sms_commit_seconds: Histogram,
     pub sms_final: Family<SmsFinalLabels, Counter>,
+    pub smpp_refused: Family<SmppRefusalLabel, Counter>,
+    pub smpp_lockouts: Family<LockoutLabel, Counter>,
 }
 
 impl Metrics {
@@ -94,6 +108,14 @@ impl Metrics {
             sms_final: r.counter_family(
                 "operator_sms_final",
                 "Short messages settled, by route (local, interconnect) and state",
+            ),
+            smpp_refused: r.counter_family(
+                "operator_smpp_refused",
+                "SMPP connections and binds refused, by reason (credentials, locked_out, too_many_sessions, connection_limit)",
+            ),
+            smpp_lockouts: r.counter_family(
+                "operator_smpp_lockouts",
+                "SMPP bind lockouts begun after failed binds, by scope (system_id, address)",
             ),
             registry,
         }
@@ -137,5 +159,16 @@ impl Metrics {
     /// A call to the clearinghouse failed (transport error or error status).
     pub fn clearinghouse_failure(&self, call: &str) {
         self.clearinghouse_failures.get_or_create(&CallLabel { call: call.to_owned() }).inc();
+    }
+}
+
+/// The SMPP server's refusals and lockouts, counted.
+impl smsc::SmppObserver for Metrics {
+    fn refused(&self, reason: smsc::Refusal) {
+        self.smpp_refused.get_or_create(&SmppRefusalLabel { reason: reason.as_str() }).inc();
+    }
+
+    fn locked_out(&self, scope: smsc::LockoutScope) {
+        self.smpp_lockouts.get_or_create(&LockoutLabel { scope: scope.as_str() }).inc();
     }
 }

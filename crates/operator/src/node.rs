@@ -273,7 +273,10 @@ impl Node {
             let addr = smpp.plain.as_ref().and_then(|l| l.local_addr().ok());
             let tls = smpp.tls.as_ref().and_then(|(l, _)| l.local_addr().ok());
             tracing::info!(node = %self.name(), esmes = esmes.len(), ?addr, ?tls, "SMPP server listening");
-            let config = self.config().smpp.server_config(self.name());
+            let config = smsc::SmppConfig {
+                observer: smsc::Observer::new(Arc::new(self.inner.metrics.clone())),
+                ..self.config().smpp.server_config(self.name())
+            };
             let alphabets = esmes.iter().map(|a| (a.system_id.clone(), a.default_alphabet)).collect();
             let center = crate::sms_center::SubmitToCenter { node: self.clone(), alphabets };
             let (stop, receivers) = (background.clone(), self.sms().receivers.clone());

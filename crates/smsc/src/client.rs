@@ -25,7 +25,7 @@ use tokio_util::codec::FramedRead;
 
 use crate::BindMode;
 use crate::frame::{Frame, FrameError, SmppCodec};
-use crate::server::{ReadHalf, WriteHalf, decode_pdu, encode_into, halves, tcp_halves};
+use crate::server::{ReadHalf, WriteHalf, decode_pdu, encode_into, halves, tcp_halves, with_key_log};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -85,6 +85,10 @@ const WINDOW: usize = 256;
 /// How long the TLS handshake with the SMSC may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long the end of a session may take: the SMSC's unbind_resp to an unbind sent when the
+/// [`Client`] is dropped, and the SMSC's close after the unbind exchange.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// SMPP over TLS: the client configuration (the CA the SMSC's certificate must chain to, and
 /// any client certificate) and the name the certificate must be valid for.
 #[derive(Clone, Debug)]
@@ -96,7 +100,7 @@ pub struct ClientTls {
 impl ClientTls {
     /// The handshake over `tcp`, within [`HANDSHAKE_TIMEOUT`].
     async fn connect(&self, tcp: TcpStream, addr: SocketAddr) -> Result<(ReadHalf, WriteHalf), ClientError> {
-        let connector = TlsConnector::from(self.config.clone());
+        let connector = TlsConnector::from(with_key_log(self.config.clone()));
         let server = addr.to_string();
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(self.server_name.clone(), tcp)).await {
             Ok(Ok(stream)) => Ok(halves(stream)),
@@ -214,7 +218,10 @@ impl Client {
 
 /// Owns the socket: writes requests as they come (batched while more are queued), matches
 /// answers to requests by sequence number, answers enquire_link, and passes deliver_sm on;
-/// with `enquire_link`, sends one when nothing was sent for that long.
+/// with `enquire_link`, sends one when nothing was sent for that long. When the [`Client`] is
+/// dropped without unbinding, it unbinds. After an unbind exchange, whichever side began it,
+/// it waits for the SMSC to close first (within [`CLOSE_TIMEOUT`]), so that nothing it sends
+/// reaches a closed socket and the close is an orderly one on both sides.
 async fn connection(
     (read, mut write): (ReadHalf, WriteHalf),
     mut requests: mpsc::Receiver<Request>,
@@ -232,6 +239,9 @@ async fn connection(
     let mut out = BytesMut::with_capacity(4096);
     let mut seq: u32 = 0;
     let mut closing = false;
+    // Whether an unbind went out, and until when its answer is awaited once the client is gone.
+    let mut unbinding = false;
+    let mut close_deadline = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
     let result: Result<(), ClientError> = async {
         loop {
             if !out.is_empty() {
@@ -249,13 +259,23 @@ async fn connection(
                     encode_into(&mut out, &Command::new(CommandStatus::EsmeRok, seq, Pdu::EnquireLink));
                     enquiring = Some(seq);
                 }
+                _ = tokio::time::sleep_until(close_deadline), if closing => {
+                    return Err(ClientError::Closed);
+                }
                 r = requests.recv(), if !closing && waiting.len() < WINDOW => {
                     let Some((pdu, reply)) = r else {
                         closing = true;
+                        close_deadline = tokio::time::Instant::now() + CLOSE_TIMEOUT;
+                        if !unbinding {
+                            seq = seq.wrapping_add(1).max(1);
+                            encode_into(&mut out, &Command::new(CommandStatus::EsmeRok, seq, Pdu::Unbind));
+                            unbinding = true;
+                        }
                         continue;
                     };
                     let mut next = Some((pdu, reply));
                     while let Some((pdu, reply)) = next.take() {
+                        unbinding |= matches!(pdu, Pdu::Unbind);
                         seq = seq.wrapping_add(1).max(1);
                         encode_into(&mut out, &Command::new(CommandStatus::EsmeRok, seq, pdu));
                         waiting.insert(seq, reply);
@@ -284,6 +304,7 @@ async fn connection(
                             encode_into(&mut out, &Command::new(CommandStatus::EsmeRok, seq, Pdu::UnbindResp));
                             write.write_all(&out).await?;
                             write.flush().await?;
+                            await_close(&mut frames).await;
                             return Ok(());
                         }
                         Some(Pdu::DeliverSm(_)) => {
@@ -299,6 +320,7 @@ async fn connection(
                                 let _ = reply.send(Ok(cmd));
                             }
                             if unbind_resp {
+                                await_close(&mut frames).await;
                                 return Ok(());
                             }
                         }
@@ -312,4 +334,11 @@ async fn connection(
         tracing::debug!(error = %e, "SMPP client connection ended");
     }
     // Requests still waiting learn that the connection is gone when their senders drop.
+}
+
+/// Waits, within [`CLOSE_TIMEOUT`], for the SMSC to close after the unbind exchange; what
+/// else arrives is late and dropped.
+async fn await_close(frames: &mut FramedRead<ReadHalf, SmppCodec>) {
+    let closed = async { while let Some(Ok(_)) = frames.next().await {} };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, closed).await;
 }

@@ -9,8 +9,9 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::{Algorithm, Argon2, Params, Version};
 
 /// Argon2id with small parameters: SMPP passwords are at most 8 characters, so the hash must be
-/// slow to guess offline, yet a bind must not take a core for long (binds are rate-limited per
-/// connection on top). 4 MiB, 2 passes: a few milliseconds of one core per bind.
+/// slow to guess offline, yet a bind must not take a core for long (binds are limited per
+/// connection, and locked out per system_id and address by [`crate::bind_guard`], on top).
+/// 4 MiB, 2 passes: a few milliseconds of one core per bind.
 fn hasher() -> Argon2<'static> {
     let params = Params::new(4096, 2, 1, None).unwrap_or_default();
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
@@ -25,7 +26,13 @@ pub struct EsmeAccount {
     pub max_submits_per_s: u32,
     /// What this ESME's data_coding 0 means.
     pub default_alphabet: DefaultAlphabet,
+    /// Sessions this ESME may hold bound at once; a bind beyond them gets ESME_RBINDFAIL.
+    pub max_sessions: u32,
 }
+
+/// [`EsmeAccount::max_sessions`] unless set: a transmitter and a receiver, or a transceiver,
+/// several times over for a gateway that spreads its load.
+pub const DEFAULT_MAX_SESSIONS: u32 = 8;
 
 /// What data_coding 0 (the "SMSC default alphabet") means on one ESME's binds: GSM 03.38 as
 /// unpacked septets, or Latin-1 for the ESMEs that send it.
@@ -77,11 +84,16 @@ impl EsmeAccount {
             password_hash,
             max_submits_per_s,
             default_alphabet: DefaultAlphabet::Gsm,
+            max_sessions: DEFAULT_MAX_SESSIONS,
         })
     }
 
     pub fn with_default_alphabet(self, default_alphabet: DefaultAlphabet) -> EsmeAccount {
         EsmeAccount { default_alphabet, ..self }
+    }
+
+    pub fn with_max_sessions(self, max_sessions: u32) -> EsmeAccount {
+        EsmeAccount { max_sessions, ..self }
     }
 
     pub fn verify(&self, password: &str) -> bool {

@@ -14,8 +14,12 @@
 //! - [`client`]: a bind with any number of requests outstanding, and the deliver_sm it receives.
 //!
 //! Both speak plain TCP or TLS (rustls; the configurations come from the caller, built by
-//! `numport-tls` from PEM files).
+//! `numport-tls` from PEM files). With `SSLKEYLOGFILE` set in the environment, both write
+//! their TLS secrets to that file, so that Wireshark can decrypt a capture; unset, nothing is
+//! written.
 //! - [`esme`]: ESME accounts, with passwords kept as Argon2id hashes, and their rate limits.
+//! - [`bind_guard`]: failed binds locked out per system_id and per address, and sessions
+//!   capped per ESME.
 //! - [`receipt`]: the customary delivery-receipt text.
 //! - [`time`]: SMPP's absolute and relative time fields.
 //!
@@ -23,6 +27,7 @@
 //! interconnect links live in the operator node (`operator::sms_center`), which implements the
 //! handler.
 
+pub mod bind_guard;
 pub mod client;
 pub mod esme;
 pub mod frame;
@@ -31,6 +36,7 @@ pub mod receipt;
 pub mod server;
 pub mod time;
 
+pub use bind_guard::{LockoutConfig, LockoutScope, Observer, Refusal, SmppObserver};
 pub use esme::{DefaultAlphabet, EsmeAccount, EsmeDirectory};
 pub use operations::MessageStatus;
 pub use server::{

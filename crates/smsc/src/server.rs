@@ -3,12 +3,15 @@
 //! A connection must bind (transmitter, receiver or transceiver) with a known system_id and its
 //! password (an unknown system_id is answered as a wrong password, after the same work)
 //! within `bind_timeout` of connecting, whatever else it sends meanwhile (an
-//! enquire_link is answered but does not extend it); three failed binds close it. Once bound, submit_sm is
+//! enquire_link is answered but does not extend it); three failed binds close it. Failed binds
+//! lock their system_id and their address out for a while, and an ESME holds at most its
+//! `max_sessions` ([`crate::bind_guard`]). Once bound, submit_sm is
 //! accepted (transmitter and transceiver) up to the ESME's rate, and each accepted message is
 //! handed to the [`SubmitHandler`], whose message id is answered in submit_sm_resp. A PDU
 //! that cannot be decoded gets generic_nack with its sequence number and the connection goes
 //! on; a command_length the framing cannot trust gets generic_nack and the connection closes.
-//! A connection silent for `idle_timeout` is unbound and closed.
+//! A connection silent for `idle_timeout` is unbound, and closed once the ESME's unbind_resp
+//! arrives (or `response_timeout` passes): an orderly close, with nothing left unread.
 //!
 //! Beside submit_sm, a bound transmitter or transceiver sends submit_multi and data_sm (each
 //! message handed to the handler as a submit_sm) and query_sm, cancel_sm and replace_sm
@@ -31,6 +34,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,10 +57,11 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::rustls::{KeyLogFile, ServerConfig};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
+use crate::bind_guard::{BindGuard, LockoutConfig, Observer, Refusal, SessionSlot};
 use crate::esme::{EsmeDirectory, TokenBucket, verify_bind};
 use crate::frame::{Frame, FrameError, SmppCodec, holds_whole_pdu};
 use crate::operations::{self, MessageStatus, error_response};
@@ -74,8 +79,13 @@ pub struct SmppConfig {
     /// Requests outstanding at once in each direction of a session: submits in the handler,
     /// and deliver_sm awaiting the ESME's response.
     pub window: usize,
-    /// How long a deliver_sm may wait for its response.
+    /// How long a deliver_sm may wait for its response, and an unbind the server sends for
+    /// its unbind_resp.
     pub response_timeout: Duration,
+    /// When failed binds lock a system_id or an address out.
+    pub lockout: LockoutConfig,
+    /// Told of refused connections and binds, and of lockouts.
+    pub observer: Observer,
 }
 
 impl Default for SmppConfig {
@@ -89,6 +99,8 @@ impl Default for SmppConfig {
             max_failed_binds: 3,
             window: 64,
             response_timeout: Duration::from_secs(10),
+            lockout: LockoutConfig::default(),
+            observer: Observer::default(),
         }
     }
 }
@@ -276,6 +288,7 @@ struct Shared<H> {
     directory: EsmeDirectory,
     handler: H,
     receivers: Receivers,
+    guard: Arc<BindGuard>,
 }
 
 /// Where the server accepts connections: plain TCP, TLS, or both. Sessions on either share the
@@ -322,11 +335,12 @@ pub async fn serve<H: SubmitHandler>(
 ) -> std::io::Result<()> {
     let Endpoints { plain, tls } = endpoints.into();
     let (tls_listener, acceptor) = match tls {
-        Some((listener, config)) => (Some(listener), Some(TlsAcceptor::from(config))),
+        Some((listener, config)) => (Some(listener), Some(TlsAcceptor::from(with_key_log(config)))),
         None => (None, None),
     };
     let slots = Arc::new(Semaphore::new(config.max_connections));
-    let shared = Arc::new(Shared { config, directory, handler, receivers });
+    let guard = BindGuard::new(config.lockout, config.observer.clone());
+    let shared = Arc::new(Shared { config, directory, handler, receivers, guard });
     loop {
         let (stream, peer, tls) = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
@@ -337,10 +351,12 @@ pub async fn serve<H: SubmitHandler>(
         // the ESMEs already bound.
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "SMPP connection refused: connection limit reached");
+            shared.config.observer.refused(Refusal::ConnectionLimit);
             continue;
         };
         let _ = stream.set_nodelay(true);
         let (shared, stop) = (shared.clone(), stop.clone());
+        let accepted_at = Instant::now();
         tokio::spawn(async move {
             let halves = match tls {
                 None => tcp_halves(stream),
@@ -349,7 +365,7 @@ pub async fn serve<H: SubmitHandler>(
                     Err(e) => return tracing::debug!(%peer, error = %e, "SMPP TLS handshake failed"),
                 },
             };
-            if let Err(e) = Handler::new(halves, &shared).run(&stop).await {
+            if let Err(e) = Handler::new(halves, &shared, peer.ip(), accepted_at).run(&stop).await {
                 tracing::debug!(%peer, error = %e, "SMPP session ended");
             }
             drop(permit);
@@ -362,6 +378,34 @@ async fn accept(listener: Option<&TcpListener>) -> io::Result<(TcpStream, std::n
     match listener {
         Some(l) => l.accept().await,
         None => std::future::pending().await,
+    }
+}
+
+/// `config`, writing its sessions' secrets to the file `SSLKEYLOGFILE` names when that variable
+/// is set (for decrypting a capture; NSS key log format), and untouched when it is not.
+pub(crate) fn with_key_log<C: KeyLogged>(config: Arc<C>) -> Arc<C> {
+    if std::env::var_os("SSLKEYLOGFILE").is_none() {
+        return config;
+    }
+    let mut config = Arc::unwrap_or_clone(config);
+    config.set_key_log(Arc::new(KeyLogFile::new()));
+    Arc::new(config)
+}
+
+/// A rustls configuration with a key log: the server's and the client's.
+pub(crate) trait KeyLogged: Clone {
+    fn set_key_log(&mut self, key_log: Arc<KeyLogFile>);
+}
+
+impl KeyLogged for ServerConfig {
+    fn set_key_log(&mut self, key_log: Arc<KeyLogFile>) {
+        self.key_log = key_log;
+    }
+}
+
+impl KeyLogged for tokio_rustls::rustls::ClientConfig {
+    fn set_key_log(&mut self, key_log: Arc<KeyLogFile>) {
+        self.key_log = key_log;
     }
 }
 
@@ -402,9 +446,14 @@ struct Bound {
     bucket: TokenBucket,
     /// Present for receiver and transceiver sessions; dropping it unregisters the session.
     registration: Option<Registration>,
+    /// Counts the session against the ESME's `max_sessions` while it lives.
+    _slot: SessionSlot,
 }
 
 type Reply<'a> = Pin<Box<dyn Future<Output = Command> + Send + 'a>>;
+
+/// The longest a session waits for the ESME's close after its own ([`Handler::close_after_unbind`]).
+const LINGER: Duration = Duration::from_secs(2);
 
 /// Whether a session goes on after a step, or closes (what it buffered is written first).
 type Flow = ControlFlow<()>;
@@ -442,14 +491,16 @@ struct Handler<'a, H> {
     outbound: Option<mpsc::Receiver<Outbound>>,
     /// The sequence number of the last request this side sent.
     next_seq: u32,
+    /// Where the connection comes from: failed binds are counted per address.
+    peer: IpAddr,
     /// When the connection was accepted: the bind timeout runs from here, whatever the
-    /// client sends before binding.
+    /// client sends before binding (TLS handshake included).
     connected_at: Instant,
     last_heard: Instant,
 }
 
 impl<'a, H: SubmitHandler> Handler<'a, H> {
-    fn new((read, write): (ReadHalf, WriteHalf), shared: &'a Shared<H>) -> Self {
+    fn new((read, write): (ReadHalf, WriteHalf), shared: &'a Shared<H>, peer: IpAddr, connected_at: Instant) -> Self {
         Handler {
             shared,
             frames: FramedRead::new(read, SmppCodec::new(shared.config.max_pdu)),
@@ -461,7 +512,8 @@ impl<'a, H: SubmitHandler> Handler<'a, H> {
             awaiting: HashMap::new(),
             outbound: None,
             next_seq: 0,
-            connected_at: Instant::now(),
+            peer,
+            connected_at,
             last_heard: Instant::now(),
         }
     }
@@ -475,12 +527,16 @@ impl<'a, H: SubmitHandler> Handler<'a, H> {
                 self.flush().await?;
             }
             let flow = match self.next_event(stop).await {
-                Event::Stop => self.unbind().await?,
+                Event::Stop => self.stop().await?,
                 Event::Reply(reply) => self.replied(reply),
                 Event::Deliver(outbound) => self.send_deliver(outbound),
                 Event::Frame(frame) => self.received(frame).await?,
+                Event::Idle if self.bound.is_none() => {
+                    tracing::debug!(peer = %self.peer, "SMPP client not bound within the bind timeout: closing");
+                    self.unbind_unbound().await?
+                }
                 Event::Idle => {
-                    tracing::debug!("SMPP client idle: unbinding");
+                    tracing::debug!(peer = %self.peer, "SMPP client idle: unbinding");
                     self.unbind().await?
                 }
             };
@@ -494,10 +550,12 @@ impl<'a, H: SubmitHandler> Handler<'a, H> {
     /// handler, and is sent no deliver_sm while `window` of them await an answer.
     async fn next_event(&mut self, stop: &CancellationToken) -> Event {
         let config = &self.shared.config;
-        let deadline = match self.bound {
-            Some(_) => self.last_heard + config.idle_timeout,
-            None => self.connected_at + config.bind_timeout,
-        };
+        let deadline = self.deadline();
+        // Checked first: a client that always has a PDU buffered must not keep the timer from
+        // ever being polled.
+        if self.replies.is_empty() && deadline <= Instant::now() {
+            return Event::Idle;
+        }
         let idle_deadline = tokio::time::Instant::from_std(deadline);
         let may_send = self.outbound.is_some() && self.awaiting.len() < config.window;
         let outbound = &mut self.outbound;
@@ -508,6 +566,15 @@ impl<'a, H: SubmitHandler> Handler<'a, H> {
             Some(o) = async { outbound.as_mut()?.recv().await }, if may_send => Event::Deliver(o),
             frame = self.frames.next(), if self.replies.len() < config.window => Event::Frame(frame),
             _ = tokio::time::sleep_until(idle_deadline), if self.replies.is_empty() => Event::Idle,
+        }
+    }
+
+    /// When the session times out: the bind timeout counted from the connection while unbound,
+    /// the idle timeout counted from the last PDU heard once bound.
+    fn deadline(&self) -> Instant {
+        match self.bound {
+            Some(_) => self.last_heard + self.shared.config.idle_timeout,
+            None => self.connected_at + self.shared.config.bind_timeout,
         }
     }
 
@@ -586,7 +653,7 @@ impl<'a, H: SubmitHandler> Handler<'a, H> {
         while let Some(reply) = self.replies.next().await {
             self.push(&reply);
         }
-        self.close().await
+        self.close_after_unbind().await
     }
 
     /// Answers a bind; after `max_failed_binds` failures the session closes.
@@ -595,7 +662,7 @@ impl<'a, H: SubmitHandler> Handler<'a, H> {
         let status = if self.bound.is_some() {
             CommandStatus::EsmeRalybnd
         } else {
-            match authenticate(self.shared, pdu).await {
+            match authenticate(self.shared, pdu, self.peer).await {
                 Ok(bound) => {
                     self.bound_as(bound);
                     CommandStatus::EsmeRok
@@ -757,11 +824,76 @@ impl<'a, H: SubmitHandler> Handler<'a, H> {
         self.replies.push(reply);
     }
 
-    /// Sends unbind (the server stops, or the ESME idled) and closes.
+    /// The server stops: the answers of the submits still in the handler go out (within
+    /// `response_timeout`), then the session is unbound.
+    async fn stop(&mut self) -> io::Result<Flow> {
+        let answered = async {
+            while let Some(reply) = self.replies.next().await {
+                encode_into(&mut self.out, &reply);
+            }
+        };
+        let _ = tokio::time::timeout(self.shared.config.response_timeout, answered).await;
+        match self.bound {
+            Some(_) => self.unbind().await,
+            None => self.unbind_unbound().await,
+        }
+    }
+
+    /// Sends unbind (the server stops, or the ESME idled), waits up to `response_timeout` for
+    /// the ESME's unbind_resp and closes: the ESME has read everything by then, so the close
+    /// is an orderly one on both sides (no reset in the middle of its answer).
     async fn unbind(&mut self) -> io::Result<Flow> {
+        let seq = self.send_unbind();
+        self.flush().await?;
+        let timeout = self.shared.config.response_timeout;
+        if tokio::time::timeout(timeout, self.unbind_resp(seq)).await.is_err() {
+            tracing::debug!(peer = %self.peer, "no unbind_resp within the response timeout: closing");
+        }
+        self.close_after_unbind().await
+    }
+
+    /// Closes after an unbind exchange, then waits (within `response_timeout`, at most
+    /// [`LINGER`]) for the ESME to close its side: a socket closed at once would answer
+    /// whatever the ESME still sends, such as its TLS close_notify, with a reset.
+    async fn close_after_unbind(&mut self) -> io::Result<Flow> {
+        let flow = self.close().await?;
+        // Unbound: the ESME's session slot and its receiver registration are free again.
+        self.bound = None;
+        self.outbound = None;
+        let drained = async { while let Some(Ok(_)) = self.frames.next().await {} };
+        let _ = tokio::time::timeout(self.shared.config.response_timeout.min(LINGER), drained).await;
+        Ok(flow)
+    }
+
+    /// Unbinds a connection that never bound, and closes without waiting for the answer: it
+    /// holds its connection slot no longer than the bind timeout, whatever it sends.
+    async fn unbind_unbound(&mut self) -> io::Result<Flow> {
+        self.send_unbind();
+        self.close().await
+    }
+
+    /// Buffers an unbind; returns its sequence number.
+    fn send_unbind(&mut self) -> u32 {
         self.next_seq = self.next_seq.wrapping_add(1).max(1);
-        let unbind = command(CommandStatus::EsmeRok, self.next_seq, Pdu::Unbind);
-        self.close_with(&unbind).await
+        self.push(&command(CommandStatus::EsmeRok, self.next_seq, Pdu::Unbind));
+        self.next_seq
+    }
+
+    /// Reads until the answer to the unbind numbered `seq`, the ESME's own unbind (answered),
+    /// or the end of the connection; what else arrives is late and left unanswered.
+    async fn unbind_resp(&mut self, seq: u32) {
+        while let Some(Ok(Frame::Pdu(header, _))) = self.frames.next().await {
+            match CommandId::from(header.command_id) {
+                CommandId::UnbindResp if header.sequence_number == seq => return,
+                CommandId::Unbind => {
+                    let resp = command(CommandStatus::EsmeRok, header.sequence_number, Pdu::UnbindResp);
+                    self.push(&resp);
+                    let _ = self.flush().await;
+                    return;
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Buffers `last`, writes what is buffered, and closes.
@@ -774,8 +906,18 @@ impl<'a, H: SubmitHandler> Handler<'a, H> {
     /// the end from a cut connection).
     async fn close(&mut self) -> io::Result<Flow> {
         self.flush().await?;
-        let _ = tokio::time::timeout(self.shared.config.idle_timeout, self.write.shutdown()).await;
+        let _ = tokio::time::timeout(self.write_timeout(), self.write.shutdown()).await;
         Ok(ControlFlow::Break(()))
+    }
+
+    /// How long a write may wait for the client to read: the idle timeout once bound, and no
+    /// later than the bind timeout (past it, a moment) before.
+    fn write_timeout(&self) -> Duration {
+        let config = &self.shared.config;
+        match self.bound {
+            Some(_) => config.idle_timeout,
+            None => self.deadline().saturating_duration_since(Instant::now()).max(Duration::from_millis(100)),
+        }
     }
 
     fn push(&mut self, c: &Command) {
@@ -783,7 +925,8 @@ impl<'a, H: SubmitHandler> Handler<'a, H> {
     }
 
     async fn flush(&mut self) -> io::Result<()> {
-        write_out(&mut self.write, &mut self.out, self.shared.config.idle_timeout).await
+        let timeout = self.write_timeout();
+        write_out(&mut self.write, &mut self.out, timeout).await
     }
 }
 
@@ -807,26 +950,46 @@ async fn write_out(
     }
 }
 
-/// Checks a bind's credentials; Argon2 takes milliseconds, so off the async workers.
-/// Refused binds are all answered ESME_RINVPASWD, whether the system_id exists or not.
-async fn authenticate<H>(shared: &Shared<H>, pdu: &Pdu) -> Result<Bound, CommandStatus> {
+/// Checks a bind from `peer`. A locked-out system_id or address is refused at once with
+/// ESME_RBINDFAIL (no Argon2 work, whatever the password); otherwise the credentials are
+/// checked (Argon2 takes milliseconds, so off the async workers), and refused binds are all
+/// answered ESME_RINVPASWD, whether the system_id exists or not, and counted towards a
+/// lockout. A bind beyond the ESME's `max_sessions` gets ESME_RBINDFAIL.
+async fn authenticate<H>(shared: &Shared<H>, pdu: &Pdu, peer: IpAddr) -> Result<Bound, CommandStatus> {
     let (system_id, password, mode) = match pdu {
         Pdu::BindTransmitter(b) => (b.system_id.as_str(), b.password.as_str(), BindMode::Transmitter),
         Pdu::BindReceiver(b) => (b.system_id.as_str(), b.password.as_str(), BindMode::Receiver),
         Pdu::BindTransceiver(b) => (b.system_id.as_str(), b.password.as_str(), BindMode::Transceiver),
         _ => return Err(CommandStatus::EsmeRinvcmdid),
     };
+    if !shared.guard.admits(system_id, peer) {
+        tracing::info!(system_id, %peer, "SMPP bind refused: locked out");
+        return Err(CommandStatus::EsmeRbindfail);
+    }
     let account = shared.directory.get(system_id).cloned();
     let (checked, pw) = (account.clone(), password.to_owned());
+    let turn = shared.guard.verifying().await;
     let verified = tokio::task::spawn_blocking(move || verify_bind(checked.as_ref(), &pw)).await.unwrap_or(false);
+    drop(turn);
     // An unknown system_id and a wrong password get the same answer after the same work.
-    let Some(account) = account.filter(|_| verified) else { return Err(CommandStatus::EsmeRinvpaswd) };
-    tracing::info!(system_id, ?mode, "ESME bound");
+    let Some(account) = account.filter(|_| verified) else {
+        tracing::info!(system_id, %peer, "SMPP bind refused: wrong credentials");
+        shared.guard.failed(system_id, peer);
+        return Err(CommandStatus::EsmeRinvpaswd);
+    };
+    shared.guard.succeeded(system_id);
+    let Some(slot) = shared.guard.open_session(system_id, account.max_sessions) else {
+        let max_sessions = account.max_sessions;
+        tracing::warn!(system_id, %peer, max_sessions, "SMPP bind refused: the ESME holds its sessions");
+        return Err(CommandStatus::EsmeRbindfail);
+    };
+    tracing::info!(system_id, ?mode, %peer, "ESME bound");
     Ok(Bound {
         system_id: system_id.into(),
         mode,
         bucket: TokenBucket::new(account.max_submits_per_s),
         registration: None,
+        _slot: slot,
     })
 }
 

@@ -349,3 +349,28 @@ async fn kannel_binds_as_transceiver_and_submits_gsm_ucs2_and_concatenated_text(
     let complaints = kannel.smpp_complaints();
     assert!(complaints.is_empty(), "Kannel complained about our answers:\n{}", complaints.join("\n"));
 }
+
+#[tokio::test]
+async fn kannel_sends_gsm_text_with_the_extension_table_and_accented_letters_intact() {
+    let Some(bearerbox) = testkit::command("bearerbox", "apt-get install kannel") else { return };
+    let Some(smsbox) = testkit::command("smsbox", "apt-get install kannel") else { return };
+    let mut s = start_server().await;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let mut kannel = Kannel::start(s.addr, &bearerbox, &smsbox).await;
+    kannel.wait_bound(&http).await;
+
+    // Kannel's defaults (no alt-charset, no coding given): UTF-8 from sendsms is converted to
+    // the GSM default alphabet, sent as data_coding 0, one septet per octet, the extension
+    // table's characters as escape (0x1B) and code.
+    let text = "@£$_{}[]~€ \\|^ ÄÖÑÜäöñüà èéùìòÇØøÅåÆæßÉ ¿¡§ ¥ ΔΦΓΛΩΠΨΣΘΞ";
+    kannel.send(&http, "+4790000004", text, &[]).await;
+    let m = next_submit(&mut s, &kannel, "the GSM text").await;
+    let sm = m.submit.short_message().as_ref();
+    assert_eq!(u8::from(m.submit.data_coding), 0, "{:?}", m.submit.data_coding);
+    assert_eq!(u8::from(m.submit.esm_class) & 0x40, 0, "no UDH: {:?}", m.submit.esm_class);
+    assert!(sm.iter().all(|&b| b < 0x80), "not unpacked septets: {sm:02x?}");
+    assert_eq!(sm, sms::gsm7::encode(text).unwrap().as_slice(), "septets on the wire");
+    assert_eq!(sms::gsm7::decode(sm), text, "the text as the handler reads it");
+    let complaints = kannel.smpp_complaints();
+    assert!(complaints.is_empty(), "Kannel complained about our answers:\n{}", complaints.join("\n"));
+}

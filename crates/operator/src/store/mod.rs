@@ -54,6 +54,7 @@ pub static SQLITE_MIGRATIONS: &[Migration] = numport_db::migrations!(
         "0007_esme_default_alphabet.sql",
         "0008_sms_forwarded_expiry.sql",
         "0009_sms_schedule.sql",
+        "0010_esme_max_sessions.sql",
     ]
 );
 pub static POSTGRES_MIGRATIONS: &[Migration] = numport_db::migrations!(
@@ -68,6 +69,7 @@ pub static POSTGRES_MIGRATIONS: &[Migration] = numport_db::migrations!(
         "0007_esme_default_alphabet.sql",
         "0008_sms_forwarded_expiry.sql",
         "0009_sms_schedule.sql",
+        "0010_esme_max_sessions.sql",
     ]
 );
 

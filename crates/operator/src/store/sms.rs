@@ -459,26 +459,29 @@ impl OperatorStore {
     /// Adds or replaces an ESME account.
     pub async fn upsert_esme(&self, account: &smsc::EsmeAccount, now: Millis) -> Result<(), OperatorError> {
         sql::query(
-            "INSERT INTO esme_accounts (system_id, password_hash, max_submits_per_s, created_at, default_alphabet) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (system_id) DO UPDATE SET \
+            "INSERT INTO esme_accounts \
+             (system_id, password_hash, max_submits_per_s, created_at, default_alphabet, max_sessions) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (system_id) DO UPDATE SET \
              password_hash = excluded.password_hash, max_submits_per_s = excluded.max_submits_per_s, \
-             default_alphabet = excluded.default_alphabet",
+             default_alphabet = excluded.default_alphabet, max_sessions = excluded.max_sessions",
         )
         .bind(&account.system_id)
         .bind(&account.password_hash)
         .bind(account.max_submits_per_s as i64)
         .bind(now)
         .bind(account.default_alphabet.as_str())
+        .bind(i64::from(account.max_sessions))
         .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }
 
     pub async fn esmes(&self) -> Result<Vec<smsc::EsmeAccount>, OperatorError> {
-        let rows =
-            sql::query("SELECT system_id, password_hash, max_submits_per_s, default_alphabet FROM esme_accounts")
-                .fetch_all(&mut *self.conn().await?)
-                .await?;
+        let rows = sql::query(
+            "SELECT system_id, password_hash, max_submits_per_s, default_alphabet, max_sessions FROM esme_accounts",
+        )
+        .fetch_all(&mut *self.conn().await?)
+        .await?;
         rows.iter()
             .map(|r| {
                 Ok(smsc::EsmeAccount {
@@ -489,6 +492,7 @@ impl OperatorStore {
                         .try_get::<String, _>("default_alphabet")?
                         .parse()
                         .map_err(|e: smsc::esme::UnknownAlphabet| OperatorError::Config(e.to_string()))?,
+                    max_sessions: r.try_get::<i64, _>("max_sessions")?.clamp(1, u32::MAX as i64) as u32,
                 })
             })
             .collect()
