@@ -222,6 +222,22 @@ print("REPLACE_CANCELLED", status, flush=True)
 status, _ = call('cancel_sm', **SOURCE, message_id=others_id, destination_addr="")
 print("CANCEL_OTHER", status, flush=True)
 
+# Without a message_id: every queued message from this source to that destination (a number
+# of the local operator's range that nothing else here is sent to).
+BULK_TO = "4790000099"
+bulk = []
+for text in (b"Bulk 1", b"Bulk 2"):
+    status, r = call('submit_sm', **SOURCE, dest_addr_ton=consts.SMPP_TON_INTL,
+                     dest_addr_npi=consts.SMPP_NPI_ISDN, destination_addr=BULK_TO, short_message=text)
+    bulk.append(r.message_id.decode())
+status, _ = call('cancel_sm', **SOURCE, message_id="", dest_addr_ton=consts.SMPP_TON_INTL,
+                 dest_addr_npi=consts.SMPP_NPI_ISDN, destination_addr=BULK_TO)
+states = [call('query_sm', message_id=i, **SOURCE)[1].message_state for i in bulk]
+print("CANCEL_ALL", status, *states, flush=True)
+status, _ = call('cancel_sm', **SOURCE, message_id="", dest_addr_ton=consts.SMPP_TON_INTL,
+                 dest_addr_npi=consts.SMPP_NPI_ISDN, destination_addr=BULK_TO)
+print("CANCEL_NONE", status, flush=True)
+
 c.unbind()
 c.disconnect()
 print("DONE", flush=True)

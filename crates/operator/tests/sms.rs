@@ -764,6 +764,9 @@ async fn operations_flow(r: &Running) {
     assert_eq!(line("QUERY_CANCELLED"), "0 4 16");
     // Once deleted, neither cancelled again (ESME_RCANCELFAIL) nor replaced (ESME_RREPLACEFAIL).
     assert_eq!((line("CANCEL_AGAIN"), line("REPLACE_CANCELLED")), ("17", "19"));
+    // cancel_sm without a message_id: both queued messages from MyBank to the number are
+    // DELETED; a second finds none (ESME_RCANCELFAIL).
+    assert_eq!((line("CANCEL_ALL"), line("CANCEL_NONE")), ("0 4 4", "17"));
     assert_eq!(line("DONE"), "");
 
     // The handset attaches: the shop's message, the submit_multi's GSM text intact, and the

@@ -68,6 +68,8 @@ pub use committer::{Change, Committed};
 const TERMINAL_QUEUE: usize = 1024;
 /// Messages waiting for an interconnect link, at most (more wait in the database).
 const PEER_QUEUE: usize = 8192;
+/// Messages one cancel_sm without a message_id cancels, at most (a second one takes the rest).
+const CANCEL_AT_ONCE: i64 = 1000;
 /// How long a cancel or replacement is remembered for copies of its message already in a
 /// session's or link's queue (those are sent within seconds, or dropped and read again).
 const AMENDMENT_MEMORY: Duration = Duration::from_secs(600);
@@ -299,8 +301,12 @@ impl SubmitHandler for SubmitToCenter {
     }
 
     async fn cancel(&self, system_id: &str, cancel: &CancelSm) -> Result<(), CommandStatus> {
-        let m = self.own_message(system_id, cancel.message_id.as_str(), cancel.source_addr.as_str()).await?;
-        let destination = cancel.destination_addr.as_str().trim_start_matches('+');
+        let (source, destination) = (cancel.source_addr.as_str(), cancel.destination_addr.as_str());
+        let destination = destination.trim_start_matches('+');
+        if cancel.message_id.as_str().is_empty() {
+            return self.cancel_all(system_id, source, destination).await;
+        }
+        let m = self.own_message(system_id, cancel.message_id.as_str(), source).await?;
         if !destination.is_empty() && destination != m.destination {
             return Err(CommandStatus::EsmeRinvmsgid);
         }
@@ -364,6 +370,28 @@ impl SubmitToCenter {
             CommandStatus::EsmeRqueryfail
         })?;
         m.filter(|m| source_addr.is_empty() || m.source_addr == source_addr).ok_or(CommandStatus::EsmeRinvmsgid)
+    }
+
+    /// cancel_sm without a message_id (SMPP 3.4 §4.9): every queued message of the ESME from
+    /// `source` to `destination` (both required), in one commit; ESME_RCANCELFAIL if there
+    /// was none.
+    async fn cancel_all(&self, system_id: &str, source: &str, destination: &str) -> Result<(), CommandStatus> {
+        if source.is_empty() || destination.is_empty() {
+            return Err(CommandStatus::EsmeRinvmsgid);
+        }
+        let queued = self.node.store().queued_from(system_id, source, destination, CANCEL_AT_ONCE).await;
+        let queued = queued.map_err(|e| {
+            tracing::warn!(error = %e, "short message lookup");
+            CommandStatus::EsmeRcancelfail
+        })?;
+        let cancels = queued
+            .iter()
+            .map(|m| self.amend(Change::Cancel(m.id, system_id.to_owned()), CommandStatus::EsmeRcancelfail));
+        let outcomes = futures::future::join_all(cancels).await;
+        match outcomes.iter().any(Result::is_ok) {
+            true => Ok(()),
+            false => Err(CommandStatus::EsmeRcancelfail),
+        }
     }
 
     /// Commits a cancel or replacement; `refused` if the message was no longer queued.

@@ -554,6 +554,22 @@ impl OperatorStore {
             .pop())
     }
 
+    /// Queued messages of ESME `system_id` from `source_addr` to `destination`, oldest first.
+    pub async fn queued_from(
+        &self,
+        system_id: &str,
+        source_addr: &str,
+        destination: &str,
+        limit: i64,
+    ) -> Result<Vec<StoredSms>, OperatorError> {
+        self.select_sms(
+            "WHERE destination = $1 AND state = 'queued' AND system_id = $2 AND source_addr = $3 ORDER BY id LIMIT $4",
+            &[Arg::Text(destination), Arg::Text(system_id), Arg::Text(source_addr)],
+            limit,
+        )
+        .await
+    }
+
     /// Messages queued for local delivery to `msisdn` whose next attempt is due by `due_by`
     /// and whose schedule allows delivery at `now`, oldest first.
     pub async fn queued_for(
