@@ -52,7 +52,7 @@ pub static SQLITE_MIGRATIONS: &[Migration] = numport_db::migrations!(
         "0005_sms_origin_ref.sql",
         "0006_sms_queue_indexes.sql",
         "0007_esme_default_alphabet.sql",
-        "0008_esme_max_sessions.sql",
+        "0011_esme_max_sessions.sql",
     ]
 );
 pub static POSTGRES_MIGRATIONS: &[Migration] = numport_db::migrations!(
@@ -65,7 +65,7 @@ pub static POSTGRES_MIGRATIONS: &[Migration] = numport_db::migrations!(
         "0005_sms_origin_ref.sql",
         "0006_sms_queue_indexes.sql",
         "0007_esme_default_alphabet.sql",
-        "0008_esme_max_sessions.sql",
+        "0011_esme_max_sessions.sql",
     ]
 );
 
