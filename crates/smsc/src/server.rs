@@ -880,11 +880,17 @@ impl<'a, H: SubmitHandler> Handler<'a, H> {
     }
 
     /// Reads until the answer to the unbind numbered `seq`, the ESME's own unbind (answered),
-    /// or the end of the connection; what else arrives is late and left unanswered.
+    /// or the end of the connection. Answers to deliver_sm still reach the application; requests
+    /// are late and left unanswered.
     async fn unbind_resp(&mut self, seq: u32) {
         while let Some(Ok(Frame::Pdu(header, _))) = self.frames.next().await {
             match CommandId::from(header.command_id) {
                 CommandId::UnbindResp if header.sequence_number == seq => return,
+                CommandId::DeliverSmResp => {
+                    if let Some(answer) = self.awaiting.remove(&header.sequence_number) {
+                        let _ = answer.send(CommandStatus::from(header.command_status));
+                    }
+                }
                 CommandId::Unbind => {
                     let resp = command(CommandStatus::EsmeRok, header.sequence_number, Pdu::UnbindResp);
                     self.push(&resp);

@@ -25,6 +25,7 @@ const ESME_RBINDFAIL: u32 = 0x0D;
 
 struct Server {
     addr: SocketAddr,
+    receivers: smsc::Receivers,
     stop: CancellationToken,
 }
 
@@ -45,8 +46,9 @@ async fn start(config: SmppConfig) -> Server {
     tokio::spawn(async move { while submitted.recv().await.is_some() {} });
     let stop = CancellationToken::new();
     let handler = smsc::ChannelHandler::new(tx);
-    tokio::spawn(smsc::serve(listener, config, directory, handler, smsc::Receivers::new(), stop.clone()));
-    Server { addr, stop }
+    let receivers = smsc::Receivers::new();
+    tokio::spawn(smsc::serve(listener, config, directory, handler, receivers.clone(), stop.clone()));
+    Server { addr, receivers, stop }
 }
 
 /// A connection to `server` from the loopback address `127.0.0.<host>`.
@@ -344,4 +346,32 @@ async fn a_dropped_client_unbinds_and_closes_after_the_smsc() {
         smsc::client::Client::bind(addr, "bank", "s3cret", smsc::BindMode::Transceiver).await.unwrap();
     drop(client);
     tokio::time::timeout(Duration::from_secs(5), smsc).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_deliver_sm_answered_while_the_server_unbinds_is_still_answered() {
+    use smsc::rusmpp::pdus::DeliverSm;
+    use smsc::rusmpp::{CommandStatus, types::OctetString};
+    let s = start(SmppConfig::default()).await;
+    let mut c = connect_from(1, s.addr).await;
+    let mut bind = bind_transmitter("bank", "s3cret", 1);
+    bind[7] = 0x09; // bind_transceiver
+    c.write_all(&bind).await.unwrap();
+    assert_eq!(read_pdu(&mut c).await, Some((0x8000_0009, 0, 1)));
+    let deliver = DeliverSm::builder().short_message(OctetString::from_slice(b"id:1 stat:DELIVRD").unwrap()).build();
+    let receivers = s.receivers.clone();
+    let delivered = tokio::spawn(async move { receivers.deliver("bank", deliver, Duration::from_secs(5)).await });
+    let (id, _, deliver_seq) = read_pdu(&mut c).await.expect("the deliver_sm");
+    assert_eq!(id, 0x0000_0005);
+    // The server stops before the ESME answers; the answer comes after the unbind.
+    s.stop.cancel();
+    let (id, _, unbind_seq) = read_pdu(&mut c).await.expect("unbind at stop");
+    assert_eq!(id, UNBIND);
+    let mut answers = pdu(0x8000_0005, deliver_seq, &[0]);
+    answers.extend(pdu(UNBIND_RESP, unbind_seq, &[]));
+    c.write_all(&answers).await.unwrap();
+    assert_eq!(delivered.await.unwrap(), Ok(CommandStatus::EsmeRok));
+    let mut byte = [0u8; 1];
+    let end = tokio::time::timeout(Duration::from_secs(2), c.read(&mut byte)).await.expect("closed after unbind_resp");
+    assert_eq!(end.unwrap(), 0);
 }
