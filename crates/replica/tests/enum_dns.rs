@@ -11,6 +11,7 @@ use std::time::Duration;
 use common::*;
 use hickory_server::proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_server::proto::rr::{Name, RData, RecordType};
+use testkit::capture::{Capture, PROBLEMS, tshark};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio_util::sync::CancellationToken;
@@ -255,6 +256,47 @@ async fn dig_reads_the_apex_and_negative_answers() {
         let without = ask(&dig, s.addr, &[transport, name, "NAPTR"]).await;
         assert!(without.contains("EDNS: version: 0, flags:;"), "{transport} {name}: {without}");
     }
+}
+
+/// tshark decodes a capture of the ENUM server's answers (a ported and a non-ported number's
+/// NAPTR, the apex's SOA and NS, an empty non-terminal, NXDOMAIN, a refused transfer, BADVERS
+/// and the DO bit, over UDP and TCP) and finds every answer, and no malformed packet or
+/// expert warning.
+#[tokio::test]
+async fn tshark_decodes_the_enum_answers_without_malformed_packets() {
+    let Some(dig) = testkit::command("dig", "apt-get install dnsutils") else { return };
+    let Some(_) = testkit::command("tshark", "apt-get install tshark") else { return };
+    let s = EnumServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("enum.pcapng");
+    let Some(capture) = Capture::start(&format!("port {}", s.addr.port()), &pcap).await else { return };
+    let asked: &[&[&str]] = &[
+        &["1.0.0.0.0.0.0.9.7.4.e164.arpa.", "NAPTR"],
+        &["2.0.0.0.0.0.0.9.7.4.e164.arpa.", "NAPTR"],
+        &["+dnssec", "1.0.0.0.0.0.0.9.7.4.e164.arpa.", "NAPTR"],
+        &["e164.arpa.", "SOA"],
+        &["e164.arpa.", "NS"],
+        &["9.7.4.e164.arpa.", "NAPTR"],
+        &["3.9.7.4.e164.arpa.", "NAPTR"],
+        &["+edns=1", "+noednsnegotiation", "e164.arpa.", "SOA"],
+        &["e164.arpa.", "AXFR"],
+    ];
+    for transport in ["+notcp", "+tcp"] {
+        for args in asked {
+            ask(&dig, s.addr, &[&[transport][..], args].concat()).await;
+        }
+    }
+    let pcap = capture.stop().await;
+    let (udp, tcp) = (format!("udp.port=={},dns", s.addr.port()), format!("tcp.port=={},dns", s.addr.port()));
+    let answers =
+        tshark(&pcap, &["-d", &udp, "-d", &tcp, "-Y", "dns.flags.response == 1", "-T", "fields", "-e", "dns.id"]);
+    // Each question once over UDP and once over TCP (dig asks the AXFR over TCP both times).
+    assert_eq!(answers.len(), 2 * asked.len(), "answers tshark decoded: {answers:?}");
+    let problems = tshark(
+        &pcap,
+        &["-d", &udp, "-d", &tcp, "-Y", PROBLEMS, "-T", "fields", "-e", "frame.number", "-e", "_ws.expert.message"],
+    );
+    assert_eq!(problems, Vec::<String>::new(), "malformed packets or expert warnings");
 }
 
 /// kdig reads the apex and a refused transfer, over UDP and TCP.

@@ -9,59 +9,17 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use numport_tls::pki::{Authority, Leaf};
 use smsc::client::{Client, ClientTls};
 use smsc::{BindMode, Endpoints, EsmeAccount, EsmeDirectory, SmppConfig};
+use testkit::capture::Capture;
 use tokio::net::TcpListener;
-use tokio::process::Child;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 const YEAR: Duration = Duration::from_secs(365 * 86_400);
-
-/// dumpcap writing what passes `filter` on lo to `pcap`, once it has begun; `None` (after
-/// [`testkit::skip`]) when it may not capture.
-async fn start_capture(dumpcap: &Path, filter: &str, pcap: &Path) -> Option<Child> {
-    let mut capture = tokio::process::Command::new(dumpcap)
-        .args(["-q", "-i", "lo", "-f", filter, "-w"])
-        .arg(pcap)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(Some(status)) = capture.try_wait() {
-            let mut stderr = String::new();
-            if let Some(mut e) = capture.stderr.take() {
-                let _ = tokio::io::AsyncReadExt::read_to_string(&mut e, &mut stderr).await;
-            }
-            let why = stderr.lines().find(|l| l.starts_with("dumpcap:")).unwrap_or("no message");
-            testkit::skip(
-                &format!("permission for dumpcap to capture on lo ({status}; {why})"),
-                "run as root, or as a member of group wireshark after `dpkg-reconfigure wireshark-common`",
-            );
-            return None;
-        }
-        // Capturing has begun once dumpcap has written its file header.
-        if std::fs::metadata(pcap).is_ok_and(|m| m.len() > 0) {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            return Some(capture);
-        }
-        assert!(tokio::time::Instant::now() < deadline, "dumpcap did not start capturing");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Stops dumpcap with SIGINT, so that it closes its file properly.
-async fn stop_capture(mut capture: Child) {
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    // SAFETY: signalling our own child; no memory is involved.
-    unsafe { libc::kill(capture.id().unwrap_or(0) as i32, libc::SIGINT) };
-    let _ = capture.wait().await;
-}
 
 /// A CA and a server certificate for 127.0.0.1 it issued, written to `dir`.
 fn issue(dir: &Path) -> (PathBuf, numport_tls::TlsFiles) {
@@ -107,7 +65,6 @@ impl Decoding<'_> {
 
 #[tokio::test]
 async fn tshark_decrypts_an_smpp_session_over_tls_with_the_key_log() {
-    let Some(dumpcap) = testkit::command("dumpcap", "apt-get install tshark") else { return };
     let Some(tshark) = testkit::command("tshark", "apt-get install tshark") else { return };
     let Some(openssl) = testkit::command("openssl", "apt-get install openssl") else { return };
     let dir = tempfile::tempdir().unwrap();
@@ -127,7 +84,7 @@ async fn tshark_decrypts_an_smpp_session_over_tls_with_the_key_log() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let pcap = dir.path().join("smpp-tls.pcapng");
-    let Some(capture) = start_capture(&dumpcap, &format!("tcp port {}", addr.port()), &pcap).await else { return };
+    let Some(capture) = Capture::start(&format!("tcp port {}", addr.port()), &pcap).await else { return };
 
     let server_config = numport_tls::server_config(&identity, None).unwrap();
     let endpoints = Endpoints { plain: None, tls: Some((listener, server_config)) };
@@ -153,7 +110,7 @@ async fn tshark_decrypts_an_smpp_session_over_tls_with_the_key_log() {
     let ended = tokio::time::timeout(Duration::from_secs(5), incoming.recv()).await;
     assert!(matches!(ended, Ok(None)), "the server did not unbind the idle session");
     drop(idle);
-    stop_capture(capture).await;
+    capture.stop().await;
     stop.cancel();
 
     let keys = std::fs::read_to_string(&key_log).unwrap();

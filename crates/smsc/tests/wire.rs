@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use smsc::{ChannelHandler, EsmeAccount, EsmeDirectory, SmppConfig};
+use testkit::capture::{Capture, tshark};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -16,42 +17,12 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
 async fn tshark_decodes_the_session_without_malformed_packets() {
-    let Some(dumpcap) = testkit::command("dumpcap", "apt-get install tshark") else { return };
-    let Some(tshark) = testkit::command("tshark", "apt-get install tshark") else { return };
+    let Some(_) = testkit::command("tshark", "apt-get install tshark") else { return };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("smpp.pcapng");
-    let mut capture = tokio::process::Command::new(dumpcap)
-        .args(["-q", "-i", "lo", "-f", &format!("tcp port {}", addr.port()), "-w"])
-        .arg(&pcap)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Capturing has begun once dumpcap has written its file header; it exits at once when it
-    // may not capture.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(Some(status)) = capture.try_wait() {
-            let mut stderr = String::new();
-            if let Some(mut e) = capture.stderr.take() {
-                let _ = tokio::io::AsyncReadExt::read_to_string(&mut e, &mut stderr).await;
-            }
-            // The line naming the failure starts with `dumpcap:`; advice on permissions follows.
-            let why = stderr.lines().find(|l| l.starts_with("dumpcap:")).unwrap_or("no message");
-            testkit::skip(
-                &format!("permission for dumpcap to capture on lo ({status}; {why})"),
-                "run as root, or as a member of group wireshark after `dpkg-reconfigure wireshark-common`",
-            );
-            return;
-        }
-        if std::fs::metadata(&pcap).is_ok_and(|m| m.len() > 0) {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "dumpcap did not start capturing");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let Some(capture) = Capture::start(&format!("tcp port {}", addr.port()), &pcap).await else { return };
 
     let (tx, mut rx) = mpsc::channel(16);
     let stop = CancellationToken::new();
@@ -75,31 +46,11 @@ async fn tshark_decodes_the_session_without_malformed_packets() {
     let mut buf = [0u8; 16];
     tokio::io::AsyncReadExt::read_exact(&mut raw, &mut buf).await.unwrap();
     drop(raw);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    // SIGINT, so that dumpcap closes its file properly.
-    // SAFETY: signalling our own child; no memory is involved.
-    unsafe { libc::kill(capture.id().unwrap_or(0) as i32, libc::SIGINT) };
-    let _ = capture.wait().await;
+    let pcap = capture.stop().await;
     stop.cancel();
 
-    let decode = |filter: &str| {
-        let out = std::process::Command::new(&tshark)
-            .args(["-r"])
-            .arg(&pcap)
-            .args([
-                "-d",
-                &format!("tcp.port=={},smpp", addr.port()),
-                "-Y",
-                filter,
-                "-T",
-                "fields",
-                "-e",
-                "smpp.command_id",
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).map(str::to_owned).collect::<Vec<_>>()
-    };
+    let port = format!("tcp.port=={},smpp", addr.port());
+    let decode = |filter: &str| tshark(&pcap, &["-d", &port, "-Y", filter, "-T", "fields", "-e", "smpp.command_id"]);
     let pdus: Vec<String> =
         decode("smpp").iter().flat_map(|l| l.split(',').map(str::to_owned).collect::<Vec<_>>()).collect();
     // bind_transmitter(_resp), submit_sm(_resp), unbind(_resp), the unknown command, generic_nack,

@@ -1,6 +1,7 @@
 //! What the test suites share: how a test that needs something from outside the repository
 //! (PostgreSQL, `dig`, `tshark`, Kannel, a Python package) behaves when it is missing, the
-//! check of a server's error answers ([`http`]) and of its OpenAPI document ([`openapi`]).
+//! check of a server's error answers ([`http`]) and of its OpenAPI document ([`openapi`]), and
+//! packet captures on lo for tshark ([`capture`]).
 //!
 //! Under CI (`CI=true`) a missing prerequisite fails the test with a message that names it, so
 //! a green run can never mean "skipped". Elsewhere the test prints one line that says what was
@@ -12,6 +13,7 @@
 //! # }
 //! ```
 
+pub mod capture;
 pub mod http;
 pub mod openapi;
 
@@ -81,7 +83,7 @@ pub fn python_module(module: &str, enable: &str) -> bool {
     ok
 }
 
-fn find_program(program: &str) -> Option<PathBuf> {
+pub(crate) fn find_program(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
