@@ -6,7 +6,6 @@
 //! packet. Needs tshark and its dumpcap, allowed to capture on lo (see [`testkit`] for what a
 //! missing one does).
 
-use std::time::Duration;
 
 use smsc::{ChannelHandler, EsmeAccount, EsmeDirectory, SmppConfig};
 use testkit::capture::{Capture, tshark};
