@@ -10,7 +10,7 @@
 //! UNBAR for an unknown subscriber, a verb it does not take. It reports its load with every
 //! answer and every `report_ms` on each connection.
 //!
-//! Hostile clients: lines are bounded ([`wire::MAX_LINE`]; a longer one is refused and skipped),
+//! Hostile clients: lines are bounded ([`crate::core::wire::MAX_LINE`]; a longer one is refused and skipped),
 //! a malformed line is answered `0 ERR bad_command` and the connection stays in step, the
 //! number of connections is capped, and answers wait in a bounded queue per connection, so a
 //! client that stops reading stops being read.
@@ -27,12 +27,13 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
-use tokio_util::codec::{FramedRead, LinesCodec};
+use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use crate::core::order::{Element, Verb};
 use crate::core::protection::ElementLoad;
-use crate::core::wire::{self, Reason, Reply, Request};
+use crate::core::wire::{Reason, Reply, Request};
+use crate::framing::BoundedLines;
 
 /// How an element behaves.
 #[derive(Debug, Clone)]
@@ -47,6 +48,9 @@ pub struct ElementConfig {
     /// Period of the unsolicited load report.
     pub report: Duration,
     pub max_connections: usize,
+    /// Keep every executed command (tag, verb, number) in order, for tests that check the
+    /// order an element saw.
+    pub keep_log: bool,
 }
 
 impl ElementConfig {
@@ -58,6 +62,7 @@ impl ElementConfig {
             queue_ms: 100,
             report: Duration::from_millis(100),
             max_connections: 64,
+            keep_log: false,
         }
     }
 }
@@ -86,6 +91,7 @@ struct Shared {
     subscribers: Mutex<HashMap<Msisdn, Record>>,
     received: AtomicU64,
     violations: AtomicU64,
+    log: Option<Mutex<Vec<(u64, Verb, Msisdn)>>>,
 }
 
 /// The single server's schedule and the utilisation window.
@@ -207,6 +213,7 @@ impl ElementServer {
             subscribers: Mutex::new(HashMap::new()),
             received: AtomicU64::new(0),
             violations: AtomicU64::new(0),
+            log: config.keep_log.then(|| Mutex::new(Vec::new())),
         });
         let server = ElementServer { shared: shared.clone(), addr };
         let limit = Arc::new(Semaphore::new(config.max_connections));
@@ -259,6 +266,18 @@ impl ElementServer {
         self.shared.subscribers.lock().unwrap_or_else(|e| e.into_inner()).get(msisdn).cloned()
     }
 
+    /// Give the element subscribers it already has (a network's existing base), with no
+    /// attributes.
+    pub fn preload(&self, numbers: impl IntoIterator<Item = Msisdn>) {
+        let mut subscribers = self.shared.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        subscribers.extend(numbers.into_iter().map(|m| (m, Record::default())));
+    }
+
+    /// The commands executed, in order (with [`ElementConfig::keep_log`]).
+    pub fn log(&self) -> Vec<(u64, Verb, Msisdn)> {
+        self.shared.log.as_ref().map(|l| l.lock().unwrap_or_else(|e| e.into_inner()).clone()).unwrap_or_default()
+    }
+
     pub fn subscriber_count(&self) -> usize {
         self.shared.subscribers.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
@@ -271,17 +290,16 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, stop: Cancella
     let (read, write) = stream.into_split();
     let (tx, rx) = mpsc::channel::<(Instant, Answer)>(ANSWER_QUEUE);
     let writer = tokio::spawn(write_answers(shared.clone(), write, rx));
-    let mut lines = FramedRead::new(read, LinesCodec::new_with_max_length(wire::MAX_LINE));
+    let mut lines = FramedRead::new(read, BoundedLines::new());
     loop {
         let line = tokio::select! {
             _ = stop.cancelled() => break,
             l = lines.next() => l,
         };
         let answer = match line {
-            None => break,
-            Some(Err(tokio_util::codec::LinesCodecError::Io(_))) => break,
-            Some(Err(tokio_util::codec::LinesCodecError::MaxLineLengthExceeded)) => Answer::Err(0, Reason::BadCommand),
-            Some(Ok(line)) => match Request::parse(line.trim_end_matches('\r')) {
+            None | Some(Err(_)) => break,
+            Some(Ok(Err(_too_long))) => Answer::Err(0, Reason::BadCommand),
+            Some(Ok(Ok(line))) => match Request::parse(&line) {
                 Err(_) => Answer::Err(leading_tag(&line), Reason::BadCommand),
                 Ok(Request::Stats { tag }) => Answer::Stats(tag),
                 Ok(Request::Command { tag, verb, msisdn, params }) => {
@@ -292,6 +310,9 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, stop: Cancella
                             Answer::Err(tag, Reason::Overloaded)
                         }
                         Some(done_at) => {
+                            if let Some(log) = &shared.log {
+                                log.lock().unwrap_or_else(|e| e.into_inner()).push((tag, verb, msisdn.clone()));
+                            }
                             let answer = match shared.execute(verb, msisdn, params) {
                                 Ok(()) => Answer::Ok(tag),
                                 Err(reason) => Answer::Err(tag, reason),

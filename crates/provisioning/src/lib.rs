@@ -22,6 +22,7 @@
 pub mod core;
 pub mod dispatcher;
 pub mod element;
+mod framing;
 
 pub use crate::core::allocate::{Pacer, allocate};
 pub use crate::core::order::{Action, Category, Command, Element, Order, OrderError, Origin, Verb};
