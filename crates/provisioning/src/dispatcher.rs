@@ -480,7 +480,7 @@ impl State {
                 let Some(id) = self.ready[c.index()][e].pop_front() else { break };
                 let Some(p) = self.commands.get(&id) else { continue };
                 let cmd = &p.queued.command;
-                let params = cmd.params.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+                let params = cmd.params.clone();
                 Request::Command { tag: id as u64, verb: cmd.verb, msisdn: cmd.msisdn.clone(), params }
                     .encode(&mut out);
                 link.in_flight.insert(id, ());

@@ -20,9 +20,11 @@
 //!   inbox cursor.
 //! - [`events`]: the node's record of porting events.
 //! - [`sms`]: the SMS center's ESME accounts and acknowledged messages.
+//! - [`provisioning`]: the provisioning orders and the durable per-category command queues.
 
 pub mod events;
 pub mod messages;
+pub mod provisioning;
 pub mod sms;
 mod sms_sqlite;
 pub mod subscribers;
@@ -52,6 +54,7 @@ pub static SQLITE_MIGRATIONS: &[Migration] = numport_db::migrations!(
         "0005_sms_origin_ref.sql",
         "0006_sms_queue_indexes.sql",
         "0007_esme_default_alphabet.sql",
+        "0010_provisioning.sql",
     ]
 );
 pub static POSTGRES_MIGRATIONS: &[Migration] = numport_db::migrations!(
@@ -64,6 +67,7 @@ pub static POSTGRES_MIGRATIONS: &[Migration] = numport_db::migrations!(
         "0005_sms_origin_ref.sql",
         "0006_sms_queue_indexes.sql",
         "0007_esme_default_alphabet.sql",
+        "0010_provisioning.sql",
     ]
 );
 

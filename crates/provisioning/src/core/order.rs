@@ -228,11 +228,11 @@ impl Order {
 
     /// The commands the order becomes, one per element it touches.
     pub fn commands(&self) -> Vec<Command> {
-        let cmd = |element, verb, params: &[(&'static str, &str)]| Command {
+        let cmd = |element, verb, params: &[(&str, &str)]| Command {
             element,
             verb,
             msisdn: self.msisdn.clone(),
-            params: params.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
+            params: params.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
         };
         match &self.action {
             Action::PortIn { imsi, plan } | Action::NewAccount { imsi, plan } => vec![
@@ -298,13 +298,21 @@ pub struct Command {
     pub verb: Verb,
     pub msisdn: Msisdn,
     /// `key=value` attributes; keys are the crate's own, values checked by [`Order::validate`].
-    pub params: Vec<(&'static str, String)>,
+    pub params: Vec<(String, String)>,
 }
 
 impl Command {
     /// The attributes as stored (`key=value` separated by spaces, as on the wire).
     pub fn params_text(&self) -> String {
         self.params.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+    }
+
+    /// Attributes from [`Command::params_text`]; `None` for text that is not of that form.
+    pub fn parse_params(text: &str) -> Option<Vec<(String, String)>> {
+        text.split(' ')
+            .filter(|w| !w.is_empty())
+            .map(|w| w.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+            .collect()
     }
 }
 
