@@ -75,6 +75,16 @@ pub struct Record {
     pub barred: bool,
 }
 
+/// A command an element executed (kept with [`ElementConfig::keep_log`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Executed {
+    pub tag: u64,
+    pub verb: Verb,
+    pub msisdn: Msisdn,
+    /// When its execution ends (its answer leaves `latency` later).
+    pub at: std::time::Instant,
+}
+
 /// A running element; cheap to clone.
 #[derive(Clone)]
 pub struct ElementServer {
@@ -91,7 +101,7 @@ struct Shared {
     subscribers: Mutex<HashMap<Msisdn, Record>>,
     received: AtomicU64,
     violations: AtomicU64,
-    log: Option<Mutex<Vec<(u64, Verb, Msisdn)>>>,
+    log: Option<Mutex<Vec<Executed>>>,
 }
 
 /// The single server's schedule and the utilisation window.
@@ -274,7 +284,7 @@ impl ElementServer {
     }
 
     /// The commands executed, in order (with [`ElementConfig::keep_log`]).
-    pub fn log(&self) -> Vec<(u64, Verb, Msisdn)> {
+    pub fn log(&self) -> Vec<Executed> {
         self.shared.log.as_ref().map(|l| l.lock().unwrap_or_else(|e| e.into_inner()).clone()).unwrap_or_default()
     }
 
@@ -311,7 +321,13 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, stop: Cancella
                         }
                         Some(done_at) => {
                             if let Some(log) = &shared.log {
-                                log.lock().unwrap_or_else(|e| e.into_inner()).push((tag, verb, msisdn.clone()));
+                                let at = done_at.into_std();
+                                log.lock().unwrap_or_else(|e| e.into_inner()).push(Executed {
+                                    tag,
+                                    verb,
+                                    msisdn: msisdn.clone(),
+                                    at,
+                                });
                             }
                             let answer = match shared.execute(verb, msisdn, params) {
                                 Ok(()) => Answer::Ok(tag),

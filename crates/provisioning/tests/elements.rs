@@ -227,8 +227,8 @@ async fn order_per_subscriber_holds_through_retries_and_concurrency() {
     assert!(outcomes.iter().all(|o| matches!(o, Outcome::Done { .. })));
     let hlr = &servers[0];
     let mut seen: HashMap<Msisdn, Vec<Verb>> = HashMap::new();
-    for (_, verb, m) in hlr.log() {
-        seen.entry(m).or_default().push(verb);
+    for e in hlr.log() {
+        seen.entry(e.msisdn).or_default().push(e.verb);
     }
     for s in 0..subscribers {
         let verbs = &seen[&msisdn(s)];

@@ -245,14 +245,16 @@ pub struct StatusView {
     pub dispatcher: Status,
     /// Dead commands in the database, all time.
     pub dead_letters: i64,
-    /// Commands waiting in the database, per category.
-    pub queued: Vec<CategoryCount>,
+    /// Commands in the database per category: queued, executed, dead, all time.
+    pub stored: Vec<CategoryCount>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CategoryCount {
     pub category: Category,
-    pub commands: i64,
+    pub queued: i64,
+    pub done: i64,
+    pub dead: i64,
 }
 
 /// How the provisioning device stands
@@ -269,16 +271,22 @@ pub(crate) async fn status(State(node): State<Node>, headers: HeaderMap) -> Resu
     authorise(&node, &headers)?;
     let counts = super::stored_counts(node.store()).await?;
     let dead_letters = counts.iter().filter(|((_, s), _)| s == "dead").map(|(_, n)| n).sum();
-    let queued = Category::ALL
+    let count = |c: Category, state: &str| counts.get(&(c, state.to_owned())).copied().unwrap_or(0);
+    let stored = Category::ALL
         .into_iter()
-        .map(|c| CategoryCount { category: c, commands: counts.get(&(c, "queued".into())).copied().unwrap_or(0) })
+        .map(|c| CategoryCount {
+            category: c,
+            queued: count(c, "queued"),
+            done: count(c, "done"),
+            dead: count(c, "dead"),
+        })
         .collect();
     let dispatcher = node.provisioner().status();
     Ok(Json(StatusView {
         running: dispatcher.is_some(),
         dispatcher: dispatcher.unwrap_or_default(),
         dead_letters,
-        queued,
+        stored,
     }))
 }
 
