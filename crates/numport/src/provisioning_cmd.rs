@@ -49,7 +49,7 @@ pub async fn run(cfg: &OperatorConfig, args: Args) -> anyhow::Result<ExitCode> {
     let client = numport_tls::http::client(tls.as_ref(), |b| b)?;
     match args.command {
         Command::Status { json } => status(&client, &url, &args.token, json).await,
-        Command::Bulk { file, batch } => bulk(&client, &url, &args.token, &file, batch.clamp(1, 1_000)).await,
+        Command::Bulk { file, batch } => bulk(&client, &url, &args.token, &file, batch.clamp(1, 500)).await,
     }
 }
 

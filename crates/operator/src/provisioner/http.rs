@@ -42,8 +42,8 @@ impl utoipa::Modify for BearerScheme {
     }
 }
 
-/// Most orders one request may carry.
-pub const MAX_ORDERS: usize = 1_000;
+/// Most orders one request may carry (500 port-ins are about 50 KB, within the node's 64 KiB body limit).
+pub const MAX_ORDERS: usize = 500;
 /// Longest idempotency key.
 const MAX_KEY: usize = 128;
 
