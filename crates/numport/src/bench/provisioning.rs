@@ -52,10 +52,10 @@ pub struct Args {
     #[arg(long, default_value_t = 100.0)]
     port_ins: f64,
     /// Service orders per second offered (bar, unbar, plan change; medium).
-    #[arg(long, default_value_t = 300.0)]
+    #[arg(long, default_value_t = 200.0)]
     service: f64,
     /// Bulk plan changes per second offered (low).
-    #[arg(long, default_value_t = 1_500.0)]
+    #[arg(long, default_value_t = 800.0)]
     bulk: f64,
     #[arg(long, default_value_t = 5.0)]
     baseline_s: f64,
