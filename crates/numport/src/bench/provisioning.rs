@@ -7,7 +7,7 @@
 //!
 //! 1. **throughput**: `--throughput-orders` port-in activations (three commands each) queued as
 //!    fast as the API takes them, elements at `--throughput-capacity`; `commands_per_s` is the
-//!    commands over the time until the last outcome was recorded in the node's database.
+//!    commands over the time until the node reports the last outcome recorded in its database.
 //! 2. **overload**: steady mixed load (port-ins, service orders on existing subscribers, bulk
 //!    plan changes), elements at `--capacity`; after `--baseline-s` the HLR drops to
 //!    `--overload-share` of its capacity for `--overload-s`, then recovers for `--recovery-s`;
@@ -188,10 +188,15 @@ fn stored(status: &Value, what: &str) -> i64 {
     status["stored"].as_array().into_iter().flatten().map(|c| c[what].as_i64().unwrap_or(0)).sum()
 }
 
+/// Commands whose outcome the node has recorded since it started.
+fn executed(status: &Value) -> i64 {
+    status["categories"].as_array().into_iter().flatten().map(|c| c["executed"].as_i64().unwrap_or(0)).sum()
+}
+
 /// Throughput: `orders` port-ins as fast as the API takes them; commands per second until the
 /// last outcome is recorded.
 async fn throughput(client: &reqwest::Client, node: &NodeProc, orders: usize) -> anyhow::Result<(u64, f64)> {
-    let before = stored(&status(client, &node.url()).await?, "done");
+    let before = executed(&status(client, &node.url()).await?);
     let all: Vec<Order> = (0..orders as u64)
         .map(|i| {
             Order::new(
@@ -211,7 +216,7 @@ async fn throughput(client: &reqwest::Client, node: &NodeProc, orders: usize) ->
     }
     let accepted = started.elapsed();
     loop {
-        let done = stored(&status(client, &node.url()).await?, "done") - before;
+        let done = executed(&status(client, &node.url()).await?) - before;
         if done as u64 >= commands {
             break;
         }

@@ -245,7 +245,7 @@ pub struct StatusView {
     pub dispatcher: Status,
     /// Dead commands in the database, all time.
     pub dead_letters: i64,
-    /// Commands in the database per category: queued, executed, dead, all time.
+    /// Commands in the database per category: queued now, and dead all time.
     pub stored: Vec<CategoryCount>,
 }
 
@@ -253,7 +253,6 @@ pub struct StatusView {
 pub struct CategoryCount {
     pub category: Category,
     pub queued: i64,
-    pub done: i64,
     pub dead: i64,
 }
 
@@ -277,7 +276,6 @@ pub(crate) async fn status(State(node): State<Node>, headers: HeaderMap) -> Resu
         .map(|c| CategoryCount {
             category: c,
             queued: count(c, "queued"),
-            done: count(c, "done"),
             dead: count(c, "dead"),
         })
         .collect();
