@@ -175,6 +175,12 @@ async fn priority_goes_first_within_capacity() {
     for e in &servers {
         assert_eq!(e.counts().1, 0, "{} pushed beyond its capacity", e.kind());
     }
+    for _ in 0..300 {
+        if d.status().categories[Category::Bulk.index()].executed == 1_500 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let status = d.status();
     assert_eq!(status.categories[Category::Bulk.index()].executed, 1_500);
     assert_eq!(status.categories[Category::Activation.index()].executed, 300);
@@ -261,6 +267,13 @@ async fn refused_commands_are_dead_with_their_reason() {
             Outcome::Dead { reason, .. } => assert_eq!(reason, "unknown_subscriber"),
             other => panic!("{other:?}"),
         }
+    }
+    // The status counts an outcome once the dispatcher has heard it was recorded.
+    for _ in 0..300 {
+        if d.status().categories[Category::Service.index()].dead == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(d.status().categories[Category::Service.index()].dead, 2);
     stop.cancel();

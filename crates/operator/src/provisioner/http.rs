@@ -273,11 +273,7 @@ pub(crate) async fn status(State(node): State<Node>, headers: HeaderMap) -> Resu
     let count = |c: Category, state: &str| counts.get(&(c, state.to_owned())).copied().unwrap_or(0);
     let stored = Category::ALL
         .into_iter()
-        .map(|c| CategoryCount {
-            category: c,
-            queued: count(c, "queued"),
-            dead: count(c, "dead"),
-        })
+        .map(|c| CategoryCount { category: c, queued: count(c, "queued"), dead: count(c, "dead") })
         .collect();
     let dispatcher = node.provisioner().status();
     Ok(Json(StatusView {
