@@ -71,11 +71,11 @@ async fn status(client: &reqwest::Client, url: &str, token: &str, raw: bool) -> 
             "{:<11} {:<10} {:>8} {:>9} {:>10} {:>7} {:>8} {:>9.2}",
             c["category"].as_str().unwrap_or("?"),
             c["state"].as_str().unwrap_or("?"),
-            c["depth"],
-            c["in_flight"],
-            c["executed"],
-            c["dead"],
-            c["retried"],
+            text(&c["depth"]),
+            text(&c["in_flight"]),
+            text(&c["executed"]),
+            text(&c["dead"]),
+            text(&c["retried"]),
             c["pressure"].as_f64().unwrap_or(0.0)
         );
     }
@@ -86,9 +86,9 @@ async fn status(client: &reqwest::Client, url: &str, token: &str, raw: bool) -> 
         println!(
             "{:<9} {:<10} {:>9} {:>7} {:>12.3}",
             e["element"].as_str().unwrap_or("?"),
-            e["connected"],
-            load["capacity"],
-            load["depth"],
+            text(&e["connected"]),
+            text(&load["capacity"]),
+            text(&load["depth"]),
             load["utilisation"].as_f64().unwrap_or(0.0)
         );
     }
@@ -109,6 +109,15 @@ async fn status(client: &reqwest::Client, url: &str, token: &str, raw: bool) -> 
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A JSON value as table text (`Value`'s own `Display` ignores widths); `-` for none.
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// One CSV line as an order.
