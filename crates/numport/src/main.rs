@@ -4,6 +4,7 @@
 //!   its database (operators, credentials, number ranges, settlement funding).
 //! - `numport operator` runs one mobile operator's node.
 //! - `numport npdb` runs a standalone portability replica (F2).
+//! - `numport ne` runs a simulated network element an operator node provisions (F6).
 //! - `numport pki` makes the certificates every role's TLS uses.
 //! - `numport demo` plays the whole story on loopback with real processes.
 //! - `numport bench …` measures what `docs/BENCHMARKS.md` quotes.
@@ -16,9 +17,11 @@ mod bench;
 mod clearinghouse_cmd;
 mod config;
 mod demo;
+mod ne_cmd;
 mod npdb_cmd;
 mod operator_cmd;
 mod pki_cmd;
+mod provisioning_cmd;
 mod terminal_cmd;
 
 use std::process::ExitCode;
@@ -50,6 +53,8 @@ enum Command {
     /// Run a standalone portability replica (HTTP and ENUM lookups), or build its snapshot
     /// from CSV with `numport npdb import`.
     Npdb(npdb_cmd::Args),
+    /// A simulated network element (`hlr`, `smsc`, `charging`) for an operator's provisioning.
+    Ne(ne_cmd::Args),
     /// A simulated handset: attach to an operator's air interface and show the SMS it receives.
     Terminal(terminal_cmd::Args),
     /// Make a CA and one certificate per role (clearinghouse, operators, replicas) for TLS.
@@ -84,6 +89,7 @@ fn main() -> ExitCode {
             Command::Operator(args) => operator_cmd::run(args).await,
             Command::Npdb(args) => npdb_cmd::run(args).await,
             Command::Terminal(args) => terminal_cmd::run(args).await,
+            Command::Ne(args) => ne_cmd::run(args).await,
             Command::Pki(args) => pki_cmd::run(args),
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(args) => bench::run(args).await,

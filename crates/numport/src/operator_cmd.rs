@@ -62,6 +62,8 @@ enum Admin {
         #[arg(long, env = "NUMPORT_K_SIM", hide_env_values = true)]
         k_sim: String,
     },
+    /// The running node's provisioning (F6): status, bulk changes from CSV.
+    Provisioning(crate::provisioning_cmd::Args),
 }
 
 pub fn resolve(args: &Args) -> anyhow::Result<OperatorConfig> {
@@ -85,6 +87,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let cfg = resolve(&args)?;
     match args.admin {
         None => serve(cfg).await,
+        Some(Admin::Provisioning(p)) => crate::provisioning_cmd::run(&cfg, p).await,
         Some(Admin::ImportSubscribers { file }) => {
             let store = OperatorStore::open(&cfg.database()).await?;
             let f = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;

@@ -76,6 +76,8 @@ pub struct OperatorConfig {
     pub service_number: String,
     /// SMPP interconnects: where messages for numbers other operators serve are sent on.
     pub interconnect: Vec<InterconnectPeer>,
+    /// Provisioning of the network elements (F6).
+    pub provisioning: crate::provisioner::ProvisioningConfig,
 }
 
 /// `[[interconnect]]`: another operator's SMS center and this operator's account there.
@@ -266,6 +268,7 @@ impl Default for OperatorConfig {
             air_listen: Some(SocketAddr::from(([127, 0, 0, 1], 7700))),
             service_number: DEFAULT_SERVICE_NUMBER.into(),
             interconnect: Vec::new(),
+            provisioning: Default::default(),
         }
     }
 }

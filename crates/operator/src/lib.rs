@@ -19,6 +19,9 @@
 //!   expiry.
 //! - [`air`]: the simulated air interface terminals attach to, which also carries their port-out
 //!   authorisations to the service number.
+//! - [`provisioner`]: provisioning with overload protection (F6): the order API, the durable
+//!   per-category queues, the dispatcher to the network elements, and the orders the node's
+//!   ports make.
 //! - [`store`]: every SQL statement: subscribers, received messages, porting events, SMS.
 //!
 //! Architecture invariants: a callback is verified over its raw bytes before it is parsed;
@@ -32,6 +35,7 @@ mod metrics;
 pub mod node;
 pub mod openapi;
 pub mod portability;
+pub mod provisioner;
 pub mod sms_center;
 pub mod store;
 

@@ -72,6 +72,8 @@ pub(crate) struct NodeInner {
     pub replica: Replica,
     /// The SMS center's dispatch and group commit.
     pub sms: crate::sms_center::SmsCenter,
+    /// Provisioning of the network elements (F6).
+    pub provisioner: crate::provisioner::Provisioner,
 }
 
 impl Node {
@@ -99,8 +101,11 @@ impl Node {
             &config.api_token,
             config.clearinghouse_tls.as_ref(),
         )?;
+        let provisioner =
+            crate::provisioner::Provisioner::new(store.clone(), clock.clone(), config.provisioning.clone());
         Ok(Node {
             inner: Arc::new(NodeInner {
+                provisioner,
                 metrics: Metrics::new(registry),
                 config,
                 store,
@@ -173,6 +178,7 @@ impl Node {
         });
         let (routes, doc) = OpenApiRouter::with_openapi(NodeDoc::openapi())
             .merge(portability::routes())
+            .merge(crate::provisioner::http::routes())
             .with_state(self.clone())
             .merge(replica::http::api(self.replica().clone()))
             .split_for_parts();
@@ -238,6 +244,7 @@ impl Node {
         tasks.spawn(self.clone().startup_sync(bound, background.clone()));
         tasks.spawn(self.clone().reprocessor(background.clone()));
         tasks.spawn(self.replica().clone().follow(background.clone()));
+        tasks.spawn(crate::provisioner::run(self.clone(), background.clone()));
         // The SMS center's committer stops last: every task that commits has stopped by then.
         let sms_stop = CancellationToken::new();
         let sms_tasks = self.sms().tasks.lock().unwrap_or_else(|e| e.into_inner()).take();

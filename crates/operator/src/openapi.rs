@@ -10,6 +10,8 @@
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
+use crate::provisioner::http::BearerScheme;
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -24,9 +26,11 @@ use utoipa::{OpenApi, ToSchema};
     tags(
         (name = "portability", description = "The node's side of a porting order (F1)."),
         (name = "lookup", description = "Who serves a number, from the node's replica (F2)."),
+        (name = "provisioning", description = "Provisioning orders for the network elements, with overload protection (F6)."),
         (name = "meta", description = "Operational endpoints."),
     ),
-    paths(openapi_json, healthz, metrics)
+    paths(openapi_json, healthz, metrics),
+    modifiers(&BearerScheme)
 )]
 pub(crate) struct NodeDoc;
 

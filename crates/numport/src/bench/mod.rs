@@ -4,6 +4,7 @@ mod enum_dns;
 mod lookup;
 mod porting;
 mod propagation;
+mod provisioning;
 mod sms;
 
 use std::process::ExitCode;
@@ -27,6 +28,9 @@ enum Which {
     /// Time from settlement until every replica (three operator nodes and a standalone one)
     /// answers the new route.
     Propagation(propagation::Args),
+    /// Provisioning under overload: throughput, then mixed load while the HLR drops to a
+    /// fifth of its capacity and recovers; priority latency, capacity kept, nothing lost.
+    Provisioning(provisioning::Args),
     /// Short messages end to end: ESMEs submit to opa's SMS center over SMPP, terminals
     /// attached at opa and opb receive them; then a fixed-rate latency run and a `kill -9`.
     Sms(sms::Args),
@@ -39,5 +43,6 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Which::Enum(a) => enum_dns::run(a).await,
         Which::Propagation(a) => propagation::run(a).await,
         Which::Sms(a) => sms::run(a).await,
+        Which::Provisioning(a) => provisioning::run(a).await,
     }
 }

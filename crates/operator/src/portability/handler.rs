@@ -205,6 +205,9 @@ impl Node {
             }
             _ => {}
         }
+        if let Effect::PortIn(e) | Effect::PortOut(e) = &handled.effect {
+            self.provision_port(e.kind, &e.msisdn, e.message_id);
+        }
         let label = handled.outcome.label();
         self.inner.metrics.processed(kind, label, started.elapsed().as_secs_f64());
         tracing::debug!(outcome = label, "message processed");

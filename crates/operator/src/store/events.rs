@@ -129,7 +129,7 @@ const INSERT: &str = "INSERT INTO port_events \
      (message_id, kind, order_id, msisdn, counterpart, detail, at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (message_id) DO NOTHING";
 
-fn event_row(r: &Row) -> Result<PortEvent, OperatorError> {
+pub(super) fn event_row(r: &Row) -> Result<PortEvent, OperatorError> {
     let kind: String = r.try_get("kind")?;
     let msisdn: String = r.try_get("msisdn")?;
     let counterpart: Option<String> = r.try_get("counterpart")?;

@@ -20,9 +20,11 @@
 //!   inbox cursor.
 //! - [`events`]: the node's record of porting events.
 //! - [`sms`]: the SMS center's ESME accounts and acknowledged messages.
+//! - [`provisioning`]: the provisioning orders and the durable per-category command queues.
 
 pub mod events;
 pub mod messages;
+pub mod provisioning;
 pub mod sms;
 mod sms_sqlite;
 pub mod subscribers;
@@ -55,6 +57,7 @@ pub static SQLITE_MIGRATIONS: &[Migration] = numport_db::migrations!(
         "0008_sms_forwarded_expiry.sql",
         "0009_sms_schedule.sql",
         "0010_esme_max_sessions.sql",
+        "0011_provisioning.sql",
     ]
 );
 pub static POSTGRES_MIGRATIONS: &[Migration] = numport_db::migrations!(
@@ -70,6 +73,7 @@ pub static POSTGRES_MIGRATIONS: &[Migration] = numport_db::migrations!(
         "0008_sms_forwarded_expiry.sql",
         "0009_sms_schedule.sql",
         "0010_esme_max_sessions.sql",
+        "0011_provisioning.sql",
     ]
 );
 
