@@ -114,7 +114,7 @@ impl Disk {
             if n == 0 || !line.ends_with('\n') {
                 break;
             }
-            let Some(change) = parse_line(line.trim_end()) else {
+            let Some(change) = parse_journal_line(line.trim_end()) else {
                 tracing::warn!(line = %line.trim_end(), "unreadable journal line; replay stops here");
                 break;
             };
@@ -139,17 +139,7 @@ impl Disk {
     pub(crate) fn append(&mut self, changes: &[RoutingChange]) -> Result<(), DiskError> {
         let mut buf = String::with_capacity(changes.len() * 64);
         for c in changes {
-            use std::fmt::Write as _;
-            let _ = writeln!(
-                buf,
-                "{},{},{},{},{},{}",
-                c.seq,
-                c.msisdn,
-                c.operator,
-                c.routing_number,
-                c.kind.as_str(),
-                c.effective_at
-            );
+            push_journal_line(&mut buf, c);
         }
         self.journal.write_all(buf.as_bytes()).map_err(io_err(&self.dir.join("journal")))?;
         self.journal_lines += changes.len() as u64;
@@ -193,7 +183,23 @@ pub fn install_index(dir: &Path, index: &Index, seq: i64, ranges_version: i64) -
     Disk::open(dir)?.write_snapshot(index, seq, ranges_version)
 }
 
-fn parse_line(line: &str) -> Option<RoutingChange> {
+/// Appends the journal line of `c`, newline included.
+pub fn push_journal_line(buf: &mut String, c: &RoutingChange) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        buf,
+        "{},{},{},{},{},{}",
+        c.seq,
+        c.msisdn,
+        c.operator,
+        c.routing_number,
+        c.kind.as_str(),
+        c.effective_at
+    );
+}
+
+/// The change a journal line (without its newline) holds; `None` for a torn or foreign line.
+pub fn parse_journal_line(line: &str) -> Option<RoutingChange> {
     let mut f = line.split(',');
     let change = RoutingChange {
         seq: f.next()?.parse().ok()?,

@@ -157,7 +157,7 @@ impl Replica {
             let mut index = loaded.index;
             let mut seq = loaded.snapshot_seq;
             for c in &loaded.replayed {
-                apply_one(&mut index, c);
+                apply_change(&mut index, c);
                 seq = c.seq;
             }
             tracing::info!(
@@ -197,7 +197,7 @@ impl Replica {
         let ported = {
             let mut index = self.inner.index.write().unwrap_or_else(|p| p.into_inner());
             for c in changes {
-                apply_one(&mut index, c);
+                apply_change(&mut index, c);
             }
             index.len()
         };
@@ -295,7 +295,7 @@ impl Replica {
 
 /// One change into the index. An operator the index does not know yet (registered after the
 /// snapshot) is added with the routing number the change carries.
-fn apply_one(index: &mut Index, c: &RoutingChange) {
+pub fn apply_change(index: &mut Index, c: &RoutingChange) {
     if index.op_id(&c.operator).is_err() {
         let Ok(routing_number) = c.routing_number.parse() else {
             tracing::error!(seq = c.seq, rn = %c.routing_number, "change with an invalid routing number skipped");

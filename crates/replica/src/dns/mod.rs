@@ -299,7 +299,7 @@ impl EnumHandler {
     /// Answers one UDP datagram into `out`; `false` for a datagram that is no DNS query at
     /// all (too short for a header, or itself a response), which is dropped.
     pub fn answer_datagram(&self, datagram: &[u8], out: &mut Vec<u8>) -> bool {
-        if fast::answer(&self.fast, &self.replica.read(), datagram, out).is_some() {
+        if self.answer_fast(datagram, out) {
             self.replica.metrics().enum_answers.inc();
             return true;
         }
@@ -312,8 +312,15 @@ impl EnumHandler {
         }
     }
 
-    /// [`EnumHandler::answer_datagram`] through hickory-proto's message types.
-    fn answer_general(&self, datagram: &[u8]) -> Option<Vec<u8>> {
+    /// The fast path alone: `true` when `datagram` is the common case and its answer is in
+    /// `out`. Whatever it answers, [`EnumHandler::answer_general`] answers alike.
+    pub fn answer_fast(&self, datagram: &[u8], out: &mut Vec<u8>) -> bool {
+        fast::answer(&self.fast, &self.replica.read(), datagram, out).is_some()
+    }
+
+    /// [`EnumHandler::answer_datagram`] through hickory-proto's message types: any datagram,
+    /// answered (`Some`) or dropped.
+    pub fn answer_general(&self, datagram: &[u8]) -> Option<Vec<u8>> {
         use hickory_server::proto::op::Message;
         let request = match Message::from_vec(datagram) {
             Ok(m) => m,
