@@ -14,8 +14,11 @@ pub mod feed;
 pub mod smpp;
 pub mod tpdu;
 
+/// A target: panics on an input that breaks it.
+pub type Target = fn(&[u8]);
+
 /// Every target by the name its afl binary and corpus directory carry.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("smpp", smpp::run),
     ("tpdu", tpdu::run),
     ("dns_fast", dns::run_fast),
@@ -23,8 +26,3 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("feed", feed::run),
     ("csv", csv::run),
 ];
-
-/// The target named `name`.
-pub fn target(name: &str) -> Option<fn(&[u8])> {
-    TARGETS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
-}
