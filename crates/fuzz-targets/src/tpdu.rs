@@ -50,7 +50,7 @@ fn air_frame(data: &[u8]) {
 
 /// Septets at every fill: unpack then pack gives back the octets' used bits.
 fn septets(data: &[u8]) {
-    let Some((&first, octets)) = data.split_first() else { return };
+    let Some((&first, octets)) = data.split_first().filter(|(_, octets)| !octets.is_empty()) else { return };
     let fill = usize::from(first % 7);
     let count = (octets.len() * 8).saturating_sub(fill) / 7;
     let septets = sms::gsm7::unpack(octets, count, fill).expect("count fits the octets");

@@ -188,7 +188,7 @@ impl Replica {
     fn set_seq(&self, seq: i64) {
         self.inner.seq.store(seq, Ordering::Release);
         self.inner.metrics.checkpoint.set(seq);
-        self.inner.metrics.lag.set((self.inner.head.load(Ordering::Relaxed) - seq).max(0));
+        self.inner.metrics.lag.set(self.inner.head.load(Ordering::Relaxed).saturating_sub(seq).max(0));
     }
 
     /// Applies consecutive changes (journalled already) and moves the checkpoint.
@@ -233,7 +233,7 @@ impl Replica {
         feed.last_ok = Some(Instant::now());
         feed.last_error = None;
         drop(feed);
-        self.inner.metrics.lag.set((head - self.seq()).max(0));
+        self.inner.metrics.lag.set(head.saturating_sub(self.seq()).max(0));
         self.refresh_stale();
     }
 
