@@ -260,7 +260,7 @@ mod seeds {
             seq,
             msisdn: msisdn.parse().unwrap(),
             operator: operator.parse().unwrap(),
-            routing_number: rn.into(),
+            routing_number: rn.parse().unwrap(),
             kind,
             effective_at: 1_780_000_000_000,
         };

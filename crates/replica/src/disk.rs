@@ -206,7 +206,7 @@ pub fn parse_journal_line(line: &str) -> Option<RoutingChange> {
         seq: f.next()?.parse().ok()?,
         msisdn: f.next()?.parse().ok()?,
         operator: f.next()?.parse().ok()?,
-        routing_number: f.next()?.to_owned(),
+        routing_number: f.next()?.parse().ok()?,
         kind: f.next()?.parse().ok()?,
         effective_at: f.next()?.parse().ok()?,
     };
@@ -237,7 +237,7 @@ mod tests {
             seq,
             msisdn: msisdn.parse().unwrap(),
             operator: op.parse().unwrap(),
-            routing_number: "D002".into(),
+            routing_number: "D002".parse().unwrap(),
             kind: ChangeKind::Port,
             effective_at: 1,
         }

@@ -297,10 +297,7 @@ impl Replica {
 /// snapshot) is added with the routing number the change carries.
 pub fn apply_change(index: &mut Index, c: &RoutingChange) {
     if index.op_id(&c.operator).is_err() {
-        let Ok(routing_number) = c.routing_number.parse() else {
-            tracing::error!(seq = c.seq, rn = %c.routing_number, "change with an invalid routing number skipped");
-            return;
-        };
+        let routing_number = c.routing_number.clone();
         if let Err(e) = index.add_operator(Operator { name: c.operator.clone(), routing_number }) {
             tracing::error!(seq = c.seq, error = %e, "cannot add operator; change skipped");
             return;
