@@ -653,6 +653,33 @@ mod tests {
         }
     }
 
+    /// Found by the `dns_fast` fuzz target: the fast path answered queries whose OPT options
+    /// the general path refuses as malformed (FORMERR).
+    #[tokio::test]
+    async fn opt_options_the_general_path_refuses_leave_the_fast_path() {
+        use hickory_server::proto::op::Message;
+        let (h, _dir) = handler().await;
+        let base = query("1.0.0.0.0.0.0.9.7.4.e164.arpa.", RecordType::NAPTR, Some(1232));
+        assert_eq!(base[base.len() - 2..], [0, 0], "the OPT record has no options and ends the query");
+        let with_options = |options: &[u8]| {
+            let mut q = base[..base.len() - 2].to_vec();
+            q.extend((options.len() as u16).to_be_bytes());
+            q.extend(options);
+            q
+        };
+        let mut out = Vec::new();
+        for options in [&[0u8][..], &[0, 8, 0, 0], &[0, 10, 0, 8, 1, 2, 3]] {
+            let q = with_options(options);
+            assert!(!h.answer_fast(&q, &mut out), "{options:?}");
+            let general = Message::from_vec(&h.answer_general(&q).unwrap()).unwrap();
+            assert_eq!(general.metadata.response_code, ResponseCode::FormErr, "{options:?}");
+        }
+        // A whole cookie option stays on the fast path, answered alike.
+        let q = with_options(&[0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]);
+        assert!(h.answer_fast(&q, &mut out));
+        assert_eq!(Message::from_vec(&out).unwrap(), Message::from_vec(&h.answer_general(&q).unwrap()).unwrap());
+    }
+
     #[tokio::test]
     async fn random_datagrams_never_panic() {
         use proptest::strategy::{Strategy, ValueTree};
