@@ -3,10 +3,12 @@
 //! answered on the bytes, without building hickory-proto's message objects.
 //!
 //! Anything else (another type or class, a name outside the zone, a number in no range, more
-//! records, another opcode, EDNS version > 0, compression in the question) returns `None` and
-//! takes the general path, which answers from the same index through hickory-proto: negative
-//! answers, the apex, empty non-terminals and BADVERS are all its.
-//! `tests::same_answer_as_the_general_path` holds the two to the same bytes.
+//! records, another opcode, EDNS version > 0, an EDNS option that is malformed or whose
+//! contents hickory-proto reads, compression in the question) returns `None` and takes the
+//! general path, which answers from the same index through hickory-proto: negative answers, the
+//! apex, empty non-terminals, BADVERS and FORMERR are all its.
+//! `tests::same_answer_as_the_general_path` and the `dns_fast` fuzz target hold the two to the
+//! same answers.
 
 use npdb::{Index, Route};
 
