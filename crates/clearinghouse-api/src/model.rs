@@ -6,7 +6,7 @@
 
 use numport_core::openapi::UnixMillis;
 use numport_core::porting::{CreditInfo, DeclineReason, OrderKind, OrderState, Reason, ViolationKind};
-use numport_core::{Millis, Money, Msisdn, OperatorName};
+use numport_core::{Millis, Money, Msisdn, OperatorName, RoutingNumber};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -324,8 +324,11 @@ pub struct RoutingChange {
     pub seq: i64,
     pub msisdn: Msisdn,
     pub operator: OperatorName,
-    /// The serving operator's routing number (RFC 4694 `rn`).
-    pub routing_number: String,
+    /// The serving operator's routing number (RFC 4694 `rn`, 1–10 upper-case hex digits).
+    /// Typed, so that a page carrying anything else is refused as it is read: a replica writes
+    /// it into its journal's comma-separated lines.
+    #[schema(value_type = String, pattern = "^[0-9A-F]{1,10}$", example = "D012")]
+    pub routing_number: RoutingNumber,
     pub kind: numport_core::porting::ChangeKind,
     #[schema(value_type = UnixMillis)]
     pub effective_at: Millis,

@@ -89,7 +89,7 @@ async fn routing_changes(
                         seq: c.seq,
                         msisdn: c.msisdn.clone(),
                         operator: c.operator.clone(),
-                        routing_number: c.routing_number.to_string(),
+                        routing_number: c.routing_number.clone(),
                         kind: c.kind,
                         effective_at: c.effective_at,
                     })

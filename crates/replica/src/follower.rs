@@ -61,10 +61,14 @@ pub fn check_page(after: i64, page: &ChangePage) -> Result<(), FeedGap> {
     if page.changes.is_empty() && page.head > after {
         return Err(FeedGap::Missing { after, head: page.head });
     }
-    for (expected, c) in (after + 1..).zip(&page.changes) {
-        if c.seq != expected {
-            return Err(FeedGap::Skipped { expected, found: c.seq });
+    // Each change's seq is the one before plus one; checked without `+ 1`, which overflows
+    // at the i64::MAX a hostile feed or snapshot may name.
+    let mut last = after;
+    for c in &page.changes {
+        if c.seq.checked_sub(1) != Some(last) {
+            return Err(FeedGap::Skipped { expected: last.saturating_add(1), found: c.seq });
         }
+        last = c.seq;
     }
     Ok(())
 }
@@ -210,7 +214,7 @@ mod tests {
                 seq,
                 msisdn: "4790000001".parse().unwrap(),
                 operator: "opb".parse().unwrap(),
-                routing_number: "D002".into(),
+                routing_number: "D002".parse().unwrap(),
                 kind: ChangeKind::Port,
                 effective_at: 0,
             })
@@ -227,5 +231,37 @@ mod tests {
         assert_eq!(check_page(5, &page(&[6, 6], 8)), Err(FeedGap::Skipped { expected: 7, found: 6 }));
         assert_eq!(check_page(5, &page(&[], 9)), Err(FeedGap::Missing { after: 5, head: 9 }));
         assert_eq!(check_page(5, &page(&[], 3)), Err(FeedGap::Rewound { checkpoint: 5, head: 3 }));
+    }
+
+    /// Found by the `feed` fuzz target: a routing number with a comma or a newline was
+    /// journalled as it came, and its line then read back as nothing (or as a forged change).
+    #[test]
+    fn a_page_with_a_malformed_routing_number_is_refused() {
+        let page = |rn: &str| {
+            format!(
+                r#"{{"changes":[{{"seq":6,"msisdn":"4790000001","operator":"opb","routing_number":{},"kind":"port","effective_at":0}}],"head":6}}"#,
+                serde_json::to_string(rn).unwrap()
+            )
+        };
+        assert!(serde_json::from_str::<ChangePage>(&page("D002")).is_ok());
+        for rn in ["D00,", ",002", "D002\n7,4790000009,opb,D002,port,0", "", "D0020000000"] {
+            assert!(serde_json::from_str::<ChangePage>(&page(rn)).is_err(), "{rn:?}");
+        }
+    }
+
+    /// Found by the `feed` fuzz target: a checkpoint at i64::MAX (a snapshot may name it)
+    /// overflowed `after + 1`.
+    #[test]
+    fn checkpoints_at_the_ends_of_i64_are_checked_without_overflow() {
+        assert_eq!(check_page(i64::MAX, &page(&[], i64::MAX)), Ok(()));
+        assert_eq!(
+            check_page(i64::MAX, &page(&[i64::MIN], i64::MAX)),
+            Err(FeedGap::Skipped { expected: i64::MAX, found: i64::MIN })
+        );
+        assert_eq!(check_page(i64::MAX - 1, &page(&[i64::MAX], i64::MAX)), Ok(()));
+        assert_eq!(
+            check_page(i64::MIN, &page(&[i64::MIN], 0)),
+            Err(FeedGap::Skipped { expected: i64::MIN + 1, found: i64::MIN })
+        );
     }
 }

@@ -18,4 +18,4 @@ mod replica;
 
 pub use config::{EnumConfig, ReplicaConfig};
 pub use follower::{FeedGap, check_page};
-pub use replica::{Answer, Replica, ReplicaError, Status};
+pub use replica::{Answer, Replica, ReplicaError, Status, apply_change};

@@ -157,7 +157,7 @@ impl Replica {
             let mut index = loaded.index;
             let mut seq = loaded.snapshot_seq;
             for c in &loaded.replayed {
-                apply_one(&mut index, c);
+                apply_change(&mut index, c);
                 seq = c.seq;
             }
             tracing::info!(
@@ -188,7 +188,7 @@ impl Replica {
     fn set_seq(&self, seq: i64) {
         self.inner.seq.store(seq, Ordering::Release);
         self.inner.metrics.checkpoint.set(seq);
-        self.inner.metrics.lag.set((self.inner.head.load(Ordering::Relaxed) - seq).max(0));
+        self.inner.metrics.lag.set(self.inner.head.load(Ordering::Relaxed).saturating_sub(seq).max(0));
     }
 
     /// Applies consecutive changes (journalled already) and moves the checkpoint.
@@ -197,7 +197,7 @@ impl Replica {
         let ported = {
             let mut index = self.inner.index.write().unwrap_or_else(|p| p.into_inner());
             for c in changes {
-                apply_one(&mut index, c);
+                apply_change(&mut index, c);
             }
             index.len()
         };
@@ -233,7 +233,7 @@ impl Replica {
         feed.last_ok = Some(Instant::now());
         feed.last_error = None;
         drop(feed);
-        self.inner.metrics.lag.set((head - self.seq()).max(0));
+        self.inner.metrics.lag.set(head.saturating_sub(self.seq()).max(0));
         self.refresh_stale();
     }
 
@@ -295,12 +295,9 @@ impl Replica {
 
 /// One change into the index. An operator the index does not know yet (registered after the
 /// snapshot) is added with the routing number the change carries.
-fn apply_one(index: &mut Index, c: &RoutingChange) {
+pub fn apply_change(index: &mut Index, c: &RoutingChange) {
     if index.op_id(&c.operator).is_err() {
-        let Ok(routing_number) = c.routing_number.parse() else {
-            tracing::error!(seq = c.seq, rn = %c.routing_number, "change with an invalid routing number skipped");
-            return;
-        };
+        let routing_number = c.routing_number.clone();
         if let Err(e) = index.add_operator(Operator { name: c.operator.clone(), routing_number }) {
             tracing::error!(seq = c.seq, error = %e, "cannot add operator; change skipped");
             return;

@@ -422,13 +422,13 @@ fn command(status: CommandStatus, seq: u32, pdu: impl Into<Pdu>) -> Command {
 }
 
 /// Appends `c`, framed, to `out`.
-pub(crate) fn encode_into(out: &mut BytesMut, c: &Command) {
+pub fn encode_into(out: &mut BytesMut, c: &Command) {
     out.extend_from_slice(&((4 + c.length()) as u32).to_be_bytes());
     c.encode(out);
 }
 
 /// Decodes the body of a whole PDU `frame` (header included).
-pub(crate) fn decode_pdu(frame: BytesMut) -> Result<Command, String> {
+pub fn decode_pdu(frame: BytesMut) -> Result<Command, String> {
     decode_command(frame).map_err(|e| e.to_string())
 }
 

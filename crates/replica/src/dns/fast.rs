@@ -3,10 +3,12 @@
 //! answered on the bytes, without building hickory-proto's message objects.
 //!
 //! Anything else (another type or class, a name outside the zone, a number in no range, more
-//! records, another opcode, EDNS version > 0, compression in the question) returns `None` and
-//! takes the general path, which answers from the same index through hickory-proto: negative
-//! answers, the apex, empty non-terminals and BADVERS are all its.
-//! `tests::same_answer_as_the_general_path` holds the two to the same bytes.
+//! records, another opcode, EDNS version > 0, an EDNS option that is malformed or whose
+//! contents hickory-proto reads, compression in the question) returns `None` and takes the
+//! general path, which answers from the same index through hickory-proto: negative answers, the
+//! apex, empty non-terminals, BADVERS and FORMERR are all its.
+//! `tests::same_answer_as_the_general_path` and the `dns_fast` fuzz target hold the two to the
+//! same answers.
 
 use npdb::{Index, Route};
 
@@ -139,11 +141,28 @@ fn parse_opt(query: &[u8], at: usize, additional: u8) -> Option<Option<Opt>> {
         return None;
     }
     let rdlen = u16::from_be_bytes([opt[9], opt[10]]) as usize;
-    if query.len() != at + 11 + rdlen {
+    if query.len() != at + 11 + rdlen || !plain_options(&query[at + 11..]) {
         return None;
     }
     let payload = u16::from_be_bytes([opt[3], opt[4]]).max(512);
     Some(Some(Opt { payload, dnssec_ok: opt[7] & 0x80 != 0 }))
+}
+
+/// Whether OPT RDATA is whole options (code, length, data) whose contents the general path does
+/// not read: a malformed one is FORMERR there, and client subnet and NSID are its to judge.
+#[inline]
+fn plain_options(mut rdata: &[u8]) -> bool {
+    const NSID: u16 = 3;
+    const CLIENT_SUBNET: u16 = 8;
+    while let Some((head, rest)) = rdata.split_first_chunk::<4>() {
+        let code = u16::from_be_bytes([head[0], head[1]]);
+        let len = u16::from_be_bytes([head[2], head[3]]) as usize;
+        if code == NSID || code == CLIENT_SUBNET || rest.len() < len {
+            return false;
+        }
+        rdata = &rest[len..];
+    }
+    rdata.is_empty()
 }
 
 /// The response's header and question: the query's `question` (header included) with QR, AA,

@@ -299,7 +299,7 @@ impl EnumHandler {
     /// Answers one UDP datagram into `out`; `false` for a datagram that is no DNS query at
     /// all (too short for a header, or itself a response), which is dropped.
     pub fn answer_datagram(&self, datagram: &[u8], out: &mut Vec<u8>) -> bool {
-        if fast::answer(&self.fast, &self.replica.read(), datagram, out).is_some() {
+        if self.answer_fast(datagram, out) {
             self.replica.metrics().enum_answers.inc();
             return true;
         }
@@ -312,8 +312,15 @@ impl EnumHandler {
         }
     }
 
-    /// [`EnumHandler::answer_datagram`] through hickory-proto's message types.
-    fn answer_general(&self, datagram: &[u8]) -> Option<Vec<u8>> {
+    /// The fast path alone: `true` when `datagram` is the common case and its answer is in
+    /// `out`. Whatever it answers, [`EnumHandler::answer_general`] answers alike.
+    pub fn answer_fast(&self, datagram: &[u8], out: &mut Vec<u8>) -> bool {
+        fast::answer(&self.fast, &self.replica.read(), datagram, out).is_some()
+    }
+
+    /// [`EnumHandler::answer_datagram`] through hickory-proto's message types: any datagram,
+    /// answered (`Some`) or dropped.
+    pub fn answer_general(&self, datagram: &[u8]) -> Option<Vec<u8>> {
         use hickory_server::proto::op::Message;
         let request = match Message::from_vec(datagram) {
             Ok(m) => m,
@@ -644,6 +651,33 @@ mod tests {
         for cut in 0..q.len() {
             assert!(fast::answer(&h.fast, &index, &q[..cut], &mut out).is_none(), "cut at {cut}");
         }
+    }
+
+    /// Found by the `dns_fast` fuzz target: the fast path answered queries whose OPT options
+    /// the general path refuses as malformed (FORMERR).
+    #[tokio::test]
+    async fn opt_options_the_general_path_refuses_leave_the_fast_path() {
+        use hickory_server::proto::op::Message;
+        let (h, _dir) = handler().await;
+        let base = query("1.0.0.0.0.0.0.9.7.4.e164.arpa.", RecordType::NAPTR, Some(1232));
+        assert_eq!(base[base.len() - 2..], [0, 0], "the OPT record has no options and ends the query");
+        let with_options = |options: &[u8]| {
+            let mut q = base[..base.len() - 2].to_vec();
+            q.extend((options.len() as u16).to_be_bytes());
+            q.extend(options);
+            q
+        };
+        let mut out = Vec::new();
+        for options in [&[0u8][..], &[0, 8, 0, 0], &[0, 10, 0, 8, 1, 2, 3]] {
+            let q = with_options(options);
+            assert!(!h.answer_fast(&q, &mut out), "{options:?}");
+            let general = Message::from_vec(&h.answer_general(&q).unwrap()).unwrap();
+            assert_eq!(general.metadata.response_code, ResponseCode::FormErr, "{options:?}");
+        }
+        // A whole cookie option stays on the fast path, answered alike.
+        let q = with_options(&[0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]);
+        assert!(h.answer_fast(&q, &mut out));
+        assert_eq!(Message::from_vec(&out).unwrap(), Message::from_vec(&h.answer_general(&q).unwrap()).unwrap());
     }
 
     #[tokio::test]
