@@ -6,7 +6,6 @@
 //! packet. Needs tshark and its dumpcap, allowed to capture on lo (see [`testkit`] for what a
 //! missing one does).
 
-
 use smsc::{ChannelHandler, EsmeAccount, EsmeDirectory, SmppConfig};
 use testkit::capture::{Capture, tshark};
 use tokio::io::AsyncWriteExt;
