@@ -121,6 +121,7 @@ then with the subscriber's PIN:"
     check_clearinghouse(cluster, &order, &msisdn, &mut c).await?;
     let stores = (OperatorStore::connect(&a.db_url).await?, OperatorStore::connect(&b.db_url).await?);
     check_operator_records(&stores, &msisdn, &mut c).await?;
+    check_provisioning(&stores, &msisdn, &mut c).await?;
     let http = cluster.http()?.build()?;
     check_lookups(cluster, &http, &msisdn, &mut c).await;
     check_sms(cluster, &stores, &msisdn, &mut c).await?;
@@ -252,6 +253,37 @@ async fn check_operator_records(
     }
     c.check(settled.0, "opa marked the subscriber ported out on the compensation confirmation");
     c.check(settled.1, "opb opened the subscriber's account on port completion");
+    Ok(())
+}
+
+/// F6: the port provisions the subscriber on every network element of opb (the recipient) and
+/// deprovisions it at opa (the donor), through each node's provisioning queues.
+async fn check_provisioning(
+    (a_store, b_store): &(OperatorStore, OperatorStore),
+    msisdn: &Msisdn,
+    c: &mut Checks,
+) -> anyhow::Result<()> {
+    println!("\nprovisioning of {msisdn} on the operators' network elements (F6):");
+    for (store, op, action) in [(b_store, "opb", "port_in"), (a_store, "opa", "port_out")] {
+        let mut executed = None;
+        for _ in 0..300 {
+            let orders = store.provisioning_orders_of(msisdn).await?;
+            let order = orders.into_iter().find(|o| o.order.action.name() == action);
+            if let Some(o) = order.filter(|o| !o.commands.is_empty() && o.commands.iter().all(|k| k.state == "done")) {
+                executed = Some(o);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let commands = executed.as_ref().map_or(String::new(), |o| {
+            let each = o.commands.iter().map(|k| format!("{} {}", k.command.element.as_str(), k.command.verb.as_str()));
+            each.collect::<Vec<_>>().join(", ")
+        });
+        println!("  {op}: {action} order, commands executed: {commands}");
+        let provisioned =
+            if action == "port_in" { "provisioned the subscriber" } else { "deprovisioned the subscriber" };
+        c.check(executed.is_some(), &format!("{op} {provisioned} on its network elements"));
+    }
     Ok(())
 }
 

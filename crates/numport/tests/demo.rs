@@ -38,6 +38,10 @@ fn demo_check_passes() {
     // F2 and F3 steps ran: lookups at every operator, the bank's SMS routed to the new operator.
     assert_eq!(stdout.matches("ENUM NAPTR → tel:+4790000001;npdi;rn=D002").count(), 3, "{}", show(&out));
     assert!(stdout.contains("opa routed it: interconnect to opb"), "{}", show(&out));
+    // F6: the recipient provisioned the subscriber on each network element, the donor deprovisioned.
+    assert!(stdout.contains("opb: port_in order, commands executed: hlr "), "{}", show(&out));
+    assert!(stdout.contains("opb provisioned the subscriber on its network elements"), "{}", show(&out));
+    assert!(stdout.contains("opa deprovisioned the subscriber on its network elements"), "{}", show(&out));
     assert!(
         stdout.contains("the handset on opb shows:") && stdout.contains("from MyBank: Your code is 123456"),
         "{}",

@@ -241,6 +241,23 @@ impl OperatorStore {
         }))
     }
 
+    /// The orders for `msisdn`, oldest first, with their commands.
+    pub async fn provisioning_orders_of(&self, msisdn: &Msisdn) -> Result<Vec<OrderRecord>, OperatorError> {
+        let ids: Vec<i64> = {
+            let mut conn = self.conn().await?;
+            let rows = sql::query("SELECT id FROM provisioning_orders WHERE msisdn = $1 ORDER BY id")
+                .bind(msisdn.as_str())
+                .fetch_all(&mut conn)
+                .await?;
+            rows.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?
+        };
+        let mut orders = Vec::with_capacity(ids.len());
+        for id in ids {
+            orders.extend(self.provisioning_order(id).await?);
+        }
+        Ok(orders)
+    }
+
     /// Dead commands, newest first, below id `before` (all when `None`).
     pub async fn provisioning_dead_letters(
         &self,
