@@ -6,14 +6,15 @@
 //! server unbinds and waits for the ESME's unbind_resp before it closes; and a client dropped
 //! without unbinding unbinds, and closes after the SMSC.
 
+mod common;
+
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use smsc::{EsmeAccount, EsmeDirectory, LockoutConfig, SmppConfig};
+use common::Server;
+use smsc::{EsmeAccount, LockoutConfig, SmppConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 const BIND_TRANSMITTER: u32 = 0x0000_0002;
 const BIND_TRANSMITTER_RESP: u32 = 0x8000_0002;
@@ -23,32 +24,13 @@ const UNBIND_RESP: u32 = 0x8000_0006;
 const ESME_RINVPASWD: u32 = 0x0E;
 const ESME_RBINDFAIL: u32 = 0x0D;
 
-struct Server {
-    addr: SocketAddr,
-    receivers: smsc::Receivers,
-    stop: CancellationToken,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
+/// The server, with a bank and a shop allowed two sessions.
 async fn start(config: SmppConfig) -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let directory = EsmeDirectory::new([
+    let accounts = [
         EsmeAccount::new("bank", "s3cret", 50).unwrap(),
         EsmeAccount::new("shop", "shoppw", 50).unwrap().with_max_sessions(2),
-    ]);
-    let (tx, mut submitted) = mpsc::channel(16);
-    tokio::spawn(async move { while submitted.recv().await.is_some() {} });
-    let stop = CancellationToken::new();
-    let handler = smsc::ChannelHandler::new(tx);
-    let receivers = smsc::Receivers::new();
-    tokio::spawn(smsc::serve(listener, config, directory, handler, receivers.clone(), stop.clone()));
-    Server { addr, receivers, stop }
+    ];
+    common::start(config, accounts).await
 }
 
 /// A connection to `server` from the loopback address `127.0.0.<host>`.

@@ -3,13 +3,14 @@
 //! with), against a server whose handler keeps nothing ([`smsc::ChannelHandler`]). The bind
 //! states, the responses each one gets, and the errors SMPP names.
 
+mod common;
+
 use std::time::Duration;
 
-use smsc::{EsmeAccount, EsmeDirectory, SmppConfig, Submitted};
+use common::Server;
+use smsc::{EsmeAccount, SmppConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use tokio::net::TcpStream;
 
 const GENERIC_NACK: u32 = 0x8000_0000;
 const QUERY_SM: u32 = 0x03;
@@ -32,28 +33,9 @@ const ESME_RREPLACEFAIL: u32 = 0x13;
 const ESME_RINVTLVVAL: u32 = 0xC4;
 const ESME_RINVNUMDESTS: u32 = 0x33;
 
-struct Server {
-    addr: std::net::SocketAddr,
-    submitted: mpsc::Receiver<Submitted>,
-    stop: CancellationToken,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
+/// The server, with a bank.
 async fn start() -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let directory = EsmeDirectory::new([EsmeAccount::new("bank", "s3cret", 1000).unwrap()]);
-    let (tx, submitted) = mpsc::channel(64);
-    let stop = CancellationToken::new();
-    let handler = smsc::ChannelHandler::new(tx);
-    let config = SmppConfig::default();
-    tokio::spawn(smsc::serve(listener, config, directory, handler, smsc::Receivers::new(), stop.clone()));
-    Server { addr, submitted, stop }
+    common::start(SmppConfig::default(), [EsmeAccount::new("bank", "s3cret", 1000).unwrap()]).await
 }
 
 /// A PDU read back: command_id, command_status, sequence_number and body.

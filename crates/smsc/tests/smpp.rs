@@ -1,40 +1,21 @@
 //! The SMPP server against a real third-party client (Python's `smpplib`, as a bank's gateway
 //! would use it) and against hand-made hostile byte streams.
 
+mod common;
+
 use std::time::Duration;
 
-use smsc::{EsmeAccount, EsmeDirectory, SmppConfig, Submitted};
+use common::Server;
+use smsc::{EsmeAccount, SmppConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
-struct Server {
-    addr: std::net::SocketAddr,
-    submitted: mpsc::Receiver<Submitted>,
-    receivers: smsc::Receivers,
-    stop: CancellationToken,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
+/// The server, with a bank and a bulk sender without a practical rate limit.
 async fn start(config: SmppConfig) -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let directory = EsmeDirectory::new([
-        EsmeAccount::new("bank", "s3cret", 50).unwrap(),
-        EsmeAccount::new("bulk", "bulkpw", 1_000_000).unwrap(),
-    ]);
-    let (tx, submitted) = mpsc::channel(4096);
-    let stop = CancellationToken::new();
-    let receivers = smsc::Receivers::new();
-    let handler = smsc::ChannelHandler::new(tx);
-    tokio::spawn(smsc::serve(listener, config, directory, handler, receivers.clone(), stop.clone()));
-    Server { addr, submitted, receivers, stop }
+    let accounts =
+        [EsmeAccount::new("bank", "s3cret", 50).unwrap(), EsmeAccount::new("bulk", "bulkpw", 1_000_000).unwrap()];
+    common::start(config, accounts).await
 }
 
 /// Whether Python's smpplib is there to play the bank's gateway (see [`testkit`] for what its
