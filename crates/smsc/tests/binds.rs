@@ -11,7 +11,7 @@ mod common;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use common::Server;
+use common::{Server, pdu};
 use smsc::{EsmeAccount, LockoutConfig, SmppConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -46,15 +46,6 @@ async fn connect_with(host: u8, server: SocketAddr, receive_buffer: Option<u32>)
     }
     socket.bind(SocketAddr::new(IpAddr::from([127, 0, 0, host]), 0)).unwrap();
     socket.connect(server).await.unwrap()
-}
-
-fn pdu(command_id: u32, seq: u32, body: &[u8]) -> Vec<u8> {
-    let mut v = ((16 + body.len()) as u32).to_be_bytes().to_vec();
-    v.extend(command_id.to_be_bytes());
-    v.extend(0u32.to_be_bytes());
-    v.extend(seq.to_be_bytes());
-    v.extend_from_slice(body);
-    v
 }
 
 fn bind_transmitter(system_id: &str, password: &str, seq: u32) -> Vec<u8> {

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::Server;
+use common::{Server, pdu};
 use smsc::{EsmeAccount, SmppConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -54,15 +54,6 @@ async fn read_pdu(c: &mut TcpStream) -> Pdu {
     let mut body = vec![0u8; (w(0) as usize).saturating_sub(16)];
     c.read_exact(&mut body).await.unwrap();
     Pdu { id: w(4), status: w(8), seq: w(12), body }
-}
-
-fn pdu(command_id: u32, seq: u32, body: &[u8]) -> Vec<u8> {
-    let mut v = ((16 + body.len()) as u32).to_be_bytes().to_vec();
-    v.extend(command_id.to_be_bytes());
-    v.extend(0u32.to_be_bytes());
-    v.extend(seq.to_be_bytes());
-    v.extend_from_slice(body);
-    v
 }
 
 /// Sends `request` and reads its answer: (command_id, command_status, sequence_number).

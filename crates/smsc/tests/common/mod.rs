@@ -38,3 +38,13 @@ pub async fn start(config: SmppConfig, accounts: impl IntoIterator<Item = EsmeAc
     tokio::spawn(smsc::serve(listener, config, directory, handler, receivers.clone(), stop.clone()));
     Server { addr, submitted, receivers, stop }
 }
+
+/// A PDU written byte by byte: header (command_status 0) and `body`.
+pub fn pdu(command_id: u32, seq: u32, body: &[u8]) -> Vec<u8> {
+    let mut v = ((16 + body.len()) as u32).to_be_bytes().to_vec();
+    v.extend(command_id.to_be_bytes());
+    v.extend(0u32.to_be_bytes());
+    v.extend(seq.to_be_bytes());
+    v.extend_from_slice(body);
+    v
+}
