@@ -405,7 +405,7 @@ fn octets_split_with_a_first_part_element_and_come_back_whole() {
     let cpi = udh::InformationElement::command_packet();
     let single = split_octets(&[7; 137], Reference::Eight(1), std::slice::from_ref(&cpi)).unwrap();
     assert_eq!(single.len(), 1, "137 octets and a 3-octet header fit one SMS");
-    assert_eq!(single[0].header.as_ref().unwrap().elements, [cpi.clone()]);
+    assert_eq!(single[0].header.as_ref().unwrap().elements, std::slice::from_ref(&cpi));
     for (len, reference, parts) in
         [(138, Reference::Eight(2), 2), (400, Reference::Sixteen(3), 4), (132 + 134, Reference::Eight(4), 2)]
     {
