@@ -23,6 +23,7 @@ mod operator_cmd;
 mod pki_cmd;
 mod provisioning_cmd;
 mod terminal_cmd;
+mod terminal_sim;
 
 use std::process::ExitCode;
 
