@@ -105,7 +105,7 @@ impl<'a> Message<'a> {
             return Err(Error::Version(header.version));
         }
         let stated = header.length;
-        if stated as usize != bytes.len() || stated % 4 != 0 {
+        if stated as usize != bytes.len() || !stated.is_multiple_of(4) {
             return Err(Error::MessageLength { stated, actual: bytes.len() });
         }
         if header.flags & FLAGS_RESERVED != 0 || (header.is_request() && header.is_error()) {
