@@ -343,3 +343,21 @@ fn the_gy_application_and_contexts_are_named() {
     assert_eq!(d::lookup(873, d::VENDOR_3GPP).unwrap().name, "Service-Information");
     assert_eq!(unix_seconds(ntp_seconds(1_780_000_000)), 1_780_000_000);
 }
+
+/// Failed-AVP carries the offending AVP back, unknown or malformed: an answer that holds one
+/// validates (found by the fuzz target: the error answer to an unknown mandatory AVP did not).
+#[test]
+fn the_content_of_failed_avp_is_not_validated() {
+    let mut w = Writer::message(Vec::new(), &Header::request(command::CAPABILITIES_EXCHANGE, 0, 1, 1));
+    w.str(&d::ORIGIN_HOST, "pgw.numport.test");
+    w.raw_avp(4097, FLAG_M, 0, b"");
+    let bytes = w.finish();
+    let m = Message::decode(&bytes).unwrap();
+    let e = validate(&m).unwrap_err();
+    assert_eq!(e.result_code(), 5001);
+    let answer = base::error_answer(&m.header, m.body, &me(), &e);
+    let a = Message::decode(&answer).unwrap();
+    validate(&a).unwrap();
+    let failed = a.find(&d::FAILED_AVP).unwrap().grouped().next().unwrap().unwrap();
+    assert_eq!((failed.code, failed.flags), (4097, FLAG_M));
+}
