@@ -352,6 +352,8 @@ mod seeds {
         };
         let por = encode_response_packet(Some(&keys), PorSecurity { checksum: true, ciphering: true }, &por).unwrap();
         named("sim", [secure, stale, open, tpdu, script, por])
+    }
+
     fn diameter() -> Files {
         use diameter::cc::*;
         use diameter::dict::command;
