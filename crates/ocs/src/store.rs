@@ -201,9 +201,10 @@ pub async fn save_account(conn: &mut Connection, before: &Account, after: &Accou
             }
         }
     }
-    let key = |r: &Reservation| (r.session_id.clone(), r.rating_group);
+    // A reservation never changes in place: one replaced under the same key is deleted and
+    // inserted anew.
     for r in &before.reservations {
-        if !after.reservations.iter().any(|n| key(n) == key(r)) {
+        if !after.reservations.contains(r) {
             sql::query("DELETE FROM ocs_reservations WHERE session_id = $1 AND rating_group = $2")
                 .bind(r.session_id.as_str())
                 .bind(i64::from(r.rating_group))
@@ -212,7 +213,7 @@ pub async fn save_account(conn: &mut Connection, before: &Account, after: &Accou
         }
     }
     for r in &after.reservations {
-        if !before.reservations.iter().any(|o| key(o) == key(r)) {
+        if !before.reservations.contains(r) {
             sql::query(
                 "INSERT INTO ocs_reservations (session_id, rating_group, account_id, money, body, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6)",
