@@ -27,6 +27,20 @@ both_backends! {
     capacity_admission => capacity_admission;
     data_record_split_and_rated_by_mode => data_record_split_and_rated_by_mode;
     partial_cdrs_then_formal_rating => partial_cdrs_then_formal_rating;
+    load_benchmark_runs_clean => load_benchmark_runs_clean;
+}
+
+async fn load_benchmark_runs_clean(t: TestOcs) {
+    for i in 0..3u64 {
+        let msisdn = format!("{}", 4_791_000_000u64 + i);
+        // The third account is nearly empty: its sessions meet the credit limit.
+        funded(&t, &msisdn, if i == 2 { 25 } else { 1_000_000 }, 10).await;
+    }
+    let f = ocs::bench::credit_control_load(&t.ocs, 3, 6, std::time::Duration::from_millis(300)).await.unwrap();
+    assert!(f.requests > 0);
+    assert_eq!((f.double_charged, f.overdraft), (0, 0));
+    let b = t.ocs.balance("4791000002").await.unwrap();
+    assert!(b.debt <= b.credit_limit);
 }
 
 async fn funded(t: &TestOcs, msisdn: &str, amount: i64, credit: i64) {
