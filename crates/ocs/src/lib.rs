@@ -17,12 +17,15 @@
 //!   sessions on one account are therefore serialised on that account and cannot overrun its
 //!   credit limit, and a retransmission finds the stored answer instead of charging again.
 //! - [`Ocs`] ([`service`]): the service the Gy server and the operator node's API call, with its
-//!   metrics; [`bench`] measures rating alone.
+//!   metrics; [`gy`] maps the `diameter` crate's CCR and CCA to the domain structs and is the
+//!   Diameter server's Credit-Control handler; [`bench`] measures rating alone and credit
+//!   control in process.
 
 pub mod balance;
 pub mod bench;
 pub mod capacity;
 pub mod data_charging;
+pub mod gy;
 pub mod metrics;
 pub mod online_list;
 pub mod partial_cdr;

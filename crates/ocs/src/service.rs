@@ -243,7 +243,7 @@ impl Ocs {
         &self.inner.config
     }
 
-    fn now(&self) -> Millis {
+    pub(crate) fn now(&self) -> Millis {
         self.inner.clock.now_ms()
     }
 
