@@ -12,7 +12,11 @@ use numport_db::DbConfig;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let dir = tempfile::tempdir()?;
-    let url = args.get(1).cloned().unwrap_or_else(|| format!("sqlite://{}", dir.path().join("ocs.db").display()));
+    let url = args
+        .get(1)
+        .filter(|u| !u.is_empty())
+        .cloned()
+        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("ocs.db").display()));
     let seconds: u64 = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(10);
     let ocs = ocs::Ocs::open(
         &DbConfig::new(&url),

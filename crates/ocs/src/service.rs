@@ -277,18 +277,16 @@ impl Ocs {
         let now = self.now();
         let mut tx = self.inner.db.begin().await?;
         let known = store::session(&mut tx, &req.session_id).await?;
-        let account_id = match &known {
-            Some(s) => Some(s.account_id),
-            None => store::account_id(&mut tx, &req.subscription_id.data).await?,
+        let before = match &known {
+            Some(s) => store::lock_account(&mut tx, s.account_id).await?,
+            None => store::lock_account_by_msisdn(&mut tx, &req.subscription_id.data).await?,
         };
-        let Some(account_id) = account_id else {
+        let Some(before) = before else {
             return Ok(CreditControlAnswer::error(req, result_code::USER_UNKNOWN));
         };
-        let Some(before) = store::lock_account(&mut tx, account_id).await? else {
-            return Ok(CreditControlAnswer::error(req, result_code::USER_UNKNOWN));
-        };
-        // Read again under the account's lock: a copy of this request may have committed meanwhile.
-        let session = store::session(&mut tx, &req.session_id).await?;
+        // On PostgreSQL, read again under the account's lock: a copy of this request may have
+        // committed meanwhile. On SQLite the transaction has held the one writer throughout.
+        let session = if tx.is_postgres() { store::session(&mut tx, &req.session_id).await? } else { known };
         if let Some(answer) = session::replay(session.as_ref(), req) {
             self.metrics().retransmissions.inc();
             return Ok(answer);
@@ -372,8 +370,7 @@ impl Ocs {
 
     /// Lock `msisdn`'s account in `tx`, or fail with [`OcsError::UnknownSubscriber`].
     async fn lock(&self, tx: &mut Connection, msisdn: &str) -> Result<Account> {
-        let id = store::account_id(tx, msisdn).await?.ok_or_else(|| OcsError::UnknownSubscriber(msisdn.to_owned()))?;
-        store::lock_account(tx, id).await?.ok_or_else(|| OcsError::UnknownSubscriber(msisdn.to_owned()))
+        store::lock_account_by_msisdn(tx, msisdn).await?.ok_or_else(|| OcsError::UnknownSubscriber(msisdn.to_owned()))
     }
 
     /// Recharge `amount` (to a bucket of its own when it expires), once per `key`: a recharge

@@ -5,9 +5,10 @@
 //! Functions take the caller's `&mut Connection` (a transaction): [`crate::Ocs`] owns the
 //! transactions. [`lock_account`] is where a request serialises on its account: on PostgreSQL
 //! the row is locked `FOR UPDATE` until the commit; on SQLite the transaction holds the one
-//! writer. Everything a request changes is written after it: [`save_account`] writes what
-//! differs between the account as loaded and as changed, [`post`] the journal lines,
-//! [`save_session`] the session with its answer.
+//! writer. An account is one row, its buckets and reservations in its `state` (JSON), so a
+//! request reads one row and writes one: [`save_account`] rewrites it when it changed,
+//! [`post`] writes the journal lines in one statement, [`save_session`] the session with its
+//! answer.
 
 use std::collections::HashMap;
 
@@ -20,7 +21,7 @@ use serde_json::json;
 use crate::balance::{Account, AccountId, Entry, MoneyBucket, Reservation, UnitBucket};
 use crate::data_charging::ChargingMode;
 use crate::online_list::{EntryKind, ListEntry};
-use crate::rating::{Service, TariffRule, TimeBand, UnitKind};
+use crate::rating::{Service, TariffRule, TimeBand};
 use crate::session::{CreditControlAnswer, RequestType, Session, SessionState};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -55,30 +56,43 @@ fn for_update(conn: &Connection) -> &'static str {
 
 // ---------------------------------------------------------------- accounts
 
+/// An account's buckets and reservations, as its row's `state` holds them.
+#[derive(serde::Serialize)]
+struct StateRef<'a> {
+    money: &'a [MoneyBucket],
+    units: &'a [UnitBucket],
+    reservations: &'a [Reservation],
+}
+
+#[derive(serde::Deserialize)]
+struct State {
+    money: Vec<MoneyBucket>,
+    units: Vec<UnitBucket>,
+    reservations: Vec<Reservation>,
+}
+
+fn state_json(a: &Account) -> Result<String> {
+    to_json(&StateRef { money: &a.money, units: &a.units, reservations: &a.reservations })
+}
+
 pub async fn create_account(
     conn: &mut Connection,
     msisdn: &str,
     credit_limit: Money,
     now: Millis,
 ) -> Result<AccountId> {
-    let id: i64 = sql::query_scalar(
-        "INSERT INTO ocs_accounts (msisdn, credit_limit, debt, created_at) VALUES ($1, $2, 0, $3) RETURNING id",
+    let state = state_json(&Account::new(0, credit_limit))?;
+    sql::query_scalar(
+        "INSERT INTO ocs_accounts (msisdn, credit_limit, debt, balance, reserved, state, created_at) \
+         VALUES ($1, $2, 0, 0, 0, $3, $4) RETURNING id",
     )
     .bind(msisdn)
     .bind(credit_limit.0)
+    .bind(state)
     .bind(now)
     .fetch_one(conn)
     .await
-    .map_err(StoreError::from_insert)?;
-    sql::query("INSERT INTO ocs_money_buckets (account_id, no, remaining, expires_at) VALUES ($1, 0, 0, NULL)")
-        .bind(id)
-        .execute(conn)
-        .await?;
-    Ok(id)
-}
-
-pub async fn account_id(conn: &mut Connection, msisdn: &str) -> Result<Option<AccountId>> {
-    sql::query_scalar("SELECT id FROM ocs_accounts WHERE msisdn = $1").bind(msisdn).fetch_optional(conn).await
+    .map_err(StoreError::from_insert)
 }
 
 /// Every account's id and number, in id order.
@@ -86,148 +100,50 @@ pub async fn accounts(conn: &mut Connection) -> Result<Vec<(AccountId, String)>>
     sql::query_as("SELECT id, msisdn FROM ocs_accounts ORDER BY id").fetch_all(conn).await
 }
 
-/// Load account `id` with its buckets and reservations, holding its lock until the
-/// transaction ends.
-pub async fn lock_account(conn: &mut Connection, id: AccountId) -> Result<Option<Account>> {
-    let q = format!("SELECT credit_limit, debt FROM ocs_accounts WHERE id = $1{}", for_update(conn));
-    let Some((credit_limit, debt)) = sql::query_as::<(i64, i64)>(&q).bind(id).fetch_optional(conn).await? else {
-        return Ok(None);
-    };
-    let money = sql::query("SELECT no, remaining, expires_at FROM ocs_money_buckets WHERE account_id = $1 ORDER BY no")
-        .bind(id)
-        .fetch_all(conn)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(MoneyBucket {
-                no: r.try_get("no")?,
-                remaining: Money(r.try_get("remaining")?),
-                expires_at: r.try_get("expires_at")?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let units = sql::query(
-        "SELECT no, unit, rating_group, remaining, expires_at FROM ocs_unit_buckets WHERE account_id = $1 ORDER BY no",
-    )
-    .bind(id)
-    .fetch_all(conn)
-    .await?
-    .iter()
-    .map(unit_bucket)
-    .collect::<Result<Vec<_>>>()?;
-    let reservations = sql::query_scalar::<String>(
-        "SELECT body FROM ocs_reservations WHERE account_id = $1 ORDER BY created_at, session_id, rating_group",
-    )
-    .bind(id)
-    .fetch_all(conn)
-    .await?
-    .iter()
-    .map(|b| from_json::<Reservation>("reservation", b))
-    .collect::<Result<Vec<_>>>()?;
-    Ok(Some(Account { id, credit_limit: Money(credit_limit), debt: Money(debt), money, units, reservations }))
-}
+const ACCOUNT_COLUMNS: &str = "id, credit_limit, debt, state";
 
-fn unit_bucket(r: &Row) -> Result<UnitBucket> {
-    let unit: String = r.try_get("unit")?;
-    let group: Option<i64> = r.try_get("rating_group")?;
-    Ok(UnitBucket {
-        no: r.try_get("no")?,
-        unit: unit.parse::<UnitKind>().map_err(|e| corrupt("unit", e))?,
-        rating_group: group.map(|g| g as u32),
-        remaining: r.try_get::<i64, _>("remaining")? as u64,
-        expires_at: r.try_get("expires_at")?,
+fn account_row(r: &Row) -> Result<Account> {
+    let state: String = r.try_get("state")?;
+    let state: State = from_json("account state", &state)?;
+    Ok(Account {
+        id: r.try_get("id")?,
+        credit_limit: Money(r.try_get("credit_limit")?),
+        debt: Money(r.try_get("debt")?),
+        money: state.money,
+        units: state.units,
+        reservations: state.reservations,
     })
 }
 
-/// Write what changed between `before` (as loaded) and `after`.
+/// Load account `id` with its buckets and reservations, holding its lock until the
+/// transaction ends.
+pub async fn lock_account(conn: &mut Connection, id: AccountId) -> Result<Option<Account>> {
+    let q = format!("SELECT {ACCOUNT_COLUMNS} FROM ocs_accounts WHERE id = $1{}", for_update(conn));
+    sql::query(&q).bind(id).fetch_optional(conn).await?.map(|r| account_row(&r)).transpose()
+}
+
+/// [`lock_account`] by the subscriber's number.
+pub async fn lock_account_by_msisdn(conn: &mut Connection, msisdn: &str) -> Result<Option<Account>> {
+    let q = format!("SELECT {ACCOUNT_COLUMNS} FROM ocs_accounts WHERE msisdn = $1{}", for_update(conn));
+    sql::query(&q).bind(msisdn).fetch_optional(conn).await?.map(|r| account_row(&r)).transpose()
+}
+
+/// Write `after` if it differs from `before` (as loaded).
 pub async fn save_account(conn: &mut Connection, before: &Account, after: &Account) -> Result<()> {
-    let id = after.id;
-    if before.debt != after.debt || before.credit_limit != after.credit_limit {
-        sql::query("UPDATE ocs_accounts SET debt = $2, credit_limit = $3 WHERE id = $1")
-            .bind(id)
-            .bind(after.debt.0)
-            .bind(after.credit_limit.0)
-            .execute(conn)
-            .await?;
+    if before == after {
+        return Ok(());
     }
-    for b in &after.money {
-        match before.money.iter().find(|o| o.no == b.no) {
-            Some(o) if o == b => {}
-            Some(_) => {
-                sql::query("UPDATE ocs_money_buckets SET remaining = $3 WHERE account_id = $1 AND no = $2")
-                    .bind(id)
-                    .bind(b.no)
-                    .bind(b.remaining.0)
-                    .execute(conn)
-                    .await?;
-            }
-            None => {
-                sql::query(
-                    "INSERT INTO ocs_money_buckets (account_id, no, remaining, expires_at) VALUES ($1, $2, $3, $4)",
-                )
-                .bind(id)
-                .bind(b.no)
-                .bind(b.remaining.0)
-                .bind(b.expires_at)
-                .execute(conn)
-                .await?;
-            }
-        }
-    }
-    for b in &after.units {
-        match before.units.iter().find(|o| o.no == b.no) {
-            Some(o) if o == b => {}
-            Some(_) => {
-                sql::query("UPDATE ocs_unit_buckets SET remaining = $3 WHERE account_id = $1 AND no = $2")
-                    .bind(id)
-                    .bind(b.no)
-                    .bind(b.remaining as i64)
-                    .execute(conn)
-                    .await?;
-            }
-            None => {
-                sql::query(
-                    "INSERT INTO ocs_unit_buckets (account_id, no, unit, rating_group, remaining, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(id)
-                .bind(b.no)
-                .bind(b.unit.as_str())
-                .bind(b.rating_group.map(i64::from))
-                .bind(b.remaining as i64)
-                .bind(b.expires_at)
-                .execute(conn)
-                .await?;
-            }
-        }
-    }
-    // A reservation never changes in place: one replaced under the same key is deleted and
-    // inserted anew.
-    for r in &before.reservations {
-        if !after.reservations.contains(r) {
-            sql::query("DELETE FROM ocs_reservations WHERE session_id = $1 AND rating_group = $2")
-                .bind(r.session_id.as_str())
-                .bind(i64::from(r.rating_group))
-                .execute(conn)
-                .await?;
-        }
-    }
-    for r in &after.reservations {
-        if !before.reservations.contains(r) {
-            sql::query(
-                "INSERT INTO ocs_reservations (session_id, rating_group, account_id, money, body, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(r.session_id.as_str())
-            .bind(i64::from(r.rating_group))
-            .bind(id)
-            .bind(r.money.0)
-            .bind(to_json(r)?)
-            .bind(r.created_at)
-            .execute(conn)
-            .await?;
-        }
-    }
+    sql::query(
+        "UPDATE ocs_accounts SET debt = $2, credit_limit = $3, balance = $4, reserved = $5, state = $6 WHERE id = $1",
+    )
+    .bind(after.id)
+    .bind(after.debt.0)
+    .bind(after.credit_limit.0)
+    .bind(after.net().0)
+    .bind(after.reserved().0)
+    .bind(state_json(after)?)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

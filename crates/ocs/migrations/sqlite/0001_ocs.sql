@@ -1,45 +1,19 @@
--- Subscriber balances: the account row is what a credit-control request locks, so every
--- change to one account's buckets and reservations is serialised on it. `debt` is credit
--- taken; the CHECK is the last guard of the credit limit.
+-- Subscriber balances, one row per account: the row a credit-control request locks and
+-- rewrites. `state` holds the account's monetary and unit buckets and its reservations (JSON,
+-- `ocs::balance::Account`): one row read and one written per request, where a table per kind
+-- cost ten statements (docs/BENCHMARKS.md, OCS). `debt` is credit taken, and its CHECK is the
+-- last guard of the credit limit; `balance` (buckets net of debt) and `reserved` are the
+-- state's sums, kept beside it for reports.
 CREATE TABLE ocs_accounts (
     id           INTEGER PRIMARY KEY,
     msisdn       TEXT   NOT NULL UNIQUE,
     credit_limit BIGINT NOT NULL CHECK (credit_limit >= 0),
     debt         BIGINT NOT NULL DEFAULT 0 CHECK (debt >= 0 AND debt <= credit_limit),
+    balance      BIGINT NOT NULL DEFAULT 0,
+    reserved     BIGINT NOT NULL DEFAULT 0 CHECK (reserved >= 0),
+    state        TEXT   NOT NULL,
     created_at   BIGINT NOT NULL
 );
-
--- Monetary buckets; bucket 0 is the account's main bucket, without expiry.
-CREATE TABLE ocs_money_buckets (
-    account_id BIGINT NOT NULL REFERENCES ocs_accounts (id),
-    no         BIGINT NOT NULL,
-    remaining  BIGINT NOT NULL CHECK (remaining >= 0),
-    expires_at BIGINT,
-    PRIMARY KEY (account_id, no)
-);
-
--- Unit buckets (seconds, octets, events), for one rating group or any.
-CREATE TABLE ocs_unit_buckets (
-    account_id   BIGINT NOT NULL REFERENCES ocs_accounts (id),
-    no           BIGINT NOT NULL,
-    unit         TEXT   NOT NULL CHECK (unit IN ('time', 'octets', 'service_specific')),
-    rating_group BIGINT,
-    remaining    BIGINT NOT NULL CHECK (remaining >= 0),
-    expires_at   BIGINT,
-    PRIMARY KEY (account_id, no)
-);
-
--- What each (session, rating group) holds; `body` is the reservation with its draws (JSON).
-CREATE TABLE ocs_reservations (
-    session_id   TEXT   NOT NULL,
-    rating_group BIGINT NOT NULL,
-    account_id   BIGINT NOT NULL REFERENCES ocs_accounts (id),
-    money        BIGINT NOT NULL CHECK (money >= 0),
-    body         TEXT   NOT NULL,
-    created_at   BIGINT NOT NULL,
-    PRIMARY KEY (session_id, rating_group)
-);
-CREATE INDEX ocs_reservations_account ON ocs_reservations (account_id);
 
 -- Credit-control sessions, each with its last answer for retransmissions.
 CREATE TABLE ocs_sessions (
