@@ -32,7 +32,7 @@ CREATE TABLE ocs_sessions (
 CREATE INDEX ocs_sessions_open ON ocs_sessions (tcc_deadline) WHERE state = 'open';
 
 -- The double-entry journal: one row per line; the lines of an entry share its key (unique
--- per business event) and sum to zero.
+-- per business event) and sum to zero; the per-ledger sums are a check's full scan.
 CREATE TABLE ocs_postings (
     entry_key TEXT   NOT NULL,
     line      BIGINT NOT NULL,
@@ -42,7 +42,6 @@ CREATE TABLE ocs_postings (
     at        BIGINT NOT NULL,
     PRIMARY KEY (entry_key, line)
 );
-CREATE INDEX ocs_postings_ledger ON ocs_postings (ledger);
 
 -- Tariffs (rating): per service, destination prefix and band of the day.
 CREATE TABLE ocs_tariffs (

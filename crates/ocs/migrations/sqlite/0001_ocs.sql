@@ -28,11 +28,12 @@ CREATE TABLE ocs_sessions (
     tcc_deadline        BIGINT NOT NULL,
     charged             BIGINT NOT NULL,
     updated_at          BIGINT NOT NULL
-);
+) WITHOUT ROWID;
 CREATE INDEX ocs_sessions_open ON ocs_sessions (tcc_deadline) WHERE state = 'open';
 
 -- The double-entry journal: one row per line; the lines of an entry share its key (unique
--- per business event) and sum to zero.
+-- per business event) and sum to zero. Clustered on the key (WITHOUT ROWID): one b-tree
+-- written per line instead of two; the per-ledger sums are a check's full scan.
 CREATE TABLE ocs_postings (
     entry_key TEXT   NOT NULL,
     line      BIGINT NOT NULL,
@@ -41,8 +42,7 @@ CREATE TABLE ocs_postings (
     kind      TEXT   NOT NULL,
     at        BIGINT NOT NULL,
     PRIMARY KEY (entry_key, line)
-);
-CREATE INDEX ocs_postings_ledger ON ocs_postings (ledger);
+) WITHOUT ROWID;
 
 -- Tariffs (rating): per service, destination prefix and band of the day.
 CREATE TABLE ocs_tariffs (
