@@ -27,7 +27,7 @@ pub struct Peer {
 }
 
 /// The OCS's configuration file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OcsRoleConfig {
     /// Diameter Gy: TCP, or TLS from the first octet with `[tls]`.
@@ -121,9 +121,7 @@ enum Admin {
     },
     /// Replace the tariffs with a JSON file: an array of rules
     /// `{"service": "voice", "prefix": "47", "band": {"start_minute": 0, "end_minute": 1440}, "price": 10, "block": 60}`.
-    Tariffs {
-        file: PathBuf,
-    },
+    Tariffs { file: PathBuf },
     /// Print an account's balance as JSON.
     Balance {
         #[arg(long)]
@@ -169,7 +167,8 @@ async fn administer(ocs: &Ocs, admin: Admin) -> anyhow::Result<ExitCode> {
         }
         Admin::Tariffs { file } => {
             let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-            let rules: Vec<TariffRule> = serde_json::from_str(&text).with_context(|| format!("in {}", file.display()))?;
+            let rules: Vec<TariffRule> =
+                serde_json::from_str(&text).with_context(|| format!("in {}", file.display()))?;
             let n = rules.len();
             ocs.set_tariffs(rules).await?;
             println!("{{\"tariff_rules\": {n}}}");
@@ -191,8 +190,9 @@ async fn serve_gy(ocs: Ocs, cfg: OcsRoleConfig, registry: telemetry::Registry) -
     tracing::info!(accounts = report.accounts, "OCS books balance");
     let shutdown = crate::shutdown_on_signal();
     let supervisor = ocs.spawn_supervisor(shutdown.clone());
-    let listener =
-        tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding Diameter on {}", cfg.listen))?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("binding Diameter on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let identity = Identity {
@@ -204,7 +204,10 @@ async fn serve_gy(ocs: Ocs, cfg: OcsRoleConfig, registry: telemetry::Registry) -
         // Changes at every start, so peers see the restart (RFC 6733 §8.16).
         origin_state_id: started.as_secs() as u32,
     };
-    let peers = cfg.peers.iter().map(|p| KnownPeer { origin_host: p.origin_host.clone(), origin_realm: p.origin_realm.clone() });
+    let peers = cfg
+        .peers
+        .iter()
+        .map(|p| KnownPeer { origin_host: p.origin_host.clone(), origin_realm: p.origin_realm.clone() });
     let server_config = ServerConfig { tls, ..ServerConfig::new(identity, peers.collect()) };
     let metrics = match cfg.metrics_listen {
         Some(m) => {
