@@ -102,6 +102,10 @@ fn main() {
         validate(&m).unwrap();
         black_box(Ccr::decode(&m).unwrap());
     });
+    let validate_only = measure(|| {
+        let m = Message::decode(black_box(&bytes)).unwrap();
+        validate(&m).unwrap();
+    });
     let mut buf = Vec::with_capacity(512);
     let encode_cca = measure(|| {
         buf = black_box(&cca).encode_into(std::mem::take(&mut buf), &request);
@@ -114,6 +118,7 @@ fn main() {
     let figures = [
         ("ccr_octets", bytes.len() as f64),
         ("ccr_decode_validate_ns", decode),
+        ("ccr_validate_only_ns", validate_only),
         ("cca_encode_ns", encode_cca),
         ("ccr_encode_ns", encode_ccr),
     ];
