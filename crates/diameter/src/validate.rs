@@ -1,7 +1,8 @@
 //! Validation of a received message against the dictionary, before any typed decoding: every
 //! AVP at every depth is framed correctly, has no reserved flag and honours its M-flag rule, is
 //! known if it is mandatory, and has a value its format allows. The first fault is returned,
-//! which the peer answers with its Result-Code and Failed-AVP (RFC 6733 §6.2, §7).
+//! which the peer answers with its Result-Code and Failed-AVP (RFC 6733 §6.2, §7). The content
+//! of a Failed-AVP is not checked: it is the offending AVPs a peer sends back.
 
 use crate::avp::{AvpIter, FLAG_M, FLAGS_RESERVED};
 use crate::dict::{AvpType, MRule};
@@ -33,6 +34,10 @@ fn walk(avps: AvpIter<'_>, depth: usize) -> Result<(), Error> {
         };
         if def.m == MRule::MustNot && avp.flags & FLAG_M != 0 {
             return Err(bits());
+        }
+        // Failed-AVP holds copies of offending AVPs (unknown, malformed): opaque by definition.
+        if def.code == crate::dict::FAILED_AVP.code && def.vendor == crate::dict::IETF {
+            continue;
         }
         if def.ty == AvpType::Grouped {
             if depth + 1 >= MAX_DEPTH {

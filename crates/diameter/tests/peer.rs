@@ -328,3 +328,24 @@ async fn client_and_server_over_tls() {
     assert!(closed(&mut s).await);
     client.stop().await;
 }
+
+#[tokio::test]
+async fn a_slow_or_garbled_peer_is_closed_before_the_capabilities_exchange() {
+    let timers = Timers { tw: Duration::from_millis(300), capabilities_exchange: Duration::from_millis(300) };
+    let srv = server(&[GW], timers, 65536, Default::default()).await;
+    // Half a header, then nothing: closed when the CER does not come in time.
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    send(&mut s, &cer(GW.0, GW.1, &[4])[..10]).await;
+    let started = Instant::now();
+    assert!(closed(&mut s).await);
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    // A version 2 request: answered 5011, then closed (no CER yet).
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    let mut v2 = cer(GW.0, GW.1, &[4]);
+    v2[0] = 2;
+    send(&mut s, &v2).await;
+    assert_eq!(outcome(&read_message(&mut s).await.unwrap()).0, 5011);
+    assert!(closed(&mut s).await);
+    // The server still serves.
+    let _ = open(srv.addr).await;
+}

@@ -9,6 +9,7 @@
 //! compiling and passing with the normal test suite.
 
 pub mod csv;
+pub mod diameter;
 pub mod dns;
 pub mod feed;
 pub mod smpp;
@@ -25,4 +26,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("dns_general", dns::run_general),
     ("feed", feed::run),
     ("csv", csv::run),
+    ("diameter", diameter::run),
 ];

@@ -153,7 +153,8 @@ async fn supervise(
     let (mut requests, mut stop) = (requests, stop);
     let mut s = Supervisor { config, open, pending: HashMap::new(), ids: Identifiers::new() };
     for attempt in 0.. {
-        if *stop.borrow() || s.config.servers.is_empty() {
+        // Stopped, or the Client dropped (its sender gone).
+        if *stop.borrow() || stop.has_changed().is_err() || s.config.servers.is_empty() {
             break;
         }
         let addr = s.config.servers[attempt % s.config.servers.len()];
@@ -212,7 +213,7 @@ impl Supervisor {
         let _ = out.send(Out::Message(cer)).await;
         // Hop-by-Hop identifier of each request on this connection → its End-to-End identifier.
         let mut in_flight: HashMap<u32, u32> = HashMap::new();
-        let mut stopping = false;
+        let (mut stopping, mut requests_closed) = (false, false);
         let reason = loop {
             let deadline = tokio::time::Instant::from_std(peer.deadline());
             let open = peer.state() == State::Open;
@@ -234,16 +235,17 @@ impl Supervisor {
                     }
                     Some(Ok(None)) | Some(Err(ReadError::Io(_))) | None => Some(CloseReason::WatchdogExpired),
                 },
-                request = requests.recv(), if !stopping => match request {
+                request = requests.recv(), if !stopping && !requests_closed => match request {
                     Some(r) => {
                         let e2e = self.ids.next();
                         self.pending.insert(e2e, Pending { ccr: r.ccr, reply: r.reply, sent: false });
                         if open {
-                            self.flush(&out, &mut in_flight).await;
+                            self.send(e2e, &out, &mut in_flight).await;
                         }
                         None
                     }
-                    None => { stopping = true; None }
+                    // The Client is gone: its stop sender too, which the branch below hears.
+                    None => { requests_closed = true; None }
                 },
                 _ = tokio::time::sleep_until(deadline) => {
                     self.pending.retain(|_, p| !p.reply.is_closed());
@@ -275,28 +277,28 @@ impl Supervisor {
         stopping
     }
 
-    /// Sends every pending request not yet sent on this connection: T-flagged if an earlier
+    /// Sends every pending request on a connection just opened: T-flagged if an earlier
     /// connection carried it.
     async fn flush(&mut self, out: &mpsc::Sender<Out>, in_flight: &mut HashMap<u32, u32>) {
-        let on_this: std::collections::HashSet<u32> = in_flight.values().copied().collect();
-        let mut batch = Vec::new();
         self.pending.retain(|_, p| !p.reply.is_closed());
-        for (&e2e, p) in self.pending.iter_mut() {
-            if on_this.contains(&e2e) {
-                continue;
-            }
-            p.ccr.retransmitted = p.sent;
-            p.sent = true;
-            p.ccr.origin_host.clone_from(&self.config.identity.origin_host);
-            p.ccr.origin_realm.clone_from(&self.config.identity.origin_realm);
-            p.ccr.destination_realm.clone_from(&self.config.destination_realm);
-            let hop = self.ids.next();
-            in_flight.insert(hop, e2e);
-            batch.push(p.ccr.encode(hop, e2e));
+        let ids: Vec<u32> = self.pending.keys().copied().collect();
+        for e2e in ids {
+            self.send(e2e, out, in_flight).await;
         }
-        for m in batch {
-            let _ = out.send(Out::Message(m)).await;
-        }
+    }
+
+    /// Sends the pending request `e2e` with a new Hop-by-Hop identifier.
+    async fn send(&mut self, e2e: u32, out: &mpsc::Sender<Out>, in_flight: &mut HashMap<u32, u32>) {
+        let Some(p) = self.pending.get_mut(&e2e) else { return };
+        p.ccr.retransmitted = p.sent;
+        p.sent = true;
+        p.ccr.origin_host.clone_from(&self.config.identity.origin_host);
+        p.ccr.origin_realm.clone_from(&self.config.identity.origin_realm);
+        p.ccr.destination_realm.clone_from(&self.config.destination_realm);
+        let hop = self.ids.next();
+        in_flight.insert(hop, e2e);
+        let bytes = p.ccr.encode(hop, e2e);
+        let _ = out.send(Out::Message(bytes)).await;
     }
 
     async fn on_frame(

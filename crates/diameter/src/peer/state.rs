@@ -292,8 +292,8 @@ impl PeerState {
                 self.deadline = now + self.timers.tw;
                 Step::send(Outgoing::Dpr)
             }
-            State::Closing => Step::default(),
-            _ => {
+            State::Closing | State::Closed => Step::default(),
+            State::WaitCer | State::WaitCea => {
                 self.state = State::Closed;
                 Step::close(CloseReason::Disconnected)
             }
@@ -396,5 +396,55 @@ mod tests {
         );
         let (mut r, _) = PeerState::initiator(now, T);
         assert_eq!(r.on_timer(now + T.capabilities_exchange).close, Some(CloseReason::NoCapabilitiesExchange));
+    }
+
+    fn event() -> impl proptest::strategy::Strategy<Value = (u64, u8, u32)> {
+        use proptest::prelude::*;
+        (0u64..40_000, 0u8..12, prop_oneof![Just(2001u32), Just(3010), Just(5010)])
+    }
+
+    proptest::proptest! {
+        /// Whatever arrives, in whatever order and at whatever time: nothing is delivered
+        /// before the capabilities exchange, a closed connection stays closed and silent, and
+        /// the deadline never lies in the past of the last event for an open connection.
+        #[test]
+        fn any_sequence_keeps_the_invariants(
+            responder: bool,
+            events in proptest::collection::vec(event(), 0..40),
+        ) {
+            let start = Instant::now();
+            let mut p = if responder { PeerState::responder(start, T) } else { PeerState::initiator(start, T).0 };
+            let mut now = start;
+            let mut opened = false;
+            for (ms, kind, code) in events {
+                now += Duration::from_millis(ms);
+                let before = p.state();
+                let step = match kind {
+                    0 => p.on_receive(now, Received::Cer { result_code: code }),
+                    1 => p.on_receive(now, Received::Cea { result_code: code }),
+                    2 => p.on_receive(now, Received::Dwr),
+                    3 => p.on_receive(now, Received::Dwa),
+                    4 => p.on_receive(now, Received::Dpr),
+                    5 => p.on_receive(now, Received::Dpa),
+                    6 | 7 => p.on_receive(now, Received::Request),
+                    8 => p.on_receive(now, Received::Answer),
+                    9 => p.stop(now),
+                    _ => p.on_timer(now),
+                };
+                opened |= p.state() == State::Open;
+                if before == State::Closed {
+                    proptest::prop_assert_eq!(step, Step::default());
+                }
+                if step.deliver {
+                    proptest::prop_assert!(opened && matches!(before, State::Open | State::Closing));
+                }
+                if step.close.is_some() {
+                    proptest::prop_assert_eq!(p.state(), State::Closed);
+                }
+                if p.state() == State::Open {
+                    proptest::prop_assert!(p.deadline() > now);
+                }
+            }
+        }
     }
 }

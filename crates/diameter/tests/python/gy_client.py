@@ -21,7 +21,7 @@ from diameter.node.application import SimpleThreadingApplication
 
 # python-diameter counts idle time in whole seconds, and sends a DWR once it exceeds `idle`.
 port, idle = int(sys.argv[1]), int(sys.argv[2])
-logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s %(message)s")
+logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(relativeCreated)6d ms %(name)s %(message)s")
 
 node = Node("gw.python.test", "python.test")
 node.idle_timeout = idle
