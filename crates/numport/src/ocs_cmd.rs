@@ -1,6 +1,6 @@
-//! `numport ocs`: the online charging system alone, serving Diameter Gy (F4), with
-//! `/metrics` and `/healthz` over HTTP; or, with a subcommand, administering its database
-//! (accounts and recharges, tariffs).
+//! `numport ocs`: the online charging system alone, serving Diameter Gy (F4), with its HTTP
+//! API (`ocs::http`), `/metrics` and `/healthz`; or, with a subcommand, administering its
+//! database (accounts and recharges, tariffs).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,8 +32,10 @@ pub struct Peer {
 pub struct OcsRoleConfig {
     /// Diameter Gy: TCP, or TLS from the first octet with `[tls]`.
     pub listen: SocketAddr,
-    /// `/metrics` and `/healthz` (HTTP, over TLS with `[tls]`); none when unset.
-    pub metrics_listen: Option<SocketAddr>,
+    /// The HTTP API, `/metrics` and `/healthz` (over TLS with `[tls]`); none when unset.
+    pub http_listen: Option<SocketAddr>,
+    /// SHA-256 (hex) of the HTTP API's bearer token; without one the API refuses every request.
+    pub api_token_sha256: String,
     /// `sqlite://path` or `postgres://…`.
     pub database_url: String,
     pub database_sessions: usize,
@@ -54,7 +56,8 @@ impl Default for OcsRoleConfig {
     fn default() -> Self {
         OcsRoleConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 3868)),
-            metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 8700))),
+            http_listen: Some(SocketAddr::from(([127, 0, 0, 1], 8700))),
+            api_token_sha256: String::new(),
             database_url: "sqlite://data/ocs/ocs.db".into(),
             database_sessions: numport_db::DEFAULT_SESSIONS,
             origin_host: "ocs.numport.local".into(),
@@ -78,9 +81,9 @@ pub struct Args {
     /// Override `listen` (Diameter).
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// Override `metrics_listen`.
+    /// Override `http_listen`.
     #[arg(long)]
-    metrics_listen: Option<SocketAddr>,
+    http_listen: Option<SocketAddr>,
     /// Serve without TLS (`plain = true`).
     #[arg(long)]
     plain: bool,
@@ -137,8 +140,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(l) = args.listen {
         cfg.listen = l;
     }
-    if let Some(l) = args.metrics_listen {
-        cfg.metrics_listen = Some(l);
+    if let Some(l) = args.http_listen {
+        cfg.http_listen = Some(l);
     }
     cfg.plain |= args.plain;
     cfg.peers.extend(args.peers);
@@ -209,13 +212,14 @@ async fn serve_gy(ocs: Ocs, cfg: OcsRoleConfig, registry: telemetry::Registry) -
         .iter()
         .map(|p| KnownPeer { origin_host: p.origin_host.clone(), origin_realm: p.origin_realm.clone() });
     let server_config = ServerConfig { tls, ..ServerConfig::new(identity, peers.collect()) };
-    let metrics = match cfg.metrics_listen {
+    let metrics = match cfg.http_listen {
         Some(m) => {
             let health: telemetry::HealthCheck = Arc::new(|| (true, serde_json::json!({ "role": "ocs" })));
-            let router = telemetry::routes(registry, health);
+            let api = ocs::http::router(ocs.clone(), &cfg.api_token_sha256);
+            let router = telemetry::json_errors(api.merge(telemetry::routes(registry, health)));
             let (bound, served) = numport_tls::http::serve_metrics(m, router, cfg.tls.as_ref(), shutdown.clone())
                 .await
-                .with_context(|| format!("binding metrics on {m}"))?;
+                .with_context(|| format!("binding HTTP on {m}"))?;
             Some((bound, served))
         }
         None => None,

@@ -90,7 +90,7 @@ async fn ocs_serves_gy_and_survives_a_kill_9() {
     let created = admin(&db, &["account", "--msisdn", "4790000001", "--recharge", "1.00"]);
     assert!(created.contains("\"balance\":100"), "{created}");
 
-    let args: Vec<String> = ["ocs", "--plain", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"]
+    let args: Vec<String> = ["ocs", "--plain", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"]
         .into_iter()
         .map(String::from)
         .chain(["--database-url".into(), db.clone(), "--peer".into(), format!("{},{}", GW.0, GW.1)])
