@@ -349,3 +349,26 @@ async fn a_slow_or_garbled_peer_is_closed_before_the_capabilities_exchange() {
     // The server still serves.
     let _ = open(srv.addr).await;
 }
+
+#[tokio::test]
+async fn no_more_than_max_outstanding_requests_of_a_connection_reach_the_handler() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let peers = vec![diameter::peer::KnownPeer { origin_host: GW.0.into(), origin_realm: GW.1.into() }];
+    let mut config = diameter::peer::ServerConfig::new(identity(OCS_HOST, OCS_REALM), peers);
+    config.max_outstanding = 1;
+    let handler = Arc::new(common::Granting { delay: Some(Duration::from_millis(100)), ..Default::default() });
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(diameter::peer::serve(listener, Arc::new(config), handler.clone(), stop_rx));
+
+    let mut s = open(addr).await;
+    let started = Instant::now();
+    for n in 0..3 {
+        send(&mut s, &ccr("gw;6;q", CcRequestType::Event, n).encode(n + 10, n + 10)).await;
+    }
+    for n in 0..3u32 {
+        let answer = read_message(&mut s).await.unwrap();
+        assert_eq!(Message::decode(&answer).unwrap().header.hop_by_hop, n + 10, "answered one at a time, in order");
+    }
+    assert!(started.elapsed() >= Duration::from_millis(300), "the three ran one after the other");
+}
