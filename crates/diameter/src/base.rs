@@ -359,8 +359,8 @@ impl Control {
 
 /// The answer to `request` refusing it with `result_code`: Session-Id (if the request's can be
 /// read), Result-Code, this node's origin, Error-Message, Failed-AVP, and for a Credit-Control
-/// request the AVPs RFC 4006 §3.2 requires in every CCA (copied when they can be read). The E
-/// flag is set for a protocol error (3xxx).
+/// request the AVPs RFC 4006 §3.2 requires in every CCA (their values, when they can be read).
+/// The E flag is set for a protocol error (3xxx).
 pub fn error_answer(request: &Header, body: &[u8], me: &Identity, error: &Error) -> Vec<u8> {
     answer_with(request, body, me, error.result_code(), &error.to_string(), error.failed_avp().as_deref())
 }
@@ -374,17 +374,18 @@ pub fn answer_with(
     message: &str,
     failed_avp: Option<&[u8]>,
 ) -> Vec<u8> {
+    // The request's values, written anew with this node's flags (the request's may be bad).
     let avps = crate::avp::AvpIter::new(body, crate::message::HEADER_LEN).map_while(Result::ok);
-    let copy = |def: &AvpDef| avps.clone().find(|a| is(a, def) && a.check_format(def.ty).is_ok());
+    let find = |def: &AvpDef| avps.clone().find(|a| is(a, def));
     let mut w = Writer::message(Vec::with_capacity(256), &request.answer(result_code));
-    if let Some(session) = copy(&d::SESSION_ID) {
-        w.encoded(session.raw);
+    if let Some(session) = find(&d::SESSION_ID).and_then(|a| a.str().ok()) {
+        w.str(&d::SESSION_ID, session);
     }
     w.u32(&d::RESULT_CODE, result_code);
     write_origin(&mut w, me);
     if request.command == command::CREDIT_CONTROL {
         for def in [&d::AUTH_APPLICATION_ID, &d::CC_REQUEST_TYPE, &d::CC_REQUEST_NUMBER] {
-            copy(def).inspect(|a| w.encoded(a.raw));
+            find(def).and_then(|a| a.u32().ok()).inspect(|&v| w.u32(def, v));
         }
     }
     if !message.is_empty() {

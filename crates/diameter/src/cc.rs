@@ -6,7 +6,7 @@
 
 use crate::avp::{Avp, Writer};
 use crate::base::{is, once, required};
-use crate::dict::{self as d, application, command, result};
+use crate::dict::{self as d, application, command};
 use crate::error::Error;
 use crate::message::{FLAG_T, Header, Message};
 
@@ -585,6 +585,6 @@ impl Cca {
 
     /// Whether the answer succeeded (2xxx).
     pub fn is_success(&self) -> bool {
-        (2000..3000).contains(&self.result_code) || self.result_code == result::SUCCESS
+        (2000..3000).contains(&self.result_code)
     }
 }

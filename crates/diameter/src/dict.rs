@@ -70,11 +70,6 @@ impl AvpDef {
     }
 }
 
-/// The definition of AVP `code` of `vendor` (0 for IETF), if this node knows it.
-pub fn lookup(code: u32, vendor: u32) -> Option<&'static AvpDef> {
-    AVPS.binary_search_by(|d| (d.vendor, d.code).cmp(&(vendor, code))).ok().map(|i| &AVPS[i])
-}
-
 macro_rules! avps {
     ($($konst:ident = $code:literal, $vendor:ident, $name:literal, $ty:ident, $m:ident;)*) => {
         $(
@@ -82,8 +77,18 @@ macro_rules! avps {
             pub const $konst: AvpDef =
                 AvpDef { code: $code, vendor: $vendor, name: $name, ty: AvpType::$ty, m: MRule::$m };
         )*
-        /// Every AVP of the dictionary, sorted by (vendor, code) for [`lookup`].
+        /// Every AVP of the dictionary, sorted by (vendor, code).
         pub static AVPS: &[AvpDef] = &[$($konst),*];
+
+        /// The definition of AVP `code` of `vendor` (0 for IETF), if this node knows it: a
+        /// `match`, which the compiler turns into jump tables (every AVP of every message
+        /// received is looked up).
+        pub fn lookup(code: u32, vendor: u32) -> Option<&'static AvpDef> {
+            match (vendor, code) {
+                $(($vendor, $code) => Some(&$konst),)*
+                _ => None,
+            }
+        }
     };
 }
 

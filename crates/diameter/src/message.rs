@@ -39,11 +39,11 @@ impl Header {
         Header { version: 1, length: 0, flags: FLAG_R | FLAG_P, command, application, hop_by_hop, end_to_end }
     }
 
-    /// The header of the answer to a request with this header: R and T cleared, P kept,
-    /// E set for a protocol error (3xxx).
+    /// The header of the answer to a request with this header: version 1 (whatever the
+    /// request said), R and T cleared, P kept, E set for a protocol error (3xxx).
     pub fn answer(&self, result_code: u32) -> Self {
         let e = if crate::dict::result::is_protocol_error(result_code) { FLAG_E } else { 0 };
-        Header { length: 0, flags: (self.flags & FLAG_P) | e, ..*self }
+        Header { version: 1, length: 0, flags: (self.flags & FLAG_P) | e, ..*self }
     }
 
     /// The Message Length stated by the first 4 octets of a message (for framing a stream).

@@ -361,3 +361,23 @@ fn the_content_of_failed_avp_is_not_validated() {
     let failed = a.find(&d::FAILED_AVP).unwrap().grouped().next().unwrap().unwrap();
     assert_eq!((failed.code, failed.flags), (4097, FLAG_M));
 }
+
+/// The error answer writes the request's Session-Id and CC-Request-* values anew: copied as
+/// they came, a Session-Id with reserved flags set made the answer itself invalid (found by the
+/// fuzz target).
+#[test]
+fn an_error_answer_does_not_copy_bad_flags() {
+    let mut w = Writer::message(Vec::new(), &Header::request(command::CREDIT_CONTROL, 4, 1, 1));
+    w.raw_avp(d::SESSION_ID.code, FLAG_M | 0x18, 0, b"gw;1");
+    w.raw_avp(d::CC_REQUEST_NUMBER.code, 0x01, 0, &[0, 0, 0, 5]);
+    let bytes = w.finish();
+    let m = Message::decode(&bytes).unwrap();
+    let e = validate(&m).unwrap_err();
+    assert_eq!(e.result_code(), 3009);
+    let answer = base::error_answer(&m.header, m.body, &me(), &e);
+    let a = Message::decode(&answer).unwrap();
+    validate(&a).unwrap();
+    let session = a.find(&d::SESSION_ID).unwrap();
+    assert_eq!((session.str().unwrap(), session.flags), ("gw;1", FLAG_M));
+    assert_eq!(a.find(&d::CC_REQUEST_NUMBER).unwrap().u32().unwrap(), 5);
+}

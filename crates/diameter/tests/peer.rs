@@ -328,3 +328,47 @@ async fn client_and_server_over_tls() {
     assert!(closed(&mut s).await);
     client.stop().await;
 }
+
+#[tokio::test]
+async fn a_slow_or_garbled_peer_is_closed_before_the_capabilities_exchange() {
+    let timers = Timers { tw: Duration::from_millis(300), capabilities_exchange: Duration::from_millis(300) };
+    let srv = server(&[GW], timers, 65536, Default::default()).await;
+    // Half a header, then nothing: closed when the CER does not come in time.
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    send(&mut s, &cer(GW.0, GW.1, &[4])[..10]).await;
+    let started = Instant::now();
+    assert!(closed(&mut s).await);
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    // A version 2 request: answered 5011, then closed (no CER yet).
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    let mut v2 = cer(GW.0, GW.1, &[4]);
+    v2[0] = 2;
+    send(&mut s, &v2).await;
+    assert_eq!(outcome(&read_message(&mut s).await.unwrap()).0, 5011);
+    assert!(closed(&mut s).await);
+    // The server still serves.
+    let _ = open(srv.addr).await;
+}
+
+#[tokio::test]
+async fn no_more_than_max_outstanding_requests_of_a_connection_reach_the_handler() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let peers = vec![diameter::peer::KnownPeer { origin_host: GW.0.into(), origin_realm: GW.1.into() }];
+    let mut config = diameter::peer::ServerConfig::new(identity(OCS_HOST, OCS_REALM), peers);
+    config.max_outstanding = 1;
+    let handler = Arc::new(common::Granting { delay: Some(Duration::from_millis(100)), ..Default::default() });
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(diameter::peer::serve(listener, Arc::new(config), handler.clone(), stop_rx));
+
+    let mut s = open(addr).await;
+    let started = Instant::now();
+    for n in 0..3 {
+        send(&mut s, &ccr("gw;6;q", CcRequestType::Event, n).encode(n + 10, n + 10)).await;
+    }
+    for n in 0..3u32 {
+        let answer = read_message(&mut s).await.unwrap();
+        assert_eq!(Message::decode(&answer).unwrap().header.hop_by_hop, n + 10, "answered one at a time, in order");
+    }
+    assert!(started.elapsed() >= Duration::from_millis(300), "the three ran one after the other");
+}

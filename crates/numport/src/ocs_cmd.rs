@@ -1,6 +1,6 @@
-//! `numport ocs`: the online charging system alone, serving Diameter Gy (F4), with
-//! `/metrics` and `/healthz` over HTTP; or, with a subcommand, administering its database
-//! (accounts and recharges, tariffs).
+//! `numport ocs`: the online charging system alone, serving Diameter Gy (F4), with its HTTP
+//! API (`ocs::http`), `/metrics` and `/healthz`; or, with a subcommand, administering its
+//! database (accounts and recharges, tariffs).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,13 +27,15 @@ pub struct Peer {
 }
 
 /// The OCS's configuration file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OcsRoleConfig {
     /// Diameter Gy: TCP, or TLS from the first octet with `[tls]`.
     pub listen: SocketAddr,
-    /// `/metrics` and `/healthz` (HTTP, over TLS with `[tls]`); none when unset.
-    pub metrics_listen: Option<SocketAddr>,
+    /// The HTTP API, `/metrics` and `/healthz` (over TLS with `[tls]`); none when unset.
+    pub http_listen: Option<SocketAddr>,
+    /// SHA-256 (hex) of the HTTP API's bearer token; without one the API refuses every request.
+    pub api_token_sha256: String,
     /// `sqlite://path` or `postgres://…`.
     pub database_url: String,
     pub database_sessions: usize,
@@ -54,7 +56,8 @@ impl Default for OcsRoleConfig {
     fn default() -> Self {
         OcsRoleConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 3868)),
-            metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 8700))),
+            http_listen: Some(SocketAddr::from(([127, 0, 0, 1], 8700))),
+            api_token_sha256: String::new(),
             database_url: "sqlite://data/ocs/ocs.db".into(),
             database_sessions: numport_db::DEFAULT_SESSIONS,
             origin_host: "ocs.numport.local".into(),
@@ -78,9 +81,9 @@ pub struct Args {
     /// Override `listen` (Diameter).
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// Override `metrics_listen`.
+    /// Override `http_listen`.
     #[arg(long)]
-    metrics_listen: Option<SocketAddr>,
+    http_listen: Option<SocketAddr>,
     /// Serve without TLS (`plain = true`).
     #[arg(long)]
     plain: bool,
@@ -121,9 +124,7 @@ enum Admin {
     },
     /// Replace the tariffs with a JSON file: an array of rules
     /// `{"service": "voice", "prefix": "47", "band": {"start_minute": 0, "end_minute": 1440}, "price": 10, "block": 60}`.
-    Tariffs {
-        file: PathBuf,
-    },
+    Tariffs { file: PathBuf },
     /// Print an account's balance as JSON.
     Balance {
         #[arg(long)]
@@ -139,8 +140,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(l) = args.listen {
         cfg.listen = l;
     }
-    if let Some(l) = args.metrics_listen {
-        cfg.metrics_listen = Some(l);
+    if let Some(l) = args.http_listen {
+        cfg.http_listen = Some(l);
     }
     cfg.plain |= args.plain;
     cfg.peers.extend(args.peers);
@@ -169,7 +170,8 @@ async fn administer(ocs: &Ocs, admin: Admin) -> anyhow::Result<ExitCode> {
         }
         Admin::Tariffs { file } => {
             let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-            let rules: Vec<TariffRule> = serde_json::from_str(&text).with_context(|| format!("in {}", file.display()))?;
+            let rules: Vec<TariffRule> =
+                serde_json::from_str(&text).with_context(|| format!("in {}", file.display()))?;
             let n = rules.len();
             ocs.set_tariffs(rules).await?;
             println!("{{\"tariff_rules\": {n}}}");
@@ -191,8 +193,9 @@ async fn serve_gy(ocs: Ocs, cfg: OcsRoleConfig, registry: telemetry::Registry) -
     tracing::info!(accounts = report.accounts, "OCS books balance");
     let shutdown = crate::shutdown_on_signal();
     let supervisor = ocs.spawn_supervisor(shutdown.clone());
-    let listener =
-        tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding Diameter on {}", cfg.listen))?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("binding Diameter on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let identity = Identity {
@@ -204,15 +207,19 @@ async fn serve_gy(ocs: Ocs, cfg: OcsRoleConfig, registry: telemetry::Registry) -
         // Changes at every start, so peers see the restart (RFC 6733 §8.16).
         origin_state_id: started.as_secs() as u32,
     };
-    let peers = cfg.peers.iter().map(|p| KnownPeer { origin_host: p.origin_host.clone(), origin_realm: p.origin_realm.clone() });
+    let peers = cfg
+        .peers
+        .iter()
+        .map(|p| KnownPeer { origin_host: p.origin_host.clone(), origin_realm: p.origin_realm.clone() });
     let server_config = ServerConfig { tls, ..ServerConfig::new(identity, peers.collect()) };
-    let metrics = match cfg.metrics_listen {
+    let metrics = match cfg.http_listen {
         Some(m) => {
             let health: telemetry::HealthCheck = Arc::new(|| (true, serde_json::json!({ "role": "ocs" })));
-            let router = telemetry::routes(registry, health);
+            let api = ocs::http::router(ocs.clone(), &cfg.api_token_sha256);
+            let router = telemetry::json_errors(api.merge(telemetry::routes(registry, health)));
             let (bound, served) = numport_tls::http::serve_metrics(m, router, cfg.tls.as_ref(), shutdown.clone())
                 .await
-                .with_context(|| format!("binding metrics on {m}"))?;
+                .with_context(|| format!("binding HTTP on {m}"))?;
             Some((bound, served))
         }
         None => None,

@@ -332,8 +332,11 @@ impl Account {
         let (units, unit_draws) = self.draw_units(unit, rating_group, wanted, now);
         let rest = wanted - units;
         let available = self.available(now);
-        let full_cost = price.cost(rest).ok_or(BalanceError::Overflow)?;
-        let bought = if full_cost <= available { rest } else { rest.min(price.units_for(available)) };
+        // A request whose cost overflows is one the balance cannot pay in full either.
+        let bought = match price.cost(rest) {
+            Some(cost) if cost <= available => rest,
+            _ => rest.min(price.units_for(available)),
+        };
         let money = price.cost(bought).ok_or(BalanceError::Overflow)?;
         let (money_draws, debt) = self.draw_money(money, now)?;
         let granted = units + bought;

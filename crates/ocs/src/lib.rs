@@ -18,7 +18,8 @@
 //!   credit limit, and a retransmission finds the stored answer instead of charging again.
 //! - [`Ocs`] ([`service`]): the service the Gy server and the operator node's API call, with its
 //!   metrics; [`gy`] maps the `diameter` crate's CCR and CCA to the domain structs and is the
-//!   Diameter server's Credit-Control handler; [`bench`] measures rating alone and credit
+//!   Diameter server's Credit-Control handler; [`http`] is the JSON API of accounts, recharges,
+//!   tariffs and the seed methods; [`bench`] measures rating alone and credit
 //!   control in process.
 
 pub mod balance;
@@ -26,6 +27,7 @@ pub mod bench;
 pub mod capacity;
 pub mod data_charging;
 pub mod gy;
+pub mod http;
 pub mod metrics;
 pub mod online_list;
 pub mod partial_cdr;

@@ -139,6 +139,9 @@ impl Price {
     /// What `units` cost: per started block. `None` on overflow.
     #[inline]
     pub fn cost(self, units: u64) -> Option<Money> {
+        if self.per_block.0 == 0 {
+            return Some(Money::ZERO);
+        }
         let blocks = units.div_ceil(self.block);
         let blocks = i64::try_from(blocks).ok()?;
         self.per_block.0.checked_mul(blocks).map(Money)

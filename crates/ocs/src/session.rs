@@ -416,7 +416,8 @@ impl Run<'_> {
             let Ok(price) = price else { return Ok(MsccAnswer { result_code: RATING_FAILED, ..answer }) };
             let wanted = m.requested.and_then(|u| u.get(unit)).filter(|&u| u > 0);
             let wanted = wanted.unwrap_or(self.policy.default_quota(unit));
-            let cost = price.cost(wanted).ok_or(BalanceError::Overflow)?;
+            // A cost that overflows is one no balance can pay.
+            let cost = price.cost(wanted).unwrap_or(Money(i64::MAX));
             return match self.account.debit(cost, self.now) {
                 Ok(e) => {
                     self.entries.extend(e);
@@ -433,17 +434,17 @@ impl Run<'_> {
             let (c, e) = self.account.commit(&self.req.session_id, group, used, self.now)?;
             self.entries.extend(e);
             self.charged.0 += c.money.0;
-            self.uncollected += c.uncollected_units;
+            self.uncollected = self.uncollected.saturating_add(c.uncollected_units);
         } else if used > 0 {
             // Usage reported without a reservation (a gateway that went on after a Tcc release):
             // charged as far as the balance allows, never past the credit limit.
             if let Ok(p) = price {
-                let cost = p.cost(used).ok_or(BalanceError::Overflow)?;
+                let cost = p.cost(used).unwrap_or(Money(i64::MAX));
                 let (charged, e) = self.account.debit_up_to(cost, self.now)?;
                 self.entries.extend(e);
                 self.charged.0 += charged.0;
                 if charged < cost {
-                    self.uncollected += used.saturating_sub(p.units_for(charged));
+                    self.uncollected = self.uncollected.saturating_add(used.saturating_sub(p.units_for(charged)));
                 }
             }
         }

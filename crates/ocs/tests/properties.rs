@@ -215,6 +215,78 @@ proptest! {
     }
 }
 
+fn any_units() -> impl Strategy<Value = Option<ServiceUnits>> {
+    let amount = prop_oneof![Just(0u64), Just(u64::MAX), Just(u64::MAX / 60), 0..100_000u64];
+    proptest::option::of((
+        proptest::option::of(amount.clone()),
+        proptest::option::of(amount.clone()),
+        proptest::option::of(amount),
+    ))
+    .prop_map(|u| u.map(|(time, total_octets, service_specific)| ServiceUnits { time, total_octets, service_specific }))
+}
+
+fn any_request_type() -> impl Strategy<Value = RequestType> {
+    prop_oneof![
+        Just(RequestType::Initial),
+        Just(RequestType::Update),
+        Just(RequestType::Termination),
+        Just(RequestType::Event)
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Whatever a gateway puts in its CCRs (extreme amounts, any order of request types and
+    /// numbers, several MSCCs on one rating group), the OCS answers without failing and the
+    /// books and the credit limit hold.
+    #[test]
+    fn hostile_requests_are_answered_and_the_books_hold(
+        free in any::<bool>(),
+        credit in 0..1000i64,
+        requests in proptest::collection::vec(
+            (any_request_type(), 0..6u32, proptest::collection::vec((proptest::option::of(0..3u32), any_units(), any_units()), 0..4)),
+            1..30,
+        ),
+    ) {
+        let price = if free { 0 } else { 7 };
+        let tariffs = TariffTable::compile(
+            vec![TariffRule { service: Service::Voice, prefix: String::new(), band: TimeBand::ALL_DAY, price: Money(price), block: 60 }],
+            0,
+        )
+        .unwrap();
+        let mut a = Account::new(1, Money(credit));
+        let mut books = Books::default();
+        books.post(&[a.recharge(Money(500), None).unwrap().1]);
+        let mut session: Option<Session> = None;
+        for (kind, n, mscc) in requests {
+            let req = CreditControlRequest {
+                session_id: "s".into(),
+                request_type: kind,
+                request_number: n,
+                subscription_id: SubscriptionId::e164("4790000001"),
+                service: Service::Voice,
+                destination: None,
+                event_time: 0,
+                mscc: mscc
+                    .into_iter()
+                    .map(|(rating_group, requested, used)| MsccRequest { rating_group, service_identifier: None, requested, used })
+                    .collect(),
+            };
+            if let Some(answer) = session::replay(session.as_ref(), &req) {
+                prop_assert_eq!(answer.request_number, n);
+                continue;
+            }
+            let o = session::credit_control(&mut a, session.clone(), &req, &tariffs, &GyPolicy::default(), 0).unwrap();
+            books.post(&o.entries);
+            books.check(&a);
+            if let Some(s) = o.session {
+                session = Some(s);
+            }
+        }
+    }
+}
+
 /// Random session scripts run concurrently against the service on SQLite: whatever the
 /// interleaving the scheduler picks, the books balance and no account passes its limit.
 #[test]

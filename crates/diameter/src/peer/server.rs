@@ -38,6 +38,9 @@ pub struct ServerConfig {
     pub timers: Timers,
     /// Messages above this many octets close the connection.
     pub max_message: usize,
+    /// Credit-Control requests of one connection in the handler at once; beyond it the
+    /// connection is not read until one is answered (TCP pushes back on the peer).
+    pub max_outstanding: usize,
     /// TLS from the first octet (RFC 6733 §2.1: TLS/TCP), as numport-tls builds it.
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -45,7 +48,14 @@ pub struct ServerConfig {
 impl ServerConfig {
     /// Default timers and maximum size, plain TCP.
     pub fn new(identity: Identity, peers: Vec<KnownPeer>) -> Self {
-        ServerConfig { identity, peers, timers: Timers::default(), max_message: DEFAULT_MAX_MESSAGE, tls: None }
+        ServerConfig {
+            identity,
+            peers,
+            timers: Timers::default(),
+            max_message: DEFAULT_MAX_MESSAGE,
+            max_outstanding: 1024,
+            tls: None,
+        }
     }
 
     /// The Result-Code a CER earns: 3010 from a peer not configured, 5010 without
@@ -122,6 +132,7 @@ struct Conn<H> {
     out: mpsc::Sender<Out>,
     ids: Identifiers,
     addr: SocketAddr,
+    outstanding: Arc<tokio::sync::Semaphore>,
 }
 
 async fn connection<S, H>(
@@ -136,7 +147,8 @@ async fn connection<S, H>(
 {
     let (out, mut frames, writer, reader) = spawn_io(stream, config.max_message);
     let peer = PeerState::responder(Instant::now(), config.timers);
-    let mut c = Conn { config, handler, peer, out, ids: Identifiers::new(), addr };
+    let outstanding = Arc::new(tokio::sync::Semaphore::new(config.max_outstanding.max(1)));
+    let mut c = Conn { config, handler, peer, out, ids: Identifiers::new(), addr, outstanding };
     let reason = loop {
         let deadline = tokio::time::Instant::from_std(c.peer.deadline());
         let step = tokio::select! {
@@ -307,8 +319,10 @@ impl<H: CreditControlHandler> Conn<H> {
                 return;
             }
         };
+        let Ok(permit) = self.outstanding.clone().acquire_owned().await else { return };
         let (handler, config, out) = (self.handler.clone(), self.config.clone(), self.out.clone());
         tokio::spawn(async move {
+            let _permit = permit;
             let mut cca = handler.credit_control(ccr).await;
             cca.origin_host.clone_from(&config.identity.origin_host);
             cca.origin_realm.clone_from(&config.identity.origin_realm);
