@@ -27,6 +27,8 @@ use crate::provisioner::http::BearerScheme;
         (name = "portability", description = "The node's side of a porting order (F1)."),
         (name = "lookup", description = "Who serves a number, from the node's replica (F2)."),
         (name = "provisioning", description = "Provisioning orders for the network elements, with overload protection (F6)."),
+        (name = "accounts", description = "Self-service account opening: a person with a blank card opens an account and the card is written over the air (F7)."),
+        (name = "ota", description = "The OTA server's jobs: cards written with secured packets over SMS, their proofs of receipt (F7)."),
         (name = "meta", description = "Operational endpoints."),
     ),
     paths(openapi_json, healthz, metrics),

@@ -1,0 +1,133 @@
+//! What the OTA server writes to a card and how it is packed: the remote file management
+//! script (TS 102 226 compact APDUs), the secured command packet around it (TS 102 225 /
+//! TS 31.115), its SMS-PP user data, and the proof of receipt read back. Pure: the codec, the
+//! files' coding and the APDU builders are the `sim` crate's; this module decides the content.
+
+use sim::apdu::{self, fid};
+use sim::packet::{CommandHeader, KeyIdentifier, ResponsePacket, Spi, Tar};
+use sms::tpdu::{Payload, SmsSubmit};
+use sms::udh::{IEI_RESPONSE_PACKET, InformationElement};
+
+use super::{OpenedCard, ProductKeys};
+
+/// TP-PID of SIM data download (TS 23.040 §9.2.3.9): the handset hands the message to the SIM.
+pub const PID_SIM_DATA_DOWNLOAD: u8 = 0x7F;
+
+/// The security every command packet asks for ([`Spi::SECURE`]): cryptographic checksum,
+/// ciphering, a counter higher than the card's; a PoR always, checksummed and ciphered, by
+/// SMS-SUBMIT.
+pub const SPI: Spi = Spi::SECURE;
+
+/// Commands in the script [`CardWrites::script`] makes; a PoR that counts fewer executed
+/// stopped early.
+pub const COMMANDS: usize = 14;
+
+/// What a job writes to a card.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardWrites {
+    /// E.164 with a leading `+`.
+    pub msisdn: String,
+    pub spn: String,
+    /// E.164 with a leading `+`, or digits.
+    pub sms_center: String,
+    pub k_sim: Vec<u8>,
+    pub product_keys: ProductKeys,
+}
+
+/// SPN display condition: show the name (bit 1 clear would show the registered PLMN's).
+const SPN_DISPLAY: u8 = 0x01;
+
+impl CardWrites {
+    /// The script, [`COMMANDS`] APDUs: EF_MSISDN, EF_SPN and EF_SMSP under DF GSM, then K_sim
+    /// and the SMS-authentication key (version octet, key) in the product's DF. Each file is
+    /// selected from the MF, so the script does not depend on where the card stood.
+    pub fn script(&self) -> Result<Vec<u8>, sim::files::FileError> {
+        let sms_center =
+            if self.sms_center.starts_with('+') { self.sms_center.clone() } else { format!("+{}", self.sms_center) };
+        let msisdn = sim::files::encode_msisdn_record(&self.msisdn)?;
+        let spn = sim::files::encode_spn(&self.spn, SPN_DISPLAY)?;
+        let smsp = sim::files::encode_smsp_record(&sms_center)?;
+        let sms_auth: Vec<u8> =
+            std::iter::once(self.product_keys.sms_auth_version).chain(self.product_keys.sms_auth_key.iter().copied()).collect();
+        let commands = [
+            apdu::select(fid::MF),
+            apdu::select(fid::DF_GSM),
+            apdu::select(fid::EF_MSISDN),
+            apdu::update_record(1, &msisdn),
+            apdu::select(fid::EF_SPN),
+            apdu::update_binary(0, &spn),
+            apdu::select(fid::EF_SMSP),
+            apdu::update_record(1, &smsp),
+            apdu::select(fid::MF),
+            apdu::select(fid::DF_NUMPORT),
+            apdu::select(fid::EF_KSIM),
+            apdu::update_binary(0, &self.k_sim),
+            apdu::select(fid::EF_SMS_AUTH),
+            apdu::update_binary(0, &sms_auth),
+        ];
+        Ok(commands.concat())
+    }
+}
+
+/// The secured command packet carrying `script` to the application `tar` of the card, under
+/// counter `counter`.
+pub fn command_packet(
+    card: &OpenedCard,
+    tar: Tar,
+    counter: u64,
+    script: &[u8],
+) -> Result<Vec<u8>, sim::packet::PacketError> {
+    let header = CommandHeader {
+        spi: SPI,
+        kic: KeyIdentifier::new(card.kic_index, card.keys.kic.algorithm()),
+        kid: KeyIdentifier::new(card.kid_index, card.keys.kid.algorithm()),
+        tar,
+        counter,
+    };
+    sim::packet::encode_command_packet(&card.keys, &header, script)
+}
+
+/// The user data of each SMS carrying `packet` (header and octets, as the SMS center stores a
+/// message with esm_class UDHI): the command packet identifier in the first part, concatenated
+/// under `reference` when longer than one SMS.
+pub fn command_sms(packet: &[u8], reference: u16) -> Vec<Vec<u8>> {
+    let parts = sms::concat::split_octets(
+        packet,
+        sms::concat::Reference::Sixteen(reference),
+        &[InformationElement::command_packet()],
+    )
+    .unwrap_or_default();
+    parts
+        .into_iter()
+        .map(|ud| {
+            let mut out = ud.header.as_ref().map(sms::udh::UserDataHeader::encode).unwrap_or_default();
+            match ud.payload {
+                Payload::Octets(o) | Payload::Septets(o) => out.extend(o),
+            }
+            out
+        })
+        .collect()
+}
+
+/// The response packet a card's SMS-SUBMIT carries: 8-bit user data behind a header with the
+/// response packet identifier (TS 31.115 §4.4), in one SMS.
+pub fn response_packet_bytes(submit: &SmsSubmit) -> Result<Vec<u8>, String> {
+    if submit.pid != PID_SIM_DATA_DOWNLOAD {
+        return Err(format!("TP-PID {:#04x} is not SIM data download", submit.pid));
+    }
+    let header = submit.user_data.header.as_ref().ok_or("no user data header")?;
+    if !header.has(IEI_RESPONSE_PACKET) {
+        return Err("no response packet identifier in the header".into());
+    }
+    match &submit.user_data.payload {
+        Payload::Octets(o) => Ok(o.clone()),
+        Payload::Septets(_) => Err("a response packet is 8-bit data".into()),
+    }
+}
+
+/// The PoR in `packet`, checked with the card's keys. An error status the card did not
+/// checksum (it never signs an answer to a packet whose own checksum failed) is read but marked
+/// unauthenticated.
+pub fn read_por(card: &OpenedCard, packet: &[u8]) -> Result<ResponsePacket, sim::packet::PacketError> {
+    sim::packet::decode_response_packet(&card.keys, &SPI, packet)
+}
