@@ -20,6 +20,7 @@ mod demo;
 mod ne_cmd;
 mod npdb_cmd;
 mod operator_cmd;
+mod ota_cmd;
 mod pki_cmd;
 mod provisioning_cmd;
 mod terminal_cmd;

@@ -31,10 +31,16 @@ pub(crate) fn routes() -> OpenApiRouter<Node> {
     OpenApiRouter::new()
         .routes(routes!(open_account))
         .routes(routes!(get_account))
-        .route("/self-service", axum::routing::get(page))
+        .routes(routes!(page))
 }
 
-async fn page() -> impl IntoResponse {
+/// The self-service page
+///
+/// Plain HTML and a little script, no outside assets: the form that opens an account and the
+/// account's progress until its card is written.
+#[utoipa::path(get, path = "/self-service", tag = "accounts", operation_id = "getSelfServicePage",
+    responses((status = 200, description = "The page.", content_type = "text/html", body = String)))]
+pub(crate) async fn page() -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
