@@ -95,7 +95,7 @@ enum StockCommand {
         iccid: String,
         #[arg(long)]
         imsi: Option<String>,
-        /// K_sim, hex (16 to 64 bytes).
+        /// K_sim, hex (16 to 32 bytes).
         #[arg(long, env = "NUMPORT_K_SIM", hide_env_values = true)]
         k_sim: Option<String>,
         /// `aes`, `3des2` or `3des3`.

@@ -281,5 +281,177 @@ async fn the_page_is_served_without_outside_assets() {
     assert!(!page.contains("http://") && !page.contains("https://"), "no outside assets");
 }
 
-#[allow(dead_code)]
-fn unused(_: Duration, _: CancellationToken, _: Listeners) {}
+/// The node served on loopback sockets (HTTP and the air interface), so its OTA server,
+/// provisioning and SMS center run.
+async fn serve(node: &Node) -> (std::net::SocketAddr, std::net::SocketAddr, CancellationToken) {
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let air = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (http_addr, air_addr) = (http.local_addr().unwrap(), air.local_addr().unwrap());
+    let stop = CancellationToken::new();
+    let listeners = Listeners { http, enum_dns: None, smpp: None, smpp_tls: None, air: Some(air) };
+    tokio::spawn(node.clone().serve(listeners, stop.clone()));
+    eventually("provisioning running", async || node.provisioner().status().is_some()).await;
+    (http_addr, air_addr, stop)
+}
+
+/// The card the manufacturer made from `loaded`.
+fn card_of(loaded: &stock::LoadedCard) -> Arc<std::sync::Mutex<sim::Card>> {
+    let keys = sim::OtaKeys::aes(&hex::decode(&loaded.kic).unwrap(), &hex::decode(&loaded.kid).unwrap()).unwrap();
+    let p = sim::Personalisation {
+        imsi: loaded.imsi.clone(),
+        k_sim: hex::decode(&loaded.k_sim).unwrap(),
+        ota_keys: vec![(loaded.key_index, keys)],
+        msisdn: None,
+        spn: None,
+        smsc: None,
+        sms_auth: None,
+    };
+    Arc::new(std::sync::Mutex::new(sim::Card::personalise(&p).unwrap()))
+}
+
+/// A handset with `card` on the air interface; the causes of its PoRs' SubmitAcks.
+fn handset(
+    air: std::net::SocketAddr,
+    card: Arc<std::sync::Mutex<sim::Card>>,
+    stop: CancellationToken,
+) -> tokio::sync::mpsc::UnboundedReceiver<operator::ota::handset::PorSent> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let result = operator::ota::handset::serve_card(air, card, tx, stop).await;
+        assert!(matches!(result, Ok(Ok(()))), "handset: {result:?}");
+    });
+    rx
+}
+
+async fn job(node: &Node, account: &Value) -> operator::store::ota::OtaJob {
+    let id = account["ota_job_id"].as_i64().unwrap();
+    node.store().ota_job(id).await.unwrap().unwrap()
+}
+
+async fn wait_account(node: &Node, id: &str, state: &str) -> Value {
+    for _ in 0..500 {
+        let (_, view) = call(node, "GET", &format!("/v1/accounts/{id}"), &[], None).await;
+        if view["state"] == state {
+            return view;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (_, view) = call(node, "GET", &format!("/v1/accounts/{id}"), &[], None).await;
+    panic!("account never {state}: {view}");
+}
+
+/// The whole path: an account opened, its packet through the SMS center and the air interface
+/// to the card, the card's files written, its PoR collected, the account `sim_written`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opened_account_gets_its_card_written_over_the_air() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(&dir, None, Arc::new(ManualClock::new(T0)), |_| {}).await;
+    let (_, air, stop) = serve(&node).await;
+    let loaded = load_card(&node, 5).await;
+    let card = card_of(&loaded);
+    let (status, opened) = open(&node, &person(5), "e2e").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{opened}");
+    let mut pors = handset(air, card.clone(), stop.clone());
+    let por = tokio::time::timeout(Duration::from_secs(5), pors.recv()).await.expect("a PoR in time").unwrap();
+    assert_eq!(por.cause, sms::air::CAUSE_OK);
+    let view = wait_account(&node, opened["id"].as_str().unwrap(), "sim_written").await;
+    assert_eq!((view["provisioned"].as_bool(), view["sim_written"].as_bool()), (Some(true), Some(true)));
+
+    let job = job(&node, &view).await;
+    assert_eq!((job.state.as_str(), job.attempts, job.por_status), ("done", 1, Some(0)));
+    let c = card.lock().unwrap().clone();
+    assert_eq!(c.msisdn().as_deref(), Some("+4790500000"));
+    assert_eq!(c.spn().as_deref(), Some("Operator A"));
+    assert_eq!(c.smsc().as_deref(), Some("+4790000000"));
+    let keys = operator::ota::ProductKeys::open(node.sealer().unwrap(), &iccid(5), &job.product_keys_sealed).unwrap();
+    assert_eq!(c.sms_auth_key(), Some((keys.sms_auth_version, keys.sms_auth_key.as_slice())));
+    assert_eq!(c.counter(sim::Tar::RFM_SIM), job.counter.unwrap() as u64);
+    // The card's new keys are the node's now.
+    let stored = node.store().sim_card(&iccid(5)).await.unwrap().unwrap();
+    assert_eq!(stored.product_keys_sealed.as_deref(), Some(job.product_keys_sealed.as_str()));
+
+    // The metrics count the PoR and the job.
+    let metrics = telemetry_text(&node);
+    assert!(metrics.contains("operator_ota_proofs_of_receipt_total{status=\"ok\"} 1"), "{metrics}");
+    stop.cancel();
+}
+
+fn telemetry_text(node: &Node) -> String {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, node.metrics()).unwrap();
+    out
+}
+
+/// Attempts without a PoR are sent again with fresh counters; once they are all spent the job
+/// fails, the account says why, and a retry through the API writes the card.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_job_is_retried_then_fails_and_a_retry_writes_the_card() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let node = node(&dir, None, clock.clone(), |c| {
+        c.ota.retry_initial_ms = 1_000;
+        c.ota.max_attempts = 2;
+    })
+    .await;
+    let (_, air, stop) = serve(&node).await;
+    let loaded = load_card(&node, 6).await;
+    let (_, opened) = open(&node, &person(6), "retry").await;
+    let id = opened["id"].as_str().unwrap().to_owned();
+    let (_, view) = call(&node, "GET", &format!("/v1/accounts/{id}"), &[], None).await;
+    let job_id = view["ota_job_id"].as_i64().unwrap();
+    let attempts = async |n: i64| {
+        eventually("the attempt", async || node.store().ota_job(job_id).await.unwrap().unwrap().attempts == n).await
+    };
+    attempts(1).await;
+    // No handset: no PoR. The second attempt goes once the first one's wait is over.
+    clock.advance(1_001);
+    node.ota().wake();
+    attempts(2).await;
+    let j = node.store().ota_job(job_id).await.unwrap().unwrap();
+    assert_eq!((j.counter_from, j.counter, j.state.as_str()), (Some(1), Some(2), "sent"));
+    clock.advance(2_001);
+    node.ota().wake();
+    let view = wait_account(&node, &id, "failed").await;
+    assert!(view["reason"].as_str().unwrap().contains("no proof of receipt after 2 attempts"), "{view}");
+
+    // Retried: the third packet (counter 3) reaches the card, which has seen none before.
+    let token = format!("Bearer {TOKEN}");
+    let (status, retried) = call(&node, "POST", &format!("/v1/ota/jobs/{job_id}/retry"), &[("authorization", &token)], None).await;
+    assert_eq!((status, retried["state"].as_str()), (StatusCode::ACCEPTED, Some("queued")), "{retried}");
+    let (status, _) = call(&node, "POST", &format!("/v1/ota/jobs/{job_id}/retry"), &[("authorization", &token)], None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "only a failed job is retried");
+    let card = card_of(&loaded);
+    let _pors = handset(air, card.clone(), stop.clone());
+    wait_account(&node, &id, "sim_written").await;
+    let (status, j) = call(&node, "GET", &format!("/v1/ota/jobs/{job_id}"), &[("authorization", &token)], None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((j["state"].as_str(), j["attempts"].as_i64(), j["por_status"].as_i64()), (Some("done"), Some(1), Some(0)), "{j}");
+    assert!(j["counter"].as_i64().unwrap() >= 3, "fresh counters only: {j}");
+    assert_eq!(card.lock().unwrap().msisdn().as_deref(), Some("+4790500000"));
+    let (status, _) = call(&node, "GET", "/v1/ota/status", &[], None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    stop.cancel();
+}
+
+/// A card whose KID differs from the node's answers "RC/CC/DS failed", without a checksum
+/// (it never signs an answer to a packet it could not verify): the job is not ended by a PoR
+/// anyone could have sent, and the status is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_with_other_keys_never_confirms() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(&dir, None, Arc::new(ManualClock::new(T0)), |_| {}).await;
+    let (_, air, stop) = serve(&node).await;
+    let mut loaded = load_card(&node, 7).await;
+    loaded.kid = hex(&[0x33; 16]);
+    let card = card_of(&loaded);
+    let (_, opened) = open(&node, &person(7), "wrong-keys").await;
+    let mut pors = handset(air, card.clone(), stop.clone());
+    tokio::time::timeout(Duration::from_secs(5), pors.recv()).await.expect("a PoR in time").unwrap();
+    let (_, view) = call(&node, "GET", &format!("/v1/accounts/{}", opened["id"].as_str().unwrap()), &[], None).await;
+    let job = job(&node, &view).await;
+    assert_eq!(job.state, "sent", "still waiting for a PoR it can trust");
+    assert_eq!(card.lock().unwrap().msisdn(), None, "nothing written");
+    let metrics = telemetry_text(&node);
+    assert!(metrics.contains("operator_ota_proofs_of_receipt_total{status=\"checksum_failed\"} 1"), "{metrics}");
+    stop.cancel();
+}

@@ -28,6 +28,7 @@
 //! The keys are kept sealed ([`crate::sealing`], contexts in [`stock`]) and opened only to
 //! build or check a packet.
 
+pub mod handset;
 pub mod http;
 pub(crate) mod metrics;
 pub mod script;
@@ -171,8 +172,8 @@ impl Node {
     }
 }
 
-/// The card's keys, opened.
-pub(crate) struct OpenedCard {
+/// A card's keys, opened: what building a packet for it and checking its PoR take.
+pub struct OpenedCard {
     pub k_sim: zeroize::Zeroizing<Vec<u8>>,
     pub keys: sim::packet::OtaKeys,
     pub kic_index: u8,
@@ -205,6 +206,9 @@ pub(crate) async fn run(node: Node, shutdown: CancellationToken) {
     metrics::register(&node);
     if let Err(e) = crate::account_opening::queue_unprovisioned(&node).await {
         tracing::warn!(error = %e, "accounts without provisioning order not queued");
+    }
+    if let Err(e) = queue_lost_port_ins(&node).await {
+        tracing::warn!(error = %e, "port-ins without OTA job not queued");
     }
     let mut refreshed = std::time::Instant::now() - POLL;
     loop {
@@ -286,14 +290,16 @@ async fn attempt(node: &Node, job: OtaJob) -> Result<(), OperatorError> {
         .map_err(|e| OperatorError::Config(format!("command packet of job {}: {e}", job.id)))?;
     let from = config.address()?.to_owned();
     let expires = retry_at.max(now + 1000);
-    for payload in script::command_sms(&packet, reserved.counter as u16) {
+    let parts = script::command_sms(&packet, reserved.counter as u16)
+        .map_err(|e| OperatorError::Config(format!("SMS of job {}: {e}", job.id)))?;
+    for payload in parts {
         let submission = Submission {
             system_id: "ota".into(),
             source_addr: from.clone(),
             source_ton: sms::address::TON_NATIONAL,
             destination: job.msisdn.clone(),
             esm_class: crate::sms_center::long_message::UDHI,
-            protocol_id: sms::tpdu::PID_SIM_DATA_DOWNLOAD,
+            protocol_id: sim::sms_pp::PID_SIM_DATA_DOWNLOAD,
             data_coding: sms::tpdu::DataCoding::SIM_DATA_DOWNLOAD.0,
             registered_delivery: 0,
             payload,
@@ -378,11 +384,11 @@ impl Ota {
                 return Err(bad(format!("job {}: {e}", job.id)));
             }
         };
+        self.metrics.por(status_label(por.status));
         let (from, to) = (job.counter_from.unwrap_or(i64::MAX), job.counter.unwrap_or(-1));
         if !(from..=to).contains(&(por.counter as i64)) {
-            return Err(bad(format!("job {}: counter {} is none of its packets'", job.id, por.counter)));
+            return Err(bad(format!("job {}: {} for counter {}, none of its packets'", job.id, por.status, por.counter)));
         }
-        self.metrics.por(status_label(por.status));
         let result = sim::apdu::ScriptResult::decode(&por.additional_data);
         let now = node.now();
         let status = Some(por.status.code());
@@ -417,6 +423,17 @@ fn status_label(s: sim::packet::PorStatus) -> &'static str {
         S::InsufficientSecurityLevel => "insufficient_security_level",
         _ => "other",
     }
+}
+
+/// Queues the OTA jobs of port-ins recorded without one (run at start).
+async fn queue_lost_port_ins(node: &Node) -> Result<(), OperatorError> {
+    for (msisdn, message_id) in node.store().port_ins_without_ota_job().await? {
+        match msisdn.parse() {
+            Ok(m) => port_in(node, &m, Some(message_id)).await?,
+            Err(e) => tracing::warn!(msisdn, error = %e, "port event with an invalid number"),
+        }
+    }
+    Ok(())
 }
 
 /// Queues the job that re-writes the card of `msisdn`, ported in to this node: its SPN, SMS

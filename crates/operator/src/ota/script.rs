@@ -6,12 +6,8 @@
 use sim::apdu::{self, fid};
 use sim::packet::{CommandHeader, KeyIdentifier, ResponsePacket, Spi, Tar};
 use sms::tpdu::{Payload, SmsSubmit};
-use sms::udh::{IEI_RESPONSE_PACKET, InformationElement};
 
 use super::{OpenedCard, ProductKeys};
-
-/// TP-PID of SIM data download (TS 23.040 §9.2.3.9): the handset hands the message to the SIM.
-pub const PID_SIM_DATA_DOWNLOAD: u8 = 0x7F;
 
 /// The security every command packet asks for ([`Spi::SECURE`]): cryptographic checksum,
 /// ciphering, a counter higher than the card's; a PoR always, checksummed and ciphered, by
@@ -89,15 +85,10 @@ pub fn command_packet(
 
 /// The user data of each SMS carrying `packet` (header and octets, as the SMS center stores a
 /// message with esm_class UDHI): the command packet identifier in the first part, concatenated
-/// under `reference` when longer than one SMS.
-pub fn command_sms(packet: &[u8], reference: u16) -> Vec<Vec<u8>> {
-    let parts = sms::concat::split_octets(
-        packet,
-        sms::concat::Reference::Sixteen(reference),
-        &[InformationElement::command_packet()],
-    )
-    .unwrap_or_default();
-    parts
+/// under `reference` when longer than one SMS (`sim::sms_pp`).
+pub fn command_sms(packet: &[u8], reference: u16) -> Result<Vec<Vec<u8>>, sim::sms_pp::SmsPpError> {
+    let parts = sim::sms_pp::command_user_data(packet, sms::Reference::Sixteen(reference))?;
+    Ok(parts
         .into_iter()
         .map(|ud| {
             let mut out = ud.header.as_ref().map(sms::udh::UserDataHeader::encode).unwrap_or_default();
@@ -106,23 +97,13 @@ pub fn command_sms(packet: &[u8], reference: u16) -> Vec<Vec<u8>> {
             }
             out
         })
-        .collect()
+        .collect())
 }
 
-/// The response packet a card's SMS-SUBMIT carries: 8-bit user data behind a header with the
-/// response packet identifier (TS 31.115 §4.4), in one SMS.
+/// The response packet a card's SMS-SUBMIT carries (TP-PID 0x7F, 8-bit data, the response
+/// packet identifier in the header, one SMS).
 pub fn response_packet_bytes(submit: &SmsSubmit) -> Result<Vec<u8>, String> {
-    if submit.pid != PID_SIM_DATA_DOWNLOAD {
-        return Err(format!("TP-PID {:#04x} is not SIM data download", submit.pid));
-    }
-    let header = submit.user_data.header.as_ref().ok_or("no user data header")?;
-    if !header.has(IEI_RESPONSE_PACKET) {
-        return Err("no response packet identifier in the header".into());
-    }
-    match &submit.user_data.payload {
-        Payload::Octets(o) => Ok(o.clone()),
-        Payload::Septets(_) => Err("a response packet is 8-bit data".into()),
-    }
+    sim::sms_pp::por_from_submit(submit).ok_or_else(|| "no proof of receipt (TP-PID 0x7F, IEI 0x71, 8-bit data)".into())
 }
 
 /// The PoR in `packet`, checked with the card's keys. An error status the card did not

@@ -34,7 +34,7 @@ pub struct NewCard {
     pub iccid: String,
     /// `None`: one from the IMSI pool.
     pub imsi: Option<String>,
-    /// `None`: generated (32 bytes).
+    /// `None`: generated (32 bytes; 16 to 32 given).
     pub k_sim: Option<Vec<u8>>,
     pub algorithm: sim::Algorithm,
     /// Length of generated KIc and KID: 16, 24 or 32 for AES (triple DES: 16 with two keys,
@@ -68,7 +68,7 @@ pub enum StockError {
     Iccid(&'static str),
     #[error("imsi: 15 digits")]
     Imsi,
-    #[error("k_sim: 16 to 64 bytes")]
+    #[error("k_sim: 16 to 32 bytes")]
     KSim,
     #[error("{0}")]
     Key(String),
@@ -101,7 +101,7 @@ pub async fn load(
         crate::OperatorError::Config("key_encryption_key is not set: card keys cannot be sealed".into())
     })?;
     let k_sim = card.k_sim.unwrap_or_else(|| random(32));
-    if !(16..=64).contains(&k_sim.len()) {
+    if !(16..=32).contains(&k_sim.len()) {
         return Err(StockError::KSim);
     }
     let key_len = match card.algorithm {

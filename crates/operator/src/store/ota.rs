@@ -284,6 +284,23 @@ impl OperatorStore {
         Ok(r.rows_affected() == 1)
     }
 
+    /// Port-ins this node recorded as recipient, for a number whose card it holds, without
+    /// their OTA job (a crash between the port's transaction and the job's): number and
+    /// message id.
+    pub async fn port_ins_without_ota_job(&self) -> Result<Vec<(String, i64)>, OperatorError> {
+        let mut conn = self.conn().await?;
+        let rows = sql::query(
+            "SELECT e.msisdn, e.message_id FROM port_events e \
+             JOIN sims s ON s.msisdn = e.msisdn JOIN sim_cards c ON c.imsi = s.imsi \
+             WHERE e.kind = 'port_in' AND e.message_id IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM ota_jobs j WHERE j.source = 'port_in:message:' || e.message_id) \
+             ORDER BY e.id",
+        )
+        .fetch_all(&mut conn)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get("msisdn")?, r.try_get("message_id")?))).collect()
+    }
+
     /// Jobs by state.
     pub async fn ota_job_counts(&self) -> Result<Vec<(String, i64)>, OperatorError> {
         let mut conn = self.conn().await?;
