@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use hdrhistogram::Histogram;
 use operator::ota::script::{self, CardWrites};
-use operator::ota::stock::{self, LoadedCard, NewCard};
+use numport::ota_node;
+use operator::ota::stock::LoadedCard;
 use operator::ota::{OpenedCard, ProductKeys};
 use tokio_util::sync::CancellationToken;
 
@@ -41,8 +42,6 @@ pub struct Args {
     #[arg(long, default_value = "data/bench-ota")]
     dir: PathBuf,
 }
-
-const KEK: [u8; 32] = [0x5c; 32];
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let packets = packets(args.packets)?;
@@ -124,45 +123,9 @@ async fn opening(args: &Args) -> anyhow::Result<Opening> {
     let _ = std::fs::remove_dir_all(&args.dir);
     std::fs::create_dir_all(&args.dir)?;
     let dir = std::fs::canonicalize(&args.dir)?;
-    let npdb = dir.join("npdb");
-    let ops = [npdb::Operator { name: "opa".parse()?, routing_number: "D001".parse()? }];
-    let index = npdb::Index::new(ops, [("4790".parse()?, "opa".parse()?)])?;
-    replica::disk::install_index(&npdb, &index, 0, 0)?;
-    let config = format!(
-        "name = \"opa\"\nlisten = \"127.0.0.1:0\"\nplain_http = true\nair_listen = \"127.0.0.1:0\"\n\
-         database_url = \"sqlite://{db}\"\nclearinghouse_url = \"http://127.0.0.1:9\"\napi_token = \"bench.token\"\n\
-         key_encryption_key = \"{kek}\"\n[smpp]\nlisten = \"none\"\n[npdb]\ndata_dir = \"{npdb}\"\n\
-         [accounts]\nmsisdn_pool = [\"4790500000-4790599999\"]\nimsi_pool = [\"242010000100000-242010000199999\"]\n\
-         [ota]\nspn = \"Operator A\"\nsms_center_address = \"+4790000000\"\n",
-        db = dir.join("opa.db").display(),
-        kek = hex::encode(KEK),
-        npdb = npdb.display(),
-    );
-    let path = dir.join("opa.toml");
-    std::fs::write(&path, &config)?;
-    let cfg: operator::OperatorConfig = toml::from_str(&config)?;
-    let store = operator::OperatorStore::open(&cfg.database()).await?;
-    let mut cards = Vec::new();
-    for i in 0..args.accounts {
-        let card = NewCard {
-            iccid: operator::account_opening::identity::with_luhn_digit(&format!("8947000001{i:08}")),
-            imsi: None,
-            k_sim: None,
-            algorithm: sim::Algorithm::Aes,
-            key_len: 16,
-            kic: None,
-            kid: None,
-            key_index: 1,
-            msisdn: None,
-        };
-        cards.push(stock::load(&store, &cfg, card, numport_core::Clock::now_ms(&numport_core::SystemClock)).await?);
-    }
-    store.close().await;
-    let mut node = crate::launch::launch(
-        &["operator".into(), "--config".into(), path.display().to_string()],
-        &dir.join("opa.log"),
-    )
-    .await?;
+    let config = ota_node::configure(&dir, 10_000)?;
+    let cards = ota_node::load_cards(&config, args.accounts).await?;
+    let mut node = ota_node::start(&config).await?;
     let air = node.air.context("the node's air interface")?;
     let url = node.url();
     eprintln!(
@@ -210,16 +173,7 @@ async fn open_one(
     hist: Arc<Mutex<Histogram<u64>>>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let keys = sim::OtaKeys::aes(&hex::decode(&loaded.kic)?, &hex::decode(&loaded.kid)?)?;
-    let card = sim::Card::personalise(&sim::Personalisation {
-        imsi: loaded.imsi.clone(),
-        k_sim: hex::decode(&loaded.k_sim)?,
-        ota_keys: vec![(1, keys)],
-        msisdn: None,
-        spn: None,
-        smsc: None,
-        sms_auth: None,
-    })?;
+    let card = ota_node::card_of(&loaded)?;
     let body = serde_json::json!({
         "given_name": "Kari", "family_name": "Nordmann", "date_of_birth": "1990-04-17",
         "id_document": format!("P{i:07}"), "iccid": loaded.iccid,

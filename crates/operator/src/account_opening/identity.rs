@@ -37,7 +37,7 @@ pub struct AccountRequest {
 }
 
 /// A problem with one field.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
     pub field: &'static str,
     pub problem: String,

@@ -468,3 +468,51 @@ pub(crate) async fn port_in(node: &Node, msisdn: &Msisdn, message_id: Option<i64
     Ok(())
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sim::apdu::ScriptResult;
+    use sim::packet::PorStatus;
+
+    #[test]
+    fn waits_double_up_to_the_maximum() {
+        let c = OtaConfig { retry_initial_ms: 1_000, retry_max_ms: 5_000, ..OtaConfig::default() };
+        assert_eq!((1..=5).map(|a| c.retry_after(a)).collect::<Vec<_>>(), [1_000, 2_000, 4_000, 5_000, 5_000]);
+        assert_eq!(c.retry_after(80), 5_000);
+    }
+
+    #[test]
+    fn a_por_ends_a_job_only_when_it_says_so() {
+        let ok = ScriptResult { executed: 14, last_sw: 0x9000, last_data: vec![] };
+        assert_eq!(judge(PorStatus::Ok, Some(&ok), 14), PorOutcome::Written);
+        let stopped = ScriptResult { executed: 3, last_sw: 0x6A82, last_data: vec![] };
+        assert!(matches!(judge(PorStatus::Ok, Some(&stopped), 14), PorOutcome::Failed(r) if r.contains("6A82")));
+        assert!(matches!(judge(PorStatus::Ok, None, 14), PorOutcome::Failed(_)));
+        assert!(matches!(judge(PorStatus::CounterLow, None, 14), PorOutcome::Retry(_)));
+        assert!(matches!(judge(PorStatus::TarUnknown, None, 14), PorOutcome::Failed(_)));
+        assert!(matches!(judge(PorStatus::InsufficientSecurityLevel, None, 14), PorOutcome::Failed(_)));
+    }
+
+    #[test]
+    fn product_keys_seal_per_card_and_version_up() {
+        let sealer = Sealer::new(&[9; 32]);
+        let keys = ProductKeys::generate();
+        let sealed = keys.seal(&sealer, "89470000000000000018");
+        assert_eq!(ProductKeys::open(&sealer, "89470000000000000018", &sealed).unwrap(), keys);
+        assert!(ProductKeys::open(&sealer, "89470000000000000026", &sealed).is_err(), "another card's");
+        let next = ProductKeys::next(Some(&keys));
+        assert_eq!(next.sms_auth_version, 2);
+        assert_ne!(next.sms_auth_key, keys.sms_auth_key);
+        assert_eq!(ProductKeys::next(None).sms_auth_version, 1);
+    }
+
+    #[test]
+    fn the_address_and_tar_are_checked() {
+        let c = OtaConfig::default();
+        assert_eq!(c.address().unwrap(), "1998");
+        assert_eq!(c.tar().unwrap(), sim::packet::Tar::RFM_SIM);
+        assert!(OtaConfig { address: "OTA".into(), ..c.clone() }.address().is_err());
+        assert!(OtaConfig { tar: "B0001".into(), ..c }.tar().is_err());
+    }
+}

@@ -112,3 +112,58 @@ pub fn response_packet_bytes(submit: &SmsSubmit) -> Result<Vec<u8>, String> {
 pub fn read_por(card: &OpenedCard, packet: &[u8]) -> Result<ResponsePacket, sim::packet::PacketError> {
     sim::packet::decode_response_packet(&card.keys, &SPI, packet)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writes() -> CardWrites {
+        CardWrites {
+            msisdn: "+4790500000".into(),
+            spn: "Operator A".into(),
+            sms_center: "4790000000".into(),
+            k_sim: vec![7; 32],
+            product_keys: ProductKeys { sms_auth_version: 1, sms_auth_key: vec![8; 32] },
+        }
+    }
+
+    #[test]
+    fn the_script_holds_every_write_and_runs_on_a_card() {
+        let script = writes().script().unwrap();
+        assert_eq!(sim::apdu::parse_script(&script).unwrap().len(), COMMANDS);
+        let keys = sim::OtaKeys::aes(&[1; 16], &[2; 16]).unwrap();
+        let mut card = sim::Card::personalise(&sim::Personalisation {
+            imsi: "242010000000001".into(),
+            k_sim: vec![7; 32],
+            ota_keys: vec![(1, keys.clone())],
+            msisdn: None,
+            spn: None,
+            smsc: None,
+            sms_auth: None,
+        })
+        .unwrap();
+        let result = card.run_script(&script);
+        assert_eq!((usize::from(result.executed), result.last_sw), (COMMANDS, sim::apdu::sw::OK));
+        assert_eq!(card.msisdn().as_deref(), Some("+4790500000"));
+        assert_eq!(card.spn().as_deref(), Some("Operator A"));
+        assert_eq!(card.smsc().as_deref(), Some("+4790000000"));
+        assert_eq!(card.sms_auth_key(), Some((1, &[8u8; 32][..])));
+    }
+
+    #[test]
+    fn a_long_packet_goes_in_concatenated_sms_with_the_identifier_first() {
+        let packet = vec![0xA5; 300];
+        let parts = command_sms(&packet, 7).unwrap();
+        assert_eq!(parts.len(), 3);
+        let mut body = Vec::new();
+        for (i, p) in parts.iter().enumerate() {
+            assert!(p.len() <= 140, "part {i} fits an SMS");
+            let (header, len) = sms::udh::UserDataHeader::decode(p).unwrap();
+            assert_eq!(header.has(sms::udh::IEI_COMMAND_PACKET), i == 0);
+            assert_eq!(header.concat().map(|c| (c.reference, c.seq)), Some((7, i as u8 + 1)));
+            body.extend_from_slice(&p[len..]);
+        }
+        assert_eq!(body, packet);
+        assert!(command_sms(&[1; 20], 1).unwrap().len() == 1);
+    }
+}

@@ -679,16 +679,7 @@ impl OperatorStore {
 
     /// Adds or replaces a SIM: its IMSI, the number it serves and its key.
     pub async fn upsert_sim(&self, imsi: &str, msisdn: &str, k_sim: &[u8]) -> Result<(), OperatorError> {
-        sql::query(
-            "INSERT INTO sims (imsi, msisdn, k_sim) VALUES ($1, $2, $3) \
-             ON CONFLICT (imsi) DO UPDATE SET msisdn = excluded.msisdn, k_sim = excluded.k_sim",
-        )
-        .bind(imsi)
-        .bind(msisdn)
-        .bind(hex::encode(k_sim))
-        .execute(&mut *self.conn().await?)
-        .await?;
-        Ok(())
+        super::accounts::upsert_sim(&mut *self.conn().await?, imsi, msisdn, k_sim).await
     }
 
     /// The number and key of a SIM.
