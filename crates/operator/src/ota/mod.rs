@@ -78,7 +78,7 @@ impl Default for OtaConfig {
             tar: "B00010".into(),
             spn: String::new(),
             sms_center_address: String::new(),
-            max_attempts: 5,
+            max_attempts: 8,
             retry_initial_ms: 10_000,
             retry_max_ms: 300_000,
         }

@@ -132,12 +132,14 @@ impl OperatorStore {
     }
 
     /// Jobs whose next attempt is due at `now` (queued, or sent without a proof of receipt in
-    /// time), soonest first.
+    /// time), soonest first. A card has one job at a time: a later one waits until the one
+    /// before has ended, so a PoR's counter names its job without doubt.
     pub async fn due_ota_jobs(&self, now: Millis, limit: i64) -> Result<Vec<OtaJob>, OperatorError> {
         let mut conn = self.conn().await?;
         let rows = sql::query(&format!(
-            "SELECT {JOB_COLUMNS} FROM ota_jobs WHERE state IN ('queued', 'sent') AND next_attempt_at <= $1 \
-             ORDER BY next_attempt_at, id LIMIT $2"
+            "SELECT {JOB_COLUMNS} FROM ota_jobs j WHERE state IN ('queued', 'sent') AND next_attempt_at <= $1 \
+             AND NOT EXISTS (SELECT 1 FROM ota_jobs o WHERE o.iccid = j.iccid AND o.id < j.id \
+             AND o.state IN ('queued', 'sent')) ORDER BY next_attempt_at, id LIMIT $2"
         ))
         .bind(now)
         .bind(limit)
