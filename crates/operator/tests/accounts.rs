@@ -371,15 +371,15 @@ async fn an_opened_account_gets_its_card_written_over_the_air() {
     assert_eq!(stored.product_keys_sealed.as_deref(), Some(job.product_keys_sealed.as_str()));
 
     // The metrics count the PoR and the job.
-    let metrics = telemetry_text(&node);
+    let metrics = telemetry_text(&node).await;
     assert!(metrics.contains("operator_ota_proofs_of_receipt_total{status=\"ok\"} 1"), "{metrics}");
     stop.cancel();
 }
 
-fn telemetry_text(node: &Node) -> String {
-    let mut out = String::new();
-    prometheus_client::encoding::text::encode(&mut out, node.metrics()).unwrap();
-    out
+async fn telemetry_text(node: &Node) -> String {
+    use tower::ServiceExt;
+    let resp = node.router().oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+    String::from_utf8(axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap()
 }
 
 /// Attempts without a PoR are sent again with fresh counters; once they are all spent the job
@@ -404,12 +404,12 @@ async fn an_unanswered_job_is_retried_then_fails_and_a_retry_writes_the_card() {
     };
     attempts(1).await;
     // No handset: no PoR. The second attempt goes once the first one's wait is over.
-    clock.advance(1_001);
+    clock.advance_ms(1_001);
     node.ota().wake();
     attempts(2).await;
     let j = node.store().ota_job(job_id).await.unwrap().unwrap();
     assert_eq!((j.counter_from, j.counter, j.state.as_str()), (Some(1), Some(2), "sent"));
-    clock.advance(2_001);
+    clock.advance_ms(2_001);
     node.ota().wake();
     let view = wait_account(&node, &id, "failed").await;
     assert!(view["reason"].as_str().unwrap().contains("no proof of receipt after 2 attempts"), "{view}");
@@ -451,7 +451,7 @@ async fn a_card_with_other_keys_never_confirms() {
     let job = job(&node, &view).await;
     assert_eq!(job.state, "sent", "still waiting for a PoR it can trust");
     assert_eq!(card.lock().unwrap().msisdn(), None, "nothing written");
-    let metrics = telemetry_text(&node);
+    let metrics = telemetry_text(&node).await;
     assert!(metrics.contains("operator_ota_proofs_of_receipt_total{status=\"checksum_failed\"} 1"), "{metrics}");
     stop.cancel();
 }

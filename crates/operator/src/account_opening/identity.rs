@@ -132,9 +132,11 @@ fn parse_date(s: &str) -> Option<time::Date> {
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
-    let number = |r: std::ops::Range<usize>| s.get(r).filter(|d| d.bytes().all(|c| c.is_ascii_digit()))?.parse().ok();
-    let (year, month, day): (i32, u8, u8) = (number(0..4)?, number(5..7)?, number(8..10)?);
-    time::Date::from_calendar_date(year, time::Month::try_from(month).ok()?, day).ok()
+    let number = |r: std::ops::Range<usize>| -> Option<u16> {
+        s.get(r).filter(|d| d.bytes().all(|c| c.is_ascii_digit()))?.parse().ok()
+    };
+    let (year, month, day) = (number(0..4)?, u8::try_from(number(5..7)?).ok()?, u8::try_from(number(8..10)?).ok()?);
+    time::Date::from_calendar_date(i32::from(year), time::Month::try_from(month).ok()?, day).ok()
 }
 
 /// Whole years from `born` to `today`.

@@ -34,10 +34,9 @@ pub(crate) mod metrics;
 pub mod script;
 pub mod stock;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use numport_core::{Millis, Msisdn, OperatorName};
+use numport_core::{Msisdn, OperatorName};
 use serde::{Deserialize, Serialize};
 use sms::tpdu::SmsSubmit;
 use tokio::sync::Notify;
@@ -116,7 +115,6 @@ impl OtaConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProductKeys {
     pub sms_auth_version: u8,
-    #[serde(with = "hex::serde")]
     pub sms_auth_key: Vec<u8>,
 }
 
