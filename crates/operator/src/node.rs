@@ -63,6 +63,8 @@ pub(crate) struct NodeInner {
     pub metrics: Metrics,
     /// Decoded `callback_secret`; `None` refuses every callback.
     pub callback_secret: Option<Vec<u8>>,
+    /// The key that seals card keys at rest; `None` when none is configured.
+    pub sealer: Option<crate::sealing::Sealer>,
     /// Ids of messages being processed now, so the re-processor does not start them twice.
     pub inflight: Mutex<HashSet<i64>>,
     /// Message processing spawned from callbacks, drained at shutdown.
@@ -91,6 +93,7 @@ impl Node {
                 "no callback_secret configured: callbacks are refused, messages arrive by inbox catch-up only"
             );
         }
+        let sealer = config.sealer()?;
         let store = OperatorStore::open(&config.database()).await?;
         let registry = Registry::new();
         let replica = Replica::open(config.resolved_npdb(), &registry).await?;
@@ -114,6 +117,7 @@ impl Node {
                 client,
                 clock,
                 callback_secret,
+                sealer,
                 replica,
                 sms,
                 ota: crate::ota::Ota::default(),
@@ -134,6 +138,15 @@ impl Node {
 
     pub fn store(&self) -> &OperatorStore {
         &self.inner.store
+    }
+
+    /// The key that seals card keys at rest: an error naming the missing setting when the
+    /// node has none.
+    pub fn sealer(&self) -> Result<&crate::sealing::Sealer, OperatorError> {
+        self.inner
+            .sealer
+            .as_ref()
+            .ok_or_else(|| OperatorError::Config("key_encryption_key is not set: card keys cannot be sealed".into()))
     }
 
     pub fn client(&self) -> &ClearinghouseClient {
