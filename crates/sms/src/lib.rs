@@ -6,7 +6,8 @@
 //!
 //! - [`tpdu`]: SMS-SUBMIT (terminal → SMSC), SMS-DELIVER and SMS-STATUS-REPORT (SMSC →
 //!   terminal), with addresses, time stamps, validity periods and data coding.
-//! - [`udh`]: user data headers and their information elements (concatenation 8- and 16-bit).
+//! - [`udh`]: user data headers and their information elements (concatenation 8- and 16-bit;
+//!   the command and response packet identifiers of SIM data download).
 //! - [`mod@concat`]: long texts split into concatenated parts, and the parts put back together.
 //! - [`gsm7`]: the GSM 7-bit default alphabet and septet packing.
 //! - [`air`]: the frames of the simulated air interface (attach with a SIM challenge, TPDUs
@@ -23,7 +24,7 @@ pub mod tpdu;
 pub mod udh;
 
 pub use address::Address;
-pub use concat::{Reassembler, Reference, SegmentError, Segments, segment, split_payload};
+pub use concat::{Reassembler, Reference, SegmentError, Segments, segment, split_octets, split_payload};
 pub use tpdu::{DataCoding, SmsDeliver, SmsStatusReport, SmsSubmit, Timestamp, Tpdu, UserData, ValidityPeriod};
 pub use udh::{Concat, InformationElement, UserDataHeader};
 
