@@ -24,6 +24,7 @@ mod ota_cmd;
 mod pki_cmd;
 mod provisioning_cmd;
 mod terminal_cmd;
+mod terminal_sim;
 
 use std::process::ExitCode;
 

@@ -62,6 +62,11 @@ pub struct Args {
 enum TerminalCommand {
     /// Port this SIM's number to another operator from the handset.
     Port(PortArgs),
+    /// The SIM card file: personalise one, show its files.
+    Sim {
+        #[command(subcommand)]
+        command: crate::terminal_sim::SimCommand,
+    },
 }
 
 /// The SIM and the network it attaches to.
@@ -119,6 +124,10 @@ struct Receive {
     /// The text to send.
     #[arg(long, requires = "send")]
     text: Option<String>,
+    /// The SIM card file (`numport terminal sim new`): SIM data download goes to this card,
+    /// which is rewritten, and its proof of receipt is sent back.
+    #[arg(long, value_name = "FILE")]
+    card: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -170,6 +179,7 @@ async fn recv(s: &mut TcpStream) -> anyhow::Result<Frame> {
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         Some(TerminalCommand::Port(p)) => port(p).await,
+        Some(TerminalCommand::Sim { command }) => crate::terminal_sim::run(command),
         None => receive(args.receive).await,
     }
 }
@@ -185,10 +195,14 @@ async fn receive(args: Receive) -> anyhow::Result<ExitCode> {
         Some(path) => Memory::open(path)?,
         None => Memory::in_memory(),
     };
+    let mut card = args.card.as_deref().map(crate::terminal_sim::CardFile::open).transpose()?;
     let (mut s, msisdn) = args.sim.attach(&key).await?;
     if !args.json {
         println!("attached as {msisdn}");
     }
+    // PoRs sent, by frame reference (counting down from the top, apart from the texts'), to
+    // their destination.
+    let (mut pors, mut next_por) = (HashMap::new(), u32::MAX);
 
     // Submits waiting for their SubmitAck, by frame reference: (part, parts, TP-MR).
     let mut unanswered = HashMap::new();
@@ -201,9 +215,16 @@ async fn receive(args: Receive) -> anyhow::Result<ExitCode> {
     let to = args.send.as_deref().unwrap_or_default().trim_start_matches('+');
 
     let mut shown = 0;
-    while !unanswered.is_empty() || args.count.is_none_or(|n| shown < n) {
+    while !unanswered.is_empty() || !pors.is_empty() || args.count.is_none_or(|n| shown < n) {
         let (reference, tpdu) = match recv(&mut s).await? {
             Frame::Deliver { reference, tpdu } => (reference, tpdu),
+            Frame::SubmitAck { reference, cause } if pors.contains_key(&reference) => {
+                let to: String = pors.remove(&reference).unwrap_or_default();
+                if cause != CAUSE_OK {
+                    eprintln!("the node refused the PoR to {to}: cause {cause}");
+                }
+                continue;
+            }
             Frame::SubmitAck { reference, cause } => {
                 let Some((part, parts, mr)) = unanswered.remove(&reference) else { continue };
                 if cause != CAUSE_OK {
@@ -220,6 +241,21 @@ async fn receive(args: Receive) -> anyhow::Result<ExitCode> {
             _ => continue,
         };
         if memory.knows(reference) {
+            send(&mut s, Frame::DeliverAck { reference, cause: CAUSE_OK }).await?;
+            continue;
+        }
+        if let Some(taken) = card.as_mut().map(|c| c.take(&tpdu)).transpose()?.flatten() {
+            if let Some((json, line)) = taken.shown {
+                println!("{}", if args.json { json.to_string() } else { line });
+                shown += 1;
+            }
+            if let Some((tpdu, to)) = taken.por {
+                send(&mut s, Frame::Submit { reference: next_por, tpdu }).await?;
+                pors.insert(next_por, to);
+                next_por -= 1;
+            }
+            memory.remember(reference);
+            memory.record(reference, &tpdu)?;
             send(&mut s, Frame::DeliverAck { reference, cause: CAUSE_OK }).await?;
             continue;
         }
