@@ -99,8 +99,8 @@ async fn counters_keep_growing_across_a_kill_9() {
     let mut node = ota_node::start(&config).await.unwrap();
     let http = reqwest::Client::new();
     let opened = open_account(&http, &node.url(), &cards[0].iccid).await;
-    let db = operator::OperatorStore::connect(&format!("sqlite://{}", dir.path().join("opa.db").display()));
-    let store = db.await.unwrap();
+    let url = format!("sqlite://{}", dir.path().join("opa.db").display());
+    let store = operator::OperatorStore::connect(&url).await.unwrap();
     let job_id = {
         let view = wait_state(&http, &node.url(), opened["id"].as_str().unwrap(), "provisioned").await;
         view["ota_job_id"].as_i64().unwrap()
