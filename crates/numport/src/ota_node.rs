@@ -22,7 +22,7 @@ pub fn configure(dir: &Path, retry_initial_ms: u64) -> anyhow::Result<PathBuf> {
     let config = format!(
         "name = \"opa\"\nlisten = \"127.0.0.1:0\"\nplain_http = true\nair_listen = \"127.0.0.1:0\"\n\
          database_url = \"sqlite://{db}\"\nclearinghouse_url = \"http://127.0.0.1:9\"\napi_token = \"local.token\"\n\
-         key_encryption_key = \"{kek}\"\n[smpp]\nlisten = \"none\"\n[npdb]\ndata_dir = \"{npdb}\"\n\
+         key_encryption_key = \"{kek}\"\n[smpp]\nlisten = \"none\"\n[npdb]\ndata_dir = \"{npdb}\"\n[npdb.enum_dns]\nlisten = \"127.0.0.1:0\"\n\
          [accounts]\nmsisdn_pool = [\"4790500000-4790599999\"]\nimsi_pool = [\"242010000100000-242010000199999\"]\n\
          [ota]\nspn = \"Operator A\"\nsms_center_address = \"+4790000000\"\nretry_initial_ms = {retry_initial_ms}\n",
         db = dir.join("opa.db").display(),

@@ -13,6 +13,18 @@ use std::time::{Duration, Instant};
 use numport::ota_node;
 use serde_json::{Value, json};
 
+/// The node configured in `dir` with one blank card, started; what the card was made with.
+async fn node(dir: &Path, retry_initial_ms: u64) -> (numport::launch::Launched, operator::ota::stock::LoadedCard, std::path::PathBuf) {
+    static BIN: std::sync::Once = std::sync::Once::new();
+    // SAFETY: set once, before any test of this binary starts a process or reads the
+    // environment (every test goes through here first).
+    BIN.call_once(|| unsafe { std::env::set_var("NUMPORT_BIN", env!("CARGO_BIN_EXE_numport")) });
+    let config = ota_node::configure(dir, retry_initial_ms).unwrap();
+    let card = ota_node::load_cards(&config, 1).await.unwrap().remove(0);
+    let node = ota_node::start(&config).await.unwrap();
+    (node, card, config)
+}
+
 fn numport(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_numport")).args(args).env("NUMPORT_LOG", "warn").output().unwrap()
 }
@@ -69,18 +81,16 @@ fn terminal(air: std::net::SocketAddr, card: &operator::ota::stock::LoadedCard, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_account_opened_over_http_writes_the_terminals_card() {
     let dir = tempfile::tempdir().unwrap();
-    let config = ota_node::configure(dir.path(), 10_000).unwrap();
-    let cards = ota_node::load_cards(&config, 1).await.unwrap();
-    let mut node = ota_node::start(&config).await.unwrap();
+    let (mut node, card, _) = node(dir.path(), 10_000).await;
     let file = dir.path().join("card.json");
-    new_card(&file, &cards[0]);
+    new_card(&file, &card);
     assert_eq!(show(&file)["msisdn"], Value::Null, "a blank card");
 
     let http = reqwest::Client::new();
-    let opened = open_account(&http, &node.url(), &cards[0].iccid).await;
+    let opened = open_account(&http, &node.url(), &card.iccid).await;
     assert_eq!(opened["msisdn"], "4790500000");
     let air = node.air.unwrap();
-    tokio::task::spawn_blocking(move || terminal(air, &cards[0], &file)).await.unwrap();
+    tokio::task::spawn_blocking(move || terminal(air, &card, &file)).await.unwrap();
     let written = show(&dir.path().join("card.json"));
     assert_eq!(written["msisdn"], "+4790500000", "{written}");
     assert_eq!(written["spn"], "Operator A", "{written}");
@@ -94,11 +104,9 @@ async fn an_account_opened_over_http_writes_the_terminals_card() {
 async fn counters_keep_growing_across_a_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     // A packet unanswered for 1 s is sent again.
-    let config = ota_node::configure(dir.path(), 1_000).unwrap();
-    let cards = ota_node::load_cards(&config, 1).await.unwrap();
-    let mut node = ota_node::start(&config).await.unwrap();
+    let (mut node, card, config) = node(dir.path(), 1_000).await;
     let http = reqwest::Client::new();
-    let opened = open_account(&http, &node.url(), &cards[0].iccid).await;
+    let opened = open_account(&http, &node.url(), &card.iccid).await;
     let url = format!("sqlite://{}", dir.path().join("opa.db").display());
     let store = operator::OperatorStore::connect(&url).await.unwrap();
     let job_id = {
@@ -121,9 +129,8 @@ async fn counters_keep_growing_across_a_kill_9() {
     store.close().await;
     // The card takes the latest packet (and refuses older ones as replays): written.
     let file = dir.path().join("card.json");
-    new_card(&file, &cards[0]);
+    new_card(&file, &card);
     let air = node.air.unwrap();
-    let card = cards[0].clone();
     tokio::task::spawn_blocking(move || terminal(air, &card, &file)).await.unwrap();
     wait_state(&http, &node.url(), opened["id"].as_str().unwrap(), "sim_written").await;
     node.stop().await;
