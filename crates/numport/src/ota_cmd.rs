@@ -64,7 +64,10 @@ fn print_status(body: &Value) {
         "jobs: {} queued, {} sent, {} done, {} failed; cards: {} blank, {} assigned",
         body["queued"], body["sent"], body["done"], body["failed"], body["cards_blank"], body["cards_assigned"]
     );
-    println!("{:>6} {:<16} {:<14} {:<7} {:>8} {:>8}  proof of receipt / reason", "job", "kind", "msisdn", "state", "attempts", "counter");
+    println!(
+        "{:>6} {:<16} {:<14} {:<7} {:>8} {:>8}  proof of receipt / reason",
+        "job", "kind", "msisdn", "state", "attempts", "counter"
+    );
     for j in body["recent"].as_array().into_iter().flatten() {
         let outcome = j["reason"].as_str().or(j["por_status_text"].as_str()).unwrap_or("-");
         println!(

@@ -14,7 +14,10 @@ use numport::ota_node;
 use serde_json::{Value, json};
 
 /// The node configured in `dir` with one blank card, started; what the card was made with.
-async fn node(dir: &Path, retry_initial_ms: u64) -> (numport::launch::Launched, operator::ota::stock::LoadedCard, std::path::PathBuf) {
+async fn node(
+    dir: &Path,
+    retry_initial_ms: u64,
+) -> (numport::launch::Launched, operator::ota::stock::LoadedCard, std::path::PathBuf) {
     static BIN: std::sync::Once = std::sync::Once::new();
     // SAFETY: set once, before any test of this binary starts a process or reads the
     // environment (every test goes through here first).
@@ -31,8 +34,19 @@ fn numport(args: &[&str]) -> std::process::Output {
 
 fn new_card(file: &Path, card: &operator::ota::stock::LoadedCard) {
     let out = numport(&[
-        "terminal", "sim", "new", "--card", file.to_str().unwrap(), "--imsi", &card.imsi, "--k-sim", &card.k_sim,
-        "--kic", &card.kic, "--kid", &card.kid,
+        "terminal",
+        "sim",
+        "new",
+        "--card",
+        file.to_str().unwrap(),
+        "--imsi",
+        &card.imsi,
+        "--k-sim",
+        &card.k_sim,
+        "--kic",
+        &card.kic,
+        "--kid",
+        &card.kid,
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
@@ -48,7 +62,8 @@ async fn open_account(http: &reqwest::Client, url: &str, iccid: &str) -> Value {
         "given_name": "Kari", "family_name": "Nordmann", "date_of_birth": "1990-04-17",
         "id_document": "P1234567", "iccid": iccid,
     });
-    let resp = http.post(format!("{url}/v1/accounts")).header("idempotency-key", iccid).json(&body).send().await.unwrap();
+    let resp =
+        http.post(format!("{url}/v1/accounts")).header("idempotency-key", iccid).json(&body).send().await.unwrap();
     assert_eq!(resp.status(), reqwest::StatusCode::ACCEPTED);
     resp.json().await.unwrap()
 }

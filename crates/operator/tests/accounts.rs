@@ -89,7 +89,13 @@ fn person(card: u32) -> Value {
     })
 }
 
-async fn call(node: &Node, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&Value>) -> (StatusCode, Value) {
+async fn call(
+    node: &Node,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> (StatusCode, Value) {
     use tower::ServiceExt;
     let mut req = Request::builder().method(method).uri(path).header("content-type", "application/json");
     for (k, v) in headers {
@@ -132,7 +138,10 @@ async fn account_round_trip(node: &Node) {
 
     // The same request again: the same account, nothing new.
     let (status, again) = open(node, &person(1), "k-1").await;
-    assert_eq!((status, again["id"].as_str(), again["repeat"].as_bool()), (StatusCode::ACCEPTED, Some(id.as_str()), Some(true)));
+    assert_eq!(
+        (status, again["id"].as_str(), again["repeat"].as_bool()),
+        (StatusCode::ACCEPTED, Some(id.as_str()), Some(true))
+    );
     // The same key with another body.
     let (status, e) = open(node, &person(2), "k-1").await;
     assert_eq!((status, e["error"].as_str()), (StatusCode::CONFLICT, Some("idempotency_key_reused")), "{e}");
@@ -151,7 +160,9 @@ async fn account_round_trip(node: &Node) {
     let (status, e) = open(node, &bad, "k-4").await;
     assert_eq!((status, e["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_identity")), "{e}");
     let message = e["message"].as_str().unwrap();
-    for field in ["given_name: is required", "family_name:", "date_of_birth:", "id_document:", "email:", "iccid: check digit"] {
+    for field in
+        ["given_name: is required", "family_name:", "date_of_birth:", "id_document:", "email:", "iccid: check digit"]
+    {
         assert!(message.contains(field), "{field} in {message}");
     }
     let (status, e) = call(node, "POST", "/v1/accounts", &[], Some(&json!({"given_name": "Kari"}))).await;
@@ -192,8 +203,11 @@ async fn pool_under_concurrency(node: &Node) {
         async move { open(&node, &person(n), &format!("key-{n}")).await }
     });
     let answers = futures::future::join_all(opens).await;
-    let numbers: Vec<&str> =
-        answers.iter().filter(|(s, _)| *s == StatusCode::ACCEPTED).map(|(_, a)| a["msisdn"].as_str().unwrap()).collect();
+    let numbers: Vec<&str> = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::ACCEPTED)
+        .map(|(_, a)| a["msisdn"].as_str().unwrap())
+        .collect();
     assert_eq!(numbers.len(), 10, "the pool holds ten numbers: {answers:?}");
     assert_eq!(numbers.iter().collect::<HashSet<_>>().len(), 10, "no number twice: {numbers:?}");
     let refused: Vec<&Value> = answers.iter().filter(|(s, _)| *s != StatusCode::ACCEPTED).map(|(_, a)| a).collect();
@@ -223,9 +237,11 @@ async fn card_keys_are_sealed_at_rest() {
     let node = node(&dir, None, Arc::new(ManualClock::new(T0)), |_| {}).await;
     load_card(&node, 3).await;
     let card = node.store().sim_card(&iccid(3)).await.unwrap().unwrap();
-    for (sealed, plain) in [(&card.kic_sealed, [0x11u8; 16].as_slice()), (&card.kid_sealed, &[0x22; 16]), (&card.k_sim_sealed, &[3; 32])] {
+    for (sealed, plain) in
+        [(&card.kic_sealed, [0x11u8; 16].as_slice()), (&card.kid_sealed, &[0x22; 16]), (&card.k_sim_sealed, &[3; 32])]
+    {
         assert!(!sealed.contains(&hex(plain)), "a key in the clear");
-        assert_eq!(node.sealer().unwrap().open(b"wrong context", sealed).is_err(), true);
+        assert!(node.sealer().unwrap().open(b"wrong context", sealed).is_err());
     }
     // Loading the same card twice is refused.
     let again = NewCard {
@@ -416,16 +432,22 @@ async fn an_unanswered_job_is_retried_then_fails_and_a_retry_writes_the_card() {
 
     // Retried: the third packet (counter 3) reaches the card, which has seen none before.
     let token = format!("Bearer {TOKEN}");
-    let (status, retried) = call(&node, "POST", &format!("/v1/ota/jobs/{job_id}/retry"), &[("authorization", &token)], None).await;
+    let (status, retried) =
+        call(&node, "POST", &format!("/v1/ota/jobs/{job_id}/retry"), &[("authorization", &token)], None).await;
     assert_eq!((status, retried["state"].as_str()), (StatusCode::ACCEPTED, Some("queued")), "{retried}");
-    let (status, _) = call(&node, "POST", &format!("/v1/ota/jobs/{job_id}/retry"), &[("authorization", &token)], None).await;
+    let (status, _) =
+        call(&node, "POST", &format!("/v1/ota/jobs/{job_id}/retry"), &[("authorization", &token)], None).await;
     assert_eq!(status, StatusCode::CONFLICT, "only a failed job is retried");
     let card = card_of(&loaded);
     let _pors = handset(air, card.clone(), stop.clone());
     wait_account(&node, &id, "sim_written").await;
     let (status, j) = call(&node, "GET", &format!("/v1/ota/jobs/{job_id}"), &[("authorization", &token)], None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!((j["state"].as_str(), j["attempts"].as_i64(), j["por_status"].as_i64()), (Some("done"), Some(1), Some(0)), "{j}");
+    assert_eq!(
+        (j["state"].as_str(), j["attempts"].as_i64(), j["por_status"].as_i64()),
+        (Some("done"), Some(1), Some(0)),
+        "{j}"
+    );
     assert!(j["counter"].as_i64().unwrap() >= 3, "fresh counters only: {j}");
     assert_eq!(card.lock().unwrap().msisdn().as_deref(), Some("+4790500000"));
     let (status, _) = call(&node, "GET", "/v1/ota/status", &[], None).await;

@@ -58,7 +58,8 @@ async fn chromedriver(program: &std::path::Path) -> Driver {
 /// that keeps trying to attach until its account exists (as a phone with a new card does).
 async fn node_with_card(dir: &tempfile::TempDir) -> (std::net::SocketAddr, String, CancellationToken) {
     let npdb = tempfile::tempdir().unwrap().keep();
-    let ops = [("opa", "D001")].map(|(n, r)| npdb::Operator { name: n.parse().unwrap(), routing_number: r.parse().unwrap() });
+    let ops =
+        [("opa", "D001")].map(|(n, r)| npdb::Operator { name: n.parse().unwrap(), routing_number: r.parse().unwrap() });
     let index = npdb::Index::new(ops, [("4790".parse().unwrap(), "opa".parse().unwrap())]).unwrap();
     replica::disk::install_index(&npdb, &index, 0, 0).unwrap();
     let mut config = OperatorConfig {
@@ -122,7 +123,8 @@ async fn node_with_card(dir: &tempfile::TempDir) -> (std::net::SocketAddr, Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_opens_an_account_in_the_browser_until_the_sim_is_written() {
-    let (Some(driver), Some(chromium)) = (testkit::command("chromedriver", ENABLE), testkit::command("chromium", ENABLE))
+    let (Some(driver), Some(chromium)) =
+        (testkit::command("chromedriver", ENABLE), testkit::command("chromium", ENABLE))
     else {
         return;
     };

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
-use operator::ota::script::{self, CardWrites};
 use numport::ota_node;
+use operator::ota::script::{self, CardWrites};
 use operator::ota::stock::LoadedCard;
 use operator::ota::{OpenedCard, ProductKeys};
 use tokio_util::sync::CancellationToken;
@@ -100,7 +100,11 @@ fn packets(n: u64) -> anyhow::Result<f64> {
         let packet = script::command_packet(&opened, tar, counter, &script)?;
         let outcome = card.receive_command_packet(&packet);
         let por = script::read_por(&opened, outcome.por.as_deref().context("the card answered nothing")?)?;
-        anyhow::ensure!(por.status == sim::PorStatus::Ok && por.counter == counter, "packet {counter}: {:?}", por.status);
+        anyhow::ensure!(
+            por.status == sim::PorStatus::Ok && por.counter == counter,
+            "packet {counter}: {:?}",
+            por.status
+        );
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
     eprintln!("  {rate:.0} packets/s");

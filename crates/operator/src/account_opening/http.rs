@@ -28,10 +28,7 @@ const MAX_KEY: usize = 128;
 pub const PAGE: &str = include_str!("page.html");
 
 pub(crate) fn routes() -> OpenApiRouter<Node> {
-    OpenApiRouter::new()
-        .routes(routes!(open_account))
-        .routes(routes!(get_account))
-        .routes(routes!(page))
+    OpenApiRouter::new().routes(routes!(open_account)).routes(routes!(get_account)).routes(routes!(page))
 }
 
 /// The self-service page
@@ -44,7 +41,10 @@ pub(crate) async fn page() -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CONTENT_SECURITY_POLICY, "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+            ),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
         PAGE,

@@ -185,7 +185,7 @@ fn luhn_valid(digits: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// `body` followed by its Luhn check digit: how a test or a stock file makes a valid ICCID.

@@ -108,9 +108,7 @@ pub struct OpenedAccount {
 
 /// The calendar date at `now`, UTC.
 fn date_at(now: Millis) -> time::Date {
-    time::OffsetDateTime::from_unix_timestamp(now.div_euclid(1000))
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-        .date()
+    time::OffsetDateTime::from_unix_timestamp(now.div_euclid(1000)).unwrap_or(time::OffsetDateTime::UNIX_EPOCH).date()
 }
 
 /// Opens an account for `request`; `key` is its Idempotency-Key, under which a repeat (the
@@ -258,16 +256,13 @@ pub async fn progress(node: &Node, id: &str) -> Result<Option<AccountView>, Oper
     let provisioned = order.as_ref().is_some_and(|o| o.commands.iter().all(|c| c.state == "done"));
     let sim_written = job.as_ref().is_some_and(|j| j.state == "done");
     let (state, reason) = match (&job, dead) {
-        (Some(j), _) if j.state == "failed" => {
-            (AccountState::Failed, Some(format!("the card was not written: {}", j.reason.as_deref().unwrap_or("failed"))))
-        }
+        (Some(j), _) if j.state == "failed" => (
+            AccountState::Failed,
+            Some(format!("the card was not written: {}", j.reason.as_deref().unwrap_or("failed"))),
+        ),
         (_, Some(c)) => (
             AccountState::Failed,
-            Some(format!(
-                "provisioning on {} failed: {}",
-                c.command.element,
-                c.reason.as_deref().unwrap_or("refused")
-            )),
+            Some(format!("provisioning on {} failed: {}", c.command.element, c.reason.as_deref().unwrap_or("refused"))),
         ),
         _ if provisioned && sim_written => (AccountState::SimWritten, None),
         _ if provisioned => (AccountState::Provisioned, None),

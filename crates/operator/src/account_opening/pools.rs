@@ -102,7 +102,13 @@ mod tests {
         let all: Vec<_> = (0..5).map(|i| p.at(i)).collect();
         assert_eq!(
             all,
-            [Some("4791000000".into()), Some("4791000001".into()), Some("4791000002".into()), Some("4792000000".into()), None]
+            [
+                Some("4791000000".into()),
+                Some("4791000001".into()),
+                Some("4791000002".into()),
+                Some("4792000000".into()),
+                None
+            ]
         );
         let imsi = Pool::parse(&["001010000000001-001010000000009".into()]).unwrap();
         assert_eq!(imsi.at(0).as_deref(), Some("001010000000001"), "leading zeros kept");

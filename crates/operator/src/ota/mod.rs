@@ -307,12 +307,20 @@ async fn attempt(node: &Node, job: OtaJob) -> Result<(), OperatorError> {
         };
         if let Err(refusal) = crate::sms_center::accept(node, submission, now).await {
             tracing::warn!(job = job.id, ?refusal, "OTA message refused by the SMS center; retried later");
-            node.store().record_ota_status_reason(job.id, &format!("SMS center refused the packet: {refusal:?}"), now).await?;
+            node.store()
+                .record_ota_status_reason(job.id, &format!("SMS center refused the packet: {refusal:?}"), now)
+                .await?;
             break;
         }
     }
     node.ota().metrics.sent.inc();
-    tracing::info!(job = job.id, msisdn = job.msisdn, counter = reserved.counter, attempt = reserved.attempt, "OTA packet sent");
+    tracing::info!(
+        job = job.id,
+        msisdn = job.msisdn,
+        counter = reserved.counter,
+        attempt = reserved.attempt,
+        "OTA packet sent"
+    );
     Ok(())
 }
 
@@ -385,7 +393,10 @@ impl Ota {
         self.metrics.por(status_label(por.status));
         let (from, to) = (job.counter_from.unwrap_or(i64::MAX), job.counter.unwrap_or(-1));
         if !(from..=to).contains(&(por.counter as i64)) {
-            return Err(bad(format!("job {}: {} for counter {}, none of its packets'", job.id, por.status, por.counter)));
+            return Err(bad(format!(
+                "job {}: {} for counter {}, none of its packets'",
+                job.id, por.status, por.counter
+            )));
         }
         let result = sim::apdu::ScriptResult::decode(&por.additional_data);
         let now = node.now();
@@ -398,7 +409,9 @@ impl Ota {
         match outcome {
             PorOutcome::Written => finish(node, &job, "done", status, "").await?,
             PorOutcome::Failed(reason) => finish(node, &job, "failed", status, &reason).await?,
-            PorOutcome::Retry(reason) => node.store().record_ota_status(job.id, por.status.code(), &reason, now).await?,
+            PorOutcome::Retry(reason) => {
+                node.store().record_ota_status(job.id, por.status.code(), &reason, now).await?
+            }
         }
         Ok(())
     }
@@ -443,7 +456,8 @@ pub(crate) async fn port_in(node: &Node, msisdn: &Msisdn, message_id: Option<i64
         return Ok(());
     };
     let sealer = node.sealer()?;
-    let previous = card.product_keys_sealed.as_deref().map(|s| ProductKeys::open(sealer, &card.iccid, s)).transpose()?;
+    let previous =
+        card.product_keys_sealed.as_deref().map(|s| ProductKeys::open(sealer, &card.iccid, s)).transpose()?;
     let config = &node.config().ota;
     let source = match message_id {
         Some(id) => format!("port_in:message:{id}"),
@@ -465,7 +479,6 @@ pub(crate) async fn port_in(node: &Node, msisdn: &Msisdn, message_id: Option<i64
     }
     Ok(())
 }
-
 
 #[cfg(test)]
 mod tests {

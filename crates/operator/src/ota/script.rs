@@ -43,8 +43,9 @@ impl CardWrites {
         let msisdn = sim::files::encode_msisdn_record(&self.msisdn)?;
         let spn = sim::files::encode_spn(&self.spn, SPN_DISPLAY)?;
         let smsp = sim::files::encode_smsp_record(&sms_center)?;
-        let sms_auth: Vec<u8> =
-            std::iter::once(self.product_keys.sms_auth_version).chain(self.product_keys.sms_auth_key.iter().copied()).collect();
+        let sms_auth: Vec<u8> = std::iter::once(self.product_keys.sms_auth_version)
+            .chain(self.product_keys.sms_auth_key.iter().copied())
+            .collect();
         let commands = [
             apdu::select(fid::MF),
             apdu::select(fid::DF_GSM),

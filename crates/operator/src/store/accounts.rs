@@ -371,7 +371,12 @@ impl OperatorStore {
 }
 
 /// The SIM the air interface attaches: `imsi` serves `msisdn` with key `k_sim`.
-pub(crate) async fn upsert_sim(tx: &mut Connection, imsi: &str, msisdn: &str, k_sim: &[u8]) -> Result<(), OperatorError> {
+pub(crate) async fn upsert_sim(
+    tx: &mut Connection,
+    imsi: &str,
+    msisdn: &str,
+    k_sim: &[u8],
+) -> Result<(), OperatorError> {
     sql::query(
         "INSERT INTO sims (imsi, msisdn, k_sim) VALUES ($1, $2, $3) \
          ON CONFLICT (imsi) DO UPDATE SET msisdn = excluded.msisdn, k_sim = excluded.k_sim",

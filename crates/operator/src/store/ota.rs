@@ -202,9 +202,9 @@ impl OperatorStore {
         .await?;
         let Some(job) = row.as_ref().map(job_row).transpose()? else { return Ok(None) };
         let card = sql::query(&format!("SELECT {CARD_COLUMNS} FROM sim_cards WHERE iccid = $1"))
-        .bind(&job.iccid)
-        .fetch_one(&mut conn)
-        .await?;
+            .bind(&job.iccid)
+            .fetch_one(&mut conn)
+            .await?;
         Ok(Some((job, card_row(&card)?)))
     }
 
@@ -248,7 +248,13 @@ impl OperatorStore {
     }
 
     /// Records a proof of receipt that ends no job (an error status the job retries on).
-    pub async fn record_ota_status(&self, id: i64, por_status: u8, reason: &str, now: Millis) -> Result<(), OperatorError> {
+    pub async fn record_ota_status(
+        &self,
+        id: i64,
+        por_status: u8,
+        reason: &str,
+        now: Millis,
+    ) -> Result<(), OperatorError> {
         let mut conn = self.conn().await?;
         sql::query("UPDATE ota_jobs SET por_status = $1, reason = $2, updated_at = $3 WHERE id = $4")
             .bind(i64::from(por_status))
