@@ -393,10 +393,7 @@ fn operator_config(
             imsi_pool: vec![format!("2420{n}9000000000-2420{n}9000000999", n = index + 1)],
             ..Default::default()
         },
-        ota: operator::ota::OtaConfig {
-            sms_center_address: format!("+{prefix}999999"),
-            ..Default::default()
-        },
+        ota: operator::ota::OtaConfig { sms_center_address: format!("+{prefix}999999"), ..Default::default() },
         smpp: operator::config::SmppSection {
             listen: Some(smpp_addrs[index]),
             ..operator::config::SmppSection::default()

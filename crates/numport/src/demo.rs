@@ -421,7 +421,11 @@ async fn load_card(
 }
 
 /// `numport terminal sim new`: the card file the manufacturer makes from `card`.
-async fn card_file(cluster: &Cluster, card: &operator::ota::stock::LoadedCard, extra: &[&str]) -> anyhow::Result<PathBuf> {
+async fn card_file(
+    cluster: &Cluster,
+    card: &operator::ota::stock::LoadedCard,
+    extra: &[&str],
+) -> anyhow::Result<PathBuf> {
     let file = cluster.dir.join(format!("card-{}.json", card.iccid));
     let out = tokio::process::Command::new(numport::launch::numport_exe()?)
         .args(["terminal", "sim", "new", "--card"])
@@ -436,7 +440,11 @@ async fn card_file(cluster: &Cluster, card: &operator::ota::stock::LoadedCard, e
 
 /// `numport terminal --card` on `operator`'s air interface until it has taken one SIM data
 /// download; then `sim show`'s JSON.
-async fn card_written(op: &OperatorProc, card: &operator::ota::stock::LoadedCard, file: &Path) -> anyhow::Result<serde_json::Value> {
+async fn card_written(
+    op: &OperatorProc,
+    card: &operator::ota::stock::LoadedCard,
+    file: &Path,
+) -> anyhow::Result<serde_json::Value> {
     let air = op.proc.air.context("no air interface")?;
     let terminal = tokio::process::Command::new(numport::launch::numport_exe()?)
         .args(["terminal", "--node", &air.to_string(), "--imsi", &card.imsi, "--card"])
@@ -467,13 +475,18 @@ async fn ported_card_rewritten(
     card: &operator::ota::stock::LoadedCard,
     c: &mut Checks,
 ) -> anyhow::Result<()> {
-    println!("
-opb re-writes the ported subscriber's SIM over the air (F7):");
+    println!(
+        "
+opb re-writes the ported subscriber's SIM over the air (F7):"
+    );
     let before = ["--msisdn", &format!("+{msisdn}"), "--spn", "opa", "--smsc", "+4790999999"];
     let file = card_file(cluster, card, &before).await?;
     let shown = card_written(cluster.op("opb"), card, &file).await?;
     println!("  the SIM now reads: number {}, SPN {}, SMS center {}", shown["msisdn"], shown["spn"], shown["smsc"]);
-    c.check(shown["spn"] == "opb" && shown["smsc"] == "+4791999999", "the ported subscriber's SIM shows opb's SPN and SMS center");
+    c.check(
+        shown["spn"] == "opb" && shown["smsc"] == "+4791999999",
+        "the ported subscriber's SIM shows opb's SPN and SMS center",
+    );
     let written = b_store.sim_card(&card.iccid).await?.is_some_and(|k| k.product_keys_sealed.is_some());
     c.check(written, "opb collected the card's proof of receipt: its new keys are the card's");
     Ok(())
@@ -483,15 +496,23 @@ opb re-writes the ported subscriber's SIM over the air (F7):");
 /// in hand; opb assigns a number, provisions it and writes the card over the air.
 async fn self_service(cluster: &Cluster, http: &reqwest::Client, c: &mut Checks) -> anyhow::Result<()> {
     let b = cluster.op("opb");
-    println!("
-a new subscriber opens an account at opb by self-service ({}/self-service, F7):", b.proc.url());
+    println!(
+        "
+a new subscriber opens an account at opb by self-service ({}/self-service, F7):",
+        b.proc.url()
+    );
     let card = load_card(cluster, "opb", None, 2).await?;
     let file = card_file(cluster, &card, &[]).await?;
     let body = serde_json::json!({
         "given_name": "Kari", "family_name": "Nordmann", "date_of_birth": "1990-04-17",
         "id_document": "P1234567", "email": "kari@example.no", "iccid": card.iccid,
     });
-    let resp = http.post(format!("{}/v1/accounts", b.proc.url())).header("idempotency-key", "demo-1").json(&body).send().await?;
+    let resp = http
+        .post(format!("{}/v1/accounts", b.proc.url()))
+        .header("idempotency-key", "demo-1")
+        .json(&body)
+        .send()
+        .await?;
     let status = resp.status();
     let opened: serde_json::Value = resp.json().await?;
     println!("  POST /v1/accounts → {status}: number {}", opened["msisdn"]);
@@ -506,7 +527,8 @@ a new subscriber opens an account at opb by self-service ({}/self-service, F7):"
     let deadline = Instant::now() + Duration::from_secs(20);
     let state = loop {
         let id = opened["id"].as_str().unwrap_or_default();
-        let view: serde_json::Value = http.get(format!("{}/v1/accounts/{id}", b.proc.url())).send().await?.json().await?;
+        let view: serde_json::Value =
+            http.get(format!("{}/v1/accounts/{id}", b.proc.url())).send().await?.json().await?;
         if view["state"] == "sim_written" || Instant::now() > deadline {
             break view["state"].clone();
         }
