@@ -307,10 +307,8 @@ async fn attempt(node: &Node, job: OtaJob) -> Result<(), OperatorError> {
         };
         if let Err(refusal) = crate::sms_center::accept(node, submission, now).await {
             tracing::warn!(job = job.id, ?refusal, "OTA message refused by the SMS center; retried later");
-            node.store()
-                .record_ota_status_reason(job.id, &format!("SMS center refused the packet: {refusal:?}"), now)
-                .await?;
-            break;
+            let reason = format!("SMS center refused the packet: {refusal:?}");
+            return node.store().record_ota_status_reason(job.id, &reason, now).await;
         }
     }
     node.ota().metrics.sent.inc();
