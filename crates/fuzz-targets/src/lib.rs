@@ -9,6 +9,7 @@
 //! compiling and passing with the normal test suite.
 
 pub mod csv;
+pub mod diameter;
 pub mod dns;
 pub mod feed;
 pub mod sim;
@@ -27,4 +28,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("feed", feed::run),
     ("csv", csv::run),
     ("sim", sim::run),
+    ("diameter", diameter::run),
 ];

@@ -80,6 +80,7 @@ mod seeds {
             ("feed", feed()),
             ("csv", csv()),
             ("sim", sim()),
+            ("diameter", diameter()),
         ]
     }
 
@@ -351,5 +352,101 @@ mod seeds {
         };
         let por = encode_response_packet(Some(&keys), PorSecurity { checksum: true, ciphering: true }, &por).unwrap();
         named("sim", [secure, stale, open, tpdu, script, por])
+    }
+
+    fn diameter() -> Files {
+        use diameter::cc::*;
+        use diameter::dict::command;
+        use diameter::message::Header;
+        use diameter::{Capabilities, Control, DisconnectCause, Identity};
+        let gw = Identity {
+            origin_host: "pgw.numport.test".into(),
+            origin_realm: "numport.test".into(),
+            host_ip_addresses: vec!["127.0.0.1".parse().unwrap()],
+            vendor_id: 0,
+            product_name: "numport".into(),
+            origin_state_id: 1,
+        };
+        let cer = Capabilities::of(&gw, &[4]).encode_request(1, 1);
+        let mut cea = Capabilities::of(&gw, &[4]);
+        cea.result_code = Some(2001);
+        let cea = cea.encode_answer(&Header::request(command::CAPABILITIES_EXCHANGE, 0, 1, 1));
+        let ccr = |kind, number: u32, used: bool| Ccr {
+            session_id: "pgw.numport.test;1;1".into(),
+            origin_host: gw.origin_host.clone(),
+            origin_realm: gw.origin_realm.clone(),
+            destination_realm: "numport.test".into(),
+            destination_host: None,
+            auth_application_id: 4,
+            service_context_id: PS_CONTEXT.into(),
+            request_type: kind,
+            request_number: number,
+            user_name: None,
+            origin_state_id: Some(1),
+            event_timestamp: Some(ntp_seconds(1_780_000_000)),
+            subscription_ids: vec![SubscriptionId { kind: SubscriptionIdType::EndUserE164, data: "4790000001".into() }],
+            requested_action: None,
+            multiple_services_indicator: Some(1),
+            mscc: vec![Mscc {
+                rating_group: Some(10),
+                service_identifiers: vec![1],
+                requested: Some(ServiceUnit { total_octets: Some(1 << 20), ..Default::default() }),
+                used: if used {
+                    vec![ServiceUnit { time: Some(60), total_octets: Some(3000), ..Default::default() }]
+                } else {
+                    vec![]
+                },
+                ..Default::default()
+            }],
+            termination_cause: None,
+            service_information: Some(ServiceInformation {
+                ps: Some(PsInformation {
+                    called_station_id: Some("internet".into()),
+                    charging_id: Some(7),
+                    ..Default::default()
+                }),
+                ims: Some(ImsInformation {
+                    node_functionality: 6,
+                    called_party_address: Some("tel:+4790000002".into()),
+                    ..Default::default()
+                }),
+            }),
+            retransmitted: number == 1,
+        };
+        let initial = ccr(CcRequestType::Initial, 0, false);
+        let mut cca = Cca::answering(&initial, 2001);
+        cca.origin_host = "ocs.numport.test".into();
+        cca.origin_realm = "numport.test".into();
+        cca.mscc = vec![Mscc {
+            rating_group: Some(10),
+            granted: Some(ServiceUnit { total_octets: Some(500_000), ..Default::default() }),
+            validity_time: Some(600),
+            result_code: Some(2001),
+            final_unit_indication: Some(FinalUnitIndication {
+                action: FinalUnitAction::Terminate,
+                redirect_server: None,
+            }),
+            ..Default::default()
+        }];
+        let cca = cca.encode(&Header::request(command::CREDIT_CONTROL, 4, 2, 2));
+        let dwr = Control::request(&gw, command::DEVICE_WATCHDOG, None).encode_request(3, 3);
+        let dpr =
+            Control::request(&gw, command::DISCONNECT_PEER, Some(DisconnectCause::Rebooting)).encode_request(4, 4);
+        let update = ccr(CcRequestType::Update, 1, true).encode(5, 5);
+        let stream = [cer.clone(), initial.encode(2, 2), dwr.clone(), update.clone(), dpr.clone()].concat();
+        named(
+            "diameter",
+            [
+                cer,
+                cea,
+                initial.encode(2, 2),
+                update,
+                ccr(CcRequestType::Termination, 2, true).encode(6, 6),
+                cca,
+                dwr,
+                dpr,
+                stream,
+            ],
+        )
     }
 }

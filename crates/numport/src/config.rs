@@ -22,6 +22,7 @@ mod tests {
     use operator::OperatorConfig;
 
     use crate::npdb_cmd::NpdbConfig;
+    use crate::ocs_cmd::OcsRoleConfig;
 
     fn read<T: serde::de::DeserializeOwned + Default>(text: &str) -> anyhow::Result<T> {
         let dir = tempfile::tempdir()?;
@@ -40,6 +41,8 @@ mod tests {
         assert_eq!(op, OperatorConfig::default());
         let npdb: NpdbConfig = read("[replica]\n[replica.enum_dns]").unwrap();
         assert_eq!(npdb.replica, NpdbConfig::default().replica);
+        let ocs: OcsRoleConfig = read("[ocs]\n[ocs.gy]").unwrap();
+        assert_eq!(ocs, OcsRoleConfig::default());
     }
 
     #[test]
@@ -50,5 +53,7 @@ mod tests {
         assert!(format!("{e:#}").contains("system_id"), "{e:#}");
         let e = read::<NpdbConfig>("[replica]\nclearinghouse_ur = \"http://x\"").unwrap_err();
         assert!(format!("{e:#}").contains("clearinghouse_ur"), "{e:#}");
+        let e = read::<OcsRoleConfig>("[[peers]]\norigin_host = \"gw\"").unwrap_err();
+        assert!(format!("{e:#}").contains("origin_realm"), "{e:#}");
     }
 }

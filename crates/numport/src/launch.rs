@@ -22,6 +22,8 @@ pub struct Launched {
     pub smpp_tls: Option<SocketAddr>,
     /// The air interface terminals attach to, for roles that run one.
     pub air: Option<SocketAddr>,
+    /// Diameter Gy, for the OCS.
+    pub diameter: Option<SocketAddr>,
     /// Whether `http` serves TLS.
     pub tls: bool,
 }
@@ -118,6 +120,7 @@ pub async fn launch(args: &[String], log: &Path) -> anyhow::Result<Launched> {
         smpp: service("smpp"),
         smpp_tls: service("smpp_tls"),
         air: service("air"),
+        diameter: service("diameter"),
         tls: announced["tls"].as_bool().unwrap_or(false),
     })
 }

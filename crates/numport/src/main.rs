@@ -5,6 +5,7 @@
 //! - `numport operator` runs one mobile operator's node.
 //! - `numport npdb` runs a standalone portability replica (F2).
 //! - `numport ne` runs a simulated network element an operator node provisions (F6).
+//! - `numport ocs` runs the online charging system alone, serving Diameter Gy (F4).
 //! - `numport pki` makes the certificates every role's TLS uses.
 //! - `numport demo` plays the whole story on loopback with real processes.
 //! - `numport bench …` measures what `docs/BENCHMARKS.md` quotes.
@@ -19,6 +20,7 @@ mod config;
 mod demo;
 mod ne_cmd;
 mod npdb_cmd;
+mod ocs_cmd;
 mod operator_cmd;
 mod ota_cmd;
 mod pki_cmd;
@@ -57,6 +59,8 @@ enum Command {
     Npdb(npdb_cmd::Args),
     /// A simulated network element (`hlr`, `smsc`, `charging`) for an operator's provisioning.
     Ne(ne_cmd::Args),
+    /// Run the online charging system (Diameter Gy), or administer its database with a subcommand.
+    Ocs(ocs_cmd::Args),
     /// A simulated handset: attach to an operator's air interface and show the SMS it receives.
     Terminal(terminal_cmd::Args),
     /// Make a CA and one certificate per role (clearinghouse, operators, replicas) for TLS.
@@ -92,6 +96,7 @@ fn main() -> ExitCode {
             Command::Npdb(args) => npdb_cmd::run(args).await,
             Command::Terminal(args) => terminal_cmd::run(args).await,
             Command::Ne(args) => ne_cmd::run(args).await,
+            Command::Ocs(args) => ocs_cmd::run(args).await,
             Command::Pki(args) => pki_cmd::run(args),
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(args) => bench::run(args).await,

@@ -22,6 +22,11 @@
 //! (`status report for MR n: delivered`). The terminal goes on receiving until `--count`
 //! messages and status reports have been shown (and every part is acknowledged).
 //!
+//! **SIM.** With `--card FILE` the terminal has a SIM card ([`crate::terminal_sim`]): an
+//! SMS-DELIVER of SIM data download (TP-PID 0x7F, class 2) goes to the card rather than to the
+//! screen, the card file is rewritten, and the card's proof of receipt goes back to the
+//! sender as an SMS-SUBMIT. `numport terminal sim new|show` makes and prints card files.
+//!
 //! **Porting.** `numport terminal port --to OPERATOR --recipient-url URL` ports the SIM's
 //! number to another operator, as a subscriber does from the handset ([`port`]): it attaches,
 //! sends the port-out authorisation by SMS to its home operator's service number

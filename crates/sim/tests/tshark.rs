@@ -79,21 +79,22 @@ fn sms_pp_tpdus_decode_as_sim_data_download() {
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("sms-pp.pcapng");
     write_pcapng(&pcap, &tpdus);
-    let fields =
-        |filter: &str, field: &str| tshark(&pcap, &["-o", USER_DLT, "-Y", filter, "-T", "fields", "-e", field]);
-
-    assert_eq!(fields("gsm_sms", "frame.number").len(), tpdus.len(), "every frame is a GSM SMS TPDU");
-    assert_eq!(fields(PROBLEMS, "frame.number"), Vec::<String>::new(), "malformed or warned");
-    let pids = fields("gsm_sms", "gsm_sms.tp-pid");
-    assert!(pids.iter().all(|p| number(p) == 0x7F), "TP-PID {pids:?}");
-    let classes = fields("gsm_sms", "gsm_sms.dcs.message_class");
-    assert!(classes.iter().all(|c| number(c) == 2), "message class {classes:?}");
+    let problems = tshark(&pcap, &["-o", USER_DLT, "-Y", PROBLEMS, "-T", "fields", "-e", "frame.number"]);
+    assert_eq!(problems, Vec::<String>::new(), "malformed or warned");
+    let fields = ["gsm_sms.tp-mti", "gsm_sms.tp-pid", "gsm_sms.dcs.message_class", "gsm_sms.ie_identifier"];
+    let mut args = vec!["-o", USER_DLT, "-Y", "gsm_sms", "-T", "fields", "-E", "separator=;"];
+    args.extend(fields.iter().flat_map(|f| ["-e", f]));
+    let frames: Vec<Vec<String>> =
+        tshark(&pcap, &args).iter().map(|l| l.split(';').map(str::to_owned).collect()).collect();
+    assert_eq!(frames.len(), tpdus.len(), "every frame is a GSM SMS TPDU: {frames:?}");
+    for (frame, (mo, _)) in frames.iter().zip(&tpdus) {
+        let [mti, pid, class, _] = &frame[..] else { panic!("{frame:?}") };
+        assert_eq!(number(mti), u32::from(*mo), "SMS-SUBMIT from the card, SMS-DELIVER to it: {frame:?}");
+        assert_eq!((number(pid), number(class)), (0x7F, 2), "SIM data download, class 2: {frame:?}");
+    }
     // The security header: in the single SMS, the first part of the long one, and the PoR.
-    let ieis = fields("gsm_sms", "gsm_sms.ie_identifier");
-    let with = |iei| ieis.iter().filter(|i| i.split(',').any(|e| number(e) == iei)).count();
-    assert_eq!((with(0x70), with(0x71)), (2, 1), "{ieis:?}");
-    let mti = fields("gsm_sms.tp-mti == 1", "frame.number");
-    assert_eq!(mti, [tpdus.len().to_string()], "the PoR is an SMS-SUBMIT");
+    let with = |iei| frames.iter().filter(|f| f[3].split(',').any(|e| number(e) == iei)).count();
+    assert_eq!((with(0x70), with(0x71)), (2, 1), "{frames:?}");
 }
 
 /// A number as tshark prints it: decimal or 0x-prefixed hex.

@@ -1,0 +1,45 @@
+//! Online charging (F4): the credit-control domain the Diameter Gy layer calls.
+//!
+//! The Diameter codec and peer live in their own crate; this one knows CCRs and CCAs only as
+//! domain structs ([`CreditControlRequest`], [`CreditControlAnswer`]) and answers them through
+//! [`Ocs::credit_control`]. Its design, from the inside out:
+//!
+//! - Pure modules, no I/O, tested exhaustively: [`rating`] (tariffs by destination prefix and
+//!   time of day, compiled to a trie so rating allocates nothing), [`balance`] (buckets,
+//!   reservations, credit limit, double-entry journal), [`session`] (RFC 4006 per MSCC,
+//!   retransmissions, Tcc), and the four seed methods: [`partial_cdr`] (CN102083044A),
+//!   [`online_list`] (CN102547642B), [`capacity`] (CN101425910A), [`data_charging`]
+//!   (CN102083042B).
+//! - [`store`]: the OCS's tables through `numport-db` (SQLite or PostgreSQL), migrations of its
+//!   own. A request loads the account *under its lock* (PostgreSQL `FOR UPDATE`; SQLite's one
+//!   writer), runs the pure logic, and writes the account, the session with its answer, and
+//!   the journal in one transaction; the answer is returned only once that commits. Concurrent
+//!   sessions on one account are therefore serialised on that account and cannot overrun its
+//!   credit limit, and a retransmission finds the stored answer instead of charging again.
+//! - [`Ocs`] ([`service`]): the service the Gy server and the operator node's API call, with its
+//!   metrics; [`gy`] maps the `diameter` crate's CCR and CCA to the domain structs and is the
+//!   Diameter server's Credit-Control handler; [`http`] is the JSON API of accounts, recharges,
+//!   tariffs and the seed methods; [`bench`] measures rating alone and credit
+//!   control in process.
+
+pub mod balance;
+pub mod bench;
+pub mod capacity;
+pub mod data_charging;
+pub mod gy;
+pub mod http;
+pub mod metrics;
+pub mod online_list;
+pub mod partial_cdr;
+pub mod rating;
+pub mod service;
+pub mod session;
+pub mod store;
+
+pub use balance::{Account, AccountId, Ledger};
+pub use rating::{Service, TariffRule, TariffTable, TimeBand, UnitKind};
+pub use service::{Ocs, OcsConfig, OcsError};
+pub use session::{
+    CreditControlAnswer, CreditControlRequest, FinalUnitAction, GyPolicy, MsccAnswer, MsccRequest, RequestType,
+    ServiceUnits, SubscriptionId, SubscriptionIdType, result_code,
+};
