@@ -266,13 +266,10 @@ impl CardFile {
             "from": from, "tar": tar, "status": outcome.status.code(), "executed": executed,
             "last_sw": format!("{last_sw:04X}"), "por": reception.por.is_some(),
         }});
-        let por = match reception.por {
-            Some(submit) => {
-                self.next_mr = self.next_mr.wrapping_add(1);
-                Some((Tpdu::Submit(submit).encode()?, from))
-            }
-            None => None,
-        };
+        let por = reception.por.and_then(|submit| Tpdu::Submit(submit).encode().ok()).map(|tpdu| {
+            self.next_mr = self.next_mr.wrapping_add(1);
+            (tpdu, from.clone())
+        });
         Ok(Some(Taken { shown: Some((shown, line)), por }))
     }
 }
