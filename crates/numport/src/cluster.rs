@@ -372,6 +372,7 @@ fn operator_config(
     index: usize,
     smpp_addrs: &[SocketAddr],
 ) -> anyhow::Result<OperatorConfig> {
+    let prefix = OPERATORS[index].2;
     Ok(OperatorConfig {
         name: name.parse()?,
         listen: "127.0.0.1:0".parse()?,
@@ -385,6 +386,14 @@ fn operator_config(
             ..OperatorConfig::default().npdb
         },
         air_listen: Some("127.0.0.1:0".parse()?),
+        // Self-service accounts (F7): numbers above the demo's subscribers, IMSIs in the
+        // operator's own MNC (`sim_of`'s are in 24201 below 9…).
+        accounts: operator::account_opening::AccountsConfig {
+            msisdn_pool: vec![format!("{prefix}900000-{prefix}900999")],
+            imsi_pool: vec![format!("2420{n}9000000000-2420{n}9000000999", n = index + 1)],
+            ..Default::default()
+        },
+        ota: operator::ota::OtaConfig { sms_center_address: format!("+{prefix}999999"), ..Default::default() },
         smpp: operator::config::SmppSection {
             listen: Some(smpp_addrs[index]),
             ..operator::config::SmppSection::default()

@@ -2,9 +2,11 @@
 //! real processes on loopback; a subscriber of operator A ports to operator B from the handset
 //! (`numport terminal port`: the authorisation by SMS to A's service number over the air, the
 //! port-in request to B), first with a wrong PIN, then with the right one; the demo prints each
-//! step with its time and checks the outcome.
+//! step with its time and checks the outcome. Then F7: the ported subscriber's card is
+//! re-written over the air by its new operator, and a new subscriber opens an account at opb by
+//! self-service, whose blank card the terminal holds (`numport terminal --card`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -110,6 +112,8 @@ async fn port_a_to_b(cluster: &Cluster) -> anyhow::Result<usize> {
         "
 then with the subscriber's PIN:"
     );
+    // The card opb issues for the ported number, with its OTA keys: re-written at the port-in.
+    let ported_card = load_card(cluster, "opb", Some(&msisdn), 1).await?;
     let (ok, _, elapsed) = handset_port(cluster, a, b, &msisdn, &pin_of(&msisdn)).await?;
     c.check(ok, "the handset saw its port complete");
     let orders = b.ch_client.orders().await?.orders;
@@ -124,6 +128,8 @@ then with the subscriber's PIN:"
     check_provisioning(&stores, &msisdn, &mut c).await?;
     let http = cluster.http()?.build()?;
     check_lookups(cluster, &http, &msisdn, &mut c).await;
+    ported_card_rewritten(cluster, &stores.1, &msisdn, &ported_card, &mut c).await?;
+    self_service(cluster, &http, &mut c).await?;
     check_sms(cluster, &stores, &msisdn, &mut c).await?;
     Ok(c.failed)
 }
@@ -377,4 +383,158 @@ async fn handset_on(b: &OperatorProc, b_store: &OperatorStore, msisdn: &Msisdn) 
     let out =
         tokio::time::timeout(Duration::from_secs(20), terminal).await.context("the handset received nothing")??;
     Ok(serde_json::from_slice(&out.stdout).unwrap_or_default())
+}
+
+/// Loads card `n` into `operator`'s stock (IMSI from its pool, random OTA keys); for a ported
+/// number, the SIM the demo's handset already has (`sim_of`), now issued by `operator`.
+async fn load_card(
+    cluster: &Cluster,
+    operator: &str,
+    msisdn: Option<&Msisdn>,
+    n: u32,
+) -> anyhow::Result<operator::ota::stock::LoadedCard> {
+    let config: operator::OperatorConfig =
+        toml::from_str(&std::fs::read_to_string(cluster.dir.join(format!("operator-{operator}.toml")))?)?;
+    let store = OperatorStore::connect(&cluster.op(operator).db_url).await?;
+    let (imsi, k_sim) = match msisdn {
+        Some(m) => {
+            let (imsi, k_sim) = sim_of(m);
+            (Some(imsi), Some(k_sim))
+        }
+        None => (None, None),
+    };
+    let card = operator::ota::stock::NewCard {
+        iccid: operator::account_opening::identity::with_luhn_digit(&format!("89470{:013}", n)),
+        imsi,
+        k_sim,
+        algorithm: sim::Algorithm::Aes,
+        key_len: 16,
+        kic: None,
+        kid: None,
+        key_index: 1,
+        msisdn: msisdn.cloned(),
+    };
+    let now = numport_core::Clock::now_ms(&numport_core::SystemClock);
+    let loaded = operator::ota::stock::load(&store, &config, card, now).await?;
+    store.close().await;
+    Ok(loaded)
+}
+
+/// `numport terminal sim new`: the card file the manufacturer makes from `card`.
+async fn card_file(
+    cluster: &Cluster,
+    card: &operator::ota::stock::LoadedCard,
+    extra: &[&str],
+) -> anyhow::Result<PathBuf> {
+    let file = cluster.dir.join(format!("card-{}.json", card.iccid));
+    let out = tokio::process::Command::new(numport::launch::numport_exe()?)
+        .args(["terminal", "sim", "new", "--card"])
+        .arg(&file)
+        .args(["--imsi", &card.imsi, "--k-sim", &card.k_sim, "--kic", &card.kic, "--kid", &card.kid])
+        .args(extra)
+        .output()
+        .await?;
+    anyhow::ensure!(out.status.success(), "sim new: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(file)
+}
+
+/// `numport terminal --card` on `operator`'s air interface until it has taken one SIM data
+/// download; then `sim show`'s JSON.
+async fn card_written(
+    op: &OperatorProc,
+    card: &operator::ota::stock::LoadedCard,
+    file: &Path,
+) -> anyhow::Result<serde_json::Value> {
+    let air = op.proc.air.context("no air interface")?;
+    let terminal = tokio::process::Command::new(numport::launch::numport_exe()?)
+        .args(["terminal", "--node", &air.to_string(), "--imsi", &card.imsi, "--card"])
+        .arg(file)
+        .args(["--count", "1"])
+        .env("NUMPORT_K_SIM", &card.k_sim)
+        .env("NUMPORT_LOG", "warn")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), terminal).await.context("the card took no packet")??;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        println!("  terminal: {line}");
+    }
+    let show = tokio::process::Command::new(numport::launch::numport_exe()?)
+        .args(["terminal", "sim", "show", "--json", "--card"])
+        .arg(file)
+        .output()
+        .await?;
+    Ok(serde_json::from_slice(&show.stdout).unwrap_or_default())
+}
+
+/// F7 at the port-in: opb re-writes the ported subscriber's card over the air (its SPN, SMS
+/// center address and keys), through its SMS center, and collects the proof of receipt.
+async fn ported_card_rewritten(
+    cluster: &Cluster,
+    b_store: &OperatorStore,
+    msisdn: &Msisdn,
+    card: &operator::ota::stock::LoadedCard,
+    c: &mut Checks,
+) -> anyhow::Result<()> {
+    println!(
+        "
+opb re-writes the ported subscriber's SIM over the air (F7):"
+    );
+    let before = ["--msisdn", &format!("+{msisdn}"), "--spn", "opa", "--smsc", "+4790999999"];
+    let file = card_file(cluster, card, &before).await?;
+    let shown = card_written(cluster.op("opb"), card, &file).await?;
+    println!("  the SIM now reads: number {}, SPN {}, SMS center {}", shown["msisdn"], shown["spn"], shown["smsc"]);
+    c.check(
+        shown["spn"] == "opb" && shown["smsc"] == "+4791999999",
+        "the ported subscriber's SIM shows opb's SPN and SMS center",
+    );
+    let written = b_store.sim_card(&card.iccid).await?.is_some_and(|k| k.product_keys_sealed.is_some());
+    c.check(written, "opb collected the card's proof of receipt: its new keys are the card's");
+    Ok(())
+}
+
+/// F7: a new subscriber opens an account at opb on its self-service API with the blank card
+/// in hand; opb assigns a number, provisions it and writes the card over the air.
+async fn self_service(cluster: &Cluster, http: &reqwest::Client, c: &mut Checks) -> anyhow::Result<()> {
+    let b = cluster.op("opb");
+    println!(
+        "
+a new subscriber opens an account at opb by self-service ({}/self-service, F7):",
+        b.proc.url()
+    );
+    let card = load_card(cluster, "opb", None, 2).await?;
+    let file = card_file(cluster, &card, &[]).await?;
+    let body = serde_json::json!({
+        "given_name": "Kari", "family_name": "Nordmann", "date_of_birth": "1990-04-17",
+        "id_document": "P1234567", "email": "kari@example.no", "iccid": card.iccid,
+    });
+    let resp = http
+        .post(format!("{}/v1/accounts", b.proc.url()))
+        .header("idempotency-key", "demo-1")
+        .json(&body)
+        .send()
+        .await?;
+    let status = resp.status();
+    let opened: serde_json::Value = resp.json().await?;
+    println!("  POST /v1/accounts → {status}: number {}", opened["msisdn"]);
+    c.check(status == reqwest::StatusCode::ACCEPTED, "opb opened the account and assigned a number from its pool");
+    let shown = card_written(b, &card, &file).await?;
+    println!("  the SIM now reads: number {}, SPN {}, SMS center {}", shown["msisdn"], shown["spn"], shown["smsc"]);
+    c.check(
+        shown["msisdn"].as_str() == opened["msisdn"].as_str().map(|m| format!("+{m}")).as_deref()
+            && shown["spn"] == "opb",
+        "the terminal's SIM holds the new number and opb's SPN, written over the air",
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let state = loop {
+        let id = opened["id"].as_str().unwrap_or_default();
+        let view: serde_json::Value =
+            http.get(format!("{}/v1/accounts/{id}", b.proc.url())).send().await?.json().await?;
+        if view["state"] == "sim_written" || Instant::now() > deadline {
+            break view["state"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!("  GET /v1/accounts/{{id}} → {state}");
+    c.check(state == "sim_written", "the account reads sim_written: provisioned and the card confirmed");
+    Ok(())
 }

@@ -22,6 +22,7 @@ mod ne_cmd;
 mod npdb_cmd;
 mod ocs_cmd;
 mod operator_cmd;
+mod ota_cmd;
 mod pki_cmd;
 mod provisioning_cmd;
 mod terminal_cmd;

@@ -64,6 +64,10 @@ enum Admin {
     },
     /// The running node's provisioning (F6): status, bulk changes from CSV.
     Provisioning(crate::provisioning_cmd::Args),
+    /// The running node's OTA server (F7): jobs, proofs of receipt, retries.
+    Ota(crate::ota_cmd::OtaArgs),
+    /// The card stock (F7): load cards with their IMSI and keys (sealed in the database).
+    SimStock(crate::ota_cmd::StockArgs),
 }
 
 pub fn resolve(args: &Args) -> anyhow::Result<OperatorConfig> {
@@ -88,6 +92,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.admin {
         None => serve(cfg).await,
         Some(Admin::Provisioning(p)) => crate::provisioning_cmd::run(&cfg, p).await,
+        Some(Admin::Ota(a)) => crate::ota_cmd::ota(&cfg, a).await,
+        Some(Admin::SimStock(a)) => crate::ota_cmd::stock(&cfg, a).await,
         Some(Admin::ImportSubscribers { file }) => {
             let store = OperatorStore::open(&cfg.database()).await?;
             let f = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;

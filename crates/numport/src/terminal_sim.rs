@@ -61,6 +61,12 @@ pub struct NewArgs {
     /// The SMS center address.
     #[arg(long)]
     smsc: Option<String>,
+    /// The SMS-authentication key (hex, at most 32 octets).
+    #[arg(long, env = "NUMPORT_SMS_AUTH_KEY", hide_env_values = true)]
+    sms_auth_key: Option<String>,
+    /// The version of the SMS-authentication key.
+    #[arg(long, default_value_t = 1, requires = "sms_auth_key")]
+    sms_auth_version: u8,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -107,7 +113,10 @@ fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
         msisdn: args.msisdn,
         spn: args.spn,
         smsc: args.smsc,
-        sms_auth: None,
+        sms_auth: match &args.sms_auth_key {
+            Some(k) => Some((args.sms_auth_version, hex_arg("sms-auth-key", k)?)),
+            None => None,
+        },
     })?;
     write_atomically(&args.card, &card.to_bytes())?;
     println!("card {} personalised", args.card.display());
@@ -266,13 +275,10 @@ impl CardFile {
             "from": from, "tar": tar, "status": outcome.status.code(), "executed": executed,
             "last_sw": format!("{last_sw:04X}"), "por": reception.por.is_some(),
         }});
-        let por = match reception.por {
-            Some(submit) => {
-                self.next_mr = self.next_mr.wrapping_add(1);
-                Some((Tpdu::Submit(submit).encode()?, from))
-            }
-            None => None,
-        };
+        let por = reception.por.and_then(|submit| Tpdu::Submit(submit).encode().ok()).map(|tpdu| {
+            self.next_mr = self.next_mr.wrapping_add(1);
+            (tpdu, from.clone())
+        });
         Ok(Some(Taken { shown: Some((shown, line)), por }))
     }
 }

@@ -15,7 +15,13 @@
 //! An SMS-SUBMIT to the operator's service number is no message to deliver: it is the
 //! subscriber's port-out authorisation ([`crate::portability::authorisation`]), taken for the
 //! number the attach authenticated and answered with its own `SubmitAck` cause
-//! ([`authorisation_cause`]); nothing is stored as a short message.
+//! ([`authorisation_cause`]); nothing is stored as a short message. Nor is one to the OTA
+//! server's address (`[ota] address`): it is the card's proof of receipt of an OTA packet,
+//! handed to [`crate::ota`] for the number the attach authenticated.
+//!
+//! A stored message is delivered with its TP-PID (SMPP protocol_id) and, for 8-bit data with
+//! a message class, its own TP-DCS: the OTA server's SIM data download (PID 0x7F, DCS 0xF6,
+//! the command packet identifier in the user data header) reaches the handset as sent.
 //!
 //! References of `Deliver` frames: a message's id for an SMS-DELIVER; for an SMS-STATUS-REPORT
 //! the id of the message it reports on with the top bit set ([`report_reference`]), so that a
@@ -481,6 +487,13 @@ pub fn report_reference(id: i64) -> u32 {
 async fn submit(node: &Node, msisdn: &str, reference: u32, tpdu: Vec<u8>) -> Frame {
     let now = node.now();
     let tpdu = match Tpdu::decode_mo(&tpdu) {
+        Ok(Tpdu::Submit(s)) if Some(s.destination.value.as_str()) == node.config().ota.address().ok() => {
+            // The card's proof of receipt of an OTA packet: the OTA server's, never a message
+            // to store. On a task of its own, as an authorisation is.
+            let (node, msisdn) = (node.clone(), msisdn.to_owned());
+            let task = tokio::spawn(async move { node.ota().receive_por(&node, &msisdn, &s).await });
+            return Frame::SubmitAck { reference, cause: task.await.unwrap_or(CAUSE_TEMPORARY_FAILURE) };
+        }
         Ok(Tpdu::Submit(s)) if Some(s.destination.value.as_str()) == node.config().service_number().ok() => {
             // On a task of its own: the session polls its submits only between its other
             // awaits, and an authorisation granted the database connection there but not
@@ -541,7 +554,7 @@ async fn authorisation(node: &Node, msisdn: &str, s: &SmsSubmit) -> u8 {
 /// delivery 1), which comes back as an SMS-STATUS-REPORT with the TP-MR.
 pub(crate) fn submission(msisdn: &str, tpdu: Tpdu, now: Millis) -> Result<Submission, String> {
     let Tpdu::Submit(s) = tpdu else { return Err("not an SMS-SUBMIT".into()) };
-    let SmsSubmit { status_report_request, message_reference, destination, dcs, validity, user_data, .. } = s;
+    let SmsSubmit { status_report_request, message_reference, destination, pid, dcs, validity, user_data, .. } = s;
     let (data_coding, body) = match (&user_data.payload, dcs.alphabet()) {
         (Payload::Septets(_), _) => {
             let text = user_data.text(dcs);
@@ -585,6 +598,7 @@ pub(crate) fn submission(msisdn: &str, tpdu: Tpdu, now: Millis) -> Result<Submis
         source_ton: sms::address::TON_INTERNATIONAL,
         destination: destination.value,
         esm_class: if user_data.header.is_some() { 0x40 } else { 0 },
+        protocol_id: pid,
         data_coding,
         registered_delivery: u8::from(status_report_request),
         payload: [header, body].concat(),
@@ -644,7 +658,7 @@ pub(crate) fn deliver_tpdus(m: &StoredSms) -> Option<Vec<Vec<u8>>> {
                 status_report_indication: false,
                 reply_path: false,
                 originator: originator.clone(),
-                pid: 0,
+                pid: m.protocol_id,
                 dcs,
                 scts: timestamp(m.submitted_at),
                 user_data,
@@ -708,6 +722,9 @@ fn user_data_parts(
             }
         }
         8 => (DataCoding::UCS2, Payload::Octets(body.to_vec())),
+        // 8-bit data with a message class (TS 23.038 coding group 1111): kept as it is, so
+        // that class 2 (0xF6, SIM data download) reaches the handset's SIM.
+        d if d & 0xF4 == 0xF4 => (DataCoding(d), Payload::Octets(body.to_vec())),
         _ => (DataCoding::EIGHT_BIT, Payload::Octets(body.to_vec())),
     };
     let parts = match header {
@@ -775,6 +792,7 @@ mod tests {
                 serving_operator: "opa".into(),
                 route: "local",
                 esm_class: s.esm_class,
+                protocol_id: s.protocol_id,
                 data_coding: s.data_coding,
                 registered_delivery: s.registered_delivery,
                 payload: s.payload,
@@ -884,6 +902,7 @@ mod tests {
             source_ton: 5,
             destination: "4790000001".into(),
             esm_class: 0,
+            protocol_id: 0,
             data_coding,
             registered_delivery: 1,
             payload,

@@ -81,6 +81,10 @@ pub struct OperatorConfig {
     pub interconnect: Vec<InterconnectPeer>,
     /// Provisioning of the network elements (F6).
     pub provisioning: crate::provisioner::ProvisioningConfig,
+    /// Self-service account opening (F7): the number and IMSI pools, the plan.
+    pub accounts: crate::account_opening::AccountsConfig,
+    /// The OTA server (F7): its address, the card application it writes, what it writes.
+    pub ota: crate::ota::OtaConfig,
 }
 
 /// `[[interconnect]]`: another operator's SMS center and this operator's account there.
@@ -273,6 +277,8 @@ impl Default for OperatorConfig {
             service_number: DEFAULT_SERVICE_NUMBER.into(),
             interconnect: Vec::new(),
             provisioning: Default::default(),
+            accounts: Default::default(),
+            ota: Default::default(),
         }
     }
 }

@@ -19,6 +19,10 @@
 //!   expiry.
 //! - [`air`]: the simulated air interface terminals attach to, which also carries their port-out
 //!   authorisations to the service number.
+//! - [`account_opening`]: self-service account opening (F7): identity, number and card
+//!   assigned, subscriber provisioned, card written over the air; its API and page.
+//! - [`ota`]: the OTA server (F7): secured packets to cards through the SMS center, their
+//!   proofs of receipt, durable jobs with retries; the card stock with sealed keys.
 //! - [`provisioner`]: provisioning with overload protection (F6): the order API, the durable
 //!   per-category queues, the dispatcher to the network elements, and the orders the node's
 //!   ports make.
@@ -29,12 +33,14 @@
 //! it is recorded before it is acknowledged and processed after; a short message is committed
 //! before it is acknowledged; SQL lives only in [`store`].
 
+pub mod account_opening;
 pub mod air;
 pub mod config;
 pub mod error;
 mod metrics;
 pub mod node;
 pub mod openapi;
+pub mod ota;
 pub mod portability;
 pub mod provisioner;
 pub mod sealing;

@@ -76,6 +76,8 @@ pub(crate) struct NodeInner {
     pub sms: crate::sms_center::SmsCenter,
     /// Provisioning of the network elements (F6).
     pub provisioner: crate::provisioner::Provisioner,
+    /// The OTA server (F7).
+    pub ota: crate::ota::Ota,
 }
 
 impl Node {
@@ -118,6 +120,7 @@ impl Node {
                 sealer,
                 replica,
                 sms,
+                ota: crate::ota::Ota::default(),
                 inflight: Mutex::new(HashSet::new()),
                 tasks: TaskTracker::new(),
                 callback_registered: AtomicBool::new(false),
@@ -192,6 +195,8 @@ impl Node {
         let (routes, doc) = OpenApiRouter::with_openapi(NodeDoc::openapi())
             .merge(portability::routes())
             .merge(crate::provisioner::http::routes())
+            .merge(crate::account_opening::http::routes())
+            .merge(crate::ota::http::routes())
             .with_state(self.clone())
             .merge(replica::http::api(self.replica().clone()))
             .split_for_parts();
@@ -258,6 +263,7 @@ impl Node {
         tasks.spawn(self.clone().reprocessor(background.clone()));
         tasks.spawn(self.replica().clone().follow(background.clone()));
         tasks.spawn(crate::provisioner::run(self.clone(), background.clone()));
+        tasks.spawn(crate::ota::run(self.clone(), background.clone()));
         // The SMS center's committer stops last: every task that commits has stopped by then.
         let sms_stop = CancellationToken::new();
         let sms_tasks = self.sms().tasks.lock().unwrap_or_else(|e| e.into_inner()).take();

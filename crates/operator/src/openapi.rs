@@ -19,14 +19,17 @@ use crate::provisioner::http::BearerScheme;
         version = "1.0.0",
         description = "A mobile operator's node: the portability adapter's endpoints (the clearinghouse's \
                        signed callbacks, and the self-service endpoints where a subscriber's handset starts a \
-                       port, F1) and number lookups from the node's replica of the routing data (F2). The node \
-                       refuses request bodies over 64 KiB (413)."
+                       port, F1), number lookups from the node's replica of the routing data (F2), provisioning \
+                       (F6), and self-service account opening with its OTA server (F7). The node refuses \
+                       request bodies over 64 KiB (413)."
     ),
     servers((url = "http://127.0.0.1:8500", description = "Default listen address of an operator node.")),
     tags(
         (name = "portability", description = "The node's side of a porting order (F1)."),
         (name = "lookup", description = "Who serves a number, from the node's replica (F2)."),
         (name = "provisioning", description = "Provisioning orders for the network elements, with overload protection (F6)."),
+        (name = "accounts", description = "Self-service account opening: a person with a blank card opens an account and the card is written over the air (F7)."),
+        (name = "ota", description = "The OTA server's jobs: cards written with secured packets over SMS, their proofs of receipt (F7)."),
         (name = "meta", description = "Operational endpoints."),
     ),
     paths(openapi_json, healthz, metrics),

@@ -204,6 +204,7 @@ async fn sms_batches(store: &OperatorStore) {
                 serving_operator: "opa".into(),
                 route: "local",
                 esm_class: 0,
+                protocol_id: 0,
                 data_coding: 0,
                 registered_delivery,
                 payload: b"code 1".to_vec(),

@@ -73,11 +73,35 @@ pub enum KeyError {
 }
 
 /// A KIc or KID key with its algorithm. `Debug` shows the key check value, never the key.
+/// Deserialising checks it as [`Key::new`] does, so a card file cannot smuggle in a key of
+/// the wrong length or single DES.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "KeyRepr", into = "KeyRepr")]
 pub struct Key {
+    algorithm: Algorithm,
+    bytes: Vec<u8>,
+}
+
+/// A [`Key`] as a card file holds it.
+#[derive(Serialize, Deserialize)]
+struct KeyRepr {
     algorithm: Algorithm,
     #[serde(with = "hex_bytes")]
     bytes: Vec<u8>,
+}
+
+impl TryFrom<KeyRepr> for Key {
+    type Error = KeyError;
+
+    fn try_from(r: KeyRepr) -> Result<Key, KeyError> {
+        Key::new(r.algorithm, &r.bytes)
+    }
+}
+
+impl From<Key> for KeyRepr {
+    fn from(k: Key) -> KeyRepr {
+        KeyRepr { algorithm: k.algorithm, bytes: k.bytes }
+    }
 }
 
 impl std::fmt::Debug for Key {
@@ -264,6 +288,17 @@ mod tests {
         assert_eq!(Key::triple_des(&[1; 8]), Err(KeyError::Length { algorithm: Algorithm::TripleDes2Key, len: 8 }));
         assert!(matches!(Key::aes(&[1; 20]), Err(KeyError::Length { .. })));
         assert!(Key::aes(&[1; 32]).is_ok());
+    }
+
+    #[test]
+    fn a_stored_key_is_checked_when_read() {
+        let k = Key::aes(&[7; 16]).unwrap();
+        let json = serde_json::to_string(&k).unwrap();
+        assert_eq!(serde_json::from_str::<Key>(&json).unwrap(), k);
+        let short = json.replace(&"07".repeat(16), &"07".repeat(5));
+        assert!(serde_json::from_str::<Key>(&short).is_err());
+        let des = r#"{"algorithm":"triple_des2_key","bytes":"11111111111111111111111111111111"}"#;
+        assert!(serde_json::from_str::<Key>(des).unwrap_err().to_string().contains("single DES"));
     }
 
     #[test]

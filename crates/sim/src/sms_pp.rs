@@ -75,7 +75,8 @@ pub fn command_tpdus(
 }
 
 /// The SMS-SUBMIT that carries a PoR to `destination`: one SMS (the card keeps its PoRs that
-/// short).
+/// short). Refused when it would not encode (an originator address no SMS-SUBMIT can carry),
+/// so that what this returns can always be sent.
 pub fn por_submit(
     destination: &Address,
     response_packet: &[u8],
@@ -84,6 +85,7 @@ pub fn por_submit(
     if response_packet.len() + 3 > 140 {
         return Err(SmsPpError::PorTooLong(response_packet.len()));
     }
+    destination.encode(&mut Vec::new())?;
     Ok(SmsSubmit {
         reject_duplicates: false,
         status_report_request: false,
@@ -151,7 +153,8 @@ impl DataDownload {
     }
 
     /// Takes one SMS-DELIVER of data download into `card`: once the packet is whole, the card
-    /// processes it and its PoR goes to the originator, under TP-MR `message_reference`.
+    /// processes it and its PoR goes to the originator, under TP-MR `message_reference` (no
+    /// PoR when the originator's address cannot be answered).
     pub fn deliver(&mut self, card: &mut Card, d: &SmsDeliver, message_reference: u8) -> Option<Reception> {
         let packet = self.receive(d)?;
         let outcome = card.receive_command_packet(&packet);

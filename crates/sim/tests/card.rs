@@ -337,3 +337,17 @@ mod properties {
         }
     }
 }
+
+/// The card runs a packet whose originator it cannot answer (an address digit no SMS-SUBMIT
+/// carries, as the `sim` fuzz target found: `fuzz/regressions/sim/`), and sends no PoR rather
+/// than one that fails to encode.
+#[test]
+fn an_originator_that_cannot_be_answered_gets_no_por() {
+    let mut c = card();
+    let packet = encode_command_packet(&keys(), &header(1), &write_spn("Operator B")).unwrap();
+    let server = Address { ton: 1, npi: 1, value: "47?0".into() };
+    let delivers = command_delivers(&server, &packet, Reference::Eight(1), scts()).unwrap();
+    let reception = DataDownload::default().deliver(&mut c, &delivers[0], 0).unwrap();
+    assert_eq!((reception.outcome.status, reception.por), (PorStatus::Ok, None));
+    assert_eq!(c.spn().as_deref(), Some("Operator B"));
+}

@@ -2,6 +2,7 @@
 
 mod enum_dns;
 mod lookup;
+mod ota;
 mod porting;
 mod propagation;
 mod provisioning;
@@ -34,6 +35,9 @@ enum Which {
     /// Short messages end to end: ESMEs submit to opa's SMS center over SMPP, terminals
     /// attached at opa and opb receive them; then a fixed-rate latency run and a `kill -9`.
     Sms(sms::Args),
+    /// The OTA server (F7): secured packets built and verified per second on one core, and
+    /// self-service request to the card's proof of receipt through a node, under load.
+    Ota(ota::Args),
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -44,5 +48,6 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Which::Propagation(a) => propagation::run(a).await,
         Which::Sms(a) => sms::run(a).await,
         Which::Provisioning(a) => provisioning::run(a).await,
+        Which::Ota(a) => ota::run(a).await,
     }
 }

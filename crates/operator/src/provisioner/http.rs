@@ -55,7 +55,7 @@ pub(crate) fn routes() -> OpenApiRouter<Node> {
         .routes(routes!(dead_letters))
 }
 
-fn authorise(node: &Node, headers: &HeaderMap) -> Result<(), HttpError> {
+pub(crate) fn authorise(node: &Node, headers: &HeaderMap) -> Result<(), HttpError> {
     let expected = hex::decode(node.provisioner().config().token_sha256.trim()).unwrap_or_default();
     if expected.len() != 32 {
         return Err(HttpError::unauthorized("no_token_configured", "the provisioning API has no token configured"));

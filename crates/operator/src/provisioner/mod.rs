@@ -301,6 +301,12 @@ impl Node {
             if let Err(e) = node.provisioner().provision_port(kind, &msisdn, message_id).await {
                 tracing::warn!(%msisdn, error = %e, "provisioning order for a port not queued; queued at next start");
             }
+            // The recipient also re-writes the ported subscriber's card (F7).
+            if kind == EventKind::PortIn
+                && let Err(e) = crate::ota::port_in(&node, &msisdn, message_id).await
+            {
+                tracing::warn!(%msisdn, error = %e, "OTA job for a port-in not queued; queued at next start");
+            }
         });
     }
 }

@@ -303,6 +303,7 @@ fn submit_of(m: &StoredSms) -> Option<SubmitSm> {
         .dest_addr_npi(Npi::Isdn)
         .destination_addr(m.destination.parse().ok()?)
         .esm_class(EsmClass::from(m.esm_class & 0xC0))
+        .protocol_id(m.protocol_id)
         .data_coding(DataCoding::from(m.data_coding))
         .validity_period(absolute_time(m.expires_at).parse().ok()?)
         .registered_delivery(RegisteredDelivery::request_all());

@@ -277,6 +277,7 @@ impl SubmitHandler for SubmitToCenter {
             source_ton: u8::from(submit.source_addr_ton),
             destination: submit.destination_addr.as_str().to_owned(),
             esm_class,
+            protocol_id: submit.protocol_id,
             data_coding,
             registered_delivery: u8::from(submit.registered_delivery),
             payload,
@@ -431,6 +432,8 @@ pub struct Submission {
     pub destination: String,
     /// SMPP esm_class: 0x40 when the payload opens with a user data header.
     pub esm_class: u8,
+    /// SMPP protocol_id, the TP-PID the message is delivered with: 0x7F for SIM data download.
+    pub protocol_id: u8,
     /// SMPP data_coding: 0 text in the GSM 7-bit alphabet (one septet an octet, the extension
     /// table after 0x1B), 8 UCS-2, 4 binary.
     pub data_coding: u8,
@@ -524,6 +527,7 @@ fn route(node: &Node, s: Submission, now: Millis) -> Result<NewSms, Refusal> {
         serving_operator: serving.operator,
         route,
         esm_class: s.esm_class,
+        protocol_id: s.protocol_id,
         data_coding: s.data_coding,
         registered_delivery: s.registered_delivery,
         payload: s.payload,

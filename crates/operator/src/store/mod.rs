@@ -21,9 +21,13 @@
 //! - [`events`]: the node's record of porting events.
 //! - [`sms`]: the SMS center's ESME accounts and acknowledged messages.
 //! - [`provisioning`]: the provisioning orders and the durable per-category command queues.
+//! - [`accounts`]: number and IMSI pools, the card stock (keys sealed), self-service accounts.
+//! - [`ota`]: the OTA server's jobs and the cards' counters.
 
+pub mod accounts;
 pub mod events;
 pub mod messages;
+pub mod ota;
 pub mod provisioning;
 pub mod sms;
 mod sms_sqlite;
@@ -58,6 +62,8 @@ pub static SQLITE_MIGRATIONS: &[Migration] = numport_db::migrations!(
         "0009_sms_schedule.sql",
         "0010_esme_max_sessions.sql",
         "0011_provisioning.sql",
+        "0012_sms_protocol_id.sql",
+        "0013_account_opening_ota.sql",
     ]
 );
 pub static POSTGRES_MIGRATIONS: &[Migration] = numport_db::migrations!(
@@ -74,6 +80,8 @@ pub static POSTGRES_MIGRATIONS: &[Migration] = numport_db::migrations!(
         "0009_sms_schedule.sql",
         "0010_esme_max_sessions.sql",
         "0011_provisioning.sql",
+        "0012_sms_protocol_id.sql",
+        "0013_account_opening_ota.sql",
     ]
 );
 

@@ -65,6 +65,8 @@ pub struct NewSms {
     /// `local` or `interconnect`.
     pub route: &'static str,
     pub esm_class: u8,
+    /// SMPP protocol_id, the TP-PID of its SMS-DELIVER: 0x7F for SIM data download (OTA).
+    pub protocol_id: u8,
     pub data_coding: u8,
     pub registered_delivery: u8,
     pub payload: Vec<u8>,
@@ -102,6 +104,8 @@ pub struct StoredSms {
     pub serving_operator: String,
     pub route: String,
     pub esm_class: u8,
+    /// SMPP protocol_id (TP-PID).
+    pub protocol_id: u8,
     pub data_coding: u8,
     pub registered_delivery: u8,
     pub payload: Vec<u8>,
@@ -131,6 +135,7 @@ impl StoredSms {
             serving_operator: m.serving_operator,
             route: m.route.to_owned(),
             esm_class: m.esm_class,
+            protocol_id: m.protocol_id,
             data_coding: m.data_coding,
             registered_delivery: m.registered_delivery,
             payload: m.payload,
@@ -247,7 +252,7 @@ impl SmsBatch {
 }
 
 const SMS_COLUMNS: &str = "id, system_id, source_addr, source_ton, destination, serving_operator, route, esm_class, \
-     data_coding, registered_delivery, payload, state, submitted_at, expires_at, next_attempt_at, attempts, remote_id, origin_ref, done_at, receipt, scheduled_at";
+     data_coding, registered_delivery, payload, state, submitted_at, expires_at, next_attempt_at, attempts, remote_id, origin_ref, done_at, receipt, scheduled_at, protocol_id";
 
 /// Rows per multi-row INSERT on PostgreSQL (SQLite's batches go through `sms_sqlite`, one
 /// prepared single-row INSERT per message). A size chosen, not measured to be best: a full
@@ -265,6 +270,7 @@ fn sms_row(r: &Row) -> Result<StoredSms, OperatorError> {
         serving_operator: r.try_get("serving_operator")?,
         route: r.try_get("route")?,
         esm_class: r.try_get::<i64, _>("esm_class")? as u8,
+        protocol_id: r.try_get::<i64, _>("protocol_id")? as u8,
         data_coding: r.try_get::<i64, _>("data_coding")? as u8,
         registered_delivery: r.try_get::<i64, _>("registered_delivery")? as u8,
         payload: hex::decode(r.try_get::<&str, _>("payload")?)
@@ -342,7 +348,8 @@ async fn insert_messages(tx: &mut Connection, messages: &[StoredSms]) -> Result<
                 .bind(m.expires_at)
                 .bind(m.next_attempt_at)
                 .bind(&m.origin_ref)
-                .bind(m.scheduled_at);
+                .bind(m.scheduled_at)
+                .bind(m.protocol_id as i64);
         }
         let inserted = q.execute(&mut *tx).await?.rows_affected();
         if inserted < chunk.len() as u64 {
@@ -353,7 +360,7 @@ async fn insert_messages(tx: &mut Connection, messages: &[StoredSms]) -> Result<
 }
 
 /// Parameters of one message in [`insert_sql`].
-const INSERT_PARAMS: usize = 16;
+const INSERT_PARAMS: usize = 17;
 
 /// The INSERT of `rows` messages, [`INSERT_PARAMS`] parameters each. A repeat of a forwarded
 /// message (same ESME, same origin_ref) is not inserted.
@@ -367,7 +374,7 @@ fn insert_sql(rows: usize) -> String {
     format!(
         "INSERT INTO sms_messages (id, system_id, source_addr, source_ton, destination, serving_operator, \
          route, esm_class, data_coding, registered_delivery, payload, state, submitted_at, expires_at, \
-         next_attempt_at, origin_ref, scheduled_at) VALUES {} ON CONFLICT DO NOTHING",
+         next_attempt_at, origin_ref, scheduled_at, protocol_id) VALUES {} ON CONFLICT DO NOTHING",
         values.join(", ")
     )
 }
@@ -672,16 +679,7 @@ impl OperatorStore {
 
     /// Adds or replaces a SIM: its IMSI, the number it serves and its key.
     pub async fn upsert_sim(&self, imsi: &str, msisdn: &str, k_sim: &[u8]) -> Result<(), OperatorError> {
-        sql::query(
-            "INSERT INTO sims (imsi, msisdn, k_sim) VALUES ($1, $2, $3) \
-             ON CONFLICT (imsi) DO UPDATE SET msisdn = excluded.msisdn, k_sim = excluded.k_sim",
-        )
-        .bind(imsi)
-        .bind(msisdn)
-        .bind(hex::encode(k_sim))
-        .execute(&mut *self.conn().await?)
-        .await?;
-        Ok(())
+        super::accounts::upsert_sim(&mut *self.conn().await?, imsi, msisdn, k_sim).await
     }
 
     /// The number and key of a SIM.

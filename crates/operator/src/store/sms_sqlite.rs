@@ -90,8 +90,8 @@ fn apply(conn: &mut Connection, batch: &SmsBatch, now: Millis) -> Outcome {
         let mut insert = tx.prepare_cached(
             "INSERT INTO sms_messages (id, system_id, source_addr, source_ton, destination, serving_operator, \
              route, esm_class, data_coding, registered_delivery, payload, state, submitted_at, expires_at, \
-             next_attempt_at, origin_ref, scheduled_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, \
-             'queued', ?12, ?13, ?14, ?15, ?16) ON CONFLICT DO NOTHING",
+             next_attempt_at, origin_ref, scheduled_at, protocol_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
+             ?10, ?11, 'queued', ?12, ?13, ?14, ?15, ?16, ?17) ON CONFLICT DO NOTHING",
         )?;
         let mut first_copy =
             tx.prepare_cached("SELECT id FROM sms_messages WHERE system_id = ?1 AND origin_ref = ?2")?;
@@ -113,6 +113,7 @@ fn apply(conn: &mut Connection, batch: &SmsBatch, now: Millis) -> Outcome {
                 m.next_attempt_at,
                 m.origin_ref,
                 m.scheduled_at,
+                m.protocol_id,
             ])?;
             // Kept out by the unique (system_id, origin_ref): a repeat of a forwarded message.
             if inserted == 0

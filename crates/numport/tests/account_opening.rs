@@ -1,0 +1,152 @@
+//! Self-service account opening end to end with real processes (F7): an operator node with a
+//! blank card in stock, the card personalised from the stock's data (`numport terminal sim
+//! new`), an account opened over HTTP, `numport terminal` with the card attached over the air:
+//! the node's OTA server writes the card through its SMS center and collects the PoR, and
+//! `numport terminal sim show` reads the new number, SPN and SMS center address. Then the
+//! counters across `kill -9`: a packet sent, the node killed, restarted; the next packet has a
+//! higher counter, which the card accepts.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use numport::ota_node;
+use serde_json::{Value, json};
+
+/// The node configured in `dir` with one blank card, started; what the card was made with.
+async fn node(
+    dir: &Path,
+    retry_initial_ms: u64,
+) -> (numport::launch::Launched, operator::ota::stock::LoadedCard, std::path::PathBuf) {
+    static BIN: std::sync::Once = std::sync::Once::new();
+    // SAFETY: set once, before any test of this binary starts a process or reads the
+    // environment (every test goes through here first).
+    BIN.call_once(|| unsafe { std::env::set_var("NUMPORT_BIN", env!("CARGO_BIN_EXE_numport")) });
+    let config = ota_node::configure(dir, retry_initial_ms).unwrap();
+    let card = ota_node::load_cards(&config, 1).await.unwrap().remove(0);
+    let node = ota_node::start(&config).await.unwrap();
+    (node, card, config)
+}
+
+fn numport(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_numport")).args(args).env("NUMPORT_LOG", "warn").output().unwrap()
+}
+
+fn new_card(file: &Path, card: &operator::ota::stock::LoadedCard) {
+    let out = numport(&[
+        "terminal",
+        "sim",
+        "new",
+        "--card",
+        file.to_str().unwrap(),
+        "--imsi",
+        &card.imsi,
+        "--k-sim",
+        &card.k_sim,
+        "--kic",
+        &card.kic,
+        "--kid",
+        &card.kid,
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn show(file: &Path) -> Value {
+    let out = numport(&["terminal", "sim", "show", "--card", file.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+async fn open_account(http: &reqwest::Client, url: &str, iccid: &str) -> Value {
+    let body = json!({
+        "given_name": "Kari", "family_name": "Nordmann", "date_of_birth": "1990-04-17",
+        "id_document": "P1234567", "iccid": iccid,
+    });
+    let resp =
+        http.post(format!("{url}/v1/accounts")).header("idempotency-key", iccid).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), reqwest::StatusCode::ACCEPTED);
+    resp.json().await.unwrap()
+}
+
+async fn wait_state(http: &reqwest::Client, url: &str, id: &str, state: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let view: Value = http.get(format!("{url}/v1/accounts/{id}")).send().await.unwrap().json().await.unwrap();
+        if view["state"] == state || Instant::now() > deadline {
+            assert_eq!(view["state"], state, "{view}");
+            return view;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The terminal with `card`, until it has taken one SIM data download.
+fn terminal(air: std::net::SocketAddr, card: &operator::ota::stock::LoadedCard, file: &Path) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_numport"))
+        .args(["terminal", "--node", &air.to_string(), "--imsi", &card.imsi, "--card", file.to_str().unwrap()])
+        .args(["--count", "1"])
+        .env("NUMPORT_K_SIM", &card.k_sim)
+        .env("NUMPORT_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_opened_over_http_writes_the_terminals_card() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut node, card, _) = node(dir.path(), 10_000).await;
+    let file = dir.path().join("card.json");
+    new_card(&file, &card);
+    assert_eq!(show(&file)["msisdn"], Value::Null, "a blank card");
+
+    let http = reqwest::Client::new();
+    let opened = open_account(&http, &node.url(), &card.iccid).await;
+    assert_eq!(opened["msisdn"], "4790500000");
+    let air = node.air.unwrap();
+    tokio::task::spawn_blocking(move || terminal(air, &card, &file)).await.unwrap();
+    let written = show(&dir.path().join("card.json"));
+    assert_eq!(written["msisdn"], "+4790500000", "{written}");
+    assert_eq!(written["spn"], "Operator A", "{written}");
+    assert_eq!(written["smsc"], "+4790000000", "{written}");
+    let view = wait_state(&http, &node.url(), opened["id"].as_str().unwrap(), "sim_written").await;
+    assert_eq!(view["sim_written"], true);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_keep_growing_across_a_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    // A packet unanswered for 1 s is sent again.
+    let (mut node, card, config) = node(dir.path(), 1_000).await;
+    let http = reqwest::Client::new();
+    let opened = open_account(&http, &node.url(), &card.iccid).await;
+    let url = format!("sqlite://{}", dir.path().join("opa.db").display());
+    let store = operator::OperatorStore::connect(&url).await.unwrap();
+    let job_id = {
+        let view = wait_state(&http, &node.url(), opened["id"].as_str().unwrap(), "provisioned").await;
+        view["ota_job_id"].as_i64().unwrap()
+    };
+    let before = store.ota_job(job_id).await.unwrap().unwrap().counter.unwrap();
+    node.kill_hard().await.unwrap();
+    let mut node = ota_node::start(&config).await.unwrap();
+    // The restarted node's next attempt takes a counter above every one reserved before.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let after = loop {
+        let c = store.ota_job(job_id).await.unwrap().unwrap().counter.unwrap();
+        if c > before || Instant::now() > deadline {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(after > before, "counter {after} after the restart, {before} before");
+    store.close().await;
+    // The card takes the latest packet (and refuses older ones as replays): written.
+    let file = dir.path().join("card.json");
+    new_card(&file, &card);
+    let air = node.air.unwrap();
+    tokio::task::spawn_blocking(move || terminal(air, &card, &file)).await.unwrap();
+    wait_state(&http, &node.url(), opened["id"].as_str().unwrap(), "sim_written").await;
+    node.stop().await;
+}
