@@ -78,6 +78,8 @@ pub struct OperatorConfig {
     pub interconnect: Vec<InterconnectPeer>,
     /// Provisioning of the network elements (F6).
     pub provisioning: crate::provisioner::ProvisioningConfig,
+    /// SMS authentication at the SMS center (F3): keys, counters, the old key's grace.
+    pub sms_auth: crate::sms_center::authentication::SmsAuthConfig,
 }
 
 /// `[[interconnect]]`: another operator's SMS center and this operator's account there.
@@ -269,6 +271,7 @@ impl Default for OperatorConfig {
             service_number: DEFAULT_SERVICE_NUMBER.into(),
             interconnect: Vec::new(),
             provisioning: Default::default(),
+            sms_auth: Default::default(),
         }
     }
 }

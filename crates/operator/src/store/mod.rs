@@ -21,11 +21,13 @@
 //! - [`events`]: the node's record of porting events.
 //! - [`sms`]: the SMS center's ESME accounts and acknowledged messages.
 //! - [`provisioning`]: the provisioning orders and the durable per-category command queues.
+//! - [`sms_auth`]: the SMS center's authentication keys (sealed) and counter marks (F3).
 
 pub mod events;
 pub mod messages;
 pub mod provisioning;
 pub mod sms;
+pub mod sms_auth;
 mod sms_sqlite;
 pub mod subscribers;
 
@@ -58,6 +60,7 @@ pub static SQLITE_MIGRATIONS: &[Migration] = numport_db::migrations!(
         "0009_sms_schedule.sql",
         "0010_esme_max_sessions.sql",
         "0011_provisioning.sql",
+        "0012_sms_auth_keys.sql",
     ]
 );
 pub static POSTGRES_MIGRATIONS: &[Migration] = numport_db::migrations!(
@@ -74,6 +77,7 @@ pub static POSTGRES_MIGRATIONS: &[Migration] = numport_db::migrations!(
         "0009_sms_schedule.sql",
         "0010_esme_max_sessions.sql",
         "0011_provisioning.sql",
+        "0012_sms_auth_keys.sql",
     ]
 );
 
