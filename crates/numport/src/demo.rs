@@ -52,6 +52,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         pin_stretch: PinStretch::default(),
         clearinghouse: clearinghouse::ClearinghouseConfig::default(),
         tls: true,
+        sms_auth: true,
     })
     .await?;
     println!("  clearinghouse   {}", cluster.ch.url());

@@ -119,6 +119,13 @@ struct Receive {
     /// The text to send.
     #[arg(long, requires = "send")]
     text: Option<String>,
+    /// An SMS-authentication key the SIM holds, `VERSION:HEX` (repeatable): each SMS-DELIVER
+    /// is verified with them and shown with its verdict (`numport::handset_auth`).
+    #[arg(long, value_name = "VERSION:HEX", env = "NUMPORT_SMS_AUTH_KEY", hide_env_values = true)]
+    sms_auth_key: Vec<numport::handset_auth::SimKey>,
+    /// How long an older key stays accepted once the SIM holds a newer one, in seconds.
+    #[arg(long, default_value_t = 7 * 86_400)]
+    sms_auth_grace_s: i64,
 }
 
 #[derive(clap::Args)]
@@ -185,6 +192,13 @@ async fn receive(args: Receive) -> anyhow::Result<ExitCode> {
         Some(path) => Memory::open(path)?,
         None => Memory::in_memory(),
     };
+    let auth_state = args.state.as_deref().map(crate::smsauth_terminal::state_path);
+    let mut auth = numport::handset_auth::HandsetAuth::open(
+        auth_state.as_deref(),
+        &args.sms_auth_key,
+        args.sms_auth_grace_s.saturating_mul(1000),
+        SystemClock.now_ms(),
+    )?;
     let (mut s, msisdn) = args.sim.attach(&key).await?;
     if !args.json {
         println!("attached as {msisdn}");
@@ -223,8 +237,11 @@ async fn receive(args: Receive) -> anyhow::Result<ExitCode> {
             send(&mut s, Frame::DeliverAck { reference, cause: CAUSE_OK }).await?;
             continue;
         }
+        let judged = crate::smsauth_terminal::judge(&mut auth, &tpdu, &msisdn)?;
         if let Some(show) = memory.take(reference, &tpdu) {
-            println!("{}", if args.json { show.json().to_string() } else { show.line() });
+            let verdict = judged.and_then(|(j, d)| auth.complete(&d).or(Some(j)));
+            let line = crate::smsauth_terminal::show(&mut auth, &show, verdict.as_ref(), args.json)?;
+            println!("{line}");
             shown += 1;
         }
         memory.record(reference, &tpdu)?;

@@ -6,6 +6,7 @@ mod porting;
 mod propagation;
 mod provisioning;
 mod sms;
+mod smsauth;
 
 use std::process::ExitCode;
 
@@ -34,6 +35,9 @@ enum Which {
     /// Short messages end to end: ESMEs submit to opa's SMS center over SMPP, terminals
     /// attached at opa and opb receive them; then a fixed-rate latency run and a `kill -9`.
     Sms(sms::Args),
+    /// What SMS authentication costs: tagging and verifying one SMS on one core, and the SMS
+    /// benchmark's end-to-end throughput with it on divided by the same with it off.
+    Smsauth(smsauth::Args),
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -43,6 +47,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Which::Enum(a) => enum_dns::run(a).await,
         Which::Propagation(a) => propagation::run(a).await,
         Which::Sms(a) => sms::run(a).await,
+        Which::Smsauth(a) => smsauth::run(a).await,
         Which::Provisioning(a) => provisioning::run(a).await,
     }
 }

@@ -1,0 +1,45 @@
+//! How `numport terminal` puts SMS authentication to use ([`numport::handset_auth`]): each
+//! SMS-DELIVER judged before it is acknowledged, each message shown with its verdict and stored
+//! with it in the inbox.
+
+use std::path::{Path, PathBuf};
+
+use numport::handset_auth::{HandsetAuth, Judgement};
+use numport_core::{Clock, SystemClock};
+use sms::tpdu::{SmsDeliver, Tpdu};
+
+use crate::terminal_cmd::Shown;
+
+/// The SMS-authentication state beside the terminal's state file: `<state>.smsauth`.
+pub fn state_path(state: &Path) -> PathBuf {
+    let mut name = state.as_os_str().to_owned();
+    name.push(".smsauth");
+    PathBuf::from(name)
+}
+
+/// The verdict on `tpdu` if it is an SMS-DELIVER (for a part, its message's so far), with the
+/// SMS-DELIVER; saved before the caller acknowledges it.
+pub fn judge(auth: &mut HandsetAuth, tpdu: &[u8], msisdn: &str) -> anyhow::Result<Option<(Judgement, SmsDeliver)>> {
+    match Tpdu::decode_mt(tpdu) {
+        Ok(Tpdu::Deliver(d)) => Ok(Some((auth.judge(&d, msisdn, SystemClock.now_ms())?, d))),
+        _ => Ok(None),
+    }
+}
+
+/// The line to print for `show` with its `verdict`; a message goes to the inbox with it.
+pub fn show(auth: &mut HandsetAuth, show: &Shown, verdict: Option<&Judgement>, json: bool) -> anyhow::Result<String> {
+    let mut object = show.json();
+    if let Some(v) = verdict {
+        object["verdict"] = v.verdict.clone().into();
+        object["verdict_detail"] = v.detail.clone().into();
+    }
+    if matches!(show, Shown::Message { .. }) {
+        auth.store(&object)?;
+    }
+    Ok(match (json, verdict) {
+        (true, _) => object.to_string(),
+        (false, Some(v)) if v.is_authentic() => format!("{}  [{}]", show.line(), v.detail),
+        (false, Some(v)) => format!("{}  [WARNING: {}]", show.line(), v.detail),
+        (false, None) => show.line(),
+    })
+}
