@@ -36,7 +36,6 @@ pub mod node;
 pub mod openapi;
 pub mod portability;
 pub mod provisioner;
-pub mod sealing;
 pub mod sms_center;
 pub mod store;
 
