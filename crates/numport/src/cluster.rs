@@ -378,6 +378,7 @@ fn operator_config(
         database_url: db_url.to_owned(),
         api_token: cred.api_token.clone(),
         callback_secret: cred.callback_secret.clone(),
+        key_encryption_key: operator::sealing::Sealer::generate_hex(),
         npdb: ReplicaConfig {
             data_dir: Some(dir.join(format!("npdb-{name}"))),
             enum_dns: EnumConfig { listen: Some("127.0.0.1:0".parse()?), ..EnumConfig::default() },

@@ -423,7 +423,7 @@ impl Attached<'_> {
         if m.esm_class & UDHI != 0 && !delivers.iter().all(fits_with_element) {
             return Ok(encode_all(delivers));
         }
-        node.sms_auth().tag(node.store(), node.sealer(), self.imsi, self.msisdn, &mut delivers, node.now()).await?;
+        node.sms_auth().tag(node.store(), node.sealer()?, self.imsi, self.msisdn, &mut delivers, node.now()).await?;
         Ok(encode_all(delivers))
     }
 

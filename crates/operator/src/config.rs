@@ -49,6 +49,9 @@ pub struct OperatorConfig {
     /// The callback secret the clearinghouse issued (hex). Empty: every callback is refused,
     /// and messages arrive only by inbox catch-up.
     pub callback_secret: String,
+    /// The key that seals the subscribers' card keys at rest (`crate::sealing`): 64 hex
+    /// digits. Empty: nothing that keeps such keys (OTA, SMS authentication) can run.
+    pub key_encryption_key: String,
     /// The node's externally reachable base URL (`http://opa.example:8500`); the callback URL
     /// registered at the clearinghouse is this plus [`CALLBACK_PATH`]. Default: the bound
     /// address.
@@ -260,6 +263,7 @@ impl Default for OperatorConfig {
             clearinghouse_tls: None,
             api_token: String::new(),
             callback_secret: String::new(),
+            key_encryption_key: String::new(),
             public_url: None,
             policy: RecipientPolicy::default(),
             signature_tolerance_ms: DEFAULT_TOLERANCE_MS,
@@ -332,6 +336,16 @@ impl OperatorConfig {
             return Ok(None);
         }
         hex::decode(s).map(Some).map_err(|_| OperatorError::Config("callback_secret must be hex".into()))
+    }
+
+    /// The sealer of `key_encryption_key`; `None` when none is configured.
+    pub fn sealer(&self) -> Result<Option<crate::sealing::Sealer>, OperatorError> {
+        if self.key_encryption_key.trim().is_empty() {
+            return Ok(None);
+        }
+        crate::sealing::Sealer::from_hex(&self.key_encryption_key)
+            .map(Some)
+            .map_err(|e| OperatorError::Config(e.to_string()))
     }
 
     /// The URL to register at the clearinghouse, given the address the node is bound to

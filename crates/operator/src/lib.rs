@@ -22,6 +22,7 @@
 //! - [`provisioner`]: provisioning with overload protection (F6): the order API, the durable
 //!   per-category queues, the dispatcher to the network elements, and the orders the node's
 //!   ports make.
+//! - [`sealing`]: subscribers' card keys sealed at rest under the node's key-encryption key.
 //! - [`store`]: every SQL statement: subscribers, received messages, porting events, SMS.
 //!
 //! Architecture invariants: a callback is verified over its raw bytes before it is parsed;
@@ -36,6 +37,7 @@ pub mod node;
 pub mod openapi;
 pub mod portability;
 pub mod provisioner;
+pub mod sealing;
 pub mod sms_center;
 pub mod store;
 

@@ -63,6 +63,8 @@ pub(crate) struct NodeInner {
     pub metrics: Metrics,
     /// Decoded `callback_secret`; `None` refuses every callback.
     pub callback_secret: Option<Vec<u8>>,
+    /// The key that seals card keys at rest; `None` when none is configured.
+    pub sealer: Option<crate::sealing::Sealer>,
     /// Ids of messages being processed now, so the re-processor does not start them twice.
     pub inflight: Mutex<HashSet<i64>>,
     /// Message processing spawned from callbacks, drained at shutdown.
@@ -76,7 +78,6 @@ pub(crate) struct NodeInner {
     pub provisioner: crate::provisioner::Provisioner,
     /// SMS authentication: each SIM's key and counters for tagging SMS-DELIVERs (F3).
     pub sms_auth: crate::sms_center::authentication::Authenticator,
-    pub sealer: crate::sealing::Sealer,
 }
 
 impl Node {
@@ -92,6 +93,7 @@ impl Node {
                 "no callback_secret configured: callbacks are refused, messages arrive by inbox catch-up only"
             );
         }
+        let sealer = config.sealer()?;
         let store = OperatorStore::open(&config.database()).await?;
         let registry = Registry::new();
         let replica = Replica::open(config.resolved_npdb(), &registry).await?;
@@ -110,13 +112,13 @@ impl Node {
             inner: Arc::new(NodeInner {
                 provisioner,
                 sms_auth: crate::sms_center::authentication::Authenticator::new(config.sms_auth.clone()),
-                sealer: crate::sealing::Sealer::new([7; 32]),
                 metrics: Metrics::new(registry),
                 config,
                 store,
                 client,
                 clock,
                 callback_secret,
+                sealer,
                 replica,
                 sms,
                 inflight: Mutex::new(HashSet::new()),
@@ -138,12 +140,17 @@ impl Node {
         &self.inner.store
     }
 
-    pub fn client(&self) -> &ClearinghouseClient {
-        &self.inner.client
+    /// The key that seals card keys at rest: an error naming the missing setting when the
+    /// node has none.
+    pub fn sealer(&self) -> Result<&crate::sealing::Sealer, OperatorError> {
+        self.inner
+            .sealer
+            .as_ref()
+            .ok_or_else(|| OperatorError::Config("key_encryption_key is not set: card keys cannot be sealed".into()))
     }
 
-    pub fn sealer(&self) -> &crate::sealing::Sealer {
-        &self.inner.sealer
+    pub fn client(&self) -> &ClearinghouseClient {
+        &self.inner.client
     }
 
     /// The SMS center's tagger of SMS-DELIVERs (F3).
@@ -162,7 +169,7 @@ impl Node {
         let config = &self.inner.config.sms_auth;
         crate::sms_center::authentication::issue_sim(
             self.store(),
-            self.sealer(),
+            self.sealer()?,
             config,
             imsi,
             msisdn,
@@ -180,7 +187,7 @@ impl Node {
         imsi: &str,
     ) -> Result<crate::sms_center::authentication::IssuedKey, OperatorError> {
         let config = &self.inner.config.sms_auth;
-        crate::sms_center::authentication::issue_key(self.store(), self.sealer(), config, imsi, self.now()).await
+        crate::sms_center::authentication::issue_key(self.store(), self.sealer()?, config, imsi, self.now()).await
     }
 
     /// Activates key `version` of the SIM `imsi`: the SMS center tags with it from its next

@@ -78,9 +78,9 @@ impl std::fmt::Debug for IssuedKey {
     }
 }
 
-/// The associated data a SIM's key is sealed with: a sealed key copied to another SIM's or
-/// version's row does not open.
-fn associated_data(imsi: &str, version: u8) -> Vec<u8> {
+/// The context a SIM's key is sealed for: a sealed key copied to another SIM's or version's
+/// row does not open.
+fn context(imsi: &str, version: u8) -> Vec<u8> {
     format!("sms-auth-key:{imsi}:{version}").into_bytes()
 }
 
@@ -142,7 +142,7 @@ async fn insert(
     activated_at: Option<Millis>,
 ) -> Result<Option<IssuedKey>, OperatorError> {
     let key: [u8; KEY_LEN] = rand::random();
-    let sealed = sealer.seal(&key, &associated_data(imsi, version))?;
+    let sealed = sealer.seal(&context(imsi, version), &key);
     if !store.insert_sms_auth_key(imsi, version, &sealed, now, activated_at).await? {
         return Ok(None);
     }
@@ -172,7 +172,9 @@ async fn active_key(
     let Some(k) = keys.into_iter().find(|k| k.activated_at.is_some() && k.retired_at.is_none()) else {
         return Ok(None);
     };
-    let key = sealer.open(&k.sealed, &associated_data(imsi, k.version))?;
+    let key = sealer
+        .open(&context(imsi, k.version), &k.sealed)
+        .map_err(|e| OperatorError::Corrupt(format!("SMS authentication key {} of {imsi}: {e}", k.version)))?;
     SmsAuthKey::new(k.version, &key)
         .map(Some)
         .map_err(|e| OperatorError::Corrupt(format!("SMS authentication key of {imsi}: {e}")))

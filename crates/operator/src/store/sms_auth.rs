@@ -8,11 +8,11 @@ use numport_db::sql;
 use super::OperatorStore;
 use crate::OperatorError;
 
-/// A key as stored: sealed.
+/// A key as stored: sealed ([`crate::sealing`], hex).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredAuthKey {
     pub version: u8,
-    pub sealed: Vec<u8>,
+    pub sealed: String,
     pub activated_at: Option<Millis>,
     pub retired_at: Option<Millis>,
 }
@@ -24,7 +24,7 @@ impl OperatorStore {
         &self,
         imsi: &str,
         version: u8,
-        sealed: &[u8],
+        sealed: &str,
         now: Millis,
         activated_at: Option<Millis>,
     ) -> Result<bool, OperatorError> {
@@ -34,7 +34,7 @@ impl OperatorStore {
         )
         .bind(imsi)
         .bind(i64::from(version))
-        .bind(hex::encode(sealed))
+        .bind(sealed)
         .bind(now)
         .bind(activated_at)
         .execute(&mut *self.conn().await?)
@@ -61,8 +61,7 @@ impl OperatorStore {
         rows.iter()
             .map(|r| {
                 let version: i64 = r.try_get("version")?;
-                let sealed = hex::decode(r.try_get::<&str, _>("sealed_key")?)
-                    .map_err(|e| OperatorError::Corrupt(format!("sealed_key: {e}")))?;
+                let sealed: String = r.try_get("sealed_key")?;
                 Ok(StoredAuthKey {
                     version: u8::try_from(version)
                         .map_err(|_| OperatorError::Corrupt(format!("SMS authentication key version {version}")))?,

@@ -189,6 +189,7 @@ pub fn config(name: &str, clearinghouse: &str) -> OperatorConfig {
         clearinghouse_url: clearinghouse.to_owned(),
         api_token: "key.secret".into(),
         callback_secret: hex(&SECRET),
+        key_encryption_key: hex(&[0x4b; 32]),
         reprocess_interval_ms: 50,
         plain_http: true,
         npdb: replica::ReplicaConfig {
