@@ -27,8 +27,9 @@ use tokio::net::TcpStream;
 
 /// How long the fake waits for each step of the handset and the network.
 const STEP: Duration = Duration::from_secs(10);
-/// The first frame reference of what the fake sends itself.
-const FIRST_REFERENCE: u32 = 0x7000_0000;
+/// The frame references of what the fake sends itself are drawn from here on, afresh each
+/// time: a handset drops a reference it has seen as a repeat, and a real fake numbers its own.
+const REFERENCES: u32 = 0x4000_0000;
 
 /// How the fake takes the handset's link.
 #[derive(Debug, Clone)]
@@ -164,17 +165,15 @@ async fn relay(handset: &mut TcpStream, real: &mut TcpStream, deliveries: usize)
 
 /// Sends `tpdus` under fresh references; how many the handset acknowledged.
 async fn inject(handset: &mut TcpStream, tpdus: &[Vec<u8>]) -> anyhow::Result<usize> {
-    for (i, tpdu) in tpdus.iter().enumerate() {
-        write(handset, &Frame::Deliver { reference: FIRST_REFERENCE + i as u32, tpdu: tpdu.clone() }).await?;
+    let first = REFERENCES + rand::random::<u32>() % (REFERENCES - 0x1_0000);
+    let references = first..first + tpdus.len() as u32;
+    for (reference, tpdu) in references.clone().zip(tpdus) {
+        write(handset, &Frame::Deliver { reference, tpdu: tpdu.clone() }).await?;
     }
     let mut acknowledged = 0;
     while acknowledged < tpdus.len() {
         match read(handset, "the handset's acknowledgements").await? {
-            Frame::DeliverAck { reference, .. }
-                if (FIRST_REFERENCE..FIRST_REFERENCE + tpdus.len() as u32).contains(&reference) =>
-            {
-                acknowledged += 1
-            }
+            Frame::DeliverAck { reference, .. } if references.contains(&reference) => acknowledged += 1,
             _ => {}
         }
     }

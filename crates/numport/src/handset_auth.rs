@@ -101,7 +101,7 @@ struct StoredKey {
     accepted_until: Option<i64>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct PendingPart {
     originator: String,
     wide: bool,

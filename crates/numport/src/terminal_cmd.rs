@@ -22,6 +22,12 @@
 //! (`status report for MR n: delivered`). The terminal goes on receiving until `--count`
 //! messages and status reports have been shown (and every part is acknowledged).
 //!
+//! **Authentication.** With `--sms-auth-key VERSION:HEX` (the SIM's SMS-authentication keys)
+//! each SMS-DELIVER is verified before it is acknowledged and the message is shown with its
+//! verdict: authentic, forged (sent by a pseudo base station) or replayed
+//! ([`crate::smsauth_terminal`], [`numport::handset_auth`]). With `--state FILE` the replay
+//! window lives in `FILE.smsauth` and the messages with their verdicts in `FILE.smsauth.inbox`.
+//!
 //! **Porting.** `numport terminal port --to OPERATOR --recipient-url URL` ports the SIM's
 //! number to another operator, as a subscriber does from the handset ([`port`]): it attaches,
 //! sends the port-out authorisation by SMS to its home operator's service number
@@ -403,7 +409,7 @@ pub enum Shown {
 }
 
 impl Shown {
-    fn line(&self) -> String {
+    pub(crate) fn line(&self) -> String {
         match self {
             Shown::Message { from, text, time } => format!("{time}  from {from}: {text}"),
             Shown::StatusReport { mr, recipient, status, time } => {
@@ -412,7 +418,7 @@ impl Shown {
         }
     }
 
-    fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         match self {
             Shown::Message { from, text, time } => serde_json::json!({ "from": from, "text": text, "time": time }),
             Shown::StatusReport { mr, recipient, status, time } => serde_json::json!({ "status_report": {

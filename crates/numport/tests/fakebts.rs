@@ -25,14 +25,14 @@ async fn cluster(dir: &std::path::Path) -> Cluster {
 }
 
 /// Runs `numport terminal` for `msisdn`'s SIM against `air` until it has shown `count`
-/// messages; its JSON lines.
+/// messages; its JSON lines, or what went wrong.
 async fn terminal(
     cluster: &Cluster,
     msisdn: &Msisdn,
     air: std::net::SocketAddr,
     state: &str,
     count: usize,
-) -> Vec<serde_json::Value> {
+) -> Result<Vec<serde_json::Value>, String> {
     let (imsi, k_sim) = sim_of(msisdn);
     let key = cluster.sms_auth_key(msisdn).unwrap();
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_numport"))
@@ -49,8 +49,10 @@ async fn terminal(
         .expect("the terminal finishes")
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"))).collect()
+    if !out.status.success() {
+        return Err(format!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"))).collect())
 }
 
 fn verdicts(shown: &[serde_json::Value]) -> Vec<(String, String, String)> {
@@ -104,7 +106,8 @@ async fn the_handset_flags_what_a_fake_base_station_sends() {
     let state = tmp.path().join("handset.state");
     let state = state.to_str().unwrap();
     let shown = terminal(&cluster, &msisdn, fake_addr, state, 5).await;
-    let outcome = fake_bts.await.unwrap().unwrap();
+    let outcome = fake_bts.await.unwrap().expect("the fake base station");
+    let shown = shown.expect("the terminal");
     assert_eq!((outcome.recorded.len(), outcome.sent.len(), outcome.acknowledged), (1, 4, 4));
     assert_eq!(outcome.msisdn, msisdn.as_str(), "the real network attached the SIM through the fake");
     let code = "Your code is 123456".to_owned();
@@ -144,7 +147,8 @@ async fn the_handset_flags_what_a_fake_base_station_sends() {
         capture(handset, &Network::Alone { msisdn: number }, &attacks).await
     });
     let shown = terminal(&cluster, &msisdn, fake_addr, state, 1).await;
-    fake_bts.await.unwrap().unwrap();
+    fake_bts.await.unwrap().expect("the fake base station");
+    let shown = shown.expect("the terminal");
     assert_eq!(verdicts(&shown), [(bank_id.clone(), code.clone(), "replayed".into())]);
 
     // The SMS center killed with SIGKILL and restarted: its next SMS is authentic, so no
@@ -156,7 +160,7 @@ async fn the_handset_flags_what_a_fake_base_station_sends() {
     let (bank, _) = smsc.bind(BANK_SYSTEM_ID, BANK_PASSWORD, smsc::BindMode::Transmitter).await.unwrap();
     bank.submit("MyBank", msisdn.as_str(), b"After the restart").await.unwrap();
     bank.unbind().await.unwrap();
-    let shown = terminal(&cluster, &msisdn, cluster.op("opa").proc.air.unwrap(), state, 1).await;
+    let shown = terminal(&cluster, &msisdn, cluster.op("opa").proc.air.unwrap(), state, 1).await.expect("the terminal");
     assert_eq!(verdicts(&shown), [(bank_id, "After the restart".into(), "authentic".into())]);
     cluster.stop().await;
 }
