@@ -6,7 +6,7 @@
 #   fuzz/run.sh <target> <executions> [<seconds>]     e.g. fuzz/run.sh smpp 10000000
 #
 # Needs cargo-afl (`cargo install cargo-afl`, which builds its AFL++ on first use). Targets:
-# smpp tpdu dns_fast dns_general feed csv. CARGO_TARGET_DIR and FUZZ_OUT (default fuzz/out)
+# smpp tpdu dns_fast dns_general feed csv sim. CARGO_TARGET_DIR and FUZZ_OUT (default fuzz/out)
 # say where the build and the findings go; a second run of a target resumes from its findings.
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -11,6 +11,7 @@
 pub mod csv;
 pub mod dns;
 pub mod feed;
+pub mod sim;
 pub mod smpp;
 pub mod tpdu;
 
@@ -25,4 +26,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("dns_general", dns::run_general),
     ("feed", feed::run),
     ("csv", csv::run),
+    ("sim", sim::run),
 ];

@@ -79,6 +79,7 @@ mod seeds {
             ("dns_general", dns_general()),
             ("feed", feed()),
             ("csv", csv()),
+            ("sim", sim()),
         ]
     }
 
@@ -308,5 +309,47 @@ mod seeds {
                 tagged(2, b"msisdn,operator\n4790000001,opb\r\n4790000002,opa\n# comment\n"),
             ],
         )
+    }
+
+    /// Command packets sealed with the fuzzing card's keys (one it runs, one it refuses as a
+    /// replay of nothing: counter 0), an open packet, the SMS-DELIVER of one, a script, a PoR.
+    fn sim() -> Files {
+        use sim::apdu::{self, fid};
+        use sim::packet::{
+            CommandHeader, CounterMode, Integrity, KeyIdentifier, PorSecurity, PorStatus, ResponsePacket, Spi, Tar,
+            encode_command_packet, encode_response_packet,
+        };
+        let keys = fuzz_targets::sim::keys();
+        let script = [
+            apdu::select(fid::DF_GSM),
+            apdu::select(fid::EF_SPN),
+            apdu::update_binary(0, &sim::files::encode_spn("Operator B", 1).unwrap()),
+            apdu::select_path(&[fid::DF_GSM, fid::EF_MSISDN]),
+            apdu::read_record(1, 28),
+        ]
+        .concat();
+        let header = |spi, counter| CommandHeader {
+            spi,
+            kic: KeyIdentifier::new(1, sim::Algorithm::Aes),
+            kid: KeyIdentifier::new(1, sim::Algorithm::Aes),
+            tar: Tar::RFM_SIM,
+            counter,
+        };
+        let secure = encode_command_packet(&keys, &header(Spi::SECURE, 1), &script).unwrap();
+        let stale = encode_command_packet(&keys, &header(Spi::SECURE, 0), &script).unwrap();
+        let open_spi = Spi { integrity: Integrity::None, ciphering: false, counter: CounterMode::None, ..Spi::SECURE };
+        let open = encode_command_packet(&keys, &header(open_spi, 0), &script).unwrap();
+        let scts = Timestamp { year: 26, month: 12, day: 7, hour: 14, minute: 0, second: 0, tz_quarters: 4 };
+        let server = Address::international("4790009999");
+        let tpdu = sim::sms_pp::command_tpdus(&server, &secure, Reference::Eight(1), scts).unwrap().remove(0);
+        let por = ResponsePacket {
+            tar: Tar::RFM_SIM,
+            counter: 1,
+            status: PorStatus::Ok,
+            additional_data: vec![5, 0x90, 0x00],
+            authenticated: true,
+        };
+        let por = encode_response_packet(Some(&keys), PorSecurity { checksum: true, ciphering: true }, &por).unwrap();
+        named("sim", [secure, stale, open, tpdu, script, por])
     }
 }

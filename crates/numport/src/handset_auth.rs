@@ -147,33 +147,8 @@ impl HandsetAuth {
             "" => ReplayWindow::default(),
             w => ReplayWindow::from_text(w).context("the replay window in the state file does not read")?,
         };
-        let mut held: Vec<StoredKey> = stored.keys;
-        for k in keys {
-            if held.iter().any(|h| h.version == k.version) {
-                continue;
-            }
-            if held.iter().all(|h| h.version < k.version) {
-                for h in held.iter_mut().filter(|h| h.accepted_until.is_none()) {
-                    h.accepted_until = Some(now_ms.saturating_add(grace_ms));
-                }
-                held.push(StoredKey { version: k.version, key: hex::encode(k.key), accepted_until: None });
-            } else {
-                // An older key handed in late: accepted no longer than the grace from now.
-                held.push(StoredKey {
-                    version: k.version,
-                    key: hex::encode(k.key),
-                    accepted_until: Some(now_ms.saturating_add(grace_ms)),
-                });
-            }
-        }
-        let verifier_keys = held
-            .iter()
-            .map(|k| {
-                let bytes = hex::decode(&k.key).context("a key in the state file is not hex")?;
-                let key = SmsAuthKey::new(k.version, &bytes).map_err(|e| anyhow::anyhow!("state file key: {e}"))?;
-                Ok(HeldKey { key, accepted_until: k.accepted_until })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let held: Vec<StoredKey> = stored.keys;
+        let verifier_keys = held.iter().map(held_key).collect::<anyhow::Result<Vec<_>>>()?;
         let pending =
             stored.pending.into_iter().map(|p| ((p.originator, p.wide, p.reference, p.total), p.judgement)).collect();
         let inbox = match state {
@@ -186,15 +161,46 @@ impl HandsetAuth {
             ),
             None => None,
         };
-        let me = HandsetAuth {
+        let mut me = HandsetAuth {
             verifier: Verifier { keys: verifier_keys, window },
             pending,
             held,
             state: state.map(Path::to_owned),
             inbox,
         };
+        for k in keys {
+            me.add_key(k, grace_ms, now_ms)?;
+        }
         me.save()?;
         Ok(me)
+    }
+
+    /// Takes in a key the SIM holds, if it is new, and saves the state: a version newer than
+    /// those held makes the older ones accepted for `grace_ms` from `now_ms` on.
+    pub fn take_key(&mut self, key: &SimKey, grace_ms: i64, now_ms: i64) -> anyhow::Result<()> {
+        if self.add_key(key, grace_ms, now_ms)? {
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    /// [`HandsetAuth::take_key`] without saving; whether the key was new.
+    fn add_key(&mut self, k: &SimKey, grace_ms: i64, now_ms: i64) -> anyhow::Result<bool> {
+        if self.held.iter().any(|h| h.version == k.version) {
+            return Ok(false);
+        }
+        let until = Some(now_ms.saturating_add(grace_ms));
+        let newest = self.held.iter().all(|h| h.version < k.version);
+        if newest {
+            for h in self.held.iter_mut().filter(|h| h.accepted_until.is_none()) {
+                h.accepted_until = until;
+            }
+        }
+        // An older key handed in late is accepted no longer than the grace from now.
+        let accepted_until = if newest { None } else { until };
+        self.held.push(StoredKey { version: k.version, key: hex::encode(k.key), accepted_until });
+        self.verifier.keys = self.held.iter().map(held_key).collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(true)
     }
 
     /// Whether the SIM holds any key (without one, every SMS reads as forged).
@@ -266,6 +272,12 @@ impl HandsetAuth {
     pub fn top(&self) -> u32 {
         self.verifier.window.top()
     }
+}
+
+fn held_key(k: &StoredKey) -> anyhow::Result<HeldKey> {
+    let bytes = hex::decode(&k.key).context("a key in the state file is not hex")?;
+    let key = SmsAuthKey::new(k.version, &bytes).map_err(|e| anyhow::anyhow!("state file key: {e}"))?;
+    Ok(HeldKey { key, accepted_until: k.accepted_until })
 }
 
 /// The inbox beside a state file: `<state>.inbox`.

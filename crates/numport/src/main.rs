@@ -25,6 +25,7 @@ mod pki_cmd;
 mod provisioning_cmd;
 mod smsauth_terminal;
 mod terminal_cmd;
+mod terminal_sim;
 
 use std::process::ExitCode;
 

@@ -4,17 +4,41 @@
 
 use std::path::{Path, PathBuf};
 
-use numport::handset_auth::{HandsetAuth, Judgement};
+use numport::handset_auth::{HandsetAuth, Judgement, SimKey};
 use numport_core::{Clock, SystemClock};
 use sms::tpdu::{SmsDeliver, Tpdu};
 
 use crate::terminal_cmd::Shown;
+use crate::terminal_sim::CardFile;
 
 /// The SMS-authentication state beside the terminal's state file: `<state>.smsauth`.
 pub fn state_path(state: &Path) -> PathBuf {
     let mut name = state.as_os_str().to_owned();
     name.push(".smsauth");
     PathBuf::from(name)
+}
+
+/// The handset's verifier: its state beside `state` (the terminal's state file), the keys of
+/// `card` (its SMS-authentication EF) and `keys` given on the command line.
+pub fn open(
+    state: Option<&Path>,
+    card: Option<&CardFile>,
+    keys: &[SimKey],
+    grace_ms: i64,
+) -> anyhow::Result<HandsetAuth> {
+    let mut all: Vec<SimKey> = keys.to_vec();
+    all.extend(card.and_then(CardFile::sms_auth_key));
+    let state = state.map(state_path);
+    HandsetAuth::open(state.as_deref(), &all, grace_ms, SystemClock.now_ms())
+}
+
+/// Takes in the key the card holds now, if it is new: written over the air, it is used from
+/// the next SMS on, the older ones accepted for `grace_ms` more.
+pub fn take_card_key(auth: &mut HandsetAuth, card: Option<&CardFile>, grace_ms: i64) -> anyhow::Result<()> {
+    match card.and_then(CardFile::sms_auth_key) {
+        Some(key) => auth.take_key(&key, grace_ms, SystemClock.now_ms()),
+        None => Ok(()),
+    }
 }
 
 /// The verdict on `tpdu` if it is an SMS-DELIVER (for a part, its message's so far), with the

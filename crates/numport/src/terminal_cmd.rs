@@ -22,11 +22,17 @@
 //! (`status report for MR n: delivered`). The terminal goes on receiving until `--count`
 //! messages and status reports have been shown (and every part is acknowledged).
 //!
-//! **Authentication.** With `--sms-auth-key VERSION:HEX` (the SIM's SMS-authentication keys)
-//! each SMS-DELIVER is verified before it is acknowledged and the message is shown with its
-//! verdict: authentic, forged (sent by a pseudo base station) or replayed
-//! ([`crate::smsauth_terminal`], [`numport::handset_auth`]). With `--state FILE` the replay
-//! window lives in `FILE.smsauth` and the messages with their verdicts in `FILE.smsauth.inbox`.
+//! **SIM.** With `--card FILE` the terminal has a SIM card ([`crate::terminal_sim`]): an
+//! SMS-DELIVER of SIM data download (TP-PID 0x7F, class 2) goes to the card rather than to the
+//! screen, the card file is rewritten, and the card's proof of receipt goes back to the
+//! sender as an SMS-SUBMIT. `numport terminal sim new|show` makes and prints card files.
+//!
+//! **Authentication.** Every other SMS-DELIVER is verified with the SIM's SMS-authentication
+//! keys (the card's, and any `--sms-auth-key VERSION:HEX`) before it is acknowledged, and the
+//! message is shown with its verdict: authentic, forged (sent by a pseudo base station) or
+//! replayed ([`crate::smsauth_terminal`], [`numport::handset_auth`]). A key the card receives
+//! over the air is used from the next SMS on. With `--state FILE` the replay window lives in
+//! `FILE.smsauth` and the messages with their verdicts in `FILE.smsauth.inbox`.
 //!
 //! **Porting.** `numport terminal port --to OPERATOR --recipient-url URL` ports the SIM's
 //! number to another operator, as a subscriber does from the handset ([`port`]): it attaches,
@@ -68,6 +74,11 @@ pub struct Args {
 enum TerminalCommand {
     /// Port this SIM's number to another operator from the handset.
     Port(PortArgs),
+    /// The SIM card file: personalise one, show its files.
+    Sim {
+        #[command(subcommand)]
+        command: crate::terminal_sim::SimCommand,
+    },
 }
 
 /// The SIM and the network it attaches to.
@@ -125,8 +136,12 @@ struct Receive {
     /// The text to send.
     #[arg(long, requires = "send")]
     text: Option<String>,
-    /// An SMS-authentication key the SIM holds, `VERSION:HEX` (repeatable): each SMS-DELIVER
-    /// is verified with them and shown with its verdict (`numport::handset_auth`).
+    /// The SIM card file (`numport terminal sim new`): SIM data download goes to this card,
+    /// which is rewritten, and its proof of receipt is sent back.
+    #[arg(long, value_name = "FILE")]
+    card: Option<PathBuf>,
+    /// An SMS-authentication key the SIM holds, `VERSION:HEX` (repeatable), besides the card's:
+    /// each SMS-DELIVER is verified with them and shown with its verdict.
     #[arg(long, value_name = "VERSION:HEX", env = "NUMPORT_SMS_AUTH_KEY", hide_env_values = true)]
     sms_auth_key: Vec<numport::handset_auth::SimKey>,
     /// How long an older key stays accepted once the SIM holds a newer one, in seconds.
@@ -183,6 +198,7 @@ async fn recv(s: &mut TcpStream) -> anyhow::Result<Frame> {
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         Some(TerminalCommand::Port(p)) => port(p).await,
+        Some(TerminalCommand::Sim { command }) => crate::terminal_sim::run(command),
         None => receive(args.receive).await,
     }
 }
@@ -198,17 +214,16 @@ async fn receive(args: Receive) -> anyhow::Result<ExitCode> {
         Some(path) => Memory::open(path)?,
         None => Memory::in_memory(),
     };
-    let auth_state = args.state.as_deref().map(crate::smsauth_terminal::state_path);
-    let mut auth = numport::handset_auth::HandsetAuth::open(
-        auth_state.as_deref(),
-        &args.sms_auth_key,
-        args.sms_auth_grace_s.saturating_mul(1000),
-        SystemClock.now_ms(),
-    )?;
+    let mut card = args.card.as_deref().map(crate::terminal_sim::CardFile::open).transpose()?;
+    let grace_ms = args.sms_auth_grace_s.saturating_mul(1000);
+    let mut auth = crate::smsauth_terminal::open(args.state.as_deref(), card.as_ref(), &args.sms_auth_key, grace_ms)?;
     let (mut s, msisdn) = args.sim.attach(&key).await?;
     if !args.json {
         println!("attached as {msisdn}");
     }
+    // PoRs sent, by frame reference (counting down from the top, apart from the texts'), to
+    // their destination.
+    let (mut pors, mut next_por) = (HashMap::new(), u32::MAX);
 
     // Submits waiting for their SubmitAck, by frame reference: (part, parts, TP-MR).
     let mut unanswered = HashMap::new();
@@ -221,9 +236,16 @@ async fn receive(args: Receive) -> anyhow::Result<ExitCode> {
     let to = args.send.as_deref().unwrap_or_default().trim_start_matches('+');
 
     let mut shown = 0;
-    while !unanswered.is_empty() || args.count.is_none_or(|n| shown < n) {
+    while !unanswered.is_empty() || !pors.is_empty() || args.count.is_none_or(|n| shown < n) {
         let (reference, tpdu) = match recv(&mut s).await? {
             Frame::Deliver { reference, tpdu } => (reference, tpdu),
+            Frame::SubmitAck { reference, cause } if pors.contains_key(&reference) => {
+                let to: String = pors.remove(&reference).unwrap_or_default();
+                if cause != CAUSE_OK {
+                    eprintln!("the node refused the PoR to {to}: cause {cause}");
+                }
+                continue;
+            }
             Frame::SubmitAck { reference, cause } => {
                 let Some((part, parts, mr)) = unanswered.remove(&reference) else { continue };
                 if cause != CAUSE_OK {
@@ -241,6 +263,23 @@ async fn receive(args: Receive) -> anyhow::Result<ExitCode> {
         };
         if memory.knows(reference) {
             send(&mut s, Frame::DeliverAck { reference, cause: CAUSE_OK }).await?;
+            continue;
+        }
+        if let Some(taken) = card.as_mut().map(|c| c.take(&tpdu)).transpose()?.flatten() {
+            if let Some((json, line)) = taken.shown {
+                println!("{}", if args.json { json.to_string() } else { line });
+                shown += 1;
+            }
+            if let Some((tpdu, to)) = taken.por {
+                send(&mut s, Frame::Submit { reference: next_por, tpdu }).await?;
+                pors.insert(next_por, to);
+                next_por -= 1;
+            }
+            memory.remember(reference);
+            memory.record(reference, &tpdu)?;
+            send(&mut s, Frame::DeliverAck { reference, cause: CAUSE_OK }).await?;
+            // The download may have written a new SMS-authentication key into the card.
+            crate::smsauth_terminal::take_card_key(&mut auth, card.as_ref(), grace_ms)?;
             continue;
         }
         let judged = crate::smsauth_terminal::judge(&mut auth, &tpdu, &msisdn)?;

@@ -140,6 +140,37 @@ pub fn split_payload_leaving(
         .collect())
 }
 
+/// Splits 8-bit `octets` into the user data of one or more SMS, each part's header holding a
+/// concatenation element when there are several, and the first part's header also `first`
+/// (the command packet identifier of SIM data download goes in the first part only, TS 31.115
+/// §4.2). Parts are filled to 140 octets with their headers.
+pub fn split_octets(
+    octets: &[u8],
+    reference: Reference,
+    first: &[InformationElement],
+) -> Result<Vec<UserData>, SegmentError> {
+    let extra: usize = first.iter().map(InformationElement::encoded_len).sum();
+    let header = |elements: Vec<InformationElement>| (!elements.is_empty()).then_some(UserDataHeader { elements });
+    let single = OCTETS_SINGLE - if first.is_empty() { 0 } else { 1 + extra };
+    if octets.len() <= single {
+        return Ok(vec![UserData { header: header(first.to_vec()), payload: Payload::Octets(octets.to_vec()) }]);
+    }
+    let concat_len = InformationElement::Concat(reference.concat(1, 1)).encoded_len();
+    let (head, rest) = octets.split_at((OCTETS_SINGLE - 1 - concat_len - extra).min(octets.len()));
+    let chunks: Vec<&[u8]> = std::iter::once(head).chain(rest.chunks(OCTETS_SINGLE - 1 - concat_len)).collect();
+    let total = u8::try_from(chunks.len()).map_err(|_| SegmentError::TooManyParts(chunks.len()))?;
+    Ok((1..=total)
+        .zip(chunks)
+        .map(|(seq, chunk)| {
+            let mut elements = vec![InformationElement::Concat(reference.concat(total, seq))];
+            if seq == 1 {
+                elements.extend_from_slice(first);
+            }
+            UserData { header: header(elements), payload: Payload::Octets(chunk.to_vec()) }
+        })
+        .collect())
+}
+
 /// The ranges of `units` that make the parts: all of it if it fits `single`, else greedy runs
 /// of at most `per_part`, where a unit for which `opens_pair` holds stays with the next one.
 fn split<T: Copy>(units: &[T], single: usize, per_part: usize, opens_pair: impl Fn(T) -> bool) -> Vec<Range<usize>> {
@@ -204,9 +235,32 @@ impl Reassembler {
     /// before. A concatenation element with no parts, or a sequence number of 0 or beyond the
     /// total, is ignored as TS 23.040 §9.2.3.24.1 says, so that SMS reads on its own.
     pub fn receive(&mut self, originator: &str, user_data: &UserData, dcs: DataCoding) -> Option<String> {
+        self.receive_parts(originator, user_data, dcs).map(|parts| join(parts.into_iter()))
+    }
+
+    /// [`Reassembler::receive`] for 8-bit data (SIM data download): the payload's octets once
+    /// every part is in (septets count as one octet each).
+    pub fn receive_octets(&mut self, originator: &str, user_data: &UserData, dcs: DataCoding) -> Option<Vec<u8>> {
+        let parts = self.receive_parts(originator, user_data, dcs)?;
+        let mut out = Vec::new();
+        for (_, payload) in parts {
+            match payload {
+                Payload::Octets(o) | Payload::Septets(o) => out.extend(o),
+            }
+        }
+        Some(out)
+    }
+
+    /// The parts of the message in order, once every part is in.
+    fn receive_parts(
+        &mut self,
+        originator: &str,
+        user_data: &UserData,
+        dcs: DataCoding,
+    ) -> Option<Vec<(DataCoding, Payload)>> {
         let concat = user_data.header.as_ref().and_then(UserDataHeader::concat);
         let Some(c) = concat.filter(|c| c.total > 1 && c.seq >= 1 && c.seq <= c.total) else {
-            return Some(user_data.text(dcs));
+            return Some(vec![(dcs, user_data.payload.clone())]);
         };
         self.tick += 1;
         let key = (originator.to_owned(), c.wide, c.reference, c.total);
@@ -232,7 +286,7 @@ impl Reassembler {
             return None;
         }
         let done = self.pending.remove(&key)?;
-        Some(join(done.parts.into_iter().flatten()))
+        Some(done.parts.into_iter().flatten().collect())
     }
 }
 

@@ -6,8 +6,9 @@
 //!
 //! - [`tpdu`]: SMS-SUBMIT (terminal → SMSC), SMS-DELIVER and SMS-STATUS-REPORT (SMSC →
 //!   terminal), with addresses, time stamps, validity periods and data coding.
-//! - [`udh`]: user data headers and their information elements (concatenation 8- and 16-bit,
-//!   the authentication element).
+//! - [`udh`]: user data headers and their information elements (concatenation 8- and 16-bit;
+//!   the authentication element; the command and response packet identifiers of SIM data
+//!   download).
 //! - [`auth`]: F3's authentication element: the SMS center tags each SMS-DELIVER with a
 //!   counter and a MAC under the subscriber's key; the handset tells authentic SMS from those
 //!   of a pseudo base station and from replays.
@@ -28,7 +29,7 @@ pub mod tpdu;
 pub mod udh;
 
 pub use address::Address;
-pub use concat::{Reassembler, Reference, SegmentError, Segments, segment, split_payload};
+pub use concat::{Reassembler, Reference, SegmentError, Segments, segment, split_octets, split_payload};
 pub use tpdu::{DataCoding, SmsDeliver, SmsStatusReport, SmsSubmit, Timestamp, Tpdu, UserData, ValidityPeriod};
 pub use udh::{Concat, InformationElement, UserDataHeader};
 

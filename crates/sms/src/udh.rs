@@ -10,6 +10,12 @@ use crate::auth::{AuthElement, IEI_SMS_AUTH};
 pub const IEI_CONCAT_8: u8 = 0x00;
 /// IEI of a concatenated short message with a 16-bit reference.
 pub const IEI_CONCAT_16: u8 = 0x08;
+/// IEI of the command packet identifier (CPI) of SIM data download (TS 31.115 §4.2): empty;
+/// the secured command packet follows the header.
+pub const IEI_COMMAND_PACKET: u8 = 0x70;
+/// IEI of the response packet identifier (RPI) of a proof of receipt (TS 31.115 §4.4): empty;
+/// the secured response packet follows the header.
+pub const IEI_RESPONSE_PACKET: u8 = 0x71;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InformationElement {
@@ -38,7 +44,38 @@ pub struct UserDataHeader {
     pub elements: Vec<InformationElement>,
 }
 
+impl InformationElement {
+    /// The command packet identifier (IEI 0x70, no data).
+    pub fn command_packet() -> InformationElement {
+        InformationElement::Other { iei: IEI_COMMAND_PACKET, data: Vec::new() }
+    }
+
+    /// The response packet identifier (IEI 0x71, no data).
+    pub fn response_packet() -> InformationElement {
+        InformationElement::Other { iei: IEI_RESPONSE_PACKET, data: Vec::new() }
+    }
+
+    /// Its length in the header: identifier, length octet and data.
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            InformationElement::Concat(c) if c.wide => 6,
+            InformationElement::Concat(_) => 5,
+            InformationElement::Auth(_) => crate::auth::ELEMENT_OCTETS,
+            InformationElement::Other { data, .. } => 2 + data.len(),
+        }
+    }
+}
+
 impl UserDataHeader {
+    /// Whether an element with identifier `iei` is present (concatenation: 0x00 or 0x08).
+    pub fn has(&self, iei: u8) -> bool {
+        self.elements.iter().any(|e| match e {
+            InformationElement::Concat(c) => iei == if c.wide { IEI_CONCAT_16 } else { IEI_CONCAT_8 },
+            InformationElement::Auth(_) => iei == IEI_SMS_AUTH,
+            InformationElement::Other { iei: i, .. } => *i == iei,
+        })
+    }
+
     pub fn concat(&self) -> Option<Concat> {
         self.elements.iter().find_map(|e| match e {
             InformationElement::Concat(c) => Some(*c),

@@ -396,3 +396,31 @@ proptest! {
         prop_assert_eq!(out, vec![text]);
     }
 }
+
+/// 8-bit data with an element for the first part only (SIM data download's command packet
+/// identifier): parts filled to 140 octets with their headers, the element in part 1 alone,
+/// and the octets back whole from `receive_octets`, parts in any order.
+#[test]
+fn octets_split_with_a_first_part_element_and_come_back_whole() {
+    let cpi = udh::InformationElement::command_packet();
+    let single = split_octets(&[7; 137], Reference::Eight(1), std::slice::from_ref(&cpi)).unwrap();
+    assert_eq!(single.len(), 1, "137 octets and a 3-octet header fit one SMS");
+    assert_eq!(single[0].header.as_ref().unwrap().elements, std::slice::from_ref(&cpi));
+    for (len, reference, parts) in
+        [(138, Reference::Eight(2), 2), (400, Reference::Sixteen(3), 4), (132 + 134, Reference::Eight(4), 2)]
+    {
+        let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+        let uds = split_octets(&data, reference, std::slice::from_ref(&cpi)).unwrap();
+        assert_eq!(uds.len(), parts, "{len} octets");
+        let mut r = Reassembler::new(4);
+        let mut whole = None;
+        for (i, ud) in uds.iter().enumerate().rev() {
+            let bytes = deliver(DataCoding::EIGHT_BIT, ud.clone()).encode().unwrap();
+            assert!(bytes.len() - ud_offset() <= 140);
+            let header = ud.header.as_ref().unwrap();
+            assert_eq!(header.has(udh::IEI_COMMAND_PACKET), i == 0, "part {}", i + 1);
+            whole = r.receive_octets(ORIGINATOR, ud, DataCoding::EIGHT_BIT).or(whole);
+        }
+        assert_eq!(whole, Some(data));
+    }
+}
