@@ -5,7 +5,8 @@
 //! authentication element, a replay of the genuine SMS, and one with a malformed element. The
 //! terminal shows and stores each with its verdict and keeps running. Restarted, it still
 //! refuses the replay (its replay window is on disk); and after the SMS center is killed with
-//! SIGKILL and restarted, the next genuine SMS is authentic (no counter used twice).
+//! SIGKILL and restarted, the next genuine SMS is authentic (no counter used twice), verified
+//! this time with the key read from the terminal's SIM card file.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -24,20 +25,32 @@ async fn cluster(dir: &std::path::Path) -> Cluster {
     Cluster::start(ClusterSpec::for_tests(dir.join("cluster"), 2)).await.unwrap()
 }
 
+/// How the terminal holds its SMS-authentication key.
+enum Key<'a> {
+    /// Given on the command line, as the cluster's operator issued it.
+    Argument,
+    /// In the SIM card file at this path.
+    Card(&'a str),
+}
+
 /// Runs `numport terminal` for `msisdn`'s SIM against `air` until it has shown `count`
 /// messages; its JSON lines, or what went wrong.
 async fn terminal(
     cluster: &Cluster,
     msisdn: &Msisdn,
     air: std::net::SocketAddr,
-    state: &str,
+    (state, key): (&str, Key<'_>),
     count: usize,
 ) -> Result<Vec<serde_json::Value>, String> {
     let (imsi, k_sim) = sim_of(msisdn);
-    let key = cluster.sms_auth_key(msisdn).unwrap();
+    let key = match key {
+        Key::Argument => ["--sms-auth-key".to_owned(), cluster.sms_auth_key(msisdn).unwrap().to_string()],
+        Key::Card(path) => ["--card".to_owned(), path.to_owned()],
+    };
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_numport"))
         .args(["terminal", "--node", &air.to_string(), "--imsi", &imsi, "--k-sim", &hex::encode(&k_sim)])
-        .args(["--sms-auth-key", &key.to_string(), "--state", state, "--json", "--count", &count.to_string()])
+        .args(key)
+        .args(["--state", state, "--json", "--count", &count.to_string()])
         .env("NUMPORT_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -105,7 +118,7 @@ async fn the_handset_flags_what_a_fake_base_station_sends() {
     });
     let state = tmp.path().join("handset.state");
     let state = state.to_str().unwrap();
-    let shown = terminal(&cluster, &msisdn, fake_addr, state, 5).await;
+    let shown = terminal(&cluster, &msisdn, fake_addr, (state, Key::Argument), 5).await;
     let outcome = fake_bts.await.unwrap().expect("the fake base station");
     let shown = shown.expect("the terminal");
     assert_eq!((outcome.recorded.len(), outcome.sent.len(), outcome.acknowledged), (1, 4, 4));
@@ -146,7 +159,7 @@ async fn the_handset_flags_what_a_fake_base_station_sends() {
         let (handset, _) = fake.accept().await.unwrap();
         capture(handset, &Network::Alone { msisdn: number }, &attacks).await
     });
-    let shown = terminal(&cluster, &msisdn, fake_addr, state, 1).await;
+    let shown = terminal(&cluster, &msisdn, fake_addr, (state, Key::Argument), 1).await;
     fake_bts.await.unwrap().expect("the fake base station");
     let shown = shown.expect("the terminal");
     assert_eq!(verdicts(&shown), [(bank_id.clone(), code.clone(), "replayed".into())]);
@@ -160,7 +173,24 @@ async fn the_handset_flags_what_a_fake_base_station_sends() {
     let (bank, _) = smsc.bind(BANK_SYSTEM_ID, BANK_PASSWORD, smsc::BindMode::Transmitter).await.unwrap();
     bank.submit("MyBank", msisdn.as_str(), b"After the restart").await.unwrap();
     bank.unbind().await.unwrap();
-    let shown = terminal(&cluster, &msisdn, cluster.op("opa").proc.air.unwrap(), state, 1).await.expect("the terminal");
+    // This time the terminal has the key where a handset keeps it: in its SIM card's EF.
+    let card = tmp.path().join("card.json");
+    let (imsi, k_sim) = sim_of(&msisdn);
+    let key = cluster.sms_auth_key(&msisdn).unwrap();
+    let sim = sim::Card::personalise(&sim::Personalisation {
+        imsi,
+        k_sim,
+        ota_keys: vec![(1, sim::OtaKeys::aes(&[1; 16], &[2; 16]).unwrap())],
+        msisdn: Some(msisdn.as_str().to_owned()),
+        spn: None,
+        smsc: None,
+        sms_auth: Some((key.version, key.key.to_vec())),
+    })
+    .unwrap();
+    std::fs::write(&card, sim.to_bytes()).unwrap();
+    let air = cluster.op("opa").proc.air.unwrap();
+    let shown =
+        terminal(&cluster, &msisdn, air, (state, Key::Card(card.to_str().unwrap())), 1).await.expect("the terminal");
     assert_eq!(verdicts(&shown), [(bank_id, "After the restart".into(), "authentic".into())]);
     cluster.stop().await;
 }
