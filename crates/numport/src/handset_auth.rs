@@ -297,3 +297,95 @@ pub fn read_inbox(path: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
     };
     Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sms::address::Address;
+    use sms::concat::{Reference, split_payload_leaving};
+    use sms::tpdu::{DataCoding, Payload, Timestamp, UserData};
+
+    const NUMBER: &str = "4790000001";
+    const NOW: i64 = 1_796_000_000_000;
+
+    fn key(version: u8) -> SimKey {
+        SimKey { version, key: [version; KEY_LEN] }
+    }
+
+    fn deliver(user_data: UserData) -> SmsDeliver {
+        SmsDeliver {
+            more_messages: false,
+            status_report_indication: false,
+            reply_path: false,
+            originator: Address::alphanumeric("MyBank"),
+            pid: 0,
+            dcs: DataCoding::GSM7,
+            scts: Timestamp { year: 26, month: 12, day: 7, hour: 14, minute: 0, second: 0, tz_quarters: 4 },
+            user_data,
+        }
+    }
+
+    fn tagged(k: &SimKey, mut d: SmsDeliver, counter: u32) -> SmsDeliver {
+        SmsAuthKey::new(k.version, &k.key).unwrap().tag(&mut d, NUMBER, counter);
+        d
+    }
+
+    #[test]
+    fn the_window_and_keys_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("t.smsauth");
+        let sms = tagged(&key(1), deliver(UserData::gsm7("Your code is 123456").unwrap()), 7);
+        let mut h = HandsetAuth::open(Some(&state), &[key(1)], 1000, NOW).unwrap();
+        assert_eq!(h.judge(&sms, NUMBER, NOW).unwrap().verdict, "authentic");
+        h.store(&serde_json::json!({ "text": "Your code is 123456", "verdict": "authentic" })).unwrap();
+        drop(h);
+
+        // Restarted without the key on the command line: the state file has it, and the counter.
+        let mut h = HandsetAuth::open(Some(&state), &[], 1000, NOW).unwrap();
+        assert!(h.has_keys());
+        assert_eq!(h.top(), 7);
+        assert_eq!(h.judge(&sms, NUMBER, NOW).unwrap().verdict, "replayed");
+        assert_eq!(read_inbox(&inbox_path(&state)).unwrap().len(), 1);
+        // A state file that is not one is an error, not a fresh window.
+        std::fs::write(&state, b"{\"window\": \"12:zz\"}").unwrap();
+        assert!(HandsetAuth::open(Some(&state), &[], 1000, NOW).is_err());
+    }
+
+    #[test]
+    fn a_forged_part_makes_the_message_forged() {
+        let septets = sms::gsm7::encode(&"Kontoutskrift ".repeat(20)).unwrap();
+        let parts = split_payload_leaving(
+            Payload::Septets(septets),
+            DataCoding::GSM7,
+            Reference::Sixteen(9),
+            sms::auth::ELEMENT_OCTETS,
+        )
+        .unwrap();
+        assert_eq!(parts.len(), 3);
+        let mut h = HandsetAuth::open(None, &[key(1)], 1000, NOW).unwrap();
+        let first = tagged(&key(1), deliver(parts[0].clone()), 1);
+        let injected = deliver(parts[1].clone());
+        let last = tagged(&key(1), deliver(parts[2].clone()), 3);
+        assert_eq!(h.judge(&first, NUMBER, NOW).unwrap().verdict, "authentic");
+        assert_eq!(h.judge(&injected, NUMBER, NOW).unwrap().verdict, "forged");
+        assert_eq!(h.judge(&last, NUMBER, NOW).unwrap().verdict, "forged", "the message so far");
+        assert_eq!(h.complete(&last).map(|j| j.verdict), Some("forged".into()));
+        assert_eq!(h.complete(&last), None, "forgotten once complete");
+    }
+
+    #[test]
+    fn a_new_key_leaves_the_old_one_a_grace() {
+        let mut h = HandsetAuth::open(None, &[key(1)], 1000, NOW).unwrap();
+        h.take_key(&key(2), 1000, NOW).unwrap();
+        let old = tagged(&key(1), deliver(UserData::gsm7("a").unwrap()), 1);
+        let new = tagged(&key(2), deliver(UserData::gsm7("b").unwrap()), 2);
+        let late = tagged(&key(1), deliver(UserData::gsm7("c").unwrap()), 3);
+        assert_eq!(h.judge(&old, NUMBER, NOW + 1000).unwrap().verdict, "authentic");
+        assert_eq!(h.judge(&new, NUMBER, NOW + 1000).unwrap().verdict, "authentic");
+        let j = h.judge(&late, NUMBER, NOW + 1001).unwrap();
+        assert_eq!(j.verdict, "forged");
+        assert!(j.detail.contains("retired"), "{}", j.detail);
+        assert!("1:00".parse::<SimKey>().is_err() && "0:00".parse::<SimKey>().is_err());
+        assert_eq!(key(3).to_string().parse::<SimKey>(), Ok(key(3)));
+    }
+}
