@@ -42,8 +42,12 @@ pub fn take_card_key(auth: &mut HandsetAuth, card: Option<&CardFile>, grace_ms: 
 }
 
 /// The verdict on `tpdu` if it is an SMS-DELIVER (for a part, its message's so far), with the
-/// SMS-DELIVER; saved before the caller acknowledges it.
+/// SMS-DELIVER; saved before the caller acknowledges it. A SIM without SMS authentication (no
+/// key at all) gives no verdict.
 pub fn judge(auth: &mut HandsetAuth, tpdu: &[u8], msisdn: &str) -> anyhow::Result<Option<(Judgement, SmsDeliver)>> {
+    if !auth.has_keys() {
+        return Ok(None);
+    }
     match Tpdu::decode_mt(tpdu) {
         Ok(Tpdu::Deliver(d)) => Ok(Some((auth.judge(&d, msisdn, SystemClock.now_ms())?, d))),
         _ => Ok(None),
