@@ -423,7 +423,9 @@ impl Attached<'_> {
         if m.esm_class & UDHI != 0 && !delivers.iter().all(fits_with_element) {
             return Ok(encode_all(delivers));
         }
-        node.sms_auth().tag(node.store(), node.sealer()?, self.imsi, self.msisdn, &mut delivers, node.now()).await?;
+        // A node without a key-encryption key holds no SIM keys: nothing to tag with.
+        let Ok(sealer) = node.sealer() else { return Ok(encode_all(delivers)) };
+        node.sms_auth().tag(node.store(), sealer, self.imsi, self.msisdn, &mut delivers, node.now()).await?;
         Ok(encode_all(delivers))
     }
 
