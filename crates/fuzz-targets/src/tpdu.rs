@@ -1,10 +1,13 @@
 //! What a terminal sends over the air, as the SMS center and the terminal read it: frames of
 //! the air interface, the TPDUs inside them (SMS-SUBMIT from a terminal; SMS-DELIVER and
 //! SMS-STATUS-REPORT to one), with their addresses, time stamps, user data headers and GSM
-//! 7-bit text, and the concatenated parts put back together.
+//! 7-bit text, and the concatenated parts put back together; and every SMS-DELIVER verified as
+//! a handset verifies it (its authentication element, F3).
 //!
 //! Invariants: a TPDU that decodes and re-encodes decodes to the same value; an air frame
-//! re-encodes to its own bytes; septets unpacked and packed again are the same octets.
+//! re-encodes to its own bytes; septets unpacked and packed again are the same octets; an
+//! SMS-DELIVER nobody tagged is never authentic, and one tagged reads authentic once, then
+//! replayed.
 
 use sms::air::Frame;
 use sms::{Reassembler, Tpdu};
@@ -15,6 +18,21 @@ pub fn run(data: &[u8]) {
     septets(data);
     let _ = sms::UserDataHeader::decode(data);
     let _ = sms::tpdu::split_smsc(data);
+}
+
+/// The handset's verdict on `d` as it came (whatever its header holds), then on `d` tagged
+/// with the key the handset holds.
+fn authentication(d: &sms::SmsDeliver) {
+    use sms::auth::{HeldKey, SmsAuthKey, Verdict, Verifier};
+    let key = SmsAuthKey::new(1, &[0x42; sms::auth::KEY_LEN]).unwrap_or_else(|e| panic!("{e}"));
+    let mut handset =
+        Verifier { keys: vec![HeldKey { key: key.clone(), accepted_until: None }], ..Verifier::default() };
+    let verdict = handset.verify(d, "4790000001", 0);
+    assert!(!verdict.is_authentic(), "an untagged SMS-DELIVER read as authentic: {verdict:?}");
+    let mut tagged = d.clone();
+    key.tag(&mut tagged, "4790000001", 7);
+    assert!(handset.verify(&tagged, "4790000001", 0).is_authentic());
+    assert_eq!(handset.verify(&tagged, "4790000001", 0), Verdict::Replayed { counter: 7 });
 }
 
 fn tpdus(data: &[u8]) {
@@ -31,6 +49,7 @@ fn tpdus(data: &[u8]) {
             Tpdu::Deliver(d) => {
                 // Every part of a message, as if each had arrived: the last completes it.
                 let _ = parts.receive_deliver(d);
+                authentication(d);
             }
             Tpdu::Submit(s) => {
                 let _ = parts.receive("fuzz", &s.user_data, s.dcs);

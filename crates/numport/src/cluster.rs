@@ -7,6 +7,7 @@
 //! over TLS. [`ClusterSpec::tls`] off runs every link plain instead, so that a benchmark can
 //! measure what TLS costs. The demo and the benchmarks both start one.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -19,9 +20,12 @@ use numport_core::{Clock, Millis, Money, Msisdn, OperatorName, SystemClock};
 use numport_db::Db;
 use numport_tls::pki::{Pki, PkiPlan};
 use numport_tls::{ClientTls, ServerTls};
+use operator::sealing::Sealer;
+use operator::sms_center::authentication::{IssuedKey, SmsAuthConfig, issue_sim};
 use operator::{OperatorConfig, OperatorStore, Subscriber};
 use replica::{EnumConfig, ReplicaConfig};
 
+use crate::handset_auth::SimKey;
 use crate::launch::{Launched, launch};
 
 /// The three operators of every cluster: name, routing number, number range prefix.
@@ -50,6 +54,9 @@ pub struct ClusterSpec {
     /// TLS on every link (HTTP APIs, callbacks, SMPP, interconnects), as a deployment runs;
     /// off: every link plain, for measuring the cost of TLS.
     pub tls: bool,
+    /// SMS authentication at every SMS center (`[sms_auth] enabled`); the SIMs get their keys
+    /// either way.
+    pub sms_auth: bool,
 }
 
 impl ClusterSpec {
@@ -63,6 +70,7 @@ impl ClusterSpec {
             pin_stretch: PinStretch::FAST,
             clearinghouse: ClearinghouseConfig::default(),
             tls: true,
+            sms_auth: true,
         }
     }
 }
@@ -88,6 +96,8 @@ pub struct Cluster {
     pub ops: Vec<OperatorProc>,
     /// Whether every link runs over TLS ([`ClusterSpec::tls`]).
     pub tls: bool,
+    /// The SMS-authentication key each subscriber's SIM got from its operator, by number.
+    pub sim_keys: HashMap<String, IssuedKey>,
 }
 
 /// Where an ESME binds to an operator's SMS center: over TLS, trusting the cluster's CA, or
@@ -180,10 +190,13 @@ impl Cluster {
             .collect::<std::io::Result<Vec<_>>>()?;
         let smpp_addrs = probes.iter().map(|l| l.local_addr()).collect::<std::io::Result<Vec<_>>>()?;
         let mut op_cfgs = Vec::new();
+        let mut sim_keys = HashMap::new();
         for (i, ((name, _, prefix), cred)) in OPERATORS.iter().zip(&creds).enumerate() {
             let db_url = format!("sqlite://{}", dir.join(format!("operator-{name}.db")).display());
-            seed_operator(&db_url, name, prefix, &spec, now).await?;
-            let cfg = operator_config(name, cred, &db_url, &dir, i, &smpp_addrs)?;
+            let mut cfg = operator_config(name, cred, &db_url, &dir, i, &smpp_addrs)?;
+            cfg.sms_auth.enabled = spec.sms_auth;
+            let sealer = cfg.sealer()?.context("an operator without a key-encryption key")?;
+            sim_keys.extend(seed_operator(&db_url, name, prefix, &spec, &sealer, now).await?);
             let cfg = if spec.tls { with_tls(cfg, &pki)? } else { OperatorConfig { plain_http: true, ..cfg } };
             op_cfgs.push((cfg, db_url));
         }
@@ -198,7 +211,7 @@ impl Cluster {
         for ((cfg, db_url), cred) in op_cfgs.into_iter().zip(&creds) {
             ops.push(launch_operator(cfg, db_url, cred, &ch, &dir).await?);
         }
-        let cluster = Cluster { dir, pki, ch_config_path, ch, ch_db, ops, tls: spec.tls };
+        let cluster = Cluster { dir, pki, ch_config_path, ch, ch_db, ops, tls: spec.tls, sim_keys };
         cluster.wait_for_callbacks().await?;
         Ok(cluster)
     }
@@ -266,6 +279,34 @@ impl Cluster {
         Ok(())
     }
 
+    /// The SMS-authentication key of `msisdn`'s SIM, as `numport terminal --sms-auth-key` takes it.
+    pub fn sms_auth_key(&self, msisdn: &Msisdn) -> anyhow::Result<SimKey> {
+        let k = self.sim_keys.get(msisdn.as_str()).with_context(|| format!("no SIM key for {msisdn}"))?;
+        Ok(SimKey { version: k.version, key: k.key })
+    }
+
+    /// Issues `msisdn`'s SIM at operator `op` (the recipient, at port-in): records it with its
+    /// attach key ([`sim_of`]) and gives it an SMS-authentication key, sealed under `op`'s
+    /// key-encryption key; the key to write into the SIM (`None` if it had one there).
+    pub async fn issue_sim(&self, op: &OperatorProc, msisdn: &Msisdn) -> anyhow::Result<Option<SimKey>> {
+        let path = self.dir.join(format!("operator-{}.toml", op.name));
+        let cfg: OperatorConfig = toml::from_str(&std::fs::read_to_string(&path)?)?;
+        let sealer = cfg.sealer()?.context("an operator without a key-encryption key")?;
+        let store = OperatorStore::connect(&op.db_url).await?;
+        let (imsi, k_sim) = sim_of(msisdn);
+        let now = SystemClock.now_ms();
+        let issued = issue_sim(&store, &sealer, &cfg.sms_auth, &imsi, msisdn.as_str(), &k_sim, now).await;
+        store.close().await;
+        Ok(issued?.map(|k| SimKey { version: k.version, key: k.key }))
+    }
+
+    /// A handset verifier holding `msisdn`'s SIM key.
+    pub fn handset_verifier(&self, msisdn: &Msisdn) -> anyhow::Result<sms::auth::Verifier> {
+        let k = self.sms_auth_key(msisdn)?;
+        let key = sms::auth::SmsAuthKey::new(k.version, &k.key).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(sms::auth::Verifier { keys: vec![sms::auth::HeldKey { key, accepted_until: None }], ..Default::default() })
+    }
+
     pub fn op(&self, name: &str) -> &OperatorProc {
         self.ops.iter().find(|o| o.name.as_str() == name).unwrap_or(&self.ops[0])
     }
@@ -328,7 +369,14 @@ async fn set_up_clearinghouse(
 /// Fills operator `name`'s database at `db_url`: its subscribers (numbered from `prefix`), with
 /// the port keys and SIMs they hold, and the SMPP accounts of the bank and of the other
 /// operators' interconnects.
-async fn seed_operator(db_url: &str, name: &str, prefix: &str, spec: &ClusterSpec, now: Millis) -> anyhow::Result<()> {
+async fn seed_operator(
+    db_url: &str,
+    name: &str,
+    prefix: &str,
+    spec: &ClusterSpec,
+    sealer: &Sealer,
+    now: Millis,
+) -> anyhow::Result<Vec<(String, IssuedKey)>> {
     let store = OperatorStore::connect(db_url).await?;
     let mut subs = Vec::with_capacity(spec.subscribers_per_operator);
     for i in 0..spec.subscribers_per_operator {
@@ -344,9 +392,14 @@ async fn seed_operator(db_url: &str, name: &str, prefix: &str, spec: &ClusterSpe
         subs.push(s);
     }
     store.upsert_subscribers(&subs).await?;
+    let mut keys = Vec::with_capacity(subs.len());
+    let sms_auth = SmsAuthConfig::default();
     for sub in &subs {
         let (imsi, k_sim) = sim_of(&sub.msisdn);
-        store.upsert_sim(&imsi, sub.msisdn.as_str(), &k_sim).await?;
+        let number = sub.msisdn.as_str();
+        if let Some(key) = issue_sim(&store, sealer, &sms_auth, &imsi, number, &k_sim, now).await? {
+            keys.push((number.to_owned(), key));
+        }
     }
     let bank = smsc::EsmeAccount::new(BANK_SYSTEM_ID, BANK_PASSWORD, 100_000)
         .map_err(|e| anyhow::anyhow!("hashing the bank's password: {e}"))?;
@@ -357,7 +410,7 @@ async fn seed_operator(db_url: &str, name: &str, prefix: &str, spec: &ClusterSpe
         store.upsert_esme(&account, now).await?;
     }
     store.close().await;
-    Ok(())
+    Ok(keys)
 }
 
 /// The configuration of operator `name`, the `index`-th of [`OPERATORS`], without TLS: its SMPP

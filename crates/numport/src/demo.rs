@@ -2,9 +2,11 @@
 //! real processes on loopback; a subscriber of operator A ports to operator B from the handset
 //! (`numport terminal port`: the authorisation by SMS to A's service number over the air, the
 //! port-in request to B), first with a wrong PIN, then with the right one; the demo prints each
-//! step with its time and checks the outcome. Then F7: the ported subscriber's card is
-//! re-written over the air by its new operator, and a new subscriber opens an account at opb by
-//! self-service, whose blank card the terminal holds (`numport terminal --card`).
+//! step with its time and checks the outcome. Then the bank's SMS, sent to A, reaches the
+//! handset through B and is authentic; a pseudo base station's phishing SMS is flagged. Then
+//! F7: the ported subscriber's card is re-written over the air by its new operator, and a new
+//! subscriber opens an account at opb by self-service, whose blank card the terminal holds
+//! (`numport terminal --card`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -20,6 +22,8 @@ use operator::{OperatorStore, SubscriberStatus};
 use numport::cluster::{
     BANK_PASSWORD, BANK_SYSTEM_ID, Cluster, ClusterSpec, INITIAL_FUNDS, OperatorProc, pin_of, sim_of, subscriber_number,
 };
+use numport::fakebts::{Attacks, Network, capture};
+use numport::handset_auth::SimKey;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -54,6 +58,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         pin_stretch: PinStretch::default(),
         clearinghouse: clearinghouse::ClearinghouseConfig::default(),
         tls: true,
+        sms_auth: true,
     })
     .await?;
     println!("  clearinghouse   {}", cluster.ch.url());
@@ -319,7 +324,7 @@ async fn check_lookups(cluster: &Cluster, http: &reqwest::Client, msisdn: &Msisd
 /// subscriber's handset shows them; the delivery receipt comes back to the bank.
 async fn check_sms(
     cluster: &Cluster,
-    (a_store, b_store): &(OperatorStore, OperatorStore),
+    (a_store, _): &(OperatorStore, OperatorStore),
     msisdn: &Msisdn,
     c: &mut Checks,
 ) -> anyhow::Result<()> {
@@ -336,16 +341,22 @@ async fn check_sms(
         stored.is_some_and(|m| m.route == "interconnect" && m.serving_operator == "opb"),
         "opa's SMS center routes the bank's SMS to opb, which serves the number now",
     );
-    let shown = handset_on(b, b_store, msisdn).await?;
+    let handset = Handset::issued_by(cluster, b, msisdn).await?;
+    let shown = handset.receive(b.proc.air.context("opb runs no air interface")?).await?;
     println!(
-        "  the handset on opb shows: {} from {}: {}",
+        "  the handset on opb shows: {} from {}: {}  [{}]",
         shown["time"].as_str().unwrap_or("-"),
         shown["from"].as_str().unwrap_or("-"),
-        shown["text"].as_str().unwrap_or("-")
+        shown["text"].as_str().unwrap_or("-"),
+        shown["verdict_detail"].as_str().unwrap_or("-")
     );
     c.check(
         shown["from"] == "MyBank" && shown["text"] == "Your code is 123456",
         "the bank's SMS went over the interconnect to opb and reached the subscriber's handset",
+    );
+    c.check(
+        shown["verdict"] == "authentic",
+        "the handset finds the bank's SMS authentic: opb, serving the number now, tagged it with the SIM's key",
     );
     c.check(
         b.proc.smpp.is_none() && b.proc.smpp_tls.is_some(),
@@ -365,24 +376,67 @@ async fn check_sms(
         "the bank gets a DELIVRD receipt for its message id, relayed from opb through opa",
     );
     bank.unbind().await?;
+    fake_base_station(&handset, msisdn, c).await
+}
+
+/// F3's other half: a pseudo base station takes the handset's radio link (the handset attaches
+/// to it as to its network) and sends a phishing SMS in the bank's name; the handset flags it.
+async fn fake_base_station(handset: &Handset, msisdn: &Msisdn, c: &mut Checks) -> anyhow::Result<()> {
+    println!("\na pseudo base station near the subscriber sends an SMS in the bank's name (F3):");
+    let fake = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = fake.local_addr()?;
+    let text = crate::fakebts_cmd::PHISHING_TEXT;
+    let attacks = Attacks { spoof: Some(("MyBank".into(), text.into())), ..Attacks::default() };
+    let number = msisdn.as_str().to_owned();
+    let bts = tokio::spawn(async move {
+        let (link, _) = fake.accept().await?;
+        capture(link, &Network::Alone { msisdn: number }, &attacks).await
+    });
+    let shown = handset.receive(addr).await?;
+    bts.await??;
+    println!(
+        "  the handset shows: from {}: {}  [{}]",
+        shown["from"].as_str().unwrap_or("-"),
+        shown["text"].as_str().unwrap_or("-"),
+        shown["verdict_detail"].as_str().unwrap_or("-")
+    );
+    c.check(
+        shown["text"] == text && shown["verdict"] == "forged",
+        "the fake base station's phishing SMS is flagged: sent by a pseudo base station",
+    );
     Ok(())
 }
 
-/// Attaches the subscriber's handset to `b` (`numport terminal`, with the SIM `b` issued at
-/// port-in) and returns the first message it shows, as the terminal's JSON.
-async fn handset_on(b: &OperatorProc, b_store: &OperatorStore, msisdn: &Msisdn) -> anyhow::Result<serde_json::Value> {
-    let (imsi, k_sim) = sim_of(msisdn);
-    b_store.upsert_sim(&imsi, msisdn.as_str(), &k_sim).await?;
-    let air = b.proc.air.context("opb runs no air interface")?;
-    let terminal = tokio::process::Command::new(numport::launch::numport_exe()?)
-        .args(["terminal", "--node", &air.to_string(), "--imsi", &imsi, "--k-sim", &hex::encode(&k_sim)])
-        .args(["--count", "1", "--json"])
-        .env("NUMPORT_LOG", "warn")
-        .kill_on_drop(true)
-        .output();
-    let out =
-        tokio::time::timeout(Duration::from_secs(20), terminal).await.context("the handset received nothing")??;
-    Ok(serde_json::from_slice(&out.stdout).unwrap_or_default())
+/// The subscriber's handset after the port: the SIM as opb issued it at port-in, with its
+/// SMS-authentication key, and a state file that keeps its verdicts and replay window.
+struct Handset {
+    imsi: String,
+    k_sim: Vec<u8>,
+    key: SimKey,
+    state: PathBuf,
+}
+
+impl Handset {
+    async fn issued_by(cluster: &Cluster, b: &OperatorProc, msisdn: &Msisdn) -> anyhow::Result<Handset> {
+        let (imsi, k_sim) = sim_of(msisdn);
+        let key = cluster.issue_sim(b, msisdn).await?.context("opb had issued this SIM before")?;
+        Ok(Handset { imsi, k_sim, key, state: cluster.dir.join("handset.state") })
+    }
+
+    /// Attaches `numport terminal` to the network at `air` and returns the first message it
+    /// shows, as the terminal's JSON, with its verdict.
+    async fn receive(&self, air: std::net::SocketAddr) -> anyhow::Result<serde_json::Value> {
+        let terminal = tokio::process::Command::new(numport::launch::numport_exe()?)
+            .args(["terminal", "--node", &air.to_string(), "--imsi", &self.imsi, "--k-sim", &hex::encode(&self.k_sim)])
+            .args(["--sms-auth-key", &self.key.to_string(), "--count", "1", "--json", "--state"])
+            .arg(&self.state)
+            .env("NUMPORT_LOG", "warn")
+            .kill_on_drop(true)
+            .output();
+        let out =
+            tokio::time::timeout(Duration::from_secs(20), terminal).await.context("the handset received nothing")??;
+        Ok(serde_json::from_slice(&out.stdout).unwrap_or_default())
+    }
 }
 
 /// Loads card `n` into `operator`'s stock (IMSI from its pool, random OTA keys); for a ported

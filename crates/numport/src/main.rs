@@ -18,6 +18,7 @@ mod bench;
 mod clearinghouse_cmd;
 mod config;
 mod demo;
+mod fakebts_cmd;
 mod ne_cmd;
 mod npdb_cmd;
 mod ocs_cmd;
@@ -25,6 +26,7 @@ mod operator_cmd;
 mod ota_cmd;
 mod pki_cmd;
 mod provisioning_cmd;
+mod smsauth_terminal;
 mod terminal_cmd;
 mod terminal_sim;
 
@@ -63,6 +65,9 @@ enum Command {
     Ocs(ocs_cmd::Args),
     /// A simulated handset: attach to an operator's air interface and show the SMS it receives.
     Terminal(terminal_cmd::Args),
+    /// A simulated pseudo base station: takes a handset's link, relaying or alone, and sends it
+    /// spoofed SMS, SMS with a made-up authentication element, and replays of recorded ones.
+    Fakebts(fakebts_cmd::Args),
     /// Make a CA and one certificate per role (clearinghouse, operators, replicas) for TLS.
     Pki(pki_cmd::Args),
     /// Port a number from operator A to B with a clearinghouse and three operator processes.
@@ -95,6 +100,7 @@ fn main() -> ExitCode {
             Command::Operator(args) => operator_cmd::run(args).await,
             Command::Npdb(args) => npdb_cmd::run(args).await,
             Command::Terminal(args) => terminal_cmd::run(args).await,
+            Command::Fakebts(args) => fakebts_cmd::run(args).await,
             Command::Ne(args) => ne_cmd::run(args).await,
             Command::Ocs(args) => ocs_cmd::run(args).await,
             Command::Pki(args) => pki_cmd::run(args),

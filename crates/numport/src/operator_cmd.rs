@@ -54,7 +54,8 @@ enum Admin {
         max_sessions: u32,
     },
     /// Record a SIM this operator issued: its IMSI, the number it serves, and its key (hex),
-    /// which the terminal proves it holds when it attaches.
+    /// which the terminal proves it holds when it attaches. A new SIM also gets its
+    /// SMS-authentication key, printed as `VERSION:HEX` for the SIM.
     AddSim {
         imsi: String,
         #[arg(long)]
@@ -127,9 +128,24 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             );
             let key = hex::decode(k_sim.trim()).context("k_sim must be hex")?;
             anyhow::ensure!(key.len() >= 16, "k_sim: at least 16 bytes");
+            let sealer = cfg.sealer()?.context("key_encryption_key is not set: the SIM's keys cannot be sealed")?;
             let store = OperatorStore::open(&cfg.database()).await?;
-            store.upsert_sim(&imsi, msisdn.as_str(), &key).await?;
+            let now = numport_core::Clock::now_ms(&SystemClock);
+            let issued = operator::sms_center::authentication::issue_sim(
+                &store,
+                &sealer,
+                &cfg.sms_auth,
+                &imsi,
+                msisdn.as_str(),
+                &key,
+                now,
+            )
+            .await?;
             println!("SIM {imsi} serves {msisdn} at {}", cfg.name);
+            if let Some(k) = issued {
+                // What the personalisation writes into the SIM: `numport terminal --sms-auth-key`.
+                println!("SMS-authentication key {}:{}", k.version, hex::encode(k.key));
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

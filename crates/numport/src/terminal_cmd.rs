@@ -27,6 +27,13 @@
 //! screen, the card file is rewritten, and the card's proof of receipt goes back to the
 //! sender as an SMS-SUBMIT. `numport terminal sim new|show` makes and prints card files.
 //!
+//! **Authentication.** Every other SMS-DELIVER is verified with the SIM's SMS-authentication
+//! keys (the card's, and any `--sms-auth-key VERSION:HEX`) before it is acknowledged, and the
+//! message is shown with its verdict: authentic, forged (sent by a pseudo base station) or
+//! replayed ([`crate::smsauth_terminal`], [`numport::handset_auth`]). A key the card receives
+//! over the air is used from the next SMS on. With `--state FILE` the replay window lives in
+//! `FILE.smsauth` and the messages with their verdicts in `FILE.smsauth.inbox`.
+//!
 //! **Porting.** `numport terminal port --to OPERATOR --recipient-url URL` ports the SIM's
 //! number to another operator, as a subscriber does from the handset ([`port`]): it attaches,
 //! sends the port-out authorisation by SMS to its home operator's service number
@@ -133,6 +140,13 @@ struct Receive {
     /// which is rewritten, and its proof of receipt is sent back.
     #[arg(long, value_name = "FILE")]
     card: Option<PathBuf>,
+    /// An SMS-authentication key the SIM holds, `VERSION:HEX` (repeatable), besides the card's:
+    /// each SMS-DELIVER is verified with them and shown with its verdict.
+    #[arg(long, value_name = "VERSION:HEX", env = "NUMPORT_SMS_AUTH_KEY", hide_env_values = true)]
+    sms_auth_key: Vec<numport::handset_auth::SimKey>,
+    /// How long an older key stays accepted once the SIM holds a newer one, in seconds.
+    #[arg(long, default_value_t = 7 * 86_400)]
+    sms_auth_grace_s: i64,
 }
 
 #[derive(clap::Args)]
@@ -201,6 +215,8 @@ async fn receive(args: Receive) -> anyhow::Result<ExitCode> {
         None => Memory::in_memory(),
     };
     let mut card = args.card.as_deref().map(crate::terminal_sim::CardFile::open).transpose()?;
+    let grace_ms = args.sms_auth_grace_s.saturating_mul(1000);
+    let mut auth = crate::smsauth_terminal::open(args.state.as_deref(), card.as_ref(), &args.sms_auth_key, grace_ms)?;
     let (mut s, msisdn) = args.sim.attach(&key).await?;
     if !args.json {
         println!("attached as {msisdn}");
@@ -262,10 +278,15 @@ async fn receive(args: Receive) -> anyhow::Result<ExitCode> {
             memory.remember(reference);
             memory.record(reference, &tpdu)?;
             send(&mut s, Frame::DeliverAck { reference, cause: CAUSE_OK }).await?;
+            // The download may have written a new SMS-authentication key into the card.
+            crate::smsauth_terminal::take_card_key(&mut auth, card.as_ref(), grace_ms)?;
             continue;
         }
+        let judged = crate::smsauth_terminal::judge(&mut auth, &tpdu, &msisdn)?;
         if let Some(show) = memory.take(reference, &tpdu) {
-            println!("{}", if args.json { show.json().to_string() } else { show.line() });
+            let verdict = judged.and_then(|(j, d)| auth.complete(&d).or(Some(j)));
+            let line = crate::smsauth_terminal::show(&mut auth, &show, verdict.as_ref(), args.json)?;
+            println!("{line}");
             shown += 1;
         }
         memory.record(reference, &tpdu)?;
@@ -427,7 +448,7 @@ pub enum Shown {
 }
 
 impl Shown {
-    fn line(&self) -> String {
+    pub(crate) fn line(&self) -> String {
         match self {
             Shown::Message { from, text, time } => format!("{time}  from {from}: {text}"),
             Shown::StatusReport { mr, recipient, status, time } => {
@@ -436,7 +457,7 @@ impl Shown {
         }
     }
 
-    fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         match self {
             Shown::Message { from, text, time } => serde_json::json!({ "from": from, "text": text, "time": time }),
             Shown::StatusReport { mr, recipient, status, time } => serde_json::json!({ "status_report": {

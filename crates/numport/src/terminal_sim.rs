@@ -251,6 +251,12 @@ impl CardFile {
         Ok(CardFile { path: path.to_owned(), card, download: DataDownload::default(), next_mr: rand::random() })
     }
 
+    /// The SMS-authentication key the card holds (its EF), if one was written.
+    pub fn sms_auth_key(&self) -> Option<numport::handset_auth::SimKey> {
+        let (version, key) = self.card.sms_auth_key()?;
+        Some(numport::handset_auth::SimKey { version, key: key.try_into().ok()? })
+    }
+
     /// Takes `tpdu` if it is SIM data download: `None` for anything else, which the terminal
     /// shows as before. A part that leaves its packet incomplete is taken with nothing to
     /// show. The card file is rewritten before this returns.

@@ -47,6 +47,10 @@ fn demo_check_passes() {
         "{}",
         show(&out)
     );
+    // F3's authentication: the bank's SMS is authentic at the handset, the fake base station's
+    // phishing SMS is flagged.
+    assert!(stdout.contains("[authentic (key 1, counter "), "{}", show(&out));
+    assert!(stdout.contains("[forged: sent by a pseudo base station (no authentication element)]"), "{}", show(&out));
     // The demo kept its databases and logs where it was told to.
     for f in ["clearinghouse.db", "clearinghouse.log", "operator-opa.db", "operator-opb.log"] {
         assert!(data.join(f).exists(), "{f} missing from {}", data.display());
@@ -61,6 +65,8 @@ fn role_help_succeeds() {
         &["operator", "--help"],
         &["npdb", "--help"],
         &["terminal", "--help"],
+        &["fakebts", "--help"],
+        &["bench", "smsauth", "--help"],
         &["terminal", "port", "--help"],
         &["npdb", "import", "--help"],
         &["bench", "enum", "--help"],

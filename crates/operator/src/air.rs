@@ -23,6 +23,11 @@
 //! a message class, its own TP-DCS: the OTA server's SIM data download (PID 0x7F, DCS 0xF6,
 //! the command packet identifier in the user data header) reaches the handset as sent.
 //!
+//! Every SMS-DELIVER is tagged as it is built for the air, with the attached SIM's key and a
+//! counter of its own ([`crate::sms_center::authentication`]): the handset tells it from a
+//! pseudo base station's. The parts the center splits a long message into leave room for the
+//! element; a submitter's own header goes untagged only if the element does not fit beside it.
+//!
 //! References of `Deliver` frames: a message's id for an SMS-DELIVER; for an SMS-STATUS-REPORT
 //! the id of the message it reports on with the top bit set ([`report_reference`]), so that a
 //! message sent to oneself and its report do not share one.
@@ -35,6 +40,7 @@ use futures::stream::FuturesUnordered;
 use numport_core::Millis;
 use sms::address::{Address, TON_ALPHANUMERIC};
 use sms::air::{CAUSE_AUTH_FAILED, CAUSE_OK, Frame, MAX_BODY, verify_attach_proof};
+use sms::auth::ELEMENT_OCTETS;
 use sms::concat::Reference;
 use sms::tpdu::{
     Alphabet, DataCoding, Payload, SmsDeliver, SmsStatusReport, SmsSubmit, Timestamp, Tpdu, UserData, ValidityPeriod,
@@ -231,7 +237,9 @@ async fn session(node: &Node, stream: TcpStream, stop: CancellationToken) -> Res
     write.write_all(&Frame::Attached { msisdn: msisdn.clone() }.encode()).await?;
     tracing::info!(imsi, msisdn, "terminal attached");
 
-    deliver(node, &msisdn, write, read, stop).await
+    // The SIM's key may have changed since its last attach.
+    node.sms_auth().reload(&imsi).await;
+    deliver(node, &imsi, &msisdn, write, read, stop).await
 }
 
 /// Serves an attached terminal: delivers its messages, up to [`WINDOW`] unacknowledged at
@@ -241,6 +249,7 @@ async fn session(node: &Node, stream: TcpStream, stop: CancellationToken) -> Res
 /// next attempt.
 async fn deliver(
     node: &Node,
+    imsi: &str,
     msisdn: &str,
     write: OwnedWriteHalf,
     mut read: OwnedReadHalf,
@@ -268,6 +277,7 @@ async fn deliver(
         .collect();
     let mut session = Attached {
         node,
+        imsi,
         msisdn,
         write,
         backlog,
@@ -285,6 +295,8 @@ async fn deliver(
 /// acknowledged.
 struct Attached<'a> {
     node: &'a Node,
+    /// The attached SIM, whose key tags the SMS-DELIVERs ([`crate::sms_center::authentication`]).
+    imsi: &'a str,
     msisdn: &'a str,
     write: OwnedWriteHalf,
     /// Messages and status reports to send, in order.
@@ -372,7 +384,15 @@ impl Attached<'_> {
             };
             let frames = match &next {
                 ToTerminal::Message(m) if !self.seen.insert(m.id) => continue,
-                ToTerminal::Message(m) => deliver_tpdus(m).map(|tpdus| part_references(m.id, tpdus)),
+                ToTerminal::Message(m) => match self.tagged_tpdus(m).await {
+                    Ok(tpdus) => tpdus.map(|tpdus| part_references(m.id, tpdus)),
+                    Err(e) => {
+                        // Not sent untagged: it stays queued for the session's rescan.
+                        tracing::warn!(id = m.id, error = %e, "SMS authentication failed; message not sent now");
+                        self.seen.forget(m.id);
+                        continue;
+                    }
+                },
                 ToTerminal::StatusReport(m, _) => {
                     status_report_tpdu(m).map(|tpdu| vec![(report_reference(m.id), tpdu)])
                 }
@@ -398,6 +418,21 @@ impl Attached<'_> {
                 }
             }
         }
+    }
+
+    /// The SMS-DELIVERs of `m`, each tagged with the SIM's key and its own counter
+    /// ([`crate::sms_center::authentication`]); `Ok(None)` if `m` cannot be carried. A
+    /// submitter's own header the element does not fit beside goes untagged.
+    async fn tagged_tpdus(&self, m: &StoredSms) -> Result<Option<Vec<Vec<u8>>>, OperatorError> {
+        let Some(mut delivers) = delivers(m) else { return Ok(None) };
+        let node = self.node;
+        if m.esm_class & UDHI != 0 && !delivers.iter().all(fits_with_element) {
+            return Ok(encode_all(delivers));
+        }
+        // A node without a key-encryption key holds no SIM keys: nothing to tag with.
+        let Ok(sealer) = node.sealer() else { return Ok(encode_all(delivers)) };
+        node.sms_auth().tag(node.store(), sealer, self.imsi, self.msisdn, &mut delivers, node.now()).await?;
+        Ok(encode_all(delivers))
     }
 
     /// A message that cannot be encoded is undeliverable; a status report, given up.
@@ -638,42 +673,65 @@ impl RecentIds {
     }
 }
 
-/// The SMS-DELIVERs for a stored message, in order: the SMPP data coding mapped to the air's,
-/// text in the GSM 7-bit alphabet where it fits, else UCS-2. A message longer than one SMS
-/// goes as concatenated parts (TS 23.040 §9.2.3.24.8), whose 16-bit reference is the low half
-/// of the message id, so a repeat after a lost acknowledgement carries the same one. `None`
-/// if it cannot be carried (checked at submit: [`crate::sms_center::long_message`]).
+/// The encoded SMS-DELIVERs of [`delivers`], untagged.
+#[cfg(test)]
 pub(crate) fn deliver_tpdus(m: &StoredSms) -> Option<Vec<Vec<u8>>> {
+    encode_all(delivers(m)?)
+}
+
+/// The SMS-DELIVERs for a stored message, in order, not yet tagged: the SMPP data coding
+/// mapped to the air's, text in the GSM 7-bit alphabet where it fits, else UCS-2. A message
+/// longer than one SMS goes as concatenated parts (TS 23.040 §9.2.3.24.8), whose 16-bit
+/// reference is the low half of the message id, so a repeat after a lost acknowledgement
+/// carries the same one. `None` if it cannot be carried (checked at submit:
+/// [`crate::sms_center::long_message`]).
+pub(crate) fn delivers(m: &StoredSms) -> Option<Vec<SmsDeliver>> {
     let originator = if m.source_ton == TON_ALPHANUMERIC || !m.source_addr.bytes().all(|b| b.is_ascii_digit()) {
         Address::alphanumeric(&m.source_addr)
     } else {
         Address::international(&m.source_addr)
     };
     let (dcs, parts) = user_data_parts(m.esm_class, m.data_coding, &m.payload, m.id as u16)?;
-    parts
+    let delivers = parts
         .into_iter()
-        .map(|user_data| {
-            let deliver = SmsDeliver {
-                more_messages: false,
-                status_report_indication: false,
-                reply_path: false,
-                originator: originator.clone(),
-                pid: m.protocol_id,
-                dcs,
-                scts: timestamp(m.submitted_at),
-                user_data,
-            };
-            Tpdu::Deliver(deliver).encode().ok()
+        .map(|user_data| SmsDeliver {
+            more_messages: false,
+            status_report_indication: false,
+            reply_path: false,
+            originator: originator.clone(),
+            pid: m.protocol_id,
+            dcs,
+            scts: timestamp(m.submitted_at),
+            user_data,
         })
-        .collect()
+        .collect();
+    Some(delivers)
+}
+
+/// The TPDUs of `delivers`; `None` if one does not encode.
+fn encode_all(delivers: Vec<SmsDeliver>) -> Option<Vec<Vec<u8>>> {
+    delivers.into_iter().map(|d| Tpdu::Deliver(d).encode().ok()).collect()
+}
+
+/// Whether `d` still encodes with an authentication element added.
+fn fits_with_element(d: &SmsDeliver) -> bool {
+    let mut d = d.clone();
+    let element = sms::auth::AuthElement { key_version: 1, counter: 0, mac: [0; sms::auth::MAC_LEN] };
+    d.user_data.header.get_or_insert_with(Default::default).elements.push(sms::udh::InformationElement::Auth(element));
+    Tpdu::Deliver(d).encode().is_ok()
 }
 
 /// How many SMS-DELIVERs a message of this esm_class, data_coding and payload takes; `None`
 /// if it cannot be carried.
 pub(crate) fn deliveries(esm_class: u8, data_coding: u8, payload: &[u8]) -> Option<usize> {
-    // The common case, answered without splitting: at most 140 septets or octets (70
-    // Latin-1 characters, which may turn into UCS-2) fit one SMS.
-    let single = if matches!(data_coding, 1 | 3) { 70 } else { 140 };
+    // The common case, answered without splitting: what fits one SMS beside the
+    // authentication element's header (124 octets: 141 septets, 62 Latin-1 characters that
+    // may turn into UCS-2).
+    let single = match data_coding {
+        0 => 141,
+        1 | 3 => 62,
+        _ => 124,
+    };
     if esm_class & UDHI == 0 && payload.len() <= single {
         return Some(1);
     }
@@ -697,7 +755,7 @@ pub(crate) fn deliveries(esm_class: u8, data_coding: u8, payload: &[u8]) -> Opti
 /// The user data of each SMS carrying a message, and their data coding. With esm_class UDHI
 /// the payload opens with a user data header (concatenation, ports), which travels on as the
 /// TPDU's, in one SMS; otherwise a payload longer than one SMS is split in its own coding
-/// with concatenation `reference`.
+/// with concatenation `reference`, leaving room for the authentication element in each part.
 fn user_data_parts(
     esm_class: u8,
     data_coding: u8,
@@ -729,7 +787,8 @@ fn user_data_parts(
     };
     let parts = match header {
         Some(header) => vec![UserData { header: Some(header), payload }],
-        None => sms::concat::split_payload(payload, dcs, Reference::Sixteen(reference)).ok()?,
+        // Room is kept in every part for the authentication element.
+        None => sms::concat::split_payload_leaving(payload, dcs, Reference::Sixteen(reference), ELEMENT_OCTETS).ok()?,
     };
     Some((dcs, parts))
 }
@@ -915,14 +974,23 @@ mod tests {
         assert_eq!(read_on_the_handset(&stored(900, esme(0, septets))), (5, text.clone()), "640 septets");
         let ucs2 = "Nordlys 🌌 over Tromsø. ".repeat(8);
         let octets = ucs2.encode_utf16().flat_map(u16::to_be_bytes).collect();
-        assert_eq!(read_on_the_handset(&stored(901, esme(8, octets))), (3, ucs2), "192 UCS-2 units");
+        // Each part keeps room for the authentication element: 59 UCS-2 units, 134 septets.
+        assert_eq!(read_on_the_handset(&stored(901, esme(8, octets))), (4, ucs2), "192 UCS-2 units");
         let latin1: Vec<u8> = "blåbærsyltetøy ".repeat(6).chars().map(|c| c as u8).collect();
         assert_eq!(read_on_the_handset(&stored(902, esme(3, latin1))).0, 1, "Latin-1 the alphabet has: septets");
-        assert_eq!(deliveries(0, 0, &[b'a'; 255 * 152]), Some(255));
-        assert_eq!(deliveries(0, 0, &[b'a'; 255 * 152 + 1]), None, "more than 255 parts");
-        // A header of the submitter's own travels in one SMS; longer, it cannot be carried.
+        assert_eq!(deliveries(0, 0, &[b'a'; 255 * 134]), Some(255));
+        assert_eq!(deliveries(0, 0, &[b'a'; 255 * 134 + 1]), None, "more than 255 parts");
+        assert_eq!((deliveries(0, 0, &[b'a'; 141]), deliveries(0, 0, &[b'a'; 142])), (Some(1), Some(2)));
+        assert_eq!((deliveries(8, 8, &[0; 124]), deliveries(8, 8, &[0; 126])), (Some(1), Some(2)));
+        // A header of the submitter's own travels in one SMS, tagged if the element fits beside
+        // it; longer, it cannot be carried.
         let with_header = [&[5u8, 0, 3, 7, 2, 1][..], &[b'a'; 150]].concat();
         assert_eq!(deliveries(UDHI, 0, &with_header), Some(1));
+        let full = delivers(&stored(903, Submission { esm_class: UDHI, ..esme(0, with_header.clone()) })).unwrap();
+        assert!(!fits_with_element(&full[0]));
+        let short = [&[5u8, 0, 3, 7, 2, 1][..], &[b'a'; 130]].concat();
+        let room = delivers(&stored(904, Submission { esm_class: UDHI, ..esme(0, short) })).unwrap();
+        assert!(fits_with_element(&room[0]));
         assert_eq!(deliveries(UDHI, 0, &[&with_header[..], b"0123456789"].concat()), None);
         assert_eq!(deliveries(UDHI, 0, &[9, 0]), None, "a header longer than the payload");
         let refs: Vec<u32> = part_references(902, vec![vec![]; 3]).into_iter().map(|(r, _)| r).collect();

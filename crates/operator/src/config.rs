@@ -85,6 +85,8 @@ pub struct OperatorConfig {
     pub accounts: crate::account_opening::AccountsConfig,
     /// The OTA server (F7): its address, the card application it writes, what it writes.
     pub ota: crate::ota::OtaConfig,
+    /// SMS authentication at the SMS center (F3): keys, counters, the old key's grace.
+    pub sms_auth: crate::sms_center::authentication::SmsAuthConfig,
 }
 
 /// `[[interconnect]]`: another operator's SMS center and this operator's account there.
@@ -279,6 +281,7 @@ impl Default for OperatorConfig {
             provisioning: Default::default(),
             accounts: Default::default(),
             ota: Default::default(),
+            sms_auth: Default::default(),
         }
     }
 }

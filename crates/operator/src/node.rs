@@ -78,6 +78,8 @@ pub(crate) struct NodeInner {
     pub provisioner: crate::provisioner::Provisioner,
     /// The OTA server (F7).
     pub ota: crate::ota::Ota,
+    /// SMS authentication: each SIM's key and counters for tagging SMS-DELIVERs (F3).
+    pub sms_auth: crate::sms_center::authentication::Authenticator,
 }
 
 impl Node {
@@ -111,6 +113,7 @@ impl Node {
         Ok(Node {
             inner: Arc::new(NodeInner {
                 provisioner,
+                sms_auth: crate::sms_center::authentication::Authenticator::new(config.sms_auth.clone()),
                 metrics: Metrics::new(registry),
                 config,
                 store,
@@ -151,6 +154,54 @@ impl Node {
 
     pub fn client(&self) -> &ClearinghouseClient {
         &self.inner.client
+    }
+
+    /// The SMS center's tagger of SMS-DELIVERs (F3).
+    pub fn sms_auth(&self) -> &crate::sms_center::authentication::Authenticator {
+        &self.inner.sms_auth
+    }
+
+    /// Records a SIM this operator issues and gives it its first SMS-authentication key: the
+    /// key to write into the SIM (`None` if it had one).
+    pub async fn issue_sim(
+        &self,
+        imsi: &str,
+        msisdn: &str,
+        k_sim: &[u8],
+    ) -> Result<Option<crate::sms_center::authentication::IssuedKey>, OperatorError> {
+        let config = &self.inner.config.sms_auth;
+        crate::sms_center::authentication::issue_sim(
+            self.store(),
+            self.sealer()?,
+            config,
+            imsi,
+            msisdn,
+            k_sim,
+            self.now(),
+        )
+        .await
+    }
+
+    /// Issues the next SMS-authentication key of the SIM `imsi`, not yet active: the key the
+    /// OTA server writes into the SIM. Activate it with [`Node::activate_sms_auth_key`] once the
+    /// SIM confirms.
+    pub async fn issue_sms_auth_key(
+        &self,
+        imsi: &str,
+    ) -> Result<crate::sms_center::authentication::IssuedKey, OperatorError> {
+        let config = &self.inner.config.sms_auth;
+        crate::sms_center::authentication::issue_key(self.store(), self.sealer()?, config, imsi, self.now()).await
+    }
+
+    /// Activates key `version` of the SIM `imsi`: the SMS center tags with it from its next
+    /// SMS-DELIVER on, and the keys before it are retired after the grace period. False if
+    /// there is no such key.
+    pub async fn activate_sms_auth_key(&self, imsi: &str, version: u8) -> Result<bool, OperatorError> {
+        let config = &self.inner.config.sms_auth;
+        let done =
+            crate::sms_center::authentication::activate_key(self.store(), config, imsi, version, self.now()).await?;
+        self.sms_auth().reload(imsi).await;
+        Ok(done)
     }
 
     /// The node's SMS center.

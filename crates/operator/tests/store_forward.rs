@@ -318,11 +318,12 @@ async fn sar_segments_reach_the_handset_as_one_message_and_too_long_is_refused_a
         .build();
     assert!(matches!(bank.submit_sm(beyond).await, Err(ClientError::Status(CommandStatus::EsmeRinvtlvval))));
 
-    // 255 SMS is the most; one septet more is refused with ESME_RINVMSGLEN, nothing stored.
+    // 255 SMS is the most (134 septets each, beside the concatenation and authentication
+    // elements); one septet more is refused with ESME_RINVMSGLEN, nothing stored.
     let before = pair.opa.store().max_sms_id().await.unwrap();
-    let longest = submit(&bank, submit_sm(OPA_NUMBER, &[b'a'; 255 * 152], "").build()).await;
+    let longest = submit(&bank, submit_sm(OPA_NUMBER, &[b'a'; 255 * 134], "").build()).await;
     assert_eq!(longest, before + 255, "its 255 parts' references are kept");
-    let too_long = submit_sm(OPA_NUMBER, &[b'a'; 255 * 152 + 1], "").build();
+    let too_long = submit_sm(OPA_NUMBER, &[b'a'; 255 * 134 + 1], "").build();
     assert!(matches!(bank.submit_sm(too_long).await, Err(ClientError::Status(CommandStatus::EsmeRinvmsglen))));
     assert_eq!(pair.opa.store().max_sms_id().await.unwrap(), longest);
     bank.unbind().await.unwrap();

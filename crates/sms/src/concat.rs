@@ -39,21 +39,21 @@ impl Reference {
         }
     }
 
-    /// Septets and UCS-2 units left per part once the header (and its fill bits) is in.
-    fn per_part(self) -> (usize, usize) {
+    /// Octets of the concatenation element: IEI, length, data.
+    fn element_octets(self) -> usize {
         match self {
-            Reference::Eight(_) => (153, 67),
-            Reference::Sixteen(_) => (152, 66),
+            Reference::Eight(_) => 5,
+            Reference::Sixteen(_) => 6,
         }
     }
+}
 
-    /// Octets of 8-bit data left per part once the header is in.
-    fn per_part_octets(self) -> usize {
-        match self {
-            Reference::Eight(_) => 134,
-            Reference::Sixteen(_) => 133,
-        }
-    }
+/// What one SMS carries beside a user data header of `header` octets (its length octet
+/// included; 0: none): (septets, UCS-2 units, octets). Septets lose the header's octets and
+/// the fill bits that align the text to a septet boundary.
+fn capacity(header: usize) -> (usize, usize, usize) {
+    let octets = OCTETS_SINGLE.saturating_sub(header);
+    (octets * 8 / 7, octets / 2, octets)
 }
 
 /// Why a text cannot be sent as one concatenated message.
@@ -91,9 +91,25 @@ pub fn segment(text: &str, reference: Reference) -> Result<Segments, SegmentErro
 /// text: one part without a header if it fits, else parts with a concatenation element. The
 /// SMS center's side, for a message stored as submitted.
 pub fn split_payload(payload: Payload, dcs: DataCoding, reference: Reference) -> Result<Vec<UserData>, SegmentError> {
-    let (per_septets, per_units) = reference.per_part();
+    split_payload_leaving(payload, dcs, reference, 0)
+}
+
+/// [`split_payload`], leaving `room` octets of user data header free in every part (a lone
+/// part too) for elements the sender adds afterwards, such as the SMS center's authentication
+/// element ([`crate::auth`]).
+pub fn split_payload_leaving(
+    payload: Payload,
+    dcs: DataCoding,
+    reference: Reference,
+    room: usize,
+) -> Result<Vec<UserData>, SegmentError> {
+    let (single_septets, single_units, single_octets) = match room {
+        0 => (GSM7_SINGLE, UCS2_SINGLE, OCTETS_SINGLE),
+        room => capacity(1 + room),
+    };
+    let (per_septets, per_units, per_octets) = capacity(1 + reference.element_octets() + room);
     let payloads: Vec<Payload> = match (payload, dcs.alphabet()) {
-        (Payload::Septets(septets), _) => split(&septets, GSM7_SINGLE, per_septets, |s| s == gsm7::ESC)
+        (Payload::Septets(septets), _) => split(&septets, single_septets, per_septets, |s| s == gsm7::ESC)
             .into_iter()
             .map(|r| Payload::Septets(septets[r].to_vec()))
             .collect(),
@@ -101,12 +117,12 @@ pub fn split_payload(payload: Payload, dcs: DataCoding, reference: Reference) ->
             // Units as pairs of octets (an odd last octet stays on its own).
             let units: Vec<&[u8]> = octets.chunks(2).collect();
             let opens_pair = |u: &[u8]| u.len() == 2 && (0xD8..0xDC).contains(&u[0]);
-            split(&units, UCS2_SINGLE, per_units, opens_pair)
+            split(&units, single_units, per_units, opens_pair)
                 .into_iter()
                 .map(|r| Payload::Octets(units[r].concat()))
                 .collect()
         }
-        (Payload::Octets(octets), _) => split(&octets, OCTETS_SINGLE, reference.per_part_octets(), |_| false)
+        (Payload::Octets(octets), _) => split(&octets, single_octets, per_octets, |_| false)
             .into_iter()
             .map(|r| Payload::Octets(octets[r].to_vec()))
             .collect(),

@@ -1,13 +1,17 @@
 //! SMS on the air interface: the 3GPP TS 23.040 transfer-layer PDUs (TPDUs) that travel between
 //! a terminal and its SMS center, as real bytes, so that user data headers are what a real
 //! network carries and what tshark decodes. Concatenation is implemented; other information
-//! elements (the SIM data download of F7, the authentication element of F3) are carried through
-//! as they are.
+//! elements (the SIM data download of F7) are carried through as they are; F3's authentication
+//! element is read and written by [`auth`].
 //!
 //! - [`tpdu`]: SMS-SUBMIT (terminal → SMSC), SMS-DELIVER and SMS-STATUS-REPORT (SMSC →
 //!   terminal), with addresses, time stamps, validity periods and data coding.
 //! - [`udh`]: user data headers and their information elements (concatenation 8- and 16-bit;
-//!   the command and response packet identifiers of SIM data download).
+//!   the authentication element; the command and response packet identifiers of SIM data
+//!   download).
+//! - [`auth`]: F3's authentication element: the SMS center tags each SMS-DELIVER with a
+//!   counter and a MAC under the subscriber's key; the handset tells authentic SMS from those
+//!   of a pseudo base station and from replays.
 //! - [`mod@concat`]: long texts split into concatenated parts, and the parts put back together.
 //! - [`gsm7`]: the GSM 7-bit default alphabet and septet packing.
 //! - [`air`]: the frames of the simulated air interface (attach with a SIM challenge, TPDUs
@@ -18,6 +22,7 @@
 
 pub mod address;
 pub mod air;
+pub mod auth;
 pub mod concat;
 pub mod gsm7;
 pub mod tpdu;

@@ -1,8 +1,10 @@
 //! User data headers (TS 23.040 §9.2.3.24): a length octet, then information elements, each
-//! an identifier, a length and data. Concatenation is decoded; every other element is kept
-//! as it came, so a header survives decode and encode byte for byte.
+//! an identifier, a length and data. Concatenation and F3's authentication element
+//! ([`crate::auth`]) are decoded; every other element, and an authentication element that is
+//! malformed, is kept as it came, so a header survives decode and encode byte for byte.
 
 use crate::DecodeError;
+use crate::auth::{AuthElement, IEI_SMS_AUTH};
 
 /// IEI of a concatenated short message with an 8-bit reference.
 pub const IEI_CONCAT_8: u8 = 0x00;
@@ -18,7 +20,12 @@ pub const IEI_RESPONSE_PACKET: u8 = 0x71;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InformationElement {
     Concat(Concat),
-    Other { iei: u8, data: Vec<u8> },
+    /// The SMS center's authentication element (IEI [`IEI_SMS_AUTH`]).
+    Auth(AuthElement),
+    Other {
+        iei: u8,
+        data: Vec<u8>,
+    },
 }
 
 /// One part of a concatenated message.
@@ -53,6 +60,7 @@ impl InformationElement {
         match self {
             InformationElement::Concat(c) if c.wide => 6,
             InformationElement::Concat(_) => 5,
+            InformationElement::Auth(_) => crate::auth::ELEMENT_OCTETS,
             InformationElement::Other { data, .. } => 2 + data.len(),
         }
     }
@@ -63,6 +71,7 @@ impl UserDataHeader {
     pub fn has(&self, iei: u8) -> bool {
         self.elements.iter().any(|e| match e {
             InformationElement::Concat(c) => iei == if c.wide { IEI_CONCAT_16 } else { IEI_CONCAT_8 },
+            InformationElement::Auth(_) => iei == IEI_SMS_AUTH,
             InformationElement::Other { iei: i, .. } => *i == iei,
         })
     }
@@ -70,7 +79,7 @@ impl UserDataHeader {
     pub fn concat(&self) -> Option<Concat> {
         self.elements.iter().find_map(|e| match e {
             InformationElement::Concat(c) => Some(*c),
-            InformationElement::Other { .. } => None,
+            InformationElement::Auth(_) | InformationElement::Other { .. } => None,
         })
     }
 
@@ -85,6 +94,10 @@ impl UserDataHeader {
                     out.extend([c.total, c.seq]);
                 }
                 InformationElement::Concat(c) => out.extend([IEI_CONCAT_8, 3, c.reference as u8, c.total, c.seq]),
+                InformationElement::Auth(a) => {
+                    out.extend([IEI_SMS_AUTH, crate::auth::ELEMENT_LEN as u8]);
+                    out.extend(a.encode());
+                }
                 InformationElement::Other { iei, data } => {
                     out.extend([*iei, data.len() as u8]);
                     out.extend_from_slice(data);
@@ -117,6 +130,8 @@ impl UserDataHeader {
                     total,
                     seq,
                 }),
+                (IEI_SMS_AUTH, data) => AuthElement::decode(data)
+                    .map_or_else(|_| InformationElement::Other { iei, data: data.to_vec() }, InformationElement::Auth),
                 _ => InformationElement::Other { iei, data: data.to_vec() },
             });
             at += 2 + l;

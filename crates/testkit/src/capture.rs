@@ -75,3 +75,32 @@ pub fn tshark(pcap: &Path, args: &[&str]) -> Vec<String> {
 
 /// The display filter of the packets tshark finds malformed or warns about.
 pub const PROBLEMS: &str = "_ws.malformed || _ws.expert.severity >= 0x600000";
+
+/// A link-layer type Wireshark leaves to its user (`DLT_USER0`), which [`tshark_user_dlt`]
+/// hands to a dissector of the test's choosing: how bytes that travel on no IP link (a TPDU)
+/// reach tshark.
+pub const DLT_USER0: u32 = 147;
+
+/// Writes `packets` to a pcap file at `path` with link type `dlt`, one record each.
+pub fn write_pcap(path: &Path, dlt: u32, packets: &[Vec<u8>]) {
+    let mut out = Vec::new();
+    // Magic, version 2.4, no time zone correction, no accuracy, snap length, link type.
+    out.extend(0xa1b2_c3d4u32.to_le_bytes());
+    out.extend(2u16.to_le_bytes());
+    out.extend(4u16.to_le_bytes());
+    for v in [0u32, 0, 65_535, dlt] {
+        out.extend(v.to_le_bytes());
+    }
+    for (i, p) in packets.iter().enumerate() {
+        for v in [i as u32, 0, p.len() as u32, p.len() as u32] {
+            out.extend(v.to_le_bytes());
+        }
+        out.extend_from_slice(p);
+    }
+    std::fs::write(path, out).expect("the pcap file is written");
+}
+
+/// The tshark option that decodes [`DLT_USER0`] with `dissector` (e.g. `gsm_sms`).
+pub fn tshark_user_dlt(dissector: &str) -> String {
+    format!("uat:user_dlts:\"User 0 (DLT=147)\",\"{dissector}\",\"0\",\"\",\"0\",\"\"")
+}

@@ -7,6 +7,7 @@ mod porting;
 mod propagation;
 mod provisioning;
 mod sms;
+mod smsauth;
 
 use std::process::ExitCode;
 
@@ -38,6 +39,9 @@ enum Which {
     /// The OTA server (F7): secured packets built and verified per second on one core, and
     /// self-service request to the card's proof of receipt through a node, under load.
     Ota(ota::Args),
+    /// What SMS authentication costs: tagging and verifying one SMS on one core, and the SMS
+    /// benchmark's end-to-end throughput with it on divided by the same with it off.
+    Smsauth(smsauth::Args),
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -47,6 +51,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Which::Enum(a) => enum_dns::run(a).await,
         Which::Propagation(a) => propagation::run(a).await,
         Which::Sms(a) => sms::run(a).await,
+        Which::Smsauth(a) => smsauth::run(a).await,
         Which::Provisioning(a) => provisioning::run(a).await,
         Which::Ota(a) => ota::run(a).await,
     }

@@ -325,6 +325,7 @@ async fn start_cluster(
         pin_stretch: stretch,
         clearinghouse: clearinghouse::ClearinghouseConfig::default(),
         tls: !args.plain,
+        sms_auth: true,
     })
     .await?;
     Ok((cluster, pg_db))

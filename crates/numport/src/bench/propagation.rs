@@ -71,6 +71,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         pin_stretch: stretch,
         clearinghouse: clearinghouse::ClearinghouseConfig::default(),
         tls: !args.plain,
+        sms_auth: true,
     })
     .await?;
     let standalone = launch_standalone(&args, &cluster).await?;

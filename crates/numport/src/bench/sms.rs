@@ -76,6 +76,25 @@ pub struct Args {
     dir: PathBuf,
 }
 
+impl Args {
+    /// The arguments of a throughput phase alone (`numport bench smsauth`).
+    pub fn throughput(messages: usize, esmes: usize, window: usize, terminals: usize, dir: PathBuf) -> Args {
+        Args {
+            messages,
+            esmes,
+            window,
+            terminals,
+            interconnect_share: 0.5,
+            rate: 0.0,
+            seconds: 0.0,
+            crash_rate: 0.0,
+            json: false,
+            plain: false,
+            dir,
+        }
+    }
+}
+
 /// What the terminals have seen, per message sequence number.
 struct Tally {
     /// SMS-DELIVERs received, repeats included.
@@ -84,6 +103,8 @@ struct Tally {
     shown: Vec<AtomicU8>,
     shown_total: AtomicUsize,
     repeats_dropped: AtomicUsize,
+    /// SMS-DELIVERs a verifying handset did not find authentic.
+    not_authentic: AtomicUsize,
 }
 
 impl Tally {
@@ -93,13 +114,22 @@ impl Tally {
             shown: (0..n).map(|_| AtomicU8::new(0)).collect(),
             shown_total: AtomicUsize::new(0),
             repeats_dropped: AtomicUsize::new(0),
+            not_authentic: AtomicUsize::new(0),
         }
     }
 }
 
 /// One subscriber's handset, attached to its operator's air interface; it reattaches (to the
-/// address in `air`, which changes when the node restarts) whenever the link drops.
-async fn terminal(msisdn: Msisdn, air: Arc<RwLock<SocketAddr>>, tally: Arc<Tally>, stop: CancellationToken) {
+/// address in `air`, which changes when the node restarts) whenever the link drops. With a
+/// `verifier` (the SIM's SMS-authentication key) it verifies each SMS-DELIVER as a handset
+/// does, and counts those not authentic.
+async fn terminal(
+    msisdn: Msisdn,
+    air: Arc<RwLock<SocketAddr>>,
+    tally: Arc<Tally>,
+    mut verifier: Option<sms::auth::Verifier>,
+    stop: CancellationToken,
+) {
     let (imsi, k_sim) = sim_of(&msisdn);
     let mut seen: HashSet<u32> = HashSet::new();
     while !stop.is_cancelled() {
@@ -114,7 +144,13 @@ async fn terminal(msisdn: Msisdn, air: Arc<RwLock<SocketAddr>>, tally: Arc<Tally
             loop {
                 let Some(frame) = operator::air::read_frame(&mut r).await? else { return Ok(()) };
                 let Frame::Deliver { reference, tpdu } = frame else { continue };
-                if let Ok(sms::Tpdu::Deliver(d)) = sms::Tpdu::decode_mt(&tpdu)
+                let deliver = sms::Tpdu::decode_mt(&tpdu);
+                if let (Some(v), Ok(sms::Tpdu::Deliver(d))) = (&mut verifier, &deliver)
+                    && !v.verify(d, msisdn.as_str(), 0).is_authentic()
+                {
+                    tally.not_authentic.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Ok(sms::Tpdu::Deliver(d)) = deliver
                     && let Some(seq) =
                         d.user_data.text(d.dcs).strip_prefix("bench ").and_then(|n| n.parse::<usize>().ok())
                     && seq < tally.received.len()
@@ -271,7 +307,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let crash_n = (args.crash_rate * 6.0) as usize;
     let latency_seqs = args.messages..args.messages + rate_n;
     let crash_seqs = latency_seqs.end..latency_seqs.end + crash_n;
-    let mut rig = Rig::start(&args, terminals, crash_seqs.end).await?;
+    let mut rig = Rig::start(&args, terminals, crash_seqs.end, true).await?;
     let throughput = throughput(&args, &rig).await?;
     let latency = latency(&args, &rig, latency_seqs).await?;
     let crash = if args.crash_rate > 0.0 && crash_n > 0 {
@@ -292,12 +328,25 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         "latency": latency,
         "crash": crash,
         "repeats_dropped_by_terminals": rig.tally.repeats_dropped.load(Ordering::Relaxed),
+        "not_authentic_at_terminals": rig.tally.not_authentic.load(Ordering::Relaxed),
     });
     if args.json {
         println!("{result}");
     }
     rig.cluster.stop().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The throughput phase alone, on a cluster of its own with SMS authentication on (every
+/// handset verifying; anything not authentic is an error) or off: the end-to-end rate.
+pub async fn throughput_only(args: &Args, auth: bool) -> anyhow::Result<f64> {
+    let rig = Rig::start(args, args.terminals.max(1), args.messages, auth).await?;
+    let figures = throughput(args, &rig).await?;
+    rig.stop.cancel();
+    let not_authentic = rig.tally.not_authentic.load(Ordering::Relaxed);
+    rig.cluster.stop().await;
+    anyhow::ensure!(not_authentic == 0, "{not_authentic} SMS-DELIVERs were not authentic at their handsets");
+    figures["end_to_end_per_s"].as_f64().context("not every message reached its terminal")
 }
 
 /// The cluster under load, and the terminals attached to it.
@@ -314,9 +363,10 @@ struct Rig {
 }
 
 impl Rig {
-    /// Starts the cluster, waits for opa's replica, and attaches `terminals` subscribers at
-    /// each of opa and opb, tallying `messages` sequence numbers.
-    async fn start(args: &Args, terminals: usize, messages: usize) -> anyhow::Result<Rig> {
+    /// Starts the cluster (SMS authentication on or off, as `auth` says), waits for opa's
+    /// replica, and attaches `terminals` subscribers at each of opa and opb, tallying `messages`
+    /// sequence numbers; with `auth` they verify what they receive.
+    async fn start(args: &Args, terminals: usize, messages: usize, auth: bool) -> anyhow::Result<Rig> {
         eprintln!("setting up a cluster of three operators with {terminals} subscribers each ...");
         let cluster = Cluster::start(ClusterSpec {
             dir: args.dir.clone(),
@@ -325,6 +375,7 @@ impl Rig {
             pin_stretch: PinStretch::FAST,
             clearinghouse: clearinghouse::ClearinghouseConfig::default(),
             tls: !args.plain,
+            sms_auth: auth,
         })
         .await?;
         let (opa, opb) = (cluster.op("opa"), cluster.op("opb"));
@@ -340,11 +391,12 @@ impl Rig {
         };
         let tally = Arc::new(Tally::new(messages));
         let stop = CancellationToken::new();
+        let verifier = |m: &Msisdn| auth.then(|| cluster.handset_verifier(m)).transpose();
         for m in &dest.local {
-            tokio::spawn(terminal(m.clone(), air_a.clone(), tally.clone(), stop.clone()));
+            tokio::spawn(terminal(m.clone(), air_a.clone(), tally.clone(), verifier(m)?, stop.clone()));
         }
         for m in &dest.remote {
-            tokio::spawn(terminal(m.clone(), air_b.clone(), tally.clone(), stop.clone()));
+            tokio::spawn(terminal(m.clone(), air_b.clone(), tally.clone(), verifier(m)?, stop.clone()));
         }
         tokio::time::sleep(Duration::from_millis(500)).await; // attaches
         Ok(Rig { cluster, smsc, air_a, dest, tally, stop })

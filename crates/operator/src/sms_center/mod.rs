@@ -36,12 +36,17 @@
 //! (schedule_delivery_time) is stored with its time and not handed over before it: not at its
 //! commit, not at its terminal's attach, not by the interconnect.
 //!
+//! **Authentication.** Every SMS-DELIVER sent over the air carries a counter and a MAC under
+//! the key the center shares with the SIM ([`authentication`]), so the handset tells the
+//! network's SMS from a pseudo base station's.
+//!
 //! Every change of state goes through the [`committer`], which commits whatever has gathered
 //! while the previous commit ran in one transaction (group commit): the database sees one
 //! commit per batch, not per message. Delivery is at-least-once across a crash (a message
 //! delivered but not yet recorded so is delivered again after restart, and the terminal drops
 //! the repeat by its reference); nothing acknowledged is lost.
 
+pub mod authentication;
 pub mod committer;
 pub mod interconnect;
 pub mod long_message;

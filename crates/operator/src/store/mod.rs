@@ -23,6 +23,7 @@
 //! - [`provisioning`]: the provisioning orders and the durable per-category command queues.
 //! - [`accounts`]: number and IMSI pools, the card stock (keys sealed), self-service accounts.
 //! - [`ota`]: the OTA server's jobs and the cards' counters.
+//! - [`sms_auth`]: the SMS center's authentication keys (sealed) and counter marks (F3).
 
 pub mod accounts;
 pub mod events;
@@ -30,6 +31,7 @@ pub mod messages;
 pub mod ota;
 pub mod provisioning;
 pub mod sms;
+pub mod sms_auth;
 mod sms_sqlite;
 pub mod subscribers;
 
@@ -64,6 +66,7 @@ pub static SQLITE_MIGRATIONS: &[Migration] = numport_db::migrations!(
         "0011_provisioning.sql",
         "0012_sms_protocol_id.sql",
         "0013_account_opening_ota.sql",
+        "0014_sms_auth_keys.sql",
     ]
 );
 pub static POSTGRES_MIGRATIONS: &[Migration] = numport_db::migrations!(
@@ -82,6 +85,7 @@ pub static POSTGRES_MIGRATIONS: &[Migration] = numport_db::migrations!(
         "0011_provisioning.sql",
         "0012_sms_protocol_id.sql",
         "0013_account_opening_ota.sql",
+        "0014_sms_auth_keys.sql",
     ]
 );
 
