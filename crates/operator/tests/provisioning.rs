@@ -235,9 +235,14 @@ async fn a_port_in_activates_and_a_port_out_deactivates() {
     assert!(n.send(n.signed(&envelope(2, confirmed))).await.0.is_success());
     let off_all = async || elements.iter().all(|e| e.subscriber(&number).is_none());
     eventually("deactivation on every element", off_all).await;
-    let (_, s) = call(&n, "GET", "/v1/provisioning/status", Some(TOKEN), None).await;
-    let total: u64 = s["categories"].as_array().unwrap().iter().map(|c| c["executed"].as_u64().unwrap()).sum();
-    assert_eq!(total, 6, "one activation and one deactivation, three commands each: {s}");
+    // An element applies a command before the dispatcher records its outcome: wait for the
+    // record, then check that nothing more was executed.
+    let executed = async || {
+        let (_, s) = call(&n, "GET", "/v1/provisioning/status", Some(TOKEN), None).await;
+        s["categories"].as_array().unwrap().iter().map(|c| c["executed"].as_u64().unwrap()).sum::<u64>()
+    };
+    eventually("six outcomes recorded", async || executed().await >= 6).await;
+    assert_eq!(executed().await, 6, "one activation and one deactivation, three commands each");
     stop.cancel();
 }
 
