@@ -10,75 +10,25 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use numport_core::ManualClock;
 use operator::config::InterconnectPeer;
 use operator::sms_center::authentication::IssuedKey;
-use operator::{Listeners, Node, OperatorConfig};
+use operator::{Node, OperatorConfig};
 use sms::address::Address;
 use sms::air::{CAUSE_OK, Frame};
 use sms::auth::{AuthElement, Forgery, HeldKey, MAC_LEN, SmsAuthKey, Verdict, Verifier};
 use sms::tpdu::{SmsDeliver, Tpdu};
 use sms::udh::{InformationElement, UserDataHeader};
 use smsc::client::Client;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 const IMSI: &str = "242010000000002";
 const NUMBER: &str = "4790000002";
 const K_SIM: &[u8] = b"k-sim-sms-auth";
-
-/// Node `name` on `clock` in `dir` (its database there), its replica saying 4790 is opa's,
-/// 4791 opb's, then `ported`; the bank and the interconnect accounts; changed by `tweak`.
-async fn node(
-    name: &str,
-    dir: &Path,
-    clock: &ManualClock,
-    ported: &[(&str, &str)],
-    tweak: impl FnOnce(&mut OperatorConfig),
-) -> Node {
-    let npdb = dir.join(format!("npdb-{name}"));
-    let ops = [("opa", "D001"), ("opb", "D002")]
-        .map(|(n, r)| npdb::Operator { name: n.parse().unwrap(), routing_number: r.parse().unwrap() });
-    let ranges = [("4790", "opa"), ("4791", "opb")].map(|(p, o)| (p.parse().unwrap(), o.parse().unwrap()));
-    let mut index = npdb::Index::new(ops, ranges).unwrap();
-    for (number, serving) in ported {
-        index.apply(&number.parse().unwrap(), &serving.parse().unwrap()).unwrap();
-    }
-    replica::disk::install_index(&npdb, &index, ported.len() as i64, 0).unwrap();
-    let mut config = OperatorConfig {
-        database_url: format!("sqlite://{}/operator-{{name}}.db", dir.display()),
-        npdb: replica::ReplicaConfig { data_dir: Some(npdb), ..config(name, "http://127.0.0.1:9").npdb },
-        ..config(name, "http://127.0.0.1:9")
-    };
-    tweak(&mut config);
-    let node = Node::open(config, Arc::new(clock.clone())).await.unwrap();
-    for (esme, password) in [("bank", "s3cret"), ("ic-opa", "icpw"), ("ic-opb", "icpw")] {
-        node.store().upsert_esme(&smsc::EsmeAccount::new(esme, password, 1000).unwrap(), T0).await.unwrap();
-    }
-    node
-}
-
-/// Serves `node` on `smpp` and an air listener of its own until `stop`; the air address.
-async fn serve(node: &Node, smpp: TcpListener, stop: &CancellationToken) -> SocketAddr {
-    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let air = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let air_addr = air.local_addr().unwrap();
-    let listeners = Listeners { http, enum_dns: None, smpp: Some(smpp), smpp_tls: None, air: Some(air) };
-    tokio::spawn(node.clone().serve(listeners, stop.clone()));
-    air_addr
-}
-
-async fn listener() -> (TcpListener, SocketAddr) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    (l, addr)
-}
-
 /// The handset: the SIM's keys and the counters it accepted.
 fn handset(keys: &[&IssuedKey]) -> Verifier {
     Verifier {
@@ -145,12 +95,12 @@ impl One {
     async fn start(tweak: impl FnOnce(&mut OperatorConfig)) -> One {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(T0);
-        let node = node("opa", dir.path(), &clock, &[], tweak).await;
+        let node = sms_node("opa", dir.path(), &clock, &[], tweak).await;
         let key = node.issue_sim(IMSI, NUMBER, K_SIM).await.unwrap().expect("a first key");
         assert_eq!(node.issue_sim(IMSI, NUMBER, K_SIM).await.unwrap(), None, "issued once");
-        let (smpp_listener, smpp) = listener().await;
+        let (listener, smpp) = smpp_listener().await;
         let stop = CancellationToken::new();
-        let air = serve(&node, smpp_listener, &stop).await;
+        let air = serve(&node, listener, &stop).await;
         One { node, smpp, air, key, stop, _dir: dir }
     }
 }
@@ -213,11 +163,11 @@ async fn the_sms_center_restarted_goes_on_with_higher_counters() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);
     let block = |c: &mut OperatorConfig| c.sms_auth.counter_block = 3;
-    let first = node("opa", dir.path(), &clock, &[], block).await;
+    let first = sms_node("opa", dir.path(), &clock, &[], block).await;
     let key = first.issue_sim(IMSI, NUMBER, K_SIM).await.unwrap().unwrap();
-    let (smpp_listener, smpp) = listener().await;
+    let (listener, smpp) = smpp_listener().await;
     let stop = CancellationToken::new();
-    let air = serve(&first, smpp_listener, &stop).await;
+    let air = serve(&first, listener, &stop).await;
     let b = bank(smpp).await;
     for i in 0..2 {
         b.submit("MyBank", NUMBER, format!("before {i}").as_bytes()).await.unwrap();
@@ -229,10 +179,10 @@ async fn the_sms_center_restarted_goes_on_with_higher_counters() {
     first.store().close().await;
     drop(first);
 
-    let second = node("opa", dir.path(), &clock, &[], block).await;
-    let (smpp_listener, smpp) = listener().await;
+    let second = sms_node("opa", dir.path(), &clock, &[], block).await;
+    let (listener, smpp) = smpp_listener().await;
     let stop = CancellationToken::new();
-    let air = serve(&second, smpp_listener, &stop).await;
+    let air = serve(&second, listener, &stop).await;
     let b = bank(smpp).await;
     for i in 0..5 {
         b.submit("MyBank", NUMBER, format!("after {i}").as_bytes()).await.unwrap();
@@ -316,7 +266,7 @@ async fn a_message_forwarded_after_a_port_is_tagged_by_the_serving_operator() {
     let ported = [(NUMBER, "opb")];
     let clock = ManualClock::new(T0);
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let ((a_listener, a_addr), (b_listener, b_addr)) = (listener().await, listener().await);
+    let ((a_listener, a_addr), (b_listener, b_addr)) = (smpp_listener().await, smpp_listener().await);
     let link = |operator: &str, addr, system_id: &str| InterconnectPeer {
         operator: op(operator),
         addr,
@@ -326,9 +276,11 @@ async fn a_message_forwarded_after_a_port_is_tagged_by_the_serving_operator() {
         enquire_link_ms: operator::config::DEFAULT_ENQUIRE_LINK_MS,
     };
     let opa =
-        node("opa", dirs[0].path(), &clock, &ported, |c| c.interconnect = vec![link("opb", b_addr, "ic-opa")]).await;
+        sms_node("opa", dirs[0].path(), &clock, &ported, |c| c.interconnect = vec![link("opb", b_addr, "ic-opa")])
+            .await;
     let opb =
-        node("opb", dirs[1].path(), &clock, &ported, |c| c.interconnect = vec![link("opa", a_addr, "ic-opb")]).await;
+        sms_node("opb", dirs[1].path(), &clock, &ported, |c| c.interconnect = vec![link("opa", a_addr, "ic-opb")])
+            .await;
     let opb_key = opb.issue_sim(IMSI, NUMBER, K_SIM).await.unwrap().unwrap();
     let stop = CancellationToken::new();
     let _ = serve(&opa, a_listener, &stop).await;

@@ -14,14 +14,13 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
 use numport_core::ManualClock;
 use operator::config::InterconnectPeer;
 use operator::store::sms::{SmsState, StoredSms};
-use operator::{Listeners, Node, OperatorConfig};
+use operator::{Node, OperatorConfig};
 use sms::air::{CAUSE_OK, Frame};
 use smsc::BindMode;
 use smsc::client::{Client, ClientError, Incoming};
@@ -42,9 +41,7 @@ const OPA_IMSI: &str = "242010000000002";
 const OPA_NUMBER: &str = "4790000002";
 const K_SIM: &[u8] = b"k-sim-store-forward";
 
-/// `name` on `clock`, its replica (ranges 4790 opa, 4791 opb, then `ported`) on disk in
-/// `dir`, with the ESMEs `bank`, `ic-opa` and `ic-opb`, the SIMs of both test numbers, and
-/// its configuration changed by `tweak`.
+/// `name` as [`sms_node`] makes it, with the SIMs of both test numbers.
 async fn node(
     name: &str,
     dir: &Path,
@@ -52,25 +49,7 @@ async fn node(
     ported: &[(&str, &str)],
     tweak: impl FnOnce(&mut OperatorConfig),
 ) -> Node {
-    let npdb = dir.join(format!("npdb-{name}"));
-    let ops = [("opa", "D001"), ("opb", "D002")]
-        .map(|(n, r)| npdb::Operator { name: n.parse().unwrap(), routing_number: r.parse().unwrap() });
-    let ranges = [("4790", "opa"), ("4791", "opb")].map(|(p, o)| (p.parse().unwrap(), o.parse().unwrap()));
-    let mut index = npdb::Index::new(ops, ranges).unwrap();
-    for (number, serving) in ported {
-        index.apply(&number.parse().unwrap(), &serving.parse().unwrap()).unwrap();
-    }
-    replica::disk::install_index(&npdb, &index, ported.len() as i64, 0).unwrap();
-    let mut config = OperatorConfig {
-        database_url: format!("sqlite://{}/operator-{{name}}.db", dir.display()),
-        npdb: replica::ReplicaConfig { data_dir: Some(npdb), ..config(name, "http://127.0.0.1:9").npdb },
-        ..config(name, "http://127.0.0.1:9")
-    };
-    tweak(&mut config);
-    let node = Node::open(config, Arc::new(clock.clone())).await.unwrap();
-    for (esme, password) in [("bank", "s3cret"), ("ic-opa", "icpw"), ("ic-opb", "icpw")] {
-        node.store().upsert_esme(&smsc::EsmeAccount::new(esme, password, 1000).unwrap(), T0).await.unwrap();
-    }
+    let node = sms_node(name, dir, clock, ported, tweak).await;
     node.store().upsert_sim(OPB_IMSI, OPB_NUMBER, K_SIM).await.unwrap();
     node.store().upsert_sim(OPA_IMSI, OPA_NUMBER, K_SIM).await.unwrap();
     node
@@ -86,23 +65,6 @@ fn link(operator: &str, addr: SocketAddr, system_id: &str) -> InterconnectPeer {
         tls: None,
         enquire_link_ms: operator::config::DEFAULT_ENQUIRE_LINK_MS,
     }
-}
-
-/// A node served on `smpp` (and an air listener of its own) until `stop`; its air address.
-async fn serve(node: &Node, smpp: TcpListener, stop: &CancellationToken) -> SocketAddr {
-    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let air = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let air_addr = air.local_addr().unwrap();
-    let listeners = Listeners { http, enum_dns: None, smpp: Some(smpp), smpp_tls: None, air: Some(air) };
-    tokio::spawn(node.clone().serve(listeners, stop.clone()));
-    air_addr
-}
-
-/// An SMPP listener on a free loopback port, and its address.
-async fn smpp_listener() -> (TcpListener, SocketAddr) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    (l, addr)
 }
 
 /// opa and opb, each linked to the other, served; opb's replica changed by `opb_ported`.

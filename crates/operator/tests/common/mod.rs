@@ -300,3 +300,56 @@ pub async fn eventually(what: &str, f: impl AsyncFn() -> bool) {
     }
     panic!("timed out waiting for {what}");
 }
+
+/// SMS-center node `name` on `clock`, its replica (ranges 4790 opa, 4791 opb, then `ported`)
+/// on disk in `dir`, its database there, with the ESMEs `bank`, `ic-opa` and `ic-opb`, and its
+/// configuration changed by `tweak`.
+pub async fn sms_node(
+    name: &str,
+    dir: &std::path::Path,
+    clock: &ManualClock,
+    ported: &[(&str, &str)],
+    tweak: impl FnOnce(&mut OperatorConfig),
+) -> Node {
+    let npdb = dir.join(format!("npdb-{name}"));
+    let ops = [("opa", "D001"), ("opb", "D002")]
+        .map(|(n, r)| npdb::Operator { name: n.parse().unwrap(), routing_number: r.parse().unwrap() });
+    let ranges = [("4790", "opa"), ("4791", "opb")].map(|(p, o)| (p.parse().unwrap(), o.parse().unwrap()));
+    let mut index = npdb::Index::new(ops, ranges).unwrap();
+    for (number, serving) in ported {
+        index.apply(&number.parse().unwrap(), &serving.parse().unwrap()).unwrap();
+    }
+    replica::disk::install_index(&npdb, &index, ported.len() as i64, 0).unwrap();
+    let mut config = OperatorConfig {
+        database_url: format!("sqlite://{}/operator-{{name}}.db", dir.display()),
+        npdb: replica::ReplicaConfig { data_dir: Some(npdb), ..config(name, "http://127.0.0.1:9").npdb },
+        ..config(name, "http://127.0.0.1:9")
+    };
+    tweak(&mut config);
+    let node = Node::open(config, Arc::new(clock.clone())).await.unwrap();
+    for (esme, password) in [("bank", "s3cret"), ("ic-opa", "icpw"), ("ic-opb", "icpw")] {
+        node.store().upsert_esme(&smsc::EsmeAccount::new(esme, password, 1000).unwrap(), T0).await.unwrap();
+    }
+    node
+}
+
+/// `node` served on `smpp` (and an air listener of its own) until `stop`; its air address.
+pub async fn serve(
+    node: &Node,
+    smpp: tokio::net::TcpListener,
+    stop: &tokio_util::sync::CancellationToken,
+) -> SocketAddr {
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let air = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let air_addr = air.local_addr().unwrap();
+    let listeners = operator::Listeners { http, enum_dns: None, smpp: Some(smpp), smpp_tls: None, air: Some(air) };
+    tokio::spawn(node.clone().serve(listeners, stop.clone()));
+    air_addr
+}
+
+/// A listener on a free loopback port, and its address.
+pub async fn smpp_listener() -> (tokio::net::TcpListener, SocketAddr) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    (l, addr)
+}
