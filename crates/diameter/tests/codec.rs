@@ -1,6 +1,9 @@
 //! The codec: typed messages round-trip, validation earns the right Result-Code and Failed-AVP,
 //! and no input, however broken, makes any decoder panic.
 
+mod common;
+
+use common::service_information;
 use diameter::avp::{FLAG_M, Writer};
 use diameter::base::{self, VendorSpecificApplicationId};
 use diameter::cc::*;
@@ -63,22 +66,7 @@ fn full_ccr() -> Ccr {
             },
         ],
         termination_cause: None,
-        service_information: Some(ServiceInformation {
-            ps: Some(PsInformation {
-                charging_id: Some(0x1234),
-                called_station_id: Some("internet".into()),
-                imsi_mcc_mnc: Some("24201".into()),
-                sgsn_mcc_mnc: Some("24202".into()),
-                rat_type: Some(vec![6]),
-                user_location_info: Some(vec![0x82, 0x42, 0xf2, 0x10, 0, 1, 0x42, 0xf2, 0x10, 0, 0, 0, 1]),
-            }),
-            ims: Some(ImsInformation {
-                node_functionality: 6,
-                role_of_node: Some(0),
-                calling_party_address: Some("tel:+4790000001".into()),
-                called_party_address: Some("tel:+4790000002".into()),
-            }),
-        }),
+        service_information: Some(service_information()),
         retransmitted: true,
     }
 }

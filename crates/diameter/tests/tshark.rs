@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{OCS_REALM, identity};
+use common::{OCS_REALM, identity, service_information};
 use diameter::avp::Writer;
 use diameter::cc::*;
 use diameter::message::Header;
@@ -54,22 +54,7 @@ fn ccr(kind: CcRequestType, number: u32) -> Ccr {
             ..Default::default()
         }],
         termination_cause: (kind == CcRequestType::Termination).then_some(1),
-        service_information: Some(ServiceInformation {
-            ps: Some(PsInformation {
-                charging_id: Some(0x1234),
-                called_station_id: Some("internet".into()),
-                imsi_mcc_mnc: Some("24201".into()),
-                sgsn_mcc_mnc: Some("24202".into()),
-                rat_type: Some(vec![6]),
-                user_location_info: Some(vec![0x82, 0x42, 0xf2, 0x10, 0, 1, 0x42, 0xf2, 0x10, 0, 0, 0, 1]),
-            }),
-            ims: Some(ImsInformation {
-                node_functionality: 6,
-                role_of_node: Some(0),
-                calling_party_address: Some("tel:+4790000001".into()),
-                called_party_address: Some("tel:+4790000002".into()),
-            }),
-        }),
+        service_information: Some(service_information()),
         retransmitted: false,
     }
 }

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use diameter::cc::{CcRequestType, Cca, Ccr, Mscc, ServiceUnit};
+use diameter::cc::{CcRequestType, Cca, Ccr, ImsInformation, Mscc, PsInformation, ServiceInformation, ServiceUnit};
 use diameter::peer::{CreditControlHandler, KnownPeer, ServerConfig, Timers, serve};
 use diameter::{Identity, dict::result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -120,4 +120,25 @@ pub async fn closed(s: &mut TcpStream) -> bool {
 
 pub async fn send(s: &mut TcpStream, bytes: &[u8]) {
     s.write_all(bytes).await.unwrap();
+}
+
+/// The PS- and IMS-Information of the test sessions: every Service-Information AVP the codec
+/// and the dictionary know, so that round trips and tshark see them all.
+pub fn service_information() -> ServiceInformation {
+    ServiceInformation {
+        ps: Some(PsInformation {
+            charging_id: Some(0x1234),
+            called_station_id: Some("internet".into()),
+            imsi_mcc_mnc: Some("24201".into()),
+            sgsn_mcc_mnc: Some("24202".into()),
+            rat_type: Some(vec![6]),
+            user_location_info: Some(vec![0x82, 0x42, 0xf2, 0x10, 0, 1, 0x42, 0xf2, 0x10, 0, 0, 0, 1]),
+        }),
+        ims: Some(ImsInformation {
+            node_functionality: 6,
+            role_of_node: Some(0),
+            calling_party_address: Some("tel:+4790000001".into()),
+            called_party_address: Some("tel:+4790000002".into()),
+        }),
+    }
 }
