@@ -191,6 +191,9 @@ mod seeds {
                 scts: ts,
                 discharge: ts,
                 status: 0,
+                pid: None,
+                dcs: None,
+                user_data: None,
             })
             .encode()
             .unwrap(),

@@ -285,21 +285,6 @@ impl Cluster {
         Ok(SimKey { version: k.version, key: k.key })
     }
 
-    /// Issues `msisdn`'s SIM at operator `op` (the recipient, at port-in): records it with its
-    /// attach key ([`sim_of`]) and gives it an SMS-authentication key, sealed under `op`'s
-    /// key-encryption key; the key to write into the SIM (`None` if it had one there).
-    pub async fn issue_sim(&self, op: &OperatorProc, msisdn: &Msisdn) -> anyhow::Result<Option<SimKey>> {
-        let path = self.dir.join(format!("operator-{}.toml", op.name));
-        let cfg: OperatorConfig = toml::from_str(&std::fs::read_to_string(&path)?)?;
-        let sealer = cfg.sealer()?.context("an operator without a key-encryption key")?;
-        let store = OperatorStore::connect(&op.db_url).await?;
-        let (imsi, k_sim) = sim_of(msisdn);
-        let now = SystemClock.now_ms();
-        let issued = issue_sim(&store, &sealer, &cfg.sms_auth, &imsi, msisdn.as_str(), &k_sim, now).await;
-        store.close().await;
-        Ok(issued?.map(|k| SimKey { version: k.version, key: k.key }))
-    }
-
     /// A handset verifier holding `msisdn`'s SIM key.
     pub fn handset_verifier(&self, msisdn: &Msisdn) -> anyhow::Result<sms::auth::Verifier> {
         let k = self.sms_auth_key(msisdn)?;

@@ -23,7 +23,6 @@ use numport::cluster::{
     BANK_PASSWORD, BANK_SYSTEM_ID, Cluster, ClusterSpec, INITIAL_FUNDS, OperatorProc, pin_of, sim_of, subscriber_number,
 };
 use numport::fakebts::{Attacks, Network, capture};
-use numport::handset_auth::SimKey;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -133,9 +132,15 @@ then with the subscriber's PIN:"
     check_provisioning(&stores, &msisdn, &mut c).await?;
     let http = cluster.http()?.build()?;
     check_lookups(cluster, &http, &msisdn, &mut c).await;
-    ported_card_rewritten(cluster, &stores.1, &msisdn, &ported_card, &mut c).await?;
+    let card = ported_card_rewritten(cluster, &stores.1, &msisdn, &ported_card, &mut c).await?;
     self_service(cluster, &http, &mut c).await?;
-    check_sms(cluster, &stores, &msisdn, &mut c).await?;
+    let handset = Handset {
+        imsi: ported_card.imsi.clone(),
+        k_sim: ported_card.k_sim.clone(),
+        card,
+        state: cluster.dir.join("handset.state"),
+    };
+    check_sms(cluster, &stores, &msisdn, &handset, &mut c).await?;
     Ok(c.failed)
 }
 
@@ -326,6 +331,7 @@ async fn check_sms(
     cluster: &Cluster,
     (a_store, _): &(OperatorStore, OperatorStore),
     msisdn: &Msisdn,
+    handset: &Handset,
     c: &mut Checks,
 ) -> anyhow::Result<()> {
     let (a, b) = (cluster.op("opa"), cluster.op("opb"));
@@ -341,7 +347,6 @@ async fn check_sms(
         stored.is_some_and(|m| m.route == "interconnect" && m.serving_operator == "opb"),
         "opa's SMS center routes the bank's SMS to opb, which serves the number now",
     );
-    let handset = Handset::issued_by(cluster, b, msisdn).await?;
     let shown = handset.receive(b.proc.air.context("opb runs no air interface")?).await?;
     println!(
         "  the handset on opb shows: {} from {}: {}  [{}]",
@@ -356,7 +361,7 @@ async fn check_sms(
     );
     c.check(
         shown["verdict"] == "authentic",
-        "the handset finds the bank's SMS authentic: opb, serving the number now, tagged it with the SIM's key",
+        "the handset finds the bank's SMS authentic: opb tagged it with the key it wrote into the SIM at the port-in",
     );
     c.check(
         b.proc.smpp.is_none() && b.proc.smpp_tls.is_some(),
@@ -376,7 +381,7 @@ async fn check_sms(
         "the bank gets a DELIVRD receipt for its message id, relayed from opb through opa",
     );
     bank.unbind().await?;
-    fake_base_station(&handset, msisdn, c).await
+    fake_base_station(handset, msisdn, c).await
 }
 
 /// F3's other half: a pseudo base station takes the handset's radio link (the handset attaches
@@ -407,29 +412,27 @@ async fn fake_base_station(handset: &Handset, msisdn: &Msisdn, c: &mut Checks) -
     Ok(())
 }
 
-/// The subscriber's handset after the port: the SIM as opb issued it at port-in, with its
-/// SMS-authentication key, and a state file that keeps its verdicts and replay window.
+/// The subscriber's handset after the port: the card opb issued for the ported number and
+/// re-wrote over the air at the port-in (its SMS-authentication key among what it wrote), and
+/// a state file that keeps its verdicts and replay window.
 struct Handset {
     imsi: String,
-    k_sim: Vec<u8>,
-    key: SimKey,
+    /// Hex.
+    k_sim: String,
+    card: PathBuf,
     state: PathBuf,
 }
 
 impl Handset {
-    async fn issued_by(cluster: &Cluster, b: &OperatorProc, msisdn: &Msisdn) -> anyhow::Result<Handset> {
-        let (imsi, k_sim) = sim_of(msisdn);
-        let key = cluster.issue_sim(b, msisdn).await?.context("opb had issued this SIM before")?;
-        Ok(Handset { imsi, k_sim, key, state: cluster.dir.join("handset.state") })
-    }
-
     /// Attaches `numport terminal` to the network at `air` and returns the first message it
     /// shows, as the terminal's JSON, with its verdict.
     async fn receive(&self, air: std::net::SocketAddr) -> anyhow::Result<serde_json::Value> {
         let terminal = tokio::process::Command::new(numport::launch::numport_exe()?)
-            .args(["terminal", "--node", &air.to_string(), "--imsi", &self.imsi, "--k-sim", &hex::encode(&self.k_sim)])
-            .args(["--sms-auth-key", &self.key.to_string(), "--count", "1", "--json", "--state"])
+            .args(["terminal", "--node", &air.to_string(), "--imsi", &self.imsi, "--card"])
+            .arg(&self.card)
+            .args(["--count", "1", "--json", "--state"])
             .arg(&self.state)
+            .env("NUMPORT_K_SIM", &self.k_sim)
             .env("NUMPORT_LOG", "warn")
             .kill_on_drop(true)
             .output();
@@ -521,14 +524,15 @@ async fn card_written(
 }
 
 /// F7 at the port-in: opb re-writes the ported subscriber's card over the air (its SPN, SMS
-/// center address and keys), through its SMS center, and collects the proof of receipt.
+/// center address and keys), through its SMS center, and collects the proof of receipt, which
+/// makes the SMS-authentication key it wrote the one its SMS center tags with. The card file.
 async fn ported_card_rewritten(
     cluster: &Cluster,
     b_store: &OperatorStore,
     msisdn: &Msisdn,
     card: &operator::ota::stock::LoadedCard,
     c: &mut Checks,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<PathBuf> {
     println!(
         "
 opb re-writes the ported subscriber's SIM over the air (F7):"
@@ -541,9 +545,18 @@ opb re-writes the ported subscriber's SIM over the air (F7):"
         shown["spn"] == "opb" && shown["smsc"] == "+4791999999",
         "the ported subscriber's SIM shows opb's SPN and SMS center",
     );
-    let written = b_store.sim_card(&card.iccid).await?.is_some_and(|k| k.product_keys_sealed.is_some());
-    c.check(written, "opb collected the card's proof of receipt: its new keys are the card's");
-    Ok(())
+    let now = numport_core::Clock::now_ms(&numport_core::SystemClock);
+    let keys = b_store.sms_auth_keys(&card.imsi, now).await?;
+    let active = keys.iter().find(|k| k.activated_at.is_some() && k.retired_at.is_none()).map(|k| k.version);
+    println!(
+        "  SMS-authentication key: version {} in the SIM, {active:?} active at opb",
+        shown["sms_auth_key"]["version"]
+    );
+    c.check(
+        active.is_some_and(|v| shown["sms_auth_key"]["version"] == u64::from(v)),
+        "opb collected the card's proof of receipt: the key written into the SIM is the one its SMS center tags with",
+    );
+    Ok(file)
 }
 
 /// F7: a new subscriber opens an account at opb on its self-service API with the blank card

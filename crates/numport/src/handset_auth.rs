@@ -1,6 +1,7 @@
-//! The handset's side of SMS authentication (F3): every SMS-DELIVER is checked against the
-//! keys the SIM holds ([`sms::auth::Verifier`]) and gets a verdict, shown and stored with the
-//! message: authentic, forged ("sent by a pseudo base station") or replayed.
+//! The handset's side of SMS authentication (F3): every SMS-DELIVER and SMS-STATUS-REPORT is
+//! checked against the keys the SIM holds ([`sms::auth::Verifier`]) and gets a verdict, shown
+//! and stored with the message: authentic, forged ("sent by a pseudo base station") or
+//! replayed.
 //!
 //! A concatenated message's verdict is the worst of its parts' (one forged part injected into a
 //! genuine message makes the message forged). The replay window, the keys and the verdicts of
@@ -10,8 +11,10 @@
 //! object a line).
 //!
 //! The keys come from the SIM: [`SimKey`]s, version and key, as the SMS center issued them.
-//! When the SIM is given a newer version, the older keys stay accepted for the grace period
-//! the operator stated, then no more.
+//! When the SIM is given a newer version, the older keys stay accepted for a grace period,
+//! then no more. The card's SMS-authentication EF holds a version and a key only, not the
+//! grace the node configured (`[sms_auth] grace_s`), so the handset is told it
+//! (`numport terminal --sms-auth-grace-s`, whose default is the node's default).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -20,7 +23,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use sms::auth::{HeldKey, KEY_LEN, ReplayWindow, SmsAuthKey, Verdict, Verifier};
-use sms::tpdu::SmsDeliver;
+use sms::tpdu::{SmsDeliver, SmsStatusReport};
 
 /// A key the SIM holds: `VERSION:HEX` on the command line.
 #[derive(Clone, PartialEq, Eq)]
@@ -224,6 +227,14 @@ impl HandsetAuth {
         }
         self.save()?;
         Ok(judgement)
+    }
+
+    /// Judges one received SMS-STATUS-REPORT to `msisdn` at `now_ms`, as [`HandsetAuth::judge`]
+    /// an SMS-DELIVER: a pseudo base station's "delivered" is forged like its SMS.
+    pub fn judge_report(&mut self, report: &SmsStatusReport, msisdn: &str, now_ms: i64) -> anyhow::Result<Judgement> {
+        let verdict = self.verifier.verify(report, msisdn, now_ms);
+        self.save()?;
+        Ok(Judgement::from(&verdict))
     }
 
     /// The verdict of the message whose last part is `deliver`, now complete; forgotten here.

@@ -1,6 +1,6 @@
 //! How `numport terminal` puts SMS authentication to use ([`numport::handset_auth`]): each
-//! SMS-DELIVER judged before it is acknowledged, each message shown with its verdict and stored
-//! with it in the inbox.
+//! SMS-DELIVER and status report judged before it is acknowledged, each shown with its verdict
+//! and a message stored with it in the inbox.
 
 use std::path::{Path, PathBuf};
 
@@ -41,15 +41,30 @@ pub fn take_card_key(auth: &mut HandsetAuth, card: Option<&CardFile>, grace_ms: 
     }
 }
 
-/// The verdict on `tpdu` if it is an SMS-DELIVER (for a part, its message's so far), with the
-/// SMS-DELIVER; saved before the caller acknowledges it. A SIM without SMS authentication (no
-/// key at all) gives no verdict.
-pub fn judge(auth: &mut HandsetAuth, tpdu: &[u8], msisdn: &str) -> anyhow::Result<Option<(Judgement, SmsDeliver)>> {
+/// The number the MAC covers as the destination: the SIM's own (its EF_MSISDN, which the OTA
+/// server writes at account opening and port-in) when a card holds one, else the number the
+/// network attached the SIM as. A handset knows its number from its SIM; the attach answer
+/// is the base station's word, and a pseudo base station's at that.
+pub fn own_number(card: Option<&CardFile>, attached: &str) -> String {
+    card.and_then(CardFile::msisdn).unwrap_or_else(|| attached.to_owned())
+}
+
+/// The verdict on `tpdu` if it is an SMS-DELIVER (for a part, its message's so far, and the
+/// SMS-DELIVER, whose message [`HandsetAuth::complete`] finishes) or an SMS-STATUS-REPORT,
+/// to the subscriber `msisdn`; saved before the caller acknowledges it. A SIM without SMS
+/// authentication (no key at all) gives no verdict.
+pub fn judge(
+    auth: &mut HandsetAuth,
+    tpdu: &[u8],
+    msisdn: &str,
+) -> anyhow::Result<Option<(Judgement, Option<SmsDeliver>)>> {
     if !auth.has_keys() {
         return Ok(None);
     }
+    let now = SystemClock.now_ms();
     match Tpdu::decode_mt(tpdu) {
-        Ok(Tpdu::Deliver(d)) => Ok(Some((auth.judge(&d, msisdn, SystemClock.now_ms())?, d))),
+        Ok(Tpdu::Deliver(d)) => Ok(Some((auth.judge(&d, msisdn, now)?, Some(d)))),
+        Ok(Tpdu::StatusReport(r)) => Ok(Some((auth.judge_report(&r, msisdn, now)?, None))),
         _ => Ok(None),
     }
 }

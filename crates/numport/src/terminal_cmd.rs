@@ -27,12 +27,15 @@
 //! screen, the card file is rewritten, and the card's proof of receipt goes back to the
 //! sender as an SMS-SUBMIT. `numport terminal sim new|show` makes and prints card files.
 //!
-//! **Authentication.** Every other SMS-DELIVER is verified with the SIM's SMS-authentication
-//! keys (the card's, and any `--sms-auth-key VERSION:HEX`) before it is acknowledged, and the
-//! message is shown with its verdict: authentic, forged (sent by a pseudo base station) or
-//! replayed ([`crate::smsauth_terminal`], [`numport::handset_auth`]). A key the card receives
-//! over the air is used from the next SMS on. With `--state FILE` the replay window lives in
-//! `FILE.smsauth` and the messages with their verdicts in `FILE.smsauth.inbox`.
+//! **Authentication.** Every other SMS-DELIVER, and every SMS-STATUS-REPORT, is verified with
+//! the SIM's SMS-authentication keys (the card's, and any `--sms-auth-key VERSION:HEX`) before
+//! it is acknowledged, and shown with its verdict: authentic, forged (sent by a pseudo base
+//! station) or replayed ([`crate::smsauth_terminal`], [`numport::handset_auth`]). The MAC
+//! covers the subscriber's number, taken from the card's EF_MSISDN when it holds one, else the
+//! number the node attached the SIM as. A key the card receives over the air is used from the
+//! next SMS on, the older ones accepted for `--sms-auth-grace-s` more (the card holds no grace
+//! of its own). With `--state FILE` the replay window lives in `FILE.smsauth` and the messages
+//! with their verdicts in `FILE.smsauth.inbox`.
 //!
 //! **Porting.** `numport terminal port --to OPERATOR --recipient-url URL` ports the SIM's
 //! number to another operator, as a subscriber does from the handset ([`port`]): it attaches,
@@ -144,7 +147,8 @@ struct Receive {
     /// each SMS-DELIVER is verified with them and shown with its verdict.
     #[arg(long, value_name = "VERSION:HEX", env = "NUMPORT_SMS_AUTH_KEY", hide_env_values = true)]
     sms_auth_key: Vec<numport::handset_auth::SimKey>,
-    /// How long an older key stays accepted once the SIM holds a newer one, in seconds.
+    /// How long an older key stays accepted once the SIM holds a newer one, in seconds: the
+    /// node's `[sms_auth] grace_s` (the card's EF holds the key and its version, not this).
     #[arg(long, default_value_t = 7 * 86_400)]
     sms_auth_grace_s: i64,
 }
@@ -282,9 +286,10 @@ async fn receive(args: Receive) -> anyhow::Result<ExitCode> {
             crate::smsauth_terminal::take_card_key(&mut auth, card.as_ref(), grace_ms)?;
             continue;
         }
-        let judged = crate::smsauth_terminal::judge(&mut auth, &tpdu, &msisdn)?;
+        let own = crate::smsauth_terminal::own_number(card.as_ref(), &msisdn);
+        let judged = crate::smsauth_terminal::judge(&mut auth, &tpdu, &own)?;
         if let Some(show) = memory.take(reference, &tpdu) {
-            let verdict = judged.and_then(|(j, d)| auth.complete(&d).or(Some(j)));
+            let verdict = judged.map(|(j, d)| d.and_then(|d| auth.complete(&d)).unwrap_or(j));
             let line = crate::smsauth_terminal::show(&mut auth, &show, verdict.as_ref(), args.json)?;
             println!("{line}");
             shown += 1;
@@ -747,6 +752,9 @@ mod tests {
             scts: scts(),
             discharge: scts(),
             status: 0,
+            pid: None,
+            dcs: None,
+            user_data: None,
         };
         let mut m = Memory::in_memory();
         let shown = m.take(0x8000_0005, &Tpdu::StatusReport(report).encode().unwrap()).unwrap();

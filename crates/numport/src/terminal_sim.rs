@@ -251,6 +251,11 @@ impl CardFile {
         Ok(CardFile { path: path.to_owned(), card, download: DataDownload::default(), next_mr: rand::random() })
     }
 
+    /// The number in the card's EF_MSISDN, digits without `+`, if one was written.
+    pub fn msisdn(&self) -> Option<String> {
+        self.card.msisdn().map(|m| m.trim_start_matches('+').to_owned()).filter(|m| !m.is_empty())
+    }
+
     /// The SMS-authentication key the card holds (its EF), if one was written.
     pub fn sms_auth_key(&self) -> Option<numport::handset_auth::SimKey> {
         let (version, key) = self.card.sms_auth_key()?;

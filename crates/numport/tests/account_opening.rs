@@ -2,7 +2,9 @@
 //! blank card in stock, the card personalised from the stock's data (`numport terminal sim
 //! new`), an account opened over HTTP, `numport terminal` with the card attached over the air:
 //! the node's OTA server writes the card through its SMS center and collects the PoR, and
-//! `numport terminal sim show` reads the new number, SPN and SMS center address. Then the
+//! `numport terminal sim show` reads the new number, SPN and SMS center address, and the
+//! SMS-authentication key the SMS center tags with: the terminal's own SMS and its status
+//! report come back authentic under the card's key. Then the
 //! counters across `kill -9`: a packet sent, the node killed, restarted; the next packet has a
 //! higher counter, which the card accepts.
 
@@ -96,7 +98,8 @@ fn terminal(air: std::net::SocketAddr, card: &operator::ota::stock::LoadedCard, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_account_opened_over_http_writes_the_terminals_card() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut node, card, _) = node(dir.path(), 10_000).await;
+    let (mut node, card, config) = node(dir.path(), 10_000).await;
+    let (imsi, k_sim) = (card.imsi.clone(), card.k_sim.clone());
     let file = dir.path().join("card.json");
     new_card(&file, &card);
     assert_eq!(show(&file)["msisdn"], Value::Null, "a blank card");
@@ -112,6 +115,48 @@ async fn an_account_opened_over_http_writes_the_terminals_card() {
     assert_eq!(written["smsc"], "+4790000000", "{written}");
     let view = wait_state(&http, &node.url(), opened["id"].as_str().unwrap(), "sim_written").await;
     assert_eq!(view["sim_written"], true);
+
+    // One key: the card's SMS-authentication key is the one the SMS center tags with.
+    let cfg: operator::OperatorConfig = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let store =
+        operator::OperatorStore::connect(&format!("sqlite://{}", dir.path().join("opa.db").display())).await.unwrap();
+    let now = numport_core::Clock::now_ms(&numport_core::SystemClock);
+    let keys = store.sms_auth_keys(&imsi, now).await.unwrap();
+    let active = keys.iter().find(|k| k.activated_at.is_some() && k.retired_at.is_none()).expect("an active key");
+    let sealer = cfg.sealer().unwrap().unwrap();
+    let key =
+        operator::sms_center::authentication::issued_key(&store, &sealer, &cfg.sms_auth, &imsi, active.version, now)
+            .await
+            .unwrap()
+            .unwrap();
+    store.close().await;
+    assert_eq!(written["sms_auth_key"]["version"], active.version, "{written}");
+    assert_eq!(written["sms_auth_key"]["kcv"], hex::encode_upper(sim::crypto::secret_check_value(&key.key)));
+
+    // The terminal sends itself an SMS: the SMS-DELIVER and the status report the SMS center
+    // sends back are authentic under the card's key, for the number in the card's EF_MSISDN.
+    let file = dir.path().join("card.json");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_numport"))
+            .args(["terminal", "--node", &air.to_string(), "--imsi", &imsi, "--card", file.to_str().unwrap()])
+            .args(["--send", "4790500000", "--text", "Hei fra meg selv", "--count", "2", "--json"])
+            .env("NUMPORT_K_SIM", &k_sim)
+            .env("NUMPORT_LOG", "warn")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let message = shown.iter().find(|v| v["text"] == "Hei fra meg selv").expect("the SMS shown");
+    assert_eq!(message["verdict"], "authentic", "{message}");
+    let report = shown.iter().find(|v| v["status_report"].is_object()).expect("the status report shown");
+    assert_eq!(
+        (report["status_report"]["status"].as_str(), report["verdict"].as_str()),
+        (Some("delivered"), Some("authentic"))
+    );
     node.stop().await;
 }
 

@@ -393,9 +393,14 @@ impl Attached<'_> {
                         continue;
                     }
                 },
-                ToTerminal::StatusReport(m, _) => {
-                    status_report_tpdu(m).map(|tpdu| vec![(report_reference(m.id), tpdu)])
-                }
+                ToTerminal::StatusReport(m, _) => match self.tagged_report(m).await {
+                    Ok(tpdu) => tpdu.map(|tpdu| vec![(report_reference(m.id), tpdu)]),
+                    Err(e) => {
+                        // Not sent untagged: dropped here, it is offered again.
+                        tracing::warn!(id = m.id, error = %e, "SMS authentication failed; status report not sent now");
+                        continue;
+                    }
+                },
             };
             let Some(frames) = frames else {
                 self.unencodable(next).await;
@@ -433,6 +438,19 @@ impl Attached<'_> {
         let Ok(sealer) = node.sealer() else { return Ok(encode_all(delivers)) };
         node.sms_auth().tag(node.store(), sealer, self.imsi, self.msisdn, &mut delivers, node.now()).await?;
         Ok(encode_all(delivers))
+    }
+
+    /// The SMS-STATUS-REPORT on `m`, tagged like an SMS-DELIVER with the SIM's key and the
+    /// next counter; `Ok(None)` if `m` owes none or it cannot be encoded.
+    async fn tagged_report(&self, m: &StoredSms) -> Result<Option<Vec<u8>>, OperatorError> {
+        let Some(report) = status_report(m) else { return Ok(None) };
+        let node = self.node;
+        let mut reports = [report];
+        if let Ok(sealer) = node.sealer() {
+            node.sms_auth().tag(node.store(), sealer, self.imsi, self.msisdn, &mut reports, node.now()).await?;
+        }
+        let [report] = reports;
+        Ok(Tpdu::StatusReport(report).encode().ok())
     }
 
     /// A message that cannot be encoded is undeliverable; a status report, given up.
@@ -793,11 +811,11 @@ fn user_data_parts(
     Some((dcs, parts))
 }
 
-/// The SMS-STATUS-REPORT on `m`, a final message a terminal submitted: its TP-MR, the
-/// recipient, when it was submitted and settled, and TP-ST: 0x00 delivered, 0x46 validity
-/// period expired, 0x43 not obtainable (permanent failure), 0x47 deleted by its sender; 0x20 (still trying) if it is not
-/// final. `None` if no terminal submitted `m`.
-pub(crate) fn status_report_tpdu(m: &StoredSms) -> Option<Vec<u8>> {
+/// The SMS-STATUS-REPORT on `m`, a final message a terminal submitted, not yet tagged: its
+/// TP-MR, the recipient, when it was submitted and settled, and TP-ST: 0x00 delivered, 0x46
+/// validity period expired, 0x43 not obtainable (permanent failure), 0x47 deleted by its
+/// sender; 0x20 (still trying) if it is not final. `None` if no terminal submitted `m`.
+pub(crate) fn status_report(m: &StoredSms) -> Option<SmsStatusReport> {
     let (_, message_reference) = m.submitting_terminal()?;
     let status = match m.state {
         SmsState::Delivered => 0x00,
@@ -806,7 +824,7 @@ pub(crate) fn status_report_tpdu(m: &StoredSms) -> Option<Vec<u8>> {
         SmsState::Deleted => 0x47,
         SmsState::Queued | SmsState::Forwarded => 0x20,
     };
-    let report = SmsStatusReport {
+    Some(SmsStatusReport {
         more_messages: false,
         qualifier_command: false,
         message_reference,
@@ -814,8 +832,10 @@ pub(crate) fn status_report_tpdu(m: &StoredSms) -> Option<Vec<u8>> {
         scts: timestamp(m.submitted_at),
         discharge: timestamp(m.done_at.unwrap_or(m.submitted_at)),
         status,
-    };
-    Tpdu::StatusReport(report).encode().ok()
+        pid: None,
+        dcs: None,
+        user_data: None,
+    })
 }
 
 fn timestamp(ms: Millis) -> Timestamp {
@@ -1003,12 +1023,13 @@ mod tests {
         for (state, status) in [(SmsState::Delivered, 0x00), (SmsState::Expired, 0x46), (SmsState::Undeliverable, 0x43)]
         {
             let m = StoredSms { state, done_at: Some(NOW + 61_000), ..stored(7, s.clone()) };
-            let Ok(Tpdu::StatusReport(r)) = Tpdu::decode_mt(&status_report_tpdu(&m).unwrap()) else { panic!() };
+            let tpdu = Tpdu::StatusReport(status_report(&m).unwrap()).encode().unwrap();
+            let Ok(Tpdu::StatusReport(r)) = Tpdu::decode_mt(&tpdu) else { panic!() };
             assert_eq!((r.message_reference, r.status, r.recipient.value.as_str()), (200, status, "4790000001"));
             assert_eq!((r.discharge.minute, r.discharge.second), (6, 1));
         }
         let esme = StoredSms { system_id: "bank".into(), ..stored(7, s) };
-        assert_eq!(status_report_tpdu(&esme), None);
+        assert_eq!(status_report(&esme), None);
         assert_eq!(report_reference(7), 0x8000_0007);
     }
 

@@ -379,12 +379,24 @@ async fn an_opened_account_gets_its_card_written_over_the_air() {
     assert_eq!(c.msisdn().as_deref(), Some("+4790500000"));
     assert_eq!(c.spn().as_deref(), Some("Operator A"));
     assert_eq!(c.smsc().as_deref(), Some("+4790000000"));
-    let keys = operator::ota::ProductKeys::open(node.sealer().unwrap(), &iccid(5), &job.product_keys_sealed).unwrap();
-    assert_eq!(c.sms_auth_key(), Some((keys.sms_auth_version, keys.sms_auth_key.as_slice())));
     assert_eq!(c.counter(sim::Tar::RFM_SIM), job.counter.unwrap() as u64);
-    // The card's new keys are the node's now.
-    let stored = node.store().sim_card(&iccid(5)).await.unwrap().unwrap();
-    assert_eq!(stored.product_keys_sealed.as_deref(), Some(job.product_keys_sealed.as_str()));
+    // The SMS-authentication key written is the SMS center's, issued for the job and active
+    // now that the card confirmed it.
+    assert_eq!(job.sms_auth_version, Some(1));
+    let issued = operator::sms_center::authentication::issued_key(
+        node.store(),
+        node.sealer().unwrap(),
+        &node.config().sms_auth,
+        &loaded.imsi,
+        1,
+        node.now(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(c.sms_auth_key(), Some((1, &issued.key[..])));
+    let stored = node.store().sms_auth_keys(&loaded.imsi, node.now()).await.unwrap();
+    assert!(stored[0].activated_at.is_some() && stored[0].retired_at.is_none(), "{stored:?}");
 
     // The metrics count the PoR and the job.
     let metrics = telemetry_text(&node).await;

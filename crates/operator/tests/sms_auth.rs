@@ -298,3 +298,311 @@ async fn a_message_forwarded_after_a_port_is_tagged_by_the_serving_operator() {
     assert_eq!(m.route, "interconnect");
     stop.cancel();
 }
+
+// The key the OTA server writes into a card is the SMS center's: issued for the OTA job,
+// activated by the card's proof of receipt, at account opening and at a port-in.
+
+const OPENED: &str = "4790500000";
+
+/// A handset with a card on the air interface: it acknowledges every SMS-DELIVER, hands a SIM
+/// data download to the card and sends its proof of receipt; what it receives otherwise and
+/// the answers to its proofs of receipt are reported.
+#[derive(Debug)]
+enum Heard {
+    Sms(Vec<u8>),
+    PorAck(u8),
+}
+
+fn card_handset(
+    air: SocketAddr,
+    card: std::sync::Arc<std::sync::Mutex<sim::Card>>,
+    stop: CancellationToken,
+) -> tokio::sync::mpsc::UnboundedReceiver<Heard> {
+    use tokio::io::AsyncWriteExt;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let (imsi, k_sim) = {
+            let c = card.lock().unwrap();
+            (c.imsi().unwrap(), c.k_sim().to_vec())
+        };
+        let mut s = TcpStream::connect(air).await.unwrap();
+        operator::air::attach_terminal(&mut s, &imsi, &k_sim).await.unwrap().unwrap();
+        let mut download = sim::sms_pp::DataDownload::default();
+        let mut reference = 0u32;
+        loop {
+            let frame = tokio::select! {
+                _ = stop.cancelled() => return,
+                f = operator::air::read_frame(&mut s) => f.unwrap(),
+            };
+            match frame {
+                None => return,
+                Some(Frame::Deliver { reference: r, tpdu }) => {
+                    s.write_all(&Frame::DeliverAck { reference: r, cause: CAUSE_OK }.encode()).await.unwrap();
+                    let d = decode(&tpdu);
+                    if !sim::sms_pp::is_data_download(&d) {
+                        let _ = tx.send(Heard::Sms(tpdu));
+                        continue;
+                    }
+                    reference += 1;
+                    let por = download.deliver(&mut card.lock().unwrap(), &d, reference as u8).and_then(|r| r.por);
+                    if let Some(por) = por {
+                        let tpdu = Tpdu::Submit(por).encode().unwrap();
+                        s.write_all(&Frame::Submit { reference, tpdu }.encode()).await.unwrap();
+                    }
+                }
+                Some(Frame::SubmitAck { cause, .. }) => {
+                    let _ = tx.send(Heard::PorAck(cause));
+                }
+                Some(_) => {}
+            }
+        }
+    });
+    rx
+}
+
+async fn heard(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Heard>) -> Heard {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("the handset hears something").unwrap()
+}
+
+/// The SMS-authentication key the card holds.
+fn card_key(card: &std::sync::Mutex<sim::Card>) -> (u8, Vec<u8>) {
+    let c = card.lock().unwrap();
+    let (version, key) = c.sms_auth_key().expect("a key in the card");
+    (version, key.to_vec())
+}
+
+/// The SMS center's active key of `imsi`: its version and bytes.
+async fn active_key(node: &Node, imsi: &str) -> (u8, Vec<u8>) {
+    let keys = node.store().sms_auth_keys(imsi, node.now()).await.unwrap();
+    let active = keys.iter().find(|k| k.activated_at.is_some() && k.retired_at.is_none()).expect("an active key");
+    let config = &node.config().sms_auth;
+    let key = operator::sms_center::authentication::issued_key(
+        node.store(),
+        node.sealer().unwrap(),
+        config,
+        imsi,
+        active.version,
+        node.now(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    (key.version, key.key.to_vec())
+}
+
+fn held(version: u8, key: &[u8], accepted_until: Option<i64>) -> HeldKey {
+    HeldKey { key: SmsAuthKey::new(version, key).unwrap(), accepted_until }
+}
+
+/// Card `n` loaded into the stock with fixed OTA keys (serving `msisdn` if given), and the card
+/// the manufacturer personalised from it, with `sms_auth` in its SMS-authentication EF.
+async fn stock_card(
+    node: &Node,
+    n: u32,
+    imsi: Option<&str>,
+    msisdn: Option<&str>,
+    sms_auth: Option<(u8, Vec<u8>)>,
+) -> std::sync::Arc<std::sync::Mutex<sim::Card>> {
+    let card = operator::ota::stock::NewCard {
+        iccid: operator::account_opening::identity::with_luhn_digit(&format!("894700000000{n:06}")),
+        imsi: imsi.map(str::to_owned),
+        k_sim: Some(vec![n as u8; 32]),
+        algorithm: sim::Algorithm::Aes,
+        key_len: 16,
+        kic: Some(vec![0x11; 16]),
+        kid: Some(vec![0x22; 16]),
+        key_index: 1,
+        msisdn: msisdn.map(|m| m.parse().unwrap()),
+    };
+    let loaded = operator::ota::stock::load(node.store(), node.config(), card, node.now()).await.unwrap();
+    let p = sim::Personalisation {
+        imsi: loaded.imsi,
+        k_sim: vec![n as u8; 32],
+        ota_keys: vec![(1, sim::OtaKeys::aes(&[0x11; 16], &[0x22; 16]).unwrap())],
+        msisdn: msisdn.map(|m| format!("+{m}")),
+        spn: None,
+        smsc: None,
+        sms_auth,
+    };
+    std::sync::Arc::new(std::sync::Mutex::new(sim::Card::personalise(&p).unwrap()))
+}
+
+/// A node with an account pool and an OTA server, on `database_url` (SQLite in `dir` if `None`).
+async fn ota_node(dir: &std::path::Path, clock: &ManualClock, database_url: Option<&str>) -> Node {
+    sms_node("opa", dir, clock, &[], |c| {
+        if let Some(url) = database_url {
+            c.database_url = url.to_owned();
+        }
+        c.accounts.msisdn_pool = vec!["4790500000-4790500009".into()];
+        c.accounts.imsi_pool = vec!["242010000000100-242010000000199".into()];
+        c.ota.sms_center_address = "+4790000000".into();
+    })
+    .await
+}
+
+/// An account opened on a blank card: the OTA job writes the SMS center's key into the card
+/// (issued for the job, activated by its proof of receipt), and the SMS the center then sends
+/// the new subscriber verifies with the card's key.
+async fn account_opening_writes_the_centers_key(database_url: Option<&str>) {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let node = ota_node(dir.path(), &clock, database_url).await;
+    let card = stock_card(&node, 1, None, None, None).await;
+    let imsi = card.lock().unwrap().imsi().unwrap();
+    let request = serde_json::from_value(serde_json::json!({
+        "given_name": "Kari", "family_name": "Nordmann", "date_of_birth": "1990-04-17",
+        "id_document": "P1234567", "iccid": operator::account_opening::identity::with_luhn_digit("894700000000000001"),
+    }))
+    .unwrap();
+    let opened = operator::account_opening::open(&node, &request, Some("k".into())).await.unwrap();
+    assert!(node.store().sms_auth_keys(&imsi, T0).await.unwrap().is_empty(), "no key before the job's attempt");
+    let (listener, smpp) = smpp_listener().await;
+    let stop = CancellationToken::new();
+    let air = serve(&node, listener, &stop).await;
+    let mut handset = card_handset(air, card.clone(), stop.clone());
+    assert!(matches!(heard(&mut handset).await, Heard::PorAck(CAUSE_OK)));
+    let view = operator::account_opening::progress(&node, &opened.id).await.unwrap().unwrap();
+    assert!(view.sim_written, "{view:?}");
+    assert_eq!(card.lock().unwrap().msisdn().as_deref(), Some("+4790500000"));
+
+    // One key: the card's is the SMS center's active one.
+    let (version, key) = card_key(&card);
+    assert_eq!((version, key.clone()), active_key(&node, &imsi).await);
+    assert_eq!(version, 1);
+    let b = bank(smpp).await;
+    b.submit("MyBank", OPENED, b"Welcome to Operator A").await.unwrap();
+    b.unbind().await.unwrap();
+    let Heard::Sms(tpdu) = heard(&mut handset).await else { panic!("an SMS") };
+    let mut phone = Verifier { keys: vec![held(version, &key, None)], ..Verifier::default() };
+    assert_eq!(phone.verify(&decode(&tpdu), OPENED, T0), Verdict::Authentic { key_version: 1, counter: 1 });
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_opening_writes_the_centers_key_sqlite() {
+    account_opening_writes_the_centers_key(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_opening_writes_the_centers_key_postgres() {
+    let Some(db) = numport_db::testing::TempDatabase::create().await else { return };
+    account_opening_writes_the_centers_key(Some(db.url())).await;
+}
+
+/// The port-in of a number whose SIM the node issued with key 1: its card re-written over the
+/// air gets key 2, the SMS center's. SMS tagged with 1 before the proof of receipt stay
+/// authentic for the grace; after it the center tags with 2, which the card holds.
+async fn a_port_in_rotates_the_key_by_ota(database_url: Option<&str>) {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let node = ota_node(dir.path(), &clock, database_url).await;
+    let first = node.issue_sim(IMSI, NUMBER, &[2; 32]).await.unwrap().unwrap();
+    let card = stock_card(&node, 2, Some(IMSI), Some(NUMBER), Some((first.version, first.key.to_vec()))).await;
+    // The port-in as the node records it; the OTA server queues the card's re-write at start.
+    let event = operator::store::NewPortEvent {
+        message_id: Some(41),
+        kind: operator::EventKind::PortIn,
+        order_id: Some(7),
+        msisdn: NUMBER.parse().unwrap(),
+        counterpart: Some(op("opb")),
+        detail: serde_json::Value::Null,
+        at: T0,
+    };
+    assert!(node.store().apply_port_in(&event).await.unwrap());
+    let (listener, smpp) = smpp_listener().await;
+    let stop = CancellationToken::new();
+    let air = serve(&node, listener, &stop).await;
+    let b = bank(smpp).await;
+    let job = async || node.store().ota_job_by_source("port_in:message:41").await.unwrap();
+    eventually("the port-in's job issued its key", async || job().await.is_some_and(|j| j.sms_auth_version.is_some()))
+        .await;
+    assert_eq!(job().await.unwrap().sms_auth_version, Some(2), "the SIM's next version, after issue_sim's");
+    // Committed before the handset attaches: tagged at the attach, before any proof of receipt.
+    b.submit("MyBank", NUMBER, b"before the re-write").await.unwrap();
+
+    let mut handset = card_handset(air, card.clone(), stop.clone());
+    let (mut before, mut acked) = (None, false);
+    while before.is_none() || !acked {
+        match heard(&mut handset).await {
+            Heard::Sms(t) => before = Some(t),
+            Heard::PorAck(cause) => acked = cause == CAUSE_OK,
+        }
+    }
+    assert_eq!(job().await.unwrap().state, "done");
+    let (version, key) = card_key(&card);
+    assert_eq!((version, key.clone()), active_key(&node, IMSI).await, "the card's key is the center's active one");
+    assert_eq!(version, 2);
+    b.submit("MyBank", NUMBER, b"after the re-write").await.unwrap();
+    let Heard::Sms(after) = heard(&mut handset).await else { panic!("an SMS") };
+    b.unbind().await.unwrap();
+
+    // The handset holds what the card held: key 1, then key 2 with 1 accepted for the grace.
+    let grace = node.config().sms_auth.grace_ms();
+    let mut phone = Verifier {
+        keys: vec![held(1, &first.key, Some(T0 + grace)), held(version, &key, None)],
+        ..Verifier::default()
+    };
+    let before = decode(&before.unwrap());
+    assert_eq!(sms::auth::element(&before).unwrap().unwrap().key_version, 1);
+    assert!(phone.verify(&before, NUMBER, T0).is_authentic());
+    let after = decode(&after);
+    assert_eq!(sms::auth::element(&after).unwrap().unwrap().key_version, 2);
+    assert!(phone.verify(&after, NUMBER, T0).is_authentic());
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_in_rotates_the_key_by_ota_sqlite() {
+    a_port_in_rotates_the_key_by_ota(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_in_rotates_the_key_by_ota_postgres() {
+    let Some(db) = numport_db::testing::TempDatabase::create().await else { return };
+    a_port_in_rotates_the_key_by_ota(Some(db.url())).await;
+}
+
+/// A job whose card never confirms activates nothing: the SIM's key stays, and the key issued
+/// for the job goes once a later job's key is activated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_ota_job_leaves_the_old_key_active() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let node = sms_node("opa", dir.path(), &clock, &[], |c| {
+        c.ota.sms_center_address = "+4790000000".into();
+        c.ota.max_attempts = 1;
+        c.ota.retry_initial_ms = 1_000;
+    })
+    .await;
+    let first = node.issue_sim(IMSI, NUMBER, &[3; 32]).await.unwrap().unwrap();
+    stock_card(&node, 3, Some(IMSI), Some(NUMBER), Some((first.version, first.key.to_vec()))).await;
+    let event = operator::store::NewPortEvent {
+        message_id: Some(42),
+        kind: operator::EventKind::PortIn,
+        order_id: Some(8),
+        msisdn: NUMBER.parse().unwrap(),
+        counterpart: Some(op("opb")),
+        detail: serde_json::Value::Null,
+        at: T0,
+    };
+    node.store().apply_port_in(&event).await.unwrap();
+    let (listener, _) = smpp_listener().await;
+    let stop = CancellationToken::new();
+    serve(&node, listener, &stop).await;
+    let job = async || node.store().ota_job_by_source("port_in:message:42").await.unwrap();
+    eventually("the first attempt", async || job().await.is_some_and(|j| j.attempts == 1)).await;
+    clock.advance_ms(1_001);
+    node.ota().wake();
+    eventually("the job failed", async || job().await.is_some_and(|j| j.state == "failed")).await;
+    let keys = node.store().sms_auth_keys(IMSI, node.now()).await.unwrap();
+    let states: Vec<(u8, bool)> = keys.iter().map(|k| (k.version, k.activated_at.is_some())).collect();
+    assert_eq!(states, [(2, false), (1, true)], "issued for the job, never activated; the first still active");
+    assert_eq!(active_key(&node, IMSI).await, (1, first.key.to_vec()));
+    // A later key activated: the one no SIM confirmed is gone, the first retired with its grace.
+    let third = node.issue_sms_auth_key(IMSI).await.unwrap();
+    assert!(node.activate_sms_auth_key(IMSI, third.version).await.unwrap());
+    let keys = node.store().sms_auth_keys(IMSI, node.now()).await.unwrap();
+    let versions: Vec<(u8, bool)> = keys.iter().map(|k| (k.version, k.retired_at.is_some())).collect();
+    assert_eq!(versions, [(3, false), (1, true)]);
+    stop.cancel();
+}

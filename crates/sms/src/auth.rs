@@ -1,8 +1,9 @@
-//! The SMS authentication element (F3): proof that an SMS-DELIVER comes from the subscriber's
-//! own SMS center and not from a pseudo base station. A 2G handset does not authenticate the
-//! network, so anyone with a fake base station can hand it an SMS-DELIVER from "MyBank". The
-//! SMS center and the SIM share a key per subscriber; the center puts a counter and a MAC into
-//! the user data header of every SMS-DELIVER it sends over the air; the handset checks both.
+//! The SMS authentication element (F3): proof that an SMS-DELIVER (or SMS-STATUS-REPORT) comes
+//! from the subscriber's own SMS center and not from a pseudo base station. A 2G handset does
+//! not authenticate the network, so anyone with a fake base station can hand it an SMS-DELIVER
+//! from "MyBank". The SMS center and the SIM share a key per subscriber; the center puts a
+//! counter and a MAC into the user data header of every SMS-DELIVER and status report it sends
+//! over the air; the handset checks both.
 //!
 //! **The element** (user data header, IEI [`IEI_SMS_AUTH`], 13 octets of data):
 //!
@@ -23,6 +24,14 @@
 //! user data header in order, the concatenation element included (a part cannot be moved into
 //! another message or place); and the payload (septet values or octets). Each part of a
 //! concatenated message carries its own element.
+//!
+//! **Status reports** carry the element too, in the user data TP-PI announces (TS 23.040
+//! §9.2.2.3), so that a pseudo base station cannot tell a handset its SMS was delivered. Their
+//! MAC input differs in the fixed block only ([`MtMessage::fixed`]): TP-MTI, TP-MR, TP-SRQ,
+//! the recipient's TON and NPI, both time stamps, TP-ST and the optional TP-PID and TP-DCS in
+//! place of a deliver's originator, time stamp, PID and DCS; the address is the recipient's.
+//! The blocks differ in length (16 and 28 octets), and every field is length-prefixed, so no
+//! status report's input is ever an SMS-DELIVER's.
 //!
 //! **Why AES-256-CMAC truncated to 64 bits.** The target is a verification within 2 µs on one
 //! core. The input is at most ~200 octets: 13 AES blocks, which AES-NI runs in well under a
@@ -45,7 +54,7 @@
 use aes::Aes256;
 use cmac::{Cmac, Mac};
 
-use crate::tpdu::{Payload, SmsDeliver};
+use crate::tpdu::{Payload, SmsDeliver, SmsStatusReport, UserData};
 use crate::udh::{InformationElement, UserDataHeader};
 
 /// The element's IEI: SC-specific use (TS 23.040 §9.2.3.24: 0xC0–0xDF).
@@ -134,45 +143,129 @@ impl SmsAuthKey {
         self.version
     }
 
-    /// The truncated MAC of `deliver` to `destination` under `counter`.
-    fn mac(&self, counter: u32, destination: &str, deliver: &SmsDeliver) -> [u8; MAC_LEN] {
+    /// The truncated MAC of `message` to `destination` under `counter`.
+    fn mac(&self, counter: u32, destination: &str, message: &impl MtMessage) -> [u8; MAC_LEN] {
         let mut mac = self.cmac.clone();
-        mac_input(self.version, counter, destination, deliver, |bytes| mac.update(bytes));
+        mac_input(self.version, counter, destination, message, |bytes| mac.update(bytes));
         let full = mac.finalize().into_bytes();
         let mut out = [0u8; MAC_LEN];
         out.copy_from_slice(&full[..MAC_LEN]);
         out
     }
 
-    /// Tags `deliver`, an SMS-DELIVER to the subscriber `destination`, with `counter`: any
-    /// element with the authentication IEI already in its header (a sender's own, which no
-    /// one may pass off as the center's) is removed, and the center's goes last. The caller
-    /// checks that the TPDU still fits ([`ELEMENT_OCTETS`] more header).
-    pub fn tag(&self, deliver: &mut SmsDeliver, destination: &str, counter: u32) {
-        strip(deliver);
-        let element = AuthElement { key_version: self.version, counter, mac: self.mac(counter, destination, deliver) };
-        deliver
-            .user_data
+    /// Tags `message`, an SMS-DELIVER or SMS-STATUS-REPORT to the subscriber `destination`,
+    /// with `counter`: any element with the authentication IEI already in its header (a
+    /// sender's own, which no one may pass off as the center's) is removed, and the center's
+    /// goes last. The caller checks that the TPDU still fits ([`ELEMENT_OCTETS`] more header).
+    pub fn tag(&self, message: &mut impl MtMessage, destination: &str, counter: u32) {
+        strip(message);
+        let element = AuthElement { key_version: self.version, counter, mac: self.mac(counter, destination, message) };
+        message
+            .user_data_mut()
             .header
             .get_or_insert_with(UserDataHeader::default)
             .elements
             .push(InformationElement::Auth(element));
     }
 
-    /// Whether `element` is this key's MAC of `deliver` to `destination`, in constant time.
-    fn verifies(&self, element: &AuthElement, destination: &str, deliver: &SmsDeliver) -> bool {
+    /// Whether `element` is this key's MAC of `message` to `destination`, in constant time.
+    fn verifies(&self, element: &AuthElement, destination: &str, message: &impl MtMessage) -> bool {
         use subtle::ConstantTimeEq;
-        self.mac(element.counter, destination, deliver).ct_eq(&element.mac).into()
+        self.mac(element.counter, destination, message).ct_eq(&element.mac).into()
     }
 }
 
-/// Removes every authentication element (well-formed or not) from `deliver`'s header, and the
+/// A mobile-terminated TPDU the SMS center tags: an SMS-DELIVER or an SMS-STATUS-REPORT. What
+/// the MAC covers differs only in the fixed block ([`mac_input`]).
+pub trait MtMessage {
+    /// The fixed block of the MAC's input after key version and counter, into `out`; its
+    /// length.
+    fn fixed(&self, out: &mut [u8; FIXED_MAX]) -> usize;
+    /// The address the MAC covers: the originator of an SMS-DELIVER, the recipient (TP-RA) of
+    /// a status report.
+    fn address(&self) -> &crate::address::Address;
+    fn user_data(&self) -> Option<&UserData>;
+    /// The user data, made (empty) if the TPDU has none, so that an element can go in.
+    fn user_data_mut(&mut self) -> &mut UserData;
+}
+
+/// Longest fixed block after key version and counter (a status report's).
+pub const FIXED_MAX: usize = 23;
+
+fn timestamp_octets(t: &crate::tpdu::Timestamp) -> [u8; 7] {
+    [t.year, t.month, t.day, t.hour, t.minute, t.second, t.tz_quarters as u8]
+}
+
+impl MtMessage for SmsDeliver {
+    /// TON and NPI of the originator, SC time stamp, TP-PID, TP-DCS: 11 octets.
+    fn fixed(&self, out: &mut [u8; FIXED_MAX]) -> usize {
+        out[0] = self.originator.ton;
+        out[1] = self.originator.npi;
+        out[2..9].copy_from_slice(&timestamp_octets(&self.scts));
+        out[9] = self.pid;
+        out[10] = self.dcs.0;
+        11
+    }
+
+    fn address(&self) -> &crate::address::Address {
+        &self.originator
+    }
+
+    fn user_data(&self) -> Option<&UserData> {
+        Some(&self.user_data)
+    }
+
+    fn user_data_mut(&mut self) -> &mut UserData {
+        &mut self.user_data
+    }
+}
+
+/// TP-MTI of a status report, first in its fixed block.
+const MTI_STATUS_REPORT: u8 = 0x02;
+
+impl MtMessage for SmsStatusReport {
+    /// TP-MTI (2), TP-MR, TP-SRQ (0 or 1), TON and NPI of the recipient, SC time stamp,
+    /// discharge time, TP-ST, then which of TP-PID and TP-DCS are present (TP-PI bits 0 and
+    /// 1) and their values (0 when absent): 23 octets.
+    fn fixed(&self, out: &mut [u8; FIXED_MAX]) -> usize {
+        out[0] = MTI_STATUS_REPORT;
+        out[1] = self.message_reference;
+        out[2] = u8::from(self.qualifier_command);
+        out[3] = self.recipient.ton;
+        out[4] = self.recipient.npi;
+        out[5..12].copy_from_slice(&timestamp_octets(&self.scts));
+        out[12..19].copy_from_slice(&timestamp_octets(&self.discharge));
+        out[19] = self.status;
+        out[20] = u8::from(self.pid.is_some()) | u8::from(self.dcs.is_some()) << 1;
+        out[21] = self.pid.unwrap_or(0);
+        out[22] = self.dcs.map_or(0, |d| d.0);
+        23
+    }
+
+    fn address(&self) -> &crate::address::Address {
+        &self.recipient
+    }
+
+    fn user_data(&self) -> Option<&UserData> {
+        self.user_data.as_ref()
+    }
+
+    fn user_data_mut(&mut self) -> &mut UserData {
+        self.user_data.get_or_insert_with(|| UserData { header: None, payload: Payload::Septets(Vec::new()) })
+    }
+}
+
+/// Removes every authentication element (well-formed or not) from `message`'s header, and the
 /// header if nothing else was in it.
-fn strip(deliver: &mut SmsDeliver) {
-    if let Some(h) = &mut deliver.user_data.header {
+fn strip(message: &mut impl MtMessage) {
+    if message.user_data().is_none() {
+        return;
+    }
+    let ud = message.user_data_mut();
+    if let Some(h) = &mut ud.header {
         h.elements.retain(|e| !is_auth(e));
         if h.elements.is_empty() {
-            deliver.user_data.header = None;
+            ud.header = None;
         }
     }
 }
@@ -181,47 +274,49 @@ fn is_auth(e: &InformationElement) -> bool {
     matches!(e, InformationElement::Auth(_) | InformationElement::Other { iei: IEI_SMS_AUTH, .. })
 }
 
-/// Feeds the MAC's input for `deliver` to `destination` to `out`, field by field (see the
+/// Feeds the MAC's input for `message` to `destination` to `out`, field by field (see the
 /// module's documentation). Authentication elements in the header are left out.
-pub fn mac_input(version: u8, counter: u32, destination: &str, deliver: &SmsDeliver, mut out: impl FnMut(&[u8])) {
+pub fn mac_input(version: u8, counter: u32, destination: &str, message: &impl MtMessage, mut out: impl FnMut(&[u8])) {
     let mut field = |bytes: &[u8]| {
         out(&(bytes.len() as u16).to_be_bytes());
         out(bytes);
     };
-    let mut fixed = [0u8; 1 + 4 + 2 + 7 + 2];
+    let mut fixed = [0u8; 5 + FIXED_MAX];
     fixed[0] = version;
     fixed[1..5].copy_from_slice(&counter.to_be_bytes());
-    fixed[5] = deliver.originator.ton;
-    fixed[6] = deliver.originator.npi;
-    let t = &deliver.scts;
-    fixed[7..14].copy_from_slice(&[t.year, t.month, t.day, t.hour, t.minute, t.second, t.tz_quarters as u8]);
-    fixed[14] = deliver.pid;
-    fixed[15] = deliver.dcs.0;
-    field(&fixed);
-    field(deliver.originator.value.as_bytes());
+    let mut rest = [0u8; FIXED_MAX];
+    let len = message.fixed(&mut rest);
+    fixed[5..5 + len].copy_from_slice(&rest[..len]);
+    field(&fixed[..5 + len]);
+    field(message.address().value.as_bytes());
     field(destination.trim_start_matches('+').as_bytes());
-    for e in deliver.user_data.header.iter().flat_map(|h| &h.elements).filter(|e| !is_auth(e)) {
+    let ud = message.user_data();
+    for e in ud.and_then(|u| u.header.as_ref()).iter().flat_map(|h| &h.elements).filter(|e| !is_auth(e)) {
         let mut one = UserDataHeader { elements: vec![e.clone()] }.encode();
         one.remove(0);
         field(&one);
     }
-    match &deliver.user_data.payload {
-        Payload::Septets(s) => {
+    match ud.map(|u| &u.payload) {
+        Some(Payload::Septets(s)) => {
             field(&[0]);
             field(s);
         }
-        Payload::Octets(o) => {
+        Some(Payload::Octets(o)) => {
             field(&[1]);
             field(o);
+        }
+        None => {
+            field(&[0]);
+            field(&[]);
         }
     }
 }
 
-/// The authentication element of `deliver`: `Ok(None)` if it has none; an error if one is
+/// The authentication element of `message`: `Ok(None)` if it has none; an error if one is
 /// malformed or there are several.
-pub fn element(deliver: &SmsDeliver) -> Result<Option<AuthElement>, AuthError> {
+pub fn element(message: &impl MtMessage) -> Result<Option<AuthElement>, AuthError> {
     let mut found = None;
-    for e in deliver.user_data.header.iter().flat_map(|h| &h.elements) {
+    for e in message.user_data().and_then(|u| u.header.as_ref()).iter().flat_map(|h| &h.elements) {
         let this = match e {
             InformationElement::Auth(a) => *a,
             InformationElement::Other { iei: IEI_SMS_AUTH, data } => AuthElement::decode(data)?,
@@ -407,16 +502,16 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    /// Checks `deliver` (received by the subscriber `destination` at `now_ms`) without
+    /// Checks `message` (received by the subscriber `destination` at `now_ms`) without
     /// changing anything: the element and its counter if the MAC verifies under a key held.
-    pub fn check(&self, deliver: &SmsDeliver, destination: &str, now_ms: i64) -> Result<AuthElement, Forgery> {
-        let element = element(deliver).map_err(Forgery::Malformed)?.ok_or(Forgery::NoElement)?;
+    pub fn check(&self, message: &impl MtMessage, destination: &str, now_ms: i64) -> Result<AuthElement, Forgery> {
+        let element = element(message).map_err(Forgery::Malformed)?.ok_or(Forgery::NoElement)?;
         let held = self
             .keys
             .iter()
             .find(|k| k.key.version == element.key_version)
             .ok_or(Forgery::UnknownKeyVersion(element.key_version))?;
-        if !held.key.verifies(&element, destination, deliver) {
+        if !held.key.verifies(&element, destination, message) {
             return Err(Forgery::BadMac);
         }
         if held.accepted_until.is_some_and(|until| now_ms > until) {
@@ -425,10 +520,10 @@ impl Verifier {
         Ok(element)
     }
 
-    /// The verdict on `deliver`; an authentic one's counter is taken into the window (only
+    /// The verdict on `message`; an authentic one's counter is taken into the window (only
     /// an SMS whose MAC verifies moves it, so a forger cannot push genuine counters out).
-    pub fn verify(&mut self, deliver: &SmsDeliver, destination: &str, now_ms: i64) -> Verdict {
-        match self.check(deliver, destination, now_ms) {
+    pub fn verify(&mut self, message: &impl MtMessage, destination: &str, now_ms: i64) -> Verdict {
+        match self.check(message, destination, now_ms) {
             Err(why) => Verdict::Forged(why),
             Ok(e) if self.window.accept(e.counter) => {
                 Verdict::Authentic { key_version: e.key_version, counter: e.counter }
@@ -443,7 +538,7 @@ mod tests {
     use super::*;
     use crate::address::Address;
     use crate::concat::{Reference, segment};
-    use crate::tpdu::{DataCoding, Timestamp, Tpdu, UserData};
+    use crate::tpdu::{DataCoding, Timestamp, Tpdu};
     use proptest::prelude::*;
 
     const SUBSCRIBER: &str = "4790000001";
@@ -547,6 +642,64 @@ mod tests {
         assert_eq!(AuthElement::decode(&[0; ELEMENT_LEN]), Err(AuthError::KeyVersionZero), "version 0 is no key");
         // Nothing forged moved the window: counter 9, 10 and 11 are still fresh.
         assert!(v.window.fresh(9) && v.window.fresh(10) && v.window.fresh(11));
+    }
+
+    fn report(status: u8) -> SmsStatusReport {
+        SmsStatusReport {
+            more_messages: false,
+            qualifier_command: false,
+            message_reference: 42,
+            recipient: Address::international("4791000005"),
+            scts: Timestamp { year: 26, month: 12, day: 7, hour: 13, minute: 30, second: 5, tz_quarters: 4 },
+            discharge: Timestamp { year: 26, month: 12, day: 7, hour: 13, minute: 30, second: 9, tz_quarters: 4 },
+            status,
+            pid: None,
+            dcs: None,
+            user_data: None,
+        }
+    }
+
+    fn report_over_the_air(k: &SmsAuthKey, mut r: SmsStatusReport, counter: u32) -> SmsStatusReport {
+        k.tag(&mut r, SUBSCRIBER, counter);
+        match Tpdu::decode_mt(&Tpdu::StatusReport(r).encode().unwrap()).unwrap() {
+            Tpdu::StatusReport(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn status_reports_are_tagged_and_told_apart() {
+        let k = key(1, 1);
+        let mut v = verifier(std::slice::from_ref(&k));
+        let genuine = report_over_the_air(&k, report(0x00), 7);
+        assert_eq!(element(&genuine).unwrap().map(|e| e.counter), Some(7));
+        assert_eq!(v.verify(&genuine, SUBSCRIBER, NOW), Verdict::Authentic { key_version: 1, counter: 7 });
+        assert_eq!(v.verify(&genuine, SUBSCRIBER, NOW), Verdict::Replayed { counter: 7 });
+        // A pseudo base station's "delivered": no element, or a genuine element on another outcome.
+        assert_eq!(v.verify(&report(0x00), SUBSCRIBER, NOW), Verdict::Forged(Forgery::NoElement));
+        let mut failed = report_over_the_air(&k, report(0x46), 8);
+        failed.status = 0x00;
+        assert_eq!(v.verify(&failed, SUBSCRIBER, NOW), Verdict::Forged(Forgery::BadMac));
+        let mut other_mr = report_over_the_air(&k, report(0x00), 9);
+        other_mr.message_reference = 43;
+        assert_eq!(v.verify(&other_mr, SUBSCRIBER, NOW), Verdict::Forged(Forgery::BadMac));
+        // With TP-PID and TP-DCS present, they are covered too.
+        let with_pi =
+            report_over_the_air(&k, SmsStatusReport { pid: Some(0), dcs: Some(DataCoding::GSM7), ..report(0) }, 10);
+        assert_eq!((with_pi.pid, with_pi.dcs), (Some(0), Some(DataCoding::GSM7)));
+        let mut dropped = with_pi.clone();
+        dropped.pid = None;
+        assert!(v.check(&with_pi, SUBSCRIBER, NOW).is_ok());
+        assert_eq!(v.check(&dropped, SUBSCRIBER, NOW), Err(Forgery::BadMac));
+    }
+
+    #[test]
+    fn a_deliver_and_a_status_report_never_share_a_mac_input() {
+        let (mut deliver, mut report_input) = (Vec::new(), Vec::new());
+        mac_input(1, 1, SUBSCRIBER, &bank("hi"), |b| deliver.extend_from_slice(b));
+        mac_input(1, 1, SUBSCRIBER, &report(0), |b| report_input.extend_from_slice(b));
+        // The fixed blocks' length prefixes differ: 16 octets and 28.
+        assert_eq!((&deliver[..2], &report_input[..2]), (&[0u8, 16][..], &[0u8, 28][..]));
     }
 
     #[test]

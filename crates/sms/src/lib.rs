@@ -92,12 +92,6 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
-    pub(crate) fn rest(&mut self) -> &'a [u8] {
-        let s = &self.bytes[self.at..];
-        self.at = self.bytes.len();
-        s
-    }
-
     pub(crate) fn remaining(&self) -> usize {
         self.bytes.len() - self.at
     }

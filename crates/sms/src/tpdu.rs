@@ -306,6 +306,24 @@ pub struct SmsStatusReport {
     /// TP-ST: 0x00 delivered; 0x2x temporary error, still trying; 0x4x/0x6x permanent failure
     /// (0x46: validity period expired).
     pub status: u8,
+    /// The optional fields TP-PI announces (TS 23.040 §9.2.2.3): TP-PID, TP-DCS (absent: the
+    /// GSM 7-bit alphabet) and TP-UD, whose header carries the SMS authentication element.
+    pub pid: Option<u8>,
+    pub dcs: Option<DataCoding>,
+    pub user_data: Option<UserData>,
+}
+
+/// TP-PI bits (TS 23.040 §9.2.3.27): TP-PID, TP-DCS and TP-UDL present; more TP-PI octets.
+const PI_PID: u8 = 0x01;
+const PI_DCS: u8 = 0x02;
+const PI_UDL: u8 = 0x04;
+const PI_EXTENSION: u8 = 0x80;
+
+impl SmsStatusReport {
+    /// The data coding of its user data: TP-DCS, or the GSM 7-bit alphabet without one.
+    pub fn data_coding(&self) -> DataCoding {
+        self.dcs.unwrap_or(DataCoding::GSM7)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -359,12 +377,29 @@ impl Tpdu {
                 s.user_data.encode(s.dcs, &mut out)?;
             }
             Tpdu::StatusReport(s) => {
-                out.push(MTI_STATUS_REPORT | (!s.more_messages as u8) << 2 | (s.qualifier_command as u8) << 5);
+                let udhi = s.user_data.as_ref().is_some_and(|u| u.header.is_some());
+                out.push(
+                    MTI_STATUS_REPORT
+                        | (!s.more_messages as u8) << 2
+                        | (s.qualifier_command as u8) << 5
+                        | (udhi as u8) << 6,
+                );
                 out.push(s.message_reference);
                 s.recipient.encode(&mut out)?;
                 s.scts.encode(&mut out);
                 s.discharge.encode(&mut out);
                 out.push(s.status);
+                let pi = u8::from(s.pid.is_some()) * PI_PID
+                    | u8::from(s.dcs.is_some()) * PI_DCS
+                    | u8::from(s.user_data.is_some()) * PI_UDL;
+                if pi != 0 {
+                    out.push(pi);
+                    out.extend(s.pid);
+                    out.extend(s.dcs.map(|d| d.0));
+                    if let Some(ud) = &s.user_data {
+                        ud.encode(s.data_coding(), &mut out)?;
+                    }
+                }
             }
         }
         Ok(out)
@@ -398,9 +433,7 @@ impl Tpdu {
                 let scts = Timestamp::decode(&mut r)?;
                 let discharge = Timestamp::decode(&mut r)?;
                 let status = r.u8("status")?;
-                // Optional TP-PI and what it announces are not used here; skip them.
-                let _ = r.rest();
-                Tpdu::StatusReport(SmsStatusReport {
+                let mut report = SmsStatusReport {
                     more_messages: first & 0x04 == 0,
                     qualifier_command: first & 0x20 != 0,
                     message_reference,
@@ -408,7 +441,28 @@ impl Tpdu {
                     scts,
                     discharge,
                     status,
-                })
+                    pid: None,
+                    dcs: None,
+                    user_data: None,
+                };
+                if r.remaining() > 0 {
+                    let pi = r.u8("parameter indicator")?;
+                    // Further TP-PI octets announce nothing defined (§9.2.3.27): skipped.
+                    let mut more = pi & PI_EXTENSION != 0;
+                    while more {
+                        more = r.u8("parameter indicator")? & PI_EXTENSION != 0;
+                    }
+                    if pi & PI_PID != 0 {
+                        report.pid = Some(r.u8("protocol identifier")?);
+                    }
+                    if pi & PI_DCS != 0 {
+                        report.dcs = Some(DataCoding(r.u8("data coding scheme")?));
+                    }
+                    if pi & PI_UDL != 0 {
+                        report.user_data = Some(UserData::decode(&mut r, report.data_coding(), first & 0x40 != 0)?);
+                    }
+                }
+                Tpdu::StatusReport(report)
             }
             mti => return Err(DecodeError::UnsupportedType { mti }),
         };

@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use hdrhistogram::Histogram;
 use numport::ota_node;
+use operator::ota::OpenedCard;
 use operator::ota::script::{self, CardWrites};
 use operator::ota::stock::LoadedCard;
-use operator::ota::{OpenedCard, ProductKeys};
 use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args)]
@@ -86,7 +86,7 @@ fn packets(n: u64) -> anyhow::Result<f64> {
     eprintln!("packets: {n} command packets built, verified by the card, PoR checked (one core) ...");
     let (mut card, opened) = card_pair()?;
     let tar = sim::Tar::RFM_SIM;
-    let keys = ProductKeys::generate();
+    let sms_auth_key = zeroize::Zeroizing::new(rand::random::<[u8; sms::auth::KEY_LEN]>());
     let started = Instant::now();
     for counter in 1..=n {
         let writes = CardWrites {
@@ -94,7 +94,8 @@ fn packets(n: u64) -> anyhow::Result<f64> {
             spn: "Operator A".into(),
             sms_center: "+4790000000".into(),
             k_sim: opened.k_sim.to_vec(),
-            product_keys: keys.clone(),
+            sms_auth_version: 1,
+            sms_auth_key: sms_auth_key.clone(),
         };
         let script = writes.script()?;
         let packet = script::command_packet(&opened, tar, counter, &script)?;

@@ -133,7 +133,6 @@ pub async fn open(node: &Node, request: &AccountRequest, key: Option<String>) ->
         .open(crate::ota::stock::K_SIM_CONTEXT.context(&card.iccid).as_bytes(), &card.k_sim_sealed)
         .map_err(|e| OperatorError::Corrupt(format!("K_sim of card {}: {e}", card.iccid)))?;
     let ota = &node.config().ota;
-    let product_keys = crate::ota::ProductKeys::generate();
     let account = NewAccount {
         id: random_id(),
         idempotency_key: key,
@@ -147,7 +146,6 @@ pub async fn open(node: &Node, request: &AccountRequest, key: Option<String>) ->
         plan: node.config().accounts.plan.clone(),
         spn: ota.spn(node.name()),
         smsc_address: ota.sms_center_address.clone(),
-        product_keys_sealed: product_keys.seal(sealer, &card.iccid),
         created_at: now,
     };
     match node.store().open_account(&account, &numbers, &k_sim).await? {

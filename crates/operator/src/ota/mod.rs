@@ -7,6 +7,13 @@
 //! card's K_sim and a new SMS-authentication key, in the product's DF). Jobs come from account
 //! opening ([`crate::account_opening`]) and from completed port-ins ([`port_in`]).
 //!
+//! The SMS-authentication key is the SMS center's ([`crate::sms_center::authentication`]), the
+//! one source of truth for what a SIM holds: a job's first attempt issues the SIM's next key
+//! version (issued, not active) and records the version on the job, so that every attempt
+//! writes the same key; the job's successful proof of receipt activates it, in the transaction
+//! that ends the job, and the SMS center tags with it from then on, the key before it accepted
+//! for `[sms_auth] grace_s` more. A job that fails activates nothing: the SIM's key stays.
+//!
 //! Each attempt:
 //! 1. reserves the card's next counter and records the attempt in one transaction, committed
 //!    before anything is built, so a counter never goes out twice, even after `kill -9`;
@@ -25,8 +32,8 @@
 //! with doubling back-off, up to `[ota] max_attempts`; a PoR whose status no retry can change
 //! (unknown TAR, insufficient security level, a script that failed) fails it at once.
 //!
-//! The keys are kept sealed ([`crate::sealing`], contexts in [`stock`]) and opened only to
-//! build or check a packet.
+//! The keys are kept sealed ([`crate::sealing`], contexts in [`stock`]; the SMS-authentication
+//! keys by the SMS center) and opened only to build or check a packet.
 
 pub mod handset;
 pub mod http;
@@ -44,6 +51,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::sealing::Sealer;
 use crate::sms_center::Submission;
+use crate::sms_center::authentication::{self, IssuedKey};
 use crate::store::accounts::SimCard;
 use crate::store::ota::{NewOtaJob, OtaJob};
 use crate::{Node, OperatorError};
@@ -108,38 +116,6 @@ impl OtaConfig {
     pub fn retry_after(&self, attempt: i64) -> u64 {
         let doubled = self.retry_initial_ms.saturating_mul(1u64 << (attempt - 1).clamp(0, 30));
         doubled.min(self.retry_max_ms.max(self.retry_initial_ms))
-    }
-}
-
-/// The keys a job writes besides K_sim: the SMS-authentication key and its version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProductKeys {
-    pub sms_auth_version: u8,
-    pub sms_auth_key: Vec<u8>,
-}
-
-impl ProductKeys {
-    /// A new SMS-authentication key (32 random octets), version 1.
-    pub fn generate() -> ProductKeys {
-        ProductKeys { sms_auth_version: 1, sms_auth_key: (0..32).map(|_| rand::random::<u8>()).collect() }
-    }
-
-    /// The next version of the keys a card has (a new key).
-    pub fn next(previous: Option<&ProductKeys>) -> ProductKeys {
-        let version = previous.map_or(1, |p| p.sms_auth_version.wrapping_add(1).max(1));
-        ProductKeys { sms_auth_version: version, ..ProductKeys::generate() }
-    }
-
-    pub fn seal(&self, sealer: &Sealer, iccid: &str) -> String {
-        let plain = zeroize::Zeroizing::new(serde_json::to_vec(self).unwrap_or_default());
-        sealer.seal(stock::PRODUCT_KEYS_CONTEXT.context(iccid).as_bytes(), &plain)
-    }
-
-    pub fn open(sealer: &Sealer, iccid: &str, sealed: &str) -> Result<ProductKeys, OperatorError> {
-        let plain = sealer
-            .open(stock::PRODUCT_KEYS_CONTEXT.context(iccid).as_bytes(), sealed)
-            .map_err(|e| OperatorError::Corrupt(format!("product keys of card {iccid}: {e}")))?;
-        serde_json::from_slice(&plain).map_err(|e| OperatorError::Corrupt(format!("product keys of card {iccid}: {e}")))
     }
 }
 
@@ -266,13 +242,17 @@ async fn attempt(node: &Node, job: OtaJob) -> Result<(), OperatorError> {
         return finish(node, &job, "failed", None, "the card is not in the stock").await;
     };
     let opened = open_card(sealer, &card)?;
-    let keys = ProductKeys::open(sealer, &job.iccid, &job.product_keys_sealed)?;
+    let Some(sms_auth) = sms_auth_key(node, &job, &card.imsi).await? else {
+        let reason = "the SIM's SMS-authentication key of this job was superseded by a newer one";
+        return finish(node, &job, "failed", None, reason).await;
+    };
     let writes = script::CardWrites {
         msisdn: format!("+{}", job.msisdn),
         spn: job.spn.clone(),
         sms_center: job.smsc_address.clone(),
         k_sim: opened.k_sim.to_vec(),
-        product_keys: keys,
+        sms_auth_version: sms_auth.version,
+        sms_auth_key: zeroize::Zeroizing::new(sms_auth.key),
     };
     let script = match writes.script() {
         Ok(s) => s,
@@ -322,10 +302,40 @@ async fn attempt(node: &Node, job: OtaJob) -> Result<(), OperatorError> {
     Ok(())
 }
 
+/// The SMS-authentication key `job` writes into the SIM `imsi`: the one issued for it, or at
+/// its first attempt a new one, issued now ([`Node::issue_sms_auth_key`]) and recorded on the
+/// job. `None` if the job's key is gone (a newer one was activated since).
+async fn sms_auth_key(node: &Node, job: &OtaJob, imsi: &str) -> Result<Option<IssuedKey>, OperatorError> {
+    if let Some(version) = job.sms_auth_version {
+        let config = &node.config().sms_auth;
+        return authentication::issued_key(node.store(), node.sealer()?, config, imsi, version, node.now()).await;
+    }
+    let issued = node.issue_sms_auth_key(imsi).await?;
+    if !node.store().set_ota_job_sms_auth_version(job.id, issued.version, node.now()).await? {
+        // Another attempt recorded its key first; the next pass writes that one.
+        return Err(OperatorError::Config(format!("job {} had its key issued meanwhile", job.id)));
+    }
+    tracing::info!(job = job.id, imsi, version = issued.version, "SMS-authentication key issued for an OTA job");
+    Ok(Some(issued))
+}
+
 async fn finish(node: &Node, job: &OtaJob, state: &str, status: Option<u8>, reason: &str) -> Result<(), OperatorError> {
     let reason = (state != "done").then_some(reason);
-    if node.store().finish_ota_job(job.id, state, status, reason, node.now()).await? {
+    if node.store().finish_ota_job(job.id, state, status, reason, None, node.now()).await? {
         tracing::info!(job = job.id, msisdn = job.msisdn, state, reason, "OTA job ended");
+    }
+    Ok(())
+}
+
+/// Ends `job`, whose card confirmed the whole script, and activates the SMS-authentication key
+/// it wrote into the SIM `imsi`, in one transaction: the SMS center tags with it from the next
+/// SMS-DELIVER on.
+async fn written(node: &Node, job: &OtaJob, imsi: &str, status: Option<u8>) -> Result<(), OperatorError> {
+    let now = node.now();
+    let activation = job.sms_auth_version.map(|v| authentication::activation(&node.config().sms_auth, imsi, v, now));
+    if node.store().finish_ota_job(job.id, "done", status, None, activation.as_ref(), now).await? {
+        node.sms_auth().reload(imsi).await;
+        tracing::info!(job = job.id, msisdn = job.msisdn, version = job.sms_auth_version, "OTA job done; key active");
     }
     Ok(())
 }
@@ -405,7 +415,7 @@ impl Ota {
             outcome => outcome,
         };
         match outcome {
-            PorOutcome::Written => finish(node, &job, "done", status, "").await?,
+            PorOutcome::Written => written(node, &job, &card.imsi, status).await?,
             PorOutcome::Failed(reason) => finish(node, &job, "failed", status, &reason).await?,
             PorOutcome::Retry(reason) => {
                 node.store().record_ota_status(job.id, por.status.code(), &reason, now).await?
@@ -446,16 +456,14 @@ async fn queue_lost_port_ins(node: &Node) -> Result<(), OperatorError> {
 }
 
 /// Queues the job that re-writes the card of `msisdn`, ported in to this node: its SPN, SMS
-/// center address and keys (a new SMS-authentication key). Nothing if the node holds no card
-/// for the number (it did not issue one with OTA keys).
+/// center address and keys (the SIM's next SMS-authentication key, issued by the job's first
+/// attempt). Nothing if the node holds no card for the number (it did not issue one with OTA
+/// keys).
 pub(crate) async fn port_in(node: &Node, msisdn: &Msisdn, message_id: Option<i64>) -> Result<(), OperatorError> {
     let Some(card) = node.store().sim_card_of(msisdn.as_str()).await? else {
         tracing::info!(%msisdn, "ported-in number has no card with OTA keys here; no OTA job");
         return Ok(());
     };
-    let sealer = node.sealer()?;
-    let previous =
-        card.product_keys_sealed.as_deref().map(|s| ProductKeys::open(sealer, &card.iccid, s)).transpose()?;
     let config = &node.config().ota;
     let source = match message_id {
         Some(id) => format!("port_in:message:{id}"),
@@ -468,7 +476,6 @@ pub(crate) async fn port_in(node: &Node, msisdn: &Msisdn, message_id: Option<i64
         source,
         spn: config.spn(node.name()),
         smsc_address: config.sms_center_address.clone(),
-        product_keys_sealed: ProductKeys::next(previous.as_ref()).seal(sealer, &card.iccid),
         created_at: node.now(),
     };
     if let Some(id) = node.store().insert_ota_job(&job).await? {
@@ -501,19 +508,6 @@ mod tests {
         assert!(matches!(judge(PorStatus::CounterLow, None, 14), PorOutcome::Retry(_)));
         assert!(matches!(judge(PorStatus::TarUnknown, None, 14), PorOutcome::Failed(_)));
         assert!(matches!(judge(PorStatus::InsufficientSecurityLevel, None, 14), PorOutcome::Failed(_)));
-    }
-
-    #[test]
-    fn product_keys_seal_per_card_and_version_up() {
-        let sealer = Sealer::new(&[9; 32]);
-        let keys = ProductKeys::generate();
-        let sealed = keys.seal(&sealer, "89470000000000000018");
-        assert_eq!(ProductKeys::open(&sealer, "89470000000000000018", &sealed).unwrap(), keys);
-        assert!(ProductKeys::open(&sealer, "89470000000000000026", &sealed).is_err(), "another card's");
-        let next = ProductKeys::next(Some(&keys));
-        assert_eq!(next.sms_auth_version, 2);
-        assert_ne!(next.sms_auth_key, keys.sms_auth_key);
-        assert_eq!(ProductKeys::next(None).sms_auth_version, 1);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use sim::apdu::{self, fid};
 use sim::packet::{CommandHeader, KeyIdentifier, ResponsePacket, Spi, Tar};
 use sms::tpdu::{Payload, SmsSubmit};
 
-use super::{OpenedCard, ProductKeys};
+use super::OpenedCard;
 
 /// The security every command packet asks for ([`Spi::SECURE`]): cryptographic checksum,
 /// ciphering, a counter higher than the card's; a PoR always, checksummed and ciphered, by
@@ -27,7 +27,9 @@ pub struct CardWrites {
     /// E.164 with a leading `+`, or digits.
     pub sms_center: String,
     pub k_sim: Vec<u8>,
-    pub product_keys: ProductKeys,
+    /// The SIM's SMS-authentication key, as the SMS center issued it, and its version.
+    pub sms_auth_version: u8,
+    pub sms_auth_key: zeroize::Zeroizing<[u8; sms::auth::KEY_LEN]>,
 }
 
 /// SPN display condition: show the name (bit 1 clear would show the registered PLMN's).
@@ -43,9 +45,9 @@ impl CardWrites {
         let msisdn = sim::files::encode_msisdn_record(&self.msisdn)?;
         let spn = sim::files::encode_spn(&self.spn, SPN_DISPLAY)?;
         let smsp = sim::files::encode_smsp_record(&sms_center)?;
-        let sms_auth: Vec<u8> = std::iter::once(self.product_keys.sms_auth_version)
-            .chain(self.product_keys.sms_auth_key.iter().copied())
-            .collect();
+        let sms_auth: zeroize::Zeroizing<Vec<u8>> = zeroize::Zeroizing::new(
+            std::iter::once(self.sms_auth_version).chain(self.sms_auth_key.iter().copied()).collect(),
+        );
         let commands = [
             apdu::select(fid::MF),
             apdu::select(fid::DF_GSM),
@@ -124,7 +126,8 @@ mod tests {
             spn: "Operator A".into(),
             sms_center: "4790000000".into(),
             k_sim: vec![7; 32],
-            product_keys: ProductKeys { sms_auth_version: 1, sms_auth_key: vec![8; 32] },
+            sms_auth_version: 1,
+            sms_auth_key: zeroize::Zeroizing::new([8; 32]),
         }
     }
 

@@ -26,7 +26,6 @@ impl Context {
 pub const K_SIM_CONTEXT: Context = Context("k-sim");
 pub const KIC_CONTEXT: Context = Context("ota-kic");
 pub const KID_CONTEXT: Context = Context("ota-kid");
-pub const PRODUCT_KEYS_CONTEXT: Context = Context("ota-product-keys");
 
 /// A card to load.
 #[derive(Debug, Clone)]
@@ -135,7 +134,6 @@ pub async fn load(
         state: "blank".into(),
         account_id: None,
         ota_counter: 0,
-        product_keys_sealed: None,
     };
     let serving = card.msisdn.as_ref().map(|m| (m.as_str(), k_sim.as_slice()));
     store.insert_sim_card(&record, serving, now).await.map_err(|e| match e {

@@ -5,13 +5,16 @@
 //!
 //! **Keys.** Each SIM (by IMSI) has keys in versions 1–255, stored sealed
 //! (`store::sms_auth`, AES-256-GCM under the node's key-encryption key, [`crate::sealing`],
-//! bound to IMSI and version). A key is *issued* ([`issue_key`]: its bytes go into the SIM over
-//! the air), then *activated* once the SIM holds it ([`activate_key`]): from then the center
-//! tags with it, and the keys before it are retired, kept for `[sms_auth] grace_s` and then
-//! deleted. The same grace is what the SIM is told to accept the old key for
-//! ([`IssuedKey::previous_accepted_for_ms`]), so that SMS tagged just before the switch, still
-//! on their way, stay authentic. A SIM the node issues gets version 1, active at once
-//! ([`provision_sim_key`]).
+//! bound to IMSI and version). This store is the one source of truth for what a SIM holds. A
+//! key is *issued* ([`issue_key`]: the OTA server, [`crate::ota`], writes its bytes into the
+//! SIM, at account opening and at a port-in), then *activated* once the SIM confirms holding
+//! it (the OTA job's proof of receipt, [`activation`]): from then the center tags with it, and
+//! the keys before it are retired, kept for `[sms_auth] grace_s` and then deleted; keys issued
+//! before it and never activated (a job that failed) are deleted at once. The same grace is
+//! what the SIM is told to accept the old key for ([`IssuedKey::previous_accepted_for_ms`]),
+//! so that SMS tagged just before the switch, still on their way, stay authentic. A SIM the
+//! node issues with its card personalised outside OTA (`numport operator add-sim`) gets version
+//! 1, active at once ([`provision_sim_key`]); a later OTA job writes version 2.
 //!
 //! **Counters.** Per SIM, only growing, never reused, across restarts and `kill -9`: the node
 //! reserves them in blocks of `[sms_auth] counter_block`, writing the block's end to the
@@ -23,20 +26,20 @@
 //! subscribers, of ESMEs, those arriving over an interconnect (after a port the serving
 //! operator tags, whoever sent it), and messages with a submitter's own user data header (a
 //! SIM data download among them) when the element still fits; the SIM's own OTA security
-//! protects a data download that does not. Status reports carry no user data and are not
-//! tagged.
+//! protects a data download that does not. Every SMS-STATUS-REPORT too, in the user data its
+//! TP-PI announces, with a counter of the same sequence.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use numport_core::Millis;
 use serde::{Deserialize, Serialize};
-use sms::auth::{KEY_LEN, SmsAuthKey};
-use sms::tpdu::SmsDeliver;
+use sms::auth::{KEY_LEN, MtMessage, SmsAuthKey};
 
 use crate::OperatorError;
 use crate::sealing::Sealer;
 use crate::store::OperatorStore;
+use crate::store::sms_auth::{Activation, StoredAuthKey};
 
 /// `[sms_auth]`: SMS authentication at this node's SMS center.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -149,6 +152,12 @@ async fn insert(
     Ok(Some(IssuedKey { imsi: imsi.to_owned(), version, key, previous_accepted_for_ms: config.grace_ms() }))
 }
 
+/// What activating key `version` of the SIM `imsi` at `now` takes: the keys before it are
+/// retired after the grace period.
+pub fn activation(config: &SmsAuthConfig, imsi: &str, version: u8, now: Millis) -> Activation {
+    Activation { imsi: imsi.to_owned(), version, retire_at: now.saturating_add(config.grace_ms()) }
+}
+
 /// Activates key `version` of the SIM `imsi` (the SIM holds it now) and retires the ones
 /// before it after the grace period. False if there is no such key.
 pub async fn activate_key(
@@ -158,7 +167,35 @@ pub async fn activate_key(
     version: u8,
     now: Millis,
 ) -> Result<bool, OperatorError> {
-    store.activate_sms_auth_key(imsi, version, now, now.saturating_add(config.grace_ms())).await
+    store.activate_sms_auth_key(&activation(config, imsi, version, now), now).await
+}
+
+/// Key `version` of the SIM `imsi`, opened: what the OTA server writes into the SIM. `None`
+/// if the SIM has no such key (any more).
+pub async fn issued_key(
+    store: &OperatorStore,
+    sealer: &Sealer,
+    config: &SmsAuthConfig,
+    imsi: &str,
+    version: u8,
+    now: Millis,
+) -> Result<Option<IssuedKey>, OperatorError> {
+    let keys = store.sms_auth_keys(imsi, now).await?;
+    let Some(k) = keys.iter().find(|k| k.version == version) else { return Ok(None) };
+    Ok(Some(IssuedKey {
+        imsi: imsi.to_owned(),
+        version,
+        key: open(sealer, imsi, k)?,
+        previous_accepted_for_ms: config.grace_ms(),
+    }))
+}
+
+/// The key of `stored`, a key of the SIM `imsi`, out of its seal.
+fn open(sealer: &Sealer, imsi: &str, stored: &StoredAuthKey) -> Result<[u8; KEY_LEN], OperatorError> {
+    let corrupt =
+        |e: String| OperatorError::Corrupt(format!("SMS authentication key {} of {imsi}: {e}", stored.version));
+    let key = sealer.open(&context(imsi, stored.version), &stored.sealed).map_err(|e| corrupt(e.to_string()))?;
+    key.as_slice().try_into().map_err(|_| corrupt(format!("{} octets", key.len())))
 }
 
 /// The active key the SIM `imsi` is tagged with: the newest activated one.
@@ -172,10 +209,8 @@ async fn active_key(
     let Some(k) = keys.into_iter().find(|k| k.activated_at.is_some() && k.retired_at.is_none()) else {
         return Ok(None);
     };
-    let key = sealer
-        .open(&context(imsi, k.version), &k.sealed)
-        .map_err(|e| OperatorError::Corrupt(format!("SMS authentication key {} of {imsi}: {e}", k.version)))?;
-    SmsAuthKey::new(k.version, &key)
+    let key = zeroize::Zeroizing::new(open(sealer, imsi, &k)?);
+    SmsAuthKey::new(k.version, key.as_slice())
         .map(Some)
         .map_err(|e| OperatorError::Corrupt(format!("SMS authentication key of {imsi}: {e}")))
 }
@@ -216,17 +251,17 @@ impl Authenticator {
         *self.sim(imsi).lock().await = None;
     }
 
-    /// Tags `delivers`, the SMS-DELIVERs of one message to the SIM `imsi` serving `msisdn`,
-    /// each with the next counter. A SIM without a key gets them untagged (and its handset,
-    /// which has no key either, cannot tell them from forgeries). An error leaves them untagged
-    /// too; the caller does not send them.
+    /// Tags `messages`, the SMS-DELIVERs of one message (or a status report) to the SIM
+    /// `imsi` serving `msisdn`, each with the next counter. A SIM without a key gets them
+    /// untagged (and its handset, which has no key either, cannot tell them from forgeries).
+    /// An error leaves them untagged too; the caller does not send them.
     pub async fn tag(
         &self,
         store: &OperatorStore,
         sealer: &Sealer,
         imsi: &str,
         msisdn: &str,
-        delivers: &mut [SmsDeliver],
+        messages: &mut [impl MtMessage],
         now: Millis,
     ) -> Result<(), OperatorError> {
         if !self.config.enabled {
@@ -243,13 +278,13 @@ impl Authenticator {
         }
         let Some(state) = guard.as_mut() else { return Ok(()) };
         let Some(key) = state.key.clone() else { return Ok(()) };
-        for d in delivers {
+        for m in messages {
             if state.next >= state.end {
                 let block = self.config.counter_block.max(1);
                 state.next = store.reserve_sms_auth_counters(imsi, block).await?;
                 state.end = state.next.saturating_add(block);
             }
-            key.tag(d, msisdn, state.next);
+            key.tag(m, msisdn, state.next);
             state.next += 1;
         }
         Ok(())

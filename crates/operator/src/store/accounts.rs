@@ -31,11 +31,10 @@ pub struct SimCard {
     pub account_id: Option<String>,
     /// The last counter reserved for a packet to the card.
     pub ota_counter: i64,
-    pub product_keys_sealed: Option<String>,
 }
 
 pub(crate) const CARD_COLUMNS: &str = "iccid, imsi, k_sim_sealed, kic_sealed, kid_sealed, algorithm, kic_key_index, \
-     kid_key_index, state, account_id, ota_counter, product_keys_sealed";
+     kid_key_index, state, account_id, ota_counter";
 
 pub(crate) fn card_row(r: &Row) -> Result<SimCard, OperatorError> {
     Ok(SimCard {
@@ -50,7 +49,6 @@ pub(crate) fn card_row(r: &Row) -> Result<SimCard, OperatorError> {
         state: r.try_get("state")?,
         account_id: r.try_get("account_id")?,
         ota_counter: r.try_get("ota_counter")?,
-        product_keys_sealed: r.try_get("product_keys_sealed")?,
     })
 }
 
@@ -67,11 +65,9 @@ pub struct NewAccount {
     pub email: Option<String>,
     pub iccid: String,
     pub plan: String,
-    /// The OTA job's attributes: service provider name, SMS center address, product keys
-    /// (sealed).
+    /// The OTA job's attributes: service provider name, SMS center address.
     pub spn: String,
     pub smsc_address: String,
-    pub product_keys_sealed: String,
     pub created_at: Millis,
 }
 
@@ -323,7 +319,6 @@ impl OperatorStore {
             source: format!("account:{}", a.id),
             spn: a.spn.clone(),
             smsc_address: a.smsc_address.clone(),
-            product_keys_sealed: a.product_keys_sealed.clone(),
             created_at: a.created_at,
         };
         super::ota::insert_job(&mut tx, &job).await?;

@@ -67,6 +67,7 @@ pub static SQLITE_MIGRATIONS: &[Migration] = numport_db::migrations!(
         "0012_sms_protocol_id.sql",
         "0013_account_opening_ota.sql",
         "0014_sms_auth_keys.sql",
+        "0015_ota_sms_auth_key.sql",
     ]
 );
 pub static POSTGRES_MIGRATIONS: &[Migration] = numport_db::migrations!(
@@ -86,6 +87,7 @@ pub static POSTGRES_MIGRATIONS: &[Migration] = numport_db::migrations!(
         "0012_sms_protocol_id.sql",
         "0013_account_opening_ota.sql",
         "0014_sms_auth_keys.sql",
+        "0015_ota_sms_auth_key.sql",
     ]
 );
 

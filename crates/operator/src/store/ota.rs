@@ -10,6 +10,7 @@ use numport_db::sql::{self, Connection, Row};
 
 use super::OperatorStore;
 use super::accounts::{CARD_COLUMNS, SimCard, card_row};
+use super::sms_auth::{Activation, activate_key};
 use crate::OperatorError;
 
 /// A job to write.
@@ -23,7 +24,6 @@ pub struct NewOtaJob {
     pub source: String,
     pub spn: String,
     pub smsc_address: String,
-    pub product_keys_sealed: String,
     pub created_at: Millis,
 }
 
@@ -43,7 +43,9 @@ pub struct OtaJob {
     pub counter: Option<i64>,
     pub spn: String,
     pub smsc_address: String,
-    pub product_keys_sealed: String,
+    /// The version of the SIM's SMS-authentication key the job writes
+    /// ([`crate::sms_center::authentication`]); `None` until its first attempt issues it.
+    pub sms_auth_version: Option<u8>,
     /// The status byte of the last proof of receipt (TS 102 225 §5.1.2), if one came.
     pub por_status: Option<i64>,
     pub reason: Option<String>,
@@ -52,7 +54,7 @@ pub struct OtaJob {
 }
 
 const JOB_COLUMNS: &str = "id, iccid, msisdn, kind, source, state, attempts, next_attempt_at, counter_from, counter, \
-     spn, smsc_address, product_keys_sealed, por_status, reason, created_at, updated_at";
+     spn, smsc_address, sms_auth_version, por_status, reason, created_at, updated_at";
 
 fn job_row(r: &Row) -> Result<OtaJob, OperatorError> {
     Ok(OtaJob {
@@ -68,7 +70,10 @@ fn job_row(r: &Row) -> Result<OtaJob, OperatorError> {
         counter: r.try_get("counter")?,
         spn: r.try_get("spn")?,
         smsc_address: r.try_get("smsc_address")?,
-        product_keys_sealed: r.try_get("product_keys_sealed")?,
+        sms_auth_version: r
+            .try_get::<Option<i64>, _>("sms_auth_version")?
+            .map(|v| u8::try_from(v).map_err(|_| OperatorError::Corrupt(format!("SMS authentication key version {v}"))))
+            .transpose()?,
         por_status: r.try_get("por_status")?,
         reason: r.try_get("reason")?,
         created_at: r.try_get("created_at")?,
@@ -81,7 +86,7 @@ fn job_row(r: &Row) -> Result<OtaJob, OperatorError> {
 pub(crate) async fn insert_job(tx: &mut Connection, job: &NewOtaJob) -> Result<Option<i64>, OperatorError> {
     Ok(sql::query_scalar(
         "INSERT INTO ota_jobs (iccid, msisdn, kind, source, state, attempts, next_attempt_at, spn, smsc_address, \
-         product_keys_sealed, created_at, updated_at) VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $7, $8, $5, $5) \
+         created_at, updated_at) VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $7, $5, $5) \
          ON CONFLICT (source) DO NOTHING RETURNING id",
     )
     .bind(&job.iccid)
@@ -91,7 +96,6 @@ pub(crate) async fn insert_job(tx: &mut Connection, job: &NewOtaJob) -> Result<O
     .bind(job.created_at)
     .bind(&job.spn)
     .bind(&job.smsc_address)
-    .bind(&job.product_keys_sealed)
     .fetch_optional(tx)
     .await?)
 }
@@ -208,43 +212,56 @@ impl OperatorStore {
         Ok(Some((job, card_row(&card)?)))
     }
 
-    /// Records the end of job `id` (`done` or `failed`), if it has not ended yet; a job done
-    /// makes its product keys the card's. False if it had ended already.
+    /// Records the end of job `id` (`done` or `failed`), if it has not ended yet, and in the
+    /// same transaction the activation of the SMS-authentication key its card confirmed
+    /// holding. False if it had ended already.
     pub async fn finish_ota_job(
         &self,
         id: i64,
         state: &str,
         por_status: Option<u8>,
         reason: Option<&str>,
+        activate: Option<&Activation>,
         now: Millis,
     ) -> Result<bool, OperatorError> {
         let mut conn = self.conn().await?;
         let mut tx = conn.begin().await?;
-        let iccid: Option<String> = sql::query_scalar(
+        let ended = sql::query(
             "UPDATE ota_jobs SET state = $1, por_status = COALESCE($2, por_status), reason = $3, updated_at = $4 \
-             WHERE id = $5 AND state IN ('queued', 'sent') RETURNING iccid",
+             WHERE id = $5 AND state IN ('queued', 'sent')",
         )
         .bind(state)
         .bind(por_status.map(i64::from))
         .bind(reason)
         .bind(now)
         .bind(id)
-        .fetch_optional(&mut tx)
+        .execute(&mut tx)
         .await?;
-        let Some(iccid) = iccid else { return Ok(false) };
-        if state == "done" {
-            sql::query(
-                "UPDATE sim_cards SET product_keys_sealed = (SELECT product_keys_sealed FROM ota_jobs WHERE id = $1), \
-                 updated_at = $2 WHERE iccid = $3",
-            )
-            .bind(id)
-            .bind(now)
-            .bind(&iccid)
-            .execute(&mut tx)
-            .await?;
+        if ended.rows_affected() != 1 {
+            return Ok(false);
+        }
+        if let Some(a) = activate
+            && !activate_key(&mut tx, a, now).await?
+        {
+            tracing::warn!(job = id, imsi = a.imsi, version = a.version, "the key the card confirmed is not issued");
         }
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Records the version of the SMS-authentication key job `id` writes, unless one is
+    /// recorded already; false then.
+    pub async fn set_ota_job_sms_auth_version(&self, id: i64, version: u8, now: Millis) -> Result<bool, OperatorError> {
+        let mut conn = self.conn().await?;
+        let done = sql::query(
+            "UPDATE ota_jobs SET sms_auth_version = $1, updated_at = $2 WHERE id = $3 AND sms_auth_version IS NULL",
+        )
+        .bind(i64::from(version))
+        .bind(now)
+        .bind(id)
+        .execute(&mut conn)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Records a proof of receipt that ends no job (an error status the job retries on).

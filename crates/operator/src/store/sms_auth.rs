@@ -3,7 +3,7 @@
 //! been used). The logic is in [`crate::sms_center::authentication`]; this is its SQL.
 
 use numport_core::Millis;
-use numport_db::sql;
+use numport_db::sql::{self, Connection};
 
 use super::OperatorStore;
 use crate::OperatorError;
@@ -15,6 +15,48 @@ pub struct StoredAuthKey {
     pub sealed: String,
     pub activated_at: Option<Millis>,
     pub retired_at: Option<Millis>,
+}
+
+/// A key the SIM holds now: to activate, and the keys before it to retire at `retire_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Activation {
+    pub imsi: String,
+    pub version: u8,
+    pub retire_at: Millis,
+}
+
+/// Activates key `a.version` of the SIM `a.imsi` at `now` in the caller's transaction: the
+/// active keys before it are retired at `a.retire_at`, and those before it that were issued
+/// and never activated (an OTA job that failed) are deleted, since no SIM confirmed holding
+/// them. False if there is no such key.
+pub(crate) async fn activate_key(tx: &mut Connection, a: &Activation, now: Millis) -> Result<bool, OperatorError> {
+    let done = sql::query(
+        "UPDATE sms_auth_keys SET activated_at = COALESCE(activated_at, $3), retired_at = NULL \
+         WHERE imsi = $1 AND version = $2",
+    )
+    .bind(&a.imsi)
+    .bind(i64::from(a.version))
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    sql::query(
+        "UPDATE sms_auth_keys SET retired_at = $3 WHERE imsi = $1 AND version < $2 \
+         AND activated_at IS NOT NULL AND retired_at IS NULL",
+    )
+    .bind(&a.imsi)
+    .bind(i64::from(a.version))
+    .bind(a.retire_at)
+    .execute(&mut *tx)
+    .await?;
+    sql::query("DELETE FROM sms_auth_keys WHERE imsi = $1 AND version < $2 AND activated_at IS NULL")
+        .bind(&a.imsi)
+        .bind(i64::from(a.version))
+        .execute(&mut *tx)
+        .await?;
+    Ok(true)
 }
 
 impl OperatorStore {
@@ -73,38 +115,13 @@ impl OperatorStore {
             .collect()
     }
 
-    /// Activates key `version` of the SIM `imsi` at `now` and retires the active keys before
-    /// it at `retire_at`, in one transaction. False if there is no such key.
-    pub async fn activate_sms_auth_key(
-        &self,
-        imsi: &str,
-        version: u8,
-        now: Millis,
-        retire_at: Millis,
-    ) -> Result<bool, OperatorError> {
+    /// Activates `a` at `now`, in one transaction. False if there is no such key.
+    pub async fn activate_sms_auth_key(&self, a: &Activation, now: Millis) -> Result<bool, OperatorError> {
         let mut conn = self.conn().await?;
         let mut tx = conn.begin().await?;
-        let done = sql::query(
-            "UPDATE sms_auth_keys SET activated_at = COALESCE(activated_at, $3), retired_at = NULL \
-             WHERE imsi = $1 AND version = $2",
-        )
-        .bind(imsi)
-        .bind(i64::from(version))
-        .bind(now)
-        .execute(&mut tx)
-        .await?;
-        if done.rows_affected() != 1 {
+        if !activate_key(&mut tx, a, now).await? {
             return Ok(false);
         }
-        sql::query(
-            "UPDATE sms_auth_keys SET retired_at = $3 WHERE imsi = $1 AND version < $2 \
-             AND activated_at IS NOT NULL AND retired_at IS NULL",
-        )
-        .bind(imsi)
-        .bind(i64::from(version))
-        .bind(retire_at)
-        .execute(&mut tx)
-        .await?;
         tx.commit().await?;
         Ok(true)
     }
