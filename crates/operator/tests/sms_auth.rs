@@ -3,9 +3,11 @@
 //! the key (`sms::auth::Verifier`) finds what the network sent authentic and what a pseudo
 //! base station sends (no element, a made-up one, a recording played back) forged or replayed.
 //! A message forwarded over the interconnect after a port is tagged by the operator serving
-//! the number now; a key rotation keeps delivery working; counters go on growing across a
-//! restart of the SMS center; keys are sealed at rest. On PostgreSQL too when
-//! `NUMPORT_TEST_POSTGRES_URL` is set (under `CI=true` it must be).
+//! the number now; status reports are tagged too; a key rotation keeps delivery working;
+//! counters go on growing across a restart of the SMS center; keys are sealed at rest. The key
+//! is the one the OTA server writes into the card (issued for the job, activated by the card's
+//! proof of receipt), at account opening and at a port-in; a job that fails activates nothing.
+//! On PostgreSQL too when `NUMPORT_TEST_POSTGRES_URL` is set (under `CI=true` it must be).
 
 mod common;
 
@@ -605,4 +607,74 @@ async fn a_failed_ota_job_leaves_the_old_key_active() {
     let versions: Vec<(u8, bool)> = keys.iter().map(|k| (k.version, k.retired_at.is_some())).collect();
     assert_eq!(versions, [(3, false), (1, true)]);
     stop.cancel();
+}
+
+/// A terminal's own SMS, with a status report asked for: the SMS-DELIVER and the
+/// SMS-STATUS-REPORT the center sends back both carry the element, each its own counter, and a
+/// status report with its outcome changed, or made up, is forged.
+async fn status_reports_are_tagged(one: &One) {
+    use tokio::io::AsyncWriteExt;
+    let mut s = TcpStream::connect(one.air).await.unwrap();
+    operator::air::attach_terminal(&mut s, IMSI, K_SIM).await.unwrap().unwrap();
+    let submit = sms::tpdu::SmsSubmit {
+        reject_duplicates: false,
+        status_report_request: true,
+        reply_path: false,
+        message_reference: 77,
+        destination: Address::international(NUMBER),
+        pid: 0,
+        dcs: sms::tpdu::DataCoding::GSM7,
+        validity: None,
+        user_data: sms::tpdu::UserData::gsm7("Note to self").unwrap(),
+    };
+    let tpdu = Tpdu::Submit(submit).encode().unwrap();
+    s.write_all(&Frame::Submit { reference: 1, tpdu }.encode()).await.unwrap();
+    let (mut deliver, mut report) = (None, None);
+    while deliver.is_none() || report.is_none() {
+        let frame = tokio::time::timeout(Duration::from_secs(5), operator::air::read_frame(&mut s))
+            .await
+            .expect("a frame within 5 s")
+            .unwrap()
+            .expect("the link stays up");
+        let Frame::Deliver { reference, tpdu } = frame else { continue };
+        s.write_all(&Frame::DeliverAck { reference, cause: CAUSE_OK }.encode()).await.unwrap();
+        match Tpdu::decode_mt(&tpdu).unwrap() {
+            Tpdu::Deliver(d) => deliver = Some(d),
+            Tpdu::StatusReport(r) => report = Some(r),
+            other => panic!("{other:?}"),
+        }
+    }
+    let (deliver, report) = (deliver.unwrap(), report.unwrap());
+    assert_eq!((report.message_reference, report.status), (77, 0x00), "delivered");
+    let mut phone = handset(&[&one.key]);
+    assert!(phone.verify(&deliver, NUMBER, T0).is_authentic());
+    let verdict = phone.verify(&report, NUMBER, T0);
+    assert!(verdict.is_authentic(), "{verdict}");
+    assert_ne!(
+        sms::auth::element(&deliver).unwrap().unwrap().counter,
+        sms::auth::element(&report).unwrap().unwrap().counter,
+        "one sequence, a counter each"
+    );
+    // A pseudo base station's reports: the genuine one turned into a failure, and one without
+    // an element.
+    let mut failed = report.clone();
+    failed.status = 0x43;
+    assert_eq!(phone.verify(&failed, NUMBER, T0), Verdict::Forged(Forgery::BadMac));
+    let bare = sms::tpdu::SmsStatusReport { user_data: None, ..report };
+    assert_eq!(phone.verify(&bare, NUMBER, T0), Verdict::Forged(Forgery::NoElement));
+}
+
+#[tokio::test]
+async fn status_reports_are_tagged_sqlite() {
+    let one = One::start(|_| {}).await;
+    status_reports_are_tagged(&one).await;
+    one.stop.cancel();
+}
+
+#[tokio::test]
+async fn status_reports_are_tagged_postgres() {
+    let Some(db) = numport_db::testing::TempDatabase::create().await else { return };
+    let one = One::start(|c| c.database_url = db.url().to_owned()).await;
+    status_reports_are_tagged(&one).await;
+    one.stop.cancel();
 }
