@@ -548,8 +548,9 @@ opb re-writes the ported subscriber's SIM over the air (F7):"
     let now = numport_core::Clock::now_ms(&numport_core::SystemClock);
     let keys = b_store.sms_auth_keys(&card.imsi, now).await?;
     let active = keys.iter().find(|k| k.activated_at.is_some() && k.retired_at.is_none()).map(|k| k.version);
+    let active_text = active.map_or_else(|| "none".to_owned(), |v| v.to_string());
     println!(
-        "  SMS-authentication key: version {} in the SIM, {active:?} active at opb",
+        "  SMS-authentication key: version {} in the SIM, {active_text} active at opb",
         shown["sms_auth_key"]["version"]
     );
     c.check(

@@ -51,6 +51,29 @@ fn sms_status_report() {
     assert_eq!(Tpdu::StatusReport(r).encode().unwrap(), tpdu);
 }
 
+/// TP-PI and the optional fields it announces (§9.2.3.27): TP-PID and TP-DCS, TP-UD, a
+/// further TP-PI octet skipped; a field announced and missing is an error.
+#[test]
+fn sms_status_report_with_parameter_indicator() {
+    let base = "0006D60B911326880736F4111011719551401110117195714000";
+    let bytes = hex(&format!("{base}030041"));
+    let (_, tpdu) = split_smsc(&bytes).unwrap();
+    let Tpdu::StatusReport(r) = Tpdu::decode_mt(tpdu).unwrap() else { panic!("not a status report") };
+    assert_eq!((r.pid, r.dcs, r.user_data.as_ref()), (Some(0x00), Some(DataCoding(0x41)), None));
+    assert_eq!(Tpdu::StatusReport(r).encode().unwrap(), tpdu);
+    // PI 0x84 (TP-UDL present, another PI octet follows), then PI 0x00, then UDL 5 and "hello".
+    let bytes = hex(&format!("{base}840005E8329BFD06"));
+    let (_, tpdu) = split_smsc(&bytes).unwrap();
+    let Tpdu::StatusReport(r) = Tpdu::decode_mt(tpdu).unwrap() else { panic!("not a status report") };
+    let ud = r.user_data.as_ref().unwrap();
+    assert_eq!(ud.text(r.data_coding()), "hello");
+    for truncated in ["04", "01", "0405"] {
+        let bytes = hex(&format!("{base}{truncated}"));
+        let (_, tpdu) = split_smsc(&bytes).unwrap();
+        assert!(Tpdu::decode_mt(tpdu).is_err(), "PI {truncated}");
+    }
+}
+
 #[test]
 fn concatenated_gsm7_with_fill_bits() {
     let header = UserDataHeader {
