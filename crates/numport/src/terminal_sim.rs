@@ -309,4 +309,30 @@ mod tests {
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         assert!(!path.with_extension("tmp").exists());
     }
+
+    /// The MAC's destination is the number the card holds, else the one the node attached the
+    /// SIM as.
+    #[test]
+    fn the_handsets_number_comes_from_the_card() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("card.json");
+        let personalise = |msisdn: Option<&str>| {
+            let card = Card::personalise(&Personalisation {
+                imsi: "242010000000001".into(),
+                k_sim: vec![1; 16],
+                ota_keys: Vec::new(),
+                msisdn: msisdn.map(str::to_owned),
+                spn: None,
+                smsc: None,
+                sms_auth: None,
+            })
+            .unwrap();
+            write_atomically(&path, &card.to_bytes()).unwrap();
+            CardFile::open(&path).unwrap()
+        };
+        let own = crate::smsauth_terminal::own_number;
+        assert_eq!(own(Some(&personalise(Some("+4790500000"))), "4799999999"), "4790500000");
+        assert_eq!(own(Some(&personalise(None)), "4799999999"), "4799999999");
+        assert_eq!(own(None, "4799999999"), "4799999999");
+    }
 }

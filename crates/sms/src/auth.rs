@@ -236,7 +236,7 @@ impl MtMessage for SmsStatusReport {
         out[5..12].copy_from_slice(&timestamp_octets(&self.scts));
         out[12..19].copy_from_slice(&timestamp_octets(&self.discharge));
         out[19] = self.status;
-        out[20] = u8::from(self.pid.is_some()) | u8::from(self.dcs.is_some()) << 1;
+        out[20] = u8::from(self.pid.is_some()) | (u8::from(self.dcs.is_some()) << 1);
         out[21] = self.pid.unwrap_or(0);
         out[22] = self.dcs.map_or(0, |d| d.0);
         23

@@ -389,9 +389,8 @@ impl Tpdu {
                 s.scts.encode(&mut out);
                 s.discharge.encode(&mut out);
                 out.push(s.status);
-                let pi = u8::from(s.pid.is_some()) * PI_PID
-                    | u8::from(s.dcs.is_some()) * PI_DCS
-                    | u8::from(s.user_data.is_some()) * PI_UDL;
+                let present = [(s.pid.is_some(), PI_PID), (s.dcs.is_some(), PI_DCS), (s.user_data.is_some(), PI_UDL)];
+                let pi = present.iter().filter(|(is, _)| *is).fold(0, |pi, (_, bit)| pi | bit);
                 if pi != 0 {
                     out.push(pi);
                     out.extend(s.pid);
