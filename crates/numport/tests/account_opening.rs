@@ -173,7 +173,15 @@ async fn counters_keep_growing_across_a_kill_9() {
         let view = wait_state(&http, &node.url(), opened["id"].as_str().unwrap(), "provisioned").await;
         view["ota_job_id"].as_i64().unwrap()
     };
-    let before = store.ota_job(job_id).await.unwrap().unwrap().counter.unwrap();
+    // The first attempt issues the job's key, then reserves its counter.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let before = loop {
+        match store.ota_job(job_id).await.unwrap().unwrap().counter {
+            Some(c) => break c,
+            None if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
+            None => panic!("no packet sent in 20 s"),
+        }
+    };
     node.kill_hard().await.unwrap();
     let mut node = ota_node::start(&config).await.unwrap();
     // The restarted node's next attempt takes a counter above every one reserved before.
