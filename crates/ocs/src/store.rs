@@ -29,12 +29,12 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub static SQLITE_MIGRATIONS: &[Migration] = numport_db::migrations!("migrations/sqlite", ["0001_ocs.sql"]);
 pub static POSTGRES_MIGRATIONS: &[Migration] = numport_db::migrations!("migrations/postgres", ["0001_ocs.sql"]);
 
-/// The OCS's database as the engine opens it: SQLite's default pages, no readers (every
-/// request writes).
+/// The OCS's database as the engine opens it: SQLite's default pages, and two readers, for
+/// what the working copy ([`crate::engine`]) loads while the group commit holds the writer.
 pub const SCHEMA: Schema = Schema {
     role: "ocs",
     migrations: Migrations { sqlite: SQLITE_MIGRATIONS, postgres: POSTGRES_MIGRATIONS },
-    sqlite: SqliteLayout { page_size: None, readers: 0 },
+    sqlite: SqliteLayout { page_size: None, readers: 2 },
 };
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -126,6 +126,18 @@ pub async fn lock_account(conn: &mut Connection, id: AccountId) -> Result<Option
 pub async fn lock_account_by_msisdn(conn: &mut Connection, msisdn: &str) -> Result<Option<Account>> {
     let q = format!("SELECT {ACCOUNT_COLUMNS} FROM ocs_accounts WHERE msisdn = $1{}", for_update(conn));
     sql::query(&q).bind(msisdn).fetch_optional(conn).await?.map(|r| account_row(&r)).transpose()
+}
+
+/// Load account `id` without locking it: the OCS's working copy ([`crate::engine`]) is what
+/// serialises requests, and this reads what was committed.
+pub async fn account(conn: &mut Connection, id: AccountId) -> Result<Option<Account>> {
+    let q = format!("SELECT {ACCOUNT_COLUMNS} FROM ocs_accounts WHERE id = $1");
+    sql::query(&q).bind(id).fetch_optional(conn).await?.map(|r| account_row(&r)).transpose()
+}
+
+/// The account id of `msisdn`, if it has one.
+pub async fn account_id(conn: &mut Connection, msisdn: &str) -> Result<Option<AccountId>> {
+    sql::query_scalar("SELECT id FROM ocs_accounts WHERE msisdn = $1").bind(msisdn).fetch_optional(conn).await
 }
 
 /// Write `after` if it differs from `before` (as loaded).
@@ -523,5 +535,154 @@ pub async fn insert_call(
         .execute(conn)
         .await
         .map_err(StoreError::from_insert)?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- group commit
+
+/// Rows of the group commit ([`write_batch`]), each a JSON object rendered by the request that
+/// made it, so the one writer only joins them.
+pub mod rows {
+    use super::*;
+
+    /// The `ocs_accounts` columns a request changes.
+    pub fn account(a: &Account) -> Result<String> {
+        to_json(&json!({
+            "id": a.id,
+            "debt": a.debt.0,
+            "credit_limit": a.credit_limit.0,
+            "balance": a.net().0,
+            "reserved": a.reserved().0,
+            "state": state_json(a)?,
+        }))
+    }
+
+    /// The journal lines of `entries` under the business event `key`, appended to `out`
+    /// (comma-separated), as [`post`] writes them.
+    pub fn postings(out: &mut String, key: &str, kind: &str, entries: &[Entry], at: Millis) -> Result<()> {
+        for (i, e) in entries.iter().enumerate() {
+            for (line, (ledger, amount)) in e.lines().iter().enumerate() {
+                let row = json!({
+                    "entry_key": format!("{key}/{i}"),
+                    "line": line,
+                    "ledger": ledger.key(),
+                    "amount": amount.0,
+                    "kind": kind,
+                    "at": at,
+                });
+                if !out.is_empty() {
+                    out.push(',');
+                }
+                out.push_str(&to_json(&row)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// A session with its answer, as [`save_session`] writes it.
+    pub fn session(s: &Session, now: Millis) -> Result<String> {
+        to_json(&json!({
+            "id": s.id,
+            "account_id": s.account_id,
+            "service": s.service.as_str(),
+            "destination": s.destination,
+            "state": s.state.as_str(),
+            "last_request_number": s.last_request_number,
+            "last_request_type": s.last_request_type.as_str(),
+            "last_answer": to_json(&s.last_answer)?,
+            "tcc_deadline": s.tcc_deadline,
+            "charged": s.charged.0,
+            "updated_at": now,
+        }))
+    }
+}
+
+static UPDATE_ACCOUNTS: PerEngine = PerEngine::new(|pg| {
+    let rows = sql::json_rows(
+        pg,
+        1,
+        &[
+            ("id", Kind::Int),
+            ("debt", Kind::Int),
+            ("credit_limit", Kind::Int),
+            ("balance", Kind::Int),
+            ("reserved", Kind::Int),
+            ("state", Kind::Text),
+        ],
+    );
+    format!(
+        "UPDATE ocs_accounts SET debt = r.debt, credit_limit = r.credit_limit, balance = r.balance, \
+         reserved = r.reserved, state = r.state FROM {rows} WHERE ocs_accounts.id = r.id"
+    )
+});
+
+static INSERT_BATCH_POSTINGS: PerEngine = PerEngine::new(|pg| {
+    let rows = sql::json_rows(
+        pg,
+        1,
+        &[
+            ("entry_key", Kind::Text),
+            ("line", Kind::Int),
+            ("ledger", Kind::Text),
+            ("amount", Kind::Int),
+            ("kind", Kind::Text),
+            ("at", Kind::Int),
+        ],
+    );
+    format!(
+        "INSERT INTO ocs_postings (entry_key, line, ledger, amount, kind, at) \
+         SELECT entry_key, line, ledger, amount, kind, at FROM {rows} ORDER BY n"
+    )
+});
+
+static UPSERT_SESSIONS: PerEngine = PerEngine::new(|pg| {
+    let rows = sql::json_rows(
+        pg,
+        1,
+        &[
+            ("id", Kind::Text),
+            ("account_id", Kind::Int),
+            ("service", Kind::Text),
+            ("destination", Kind::Text),
+            ("state", Kind::Text),
+            ("last_request_number", Kind::Int),
+            ("last_request_type", Kind::Text),
+            ("last_answer", Kind::Text),
+            ("tcc_deadline", Kind::Int),
+            ("charged", Kind::Int),
+            ("updated_at", Kind::Int),
+        ],
+    );
+    // `ORDER BY` also ends the SELECT for SQLite's parser, which would otherwise read the
+    // `ON` of `ON CONFLICT` as a join's.
+    format!(
+        "INSERT INTO ocs_sessions (id, account_id, service, destination, state, last_request_number, \
+         last_request_type, last_answer, tcc_deadline, charged, updated_at) \
+         SELECT id, account_id, service, destination, state, last_request_number, last_request_type, \
+         last_answer, tcc_deadline, charged, updated_at FROM {rows} ORDER BY n \
+         ON CONFLICT (id) DO UPDATE SET destination = excluded.destination, state = excluded.state, \
+         last_request_number = excluded.last_request_number, last_request_type = excluded.last_request_type, \
+         last_answer = excluded.last_answer, tcc_deadline = excluded.tcc_deadline, charged = excluded.charged, \
+         updated_at = excluded.updated_at"
+    )
+});
+
+/// Write a group commit's rows ([`rows`]) in three statements: the accounts (one row each,
+/// its last version), the journal lines, the sessions (one row each, its last version).
+pub async fn write_batch(conn: &mut Connection, accounts: &[&str], postings: &[&str], sessions: &[&str]) -> Result<()> {
+    let array = |parts: &[&str]| format!("[{}]", parts.join(","));
+    if !accounts.is_empty() {
+        sql::query(UPDATE_ACCOUNTS.text(conn)).bind(array(accounts)).execute_pipelined(conn).await?;
+    }
+    if !postings.is_empty() {
+        sql::query(INSERT_BATCH_POSTINGS.text(conn))
+            .bind(array(postings))
+            .execute_pipelined(conn)
+            .await
+            .map_err(StoreError::from_insert)?;
+    }
+    if !sessions.is_empty() {
+        sql::query(UPSERT_SESSIONS.text(conn)).bind(array(sessions)).execute_pipelined(conn).await?;
+    }
     Ok(())
 }
