@@ -77,20 +77,19 @@ impl Ticket {
     }
 }
 
-/// One request's changes, as rows rendered by the request ([`store::rows`]).
+/// One request's changes, as rows rendered by the request.
 struct Effect {
     account: AccountId,
     generation: u64,
     /// The account's row after the change, if it changed.
-    account_row: Option<String>,
-    /// Journal lines, comma-separated; empty for none.
-    postings: String,
-    session: Option<(String, String)>,
+    account_row: Option<store::AccountRow>,
+    postings: Vec<store::PostingRow>,
+    session: Option<store::SessionRow>,
     done: watch::Sender<Outcome>,
 }
 
 enum Job {
-    Effect(Effect),
+    Effect(Box<Effect>),
     /// Resolved once everything queued before it is written.
     Flush(watch::Sender<Outcome>),
 }
@@ -228,9 +227,10 @@ impl Engine {
         let Some(slot) = slot else { return };
         let mut guard = slot.lock().await;
         let Some(cell) = guard.as_mut() else { return };
-        let done = cell.sessions.get(session_id).is_some_and(|c| {
-            c.session.state != SessionState::Open && c.session.last_request_number == request_number
-        });
+        let done = cell
+            .sessions
+            .get(session_id)
+            .is_some_and(|c| c.session.state != SessionState::Open && c.session.last_request_number == request_number);
         if done {
             cell.sessions.remove(session_id);
             locked(&self.shared.owners).remove(session_id);
@@ -317,12 +317,15 @@ impl Held {
     /// Make `after` (with the journal lines `postings` and the `session` to store) the
     /// account's state, and queue it for the group commit: the returned ticket says when it
     /// is durable. Nothing is queued when nothing changed.
-    pub fn apply(&mut self, after: Account, postings: String, session: Option<Session>, now: Millis) -> Result<Ticket> {
-        let account_row = if after != self.cell().account { Some(store::rows::account(&after)?) } else { None };
-        let session_row = match &session {
-            Some(s) => Some((s.id.clone(), store::rows::session(s, now)?)),
-            None => None,
-        };
+    pub fn apply(
+        &mut self,
+        after: Account,
+        postings: Vec<store::PostingRow>,
+        session: Option<Session>,
+        now: Millis,
+    ) -> Result<Ticket> {
+        let account_row = if after != self.cell().account { Some(store::AccountRow::of(&after)?) } else { None };
+        let session_row = session.as_ref().map(|s| store::SessionRow::of(s, now)).transpose()?;
         if account_row.is_none() && postings.is_empty() && session_row.is_none() {
             let (done, ticket) = Ticket::new();
             done.send_replace(Some(Ok(())));
@@ -330,9 +333,15 @@ impl Held {
         }
         let (done, ticket) = Ticket::new();
         let cell = self.cell();
-        let effect =
-            Effect { account: after.id, generation: cell.generation, account_row, postings, session: session_row, done };
-        self.shared.jobs.send(Job::Effect(effect)).map_err(|_| StoreError::Closed)?;
+        let effect = Effect {
+            account: after.id,
+            generation: cell.generation,
+            account_row,
+            postings,
+            session: session_row,
+            done,
+        };
+        self.shared.jobs.send(Job::Effect(Box::new(effect))).map_err(|_| StoreError::Closed)?;
         if let Some(s) = &session {
             locked(&self.shared.owners).insert(s.id.clone(), s.account_id);
         }
@@ -372,7 +381,7 @@ async fn write_groups(db: Db, mut queue: mpsc::UnboundedReceiver<Job>) {
         let mut flushes = Vec::new();
         for job in jobs.drain(..) {
             match job {
-                Job::Effect(e) => effects.push(e),
+                Job::Effect(e) => effects.push(*e),
                 Job::Flush(f) => flushes.push(f),
             }
         }
@@ -434,15 +443,15 @@ async fn write(db: &Db, effects: &[Effect]) -> Result<()> {
         if let Some(row) = &e.account_row
             && seen_accounts.insert(e.account)
         {
-            accounts.push(row.as_str());
+            accounts.push(row);
         }
-        if let Some((id, row)) = &e.session
-            && seen_sessions.insert(id.as_str())
+        if let Some(row) = &e.session
+            && seen_sessions.insert(row.id.as_str())
         {
-            sessions.push(row.as_str());
+            sessions.push(row);
         }
     }
-    let postings: Vec<&str> = effects.iter().map(|e| e.postings.as_str()).filter(|p| !p.is_empty()).collect();
+    let postings: Vec<&store::PostingRow> = effects.iter().flat_map(|e| &e.postings).collect();
     let mut tx = db.begin().await?;
     store::write_batch(&mut tx, &accounts, &postings, &sessions).await?;
     tx.commit().await

@@ -280,8 +280,7 @@ impl Ocs {
     async fn credit_control_tx(&self, req: &CreditControlRequest) -> Result<CreditControlAnswer> {
         let now = self.now();
         let engine = &self.inner.engine;
-        let Some((mut held, known)) = engine.lock_for_request(&req.session_id, &req.subscription_id.data).await?
-        else {
+        let Some((mut held, known)) = engine.lock_for_request(&req.session_id, &req.subscription_id.data).await? else {
             return Ok(CreditControlAnswer::error(req, result_code::USER_UNKNOWN));
         };
         if let Some(k) = &known
@@ -310,9 +309,9 @@ impl Ocs {
             return Ok(outcome.answer);
         };
         let key = format!("ccr:{}:{}", req.session_id, req.request_number);
-        let mut postings = String::new();
-        store::rows::postings(&mut postings, &format!("{key}:expiry"), "expiry", &expired, now)?;
-        store::rows::postings(&mut postings, &key, "credit_control", &outcome.entries, now)?;
+        let mut postings = Vec::new();
+        store::posting_rows(&mut postings, &format!("{key}:expiry"), "expiry", &expired, now);
+        store::posting_rows(&mut postings, &key, "credit_control", &outcome.entries, now);
         let closed = stored.state != SessionState::Open;
         let ticket = held.apply(account, postings, Some(stored), now)?;
         let account_id = held.account().id;
@@ -342,8 +341,8 @@ impl Ocs {
             let Some(known) = held.session(&session_id).await? else { continue };
             let (mut account, mut s) = (held.account().clone(), known.session);
             let Some(entries) = session::supervise(&mut account, &mut s, now)? else { continue };
-            let mut postings = String::new();
-            store::rows::postings(&mut postings, &format!("tcc:{session_id}"), "tcc_release", &entries, now)?;
+            let mut postings = Vec::new();
+            store::posting_rows(&mut postings, &format!("tcc:{session_id}"), "tcc_release", &entries, now);
             let number = s.last_request_number;
             released.push((held.apply(account, postings, Some(s), now)?, account_id, session_id, number));
         }
@@ -490,7 +489,7 @@ impl Ocs {
         let accounts = store::accounts(&mut conn).await?;
         let mut overdraft = 0;
         for (id, _) in &accounts {
-            let Some(a) = store::lock_account(&mut conn, *id).await? else { continue };
+            let Some(a) = store::account(&mut conn, *id).await? else { continue };
             overdraft += (a.debt.0 - a.credit_limit.0).max(0);
             a.check(get(Ledger::Available(a.id)), get(Ledger::Reserved(a.id)))?;
         }

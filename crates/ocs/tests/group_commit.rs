@@ -94,7 +94,9 @@ async fn a_refused_group_commit_leaves_memory_as_the_database(t: TestOcs) {
     let updates: Vec<_> = (0..8)
         .map(|s| {
             let ocs = t.ocs.clone();
-            tokio::spawn(async move { ocs.credit_control(ccr(&format!("s{s}"), A, Update, 1, Some(60), Some(60))).await })
+            tokio::spawn(
+                async move { ocs.credit_control(ccr(&format!("s{s}"), A, Update, 1, Some(60), Some(60))).await },
+            )
         })
         .collect();
     for u in updates {
@@ -104,7 +106,10 @@ async fn a_refused_group_commit_leaves_memory_as_the_database(t: TestOcs) {
     let after = t.ocs.balance(A).await.unwrap();
     assert_eq!(after, before);
     let stored = stored_account(&t, A).await;
-    assert_eq!((stored.net(), stored.reserved(), stored.money.clone()), (after.balance, after.reserved, after.money_buckets));
+    assert_eq!(
+        (stored.net(), stored.reserved(), stored.money.clone()),
+        (after.balance, after.reserved, after.money_buckets)
+    );
     refuse_postings(&t, false).await;
     // The gateways' retransmissions are handled afresh, each charged once.
     for s in 0..8 {
