@@ -255,7 +255,7 @@ pub struct Held {
 impl Drop for Held {
     fn drop(&mut self) {
         if self.unload_on_drop {
-            *self.guard = None;
+            self.forget();
         }
     }
 }
@@ -278,8 +278,19 @@ impl Held {
         self.cell().last.clone()
     }
 
+    /// Drop the copy (and its sessions) from memory.
+    fn forget(&mut self) {
+        if let Some(cell) = self.guard.take() {
+            let mut owners = locked(&self.shared.owners);
+            for id in cell.sessions.keys() {
+                owners.remove(id);
+            }
+        }
+    }
+
     /// Load the account from the database as a new generation; false if it does not exist.
     async fn reload(&mut self, id: AccountId) -> Result<bool> {
+        self.forget();
         let account = store::account(&mut *self.shared.db.read().await?, id).await?;
         let Some(account) = account else { return Ok(false) };
         let generation = self.shared.generations.fetch_add(1, Ordering::Relaxed);
