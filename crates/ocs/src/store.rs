@@ -13,9 +13,8 @@ use std::collections::HashMap;
 
 use numport_core::{Millis, Money};
 use numport_db::migrate::Migration;
-use numport_db::sql::{self, Connection, Kind, PerEngine, Row};
+use numport_db::sql::{self, Connection, Row};
 use numport_db::{Migrations, Schema, SqliteLayout, StoreError};
-use serde_json::json;
 
 use crate::balance::{Account, AccountId, Entry, MoneyBucket, Reservation, UnitBucket};
 use crate::data_charging::ChargingMode;
@@ -147,37 +146,31 @@ pub async fn save_account(conn: &mut Connection, before: &Account, after: &Accou
 
 // ---------------------------------------------------------------- journal
 
-static INSERT_POSTINGS: PerEngine = PerEngine::new(|pg| {
-    let rows = sql::json_rows(
-        pg,
-        1,
-        &[("entry_key", Kind::Text), ("line", Kind::Int), ("ledger", Kind::Text), ("amount", Kind::Int)],
-    );
-    format!(
-        "INSERT INTO ocs_postings (entry_key, line, ledger, amount, kind, at) \
-         SELECT entry_key, line, ledger, amount, $2, $3 FROM {rows} ORDER BY n"
-    )
-});
+/// Post `entries` under the business event `key` (`{key}/{i}` each). A key used before fails
+/// the transaction: on SQLite here, as [`StoreError::Duplicate`]; on PostgreSQL, where the
+/// lines are pipelined, at the next statement or the commit.
+pub async fn post(conn: &mut Connection, key: &str, kind: &'static str, entries: &[Entry], at: Millis) -> Result<()> {
+    let mut rows = Vec::new();
+    posting_rows(&mut rows, key, kind, entries, at);
+    insert_postings(conn, rows.iter()).await
+}
 
-/// Post `entries` under the business event `key` (`{key}/{i}` each); a key used before is a
-/// [`StoreError::Duplicate`].
-pub async fn post(conn: &mut Connection, key: &str, kind: &str, entries: &[Entry], at: Millis) -> Result<()> {
-    if entries.is_empty() {
-        return Ok(());
-    }
-    let rows = entries.iter().enumerate().flat_map(|(i, e)| {
-        e.lines().iter().enumerate().map(move |(line, (ledger, amount))| {
-            json!({ "entry_key": format!("{key}/{i}"), "line": line, "ledger": ledger.key(), "amount": amount.0 })
-        })
-    });
-    let rows = sql::rows_param(rows)?;
-    sql::query(INSERT_POSTINGS.text(conn))
-        .bind(rows)
-        .bind(kind)
-        .bind(at)
-        .execute(conn)
+/// Journal lines, one prepared statement each (pipelined on PostgreSQL).
+async fn insert_postings<'a>(conn: &mut Connection, rows: impl Iterator<Item = &'a PostingRow>) -> Result<()> {
+    for p in rows {
+        sql::query(
+            "INSERT INTO ocs_postings (entry_key, line, ledger, amount, kind, at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(p.entry_key.as_str())
+        .bind(p.line)
+        .bind(p.ledger.as_str())
+        .bind(p.amount)
+        .bind(p.kind)
+        .bind(p.at)
+        .execute_pipelined(conn)
         .await
         .map_err(StoreError::from_insert)?;
+    }
     Ok(())
 }
 
@@ -617,20 +610,7 @@ pub async fn write_batch(
         .execute_pipelined(conn)
         .await?;
     }
-    for p in postings {
-        sql::query(
-            "INSERT INTO ocs_postings (entry_key, line, ledger, amount, kind, at) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(p.entry_key.as_str())
-        .bind(p.line)
-        .bind(p.ledger.as_str())
-        .bind(p.amount)
-        .bind(p.kind)
-        .bind(p.at)
-        .execute_pipelined(conn)
-        .await
-        .map_err(StoreError::from_insert)?;
-    }
+    insert_postings(conn, postings.iter().copied()).await?;
     for s in sessions {
         sql::query(UPSERT_SESSION)
             .bind(s.id.as_str())
