@@ -6,7 +6,7 @@
 //! lock ([`Engine::lock`]), instead of reading the row, locking it and writing it back in a
 //! transaction of its own. Its effects (the account's row, the journal lines, the session with
 //! its answer) go to one writer task, which writes what has queued up (up to [`MAX_GROUP`]) in
-//! one transaction of three statements and then resolves each effect's [`Ticket`]. Why that is
+//! one transaction and then resolves each effect's [`Ticket`]. Why that is
 //! as safe as a transaction per request:
 //!
 //! - **Credit limit**: requests on one account are serialised on its lock, and each sees the
@@ -43,7 +43,7 @@ use crate::store;
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Most effects one group commit writes: enough that the commit's fixed cost is spread thin,
-/// few enough that the statements' JSON parameters stay small.
+/// few enough that one group's answers are not held back long behind its statements.
 pub const MAX_GROUP: usize = 512;
 
 type Outcome = Option<std::result::Result<(), Arc<str>>>;

@@ -11,7 +11,7 @@
 //!   [`online_list`] (CN102547642B), [`capacity`] (CN101425910A), [`data_charging`]
 //!   (CN102083042B).
 //! - [`store`]: the OCS's tables through `numport-db` (SQLite or PostgreSQL), migrations of its
-//!   own, and the group commit's three statements.
+//!   own, and the group commit's rows and statements.
 //! - [`engine`]: the accounts and open sessions in memory, the authoritative copy of the one
 //!   OCS process that owns the database. A request changes its account under the account's
 //!   lock, so concurrent sessions on one account are serialised and cannot overrun its credit
