@@ -589,8 +589,8 @@ const UPSERT_SESSION: &str = "INSERT INTO ocs_sessions (id, account_id, service,
 /// Write a group commit's rows: each account's and session's (its last version), and the
 /// journal lines. One prepared statement per row: on SQLite a row costs only its b-tree work
 /// (a batch as one JSON parameter, parsed by `json_each`, measured about twice as slow:
-/// docs/BENCHMARKS.md, OCS), and on
-/// PostgreSQL the statements are pipelined, their answers read with the `COMMIT`'s.
+/// docs/BENCHMARKS.md, OCS), and on PostgreSQL the statements are pipelined, their answers
+/// read with the `COMMIT`'s.
 pub async fn write_batch(
     conn: &mut Connection,
     accounts: &[&AccountRow],
