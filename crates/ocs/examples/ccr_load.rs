@@ -1,6 +1,7 @@
-//! `cargo run --release -p ocs --example ccr_load -- [DATABASE_URL] [SECONDS]`: credit control
-//! in process (no Diameter) against a fresh OCS database (`ocs::bench::credit_control_load`),
-//! printed as JSON. The default database is a SQLite file in a temporary directory.
+//! `cargo run --release -p ocs --example ccr_load -- [DATABASE_URL] [SECONDS] [GATEWAYS]`: credit
+//! control in process (no Diameter) against a fresh OCS database
+//! (`ocs::bench::credit_control_load`), printed as JSON. The default database is a SQLite file
+//! in a temporary directory; 10 seconds; 64 concurrent gateway sessions.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .cloned()
         .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("ocs.db").display()));
     let seconds: u64 = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(10);
+    let gateways: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(64);
     let ocs = ocs::Ocs::open(
         &DbConfig::new(&url),
         ocs::OcsConfig::default(),
@@ -32,7 +34,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ocs.create_account(&msisdn, Money(500)).await?;
         ocs.recharge(&msisdn, Money(100_000_000), None, &msisdn).await?;
     }
-    let figures = ocs::bench::credit_control_load(&ocs, accounts, 64, Duration::from_secs(seconds)).await?;
+    let figures = ocs::bench::credit_control_load(&ocs, accounts, gateways, Duration::from_secs(seconds)).await?;
     println!("{}", serde_json::to_string(&figures)?);
     Ok(())
 }

@@ -11,11 +11,13 @@
 //!   [`online_list`] (CN102547642B), [`capacity`] (CN101425910A), [`data_charging`]
 //!   (CN102083042B).
 //! - [`store`]: the OCS's tables through `numport-db` (SQLite or PostgreSQL), migrations of its
-//!   own. A request loads the account *under its lock* (PostgreSQL `FOR UPDATE`; SQLite's one
-//!   writer), runs the pure logic, and writes the account, the session with its answer, and
-//!   the journal in one transaction; the answer is returned only once that commits. Concurrent
-//!   sessions on one account are therefore serialised on that account and cannot overrun its
-//!   credit limit, and a retransmission finds the stored answer instead of charging again.
+//!   own, and the group commit's rows and statements.
+//! - [`engine`]: the accounts and open sessions in memory, the authoritative copy of the one
+//!   OCS process that owns the database. A request changes its account under the account's
+//!   lock, so concurrent sessions on one account are serialised and cannot overrun its credit
+//!   limit; its effects (account row, journal, session with its answer) go to one writer that
+//!   commits whatever has queued in one transaction, and the answer is returned only once that
+//!   commits. A retransmission gets the stored answer, waiting for its commit if need be.
 //! - [`Ocs`] ([`service`]): the service the Gy server and the operator node's API call, with its
 //!   metrics; [`gy`] maps the `diameter` crate's CCR and CCA to the domain structs and is the
 //!   Diameter server's Credit-Control handler; [`http`] is the JSON API of accounts, recharges,
@@ -26,6 +28,7 @@ pub mod balance;
 pub mod bench;
 pub mod capacity;
 pub mod data_charging;
+pub mod engine;
 pub mod gy;
 pub mod http;
 pub mod metrics;

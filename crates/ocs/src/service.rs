@@ -1,12 +1,13 @@
 //! [`Ocs`]: the service the Diameter Gy server and the operator node's API call.
 //!
-//! Every state change is one transaction: the account is locked ([`store::lock_account`]),
-//! the pure logic runs on a copy, and the account's changes, the journal and the record that
-//! makes the request idempotent (the session with its answer, the recharge's journal key, the
-//! data record's or partial CDR's row) are written before the commit; only then is the answer
-//! returned. The tariffs, the online-charging list and the charging modes are read on every
-//! request, so they are kept in memory, compiled, and replaced when they are edited (through
-//! this service, after the edit commits).
+//! Accounts are changed in memory under their own lock ([`crate::engine`]): the pure logic runs
+//! on a copy of the account, and the account's changes, the journal and the record that makes
+//! the request idempotent (the session with its answer) go to the group commit; the answer is
+//! returned once that commit is durable. The rarer writers (recharges, data records, partial
+//! CDRs: each with an idempotency record of its own) hold the account's lock across a
+//! transaction of their own. The tariffs, the online-charging list and the charging modes are
+//! read on every request, so they are kept in memory, compiled, and replaced when they are
+//! edited (through this service, after the edit commits).
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -19,11 +20,12 @@ use tokio_util::sync::CancellationToken;
 use crate::balance::{Account, AccountId, BalanceError, Entry, Ledger, MoneyBucket, UnitBucket};
 use crate::capacity::{self, Admission};
 use crate::data_charging::{self, ChargingMode, DataChargingError, DataUsageRecord, ModeTable};
+use crate::engine::{Engine, Held};
 use crate::metrics::{CcrLabels, Metrics, ModeLabel, OutcomeLabel};
 use crate::online_list::{BadEntry, ChargingDecision, EntryKind, ListEntry, OnlineList};
 use crate::partial_cdr::{self, CompleteCdr, Correction, MergeError, PartialCdr, PartialDecision, PartialError};
 use crate::rating::{RatingError, TariffRule, TariffTable, UnitKind};
-use crate::session::{self, CreditControlAnswer, CreditControlRequest, GyPolicy, result_code};
+use crate::session::{self, CreditControlAnswer, CreditControlRequest, GyPolicy, SessionState, result_code};
 use crate::store;
 
 /// The OCS's settings (the `[ocs]` table of a role's configuration).
@@ -162,6 +164,7 @@ pub struct LedgerReport {
 
 struct Inner {
     db: Db,
+    engine: Engine,
     clock: Arc<dyn Clock>,
     config: OcsConfig,
     tariffs: RwLock<Arc<TariffTable>>,
@@ -224,6 +227,7 @@ impl Ocs {
         metrics.capacity_total.set(total.unwrap_or(0) as i64);
         metrics.capacity_loaded.set(loaded as i64);
         let inner = Inner {
+            engine: Engine::start(db.clone()),
             db,
             clock,
             config,
@@ -275,33 +279,47 @@ impl Ocs {
 
     async fn credit_control_tx(&self, req: &CreditControlRequest) -> Result<CreditControlAnswer> {
         let now = self.now();
-        let mut tx = self.inner.db.begin().await?;
-        let known = store::session(&mut tx, &req.session_id).await?;
-        let before = match &known {
-            Some(s) => store::lock_account(&mut tx, s.account_id).await?,
-            None => store::lock_account_by_msisdn(&mut tx, &req.subscription_id.data).await?,
-        };
-        let Some(before) = before else {
+        let engine = &self.inner.engine;
+        let Some((mut held, known)) = engine.lock_for_request(&req.session_id, &req.subscription_id.data).await? else {
             return Ok(CreditControlAnswer::error(req, result_code::USER_UNKNOWN));
         };
-        // On PostgreSQL, read again under the account's lock: a copy of this request may have
-        // committed meanwhile. On SQLite the transaction has held the one writer throughout.
-        let session = if tx.is_postgres() { store::session(&mut tx, &req.session_id).await? } else { known };
-        if let Some(answer) = session::replay(session.as_ref(), req) {
+        if let Some(k) = &known
+            && let Some(answer) = session::replay(Some(&k.session), req)
+        {
+            drop(held);
+            // A copy of a request whose change is still committing waits for it.
+            if let Some(t) = &k.ticket {
+                t.committed().await?;
+            }
             self.metrics().retransmissions.inc();
             return Ok(answer);
         }
-        let mut account = before.clone();
+        let mut account = held.account().clone();
         let expired = account.expire(now)?;
         let tariffs = self.tariffs();
+        let session = known.map(|k| k.session);
         let outcome = session::credit_control(&mut account, session, req, &tariffs, &self.inner.config.gy, now)?;
-        let Some(stored) = &outcome.session else { return Ok(outcome.answer) };
+        let Some(stored) = outcome.session else {
+            // Refused, changing nothing; but the refusal may rest on changes still committing.
+            let last = held.last();
+            drop(held);
+            if let Some(t) = last {
+                t.committed().await?;
+            }
+            return Ok(outcome.answer);
+        };
         let key = format!("ccr:{}:{}", req.session_id, req.request_number);
-        store::save_account(&mut tx, &before, &account).await?;
-        store::post(&mut tx, &format!("{key}:expiry"), "expiry", &expired, now).await?;
-        store::post(&mut tx, &key, "credit_control", &outcome.entries, now).await?;
-        store::save_session(&mut tx, stored, now).await?;
-        tx.commit().await?;
+        let mut postings = Vec::new();
+        store::posting_rows(&mut postings, &format!("{key}:expiry"), "expiry", &expired, now);
+        store::posting_rows(&mut postings, &key, "credit_control", &outcome.entries, now);
+        let closed = stored.state != SessionState::Open;
+        let ticket = held.apply(account, postings, Some(stored), now)?;
+        let account_id = held.account().id;
+        drop(held);
+        ticket.committed().await?;
+        if closed {
+            engine.evict(account_id, &req.session_id, req.request_number).await;
+        }
         let m = self.metrics();
         m.charged.inc_by(outcome.charged.0.max(0) as u64);
         m.uncollected_units.inc_by(outcome.uncollected_units);
@@ -313,20 +331,25 @@ impl Ocs {
     pub async fn supervise_once(&self) -> Result<usize> {
         let now = self.now();
         let due = {
-            let mut conn = self.inner.db.acquire().await?;
+            let mut conn = self.inner.db.read().await?;
             store::due_sessions(&mut conn, now, 256).await?
         };
-        let mut closed = 0;
+        let engine = &self.inner.engine;
+        let mut released = Vec::new();
         for (session_id, account_id) in due {
-            let mut tx = self.inner.db.begin().await?;
-            let Some(before) = store::lock_account(&mut tx, account_id).await? else { continue };
-            let Some(mut s) = store::session(&mut tx, &session_id).await? else { continue };
-            let mut account = before.clone();
+            let Some(mut held) = engine.lock(account_id).await? else { continue };
+            let Some(known) = held.session(&session_id).await? else { continue };
+            let (mut account, mut s) = (held.account().clone(), known.session);
             let Some(entries) = session::supervise(&mut account, &mut s, now)? else { continue };
-            store::save_account(&mut tx, &before, &account).await?;
-            store::post(&mut tx, &format!("tcc:{session_id}"), "tcc_release", &entries, now).await?;
-            store::save_session(&mut tx, &s, now).await?;
-            tx.commit().await?;
+            let mut postings = Vec::new();
+            store::posting_rows(&mut postings, &format!("tcc:{session_id}"), "tcc_release", &entries, now);
+            let number = s.last_request_number;
+            released.push((held.apply(account, postings, Some(s), now)?, account_id, session_id, number));
+        }
+        let mut closed = 0;
+        for (ticket, account_id, session_id, number) in released {
+            ticket.committed().await?;
+            engine.evict(account_id, &session_id, number).await;
             closed += 1;
         }
         self.metrics().tcc_released.inc_by(closed as u64);
@@ -368,9 +391,10 @@ impl Ocs {
         Ok(id)
     }
 
-    /// Lock `msisdn`'s account in `tx`, or fail with [`OcsError::UnknownSubscriber`].
-    async fn lock(&self, tx: &mut Connection, msisdn: &str) -> Result<Account> {
-        store::lock_account_by_msisdn(tx, msisdn).await?.ok_or_else(|| OcsError::UnknownSubscriber(msisdn.to_owned()))
+    /// Hold `msisdn`'s account for a transaction of the caller's own, its changes in flight
+    /// committed first; or fail with [`OcsError::UnknownSubscriber`].
+    async fn hold(&self, msisdn: &str) -> Result<Held> {
+        self.inner.engine.hold(msisdn).await?.ok_or_else(|| OcsError::UnknownSubscriber(msisdn.to_owned()))
     }
 
     /// Recharge `amount` (to a bucket of its own when it expires), once per `key`: a recharge
@@ -383,10 +407,12 @@ impl Ocs {
         key: &str,
     ) -> Result<BalanceView> {
         let now = self.now();
+        let mut held = self.hold(msisdn).await?;
+        let before = held.account().clone();
         let mut tx = self.inner.db.begin().await?;
-        let before = self.lock(&mut tx, msisdn).await?;
         let entry_key = format!("recharge:{key}");
         if store::posted(&mut tx, &entry_key).await? {
+            held.keep();
             return Ok(BalanceView::of(msisdn, &before, now));
         }
         let mut account = before.clone();
@@ -394,6 +420,7 @@ impl Ocs {
         store::save_account(&mut tx, &before, &account).await?;
         store::post(&mut tx, &entry_key, "recharge", &[entry], now).await?;
         tx.commit().await?;
+        held.set(account.clone());
         self.metrics().recharges.inc();
         self.metrics().recharged.inc_by(amount.0 as u64);
         Ok(BalanceView::of(msisdn, &account, now))
@@ -409,21 +436,24 @@ impl Ocs {
         expires_at: Option<Millis>,
     ) -> Result<BalanceView> {
         let now = self.now();
-        let mut tx = self.inner.db.begin().await?;
-        let before = self.lock(&mut tx, msisdn).await?;
+        let mut held = self.hold(msisdn).await?;
+        let before = held.account().clone();
         let mut account = before.clone();
         account.add_units(unit, rating_group, amount, expires_at);
+        let mut tx = self.inner.db.begin().await?;
         store::save_account(&mut tx, &before, &account).await?;
         tx.commit().await?;
+        held.set(account.clone());
         Ok(BalanceView::of(msisdn, &account, now))
     }
 
     /// Change the credit limit; never below the credit already taken.
     pub async fn set_credit_limit(&self, msisdn: &str, credit_limit: Money) -> Result<BalanceView> {
         let now = self.now();
-        let mut tx = self.inner.db.begin().await?;
-        let before = self.lock(&mut tx, msisdn).await?;
+        let mut held = self.hold(msisdn).await?;
+        let before = held.account().clone();
         if credit_limit < before.debt || credit_limit.is_negative() {
+            held.keep();
             return Err(OcsError::Invalid(format!(
                 "credit limit {credit_limit} is below the credit taken, {}",
                 before.debt
@@ -431,20 +461,24 @@ impl Ocs {
         }
         let mut account = before.clone();
         account.credit_limit = credit_limit;
+        let mut tx = self.inner.db.begin().await?;
         store::save_account(&mut tx, &before, &account).await?;
         tx.commit().await?;
+        held.set(account.clone());
         Ok(BalanceView::of(msisdn, &account, now))
     }
 
+    /// The balance as committed: the account's changes in flight are waited for.
     pub async fn balance(&self, msisdn: &str) -> Result<BalanceView> {
-        let mut conn = self.inner.db.acquire().await?;
-        let account = self.lock(&mut conn, msisdn).await?;
-        Ok(BalanceView::of(msisdn, &account, self.now()))
+        let mut held = self.hold(msisdn).await?;
+        held.keep();
+        Ok(BalanceView::of(msisdn, held.account(), self.now()))
     }
 
     /// Check the books: every account's buckets and reservations agree with its ledger
     /// accounts, no debt passes its limit, and the ledger sums to zero.
     pub async fn check_ledger(&self) -> Result<LedgerReport> {
+        self.inner.engine.flush().await?;
         let mut conn = self.inner.db.acquire().await?;
         let balances = store::ledger_balances(&mut conn).await?;
         let unbalanced = store::unbalanced_entries(&mut conn).await?;
@@ -455,7 +489,7 @@ impl Ocs {
         let accounts = store::accounts(&mut conn).await?;
         let mut overdraft = 0;
         for (id, _) in &accounts {
-            let Some(a) = store::lock_account(&mut conn, *id).await? else { continue };
+            let Some(a) = store::account(&mut conn, *id).await? else { continue };
             overdraft += (a.debt.0 - a.credit_limit.0).max(0);
             a.check(get(Ledger::Available(a.id)), get(Ledger::Reserved(a.id)))?;
         }
@@ -572,11 +606,13 @@ impl Ocs {
     /// charged once: sent again, its stored rating is returned.
     pub async fn rate_data_record(&self, record: &DataUsageRecord) -> Result<DataRating> {
         let now = self.now();
+        let mut held = self.hold(&record.subscriber).await?;
+        let before = held.account().clone();
         let mut tx = self.inner.db.begin().await?;
         if let Some(stored) = store::data_record_result(&mut tx, &record.record_id).await? {
+            held.keep();
             return serde_json::from_str(&stored).map_err(|e| StoreError::Corrupt(e.to_string()).into());
         }
-        let before = self.lock(&mut tx, &record.subscriber).await?;
         let mut account = before.clone();
         let modes = read(&self.inner.modes);
         let mut entries: Vec<Entry> = account.expire(now)?;
@@ -617,6 +653,7 @@ impl Ocs {
         store::post(&mut tx, &format!("data:{}", record.record_id), "data_record", &entries, now).await?;
         store::insert_data_record(&mut tx, &record.record_id, &record.subscriber, &result, now).await?;
         tx.commit().await?;
+        held.set(account);
         for line in &rating.lines {
             self.metrics().data_subrecords.get_or_create(&ModeLabel { mode: line.mode.name() }).inc();
         }
@@ -633,8 +670,11 @@ impl Ocs {
     /// gets its decision back.
     pub async fn partial_cdr(&self, p: &PartialCdr) -> Result<PartialOutcome> {
         let now = self.now();
+        let mut held = self.hold(&p.caller).await?;
+        let before = held.account().clone();
         let mut tx = self.inner.db.begin().await?;
         if let Some(d) = store::partial_decision(&mut tx, &p.call_id, p.seq).await? {
+            held.keep();
             let decision = serde_json::from_str(&d).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let call = match store::call_result(&mut tx, &p.call_id).await? {
                 Some(c) => Some(serde_json::from_str(&c).map_err(|e| StoreError::Corrupt(e.to_string()))?),
@@ -642,7 +682,6 @@ impl Ocs {
             };
             return Ok(PartialOutcome { decision, call });
         }
-        let before = self.lock(&mut tx, &p.caller).await?;
         let mut account = before.clone();
         let tariffs = self.tariffs();
         let (decision, entry) = partial_cdr::on_partial(&mut account, &tariffs, p, now)?;
@@ -656,6 +695,7 @@ impl Ocs {
         let call = self.finish_call(&mut tx, &mut account, &tariffs, &p.call_id, now).await?;
         store::save_account(&mut tx, &before, &account).await?;
         tx.commit().await?;
+        held.set(account);
         let outcome = if matches!(decision, PartialDecision::Continue { .. }) { "continue" } else { "cut_off" };
         self.metrics().partial_cdrs.get_or_create(&OutcomeLabel { outcome }).inc();
         self.metrics().charged.inc_by(charged.0.max(0) as u64);

@@ -3,20 +3,18 @@
 //! `migrations/{sqlite,postgres}`).
 //!
 //! Functions take the caller's `&mut Connection` (a transaction): [`crate::Ocs`] owns the
-//! transactions. [`lock_account`] is where a request serialises on its account: on PostgreSQL
-//! the row is locked `FOR UPDATE` until the commit; on SQLite the transaction holds the one
-//! writer. An account is one row, its buckets and reservations in its `state` (JSON), so a
-//! request reads one row and writes one: [`save_account`] rewrites it when it changed,
-//! [`post`] writes the journal lines in one statement, [`save_session`] the session with its
-//! answer.
+//! transactions. Accounts are serialised in memory ([`crate::engine`]), not by row locks: an
+//! account is one row, its buckets and reservations in its `state` (JSON), read once when the
+//! OCS first needs it ([`account`]) and rewritten whole. Credit control writes through the
+//! group commit ([`write_batch`]: accounts, journal lines, sessions with their answers); the
+//! rarer writers through [`save_account`] and [`post`].
 
 use std::collections::HashMap;
 
 use numport_core::{Millis, Money};
 use numport_db::migrate::Migration;
-use numport_db::sql::{self, Connection, Kind, PerEngine, Row};
+use numport_db::sql::{self, Connection, Row};
 use numport_db::{Migrations, Schema, SqliteLayout, StoreError};
-use serde_json::json;
 
 use crate::balance::{Account, AccountId, Entry, MoneyBucket, Reservation, UnitBucket};
 use crate::data_charging::ChargingMode;
@@ -29,12 +27,12 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub static SQLITE_MIGRATIONS: &[Migration] = numport_db::migrations!("migrations/sqlite", ["0001_ocs.sql"]);
 pub static POSTGRES_MIGRATIONS: &[Migration] = numport_db::migrations!("migrations/postgres", ["0001_ocs.sql"]);
 
-/// The OCS's database as the engine opens it: SQLite's default pages, no readers (every
-/// request writes).
+/// The OCS's database as the engine opens it: SQLite's default pages, and two readers, for
+/// what the working copy ([`crate::engine`]) loads while the group commit holds the writer.
 pub const SCHEMA: Schema = Schema {
     role: "ocs",
     migrations: Migrations { sqlite: SQLITE_MIGRATIONS, postgres: POSTGRES_MIGRATIONS },
-    sqlite: SqliteLayout { page_size: None, readers: 0 },
+    sqlite: SqliteLayout { page_size: None, readers: 2 },
 };
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -115,17 +113,16 @@ fn account_row(r: &Row) -> Result<Account> {
     })
 }
 
-/// Load account `id` with its buckets and reservations, holding its lock until the
-/// transaction ends.
-pub async fn lock_account(conn: &mut Connection, id: AccountId) -> Result<Option<Account>> {
-    let q = format!("SELECT {ACCOUNT_COLUMNS} FROM ocs_accounts WHERE id = $1{}", for_update(conn));
+/// Account `id` with its buckets and reservations, as committed. Nothing is locked: the OCS's
+/// working copy ([`crate::engine`]) is what serialises the account's writers.
+pub async fn account(conn: &mut Connection, id: AccountId) -> Result<Option<Account>> {
+    let q = format!("SELECT {ACCOUNT_COLUMNS} FROM ocs_accounts WHERE id = $1");
     sql::query(&q).bind(id).fetch_optional(conn).await?.map(|r| account_row(&r)).transpose()
 }
 
-/// [`lock_account`] by the subscriber's number.
-pub async fn lock_account_by_msisdn(conn: &mut Connection, msisdn: &str) -> Result<Option<Account>> {
-    let q = format!("SELECT {ACCOUNT_COLUMNS} FROM ocs_accounts WHERE msisdn = $1{}", for_update(conn));
-    sql::query(&q).bind(msisdn).fetch_optional(conn).await?.map(|r| account_row(&r)).transpose()
+/// The account id of `msisdn`, if it has one.
+pub async fn account_id(conn: &mut Connection, msisdn: &str) -> Result<Option<AccountId>> {
+    sql::query_scalar("SELECT id FROM ocs_accounts WHERE msisdn = $1").bind(msisdn).fetch_optional(conn).await
 }
 
 /// Write `after` if it differs from `before` (as loaded).
@@ -149,37 +146,31 @@ pub async fn save_account(conn: &mut Connection, before: &Account, after: &Accou
 
 // ---------------------------------------------------------------- journal
 
-static INSERT_POSTINGS: PerEngine = PerEngine::new(|pg| {
-    let rows = sql::json_rows(
-        pg,
-        1,
-        &[("entry_key", Kind::Text), ("line", Kind::Int), ("ledger", Kind::Text), ("amount", Kind::Int)],
-    );
-    format!(
-        "INSERT INTO ocs_postings (entry_key, line, ledger, amount, kind, at) \
-         SELECT entry_key, line, ledger, amount, $2, $3 FROM {rows} ORDER BY n"
-    )
-});
+/// Post `entries` under the business event `key` (`{key}/{i}` each). A key used before fails
+/// the transaction: on SQLite here, as [`StoreError::Duplicate`]; on PostgreSQL, where the
+/// lines are pipelined, at the next statement or the commit.
+pub async fn post(conn: &mut Connection, key: &str, kind: &'static str, entries: &[Entry], at: Millis) -> Result<()> {
+    let mut rows = Vec::new();
+    posting_rows(&mut rows, key, kind, entries, at);
+    insert_postings(conn, rows.iter()).await
+}
 
-/// Post `entries` under the business event `key` (`{key}/{i}` each); a key used before is a
-/// [`StoreError::Duplicate`].
-pub async fn post(conn: &mut Connection, key: &str, kind: &str, entries: &[Entry], at: Millis) -> Result<()> {
-    if entries.is_empty() {
-        return Ok(());
-    }
-    let rows = entries.iter().enumerate().flat_map(|(i, e)| {
-        e.lines().iter().enumerate().map(move |(line, (ledger, amount))| {
-            json!({ "entry_key": format!("{key}/{i}"), "line": line, "ledger": ledger.key(), "amount": amount.0 })
-        })
-    });
-    let rows = sql::rows_param(rows)?;
-    sql::query(INSERT_POSTINGS.text(conn))
-        .bind(rows)
-        .bind(kind)
-        .bind(at)
-        .execute(conn)
+/// Journal lines, one prepared statement each (pipelined on PostgreSQL).
+async fn insert_postings<'a>(conn: &mut Connection, rows: impl Iterator<Item = &'a PostingRow>) -> Result<()> {
+    for p in rows {
+        sql::query(
+            "INSERT INTO ocs_postings (entry_key, line, ledger, amount, kind, at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(p.entry_key.as_str())
+        .bind(p.line)
+        .bind(p.ledger.as_str())
+        .bind(p.amount)
+        .bind(p.kind)
+        .bind(p.at)
+        .execute_pipelined(conn)
         .await
         .map_err(StoreError::from_insert)?;
+    }
     Ok(())
 }
 
@@ -240,32 +231,6 @@ fn session_row(r: &Row) -> Result<Session> {
         tcc_deadline: r.try_get("tcc_deadline")?,
         charged: Money(r.try_get("charged")?),
     })
-}
-
-pub async fn save_session(conn: &mut Connection, s: &Session, now: Millis) -> Result<()> {
-    sql::query(
-        "INSERT INTO ocs_sessions (id, account_id, service, destination, state, last_request_number, \
-         last_request_type, last_answer, tcc_deadline, charged, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-         ON CONFLICT (id) DO UPDATE SET destination = excluded.destination, state = excluded.state, \
-         last_request_number = excluded.last_request_number, last_request_type = excluded.last_request_type, \
-         last_answer = excluded.last_answer, tcc_deadline = excluded.tcc_deadline, charged = excluded.charged, \
-         updated_at = excluded.updated_at",
-    )
-    .bind(s.id.as_str())
-    .bind(s.account_id)
-    .bind(s.service.as_str())
-    .bind(s.destination.clone())
-    .bind(s.state.as_str())
-    .bind(i64::from(s.last_request_number))
-    .bind(s.last_request_type.as_str())
-    .bind(to_json(&s.last_answer)?)
-    .bind(s.tcc_deadline)
-    .bind(s.charged.0)
-    .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// Open sessions whose Tcc deadline passed, oldest first, with their accounts.
@@ -523,5 +488,145 @@ pub async fn insert_call(
         .execute(conn)
         .await
         .map_err(StoreError::from_insert)?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- group commit
+
+/// An account's row as a request left it, rendered by the request (its JSON off the writer).
+#[derive(Debug, Clone)]
+pub struct AccountRow {
+    pub id: AccountId,
+    debt: i64,
+    credit_limit: i64,
+    balance: i64,
+    reserved: i64,
+    state: String,
+}
+
+impl AccountRow {
+    pub fn of(a: &Account) -> Result<AccountRow> {
+        Ok(AccountRow {
+            id: a.id,
+            debt: a.debt.0,
+            credit_limit: a.credit_limit.0,
+            balance: a.net().0,
+            reserved: a.reserved().0,
+            state: state_json(a)?,
+        })
+    }
+}
+
+/// One journal line, as [`post`] writes it.
+#[derive(Debug, Clone)]
+pub struct PostingRow {
+    entry_key: String,
+    line: i64,
+    ledger: String,
+    amount: i64,
+    kind: &'static str,
+    at: Millis,
+}
+
+/// The lines of `entries` under the business event `key` (`{key}/{i}` each), appended to `out`.
+pub fn posting_rows(out: &mut Vec<PostingRow>, key: &str, kind: &'static str, entries: &[Entry], at: Millis) {
+    for (i, e) in entries.iter().enumerate() {
+        for (line, (ledger, amount)) in e.lines().iter().enumerate() {
+            out.push(PostingRow {
+                entry_key: format!("{key}/{i}"),
+                line: line as i64,
+                ledger: ledger.key(),
+                amount: amount.0,
+                kind,
+                at,
+            });
+        }
+    }
+}
+
+/// A session with its answer, as its row holds it.
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub id: String,
+    account_id: AccountId,
+    service: &'static str,
+    destination: Option<String>,
+    state: &'static str,
+    last_request_number: i64,
+    last_request_type: &'static str,
+    last_answer: String,
+    tcc_deadline: Millis,
+    charged: i64,
+    updated_at: Millis,
+}
+
+impl SessionRow {
+    pub fn of(s: &Session, now: Millis) -> Result<SessionRow> {
+        Ok(SessionRow {
+            id: s.id.clone(),
+            account_id: s.account_id,
+            service: s.service.as_str(),
+            destination: s.destination.clone(),
+            state: s.state.as_str(),
+            last_request_number: i64::from(s.last_request_number),
+            last_request_type: s.last_request_type.as_str(),
+            last_answer: to_json(&s.last_answer)?,
+            tcc_deadline: s.tcc_deadline,
+            charged: s.charged.0,
+            updated_at: now,
+        })
+    }
+}
+
+const UPSERT_SESSION: &str = "INSERT INTO ocs_sessions (id, account_id, service, destination, state, \
+     last_request_number, last_request_type, last_answer, tcc_deadline, charged, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+     ON CONFLICT (id) DO UPDATE SET destination = excluded.destination, state = excluded.state, \
+     last_request_number = excluded.last_request_number, last_request_type = excluded.last_request_type, \
+     last_answer = excluded.last_answer, tcc_deadline = excluded.tcc_deadline, charged = excluded.charged, \
+     updated_at = excluded.updated_at";
+
+/// Write a group commit's rows: each account's and session's (its last version), and the
+/// journal lines. One prepared statement per row: on SQLite a row costs only its b-tree work
+/// (a batch as one JSON parameter, parsed by `json_each`, measured about twice as slow:
+/// docs/BENCHMARKS.md, OCS), and on PostgreSQL the statements are pipelined, their answers
+/// read with the `COMMIT`'s.
+pub async fn write_batch(
+    conn: &mut Connection,
+    accounts: &[&AccountRow],
+    postings: &[&PostingRow],
+    sessions: &[&SessionRow],
+) -> Result<()> {
+    for a in accounts {
+        sql::query(
+            "UPDATE ocs_accounts SET debt = $2, credit_limit = $3, balance = $4, reserved = $5, state = $6 \
+             WHERE id = $1",
+        )
+        .bind(a.id)
+        .bind(a.debt)
+        .bind(a.credit_limit)
+        .bind(a.balance)
+        .bind(a.reserved)
+        .bind(a.state.as_str())
+        .execute_pipelined(conn)
+        .await?;
+    }
+    insert_postings(conn, postings.iter().copied()).await?;
+    for s in sessions {
+        sql::query(UPSERT_SESSION)
+            .bind(s.id.as_str())
+            .bind(s.account_id)
+            .bind(s.service)
+            .bind(s.destination.as_deref())
+            .bind(s.state)
+            .bind(s.last_request_number)
+            .bind(s.last_request_type)
+            .bind(s.last_answer.as_str())
+            .bind(s.tcc_deadline)
+            .bind(s.charged)
+            .bind(s.updated_at)
+            .execute_pipelined(conn)
+            .await?;
+    }
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! Crash consistency: an OCS process serving credit control is killed with SIGKILL in the
-//! middle of its traffic; after the restart the books balance, reservations agree with the
-//! balances, every acknowledged answer is still there (its retransmission gets it back and
-//! charges nothing), and the Tcc supervisor releases what the dead gateway sessions held.
+//! middle of its traffic, with group commits in flight (its gateways keep [`WORKERS`]
+//! requests outstanding, which the writer commits together); after the restart the books
+//! balance, reservations agree with the balances, every acknowledged answer is still there
+//! (its retransmission gets it back and charges nothing), and the Tcc supervisor releases what
+//! the dead gateway sessions held.
 //!
 //! The OCS process is this test binary run again as `crash_child` (an ignored test that only
 //! acts when `OCS_CRASH_URL` is set): it prints each answer it acknowledged, after the commit.
@@ -19,6 +21,9 @@ use ocs::{Ocs, OcsConfig};
 
 const ACCOUNTS: [&str; 2] = ["4790000001", "4790000002"];
 
+/// Concurrent gateway sessions in the OCS process: each has at most one request in flight.
+const WORKERS: usize = 32;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "the OCS process of `kill_9_mid_traffic`; runs only with OCS_CRASH_URL set"]
 async fn crash_child() {
@@ -26,7 +31,7 @@ async fn crash_child() {
     let ocs = Ocs::open(&DbConfig::new(&url), OcsConfig::default(), Arc::new(SystemClock), &telemetry::Registry::new())
         .await
         .unwrap();
-    let tasks: Vec<_> = (0..4)
+    let tasks: Vec<_> = (0..WORKERS)
         .map(|worker| {
             let ocs = ocs.clone();
             tokio::spawn(async move {
@@ -83,8 +88,8 @@ async fn kill_mid_traffic(url: &str) {
             }
         }
     };
-    read(&mut acked, 400);
-    assert_eq!(acked.len(), 400, "the OCS process stopped before answering 400 requests");
+    read(&mut acked, 2000);
+    assert_eq!(acked.len(), 2000, "the OCS process stopped before answering 2000 requests");
     // SIGKILL, with requests in flight; then what it acknowledged before dying.
     child.kill().unwrap();
     child.wait().unwrap();
@@ -117,7 +122,7 @@ async fn kill_mid_traffic(url: &str) {
             unacknowledged += 1;
         }
     }
-    assert!(unacknowledged <= 4, "{unacknowledged} sessions moved on without an answer");
+    assert!(unacknowledged <= WORKERS, "{unacknowledged} sessions moved on without an answer");
     assert_eq!(balances(ocs.clone()).await, before, "a retransmission charged");
     // The dead gateway's sessions go silent: Tcc releases every reservation they held.
     clock.advance_ms(ocs.config().gy.tcc_ms + 1);
