@@ -9,22 +9,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Subcommand;
-use diameter::base::Identity;
-use diameter::peer::{KnownPeer, ServerConfig, serve};
 use numport_core::{Money, SystemClock};
 use numport_db::DbConfig;
 use numport_tls::ServerTls;
-use ocs::gy::GyHandler;
+use ocs::server::{GySettings, Peer};
 use ocs::{Ocs, OcsConfig, TariffRule};
 use serde::{Deserialize, Serialize};
-
-/// A Diameter peer allowed to connect (a switching centre's or gateway's Origin-Host and Origin-Realm).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Peer {
-    pub origin_host: String,
-    pub origin_realm: String,
-}
 
 /// The OCS's configuration file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,15 +78,10 @@ pub struct Args {
     #[arg(long)]
     plain: bool,
     /// Accept this peer too, as `origin-host,origin-realm` (repeatable).
-    #[arg(long = "peer", value_parser = parse_peer)]
+    #[arg(long = "peer")]
     peers: Vec<Peer>,
     #[command(subcommand)]
     admin: Option<Admin>,
-}
-
-fn parse_peer(s: &str) -> Result<Peer, String> {
-    let (host, realm) = s.split_once(',').ok_or("expected origin-host,origin-realm")?;
-    Ok(Peer { origin_host: host.trim().into(), origin_realm: realm.trim().into() })
 }
 
 #[derive(Subcommand)]
@@ -189,29 +174,18 @@ async fn serve_gy(ocs: Ocs, cfg: OcsRoleConfig, registry: telemetry::Registry) -
         (Some(t), false) => Some(numport_tls::server_config(&t.identity(), t.client_ca.as_deref())?),
         (None, true) => None,
     };
-    let report = ocs.check_ledger().await.context("checking the OCS's books at start")?;
-    tracing::info!(accounts = report.accounts, "OCS books balance");
     let shutdown = crate::shutdown_on_signal();
-    let supervisor = ocs.spawn_supervisor(shutdown.clone());
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("binding Diameter on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
-    let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let identity = Identity {
+    let settings = GySettings {
         origin_host: cfg.origin_host.clone(),
         origin_realm: cfg.origin_realm.clone(),
-        host_ip_addresses: vec![addr.ip()],
-        vendor_id: 0,
-        product_name: "numport".into(),
-        // Changes at every start, so peers see the restart (RFC 6733 §8.16).
-        origin_state_id: started.as_secs() as u32,
+        peers: cfg.peers.clone(),
+        tls,
     };
-    let peers = cfg
-        .peers
-        .iter()
-        .map(|p| KnownPeer { origin_host: p.origin_host.clone(), origin_realm: p.origin_realm.clone() });
-    let server_config = ServerConfig { tls, ..ServerConfig::new(identity, peers.collect()) };
+    let running = ocs::server::start(&ocs, Some(listener), &settings, shutdown.clone()).await?;
     let metrics = match cfg.http_listen {
         Some(m) => {
             let health: telemetry::HealthCheck = Arc::new(|| (true, serde_json::json!({ "role": "ocs" })));
@@ -224,15 +198,10 @@ async fn serve_gy(ocs: Ocs, cfg: OcsRoleConfig, registry: telemetry::Registry) -
         }
         None => None,
     };
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(serve(listener, Arc::new(server_config), Arc::new(GyHandler::new(ocs.clone())), stopped));
-    tracing::info!(%addr, peers = cfg.peers.len(), "OCS serving Diameter Gy");
     let http = metrics.as_ref().map(|(a, _)| *a).unwrap_or(addr);
     crate::announce_listening("ocs", None, http, cfg.tls.is_some(), &[("diameter", Some(addr))]);
     shutdown.cancelled().await;
-    let _ = stop.send(true);
-    server.await.context("the Diameter server")??;
-    let _ = supervisor.await;
+    running.stop().await.context("the Diameter server")?;
     if let Some((_, served)) = metrics {
         let _ = served.await;
     }

@@ -183,15 +183,20 @@ async fn serve(cfg: OperatorConfig) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let air_addr = air.as_ref().and_then(|l| l.local_addr().ok());
+    let gy = match cfg.ocs.as_ref().and_then(|o| o.gy_listen) {
+        Some(a) => Some(tokio::net::TcpListener::bind(a).await.with_context(|| format!("binding Diameter Gy on {a}"))?),
+        None => None,
+    };
+    let gy_addr = gy.as_ref().and_then(|l| l.local_addr().ok());
     let node = Node::open(cfg, Arc::new(SystemClock)).await?;
-    tracing::info!(%addr, dns = ?dns_addr, smpp = ?smpp_addr, smpp_tls = ?smpp_tls_addr, air = ?air_addr, operator = name, "operator node listening");
+    tracing::info!(%addr, dns = ?dns_addr, smpp = ?smpp_addr, smpp_tls = ?smpp_tls_addr, air = ?air_addr, gy = ?gy_addr, operator = name, "operator node listening");
     crate::announce_listening(
         "operator",
         Some(&name),
         addr,
         tls,
-        &[("dns", dns_addr), ("smpp", smpp_addr), ("smpp_tls", smpp_tls_addr), ("air", air_addr)],
+        &[("dns", dns_addr), ("smpp", smpp_addr), ("smpp_tls", smpp_tls_addr), ("air", air_addr), ("gy", gy_addr)],
     );
-    node.serve(Listeners { http: listener, enum_dns, smpp, smpp_tls, air }, crate::shutdown_on_signal()).await?;
+    node.serve(Listeners { http: listener, enum_dns, smpp, smpp_tls, air, gy }, crate::shutdown_on_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

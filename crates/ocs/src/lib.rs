@@ -21,8 +21,8 @@
 //! - [`Ocs`] ([`service`]): the service the Gy server and the operator node's API call, with its
 //!   metrics; [`gy`] maps the `diameter` crate's CCR and CCA to the domain structs and is the
 //!   Diameter server's Credit-Control handler; [`http`] is the JSON API of accounts, recharges,
-//!   tariffs and the seed methods; [`bench`] measures rating alone and credit
-//!   control in process.
+//!   tariffs and the seed methods; [`server`] serves Gy and supervises sessions for whichever
+//!   role hosts the OCS; [`bench`] measures rating alone and credit control in process.
 
 pub mod balance;
 pub mod bench;
@@ -35,6 +35,7 @@ pub mod metrics;
 pub mod online_list;
 pub mod partial_cdr;
 pub mod rating;
+pub mod server;
 pub mod service;
 pub mod session;
 pub mod store;

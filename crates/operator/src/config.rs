@@ -87,6 +87,8 @@ pub struct OperatorConfig {
     pub ota: crate::ota::OtaConfig,
     /// SMS authentication at the SMS center (F3): keys, counters, the old key's grace.
     pub sms_auth: crate::sms_center::authentication::SmsAuthConfig,
+    /// The online charging system the node embeds (F4); none without an `[ocs]` table.
+    pub ocs: Option<crate::online_charging::OcsSection>,
 }
 
 /// `[[interconnect]]`: another operator's SMS center and this operator's account there.
@@ -202,7 +204,7 @@ impl Default for SmppSection {
 /// `[smpp] listen`: an address, or `"none"`. Written out, `None` stays `"none"`, so that a
 /// configuration without plain SMPP keeps none when read back (an absent key means the
 /// default address).
-mod listen_or_none {
+pub(crate) mod listen_or_none {
     use std::net::SocketAddr;
 
     use serde::{Deserialize, Deserializer, Serializer};
@@ -282,6 +284,7 @@ impl Default for OperatorConfig {
             accounts: Default::default(),
             ota: Default::default(),
             sms_auth: Default::default(),
+            ocs: None,
         }
     }
 }

@@ -26,6 +26,7 @@
 //! - [`provisioner`]: provisioning with overload protection (F6): the order API, the durable
 //!   per-category queues, the dispatcher to the network elements, and the orders the node's
 //!   ports make.
+//! - [`online_charging`]: the OCS the node embeds (F4), on its own database, serving Gy.
 //! - [`sealing`]: subscribers' card keys sealed at rest under the node's key-encryption key.
 //! - [`store`]: every SQL statement: subscribers, received messages, porting events, SMS.
 //!
@@ -39,6 +40,7 @@ pub mod config;
 pub mod error;
 mod metrics;
 pub mod node;
+pub mod online_charging;
 pub mod openapi;
 pub mod ota;
 pub mod portability;

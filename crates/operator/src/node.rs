@@ -47,6 +47,8 @@ pub struct Listeners {
     pub smpp_tls: Option<TcpListener>,
     /// The air interface terminals attach to.
     pub air: Option<TcpListener>,
+    /// Diameter Gy of the embedded OCS (`[ocs]`).
+    pub gy: Option<TcpListener>,
 }
 
 /// An operator node; cheap to clone, every clone is the same node.
@@ -80,6 +82,8 @@ pub(crate) struct NodeInner {
     pub ota: crate::ota::Ota,
     /// SMS authentication: each SIM's key and counters for tagging SMS-DELIVERs (F3).
     pub sms_auth: crate::sms_center::authentication::Authenticator,
+    /// The embedded online charging system (F4), with its resolved `[ocs]` section.
+    pub ocs: Option<(ocs::Ocs, crate::online_charging::OcsSection)>,
 }
 
 impl Node {
@@ -98,6 +102,13 @@ impl Node {
         let sealer = config.sealer()?;
         let store = OperatorStore::open(&config.database()).await?;
         let registry = Registry::new();
+        let ocs = match &config.ocs {
+            Some(section) => {
+                let section = section.resolved(&config.name);
+                Some((crate::online_charging::open(&section, clock.clone(), &registry).await?, section))
+            }
+            None => None,
+        };
         let replica = Replica::open(config.resolved_npdb(), &registry).await?;
         let sms = crate::sms_center::SmsCenter::new(
             store.max_sms_id().await?,
@@ -124,6 +135,7 @@ impl Node {
                 replica,
                 sms,
                 ota: crate::ota::Ota::default(),
+                ocs,
                 inflight: Mutex::new(HashSet::new()),
                 tasks: TaskTracker::new(),
                 callback_registered: AtomicBool::new(false),
@@ -154,6 +166,11 @@ impl Node {
 
     pub fn client(&self) -> &ClearinghouseClient {
         &self.inner.client
+    }
+
+    /// The embedded online charging system (F4), when the configuration has `[ocs]`.
+    pub fn ocs(&self) -> Option<&ocs::Ocs> {
+        self.inner.ocs.as_ref().map(|(ocs, _)| ocs)
     }
 
     /// The SMS center's tagger of SMS-DELIVERs (F3).
@@ -253,6 +270,10 @@ impl Node {
             .split_for_parts();
         let routes = routes
             .merge(replica::http::openapi_route(&doc))
+            .merge(match &self.inner.ocs {
+                Some((ocs, section)) => ocs::http::router(ocs.clone(), &section.api_token_sha256),
+                None => Router::new(),
+            })
             .merge(match self.config().metrics_listen {
                 None => telemetry::routes(self.inner.metrics.registry.clone(), health),
                 Some(_) => telemetry::health_routes(health),
@@ -285,7 +306,11 @@ impl Node {
     /// Serve the node's HTTP API on `listener` until `shutdown` is cancelled, with no ENUM or
     /// SMPP server.
     pub async fn run(self, listener: TcpListener, shutdown: CancellationToken) -> Result<(), OperatorError> {
-        self.serve(Listeners { http: listener, enum_dns: None, smpp: None, smpp_tls: None, air: None }, shutdown).await
+        self.serve(
+            Listeners { http: listener, enum_dns: None, smpp: None, smpp_tls: None, air: None, gy: None },
+            shutdown,
+        )
+        .await
     }
 
     /// Serve the node on its listeners until `shutdown` is cancelled: HTTP, ENUM (bound by
@@ -298,7 +323,7 @@ impl Node {
     /// in-flight message processing gets a few seconds to finish; anything cut short is still
     /// recorded and is processed at the next start.
     pub async fn serve(self, listeners: Listeners, shutdown: CancellationToken) -> Result<(), OperatorError> {
-        let Listeners { http: listener, enum_dns, smpp, smpp_tls, air } = listeners;
+        let Listeners { http: listener, enum_dns, smpp, smpp_tls, air, gy } = listeners;
         // TLS files are read before anything runs: a wrong path stops the node at start.
         let tls = numport_tls::serving(self.config().tls.as_ref(), self.config().plain_http)?;
         let smpp = self.smpp_endpoints(smpp, smpp_tls)?;
@@ -375,6 +400,7 @@ impl Node {
             });
         }
 
+        let ocs = self.start_ocs(gy, tls.clone(), background.clone()).await?;
         if let Some(addr) = self.config().metrics_listen {
             let router = telemetry::metrics_routes(self.inner.metrics.registry.clone());
             let (_, metrics) =
@@ -387,6 +413,11 @@ impl Node {
 
         background.cancel();
         while tasks.join_next().await.is_some() {}
+        if let Some(ocs) = ocs
+            && let Err(e) = ocs.stop().await
+        {
+            tracing::error!(node = %self.name(), error = %e, "the OCS's Diameter server failed");
+        }
         sms_stop.cancel();
         if let Some(c) = committer {
             let _ = c.await;
@@ -398,6 +429,25 @@ impl Node {
         tracing::info!(node = %self.name(), "operator node stopped");
         served?;
         Ok(())
+    }
+
+    /// Serve the embedded OCS's Gy on `gy` and supervise its sessions; nothing without `[ocs]`.
+    async fn start_ocs(
+        &self,
+        gy: Option<TcpListener>,
+        tls: Option<Arc<numport_tls::rustls::ServerConfig>>,
+        stop: CancellationToken,
+    ) -> Result<Option<ocs::server::Running>, OperatorError> {
+        let Some((ocs, section)) = &self.inner.ocs else {
+            return match gy {
+                Some(_) => Err(OperatorError::Config("a Diameter Gy listener needs an [ocs] table".into())),
+                None => Ok(None),
+            };
+        };
+        let running = ocs::server::start(ocs, gy, &section.gy_settings(tls), stop)
+            .await
+            .map_err(|e| OperatorError::Config(format!("starting the OCS: {e}")))?;
+        Ok(Some(running))
     }
 
     /// The callback URL this node registers when bound to `bound`.

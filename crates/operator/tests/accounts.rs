@@ -304,7 +304,7 @@ async fn serve(node: &Node) -> (std::net::SocketAddr, std::net::SocketAddr, Canc
     let air = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (http_addr, air_addr) = (http.local_addr().unwrap(), air.local_addr().unwrap());
     let stop = CancellationToken::new();
-    let listeners = Listeners { http, enum_dns: None, smpp: None, smpp_tls: None, air: Some(air) };
+    let listeners = Listeners { http, enum_dns: None, smpp: None, smpp_tls: None, air: Some(air), gy: None };
     tokio::spawn(node.clone().serve(listeners, stop.clone()));
     eventually("provisioning running", async || node.provisioner().status().is_some()).await;
     (http_addr, air_addr, stop)

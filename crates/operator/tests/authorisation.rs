@@ -51,9 +51,10 @@ async fn donor() -> Donor {
     let addr = air.local_addr().unwrap();
     let stop = CancellationToken::new();
     tokio::spawn(
-        n.node
-            .clone()
-            .serve(Listeners { http, enum_dns: None, smpp: None, smpp_tls: None, air: Some(air) }, stop.clone()),
+        n.node.clone().serve(
+            Listeners { http, enum_dns: None, smpp: None, smpp_tls: None, air: Some(air), gy: None },
+            stop.clone(),
+        ),
     );
     Donor { n, ch, air: addr, stop }
 }

@@ -55,7 +55,7 @@ async fn serve(node: &Node, tls: bool, stop: &CancellationToken) -> SocketAddr {
     let smpp = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = smpp.local_addr().unwrap();
     let (smpp, smpp_tls) = if tls { (None, Some(smpp)) } else { (Some(smpp), None) };
-    let listeners = Listeners { http, enum_dns: None, smpp, smpp_tls, air: None };
+    let listeners = Listeners { http, enum_dns: None, smpp, smpp_tls, air: None, gy: None };
     tokio::spawn(node.clone().serve(listeners, stop.clone()));
     addr
 }
@@ -140,7 +140,7 @@ async fn a_tls_key_that_cannot_be_read_stops_the_node_at_start() {
     .await;
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let smpp_tls = Some(TcpListener::bind("127.0.0.1:0").await.unwrap());
-    let listeners = Listeners { http, enum_dns: None, smpp: None, smpp_tls, air: None };
+    let listeners = Listeners { http, enum_dns: None, smpp: None, smpp_tls, air: None, gy: None };
     let served = tokio::time::timeout(Duration::from_secs(5), opb.serve(listeners, CancellationToken::new())).await;
     match served.expect("the node did not stop at start") {
         Err(e @ OperatorError::Config(_)) => assert!(e.to_string().contains("[smpp.tls]"), "{e}"),

@@ -91,7 +91,7 @@ async fn node_with_card(dir: &tempfile::TempDir) -> (std::net::SocketAddr, Strin
     let air = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (http_addr, air_addr) = (http.local_addr().unwrap(), air.local_addr().unwrap());
     let stop = CancellationToken::new();
-    let listeners = Listeners { http, enum_dns: None, smpp: None, smpp_tls: None, air: Some(air) };
+    let listeners = Listeners { http, enum_dns: None, smpp: None, smpp_tls: None, air: Some(air), gy: None };
     tokio::spawn(node.clone().serve(listeners, stop.clone()));
 
     let keys = sim::OtaKeys::aes(&hex::decode(&loaded.kic).unwrap(), &hex::decode(&loaded.kid).unwrap()).unwrap();

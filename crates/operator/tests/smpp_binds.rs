@@ -29,7 +29,7 @@ async fn bind_refusals_and_lockouts_are_counted() {
     let smpp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = smpp.local_addr().unwrap();
     let stop = CancellationToken::new();
-    let listeners = Listeners { http, enum_dns: None, smpp: Some(smpp), smpp_tls: None, air: None };
+    let listeners = Listeners { http, enum_dns: None, smpp: Some(smpp), smpp_tls: None, air: None, gy: None };
     let server = tokio::spawn(n.node.clone().serve(listeners, stop.clone()));
 
     let refused = |r: Result<Client, ClientError>| match r {

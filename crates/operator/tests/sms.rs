@@ -92,10 +92,10 @@ async fn submits_are_routed_by_the_replica_and_recorded_before_the_answer() {
     let smpp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = smpp.local_addr().unwrap();
     let stop = CancellationToken::new();
-    let server = tokio::spawn(
-        node.clone()
-            .serve(Listeners { http, enum_dns: None, smpp: Some(smpp), smpp_tls: None, air: None }, stop.clone()),
-    );
+    let server = tokio::spawn(node.clone().serve(
+        Listeners { http, enum_dns: None, smpp: Some(smpp), smpp_tls: None, air: None, gy: None },
+        stop.clone(),
+    ));
 
     let out = tokio::process::Command::new("python3")
         .args(["-c", BANK_SCRIPT, &addr.ip().to_string(), &addr.port().to_string()])
@@ -217,7 +217,7 @@ impl Running {
         let air = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (smpp_addr, air_addr) = (smpp.local_addr().unwrap(), air.local_addr().unwrap());
         let stop = CancellationToken::new();
-        let listeners = Listeners { http, enum_dns: None, smpp: Some(smpp), smpp_tls: None, air: Some(air) };
+        let listeners = Listeners { http, enum_dns: None, smpp: Some(smpp), smpp_tls: None, air: Some(air), gy: None };
         let server = tokio::spawn(node.clone().serve(listeners, stop.clone()));
         Running { node, smpp: smpp_addr, air: air_addr, stop, server, _dirs: dirs }
     }

@@ -342,7 +342,8 @@ pub async fn serve(
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let air = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let air_addr = air.local_addr().unwrap();
-    let listeners = operator::Listeners { http, enum_dns: None, smpp: Some(smpp), smpp_tls: None, air: Some(air) };
+    let listeners =
+        operator::Listeners { http, enum_dns: None, smpp: Some(smpp), smpp_tls: None, air: Some(air), gy: None };
     tokio::spawn(node.clone().serve(listeners, stop.clone()));
     air_addr
 }
