@@ -6,9 +6,10 @@
 //!   spent elsewhere does not count. Verification includes the replay window.
 //! - `sms_throughput_ratio`: the SMS benchmark's throughput phase (`numport bench sms`:
 //!   messages from ESMEs over SMPP to terminals over the air, a share across the interconnect)
-//!   run twice in this one run, on two clusters alike but for `[sms_auth] enabled`: tagging
-//!   on (and every handset verifying, every message found authentic), then off; the ratio of
-//!   their end-to-end rates.
+//!   run in pairs in this one run, on clusters alike but for `[sms_auth] enabled`: tagging on
+//!   (and every handset verifying, every message found authentic) and off. The pairs alternate
+//!   which goes first, so a machine that grows busier or quieter during the run favours
+//!   neither; the figure is the median over `--pairs` of each pair's ratio of end-to-end rates.
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -27,6 +28,10 @@ pub struct Args {
     /// Messages tagged and verified per round.
     #[arg(long, default_value_t = 20_000)]
     per_round: usize,
+    /// Pairs of throughput runs, with and without authentication (the median ratio is
+    /// reported).
+    #[arg(long, default_value_t = 3)]
+    pairs: usize,
     /// Messages of each throughput run (0 skips the throughput runs).
     #[arg(long, default_value_t = 50_000)]
     messages: usize,
@@ -102,17 +107,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     eprintln!("one core: {} rounds of {} messages tagged and verified ...", args.rounds, args.per_round);
     let (tag_us, verify_us) = one_core(args.rounds, args.per_round)?;
     eprintln!("  tag {tag_us:.3} µs, verify {verify_us:.3} µs (medians)");
-    let throughput = if args.messages > 0 {
-        let on = super::sms::throughput_only(&sms_args(&args, "on"), true).await?;
-        let off = super::sms::throughput_only(&sms_args(&args, "off"), false).await?;
-        Some((on, off))
-    } else {
-        None
-    };
-    let ratio = throughput.map(|(on, off)| on / off);
-    if let Some((on, off)) = throughput {
-        eprintln!("  end to end: {on:.0}/s with authentication, {off:.0}/s without: ratio {:.3}", on / off);
-    }
+    let pairs = if args.messages > 0 { throughput_pairs(&args).await? } else { Vec::new() };
+    let ratios: Vec<f64> = pairs.iter().map(|(on, off)| on / off).collect();
+    let ratio = (!ratios.is_empty()).then(|| median(ratios.clone()));
+    let throughput = (!pairs.is_empty())
+        .then(|| (median(pairs.iter().map(|p| p.0).collect()), median(pairs.iter().map(|p| p.1).collect())));
     let result = serde_json::json!({
         "bench": "smsauth",
         "mac": "AES-256-CMAC, 64 bits",
@@ -124,6 +123,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         "sms_per_s_with_auth": throughput.map(|t| t.0),
         "sms_per_s_without_auth": throughput.map(|t| t.1),
         "sms_throughput_ratio": ratio,
+        "pair_ratios": ratios,
     });
     if args.json {
         println!("{result}");
@@ -131,6 +131,27 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&result)?);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `(with, without)` end-to-end rates of each pair; odd pairs run without authentication first.
+async fn throughput_pairs(args: &Args) -> anyhow::Result<Vec<(f64, f64)>> {
+    let mut pairs = Vec::with_capacity(args.pairs);
+    for pair in 0..args.pairs.max(1) {
+        let run = |on: bool| {
+            let dir = format!("{pair}-{}", if on { "on" } else { "off" });
+            async move { super::sms::throughput_only(&sms_args(args, &dir), on).await }
+        };
+        let (on, off) = if pair % 2 == 0 {
+            let on = run(true).await?;
+            (on, run(false).await?)
+        } else {
+            let off = run(false).await?;
+            (run(true).await?, off)
+        };
+        eprintln!("  pair {pair}: {on:.0}/s with authentication, {off:.0}/s without: ratio {:.3}", on / off);
+        pairs.push((on, off));
+    }
+    Ok(pairs)
 }
 
 fn sms_args(args: &Args, run: &str) -> super::sms::Args {
