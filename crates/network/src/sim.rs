@@ -78,6 +78,8 @@ pub enum SimError {
     CdrFile(#[from] CdrFileError),
     #[error("the online-charging list from the OCS is invalid: {0}")]
     BadList(String),
+    #[error("a call or session task outlived the run")]
+    StillRunning,
 }
 
 /// Calls by how they were charged and how they ended.
@@ -561,8 +563,9 @@ pub async fn run(config: SimConfig) -> Result<Summary, SimError> {
     }
     for b in background {
         b.abort();
+        let _ = b.await;
     }
-    let Ok(ctx) = Arc::try_unwrap(ctx) else { unreachable!("every task holding the context has ended") };
+    let ctx = Arc::try_unwrap(ctx).map_err(|_| SimError::StillRunning)?;
     ctx.client.stop().await;
     let mut summary = ctx.summary.into_inner().unwrap_or_else(|p| p.into_inner());
     summary.cdr_files = ctx.cdrs.finish()?;
