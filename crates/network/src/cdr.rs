@@ -21,8 +21,7 @@ pub const MAGIC: &str = "#numport-cdr";
 /// The version this module writes and reads.
 pub const VERSION: u32 = 1;
 /// The second line of every file.
-pub const COLUMNS: &str =
-    "record_type,record_id,served,other_party,start_ms,duration_s,charging,cause,session_id,partials,result_code,services";
+pub const COLUMNS: &str = "record_type,record_id,served,other_party,start_ms,duration_s,charging,cause,session_id,partials,result_code,services";
 const COLUMN_NAMES: [&str; 12] = [
     "record_type",
     "record_id",
@@ -433,8 +432,14 @@ pub(crate) mod tests {
         let text = String::from_utf8(good.clone()).unwrap();
         let flipped = text.replacen(",95,", ",96,", 1);
         assert_eq!(parse(flipped.as_bytes()), Err(ParseError::Checksum));
-        assert_eq!(parse(text.replacen("#end,2", "#end,3", 1).as_bytes()), Err(ParseError::Count { stated: 3, found: 2 }));
-        assert_eq!(parse(text.replacen(",1,msc.test,", ",2,msc.test,", 1).as_bytes()), Err(ParseError::Version("2".into())));
+        assert_eq!(
+            parse(text.replacen("#end,2", "#end,3", 1).as_bytes()),
+            Err(ParseError::Count { stated: 3, found: 2 })
+        );
+        assert_eq!(
+            parse(text.replacen(",1,msc.test,", ",2,msc.test,", 1).as_bytes()),
+            Err(ParseError::Version("2".into()))
+        );
         assert_eq!(parse(text.replacen("services", "volumes", 1).as_bytes()), Err(ParseError::Columns));
         assert!(matches!(
             parse(text.replacen(",online,", ",roaming,", 1).as_bytes()),

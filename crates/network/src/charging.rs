@@ -136,7 +136,7 @@ impl PartialCall {
     }
 
     /// The next partial (talked through before it is sent), or `None` once the last was sent.
-    pub fn next(&mut self) -> Option<Partial> {
+    pub fn next_partial(&mut self) -> Option<Partial> {
         if self.sent > 0 && self.cause.is_some() {
             return None;
         }
@@ -352,7 +352,7 @@ mod tests {
     #[test]
     fn partial_cdrs_every_n_minutes() {
         let mut p = PartialCall::new(700, 300);
-        let parts: Vec<Partial> = std::iter::from_fn(|| p.next()).collect();
+        let parts: Vec<Partial> = std::iter::from_fn(|| p.next_partial()).collect();
         assert_eq!(
             parts,
             [
@@ -363,19 +363,19 @@ mod tests {
         );
         assert_eq!(p.cause, Some(Cause::Normal));
         let mut short = PartialCall::new(40, 300);
-        assert_eq!(short.next(), Some(Partial { seq: 1, offset_s: 0, duration_s: 40, last: true }));
+        assert_eq!(short.next_partial(), Some(Partial { seq: 1, offset_s: 0, duration_s: 40, last: true }));
         assert_eq!(short.on_decision(false), None);
-        assert_eq!(short.next(), None);
+        assert_eq!(short.next_partial(), None);
     }
 
     #[test]
     fn a_cut_off_closes_the_call_with_an_empty_last_partial() {
         let mut p = PartialCall::new(1000, 300);
-        p.next();
+        p.next_partial();
         assert_eq!(p.on_decision(true), None);
-        p.next();
+        p.next_partial();
         assert_eq!(p.on_decision(false), Some(Partial { seq: 3, offset_s: 600, duration_s: 0, last: true }));
-        assert_eq!((p.cause, p.elapsed_s, p.next()), (Some(Cause::CutOff), 600, None));
+        assert_eq!((p.cause, p.elapsed_s, p.next_partial()), (Some(Cause::CutOff), 600, None));
     }
 
     fn cca(grants: &[(u32, u32, u64, bool)]) -> Cca {

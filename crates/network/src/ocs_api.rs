@@ -98,7 +98,12 @@ impl OcsApi {
         self.send_empty(self.http.put(self.url(&format!("/v1/ocs/online-list/{digits}"))).json(&body)).await
     }
 
-    pub async fn set_charging_mode(&self, subscriber: &str, service_id: u32, mode: ChargingMode) -> Result<(), ApiError> {
+    pub async fn set_charging_mode(
+        &self,
+        subscriber: &str,
+        service_id: u32,
+        mode: ChargingMode,
+    ) -> Result<(), ApiError> {
         let url = self.url(&format!("/v1/ocs/charging-modes/{subscriber}/{service_id}"));
         self.send_empty(self.http.put(url).json(&mode)).await
     }

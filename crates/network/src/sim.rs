@@ -286,7 +286,7 @@ async fn partial_call(ctx: &Ctx, plan: &CallPlan) -> Cdr {
         last,
     };
     let mut failed = false;
-    'call: while let Some(p) = call.next() {
+    'call: while let Some(p) = call.next_partial() {
         ctx.pass(p.duration_s).await;
         let mut next = Some(partial(p.seq, p.offset_s, p.duration_s, p.last));
         while let Some(cdr) = next.take() {

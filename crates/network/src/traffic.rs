@@ -187,7 +187,10 @@ mod tests {
             assert_eq!(a.next_data(), b.next_data());
         }
         let mut c = Traffic::new(Profile::default(), 8);
-        assert_ne!((0..10).map(|_| a.next_call()).collect::<Vec<_>>(), (0..10).map(|_| c.next_call()).collect::<Vec<_>>());
+        assert_ne!(
+            (0..10).map(|_| a.next_call()).collect::<Vec<_>>(),
+            (0..10).map(|_| c.next_call()).collect::<Vec<_>>()
+        );
     }
 
     #[test]

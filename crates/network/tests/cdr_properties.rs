@@ -28,22 +28,28 @@ fn cdr() -> impl Strategy<Value = Cdr> {
         (charging, cause, prop_oneof![Just(String::new()), text()], any::<u32>(), any::<Option<u32>>()),
         proptest::collection::vec(service, 0..4),
     )
-        .prop_map(|((record_type, id, served, other, start_ms, duration_s), (charging, cause, session, partials, code), services)| {
-            Cdr {
-                record_type,
-                record_id: id,
-                served,
-                other_party: other,
-                start_ms,
-                duration_s,
-                charging,
-                cause,
-                session_id: session,
-                partials,
-                result_code: code,
+        .prop_map(
+            |(
+                (record_type, id, served, other, start_ms, duration_s),
+                (charging, cause, session, partials, code),
                 services,
-            }
-        })
+            )| {
+                Cdr {
+                    record_type,
+                    record_id: id,
+                    served,
+                    other_party: other,
+                    start_ms,
+                    duration_s,
+                    charging,
+                    cause,
+                    session_id: session,
+                    partials,
+                    result_code: code,
+                    services,
+                }
+            },
+        )
 }
 
 fn file(records: &[Cdr]) -> Vec<u8> {

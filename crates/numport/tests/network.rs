@@ -186,7 +186,8 @@ async fn calls_and_data_are_charged_exactly_and_written_to_cdr_files() {
     for r in voice.iter().filter(|r| r.charging == Charging::Offline) {
         assert!(r.other_party.starts_with("4680") && r.session_id.is_empty(), "{r:?}");
     }
-    let long = voice.iter().find(|r| r.charging == Charging::PartialCdr && r.partials >= 3 && r.served != POOR.to_string());
+    let long =
+        voice.iter().find(|r| r.charging == Charging::PartialCdr && r.partials >= 3 && r.served != POOR.to_string());
     let long = long.unwrap_or_else(|| panic!("a long call on partial CDRs: {summary}"));
     assert!(long.duration_s > 600, "{long:?}");
     assert!(summary["partial_cdrs"]["continue"].as_u64().unwrap() >= 2, "{summary}");
@@ -204,9 +205,10 @@ async fn calls_and_data_are_charged_exactly_and_written_to_cdr_files() {
         if FIRST + i == POOR {
             // Prepaid: never below zero, and its calls were cut when the money ran out.
             assert!(b.balance.0 >= 0, "{b:?}");
-            let cut = voice.iter().filter(|r| r.served == msisdn).any(|r| {
-                matches!(r.cause, cdr::Cause::CreditLimit | cdr::Cause::FinalUnits | cdr::Cause::CutOff)
-            });
+            let cut = voice
+                .iter()
+                .filter(|r| r.served == msisdn)
+                .any(|r| matches!(r.cause, cdr::Cause::CreditLimit | cdr::Cause::FinalUnits | cdr::Cause::CutOff));
             assert!(cut, "the poor subscriber's calls are cut off: {summary}");
         } else {
             assert_eq!(charged, due.get(&msisdn).copied().unwrap_or(0), "{msisdn}: charged what was used");
