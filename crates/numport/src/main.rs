@@ -6,6 +6,7 @@
 //! - `numport npdb` runs a standalone portability replica (F2).
 //! - `numport ne` runs a simulated network element an operator node provisions (F6).
 //! - `numport ocs` runs the online charging system alone, serving Diameter Gy (F4).
+//! - `numport network` runs a simulated switching centre and packet gateway against an OCS.
 //! - `numport pki` makes the certificates every role's TLS uses.
 //! - `numport demo` plays the whole story on loopback with real processes.
 //! - `numport bench …` measures what `docs/BENCHMARKS.md` quotes.
@@ -20,6 +21,7 @@ mod config;
 mod demo;
 mod fakebts_cmd;
 mod ne_cmd;
+mod network_cmd;
 mod npdb_cmd;
 mod ocs_cmd;
 mod operator_cmd;
@@ -63,6 +65,9 @@ enum Command {
     Ne(ne_cmd::Args),
     /// Run the online charging system (Diameter Gy), or administer its database with a subcommand.
     Ocs(ocs_cmd::Args),
+    /// A simulated switching centre and packet gateway: calls and data sessions charged by an
+    /// OCS over Diameter Gy, partial CDRs, data usage records, and the offline CDR files.
+    Network(network_cmd::Args),
     /// A simulated handset: attach to an operator's air interface and show the SMS it receives.
     Terminal(terminal_cmd::Args),
     /// A simulated pseudo base station: takes a handset's link, relaying or alone, and sends it
@@ -103,6 +108,7 @@ fn main() -> ExitCode {
             Command::Fakebts(args) => fakebts_cmd::run(args).await,
             Command::Ne(args) => ne_cmd::run(args).await,
             Command::Ocs(args) => ocs_cmd::run(args).await,
+            Command::Network(args) => network_cmd::run(args).await,
             Command::Pki(args) => pki_cmd::run(args),
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(args) => bench::run(args).await,

@@ -111,7 +111,9 @@ impl Client {
     }
 
     /// Sends `ccr` (its Origin-Host, Origin-Realm and Destination-Realm are the client's) and
-    /// waits for its answer, across failovers, up to the request timeout.
+    /// waits for its answer, across failovers, up to the request timeout. A `ccr` marked
+    /// `retransmitted` goes out with the T flag from its first sending: a gateway sending again
+    /// a request whose answer it did not get.
     pub async fn credit_control(&self, ccr: Ccr) -> Result<Cca, ClientError> {
         let (reply, rx) = oneshot::channel();
         self.requests.send(Request { ccr, reply }).await.map_err(|_| ClientError::Stopped)?;
@@ -290,7 +292,7 @@ impl Supervisor {
     /// Sends the pending request `e2e` with a new Hop-by-Hop identifier.
     async fn send(&mut self, e2e: u32, out: &mpsc::Sender<Out>, in_flight: &mut HashMap<u32, u32>) {
         let Some(p) = self.pending.get_mut(&e2e) else { return };
-        p.ccr.retransmitted = p.sent;
+        p.ccr.retransmitted |= p.sent;
         p.sent = true;
         p.ccr.origin_host.clone_from(&self.config.identity.origin_host);
         p.ccr.origin_realm.clone_from(&self.config.identity.origin_realm);

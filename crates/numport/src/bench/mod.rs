@@ -2,6 +2,7 @@
 
 mod enum_dns;
 mod lookup;
+mod ocs;
 mod ota;
 mod porting;
 mod propagation;
@@ -42,6 +43,9 @@ enum Which {
     /// What SMS authentication costs: tagging and verifying one SMS on one core, and the SMS
     /// benchmark's end-to-end throughput with it on divided by the same with it off.
     Smsauth(smsauth::Args),
+    /// The OCS (F4) as its own process, driven over loopback Diameter Gy by the network
+    /// simulator: CCRs per second, CCA latency at a fixed rate, rating alone, and the books.
+    Ocs(ocs::Args),
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -54,5 +58,6 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Which::Smsauth(a) => smsauth::run(a).await,
         Which::Provisioning(a) => provisioning::run(a).await,
         Which::Ota(a) => ota::run(a).await,
+        Which::Ocs(a) => ocs::run(a).await,
     }
 }
