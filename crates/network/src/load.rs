@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use diameter::base::Identity;
@@ -39,7 +39,9 @@ pub struct LoadConfig {
     pub retransmit_every: u64,
     /// Seconds each UPDATE and the TERMINATION report as used.
     pub used_per_request: u32,
-    /// A prefix that makes this run's Session-Ids unique.
+    /// The Session-Ids' `<DiameterIdentity>;<high 32 bits>` (RFC 6733 §8.8), which makes this
+    /// run's unique; the low part is one counter over all workers, as a gateway numbers its
+    /// sessions.
     pub run: String,
 }
 
@@ -137,6 +139,8 @@ struct Shared {
     config: LoadConfig,
     pacer: Option<Semaphore>,
     stop: AtomicBool,
+    /// The low part of the next Session-Id.
+    next_session: AtomicU64,
 }
 
 /// One worker: sessions one after another until told to stop; the session in progress is
@@ -156,7 +160,7 @@ async fn worker(shared: Arc<Shared>, w: usize) -> LoadFigures {
     while !shared.stop.load(Ordering::Relaxed) {
         n += 1;
         let msisdn = c.subscribers.msisdn((w as u64).wrapping_mul(7919).wrapping_add(n));
-        let session = format!("{};{w};{n}", c.run);
+        let session = format!("{};{}", c.run, shared.next_session.fetch_add(1, Ordering::Relaxed));
         for (number, (kind, used)) in steps.into_iter().enumerate() {
             if let Some(p) = &shared.pacer
                 && let Ok(permit) = p.acquire().await
@@ -242,7 +246,7 @@ pub async fn run(config: LoadConfig) -> Result<LoadFigures, crate::sim::SimError
         clients.push(client);
     }
     let pacer = config.rate.map(|_| Semaphore::new(0));
-    let shared = Arc::new(Shared { clients, pacer, stop: AtomicBool::new(false), config });
+    let shared = Arc::new(Shared { clients, pacer, stop: AtomicBool::new(false), next_session: AtomicU64::new(0), config });
     let pacing = shared.config.rate.map(|r| tokio::spawn(pace(shared.clone(), r)));
     let start = Instant::now();
     let workers: Vec<_> = (0..shared.config.sessions).map(|w| tokio::spawn(worker(shared.clone(), w))).collect();
