@@ -139,6 +139,8 @@ struct Shared {
     config: LoadConfig,
     pacer: Option<Semaphore>,
     stop: AtomicBool,
+    /// Every worker has finished its last session: the pacer stops.
+    finished: AtomicBool,
     /// The low part of the next Session-Id.
     next_session: AtomicU64,
 }
@@ -213,7 +215,9 @@ fn same(a: &Cca, b: &Cca) -> bool {
 }
 
 /// Adds `rate` permits a second to `pacer`, in steps of a millisecond, keeping at most a
-/// hundredth of a second's worth unspent (so a stall is not followed by a burst).
+/// hundredth of a second's worth unspent (so a stall is not followed by a burst). It paces the
+/// sessions' last requests after the stop too: released at once, they would arrive as a burst
+/// that the latency of the offered rate must not include.
 async fn pace(shared: Arc<Shared>, rate: f64) {
     let Some(pacer) = &shared.pacer else { return };
     let cap = ((rate / 100.0) as usize).max(1);
@@ -221,7 +225,7 @@ async fn pace(shared: Arc<Shared>, rate: f64) {
     let mut given = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    while !shared.stop.load(Ordering::Relaxed) {
+    while !shared.finished.load(Ordering::Relaxed) {
         tick.tick().await;
         let due = (start.elapsed().as_secs_f64() * rate) as u64;
         let add = due.saturating_sub(given) as usize;
@@ -229,8 +233,6 @@ async fn pace(shared: Arc<Shared>, rate: f64) {
         let room = cap.saturating_sub(pacer.available_permits());
         pacer.add_permits(add.min(room));
     }
-    // Let every worker finish its session.
-    pacer.add_permits(Semaphore::MAX_PERMITS / 2);
 }
 
 /// Runs the load for `config.duration`, then lets every session in progress finish.
@@ -246,7 +248,14 @@ pub async fn run(config: LoadConfig) -> Result<LoadFigures, crate::sim::SimError
         clients.push(client);
     }
     let pacer = config.rate.map(|_| Semaphore::new(0));
-    let shared = Arc::new(Shared { clients, pacer, stop: AtomicBool::new(false), next_session: AtomicU64::new(0), config });
+    let shared = Arc::new(Shared {
+        clients,
+        pacer,
+        stop: AtomicBool::new(false),
+        finished: AtomicBool::new(false),
+        next_session: AtomicU64::new(0),
+        config,
+    });
     let pacing = shared.config.rate.map(|r| tokio::spawn(pace(shared.clone(), r)));
     let start = Instant::now();
     let workers: Vec<_> = (0..shared.config.sessions).map(|w| tokio::spawn(worker(shared.clone(), w))).collect();
@@ -259,6 +268,7 @@ pub async fn run(config: LoadConfig) -> Result<LoadFigures, crate::sim::SimError
         }
     }
     figures.elapsed = start.elapsed();
+    shared.finished.store(true, Ordering::Relaxed);
     if let Some(p) = pacing {
         let _ = p.await;
     }
