@@ -37,6 +37,7 @@ use numport_db::{Db, StoreError};
 use tokio::sync::{OwnedMutexGuard, mpsc, watch};
 
 use crate::balance::{Account, AccountId};
+use crate::metrics::GroupCommitMetrics;
 use crate::session::{Session, SessionState};
 use crate::store;
 
@@ -141,9 +142,9 @@ pub struct Engine {
 impl Engine {
     /// The working copy of `db` (empty: accounts load at first use) and its writer task,
     /// which ends when the last clone is dropped.
-    pub fn start(db: Db) -> Engine {
+    pub fn start(db: Db, metrics: GroupCommitMetrics) -> Engine {
         let (jobs, queue) = mpsc::unbounded_channel();
-        tokio::spawn(write_groups(db.clone(), queue));
+        tokio::spawn(write_groups(db.clone(), queue, metrics));
         let shared = Shared {
             db,
             slots: Mutex::default(),
@@ -378,7 +379,7 @@ impl Held {
 }
 
 /// The writer: take what has queued, write it as one group, tell each effect, again.
-async fn write_groups(db: Db, mut queue: mpsc::UnboundedReceiver<Job>) {
+async fn write_groups(db: Db, mut queue: mpsc::UnboundedReceiver<Job>, metrics: GroupCommitMetrics) {
     let mut failed: HashSet<(AccountId, u64)> = HashSet::new();
     let mut jobs = Vec::new();
     while let Some(job) = queue.recv().await {
@@ -396,7 +397,12 @@ async fn write_groups(db: Db, mut queue: mpsc::UnboundedReceiver<Job>) {
                 Job::Flush(f) => flushes.push(f),
             }
         }
+        let (started, n) = (std::time::Instant::now(), effects.len());
         commit_group(&db, effects, &mut failed).await;
+        if n > 0 {
+            metrics.latency.observe(started.elapsed().as_secs_f64());
+            metrics.effects.inc_by(n as u64);
+        }
         for f in flushes {
             f.send_replace(Some(Ok(())));
         }

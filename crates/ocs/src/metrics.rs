@@ -39,11 +39,26 @@ pub struct Metrics {
     pub data_subrecords: Family<ModeLabel, Counter>,
     pub partial_cdrs: Family<OutcomeLabel, Counter>,
     pub call_corrections: Family<OutcomeLabel, Counter>,
+    pub group_commits: GroupCommitMetrics,
+}
+
+/// The writer's group commits: what a CCR's answer waits for after its logic ran.
+#[derive(Clone)]
+pub struct GroupCommitMetrics {
+    pub latency: Histogram,
+    pub effects: Counter,
 }
 
 impl Metrics {
     pub fn register(r: &Registry) -> Metrics {
         Metrics {
+            group_commits: GroupCommitMetrics {
+                latency: r.latency("ocs_group_commit_latency", "Time to write and commit one group of changes"),
+                effects: r.counter(
+                    "ocs_group_commit_effects",
+                    "Credit-control changes (CCRs, Tcc releases) committed in groups",
+                ),
+            },
             ccr: r.counter_family("ocs_ccr", "Credit-control requests answered, by CC-Request-Type and Result-Code"),
             ccr_latency: r.latency("ocs_ccr_latency", "Time from a CCR's arrival to its durable answer"),
             retransmissions: r.counter("ocs_retransmissions", "CCRs answered from the stored answer, charging nothing"),

@@ -227,7 +227,7 @@ impl Ocs {
         metrics.capacity_total.set(total.unwrap_or(0) as i64);
         metrics.capacity_loaded.set(loaded as i64);
         let inner = Inner {
-            engine: Engine::start(db.clone()),
+            engine: Engine::start(db.clone(), metrics.group_commits.clone()),
             db,
             clock,
             config,

@@ -147,6 +147,8 @@ async fn the_node_charges_calls_over_gy_and_shows_the_balance_on_its_api() {
     assert_eq!((report.total, report.overdraft), (0, 0));
     let metrics = web.get(format!("{api}/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("ocs_ccr_total{request_type=\"initial\",result_code=\"2001\"} 1"), "{metrics}");
+    let grouped = metrics.lines().find_map(|l| l.strip_prefix("ocs_group_commit_effects_total "));
+    assert_eq!(grouped, Some("2"), "both CCRs went through the group commit");
 
     // A switching centre the section does not name is refused at CER (3010).
     let stranger = Client::start(ClientConfig::new(identity("msc9.evil.test", "evil.test"), "opa", vec![gy_addr]));
