@@ -428,7 +428,54 @@ impl Common {
     }
 }
 
+impl ServiceInformation {
+    /// IMS-Information of a call charged at its origin (S-CSCF, originating): from `calling`
+    /// to `called`, E.164 digits written as `tel:` URIs.
+    pub fn ims_call(calling: &str, called: &str) -> ServiceInformation {
+        ServiceInformation {
+            ps: None,
+            ims: Some(ImsInformation {
+                node_functionality: 0,
+                role_of_node: Some(0),
+                calling_party_address: Some(format!("tel:+{calling}")),
+                called_party_address: Some(format!("tel:+{called}")),
+            }),
+        }
+    }
+}
+
 impl Ccr {
+    /// Request `number` of `kind` in session `session_id`, for the subscriber with the E.164
+    /// number `subscriber`, in the service context `context`, with multiple services
+    /// supported and no MSCC or Service-Information yet. Origin-Host, Origin-Realm and
+    /// Destination-Realm are left empty: the [`crate::peer::Client`] that sends it fills them.
+    pub fn new(session_id: &str, context: &str, kind: CcRequestType, number: u32, subscriber: &str) -> Ccr {
+        Ccr {
+            session_id: session_id.to_owned(),
+            origin_host: String::new(),
+            origin_realm: String::new(),
+            destination_realm: String::new(),
+            destination_host: None,
+            auth_application_id: application::CREDIT_CONTROL,
+            service_context_id: context.to_owned(),
+            request_type: kind,
+            request_number: number,
+            user_name: None,
+            origin_state_id: None,
+            event_timestamp: None,
+            subscription_ids: vec![SubscriptionId {
+                kind: SubscriptionIdType::EndUserE164,
+                data: subscriber.to_owned(),
+            }],
+            requested_action: None,
+            multiple_services_indicator: Some(1),
+            mscc: Vec::new(),
+            termination_cause: None,
+            service_information: None,
+            retransmitted: false,
+        }
+    }
+
     /// Decodes a validated CCR ([`crate::validate::validate`]); 5005 when a required AVP is absent.
     pub fn decode(message: &Message<'_>) -> Result<Self, Error> {
         let mut c = Common::default();

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use diameter::base::Identity;
-use diameter::cc::{self, CcRequestType, Cca, Ccr, ImsInformation, Mscc, ServiceInformation, ServiceUnit};
+use diameter::cc::{self, CcRequestType, Cca, Ccr, Mscc, ServiceInformation, ServiceUnit};
 use diameter::peer::{Client, ClientConfig};
 use hdrhistogram::Histogram;
 use tokio::sync::Semaphore;
@@ -99,21 +99,6 @@ impl LoadFigures {
 fn request(session: &str, msisdn: &str, kind: CcRequestType, number: u32, used: Option<u32>) -> Ccr {
     let units = |s| ServiceUnit { time: Some(s), ..ServiceUnit::default() };
     Ccr {
-        session_id: session.to_owned(),
-        origin_host: String::new(),
-        origin_realm: String::new(),
-        destination_realm: String::new(),
-        destination_host: None,
-        auth_application_id: diameter::dict::application::CREDIT_CONTROL,
-        service_context_id: cc::IMS_CONTEXT.into(),
-        request_type: kind,
-        request_number: number,
-        user_name: None,
-        origin_state_id: None,
-        event_timestamp: None,
-        subscription_ids: vec![cc::SubscriptionId { kind: cc::SubscriptionIdType::EndUserE164, data: msisdn.into() }],
-        requested_action: None,
-        multiple_services_indicator: Some(1),
         mscc: vec![Mscc {
             rating_group: Some(crate::sim::VOICE_RATING_GROUP),
             requested: (kind != CcRequestType::Termination).then(|| units(60)),
@@ -121,16 +106,8 @@ fn request(session: &str, msisdn: &str, kind: CcRequestType, number: u32, used: 
             ..Mscc::default()
         }],
         termination_cause: (kind == CcRequestType::Termination).then_some(1),
-        service_information: Some(ServiceInformation {
-            ps: None,
-            ims: Some(ImsInformation {
-                node_functionality: 0,
-                role_of_node: Some(0),
-                calling_party_address: Some(format!("tel:+{msisdn}")),
-                called_party_address: Some("tel:+4790000000".into()),
-            }),
-        }),
-        retransmitted: false,
+        service_information: Some(ServiceInformation::ims_call(msisdn, "4790000000")),
+        ..Ccr::new(session, cc::IMS_CONTEXT, kind, number, msisdn)
     }
 }
 

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use diameter::base::Identity;
 use diameter::cc::{
     self, CcRequestType, Cca, Ccr, ImsInformation, Mscc, PsInformation, ServiceInformation, ServiceUnit,
-    SubscriptionId, SubscriptionIdType,
 };
 use diameter::peer::{Client, ClientConfig, ClientError};
 use ocs::data_charging::{DataUsageRecord, UsageContainer};
@@ -169,25 +168,10 @@ impl Ctx {
 
     fn ccr(&self, session_id: &str, subscriber: &str, context: &str, kind: CcRequestType, number: u32) -> Ccr {
         Ccr {
-            session_id: session_id.to_owned(),
-            origin_host: String::new(),
-            origin_realm: String::new(),
-            destination_realm: String::new(),
-            destination_host: None,
-            auth_application_id: diameter::dict::application::CREDIT_CONTROL,
-            service_context_id: context.to_owned(),
-            request_type: kind,
-            request_number: number,
-            user_name: None,
             origin_state_id: Some(self.config.identity.origin_state_id),
             event_timestamp: Some(cc::ntp_seconds((self.sim_now_ms() / 1000) as u64)),
-            subscription_ids: vec![SubscriptionId { kind: SubscriptionIdType::EndUserE164, data: subscriber.into() }],
-            requested_action: None,
-            multiple_services_indicator: Some(1),
-            mscc: Vec::new(),
             termination_cause: (kind == CcRequestType::Termination).then_some(1),
-            service_information: None,
-            retransmitted: false,
+            ..Ccr::new(session_id, context, kind, number, subscriber)
         }
     }
 

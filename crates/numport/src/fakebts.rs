@@ -20,7 +20,7 @@ use numport_core::{Clock, SystemClock};
 use sms::address::Address;
 use sms::air::Frame;
 use sms::auth::{AuthElement, MAC_LEN};
-use sms::tpdu::{DataCoding, SmsDeliver, Timestamp, Tpdu, UserData};
+use sms::tpdu::{DataCoding, SmsDeliver, Tpdu, UserData};
 use sms::udh::{InformationElement, UserDataHeader};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -199,7 +199,7 @@ pub fn deliver(from: &str, text: &str) -> anyhow::Result<SmsDeliver> {
         originator,
         pid: 0,
         dcs,
-        scts: now(),
+        scts: operator::air::timestamp(SystemClock.now_ms()),
         user_data,
     })
 }
@@ -220,18 +220,4 @@ fn made_up(mut d: SmsDeliver, recorded: &[Vec<u8>]) -> SmsDeliver {
     let element = AuthElement { key_version: 1, counter: highest.saturating_add(1), mac };
     d.user_data.header.get_or_insert_with(UserDataHeader::default).elements.push(InformationElement::Auth(element));
     d
-}
-
-fn now() -> Timestamp {
-    let ms = SystemClock.now_ms();
-    let t = smsc::receipt::ReceiptTime::from_unix_ms(ms);
-    Timestamp {
-        year: t.year,
-        month: t.month,
-        day: t.day,
-        hour: t.hour,
-        minute: t.minute,
-        second: (ms.div_euclid(1000) % 60) as u8,
-        tz_quarters: 0,
-    }
 }

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use diameter::base::Identity;
-use diameter::cc::{self, CcRequestType, Ccr, ImsInformation, Mscc, ServiceInformation, ServiceUnit};
+use diameter::cc::{self, CcRequestType, Ccr, Mscc, ServiceInformation, ServiceUnit};
 use diameter::peer::{Client, ClientConfig};
 use numport::launch::launch;
 
@@ -25,40 +25,16 @@ fn admin(db: &str, args: &[&str]) -> String {
 
 fn ccr(kind: CcRequestType, n: u32, seconds: u32) -> Ccr {
     Ccr {
-        session_id: "sbc.numport.test;1;1".into(),
         origin_host: GW.0.into(),
         origin_realm: GW.1.into(),
         destination_realm: "numport.local".into(),
-        destination_host: None,
-        auth_application_id: 4,
-        service_context_id: cc::IMS_CONTEXT.into(),
-        request_type: kind,
-        request_number: n,
-        user_name: None,
-        origin_state_id: None,
-        event_timestamp: None,
-        subscription_ids: vec![cc::SubscriptionId {
-            kind: cc::SubscriptionIdType::EndUserE164,
-            data: "4790000001".into(),
-        }],
-        requested_action: None,
-        multiple_services_indicator: Some(1),
         mscc: vec![Mscc {
             rating_group: Some(1),
             requested: Some(ServiceUnit { time: Some(seconds), ..Default::default() }),
             ..Default::default()
         }],
-        termination_cause: None,
-        service_information: Some(ServiceInformation {
-            ps: None,
-            ims: Some(ImsInformation {
-                node_functionality: 0,
-                role_of_node: Some(0),
-                calling_party_address: Some("tel:+4790000001".into()),
-                called_party_address: Some("tel:+4791234567".into()),
-            }),
-        }),
-        retransmitted: false,
+        service_information: Some(ServiceInformation::ims_call("4790000001", "4791234567")),
+        ..Ccr::new("sbc.numport.test;1;1", cc::IMS_CONTEXT, kind, n, "4790000001")
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{T0, TestOcs};
 use diameter::base::Identity;
-use diameter::cc::{self, CcRequestType, Ccr, FinalUnitAction, ImsInformation, Mscc, ServiceInformation, ServiceUnit};
+use diameter::cc::{self, CcRequestType, Ccr, FinalUnitAction, Mscc, ServiceInformation, ServiceUnit};
 use diameter::peer::{Client, ClientConfig, KnownPeer, ServerConfig, serve};
 use numport_core::Money;
 use ocs::gy::GyHandler;
@@ -31,38 +31,18 @@ fn identity(host: &str, realm: &str) -> Identity {
 
 fn voice(session: &str, msisdn: &str, kind: CcRequestType, n: u32, requested: Option<u32>, used: Option<u32>) -> Ccr {
     Ccr {
-        session_id: session.into(),
         origin_host: GW.0.into(),
         origin_realm: GW.1.into(),
         destination_realm: "ocs.numport.test".into(),
-        destination_host: None,
-        auth_application_id: 4,
-        service_context_id: cc::IMS_CONTEXT.into(),
-        request_type: kind,
-        request_number: n,
-        user_name: None,
-        origin_state_id: None,
         event_timestamp: Some(cc::ntp_seconds((T0 / 1000) as u64)),
-        subscription_ids: vec![cc::SubscriptionId { kind: cc::SubscriptionIdType::EndUserE164, data: msisdn.into() }],
-        requested_action: None,
-        multiple_services_indicator: Some(1),
         mscc: vec![Mscc {
             rating_group: Some(1),
             requested: requested.map(|t| ServiceUnit { time: Some(t), ..Default::default() }),
             used: used.map(|t| ServiceUnit { time: Some(t), ..Default::default() }).into_iter().collect(),
             ..Default::default()
         }],
-        termination_cause: None,
-        service_information: Some(ServiceInformation {
-            ps: None,
-            ims: Some(ImsInformation {
-                node_functionality: 0,
-                role_of_node: Some(0),
-                calling_party_address: Some(format!("tel:+{msisdn}")),
-                called_party_address: Some("tel:+4791234567".into()),
-            }),
-        }),
-        retransmitted: false,
+        service_information: Some(ServiceInformation::ims_call(msisdn, "4791234567")),
+        ..Ccr::new(session, cc::IMS_CONTEXT, kind, n, msisdn)
     }
 }
 

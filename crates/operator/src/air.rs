@@ -838,7 +838,8 @@ pub(crate) fn status_report(m: &StoredSms) -> Option<SmsStatusReport> {
     })
 }
 
-fn timestamp(ms: Millis) -> Timestamp {
+/// The SC time stamp (TP-SCTS) of `ms`, in UTC.
+pub fn timestamp(ms: Millis) -> Timestamp {
     let t = smsc::receipt::ReceiptTime::from_unix_ms(ms);
     Timestamp {
         year: t.year,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::{T0, config};
 use diameter::base::Identity;
-use diameter::cc::{self, CcRequestType, Ccr, ImsInformation, Mscc, ServiceInformation, ServiceUnit};
+use diameter::cc::{self, CcRequestType, Ccr, Mscc, ServiceInformation, ServiceUnit};
 use diameter::peer::{Client, ClientConfig};
 use numport_core::ManualClock;
 use operator::online_charging::OcsSection;
@@ -37,41 +37,18 @@ fn identity(host: &str, realm: &str) -> Identity {
 fn voice(kind: CcRequestType, n: u32, requested_s: Option<u32>, used_s: Option<u32>) -> Ccr {
     let seconds = |t| ServiceUnit { time: Some(t), ..Default::default() };
     Ccr {
-        session_id: "msc1.opa.test;1".into(),
         origin_host: MSC.0.into(),
         origin_realm: MSC.1.into(),
         destination_realm: "opa.numport.local".into(),
-        destination_host: None,
-        auth_application_id: 4,
-        service_context_id: cc::IMS_CONTEXT.into(),
-        request_type: kind,
-        request_number: n,
-        user_name: None,
-        origin_state_id: None,
         event_timestamp: Some(cc::ntp_seconds((T0 / 1000) as u64)),
-        subscription_ids: vec![cc::SubscriptionId {
-            kind: cc::SubscriptionIdType::EndUserE164,
-            data: SUBSCRIBER.into(),
-        }],
-        requested_action: None,
-        multiple_services_indicator: Some(1),
         mscc: vec![Mscc {
             rating_group: Some(1),
             requested: requested_s.map(seconds),
             used: used_s.map(seconds).into_iter().collect(),
             ..Default::default()
         }],
-        termination_cause: None,
-        service_information: Some(ServiceInformation {
-            ps: None,
-            ims: Some(ImsInformation {
-                node_functionality: 0,
-                role_of_node: Some(0),
-                calling_party_address: Some(format!("tel:+{SUBSCRIBER}")),
-                called_party_address: Some("tel:+4791234567".into()),
-            }),
-        }),
-        retransmitted: false,
+        service_information: Some(ServiceInformation::ims_call(SUBSCRIBER, "4791234567")),
+        ..Ccr::new("msc1.opa.test;1", cc::IMS_CONTEXT, kind, n, SUBSCRIBER)
     }
 }
 
