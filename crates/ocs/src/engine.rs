@@ -144,7 +144,11 @@ impl Engine {
     /// which ends when the last clone is dropped.
     pub fn start(db: Db, metrics: GroupCommitMetrics) -> Engine {
         let (jobs, queue) = mpsc::unbounded_channel();
-        tokio::spawn(write_groups(db.clone(), queue, metrics));
+        // On SQLite the writer's statements run on the thread that calls them: on the
+        // database's own `db-tx` thread (`Db::run`) they never hold a runtime worker, and the
+        // requests' tasks keep both workers.
+        let writer_db = db.clone();
+        tokio::spawn(async move { writer_db.clone().run(write_groups(writer_db, queue, metrics)).await });
         let shared = Shared {
             db,
             slots: Mutex::default(),

@@ -24,7 +24,8 @@ use crate::session::{CreditControlAnswer, RequestType, Session, SessionState};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-pub static SQLITE_MIGRATIONS: &[Migration] = numport_db::migrations!("migrations/sqlite", ["0001_ocs.sql"]);
+pub static SQLITE_MIGRATIONS: &[Migration] =
+    numport_db::migrations!("migrations/sqlite", ["0001_ocs.sql", "0002_sessions_state_check.sql"]);
 pub static POSTGRES_MIGRATIONS: &[Migration] = numport_db::migrations!("migrations/postgres", ["0001_ocs.sql"]);
 
 /// The OCS's database as the engine opens it: SQLite's default pages, and two readers, for

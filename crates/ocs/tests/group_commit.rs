@@ -14,6 +14,7 @@ const A: &str = "4790000001";
 both_backends! {
     a_copy_in_the_same_group_waits_for_the_commit => a_copy_in_the_same_group_waits_for_the_commit;
     a_refused_group_commit_leaves_memory_as_the_database => a_refused_group_commit_leaves_memory_as_the_database;
+    a_session_state_outside_the_three_is_refused => a_session_state_outside_the_three_is_refused;
 }
 
 async fn funded(t: &TestOcs, msisdn: &str, amount: i64, credit: i64) {
@@ -123,4 +124,19 @@ async fn a_refused_group_commit_leaves_memory_as_the_database(t: TestOcs) {
     assert_eq!(stored_account(&t, A).await.net(), b.balance);
     let report = t.ocs.check_ledger().await.unwrap();
     assert_eq!((report.total, report.overdraft), (0, 0));
+}
+
+/// The sessions' state check (written as comparisons on SQLite, `IN` on PostgreSQL) lets the
+/// three states through and nothing else.
+async fn a_session_state_outside_the_three_is_refused(t: TestOcs) {
+    funded(&t, A, 1000, 0).await;
+    t.ocs.credit_control(ccr("c1", A, Initial, 0, Some(60), None)).await.unwrap();
+    let mut conn = t.ocs.db().acquire().await.unwrap();
+    for (state, allowed) in [("closed", true), ("timed_out", true), ("open", true), ("lost", false), ("", false)] {
+        let r = numport_db::sql::query("UPDATE ocs_sessions SET state = $1 WHERE id = 'c1'")
+            .bind(state)
+            .execute(&mut conn)
+            .await;
+        assert_eq!(r.is_ok(), allowed, "state {state:?}: {r:?}");
+    }
 }
