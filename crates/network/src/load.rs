@@ -120,6 +120,10 @@ struct Shared {
     finished: AtomicBool,
     /// The low part of the next Session-Id.
     next_session: AtomicU64,
+    /// Every worker's CCA latencies, µs: one histogram (a few hundred kilobytes at this
+    /// precision) rather than one per worker, whose allocation and zeroing at the start of a
+    /// run of thousands of workers would stall the load generator itself.
+    latency_us: std::sync::Mutex<Histogram<u64>>,
 }
 
 /// One worker: sessions one after another until told to stop; the session in progress is
@@ -127,7 +131,7 @@ struct Shared {
 async fn worker(shared: Arc<Shared>, w: usize) -> LoadFigures {
     let c = &shared.config;
     let client = &shared.clients[w % shared.clients.len()];
-    let mut f = LoadFigures { latency_us: Histogram::new_with_bounds(1, 60_000_000, 3).ok(), ..LoadFigures::default() };
+    let mut f = LoadFigures::default();
     let steps = [
         (CcRequestType::Initial, None),
         (CcRequestType::Update, Some(c.used_per_request)),
@@ -158,9 +162,7 @@ async fn worker(shared: Arc<Shared>, w: usize) -> LoadFigures {
                 f.uncertain.push(msisdn.clone());
                 break;
             };
-            if let Some(h) = &mut f.latency_us {
-                let _ = h.record(took.max(1));
-            }
+            let _ = shared.latency_us.lock().unwrap_or_else(|p| p.into_inner()).record(took.max(1));
             f.requests += 1;
             *f.answers.entry(answer.result_code).or_default() += 1;
             if answer.result_code == SUCCESS {
@@ -231,6 +233,9 @@ pub async fn run(config: LoadConfig) -> Result<LoadFigures, crate::sim::SimError
         stop: AtomicBool::new(false),
         finished: AtomicBool::new(false),
         next_session: AtomicU64::new(0),
+        latency_us: std::sync::Mutex::new(
+            Histogram::new_with_bounds(1, 60_000_000, 3).expect("1 µs to 60 s at 3 digits are valid bounds"),
+        ),
         config,
     });
     let pacing = shared.config.rate.map(|r| tokio::spawn(pace(shared.clone(), r)));
@@ -245,6 +250,7 @@ pub async fn run(config: LoadConfig) -> Result<LoadFigures, crate::sim::SimError
         }
     }
     figures.elapsed = start.elapsed();
+    figures.latency_us = Some(shared.latency_us.lock().unwrap_or_else(|p| p.into_inner()).clone());
     shared.finished.store(true, Ordering::Relaxed);
     if let Some(p) = pacing {
         let _ = p.await;

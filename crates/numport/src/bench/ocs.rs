@@ -115,6 +115,36 @@ fn load_average() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// The OCS's group commits so far, from its `/metrics`: (seconds spent writing, effects).
+async fn group_commits(ocs: &Launched) -> anyhow::Result<(f64, f64)> {
+    let text = reqwest::get(format!("http://{}/metrics", ocs.http)).await?.error_for_status()?.text().await?;
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<f64>().ok()))
+            .with_context(|| format!("{name} not in the OCS's /metrics"))
+    };
+    Ok((value("ocs_group_commit_latency_seconds_sum ")?, value("ocs_group_commit_effects_total ")?))
+}
+
+/// CPU seconds the OCS's thread `name` has used, from `/proc` (Linux): the group commit's
+/// writer runs on the database's `db-tx` thread, so this is what the writer costs.
+fn thread_cpu_seconds(ocs: &Launched, name: &str) -> Option<f64> {
+    let pid = ocs.child.id()?;
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let mut total = None;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        if std::fs::read_to_string(task.path().join("comm")).ok()?.trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+        // Fields after the command's closing parenthesis: state is the 3rd, utime the 14th.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let (user, system): (f64, f64) = (fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?);
+        *total.get_or_insert(0.0) += (user + system) / ticks;
+    }
+    total
+}
+
 fn load_config(ocs: &Launched, args: &Args, phase: &str) -> anyhow::Result<LoadConfig> {
     let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     Ok(LoadConfig {
@@ -199,9 +229,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut ocs = launch(&launch_args, &dir.path().join("ocs.log")).await?;
 
     let open = load_config(&ocs, &args, "a")?;
-    let cpu = cpu_seconds();
+    let (cpu, writer_cpu) = (cpu_seconds(), thread_cpu_seconds(&ocs, "db-tx"));
     let a = network::load::run(open).await?;
     let simulator_cpu_s = cpu_seconds() - cpu;
+    let (commit_s, effects) = group_commits(&ocs).await?;
+    let writer_cpu_s = thread_cpu_seconds(&ocs, "db-tx").zip(writer_cpu).map(|(after, before)| after - before);
     let paced = LoadConfig {
         rate: Some(args.rate),
         sessions: args.paced_sessions,
@@ -238,6 +270,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         "errors": a.errors + b.errors,
         "answers": answers,
         "simulator_ccr_per_core_s": (a.requests + a.retransmissions) as f64 / simulator_cpu_s.max(1e-9),
+        "commit_us_per_ccr": commit_s * 1e6 / effects.max(1.0),
+        "writer_cpu_us_per_ccr": writer_cpu_s.map(|s| s * 1e6 / effects.max(1.0)),
         "load_average": load_average,
     });
     if args.json {
