@@ -410,15 +410,15 @@ impl Ocs {
         let mut held = self.hold(msisdn).await?;
         let before = held.account().clone();
         let mut tx = self.inner.db.begin().await?;
-        let entry_key = format!("recharge:{key}");
-        if store::posted(&mut tx, &entry_key).await? {
+        if store::recharged(&mut tx, key).await? {
             held.keep();
             return Ok(BalanceView::of(msisdn, &before, now));
         }
         let mut account = before.clone();
         let (_, entry) = account.recharge(amount, expires_at)?;
         store::save_account(&mut tx, &before, &account).await?;
-        store::post(&mut tx, &entry_key, "recharge", &[entry], now).await?;
+        store::record_recharge(&mut tx, key, now).await?;
+        store::post(&mut tx, &format!("recharge:{key}"), "recharge", &[entry], now).await?;
         tx.commit().await?;
         held.set(account.clone());
         self.metrics().recharges.inc();

@@ -24,9 +24,12 @@ use crate::session::{CreditControlAnswer, RequestType, Session, SessionState};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-pub static SQLITE_MIGRATIONS: &[Migration] =
-    numport_db::migrations!("migrations/sqlite", ["0001_ocs.sql", "0002_sessions_state_check.sql"]);
-pub static POSTGRES_MIGRATIONS: &[Migration] = numport_db::migrations!("migrations/postgres", ["0001_ocs.sql"]);
+pub static SQLITE_MIGRATIONS: &[Migration] = numport_db::migrations!(
+    "migrations/sqlite",
+    ["0001_ocs.sql", "0002_sessions_state_check.sql", "0003_journal_in_commit_order.sql"]
+);
+pub static POSTGRES_MIGRATIONS: &[Migration] =
+    numport_db::migrations!("migrations/postgres", ["0001_ocs.sql", "0002_journal_in_commit_order.sql"]);
 
 /// The OCS's database as the engine opens it: SQLite's default pages, and two readers, for
 /// what the working copy ([`crate::engine`]) loads while the group commit holds the writer.
@@ -147,9 +150,9 @@ pub async fn save_account(conn: &mut Connection, before: &Account, after: &Accou
 
 // ---------------------------------------------------------------- journal
 
-/// Post `entries` under the business event `key` (`{key}/{i}` each). A key used before fails
-/// the transaction: on SQLite here, as [`StoreError::Duplicate`]; on PostgreSQL, where the
-/// lines are pipelined, at the next statement or the commit.
+/// Post `entries` under the business event `key` (`{key}/{i}` each). The journal does not
+/// check that a key is new: the business event's own table does, in the same transaction
+/// (see [`record_recharge`]).
 pub async fn post(conn: &mut Connection, key: &str, kind: &'static str, entries: &[Entry], at: Millis) -> Result<()> {
     let mut rows = Vec::new();
     posting_rows(&mut rows, key, kind, entries, at);
@@ -175,13 +178,22 @@ async fn insert_postings<'a>(conn: &mut Connection, rows: impl Iterator<Item = &
     Ok(())
 }
 
-/// Whether any entry was posted under the business event `key`.
-pub async fn posted(conn: &mut Connection, key: &str) -> Result<bool> {
-    let n: Option<i64> = sql::query_scalar("SELECT COUNT(*) FROM ocs_postings WHERE entry_key = $1")
-        .bind(format!("{key}/0"))
-        .fetch_optional(conn)
-        .await?;
-    Ok(n.unwrap_or(0) > 0)
+/// Whether the recharge `key` was applied.
+pub async fn recharged(conn: &mut Connection, key: &str) -> Result<bool> {
+    let found: Option<i64> =
+        sql::query_scalar("SELECT 1 FROM ocs_recharges WHERE key = $1").bind(key).fetch_optional(conn).await?;
+    Ok(found.is_some())
+}
+
+/// Mark the recharge `key` applied; a key applied before fails the transaction (on SQLite
+/// here, as [`StoreError::Duplicate`]; on PostgreSQL at the next statement or the commit).
+pub async fn record_recharge(conn: &mut Connection, key: &str, at: Millis) -> Result<()> {
+    sql::query("INSERT INTO ocs_recharges (key, at) VALUES ($1, $2)")
+        .bind(key)
+        .bind(at)
+        .execute_pipelined(conn)
+        .await
+        .map_err(StoreError::from_insert)
 }
 
 /// Every ledger account's balance.
