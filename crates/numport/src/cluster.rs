@@ -183,7 +183,9 @@ impl Cluster {
 
         // Each operator's SMS center gets its port now (SMPP over TLS, or plain SMPP in a
         // cluster without TLS), so that every operator's interconnect to the others can be
-        // configured before any starts. The probes are closed just before the launch.
+        // configured before any starts. Each probe is closed just before its operator's launch,
+        // so that no other socket (an outgoing connection's ephemeral port, say) takes the port
+        // while the others start.
         let probes = OPERATORS
             .iter()
             .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
@@ -200,7 +202,6 @@ impl Cluster {
             let cfg = if spec.tls { with_tls(cfg, &pki)? } else { OperatorConfig { plain_http: true, ..cfg } };
             op_cfgs.push((cfg, db_url));
         }
-        drop(probes);
 
         let ch = launch(
             &["clearinghouse".into(), "--config".into(), path_arg(&ch_config_path)],
@@ -208,7 +209,8 @@ impl Cluster {
         )
         .await?;
         let mut ops = Vec::new();
-        for ((cfg, db_url), cred) in op_cfgs.into_iter().zip(&creds) {
+        for (((cfg, db_url), cred), probe) in op_cfgs.into_iter().zip(&creds).zip(probes) {
+            drop(probe);
             ops.push(launch_operator(cfg, db_url, cred, &ch, &dir).await?);
         }
         let cluster = Cluster { dir, pki, ch_config_path, ch, ch_db, ops, tls: spec.tls, sim_keys };
