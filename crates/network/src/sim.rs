@@ -15,9 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use diameter::base::Identity;
-use diameter::cc::{
-    self, CcRequestType, Cca, Ccr, ImsInformation, Mscc, PsInformation, ServiceInformation, ServiceUnit,
-};
+use diameter::cc::{self, CcRequestType, Cca, Ccr, Mscc, PsInformation, ServiceInformation, ServiceUnit};
 use diameter::peer::{Client, ClientConfig, ClientError};
 use ocs::data_charging::{DataUsageRecord, UsageContainer};
 use ocs::online_list::{ChargingDecision, OnlineList};
@@ -193,18 +191,6 @@ impl Ctx {
     }
 }
 
-fn voice_information(caller: &str, called: &str) -> ServiceInformation {
-    ServiceInformation {
-        ps: None,
-        ims: Some(ImsInformation {
-            node_functionality: 0,
-            role_of_node: Some(0),
-            calling_party_address: Some(format!("tel:+{caller}")),
-            called_party_address: Some(format!("tel:+{called}")),
-        }),
-    }
-}
-
 fn seconds(s: u64) -> ServiceUnit {
     ServiceUnit { time: Some(u32::try_from(s).unwrap_or(u32::MAX)), ..ServiceUnit::default() }
 }
@@ -219,7 +205,7 @@ async fn gy_call(ctx: &Ctx, plan: &CallPlan) -> Cdr {
     let (mut used, mut request) = (None, Some(ctx.config.quota_s as u64));
     let cause = loop {
         let mut ccr = ctx.ccr(&session, &plan.caller, cc::IMS_CONTEXT, kind, call.next_number());
-        ccr.service_information = Some(voice_information(&plan.caller, &plan.called));
+        ccr.service_information = Some(ServiceInformation::ims_call(&plan.caller, &plan.called));
         ccr.mscc = vec![Mscc {
             rating_group: Some(VOICE_RATING_GROUP),
             requested: request.map(seconds),

@@ -130,6 +130,7 @@ async fn group_commits(ocs: &Launched) -> anyhow::Result<(f64, f64)> {
 /// writer runs on the database's `db-tx` thread, so this is what the writer costs.
 fn thread_cpu_seconds(ocs: &Launched, name: &str) -> Option<f64> {
     let pid = ocs.child.id()?;
+    // SAFETY: sysconf only reads a configuration value.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let mut total = None;
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
