@@ -7,7 +7,7 @@ use std::time::Duration;
 use numport_core::{Msisdn, SystemClock};
 use provisioning::dispatcher::{Dispatcher, DispatcherConfig, Journal, Outcome, Queued};
 use provisioning::element::{ElementConfig, ElementServer};
-use provisioning::{Action, Category, Element, Order, Origin, Verb};
+use provisioning::{Action, Category, Element, Order, Origin, ProtectionState, Verb};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -184,6 +184,45 @@ async fn priority_goes_first_within_capacity() {
     let status = d.status();
     assert_eq!(status.categories[Category::Bulk.index()].executed, 1_500);
     assert_eq!(status.categories[Category::Activation.index()].executed, 300);
+    stop.cancel();
+}
+
+/// Bulk yields to more important work the element cannot drain: with two seconds of the HLR's
+/// capacity in service orders queued, the pressure on bulk is that work ahead of it, bulk is
+/// suspended at once, and it goes again only once the work ahead has stayed drained for the
+/// hold time. Service and activation keep sending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_is_suspended_while_more_important_work_cannot_drain() {
+    let stop = CancellationToken::new();
+    let (servers, config) = elements(2_000, &stop).await;
+    servers[0].preload((0..4_200).map(msisdn));
+    let journal = Recorded::default();
+    let (d, _) = Dispatcher::start(config, journal.clone(), Arc::new(SystemClock), stop.clone());
+    let service: Vec<Order> = (0..4_000).map(|i| Order::new(msisdn(i), Action::Bar)).collect();
+    let bulk: Vec<Order> =
+        (4_000..4_200).map(|i| Order { origin: Origin::Bulk, ..Order::new(msisdn(i), Action::Bar) }).collect();
+    d.submit(queued(1, &service));
+    d.submit(queued(10_001, &bulk));
+    let outcomes = journal.wait_for(4_200).await;
+    assert!(outcomes.iter().all(|o| matches!(o, Outcome::Done { .. })));
+
+    let transitions = d.status().transitions;
+    let bulk_changes: Vec<_> = transitions.iter().filter(|t| t.category == Category::Bulk).collect();
+    let first = bulk_changes.first().unwrap_or_else(|| panic!("bulk never yielded: {transitions:?}"));
+    assert_eq!(first.to, ProtectionState::Suspended, "{transitions:?}");
+    assert!(first.cause.starts_with("hlr work ahead"), "suspended for {:?}, not the work ahead", first.cause);
+    let resumed = bulk_changes.iter().find(|t| t.from == ProtectionState::Suspended).expect("bulk resumed");
+    assert!(resumed.at - first.at >= 2_000, "bulk resumed before the hold time: {transitions:?}");
+    assert!(
+        transitions.iter().all(|t| t.category == Category::Bulk),
+        "only bulk yields to work queued ahead of it: {transitions:?}"
+    );
+    // Nothing of bulk before the last service command; bulk after it only once resumed.
+    let last_service = outcomes.iter().rposition(|o| o.id() <= 10_000).unwrap();
+    assert!(outcomes[..last_service].iter().all(|o| o.id() <= 10_000), "bulk went while suspended");
+    for e in &servers {
+        assert_eq!(e.counts().1, 0, "{} pushed beyond its capacity", e.kind());
+    }
     stop.cancel();
 }
 

@@ -17,6 +17,9 @@
 //!    `capacity_violations` is what the elements counted beyond their capacity; `lost` the
 //!    acknowledged orders the node's database does not hold as executed at the end.
 //!    With `--crash` the node is killed (SIGKILL) in the middle of the overload and restarted.
+//!    From the node's status, sampled every 100 ms: `highest_state_during_overload` and
+//!    `deepest_queue_during_overload` per category, and `transitions`, every state change
+//!    with its cause over both of the node's lives.
 //!
 //! The same run writes an SVG plot of the queue depths and protection states over time.
 
@@ -240,6 +243,25 @@ struct Sample {
     hlr_capacity: i64,
 }
 
+/// The node's state changes with their causes, over all its lives (a restart forgets those
+/// before it), oldest first.
+#[derive(Default)]
+struct Transitions {
+    seen: Vec<Value>,
+}
+
+impl Transitions {
+    /// Add those of a status's `transitions` not seen yet (each is told by its time, category
+    /// and states).
+    fn add(&mut self, reported: &Value) {
+        for t in reported.as_array().into_iter().flatten() {
+            if !self.seen.contains(t) {
+                self.seen.push(t.clone());
+            }
+        }
+    }
+}
+
 fn sample_of(t: f64, s: &Value) -> Sample {
     let mut depth = [0; 3];
     let mut state = [0; 3];
@@ -345,16 +367,19 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let acked = Arc::new(Mutex::new(Acked::default()));
     let samples = Arc::new(Mutex::new(Vec::<Sample>::new()));
+    let transitions = Arc::new(Mutex::new(Transitions::default()));
     let load_started = Instant::now();
     let total_s = args.baseline_s + args.overload_s + args.recovery_s;
     let sampler = {
-        let (client, url, samples, stop) = (client.clone(), node.url.clone(), samples.clone(), stop.clone());
+        let (client, url, stop) = (client.clone(), node.url.clone(), stop.clone());
+        let (samples, transitions) = (samples.clone(), transitions.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(100));
             while !stop.is_cancelled() {
                 tick.tick().await;
                 let url = url.read().unwrap_or_else(|e| e.into_inner()).clone();
                 if let Ok(s) = status(&client, &url).await {
+                    transitions.lock().unwrap_or_else(|e| e.into_inner()).add(&s["transitions"]);
                     samples
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -430,6 +455,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     stop.cancel();
     let _ = sampler.await;
     let final_status = status(&client, &node.url()).await?;
+    transitions.lock().unwrap_or_else(|e| e.into_inner()).add(&final_status["transitions"]);
     node.launched.stop().await;
 
     let acked = std::mem::take(&mut *acked.lock().unwrap_or_else(|e| e.into_inner()));
@@ -454,15 +480,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     // The highest state each category reached while the HLR was reduced, from the samples
     // (a restart forgets the node's own list of transitions).
     let names = ["normal", "limited", "suspended"];
-    let mut highest = serde_json::Map::new();
+    let during: Vec<&Sample> =
+        samples.iter().filter(|s| s.t >= args.baseline_s && s.t < args.baseline_s + args.overload_s).collect();
+    let (mut highest, mut deepest) = (serde_json::Map::new(), serde_json::Map::new());
     for (i, c) in ["activation", "service", "bulk"].iter().enumerate() {
-        let level = samples
-            .iter()
-            .filter(|s| s.t >= args.baseline_s && s.t < args.baseline_s + args.overload_s)
-            .map(|s| s.state[i])
-            .max()
-            .unwrap_or(0);
+        let level = during.iter().map(|s| s.state[i]).max().unwrap_or(0);
         highest.insert((*c).into(), names[level.clamp(0, 2) as usize].into());
+        deepest.insert((*c).into(), during.iter().map(|s| s.depth[i]).max().unwrap_or(0).into());
     }
     let figures = json!({
         "commands_per_s": commands_per_s,
@@ -482,7 +506,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         "drain_s_after_load": (drain_s * 10.0).round() / 10.0,
         "crash": args.crash,
         "highest_state_during_overload": highest,
-        "transitions": final_status["transitions"],
+        "deepest_queue_during_overload": deepest,
+        "samples_during_overload": during.len(),
+        "transitions": std::mem::take(&mut transitions.lock().unwrap_or_else(|e| e.into_inner()).seen),
         "plot": plot.display().to_string(),
     });
     if args.json {
