@@ -13,7 +13,9 @@
 //! succeed: a 400/403/404/422 answer). All four mark the message processed. Anything else (clearinghouse unreachable, 5xx, 401, database error) is retried
 //! with back-off.
 
+use std::collections::HashSet;
 use std::future::Future;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use clearinghouse_api::model::{ApiError, CreditInformationRequest, DecisionRequest, DeclineRequest, DepositRequest};
@@ -87,23 +89,25 @@ struct DepositRequested<'a> {
     expiry: Millis,
 }
 
-/// Removes a message id from the in-flight set when processing ends, however it ends.
+/// A message id in the in-flight set, removed when processing ends, however it ends.
 struct InflightGuard<'a> {
-    node: &'a Node,
+    set: &'a Mutex<HashSet<i64>>,
     id: i64,
 }
 
 impl<'a> InflightGuard<'a> {
-    fn take(node: &'a Node, id: i64) -> Option<InflightGuard<'a>> {
-        let mut set = node.inner.inflight.lock().unwrap_or_else(|p| p.into_inner());
-        set.insert(id).then_some(InflightGuard { node, id })
+    /// `None` when another task holds `id`. The guard is made only once the id is taken and
+    /// the set's lock released: a guard dropped under that lock would lock it again (a
+    /// deadlock of the worker) and take the other task's id out of the set.
+    fn take(set: &'a Mutex<HashSet<i64>>, id: i64) -> Option<InflightGuard<'a>> {
+        let taken = set.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+        if taken { Some(InflightGuard { set, id }) } else { None }
     }
 }
 
 impl Drop for InflightGuard<'_> {
     fn drop(&mut self) {
-        let mut set = self.node.inner.inflight.lock().unwrap_or_else(|p| p.into_inner());
-        set.remove(&self.id);
+        self.set.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.id);
     }
 }
 
@@ -126,7 +130,7 @@ impl Node {
     /// Returns true when the message is now processed; false when it failed (and is scheduled
     /// for retry) or another task is processing it.
     pub(crate) async fn process_recorded(&self, envelope: Envelope) -> bool {
-        let Some(_guard) = InflightGuard::take(self, envelope.id) else {
+        let Some(_guard) = InflightGuard::take(&self.inner.inflight, envelope.id) else {
             return false;
         };
         self.process_and_record(&envelope, 0).await
@@ -135,7 +139,7 @@ impl Node {
     /// Process a recorded message again (the re-processor), unless another task finished it
     /// since the re-processor read it.
     pub(crate) async fn process_again(&self, envelope: Envelope) -> Result<bool, OperatorError> {
-        let Some(_guard) = InflightGuard::take(self, envelope.id) else {
+        let Some(_guard) = InflightGuard::take(&self.inner.inflight, envelope.id) else {
             return Ok(false);
         };
         let row = self.inner.store.received_message(envelope.id).await?;
@@ -458,5 +462,24 @@ mod tests {
         assert_eq!(retry_delay(2000, 10), MAX_RETRY_DELAY_MS);
         assert_eq!(retry_delay(2000, i64::MAX), MAX_RETRY_DELAY_MS);
         assert_eq!(retry_delay(0, 0), 1);
+    }
+
+    /// A message already in flight is refused to a second task, whose refusal leaves the first
+    /// task's id in place, and the id is free again once the first is done. Run on a thread of
+    /// its own, so that a deadlock fails the test instead of hanging it.
+    #[test]
+    fn a_message_in_flight_is_refused_without_deadlock_or_losing_its_id() {
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let set = Mutex::new(HashSet::new());
+            let first = InflightGuard::take(&set, 7).expect("free");
+            assert!(InflightGuard::take(&set, 7).is_none(), "taken twice");
+            assert!(set.lock().unwrap().contains(&7), "the refusal took the holder's id out");
+            assert!(InflightGuard::take(&set, 8).is_some());
+            drop(first);
+            assert!(InflightGuard::take(&set, 7).is_some(), "free again");
+            done.send(()).unwrap();
+        });
+        finished.recv_timeout(std::time::Duration::from_secs(5)).expect("InflightGuard::take deadlocked or failed");
     }
 }
