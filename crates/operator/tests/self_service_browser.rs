@@ -46,7 +46,7 @@ async fn chromedriver(program: &std::path::Path) -> Driver {
         .expect("starting chromedriver");
     let url = format!("http://127.0.0.1:{port}");
     for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if testkit::listening(port) {
             return Driver { child, url };
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

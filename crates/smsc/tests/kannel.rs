@@ -142,7 +142,7 @@ text = "No service here"
         std::fs::write(&conf, kannel.config(smpp)).unwrap();
         kannel.spawn(bearerbox, "bearerbox", &conf);
         let deadline = Instant::now() + BIND_DEADLINE;
-        while std::net::TcpStream::connect(("127.0.0.1", smsbox_port)).is_err() {
+        while !testkit::listening(smsbox_port) {
             kannel.check_alive();
             assert!(Instant::now() < deadline, "bearerbox never listened for smsbox\n{}", kannel.logs());
             tokio::time::sleep(Duration::from_millis(50)).await;

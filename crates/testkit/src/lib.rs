@@ -1,7 +1,8 @@
 //! What the test suites share: how a test that needs something from outside the repository
 //! (PostgreSQL, `dig`, `tshark`, Kannel, a Python package) behaves when it is missing, the
-//! check of a server's error answers ([`http`]) and of its OpenAPI document ([`openapi`]), and
-//! packet captures on lo for tshark ([`capture`]).
+//! check of a server's error answers ([`http`]) and of its OpenAPI document ([`openapi`]),
+//! packet captures on lo for tshark ([`capture`]), and whether a program a test started listens
+//! yet ([`listening`]).
 //!
 //! Under CI (`CI=true`) a missing prerequisite fails the test with a message that names it, so
 //! a green run can never mean "skipped". Elsewhere the test prints one line that says what was
@@ -96,6 +97,15 @@ fn is_executable(p: &Path) -> bool {
     p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// Whether something listens on loopback `port`, for a test waiting on a program it started.
+///
+/// A connect to a free port of the ephemeral range can take that same port as its own source
+/// and connect to itself (TCP simultaneous open), which looks like a listener; such a socket
+/// has its own address as its peer, and counts as nothing listening.
+pub fn listening(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok_and(|s| s.local_addr().ok() != s.peer_addr().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +114,16 @@ mod tests {
     fn finds_a_program_every_machine_has() {
         assert!(find_program("sh").is_some());
         assert!(find_program("no-such-program-numport").is_none());
+    }
+
+    #[test]
+    fn listening_sees_a_listener_and_nothing_on_a_free_port() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert!(super::listening(port));
+        drop(listener);
+        // A free port reads as nothing listening however often it is asked (a self-connect,
+        // should one of the attempts make it, included).
+        assert!((0..200).all(|_| !super::listening(port)));
     }
 }
